@@ -1,0 +1,55 @@
+import { Arg, Args, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from "type-graphql";
+import type { Context } from "../graphql/context";
+import { currentUser } from "../graphql/context";
+import { PageArgsInput } from "../graphql/connection";
+import { User } from "../users/user.type";
+import { AuthPayload, LogInInput, Session, SessionConnection, SignUpInput } from "./auth.types";
+import type { SessionRow } from "../db/schema";
+
+const toSession = (row: SessionRow, ctx: Context): Session => ({ ...row, current: row.id === ctx.auth?.session.id });
+
+@Resolver()
+export class AuthResolver {
+  @Mutation(() => AuthPayload, { description: "Create an account and log in" })
+  async signUp(@Arg("input", () => SignUpInput) input: SignUpInput, @Ctx() ctx: Context): Promise<AuthPayload> {
+    return ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent });
+  }
+
+  @Mutation(() => AuthPayload, { description: "Log in; unknown e-mail and wrong password give the same error. Rate limited per account and per address." })
+  async logIn(@Arg("input", () => LogInInput) input: LogInInput, @Ctx() ctx: Context): Promise<AuthPayload> {
+    return ctx.services.auth.logIn(input, { ip: ctx.ip, userAgent: ctx.userAgent });
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: "Revoke this request's token, at once (open subscriptions on it are closed)" })
+  async logOut(@Ctx() ctx: Context): Promise<boolean> {
+    await ctx.services.auth.logOut(ctx.auth!.session);
+    return true;
+  }
+
+  @Authorized()
+  @Mutation(() => Int, { description: "Revoke every token of your account; returns how many were active" })
+  async logOutEverywhere(@Ctx() ctx: Context): Promise<number> {
+    return ctx.services.auth.logOutEverywhere(currentUser(ctx).id);
+  }
+
+  @Authorized()
+  @Mutation(() => Session, { description: "Revoke one of your sessions" })
+  async revokeSession(@Arg("id", () => ID) id: string, @Ctx() ctx: Context): Promise<Session> {
+    return toSession(await ctx.services.auth.revokeSession(currentUser(ctx).id, id), ctx);
+  }
+
+  @Authorized()
+  @Query(() => User, { description: "The signed-in user" })
+  me(@Ctx() ctx: Context): User {
+    return currentUser(ctx);
+  }
+
+  @Authorized()
+  @Query(() => SessionConnection, { description: "Your login sessions, newest first" })
+  async sessions(@Args(() => PageArgsInput) page: PageArgsInput, @Ctx() ctx: Context) {
+    const result = await ctx.services.sessions.list(currentUser(ctx).id, page);
+    return { ...result, edges: result.edges.map((e) => ({ ...e, node: toSession(e.node, ctx) })) };
+  }
+}
+

@@ -1,0 +1,216 @@
+import { and, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
+import type { Config } from "../config";
+import type { Db } from "../db/client";
+import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
+import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "../errors";
+import { newId, isId } from "../common/ids";
+import type { AppPubSub } from "../graphql/pubsub";
+import { Topic } from "../graphql/pubsub";
+import { checkPasswordPolicy, type PasswordHasher } from "./password";
+import type { RateLimiter } from "./rate-limiter";
+import { hashToken, isWellFormedToken, newToken } from "./token";
+
+export interface AuthResult {
+  token: string;
+  expiresAt: Date;
+  user: UserRow;
+  session: SessionRow;
+}
+
+export interface Authenticated {
+  user: UserRow;
+  session: SessionRow;
+}
+
+export interface ClientMeta {
+  ip?: string;
+  userAgent?: string;
+}
+
+export type TokenRejection = "MALFORMED" | "UNKNOWN" | "EXPIRED" | "REVOKED";
+
+export const tokenRejected = (reason: TokenRejection) =>
+  new AppError(
+    ErrorCode.UNAUTHENTICATED,
+    {
+      MALFORMED: "Malformed token: expected `Authorization: Bearer rcl_…`",
+      UNKNOWN: "Invalid token: log in again",
+      EXPIRED: "Token expired: log in again",
+      REVOKED: "Token revoked (logged out): log in again",
+    }[reason],
+    { reason },
+  );
+
+const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$/;
+// Pragmatic address check: one @, a dotted domain, no spaces; the real check is the mail we send.
+const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
+
+export function normaliseEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export interface AuthServiceDeps {
+  db: Db;
+  hasher: PasswordHasher;
+  limiter: RateLimiter;
+  pubSub: AppPubSub;
+  config: Config["auth"];
+  now?: () => Date;
+}
+
+/** Accounts and sessions: sign-up, log-in, token checks, log-out. */
+export class AuthService {
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: AuthServiceDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async signUp(input: { username: string; email: string; password: string }, meta: ClientMeta): Promise<AuthResult> {
+    const username = input.username.trim();
+    const email = normaliseEmail(input.email);
+    if (!USERNAME.test(username))
+      throw badInput("Username must be 3–64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit", { field: "username" });
+    if (email.length > 254 || !EMAIL.test(email)) throw badInput("E-mail address is not valid", { field: "email" });
+    checkPasswordPolicy(input.password, { username, email });
+
+    const passwordHash = await this.deps.hasher.hash(input.password);
+    const now = this.now();
+    const user: UserRow = { id: newId(), username, email, passwordHash, createdAt: now, updatedAt: now };
+    try {
+      await this.deps.db.insert(users).values(user);
+    } catch (err) {
+      if (isDuplicate(err)) {
+        const field = duplicateKeyMessage(err).includes("users_username_uq") ? "username" : "email";
+        throw conflict(field === "email" ? "An account with this e-mail address already exists" : "This username is taken", { field });
+      }
+      throw err;
+    }
+    return this.openSession(user, meta);
+  }
+
+  async logIn(input: { email: string; password: string }, meta: ClientMeta): Promise<AuthResult> {
+    const email = normaliseEmail(input.email);
+    const { perAccount, perAddress, windowMs } = this.deps.config.loginRateLimit;
+    const accountKey = `login:account:${email}`;
+    const byAddress = await this.deps.limiter.hit(`login:address:${meta.ip ?? "unknown"}`, perAddress, windowMs);
+    if (!byAddress.allowed) throw rateLimited(byAddress.retryAfterSeconds);
+    const byAccount = await this.deps.limiter.hit(accountKey, perAccount, windowMs);
+    if (!byAccount.allowed) throw rateLimited(byAccount.retryAfterSeconds);
+
+    const [user] = await this.deps.db.select().from(users).where(eq(users.email, email)).limit(1);
+    // Verify even when the e-mail is unknown, so response time does not reveal which accounts exist.
+    const ok = await this.deps.hasher.verify(user?.passwordHash, input.password);
+    if (!user || !ok) throw new AppError(ErrorCode.UNAUTHENTICATED, "Wrong e-mail address or password", { reason: "BAD_CREDENTIALS" });
+
+    await this.deps.limiter.reset(accountKey);
+    if (this.deps.hasher.needsRehash(user.passwordHash)) {
+      const passwordHash = await this.deps.hasher.hash(input.password);
+      await this.deps.db.update(users).set({ passwordHash, updatedAt: this.now() }).where(eq(users.id, user.id));
+    }
+    return this.openSession(user, meta);
+  }
+
+  /** Resolves a bearer token to its user and session, or throws UNAUTHENTICATED with the reason. */
+  async authenticate(token: string): Promise<Authenticated> {
+    if (!isWellFormedToken(token)) throw tokenRejected("MALFORMED");
+    const [row] = await this.deps.db
+      .select({ session: sessions, user: users })
+      .from(sessions)
+      .innerJoin(users, eq(users.id, sessions.userId))
+      .where(eq(sessions.tokenHash, hashToken(token)))
+      .limit(1);
+    if (!row) throw tokenRejected("UNKNOWN");
+    const now = this.now();
+    if (row.session.revokedAt) throw tokenRejected("REVOKED");
+    if (row.session.expiresAt.getTime() <= now.getTime()) throw tokenRejected("EXPIRED");
+    if (!row.session.lastUsedAt || now.getTime() - row.session.lastUsedAt.getTime() > 60_000) {
+      await this.deps.db.update(sessions).set({ lastUsedAt: now }).where(eq(sessions.id, row.session.id));
+    }
+    return row;
+  }
+
+  /** Still valid right now? (Used before each WebSocket subscription starts.) */
+  async isSessionActive(sessionId: string): Promise<boolean> {
+    const [row] = await this.deps.db
+      .select({ id: sessions.id })
+      .from(sessions)
+      .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt), gt(sessions.expiresAt, this.now())))
+      .limit(1);
+    return Boolean(row);
+  }
+
+  async logOut(session: SessionRow): Promise<void> {
+    await this.revoke(session.userId, [session.id]);
+  }
+
+  /** Revokes one of the user's own sessions; another user's session id is NOT_FOUND. */
+  async revokeSession(userId: string, sessionId: string): Promise<SessionRow> {
+    const [row] = isId(sessionId)
+      ? await this.deps.db.select().from(sessions).where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId))).limit(1)
+      : [];
+    if (!row) throw notFound("Session", sessionId);
+    await this.revoke(userId, [row.id]);
+    return { ...row, revokedAt: row.revokedAt ?? this.now() };
+  }
+
+  /** Revokes every session of the user; returns how many were still active. */
+  async logOutEverywhere(userId: string): Promise<number> {
+    const now = this.now();
+    const [result] = await this.deps.db
+      .update(sessions)
+      .set({ revokedAt: now })
+      .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)));
+    this.deps.pubSub.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: "ALL" });
+    return result.affectedRows;
+  }
+
+  /** Deletes sessions that expired or were revoked more than `olderThanMs` ago (scheduled purge). */
+  async purgeSessions(olderThanMs = 0): Promise<number> {
+    const cutoff = new Date(this.now().getTime() - olderThanMs);
+    const [result] = await this.deps.db.delete(sessions).where(or(lt(sessions.expiresAt, cutoff), lt(sessions.revokedAt, cutoff)));
+    return result.affectedRows;
+  }
+
+  private async revoke(userId: string, ids: string[]): Promise<void> {
+    const now = this.now();
+    for (const id of ids) {
+      await this.deps.db
+        .update(sessions)
+        .set({ revokedAt: sql`COALESCE(${sessions.revokedAt}, ${now})` })
+        .where(and(eq(sessions.id, id), eq(sessions.userId, userId)));
+    }
+    this.deps.pubSub.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: ids });
+  }
+
+  private async openSession(user: UserRow, meta: ClientMeta): Promise<AuthResult> {
+    const token = newToken();
+    const now = this.now();
+    const session: SessionRow = {
+      id: newId(),
+      userId: user.id,
+      tokenHash: hashToken(token),
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + this.deps.config.tokenTtlMs),
+      revokedAt: null,
+      lastUsedAt: now,
+      ip: meta.ip?.slice(0, 64) ?? null,
+      userAgent: meta.userAgent?.slice(0, 255) ?? null,
+    };
+    await this.deps.db.insert(sessions).values(session);
+    return { token, expiresAt: session.expiresAt, user, session };
+  }
+}
+
+type SqlError = { code?: string; sqlMessage?: string; cause?: SqlError };
+
+/** MySQL duplicate-key error (drizzle wraps the driver's error in `cause`). */
+export function isDuplicate(err: unknown): boolean {
+  const e = err as SqlError | undefined;
+  return e?.code === "ER_DUP_ENTRY" || e?.cause?.code === "ER_DUP_ENTRY";
+}
+
+function duplicateKeyMessage(err: unknown): string {
+  const e = err as SqlError | undefined;
+  return `${e?.sqlMessage ?? ""} ${e?.cause?.sqlMessage ?? ""}`;
+}

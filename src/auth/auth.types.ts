@@ -1,0 +1,65 @@
+import { Field, ID, InputType, ObjectType } from "type-graphql";
+import { User } from "../users/user.type";
+import { Connection } from "../graphql/connection";
+
+@ObjectType({ description: "A fresh session token. Send it as `Authorization: Bearer <token>`; it is shown only once." })
+export class AuthPayload {
+  @Field()
+  token: string;
+
+  @Field()
+  expiresAt: Date;
+
+  @Field(() => User)
+  user: User;
+}
+
+@ObjectType({ description: "One of your login sessions" })
+export class Session {
+  @Field(() => ID)
+  id: string;
+
+  @Field()
+  createdAt: Date;
+
+  @Field()
+  expiresAt: Date;
+
+  @Field(() => Date, { nullable: true })
+  revokedAt: Date | null;
+
+  @Field(() => Date, { nullable: true })
+  lastUsedAt: Date | null;
+
+  @Field(() => String, { nullable: true })
+  ip: string | null;
+
+  @Field(() => String, { nullable: true })
+  userAgent: string | null;
+
+  @Field({ description: "True for the session that made this request" })
+  current: boolean;
+}
+
+export const SessionConnection = Connection("Session", Session);
+
+@InputType()
+export class SignUpInput {
+  @Field({ description: "3–64 characters: letters, digits, '.', '_', '-'" })
+  username: string;
+
+  @Field()
+  email: string;
+
+  @Field({ description: "12–128 characters; not a common password; must not contain your username or e-mail" })
+  password: string;
+}
+
+@InputType()
+export class LogInInput {
+  @Field()
+  email: string;
+
+  @Field()
+  password: string;
+}

@@ -1,0 +1,113 @@
+import { and, desc, eq, gte, lt, ne, type SQL } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { backups, uploads, type BackupRow } from "../db/schema";
+import { badInput } from "../errors";
+import { newId } from "../common/ids";
+import { findOwned, findOwnedOrNull } from "../common/ownership";
+import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { Topic, type AppPubSub } from "../graphql/pubsub";
+import type { BackupFilter, CreateBackupInput } from "./backup.input";
+
+const MiB = 1024 * 1024;
+/** Largest image accepted (64 TiB). */
+export const MAX_IMAGE_SIZE = 64 * 1024 * MiB * 1024;
+/** S3 allows 10,000 parts per multipart upload: a restore point is composed from one part per chunk. */
+export const MAX_CHUNKS = 10_000;
+
+/** Chunk size for a new lineage: at least 8 MiB and at least imageSize / 10,000, rounded up to a MiB. */
+export function chunkSizeFor(imageSize: number): number {
+  return Math.max(8 * MiB, Math.ceil(imageSize / MAX_CHUNKS / MiB) * MiB);
+}
+
+export class BackupService {
+  constructor(
+    private readonly db: Db,
+    private readonly pubSub: AppPubSub,
+    private readonly limits: PageLimits,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  get(userId: string, id: string): Promise<BackupRow> {
+    return findOwned<BackupRow>(this.db, backups, "Backup", userId, id);
+  }
+
+  find(userId: string, id: string): Promise<BackupRow | null> {
+    return findOwnedOrNull<BackupRow>(this.db, backups, userId, id);
+  }
+
+  list(userId: string, args: PageArgs, filter: BackupFilter = {}): Promise<Page<BackupRow>> {
+    const conds: (SQL | undefined)[] = [
+      filter.kind ? eq(backups.kind, filter.kind) : undefined,
+      filter.status ? eq(backups.status, filter.status) : ne(backups.status, "DELETED"),
+      filter.sourceName ? eq(backups.sourceName, filter.sourceName) : undefined,
+      filter.createdAfter ? gte(backups.createdAt, filter.createdAfter) : undefined,
+      filter.createdBefore ? lt(backups.createdAt, filter.createdBefore) : undefined,
+    ];
+    return paginateOwned<BackupRow>(this.db, backups, userId, args, this.limits, and(...conds));
+  }
+
+  /** Latest COMPLETED backup of a source (the default parent of an incremental). */
+  async latestCompleted(userId: string, sourceName: string): Promise<BackupRow | null> {
+    const [row] = await this.db
+      .select()
+      .from(backups)
+      .where(and(eq(backups.userId, userId), eq(backups.sourceName, sourceName), eq(backups.status, "COMPLETED")))
+      .orderBy(desc(backups.id))
+      .limit(1);
+    return row ?? null;
+  }
+
+  /** A new backup (UPLOADING) and its upload session, in one transaction. */
+  async create(userId: string, input: CreateBackupInput): Promise<BackupRow> {
+    const sourceName = input.sourceName.trim();
+    if (!/^[\w.@:-][\w .@:-]{0,127}$/.test(sourceName))
+      throw badInput("sourceName must be 1–128 characters: letters, digits, spaces, '.', '_', '-', '@', ':'", { field: "sourceName" });
+    if (!Number.isSafeInteger(input.imageSize) || input.imageSize <= 0 || input.imageSize > MAX_IMAGE_SIZE)
+      throw badInput(`imageSize must be between 1 byte and ${MAX_IMAGE_SIZE} bytes`, { field: "imageSize" });
+
+    let chunkSize = chunkSizeFor(input.imageSize);
+    let parentId: string | null = null;
+    if (input.kind === "INCREMENTAL") {
+      if (!input.parentBackupId) throw badInput("An INCREMENTAL backup needs parentBackupId", { field: "parentBackupId" });
+      const parent = await this.get(userId, input.parentBackupId);
+      if (parent.status !== "COMPLETED") throw badInput(`Parent backup ${parent.id} is ${parent.status}, not COMPLETED`, { field: "parentBackupId" });
+      if (parent.sourceName !== sourceName) throw badInput("Parent backup is of another source", { field: "parentBackupId" });
+      // The lineage keeps its chunk size, unless the image grew past what that size can compose.
+      if (Math.ceil(input.imageSize / parent.chunkSize) <= MAX_CHUNKS) chunkSize = parent.chunkSize;
+      parentId = parent.id;
+    } else if (input.parentBackupId) {
+      throw badInput("A FULL backup has no parent", { field: "parentBackupId" });
+    }
+
+    const now = this.now();
+    const row: BackupRow = {
+      id: newId(),
+      userId,
+      sourceName,
+      kind: input.kind,
+      status: "UPLOADING",
+      imageSize: input.imageSize,
+      chunkSize,
+      chunkCount: Math.ceil(input.imageSize / chunkSize),
+      uploadedBytes: 0,
+      parentId,
+      sha256: null,
+      manifestKey: null,
+      createdAt: now,
+      updatedAt: now,
+      completedAt: null,
+      deletedAt: null,
+    };
+    await this.db.transaction(async (tx) => {
+      await tx.insert(backups).values(row);
+      await tx.insert(uploads).values({ id: newId(), userId, backupId: row.id, status: "ACTIVE", startedAt: now, createdAt: now, updatedAt: now });
+    });
+    this.changed(row);
+    return row;
+  }
+
+  /** Tells subscribers (this user's only) that a backup changed. */
+  changed(row: Pick<BackupRow, "id" | "userId">): void {
+    this.pubSub.publish(Topic.BACKUP_CHANGED, row.userId, { backupId: row.id, userId: row.userId });
+  }
+}

@@ -1,0 +1,64 @@
+import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
+import { BACKUP_KINDS, BACKUP_STATUSES } from "../db/schema";
+import { Connection } from "../graphql/connection";
+import { SafeInt } from "../graphql/scalars";
+
+export enum BackupKind {
+  FULL = "FULL",
+  INCREMENTAL = "INCREMENTAL",
+}
+export enum BackupStatus {
+  UPLOADING = "UPLOADING",
+  COMPLETED = "COMPLETED",
+  ABORTED = "ABORTED",
+  DELETED = "DELETED",
+}
+registerEnumType(BackupKind, { name: "BackupKind", description: "FULL uploads every non-zero chunk; INCREMENTAL only those changed since its parent" });
+registerEnumType(BackupStatus, { name: "BackupStatus" });
+
+// The database enums and the GraphQL enums must list the same values.
+const _kinds: readonly `${BackupKind}`[] = BACKUP_KINDS;
+const _statuses: readonly `${BackupStatus}`[] = BACKUP_STATUSES;
+void _kinds;
+void _statuses;
+
+@ObjectType({ description: "A restore point: one backup of a source's disk image, stored as a manifest of content-addressed chunks" })
+export class Backup {
+  @Field(() => ID)
+  id: string;
+
+  @Field(() => BackupKind)
+  kind: BackupKind;
+
+  @Field(() => BackupStatus)
+  status: BackupStatus;
+
+  @Field({ description: "The protected machine or disk (e.g. its host name)" })
+  sourceName: string;
+
+  @Field(() => SafeInt, { description: "Image size in bytes" })
+  imageSize: number;
+
+  @Field(() => Int, { description: "Chunk size in bytes, fixed per source lineage" })
+  chunkSize: number;
+
+  @Field(() => Int)
+  chunkCount: number;
+
+  @Field(() => SafeInt, { description: "Bytes this backup actually sent (chunks already stored are not sent again)" })
+  uploadedBytes: number;
+
+  @Field(() => String, { nullable: true, description: "Hex SHA-256 of the whole image, once completed" })
+  sha256: string | null;
+
+  @Field()
+  createdAt: Date;
+
+  @Field(() => Date, { nullable: true })
+  completedAt: Date | null;
+
+  /** Not a GraphQL field: `parent` resolves it, owner-scoped. */
+  parentId: string | null;
+}
+
+export const BackupConnection = Connection("Backup", Backup);

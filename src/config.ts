@@ -1,0 +1,214 @@
+import path from "node:path";
+import { z } from "zod";
+
+/**
+ * The one configuration module. `loadConfig()` reads the environment once at start-up, validates
+ * every variable, and throws a ConfigError listing every problem at once. Defaults serve local
+ * development (the services started by `scripts/services.sh`).
+ */
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "60d", "15m", "30s", "250ms" or a bare number of milliseconds. */
+export function parseDuration(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value);
+  if (!m) return undefined;
+  const n = Number(m[1]) * DURATION_UNITS[m[2] ?? "ms"]!;
+  return Number.isFinite(n) && n >= 0 ? Math.round(n) : undefined;
+}
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: "custom", message: `expected a duration like 60d, 15m, 30s or 500ms, got "${v}"` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const int = (fallback: number, min: number, max: number) =>
+  z.coerce
+    .number({ error: "expected a whole number" })
+    .int("expected a whole number")
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`)
+    .default(fallback);
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"], { error: "expected true or false" })
+    .optional()
+    .transform((v) => (v === undefined ? fallback : ["true", "1", "yes"].includes(v)));
+
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected a URL starting with ${protocols.map((p) => p + "//").join(" or ")}` },
+  );
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v));
+
+const repoRoot = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..");
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: int(4000, 0, 65535),
+  /** Public base URL printed at start and used in links; defaults to http://HOST:PORT. */
+  PUBLIC_URL: optionalString.pipe(url(["http:", "https:"]).optional()),
+  TRUST_PROXY: bool(false),
+  RECLO_DATA_DIR: z.string().default(path.join(repoRoot, ".data")),
+
+  DATABASE_URL: url(["mysql:", "mariadb:"]).default("mysql://root@127.0.0.1:3306/reclo"),
+  DATABASE_POOL_SIZE: int(10, 1, 200),
+  MIGRATE_ON_START: bool(true),
+
+  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, "expected host:port").default("127.0.0.1:7233"),
+  TEMPORAL_NAMESPACE: z.string().min(1).default("default"),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default("reclo"),
+  /** Temporal Cloud API key (implies TLS). */
+  TEMPORAL_API_KEY: optionalString,
+  TEMPORAL_TLS: bool(false),
+  TEMPORAL_TLS_CERT_PATH: optionalString,
+  TEMPORAL_TLS_KEY_PATH: optionalString,
+  TEMPORAL_TLS_CA_PATH: optionalString,
+  TEMPORAL_TLS_SERVER_NAME: optionalString,
+
+  S3_ENDPOINT: optionalString.pipe(url(["http:", "https:"]).optional()).default("http://127.0.0.1:7070"),
+  S3_REGION: z.string().min(1).default("us-east-1"),
+  S3_ACCESS_KEY_ID: z.string().min(1).default("reclo-dev"),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).default("reclo-dev-secret-key-0123456789"),
+  S3_FORCE_PATH_STYLE: bool(true),
+  S3_BACKUPS_BUCKET: z.string().min(3).default("reclo-backups"),
+  S3_IMPORTS_BUCKET: z.string().min(3).default("reclo-imports"),
+  S3_ARTIFACTS_BUCKET: z.string().min(3).default("reclo-artifacts"),
+
+  REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
+
+  TOKEN_TTL: duration("60d"),
+  ARGON2_MEMORY_KIB: int(19_456, 8_192, 4_194_304),
+  ARGON2_TIME_COST: int(2, 1, 20),
+  ARGON2_PARALLELISM: int(1, 1, 16),
+  LOGIN_MAX_ATTEMPTS_PER_ACCOUNT: int(10, 1, 10_000),
+  LOGIN_MAX_ATTEMPTS_PER_ADDRESS: int(50, 1, 100_000),
+  LOGIN_RATE_WINDOW: duration("15m"),
+
+  MAX_QUERY_DEPTH: int(12, 2, 100),
+  MAX_QUERY_COST: int(20_000, 10, 10_000_000),
+  MAX_PAGE_SIZE: int(100, 1, 1000),
+  DEFAULT_PAGE_SIZE: int(20, 1, 1000),
+  MAX_BODY_BYTES: int(1_048_576, 1024, 100 * 1_048_576),
+
+  /** Run the API and the Temporal worker in this process (main entry only). */
+  RUN_WORKER: bool(true),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  env: "development" | "test" | "production";
+  logLevel: string;
+  http: { host: string; port: number; publicUrl?: string; trustProxy: boolean; maxBodyBytes: number };
+  dataDir: string;
+  database: { url: string; poolSize: number; migrateOnStart: boolean };
+  temporal: {
+    address: string;
+    namespace: string;
+    taskQueue: string;
+    apiKey?: string;
+    tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
+  };
+  s3: {
+    endpoint?: string;
+    region: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    forcePathStyle: boolean;
+    buckets: { backups: string; imports: string; artifacts: string };
+  };
+  redisUrl?: string;
+  auth: {
+    tokenTtlMs: number;
+    argon2: { memoryCost: number; timeCost: number; parallelism: number };
+    loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
+  };
+  limits: { maxDepth: number; maxCost: number; maxPageSize: number; defaultPageSize: number };
+  runWorker: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` + problems.map((p) => `  - ${p}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const result = envSchema.safeParse(source);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((i) => {
+        const key = String(i.path[0] ?? "environment");
+        const raw = source[key];
+        const shown = raw === undefined || /SECRET|PASSWORD|KEY|TOKEN/.test(key) ? "" : ` (got "${raw}")`;
+        return `${key}: ${i.message}${shown}`;
+      }),
+    );
+  }
+  const e = result.data;
+  const problems: string[] = [];
+  if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
+  if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
+    problems.push("TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH: set both for mTLS, or neither");
+  if (e.NODE_ENV === "production" && e.S3_SECRET_ACCESS_KEY === "reclo-dev-secret-key-0123456789")
+    problems.push("S3_SECRET_ACCESS_KEY: the development default must not be used in production");
+  if (problems.length) throw new ConfigError(problems);
+
+  const useTls = e.TEMPORAL_TLS || Boolean(e.TEMPORAL_API_KEY) || Boolean(e.TEMPORAL_TLS_CERT_PATH);
+  return {
+    env: e.NODE_ENV,
+    logLevel: e.LOG_LEVEL,
+    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES },
+    dataDir: path.resolve(e.RECLO_DATA_DIR),
+    database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, migrateOnStart: e.MIGRATE_ON_START },
+    temporal: {
+      address: e.TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE,
+      taskQueue: e.TEMPORAL_TASK_QUEUE,
+      apiKey: e.TEMPORAL_API_KEY,
+      tls: useTls
+        ? { certPath: e.TEMPORAL_TLS_CERT_PATH, keyPath: e.TEMPORAL_TLS_KEY_PATH, caPath: e.TEMPORAL_TLS_CA_PATH, serverName: e.TEMPORAL_TLS_SERVER_NAME }
+        : undefined,
+    },
+    s3: {
+      endpoint: e.S3_ENDPOINT,
+      region: e.S3_REGION,
+      accessKeyId: e.S3_ACCESS_KEY_ID,
+      secretAccessKey: e.S3_SECRET_ACCESS_KEY,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
+    },
+    redisUrl: e.REDIS_URL,
+    auth: {
+      tokenTtlMs: e.TOKEN_TTL,
+      argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+      loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
+    },
+    limits: { maxDepth: e.MAX_QUERY_DEPTH, maxCost: e.MAX_QUERY_COST, maxPageSize: e.MAX_PAGE_SIZE, defaultPageSize: e.DEFAULT_PAGE_SIZE },
+    runWorker: e.RUN_WORKER,
+  };
+}

@@ -1,0 +1,47 @@
+import { bigint, char, index, int, mysqlEnum, mysqlTable, varchar, type AnyMySqlColumn } from "drizzle-orm/mysql-core";
+import { idColumn, ref, timestamps, ts } from "../columns";
+import { users } from "./users";
+
+export const BACKUP_KINDS = ["FULL", "INCREMENTAL"] as const;
+export const BACKUP_STATUSES = ["UPLOADING", "COMPLETED", "ABORTED", "DELETED"] as const;
+
+/** A restore point: one backup of one source's disk image, stored as a manifest of chunks. */
+export const backups = mysqlTable(
+  "backups",
+  {
+    id: idColumn(),
+    /** Owner. */
+    userId: ref("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    /** The protected machine or disk this backup is of (e.g. host name). */
+    sourceName: varchar("source_name", { length: 128 }).notNull(),
+    kind: mysqlEnum("kind", BACKUP_KINDS).notNull(),
+    status: mysqlEnum("status", BACKUP_STATUSES).notNull(),
+    /** Size of the disk image in bytes. */
+    imageSize: bigint("image_size", { mode: "number", unsigned: true }).notNull(),
+    /** Fixed chunk size of this image lineage, in bytes. */
+    chunkSize: int("chunk_size", { unsigned: true }).notNull(),
+    /** ceil(imageSize / chunkSize). */
+    chunkCount: int("chunk_count", { unsigned: true }).notNull(),
+    /** Bytes this backup actually sent (chunks already stored are not counted). */
+    uploadedBytes: bigint("uploaded_bytes", { mode: "number", unsigned: true }).notNull().default(0),
+    /** The backup an incremental was taken against (same owner, same source). */
+    parentId: ref("parent_id").references((): AnyMySqlColumn => backups.id, { onDelete: "set null" }),
+    /** Hex SHA-256 of the whole image, known once completed. */
+    sha256: char("sha256", { length: 64 }),
+    /** Object key of the manifest in the backups bucket, once completed. */
+    manifestKey: varchar("manifest_key", { length: 255 }),
+    ...timestamps,
+    completedAt: ts("completed_at"),
+    deletedAt: ts("deleted_at"),
+  },
+  (t) => [
+    index("backups_user_id_idx").on(t.userId, t.id),
+    index("backups_user_source_idx").on(t.userId, t.sourceName, t.id),
+    index("backups_user_status_idx").on(t.userId, t.status, t.id),
+    index("backups_parent_idx").on(t.parentId),
+  ],
+);
+
+export type BackupRow = typeof backups.$inferSelect;

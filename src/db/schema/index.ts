@@ -1,0 +1,6 @@
+export * from "./users";
+export * from "./sessions";
+export * from "./backups";
+export * from "./uploads";
+export * from "./recoveries";
+export * from "./instances";

@@ -1,0 +1,43 @@
+import { index, mysqlEnum, mysqlTable, tinyint, varchar } from "drizzle-orm/mysql-core";
+import { idColumn, ref, timestamps, ts } from "../columns";
+import { backups } from "./backups";
+import { users } from "./users";
+
+export const RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED", "FAILED", "CANCELLED"] as const;
+export const RECOVERY_TARGETS = ["AWS", "LOCAL"] as const;
+
+/** One recovery of a restore point into a new virtual machine, driven by a Temporal workflow. */
+export const recoveries = mysqlTable(
+  "recoveries",
+  {
+    id: idColumn(),
+    /** Owner. */
+    userId: ref("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    /** The restore point being recovered. */
+    backupId: ref("backup_id")
+      .notNull()
+      .references(() => backups.id, { onDelete: "restrict" }),
+    target: mysqlEnum("target", RECOVERY_TARGETS).notNull(),
+    state: mysqlEnum("state", RECOVERY_STATES).notNull(),
+    /** 0–100 within the current step; never goes backwards within a step. */
+    stepProgress: tinyint("step_progress", { unsigned: true }).notNull().default(0),
+    /** 0–100 over the whole recovery. */
+    totalProgress: tinyint("total_progress", { unsigned: true }).notNull().default(0),
+    /** Latest human-readable status line. */
+    message: varchar("message", { length: 1024 }),
+    /** Why it failed (e.g. TIMED_OUT, or the provider's message). */
+    failureReason: varchar("failure_reason", { length: 1024 }),
+    /** Temporal workflow id (derived from the recovery id). */
+    workflowId: varchar("workflow_id", { length: 128 }).notNull(),
+    startedAt: ts("started_at"),
+    /** Start + the recovery time limit (24 h by default). */
+    deadlineAt: ts("deadline_at"),
+    completedAt: ts("completed_at"),
+    ...timestamps,
+  },
+  (t) => [index("recoveries_user_id_idx").on(t.userId, t.id), index("recoveries_backup_state_idx").on(t.backupId, t.state), index("recoveries_state_idx").on(t.state)],
+);
+
+export type RecoveryRow = typeof recoveries.$inferSelect;

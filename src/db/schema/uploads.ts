@@ -1,0 +1,33 @@
+import { bigint, index, int, mysqlEnum, mysqlTable, uniqueIndex } from "drizzle-orm/mysql-core";
+import { idColumn, ref, timestamps, ts } from "../columns";
+import { backups } from "./backups";
+import { users } from "./users";
+
+export const UPLOAD_STATUSES = ["ACTIVE", "COMPLETED", "ABORTED"] as const;
+
+/** The upload session of a backup: what the Backup Manager has sent so far. */
+export const uploads = mysqlTable(
+  "uploads",
+  {
+    id: idColumn(),
+    /** Owner (same as the backup's). */
+    userId: ref("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    /** The backup being uploaded; one upload session per backup. */
+    backupId: ref("backup_id")
+      .notNull()
+      .references(() => backups.id, { onDelete: "cascade" }),
+    status: mysqlEnum("status", UPLOAD_STATUSES).notNull(),
+    /** Bytes of chunk bodies sent through presigned URLs and confirmed stored. */
+    bytesSent: bigint("bytes_sent", { mode: "number", unsigned: true }).notNull().default(0),
+    /** Number of chunks sent (not counting chunks that were already stored). */
+    chunksSent: int("chunks_sent", { unsigned: true }).notNull().default(0),
+    startedAt: ts("started_at").notNull(),
+    completedAt: ts("completed_at"),
+    ...timestamps,
+  },
+  (t) => [index("uploads_user_id_idx").on(t.userId, t.id), uniqueIndex("uploads_backup_uq").on(t.backupId)],
+);
+
+export type UploadRow = typeof uploads.$inferSelect;

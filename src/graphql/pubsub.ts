@@ -1,0 +1,58 @@
+import { createPubSub, type PubSub as YogaPubSub } from "@graphql-yoga/subscription";
+import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
+import { Redis } from "ioredis";
+
+/**
+ * The one typed pub/sub module. Payloads are plain JSON (ids, strings, numbers) so they survive
+ * the trip through Redis; subscribers re-read the current row, owner-scoped, from the database.
+ *
+ * With REDIS_URL every API and worker process shares events through Redis; without it events
+ * stay inside this process (fine when API and worker run in one process).
+ */
+export interface BackupChangedEvent {
+  backupId: string;
+  userId: string;
+}
+
+export interface SessionsRevokedEvent {
+  userId: string;
+  /** The revoked sessions, or "ALL" for log-out-everywhere. */
+  sessionIds: string[] | "ALL";
+}
+
+export type PubSubEvents = {
+  /** Routed by user id: each user only ever hears about their own backups. */
+  BACKUP_CHANGED: [userId: string, payload: BackupChangedEvent];
+  SESSIONS_REVOKED: [payload: SessionsRevokedEvent];
+};
+
+export const Topic = {
+  BACKUP_CHANGED: "BACKUP_CHANGED",
+  SESSIONS_REVOKED: "SESSIONS_REVOKED",
+} as const satisfies Record<keyof PubSubEvents, keyof PubSubEvents>;
+
+export type AppPubSub = YogaPubSub<PubSubEvents>;
+
+export interface PubSubHandle {
+  pubSub: AppPubSub;
+  /** "redis" when events cross processes. */
+  transport: "memory" | "redis";
+  close(): Promise<void>;
+}
+
+export function createAppPubSub(redisUrl?: string): PubSubHandle {
+  if (!redisUrl) {
+    return { pubSub: createPubSub<PubSubEvents>(), transport: "memory", close: async () => {} };
+  }
+  const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
+  return {
+    pubSub: createPubSub<PubSubEvents>({ eventTarget }),
+    transport: "redis",
+    async close() {
+      publishClient.disconnect();
+      subscribeClient.disconnect();
+    },
+  };
+}

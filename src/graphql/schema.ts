@@ -1,0 +1,30 @@
+import "reflect-metadata";
+import { printSchema, lexicographicSortSchema, type GraphQLSchema } from "graphql";
+import { buildSchema } from "type-graphql";
+import type { PubSub } from "type-graphql";
+import { AuthResolver } from "../auth/auth.resolver";
+import { BackupResolver } from "../backups/backup.resolver";
+import { UploadResolver } from "../uploads/upload.resolver";
+import { RecoveryResolver } from "../recoveries/recovery.resolver";
+import { InstanceResolver } from "../instances/instance.resolver";
+import { authChecker } from "./auth-checker";
+
+export const resolvers = [AuthResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver] as const;
+
+/** Builds the executable schema. Without a pub/sub (schema printing) subscriptions are still typed. */
+export async function buildAppSchema(pubSub?: PubSub): Promise<GraphQLSchema> {
+  return buildSchema({
+    resolvers: [...resolvers],
+    authChecker,
+    authMode: "error",
+    pubSub: pubSub ?? { publish() {}, subscribe: () => ({ [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) }) },
+    validate: false,
+    emitSchemaFile: false,
+  });
+}
+
+/** The SDL committed as schema.graphql (sorted, so diffs are stable). */
+export async function printAppSchema(): Promise<string> {
+  const header = "# Generated from the type-graphql resolvers by `npm run schema:emit`. Do not edit.\n\n";
+  return header + printSchema(lexicographicSortSchema(await buildAppSchema())) + "\n";
+}

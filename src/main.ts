@@ -1,0 +1,44 @@
+import "reflect-metadata";
+import { configOrExit, createLogger, fatal, onShutdown } from "./process";
+import { createRuntime, readinessChecks } from "./runtime";
+import { startApp } from "./server/app";
+import { startWorker, type WorkerHandle } from "./temporal/worker";
+import { createActivities } from "./temporal/activities";
+
+/** The whole product in one process: GraphQL API + Temporal worker (RUN_WORKER=false for API only). */
+export async function main(opts: { worker: boolean; api: boolean }): Promise<void> {
+  const config = configOrExit();
+  const logger = createLogger(config.logLevel);
+  const rt = await createRuntime(config, logger).catch((err: unknown) => fatal(logger, err));
+  let worker: WorkerHandle | undefined;
+  try {
+    if (opts.worker) {
+      worker = await startWorker({ config: config.temporal, activities: createActivities({ logger }), logger });
+      const answer = await rt.temporal.client.workflow.execute("connectivityCheck", {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: `connectivity-check-${process.pid}-${Date.now()}`,
+        args: ["hello"],
+        workflowExecutionTimeout: "1 minute",
+      });
+      logger.info({ answer }, "temporal worker connected");
+    }
+    const app = opts.api ? await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, readiness: readinessChecks(rt) }) : undefined;
+    if (app) {
+      console.log(`ReClo is running.\n  GraphQL:  ${app.graphqlUrl}\n  WebSocket: ${app.wsUrl}\n  GraphiQL: ${app.url}/graphiql\n  Health:   ${app.url}/healthz  ${app.url}/readyz`);
+    }
+    if (worker && !app) console.log(`ReClo worker is running on task queue "${config.temporal.taskQueue}" at ${config.temporal.address}.`);
+    onShutdown(logger, async () => {
+      await app?.stop();
+      await worker?.shutdown();
+      await rt.close();
+    });
+  } catch (err) {
+    await worker?.shutdown().catch(() => {});
+    await rt.close();
+    fatal(logger, err);
+  }
+}
+
+if (require.main === module) {
+  void main({ api: true, worker: configOrExit().runWorker });
+}

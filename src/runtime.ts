@@ -1,0 +1,99 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import { Redis } from "ioredis";
+import type { Config } from "./config";
+import type { Logger } from "./logger";
+import { createDatabase, type Database } from "./db/client";
+import { ensureDatabaseExists, runMigrations } from "./db/migrate";
+import { createAppPubSub, type PubSubHandle } from "./graphql/pubsub";
+import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
+import { createServices, type Services } from "./services";
+import { checkBuckets, createS3Client } from "./storage/s3";
+import { connectTemporal, type TemporalHandle } from "./temporal/client";
+
+/** Everything a process holds open, built once from the config and closed in reverse order. */
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  database: Database;
+  pubSub: PubSubHandle;
+  limiter: RateLimiter;
+  services: Services;
+  s3: S3Client;
+  temporal: TemporalHandle;
+  close(): Promise<void>;
+}
+
+export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  if (config.database.migrateOnStart) {
+    await ensureDatabaseExists(config.database.url);
+  }
+  const database = createDatabase(config.database.url, config.database.poolSize);
+  const closers: (() => Promise<void>)[] = [() => database.close()];
+  try {
+    await database.ping().catch((err: unknown) => {
+      throw new Error(`database not reachable at DATABASE_URL (${maskUrl(config.database.url)}): ${err instanceof Error ? err.message : err}`);
+    });
+    if (config.database.migrateOnStart) {
+      await runMigrations(database);
+      logger.info("database migrations applied");
+    }
+    const pubSub = createAppPubSub(config.redisUrl);
+    closers.push(() => pubSub.close());
+    let limiter: RateLimiter = new MemoryRateLimiter();
+    if (config.redisUrl) {
+      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
+      closers.push(async () => void redis.disconnect());
+      limiter = new RedisRateLimiter(redis);
+    }
+    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter });
+    const s3 = createS3Client(config.s3);
+    closers.push(async () => s3.destroy());
+    const temporal = await connectTemporal(config.temporal).catch((err: unknown) => {
+      throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
+    });
+    closers.push(() => temporal.close());
+    logger.info({ pubSub: pubSub.transport }, "runtime ready");
+    return {
+      config,
+      logger,
+      database,
+      pubSub,
+      limiter,
+      services,
+      s3,
+      temporal,
+      close: () => closeAll(closers),
+    };
+  } catch (err) {
+    await closeAll(closers);
+    throw err;
+  }
+}
+
+export function readinessChecks(rt: Runtime) {
+  return {
+    database: () => rt.database.ping(),
+    temporal: () => rt.temporal.ping(),
+    s3: () => checkBuckets(rt.s3, rt.config.s3),
+  };
+}
+
+async function closeAll(closers: (() => Promise<void>)[]): Promise<void> {
+  for (const close of closers.reverse()) {
+    try {
+      await close();
+    } catch {
+      // closing is best effort
+    }
+  }
+}
+
+export function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "****";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
+}

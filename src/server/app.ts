@@ -1,0 +1,313 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { ApolloServer, type ApolloServerPlugin } from "@apollo/server";
+import { expressMiddleware } from "@as-integrations/express5";
+import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { WebSocketServer } from "ws";
+import { useServer } from "graphql-ws/use/ws";
+import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
+import type { Config } from "../config";
+import type { Logger } from "../logger";
+import type { Services } from "../services";
+import type { Context } from "../graphql/context";
+import { buildAppSchema } from "../graphql/schema";
+import { measureOperation } from "../graphql/limits";
+import { Topic, type PubSubHandle } from "../graphql/pubsub";
+import { AppError, ErrorCode, formatError, withHttpStatus } from "../errors";
+import { bearerToken } from "../auth/token";
+import type { Authenticated } from "../auth/auth.service";
+import { newId } from "../common/ids";
+import { graphiqlRouter, defaultGraphiqlAssetsDir } from "../graphiql/graphiql.route";
+import { SocketRegistry, WsCloseCode } from "./socket-registry";
+
+export interface ReadinessChecks {
+  [name: string]: () => Promise<void>;
+}
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  services: Services;
+  pubSub: PubSubHandle;
+  /** /readyz runs each (database, temporal, s3) with a timeout. */
+  readiness: ReadinessChecks;
+  graphiqlAssetsDir?: string;
+  /** How long shutdown waits for in-flight requests before cutting connections. */
+  stopGracePeriodMs?: number;
+}
+
+export interface RunningApp {
+  httpServer: http.Server;
+  schema: GraphQLSchema;
+  url: string;
+  graphqlUrl: string;
+  wsUrl: string;
+  sockets: SocketRegistry;
+  stop(): Promise<void>;
+}
+
+declare module "express-serve-static-core" {
+  interface Request {
+    requestId?: string;
+  }
+}
+
+interface WsExtra extends Record<PropertyKey, unknown> {
+  auth?: Authenticated;
+  requestId: string;
+  ip?: string;
+  userAgent?: string;
+}
+
+export async function startApp(deps: AppDeps): Promise<RunningApp> {
+  const { config, logger, services } = deps;
+  const exposeStack = config.env === "development";
+  const schema = await buildAppSchema(deps.pubSub.pubSub);
+  const sockets = new SocketRegistry();
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", config.http.trustProxy);
+  const httpServer = http.createServer(app);
+
+  // Request id + access log (no headers, no bodies: tokens and passwords never reach the log).
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const incoming = req.header("x-request-id");
+    req.requestId = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : newId();
+    res.setHeader("x-request-id", req.requestId);
+    const started = process.hrtime.bigint();
+    res.on("finish", () => {
+      logger.info(
+        { requestId: req.requestId, method: req.method, path: req.originalUrl.split("?")[0], status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 },
+        "http request",
+      );
+    });
+    next();
+  });
+
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok", uptimeSeconds: Math.round(process.uptime()) });
+  });
+
+  app.get("/readyz", async (_req, res) => {
+    const checks: Record<string, { ok: boolean; ms: number; error?: string }> = {};
+    await Promise.all(
+      Object.entries(deps.readiness).map(async ([name, check]) => {
+        const t0 = Date.now();
+        try {
+          await withTimeout(check(), 3000, `${name} did not answer within 3 s`);
+          checks[name] = { ok: true, ms: Date.now() - t0 };
+        } catch (err) {
+          checks[name] = { ok: false, ms: Date.now() - t0, error: err instanceof Error ? err.message : String(err) };
+        }
+      }),
+    );
+    const ready = Object.values(checks).every((c) => c.ok);
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "not ready", checks });
+  });
+
+  app.use("/graphiql", graphiqlRouter(deps.graphiqlAssetsDir ?? defaultGraphiqlAssetsDir()));
+  app.get("/", (_req, res) => {
+    res.json({ service: "reclo", graphql: "/graphql", graphiql: "/graphiql", health: "/healthz", ready: "/readyz" });
+  });
+
+  // graphql-ws on the same port and path.
+  const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: config.http.maxBodyBytes });
+  const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
+    {
+      schema,
+      // Our own graphql functions: one graphql realm for schema and execution.
+      execute,
+      subscribe,
+      onConnect: async (ctx) => {
+        const extra = ctx.extra as unknown as WsExtra & { request: http.IncomingMessage };
+        extra.requestId = newId();
+        extra.ip = extra.request.socket.remoteAddress;
+        extra.userAgent = extra.request.headers["user-agent"];
+        const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
+        const token = bearerToken(typeof raw === "string" ? raw : undefined);
+        if (token === undefined) return true; // anonymous: only public operations will work
+        try {
+          extra.auth = await services.auth.authenticate(token);
+        } catch (err) {
+          const message = err instanceof AppError ? err.message : "Unauthorized";
+          ctx.extra.socket.close(WsCloseCode.Unauthorized, message);
+          return false;
+        }
+        sockets.add(ctx.extra.socket, { userId: extra.auth.user.id, sessionId: extra.auth.session.id, expiresAt: extra.auth.session.expiresAt });
+        return true;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        const extra = ctx.extra;
+        if (extra.auth && !(await services.auth.isSessionActive(extra.auth.session.id))) {
+          ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
+          return [new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again")];
+        }
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (err) {
+          return [formatErrorAsGraphQL(err as GraphQLError, exposeStack)];
+        }
+        const errors = validate(schema, document);
+        if (errors.length) return errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED"));
+        const measured = measureOperation(schema, document, payload.operationName, payload.variables, config.limits);
+        if (measured instanceof AppError) return [measured];
+        const contextValue: Context = {
+          requestId: extra.requestId ?? newId(),
+          ip: extra.ip,
+          userAgent: extra.userAgent,
+          auth: extra.auth,
+          services,
+          logger: logger.child({ requestId: extra.requestId }),
+          limits: config.limits,
+        };
+        const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
+        return args;
+      },
+      onNext: (_ctx, _id, _payload, _args, result) => {
+        if (!("errors" in result) || !result.errors?.length) return result;
+        return {
+          ...result,
+          errors: result.errors.map((e) => formatError(e.toJSON(), e, exposeStack, (err) => logger.error({ err }, "unexpected error in subscription"))),
+        } as unknown as typeof result;
+      },
+    },
+    wsServer,
+  );
+
+  // Log-out anywhere (any API process, through the pub/sub) closes this process's sockets of that session.
+  const revocations = deps.pubSub.pubSub.subscribe(Topic.SESSIONS_REVOKED);
+  void (async () => {
+    for await (const event of revocations) {
+      const closed = sockets.revoke(event);
+      if (closed) logger.info({ userId: event.userId, closed }, "closed websocket connections of revoked sessions");
+    }
+  })().catch((err: unknown) => logger.error({ err }, "session revocation listener failed"));
+
+  const limitsPlugin: ApolloServerPlugin<Context> = {
+    async requestDidStart() {
+      return {
+        async didResolveOperation(rc) {
+          const measured = measureOperation(schema, rc.document, rc.operationName, rc.request.variables, config.limits);
+          if (measured instanceof AppError) throw withHttpStatus(measured);
+        },
+        async didEncounterErrors(rc) {
+          for (const err of rc.errors) {
+            const code = err.extensions?.code;
+            if (!code || code === ErrorCode.INTERNAL || code === "INTERNAL_SERVER_ERROR")
+              rc.contextValue?.logger?.error({ err: err.originalError ?? err, operation: rc.operationName }, "unexpected error");
+          }
+        },
+      };
+    },
+  };
+
+  const apollo = new ApolloServer<Context>({
+    schema,
+    introspection: true,
+    includeStacktraceInErrorResponses: exposeStack,
+    formatError: (formatted, error) => formatError(formatted, error, exposeStack, (err) => logger.error({ err }, "internal error")),
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.stopGracePeriodMs ?? 10_000 }),
+      ApolloServerPluginLandingPageDisabled(),
+      limitsPlugin,
+      {
+        async serverWillStart() {
+          return {
+            async drainServer() {
+              await wsCleanup.dispose();
+            },
+          };
+        },
+      },
+    ],
+  });
+  await apollo.start();
+
+  app.use(
+    "/graphql",
+    express.json({ limit: config.http.maxBodyBytes }),
+    expressMiddleware(apollo, {
+      context: async ({ req }): Promise<Context> => {
+        const requestId = req.requestId ?? newId();
+        const token = bearerToken(req.headers.authorization);
+        let auth: Authenticated | undefined;
+        if (token !== undefined) {
+          try {
+            auth = await services.auth.authenticate(token);
+          } catch (err) {
+            if (err instanceof AppError) throw withHttpStatus(err);
+            throw err;
+          }
+        }
+        return {
+          requestId,
+          ip: req.ip,
+          userAgent: req.header("user-agent"),
+          auth,
+          services,
+          logger: logger.child({ requestId, userId: auth?.user.id }),
+          limits: config.limits,
+        };
+      },
+    }),
+  );
+
+  // Body parser failures (too large, malformed JSON) answered in GraphQL's error shape.
+  app.use((err: { type?: string; status?: number; limit?: number } & Error, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    if (err.type === "entity.too.large") {
+      res.status(413).json({
+        errors: [{ message: `Request body exceeds the limit of ${config.http.maxBodyBytes} bytes`, extensions: { code: ErrorCode.BAD_USER_INPUT, limit: "BODY_SIZE", maxBodyBytes: config.http.maxBodyBytes } }],
+      });
+      return;
+    }
+    if (err.type === "entity.parse.failed") {
+      res.status(400).json({ errors: [{ message: "Request body is not valid JSON", extensions: { code: ErrorCode.BAD_USER_INPUT } }] });
+      return;
+    }
+    logger.error({ err, requestId: req.requestId }, "unhandled http error");
+    res.status(err.status && err.status >= 400 && err.status < 500 ? err.status : 500).json({ errors: [{ message: "Internal server error", extensions: { code: ErrorCode.INTERNAL } }] });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(config.http.port, config.http.host, () => {
+      httpServer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = config.http.publicUrl ?? `http://${host}:${address.port}`;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    httpServer,
+    schema,
+    url,
+    graphqlUrl: `${url}/graphql`,
+    wsUrl: `${url.replace(/^http/, "ws")}/graphql`,
+    sockets,
+    stop() {
+      stopping ??= (async () => {
+        await revocations.return?.();
+        await apollo.stop();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function formatErrorAsGraphQL(err: GraphQLError, exposeStack: boolean, code = "GRAPHQL_PARSE_FAILED"): GraphQLError {
+  const formatted = formatError({ ...err.toJSON(), extensions: { ...err.extensions, code } }, err, exposeStack);
+  return new GraphQLError(formatted.message, { extensions: formatted.extensions });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+}

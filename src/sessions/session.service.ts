@@ -1,0 +1,15 @@
+import type { Db } from "../db/client";
+import { sessions, type SessionRow } from "../db/schema";
+import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+
+/** Read model of a user's own sessions. */
+export class SessionService {
+  constructor(
+    private readonly db: Db,
+    private readonly limits: PageLimits,
+  ) {}
+
+  list(userId: string, args: PageArgs): Promise<Page<SessionRow>> {
+    return paginateOwned<SessionRow>(this.db, sessions, userId, args, this.limits);
+  }
+}

@@ -1,0 +1,45 @@
+import path from "node:path";
+import { NativeConnection, Worker, type WorkerOptions } from "@temporalio/worker";
+import type { Config } from "../config";
+import type { Logger } from "../logger";
+import { temporalConnectionOptions } from "./connection";
+import type { Activities } from "./activities";
+
+export interface WorkerHandle {
+  worker: Worker;
+  /** Resolves when the worker has stopped (after shutdown()). */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** workflows/index.ts when running from source, dist/workflows/index.js when compiled. */
+export function workflowsPath(): string {
+  return require.resolve(path.join(__dirname, "..", "..", "workflows"));
+}
+
+export async function startWorker(opts: {
+  config: Config["temporal"];
+  activities: Activities;
+  logger: Logger;
+  /** Pre-bundled workflow code (tests bundle once); otherwise bundled from workflowsPath(). */
+  workflowBundle?: WorkerOptions["workflowBundle"];
+  taskQueue?: string;
+}): Promise<WorkerHandle> {
+  const connection = await NativeConnection.connect(temporalConnectionOptions(opts.config));
+  const worker = await Worker.create({
+    connection,
+    namespace: opts.config.namespace,
+    taskQueue: opts.taskQueue ?? opts.config.taskQueue,
+    activities: opts.activities,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: workflowsPath() }),
+  });
+  const done = worker.run().finally(() => connection.close());
+  return {
+    worker,
+    done,
+    async shutdown() {
+      if (worker.getState() === "RUNNING") worker.shutdown();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+// Deterministic workflow code only: no Node built-ins, no I/O (eslint enforces it).
+export { connectivityCheck } from "./connectivity";
