@@ -37,11 +37,12 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       await runMigrations(database);
       logger.info("database migrations applied");
     }
-    const pubSub = createAppPubSub(config.redisUrl);
+    const pubSub = createAppPubSub(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
     closers.push(() => pubSub.close());
     let limiter: RateLimiter = new MemoryRateLimiter();
     if (config.redisUrl) {
       const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
+      redis.on("error", (err) => logger.warn({ err }, "redis rate-limiter connection error"));
       closers.push(async () => void redis.disconnect());
       limiter = new RedisRateLimiter(redis);
     }

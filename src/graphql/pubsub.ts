@@ -40,12 +40,14 @@ export interface PubSubHandle {
   close(): Promise<void>;
 }
 
-export function createAppPubSub(redisUrl?: string): PubSubHandle {
+export function createAppPubSub(redisUrl?: string, onError: (err: Error) => void = () => {}): PubSubHandle {
   if (!redisUrl) {
     return { pubSub: createPubSub<PubSubEvents>(), transport: "memory", close: async () => {} };
   }
   const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
   const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  publishClient.on("error", onError);
+  subscribeClient.on("error", onError);
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
   return {
     pubSub: createPubSub<PubSubEvents>({ eventTarget }),

@@ -7,7 +7,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
-import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
+import { GraphQLError, execute, getOperationAST, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import type { Services } from "../services";
@@ -155,6 +155,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         if (errors.length) return errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED"));
         const measured = measureOperation(schema, document, payload.operationName, payload.variables, config.limits);
         if (measured instanceof AppError) return [measured];
+        // Every subscription is per-user: refuse anonymous ones before anything runs.
+        if (!extra.auth && getOperationAST(document, payload.operationName)?.operation === "subscription") {
+          return [new AppError(ErrorCode.UNAUTHENTICATED, "Subscriptions need a token: connect with connectionParams.authorization = \"Bearer <token>\"")];
+        }
         const contextValue: Context = {
           requestId: extra.requestId ?? newId(),
           ip: extra.ip,

@@ -1,0 +1,18 @@
+// Prints the plain "N passed, N failed" line CI reads, from vitest's JSON report.
+import fs from "node:fs";
+
+const file = process.argv[2];
+let report;
+try {
+  report = JSON.parse(fs.readFileSync(file, "utf8"));
+} catch {
+  console.log("0 passed, 1 failed");
+  console.error(`no vitest report at ${file}: the run did not finish`);
+  process.exit(0);
+}
+const passed = report.numPassedTests ?? 0;
+// Test files that failed to load count as failures too.
+const brokenFiles = (report.testResults ?? []).filter((f) => f.status === "failed" && (f.assertionResults ?? []).length === 0).length;
+const failed = (report.numFailedTests ?? 0) + brokenFiles;
+const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);

@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, parseDuration } from "../src/config";
+
+describe("config", () => {
+  it("has defaults that serve local development", () => {
+    const c = loadConfig({});
+    expect(c.http.port).toBe(4000);
+    expect(c.database.url).toBe("mysql://root@127.0.0.1:3306/reclo");
+    expect(c.temporal).toMatchObject({ address: "127.0.0.1:7233", namespace: "default", taskQueue: "reclo", tls: undefined });
+    expect(c.s3.buckets).toEqual({ backups: "reclo-backups", imports: "reclo-imports", artifacts: "reclo-artifacts" });
+    expect(c.auth.tokenTtlMs).toBe(60 * 86_400_000);
+    expect(c.auth.argon2).toEqual({ memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+    expect(c.redisUrl).toBeUndefined();
+  });
+
+  it("lists every problem at once, readably, without echoing secrets", () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: "http", DATABASE_URL: "postgres://x", TOKEN_TTL: "forever", ARGON2_MEMORY_KIB: "12", S3_SECRET_ACCESS_KEY: "", REDIS_URL: "localhost:6379", TEMPORAL_ADDRESS: "nohost" });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toHaveLength(7);
+    expect(problems.join("\n")).toMatch(/PORT: expected a whole number/);
+    expect(problems.join("\n")).toMatch(/DATABASE_URL: expected a URL starting with mysql:\/\/ or mariadb:\/\//);
+    expect(problems.join("\n")).toMatch(/TOKEN_TTL: expected a duration like 60d/);
+    expect(problems.join("\n")).toMatch(/ARGON2_MEMORY_KIB: must be at least 8192/);
+    expect(problems.join("\n")).toMatch(/TEMPORAL_ADDRESS: expected host:port/);
+    expect((error as Error).message).toMatch(/^Invalid configuration \(7 problems\):\n  - /);
+  });
+
+  it("enables TLS for Temporal Cloud when an API key is set, and checks pairs", () => {
+    expect(loadConfig({ TEMPORAL_API_KEY: "k", TEMPORAL_ADDRESS: "ns.acct.tmprl.cloud:7233" }).temporal.tls).toBeDefined();
+    expect(() => loadConfig({ TEMPORAL_TLS_CERT_PATH: "/a.pem" })).toThrow(/TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH/);
+    expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/development default must not be used in production/);
+  });
+
+  it("parses durations", () => {
+    expect(parseDuration("60d")).toBe(5_184_000_000);
+    expect(parseDuration("1500ms")).toBe(1500);
+    expect(parseDuration("2.5s")).toBe(2500);
+    expect(parseDuration("250")).toBe(250);
+    expect(parseDuration("soon")).toBeUndefined();
+  });
+});

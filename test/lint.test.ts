@@ -1,0 +1,36 @@
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { ESLint } from "eslint";
+
+const root = path.resolve(__dirname, "..");
+
+describe("workflow determinism guard (eslint)", () => {
+  const eslint = new ESLint({ cwd: root });
+
+  it("rejects Node built-ins, I/O packages and value imports from src/ in workflows/", async () => {
+    const code = [
+      'import fs from "node:fs";',
+      'import { S3Client } from "@aws-sdk/client-s3";',
+      'import { createActivities } from "../src/temporal/activities";',
+      "export const x = [fs, S3Client, createActivities, fetch];",
+    ].join("\n");
+    const [result] = await eslint.lintText(code, { filePath: path.join(root, "workflows/bad-example.ts") });
+    const rules = result!.messages.map((m) => m.ruleId);
+    expect(rules.filter((r) => r === "@typescript-eslint/no-restricted-imports")).toHaveLength(3);
+    expect(rules).toContain("no-restricted-globals");
+  });
+
+  it("allows activity type imports in workflows and leaves src/ free to do I/O", async () => {
+    const ok = 'import type { Activities } from "../src/temporal/activities";\nimport { proxyActivities } from "@temporalio/workflow";\nexport const a = proxyActivities<Activities>({ startToCloseTimeout: "1 minute" });\n';
+    const [wf] = await eslint.lintText(ok, { filePath: path.join(root, "workflows/good-example.ts") });
+    expect(wf!.messages).toEqual([]);
+    const [src] = await eslint.lintText('import fs from "node:fs";\nexport const x = fs;\n', { filePath: path.join(root, "src/io-example.ts") });
+    expect(src!.messages).toEqual([]);
+  });
+
+  it("the whole tree passes lint", async () => {
+    const results = await eslint.lintFiles(["src", "workflows", "test", "scripts"]);
+    const problems = results.flatMap((r) => r.messages.map((m) => `${path.relative(root, r.filePath)}:${m.line} ${m.ruleId} ${m.message}`));
+    expect(problems).toEqual([]);
+  });
+});
