@@ -97,6 +97,13 @@ const envSchema = z.object({
   S3_IMPORTS_BUCKET: z.string().min(3).default("reclo-imports"),
   S3_ARTIFACTS_BUCKET: z.string().min(3).default("reclo-artifacts"),
 
+  /** Lifetime of presigned chunk upload URLs. */
+  S3_PRESIGN_EXPIRY: duration("15m"),
+  /** Chunks younger than this are never garbage-collected (an upload may be writing them). */
+  GC_GRACE: duration("1h"),
+  /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
+  BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
+
   REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
 
   TOKEN_TTL: duration("60d"),
@@ -139,7 +146,9 @@ export interface Config {
     secretAccessKey: string;
     forcePathStyle: boolean;
     buckets: { backups: string; imports: string; artifacts: string };
+    presignExpiryMs: number;
   };
+  backups: { gcGraceMs: number; maintenanceIntervalMs: number };
   redisUrl?: string;
   auth: {
     tokenTtlMs: number;
@@ -171,6 +180,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = result.data;
   const problems: string[] = [];
+  if (e.S3_PRESIGN_EXPIRY < 1000 || e.S3_PRESIGN_EXPIRY > 7 * 86_400_000) problems.push("S3_PRESIGN_EXPIRY: must be between 1s and 7d");
   if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
     problems.push("TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH: set both for mTLS, or neither");
@@ -201,7 +211,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       secretAccessKey: e.S3_SECRET_ACCESS_KEY,
       forcePathStyle: e.S3_FORCE_PATH_STYLE,
       buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
+      presignExpiryMs: e.S3_PRESIGN_EXPIRY,
     },
+    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL },
     redisUrl: e.REDIS_URL,
     auth: {
       tokenTtlMs: e.TOKEN_TTL,

@@ -46,9 +46,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       closers.push(async () => void redis.disconnect());
       limiter = new RedisRateLimiter(redis);
     }
-    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter });
     const s3 = createS3Client(config.s3);
     closers.push(async () => s3.destroy());
+    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, logger });
     const temporal = await connectTemporal(config.temporal).catch((err: unknown) => {
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });

@@ -9,12 +9,20 @@ import { BackupService } from "./backups/backup.service";
 import { UploadService } from "./uploads/upload.service";
 import { RecoveryService } from "./recoveries/recovery.service";
 import { InstanceService } from "./instances/instance.service";
+import { BackupUploadService } from "./backups/backup-upload.service";
+import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
+import { ChunkStore } from "./storage/chunk-store";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Logger } from "./logger";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
   auth: AuthService;
   sessions: SessionService;
   backups: BackupService;
+  backupUploads: BackupUploadService;
+  maintenance: BackupMaintenanceService;
+  chunks: ChunkStore;
   uploads: UploadService;
   recoveries: RecoveryService;
   instances: InstanceService;
@@ -25,13 +33,19 @@ export interface ServiceDeps {
   db: Db;
   pubSub: AppPubSub;
   limiter: RateLimiter;
+  s3: S3Client;
+  logger?: Logger;
   now?: () => Date;
 }
 
-export function createServices({ config, db, pubSub, limiter, now }: ServiceDeps): Services {
+export function createServices({ config, db, pubSub, limiter, s3, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const backups = new BackupService(db, pubSub, limits, now);
+  const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
   return {
+    chunks,
+    backupUploads: new BackupUploadService(db, backups, chunks, now),
+    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, logger }, now),
     auth: new AuthService({ db, pubSub, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
     sessions: new SessionService(db, limits),
     backups,

@@ -18,7 +18,7 @@ describe("Temporal worker under the real dev server", () => {
     worker = await startWorker({
       config: config.temporal,
       taskQueue,
-      activities: createActivities({ logger: createLogger("silent") }),
+      activities: createActivities({ logger: createLogger("silent"), services: {} as never }),
       logger: createLogger("silent"),
       workflowBundle: { codePath: inject("workflowBundlePath") },
     });

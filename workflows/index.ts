@@ -1,2 +1,3 @@
 // Deterministic workflow code only: no Node built-ins, no I/O (eslint enforces it).
 export { connectivityCheck } from "./connectivity";
+export { backupMaintenance, purgeSessions } from "./maintenance";

@@ -3,8 +3,8 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { Topic, type BackupChangedEvent } from "../graphql/pubsub";
 import { Upload } from "../uploads/upload.type";
-import { Backup, BackupConnection } from "./backup.type";
-import { BackupsArgs, CreateBackupInput } from "./backup.input";
+import { Backup, BackupConnection, ChunkUploadBatch, RetentionPolicy } from "./backup.type";
+import { BackupsArgs, CompleteBackupInput, CreateBackupInput, RequestChunkUploadsInput, RetentionPolicyInput } from "./backup.input";
 
 @Resolver(() => Backup)
 export class BackupResolver {
@@ -24,6 +24,47 @@ export class BackupResolver {
   @Mutation(() => Backup, { description: "Start a backup (UPLOADING) with its upload session" })
   createBackup(@Arg("input", () => CreateBackupInput) input: CreateBackupInput, @Ctx() ctx: Context) {
     return ctx.services.backups.create(currentUser(ctx).id, input);
+  }
+
+  @Authorized()
+  @Mutation(() => ChunkUploadBatch, { description: "For each chunk: already stored, or a presigned PUT URL bound to its key, size and checksum" })
+  requestChunkUploads(@Arg("input", () => RequestChunkUploadsInput) input: RequestChunkUploadsInput, @Ctx() ctx: Context) {
+    return ctx.services.backupUploads.requestChunkUploads(currentUser(ctx).id, input);
+  }
+
+  @Authorized()
+  @Mutation(() => Backup, { description: "Verify every chunk is stored, write the manifest, mark COMPLETED. Missing chunks: BAD_USER_INPUT (reason CHUNKS_MISSING), the backup stays UPLOADING." })
+  completeBackup(@Arg("input", () => CompleteBackupInput) input: CompleteBackupInput, @Ctx() ctx: Context) {
+    return ctx.services.backupUploads.complete(currentUser(ctx).id, input);
+  }
+
+  @Authorized()
+  @Mutation(() => Backup, { description: "Abandon an UPLOADING backup" })
+  abortBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    return ctx.services.backupUploads.abort(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Mutation(() => Backup, { description: "Soft-delete a backup; its chunks are reclaimed by the garbage collector when no other restore point uses them" })
+  deleteBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    return ctx.services.backupUploads.delete(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Mutation(() => RetentionPolicy, { description: "How many weekly fulls and days of restore points to keep (applied by the backup-maintenance schedule)" })
+  setRetentionPolicy(@Arg("input", () => RetentionPolicyInput) input: RetentionPolicyInput, @Ctx() ctx: Context) {
+    return ctx.services.maintenance.setRetentionPolicy(currentUser(ctx).id, input);
+  }
+
+  @Authorized()
+  @Query(() => RetentionPolicy, { nullable: true })
+  retentionPolicy(@Ctx() ctx: Context) {
+    return ctx.services.maintenance.retentionPolicy(currentUser(ctx).id);
+  }
+
+  @FieldResolver(() => Boolean, { description: "COMPLETED and every chunk of its manifest present in the store" })
+  restorable(@Root() backup: Backup, @Ctx() ctx: Context) {
+    return ctx.services.backupUploads.restorable(currentUser(ctx).id, backup as never);
   }
 
   @FieldResolver(() => Backup, { nullable: true, description: "The backup an incremental was taken against" })

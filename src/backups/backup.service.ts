@@ -1,6 +1,6 @@
 import { and, desc, eq, gte, lt, ne, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { backups, uploads, type BackupRow } from "../db/schema";
+import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
 import { badInput } from "../errors";
 import { newId } from "../common/ids";
 import { findOwned, findOwnedOrNull } from "../common/ownership";
@@ -103,6 +103,17 @@ export class BackupService {
       await tx.insert(uploads).values({ id: newId(), userId, backupId: row.id, status: "ACTIVE", startedAt: now, createdAt: now, updatedAt: now });
     });
     this.changed(row);
+    return row;
+  }
+
+  /** The upload session of a backup (created with it). */
+  async uploadOf(backup: Pick<BackupRow, "id" | "userId">): Promise<UploadRow> {
+    const [row] = await this.db
+      .select()
+      .from(uploads)
+      .where(and(eq(uploads.backupId, backup.id), eq(uploads.userId, backup.userId)))
+      .limit(1);
+    if (!row) throw new Error(`backup ${backup.id} has no upload session`);
     return row;
   }
 

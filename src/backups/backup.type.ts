@@ -62,3 +62,57 @@ export class Backup {
 }
 
 export const BackupConnection = Connection("Backup", Backup);
+
+@ObjectType()
+export class HttpHeader {
+  @Field()
+  name: string;
+
+  @Field()
+  value: string;
+}
+
+@ObjectType({ description: "Where (and whether) to upload one chunk" })
+export class ChunkUploadTicket {
+  @Field(() => Int)
+  index: number;
+
+  @Field()
+  sha256: string;
+
+  @Field({ description: "True when the store already has this content: do not upload" })
+  alreadyStored: boolean;
+
+  @Field(() => String, { nullable: true, description: "Presigned PUT URL, bound to this key, size and checksum" })
+  url: string | null;
+
+  @Field(() => [HttpHeader], { description: "Headers the PUT must carry exactly (checksum, length)" })
+  headers: HttpHeader[];
+
+  @Field(() => Date, { nullable: true })
+  expiresAt: Date | null;
+}
+
+@ObjectType()
+export class ChunkUploadBatch {
+  @Field(() => ID)
+  backupId: string;
+
+  @Field(() => [ChunkUploadTicket])
+  tickets: ChunkUploadTicket[];
+
+  @Field(() => Int, { description: "How many tickets need an upload" })
+  toUpload: number;
+}
+
+@ObjectType({ description: "How long restore points are kept; applied by the backup-maintenance schedule" })
+export class RetentionPolicy {
+  @Field(() => Int)
+  keepWeeklyFull: number;
+
+  @Field(() => Int)
+  keepDaily: number;
+
+  @Field()
+  updatedAt: Date;
+}

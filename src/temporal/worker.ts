@@ -1,5 +1,5 @@
 import path from "node:path";
-import { NativeConnection, Worker, type WorkerOptions } from "@temporalio/worker";
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from "@temporalio/worker";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import { temporalConnectionOptions } from "./connection";
@@ -17,6 +17,22 @@ export function workflowsPath(): string {
   return require.resolve(path.join(__dirname, "..", "..", "workflows"));
 }
 
+let runtimeInstalled = false;
+
+/** Routes the Temporal SDK's own logs into our pino logger (once per process). */
+function installRuntimeLogger(logger: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = (l: LogLevel) => (l === "TRACE" ? "trace" : l === "DEBUG" ? "debug" : l === "INFO" ? "debug" : l === "WARN" ? "warn" : "error") as "debug";
+  try {
+    Runtime.install({
+      logger: new DefaultLogger("WARN", (entry) => logger[level(entry.level)]({ temporal: entry.meta }, entry.message)),
+    });
+  } catch {
+    // A runtime already exists in this process (installed elsewhere): keep its logger.
+  }
+}
+
 export async function startWorker(opts: {
   config: Config["temporal"];
   activities: Activities;
@@ -25,6 +41,7 @@ export async function startWorker(opts: {
   workflowBundle?: WorkerOptions["workflowBundle"];
   taskQueue?: string;
 }): Promise<WorkerHandle> {
+  installRuntimeLogger(opts.logger);
   const connection = await NativeConnection.connect(temporalConnectionOptions(opts.config));
   const worker = await Worker.create({
     connection,

@@ -4,3 +4,5 @@ export * from "./backups";
 export * from "./uploads";
 export * from "./recoveries";
 export * from "./instances";
+export * from "./upload-chunks";
+export * from "./retention-policies";

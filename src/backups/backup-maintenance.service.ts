@@ -1,0 +1,158 @@
+import { and, desc, eq, inArray, isNotNull } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { backups, retentionPolicies, uploadChunks, uploads, type BackupRow, type RetentionPolicyRow } from "../db/schema";
+import { badInput } from "../errors";
+import type { ChunkStore } from "../storage/chunk-store";
+import type { Logger } from "../logger";
+import type { BackupService } from "./backup.service";
+
+const DAY = 86_400_000;
+
+/** The store disagrees with the database; collecting would risk live data, so GC stops for that user. */
+export class GcIntegrityError extends Error {
+  override name = "GcIntegrityError";
+}
+
+export interface RetentionResult {
+  users: number;
+  deleted: string[];
+}
+
+export interface GcResult {
+  userId: string;
+  scanned: number;
+  referenced: number;
+  deletedChunks: number;
+  freedBytes: number;
+  deletedManifests: number;
+}
+
+/**
+ * Retention (soft-deletes restore points the policy no longer keeps) and chunk garbage collection
+ * (deletes only chunks that no live manifest and no active upload references). Every manifest is a
+ * complete list of its chunks, so deleting any backup — a FULL parent included — never breaks another.
+ */
+export class BackupMaintenanceService {
+  constructor(
+    private readonly db: Db,
+    private readonly backups: BackupService,
+    private readonly store: ChunkStore,
+    private readonly opts: { gcGraceMs: number; logger?: Logger },
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async setRetentionPolicy(userId: string, input: { keepWeeklyFull: number; keepDaily: number }): Promise<RetentionPolicyRow> {
+    if (!Number.isInteger(input.keepWeeklyFull) || input.keepWeeklyFull < 1 || input.keepWeeklyFull > 520)
+      throw badInput("keepWeeklyFull must be between 1 and 520", { field: "keepWeeklyFull" });
+    if (!Number.isInteger(input.keepDaily) || input.keepDaily < 0 || input.keepDaily > 3650) throw badInput("keepDaily must be between 0 and 3650", { field: "keepDaily" });
+    const row: RetentionPolicyRow = { userId, keepWeeklyFull: input.keepWeeklyFull, keepDaily: input.keepDaily, updatedAt: this.now() };
+    await this.db.insert(retentionPolicies).values(row).onDuplicateKeyUpdate({ set: { keepWeeklyFull: row.keepWeeklyFull, keepDaily: row.keepDaily, updatedAt: row.updatedAt } });
+    return row;
+  }
+
+  async retentionPolicy(userId: string): Promise<RetentionPolicyRow | null> {
+    const [row] = await this.db.select().from(retentionPolicies).where(eq(retentionPolicies.userId, userId)).limit(1);
+    return row ?? null;
+  }
+
+  /** Which COMPLETED backups of one user the policy no longer keeps (pure; newest first input). */
+  static expired(completed: BackupRow[], policy: Pick<RetentionPolicyRow, "keepWeeklyFull" | "keepDaily">, now: Date): BackupRow[] {
+    const bySource = new Map<string, BackupRow[]>();
+    for (const b of completed) bySource.set(b.sourceName, [...(bySource.get(b.sourceName) ?? []), b]);
+    const out: BackupRow[] = [];
+    for (const rows of bySource.values()) {
+      rows.sort((a, b) => (a.id < b.id ? 1 : -1));
+      const keep = new Set<string>([rows[0]!.id]); // the latest restore point always stays
+      rows.filter((r) => r.kind === "FULL").slice(0, policy.keepWeeklyFull).forEach((r) => keep.add(r.id));
+      const cutoff = now.getTime() - policy.keepDaily * DAY;
+      rows.filter((r) => (r.completedAt ?? r.createdAt).getTime() >= cutoff).forEach((r) => keep.add(r.id));
+      out.push(...rows.filter((r) => !keep.has(r.id)));
+    }
+    return out;
+  }
+
+  /** Applies every user's policy; returns the ids it soft-deleted. Idempotent. */
+  async applyRetention(): Promise<RetentionResult> {
+    const policies = await this.db.select().from(retentionPolicies);
+    const deleted: string[] = [];
+    for (const policy of policies) {
+      const completed = await this.db
+        .select()
+        .from(backups)
+        .where(and(eq(backups.userId, policy.userId), eq(backups.status, "COMPLETED")))
+        .orderBy(desc(backups.id));
+      for (const b of BackupMaintenanceService.expired(completed, policy, this.now())) {
+        const now = this.now();
+        const [res] = await this.db
+          .update(backups)
+          .set({ status: "DELETED", deletedAt: now, updatedAt: now })
+          .where(and(eq(backups.id, b.id), eq(backups.status, "COMPLETED")));
+        if (res.affectedRows === 1) {
+          deleted.push(b.id);
+          this.backups.changed(b);
+        }
+      }
+    }
+    this.opts.logger?.info({ users: policies.length, deleted: deleted.length }, "retention applied");
+    return { users: policies.length, deleted };
+  }
+
+  /** Users that have any backup (and so may have chunks). */
+  async usersWithBackups(): Promise<string[]> {
+    const rows = await this.db.selectDistinct({ userId: backups.userId }).from(backups);
+    return rows.map((r) => r.userId);
+  }
+
+  /**
+   * Deletes a user's chunks that no live manifest references. Live: COMPLETED backups, the parents
+   * of UPLOADING backups, and every chunk an ACTIVE upload was handed a URL for. Chunks younger than
+   * the grace period are left alone (an upload may have a URL it has not reported yet).
+   */
+  async collectGarbage(userId: string): Promise<GcResult> {
+    const rows = await this.db.select().from(backups).where(eq(backups.userId, userId));
+    const uploadingParents = new Set(rows.filter((r) => r.status === "UPLOADING" && r.parentId).map((r) => r.parentId!));
+    const live = rows.filter((r) => r.status === "COMPLETED" || uploadingParents.has(r.id));
+    const referenced = new Set<string>();
+    for (const b of live) {
+      const manifest = await this.store.getManifest(userId, b.id);
+      if (!manifest) {
+        if (b.status === "COMPLETED") throw new GcIntegrityError(`GC aborted for user ${userId}: completed backup ${b.id} has no manifest`);
+        continue;
+      }
+      for (const sha of manifest.chunks) if (sha) referenced.add(sha);
+    }
+    const activeUploads = await this.db
+      .select({ sha256: uploadChunks.sha256 })
+      .from(uploadChunks)
+      .innerJoin(uploads, eq(uploads.id, uploadChunks.uploadId))
+      .where(and(eq(uploads.userId, userId), eq(uploads.status, "ACTIVE")));
+    for (const c of activeUploads) referenced.add(c.sha256);
+
+    const graceCutoff = this.now().getTime() - this.opts.gcGraceMs;
+    let scanned = 0;
+    let freedBytes = 0;
+    const doomed: string[] = [];
+    for await (const chunk of this.store.listChunks(userId)) {
+      scanned++;
+      if (referenced.has(chunk.sha256)) continue;
+      if (chunk.lastModified && chunk.lastModified.getTime() > graceCutoff) continue;
+      doomed.push(chunk.sha256);
+      freedBytes += chunk.size;
+    }
+    const deletedChunks = doomed.length ? await this.store.deleteChunks(userId, doomed) : 0;
+
+    // Manifests of deleted and aborted backups are no longer needed either.
+    const gone = rows.filter((r) => (r.status === "DELETED" || r.status === "ABORTED") && r.manifestKey && !uploadingParents.has(r.id));
+    for (const b of gone) await this.store.deleteManifest(userId, b.id);
+    if (gone.length) {
+      await this.db
+        .update(backups)
+        .set({ manifestKey: null, updatedAt: this.now() })
+        .where(and(inArray(backups.id, gone.map((b) => b.id)), isNotNull(backups.manifestKey)));
+    }
+    const result = { userId, scanned, referenced: referenced.size, deletedChunks, freedBytes, deletedManifests: gone.length };
+    this.opts.logger?.info(result, "chunk garbage collected");
+    return result;
+  }
+}
+

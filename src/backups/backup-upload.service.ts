@@ -1,0 +1,200 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
+import { badInput, conflict, AppError, ErrorCode } from "../errors";
+import type { ChunkStore } from "../storage/chunk-store";
+import { sha256Base64FromHex } from "../storage/chunk-store";
+import type { BackupService } from "./backup.service";
+import type { ChunkInput, CompleteBackupInput } from "./backup.input";
+
+export const MAX_CHUNKS_PER_REQUEST = 1000;
+const SHA = /^[0-9a-f]{64}$/;
+
+export interface UploadTicket {
+  index: number;
+  sha256: string;
+  alreadyStored: boolean;
+  url: string | null;
+  headers: { name: string; value: string }[];
+  expiresAt: Date | null;
+}
+
+/** Size of chunk `index` of a backup: chunkSize, or the remainder for the last one. */
+export function expectedChunkSize(b: Pick<BackupRow, "imageSize" | "chunkSize" | "chunkCount">, index: number): number {
+  return index === b.chunkCount - 1 ? b.imageSize - index * b.chunkSize : b.chunkSize;
+}
+
+/**
+ * The Backup Manager's upload protocol: which chunks to send (presigned PUTs straight to S3),
+ * then completion, which verifies every referenced chunk before the manifest is written.
+ */
+export class BackupUploadService {
+  constructor(
+    private readonly db: Db,
+    private readonly backups: BackupService,
+    private readonly store: ChunkStore,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async requestChunkUploads(userId: string, input: { backupId: string; chunks: ChunkInput[] }): Promise<{ backupId: string; tickets: UploadTicket[]; toUpload: number }> {
+    const backup = await this.uploading(userId, input.backupId);
+    if (input.chunks.length === 0 || input.chunks.length > MAX_CHUNKS_PER_REQUEST)
+      throw badInput(`Send between 1 and ${MAX_CHUNKS_PER_REQUEST} chunks per request`, { field: "chunks" });
+    for (const c of input.chunks) this.checkChunk(backup, c);
+
+    const heads = await this.store.headChunks(userId, input.chunks.map((c) => c.sha256));
+    const upload = await this.backups.uploadOf(backup);
+    const tickets: UploadTicket[] = [];
+    const missing: ChunkInput[] = [];
+    const presigned = new Map<string, Promise<{ url: string; headers: Record<string, string>; expiresAt: Date }>>();
+    for (const c of input.chunks) {
+      const head = heads.get(c.sha256);
+      if (head && head.size === c.size) {
+        tickets.push({ index: c.index, sha256: c.sha256, alreadyStored: true, url: null, headers: [], expiresAt: null });
+        continue;
+      }
+      if (!presigned.has(c.sha256)) {
+        missing.push(c);
+        presigned.set(c.sha256, this.store.presignChunkPut(userId, c.sha256, c.size));
+      }
+      const p = await presigned.get(c.sha256)!;
+      tickets.push({
+        index: c.index,
+        sha256: c.sha256,
+        alreadyStored: false,
+        url: p.url,
+        headers: Object.entries(p.headers).map(([name, value]) => ({ name, value })),
+        expiresAt: p.expiresAt,
+      });
+    }
+    if (missing.length) {
+      const now = this.now();
+      await this.db
+        .insert(uploadChunks)
+        .values(missing.map((c) => ({ uploadId: upload.id, sha256: c.sha256, size: c.size, chunkIndex: c.index, requestedAt: now })))
+        .onDuplicateKeyUpdate({ set: { requestedAt: now } });
+    }
+    await this.db.update(uploads).set({ updatedAt: this.now() }).where(eq(uploads.id, upload.id));
+    return { backupId: backup.id, tickets, toUpload: missing.length };
+  }
+
+  /** Verifies every referenced chunk is stored with the right size and checksum, writes the manifest, marks COMPLETED. */
+  async complete(userId: string, input: CompleteBackupInput): Promise<BackupRow> {
+    const backup = await this.uploading(userId, input.backupId);
+    if (!SHA.test(input.sha256)) throw badInput("sha256 must be 64 lower-case hex characters", { field: "sha256" });
+    if (input.chunks.length !== backup.chunkCount)
+      throw badInput(`The manifest must list all ${backup.chunkCount} chunks (got ${input.chunks.length})`, { field: "chunks" });
+    input.chunks.forEach((sha, index) => {
+      if (sha !== null && !SHA.test(sha)) throw badInput(`Chunk ${index}: sha256 must be 64 lower-case hex characters or null`, { field: "chunks", index });
+    });
+
+    const shas = input.chunks.filter((s): s is string => s !== null);
+    const heads = await this.store.headChunks(userId, shas);
+    const missing: number[] = [];
+    const corrupt: number[] = [];
+    input.chunks.forEach((sha, index) => {
+      if (sha === null) return;
+      const head = heads.get(sha);
+      if (!head) return missing.push(index);
+      if (head.size !== expectedChunkSize(backup, index)) return corrupt.push(index);
+      if (head.checksumSha256 && !head.checksumSha256.includes("-") && head.checksumSha256 !== sha256Base64FromHex(sha)) corrupt.push(index);
+    });
+    if (missing.length || corrupt.length) {
+      const parts = [missing.length ? `${missing.length} missing` : "", corrupt.length ? `${corrupt.length} of the wrong size or checksum` : ""].filter(Boolean);
+      throw new AppError(ErrorCode.BAD_USER_INPUT, `Backup ${backup.id} cannot complete: ${parts.join(" and ")} chunk(s) (first: ${[...missing, ...corrupt].slice(0, 5).join(", ")}). Upload them and complete again; the backup stays UPLOADING.`, {
+        reason: "CHUNKS_MISSING",
+        missingChunks: missing.slice(0, 100),
+        corruptChunks: corrupt.slice(0, 100),
+        missingCount: missing.length + corrupt.length,
+      });
+    }
+
+    const manifestKey = await this.store.putManifest(userId, {
+      version: 1,
+      backupId: backup.id,
+      imageSize: backup.imageSize,
+      chunkSize: backup.chunkSize,
+      chunks: input.chunks,
+      sha256: input.sha256,
+    });
+    const upload = await this.backups.uploadOf(backup);
+    const referenced = new Set(shas);
+    const sent = (await this.db.select({ sha256: uploadChunks.sha256, size: uploadChunks.size }).from(uploadChunks).where(eq(uploadChunks.uploadId, upload.id))).filter((c) =>
+      referenced.has(c.sha256),
+    );
+    const bytesSent = sent.reduce((n, c) => n + c.size, 0);
+    const now = this.now();
+    const done = await this.db.transaction(async (tx) => {
+      const [res] = await tx
+        .update(backups)
+        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes: bytesSent, completedAt: now, updatedAt: now })
+        .where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
+      if (res.affectedRows !== 1) return false;
+      await tx.update(uploads).set({ status: "COMPLETED", bytesSent, chunksSent: sent.length, completedAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
+      return true;
+    });
+    if (!done) throw conflict(`Backup ${backup.id} is no longer UPLOADING`, { field: "backupId" });
+    const row = await this.backups.get(userId, backup.id);
+    this.backups.changed(row);
+    return row;
+  }
+
+  async abort(userId: string, id: string): Promise<BackupRow> {
+    const backup = await this.uploading(userId, id);
+    const now = this.now();
+    await this.db.transaction(async (tx) => {
+      await tx.update(backups).set({ status: "ABORTED", updatedAt: now }).where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
+      await tx.update(uploads).set({ status: "ABORTED", completedAt: now, updatedAt: now }).where(eq(uploads.backupId, backup.id));
+    });
+    const row = await this.backups.get(userId, id);
+    this.backups.changed(row);
+    return row;
+  }
+
+  /** Soft delete: the row stays (DELETED); the garbage collector reclaims chunks no live manifest uses. */
+  async delete(userId: string, id: string): Promise<BackupRow> {
+    const backup = await this.backups.get(userId, id);
+    if (backup.status === "DELETED") return backup;
+    const [active] = await this.db
+      .select({ id: recoveries.id })
+      .from(recoveries)
+      .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"])))
+      .limit(1);
+    if (active) throw conflict(`Backup ${backup.id} is being recovered (recovery ${active.id}); cancel it first`, { recoveryId: active.id });
+    const now = this.now();
+    await this.db.transaction(async (tx) => {
+      await tx.update(backups).set({ status: "DELETED", deletedAt: now, updatedAt: now }).where(eq(backups.id, backup.id));
+      await tx
+        .update(uploads)
+        .set({ status: sql`IF(${uploads.status} = 'ACTIVE', 'ABORTED', ${uploads.status})`, updatedAt: now })
+        .where(eq(uploads.backupId, backup.id));
+    });
+    const row = await this.backups.get(userId, id);
+    this.backups.changed(row);
+    return row;
+  }
+
+  /** COMPLETED, and every chunk its manifest references is in the store with the right size. */
+  async restorable(userId: string, backup: BackupRow): Promise<boolean> {
+    if (backup.status !== "COMPLETED") return false;
+    const manifest = await this.store.getManifest(userId, backup.id).catch(() => null);
+    if (!manifest) return false;
+    const shas = manifest.chunks.filter((s): s is string => s !== null);
+    const heads = await this.store.headChunks(userId, shas);
+    return manifest.chunks.every((sha, i) => sha === null || heads.get(sha)?.size === expectedChunkSize(backup, i));
+  }
+
+  private async uploading(userId: string, id: string): Promise<BackupRow> {
+    const backup = await this.backups.get(userId, id);
+    if (backup.status !== "UPLOADING") throw conflict(`Backup ${backup.id} is ${backup.status}, not UPLOADING`, { field: "backupId", status: backup.status });
+    return backup;
+  }
+
+  private checkChunk(backup: BackupRow, c: ChunkInput): void {
+    if (!Number.isInteger(c.index) || c.index < 0 || c.index >= backup.chunkCount)
+      throw badInput(`Chunk index ${c.index} is outside 0..${backup.chunkCount - 1}`, { field: "chunks", index: c.index });
+    if (!SHA.test(c.sha256)) throw badInput(`Chunk ${c.index}: sha256 must be 64 lower-case hex characters`, { field: "chunks", index: c.index });
+    const expected = expectedChunkSize(backup, c.index);
+    if (c.size !== expected) throw badInput(`Chunk ${c.index} must be ${expected} bytes, not ${c.size}`, { field: "chunks", index: c.index });
+  }
+}

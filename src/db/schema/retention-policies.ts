@@ -1,0 +1,18 @@
+import { int, mysqlTable } from "drizzle-orm/mysql-core";
+import { ref, ts } from "../columns";
+import { users } from "./users";
+
+/** A user's retention policy, applied by the scheduled backup-maintenance workflow. */
+export const retentionPolicies = mysqlTable("retention_policies", {
+  /** Owner (one policy per user). */
+  userId: ref("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  /** Keep this many newest FULL backups per source (the weekly fulls). */
+  keepWeeklyFull: int("keep_weekly_full", { unsigned: true }).notNull(),
+  /** Keep every backup of the last this-many days per source (the daily restore points). */
+  keepDaily: int("keep_daily", { unsigned: true }).notNull(),
+  updatedAt: ts("updated_at").notNull(),
+});
+
+export type RetentionPolicyRow = typeof retentionPolicies.$inferSelect;

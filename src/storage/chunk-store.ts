@@ -1,0 +1,446 @@
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+
+/**
+ * Content-addressed chunk store for disk-image backups.
+ *
+ * Layout in the backups bucket:
+ *   `<userId>/chunks/<sha256 hex>`   one object per distinct non-zero chunk body
+ *   `<userId>/manifests/<backupId>`  ManifestV1 JSON
+ *   `zero/<size>`                    shared all-zero object (global, not per user: it holds no
+ *                                    user data; user prefixes are UUIDs so it cannot collide)
+ *
+ * Uploads go straight from the client to S3 through presigned PUT URLs bound to the key, the
+ * Content-Length and the `x-amz-checksum-sha256` header (all three are in X-Amz-SignedHeaders /
+ * the canonical request). The server recomputes SHA-256 of the body and refuses a mismatch
+ * (versitygw v1.7.0 and AWS: 400 BadDigest), so a chunk key can only ever hold the body whose
+ * hash is its name. The presigning client must use `requestChecksumCalculation: "WHEN_REQUIRED"`
+ * (see createS3Client); presignChunkPut checks the URL and throws otherwise.
+ */
+
+export interface ManifestV1 {
+  version: 1;
+  backupId: string;
+  imageSize: number;
+  chunkSize: number;
+  /** One entry per chunk in order: hex sha256 of the chunk body, or null for an all-zero chunk (not stored). */
+  chunks: (string | null)[];
+  /** hex sha256 of the whole image */
+  sha256: string;
+}
+
+export interface PresignedPut {
+  url: string;
+  /** Headers the uploader must send with the PUT, exactly as given (the body must be `size` bytes). */
+  headers: Record<string, string>;
+  expiresAt: Date;
+}
+
+export interface ChunkHead {
+  size: number;
+  /** Base64 SHA-256 as returned by S3 (present when the object was stored with a SHA-256 checksum). */
+  checksumSha256?: string;
+}
+
+export interface ChunkStoreOptions {
+  /** Lifetime of presigned PUT URLs in seconds (default 900). */
+  presignExpirySeconds?: number;
+  /** Parallel HeadObject / DeleteObject requests (default 16). */
+  headConcurrency?: number;
+}
+
+/** Thrown when a manifest object exists but is not a valid ManifestV1. */
+export class CorruptManifestError extends Error {
+  constructor(
+    readonly key: string,
+    detail: string,
+  ) {
+    super(`Corrupt manifest at ${key}: ${detail}`);
+    this.name = "CorruptManifestError";
+  }
+}
+
+/** Thrown when a stored chunk's bytes do not hash to its key. */
+export class ChunkIntegrityError extends Error {
+  constructor(
+    readonly key: string,
+    readonly actualSha256: string,
+  ) {
+    super(`Chunk ${key} is corrupt: body hashes to ${actualSha256}`);
+    this.name = "ChunkIntegrityError";
+  }
+}
+
+/** Thrown by deleteChunks when S3 reports per-key failures; `deleted` counts the keys that were removed. */
+export class ChunkDeleteError extends Error {
+  constructor(
+    readonly deleted: number,
+    readonly failures: { sha256: string; code?: string; message?: string }[],
+  ) {
+    super(`Failed to delete ${failures.length} chunk(s) (${deleted} deleted): ${failures.slice(0, 5).map((f) => `${f.sha256}: ${f.code ?? "error"} ${f.message ?? ""}`.trim()).join("; ")}`);
+    this.name = "ChunkDeleteError";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers
+
+const USER_ID_RE = /^[0-9a-f-]{36}$/;
+const SHA256_HEX_RE = /^[0-9a-f]{64}$/;
+const BACKUP_ID_RE = /^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$/;
+/** S3's single-PUT limit. */
+const MAX_PUT_SIZE = 5 * 1024 ** 3;
+const DELETE_BATCH = 1000;
+
+export function sha256Hex(buf: Uint8Array): string {
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+export function sha256Base64FromHex(hex: string): string {
+  assertSha(hex);
+  return Buffer.from(hex, "hex").toString("base64");
+}
+
+const ZERO_BLOCK = Buffer.alloc(64 * 1024);
+
+/** True when every byte is zero (memcmp against a shared zero block, 64 KiB at a time). */
+export function isZero(buf: Uint8Array): boolean {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const len = b.length;
+  if (len === 0) return true;
+  // Cheap early exits for the common non-zero case.
+  if (b[0] !== 0 || b[len - 1] !== 0) return false;
+  for (let off = 0; off < len; off += ZERO_BLOCK.length) {
+    const n = Math.min(ZERO_BLOCK.length, len - off);
+    if (!b.subarray(off, off + n).equals(n === ZERO_BLOCK.length ? ZERO_BLOCK : ZERO_BLOCK.subarray(0, n))) return false;
+  }
+  return true;
+}
+
+const ZERO_STREAM_BLOCK = Buffer.alloc(4 * 1024 * 1024);
+
+function* zeroBlocks(size: number): Generator<Buffer> {
+  for (let left = size; left > 0; left -= ZERO_STREAM_BLOCK.length) yield ZERO_STREAM_BLOCK.subarray(0, Math.min(left, ZERO_STREAM_BLOCK.length));
+}
+
+function assertUser(userId: string): void {
+  if (typeof userId !== "string" || !USER_ID_RE.test(userId)) throw new Error(`invalid userId ${JSON.stringify(userId)}: expected a lowercase UUID`);
+}
+
+function assertSha(sha: string): void {
+  if (typeof sha !== "string" || !SHA256_HEX_RE.test(sha)) throw new Error(`invalid sha256 ${JSON.stringify(sha)}: expected 64 lowercase hex digits`);
+}
+
+function assertBackupId(backupId: string): void {
+  if (typeof backupId !== "string" || !BACKUP_ID_RE.test(backupId))
+    throw new Error(`invalid backupId ${JSON.stringify(backupId)}: expected 1-128 characters [0-9A-Za-z_.-], not starting with . _ or -`);
+}
+
+function assertSize(size: number, what: string): void {
+  if (!Number.isSafeInteger(size) || size < 1 || size > MAX_PUT_SIZE) throw new Error(`invalid ${what} ${size}: expected a whole number of bytes from 1 to ${MAX_PUT_SIZE}`);
+}
+
+/** Returns a problem description, or null when `m` is a valid ManifestV1. */
+export function manifestProblem(m: unknown): string | null {
+  if (typeof m !== "object" || m === null || Array.isArray(m)) return "not a JSON object";
+  const o = m as Record<string, unknown>;
+  if (o.version !== 1) return `unsupported version ${JSON.stringify(o.version)}`;
+  if (typeof o.backupId !== "string" || !BACKUP_ID_RE.test(o.backupId)) return "backupId missing or invalid";
+  if (typeof o.imageSize !== "number" || !Number.isSafeInteger(o.imageSize) || o.imageSize < 0) return "imageSize must be a non-negative integer";
+  if (typeof o.chunkSize !== "number" || !Number.isSafeInteger(o.chunkSize) || o.chunkSize < 1 || o.chunkSize > MAX_PUT_SIZE) return "chunkSize must be a positive integer";
+  if (!Array.isArray(o.chunks)) return "chunks must be an array";
+  const expected = Math.ceil(o.imageSize / o.chunkSize);
+  if (o.chunks.length !== expected) return `chunks has ${o.chunks.length} entries, expected ${expected} for imageSize ${o.imageSize} / chunkSize ${o.chunkSize}`;
+  for (let i = 0; i < o.chunks.length; i++) {
+    const c: unknown = o.chunks[i];
+    if (c !== null && (typeof c !== "string" || !SHA256_HEX_RE.test(c))) return `chunks[${i}] must be null or 64 lowercase hex digits`;
+  }
+  if (typeof o.sha256 !== "string" || !SHA256_HEX_RE.test(o.sha256)) return "sha256 must be 64 lowercase hex digits";
+  return null;
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } } | null;
+  return e?.name === "NotFound" || e?.name === "NoSuchKey" || e?.Code === "NoSuchKey" || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; rejects on the first failure. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class ChunkStore {
+  private readonly presignExpirySeconds: number;
+  private readonly concurrency: number;
+  /** Set once the server has refused DeleteObjects for a missing Content-MD5/checksum. */
+  private singleDeletes = false;
+  private readonly zeroObjects = new Map<number, Promise<string>>();
+
+  constructor(
+    private readonly s3: S3Client,
+    readonly bucket: string,
+    opts: ChunkStoreOptions = {},
+  ) {
+    this.presignExpirySeconds = opts.presignExpirySeconds ?? 900;
+    this.concurrency = opts.headConcurrency ?? 16;
+    if (!Number.isInteger(this.presignExpirySeconds) || this.presignExpirySeconds < 1 || this.presignExpirySeconds > 604_800)
+      throw new Error(`presignExpirySeconds must be 1..604800, got ${this.presignExpirySeconds}`);
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new Error(`headConcurrency must be a positive integer, got ${this.concurrency}`);
+  }
+
+  chunkKey(userId: string, sha256Hex: string): string {
+    assertUser(userId);
+    assertSha(sha256Hex);
+    return `${userId}/chunks/${sha256Hex}`;
+  }
+
+  manifestKey(userId: string, backupId: string): string {
+    assertUser(userId);
+    assertBackupId(backupId);
+    return `${userId}/manifests/${backupId}`;
+  }
+
+  zeroKey(size: number): string {
+    assertSize(size, "zero object size");
+    return `zero/${size}`;
+  }
+
+  /**
+   * A presigned PUT for one chunk. The URL's signature covers the key, `content-length: size`
+   * and `x-amz-checksum-sha256: <base64 digest>`; the uploader must send `headers` unchanged and
+   * a body of exactly `size` bytes hashing to `sha256Hex`, or the server refuses the PUT.
+   */
+  async presignChunkPut(userId: string, sha256Hex: string, size: number): Promise<PresignedPut> {
+    const key = this.chunkKey(userId, sha256Hex);
+    assertSize(size, "chunk size");
+    const checksum = sha256Base64FromHex(sha256Hex);
+    const signingDate = new Date();
+    const url = await getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentLength: size, ChecksumSHA256: checksum }), {
+      expiresIn: this.presignExpirySeconds,
+      signingDate,
+      unhoistableHeaders: new Set(["x-amz-checksum-sha256"]),
+    });
+    // Guard the binding: a client without WHEN_REQUIRED bakes an SDK checksum into the query.
+    const q = new URL(url).searchParams;
+    const signed = (q.get("X-Amz-SignedHeaders") ?? "").split(";");
+    const stray = [...q.keys()].filter((k) => /^x-amz-(checksum-|sdk-checksum-algorithm)/i.test(k));
+    if (!signed.includes("x-amz-checksum-sha256") || !signed.includes("content-length") || stray.length)
+      throw new Error(
+        `presigned chunk PUT is not bound to the checksum (signed headers: ${signed.join(";")}${stray.length ? `; stray query: ${stray.join(",")}` : ""}); ` +
+          `create the S3 client with requestChecksumCalculation: "WHEN_REQUIRED"`,
+      );
+    return {
+      url,
+      headers: { "content-length": String(size), "x-amz-checksum-sha256": checksum },
+      expiresAt: new Date(signingDate.getTime() + this.presignExpirySeconds * 1000),
+    };
+  }
+
+  async headChunk(userId: string, sha256Hex: string): Promise<ChunkHead | null> {
+    const key = this.chunkKey(userId, sha256Hex);
+    return this.head(key);
+  }
+
+  /** HEADs every distinct sha (at most `headConcurrency` at a time); missing chunks map to null. */
+  async headChunks(userId: string, shas: string[]): Promise<Map<string, ChunkHead | null>> {
+    const unique = [...new Set(shas)];
+    const keys = unique.map((sha) => this.chunkKey(userId, sha)); // validates all before any request
+    const heads = await mapLimit(keys, this.concurrency, (key) => this.head(key));
+    return new Map(unique.map((sha, i) => [sha, heads[i] ?? null]));
+  }
+
+  private async head(key: string): Promise<ChunkHead | null> {
+    try {
+      const r = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
+      return { size: r.ContentLength ?? 0, ...(r.ChecksumSHA256 ? { checksumSha256: r.ChecksumSHA256 } : {}) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Reads a chunk and verifies that its bytes hash to its name (ChunkIntegrityError otherwise). */
+  async getChunk(userId: string, sha: string): Promise<Buffer> {
+    const key = this.chunkKey(userId, sha);
+    const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    const body = Buffer.from(await r.Body!.transformToByteArray());
+    const actual = sha256Hex(body);
+    if (actual !== sha) throw new ChunkIntegrityError(key, actual);
+    return body;
+  }
+
+  async putManifest(userId: string, m: ManifestV1): Promise<string> {
+    const problem = manifestProblem(m);
+    if (problem) throw new Error(`invalid manifest: ${problem}`);
+    const key = this.manifestKey(userId, m.backupId);
+    const body = Buffer.from(JSON.stringify(m));
+    await this.s3.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.length,
+        ContentType: "application/json",
+        ChecksumSHA256: createHash("sha256").update(body).digest("base64"),
+      }),
+    );
+    return key;
+  }
+
+  /** The manifest, or null when none exists; throws CorruptManifestError when it is not a valid ManifestV1. */
+  async getManifest(userId: string, backupId: string): Promise<ManifestV1 | null> {
+    const key = this.manifestKey(userId, backupId);
+    let text: string;
+    let storedChecksum: string | undefined;
+    let body: Buffer;
+    try {
+      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
+      body = Buffer.from(await r.Body!.transformToByteArray());
+      storedChecksum = r.ChecksumSHA256;
+      text = body.toString("utf8");
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    if (storedChecksum && !storedChecksum.includes("-") && createHash("sha256").update(body).digest("base64") !== storedChecksum)
+      throw new CorruptManifestError(key, "body does not match its stored SHA-256 checksum");
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new CorruptManifestError(key, `not valid JSON (${(err as Error).message})`);
+    }
+    const problem = manifestProblem(parsed);
+    if (problem) throw new CorruptManifestError(key, problem);
+    const m = parsed as ManifestV1;
+    if (m.backupId !== backupId) throw new CorruptManifestError(key, `backupId ${JSON.stringify(m.backupId)} does not match the key`);
+    return m;
+  }
+
+  /** Idempotent: deleting a missing manifest succeeds. */
+  async deleteManifest(userId: string, backupId: string): Promise<void> {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(userId, backupId) }));
+  }
+
+  /** Every object under `<userId>/chunks/` (keys that are not a sha256 are skipped), page by page. */
+  async *listChunks(userId: string, opts: { pageSize?: number } = {}): AsyncIterable<{ sha256: string; size: number; lastModified?: Date }> {
+    assertUser(userId);
+    const prefix = `${userId}/chunks/`;
+    let token: string | undefined;
+    do {
+      const page = await this.s3.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, ...(opts.pageSize ? { MaxKeys: opts.pageSize } : {}) }),
+      );
+      for (const o of page.Contents ?? []) {
+        const sha = o.Key?.slice(prefix.length);
+        if (!sha || !SHA256_HEX_RE.test(sha)) continue;
+        yield { sha256: sha, size: o.Size ?? 0, ...(o.LastModified ? { lastModified: o.LastModified } : {}) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /**
+   * Deletes the given chunks (deduplicated) with DeleteObjects, 1000 keys per request. S3 reports a
+   * missing key as deleted, so the result counts keys that are gone afterwards. The SDK always sends
+   * a checksum with DeleteObjects (versitygw answers 400 InvalidRequest "Missing required header
+   * for this request: Content-MD5 OR x-amz-checksum-*" without one); should a server still refuse it
+   * for that reason, or not implement it, this falls back to one DeleteObject per key.
+   */
+  async deleteChunks(userId: string, shas: string[]): Promise<number> {
+    const unique = [...new Set(shas)];
+    const keys = unique.map((sha) => this.chunkKey(userId, sha));
+    let deleted = 0;
+    const failures: { sha256: string; code?: string; message?: string }[] = [];
+    const prefixLen = `${userId}/chunks/`.length;
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      if (!this.singleDeletes) {
+        try {
+          const r = await this.s3.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
+          const errors = r.Errors ?? [];
+          deleted += batch.length - errors.length;
+          for (const e of errors) failures.push({ sha256: (e.Key ?? "").slice(prefixLen), code: e.Code, message: e.Message });
+          continue;
+        } catch (err) {
+          if (!this.deleteObjectsUnsupported(err)) throw err;
+          this.singleDeletes = true;
+        }
+      }
+      await mapLimit(batch, this.concurrency, async (Key) => {
+        await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+        deleted++;
+      });
+    }
+    if (failures.length) throw new ChunkDeleteError(deleted, failures);
+    return deleted;
+  }
+
+  private deleteObjectsUnsupported(err: unknown): boolean {
+    const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } } | null;
+    if (e?.name === "NotImplemented" || e?.$metadata?.httpStatusCode === 501) return true;
+    return (e?.name === "InvalidRequest" || e?.name === "MissingContentMD5") && /content-md5|checksum/i.test(e?.message ?? e?.name ?? "");
+  }
+
+  /**
+   * Ensures the global all-zero object `zero/<size>` exists (HEAD first; PUT with its SHA-256
+   * checksum when missing or of the wrong size) and returns its key. It holds no user data, so one
+   * copy per size serves every user. Memoised per process; concurrent creators write identical bytes.
+   */
+  async ensureZeroObject(size: number): Promise<string> {
+    const key = this.zeroKey(size);
+    let p = this.zeroObjects.get(size);
+    if (!p) {
+      p = this.createZeroObject(key, size);
+      this.zeroObjects.set(size, p);
+      p.catch(() => this.zeroObjects.delete(size));
+    }
+    return p;
+  }
+
+  private async createZeroObject(key: string, size: number): Promise<string> {
+    const existing = await this.head(key);
+    if (existing?.size === size) return key;
+    // Hash and send the zeros a block at a time: sizes up to 5 GiB without holding them in memory.
+    const hash = createHash("sha256");
+    for (let left = size; left > 0; left -= ZERO_STREAM_BLOCK.length) hash.update(ZERO_STREAM_BLOCK.subarray(0, Math.min(left, ZERO_STREAM_BLOCK.length)));
+    await this.s3.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: size <= ZERO_STREAM_BLOCK.length ? ZERO_STREAM_BLOCK.subarray(0, size) : Readable.from(zeroBlocks(size)),
+        ContentLength: size,
+        ContentType: "application/octet-stream",
+        ChecksumSHA256: hash.digest("base64"),
+      }),
+    );
+    return key;
+  }
+}

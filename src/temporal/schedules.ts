@@ -1,0 +1,42 @@
+import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from "@temporalio/client";
+import type { Logger } from "../logger";
+
+export interface ScheduleSpec {
+  /** Schedule id; also the prefix of the workflow ids it starts. */
+  id: string;
+  workflowType: string;
+  everyMs: number;
+  args?: unknown[];
+}
+
+/** The product's recurring jobs (Temporal Schedules replace the seed's crons). */
+export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs: number }): ScheduleSpec[] {
+  const p = opts.prefix ?? "reclo";
+  return [
+    { id: `${p}-backup-maintenance`, workflowType: "backupMaintenance", everyMs: opts.maintenanceIntervalMs },
+    { id: `${p}-purge-sessions`, workflowType: "purgeSessions", everyMs: 86_400_000, args: [86_400_000] },
+  ];
+}
+
+/**
+ * Creates each schedule, or updates it in place when it exists (idempotent: safe at every worker
+ * start and from several workers). Overlapping runs are skipped, never queued.
+ */
+export async function ensureSchedules(client: Client, taskQueue: string, specs: ScheduleSpec[], logger?: Logger): Promise<void> {
+  for (const s of specs) {
+    const options: ScheduleOptions = {
+      scheduleId: s.id,
+      spec: { intervals: [{ every: s.everyMs }] },
+      action: { type: "startWorkflow", workflowType: s.workflowType, taskQueue, workflowId: s.id, args: s.args ?? [], workflowExecutionTimeout: "6 hours" },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: "1 hour" },
+    };
+    try {
+      await client.schedule.create(options);
+      logger?.info({ schedule: s.id, everyMs: s.everyMs }, "schedule created");
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await client.schedule.getHandle(s.id).update((prev) => ({ ...prev, spec: options.spec, action: options.action, policies: { ...prev.policies, ...options.policies } }));
+      logger?.debug({ schedule: s.id }, "schedule updated");
+    }
+  }
+}
