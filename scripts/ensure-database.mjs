@@ -80,6 +80,13 @@ let conn;
 try {
   conn = await mysql.createConnection({ host, port, user, password, connectTimeout: 5000 });
 } catch (err) {
+  if (err?.code === 'ER_ACCESS_DENIED_ERROR' || err?.code === 'ER_DBACCESS_DENIED_ERROR') {
+    fail(
+      1,
+      `MariaDB/MySQL at ${hostPort} rejected the login (from DATABASE_URL=${maskUrl(rawUrl)}): ${describe(err)}. ` +
+        'Check the user/password in DATABASE_URL.',
+    );
+  }
   fail(
     1,
     `MariaDB/MySQL is not reachable at ${hostPort} (from DATABASE_URL=${maskUrl(rawUrl)}): ${describe(err)}. ` +

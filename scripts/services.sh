@@ -45,7 +45,9 @@
 # Files: $RECLO_DATA_DIR/run/{temporal,versitygw}.pid, run/services.lock,
 #        logs/{temporal,versitygw}.log, temporal/temporal.db, s3/<bucket>/...
 # versitygw stores object metadata (etag, content-type, checksums) in user xattrs;
-# if the filesystem has none it falls back to --sidecar $RECLO_DATA_DIR/s3-meta.
+# if the filesystem has none it falls back to --sidecar $RECLO_DATA_DIR/meta-s3 (the
+# name must not start with ".../s3": versitygw v1.7.0 rejects any sidecar path that
+# merely has the gateway root as a string prefix).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,6 +72,20 @@ usage() {
   exit 2
 }
 have() { command -v "$1" >/dev/null 2>&1; }
+# with_timeout SECONDS CMD...: hard upper bound for checks that could hang
+with_timeout() {
+  local t=$1
+  shift
+  if have timeout; then timeout --kill-after=5 "$t" "$@"; else "$@"; fi
+}
+# node_helper SECONDS SCRIPT ARGS...: run scripts/<SCRIPT> from the repo root
+node_helper() {
+  local t=$1
+  shift
+  local script=$1
+  shift
+  (cd "$REPO_ROOT" && with_timeout "$t" node "scripts/$script" "$@")
+}
 show_log_tail() { # file
   local f=$1
   if [[ -s $f ]]; then
@@ -102,7 +118,7 @@ mkdir -p "$DATA_DIR"
 DATA_DIR="$(cd "$DATA_DIR" && pwd)"
 RUN_DIR="$DATA_DIR/run"
 LOG_DIR="$DATA_DIR/logs"
-TOOLS_BIN="${RECLO_TOOLS_BIN:-$HOME/go/bin}"
+TOOLS_BIN="${RECLO_TOOLS_BIN:-${HOME:-/root}/go/bin}"
 START_TIMEOUT="${RECLO_START_TIMEOUT:-60}"
 LOCK_TIMEOUT="${RECLO_LOCK_TIMEOUT:-900}"
 S3_VERSIONING="${RECLO_S3_VERSIONING:-1}"
@@ -126,7 +142,7 @@ TEMPORAL_DB_DIR="$DATA_DIR/temporal"
 VGW_PID_FILE="$RUN_DIR/versitygw.pid"
 VGW_LOG="$LOG_DIR/versitygw.log"
 S3_ROOT="$DATA_DIR/s3"
-S3_META_DIR="$DATA_DIR/s3-meta"
+S3_META_DIR="$DATA_DIR/meta-s3"
 S3_VERSIONS_DIR="$DATA_DIR/s3-versions"
 
 # Go may be installed but not on PATH (e.g. /usr/local/go/bin).
@@ -235,6 +251,7 @@ start_daemon() {
 stop_pid() {
   local name=$1 pid=$2 i
   kill -TERM "$pid" 2>/dev/null || true
+  kill -CONT "$pid" 2>/dev/null || true # in case it was SIGSTOPped
   for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
@@ -284,11 +301,11 @@ find_tool() {
   done
   return 0
 }
-# install_tool NAME MODULE PKG VERSION NOTE: go install into $TOOLS_BIN
+# install_tool NAME PKG VERSION LABEL NOTE: go install into $TOOLS_BIN
 install_tool() {
-  local name=$1 module=$2 pkg=$3 version=$4 note=$5
-  have go || die "$name $version is missing and Go is not installed (need Go to run: go install $pkg@$version)"
-  log "installing $name $version into $TOOLS_BIN$note…"
+  local name=$1 pkg=$2 version=$3 label=$4 note=$5
+  have go || die "$label $version is missing and Go is not installed (need Go to run: go install $pkg@$version)"
+  log "installing $label $version into $TOOLS_BIN ($note)…"
   mkdir -p "$TOOLS_BIN"
   local ilog="$LOG_DIR/go-install-$name.log"
   mkdir -p "$LOG_DIR"
@@ -303,8 +320,8 @@ ensure_temporal_bin() {
   [[ -n $TEMPORAL_BIN ]] && return 0
   TEMPORAL_BIN="$(find_tool temporal "$TEMPORAL_CLI_MODULE" "$TEMPORAL_CLI_VERSION")"
   if [[ -z $TEMPORAL_BIN ]]; then
-    install_tool temporal "$TEMPORAL_CLI_MODULE" "$TEMPORAL_CLI_PKG" "$TEMPORAL_CLI_VERSION" \
-      " (CLI $TEMPORAL_CLI_VERSION; takes a few minutes the first time)"
+    install_tool temporal "$TEMPORAL_CLI_PKG" "$TEMPORAL_CLI_VERSION" "temporal CLI" \
+      "takes a few minutes the first time"
     TEMPORAL_BIN="$TOOLS_BIN/temporal"
   fi
 }
@@ -312,7 +329,7 @@ ensure_vgw_bin() {
   [[ -n $VGW_BIN ]] && return 0
   VGW_BIN="$(find_tool versitygw "$VERSITYGW_MODULE" "$VERSITYGW_VERSION")"
   if [[ -z $VGW_BIN ]]; then
-    install_tool versitygw "$VERSITYGW_MODULE" "$VERSITYGW_PKG" "$VERSITYGW_VERSION" " (takes a minute or two the first time)"
+    install_tool versitygw "$VERSITYGW_PKG" "$VERSITYGW_VERSION" versitygw "takes a minute or two the first time"
     VGW_BIN="$TOOLS_BIN/versitygw"
   fi
 }
@@ -324,18 +341,18 @@ lookup_temporal_bin() {
 # ---------------------------------------------------------------- Temporal
 temporal_healthy() { # bin
   local out
-  out="$("$1" operator cluster health --address "$TEMPORAL_ADDRESS" --command-timeout 5s 2>/dev/null)" || return 1
+  out="$(with_timeout 10 "$1" operator cluster health --address "$TEMPORAL_ADDRESS" --command-timeout 5s 2>/dev/null)" || return 1
   [[ $out == *SERVING* && $out != *NOT_SERVING* ]]
 }
 temporal_ns_exists() { # bin
-  "$1" operator namespace describe --namespace "$TEMPORAL_NAMESPACE" --address "$TEMPORAL_ADDRESS" \
+  with_timeout 10 "$1" operator namespace describe --namespace "$TEMPORAL_NAMESPACE" --address "$TEMPORAL_ADDRESS" \
     --command-timeout 5s >/dev/null 2>&1
 }
 ensure_temporal_namespace() {
   if temporal_ns_exists "$TEMPORAL_BIN"; then return 0; fi
   log "creating Temporal namespace $TEMPORAL_NAMESPACE"
   local out
-  if ! out="$("$TEMPORAL_BIN" operator namespace create --namespace "$TEMPORAL_NAMESPACE" \
+  if ! out="$(with_timeout 20 "$TEMPORAL_BIN" operator namespace create --namespace "$TEMPORAL_NAMESPACE" \
     --address "$TEMPORAL_ADDRESS" --command-timeout 10s 2>&1)"; then
     [[ $out == *"already"* ]] || warn "namespace create: $out"
   fi
@@ -377,7 +394,7 @@ up_temporal() {
 
   local pid
   pid="$(read_pid "$TEMPORAL_PID_FILE")"
-  if [[ -n $pid ]] && pid_alive "$pid" temporal; then
+  if [[ -n $pid ]] && pid_alive "$pid" "server start-dev"; then
     if temporal_healthy "$TEMPORAL_BIN"; then
       ensure_temporal_namespace || die "Temporal namespace $TEMPORAL_NAMESPACE could not be created"
       log "temporal: already running (pid $pid, $TEMPORAL_ADDRESS, namespace $TEMPORAL_NAMESPACE)"
@@ -397,7 +414,7 @@ up_temporal() {
     stop_pid temporal "$pid" || die "could not stop the hung Temporal server (pid $pid)"
     rm -f "$TEMPORAL_PID_FILE"
   elif [[ -e $TEMPORAL_PID_FILE ]]; then
-    log "temporal: removing stale pid file (pid ${pid:-?} is not running)"
+    log "temporal: removing stale pid file (pid ${pid:-?} is not a running temporal process)"
     rm -f "$TEMPORAL_PID_FILE"
   fi
 
@@ -420,15 +437,16 @@ up_temporal() {
   local t0=$SECONDS
   if ! wait_temporal_ready "$pid"; then
     show_log_tail "$TEMPORAL_LOG"
-    die "Temporal did not become ready"
+    kill -0 "$pid" 2>/dev/null || rm -f "$TEMPORAL_PID_FILE"
+    die "Temporal did not become ready (still running as pid $pid? see $TEMPORAL_LOG; 'services.sh stop' cleans up)"
   fi
   log "temporal: ready after $((SECONDS - t0))s (pid $pid, $TEMPORAL_ADDRESS, namespace $TEMPORAL_NAMESPACE)"
 }
 
 # ---------------------------------------------------------------- S3 (versitygw)
-s3_list_ok() { (cd "$REPO_ROOT" && node scripts/ensure-buckets.mjs --check >/dev/null 2>&1); }
+s3_list_ok() { node_helper 20 ensure-buckets.mjs --check >/dev/null 2>&1; }
 ensure_buckets() {
-  if ! (cd "$REPO_ROOT" && node scripts/ensure-buckets.mjs --wait 15); then
+  if ! node_helper 90 ensure-buckets.mjs --wait 15; then
     [[ $S3_LOCAL == 1 ]] && show_log_tail "$VGW_LOG"
     die "could not create the S3 buckets at $S3_ENDPOINT"
   fi
@@ -473,7 +491,7 @@ start_versitygw() { # sidecar(0/1) -> 0 ready, 1 failed, 2 xattr unsupported
   local left=$((deadline - SECONDS))
   ((left > 5)) || left=5
   # readiness = a signed ListBuckets succeeds
-  if ! (cd "$REPO_ROOT" && node scripts/ensure-buckets.mjs --check --wait "$left" >/dev/null); then
+  if ! node_helper "$((left + 30))" ensure-buckets.mjs --check --wait "$left" >/dev/null; then
     return 1
   fi
 }
@@ -485,7 +503,7 @@ up_s3() {
       ensure_buckets
       return 0
     fi
-    (cd "$REPO_ROOT" && node scripts/ensure-buckets.mjs --check >/dev/null) || true
+    node_helper 20 ensure-buckets.mjs --check >/dev/null || true
     die "S3 endpoint $S3_ENDPOINT is not usable (this script only starts versitygw for http://localhost endpoints)"
   fi
 
@@ -501,7 +519,7 @@ up_s3() {
     stop_pid versitygw "$pid" || die "could not stop the hung versitygw (pid $pid)"
     rm -f "$VGW_PID_FILE"
   elif [[ -e $VGW_PID_FILE ]]; then
-    log "s3: removing stale pid file (pid ${pid:-?} is not running)"
+    log "s3: removing stale pid file (pid ${pid:-?} is not a running versitygw process)"
     rm -f "$VGW_PID_FILE"
   fi
 
@@ -511,7 +529,7 @@ up_s3() {
       ensure_buckets
       return 0
     fi
-    (cd "$REPO_ROOT" && node scripts/ensure-buckets.mjs --check >/dev/null) || true
+    node_helper 20 ensure-buckets.mjs --check >/dev/null || true
     die "port $S3_PORT on $S3_HOST is in use by another process that does not accept our S3 credentials; free it or set S3_ENDPOINT"
   fi
 
@@ -541,7 +559,8 @@ up_s3() {
 up_mariadb() {
   local masked
   masked="$(mask_url "$DATABASE_URL")"
-  if ! port_open "$DB_HOST" "$DB_PORT" && is_local_host "$DB_HOST" && [[ -x /usr/sbin/mariadbd ]] &&
+  # Only the system server on the default port can be started by us.
+  if [[ $DB_PORT == 3306 ]] && is_local_host "$DB_HOST" && ! port_open "$DB_HOST" "$DB_PORT" && [[ -x /usr/sbin/mariadbd ]] &&
     have start-stop-daemon && [[ $(id -u) == 0 ]]; then
     log "mariadb: nothing listens on $(join_hostport "$DB_HOST" "$DB_PORT"); starting /usr/sbin/mariadbd"
     if id mysql >/dev/null 2>&1; then
@@ -563,7 +582,7 @@ up_mariadb() {
     # shellcheck disable=SC2206
     extra=(${EXTRA_DATABASES//,/ })
   fi
-  (cd "$REPO_ROOT" && node scripts/ensure-database.mjs "${extra[@]}") ||
+  node_helper 60 ensure-database.mjs "${extra[@]}" ||
     die "MariaDB is not usable (DATABASE_URL=$masked)"
 }
 
@@ -571,10 +590,10 @@ up_mariadb() {
 redis_ping() {
   if have redis-cli; then
     local out
-    out="$(timeout 5 redis-cli -u "$REDIS_URL" ping 2>&1)" || true
+    out="$(with_timeout 5 redis-cli -u "$REDIS_URL" ping 2>&1)" || true
     [[ $out == *PONG* ]]
   else
-    (cd "$REPO_ROOT" && timeout 10 node -e '
+    (cd "$REPO_ROOT" && with_timeout 10 node -e '
       const Redis = require("ioredis");
       const r = new Redis(process.argv[1], { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null });
       r.on("error", () => {});
@@ -611,7 +630,10 @@ up_redis() {
 }
 
 # ---------------------------------------------------------------- QEMU
-qemu_present() { have qemu-system-x86_64 && have qemu-img; }
+qemu_present() {
+  local a b
+  a="$(command -v qemu-system-x86_64 2>/dev/null)" && b="$(command -v qemu-img 2>/dev/null)" && [[ -x $a && -x $b ]]
+}
 qemu_desc() {
   local v
   v="$(qemu-system-x86_64 --version 2>/dev/null | head -n1 | sed -E 's/.*version ([^ ,]+).*/\1/')"
@@ -636,7 +658,7 @@ up_qemu() {
     show_log_tail "$alog"
     die "apt-get update failed"
   fi
-  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
     qemu-system-x86 qemu-utils >>"$alog" 2>&1 9>&-; then
     show_log_tail "$alog"
     die "apt-get install qemu-system-x86 qemu-utils failed"
@@ -678,7 +700,7 @@ stop_one() { # name pidfile pattern host port
 cmd_stop() {
   acquire_lock
   local rc=0
-  stop_one temporal "$TEMPORAL_PID_FILE" temporal "$T_HOST" "$T_PORT" || rc=1
+  stop_one temporal "$TEMPORAL_PID_FILE" "server start-dev" "$T_HOST" "$T_PORT" || rc=1
   stop_one s3 "$VGW_PID_FILE" versitygw "$S3_HOST" "$S3_PORT" || rc=1
   return $rc
 }
@@ -692,7 +714,7 @@ cmd_status() {
   # temporal
   bin="$(lookup_temporal_bin)"
   pid="$(read_pid "$TEMPORAL_PID_FILE")"
-  [[ -n $pid ]] && ! pid_alive "$pid" temporal && pid=""
+  [[ -n $pid ]] && ! pid_alive "$pid" "server start-dev" && pid=""
   extra=""
   if [[ -n $bin ]] && temporal_healthy "$bin"; then
     state=running
@@ -718,7 +740,7 @@ cmd_status() {
   [[ -n $pid ]] && ! pid_alive "$pid" versitygw && pid=""
   local names missing=() b
   extra=""
-  if names="$(cd "$REPO_ROOT" && node scripts/ensure-buckets.mjs --check 2>/dev/null)"; then
+  if names="$(node_helper 20 ensure-buckets.mjs --check 2>/dev/null)"; then
     state=running
     for b in "$S3_BACKUPS_BUCKET" "$S3_IMPORTS_BUCKET" "$S3_ARTIFACTS_BUCKET"; do
       [[ " $names " == *" $b "* ]] || missing+=("$b")
@@ -733,7 +755,7 @@ cmd_status() {
 
   # mariadb
   local out
-  if out="$(cd "$REPO_ROOT" && node scripts/ensure-database.mjs --check 2>&1)"; then
+  if out="$(node_helper 20 ensure-database.mjs --check 2>&1)"; then
     state=running
     [[ $out == *MISSING* ]] && rc=3
   else

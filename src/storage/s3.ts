@@ -13,6 +13,8 @@ export function createS3Client(s3: Config["s3"]): S3Client {
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
+    // A hung store must fail the call, not stall it (the SDK only warns on timeout by default).
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000, throwOnRequestTimeout: true },
   });
 }
 
