@@ -104,6 +104,43 @@ const envSchema = z.object({
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
   BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
 
+  /** Recovery target when startRecovery names none: AWS only when configured, else the local QEMU host. */
+  RECOVERY_DEFAULT_TARGET: z.enum(["AWS", "LOCAL"]).optional(),
+  /** Hard limit of a recovery, measured from its start. */
+  RECOVERY_TIME_LIMIT: duration("24h"),
+  /** workflowExecutionTimeout = RECOVERY_TIME_LIMIT + this (a backstop; the workflow's own limit is exact). */
+  RECOVERY_BACKSTOP: duration("1h"),
+  /** A worker that dies mid-step is noticed after this long (activity heartbeat timeout). */
+  RECOVERY_HEARTBEAT_TIMEOUT: duration("60s"),
+  /** How often import/launch progress is polled. */
+  RECOVERY_POLL_INTERVAL: duration("15s"),
+  /** Stopped instances older than this are terminated by the daily schedule. */
+  INSTANCE_STOPPED_TTL: duration("14d"),
+
+  AWS_RECOVERY_ENABLED: bool(false),
+  AWS_REGION: z.string().min(1).default("us-east-1"),
+  /** Endpoint override for EC2 (testing); normally unset. */
+  AWS_EC2_ENDPOINT: optionalString.pipe(url(["http:", "https:"]).optional()),
+  /** IAM role VM Import uses to read the imports bucket. */
+  AWS_IMPORT_ROLE_NAME: z.string().min(1).default("vmimport"),
+  AWS_INSTANCE_TYPE: z.string().min(1).default("t3.medium"),
+  AWS_SUBNET_ID: optionalString,
+  AWS_VPC_ID: optionalString,
+  /** Who may reach recovered machines (RDP/SSH) when the request names no range. */
+  AWS_DEFAULT_ALLOWED_CIDR: z
+    .string()
+    .regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "expected an IPv4 CIDR like 203.0.113.0/24")
+    .optional(),
+
+  QEMU_SYSTEM_BINARY: z.string().min(1).default("qemu-system-x86_64"),
+  QEMU_IMG_BINARY: z.string().min(1).default("qemu-img"),
+  /** auto: KVM when /dev/kvm is usable, TCG otherwise. */
+  QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  QEMU_MEMORY_MB: int(1024, 16, 262_144),
+  QEMU_CPUS: int(2, 1, 64),
+  /** Seconds a graceful ACPI power-down may take before QEMU is told to quit. */
+  QEMU_STOP_TIMEOUT: duration("60s"),
+
   REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
 
   TOKEN_TTL: duration("60d"),
@@ -149,6 +186,27 @@ export interface Config {
     presignExpiryMs: number;
   };
   backups: { gcGraceMs: number; maintenanceIntervalMs: number };
+  recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; instanceStoppedTtlMs: number };
+  aws: {
+    enabled: boolean;
+    region: string;
+    ec2Endpoint?: string;
+    importRoleName: string;
+    instanceType: string;
+    subnetId?: string;
+    vpcId?: string;
+    defaultAllowedCidr?: string;
+  };
+  local: {
+    /** Images, overlays, sockets and logs of the local target. */
+    dir: string;
+    qemuSystem: string;
+    qemuImg: string;
+    accel: "auto" | "kvm" | "tcg";
+    memoryMb: number;
+    cpus: number;
+    stopTimeoutMs: number;
+  };
   redisUrl?: string;
   auth: {
     tokenTtlMs: number;
@@ -181,6 +239,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const e = result.data;
   const problems: string[] = [];
   if (e.S3_PRESIGN_EXPIRY < 1000 || e.S3_PRESIGN_EXPIRY > 7 * 86_400_000) problems.push("S3_PRESIGN_EXPIRY: must be between 1s and 7d");
+  if (e.RECOVERY_DEFAULT_TARGET === "AWS" && !e.AWS_RECOVERY_ENABLED) problems.push("RECOVERY_DEFAULT_TARGET: AWS needs AWS_RECOVERY_ENABLED=true (and AWS credentials)");
   if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
     problems.push("TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH: set both for mTLS, or neither");
@@ -214,6 +273,33 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
     },
     backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL },
+    recovery: {
+      defaultTarget: e.RECOVERY_DEFAULT_TARGET ?? (e.AWS_RECOVERY_ENABLED ? "AWS" : "LOCAL"),
+      timeLimitMs: e.RECOVERY_TIME_LIMIT,
+      backstopMs: e.RECOVERY_BACKSTOP,
+      heartbeatTimeoutMs: e.RECOVERY_HEARTBEAT_TIMEOUT,
+      pollIntervalMs: e.RECOVERY_POLL_INTERVAL,
+      instanceStoppedTtlMs: e.INSTANCE_STOPPED_TTL,
+    },
+    aws: {
+      enabled: e.AWS_RECOVERY_ENABLED,
+      region: e.AWS_REGION,
+      ec2Endpoint: e.AWS_EC2_ENDPOINT,
+      importRoleName: e.AWS_IMPORT_ROLE_NAME,
+      instanceType: e.AWS_INSTANCE_TYPE,
+      subnetId: e.AWS_SUBNET_ID,
+      vpcId: e.AWS_VPC_ID,
+      defaultAllowedCidr: e.AWS_DEFAULT_ALLOWED_CIDR,
+    },
+    local: {
+      dir: path.join(path.resolve(e.RECLO_DATA_DIR), "local-target"),
+      qemuSystem: e.QEMU_SYSTEM_BINARY,
+      qemuImg: e.QEMU_IMG_BINARY,
+      accel: e.QEMU_ACCEL,
+      memoryMb: e.QEMU_MEMORY_MB,
+      cpus: e.QEMU_CPUS,
+      stopTimeoutMs: e.QEMU_STOP_TIMEOUT,
+    },
     redisUrl: e.REDIS_URL,
     auth: {
       tokenTtlMs: e.TOKEN_TTL,

@@ -3,7 +3,7 @@ import { configOrExit, createLogger, fatal, onShutdown } from "./process";
 import { createRuntime, readinessChecks } from "./runtime";
 import { startApp } from "./server/app";
 import { startWorker, type WorkerHandle } from "./temporal/worker";
-import { createActivities } from "./temporal/activities";
+import { activitiesFor } from "./temporal/activities";
 import { ensureSchedules, productSchedules } from "./temporal/schedules";
 
 /** The whole product in one process: GraphQL API + Temporal worker (RUN_WORKER=false for API only). */
@@ -14,8 +14,13 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
   let worker: WorkerHandle | undefined;
   try {
     if (opts.worker) {
-      worker = await startWorker({ config: config.temporal, activities: createActivities({ logger, services: rt.services }), logger });
-      await ensureSchedules(rt.temporal.client, config.temporal.taskQueue, productSchedules({ maintenanceIntervalMs: config.backups.maintenanceIntervalMs }), logger);
+      worker = await startWorker({ config: config.temporal, activities: activitiesFor(rt), logger });
+      await ensureSchedules(
+        rt.temporal.client,
+        config.temporal.taskQueue,
+        productSchedules({ maintenanceIntervalMs: config.backups.maintenanceIntervalMs, instanceStoppedTtlMs: config.recovery.instanceStoppedTtlMs }),
+        logger,
+      );
       const answer = await rt.temporal.client.workflow.execute("connectivityCheck", {
         taskQueue: config.temporal.taskQueue,
         workflowId: `connectivity-check-${process.pid}-${Date.now()}`,

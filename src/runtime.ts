@@ -9,6 +9,8 @@ import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/ra
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client } from "./storage/s3";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
+import { createTargets } from "./recoveries/targets";
+import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 
 /** Everything a process holds open, built once from the config and closed in reverse order. */
 export interface Runtime {
@@ -20,6 +22,7 @@ export interface Runtime {
   services: Services;
   s3: S3Client;
   temporal: TemporalHandle;
+  targets: Partial<Record<TargetKind, ComputeTarget>>;
   close(): Promise<void>;
 }
 
@@ -48,11 +51,12 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     }
     const s3 = createS3Client(config.s3);
     closers.push(async () => s3.destroy());
-    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, logger });
     const temporal = await connectTemporal(config.temporal).catch((err: unknown) => {
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });
     closers.push(() => temporal.close());
+    const targets = createTargets(config, s3, logger);
+    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, temporal: temporal.client, targets, logger });
     logger.info({ pubSub: pubSub.transport }, "runtime ready");
     return {
       config,
@@ -63,6 +67,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       services,
       s3,
       temporal,
+      targets,
       close: () => closeAll(closers),
     };
   } catch (err) {

@@ -13,6 +13,9 @@ import { BackupUploadService } from "./backups/backup-upload.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
 import { ChunkStore } from "./storage/chunk-store";
 import type { S3Client } from "@aws-sdk/client-s3";
+import type { Client as TemporalClient } from "@temporalio/client";
+import { RecoveryProgress } from "./recoveries/recovery-progress";
+import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 import type { Logger } from "./logger";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
@@ -25,6 +28,7 @@ export interface Services {
   chunks: ChunkStore;
   uploads: UploadService;
   recoveries: RecoveryService;
+  recoveryProgress: RecoveryProgress;
   instances: InstanceService;
 }
 
@@ -34,23 +38,35 @@ export interface ServiceDeps {
   pubSub: AppPubSub;
   limiter: RateLimiter;
   s3: S3Client;
+  /** Starts and cancels workflows (recoveries). */
+  temporal?: TemporalClient;
+  targets?: Partial<Record<TargetKind, ComputeTarget>>;
   logger?: Logger;
   now?: () => Date;
 }
 
-export function createServices({ config, db, pubSub, limiter, s3, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, pubSub, limiter, s3, temporal, targets = {}, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const backups = new BackupService(db, pubSub, limits, now);
   const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
+  const backupUploads = new BackupUploadService(db, backups, chunks, now);
+  const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
   return {
     chunks,
-    backupUploads: new BackupUploadService(db, backups, chunks, now),
+    backupUploads,
+    recoveryProgress,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, logger }, now),
     auth: new AuthService({ db, pubSub, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService(db, backups, limits, now),
-    instances: new InstanceService(db, limits, now),
+    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, temporal, now }),
+    instances: new InstanceService({
+      db,
+      limits,
+      targets,
+      artifacts: { s3, bucket: config.s3.buckets.artifacts, urlExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) },
+      now,
+    }),
   };
 }

@@ -4,7 +4,7 @@ import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, restoreImage, MiB } from "./helpers/backup";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { createActivities } from "../src/temporal/activities";
+import { activitiesFor } from "../src/temporal/activities";
 import { ensureSchedules, productSchedules } from "../src/temporal/schedules";
 import { BackupMaintenanceService } from "../src/backups/backup-maintenance.service";
 import { backups, type BackupRow } from "../src/db/schema";
@@ -35,7 +35,7 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     worker = await startWorker({
       config: stack.config.temporal,
       taskQueue,
-      activities: createActivities({ logger: stack.rt.logger, services: stack.rt.services }),
+      activities: activitiesFor(stack.rt),
       logger: stack.rt.logger,
       workflowBundle: { codePath: inject("workflowBundlePath") },
     });
@@ -159,9 +159,9 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
 
   it("registers the schedules idempotently", async () => {
     const prefix = `test-${process.pid}-${Date.now()}`;
-    const specs = productSchedules({ prefix, maintenanceIntervalMs: 3_600_000 });
+    const specs = productSchedules({ prefix, maintenanceIntervalMs: 3_600_000, instanceStoppedTtlMs: 86_400_000 });
     await ensureSchedules(stack.rt.temporal.client, taskQueue, specs);
-    await ensureSchedules(stack.rt.temporal.client, taskQueue, productSchedules({ prefix, maintenanceIntervalMs: 7_200_000 }));
+    await ensureSchedules(stack.rt.temporal.client, taskQueue, productSchedules({ prefix, maintenanceIntervalMs: 7_200_000, instanceStoppedTtlMs: 86_400_000 }));
     const handle = stack.rt.temporal.client.schedule.getHandle(`${prefix}-backup-maintenance`);
     const desc = await handle.describe();
     expect(desc.action).toMatchObject({ type: "startWorkflow", workflowType: "backupMaintenance", taskQueue });

@@ -1,3 +1,4 @@
 // Deterministic workflow code only: no Node built-ins, no I/O (eslint enforces it).
 export { connectivityCheck } from "./connectivity";
 export { backupMaintenance, purgeSessions } from "./maintenance";
+export { recoveryWorkflow, reconcileRecoveries, terminateStaleInstances } from "./recovery";

@@ -20,13 +20,35 @@ export interface SessionsRevokedEvent {
   sessionIds: string[] | "ALL";
 }
 
+/** A recovery as it is right now (JSON-safe: dates as ISO strings), carried in the event itself so
+ * every subscriber sees every state in order even when the row has moved on. */
+export interface RecoverySnapshot {
+  id: string;
+  userId: string;
+  backupId: string;
+  target: "AWS" | "LOCAL";
+  state: "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "COMPLETED" | "FAILED" | "CANCELLED";
+  stepProgress: number;
+  totalProgress: number;
+  message: string | null;
+  failureReason: string | null;
+  startedAt: string | null;
+  deadlineAt: string | null;
+  completedAt: string | null;
+  createdAt: string;
+  version: number;
+}
+
 export type PubSubEvents = {
+  /** Routed by recovery id. */
+  RECOVERY_CHANGED: [recoveryId: string, payload: RecoverySnapshot];
   /** Routed by user id: each user only ever hears about their own backups. */
   BACKUP_CHANGED: [userId: string, payload: BackupChangedEvent];
   SESSIONS_REVOKED: [payload: SessionsRevokedEvent];
 };
 
 export const Topic = {
+  RECOVERY_CHANGED: "RECOVERY_CHANGED",
   BACKUP_CHANGED: "BACKUP_CHANGED",
   SESSIONS_REVOKED: "SESSIONS_REVOKED",
 } as const satisfies Record<keyof PubSubEvents, keyof PubSubEvents>;

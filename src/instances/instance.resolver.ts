@@ -1,9 +1,9 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
+import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
 import { PageArgsInput } from "../graphql/connection";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { Recovery } from "../recoveries/recovery.type";
-import { Instance, InstanceConnection } from "./instance.type";
+import { Instance, InstanceConnection, Screenshot } from "./instance.type";
 
 @Resolver(() => Instance)
 export class InstanceResolver {
@@ -14,9 +14,37 @@ export class InstanceResolver {
   }
 
   @Authorized()
-  @Query(() => Instance)
+  @Query(() => Instance, { description: "One of your machines, its state refreshed from the provider" })
   instance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
-    return ctx.services.instances.get(currentUser(ctx).id, id);
+    return ctx.services.instances.sync(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Mutation(() => Instance)
+  startInstance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    return ctx.services.instances.start(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Mutation(() => Instance, { description: "Graceful shutdown (forced after a timeout); the disk is kept" })
+  stopInstance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    return ctx.services.instances.stop(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Mutation(() => Instance, { description: "Destroy the machine and everything its recovery left at the target" })
+  terminateInstance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    return ctx.services.instances.terminate(currentUser(ctx).id, id);
+  }
+
+  @FieldResolver(() => String, { description: "Tail of the serial console (EC2 GetConsoleOutput, or the QEMU serial log)" })
+  consoleOutput(@Root() instance: Instance, @Ctx() ctx: Context) {
+    return ctx.services.instances.consoleOutput(currentUser(ctx).id, instance.id);
+  }
+
+  @FieldResolver(() => Screenshot, { description: "Takes a console screenshot now (QMP screendump locally, GetConsoleScreenshot on EC2)" })
+  screenshot(@Root() instance: Instance, @Ctx() ctx: Context) {
+    return ctx.services.instances.screenshot(currentUser(ctx).id, instance.id);
   }
 
   @FieldResolver(() => Recovery, { nullable: true })

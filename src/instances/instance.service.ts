@@ -1,30 +1,61 @@
 import { and, eq } from "drizzle-orm";
+import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Db } from "../db/client";
-import { instances, type InstanceRow } from "../db/schema";
+import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../common/ids";
 import { findOwned } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { AppError, conflict, ErrorCode } from "../errors";
+import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
+import { TargetError } from "../recoveries/targets/target";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
   Partial<Pick<InstanceRow, "address" | "privateAddress" | "zone">>;
 
+const STATE_OF: Record<InstanceStatus["state"], InstanceRow["state"]> = {
+  pending: "PENDING",
+  running: "RUNNING",
+  stopping: "STOPPING",
+  stopped: "STOPPED",
+  terminated: "TERMINATED",
+  lost: "LOST",
+};
+
+export interface Screenshot {
+  url: string;
+  contentType: string;
+  takenAt: Date;
+  expiresAt: Date;
+}
+
+export interface InstanceServiceDeps {
+  db: Db;
+  limits: PageLimits;
+  targets: Partial<Record<TargetKind, ComputeTarget>>;
+  /** Screenshots are stored here and handed out as presigned GET URLs. */
+  artifacts?: { s3: S3Client; bucket: string; urlExpirySeconds: number };
+  now?: () => Date;
+}
+
+/** Recovered machines: read model, lifecycle actions through the compute target, console access. */
 export class InstanceService {
-  constructor(
-    private readonly db: Db,
-    private readonly limits: PageLimits,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: InstanceServiceDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
 
   get(userId: string, id: string): Promise<InstanceRow> {
-    return findOwned<InstanceRow>(this.db, instances, "Instance", userId, id);
+    return findOwned<InstanceRow>(this.deps.db, instances, "Instance", userId, id);
   }
 
   list(userId: string, args: PageArgs): Promise<Page<InstanceRow>> {
-    return paginateOwned<InstanceRow>(this.db, instances, userId, args, this.limits);
+    return paginateOwned<InstanceRow>(this.deps.db, instances, userId, args, this.deps.limits);
   }
 
   async forRecovery(userId: string, recoveryId: string): Promise<InstanceRow | null> {
-    const [row] = await this.db
+    const [row] = await this.deps.db
       .select()
       .from(instances)
       .where(and(eq(instances.recoveryId, recoveryId), eq(instances.userId, userId)))
@@ -47,7 +78,109 @@ export class InstanceService {
       updatedAt: now,
       ...input,
     };
-    await this.db.insert(instances).values(row);
+    await this.deps.db.insert(instances).values(row);
     return row;
+  }
+
+  /** Re-reads the provider's view and stores it (state, addresses, lastStoppedAt). */
+  async sync(userId: string, id: string): Promise<InstanceRow> {
+    const row = await this.get(userId, id);
+    if (row.state === "TERMINATED") return row;
+    const status = await this.call(() => this.target(row).describeInstance(row.providerId));
+    return this.apply(row, status);
+  }
+
+  async start(userId: string, id: string): Promise<InstanceRow> {
+    const row = await this.sync(userId, id);
+    if (row.state === "RUNNING") return row;
+    if (row.state !== "STOPPED") throw conflict(`Instance ${row.id} is ${row.state}; only a STOPPED instance can be started`, { state: row.state });
+    await this.call(() => this.target(row).startInstance(row.providerId));
+    return this.sync(userId, id);
+  }
+
+  async stop(userId: string, id: string): Promise<InstanceRow> {
+    const row = await this.sync(userId, id);
+    if (row.state === "STOPPED") return row;
+    if (row.state !== "RUNNING" && row.state !== "PENDING") throw conflict(`Instance ${row.id} is ${row.state}; only a RUNNING instance can be stopped`, { state: row.state });
+    await this.deps.db.update(instances).set({ state: "STOPPING", updatedAt: this.now() }).where(eq(instances.id, row.id));
+    await this.call(() => this.target(row).stopInstance(row.providerId));
+    return this.sync(userId, id);
+  }
+
+  /** Terminates the machine and removes what its recovery left at the target (image, network guard). */
+  async terminate(userId: string, id: string): Promise<InstanceRow> {
+    const row = await this.get(userId, id);
+    if (row.state === "TERMINATED") return row;
+    const target = this.target(row);
+    await this.call(() => target.terminateInstance(row.providerId));
+    if (row.recoveryId) {
+      const [rec] = await this.deps.db.select({ resources: recoveries.resources }).from(recoveries).where(eq(recoveries.id, row.recoveryId)).limit(1);
+      const res = rec?.resources;
+      if (res?.imageId) await this.call(() => target.deleteImage(res.imageId!, res.snapshotIds));
+      if (res?.securityGroupId) await this.call(() => target.deleteNetworkGuard(res.securityGroupId!)).catch(() => undefined);
+    }
+    const now = this.now();
+    await this.deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: now, updatedAt: now }).where(eq(instances.id, row.id));
+    return this.get(userId, id);
+  }
+
+  async consoleOutput(userId: string, id: string): Promise<string> {
+    const row = await this.get(userId, id);
+    if (row.state === "TERMINATED") return "";
+    return this.call(() => this.target(row).consoleOutput(row.providerId));
+  }
+
+  /** Takes a console screenshot now, stores it as PNG and returns a short-lived presigned GET URL. */
+  async screenshot(userId: string, id: string): Promise<Screenshot> {
+    const row = await this.get(userId, id);
+    if (row.state !== "RUNNING") throw conflict(`Instance ${row.id} is ${row.state}; a screenshot needs a RUNNING instance`, { state: row.state });
+    const png = await this.call(() => this.target(row).screenshot(row.providerId));
+    return this.storeScreenshot(userId, `${userId}/screenshots/${row.id}/${Date.now()}.png`, png);
+  }
+
+  async storeScreenshot(userId: string, key: string, image: Buffer): Promise<Screenshot> {
+    const a = this.deps.artifacts;
+    if (!a) throw new Error("no artifacts bucket configured");
+    const contentType = image.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) ? "image/png" : "image/jpeg";
+    await a.s3.send(new PutObjectCommand({ Bucket: a.bucket, Key: key, Body: image, ContentType: contentType }));
+    return { ...(await this.presignArtifact(key, a.urlExpirySeconds)), contentType, takenAt: this.now() };
+  }
+
+  async presignArtifact(key: string, expirySeconds = this.deps.artifacts?.urlExpirySeconds ?? 900): Promise<{ url: string; expiresAt: Date }> {
+    const a = this.deps.artifacts!;
+    const url = await getSignedUrl(a.s3, new GetObjectCommand({ Bucket: a.bucket, Key: key }), { expiresIn: expirySeconds });
+    return { url, expiresAt: new Date(Date.now() + expirySeconds * 1000) };
+  }
+
+  private async apply(row: InstanceRow, status: InstanceStatus): Promise<InstanceRow> {
+    const state = STATE_OF[status.state];
+    const now = this.now();
+    const patch: Partial<InstanceRow> = {
+      state,
+      address: status.publicAddress ?? row.address,
+      privateAddress: status.privateAddress ?? row.privateAddress,
+      zone: status.zone ?? row.zone,
+      updatedAt: now,
+    };
+    if (state === "STOPPED" && row.state !== "STOPPED") patch.lastStoppedAt = now;
+    if (state === "TERMINATED") patch.terminatedAt = row.terminatedAt ?? now;
+    if (state !== row.state || patch.address !== row.address) await this.deps.db.update(instances).set(patch).where(eq(instances.id, row.id));
+    return { ...row, ...patch };
+  }
+
+  private target(row: InstanceRow): ComputeTarget {
+    const t = this.deps.targets[row.provider];
+    if (!t) throw new AppError(ErrorCode.INTERNAL, `The ${row.provider} target is not configured on this server`);
+    return t;
+  }
+
+  /** Target errors become typed GraphQL errors (the provider's message is the user's business). */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof TargetError) throw new AppError(err.retryable ? ErrorCode.INTERNAL : ErrorCode.CONFLICT, err.message, { reason: err.code ?? "TARGET_ERROR" });
+      throw err;
+    }
   }
 }

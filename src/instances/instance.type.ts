@@ -47,4 +47,19 @@ export class Instance {
   recoveryId: string | null;
 }
 
+@ObjectType({ description: "A console screenshot, stored in the artifacts bucket" })
+export class Screenshot {
+  @Field({ description: "Presigned GET URL (short-lived)" })
+  url: string;
+
+  @Field({ description: "image/png (local target) or image/jpeg (EC2)" })
+  contentType: string;
+
+  @Field()
+  takenAt: Date;
+
+  @Field()
+  expiresAt: Date;
+}
+
 export const InstanceConnection = Connection("Instance", Instance);

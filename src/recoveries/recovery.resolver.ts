@@ -1,10 +1,17 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
+import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import { Backup } from "../backups/backup.type";
 import { PageArgsInput } from "../graphql/connection";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { Instance } from "../instances/instance.type";
-import { Recovery, RecoveryConnection } from "./recovery.type";
+import { Recovery, RecoveryConnection, RecoveryEvent, StartRecoveryInput } from "./recovery.type";
+import type { RecoverySnapshot } from "../graphql/pubsub";
+
+/** A snapshot from an event (ISO dates) as the Recovery object type. */
+function fromSnapshot(s: RecoverySnapshot): Recovery {
+  const d = (v: string | null) => (v ? new Date(v) : null);
+  return { ...s, startedAt: d(s.startedAt), deadlineAt: d(s.deadlineAt), completedAt: d(s.completedAt), createdAt: new Date(s.createdAt) } as Recovery;
+}
 
 @Resolver(() => Recovery)
 export class RecoveryResolver {
@@ -18,6 +25,32 @@ export class RecoveryResolver {
   @Query(() => Recovery)
   recovery(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
     return ctx.services.recoveries.get(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Mutation(() => Recovery, { description: "Recover a restore point into a new machine. While a recovery of that backup is active, returns it instead of starting another." })
+  startRecovery(@Arg("input", () => StartRecoveryInput) input: StartRecoveryInput, @Ctx() ctx: Context) {
+    return ctx.services.recoveries.start(currentUser(ctx).id, input, ctx.ip);
+  }
+
+  @Authorized()
+  @Mutation(() => Recovery, { description: "Cancel an active recovery: everything it created is removed, then it is CANCELLED" })
+  cancelRecovery(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    return ctx.services.recoveries.cancel(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Subscription(() => Recovery, {
+    subscribe: ({ args, context }) => (context as Context).services.recoveries.progress(currentUser(context as Context).id, args.recoveryId as string),
+    description: "The recovery's current state at once, then every change; completes after COMPLETED, FAILED or CANCELLED",
+  })
+  recoveryProgress(@Arg("recoveryId", () => ID) _recoveryId: string, @Root() snapshot: RecoverySnapshot): Recovery {
+    return fromSnapshot(snapshot);
+  }
+
+  @FieldResolver(() => [RecoveryEvent], { description: "Timeline: each step's start, retries, end, and cleanup actions" })
+  events(@Root() recovery: Recovery, @Ctx() ctx: Context) {
+    return ctx.services.recoveries.events(currentUser(ctx).id, recovery.id);
   }
 
   @FieldResolver(() => Backup, { description: "The restore point being recovered" })

@@ -1,30 +1,60 @@
+import { and, asc, eq, inArray } from "drizzle-orm";
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
-import { recoveries, type RecoveryRow } from "../db/schema";
+import { backups, recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
 import { newId } from "../common/ids";
 import { findOwned } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
 import type { BackupService } from "../backups/backup.service";
-import { badInput } from "../errors";
+import type { BackupUploadService } from "../backups/backup-upload.service";
+import { badInput, conflict } from "../errors";
+import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
+import type { Config } from "../config";
+import type { RecoveryProgress } from "./recovery-progress";
+import { isTerminal, snapshotOf } from "./recovery-progress";
+import type { RecoveryWorkflowInput } from "../../workflows/recovery";
+
+const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+
+export interface RecoveryServiceDeps {
+  db: Db;
+  backups: BackupService;
+  uploads: BackupUploadService;
+  progress: RecoveryProgress;
+  pubSub: AppPubSub;
+  limits: PageLimits;
+  config: Pick<Config, "recovery" | "aws" | "temporal">;
+  /** Temporal client (absent in processes that cannot start workflows). */
+  temporal?: Client;
+  now?: () => Date;
+}
 
 export class RecoveryService {
-  constructor(
-    private readonly db: Db,
-    private readonly backups: BackupService,
-    private readonly limits: PageLimits,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: RecoveryServiceDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
 
   get(userId: string, id: string): Promise<RecoveryRow> {
-    return findOwned<RecoveryRow>(this.db, recoveries, "Recovery", userId, id);
+    return findOwned<RecoveryRow>(this.deps.db, recoveries, "Recovery", userId, id);
   }
 
   list(userId: string, args: PageArgs): Promise<Page<RecoveryRow>> {
-    return paginateOwned<RecoveryRow>(this.db, recoveries, userId, args, this.limits);
+    return paginateOwned<RecoveryRow>(this.deps.db, recoveries, userId, args, this.deps.limits);
   }
 
-  /** Records a PENDING recovery of one of the user's COMPLETED backups. */
-  async create(userId: string, input: { backupId: string; target: RecoveryRow["target"] }): Promise<RecoveryRow> {
-    const backup = await this.backups.get(userId, input.backupId);
+  async events(userId: string, recoveryId: string): Promise<RecoveryEventRow[]> {
+    return this.deps.db
+      .select()
+      .from(recoveryEvents)
+      .where(and(eq(recoveryEvents.recoveryId, recoveryId), eq(recoveryEvents.userId, userId)))
+      .orderBy(asc(recoveryEvents.id));
+  }
+
+  /** Records a PENDING recovery of one of the user's COMPLETED backups (no workflow). */
+  async create(userId: string, input: { backupId: string; target: RecoveryRow["target"]; allowedCidr?: string | null }): Promise<RecoveryRow> {
+    const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
     const now = this.now();
     const id = newId();
@@ -36,16 +66,146 @@ export class RecoveryService {
       state: "PENDING",
       stepProgress: 0,
       totalProgress: 0,
-      message: null,
+      message: "Waiting for a worker",
       failureReason: null,
       workflowId: `recovery-${id}`,
+      version: 0,
+      allowedCidr: input.allowedCidr ?? null,
+      resources: null,
       startedAt: null,
       deadlineAt: null,
       completedAt: null,
       createdAt: now,
       updatedAt: now,
     };
-    await this.db.insert(recoveries).values(row);
+    await this.deps.db.insert(recoveries).values(row);
     return row;
   }
+
+  /**
+   * Starts (or returns the already active) recovery of an own, COMPLETED, restorable backup. The
+   * check-and-insert runs under a row lock on the backup, so concurrent calls start one workflow.
+   */
+  async start(userId: string, input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean }, clientIp?: string): Promise<RecoveryRow> {
+    const backup = await this.deps.backups.get(userId, input.backupId);
+    const target = input.target ?? this.deps.config.recovery.defaultTarget;
+    if (target === "AWS" && !this.deps.config.aws.enabled) throw badInput("The AWS target is not configured on this server (AWS_RECOVERY_ENABLED); use target LOCAL", { field: "target" });
+    const allowedCidr = input.allowedCidr ?? this.deps.config.aws.defaultAllowedCidr ?? cidrOfClient(clientIp);
+    if (!validCidr(allowedCidr)) throw badInput(`allowedCidr must be an IPv4 CIDR like 203.0.113.0/24, got "${allowedCidr}"`, { field: "allowedCidr" });
+    if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
+    if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
+    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
+
+    const { row, created } = await this.deps.db.transaction(async (tx) => {
+      await tx.select({ id: backups.id }).from(backups).where(eq(backups.id, backup.id)).for("update");
+      const [active] = await tx
+        .select()
+        .from(recoveries)
+        .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
+        .limit(1);
+      if (active) return { row: active, created: false };
+      const now = this.now();
+      const id = newId();
+      const fresh: RecoveryRow = {
+        id,
+        userId,
+        backupId: backup.id,
+        target,
+        state: "PENDING",
+        stepProgress: 0,
+        totalProgress: 0,
+        message: "Waiting for a worker",
+        failureReason: null,
+        workflowId: `recovery-${id}`,
+        version: 0,
+        allowedCidr,
+        resources: null,
+        startedAt: null,
+        deadlineAt: null,
+        completedAt: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await tx.insert(recoveries).values(fresh);
+      return { row: fresh, created: true };
+    });
+    if (!created) return row;
+
+    const { recovery, temporal } = this.deps.config;
+    const args: RecoveryWorkflowInput = {
+      recoveryId: row.id,
+      userId,
+      backupId: backup.id,
+      target,
+      name: `${backup.sourceName}-recovered`.slice(0, 120),
+      allowedCidr,
+      isolated: input.isolated,
+      timeLimitMs: recovery.timeLimitMs,
+      pollIntervalMs: recovery.pollIntervalMs,
+      heartbeatTimeoutMs: recovery.heartbeatTimeoutMs,
+    };
+    try {
+      await this.deps.temporal.workflow.start("recoveryWorkflow", {
+        taskQueue: temporal.taskQueue,
+        workflowId: row.workflowId,
+        args: [args],
+        // Backstop above the workflow's own exact limit, so nothing can run forever.
+        workflowExecutionTimeout: recovery.timeLimitMs + recovery.backstopMs,
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        await this.deps.progress.finish(row.id, "FAILED", { failureReason: "START_FAILED", message: `Could not start the recovery workflow: ${err instanceof Error ? err.message : err}` });
+        throw err;
+      }
+    }
+    return row;
+  }
+
+  /** Cancels an active recovery: its workflow removes what it created, then marks it CANCELLED. */
+  async cancel(userId: string, id: string): Promise<RecoveryRow> {
+    const row = await this.get(userId, id);
+    if (isTerminal(row.state)) throw conflict(`Recovery ${row.id} is already ${row.state}`, { state: row.state });
+    try {
+      await this.deps.temporal!.workflow.getHandle(row.workflowId).cancel();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      await this.deps.progress.finish(row.id, "CANCELLED", { failureReason: "CANCELLED", message: "Cancelled (its workflow was not running)" });
+    }
+    return this.get(userId, id);
+  }
+
+  /**
+   * The current state at once, then every change, ending after a terminal state. Subscribes to the
+   * events before reading the row, and drops events older than what was already sent (version).
+   */
+  async *progress(userId: string, recoveryId: string): AsyncGenerator<RecoverySnapshot> {
+    const row = await this.get(userId, recoveryId);
+    const events = this.deps.pubSub.subscribe(Topic.RECOVERY_CHANGED, row.id);
+    try {
+      const first = snapshotOf((await this.get(userId, recoveryId)) ?? row);
+      yield first;
+      if (isTerminal(first.state)) return;
+      let version = first.version;
+      for await (const ev of events) {
+        if (ev.userId !== userId || ev.version <= version) continue;
+        version = ev.version;
+        yield ev;
+        if (isTerminal(ev.state)) return;
+      }
+    } finally {
+      await events.return?.();
+    }
+  }
 }
+
+function validCidr(c: string): boolean {
+  const m = CIDR.exec(c);
+  return Boolean(m && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32);
+}
+
+/** The caller's own address as a /32 (IPv4-mapped IPv6 unwrapped); loopback when unknown. */
+function cidrOfClient(ip?: string): string {
+  const v4 = ip?.replace(/^::ffff:/, "");
+  return v4 && /^\d{1,3}(\.\d{1,3}){3}$/.test(v4) ? `${v4}/32` : "127.0.0.1/32";
+}
+

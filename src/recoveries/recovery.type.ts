@@ -1,4 +1,4 @@
-import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
+import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import { Connection } from "../graphql/connection";
 
 export enum RecoveryState {
@@ -53,6 +53,49 @@ export class Recovery {
   createdAt: Date;
 
   backupId: string;
+}
+
+export enum RecoveryEventStatus {
+  STARTED = "STARTED",
+  SUCCEEDED = "SUCCEEDED",
+  FAILED = "FAILED",
+  RETRYING = "RETRYING",
+  CANCELLED = "CANCELLED",
+  CLEANUP = "CLEANUP",
+}
+registerEnumType(RecoveryEventStatus, { name: "RecoveryEventStatus", description: "CLEANUP: a resource removed while compensating a failed, cancelled or timed-out recovery" });
+
+@ObjectType({ description: "One entry of a recovery's timeline" })
+export class RecoveryEvent {
+  @Field(() => ID)
+  id: string;
+
+  @Field(() => RecoveryState)
+  step: RecoveryState;
+
+  @Field(() => RecoveryEventStatus)
+  status: RecoveryEventStatus;
+
+  @Field(() => String, { nullable: true })
+  message: string | null;
+
+  @Field(() => Int, { description: "Attempt of the step (1 = first try)" })
+  attempt: number;
+
+  @Field()
+  createdAt: Date;
+}
+
+@InputType()
+export class StartRecoveryInput {
+  @Field(() => ID, { description: "A COMPLETED, restorable backup of yours" })
+  backupId: string;
+
+  @Field(() => RecoveryTarget, { nullable: true, description: "Default: the server's (LOCAL unless AWS is configured)" })
+  target?: RecoveryTarget;
+
+  @Field({ nullable: true, description: "IPv4 CIDR allowed to reach the machine (AWS); default: the server's setting, else your address" })
+  allowedCidr?: string;
 }
 
 export const RecoveryConnection = Connection("Recovery", Recovery);

@@ -1,4 +1,7 @@
 import type { Logger } from "../logger";
+import { WorkflowNotFoundError, type Client } from "@temporalio/client";
+import { createRecoveryActivities, type RecoveryActivityDeps } from "../recoveries/recovery.activities";
+import type { Runtime } from "../runtime";
 import type { Services } from "../services";
 import { ApplicationFailure } from "@temporalio/common";
 import { GcIntegrityError, type GcResult, type RetentionResult } from "../backups/backup-maintenance.service";
@@ -6,6 +9,28 @@ import { GcIntegrityError, type GcResult, type RetentionResult } from "../backup
 export interface ActivityDeps {
   logger: Logger;
   services: Pick<Services, "maintenance" | "auth">;
+  recovery: RecoveryActivityDeps;
+  /** For the reconciler: asks Temporal whether a workflow still runs. */
+  temporal: Pick<Client, "workflow">;
+}
+
+/** The worker's activities built from a process runtime. */
+export function activitiesFor(rt: Runtime) {
+  return createActivities({
+    logger: rt.logger,
+    services: rt.services,
+    temporal: rt.temporal.client,
+    recovery: {
+      db: rt.database.db,
+      s3: rt.s3,
+      store: rt.services.chunks,
+      importsBucket: rt.config.s3.buckets.imports,
+      progress: rt.services.recoveryProgress,
+      instances: rt.services.instances,
+      targets: rt.targets,
+      logger: rt.logger,
+    },
+  });
 }
 
 /**
@@ -14,6 +39,18 @@ export interface ActivityDeps {
  */
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createRecoveryActivities(deps.recovery),
+
+    /** Temporal's view of a workflow: RUNNING, COMPLETED, FAILED, … or NOT_FOUND. */
+    async workflowStatus(workflowId: string): Promise<string> {
+      try {
+        return (await deps.temporal.workflow.getHandle(workflowId).describe()).status.name;
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return "NOT_FOUND";
+        throw err;
+      }
+    },
+
     /** Proves the worker picks up work: answers the workflow with the process that ran it. */
     async echo(message: string): Promise<string> {
       deps.logger.debug({ message }, "connectivity check activity");

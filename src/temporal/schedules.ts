@@ -10,11 +10,13 @@ export interface ScheduleSpec {
 }
 
 /** The product's recurring jobs (Temporal Schedules replace the seed's crons). */
-export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs: number }): ScheduleSpec[] {
+export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs: number; instanceStoppedTtlMs: number }): ScheduleSpec[] {
   const p = opts.prefix ?? "reclo";
   return [
     { id: `${p}-backup-maintenance`, workflowType: "backupMaintenance", everyMs: opts.maintenanceIntervalMs },
     { id: `${p}-purge-sessions`, workflowType: "purgeSessions", everyMs: 86_400_000, args: [86_400_000] },
+    { id: `${p}-terminate-stale-instances`, workflowType: "terminateStaleInstances", everyMs: 86_400_000, args: [opts.instanceStoppedTtlMs] },
+    { id: `${p}-reconcile-recoveries`, workflowType: "reconcileRecoveries", everyMs: 15 * 60_000, args: [10 * 60_000] },
   ];
 }
 

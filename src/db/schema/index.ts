@@ -6,3 +6,4 @@ export * from "./recoveries";
 export * from "./instances";
 export * from "./upload-chunks";
 export * from "./retention-policies";
+export * from "./recovery-events";

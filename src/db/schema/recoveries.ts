@@ -1,10 +1,21 @@
-import { index, mysqlEnum, mysqlTable, tinyint, varchar } from "drizzle-orm/mysql-core";
+import { index, int, json, mysqlEnum, mysqlTable, tinyint, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
 import { users } from "./users";
 
 export const RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED", "FAILED", "CANCELLED"] as const;
 export const RECOVERY_TARGETS = ["AWS", "LOCAL"] as const;
+export const TERMINAL_RECOVERY_STATES = ["COMPLETED", "FAILED", "CANCELLED"] as const;
+export const ACTIVE_RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"] as const;
+
+export interface RecoveryResources {
+  composedKey?: string;
+  importTaskId?: string;
+  imageId?: string;
+  snapshotIds?: string[];
+  instanceId?: string;
+  securityGroupId?: string;
+}
 
 /** One recovery of a restore point into a new virtual machine, driven by a Temporal workflow. */
 export const recoveries = mysqlTable(
@@ -29,6 +40,12 @@ export const recoveries = mysqlTable(
     message: varchar("message", { length: 1024 }),
     /** Why it failed (e.g. TIMED_OUT, or the provider's message). */
     failureReason: varchar("failure_reason", { length: 1024 }),
+    /** Incremented on every change; subscribers drop stale events with it. */
+    version: int("version", { unsigned: true }).notNull().default(0),
+    /** CIDR admitted to the recovered machine (AWS security group). */
+    allowedCidr: varchar("allowed_cidr", { length: 64 }),
+    /** Provider resources created so far (import task, image, snapshots, instance, security group, composed object), for cleanup and support. */
+    resources: json("resources").$type<RecoveryResources>(),
     /** Temporal workflow id (derived from the recovery id). */
     workflowId: varchar("workflow_id", { length: 128 }).notNull(),
     startedAt: ts("started_at"),

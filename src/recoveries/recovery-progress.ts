@@ -1,0 +1,171 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { recoveries, recoveryEvents, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES } from "../db/schema";
+import { newId } from "../common/ids";
+import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
+
+export type RecoveryState = RecoveryRow["state"];
+export type StepState = "PREPARING" | "IMPORTING" | "LAUNCHING";
+
+/** Share of the whole recovery each step covers (PREPARING 0–30 %, IMPORTING 30–75 %, LAUNCHING 75–100 %). */
+export const STEP_RANGE: Record<StepState, [number, number]> = {
+  PREPARING: [0, 30],
+  IMPORTING: [30, 75],
+  LAUNCHING: [75, 100],
+};
+
+export function totalFor(state: StepState, stepPercent: number): number {
+  const [from, to] = STEP_RANGE[state];
+  return Math.floor(from + ((to - from) * Math.max(0, Math.min(100, stepPercent))) / 100);
+}
+
+export function snapshotOf(row: RecoveryRow): RecoverySnapshot {
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  return {
+    id: row.id,
+    userId: row.userId,
+    backupId: row.backupId,
+    target: row.target,
+    state: row.state,
+    stepProgress: row.stepProgress,
+    totalProgress: row.totalProgress,
+    message: row.message,
+    failureReason: row.failureReason,
+    startedAt: iso(row.startedAt),
+    deadlineAt: iso(row.deadlineAt),
+    completedAt: iso(row.completedAt),
+    createdAt: row.createdAt.toISOString(),
+    version: row.version,
+  };
+}
+
+const TERMINAL = new Set<RecoveryState>(["COMPLETED", "FAILED", "CANCELLED"]);
+export const isTerminal = (s: RecoveryState) => TERMINAL.has(s);
+
+/**
+ * Persists a recovery's progress and publishes it. State changes and terminal states publish at
+ * once; progress within a step is coalesced to at most one event per `minIntervalMs` per recovery
+ * (the latest value always goes out). Progress never goes backwards within a step (GREATEST in SQL,
+ * so retried activities on other workers cannot regress it) and a terminal state is never left.
+ */
+export class RecoveryProgress {
+  private readonly pending = new Map<string, { timer: NodeJS.Timeout; last: number }>();
+  private readonly lastSent = new Map<string, number>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly pubSub: AppPubSub,
+    private readonly opts: { minIntervalMs?: number; now?: () => Date } = {},
+  ) {}
+
+  private now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
+  async begin(recoveryId: string, deadlineAt: Date): Promise<void> {
+    const now = this.now();
+    await this.db
+      .update(recoveries)
+      .set({ startedAt: sql`COALESCE(${recoveries.startedAt}, ${now})`, deadlineAt, updatedAt: now, version: sql`${recoveries.version} + 1` })
+      .where(eq(recoveries.id, recoveryId));
+    await this.publishNow(recoveryId);
+  }
+
+  /** Enters a step (from PENDING or an earlier step); a no-op when already there or terminal. */
+  async enter(recoveryId: string, state: StepState, message: string): Promise<void> {
+    const now = this.now();
+    const earlier = (["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"] as const).slice(0, ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"].indexOf(state));
+    const [res] = await this.db
+      .update(recoveries)
+      .set({ state, stepProgress: 0, totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${STEP_RANGE[state][0]})`, message, updatedAt: now, version: sql`${recoveries.version} + 1` })
+      .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, earlier)));
+    if (res.affectedRows) await this.publishNow(recoveryId);
+  }
+
+  /** Progress within the current step (ignored unless the recovery is in `state`). */
+  async progress(recoveryId: string, state: StepState, stepPercent: number, message?: string): Promise<void> {
+    const p = Math.max(0, Math.min(100, Math.floor(stepPercent)));
+    const [res] = await this.db
+      .update(recoveries)
+      .set({
+        stepProgress: sql`GREATEST(${recoveries.stepProgress}, ${p})`,
+        totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${totalFor(state, p)})`,
+        ...(message ? { message } : {}),
+        updatedAt: this.now(),
+        version: sql`${recoveries.version} + 1`,
+      })
+      .where(and(eq(recoveries.id, recoveryId), eq(recoveries.state, state), sql`(${recoveries.stepProgress} < ${p} OR ${message ?? null} IS NOT NULL)`));
+    if (res.affectedRows) this.publishThrottled(recoveryId);
+  }
+
+  async setResources(recoveryId: string, patch: RecoveryResources): Promise<void> {
+    const [row] = await this.db.select({ resources: recoveries.resources }).from(recoveries).where(eq(recoveries.id, recoveryId));
+    await this.db
+      .update(recoveries)
+      .set({ resources: { ...(row?.resources ?? {}), ...patch } })
+      .where(eq(recoveries.id, recoveryId));
+  }
+
+  async finish(recoveryId: string, state: "COMPLETED" | "FAILED" | "CANCELLED", opts: { message?: string; failureReason?: string } = {}): Promise<boolean> {
+    const now = this.now();
+    const [res] = await this.db
+      .update(recoveries)
+      .set({
+        state,
+        ...(state === "COMPLETED" ? { stepProgress: 100, totalProgress: 100 } : {}),
+        message: opts.message ?? null,
+        failureReason: opts.failureReason ?? null,
+        completedAt: now,
+        updatedAt: now,
+        version: sql`${recoveries.version} + 1`,
+      })
+      .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])));
+    if (res.affectedRows) await this.publishNow(recoveryId);
+    return res.affectedRows === 1;
+  }
+
+  async event(recoveryId: string, step: RecoveryState, status: (typeof RECOVERY_EVENT_STATUSES)[number], message: string | null, attempt = 1): Promise<void> {
+    const [row] = await this.db.select({ userId: recoveries.userId }).from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
+    if (!row) return;
+    await this.db.insert(recoveryEvents).values({ id: newId(), userId: row.userId, recoveryId, step, status, message: message?.slice(0, 1024) ?? null, attempt, createdAt: this.now() });
+  }
+
+  /** Flushes any coalesced progress event (tests, shutdown). */
+  async flush(): Promise<void> {
+    const ids = [...this.pending.keys()];
+    for (const id of ids) {
+      clearTimeout(this.pending.get(id)!.timer);
+      this.pending.delete(id);
+      await this.publishNow(id);
+    }
+  }
+
+  private publishThrottled(recoveryId: string): void {
+    const minInterval = this.opts.minIntervalMs ?? 250;
+    const since = Date.now() - (this.lastSent.get(recoveryId) ?? 0);
+    if (since >= minInterval && !this.pending.has(recoveryId)) {
+      void this.publishNow(recoveryId).catch(() => {});
+      return;
+    }
+    if (this.pending.has(recoveryId)) return;
+    const timer = setTimeout(() => {
+      this.pending.delete(recoveryId);
+      void this.publishNow(recoveryId).catch(() => {});
+    }, minInterval - Math.min(since, minInterval));
+    timer.unref();
+    this.pending.set(recoveryId, { timer, last: Date.now() });
+  }
+
+  private async publishNow(recoveryId: string): Promise<void> {
+    const p = this.pending.get(recoveryId);
+    if (p) {
+      clearTimeout(p.timer);
+      this.pending.delete(recoveryId);
+    }
+    const [row] = await this.db.select().from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
+    if (!row) return;
+    this.lastSent.set(recoveryId, Date.now());
+    if (isTerminal(row.state)) this.lastSent.delete(recoveryId);
+    this.pubSub.publish(Topic.RECOVERY_CHANGED, recoveryId, snapshotOf(row));
+  }
+}

@@ -1,0 +1,266 @@
+import { Context, ApplicationFailure } from "@temporalio/activity";
+import { DeleteObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { and, eq, inArray, lt } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { instances, recoveries, type RecoveryResources } from "../db/schema";
+import type { ChunkStore } from "../storage/chunk-store";
+import type { Logger } from "../logger";
+import type { InstanceService } from "../instances/instance.service";
+import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
+import { RecoveryProgress, type StepState } from "./recovery-progress";
+import { TargetError, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "./targets/target";
+
+export interface RecoveryActivityDeps {
+  db: Db;
+  s3: S3Client;
+  store: ChunkStore;
+  importsBucket: string;
+  progress: RecoveryProgress;
+  instances: InstanceService;
+  /** Compute targets by kind; a missing kind fails the step as not configured. */
+  targets: Partial<Record<TargetKind, ComputeTarget>>;
+  logger: Logger;
+}
+
+/** Provider ids the workflow collects as it goes, for compensation. */
+export interface RecoveryCleanup extends RecoveryResources {
+  recoveryId: string;
+  userId: string;
+  target: TargetKind;
+  composeUploadId?: string;
+}
+
+const info = () => Context.current().info;
+
+/** Runs a target call, turning TargetError(retryable:false) into a non-retryable failure. */
+async function onTarget<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TargetError && !err.retryable) throw ApplicationFailure.nonRetryable(err.message, err.code ?? "TargetError");
+    throw err;
+  }
+}
+
+/**
+ * The recovery's activities: plain async functions over their dependencies. Each records its
+ * start, retries and end on the recovery's timeline, persists progress and publishes it.
+ */
+export function createRecoveryActivities(deps: RecoveryActivityDeps) {
+  const target = (kind: TargetKind): ComputeTarget => {
+    const t = deps.targets[kind];
+    if (!t) throw ApplicationFailure.nonRetryable(`Recovery target ${kind} is not configured on this worker`, "TargetNotConfigured");
+    return t;
+  };
+  /** Records STARTED (or RETRYING on a later attempt) for a step. */
+  const started = async (recoveryId: string, step: StepState, what: string) => {
+    const { attempt } = info();
+    await deps.progress.event(recoveryId, step, attempt > 1 ? "RETRYING" : "STARTED", attempt > 1 ? `${what} (attempt ${attempt})` : what, attempt);
+  };
+  const heartbeat = (details?: unknown) => Context.current().heartbeat(details);
+
+  return {
+    async beginRecovery(input: { recoveryId: string; deadlineAt: number }): Promise<void> {
+      await deps.progress.begin(input.recoveryId, new Date(input.deadlineAt));
+      await deps.progress.enter(input.recoveryId, "PREPARING", "Composing the restore point");
+    },
+
+    /** PREPARING: server-side multipart composition of the restore point (progress = parts done / parts). */
+    async composeImage(input: { recoveryId: string; userId: string; backupId: string }): Promise<ComposedImage & { uploadId?: string }> {
+      await started(input.recoveryId, "PREPARING", "Composing the restore point from its chunks");
+      const key = `${input.userId}/recoveries/${input.recoveryId}.raw`;
+      await deps.progress.setResources(input.recoveryId, { composedKey: key });
+      const resume = info().heartbeatDetails as ComposeCheckpoint | undefined;
+      let checkpoint = resume;
+      try {
+        const image = await composeRestorePoint({
+          s3: deps.s3,
+          store: deps.store,
+          importsBucket: deps.importsBucket,
+          userId: input.userId,
+          backupId: input.backupId,
+          key,
+          resume,
+          signal: Context.current().cancellationSignal,
+          onCheckpoint: (c) => {
+            checkpoint = c;
+            heartbeat(c);
+          },
+          onProgress: (done, parts) => {
+            heartbeat(checkpoint);
+            void deps.progress.progress(input.recoveryId, "PREPARING", (done / parts) * 100, `Composing: ${done}/${parts} parts`).catch(() => {});
+          },
+        });
+        await deps.progress.progress(input.recoveryId, "PREPARING", 100, "Restore point composed");
+        await deps.progress.event(input.recoveryId, "PREPARING", "SUCCEEDED", `Composed ${image.sizeBytes} bytes at ${image.key}`, info().attempt);
+        return { ...image, uploadId: checkpoint?.uploadId };
+      } catch (err) {
+        if (err instanceof MissingChunkError) throw ApplicationFailure.nonRetryable(err.message, "MissingChunk");
+        throw err;
+      }
+    },
+
+    /** IMPORTING, part 1: hands the composed image to the target (idempotent per recovery). */
+    async startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }> {
+      await deps.progress.enter(input.recoveryId, "IMPORTING", "Importing the disk image");
+      await started(input.recoveryId, "IMPORTING", `Importing into ${input.target}`);
+      const result = await onTarget(() =>
+        target(input.target).startImport(input.recoveryId, input.image, (percent, message) => {
+          heartbeat();
+          void deps.progress.progress(input.recoveryId, "IMPORTING", percent, message).catch(() => {});
+        }),
+      );
+      await deps.progress.setResources(input.recoveryId, { importTaskId: result.importTaskId });
+      return result;
+    },
+
+    /** IMPORTING, part 2: polls the import until it completes (heartbeating), failing on a deleted import. */
+    async waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }> {
+      for (;;) {
+        const status = await onTarget(() => target(input.target).describeImport(input.importTaskId));
+        heartbeat(status.progress);
+        if (status.state === "failed") {
+          await deps.progress.event(input.recoveryId, "IMPORTING", "FAILED", status.message ?? "import failed", info().attempt);
+          throw ApplicationFailure.nonRetryable(`Import failed: ${status.message ?? "unknown reason"}`, "ImportFailed");
+        }
+        await deps.progress.progress(input.recoveryId, "IMPORTING", status.progress, status.message ? `Importing: ${status.message}` : undefined);
+        if (status.state === "completed") {
+          if (!status.imageId) throw new Error(`import ${input.importTaskId} completed without an image id`);
+          await deps.progress.setResources(input.recoveryId, { imageId: status.imageId, snapshotIds: status.snapshotIds ?? [] });
+          await deps.progress.event(input.recoveryId, "IMPORTING", "SUCCEEDED", `Image ${status.imageId} ready`, info().attempt);
+          return { imageId: status.imageId, snapshotIds: status.snapshotIds ?? [] };
+        }
+        await Context.current().sleep(input.pollIntervalMs);
+      }
+    },
+
+    /** LAUNCHING, part 1: the instance (idempotent per recovery through the provider's client token). */
+    async launchInstance(input: { recoveryId: string; userId: string; target: TargetKind; imageId: string; name: string; allowedCidr: string; isolated?: boolean }) {
+      await deps.progress.enter(input.recoveryId, "LAUNCHING", "Launching the recovered machine");
+      await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
+      const launched = await onTarget(() =>
+        target(input.target).launch({ recoveryId: input.recoveryId, userId: input.userId, imageId: input.imageId, name: input.name, allowedCidr: input.allowedCidr, isolated: input.isolated }),
+      );
+      await deps.progress.setResources(input.recoveryId, { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId });
+      await deps.progress.progress(input.recoveryId, "LAUNCHING", 20, `Instance ${launched.instanceId} starting`);
+      return launched;
+    },
+
+    /** LAUNCHING, part 2: waits until the provider reports it running; a lost/terminated instance fails. */
+    async waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number }): Promise<InstanceStatus> {
+      let polls = 0;
+      for (;;) {
+        const status = await onTarget(() => target(input.target).describeInstance(input.instanceId));
+        heartbeat(status.state);
+        if (status.state === "running") {
+          await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, `Running at ${status.publicAddress ?? status.privateAddress ?? "(no address)"}`);
+          return status;
+        }
+        if (status.state === "terminated" || status.state === "lost")
+          throw ApplicationFailure.nonRetryable(`Instance ${input.instanceId} is ${status.state} before it ran`, "InstanceLost");
+        polls++;
+        await deps.progress.progress(input.recoveryId, "LAUNCHING", Math.min(90, 20 + polls * 10), `Instance ${status.state}`);
+        await Context.current().sleep(input.pollIntervalMs);
+      }
+    },
+
+    /** COMPLETED: the instances row (idempotent per recovery) and the terminal state. */
+    async completeRecovery(input: { recoveryId: string; userId: string; target: TargetKind; instanceId: string; name: string; status: InstanceStatus }): Promise<string> {
+      const existing = await deps.instances.forRecovery(input.userId, input.recoveryId);
+      const row =
+        existing ??
+        (await deps.instances.record(input.userId, {
+          recoveryId: input.recoveryId,
+          provider: input.target,
+          providerId: input.instanceId,
+          name: input.name,
+          state: "RUNNING",
+          address: input.status.publicAddress ?? null,
+          privateAddress: input.status.privateAddress ?? null,
+          zone: input.status.zone ?? null,
+        }));
+      await deps.progress.event(input.recoveryId, "LAUNCHING", "SUCCEEDED", `Instance ${input.instanceId} running`, info().attempt);
+      await deps.progress.finish(input.recoveryId, "COMPLETED", { message: `Recovered: ${input.name} at ${input.status.publicAddress ?? input.status.privateAddress ?? "unknown address"}` });
+      return row.id;
+    },
+
+    /**
+     * Compensation: every provider resource the recovery created is removed (each step idempotent,
+     * each recorded on the timeline). The composed image object is deleted too.
+     */
+    async cleanupRecovery(input: RecoveryCleanup): Promise<string[]> {
+      const t = deps.targets[input.target];
+      const done: string[] = [];
+      const step = async (what: string, fn: () => Promise<void>) => {
+        await fn();
+        done.push(what);
+        await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
+      };
+      if (t && input.importTaskId && !input.imageId) await step(`cancelled import ${input.importTaskId}`, () => onTarget(() => t.cancelImport(input.importTaskId!)));
+      if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => onTarget(() => t.terminateInstance(input.instanceId!)));
+      if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => onTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
+      if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => onTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
+      if (input.composedKey) {
+        if (input.composeUploadId) await abortComposition(deps.s3, deps.importsBucket, input.composedKey, input.composeUploadId);
+        await step(`deleted composed image ${input.composedKey}`, async () => {
+          await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.composedKey }));
+        });
+      }
+      // A recorded instance row goes with the machine.
+      await deps.db
+        .update(instances)
+        .set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() })
+        .where(and(eq(instances.recoveryId, input.recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"])));
+      return done;
+    },
+
+    /** After a completed recovery: the composed object is no longer needed (the image lives at the target). */
+    async deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void> {
+      await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.key }));
+    },
+
+    async failRecovery(input: { recoveryId: string; state: "FAILED" | "CANCELLED"; failureReason: string; message: string }): Promise<void> {
+      await deps.progress.event(input.recoveryId, input.state, input.state === "CANCELLED" ? "CANCELLED" : "FAILED", input.message, info().attempt);
+      await deps.progress.finish(input.recoveryId, input.state, { failureReason: input.failureReason, message: input.message });
+    },
+
+    /** Scheduled: terminates instances stopped for longer than `olderThanMs`. Idempotent. */
+    async terminateStaleInstances(input: { olderThanMs: number }): Promise<string[]> {
+      const cutoff = new Date(Date.now() - input.olderThanMs);
+      const stale = await deps.db
+        .select()
+        .from(instances)
+        .where(and(eq(instances.state, "STOPPED"), lt(instances.lastStoppedAt, cutoff)));
+      const terminated: string[] = [];
+      for (const row of stale) {
+        const t = deps.targets[row.provider];
+        if (!t) continue;
+        await onTarget(() => t.terminateInstance(row.providerId));
+        await deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() }).where(eq(instances.id, row.id));
+        terminated.push(row.id);
+      }
+      if (terminated.length) deps.logger.info({ terminated }, "terminated instances stopped too long");
+      return terminated;
+    },
+
+    /** Scheduled: active recoveries whose workflow is gone are marked FAILED (honestly, not silently). */
+    async markLostRecoveries(input: { recoveryIds: string[]; reason: string }): Promise<number> {
+      let n = 0;
+      for (const id of input.recoveryIds) {
+        await deps.progress.event(id, "FAILED", "FAILED", input.reason, 1);
+        if (await deps.progress.finish(id, "FAILED", { failureReason: "WORKFLOW_LOST", message: input.reason })) n++;
+      }
+      return n;
+    },
+
+    /** Active recoveries not updated for `olderThanMs` (candidates for the reconciler). */
+    async staleActiveRecoveries(input: { olderThanMs: number }): Promise<{ id: string; workflowId: string }[]> {
+      return deps.db
+        .select({ id: recoveries.id, workflowId: recoveries.workflowId })
+        .from(recoveries)
+        .where(and(inArray(recoveries.state, ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"]), lt(recoveries.updatedAt, new Date(Date.now() - input.olderThanMs))));
+    },
+  };
+}
+
+export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;

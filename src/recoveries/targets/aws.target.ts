@@ -1,0 +1,507 @@
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CancelImportTaskCommand,
+  CreateSecurityGroupCommand,
+  DeleteSecurityGroupCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeImportImageTasksCommand,
+  DescribeInstancesCommand,
+  DescribeRegionsCommand,
+  DescribeSecurityGroupsCommand,
+  EC2Client,
+  GetConsoleOutputCommand,
+  GetConsoleScreenshotCommand,
+  ImportImageCommand,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  type _InstanceType,
+  type Filter,
+  type ImportImageTask,
+  type Instance,
+  type IpPermission,
+} from "@aws-sdk/client-ec2";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Config } from "../../config";
+import {
+  TargetError,
+  type ComposedImage,
+  type ComputeTarget,
+  type ImportStatus,
+  type InstanceProviderState,
+  type InstanceStatus,
+  type LaunchRequest,
+  type LaunchResult,
+} from "./target";
+
+/**
+ * EC2 client for the recovery target. Credentials come from the SDK's default chain
+ * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role), not from the S3 store's
+ * keys. The SDK retries throttling and transient errors up to `maxAttempts`; whatever still fails
+ * is classified by {@link classifyAwsError} so Temporal decides on the next retry.
+ */
+export function createEc2Client(aws: Config["aws"]): EC2Client {
+  return new EC2Client({ region: aws.region, endpoint: aws.ec2Endpoint, maxAttempts: 3 });
+}
+
+export interface AwsTargetOptions {
+  /** IAM role VM Import assumes to read the imports bucket (the "vmimport" service role). */
+  importRoleName: string;
+  instanceType: string;
+  subnetId?: string;
+  /** VPC of the per-recovery security groups; the account's default VPC when unset. */
+  vpcId?: string;
+  /** Reserved for storing console artifacts; no method of the port needs it yet. */
+  artifacts?: { s3: S3Client; bucket: string };
+  now?: () => Date;
+}
+
+/**
+ * EC2's DescribeInstances is eventually consistent: for a short while after RunInstances it may
+ * answer InvalidInstanceID.NotFound. Within this window after our own launch, "not found" is
+ * reported as "pending" rather than "lost".
+ */
+const LAUNCH_VISIBILITY_GRACE_MS = 2 * 60_000;
+
+const RDP_PORT = 3389;
+const SSH_PORT = 22;
+
+/**
+ * The ComputeTarget on AWS: VM Import (ImportImage from the imports bucket) to an AMI, then one
+ * EC2 instance per recovery behind its own security group that admits RDP and SSH from one CIDR.
+ * Idempotency: ImportImage and RunInstances carry ClientToken = recoveryId; the security group is
+ * named after the recovery and reused when it already exists; deletes treat "not found" as done.
+ */
+export class AwsTarget implements ComputeTarget {
+  readonly kind = "AWS" as const;
+  private readonly now: () => Date;
+  /** Launch time of instances this process started, for the eventual-consistency grace. */
+  private readonly launchedAt = new Map<string, number>();
+
+  constructor(
+    private readonly ec2: EC2Client,
+    private readonly opts: AwsTargetOptions,
+  ) {
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /**
+   * EC2 console screenshots are JPEG (GetConsoleScreenshot's ImageData), not the PNG the port's
+   * doc comment describes; converting would need an image decoder we do not ship. Callers serving
+   * the bytes should use this for the content type.
+   */
+  get screenshotFormat(): "jpeg" {
+    return "jpeg";
+  }
+
+  async checkAvailable(): Promise<void> {
+    try {
+      await this.call(() => this.ec2.send(new DescribeRegionsCommand({})));
+    } catch (err) {
+      const e = err as TargetError;
+      if (e.retryable) throw e;
+      throw new TargetError(
+        `AWS credentials cannot use EC2 (${e.message}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / an instance role) ` +
+          `allowed to use EC2 and VM Import in this region, or disable AWS_RECOVERY_ENABLED`,
+        false,
+        e.code,
+      );
+    }
+  }
+
+  async startImport(recoveryId: string, image: ComposedImage): Promise<{ importTaskId: string }> {
+    const out = await this.call(() =>
+      this.ec2.send(
+        new ImportImageCommand({
+          ClientToken: recoveryId,
+          RoleName: this.opts.importRoleName,
+          Description: `ReClo recovery ${recoveryId}`,
+          DiskContainers: [{ Format: "RAW", UserBucket: { S3Bucket: image.bucket, S3Key: image.key } }],
+          TagSpecifications: [{ ResourceType: "import-image-task", Tags: [{ Key: "reclo:recovery", Value: recoveryId }] }],
+        }),
+      ),
+    );
+    if (!out.ImportTaskId) throw new TargetError(`ImportImage for recovery ${recoveryId} returned no task id`, true);
+    return { importTaskId: out.ImportTaskId };
+  }
+
+  async describeImport(importTaskId: string): Promise<ImportStatus> {
+    let tasks: ImportImageTask[];
+    try {
+      const out = await this.call(() => this.ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [importTaskId] })));
+      tasks = out.ImportImageTasks ?? [];
+    } catch (err) {
+      if (isImportTaskNotFound(err)) return notFoundImport(importTaskId);
+      throw err;
+    }
+    const task = tasks.find((t) => t.ImportTaskId === importTaskId);
+    if (!task) return notFoundImport(importTaskId);
+
+    const message = task.StatusMessage || undefined;
+    switch (task.Status) {
+      case "completed": {
+        const snapshotIds = (task.SnapshotDetails ?? []).map((s) => s.SnapshotId).filter((id): id is string => !!id);
+        if (!task.ImageId) return { state: "failed", progress: 0, message: `import task ${importTaskId} completed without an image id` };
+        return { state: "completed", progress: 100, message, imageId: task.ImageId, snapshotIds };
+      }
+      case "deleting":
+      case "deleted":
+        return { state: "failed", progress: parseProgress(task.Progress), message: message ?? `import task ${importTaskId} ${task.Status}` };
+      default:
+        // "active" and anything EC2 may add later: still working.
+        return { state: "active", progress: parseProgress(task.Progress), message };
+    }
+  }
+
+  async cancelImport(importTaskId: string): Promise<void> {
+    try {
+      await this.call(() => this.ec2.send(new CancelImportTaskCommand({ ImportTaskId: importTaskId })));
+    } catch (err) {
+      if (isImportTaskNotFound(err)) return;
+      const e = err as TargetError;
+      if (e.retryable) throw e;
+      // EC2 refuses to cancel a task that already finished; which code it uses is not documented,
+      // so ask for the task's state instead of matching codes: anything but "active" is done.
+      let status: ImportStatus;
+      try {
+        status = await this.describeImport(importTaskId);
+      } catch {
+        throw e;
+      }
+      if (status.state !== "active") return;
+      throw e;
+    }
+  }
+
+  async deleteImage(imageId: string, snapshotIds?: string[]): Promise<void> {
+    let snapshots = snapshotIds;
+    if (!snapshots) {
+      // Not told which snapshots back the image: read them before the image disappears.
+      try {
+        const { Images } = await this.call(() => this.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })));
+        snapshots = (Images ?? [])
+          .flatMap((i) => i.BlockDeviceMappings ?? [])
+          .map((m) => m.Ebs?.SnapshotId)
+          .filter((id): id is string => !!id);
+      } catch (err) {
+        if (!hasCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")) throw err;
+        snapshots = [];
+      }
+    }
+    try {
+      await this.call(() => this.ec2.send(new DeregisterImageCommand({ ImageId: imageId })));
+    } catch (err) {
+      if (!hasCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")) throw err;
+    }
+    for (const snapshotId of snapshots) {
+      try {
+        await this.call(() => this.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })));
+      } catch (err) {
+        if (hasCode(err, "InvalidSnapshot.NotFound")) continue;
+        // Right after DeregisterImage the snapshot can still be marked as in use by the AMI.
+        if (hasCode(err, "InvalidSnapshot.InUse")) throw new TargetError((err as TargetError).message, true, "InvalidSnapshot.InUse");
+        throw err;
+      }
+    }
+  }
+
+  async launch(req: LaunchRequest): Promise<LaunchResult> {
+    if (!req.allowedCidr) throw new TargetError("launch needs an allowed CIDR for RDP/SSH", false);
+    const securityGroupId = await this.ensureSecurityGroup(req);
+    for (const [port, label] of [
+      [RDP_PORT, "RDP"],
+      [SSH_PORT, "SSH"],
+    ] as const) {
+      // One call per port: a duplicate rule fails the whole call, and a retry may find one rule in place.
+      try {
+        await this.call(() =>
+          this.ec2.send(
+            new AuthorizeSecurityGroupIngressCommand({ GroupId: securityGroupId, IpPermissions: [ingressRule(port, req.allowedCidr, `ReClo ${label}`)] }),
+          ),
+        );
+      } catch (err) {
+        if (!hasCode(err, "InvalidPermission.Duplicate")) throw err;
+      }
+    }
+
+    const out = await this.call(() =>
+      this.ec2.send(
+        new RunInstancesCommand({
+          ImageId: req.imageId,
+          InstanceType: this.opts.instanceType as _InstanceType,
+          MinCount: 1,
+          MaxCount: 1,
+          ClientToken: req.recoveryId,
+          SecurityGroupIds: [securityGroupId],
+          ...(this.opts.subnetId ? { SubnetId: this.opts.subnetId } : {}),
+          TagSpecifications: [
+            {
+              ResourceType: "instance",
+              Tags: [
+                { Key: "Name", Value: req.name },
+                { Key: "reclo:recovery", Value: req.recoveryId },
+                { Key: "reclo:user", Value: req.userId },
+              ],
+            },
+          ],
+        }),
+      ),
+    );
+    const instanceId = out.Instances?.[0]?.InstanceId;
+    if (!instanceId) throw new TargetError(`RunInstances for recovery ${req.recoveryId} returned no instance`, true);
+    this.launchedAt.set(instanceId, this.now().getTime());
+    return { instanceId, securityGroupId };
+  }
+
+  async describeInstance(instanceId: string): Promise<InstanceStatus> {
+    let instances: Instance[];
+    try {
+      const out = await this.call(() => this.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })));
+      instances = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+    } catch (err) {
+      if (hasCode(err, "InvalidInstanceID.NotFound")) return { state: this.missingState(instanceId) };
+      throw err;
+    }
+    const instance = instances.find((i) => i.InstanceId === instanceId);
+    if (!instance) return { state: this.missingState(instanceId) };
+    return {
+      state: mapInstanceState(instance.State?.Name),
+      ...(instance.PublicIpAddress ? { publicAddress: instance.PublicIpAddress } : {}),
+      ...(instance.PrivateIpAddress ? { privateAddress: instance.PrivateIpAddress } : {}),
+      ...(instance.Placement?.AvailabilityZone ? { zone: instance.Placement.AvailabilityZone } : {}),
+    };
+  }
+
+  async startInstance(instanceId: string): Promise<void> {
+    await this.call(() => this.ec2.send(new StartInstancesCommand({ InstanceIds: [instanceId] })));
+  }
+
+  /** StopInstances is a graceful (ACPI) shutdown; EC2 itself forces the stop when the guest does not comply. */
+  async stopInstance(instanceId: string): Promise<void> {
+    await this.call(() => this.ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] })));
+  }
+
+  async terminateInstance(instanceId: string): Promise<void> {
+    try {
+      await this.call(() => this.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] })));
+    } catch (err) {
+      if (!hasCode(err, "InvalidInstanceID.NotFound")) throw err;
+    }
+    this.launchedAt.delete(instanceId);
+  }
+
+  async deleteNetworkGuard(securityGroupId: string): Promise<void> {
+    try {
+      await this.call(() => this.ec2.send(new DeleteSecurityGroupCommand({ GroupId: securityGroupId })));
+    } catch (err) {
+      if (hasCode(err, "InvalidGroup.NotFound")) return;
+      if (hasCode(err, "DependencyViolation")) {
+        throw new TargetError(
+          `security group ${securityGroupId} is still in use (instance still shutting down?): ${(err as TargetError).message}`,
+          true,
+          "DependencyViolation",
+        );
+      }
+      throw err;
+    }
+  }
+
+  async consoleOutput(instanceId: string): Promise<string> {
+    const out = await this.call(() => this.ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true })));
+    return out.Output ? Buffer.from(out.Output, "base64").toString("utf8") : "";
+  }
+
+  /** The console screenshot as EC2 returns it: JPEG bytes (see {@link screenshotFormat}). */
+  async screenshot(instanceId: string): Promise<Buffer> {
+    const out = await this.call(() => this.ec2.send(new GetConsoleScreenshotCommand({ InstanceId: instanceId, WakeUp: true })));
+    if (!out.ImageData) throw new TargetError(`no console screenshot of ${instanceId} available yet`, true);
+    return Buffer.from(out.ImageData, "base64");
+  }
+
+  private async ensureSecurityGroup(req: LaunchRequest): Promise<string> {
+    const groupName = `reclo-${req.recoveryId}`;
+    try {
+      const out = await this.call(() =>
+        this.ec2.send(
+          new CreateSecurityGroupCommand({
+            GroupName: groupName,
+            Description: `ReClo recovery ${req.recoveryId}`,
+            ...(this.opts.vpcId ? { VpcId: this.opts.vpcId } : {}),
+            TagSpecifications: [
+              {
+                ResourceType: "security-group",
+                Tags: [
+                  { Key: "reclo:recovery", Value: req.recoveryId },
+                  { Key: "reclo:user", Value: req.userId },
+                ],
+              },
+            ],
+          }),
+        ),
+      );
+      if (!out.GroupId) throw new TargetError(`CreateSecurityGroup ${groupName} returned no group id`, true);
+      return out.GroupId;
+    } catch (err) {
+      if (!hasCode(err, "InvalidGroup.Duplicate")) throw err;
+    }
+    // An earlier attempt created it: reuse it.
+    const filters: Filter[] = [{ Name: "group-name", Values: [groupName] }];
+    if (this.opts.vpcId) filters.push({ Name: "vpc-id", Values: [this.opts.vpcId] });
+    const { SecurityGroups } = await this.call(() => this.ec2.send(new DescribeSecurityGroupsCommand({ Filters: filters })));
+    const existing = (SecurityGroups ?? []).find((g) => g.GroupName === groupName && g.GroupId);
+    if (!existing?.GroupId) throw new TargetError(`security group ${groupName} exists but could not be found`, true, "InvalidGroup.Duplicate");
+    return existing.GroupId;
+  }
+
+  private missingState(instanceId: string): InstanceProviderState {
+    const launched = this.launchedAt.get(instanceId);
+    if (launched !== undefined && this.now().getTime() - launched < LAUNCH_VISIBILITY_GRACE_MS) return "pending";
+    return "lost";
+  }
+
+  /** Runs one SDK call, turning any failure into a classified TargetError (code = EC2 error code). */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw classifyAwsError(err);
+    }
+  }
+}
+
+function ingressRule(port: number, cidr: string, description: string): IpPermission {
+  const range = cidr.includes(":") ? { Ipv6Ranges: [{ CidrIpv6: cidr, Description: description }] } : { IpRanges: [{ CidrIp: cidr, Description: description }] };
+  return { IpProtocol: "tcp", FromPort: port, ToPort: port, ...range };
+}
+
+function parseProgress(progress: string | undefined): number {
+  const n = Number.parseFloat(progress ?? "");
+  return Number.isFinite(n) ? Math.min(100, Math.max(0, Math.round(n))) : 0;
+}
+
+function notFoundImport(importTaskId: string): ImportStatus {
+  return { state: "failed", progress: 0, message: `import task ${importTaskId} not found` };
+}
+
+function isImportTaskNotFound(err: unknown): boolean {
+  // EC2 answers an unknown import task id with InvalidConversionTaskId (".Malformed" is a bad id, not a missing task).
+  return hasCode(err, "InvalidConversionTaskId", "InvalidConversionTaskId.NotFound");
+}
+
+/**
+ * shutting-down is EC2's irreversible path to terminated (nothing can start the instance again),
+ * so it is reported as terminated rather than stopping.
+ */
+function mapInstanceState(name: string | undefined): InstanceProviderState {
+  switch (name) {
+    case "pending":
+    case "running":
+    case "stopping":
+    case "stopped":
+    case "terminated":
+      return name;
+    case "shutting-down":
+      return "terminated";
+    default:
+      return "pending";
+  }
+}
+
+function hasCode(err: unknown, ...codes: string[]): boolean {
+  const code = err instanceof TargetError ? err.code : errorCode(err);
+  return code !== undefined && codes.includes(code);
+}
+
+const THROTTLING = new Set([
+  "RequestLimitExceeded",
+  "Throttling",
+  "ThrottlingException",
+  "ThrottledException",
+  "TooManyRequestsException",
+  "RequestThrottled",
+  "RequestThrottledException",
+  "SlowDown",
+  "PriorRequestNotComplete",
+  "BandwidthLimitExceeded",
+  "EC2ThrottledException",
+]);
+
+const TRANSIENT = new Set([
+  "TimeoutError",
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "InternalError",
+  "InternalFailure",
+  "ServiceUnavailable",
+  "Unavailable",
+  "InsufficientInstanceCapacity",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "NetworkingError",
+]);
+
+/** Failures raised by the SDK itself (not EC2) that retrying cannot fix. */
+const LOCAL_PERMANENT = new Set(["CredentialsProviderError", "TokenProviderError", "ProviderError"]);
+
+interface SdkErrorShape {
+  name?: unknown;
+  message?: unknown;
+  code?: unknown;
+  Code?: unknown;
+  $fault?: unknown;
+  $retryable?: unknown;
+  $metadata?: { httpStatusCode?: unknown };
+}
+
+/**
+ * The EC2 error code. The SDK (ec2Query protocol, no modelled errors) throws EC2ServiceException
+ * with `name` = the `<Code>` of the error response and `$fault` "client"/"server" from the HTTP
+ * status; Node network errors carry `code` (ECONNRESET …); the HTTP handler's timeouts are named
+ * TimeoutError.
+ */
+function errorCode(err: unknown): string | undefined {
+  if (!err || typeof err !== "object") return undefined;
+  const e = err as SdkErrorShape;
+  if (typeof e.Code === "string" && e.Code) return e.Code;
+  if ((e.$fault !== undefined || e.$metadata !== undefined) && typeof e.name === "string" && e.name) return e.name;
+  if (typeof e.code === "string" && e.code) return e.code;
+  if (typeof e.name === "string" && e.name && e.name !== "Error") return e.name;
+  return undefined;
+}
+
+/**
+ * Maps an AWS SDK (or network) failure to a TargetError: throttling, timeouts, network errors,
+ * HTTP 429/5xx and server faults are retryable; client faults (bad parameters, missing permissions,
+ * unknown ids …) are not. The message is "<Code>: <message>".
+ */
+export function classifyAwsError(err: unknown): TargetError {
+  if (err instanceof TargetError) return err;
+  const e = (err && typeof err === "object" ? err : {}) as SdkErrorShape;
+  const code = errorCode(err);
+  const rawMessage = typeof e.message === "string" && e.message ? e.message : String(err);
+  const message = code && !rawMessage.startsWith(`${code}:`) ? `${code}: ${rawMessage}` : rawMessage;
+  const status = typeof e.$metadata?.httpStatusCode === "number" ? e.$metadata.httpStatusCode : undefined;
+
+  let retryable: boolean;
+  if (code && (THROTTLING.has(code) || TRANSIENT.has(code))) retryable = true;
+  else if (e.$retryable) retryable = true;
+  else if (status === 429 || (status !== undefined && status >= 500) || e.$fault === "server") retryable = true;
+  else if (e.$fault === "client" || (status !== undefined && status >= 400)) retryable = false;
+  else if (code && LOCAL_PERMANENT.has(code)) retryable = false;
+  // Anything else (no AWS fault attached) is treated as transient, as the port specifies.
+  else retryable = true;
+
+  const out = new TargetError(message, retryable, code);
+  out.cause = err;
+  return out;
+}

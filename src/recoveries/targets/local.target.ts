@@ -1,0 +1,881 @@
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { Config } from "../../config";
+import {
+  TargetError,
+  type ComposedImage,
+  type ComputeTarget,
+  type ImportStatus,
+  type InstanceProviderState,
+  type InstanceStatus,
+  type LaunchRequest,
+  type LaunchResult,
+} from "./target";
+import { QmpError, qmpExecute } from "./qmp";
+
+/**
+ * The local QEMU/KVM host as a compute target. Everything lives under `local.dir`:
+ *
+ *   images/<imageId>.qcow2            pristine base image (imageId = img-<recoveryId>)
+ *   instances/<instanceId>/           one VM (instanceId = vm-<recoveryId>)
+ *     base.qcow2                      hard link to the base image, so deleteImage never breaks a VM
+ *     overlay.qcow2                   the VM's disk (backing file: base.qcow2)
+ *     meta.json qemu.pid qmp.sock serial.log screenshot.png
+ *     stopped | stopping              markers written by stopInstance
+ *   terminated/<instanceId>           tombstone written by terminateInstance
+ *   tmp/<recoveryId>.raw              download in progress
+ *
+ * QEMU runs with -daemonize, so VMs outlive the API/worker process. All state is derived from
+ * these files and the pid (checked against /proc/<pid>/cmdline, which must name the instance
+ * directory, so a reused pid is never mistaken for the VM); a new LocalTarget in a new process
+ * re-attaches to everything.
+ *
+ * Instance states: meta.json missing → "terminated" when a tombstone exists, else "lost";
+ * process gone → "stopped" after stopInstance, else "lost" (crash, kill, host reboot);
+ * process alive → "stopping" while stopInstance runs, else QMP query-status (running → running,
+ * paused and similar → stopped, shutdown → stopping; QMP not answering → pending).
+ */
+
+type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
+export interface LocalTargetLogger {
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  debug: LogFn;
+}
+
+export interface LocalTargetOptions {
+  local: Config["local"];
+  s3: S3Client;
+  logger?: LocalTargetLogger;
+}
+
+export interface LocalInstanceMeta {
+  instanceId: string;
+  name: string;
+  recoveryId: string;
+  userId: string;
+  imageId: string;
+  /** 0 until QEMU has started once. */
+  pid: number;
+  /** Loopback ports forwarded to guest 22 and 3389 (absent when isolated). */
+  sshPort?: number;
+  rdpPort?: number;
+  accel: "kvm" | "tcg";
+  isolated: boolean;
+  createdAt: string;
+  startedAt?: string;
+}
+
+export interface LocalInstanceSummary {
+  instanceId: string;
+  state: InstanceProviderState;
+  meta?: LocalInstanceMeta;
+}
+
+const INSTALL_HINT = "QEMU is not installed: apt-get install qemu-system-x86 qemu-utils (or run `npm run services -- up --with-qemu`)";
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const CONSOLE_TAIL_BYTES = 64 * 1024;
+const GUEST_ADDRESS = "10.0.2.15";
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+const noop = () => {};
+const silent: LocalTargetLogger = { info: noop, warn: noop, error: noop, debug: noop };
+
+interface ActiveImport {
+  promise: Promise<void>;
+  progress: number;
+  message: string;
+  abort: AbortController;
+}
+
+export class LocalTarget implements ComputeTarget {
+  readonly kind = "LOCAL" as const;
+  private readonly cfg: Config["local"];
+  private readonly s3: S3Client;
+  private readonly log: LocalTargetLogger;
+  private readonly imports = new Map<string, ActiveImport>();
+  private readonly importFailures = new Map<string, string>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(opts: LocalTargetOptions) {
+    this.cfg = opts.local;
+    this.s3 = opts.s3;
+    this.log = opts.logger ?? silent;
+  }
+
+  // ---------------------------------------------------------------- paths
+
+  private get imagesDir() {
+    return path.join(this.cfg.dir, "images");
+  }
+  private get instancesDir() {
+    return path.join(this.cfg.dir, "instances");
+  }
+  private get tmpDir() {
+    return path.join(this.cfg.dir, "tmp");
+  }
+  private get tombstoneDir() {
+    return path.join(this.cfg.dir, "terminated");
+  }
+  imagePath(imageId: string): string {
+    return path.join(this.imagesDir, `${checkId(imageId, "image id")}.qcow2`);
+  }
+  instanceDir(instanceId: string): string {
+    return path.join(this.instancesDir, checkId(instanceId, "instance id"));
+  }
+  /** <dir>/qmp.sock, or a hashed name in the OS temp dir when that path is too long for a unix socket (108 bytes). */
+  private qmpSocket(dir: string): string {
+    const p = path.join(dir, "qmp.sock");
+    if (Buffer.byteLength(p) <= 100) return p;
+    return path.join(os.tmpdir(), `reclo-qmp-${createHash("sha256").update(dir).digest("hex").slice(0, 16)}.sock`);
+  }
+
+  // ---------------------------------------------------------------- availability
+
+  async checkAvailable(): Promise<void> {
+    for (const bin of [this.cfg.qemuSystem, this.cfg.qemuImg]) {
+      try {
+        await run(bin, ["--version"], { timeoutMs: 15_000 });
+      } catch (err) {
+        this.log.warn({ bin, err: errMessage(err) }, "QEMU binary not runnable");
+        throw new TargetError(`${INSTALL_HINT} (${bin}: ${errMessage(err)})`, false, "QEMU_NOT_INSTALLED");
+      }
+    }
+    if (this.cfg.accel === "kvm" && !kvmUsable()) {
+      throw new TargetError("QEMU_ACCEL=kvm but /dev/kvm cannot be opened read-write (set QEMU_ACCEL=auto or tcg, or give this user access to /dev/kvm)", false, "KVM_UNAVAILABLE");
+    }
+    await fsp.mkdir(this.cfg.dir, { recursive: true });
+  }
+
+  /** The accelerator a new VM would get here. */
+  resolveAccel(): "kvm" | "tcg" {
+    if (this.cfg.accel === "auto") return kvmUsable() ? "kvm" : "tcg";
+    return this.cfg.accel;
+  }
+
+  // ---------------------------------------------------------------- import
+
+  async startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void): Promise<{ importTaskId: string }> {
+    checkId(recoveryId, "recovery id");
+    const imageId = `img-${recoveryId}`;
+    let last = -1;
+    const report = (percent: number, message: string) => {
+      const p = Math.max(0, Math.min(100, Math.floor(percent)));
+      const active = this.imports.get(imageId);
+      if (active && p >= active.progress) {
+        active.progress = p;
+        active.message = message;
+      }
+      if (p > last) {
+        last = p;
+        onProgress?.(p, message);
+      }
+    };
+
+    if (await exists(this.imagePath(imageId))) {
+      report(100, "image ready");
+      return { importTaskId: imageId };
+    }
+    const running = this.imports.get(imageId);
+    if (running) {
+      await running.promise;
+      report(100, "image ready");
+      return { importTaskId: imageId };
+    }
+
+    const abort = new AbortController();
+    const entry: ActiveImport = { promise: Promise.resolve(), progress: 0, message: "starting", abort };
+    this.imports.set(imageId, entry);
+    this.importFailures.delete(imageId);
+    entry.promise = this.runImport(recoveryId, imageId, image, abort.signal, report);
+    try {
+      await entry.promise;
+    } catch (err) {
+      this.importFailures.set(imageId, errMessage(err));
+      throw err;
+    } finally {
+      this.imports.delete(imageId);
+    }
+    report(100, "image ready");
+    return { importTaskId: imageId };
+  }
+
+  private async runImport(recoveryId: string, imageId: string, image: ComposedImage, signal: AbortSignal, report: (p: number, m: string) => void): Promise<void> {
+    const started = Date.now();
+    await fsp.mkdir(this.tmpDir, { recursive: true });
+    await fsp.mkdir(this.imagesDir, { recursive: true });
+    const raw = path.join(this.tmpDir, `${recoveryId}.raw`);
+    const part = `${this.imagePath(imageId)}.part`;
+    try {
+      report(0, "downloading image");
+      let res;
+      try {
+        res = await this.s3.send(new GetObjectCommand({ Bucket: image.bucket, Key: image.key }), { abortSignal: signal });
+      } catch (err) {
+        const name = (err as { name?: string }).name;
+        if (name === "NoSuchKey" || name === "NoSuchBucket" || name === "NotFound" || name === "AccessDenied") {
+          throw new TargetError(`composed image s3://${image.bucket}/${image.key} cannot be read: ${name}`, false, "IMAGE_SOURCE_MISSING");
+        }
+        throw new TargetError(`downloading s3://${image.bucket}/${image.key}: ${errMessage(err)}`, true);
+      }
+      const total = res.ContentLength ?? image.sizeBytes;
+      let done = 0;
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          done += chunk.length;
+          if (total > 0) report((50 * done) / total, `downloading ${mib(done)}/${mib(total)} MiB`);
+          cb(null, chunk);
+        },
+      });
+      try {
+        await pipeline(res.Body as Readable, counter, fs.createWriteStream(raw), { signal });
+      } catch (err) {
+        if (signal.aborted) throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
+        throw new TargetError(`downloading s3://${image.bucket}/${image.key}: ${errMessage(err)}`, true);
+      }
+      if (res.ContentLength !== undefined && done !== res.ContentLength) {
+        throw new TargetError(`download of s3://${image.bucket}/${image.key} was short: ${done} of ${res.ContentLength} bytes`, true);
+      }
+      report(50, "converting to qcow2");
+      const downloadedMs = Date.now() - started;
+
+      await fsp.rm(part, { force: true });
+      await convertWithProgress(this.cfg.qemuImg, raw, part, signal, (p) => report(50 + Math.min(p, 99.9) / 2, `converting to qcow2 ${p.toFixed(0)}%`));
+      await fsp.rename(part, this.imagePath(imageId));
+      this.log.info({ imageId, bytes: done, downloadedMs, totalMs: Date.now() - started }, "local image imported");
+    } catch (err) {
+      await fsp.rm(part, { force: true });
+      if (signal.aborted && !(err instanceof TargetError && err.code === "IMPORT_CANCELLED")) {
+        throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
+      }
+      throw err;
+    } finally {
+      await fsp.rm(raw, { force: true });
+    }
+  }
+
+  async describeImport(importTaskId: string): Promise<ImportStatus> {
+    if (await exists(this.imagePath(importTaskId))) return { state: "completed", progress: 100, imageId: importTaskId };
+    const active = this.imports.get(importTaskId);
+    if (active) return { state: "active", progress: active.progress, message: active.message };
+    const failure = this.importFailures.get(importTaskId);
+    return { state: "failed", progress: 0, message: failure ?? `import ${importTaskId} not found` };
+  }
+
+  async cancelImport(importTaskId: string): Promise<void> {
+    checkId(importTaskId, "import id");
+    const active = this.imports.get(importTaskId);
+    if (active) {
+      active.abort.abort();
+      await active.promise.catch(noop);
+    }
+    const recoveryId = importTaskId.replace(/^img-/, "");
+    await fsp.rm(`${this.imagePath(importTaskId)}.part`, { force: true });
+    await fsp.rm(path.join(this.tmpDir, `${recoveryId}.raw`), { force: true });
+  }
+
+  async deleteImage(imageId: string): Promise<void> {
+    // Instances keep their own hard link (base.qcow2), so this never pulls a disk from under a VM.
+    await fsp.rm(this.imagePath(imageId), { force: true });
+    await fsp.rm(`${this.imagePath(imageId)}.part`, { force: true });
+  }
+
+  // ---------------------------------------------------------------- instances
+
+  /**
+   * Idempotent per recoveryId: an existing live VM is returned as is; an existing VM whose process
+   * is gone (stopped, crashed, killed) is started again on its own overlay, so no disk is lost.
+   */
+  async launch(req: LaunchRequest): Promise<LaunchResult> {
+    checkId(req.recoveryId, "recovery id");
+    const instanceId = `vm-${req.recoveryId}`;
+    return this.withLock(instanceId, async () => {
+      const dir = this.instanceDir(instanceId);
+      const meta = await this.readMeta(instanceId);
+      if (meta) {
+        if (!(await this.alivePid(dir, meta))) {
+          this.log.info({ instanceId }, "launch: instance exists but is not running; starting it on its disk");
+          await this.spawnQemu(meta);
+        }
+        return { instanceId };
+      }
+
+      const base = this.imagePath(req.imageId);
+      if (!(await exists(base))) throw new TargetError(`image ${req.imageId} not found on the local target`, false, "IMAGE_NOT_FOUND");
+
+      // A directory without meta.json is a launch that died half-way: clear it out.
+      await this.killAll(dir);
+      await fsp.rm(dir, { recursive: true, force: true });
+      await fsp.rm(this.qmpSocket(dir), { force: true });
+      await fsp.rm(path.join(this.tombstoneDir, instanceId), { force: true });
+      await fsp.mkdir(dir, { recursive: true });
+
+      let backing = "base.qcow2";
+      try {
+        await fsp.link(base, path.join(dir, "base.qcow2"));
+      } catch (err) {
+        this.log.warn({ instanceId, err: errMessage(err) }, "cannot hard-link the base image; the overlay references it directly");
+        backing = base;
+      }
+      const overlay = path.join(dir, "overlay.qcow2");
+      try {
+        await run(this.cfg.qemuImg, ["create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", `${overlay}.part`], { timeoutMs: 60_000, cwd: dir });
+      } catch (err) {
+        throw this.binaryError(this.cfg.qemuImg, err, "creating the overlay");
+      }
+      await fsp.rename(`${overlay}.part`, overlay);
+
+      const fresh: LocalInstanceMeta = {
+        instanceId,
+        name: req.name,
+        recoveryId: req.recoveryId,
+        userId: req.userId,
+        imageId: req.imageId,
+        pid: 0,
+        accel: this.resolveAccel(),
+        isolated: Boolean(req.isolated),
+        createdAt: new Date().toISOString(),
+      };
+      await this.writeMeta(fresh);
+      await this.spawnQemu(fresh);
+      return { instanceId };
+    });
+  }
+
+  async describeInstance(instanceId: string): Promise<InstanceStatus> {
+    const dir = this.instanceDir(instanceId);
+    const meta = await this.readMeta(instanceId);
+    if (!meta) {
+      const state = (await exists(path.join(this.tombstoneDir, instanceId))) ? "terminated" : "lost";
+      return { state };
+    }
+    const addresses: InstanceStatus = {
+      state: "lost",
+      publicAddress: !meta.isolated && meta.rdpPort ? `127.0.0.1:${meta.rdpPort}` : undefined,
+      privateAddress: GUEST_ADDRESS,
+      zone: "local",
+    };
+    const pid = await this.alivePid(dir, meta);
+    if (!pid) {
+      return { ...addresses, state: (await exists(path.join(dir, "stopped"))) ? "stopped" : "lost" };
+    }
+    if (await this.stoppingMarker(dir)) return { ...addresses, state: "stopping" };
+    try {
+      const status = await this.qmp<{ status: string; running: boolean }>(dir, "query-status", undefined, 5000);
+      return { ...addresses, state: mapRunState(status.status) };
+    } catch (err) {
+      this.log.debug({ instanceId, err: errMessage(err) }, "QMP query-status failed");
+      return { ...addresses, state: (await this.alivePid(dir, meta)) ? "pending" : "lost" };
+    }
+  }
+
+  async startInstance(instanceId: string): Promise<void> {
+    await this.withLock(instanceId, async () => {
+      const dir = this.instanceDir(instanceId);
+      const meta = await this.requireMeta(instanceId);
+      if (await this.alivePid(dir, meta)) {
+        const status = await this.qmp<{ status: string }>(dir, "query-status", undefined, 5000).catch(() => undefined);
+        if (status && status.status === "paused") await this.qmp(dir, "cont", undefined, 5000);
+        return;
+      }
+      await this.spawnQemu(meta);
+    });
+  }
+
+  /** ACPI power button, then QMP quit after stopTimeoutMs, then SIGKILL. The overlay is kept. */
+  async stopInstance(instanceId: string): Promise<void> {
+    await this.withLock(instanceId, async () => {
+      const dir = this.instanceDir(instanceId);
+      const meta = await this.requireMeta(instanceId);
+      const pid = await this.alivePid(dir, meta);
+      if (pid) {
+        await fsp.writeFile(path.join(dir, "stopping"), JSON.stringify({ at: new Date().toISOString(), pid }));
+        const started = Date.now();
+        let how = "powerdown";
+        await this.qmp(dir, "system_powerdown", undefined, 5000).catch((err: unknown) => this.log.debug({ instanceId, err: errMessage(err) }, "system_powerdown failed"));
+        if (!(await this.waitExit(dir, pid, this.cfg.stopTimeoutMs))) {
+          how = "quit";
+          this.log.info({ instanceId, timeoutMs: this.cfg.stopTimeoutMs }, "guest did not power off in time; quitting QEMU");
+          await this.forceExit(dir, pid);
+        }
+        this.log.info({ instanceId, how, ms: Date.now() - started }, "local instance stopped");
+      }
+      await fsp.writeFile(path.join(dir, "stopped"), JSON.stringify({ at: new Date().toISOString() }));
+      await fsp.rm(path.join(dir, "stopping"), { force: true });
+      await fsp.rm(path.join(dir, "qemu.pid"), { force: true });
+      await fsp.rm(this.qmpSocket(dir), { force: true });
+    });
+  }
+
+  /** Kills the VM and deletes its directory; leaves a tombstone so describeInstance says "terminated". */
+  async terminateInstance(instanceId: string): Promise<void> {
+    await this.withLock(instanceId, async () => {
+      const dir = this.instanceDir(instanceId);
+      if (await exists(dir)) {
+        const meta = await this.readMeta(instanceId);
+        const pid = meta ? await this.alivePid(dir, meta) : undefined;
+        if (pid) await this.forceExit(dir, pid, 3000);
+        await this.killAll(dir);
+        await fsp.rm(dir, { recursive: true, force: true });
+        this.log.info({ instanceId }, "local instance terminated");
+      }
+      await fsp.rm(this.qmpSocket(dir), { force: true });
+      await fsp.mkdir(this.tombstoneDir, { recursive: true });
+      await fsp.writeFile(path.join(this.tombstoneDir, instanceId), JSON.stringify({ at: new Date().toISOString() }));
+    });
+  }
+
+  async deleteNetworkGuard(_securityGroupId: string): Promise<void> {}
+
+  async consoleOutput(instanceId: string): Promise<string> {
+    const file = path.join(this.instanceDir(instanceId), "serial.log");
+    let fh;
+    try {
+      fh = await fsp.open(file, "r");
+    } catch {
+      return "";
+    }
+    try {
+      const { size } = await fh.stat();
+      const len = Math.min(size, CONSOLE_TAIL_BYTES);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      let start = 0;
+      // Do not start in the middle of a UTF-8 sequence.
+      while (start < buf.length && start < 4 && (buf[start]! & 0xc0) === 0x80) start++;
+      return buf.subarray(start).toString("utf8");
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async screenshot(instanceId: string): Promise<Buffer> {
+    const dir = this.instanceDir(instanceId);
+    const meta = await this.readMeta(instanceId);
+    if (!meta || !(await this.alivePid(dir, meta))) throw new TargetError(`instance ${instanceId} is not running`, false, "NOT_RUNNING");
+    const file = path.join(dir, "screenshot.png");
+    await fsp.rm(file, { force: true });
+    try {
+      await this.qmp(dir, "screendump", { filename: file, format: "png" }, 15_000);
+    } catch (err) {
+      if (!(await this.alivePid(dir, meta))) throw new TargetError(`instance ${instanceId} is not running`, false, "NOT_RUNNING");
+      throw new TargetError(`screendump of ${instanceId}: ${errMessage(err)}`, !(err instanceof QmpError && err.errorClass === "GenericError"));
+    }
+    const png = await fsp.readFile(file);
+    if (png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) throw new TargetError(`screendump of ${instanceId} did not produce a PNG`, true);
+    return png;
+  }
+
+  /** Every instance on this host with its state (for a reconciler). */
+  async listInstances(): Promise<LocalInstanceSummary[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.instancesDir);
+    } catch {
+      return [];
+    }
+    const out: LocalInstanceSummary[] = [];
+    for (const name of names.sort()) {
+      if (!SAFE_ID.test(name)) continue;
+      const meta = await this.readMeta(name);
+      const { state } = await this.describeInstance(name);
+      out.push({ instanceId: name, state, meta });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- QEMU process
+
+  private async spawnQemu(meta: LocalInstanceMeta): Promise<void> {
+    const dir = this.instanceDir(meta.instanceId);
+    const overlay = path.join(dir, "overlay.qcow2");
+    if (!(await exists(overlay))) throw new TargetError(`the disk of ${meta.instanceId} is missing (${overlay})`, false, "DISK_MISSING");
+    let accel = this.resolveAccel();
+    let sandbox = true;
+    let lastError = "";
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      if (!meta.isolated) {
+        meta.sshPort = await reusePort(meta.sshPort);
+        meta.rdpPort = await reusePort(meta.rdpPort, meta.sshPort);
+      }
+      meta.accel = accel;
+      const pidFile = path.join(dir, "qemu.pid");
+      await fsp.rm(pidFile, { force: true });
+      await fsp.rm(this.qmpSocket(dir), { force: true });
+      const args = this.qemuArgs(meta, dir, sandbox);
+      const started = Date.now();
+      try {
+        await run(this.cfg.qemuSystem, args, { timeoutMs: 60_000, cwd: dir, daemon: true });
+      } catch (err) {
+        lastError = errMessage(err);
+        if (isEnoent(err)) throw new TargetError(INSTALL_HINT, false, "QEMU_NOT_INSTALLED");
+        await this.killAll(dir);
+        if (/host forwarding rule|Could not set up host forwarding/i.test(lastError)) {
+          meta.sshPort = undefined;
+          meta.rdpPort = undefined;
+          continue;
+        }
+        if (accel === "kvm" && this.cfg.accel === "auto" && /kvm/i.test(lastError)) {
+          this.log.warn({ instanceId: meta.instanceId, err: lastError }, "KVM failed; falling back to TCG");
+          accel = "tcg";
+          continue;
+        }
+        if (sandbox && /seccomp|sandbox/i.test(lastError)) {
+          sandbox = false;
+          continue;
+        }
+        throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError}`, false, "QEMU_START_FAILED");
+      }
+      const pid = Number((await fsp.readFile(pidFile, "utf8").catch(() => "")).trim());
+      if (!pid || !(await isInstanceProcess(pid, dir))) {
+        lastError = "QEMU exited right after start";
+        throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError} (see ${path.join(dir, "serial.log")})`, false, "QEMU_START_FAILED");
+      }
+      meta.pid = pid;
+      meta.startedAt = new Date().toISOString();
+      await this.writeMeta(meta);
+      await fsp.rm(path.join(dir, "stopped"), { force: true });
+      await fsp.rm(path.join(dir, "stopping"), { force: true });
+      this.log.info({ instanceId: meta.instanceId, pid, accel, sshPort: meta.sshPort, rdpPort: meta.rdpPort, isolated: meta.isolated, ms: Date.now() - started }, "local instance started");
+      return;
+    }
+    throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError}`, true, "QEMU_START_FAILED");
+  }
+
+  private qemuArgs(meta: LocalInstanceMeta, dir: string, sandbox: boolean): string[] {
+    const args = [
+      "-name",
+      `guest=${qemuOpt(meta.name || meta.instanceId)},process=reclo-${meta.instanceId.slice(3, 12)}`,
+      "-machine",
+      `q35,accel=${meta.accel}`,
+      "-cpu",
+      meta.accel === "kvm" ? "host" : "max",
+      "-m",
+      String(this.cfg.memoryMb),
+      "-smp",
+      String(this.cfg.cpus),
+      "-display",
+      "none",
+      // q35 + if=ide is an AHCI (SATA) disk: what Windows and Linux boot from without virtio drivers.
+      "-drive",
+      `file=${qemuOpt(path.join(dir, "overlay.qcow2"))},format=qcow2,if=ide,cache=writeback`,
+      "-serial",
+      `file:${path.join(dir, "serial.log")}`,
+      "-qmp",
+      `unix:${qemuOpt(this.qmpSocket(dir))},server=on,wait=off`,
+      "-pidfile",
+      path.join(dir, "qemu.pid"),
+      "-daemonize",
+    ];
+    // elevateprivileges/spawn=deny would break -daemonize (setsid, fork).
+    if (sandbox) args.push("-sandbox", "on,obsolete=deny,resourcecontrol=deny");
+    if (meta.isolated) {
+      args.push("-netdev", "user,id=n0,restrict=on", "-device", "e1000,netdev=n0");
+    } else {
+      args.push("-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${meta.sshPort}-:22,hostfwd=tcp:127.0.0.1:${meta.rdpPort}-:3389`, "-device", "e1000,netdev=n0");
+    }
+    return args;
+  }
+
+  /** The pid of this instance's QEMU when it is alive (pidfile, else meta), checked against /proc. */
+  private async alivePid(dir: string, meta: LocalInstanceMeta): Promise<number | undefined> {
+    const fromFile = Number((await fsp.readFile(path.join(dir, "qemu.pid"), "utf8").catch(() => "")).trim());
+    for (const pid of [fromFile, meta.pid]) {
+      if (pid && (await isInstanceProcess(pid, dir))) return pid;
+    }
+    return undefined;
+  }
+
+  private async waitExit(dir: string, pid: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!(await isInstanceProcess(pid, dir))) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(100);
+    }
+  }
+
+  /** QMP quit, then SIGTERM, then SIGKILL. */
+  private async forceExit(dir: string, pid: number, graceMs = 5000): Promise<void> {
+    await this.qmp(dir, "quit", undefined, 3000).catch(noop);
+    if (await this.waitExit(dir, pid, graceMs)) return;
+    signal(pid, "SIGTERM");
+    if (await this.waitExit(dir, pid, 2000)) return;
+    signal(pid, "SIGKILL");
+    if (!(await this.waitExit(dir, pid, 5000))) throw new TargetError(`QEMU process ${pid} did not exit`, true);
+  }
+
+  /** SIGKILLs every process whose command line names the instance directory. */
+  private async killAll(dir: string): Promise<void> {
+    const pids = await qemuProcessesNaming(dir, path.basename(this.cfg.qemuSystem));
+    for (const pid of pids) signal(pid, "SIGKILL");
+    for (const pid of pids) await this.waitExit(dir, pid, 5000);
+  }
+
+  private async stoppingMarker(dir: string): Promise<boolean> {
+    try {
+      const st = await fsp.stat(path.join(dir, "stopping"));
+      return Date.now() - st.mtimeMs < this.cfg.stopTimeoutMs + 30_000;
+    } catch {
+      return false;
+    }
+  }
+
+  private async qmp<T>(dir: string, command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<T> {
+    // One QMP client at a time per VM (QEMU serves one connection at a time).
+    const key = `qmp:${dir}`;
+    return this.withLock(key, () => qmpExecute<T>(this.qmpSocket(dir), command, args, { timeoutMs }));
+  }
+
+  // ---------------------------------------------------------------- files
+
+  private async readMeta(instanceId: string): Promise<LocalInstanceMeta | undefined> {
+    try {
+      return JSON.parse(await fsp.readFile(path.join(this.instanceDir(instanceId), "meta.json"), "utf8")) as LocalInstanceMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async requireMeta(instanceId: string): Promise<LocalInstanceMeta> {
+    const meta = await this.readMeta(instanceId);
+    if (!meta) throw new TargetError(`instance ${instanceId} not found on the local target`, false, "INSTANCE_NOT_FOUND");
+    return meta;
+  }
+
+  private async writeMeta(meta: LocalInstanceMeta): Promise<void> {
+    const file = path.join(this.instanceDir(meta.instanceId), "meta.json");
+    await fsp.writeFile(`${file}.tmp`, JSON.stringify(meta, null, 2) + "\n");
+    await fsp.rename(`${file}.tmp`, file);
+  }
+
+  private binaryError(bin: string, err: unknown, what: string): TargetError {
+    if (isEnoent(err)) return new TargetError(INSTALL_HINT, false, "QEMU_NOT_INSTALLED");
+    return new TargetError(`${what} failed (${bin}): ${errMessage(err)}`, false);
+  }
+
+  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(noop);
+    this.locks.set(key, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function checkId(id: string, what: string): string {
+  if (!SAFE_ID.test(id)) throw new TargetError(`invalid ${what} "${id}"`, false, "INVALID_ID");
+  return id;
+}
+
+function mapRunState(status: string): InstanceProviderState {
+  switch (status) {
+    case "running":
+      return "running";
+    case "shutdown":
+      return "stopping";
+    case "prelaunch":
+    case "inmigrate":
+      return "pending";
+    default:
+      // paused, suspended, io-error, internal-error, guest-panicked, watchdog, ...: not running.
+      return "stopped";
+  }
+}
+
+/** /dev/kvm opens read-write (what QEMU needs). */
+export function kvmUsable(): boolean {
+  try {
+    fs.closeSync(fs.openSync("/dev/kvm", fs.constants.O_RDWR));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Alive, not a zombie, and its command line names the instance directory (guards against pid reuse). */
+async function isInstanceProcess(pid: number, dir: string): Promise<boolean> {
+  try {
+    const [cmdline, stat] = await Promise.all([fsp.readFile(`/proc/${pid}/cmdline`), fsp.readFile(`/proc/${pid}/stat`, "utf8")]);
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state === "Z" || state === "X") return false;
+    return cmdline.includes(Buffer.from(dir + path.sep)) || cmdline.includes(Buffer.from(dir + "\0"));
+  } catch {
+    return false;
+  }
+}
+
+/** QEMU processes (argv[0] names qemu or the configured binary) whose command line names `dir`. */
+async function qemuProcessesNaming(dir: string, binName: string): Promise<number[]> {
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = await fsp.readdir("/proc");
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === process.pid || !(await isInstanceProcess(pid, dir))) continue;
+    const argv0 = path.basename((await fsp.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0")[0] ?? "");
+    if (argv0.includes("qemu") || argv0 === binName) out.push(pid);
+  }
+  return out;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** QEMU option value: commas are doubled. */
+function qemuOpt(v: string): string {
+  return v.replace(/,/g, ",,");
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function mib(n: number): string {
+  return (n / 1048576).toFixed(1);
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isEnoent(err: unknown): boolean {
+  return (err as { code?: string } | undefined)?.code === "ENOENT";
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen({ host: "127.0.0.1", port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The previous port when it is still free, else a new free one (never `avoid`). */
+async function reusePort(previous: number | undefined, avoid?: number): Promise<number> {
+  if (previous && previous !== avoid && (await portFree(previous))) return previous;
+  for (;;) {
+    const p = await freePort();
+    if (p !== avoid) return p;
+  }
+}
+
+class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Runs a command to completion; rejects with the stderr tail. `daemon`: the command forks a
+ * daemon that may keep our pipes open briefly, so completion is the exit of the direct child.
+ */
+function run(bin: string, args: string[], opts: { timeoutMs: number; cwd?: string; daemon?: boolean }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout = (stdout + d.toString()).slice(-16_384)));
+    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-16_384)));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      finish(new CommandError(`${path.basename(bin)} timed out after ${opts.timeoutMs} ms`));
+    }, opts.timeoutMs);
+    let settled = false;
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(stdout);
+    };
+    child.on("error", (err: NodeJS.ErrnoException) => finish(new CommandError(`${bin}: ${err.message}`, err.code)));
+    const done = (code: number | null, sig: NodeJS.Signals | null) => {
+      if (code === 0) finish();
+      else finish(new CommandError(stderr.trim().slice(-2000) || `${path.basename(bin)} exited with ${code ?? sig}`));
+    };
+    if (opts.daemon) {
+      // Give stderr a moment to drain after the exit, but do not wait for the daemon's copies of the pipes.
+      child.on("exit", (code, sig) => setTimeout(() => done(code, sig), 50));
+    } else {
+      child.on("close", done);
+    }
+  });
+}
+
+/** `qemu-img convert -p -O qcow2`, reporting the "(NN.NN/100%)" progress it prints. */
+function convertWithProgress(qemuImg: string, src: string, dst: string, signal: AbortSignal, onProgress: (percent: number) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(qemuImg, ["convert", "-p", "-f", "raw", "-O", "qcow2", src, dst], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    let buf = "";
+    const onAbort = () => child.kill("SIGKILL");
+    signal.addEventListener("abort", onAbort, { once: true });
+    child.stdout.on("data", (d: Buffer) => {
+      buf = (buf + d.toString()).slice(-256);
+      const all = [...buf.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)];
+      const lastMatch = all[all.length - 1];
+      if (lastMatch) onProgress(Number(lastMatch[1]));
+    });
+    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.on("error", (err: NodeJS.ErrnoException) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(err.code === "ENOENT" ? new TargetError(INSTALL_HINT, false, "QEMU_NOT_INSTALLED") : new TargetError(`qemu-img convert: ${err.message}`, false, "IMPORT_FAILED"));
+    });
+    child.on("close", (code, sig) => {
+      signal.removeEventListener("abort", onAbort);
+      if (code === 0) resolve();
+      else if (signal.aborted) reject(new TargetError("import was cancelled", false, "IMPORT_CANCELLED"));
+      else reject(new TargetError(`qemu-img convert failed (${code ?? sig}): ${stderr.trim().slice(-1500)}`, false, "IMPORT_FAILED"));
+    });
+  });
+}

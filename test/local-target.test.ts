@@ -1,0 +1,256 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig, type Config } from "../src/config";
+import { createS3Client } from "../src/storage/s3";
+import { LocalTarget } from "../src/recoveries/targets/local.target";
+import { TargetError, type ComposedImage } from "../src/recoveries/targets/target";
+import { makeBootableImage } from "./helpers/boot-image";
+
+/**
+ * The local QEMU target end to end: a hand-made boot sector in the real imports bucket, imported
+ * with qemu-img, booted with real QEMU (KVM when usable, else TCG), driven over QMP.
+ */
+
+const MARKER = "RECLO-BOOT-OK";
+const IMAGE_SIZE = 9 * 1024 * 1024 + 64 * 1024;
+
+const config = loadConfig({ ...process.env, NODE_ENV: "test" });
+const runId = `${process.pid}-${randomBytes(4).toString("hex")}`;
+const recoveryId = `lt-${runId}`;
+const isolatedRecoveryId = `lt-iso-${runId}`;
+const instanceId = `vm-${recoveryId}`;
+const isolatedInstanceId = `vm-${isolatedRecoveryId}`;
+
+let dir: string;
+let local: Config["local"];
+let s3: S3Client;
+let target: LocalTarget;
+let image: ComposedImage;
+let imageId: string;
+
+function pgrep(pattern: string): number[] {
+  try {
+    return execFileSync("pgrep", ["-f", pattern], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function cmdline(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+  } catch {
+    return "";
+  }
+}
+
+function pidOf(id: string): number {
+  return (JSON.parse(fs.readFileSync(path.join(dir, "instances", id, "meta.json"), "utf8")) as { pid: number }).pid;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function waitForMarker(t: LocalTarget, id: string): Promise<number> {
+  const started = Date.now();
+  await waitFor(`"${MARKER}" on the serial console of ${id}`, async () => (await t.consoleOutput(id)).includes(MARKER), 60_000);
+  return Date.now() - started;
+}
+
+const timings: Record<string, number> = {};
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-lt-"));
+  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500 };
+  s3 = createS3Client(config.s3);
+  target = new LocalTarget({ local, s3 });
+  const raw = makeBootableImage(IMAGE_SIZE, `${MARKER}\r\n`);
+  image = { bucket: config.s3.buckets.imports, key: `test/local-target/${runId}/disk.raw`, sizeBytes: raw.length };
+  await s3.send(new PutObjectCommand({ Bucket: image.bucket, Key: image.key, Body: raw, ContentLength: raw.length }));
+});
+
+afterAll(async () => {
+  for (const id of [instanceId, isolatedInstanceId]) await target?.terminateInstance(id).catch(() => {});
+  await s3?.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key })).catch(() => {});
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  s3?.destroy();
+  console.log(`local target timings (accel ${target?.resolveAccel()}): ${JSON.stringify(timings)}`);
+});
+
+describe("LocalTarget (real QEMU)", () => {
+  it("checks that QEMU is installed", async () => {
+    await target.checkAvailable();
+    const bogus = new LocalTarget({ local: { ...local, qemuSystem: path.join(dir, "no-such-qemu") }, s3 });
+    const err = await bogus.checkAvailable().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TargetError);
+    expect((err as TargetError).retryable).toBe(false);
+    expect((err as TargetError).message).toContain("apt-get install qemu-system-x86 qemu-utils");
+  });
+
+  it("imports the composed raw image from S3 into a qcow2 base image, with monotonic progress", async () => {
+    const progress: number[] = [];
+    const started = Date.now();
+    const { importTaskId } = await target.startImport(recoveryId, image, (p) => progress.push(p));
+    timings.importMs = Date.now() - started;
+    imageId = importTaskId;
+    expect(imageId).toBe(`img-${recoveryId}`);
+    expect(progress.length).toBeGreaterThan(2);
+    expect(progress.at(-1)).toBe(100);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]!).toBeGreaterThanOrEqual(progress[i - 1]!);
+    expect(progress.some((p) => p > 0 && p < 50)).toBe(true);
+    expect(progress.some((p) => p >= 50 && p < 100)).toBe(true);
+
+    const file = path.join(dir, "images", `${imageId}.qcow2`);
+    const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", file], { encoding: "utf8" })) as { format: string; "virtual-size": number };
+    expect(info.format).toBe("qcow2");
+    expect(info["virtual-size"]).toBe(IMAGE_SIZE);
+    expect(fs.readdirSync(path.join(dir, "tmp"))).toEqual([]);
+    expect(fs.existsSync(`${file}.part`)).toBe(false);
+
+    expect(await target.describeImport(imageId)).toEqual({ state: "completed", progress: 100, imageId });
+    expect(await target.describeImport("img-nope")).toMatchObject({ state: "failed", message: "import img-nope not found" });
+
+    // Idempotent: a retry of the activity finds the image and reports 100 at once.
+    const again: number[] = [];
+    expect(await target.startImport(recoveryId, image, (p) => again.push(p))).toEqual({ importTaskId: imageId });
+    expect(again).toEqual([100]);
+    await target.cancelImport("img-nothing-running"); // no-op
+  });
+
+  it("launches with loopback port forwards, boots to the marker and takes a PNG screenshot", async () => {
+    let started = Date.now();
+    const res = await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
+    timings.launchMs = Date.now() - started;
+    expect(res.instanceId).toBe(instanceId);
+    const status = await target.describeInstance(instanceId);
+    expect(status.state).toBe("running");
+    expect(status.publicAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(status).toMatchObject({ privateAddress: "10.0.2.15", zone: "local" });
+    const pid = pidOf(instanceId);
+    const cmd = cmdline(pid);
+    expect(cmd).toContain(`hostfwd=tcp:${status.publicAddress}-:3389`);
+    expect(cmd).toMatch(/hostfwd=tcp:127\.0\.0\.1:\d+-:22/);
+    timings.bootToMarkerMs = await waitForMarker(target, instanceId);
+
+    // Idempotent launch: the same VM.
+    expect(await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId });
+    expect(pidOf(instanceId)).toBe(pid);
+
+    started = Date.now();
+    const png = await target.screenshot(instanceId);
+    timings.screenshotMs = Date.now() - started;
+    expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
+    expect(png.subarray(12, 16).toString("latin1")).toBe("IHDR");
+    const width = png.readUInt32BE(16);
+    const height = png.readUInt32BE(20);
+    expect(width).toBeGreaterThan(0);
+    expect(height).toBeGreaterThan(0);
+    timings.screenshotWidth = width;
+    timings.screenshotHeight = height;
+  });
+
+  it("stops (keeping the disk) and starts again on the same overlay", async () => {
+    const dirOf = path.join(dir, "instances", instanceId);
+    const oldPid = pidOf(instanceId);
+    let started = Date.now();
+    await target.stopInstance(instanceId);
+    timings.stopMs = Date.now() - started;
+    expect((await target.describeInstance(instanceId)).state).toBe("stopped");
+    expect(pgrep(dirOf)).toEqual([]);
+    expect(fs.existsSync(path.join(dirOf, "overlay.qcow2"))).toBe(true);
+    await target.stopInstance(instanceId); // idempotent
+    const err = await target.screenshot(instanceId).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TargetError);
+    expect((err as TargetError).retryable).toBe(false);
+    expect((err as TargetError).message).toContain("is not running");
+
+    // The old RDP port got taken meanwhile: start picks a new one and records it.
+    const oldAddress = (await target.describeInstance(instanceId)).publicAddress!;
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(Number(oldAddress.split(":")[1]), "127.0.0.1", resolve));
+    try {
+      started = Date.now();
+      await target.startInstance(instanceId);
+      timings.startMs = Date.now() - started;
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+    const restarted = await target.describeInstance(instanceId);
+    expect(restarted.state).toBe("running");
+    expect(restarted.publicAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(restarted.publicAddress).not.toBe(oldAddress);
+    expect(pidOf(instanceId)).not.toBe(oldPid);
+    timings.restartToMarkerMs = await waitForMarker(target, instanceId);
+    // Each start truncates serial.log, so this marker is from the new boot.
+    expect((await target.consoleOutput(instanceId)).split(MARKER).length - 1).toBe(1);
+  });
+
+  it("re-attaches from a new LocalTarget (a restarted worker), and reports a killed VM as lost", async () => {
+    const fresh = new LocalTarget({ local, s3 });
+    expect((await fresh.describeInstance(instanceId)).state).toBe("running");
+    expect(await fresh.listInstances()).toEqual([expect.objectContaining({ instanceId, state: "running" })]);
+
+    process.kill(pidOf(instanceId), "SIGKILL");
+    await waitFor("the killed VM to be lost", async () => (await fresh.describeInstance(instanceId)).state === "lost", 10_000);
+
+    // Launch again (same recovery): back on its own disk.
+    await fresh.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
+    expect((await fresh.describeInstance(instanceId)).state).toBe("running");
+    await waitForMarker(fresh, instanceId);
+  });
+
+  it("terminates without leaving a process or a file behind", async () => {
+    const dirOf = path.join(dir, "instances", instanceId);
+    const started = Date.now();
+    await target.terminateInstance(instanceId);
+    timings.terminateMs = Date.now() - started;
+    expect(pgrep(dirOf)).toEqual([]);
+    expect(fs.existsSync(dirOf)).toBe(false);
+    expect((await target.describeInstance(instanceId)).state).toBe("terminated");
+    expect(await target.consoleOutput(instanceId)).toBe("");
+    await target.terminateInstance(instanceId); // no-op
+  });
+
+  it("launches isolated (no host forwards), survives deleteImage, then terminates", async () => {
+    await target.launch({ recoveryId: isolatedRecoveryId, userId: "u1", imageId, name: "verify", allowedCidr: "0.0.0.0/0", isolated: true });
+    const cmd = cmdline(pidOf(isolatedInstanceId));
+    expect(cmd).toContain("restrict=on");
+    expect(cmd).not.toContain("hostfwd");
+    const status = await target.describeInstance(isolatedInstanceId);
+    expect(status.state).toBe("running");
+    expect(status.publicAddress).toBeUndefined();
+
+    await target.deleteImage(imageId);
+    expect(fs.existsSync(path.join(dir, "images", `${imageId}.qcow2`))).toBe(false);
+    expect((await target.describeImport(imageId)).state).toBe("failed");
+    await target.deleteImage(imageId); // no-op
+    // The VM keeps its own link to the base image.
+    await waitForMarker(target, isolatedInstanceId);
+    expect((await target.describeInstance(isolatedInstanceId)).state).toBe("running");
+
+    const dirOf = path.join(dir, "instances", isolatedInstanceId);
+    await target.terminateInstance(isolatedInstanceId);
+    expect(pgrep(dirOf)).toEqual([]);
+    expect(fs.existsSync(dirOf)).toBe(false);
+    expect(fs.readdirSync(path.join(dir, "instances"))).toEqual([]);
+  });
+});

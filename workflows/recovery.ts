@@ -1,0 +1,145 @@
+import {
+  ActivityFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  sleep,
+  workflowInfo,
+} from "@temporalio/workflow";
+import type { RecoveryActivities, RecoveryCleanup } from "../src/recoveries/recovery.activities";
+import type { TargetKind } from "../src/recoveries/targets/target";
+
+export interface RecoveryWorkflowInput {
+  recoveryId: string;
+  userId: string;
+  backupId: string;
+  target: TargetKind;
+  /** Name of the recovered machine. */
+  name: string;
+  allowedCidr: string;
+  /** Local target without port forwards (boot verification). */
+  isolated?: boolean;
+  /** Hard limit measured from the workflow's start (24 h in production, seconds in tests). */
+  timeLimitMs: number;
+  pollIntervalMs: number;
+  /** How fast a dead worker is noticed mid-step. */
+  heartbeatTimeoutMs: number;
+}
+
+export type RecoveryOutcome =
+  | { state: "COMPLETED"; instanceRowId: string; instanceId: string }
+  | { state: "FAILED"; reason: string; cleanedUp: string[] };
+
+const retryTransient = { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" } as const;
+
+/** The root cause's message of a failed activity. */
+function reasonOf(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof ActivityFailure && e.cause) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * One recovery, durably: PREPARING (compose the restore point server-side) → IMPORTING → LAUNCHING
+ * → COMPLETED. On failure, cancellation or the time limit, everything created so far is removed in
+ * a non-cancellable scope before the recovery is marked FAILED (reason TIMED_OUT on the limit) or
+ * CANCELLED. Every step is idempotent, so replay after a worker or API crash never duplicates work.
+ */
+export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<RecoveryOutcome> {
+  const hb = `${input.heartbeatTimeoutMs} milliseconds`;
+  const limit = `${input.timeLimitMs} milliseconds`;
+  const quick = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "1 minute", retry: { ...retryTransient, maximumAttempts: 10 } });
+  const compose = proxyActivities<RecoveryActivities>({ startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 } });
+  const target = proxyActivities<RecoveryActivities>({ startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 } });
+  const cleanup = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", heartbeatTimeout: "5 minutes", retry: { ...retryTransient, maximumAttempts: 30 } });
+
+  const started = workflowInfo().startTime.getTime();
+  const resources: RecoveryCleanup = { recoveryId: input.recoveryId, userId: input.userId, target: input.target };
+  let timedOut = false;
+
+  const main = new CancellationScope();
+  // The limit is exact and measured from the start: a durable timer that cancels the main scope.
+  const limitTimer = CancellationScope.cancellable(async () => {
+    await sleep(input.timeLimitMs);
+    timedOut = true;
+    main.cancel();
+  });
+  limitTimer.catch(() => {}); // cancelled when the recovery ends first
+
+  try {
+    const outcome = await main.run(async () => {
+      await quick.beginRecovery({ recoveryId: input.recoveryId, deadlineAt: started + input.timeLimitMs });
+      const image = await compose.composeImage({ recoveryId: input.recoveryId, userId: input.userId, backupId: input.backupId });
+      resources.composedKey = image.key;
+      resources.composeUploadId = image.uploadId;
+      const { importTaskId } = await target.startImport({ recoveryId: input.recoveryId, target: input.target, image });
+      resources.importTaskId = importTaskId;
+      const imported = await target.waitForImport({ recoveryId: input.recoveryId, target: input.target, importTaskId, pollIntervalMs: input.pollIntervalMs });
+      resources.imageId = imported.imageId;
+      resources.snapshotIds = imported.snapshotIds;
+      const launched = await target.launchInstance({
+        recoveryId: input.recoveryId,
+        userId: input.userId,
+        target: input.target,
+        imageId: imported.imageId,
+        name: input.name,
+        allowedCidr: input.allowedCidr,
+        isolated: input.isolated,
+      });
+      resources.instanceId = launched.instanceId;
+      resources.securityGroupId = launched.securityGroupId;
+      const status = await target.waitForInstance({ recoveryId: input.recoveryId, target: input.target, instanceId: launched.instanceId, pollIntervalMs: input.pollIntervalMs });
+      // The image now lives at the target: the composed object goes before the recovery is reported done.
+      await quick.deleteComposedImage({ recoveryId: input.recoveryId, key: image.key });
+      const instanceRowId = await quick.completeRecovery({ recoveryId: input.recoveryId, userId: input.userId, target: input.target, instanceId: launched.instanceId, name: input.name, status });
+      return { state: "COMPLETED" as const, instanceRowId, instanceId: launched.instanceId };
+    });
+    return outcome;
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    const reason = timedOut ? "TIMED_OUT" : cancelled ? "CANCELLED" : reasonOf(err);
+    const cleanedUp = await CancellationScope.nonCancellable(async () => {
+      const done = await cleanup.cleanupRecovery(resources);
+      await quick.failRecovery({
+        recoveryId: input.recoveryId,
+        state: cancelled && !timedOut ? "CANCELLED" : "FAILED",
+        failureReason: reason,
+        message: timedOut
+          ? `Recovery exceeded its ${Math.round(input.timeLimitMs / 1000)} s limit; everything it created was removed`
+          : cancelled
+            ? "Recovery cancelled; everything it created was removed"
+            : `Recovery failed: ${reason}`,
+      });
+      return done;
+    });
+    if (cancelled && !timedOut) throw err; // the workflow itself ends as cancelled
+    return { state: "FAILED", reason, cleanedUp };
+  }
+}
+
+export interface ReconcileResult {
+  checked: number;
+  markedLost: number;
+}
+
+/** Scheduled: active recoveries whose workflow is gone (or closed) are marked FAILED, never left hanging. */
+export async function reconcileRecoveries(olderThanMs = 600_000): Promise<ReconcileResult> {
+  const acts = proxyActivities<RecoveryActivities & { workflowStatus(workflowId: string): Promise<string> }>({
+    startToCloseTimeout: "5 minutes",
+    retry: { ...retryTransient, maximumAttempts: 5 },
+  });
+  const stale = await acts.staleActiveRecoveries({ olderThanMs });
+  const lost: string[] = [];
+  for (const r of stale) {
+    const status = await acts.workflowStatus(r.workflowId);
+    if (status !== "RUNNING") lost.push(r.id);
+  }
+  const markedLost = lost.length ? await acts.markLostRecoveries({ recoveryIds: lost, reason: "The recovery's workflow is no longer running; marked failed by the reconciler" }) : 0;
+  return { checked: stale.length, markedLost };
+}
+
+/** Scheduled daily: terminate instances stopped for longer than the configured time. */
+export async function terminateStaleInstances(olderThanMs: number): Promise<string[]> {
+  const acts = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", retry: { ...retryTransient, maximumAttempts: 5 } });
+  return acts.terminateStaleInstances({ olderThanMs });
+}
