@@ -1,0 +1,454 @@
+import os from "node:os";
+import readline from "node:readline";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { GraphQLRequestError, ReCloClient } from "../client/graphql-client";
+import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, type BackupsQuery } from "../client/generated/graphql";
+import { nextRun, runAgent } from "./agent";
+import { BackupError, runBackup, type BackupKind } from "./backup";
+import { configDir, readConfig, resolveSettings, writeConfig, type Settings } from "./config-file";
+import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
+
+/**
+ * `reclo`, the Backup Manager CLI. It speaks only GraphQL (the generated typed documents) to the
+ * API, plus the presigned PUT URLs the API hands out for chunk uploads.
+ *
+ * Exit codes: 0 ok, 1 error, 2 usage.
+ */
+
+const USER_AGENT = "reclo-cli/0.1";
+
+const USAGE: Record<string, string> = {
+  main: `Usage: reclo <command> [options]
+
+Commands:
+  login     Log in and save the session token
+  logout    Revoke the session token and forget it
+  whoami    Show who the saved token belongs to
+  backup    Back up a disk image file or block device
+  backups   List your backups
+  agent     Run scheduled daily backups in the foreground
+
+Global options:
+  --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
+  -h, --help  Help for a command: reclo <command> --help
+
+Environment: RECLO_CONFIG_DIR (default $XDG_CONFIG_HOME/reclo or ~/.config/reclo), RECLO_URL,
+RECLO_TOKEN (overrides the saved token), RECLO_PASSWORD (for login).
+`,
+  login: `Usage: reclo login [--url URL] [--email EMAIL]
+
+Logs in and saves { url, token, email, expiresAt } to <config dir>/config.json (mode 0600).
+The password comes from RECLO_PASSWORD, else the first line of stdin when it is not a terminal,
+else a hidden prompt.
+`,
+  logout: `Usage: reclo logout [--url URL]
+
+Revokes the session token on the server and removes it from the config file.
+`,
+  whoami: `Usage: reclo whoami [--url URL]
+
+Shows the account the token belongs to.
+`,
+  backup: `Usage: reclo backup <image-file-or-block-device> [options]
+
+Options:
+  --source NAME      Source (machine) name (default: this host name, ${os.hostname()})
+  --full             Take a FULL backup
+  --incremental      Take an INCREMENTAL backup against the latest completed one
+                     (neither: FULL for the first backup of the ISO week, else INCREMENTAL)
+  --concurrency N    Parallel chunk uploads (default 4)
+  --json             JSON lines on stdout (the default when stderr is not a terminal)
+  --url URL          GraphQL endpoint
+
+An interrupted backup resumes when run again on the unchanged image.
+Testing knob: RECLO_UPLOAD_DELAY_MS=<ms> sleeps before every chunk PUT.
+`,
+  backups: `Usage: reclo backups [--source NAME] [--limit N] [--json] [--url URL]
+
+Lists your backups, newest first (default limit 20).
+`,
+  agent: `Usage: reclo agent --image PATH [options]
+
+Runs in the foreground: every day at --at (local time) backs the image up, FULL on --full-day
+(or when there is no completed backup yet), INCREMENTAL otherwise. A failed run is retried after
+15 minutes (3 tries), then the agent waits for the next day. Logs JSON lines; SIGINT/SIGTERM stop it.
+
+Options:
+  --image PATH       Image file or block device (required)
+  --source NAME      Source name (default: this host name)
+  --at HH:MM         Time of day, local time (default 02:00)
+  --full-day DAY     mon, tue, wed, thu, fri, sat or sun (default sun)
+  --concurrency N    Parallel chunk uploads (default 4)
+  --url URL          GraphQL endpoint
+`,
+};
+
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command = "main",
+  ) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** A failure with a one-line message for the user. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly code = "ERROR",
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+export interface CliIo {
+  stdin: NodeJS.ReadStream;
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  env: NodeJS.ProcessEnv;
+}
+
+const GLOBAL_OPTIONS = { url: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+
+const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]>; positionals?: boolean; run: (ctx: CommandContext) => Promise<number> }> = {
+  login: { options: { email: { type: "string" } }, run: login },
+  logout: { options: {}, run: logout },
+  whoami: { options: {}, run: whoami },
+  backup: {
+    options: {
+      source: { type: "string" },
+      full: { type: "boolean" },
+      incremental: { type: "boolean" },
+      json: { type: "boolean" },
+      concurrency: { type: "string" },
+    },
+    positionals: true,
+    run: backup,
+  },
+  backups: { options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" } }, run: backups },
+  agent: {
+    options: { image: { type: "string" }, source: { type: "string" }, at: { type: "string" }, "full-day": { type: "string" }, concurrency: { type: "string" } },
+    run: agent,
+  },
+};
+
+interface CommandContext {
+  io: CliIo;
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+  dir: string;
+  settings: Settings;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[], io: CliIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+  const name = argv[0];
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    const topic = name === "help" && argv[1] && USAGE[argv[1]] ? argv[1] : "main";
+    (name ? io.stdout : io.stderr).write(USAGE[topic]!);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.stderr.write(`reclo: unknown command ${JSON.stringify(name)}\n\n${USAGE.main}`);
+    return 2;
+  }
+  let ctx: CommandContext;
+  try {
+    const parsed = parseArgs({ args: argv.slice(1), options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: command.positionals ?? false, strict: true });
+    if (parsed.values.help) {
+      io.stdout.write(USAGE[name]!);
+      return 0;
+    }
+    const dir = configDir(io.env);
+    ctx = { io, values: parsed.values as CommandContext["values"], positionals: parsed.positionals, dir, settings: resolveSettings(dir, parsed.values.url as string | undefined, io.env) };
+  } catch (err) {
+    io.stderr.write(`reclo ${name}: ${(err as Error).message}\n\n${USAGE[name]}`);
+    return 2;
+  }
+  try {
+    return await command.run(ctx);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`reclo ${name}: ${err.message}\n\n${USAGE[name]}`);
+      return 2;
+    }
+    io.stderr.write(`reclo: ${describeError(err, ctx.settings)}\n`);
+    return 1;
+  }
+}
+
+/** One readable line for any failure. */
+export function describeError(err: unknown, settings: Pick<Settings, "url" | "tokenSource">): string {
+  if (err instanceof GraphQLRequestError) {
+    if (err.code === "UNAUTHENTICATED")
+      return settings.tokenSource === "RECLO_TOKEN" ? "Not logged in: RECLO_TOKEN is not a valid session (expired or revoked)" : "Not logged in: run `reclo login`";
+    if (err.code === "RATE_LIMITED") return `Rate limited: ${err.message}`;
+    if (err.code === undefined && err.status >= 300) return `The server at ${settings.url} answered ${err.message}`;
+    return `${err.message}${err.code ? ` (${err.code})` : ""}`;
+  }
+  if (err instanceof BackupError || err instanceof CliError) return err.message;
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
+  if (e?.name === "TypeError" && /fetch failed/i.test(e.message ?? "")) return `Cannot reach the ReClo server at ${settings.url}: ${e.cause?.code ?? e.cause?.message ?? "network error"}`;
+  return e?.message ?? String(err);
+}
+
+function errorCode(err: unknown): string {
+  if (err instanceof GraphQLRequestError) return err.code ?? "HTTP_ERROR";
+  if (err instanceof BackupError || err instanceof CliError) return err.code;
+  const e = err as { name?: string; message?: string } | null;
+  if (e?.name === "TypeError" && /fetch failed/i.test(e.message ?? "")) return "NETWORK_ERROR";
+  return "ERROR";
+}
+
+function anonymousClient(settings: Settings): ReCloClient {
+  return new ReCloClient({ url: settings.url, headers: { "user-agent": USER_AGENT } });
+}
+
+function authedClient(settings: Settings): ReCloClient {
+  if (!settings.token) throw new CliError("Not logged in: run `reclo login`", "UNAUTHENTICATED");
+  return new ReCloClient({ url: settings.url, token: settings.token, headers: { "user-agent": USER_AGENT } });
+}
+
+function positiveInt(raw: string | boolean | undefined, flag: string, fallback: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (typeof raw !== "string" || !/^\d+$/.test(raw) || n < 1 || n > max) throw new UsageError(`--${flag} must be a whole number from 1 to ${max}`);
+  return n;
+}
+
+function str(v: string | boolean | undefined): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// login / logout / whoami
+
+async function login({ io, values, dir, settings }: CommandContext): Promise<number> {
+  let email = str(values.email) ?? settings.config.email;
+  if (!email) {
+    if (!io.stdin.isTTY) throw new UsageError("--email is required when stdin is not a terminal");
+    email = (await promptLine(io, "Email: ")).trim();
+  }
+  if (!email) throw new UsageError("an e-mail address is required");
+  let password = io.env.RECLO_PASSWORD;
+  if (password === undefined || password === "") {
+    password = io.stdin.isTTY ? await promptHidden(io, "Password: ") : await readFirstLine(io.stdin);
+  }
+  if (!password) throw new CliError("No password given (RECLO_PASSWORD, stdin or the prompt)", "BAD_USER_INPUT");
+
+  let result;
+  try {
+    result = (await anonymousClient(settings).request(LogInDocument, { input: { email, password } })).logIn;
+  } catch (err) {
+    if (err instanceof GraphQLRequestError && (err.code === "UNAUTHENTICATED" || err.code === "BAD_USER_INPUT" || err.code === "RATE_LIMITED"))
+      throw new CliError(`Login failed: ${err.message}`, err.code);
+    throw err;
+  }
+  writeConfig(dir, { ...readConfig(dir), url: settings.url, token: result.token, email: result.user.email, expiresAt: result.expiresAt });
+  io.stdout.write(`Logged in as ${result.user.email} (token expires ${formatDate(result.expiresAt)})\n`);
+  if (settings.tokenSource === "RECLO_TOKEN") io.stderr.write("Note: RECLO_TOKEN is set and overrides the saved token.\n");
+  return 0;
+}
+
+async function logout({ io, dir, settings }: CommandContext): Promise<number> {
+  if (!settings.token) {
+    io.stdout.write("Not logged in.\n");
+    return 0;
+  }
+  let revokeError: unknown = null;
+  try {
+    await authedClient(settings).request(LogOutDocument);
+  } catch (err) {
+    if (!(err instanceof GraphQLRequestError && err.code === "UNAUTHENTICATED")) revokeError = err;
+  }
+  if (settings.tokenSource === "config") {
+    const cfg = readConfig(dir);
+    writeConfig(dir, { ...cfg, token: undefined, expiresAt: undefined });
+  }
+  if (revokeError) {
+    io.stderr.write(`reclo: the token was removed locally but could not be revoked on the server: ${describeError(revokeError, settings)}\n`);
+    return 1;
+  }
+  io.stdout.write(settings.tokenSource === "RECLO_TOKEN" ? "Logged out (the RECLO_TOKEN session is revoked; unset RECLO_TOKEN).\n" : "Logged out.\n");
+  return 0;
+}
+
+async function whoami({ io, settings }: CommandContext): Promise<number> {
+  const { me } = await authedClient(settings).request(MeDocument);
+  const expires = settings.tokenSource === "config" && settings.config.expiresAt ? ` (token expires ${formatDate(settings.config.expiresAt)})` : "";
+  io.stdout.write(`Logged in as ${me.email} (user ${me.username}) at ${settings.url}${expires}\n`);
+  return 0;
+}
+
+function formatDate(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup / backups
+
+async function backup({ io, values, positionals, dir, settings }: CommandContext): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? "give exactly one image file or block device" : "missing the image file or block device");
+  if (values.full && values.incremental) throw new UsageError("--full and --incremental exclude each other");
+  const kind: BackupKind | undefined = values.full ? "FULL" : values.incremental ? "INCREMENTAL" : undefined;
+  const concurrency = positiveInt(values.concurrency, "concurrency", 4, 64);
+  const sourceName = str(values.source) ?? os.hostname();
+  const json = Boolean(values.json) || !io.stderr.isTTY;
+  const reporter: Reporter = json ? new JsonLinesReporter(io.stdout) : new TtyProgressBar(io.stderr, io.stdout);
+  const delay = io.env.RECLO_UPLOAD_DELAY_MS ? Number(io.env.RECLO_UPLOAD_DELAY_MS) : 0;
+
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await runBackup({
+      client: authedClient(settings),
+      imagePath: positionals[0]!,
+      sourceName,
+      kind,
+      concurrency,
+      configDir: dir,
+      serverUrl: settings.url,
+      onEvent: (e) => reporter.onEvent(e),
+      log: (m) => reporter.info(m),
+      signal: ac.signal,
+      uploadDelayMs: Number.isFinite(delay) && delay > 0 ? delay : 0,
+    });
+    reporter.close();
+    return 0;
+  } catch (err) {
+    const message = describeError(err, settings);
+    reporter.error({ event: "error", message, code: errorCode(err) });
+    reporter.close();
+    if (json) io.stderr.write(`reclo: ${message}\n`);
+    return 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+type BackupNode = BackupsQuery["backups"]["edges"][number]["node"];
+
+async function backups({ io, values, settings }: CommandContext): Promise<number> {
+  const limit = positiveInt(values.limit, "limit", 20, 100_000);
+  const client = authedClient(settings);
+  const source = str(values.source);
+  const rows: BackupNode[] = [];
+  let after: string | null = null;
+  while (rows.length < limit) {
+    const page: BackupsQuery = await client.request(BackupsDocument, { first: Math.min(100, limit - rows.length), after, filter: source ? { sourceName: source } : undefined });
+    rows.push(...page.backups.edges.map((e) => e.node));
+    if (!page.backups.pageInfo.hasNextPage || !page.backups.pageInfo.endCursor) break;
+    after = page.backups.pageInfo.endCursor;
+  }
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r, parentId: r.parent?.id ?? null })), null, 2)}\n`);
+    return 0;
+  }
+  if (!rows.length) {
+    io.stdout.write(source ? `No backups of ${source}.\n` : "No backups yet.\n");
+    return 0;
+  }
+  const table = [
+    ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED"],
+    ...rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt)]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table) io.stdout.write(`${row.map((cell, i) => (i === 4 || i === 5 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join("  ").trimEnd()}\n`);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// agent
+
+async function agent({ values, dir, settings }: CommandContext): Promise<number> {
+  const imagePath = str(values.image);
+  if (!imagePath) throw new UsageError("--image is required");
+  const at = str(values.at) ?? "02:00";
+  const fullDay = str(values["full-day"]) ?? "sun";
+  try {
+    nextRun(new Date(), at, fullDay);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const concurrency = positiveInt(values.concurrency, "concurrency", 4, 64);
+  const client = authedClient(settings);
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await runAgent({ client, imagePath, sourceName: str(values.source) ?? os.hostname(), at, fullDay, concurrency, configDir: dir, serverUrl: settings.url, signal: ac.signal });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terminal input
+
+/** The first line of a non-terminal stdin (without the line break). */
+async function readFirstLine(input: NodeJS.ReadStream): Promise<string> {
+  const rl = readline.createInterface({ input, crlfDelay: Infinity, terminal: false });
+  try {
+    for await (const line of rl) return line;
+    return "";
+  } finally {
+    rl.close();
+    input.pause();
+    (input as NodeJS.ReadStream & { unref?: () => void }).unref?.();
+  }
+}
+
+async function promptLine(io: CliIo, question: string): Promise<string> {
+  const rl = readline.createInterface({ input: io.stdin, output: io.stderr, terminal: true });
+  try {
+    return await new Promise<string>((resolve) => rl.question(question, resolve));
+  } finally {
+    rl.close();
+  }
+}
+
+/** Reads a line from the terminal without echoing it. */
+async function promptHidden(io: CliIo, question: string): Promise<string> {
+  const { stdin, stderr } = io;
+  stderr.write(question);
+  stdin.setRawMode(true);
+  stdin.setEncoding("utf8");
+  stdin.resume();
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let value = "";
+      const onData = (chunk: string) => {
+        for (const ch of chunk) {
+          if (ch === "\r" || ch === "\n" || ch === "\u0004") {
+            stdin.off("data", onData);
+            resolve(value);
+            return;
+          }
+          if (ch === "\u0003") {
+            stdin.off("data", onData);
+            reject(new CliError("Cancelled", "CANCELLED"));
+            return;
+          }
+          if (ch === "\u007f" || ch === "\b") value = value.slice(0, -1);
+          else if (ch >= " ") value += ch;
+        }
+      };
+      stdin.on("data", onData);
+    });
+  } finally {
+    stdin.setRawMode(false);
+    stdin.pause();
+    stderr.write("\n");
+  }
+}
