@@ -15,7 +15,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
-bash scripts/services.sh up "$@"
+bash scripts/services.sh up --with-qemu "$@"
 
 say "building (TypeScript + GraphiQL bundle)…"
 npm run --silent build

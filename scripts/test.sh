@@ -21,7 +21,7 @@ if ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then
   apt-get install -y -qq chromium >/dev/null
 fi
 
-bash scripts/services.sh up
+bash scripts/services.sh up --with-qemu
 
 say "building the GraphiQL bundle…"
 node scripts/build-graphiql.mjs

@@ -141,6 +141,15 @@ const envSchema = z.object({
   /** Seconds a graceful ACPI power-down may take before QEMU is told to quit. */
   QEMU_STOP_TIMEOUT: duration("60s"),
 
+  /** Serial-console text that proves a verified boot ("" = screenshot evidence only). */
+  VERIFY_BOOT_MARKER: z.string().max(255).default(""),
+  /** The verification screenshot is taken this long after the machine starts (and after the marker). */
+  VERIFY_SCREENSHOT_AFTER: duration("30s"),
+  /** No boot evidence within this long: FAILED. */
+  VERIFY_BOOT_TIMEOUT: duration("5m"),
+  /** Verify every backup right after it completes. */
+  VERIFY_AFTER_BACKUP: bool(false),
+
   REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
 
   TOKEN_TTL: duration("60d"),
@@ -157,6 +166,10 @@ const envSchema = z.object({
   DEFAULT_PAGE_SIZE: int(20, 1, 1000),
   MAX_BODY_BYTES: int(1_048_576, 1024, 100 * 1_048_576),
 
+  /** The worker registers the product's Temporal Schedules at start. */
+  RUN_SCHEDULES: bool(true),
+  /** Pre-bundled workflow code (skips bundling at worker start). */
+  TEMPORAL_WORKFLOW_BUNDLE: optionalString,
   /** Run the API and the Temporal worker in this process (main entry only). */
   RUN_WORKER: bool(true),
 });
@@ -187,6 +200,7 @@ export interface Config {
   };
   backups: { gcGraceMs: number; maintenanceIntervalMs: number };
   recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; instanceStoppedTtlMs: number };
+  verification: { bootMarker?: string; screenshotAfterMs: number; bootTimeoutMs: number; afterBackup: boolean };
   aws: {
     enabled: boolean;
     region: string;
@@ -215,6 +229,8 @@ export interface Config {
   };
   limits: { maxDepth: number; maxCost: number; maxPageSize: number; defaultPageSize: number };
   runWorker: boolean;
+  runSchedules: boolean;
+  workflowBundlePath?: string;
 }
 
 export class ConfigError extends Error {
@@ -281,6 +297,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pollIntervalMs: e.RECOVERY_POLL_INTERVAL,
       instanceStoppedTtlMs: e.INSTANCE_STOPPED_TTL,
     },
+    verification: {
+      bootMarker: e.VERIFY_BOOT_MARKER === "" ? undefined : e.VERIFY_BOOT_MARKER,
+      screenshotAfterMs: e.VERIFY_SCREENSHOT_AFTER,
+      bootTimeoutMs: e.VERIFY_BOOT_TIMEOUT,
+      afterBackup: e.VERIFY_AFTER_BACKUP,
+    },
     aws: {
       enabled: e.AWS_RECOVERY_ENABLED,
       region: e.AWS_REGION,
@@ -308,5 +330,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     limits: { maxDepth: e.MAX_QUERY_DEPTH, maxCost: e.MAX_QUERY_COST, maxPageSize: e.MAX_PAGE_SIZE, defaultPageSize: e.DEFAULT_PAGE_SIZE },
     runWorker: e.RUN_WORKER,
+    runSchedules: e.RUN_SCHEDULES,
+    workflowBundlePath: e.TEMPORAL_WORKFLOW_BUNDLE,
   };
 }

@@ -14,8 +14,14 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
   let worker: WorkerHandle | undefined;
   try {
     if (opts.worker) {
-      worker = await startWorker({ config: config.temporal, activities: activitiesFor(rt), logger });
-      await ensureSchedules(
+      worker = await startWorker({
+        config: config.temporal,
+        activities: activitiesFor(rt),
+        logger,
+        workflowBundle: config.workflowBundlePath ? { codePath: config.workflowBundlePath } : undefined,
+      });
+      if (config.runSchedules)
+        await ensureSchedules(
         rt.temporal.client,
         config.temporal.taskQueue,
         productSchedules({ maintenanceIntervalMs: config.backups.maintenanceIntervalMs, instanceStoppedTtlMs: config.recovery.instanceStoppedTtlMs }),

@@ -15,6 +15,7 @@ import { ChunkStore } from "./storage/chunk-store";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Client as TemporalClient } from "@temporalio/client";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
+import { VerificationService } from "./verification/verification.service";
 import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 import type { Logger } from "./logger";
 
@@ -29,6 +30,7 @@ export interface Services {
   uploads: UploadService;
   recoveries: RecoveryService;
   recoveryProgress: RecoveryProgress;
+  verifications: VerificationService;
   instances: InstanceService;
 }
 
@@ -51,7 +53,14 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
   const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
   const backupUploads = new BackupUploadService(db, backups, chunks, now);
   const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
+  const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, temporal, now });
+  if (config.verification.afterBackup && temporal) {
+    backupUploads.onCompleted = (row) => {
+      verifications.start(row.userId, { backupId: row.id }).catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic verification did not start"));
+    };
+  }
   return {
+    verifications,
     chunks,
     backupUploads,
     recoveryProgress,

@@ -48,7 +48,11 @@ function reasonOf(err: unknown): string {
 export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<RecoveryOutcome> {
   const hb = `${input.heartbeatTimeoutMs} milliseconds`;
   const limit = `${input.timeLimitMs} milliseconds`;
-  const quick = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "1 minute", retry: { ...retryTransient, maximumAttempts: 10 } });
+  // Short database/S3 calls: a worker that dies during one is noticed after this timeout.
+  const quick = proxyActivities<RecoveryActivities>({
+    startToCloseTimeout: `${Math.max(10_000, 2 * input.heartbeatTimeoutMs)} milliseconds`,
+    retry: { ...retryTransient, maximumAttempts: 10 },
+  });
   const compose = proxyActivities<RecoveryActivities>({ startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 } });
   const target = proxyActivities<RecoveryActivities>({ startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 } });
   const cleanup = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", heartbeatTimeout: "5 minutes", retry: { ...retryTransient, maximumAttempts: 30 } });

@@ -29,6 +29,9 @@ export function expectedChunkSize(b: Pick<BackupRow, "imageSize" | "chunkSize" |
  * then completion, which verifies every referenced chunk before the manifest is written.
  */
 export class BackupUploadService {
+  /** Called after a backup completes (e.g. automatic boot verification). */
+  onCompleted?: (row: BackupRow) => void;
+
   constructor(
     private readonly db: Db,
     private readonly backups: BackupService,
@@ -136,6 +139,7 @@ export class BackupUploadService {
     if (!done) throw conflict(`Backup ${backup.id} is no longer UPLOADING`, { field: "backupId" });
     const row = await this.backups.get(userId, backup.id);
     this.backups.changed(row);
+    this.onCompleted?.(row);
     return row;
   }
 

@@ -39,7 +39,22 @@ export interface RecoverySnapshot {
   version: number;
 }
 
+export interface VerificationSnapshot {
+  id: string;
+  userId: string;
+  backupId: string;
+  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED";
+  bootSeconds: number | null;
+  screenshotKey: string | null;
+  failureReason: string | null;
+  startedAt: string | null;
+  checkedAt: string | null;
+  version: number;
+}
+
 export type PubSubEvents = {
+  /** Routed by backup id. */
+  VERIFICATION_CHANGED: [backupId: string, payload: VerificationSnapshot];
   /** Routed by recovery id. */
   RECOVERY_CHANGED: [recoveryId: string, payload: RecoverySnapshot];
   /** Routed by user id: each user only ever hears about their own backups. */
@@ -48,6 +63,7 @@ export type PubSubEvents = {
 };
 
 export const Topic = {
+  VERIFICATION_CHANGED: "VERIFICATION_CHANGED",
   RECOVERY_CHANGED: "RECOVERY_CHANGED",
   BACKUP_CHANGED: "BACKUP_CHANGED",
   SESSIONS_REVOKED: "SESSIONS_REVOKED",

@@ -2,6 +2,7 @@ import type { Logger } from "../logger";
 import { WorkflowNotFoundError, type Client } from "@temporalio/client";
 import { createRecoveryActivities, type RecoveryActivityDeps } from "../recoveries/recovery.activities";
 import type { Runtime } from "../runtime";
+import { createVerificationActivities, type VerificationActivityDeps } from "../verification/verification.activities";
 import type { Services } from "../services";
 import { ApplicationFailure } from "@temporalio/common";
 import { GcIntegrityError, type GcResult, type RetentionResult } from "../backups/backup-maintenance.service";
@@ -10,6 +11,7 @@ export interface ActivityDeps {
   logger: Logger;
   services: Pick<Services, "maintenance" | "auth">;
   recovery: RecoveryActivityDeps;
+  verification: VerificationActivityDeps;
   /** For the reconciler: asks Temporal whether a workflow still runs. */
   temporal: Pick<Client, "workflow">;
 }
@@ -30,6 +32,14 @@ export function activitiesFor(rt: Runtime) {
       targets: rt.targets,
       logger: rt.logger,
     },
+    verification: {
+      s3: rt.s3,
+      store: rt.services.chunks,
+      importsBucket: rt.config.s3.buckets.imports,
+      artifactsBucket: rt.config.s3.buckets.artifacts,
+      verifications: rt.services.verifications,
+      local: rt.targets.LOCAL,
+    },
   });
 }
 
@@ -40,6 +50,7 @@ export function activitiesFor(rt: Runtime) {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createRecoveryActivities(deps.recovery),
+    ...createVerificationActivities(deps.verification),
 
     /** Temporal's view of a workflow: RUNNING, COMPLETED, FAILED, … or NOT_FOUND. */
     async workflowStatus(workflowId: string): Promise<string> {

@@ -7,3 +7,4 @@ export * from "./instances";
 export * from "./upload-chunks";
 export * from "./retention-policies";
 export * from "./recovery-events";
+export * from "./verifications";

@@ -1,0 +1,45 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Resolver, Root, Subscription } from "type-graphql";
+import type { Context } from "../graphql/context";
+import { currentUser } from "../graphql/context";
+import { Backup } from "../backups/backup.type";
+import type { VerificationSnapshot } from "../graphql/pubsub";
+import { verificationSnapshot } from "./verification.service";
+import { BackupVerification, VerifyBackupInput } from "./verification.type";
+
+async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupVerification> {
+  const d = (v: string | null) => (v ? new Date(v) : null);
+  return {
+    id: s.id,
+    status: s.status as BackupVerification["status"],
+    bootSeconds: s.bootSeconds,
+    screenshotUrl: s.screenshotKey ? (await ctx.services.instances.presignArtifact(s.screenshotKey)).url : null,
+    failureReason: s.failureReason,
+    startedAt: d(s.startedAt),
+    checkedAt: d(s.checkedAt),
+  };
+}
+
+@Resolver(() => Backup)
+export class VerificationResolver {
+  @Authorized()
+  @Mutation(() => BackupVerification, { description: "Prove a backup boots: recover it in isolation on the local target, watch for boot evidence, clean up. Returns the running verification if one is in progress." })
+  async verifyBackup(@Arg("input", () => VerifyBackupInput) input: VerifyBackupInput, @Ctx() ctx: Context) {
+    const row = await ctx.services.verifications.start(currentUser(ctx).id, input);
+    return toGraphQL(verificationSnapshot(row), ctx);
+  }
+
+  @FieldResolver(() => BackupVerification, { nullable: true, description: "The latest boot verification of this backup" })
+  async verification(@Root() backup: Backup, @Ctx() ctx: Context) {
+    const row = await ctx.services.verifications.latest(currentUser(ctx).id, backup.id);
+    return row ? toGraphQL(verificationSnapshot(row), ctx) : null;
+  }
+
+  @Authorized()
+  @Subscription(() => BackupVerification, {
+    subscribe: ({ args, context }) => (context as Context).services.verifications.watch(currentUser(context as Context).id, args.backupId as string),
+    description: "The backup's latest verification at once (if any), then every change, until VERIFIED or FAILED",
+  })
+  backupVerification(@Arg("backupId", () => ID) _backupId: string, @Root() snapshot: VerificationSnapshot, @Ctx() ctx: Context) {
+    return toGraphQL(snapshot, ctx);
+  }
+}

@@ -1,0 +1,178 @@
+import { and, desc, eq, inArray, sql } from "drizzle-orm";
+import { WorkflowExecutionAlreadyStartedError, type Client } from "@temporalio/client";
+import type { Db } from "../db/client";
+import { backups, verifications, type VerificationRow } from "../db/schema";
+import { newId } from "../common/ids";
+import { findOwned } from "../common/ownership";
+import { badInput } from "../errors";
+import type { Config } from "../config";
+import type { BackupService } from "../backups/backup.service";
+import type { BackupUploadService } from "../backups/backup-upload.service";
+import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
+import type { VerifyBackupInput } from "../../workflows/verification";
+
+export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED";
+
+export function verificationSnapshot(row: VerificationRow): VerificationSnapshot {
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  return {
+    id: row.id,
+    userId: row.userId,
+    backupId: row.backupId,
+    status: row.status,
+    bootSeconds: row.bootSeconds,
+    screenshotKey: row.screenshotKey,
+    failureReason: row.failureReason,
+    startedAt: iso(row.startedAt),
+    checkedAt: iso(row.checkedAt),
+    version: row.version,
+  };
+}
+
+export interface VerificationServiceDeps {
+  db: Db;
+  backups: BackupService;
+  uploads: BackupUploadService;
+  pubSub: AppPubSub;
+  config: Pick<Config, "verification" | "temporal" | "recovery">;
+  temporal?: Client;
+  now?: () => Date;
+}
+
+/** Datto-style boot verification: recover in isolation on the local target, watch it boot, destroy it. */
+export class VerificationService {
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: VerificationServiceDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  get(userId: string, id: string): Promise<VerificationRow> {
+    return findOwned<VerificationRow>(this.deps.db, verifications, "Verification", userId, id);
+  }
+
+  /** The latest verification of a backup (owner-scoped), if any. */
+  async latest(userId: string, backupId: string): Promise<VerificationRow | null> {
+    const [row] = await this.deps.db
+      .select()
+      .from(verifications)
+      .where(and(eq(verifications.backupId, backupId), eq(verifications.userId, userId)))
+      .orderBy(desc(verifications.id))
+      .limit(1);
+    return row ?? null;
+  }
+
+  /** Starts a verification (or returns the one already running for that backup). */
+  async start(userId: string, input: { backupId: string; bootMarker?: string | null }): Promise<VerificationRow> {
+    const backup = await this.deps.backups.get(userId, input.backupId);
+    if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be verified`, { field: "backupId" });
+    if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
+    if (input.bootMarker !== undefined && input.bootMarker !== null && (input.bootMarker.length === 0 || input.bootMarker.length > 255))
+      throw badInput("bootMarker must be 1–255 characters", { field: "bootMarker" });
+    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
+    const marker = input.bootMarker ?? this.deps.config.verification.bootMarker ?? null;
+
+    const { row, created } = await this.deps.db.transaction(async (tx) => {
+      await tx.select({ id: backups.id }).from(backups).where(eq(backups.id, backup.id)).for("update");
+      const [active] = await tx
+        .select()
+        .from(verifications)
+        .where(and(eq(verifications.backupId, backup.id), inArray(verifications.status, ["PENDING", "RUNNING"])))
+        .limit(1);
+      if (active) return { row: active, created: false };
+      const now = this.now();
+      const id = newId();
+      const fresh: VerificationRow = {
+        id,
+        userId,
+        backupId: backup.id,
+        status: "PENDING",
+        bootMarker: marker,
+        bootSeconds: null,
+        screenshotKey: null,
+        failureReason: null,
+        workflowId: `verify-${id}`,
+        version: 0,
+        startedAt: null,
+        checkedAt: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await tx.insert(verifications).values(fresh);
+      return { row: fresh, created: true };
+    });
+    if (!created) return row;
+    this.publish(row);
+
+    const v = this.deps.config.verification;
+    const args: VerifyBackupInput = {
+      verificationId: row.id,
+      userId,
+      backupId: backup.id,
+      bootMarker: marker ?? undefined,
+      screenshotAfterMs: v.screenshotAfterMs,
+      bootTimeoutMs: v.bootTimeoutMs,
+      pollIntervalMs: Math.min(1000, this.deps.config.recovery.pollIntervalMs),
+      heartbeatTimeoutMs: this.deps.config.recovery.heartbeatTimeoutMs,
+    };
+    try {
+      await this.deps.temporal.workflow.start("verifyBackupWorkflow", {
+        taskQueue: this.deps.config.temporal.taskQueue,
+        workflowId: row.workflowId,
+        args: [args],
+        workflowExecutionTimeout: v.bootTimeoutMs + this.deps.config.recovery.timeLimitMs,
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        await this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() });
+        throw err;
+      }
+    }
+    return row;
+  }
+
+  /** Used by the workflow's activities: persists and publishes a change (never leaves a finished state). */
+  async update(id: string, patch: Partial<Pick<VerificationRow, "status" | "bootSeconds" | "screenshotKey" | "failureReason" | "startedAt" | "checkedAt">>): Promise<VerificationRow | null> {
+    await this.deps.db
+      .update(verifications)
+      .set({ ...patch, updatedAt: this.now(), version: sql`${verifications.version} + 1` })
+      .where(and(eq(verifications.id, id), inArray(verifications.status, ["PENDING", "RUNNING"])));
+    const [row] = await this.deps.db.select().from(verifications).where(eq(verifications.id, id)).limit(1);
+    if (row) this.publish(row);
+    return row ?? null;
+  }
+
+  /** Current state of the backup's latest verification at once, then each change until it finishes. */
+  async *watch(userId: string, backupId: string): AsyncGenerator<VerificationSnapshot> {
+    const backup = await this.deps.backups.get(userId, backupId);
+    const events = this.deps.pubSub.subscribe(Topic.VERIFICATION_CHANGED, backup.id);
+    try {
+      const current = await this.latest(userId, backup.id);
+      let version = -1;
+      let id = current?.id;
+      if (current) {
+        const snap = verificationSnapshot(current);
+        yield snap;
+        version = snap.version;
+        if (isFinished(current.status)) return;
+      }
+      for await (const ev of events) {
+        if (ev.userId !== userId) continue;
+        if (ev.id !== id) {
+          id = ev.id; // a newer verification of the same backup
+          version = -1;
+        }
+        if (ev.version <= version) continue;
+        version = ev.version;
+        yield ev;
+        if (isFinished(ev.status)) return;
+      }
+    } finally {
+      await events.return?.();
+    }
+  }
+
+  private publish(row: VerificationRow): void {
+    this.deps.pubSub.publish(Topic.VERIFICATION_CHANGED, row.backupId, verificationSnapshot(row));
+  }
+}
