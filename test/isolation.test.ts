@@ -2,7 +2,22 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
 import { getNamedType, isNonNullType, type GraphQLField, type GraphQLObjectType } from "graphql";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
-import { BackupDocument, BackupsDocument, CreateBackupDocument, InstancesDocument, RecoveriesDocument, SessionsDocument, UploadsDocument } from "../src/client/generated/graphql";
+import {
+  BackupDocument,
+  BackupsDocument,
+  BackupVerificationDocument,
+  CompleteBackupDocument,
+  CreateBackupDocument,
+  InstancesDocument,
+  RecoveriesDocument,
+  RecoveryProgressDocument,
+  RequestChunkUploadsDocument,
+  SessionsDocument,
+  StartRecoveryDocument,
+  UploadsDocument,
+  VerifyBackupDocument,
+} from "../src/client/generated/graphql";
+import { openSubscription, withTimeout } from "./helpers/ws";
 import { backups } from "../src/db/schema";
 import { GraphQLRequestError } from "../src/client/graphql-client";
 
@@ -77,7 +92,21 @@ describe("tenant isolation", () => {
         checked.push(`${root.name}.${field.name}`);
       }
     }
-    expect(checked).toEqual(expect.arrayContaining(["Query.backup", "Query.upload", "Query.recovery", "Query.instance", "Mutation.revokeSession"]));
+    expect(checked).toEqual(
+      expect.arrayContaining([
+        "Query.backup",
+        "Query.upload",
+        "Query.recovery",
+        "Query.instance",
+        "Mutation.revokeSession",
+        "Mutation.abortBackup",
+        "Mutation.deleteBackup",
+        "Mutation.cancelRecovery",
+        "Mutation.startInstance",
+        "Mutation.stopInstance",
+        "Mutation.terminateInstance",
+      ]),
+    );
   });
 
   it("the owner sees the same objects", async () => {
@@ -109,6 +138,31 @@ describe("tenant isolation", () => {
     expect((err as GraphQLRequestError).code).toBe("NOT_FOUND");
     const rows = await stack.rt.database.db.select().from(backups).where(eq(backups.parentId, ids.parentBackup));
     expect(rows.every((r) => r.userId === alice.id)).toBe(true);
+  });
+
+  it("ids inside inputs and subscription arguments are owner-checked: recovery, verification, uploads", async () => {
+    const cases = [
+      mallory.client.execute(StartRecoveryDocument, { input: { backupId: ids.parentBackup, target: "LOCAL" } }),
+      mallory.client.execute(VerifyBackupDocument, { input: { backupId: ids.parentBackup } }),
+      mallory.client.execute(RequestChunkUploadsDocument, { input: { backupId: ids.Backup, chunks: [{ index: 0, sha256: "a".repeat(64), size: 8 * 1024 * 1024 }] } }),
+      mallory.client.execute(CompleteBackupDocument, { input: { backupId: ids.Backup, sha256: "a".repeat(64), chunks: [] } }),
+    ];
+    for (const res of await Promise.all(cases)) expect(res.body.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    for (const [doc, vars] of [
+      [RecoveryProgressDocument, { recoveryId: ids.Recovery }],
+      [BackupVerificationDocument, { backupId: ids.parentBackup }],
+    ] as const) {
+      const sub = openSubscription(mallory.client, doc as never, vars as never);
+      const end = await withTimeout(sub.ended, 5000, "foreign subscription to be refused");
+      const errors = (Array.isArray(end.error) ? end.error : sub.results.flatMap((r) => r.errors ?? [])) as { extensions?: { code?: string } }[];
+      expect(errors[0]?.extensions?.code).toBe("NOT_FOUND");
+      await sub.dispose();
+    }
+    // The owner may subscribe: the current state comes at once.
+    const own = openSubscription(alice.client, RecoveryProgressDocument, { recoveryId: ids.Recovery });
+    const [first] = await own.waitFor(1);
+    expect(first!.data!.recoveryProgress).toMatchObject({ id: ids.Recovery, state: "PENDING" });
+    await own.dispose();
   });
 
   it("objects are read through the owner's scope even when nested", async () => {
