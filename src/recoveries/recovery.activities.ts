@@ -104,6 +104,8 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
     async startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }> {
       await deps.progress.enter(input.recoveryId, "IMPORTING", "Importing the disk image");
       await started(input.recoveryId, "IMPORTING", `Importing into ${input.target}`);
+      // A target that cannot work here (QEMU not installed, AWS credentials refused) fails at once, saying what to fix.
+      await onTarget(() => target(input.target).checkAvailable());
       const result = await onTarget(() =>
         target(input.target).startImport(input.recoveryId, input.image, (percent, message) => {
           heartbeat();
