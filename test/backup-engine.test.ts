@@ -319,7 +319,8 @@ describe("backup engine: expired upload URLs", () => {
       return fetch(input, init);
     };
     const r = await runBackup({ client: user.client, imagePath: file, sourceName: uniqueName("slow"), kind: "FULL", fetch: slowFetch });
-    expect(delayed).toBe(2); // the expired attempt and the one with the fresh URL
+    // The expired attempt, then fresh URLs (under heavy load a 1 s URL can expire once more in flight).
+    expect(delayed).toBeGreaterThanOrEqual(2);
     expect(r).toMatchObject({ status: "COMPLETED", chunksUploaded: 1, sentBytes: 2 * MiB, uploadedBytes: 2 * MiB, sha256: fileSha(file) });
     fs.rmSync(file);
   });

@@ -252,8 +252,11 @@ describe("the recovery time limit (shortened to seconds)", () => {
     expect(head).toBe("gone");
     const rows = await stack.rt.database.db.select().from(instances).where(eq(instances.recoveryId, r.id));
     expect(rows).toEqual([]);
-    // The workflow has an execution timeout above the limit as a backstop.
-    const desc = await stack.rt.temporal.client.workflow.getHandle(r.workflowId).describe();
+    // The workflow itself ends with the outcome (its execution timeout above the limit is only a backstop).
+    const handle = stack.rt.temporal.client.workflow.getHandle(r.workflowId);
+    expect(await handle.result()).toMatchObject({ state: "FAILED", reason: "TIMED_OUT" });
+    const desc = await handle.describe();
     expect(desc.status.name).toBe("COMPLETED");
+    expect(desc.raw.executionConfig?.workflowExecutionTimeout?.seconds?.toString()).toBe("36"); // 6 s limit + 30 s backstop
   });
 });

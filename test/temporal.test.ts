@@ -19,7 +19,7 @@ describe("Temporal worker under the real dev server", () => {
       config: config.temporal,
       taskQueue,
       // Only `echo` runs here: the other activities' dependencies are not needed.
-      activities: createActivities({ logger: createLogger("silent"), services: {} as never, recovery: {} as never, temporal: {} as never }),
+      activities: createActivities({ logger: createLogger("silent"), services: {} as never, recovery: {} as never, verification: {} as never, temporal: {} as never }),
       logger: createLogger("silent"),
       workflowBundle: { codePath: inject("workflowBundlePath") },
     });

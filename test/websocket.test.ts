@@ -122,7 +122,10 @@ describe("two API processes sharing Redis", () => {
     expect(event!.data!.backupChanged.id).toBe(backup.id);
 
     await u.client.request(LogOutDocument); // through API process A
-    const end = await withTimeout(onB.ended, 5000, "cross-process revocation");
+    const end = await withTimeout(onB.ended, 15_000, "cross-process revocation").catch((err: unknown) => {
+      console.error(`process B sockets: ${b.app.sockets.size}\n${b.logs.slice(-20).join("\n")}`);
+      throw err;
+    });
     expect(end.code).toBe(4401);
     await onB.dispose();
   });
