@@ -5,15 +5,11 @@
 # running (`npm run services -- stop` stops them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# The AWS SDK warns on every client that releases after early 2027 need Node 22; we know.
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+. scripts/lib.sh
 
 say() { printf '[start] %s\n' "$*"; }
 
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages (npm ci)…"
-  npm ci --no-audit --no-fund
-fi
+ensure_node_modules start
 
 bash scripts/services.sh up --with-qemu "$@"
 

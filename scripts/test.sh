@@ -3,15 +3,11 @@
 # installing what is missing first. Ends with a plain "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# The AWS SDK warns on every client that releases after early 2027 need Node 22; we know.
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+. scripts/lib.sh
 
 say() { printf '[test] %s\n' "$*"; }
 
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages (npm ci)…"
-  npm ci --no-audit --no-fund
-fi
+ensure_node_modules test
 
 # Headless Chromium for the GraphiQL page test (Debian package; no browser download).
 if ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then

@@ -8,7 +8,8 @@ import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
 import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
 import { RecoveryProgress, type StepState } from "./recovery-progress";
-import { TargetError, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "./targets/target";
+import { callTarget } from "./targets/call";
+import { type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "./targets/target";
 
 export interface RecoveryActivityDeps {
   db: Db;
@@ -32,15 +33,6 @@ export interface RecoveryCleanup extends RecoveryResources {
 
 const info = () => Context.current().info;
 
-/** Runs a target call, turning TargetError(retryable:false) into a non-retryable failure. */
-async function onTarget<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof TargetError && !err.retryable) throw ApplicationFailure.nonRetryable(err.message, err.code ?? "TargetError");
-    throw err;
-  }
-}
 
 /**
  * The recovery's activities: plain async functions over their dependencies. Each records its
@@ -105,8 +97,8 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       await deps.progress.enter(input.recoveryId, "IMPORTING", "Importing the disk image");
       await started(input.recoveryId, "IMPORTING", `Importing into ${input.target}`);
       // A target that cannot work here (QEMU not installed, AWS credentials refused) fails at once, saying what to fix.
-      await onTarget(() => target(input.target).checkAvailable());
-      const result = await onTarget(() =>
+      await callTarget(() => target(input.target).checkAvailable());
+      const result = await callTarget(() =>
         target(input.target).startImport(input.recoveryId, input.image, (percent, message) => {
           heartbeat();
           void deps.progress.progress(input.recoveryId, "IMPORTING", percent, message).catch(() => {});
@@ -119,7 +111,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
     /** IMPORTING, part 2: polls the import until it completes (heartbeating), failing on a deleted import. */
     async waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }> {
       for (;;) {
-        const status = await onTarget(() => target(input.target).describeImport(input.importTaskId));
+        const status = await callTarget(() => target(input.target).describeImport(input.importTaskId));
         heartbeat(status.progress);
         if (status.state === "failed") {
           await deps.progress.event(input.recoveryId, "IMPORTING", "FAILED", status.message ?? "import failed", info().attempt);
@@ -140,7 +132,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
     async launchInstance(input: { recoveryId: string; userId: string; target: TargetKind; imageId: string; name: string; allowedCidr: string; isolated?: boolean }) {
       await deps.progress.enter(input.recoveryId, "LAUNCHING", "Launching the recovered machine");
       await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
-      const launched = await onTarget(() =>
+      const launched = await callTarget(() =>
         target(input.target).launch({ recoveryId: input.recoveryId, userId: input.userId, imageId: input.imageId, name: input.name, allowedCidr: input.allowedCidr, isolated: input.isolated }),
       );
       await deps.progress.setResources(input.recoveryId, { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId });
@@ -152,7 +144,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
     async waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number }): Promise<InstanceStatus> {
       let polls = 0;
       for (;;) {
-        const status = await onTarget(() => target(input.target).describeInstance(input.instanceId));
+        const status = await callTarget(() => target(input.target).describeInstance(input.instanceId));
         heartbeat(status.state);
         if (status.state === "running") {
           await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, `Running at ${status.publicAddress ?? status.privateAddress ?? "(no address)"}`);
@@ -198,10 +190,10 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         done.push(what);
         await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
       };
-      if (t && input.importTaskId && !input.imageId) await step(`cancelled import ${input.importTaskId}`, () => onTarget(() => t.cancelImport(input.importTaskId!)));
-      if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => onTarget(() => t.terminateInstance(input.instanceId!)));
-      if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => onTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
-      if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => onTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
+      if (t && input.importTaskId && !input.imageId) await step(`cancelled import ${input.importTaskId}`, () => callTarget(() => t.cancelImport(input.importTaskId!)));
+      if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => callTarget(() => t.terminateInstance(input.instanceId!)));
+      if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
+      if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
       if (input.composedKey) {
         if (input.composeUploadId) await abortComposition(deps.s3, deps.importsBucket, input.composedKey, input.composeUploadId);
         await step(`deleted composed image ${input.composedKey}`, async () => {
@@ -237,7 +229,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       for (const row of stale) {
         const t = deps.targets[row.provider];
         if (!t) continue;
-        await onTarget(() => t.terminateInstance(row.providerId));
+        await callTarget(() => t.terminateInstance(row.providerId));
         await deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() }).where(eq(instances.id, row.id));
         terminated.push(row.id);
       }

@@ -56,28 +56,7 @@ export class RecoveryService {
   async create(userId: string, input: { backupId: string; target: RecoveryRow["target"]; allowedCidr?: string | null }): Promise<RecoveryRow> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
-    const now = this.now();
-    const id = newId();
-    const row: RecoveryRow = {
-      id,
-      userId,
-      backupId: backup.id,
-      target: input.target,
-      state: "PENDING",
-      stepProgress: 0,
-      totalProgress: 0,
-      message: "Waiting for a worker",
-      failureReason: null,
-      workflowId: `recovery-${id}`,
-      version: 0,
-      allowedCidr: input.allowedCidr ?? null,
-      resources: null,
-      startedAt: null,
-      deadlineAt: null,
-      completedAt: null,
-      createdAt: now,
-      updatedAt: now,
-    };
+    const row = this.newRow(userId, backup.id, input.target, input.allowedCidr ?? null);
     await this.deps.db.insert(recoveries).values(row);
     return row;
   }
@@ -104,28 +83,7 @@ export class RecoveryService {
         .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
         .limit(1);
       if (active) return { row: active, created: false };
-      const now = this.now();
-      const id = newId();
-      const fresh: RecoveryRow = {
-        id,
-        userId,
-        backupId: backup.id,
-        target,
-        state: "PENDING",
-        stepProgress: 0,
-        totalProgress: 0,
-        message: "Waiting for a worker",
-        failureReason: null,
-        workflowId: `recovery-${id}`,
-        version: 0,
-        allowedCidr,
-        resources: null,
-        startedAt: null,
-        deadlineAt: null,
-        completedAt: null,
-        createdAt: now,
-        updatedAt: now,
-      };
+      const fresh = this.newRow(userId, backup.id, target, allowedCidr);
       await tx.insert(recoveries).values(fresh);
       return { row: fresh, created: true };
     });
@@ -172,6 +130,32 @@ export class RecoveryService {
       await this.deps.progress.finish(row.id, "CANCELLED", { failureReason: "CANCELLED", message: "Cancelled (its workflow was not running)" });
     }
     return this.get(userId, id);
+  }
+
+  /** A PENDING recovery row; its workflow id is derived from its id. */
+  private newRow(userId: string, backupId: string, target: RecoveryRow["target"], allowedCidr: string | null): RecoveryRow {
+    const now = this.now();
+    const id = newId();
+    return {
+      id,
+      userId,
+      backupId,
+      target,
+      state: "PENDING",
+      stepProgress: 0,
+      totalProgress: 0,
+      message: "Waiting for a worker",
+      failureReason: null,
+      workflowId: `recovery-${id}`,
+      version: 0,
+      allowedCidr,
+      resources: null,
+      startedAt: null,
+      deadlineAt: null,
+      completedAt: null,
+      createdAt: now,
+      updatedAt: now,
+    };
   }
 
   /**

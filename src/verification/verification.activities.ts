@@ -2,6 +2,7 @@ import { Context, ApplicationFailure } from "@temporalio/activity";
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { ChunkStore } from "../storage/chunk-store";
 import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../recoveries/compose";
+import { callTarget } from "../recoveries/targets/call";
 import { TargetError, type ComputeTarget, type ComposedImage } from "../recoveries/targets/target";
 import type { VerificationService } from "./verification.service";
 import { inspectPng } from "./png";
@@ -24,14 +25,6 @@ export interface BootEvidence {
 /** Name under which the local target keeps a verification's image and machine. */
 export const verificationTargetId = (verificationId: string) => `verify-${verificationId}`;
 
-async function onTarget<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof TargetError && !err.retryable) throw ApplicationFailure.nonRetryable(err.message, err.code ?? "TargetError");
-    throw err;
-  }
-}
 
 export function createVerificationActivities(deps: VerificationActivityDeps) {
   const local = (): ComputeTarget => {
@@ -73,14 +66,14 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     },
 
     async importForVerification(input: { verificationId: string; image: ComposedImage }): Promise<{ imageId: string }> {
-      const { importTaskId } = await onTarget(() => local().startImport(verificationTargetId(input.verificationId), input.image, () => heartbeat()));
-      const status = await onTarget(() => local().describeImport(importTaskId));
+      const { importTaskId } = await callTarget(() => local().startImport(verificationTargetId(input.verificationId), input.image, () => heartbeat()));
+      const status = await callTarget(() => local().describeImport(importTaskId));
       if (status.state !== "completed" || !status.imageId) throw new Error(`import ${importTaskId} is ${status.state}: ${status.message ?? ""}`);
       return { imageId: status.imageId };
     },
 
     async launchIsolated(input: { verificationId: string; userId: string; imageId: string }): Promise<{ instanceId: string; launchedAtMs: number }> {
-      const launched = await onTarget(() =>
+      const launched = await callTarget(() =>
         local().launch({ recoveryId: verificationTargetId(input.verificationId), userId: input.userId, imageId: input.imageId, name: `verify-${input.verificationId.slice(0, 8)}`, allowedCidr: "127.0.0.1/32", isolated: true }),
       );
       return { instanceId: launched.instanceId, launchedAtMs: Date.now() };
@@ -104,7 +97,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       const target = local();
       const key = `${input.userId}/verifications/${input.verificationId}.png`;
       const store = async () => {
-        const png = await onTarget(() => target.screenshot(input.instanceId));
+        const png = await callTarget(() => target.screenshot(input.instanceId));
         await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: png, ContentType: "image/png" }));
         await deps.verifications.update(input.verificationId, { screenshotKey: key });
         return png;
@@ -113,11 +106,11 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       for (;;) {
         const now = Date.now();
         heartbeat();
-        const status = await onTarget(() => target.describeInstance(input.instanceId));
+        const status = await callTarget(() => target.describeInstance(input.instanceId));
         if (status.state !== "running" && status.state !== "pending") {
           throw ApplicationFailure.nonRetryable(`The machine stopped during boot (${status.state})`, "BootFailed");
         }
-        if (markerAt === undefined && (await onTarget(() => target.consoleOutput(input.instanceId))).includes(input.bootMarker!)) markerAt = Date.now();
+        if (markerAt === undefined && (await callTarget(() => target.consoleOutput(input.instanceId))).includes(input.bootMarker!)) markerAt = Date.now();
         if (markerAt !== undefined && now - input.launchedAtMs >= input.screenshotAfterMs) {
           const png = await store();
           if (!input.bootMarker && inspectPng(png).uniform) throw ApplicationFailure.nonRetryable("The screen stayed blank: no boot evidence", "BootFailed");
@@ -135,8 +128,8 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     /** Always runs: terminates the machine, deletes its image and the composed object. */
     async cleanupVerification(input: { instanceId?: string; imageId?: string; composedKey?: string }): Promise<void> {
       const target = deps.local;
-      if (target && input.instanceId) await onTarget(() => target.terminateInstance(input.instanceId!));
-      if (target && input.imageId) await onTarget(() => target.deleteImage(input.imageId!));
+      if (target && input.instanceId) await callTarget(() => target.terminateInstance(input.instanceId!));
+      if (target && input.imageId) await callTarget(() => target.deleteImage(input.imageId!));
       if (input.composedKey) await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.composedKey }));
     },
 

@@ -1,6 +1,6 @@
 import { bigint, char, index, int, mysqlEnum, mysqlTable, varchar, type AnyMySqlColumn } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 export const BACKUP_KINDS = ["FULL", "INCREMENTAL"] as const;
 export const BACKUP_STATUSES = ["UPLOADING", "COMPLETED", "ABORTED", "DELETED"] as const;
@@ -11,9 +11,7 @@ export const backups = mysqlTable(
   {
     id: idColumn(),
     /** Owner. */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     /** The protected machine or disk this backup is of (e.g. host name). */
     sourceName: varchar("source_name", { length: 128 }).notNull(),
     kind: mysqlEnum("kind", BACKUP_KINDS).notNull(),

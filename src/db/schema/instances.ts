@@ -1,7 +1,7 @@
 import { index, mysqlEnum, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { recoveries, RECOVERY_TARGETS } from "./recoveries";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 export const INSTANCE_STATES = ["PENDING", "RUNNING", "STOPPING", "STOPPED", "TERMINATED", "LOST"] as const;
 
@@ -11,9 +11,7 @@ export const instances = mysqlTable(
   {
     id: idColumn(),
     /** Owner. */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     /** The recovery that created it. */
     recoveryId: ref("recovery_id").references(() => recoveries.id, { onDelete: "set null" }),
     provider: mysqlEnum("provider", RECOVERY_TARGETS).notNull(),

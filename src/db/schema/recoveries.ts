@@ -1,7 +1,7 @@
 import { index, int, json, mysqlEnum, mysqlTable, tinyint, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 export const RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED", "FAILED", "CANCELLED"] as const;
 export const RECOVERY_TARGETS = ["AWS", "LOCAL"] as const;
@@ -23,9 +23,7 @@ export const recoveries = mysqlTable(
   {
     id: idColumn(),
     /** Owner. */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     /** The restore point being recovered. */
     backupId: ref("backup_id")
       .notNull()

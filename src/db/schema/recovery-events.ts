@@ -1,7 +1,7 @@
 import { index, int, mysqlEnum, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, ts } from "../columns";
 import { recoveries, RECOVERY_STATES } from "./recoveries";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 export const RECOVERY_EVENT_STATUSES = ["STARTED", "SUCCEEDED", "FAILED", "RETRYING", "CANCELLED", "CLEANUP"] as const;
 
@@ -11,9 +11,7 @@ export const recoveryEvents = mysqlTable(
   {
     id: idColumn(),
     /** Owner (same as the recovery's). */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     recoveryId: ref("recovery_id")
       .notNull()
       .references(() => recoveries.id, { onDelete: "cascade" }),

@@ -1,6 +1,6 @@
 import { char, index, mysqlTable, uniqueIndex, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, ts } from "../columns";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 /**
  * A login session (the seed's "tokens"). The bearer token itself is never stored: only its
@@ -11,9 +11,7 @@ export const sessions = mysqlTable(
   {
     id: idColumn(),
     /** Owner. */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     /** Hex SHA-256 of the 256-bit random token. */
     tokenHash: char("token_hash", { length: 64 }).notNull(),
     createdAt: ts("created_at").notNull(),

@@ -1,7 +1,7 @@
 import { bigint, index, int, mysqlEnum, mysqlTable, uniqueIndex } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 export const UPLOAD_STATUSES = ["ACTIVE", "COMPLETED", "ABORTED"] as const;
 
@@ -11,9 +11,7 @@ export const uploads = mysqlTable(
   {
     id: idColumn(),
     /** Owner (same as the backup's). */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     /** The backup being uploaded; one upload session per backup. */
     backupId: ref("backup_id")
       .notNull()

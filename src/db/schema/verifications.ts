@@ -1,7 +1,7 @@
 import { double, index, int, mysqlEnum, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
-import { users } from "./users";
+import { ownerId } from "./owner";
 
 export const VERIFICATION_STATUSES = ["PENDING", "RUNNING", "VERIFIED", "FAILED"] as const;
 
@@ -11,9 +11,7 @@ export const verifications = mysqlTable(
   {
     id: idColumn(),
     /** Owner. */
-    userId: ref("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    userId: ownerId(),
     backupId: ref("backup_id")
       .notNull()
       .references(() => backups.id, { onDelete: "cascade" }),
