@@ -11,6 +11,8 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
   const config = configOrExit();
   const logger = createLogger(config.logLevel);
   const rt = await createRuntime(config, logger).catch((err: unknown) => fatal(logger, err));
+  if (opts.api !== opts.worker && !config.redisUrl)
+    logger.warn("API and worker run in separate processes without REDIS_URL: live progress and log-outs will not cross processes; set REDIS_URL");
   let worker: WorkerHandle | undefined;
   try {
     if (opts.worker) {
