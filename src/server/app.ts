@@ -212,6 +212,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const apollo = new ApolloServer<Context>({
     schema,
     introspection: true,
+    // Signals are handled once, by the process (drain, then close pools): not by Apollo as well.
+    stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: exposeStack,
     formatError: (formatted, error) => formatError(formatted, error, exposeStack, (err) => logger.error({ err }, "internal error")),
     plugins: [
