@@ -83,7 +83,9 @@ export function createAppPubSub(redisUrl?: string, onError: (err: Error) => void
     return { pubSub: createPubSub<PubSubEvents>(), transport: "memory", close: async () => {} };
   }
   const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
-  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  // No ready check on the subscriber: ioredis's INFO would hit a connection that already entered
+  // subscriber mode (the SUBSCRIBEs queued at start are flushed first) and drop those subscriptions.
+  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3, enableReadyCheck: false });
   publishClient.on("error", onError);
   subscribeClient.on("error", onError);
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });

@@ -1,5 +1,5 @@
 import { char, index, mysqlTable, uniqueIndex, varchar } from "drizzle-orm/mysql-core";
-import { idColumn, ref, ts } from "../columns";
+import { idColumn, ts } from "../columns";
 import { ownerId } from "./owner";
 
 /**
