@@ -56,4 +56,27 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
     const row = await stack.rt.services.recoveries.get(user.id, r.id);
     expect(row).toMatchObject({ state: "FAILED", stepProgress: 10, totalProgress: 34 });
   });
+
+  it("a subscriber sees a terminal event published right after it subscribed, and completes", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const iterator = await stack.rt.services.recoveries.progress(user.id, r.id);
+    // Published before the subscriber pulls anything: it must not be lost.
+    await stack.rt.services.recoveryProgress.finish(r.id, "FAILED", { failureReason: "TEST", message: "ended early" });
+    const states: string[] = [];
+    const t0 = Date.now();
+    for await (const s of iterator) states.push(s.state);
+    expect(states.at(-1)).toBe("FAILED");
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it("a closed subscription is released at once, without waiting for another event", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const iterator = await stack.rt.services.recoveries.progress(user.id, r.id);
+    expect((await iterator.next()).value).toMatchObject({ id: r.id, state: "PENDING" });
+    const pending = iterator.next(); // waits for an event that never comes
+    const t0 = Date.now();
+    await iterator.return!();
+    expect(await pending).toEqual({ done: true, value: undefined });
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
 });

@@ -1,6 +1,7 @@
 import { createPubSub, type PubSub as YogaPubSub } from "@graphql-yoga/subscription";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
+import { setMaxListeners } from "node:events";
 
 /**
  * The one typed pub/sub module. Payloads are plain JSON (ids, strings, numbers) so they survive
@@ -80,7 +81,10 @@ export interface PubSubHandle {
 
 export function createAppPubSub(redisUrl?: string, onError: (err: Error) => void = () => {}): PubSubHandle {
   if (!redisUrl) {
-    return { pubSub: createPubSub<PubSubEvents>(), transport: "memory", close: async () => {} };
+    // Many subscribers per topic are normal (several tabs on one recovery): no listener-count warning.
+    const eventTarget = new EventTarget();
+    setMaxListeners(0, eventTarget);
+    return { pubSub: createPubSub<PubSubEvents>({ eventTarget: eventTarget as never }), transport: "memory", close: async () => {} };
   }
   const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
   // No ready check on the subscriber: ioredis's INFO would hit a connection that already entered

@@ -11,6 +11,7 @@ import { badInput, conflict } from "../errors";
 import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
 import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";
+import { eager, live } from "../graphql/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/recovery";
 
@@ -159,26 +160,23 @@ export class RecoveryService {
   }
 
   /**
-   * The current state at once, then every change, ending after a terminal state. Subscribes to the
-   * events before reading the row, and drops events older than what was already sent (version).
+   * The current state at once, then every change, ending after a terminal state. Listens before
+   * reading the row (nothing is missed in between) and drops events older than what was sent.
    */
-  async *progress(userId: string, recoveryId: string): AsyncGenerator<RecoverySnapshot> {
-    const row = await this.get(userId, recoveryId);
-    const events = this.deps.pubSub.subscribe(Topic.RECOVERY_CHANGED, row.id);
+  async progress(userId: string, recoveryId: string): Promise<AsyncIterableIterator<RecoverySnapshot>> {
+    const events = eager(this.deps.pubSub.subscribe(Topic.RECOVERY_CHANGED, recoveryId));
+    let row: RecoveryRow;
     try {
-      const first = snapshotOf((await this.get(userId, recoveryId)) ?? row);
-      yield first;
-      if (isTerminal(first.state)) return;
-      let version = first.version;
-      for await (const ev of events) {
-        if (ev.userId !== userId || ev.version <= version) continue;
-        version = ev.version;
-        yield ev;
-        if (isTerminal(ev.state)) return;
-      }
-    } finally {
+      row = await this.get(userId, recoveryId);
+    } catch (err) {
       await events.return?.();
+      throw err;
     }
+    return live(events, {
+      initial: snapshotOf(row),
+      accept: (ev, last) => ev.userId === userId && ev.version > (last?.version ?? -1),
+      isFinal: (ev) => isTerminal(ev.state),
+    });
   }
 }
 

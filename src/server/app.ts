@@ -113,6 +113,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     res.json({ service: "reclo", graphql: "/graphql", graphiql: "/graphiql", health: "/healthz", ready: "/readyz" });
   });
 
+  const documents = new Map<string, { document?: DocumentNode; errors?: GraphQLError[] }>();
   // graphql-ws on the same port and path.
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: config.http.maxBodyBytes });
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
@@ -145,14 +146,21 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
           return [new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again")];
         }
-        let document: DocumentNode;
-        try {
-          document = parse(payload.query);
-        } catch (err) {
-          return [formatErrorAsGraphQL(err as GraphQLError, exposeStack)];
+        // Many clients send the same few subscription documents: parse and validate each once.
+        let cached = documents.get(payload.query);
+        if (!cached) {
+          try {
+            const document = parse(payload.query);
+            const errors = validate(schema, document);
+            cached = errors.length ? { errors: errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED")) } : { document };
+          } catch (err) {
+            cached = { errors: [formatErrorAsGraphQL(err as GraphQLError, exposeStack)] };
+          }
+          if (documents.size >= 500) documents.delete(documents.keys().next().value!);
+          documents.set(payload.query, cached);
         }
-        const errors = validate(schema, document);
-        if (errors.length) return errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED"));
+        if (cached.errors) return cached.errors;
+        const document = cached.document!;
         const measured = measureOperation(schema, document, payload.operationName, payload.variables, config.limits);
         if (measured instanceof AppError) return [measured];
         // Every subscription is per-user: refuse anonymous ones before anything runs.

@@ -9,6 +9,7 @@ import type { Config } from "../config";
 import type { BackupService } from "../backups/backup.service";
 import type { BackupUploadService } from "../backups/backup-upload.service";
 import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
+import { eager, live } from "../graphql/live";
 import type { VerifyBackupInput } from "../../workflows/verification";
 
 export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED";
@@ -143,33 +144,22 @@ export class VerificationService {
   }
 
   /** Current state of the backup's latest verification at once, then each change until it finishes. */
-  async *watch(userId: string, backupId: string): AsyncGenerator<VerificationSnapshot> {
-    const backup = await this.deps.backups.get(userId, backupId);
-    const events = this.deps.pubSub.subscribe(Topic.VERIFICATION_CHANGED, backup.id);
+  async watch(userId: string, backupId: string): Promise<AsyncIterableIterator<VerificationSnapshot>> {
+    const events = eager(this.deps.pubSub.subscribe(Topic.VERIFICATION_CHANGED, backupId));
+    let current: VerificationRow | null;
     try {
-      const current = await this.latest(userId, backup.id);
-      let version = -1;
-      let id = current?.id;
-      if (current) {
-        const snap = verificationSnapshot(current);
-        yield snap;
-        version = snap.version;
-        if (isFinished(current.status)) return;
-      }
-      for await (const ev of events) {
-        if (ev.userId !== userId) continue;
-        if (ev.id !== id) {
-          id = ev.id; // a newer verification of the same backup
-          version = -1;
-        }
-        if (ev.version <= version) continue;
-        version = ev.version;
-        yield ev;
-        if (isFinished(ev.status)) return;
-      }
-    } finally {
+      const backup = await this.deps.backups.get(userId, backupId);
+      current = await this.latest(userId, backup.id);
+    } catch (err) {
       await events.return?.();
+      throw err;
     }
+    return live(events, {
+      initial: current ? verificationSnapshot(current) : null,
+      // A newer verification of the same backup replaces the one being watched.
+      accept: (ev, last) => ev.userId === userId && (!last || ev.id > last.id || (ev.id === last.id && ev.version > last.version)),
+      isFinal: (ev) => isFinished(ev.status),
+    });
   }
 
   private publish(row: VerificationRow): void {

@@ -1,0 +1,207 @@
+import { fork, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import readline from "node:readline";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+
+/**
+ * A tiny request/response protocol over Node's IPC channel ("advanced" serialization, so typed
+ * arrays cross cheaply), used between the bench orchestrator and its child processes.
+ */
+interface Request {
+  id: number;
+  cmd: string;
+  args?: unknown;
+}
+type Response = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+interface Hello {
+  hello: true;
+  info: unknown;
+}
+
+export const repoRoot = path.resolve(__dirname, "..");
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes on one machine. */
+export const epochMs = (): number => performance.timeOrigin + performance.now();
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Child side: exit as soon as the parent process (the IPC channel) goes away. */
+export function exitWithParent(): void {
+  process.once("disconnect", () => process.exit(0));
+}
+
+/** Child side: answers the parent's commands; exits when the parent goes away. */
+export function serve(handlers: Record<string, (args: never) => unknown>, info: () => unknown): void {
+  if (!process.send || !process.connected) process.exit(0); // started without a parent, or the parent is gone
+  exitWithParent();
+  process.on("message", (msg: Request) => {
+    const handler = handlers[msg.cmd];
+    void (async () => {
+      try {
+        if (!handler) throw new Error(`unknown command ${msg.cmd}`);
+        const result = await handler(msg.args as never);
+        process.send!({ id: msg.id, ok: true, result } satisfies Response);
+      } catch (err) {
+        process.send!({ id: msg.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) } satisfies Response);
+      }
+    })();
+  });
+  process.send({ hello: true, info: info() } satisfies Hello);
+}
+
+/** Parent side: one child process running a bench/*.ts script through @swc-node/register. */
+export class Child {
+  /** Every child ever started, so the orchestrator can kill them all on the way out. */
+  static readonly all = new Set<Child>();
+  private seq = 0;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly tail: string[] = [];
+  private exitCode: number | null | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
+    const forward = (stream: NodeJS.ReadableStream | null) => {
+      if (!stream) return;
+      readline.createInterface({ input: stream }).on("line", (line) => {
+        this.tail.push(line);
+        if (this.tail.length > 40) this.tail.shift();
+        process.stderr.write(`[${name}] ${line}\n`);
+      });
+    };
+    forward(proc.stdout);
+    forward(proc.stderr);
+    proc.on("message", (msg: Response | Hello) => {
+      if ("hello" in msg) return;
+      const w = this.waiting.get(msg.id);
+      if (!w) return;
+      this.waiting.delete(msg.id);
+      clearTimeout(w.timer);
+      if (msg.ok) w.resolve(msg.result);
+      else w.reject(new Error(`${name}: ${msg.error}`));
+    });
+    proc.on("exit", (code, signal) => {
+      this.exitCode = code;
+      for (const [id, w] of this.waiting) {
+        clearTimeout(w.timer);
+        w.reject(new Error(`${name} exited (code ${code}, signal ${signal}) while answering; last output:\n${this.tail.join("\n")}`));
+        this.waiting.delete(id);
+      }
+    });
+  }
+
+  /** Starts `bench/<script>` with --expose-gc and waits for its hello. */
+  static async start<Info>(name: string, script: string, opts: { env: NodeJS.ProcessEnv; args?: string[]; nodeArgs?: string[]; startTimeoutMs?: number }): Promise<{ child: Child; info: Info }> {
+    const proc = fork(path.join(__dirname, script), opts.args ?? [], {
+      cwd: repoRoot,
+      env: opts.env,
+      execArgv: ["--expose-gc", ...(opts.nodeArgs ?? []), "-r", "@swc-node/register"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "advanced",
+    });
+    const child = new Child(name, proc);
+    Child.all.add(child);
+    const info = await new Promise<Info>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not start within ${opts.startTimeoutMs ?? 90_000} ms:\n${child.tail.join("\n")}`)), opts.startTimeoutMs ?? 90_000);
+      proc.on("message", (msg: Response | Hello) => {
+        if ("hello" in msg) {
+          clearTimeout(timer);
+          resolve(msg.info as Info);
+        }
+      });
+      proc.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited with code ${code} before it was ready:\n${child.tail.join("\n")}`));
+      });
+    });
+    return { child, info };
+  }
+
+  call<T>(cmd: string, args?: unknown, timeoutMs = 120_000): Promise<T> {
+    if (this.exitCode !== undefined) return Promise.reject(new Error(`${this.name} has exited (code ${this.exitCode})`));
+    const id = ++this.seq;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`${this.name}: "${cmd}" got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.proc.send({ id, cmd, args } satisfies Request);
+    });
+  }
+
+  /** Asks the child to stop, then kills it (by its pid) if it has not exited in time. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.exitCode !== undefined) return;
+    const exited = new Promise<void>((resolve) => this.proc.once("exit", () => resolve()));
+    await Promise.race([this.call("stop", undefined, graceMs).catch(() => {}), sleep(graceMs)]);
+    await Promise.race([exited, sleep(2000)]);
+    this.kill();
+  }
+
+  kill(): void {
+    if (this.exitCode === undefined && this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL");
+  }
+}
+
+/** CPU share and event-loop delay of this process over a measurement window. */
+export class LoadWindow {
+  // The histogram records whole sampling intervals: subtract the 1 ms resolution to get the delay.
+  private readonly eld = monitorEventLoopDelay({ resolution: 1 });
+  private cpu = process.cpuUsage();
+  private t0 = performance.now();
+
+  constructor() {
+    this.eld.enable();
+  }
+
+  start(): void {
+    this.eld.reset();
+    this.cpu = process.cpuUsage();
+    this.t0 = performance.now();
+  }
+
+  end(): LoadReport {
+    const cpu = process.cpuUsage(this.cpu);
+    const wallMs = performance.now() - this.t0;
+    return {
+      wallMs,
+      cpuPercent: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
+      eventLoopDelayP50Ms: Math.max(0, this.eld.percentile(50) / 1e6 - 1),
+      eventLoopDelayP99Ms: Math.max(0, this.eld.percentile(99) / 1e6 - 1),
+      eventLoopDelayMaxMs: Math.max(0, this.eld.max / 1e6 - 1),
+    };
+  }
+}
+
+export interface LoadReport {
+  wallMs: number;
+  /** 100 = one core busy the whole window. */
+  cpuPercent: number;
+  eventLoopDelayP50Ms: number;
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
+}
+
+export interface MemoryReport {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+/** process.memoryUsage() after full garbage collections (needs --expose-gc). */
+export async function memoryAfterGc(): Promise<MemoryReport> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error("start this process with --expose-gc");
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await sleep(50);
+  gc();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
