@@ -4,6 +4,7 @@ import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, Up
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, MiB } from "./helpers/backup";
 import { composeRestorePoint, MissingChunkError } from "../src/recoveries/compose";
+import { BackupRestorableDocument, StartRecoveryDocument } from "../src/client/generated/graphql";
 
 const CHUNK = 8 * MiB;
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -81,7 +82,13 @@ describe("server-side composition of a restore point (real versitygw)", () => {
   it("fails with MissingChunkError when a chunk is gone", async () => {
     const image = makeImage(CHUNK + MiB, CHUNK);
     const { backup, chunks } = await backupImage(stack, user.id, image, { sourceName: "compose-missing" });
+    expect((await user.client.request(BackupRestorableDocument, { id: backup.id })).backup).toMatchObject({ status: "COMPLETED", restorable: true });
     await stack.rt.services.chunks.deleteChunks(user.id, [chunks[1]!]);
+    // COMPLETED but no longer restorable: the API says so and refuses to start a recovery.
+    expect((await user.client.request(BackupRestorableDocument, { id: backup.id })).backup).toMatchObject({ status: "COMPLETED", restorable: false });
+    const refused = await user.client.execute(StartRecoveryDocument, { input: { backupId: backup.id, target: "LOCAL" } });
+    expect(refused.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "backupId" });
+    expect(refused.body.errors![0]!.message).toMatch(/not restorable/);
     const key = `${user.id}/recoveries/missing-${Date.now()}.raw`;
     await expect(
       composeRestorePoint({ s3: stack.rt.s3, store: stack.rt.services.chunks, importsBucket: stack.config.s3.buckets.imports, userId: user.id, backupId: backup.id, key }),
