@@ -1,5 +1,6 @@
 import path from "node:path";
 import { z } from "zod";
+import { repoRoot } from "./common/paths";
 
 /**
  * The one configuration module. `loadConfig()` reads the environment once at start-up, validates
@@ -61,7 +62,6 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === "" ? undefined : v));
 
-const repoRoot = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..");
 
 const envSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -71,7 +71,7 @@ const envSchema = z.object({
   /** Public base URL printed at start and used in links; defaults to http://HOST:PORT. */
   PUBLIC_URL: optionalString.pipe(url(["http:", "https:"]).optional()),
   TRUST_PROXY: bool(false),
-  RECLO_DATA_DIR: z.string().default(path.join(repoRoot, ".data")),
+  RECLO_DATA_DIR: z.string().default(path.join(repoRoot(), ".data")),
 
   DATABASE_URL: url(["mysql:", "mariadb:"]).default("mysql://root@127.0.0.1:3306/reclo"),
   DATABASE_POOL_SIZE: int(10, 1, 200),

@@ -1,4 +1,4 @@
-import { and, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
 import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
@@ -173,13 +173,10 @@ export class AuthService {
   }
 
   private async revoke(userId: string, ids: string[]): Promise<void> {
-    const now = this.now();
-    for (const id of ids) {
-      await this.deps.db
-        .update(sessions)
-        .set({ revokedAt: sql`COALESCE(${sessions.revokedAt}, ${now})` })
-        .where(and(eq(sessions.id, id), eq(sessions.userId, userId)));
-    }
+    await this.deps.db
+      .update(sessions)
+      .set({ revokedAt: sql`COALESCE(${sessions.revokedAt}, ${this.now()})` })
+      .where(and(inArray(sessions.id, ids), eq(sessions.userId, userId)));
     this.deps.pubSub.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: ids });
   }
 

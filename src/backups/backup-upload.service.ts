@@ -1,6 +1,6 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
+import { ACTIVE_RECOVERY_STATES, backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
 import { badInput, conflict, AppError, ErrorCode } from "../errors";
 import type { ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../storage/chunk-store";
@@ -162,7 +162,7 @@ export class BackupUploadService {
     const [active] = await this.db
       .select({ id: recoveries.id })
       .from(recoveries)
-      .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"])))
+      .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
       .limit(1);
     if (active) throw conflict(`Backup ${backup.id} is being recovered (recovery ${active.id}); cancel it first`, { recoveryId: active.id });
     const now = this.now();

@@ -3,15 +3,13 @@ import fs from "node:fs";
 import { migrate } from "drizzle-orm/mysql2/migrator";
 import mysql from "mysql2/promise";
 import type { Database } from "./client";
+import { repoRoot } from "../common/paths";
 
-/** The committed drizzle/ folder, found from src/ (ts) or dist/src/ (compiled). */
+/** The committed drizzle/ folder. */
 export function migrationsFolder(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    if (fs.existsSync(path.join(dir, "drizzle", "meta", "_journal.json"))) return path.join(dir, "drizzle");
-    dir = path.dirname(dir);
-  }
-  throw new Error(`drizzle migrations folder not found above ${__dirname}`);
+  const folder = path.join(repoRoot(), "drizzle");
+  if (!fs.existsSync(path.join(folder, "meta", "_journal.json"))) throw new Error(`drizzle migrations not found at ${folder}`);
+  return folder;
 }
 
 /** Applies the committed migrations (idempotent; drizzle records what ran in __drizzle_migrations). */

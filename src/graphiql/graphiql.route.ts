@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import express from "express";
 import type { NextFunction, Request, Response } from "express";
+import { repoRoot } from "../common/paths";
 
 /**
  * Serves the self-hosted GraphiQL page built by `scripts/build-graphiql.mjs`.
@@ -100,22 +101,7 @@ export function graphiqlRouter(assetsDir: string): express.Router {
   return router;
 }
 
-/**
- * `<repo root>/dist/graphiql`, where the repo root is the nearest ancestor directory of this
- * module that contains package.json (works from `src/graphiql/` via ts and from
- * `dist/src/graphiql/` compiled).
- */
+/** `<repo root>/dist/graphiql`, where `npm run build` writes the bundle. */
 export function defaultGraphiqlAssetsDir(): string {
-  const start = typeof __dirname === "string" ? __dirname : process.cwd();
-  let dir = start;
-  for (;;) {
-    // (skip a dist/ dir in case the compiled output ever gets its own package.json)
-    if (path.basename(dir) !== "dist" && fs.existsSync(path.join(dir, "package.json"))) {
-      return path.join(dir, "dist", "graphiql");
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return path.join(process.cwd(), "dist", "graphiql");
+  return path.join(repoRoot(), "dist", "graphiql");
 }

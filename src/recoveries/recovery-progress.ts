@@ -1,6 +1,6 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { recoveries, recoveryEvents, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES } from "../db/schema";
+import { recoveries, recoveryEvents, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
 import { newId } from "../common/ids";
 import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
 
@@ -39,7 +39,7 @@ export function snapshotOf(row: RecoveryRow): RecoverySnapshot {
   };
 }
 
-const TERMINAL = new Set<RecoveryState>(["COMPLETED", "FAILED", "CANCELLED"]);
+const TERMINAL = new Set<RecoveryState>(TERMINAL_RECOVERY_STATES);
 export const isTerminal = (s: RecoveryState) => TERMINAL.has(s);
 
 /**
@@ -49,7 +49,7 @@ export const isTerminal = (s: RecoveryState) => TERMINAL.has(s);
  * so retried activities on other workers cannot regress it) and a terminal state is never left.
  */
 export class RecoveryProgress {
-  private readonly pending = new Map<string, { timer: NodeJS.Timeout; last: number }>();
+  private readonly pending = new Map<string, { timer: NodeJS.Timeout }>();
   private readonly lastSent = new Map<string, number>();
 
   constructor(
@@ -74,7 +74,7 @@ export class RecoveryProgress {
   /** Enters a step (from PENDING or an earlier step); a no-op when already there or terminal. */
   async enter(recoveryId: string, state: StepState, message: string): Promise<void> {
     const now = this.now();
-    const earlier = (["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"] as const).slice(0, ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"].indexOf(state));
+    const earlier = ACTIVE_RECOVERY_STATES.slice(0, ACTIVE_RECOVERY_STATES.indexOf(state));
     const [res] = await this.db
       .update(recoveries)
       .set({ state, stepProgress: 0, totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${STEP_RANGE[state][0]})`, message, updatedAt: now, version: sql`${recoveries.version} + 1` })
@@ -153,7 +153,7 @@ export class RecoveryProgress {
       void this.publishNow(recoveryId).catch(() => {});
     }, minInterval - Math.min(since, minInterval));
     timer.unref();
-    this.pending.set(recoveryId, { timer, last: Date.now() });
+    this.pending.set(recoveryId, { timer });
   }
 
   private async publishNow(recoveryId: string): Promise<void> {

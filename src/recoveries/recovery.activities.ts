@@ -2,7 +2,7 @@ import { Context, ApplicationFailure } from "@temporalio/activity";
 import { DeleteObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { and, eq, inArray, lt } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { instances, recoveries, type RecoveryResources } from "../db/schema";
+import { ACTIVE_RECOVERY_STATES, instances, recoveries, type RecoveryResources } from "../db/schema";
 import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
@@ -252,7 +252,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       return deps.db
         .select({ id: recoveries.id, workflowId: recoveries.workflowId })
         .from(recoveries)
-        .where(and(inArray(recoveries.state, ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"]), lt(recoveries.updatedAt, new Date(Date.now() - input.olderThanMs))));
+        .where(and(inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]), lt(recoveries.updatedAt, new Date(Date.now() - input.olderThanMs))));
     },
   };
 }

@@ -3,7 +3,7 @@ import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import type { ChunkStore } from "../storage/chunk-store";
 import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../recoveries/compose";
 import { callTarget } from "../recoveries/targets/call";
-import { TargetError, type ComputeTarget, type ComposedImage } from "../recoveries/targets/target";
+import type { ComputeTarget, ComposedImage } from "../recoveries/targets/target";
 import type { VerificationService } from "./verification.service";
 import { inspectPng } from "./png";
 
@@ -35,9 +35,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
 
   return {
     async verificationStarted(input: { verificationId: string }): Promise<void> {
-      await local().checkAvailable().catch((err: unknown) => {
-        throw err instanceof TargetError ? ApplicationFailure.nonRetryable(err.message, "TargetUnavailable") : err;
-      });
+      await callTarget(() => local().checkAvailable());
       await deps.verifications.update(input.verificationId, { status: "RUNNING", startedAt: new Date() });
     },
 
