@@ -140,6 +140,8 @@ const envSchema = z.object({
   QEMU_CPUS: int(2, 1, 64),
   /** Seconds a graceful ACPI power-down may take before QEMU is told to quit. */
   QEMU_STOP_TIMEOUT: duration("60s"),
+  /** Bytes per second a local restore may read from S3 (0 = no limit), to spare the host's disk and network. */
+  LOCAL_IMPORT_RATE_LIMIT: int(0, 0, Number.MAX_SAFE_INTEGER),
 
   /** Serial-console text that proves a verified boot ("" = screenshot evidence only). */
   VERIFY_BOOT_MARKER: z.string().max(255).default(""),
@@ -220,6 +222,8 @@ export interface Config {
     memoryMb: number;
     cpus: number;
     stopTimeoutMs: number;
+    /** Bytes per second for the image download (0 = unlimited). */
+    importRateLimit: number;
   };
   redisUrl?: string;
   auth: {
@@ -321,6 +325,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       memoryMb: e.QEMU_MEMORY_MB,
       cpus: e.QEMU_CPUS,
       stopTimeoutMs: e.QEMU_STOP_TIMEOUT,
+      importRateLimit: e.LOCAL_IMPORT_RATE_LIMIT,
     },
     redisUrl: e.REDIS_URL,
     auth: {

@@ -77,7 +77,7 @@ const timings: Record<string, number> = {};
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-lt-"));
-  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500 };
+  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, importRateLimit: 0 };
   s3 = createS3Client(config.s3);
   target = new LocalTarget({ local, s3 });
   const raw = makeBootableImage(IMAGE_SIZE, `${MARKER}\r\n`);

@@ -52,6 +52,9 @@ export class Recovery {
   @Field()
   createdAt: Date;
 
+  @Field(() => Int, { description: "Grows with every change: a client that re-subscribes skips what it has already seen" })
+  version: number;
+
   backupId: string;
 }
 

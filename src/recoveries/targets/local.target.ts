@@ -229,11 +229,16 @@ export class LocalTarget implements ComputeTarget {
       }
       const total = res.ContentLength ?? image.sizeBytes;
       let done = 0;
+      const rate = this.cfg.importRateLimit;
+      const downloadStarted = Date.now();
       const counter = new Transform({
         transform(chunk: Buffer, _enc, cb) {
           done += chunk.length;
           if (total > 0) report((50 * done) / total, `downloading ${mib(done)}/${mib(total)} MiB`);
-          cb(null, chunk);
+          // LOCAL_IMPORT_RATE_LIMIT: hold the chunk back until the average rate is within the limit.
+          const wait = rate > 0 ? downloadStarted + (done / rate) * 1000 - Date.now() : 0;
+          if (wait > 0) setTimeout(() => cb(null, chunk), wait);
+          else cb(null, chunk);
         },
       });
       try {
