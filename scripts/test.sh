@@ -9,7 +9,7 @@ say() { printf '[test] %s\n' "$*"; }
 
 ensure_node_modules test
 
-# Headless Chromium for the GraphiQL page test (Debian package; no browser download).
+# Headless Chromium for the GraphiQL and web console tests (Debian package; no browser download).
 if ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then
   say "installing chromium (apt-get)…"
   export DEBIAN_FRONTEND=noninteractive
@@ -21,6 +21,8 @@ bash scripts/services.sh up --with-qemu
 
 say "building the GraphiQL bundle…"
 node scripts/build-graphiql.mjs
+say "building the web console…"
+node scripts/build-console.mjs
 
 mkdir -p .data/test
 results=.data/test/vitest-results.json

@@ -13,4 +13,12 @@ describe("TypeScript", () => {
     );
     expect(result).toBe("");
   }, 180_000);
+
+  it("the web console's browser code type-checks (DOM lib, its own tsconfig)", async () => {
+    const result = await promisify(execFile)(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", "src/console/client/tsconfig.json"], { cwd: root }).then(
+      () => "",
+      (err: { stdout?: string }) => err.stdout ?? String(err),
+    );
+    expect(result).toBe("");
+  }, 120_000);
 });

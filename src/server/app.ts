@@ -20,6 +20,7 @@ import { bearerToken } from "../auth/token";
 import type { Authenticated } from "../auth/auth.service";
 import { newId } from "../common/ids";
 import { graphiqlRouter, defaultGraphiqlAssetsDir } from "../graphiql/graphiql.route";
+import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
 
 export interface ReadinessChecks {
@@ -34,6 +35,7 @@ export interface AppDeps {
   /** /readyz runs each (database, temporal, s3) with a timeout. */
   readiness: ReadinessChecks;
   graphiqlAssetsDir?: string;
+  consoleAssetsDir?: string;
   /** How long shutdown waits for in-flight requests before cutting connections. */
   stopGracePeriodMs?: number;
 }
@@ -109,9 +111,12 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   });
 
   app.use("/graphiql", graphiqlRouter(deps.graphiqlAssetsDir ?? defaultGraphiqlAssetsDir()));
-  app.get("/", (_req, res) => {
-    res.json({ service: "reclo", graphql: "/graphql", graphiql: "/graphiql", health: "/healthz", ready: "/readyz" });
+  // The web console at `/`; the JSON service map at `/api` (and at `/` for `Accept: application/json`).
+  const serviceMap = { service: "reclo", console: "/", graphql: "/graphql", graphiql: "/graphiql", health: "/healthz", ready: "/readyz" };
+  app.get("/api", (_req, res) => {
+    res.json(serviceMap);
   });
+  app.use(consoleRouter(deps.consoleAssetsDir ?? defaultConsoleAssetsDir(), serviceMap));
 
   const documents = new Map<string, { document?: DocumentNode; errors?: GraphQLError[] }>();
   // graphql-ws on the same port and path.

@@ -1,0 +1,170 @@
+import { closeLive, gql, onLiveStatus, setSessionEndedHandler } from "./api";
+import { fill, h } from "./dom";
+import { LOG_OUT } from "./queries";
+import { clearSession, getSession } from "./session";
+import type { View, ViewContext } from "./view";
+import { loginView } from "./views/login";
+import { backupsView } from "./views/backups";
+import { recoveryView } from "./views/recovery";
+import { recoveriesView } from "./views/recoveries";
+import { instancesView } from "./views/instances";
+
+const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
+  { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
+  { pattern: /^#\/backups$/, keys: [], view: backupsView, nav: "#/backups" },
+  { pattern: /^#\/recoveries$/, keys: [], view: recoveriesView, nav: "#/recoveries" },
+  { pattern: /^#\/recoveries\/([\w-]{1,64})$/, keys: ["id"], view: recoveryView, nav: "#/recoveries" },
+  { pattern: /^#\/machines$/, keys: [], view: instancesView, nav: "#/machines" },
+];
+
+const NAV = [
+  { href: "#/backups", label: "Restore points" },
+  { href: "#/recoveries", label: "Recoveries" },
+  { href: "#/machines", label: "Machines" },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Page frame: header with navigation, connection banner, <main>, live region.
+
+const app = document.getElementById("app")!;
+const announcer = h("div", { class: "visually-hidden", "aria-live": "polite", "aria-atomic": "true", id: "announcer" });
+const connection = h("div", { class: "connection", role: "status", hidden: true });
+const header = h("header", { class: "site-header" });
+const main = h("main", { id: "main", tabindex: "-1" });
+fill(app, header, connection, main, announcer);
+
+let flash: string | undefined;
+const cleanups: (() => void)[] = [];
+let generation = 0;
+
+function announce(text: string): void {
+  // Clear first so the same sentence twice is still read out.
+  announcer.textContent = "";
+  window.setTimeout(() => (announcer.textContent = text), 50);
+}
+
+onLiveStatus((status) => {
+  connection.hidden = status === "connected";
+  fill(connection, status === "connected" ? "" : h("span", null, "⟳ Connection lost: reconnecting… Your recovery keeps running on the server."));
+});
+
+setSessionEndedHandler(() => {
+  flash = "Your session has ended, please log in again.";
+  render();
+});
+
+async function logOut(): Promise<void> {
+  try {
+    await gql<{ logOut: boolean }>(LOG_OUT);
+  } catch {
+    // The token is forgotten either way.
+  }
+  clearSession();
+  closeLive();
+  flash = "You have logged out.";
+  render();
+}
+
+function renderHeader(activeNav: string | undefined): void {
+  const session = getSession();
+  const brand = h("a", { class: "brand", href: "#/backups" }, h("span", { class: "brand-mark", "aria-hidden": "true" }, "✓"), "ReClo");
+  if (!session) {
+    fill(header, h("div", { class: "header-inner" }, brand));
+    return;
+  }
+  const logout = h("button", { type: "button", class: "btn btn-secondary btn-small" }, "Log out");
+  logout.addEventListener("click", () => {
+    logout.disabled = true;
+    void logOut();
+  });
+  fill(
+    header,
+    h(
+      "div",
+      { class: "header-inner" },
+      brand,
+      h(
+        "nav",
+        { "aria-label": "Main" },
+        h(
+          "ul",
+          null,
+          NAV.map((item) => h("li", null, h("a", { href: item.href, "aria-current": item.href === activeNav ? "page" : null }, item.label))),
+        ),
+      ),
+      h("div", { class: "user" }, h("span", { class: "user-name" }, session.email || session.username), logout),
+    ),
+  );
+}
+
+function render(): void {
+  for (const fn of cleanups.splice(0)) {
+    try {
+      fn();
+    } catch {
+      // keep going
+    }
+  }
+  generation += 1;
+  const mine = generation;
+  const hash = location.hash;
+  const session = getSession();
+  let view: View = loginView;
+  let params: Record<string, string> = {};
+  let nav: string | undefined;
+  if (session) {
+    const route = routes.find((r) => r.pattern.test(hash));
+    if (route) {
+      const m = route.pattern.exec(hash)!;
+      params = Object.fromEntries(route.keys.map((k, i) => [k, decodeURIComponent(m[i + 1] ?? "")]));
+      view = route.view;
+      nav = route.nav;
+    } else {
+      view = notFoundView;
+    }
+  }
+  renderHeader(nav);
+  main.replaceChildren();
+  let focused = false;
+  const ctx: ViewContext = {
+    main,
+    alive: () => mine === generation,
+    onCleanup: (fn) => {
+      if (mine === generation) cleanups.push(fn);
+      else fn();
+    },
+    announce,
+    heading: (text) => {
+      document.title = `${text} · ReClo`;
+      const h1 = h("h1", { tabindex: "-1" }, text);
+      // Move focus to the new page's heading (not on the very first load of the login form).
+      if (!focused && (view !== loginView || document.activeElement !== document.body)) {
+        focused = true;
+        queueMicrotask(() => {
+          if (h1.isConnected) h1.focus({ preventScroll: false });
+        });
+      }
+      return h1;
+    },
+    navigate: (to) => {
+      if (location.hash === to) render();
+      else location.hash = to;
+    },
+  };
+  const params2 = view === loginView ? { flash: flash ?? "" } : params;
+  flash = undefined;
+  const result = view(ctx, params2);
+  if (result instanceof Promise) {
+    result.catch((error: unknown) => {
+      if (!ctx.alive()) return;
+      main.appendChild(h("div", { class: "notice notice-error", role: "alert" }, `Something went wrong: ${error instanceof Error ? error.message : String(error)}`));
+    });
+  }
+}
+
+const notFoundView: View = (ctx) => {
+  fill(ctx.main, ctx.heading("Page not found"), h("p", null, "There is nothing at this address. "), h("p", null, h("a", { href: "#/backups" }, "Go to your restore points")));
+};
+
+window.addEventListener("hashchange", render);
+render();

@@ -1,0 +1,128 @@
+/**
+ * The GraphQL operations the console sends, written out so the bundle needs no GraphQL parser.
+ * Same shapes as src/client/operations (RestorePoints, RecoveryTimeline, …).
+ */
+
+export type RecoveryState = "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "COMPLETED" | "FAILED" | "CANCELLED";
+export type InstanceState = "PENDING" | "RUNNING" | "STOPPING" | "STOPPED" | "TERMINATED" | "LOST";
+export type Target = "AWS" | "LOCAL";
+
+export interface Verification {
+  id: string;
+  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED";
+  bootSeconds: number | null;
+  checkedAt: string | null;
+  failureReason: string | null;
+}
+
+export interface RestorePoint {
+  id: string;
+  sourceName: string;
+  kind: "FULL" | "INCREMENTAL";
+  imageSize: number;
+  createdAt: string;
+  completedAt: string | null;
+  status: "UPLOADING" | "COMPLETED" | "ABORTED" | "DELETED";
+  restorable: boolean;
+  verification: Verification | null;
+}
+
+export interface Instance {
+  id: string;
+  name: string;
+  state: InstanceState;
+  provider: Target;
+  address: string | null;
+  privateAddress: string | null;
+  lastStoppedAt: string | null;
+  createdAt: string;
+}
+
+export interface Recovery {
+  id: string;
+  state: RecoveryState;
+  target: Target;
+  stepProgress: number;
+  totalProgress: number;
+  message: string | null;
+  failureReason: string | null;
+  startedAt: string | null;
+  completedAt: string | null;
+  createdAt: string;
+  version: number;
+}
+
+export interface RecoveryEvent {
+  id: string;
+  step: RecoveryState;
+  status: "STARTED" | "SUCCEEDED" | "RETRYING" | "FAILED" | "CANCELLED" | "CLEANUP";
+  message: string | null;
+  attempt: number;
+  createdAt: string;
+}
+
+export type BackupSummary = Pick<RestorePoint, "id" | "sourceName" | "kind" | "imageSize" | "createdAt">;
+
+const RECOVERY_FIELDS = "id state target stepProgress totalProgress message failureReason startedAt completedAt createdAt version";
+const BACKUP_SUMMARY = "id sourceName kind imageSize createdAt";
+const INSTANCE_FIELDS = "id name state provider address privateAddress lastStoppedAt createdAt";
+
+export const LOG_IN = `mutation ConsoleLogIn($input: LogInInput!) { logIn(input: $input) { token expiresAt user { id username email } } }`;
+export interface LogInResult {
+  logIn: { token: string; expiresAt: string; user: { id: string; username: string; email: string } };
+}
+
+export const LOG_OUT = `mutation ConsoleLogOut { logOut }`;
+
+export const RESTORE_POINTS = `query ConsoleRestorePoints($first: Int) {
+  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason } } } }
+}`;
+export interface RestorePointsResult {
+  backups: { totalCount: number; edges: { node: RestorePoint }[] };
+}
+
+export const START_RECOVERY = `mutation ConsoleStartRecovery($input: StartRecoveryInput!) { startRecovery(input: $input) { ${RECOVERY_FIELDS} } }`;
+export interface StartRecoveryResult {
+  startRecovery: Recovery;
+}
+
+export const CANCEL_RECOVERY = `mutation ConsoleCancelRecovery($id: ID!) { cancelRecovery(id: $id) { ${RECOVERY_FIELDS} } }`;
+
+export const RECOVERY_TIMELINE = `query ConsoleRecovery($id: ID!) {
+  recovery(id: $id) {
+    ${RECOVERY_FIELDS}
+    backup { ${BACKUP_SUMMARY} }
+    events { id step status message attempt createdAt }
+    instance { ${INSTANCE_FIELDS} }
+  }
+}`;
+export interface RecoveryTimelineResult {
+  recovery: Recovery & { backup: BackupSummary; events: RecoveryEvent[]; instance: Instance | null };
+}
+
+export const RECOVERY_PROGRESS = `subscription ConsoleRecoveryProgress($recoveryId: ID!) { recoveryProgress(recoveryId: $recoveryId) { ${RECOVERY_FIELDS} } }`;
+export interface RecoveryProgressResult {
+  recoveryProgress: Recovery;
+}
+
+export const RECOVERIES = `query ConsoleRecoveries($first: Int) {
+  recoveries(first: $first) { totalCount edges { node { ${RECOVERY_FIELDS} backup { ${BACKUP_SUMMARY} } instance { id name state address } } } }
+}`;
+export interface RecoveriesResult {
+  recoveries: { totalCount: number; edges: { node: Recovery & { backup: BackupSummary; instance: Pick<Instance, "id" | "name" | "state" | "address"> | null } }[] };
+}
+
+export const INSTANCES = `query ConsoleInstances($first: Int) {
+  instances(first: $first) { totalCount edges { node { ${INSTANCE_FIELDS} recovery { id backup { ${BACKUP_SUMMARY} } } } } }
+}`;
+export interface InstancesResult {
+  instances: { totalCount: number; edges: { node: Instance & { recovery: { id: string; backup: BackupSummary } | null } }[] };
+}
+
+export const START_INSTANCE = `mutation ConsoleStartInstance($id: ID!) { startInstance(id: $id) { ${INSTANCE_FIELDS} } }`;
+export const STOP_INSTANCE = `mutation ConsoleStopInstance($id: ID!) { stopInstance(id: $id) { ${INSTANCE_FIELDS} } }`;
+export const TERMINATE_INSTANCE = `mutation ConsoleTerminateInstance($id: ID!) { terminateInstance(id: $id) { ${INSTANCE_FIELDS} } }`;
+export type InstanceMutationResult = { startInstance: Instance } | { stopInstance: Instance } | { terminateInstance: Instance };
+
+export const ACTIVE_STATES: readonly RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"];
+export const isActive = (s: RecoveryState) => ACTIVE_STATES.includes(s);

@@ -1,0 +1,165 @@
+import { gql } from "../api";
+import { confirmDialog, fill, h, uid } from "../dom";
+import { formatAgo, formatBytes, formatDate, kindLabel } from "../format";
+import { RESTORE_POINTS, START_RECOVERY, type RestorePoint, type RestorePointsResult, type StartRecoveryResult, type Target } from "../queries";
+import { errorBox, loading, type View, type ViewContext } from "../view";
+
+/** Restore points, grouped by the machine they came from, newest first. */
+export const backupsView: View = async (ctx) => {
+  const status = h("div", { class: "page-status" });
+  fill(
+    ctx.main,
+    ctx.heading("Restore points"),
+    h("p", { class: "lead" }, "Each restore point is a saved copy of one of your servers. To bring a server back, choose a restore point and press “Recover”. ReClo then starts a new machine from it."),
+    status,
+    loading("Loading your restore points…"),
+  );
+  let data: RestorePointsResult;
+  try {
+    data = await gql<RestorePointsResult>(RESTORE_POINTS, { first: 100 });
+  } catch (error) {
+    if (!ctx.alive()) return;
+    ctx.main.querySelector(".loading")?.remove();
+    ctx.main.appendChild(errorBox(error, "Your restore points could not be loaded."));
+    return;
+  }
+  if (!ctx.alive()) return;
+  ctx.main.querySelector(".loading")?.remove();
+
+  const points = data.backups.edges.map((e) => e.node);
+  if (points.length === 0) {
+    ctx.main.appendChild(
+      h("div", { class: "card empty" }, h("p", null, "There are no restore points yet."), h("p", null, "Once the ReClo agent has backed up a server, its restore points appear here.")),
+    );
+    return;
+  }
+  const groups = new Map<string, RestorePoint[]>();
+  for (const p of [...points].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))) {
+    const list = groups.get(p.sourceName) ?? [];
+    list.push(p);
+    groups.set(p.sourceName, list);
+  }
+  for (const [source, list] of groups) {
+    const headingId = uid("source");
+    ctx.main.appendChild(
+      h(
+        "section",
+        { class: "source", "aria-labelledby": headingId },
+        h("h2", { id: headingId }, h("span", { class: "source-label" }, "Server "), source),
+        h(
+          "ul",
+          { class: "cards" },
+          list.map((p, i) => restorePointCard(ctx, p, i === 0 && p.restorable, status)),
+        ),
+      ),
+    );
+  }
+};
+
+function verificationText(p: RestorePoint): { icon: string; text: string; tone: string } {
+  const v = p.verification;
+  if (!v) return { icon: "○", text: "Not verified yet", tone: "neutral" };
+  switch (v.status) {
+    case "VERIFIED":
+      return { icon: "✓", text: `Verified: it started up in ${Math.max(1, Math.round(v.bootSeconds ?? 0))} s${v.checkedAt ? ` (checked ${formatDate(v.checkedAt)})` : ""}`, tone: "good" };
+    case "FAILED":
+      return { icon: "✗", text: `Failed: ${v.failureReason ?? "it did not start up"}`, tone: "bad" };
+    default:
+      return { icon: "…", text: "Being verified right now", tone: "neutral" };
+  }
+}
+
+function whyNotRestorable(p: RestorePoint): string | undefined {
+  if (p.restorable) return undefined;
+  switch (p.status) {
+    case "UPLOADING":
+      return "Can't recover yet: this backup is still being uploaded.";
+    case "ABORTED":
+      return "Can't recover: this backup was never finished. Choose another restore point.";
+    case "DELETED":
+      return "Can't recover: this restore point has been deleted.";
+    default:
+      return "Can't recover: part of this backup's data is missing. Choose another restore point.";
+  }
+}
+
+function statusText(p: RestorePoint): string {
+  switch (p.status) {
+    case "COMPLETED":
+      return "Complete";
+    case "UPLOADING":
+      return "Still uploading";
+    case "ABORTED":
+      return "Not finished";
+    case "DELETED":
+      return "Deleted";
+  }
+}
+
+function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, status: HTMLElement): HTMLLIElement {
+  const titleId = uid("rp");
+  const whyId = uid("why");
+  const verification = verificationText(p);
+  const why = whyNotRestorable(p);
+  const recover = h("button", { type: "button", class: "btn btn-primary", disabled: !p.restorable, "aria-describedby": why ? whyId : null }, "Recover…");
+  recover.addEventListener("click", () => void startRecovery(ctx, p, recover, status));
+  const ago = formatAgo(p.createdAt);
+  return h(
+    "li",
+    { class: "card restore-point", "aria-labelledby": titleId, "data-backup-id": p.id },
+    h("h3", { id: titleId }, formatDate(p.createdAt), ago ? h("span", { class: "muted" }, ` (${ago})`) : null, latest ? h("span", { class: "badge" }, "Latest") : null),
+    h(
+      "dl",
+      { class: "facts" },
+      h("div", null, h("dt", null, "Type"), h("dd", null, kindLabel(p.kind))),
+      h("div", null, h("dt", null, "Disk size"), h("dd", null, formatBytes(p.imageSize))),
+      h("div", null, h("dt", null, "Backup"), h("dd", null, statusText(p))),
+      h("div", null, h("dt", null, "Start-up check"), h("dd", { class: `verification tone-${verification.tone}` }, h("span", { "aria-hidden": "true" }, `${verification.icon} `), verification.text)),
+    ),
+    h("div", { class: "actions" }, recover, why ? h("p", { id: whyId, class: "hint" }, why) : null),
+  );
+}
+
+async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButtonElement, status: HTMLElement): Promise<void> {
+  const name = uid("target");
+  const option = (value: string, label: string, hint: string, checked = false) => {
+    const id = uid("target-opt");
+    return h(
+      "div",
+      { class: "radio" },
+      h("input", { type: "radio", name, id, value, checked }),
+      h("label", { for: id }, h("strong", null, label), h("span", { class: "hint" }, hint)),
+    );
+  };
+  const fieldset = h(
+    "fieldset",
+    null,
+    h("legend", null, "Where should the machine run?"),
+    option("", "Automatic (recommended)", "ReClo's usual place for recovered machines.", true),
+    option("LOCAL", "Local recovery host", "A machine in your office or data centre that runs recovered servers."),
+    option("AWS", "Amazon cloud (AWS)", "Only if your ReClo is set up for AWS."),
+  );
+  const ok = await confirmDialog({
+    title: `Recover ${p.sourceName}?`,
+    body: [
+      h("p", null, `ReClo will start a new machine from the restore point of ${formatDate(p.createdAt)}. The restore point itself stays unchanged.`),
+      fieldset,
+    ],
+    confirmLabel: "Start recovery",
+    cancelLabel: "Don't recover",
+  });
+  if (!ok || !ctx.alive()) return;
+  const target = (fieldset.querySelector<HTMLInputElement>("input:checked")?.value ?? "") as Target | "";
+  button.disabled = true;
+  button.textContent = "Starting…";
+  fill(status);
+  try {
+    const { startRecovery } = await gql<StartRecoveryResult>(START_RECOVERY, { input: { backupId: p.id, ...(target ? { target } : {}) } });
+    ctx.navigate(`#/recoveries/${startRecovery.id}`);
+  } catch (error) {
+    if (!ctx.alive()) return;
+    button.disabled = false;
+    button.textContent = "Recover…";
+    fill(status, errorBox(error, `The recovery of ${p.sourceName} could not start.`));
+  }
+}

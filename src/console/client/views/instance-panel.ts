@@ -1,0 +1,90 @@
+import { gql } from "../api";
+import { actionButton, confirmDialog, fill, h, uid } from "../dom";
+import { formatDate, instanceStateLabel, stateIcon, targetLabel } from "../format";
+import { START_INSTANCE, STOP_INSTANCE, TERMINATE_INSTANCE, type Instance, type InstanceMutationResult } from "../queries";
+import { errorBox, type ViewContext } from "../view";
+
+/**
+ * One recovered machine: how to reach it, its state, and Start / Stop / Delete (terminate).
+ * Re-renders itself after every action; `onChange` hears about the new state.
+ */
+export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headingLevel: "h2" | "h3"; title: string; onChange?: (i: Instance) => void }): HTMLElement {
+  const headingId = uid("machine");
+  const root = h("section", { class: "card machine", "aria-labelledby": headingId, "data-instance-id": initial.id });
+  let instance = initial;
+
+  const run = async (mutation: string, verb: string) => {
+    try {
+      const result = await gql<InstanceMutationResult>(mutation, { id: instance.id });
+      instance = Object.values(result)[0] as Instance;
+      if (!ctx.alive()) return;
+      render();
+      root.querySelector<HTMLElement>(".instance-state")?.focus();
+      ctx.announce(`${instance.name} is now ${instanceStateLabel(instance.state).toLowerCase()}.`);
+      opts.onChange?.(instance);
+    } catch (error) {
+      if (!ctx.alive()) return;
+      render();
+      root.appendChild(errorBox(error, `Could not ${verb} the machine.`));
+    }
+  };
+
+  const render = () => {
+    const s = instance.state;
+    const stateId = uid("machine-state");
+    const buttons: HTMLElement[] = [];
+    if (s === "RUNNING" || s === "PENDING") buttons.push(actionButton("Stop machine", () => run(STOP_INSTANCE, "stop"), { busyText: "Stopping… (this can take a minute)" }));
+    if (s === "STOPPED") buttons.push(actionButton("Start machine", () => run(START_INSTANCE, "start"), { busyText: "Starting…", variant: "primary" }));
+    if (s !== "TERMINATED") {
+      buttons.push(
+        actionButton(
+          "Delete machine…",
+          async () => {
+            const ok = await confirmDialog({
+              title: `Delete ${instance.name} for good?`,
+              body: [
+                h("p", null, "This shuts the machine down and deletes it and its disk (this is called “terminate”). Anything changed on it since it was recovered is lost."),
+                h("p", null, "Your restore points are not affected: you can recover again from them at any time."),
+              ],
+              confirmLabel: "Delete machine",
+              cancelLabel: "Keep it",
+              danger: true,
+            });
+            if (ok && ctx.alive()) await run(TERMINATE_INSTANCE, "delete");
+          },
+          { busyText: "Deleting…", variant: "danger" },
+        ),
+      );
+    }
+    fill(
+      root,
+      h(opts.headingLevel, { id: headingId }, opts.title),
+      h(
+        "dl",
+        { class: "facts" },
+        h("div", null, h("dt", null, "Name"), h("dd", null, instance.name)),
+        h("div", null, h("dt", null, "State"), h("dd", { id: stateId, tabindex: "-1", class: `instance-state state-${s.toLowerCase()}` }, h("span", { "aria-hidden": "true" }, `${stateIcon(s)} `), instanceStateLabel(s))),
+        h(
+          "div",
+          null,
+          h("dt", null, "How to reach it"),
+          h(
+            "dd",
+            null,
+            s === "TERMINATED"
+              ? "It has been deleted."
+              : instance.address
+                ? [h("code", { class: "address" }, instance.address), h("span", { class: "hint" }, " Connect with Remote Desktop or SSH to this address, using the server's usual accounts.")]
+                : "No address yet.",
+            instance.privateAddress && s !== "TERMINATED" ? h("span", { class: "hint" }, ` Inside the network: ${instance.privateAddress}`) : null,
+          ),
+        ),
+        h("div", null, h("dt", null, "Runs on"), h("dd", null, targetLabel(instance.provider))),
+        instance.lastStoppedAt ? h("div", null, h("dt", null, "Last stopped"), h("dd", null, formatDate(instance.lastStoppedAt))) : null,
+      ),
+      buttons.length ? h("div", { class: "actions" }, buttons) : null,
+    );
+  };
+  render();
+  return root;
+}

@@ -1,0 +1,310 @@
+import { ApiError, gql, subscribe } from "../api";
+import { actionButton, confirmDialog, fill, h } from "../dom";
+import { STEPS, formatBytes, formatDate, formatDuration, formatTime, kindLabel, stateIcon, stateLabel, targetLabel } from "../format";
+import {
+  CANCEL_RECOVERY,
+  RECOVERY_PROGRESS,
+  RECOVERY_TIMELINE,
+  isActive,
+  type Recovery,
+  type RecoveryEvent,
+  type RecoveryProgressResult,
+  type RecoveryState,
+  type RecoveryTimelineResult,
+} from "../queries";
+import { errorBox, loading, type View } from "../view";
+import { instancePanel } from "./instance-panel";
+
+type Timeline = RecoveryTimelineResult["recovery"];
+
+const STEP_ORDER: RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED"];
+
+/**
+ * One recovery, live: step list, a bar for the current step and one for the whole recovery, the
+ * current activity, elapsed time, Cancel while it runs, the timeline, and the machine it made.
+ * Progress comes from the recoveryProgress subscription (which sends the current state first, so
+ * re-subscribing after a lost connection resumes; `version` skips what was already shown).
+ */
+export const recoveryView: View = async (ctx, params) => {
+  const id = params.id ?? "";
+  const h1 = ctx.heading("Recovery");
+  fill(ctx.main, h("p", { class: "back" }, h("a", { href: "#/recoveries" }, "← All recoveries")), h1, loading("Loading the recovery…"));
+
+  let data: Timeline;
+  try {
+    data = (await gql<RecoveryTimelineResult>(RECOVERY_TIMELINE, { id })).recovery;
+  } catch (error) {
+    if (!ctx.alive()) return;
+    ctx.main.querySelector(".loading")?.remove();
+    if (error instanceof ApiError && error.code === "NOT_FOUND") {
+      h1.textContent = "Recovery not found";
+      document.title = "Recovery not found · ReClo";
+      ctx.main.append(
+        h("p", { class: "notice notice-error", role: "alert" }, "This recovery was not found. The link may be wrong, or it belongs to another account."),
+        h("p", null, h("a", { href: "#/recoveries" }, "See your recoveries"), " or ", h("a", { href: "#/backups" }, "choose a restore point to recover")),
+      );
+    } else {
+      ctx.main.appendChild(errorBox(error, "The recovery could not be loaded."));
+    }
+    return;
+  }
+  if (!ctx.alive()) return;
+  ctx.main.querySelector(".loading")?.remove();
+
+  // ---- elements that are updated in place (so screen readers and focus are not disturbed)
+  const subtitle = h("p", { class: "lead" });
+  const stateLine = h("p", { class: "state-line", id: "recovery-state" });
+  const elapsed = h("span", { class: "elapsed" });
+  const steps = h("ol", { class: "steps", "aria-label": "Steps" });
+  const stepLabel = h("label", { for: "step-progress" }, "Current step");
+  const stepBar = h("progress", { id: "step-progress", max: "100", value: "0" });
+  const stepPct = h("span", { class: "pct", "aria-hidden": "true" });
+  const totalBar = h("progress", { id: "total-progress", max: "100", value: "0" });
+  const totalPct = h("span", { class: "pct", "aria-hidden": "true" });
+  const message = h("p", { class: "message", id: "recovery-message" });
+  const failure = h("div", { class: "failure-area" });
+  const actions = h("div", { class: "actions" });
+  const machine = h("div", { class: "machine-area" });
+  const timeline = h("ol", { class: "timeline" });
+  const timelineStatus = h("p", { class: "hint", role: "status" });
+
+  fill(
+    ctx.main,
+    h("p", { class: "back" }, h("a", { href: "#/recoveries" }, "← All recoveries")),
+    h1,
+    subtitle,
+    h(
+      "section",
+      { class: "card progress-card", "aria-labelledby": "progress-heading" },
+      h("h2", { id: "progress-heading", class: "visually-hidden" }, "Progress"),
+      stateLine,
+      steps,
+      h("div", { class: "bar" }, h("div", { class: "bar-label" }, stepLabel, stepPct), stepBar),
+      h("div", { class: "bar" }, h("div", { class: "bar-label" }, h("label", { for: "total-progress" }, "Overall progress"), totalPct), totalBar),
+      message,
+      h("p", { class: "hint" }, "Time so far: ", elapsed),
+      failure,
+      actions,
+    ),
+    machine,
+    h("section", { class: "card", "aria-labelledby": "timeline-heading" }, h("h2", { id: "timeline-heading" }, "What happened so far"), timelineStatus, timeline),
+  );
+
+  let current: Recovery = data;
+  let lastState: RecoveryState | undefined;
+  let furthestStep: RecoveryState = furthestFromEvents(data.events, data.state);
+  const backup = data.backup;
+  subtitle.textContent = `${backup.sourceName}, restore point of ${formatDate(backup.createdAt)} (${kindLabel(backup.kind).toLowerCase()}, ${formatBytes(backup.imageSize)}), onto the ${targetLabel(data.target).toLowerCase()}.`;
+
+  const renderState = () => {
+    const r = current;
+    const active = isActive(r.state);
+    const title = r.state === "COMPLETED" ? `${backup.sourceName} is back` : r.state === "FAILED" ? `Recovery of ${backup.sourceName} failed` : r.state === "CANCELLED" ? `Recovery of ${backup.sourceName} was cancelled` : `Recovering ${backup.sourceName}`;
+    if (h1.textContent !== title) {
+      h1.textContent = title;
+      document.title = `${title} · ReClo`;
+    }
+    if (STEP_ORDER.indexOf(r.state) > STEP_ORDER.indexOf(furthestStep)) furthestStep = r.state;
+    fill(stateLine, h("span", { class: `state-icon state-${r.state.toLowerCase()}`, "aria-hidden": "true" }, stateIcon(r.state)), " ", h("strong", null, stateLabel(r.state)));
+    stateLine.dataset.state = r.state;
+
+    // Steps with done / current / waiting marks in words, not only colour.
+    const reached = STEP_ORDER.indexOf(furthestStep);
+    fill(
+      steps,
+      STEPS.map((step, i) => {
+        const index = STEP_ORDER.indexOf(step.state);
+        let mark: "done" | "current" | "waiting" | "failed" | "stopped";
+        if (r.state === "COMPLETED" || index < reached) mark = "done";
+        else if (index === reached && active) mark = "current";
+        else if (index === reached && r.state === "FAILED") mark = "failed";
+        else if (index === reached && r.state === "CANCELLED") mark = "stopped";
+        else mark = "waiting";
+        if (step.state === "COMPLETED" && r.state === "COMPLETED") mark = "done";
+        const icon = { done: "✓", current: "▶", waiting: "○", failed: "✗", stopped: "–" }[mark];
+        const words = { done: "done", current: "in progress", waiting: "not started yet", failed: "failed here", stopped: "stopped here" }[mark];
+        return h(
+          "li",
+          { class: `step step-${mark}`, "aria-current": mark === "current" ? "step" : null, "data-step": step.state },
+          h("span", { class: "step-mark", "aria-hidden": "true" }, icon),
+          h("span", { class: "step-title" }, `${i + 1}. ${step.title}`),
+          h("span", { class: "step-words" }, ` (${words})`),
+        );
+      }),
+    );
+
+    const stepName = STEPS.find((s) => s.state === r.state)?.title;
+    stepLabel.textContent = active && stepName ? `Current step: ${stepName}` : "Current step";
+    const stepValue = r.state === "COMPLETED" ? 100 : active ? r.stepProgress : stepBar.value;
+    stepBar.value = stepValue;
+    stepBar.textContent = `${stepValue} %`;
+    stepPct.textContent = `${stepValue} %`;
+    totalBar.value = r.totalProgress;
+    totalBar.textContent = `${r.totalProgress} %`;
+    totalPct.textContent = `${r.totalProgress} %`;
+    message.textContent = r.state === "COMPLETED" ? "Your recovered machine is running. See below for how to reach it." : (r.message ?? (r.state === "PENDING" ? "Waiting for a recovery worker to pick this up…" : ""));
+
+    fill(
+      failure,
+      r.state === "FAILED"
+        ? h("div", { class: "notice notice-error" }, h("strong", null, "What went wrong: "), r.failureReason ?? "unknown", h("p", null, "Everything this recovery created has been removed. You can try again from the ", h("a", { href: "#/backups" }, "restore points"), ", or pick an older restore point."))
+        : r.state === "CANCELLED"
+          ? h("div", { class: "notice notice-info" }, "This recovery was cancelled and everything it created has been removed.")
+          : null,
+    );
+
+    if (active && !actions.querySelector(".cancel")) {
+      const cancel = actionButton(
+        "Cancel recovery…",
+        async () => {
+          const ok = await confirmDialog({
+            title: "Cancel this recovery?",
+            body: [h("p", null, "ReClo will stop and remove everything this recovery has created so far. Your restore point is not affected; you can start again later.")],
+            confirmLabel: "Cancel recovery",
+            cancelLabel: "Keep going",
+            danger: true,
+          });
+          if (!ok || !ctx.alive()) return;
+          try {
+            apply((await gql<{ cancelRecovery: Recovery }>(CANCEL_RECOVERY, { id })).cancelRecovery);
+          } catch (error) {
+            if (ctx.alive()) fill(failure, errorBox(error, "The recovery could not be cancelled."));
+          }
+        },
+        { busyText: "Cancelling…", variant: "danger" },
+      );
+      cancel.classList.add("cancel");
+      actions.appendChild(cancel);
+    } else if (!active) {
+      fill(actions, r.state !== "COMPLETED" ? h("a", { class: "btn btn-secondary", href: "#/backups" }, "Back to restore points") : null);
+    }
+
+    if (r.state !== lastState) {
+      if (lastState !== undefined) ctx.announce(announcement(r, backup.sourceName));
+      lastState = r.state;
+    }
+  };
+
+  const tick = () => {
+    const from = Date.parse(current.startedAt ?? current.createdAt);
+    const to = current.completedAt ? Date.parse(current.completedAt) : isActive(current.state) ? Date.now() : from;
+    elapsed.textContent = formatDuration(to - from);
+  };
+
+  const renderTimeline = (t: Timeline) => {
+    fill(
+      timeline,
+      t.events.map((e) =>
+        h(
+          "li",
+          { class: `event event-${e.status.toLowerCase()}` },
+          h("time", { datetime: e.createdAt }, formatTime(e.createdAt)),
+          " ",
+          h("strong", null, STEPS.find((s) => s.state === e.step)?.title ?? stateLabel(e.step)),
+          ": ",
+          eventWords(e),
+          e.message ? h("span", { class: "event-message" }, ` — ${e.message}`) : null,
+        ),
+      ),
+    );
+    timelineStatus.textContent = t.events.length ? "" : "Nothing has happened yet.";
+    if (t.instance) {
+      if (!machine.querySelector(".machine")) fill(machine, instancePanel(ctx, t.instance, { headingLevel: "h2", title: "Your recovered machine" }));
+    }
+  };
+
+  let refreshing: Promise<void> | undefined;
+  let refreshAgain = false;
+  const refreshTimeline = () => {
+    if (refreshing) {
+      refreshAgain = true;
+      return;
+    }
+    refreshing = (async () => {
+      try {
+        const fresh = (await gql<RecoveryTimelineResult>(RECOVERY_TIMELINE, { id })).recovery;
+        if (!ctx.alive()) return;
+        furthestStep = furthestFromEvents(fresh.events, fresh.state, furthestStep);
+        if (fresh.version > current.version) current = fresh;
+        renderState();
+        renderTimeline(fresh);
+      } catch {
+        // The next step change (or the end) refreshes again.
+      } finally {
+        refreshing = undefined;
+        if (refreshAgain && ctx.alive()) {
+          refreshAgain = false;
+          refreshTimeline();
+        }
+      }
+    })();
+  };
+
+  const apply = (next: Recovery) => {
+    if (next.version <= current.version) return; // already shown (e.g. the first event after re-subscribing)
+    const stepChanged = next.state !== current.state;
+    current = next;
+    renderState();
+    tick();
+    if (stepChanged) refreshTimeline();
+  };
+
+  renderState();
+  renderTimeline(data);
+  tick();
+
+  if (isActive(data.state)) {
+    const timer = window.setInterval(tick, 1000);
+    ctx.onCleanup(() => window.clearInterval(timer));
+    const stop = subscribe<RecoveryProgressResult>(RECOVERY_PROGRESS, { recoveryId: id }, {
+      next: (d) => apply(d.recoveryProgress),
+      error: (error) => {
+        if (!ctx.alive() || error.code === "UNAUTHENTICATED") return;
+        fill(failure, errorBox(error, "Live updates stopped."), h("p", null, "Reload the page to see the latest state."));
+      },
+      complete: () => {
+        window.clearInterval(timer);
+        if (ctx.alive()) {
+          tick();
+          refreshTimeline();
+        }
+      },
+    });
+    ctx.onCleanup(stop);
+  }
+};
+
+function furthestFromEvents(events: RecoveryEvent[], state: RecoveryState, known: RecoveryState = "PENDING"): RecoveryState {
+  let furthest = known;
+  for (const s of [state, ...events.map((e) => e.step)]) {
+    if (STEP_ORDER.indexOf(s) > STEP_ORDER.indexOf(furthest)) furthest = s;
+  }
+  return furthest;
+}
+
+function eventWords(e: RecoveryEvent): string {
+  switch (e.status) {
+    case "STARTED":
+      return e.attempt > 1 ? `started again (attempt ${e.attempt})` : "started";
+    case "SUCCEEDED":
+      return "finished";
+    case "RETRYING":
+      return `hit a problem, trying again (attempt ${e.attempt})`;
+    case "FAILED":
+      return "failed";
+    case "CANCELLED":
+      return "cancelled";
+    case "CLEANUP":
+      return "cleaned up";
+  }
+}
+
+function announcement(r: Recovery, source: string): string {
+  const index = STEPS.findIndex((s) => s.state === r.state);
+  if (r.state === "COMPLETED") return `Recovery finished. ${source} is running again.`;
+  if (r.state === "FAILED") return `The recovery failed: ${r.failureReason ?? "unknown reason"}.`;
+  if (r.state === "CANCELLED") return "The recovery was cancelled.";
+  if (index >= 0) return `Step ${index + 1} of 3: ${STEPS[index]!.title}.`;
+  return stateLabel(r.state);
+}
+
