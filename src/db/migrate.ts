@@ -12,9 +12,24 @@ export function migrationsFolder(): string {
   return folder;
 }
 
-/** Applies the committed migrations (idempotent; drizzle records what ran in __drizzle_migrations). */
-export async function runMigrations(database: Database): Promise<void> {
-  await migrate(database.db, { migrationsFolder: migrationsFolder() });
+/**
+ * Applies the committed migrations (idempotent; drizzle records what ran in __drizzle_migrations).
+ * A named lock serialises processes that start together (API and worker): drizzle itself does not,
+ * and two runners would both try to create the same tables.
+ */
+export async function runMigrations(database: Database, lockTimeoutSeconds = 120): Promise<void> {
+  const conn = await database.pool.getConnection();
+  try {
+    const [rows] = await conn.query("SELECT GET_LOCK('reclo_migrations', ?) AS got", [lockTimeoutSeconds]);
+    if ((rows as { got: number | null }[])[0]?.got !== 1) throw new Error(`another process held the migration lock for ${lockTimeoutSeconds} s`);
+    try {
+      await migrate(database.db, { migrationsFolder: migrationsFolder() });
+    } finally {
+      await conn.query("SELECT RELEASE_LOCK('reclo_migrations')");
+    }
+  } finally {
+    conn.release();
+  }
 }
 
 /** Creates the database named in the URL if missing (for local development and tests). */
