@@ -1,5 +1,6 @@
 import path from "node:path";
 import fs from "node:fs";
+import { drizzle } from "drizzle-orm/mysql2";
 import { migrate } from "drizzle-orm/mysql2/migrator";
 import mysql from "mysql2/promise";
 import type { Database } from "./client";
@@ -20,12 +21,14 @@ export function migrationsFolder(): string {
 export async function runMigrations(database: Database, lockTimeoutSeconds = 120): Promise<void> {
   const conn = await database.pool.getConnection();
   try {
-    const [rows] = await conn.query("SELECT GET_LOCK('reclo_migrations', ?) AS got", [lockTimeoutSeconds]);
+    // Named locks are server-wide: one per database.
+    const [rows] = await conn.query("SELECT GET_LOCK(CONCAT('reclo_migrations.', DATABASE()), ?) AS got", [lockTimeoutSeconds]);
     if ((rows as { got: number | null }[])[0]?.got !== 1) throw new Error(`another process held the migration lock for ${lockTimeoutSeconds} s`);
     try {
-      await migrate(database.db, { migrationsFolder: migrationsFolder() });
+      // On the locked connection itself: a pool of one would otherwise wait for itself.
+      await migrate(drizzle(conn), { migrationsFolder: migrationsFolder() });
     } finally {
-      await conn.query("SELECT RELEASE_LOCK('reclo_migrations')");
+      await conn.query("SELECT RELEASE_LOCK(CONCAT('reclo_migrations.', DATABASE()))");
     }
   } finally {
     conn.release();
