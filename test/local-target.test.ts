@@ -136,6 +136,29 @@ describe("LocalTarget (real QEMU)", () => {
     await target.cancelImport("img-nothing-running"); // no-op
   });
 
+  it("LOCAL_IMPORT_RATE_LIMIT paces the download; aborting the caller's signal stops it and removes its files", async () => {
+    const slow = new LocalTarget({ local: { ...local, importRateLimit: 4 * 1024 * 1024 }, s3 });
+    const abortedId = `${recoveryId}-abort`;
+    const ac = new AbortController();
+    const seen: number[] = [];
+    const run = slow.startImport(abortedId, image, (p) => {
+      seen.push(p);
+      if (p >= 10) ac.abort();
+    }, ac.signal);
+    const err = await run.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: "IMPORT_CANCELLED", retryable: false });
+    // Paced: several progress reports before a tenth of the image was read.
+    expect(seen.filter((p) => p < 10).length).toBeGreaterThan(3);
+    expect(fs.readdirSync(path.join(dir, "tmp")).filter((f) => f.includes(abortedId))).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, "images")).filter((f) => f.includes(abortedId))).toEqual([]);
+    expect(await slow.describeImport(`img-${abortedId}`)).toMatchObject({ state: "failed" });
+    // An already-aborted signal starts nothing.
+    await expect(slow.startImport(abortedId, image, undefined, ac.signal)).rejects.toMatchObject({ code: "IMPORT_CANCELLED" });
+  });
+
   it("launches with loopback port forwards, boots to the marker and takes a PNG screenshot", async () => {
     let started = Date.now();
     const res = await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });

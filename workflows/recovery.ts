@@ -1,4 +1,5 @@
 import {
+  ActivityCancellationType,
   ActivityFailure,
   CancellationScope,
   isCancellation,
@@ -53,8 +54,11 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
     startToCloseTimeout: `${Math.max(10_000, 2 * input.heartbeatTimeoutMs)} milliseconds`,
     retry: { ...retryTransient, maximumAttempts: 10 },
   });
-  const compose = proxyActivities<RecoveryActivities>({ startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 } });
-  const target = proxyActivities<RecoveryActivities>({ startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 } });
+  // Long steps: on cancellation the workflow waits until the activity has stopped (and removed what
+  // it was writing) before it cleans up, so CANCELLED means nothing is left.
+  const long = { startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 }, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+  const compose = proxyActivities<RecoveryActivities>(long);
+  const target = proxyActivities<RecoveryActivities>(long);
   const cleanup = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", heartbeatTimeout: "5 minutes", retry: { ...retryTransient, maximumAttempts: 30 } });
 
   const started = workflowInfo().startTime.getTime();

@@ -1,4 +1,4 @@
-import { Context, ApplicationFailure } from "@temporalio/activity";
+import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
 import { DeleteObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { and, eq, inArray, lt } from "drizzle-orm";
 import type { Db } from "../db/client";
@@ -98,12 +98,26 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       await started(input.recoveryId, "IMPORTING", `Importing into ${input.target}`);
       // A target that cannot work here (QEMU not installed, AWS credentials refused) fails at once, saying what to fix.
       await callTarget(() => target(input.target).checkAvailable());
-      const result = await callTarget(() =>
-        target(input.target).startImport(input.recoveryId, input.image, (percent, message) => {
-          heartbeat();
-          void deps.progress.progress(input.recoveryId, "IMPORTING", percent, message).catch(() => {});
-        }),
-      );
+      // Cancelled (the recovery was): a local import stops and removes its files before this
+      // rejects, and the workflow waits for that before it cleans up and reports CANCELLED.
+      const cancelled = Context.current().cancellationSignal;
+      let result: { importTaskId: string };
+      try {
+        result = await callTarget(() =>
+          target(input.target).startImport(
+            input.recoveryId,
+            input.image,
+            (percent, message) => {
+              heartbeat();
+              void deps.progress.progress(input.recoveryId, "IMPORTING", percent, message).catch(() => {});
+            },
+            cancelled,
+          ),
+        );
+      } catch (err) {
+        if (cancelled.aborted) throw new CancelledFailure(`import of recovery ${input.recoveryId} cancelled`);
+        throw err;
+      }
       await deps.progress.setResources(input.recoveryId, { importTaskId: result.importTaskId });
       return result;
     },

@@ -164,7 +164,7 @@ export class LocalTarget implements ComputeTarget {
 
   // ---------------------------------------------------------------- import
 
-  async startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void): Promise<{ importTaskId: string }> {
+  async startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }> {
     checkId(recoveryId, "recovery id");
     const imageId = `img-${recoveryId}`;
     let last = -1;
@@ -187,12 +187,21 @@ export class LocalTarget implements ComputeTarget {
     }
     const running = this.imports.get(imageId);
     if (running) {
-      await running.promise;
+      const onAbort = () => running.abort.abort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        await running.promise;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
       report(100, "image ready");
       return { importTaskId: imageId };
     }
 
     const abort = new AbortController();
+    if (signal?.aborted) throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
+    const onAbort = () => abort.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
     const entry: ActiveImport = { promise: Promise.resolve(), progress: 0, message: "starting", abort };
     this.imports.set(imageId, entry);
     this.importFailures.delete(imageId);
@@ -203,6 +212,7 @@ export class LocalTarget implements ComputeTarget {
       this.importFailures.set(imageId, errMessage(err));
       throw err;
     } finally {
+      signal?.removeEventListener("abort", onAbort);
       this.imports.delete(imageId);
     }
     report(100, "image ready");

@@ -59,8 +59,12 @@ export interface ComputeTarget {
   readonly kind: TargetKind;
   /** Throws TargetError(retryable:false) naming what to install/configure when the target cannot work here. */
   checkAvailable(): Promise<void>;
-  /** Starts importing the composed image; returns the provider's import task id. Idempotent per recoveryId. */
-  startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void): Promise<{ importTaskId: string }>;
+  /**
+   * Starts importing the composed image; returns the provider's import task id. Idempotent per
+   * recoveryId. A target that imports within this call (local) stops when `signal` aborts, and has
+   * removed what it wrote by the time it rejects.
+   */
+  startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }>;
   describeImport(importTaskId: string): Promise<ImportStatus>;
   cancelImport(importTaskId: string): Promise<void>;
   /** Removes an imported image and its snapshots (no-op when already gone). */
