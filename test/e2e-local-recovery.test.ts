@@ -25,6 +25,7 @@ import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, runTs, type Proc } from "./helpers/processes";
 import { openSubscription, withTimeout } from "./helpers/ws";
 import { PASSWORD, uniqueName } from "./helpers/stack";
+import { qemuProcesses } from "./helpers/qemu";
 import { createDatabase } from "../src/db/client";
 import { instances, recoveryEvents } from "../src/db/schema";
 import { inspectPng } from "../src/verification/png";
@@ -32,21 +33,6 @@ import { inspectPng } from "../src/verification/png";
 const MARKER = "RECLO-E2E-BOOTED";
 const MiB = 1024 * 1024;
 const run = promisify(execFile);
-
-/** QEMU processes whose command line mentions `dir`. */
-function qemuProcesses(dir: string): string[] {
-  const out: string[] = [];
-  for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      if (cmd.includes("qemu-system") && cmd.includes(dir) && !/\) Z /.test(stat)) out.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
 /**
  * The product as a user runs it, all real but the disk contents: API and worker as separate

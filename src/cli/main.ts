@@ -1,23 +1,41 @@
 import os from "node:os";
-import readline from "node:readline";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { GraphQLRequestError, ReCloClient } from "../client/graphql-client";
+import { GraphQLRequestError } from "../client/graphql-client";
 import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, type BackupsQuery } from "../client/generated/graphql";
 import { nextRun, runAgent } from "./agent";
-import { BackupError, runBackup, type BackupKind } from "./backup";
-import { configDir, readConfig, resolveSettings, writeConfig, type Settings } from "./config-file";
+import { runBackup, type BackupKind } from "./backup";
+import {
+  CliError,
+  UsageError,
+  anonymousClient,
+  authedClient,
+  describeError,
+  errorCode,
+  formatDate,
+  positiveInt,
+  printTable,
+  promptHidden,
+  promptLine,
+  readFirstLine,
+  str,
+  type CliIo,
+  type CommandContext,
+} from "./common";
+import { configDir, readConfig, resolveSettings, writeConfig } from "./config-file";
 import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
+import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
+
+export { CliError, UsageError, describeError, type CliIo } from "./common";
 
 /**
- * `reclo`, the Backup Manager CLI. It speaks only GraphQL (the generated typed documents) to the
+ * `reclo`, the Backup Manager and Recovery Manager CLI. It speaks only GraphQL (the generated typed documents) to the
  * API, plus the presigned PUT URLs the API hands out for chunk uploads.
  *
  * Exit codes: 0 ok, 1 error, 2 usage.
  */
 
-const USER_AGENT = "reclo-cli/0.1";
-
 const USAGE: Record<string, string> = {
+  ...RECOVERY_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -27,6 +45,11 @@ Commands:
   backup    Back up a disk image file or block device
   backups   List your backups
   agent     Run scheduled daily backups in the foreground
+
+  recover     Recover a restore point into a new machine, with live progress
+  recoveries  List your recoveries
+  instances   List your recovered machines
+  instance    show|start|stop|terminate one machine
 
 Global options:
   --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
@@ -83,34 +106,6 @@ Options:
 `,
 };
 
-export class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly command = "main",
-  ) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
-/** A failure with a one-line message for the user. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly code = "ERROR",
-  ) {
-    super(message);
-    this.name = "CliError";
-  }
-}
-
-export interface CliIo {
-  stdin: NodeJS.ReadStream;
-  stdout: NodeJS.WriteStream;
-  stderr: NodeJS.WriteStream;
-  env: NodeJS.ProcessEnv;
-}
-
 const GLOBAL_OPTIONS = { url: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
 
 const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]>; positionals?: boolean; run: (ctx: CommandContext) => Promise<number> }> = {
@@ -133,15 +128,8 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
     options: { image: { type: "string" }, source: { type: "string" }, at: { type: "string" }, "full-day": { type: "string" }, concurrency: { type: "string" } },
     run: agent,
   },
+  ...RECOVERY_COMMANDS,
 };
-
-interface CommandContext {
-  io: CliIo;
-  values: Record<string, string | boolean | undefined>;
-  positionals: string[];
-  dir: string;
-  settings: Settings;
-}
 
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: string[], io: CliIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
@@ -179,49 +167,6 @@ export async function main(argv: string[], io: CliIo = { stdin: process.stdin, s
     io.stderr.write(`reclo: ${describeError(err, ctx.settings)}\n`);
     return 1;
   }
-}
-
-/** One readable line for any failure. */
-export function describeError(err: unknown, settings: Pick<Settings, "url" | "tokenSource">): string {
-  if (err instanceof GraphQLRequestError) {
-    if (err.code === "UNAUTHENTICATED")
-      return settings.tokenSource === "RECLO_TOKEN" ? "Not logged in: RECLO_TOKEN is not a valid session (expired or revoked)" : "Not logged in: run `reclo login`";
-    if (err.code === "RATE_LIMITED") return `Rate limited: ${err.message}`;
-    if (err.code === undefined && err.status >= 300) return `The server at ${settings.url} answered ${err.message}`;
-    return `${err.message}${err.code ? ` (${err.code})` : ""}`;
-  }
-  if (err instanceof BackupError || err instanceof CliError) return err.message;
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
-  if (e?.name === "TypeError" && /fetch failed/i.test(e.message ?? "")) return `Cannot reach the ReClo server at ${settings.url}: ${e.cause?.code ?? e.cause?.message ?? "network error"}`;
-  return e?.message ?? String(err);
-}
-
-function errorCode(err: unknown): string {
-  if (err instanceof GraphQLRequestError) return err.code ?? "HTTP_ERROR";
-  if (err instanceof BackupError || err instanceof CliError) return err.code;
-  const e = err as { name?: string; message?: string } | null;
-  if (e?.name === "TypeError" && /fetch failed/i.test(e.message ?? "")) return "NETWORK_ERROR";
-  return "ERROR";
-}
-
-function anonymousClient(settings: Settings): ReCloClient {
-  return new ReCloClient({ url: settings.url, headers: { "user-agent": USER_AGENT } });
-}
-
-function authedClient(settings: Settings): ReCloClient {
-  if (!settings.token) throw new CliError("Not logged in: run `reclo login`", "UNAUTHENTICATED");
-  return new ReCloClient({ url: settings.url, token: settings.token, headers: { "user-agent": USER_AGENT } });
-}
-
-function positiveInt(raw: string | boolean | undefined, flag: string, fallback: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (typeof raw !== "string" || !/^\d+$/.test(raw) || n < 1 || n > max) throw new UsageError(`--${flag} must be a whole number from 1 to ${max}`);
-  return n;
-}
-
-function str(v: string | boolean | undefined): string | undefined {
-  return typeof v === "string" ? v : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,11 +227,6 @@ async function whoami({ io, settings }: CommandContext): Promise<number> {
   const expires = settings.tokenSource === "config" && settings.config.expiresAt ? ` (token expires ${formatDate(settings.config.expiresAt)})` : "";
   io.stdout.write(`Logged in as ${me.email} (user ${me.username}) at ${settings.url}${expires}\n`);
   return 0;
-}
-
-function formatDate(iso: string): string {
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,12 +296,7 @@ async function backups({ io, values, settings }: CommandContext): Promise<number
     io.stdout.write(source ? `No backups of ${source}.\n` : "No backups yet.\n");
     return 0;
   }
-  const table = [
-    ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED"],
-    ...rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt)]),
-  ];
-  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-  for (const row of table) io.stdout.write(`${row.map((cell, i) => (i === 4 || i === 5 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join("  ").trimEnd()}\n`);
+  printTable(io.stdout, ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED"], rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt)]), { right: [4, 5] });
   return 0;
 }
 
@@ -393,62 +328,3 @@ async function agent({ values, dir, settings }: CommandContext): Promise<number>
   return 0;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Terminal input
-
-/** The first line of a non-terminal stdin (without the line break). */
-async function readFirstLine(input: NodeJS.ReadStream): Promise<string> {
-  const rl = readline.createInterface({ input, crlfDelay: Infinity, terminal: false });
-  try {
-    for await (const line of rl) return line;
-    return "";
-  } finally {
-    rl.close();
-    input.pause();
-    (input as NodeJS.ReadStream & { unref?: () => void }).unref?.();
-  }
-}
-
-async function promptLine(io: CliIo, question: string): Promise<string> {
-  const rl = readline.createInterface({ input: io.stdin, output: io.stderr, terminal: true });
-  try {
-    return await new Promise<string>((resolve) => rl.question(question, resolve));
-  } finally {
-    rl.close();
-  }
-}
-
-/** Reads a line from the terminal without echoing it. */
-async function promptHidden(io: CliIo, question: string): Promise<string> {
-  const { stdin, stderr } = io;
-  stderr.write(question);
-  stdin.setRawMode(true);
-  stdin.setEncoding("utf8");
-  stdin.resume();
-  try {
-    return await new Promise<string>((resolve, reject) => {
-      let value = "";
-      const onData = (chunk: string) => {
-        for (const ch of chunk) {
-          if (ch === "\r" || ch === "\n" || ch === "\u0004") {
-            stdin.off("data", onData);
-            resolve(value);
-            return;
-          }
-          if (ch === "\u0003") {
-            stdin.off("data", onData);
-            reject(new CliError("Cancelled", "CANCELLED"));
-            return;
-          }
-          if (ch === "\u007f" || ch === "\b") value = value.slice(0, -1);
-          else if (ch >= " ") value += ch;
-        }
-      };
-      stdin.on("data", onData);
-    });
-  } finally {
-    stdin.setRawMode(false);
-    stdin.pause();
-    stderr.write("\n");
-  }
-}

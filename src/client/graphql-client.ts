@@ -1,6 +1,6 @@
 import { print, type ExecutionResult, type GraphQLFormattedError } from "graphql";
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
-import { createClient, type Client as WsClient } from "graphql-ws";
+import { createClient, type Client as WsClient, type ClientOptions as ClientOptionsWs } from "graphql-ws";
 import WebSocket from "ws";
 
 /** A GraphQL response with errors, with the first error's code at hand. */
@@ -63,14 +63,24 @@ export class ReCloClient {
   }
 
   /** A graphql-ws client on the same URL (ws[s]://…/graphql) with the token as connectionParams.authorization. */
-  ws(options: { lazy?: boolean; retryAttempts?: number; onClose?: (event: { code: number; reason: string }) => void } = {}): WsClient {
+  ws(options: { lazy?: boolean; retryAttempts?: number; keepAlive?: number; onClose?: (event: { code: number; reason: string }) => void; on?: ClientOptionsWs["on"] } = {}): WsClient {
+    const on: ClientOptionsWs["on"] = { ...options.on };
+    if (options.onClose) {
+      const onClose = options.onClose;
+      const theirs = on.closed;
+      on.closed = (e) => {
+        onClose(e as { code: number; reason: string });
+        theirs?.(e);
+      };
+    }
     return createClient({
       url: this.opts.url.replace(/^http/, "ws"),
       webSocketImpl: WebSocket,
       lazy: options.lazy ?? true,
       retryAttempts: options.retryAttempts ?? 0,
+      keepAlive: options.keepAlive ?? 0,
       connectionParams: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
-      on: options.onClose ? { closed: (e) => options.onClose!(e as { code: number; reason: string }) } : undefined,
+      on,
     });
   }
 }
