@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { InstanceDocument, RecoveriesDocument, RecoveryTimelineDocument, SignUpDocument } from "../src/client/generated/graphql";
+import { InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTimelineDocument, SignUpDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, runTs, type Proc } from "./helpers/processes";
 import { cuttableProxy, type CuttableProxy } from "./helpers/proxy";
@@ -352,6 +352,24 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     const afterFirst = events.slice(events.findIndex((e) => e.event === "connection" && e.status === "restored"));
     expect(afterFirst.find((e) => e.event === "progress")!.totalProgress!).toBeGreaterThanOrEqual(importing.totalProgress!);
     const term = cli(alice, ["instance", "terminate", events.at(-1)!.instance!.id, "--yes"]);
+    expect(await finish(term)).toBe(0);
+  }, 120_000);
+
+  it("a session revoked mid-watch ends the watch with a clear error instead of reconnecting forever", async () => {
+    const runner = cli(alice, ["recover", backupId, "--json"]);
+    const started = await runner.waitForEvent((e) => e.event === "recovery");
+    // A second session of the same user watches; then it is logged out elsewhere.
+    const email = (await alice.client.request(MeDocument)).me.email;
+    const second = (await new ReCloClient({ url: graphqlUrl }).request(LogInDocument, { input: { email, password: PASSWORD } })).logIn.token;
+    const watcher = cli({ token: second, configDir: alice.configDir }, ["recover", "--attach", started.recoveryId!, "--json"]);
+    await watcher.waitForEvent((e) => e.event === "progress");
+    await new ReCloClient({ url: graphqlUrl, token: second }).request(LogOutDocument);
+    expect(await finish(watcher, 30_000)).toBe(1);
+    expect(watcher.events().at(-1)).toMatchObject({ event: "error", code: "UNAUTHENTICATED", message: expect.stringContaining("session ended") });
+    expect(watcher.events().filter((e) => e.event === "connection")).toEqual([]);
+    // The recovery itself carried on for the session that started it.
+    expect(await finish(runner)).toBe(0);
+    const term = cli(alice, ["instance", "terminate", runner.events().at(-1)!.instance!.id, "--yes"]);
     expect(await finish(term)).toBe(0);
   }, 120_000);
 
