@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTimelineDocument, SignUpDocument } from "../src/client/generated/graphql";
+import { BackupVerificationResultDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, runTs, type Proc } from "./helpers/processes";
 import { cuttableProxy, type CuttableProxy } from "./helpers/proxy";
@@ -170,6 +170,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
       QEMU_STOP_TIMEOUT: "2s",
       // 27 MiB at 6 MB/s: about 4.5 s of download, so progress is seen moving.
       LOCAL_IMPORT_RATE_LIMIT: String(6_000_000),
+      VERIFY_BOOT_MARKER: MARKER,
+      VERIFY_SCREENSHOT_AFTER: "1s",
+      VERIFY_BOOT_TIMEOUT: "60s",
     };
     api = runTs("src/api.ts", env);
     worker = runTs("src/worker.ts", env);
@@ -257,8 +260,16 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(await finish(bad)).toBe(2);
     expect(bad.stderr()).toContain("Please answer a number from 1 to 1, or q.");
 
+    // Once proven bootable, the list says so.
+    await alice.client.request(VerifyBackupDocument, { input: { backupId } });
+    for (let i = 0; i < 300; i++) {
+      const v = (await alice.client.request(BackupVerificationResultDocument, { id: backupId })).backup.verification;
+      if (v?.status === "VERIFIED" || v?.status === "FAILED") break;
+      await sleep(200);
+    }
     const pick = cli(alice, ["recover"], { stdin: "1\n" });
     expect(await finish(pick)).toBe(0);
+    expect(pick.stderr()).toMatch(/1\s+office-server\s+.*FULL\s+27\.0 MiB\s+verified: booted in \d+\.\d s/);
     expect(pick.stdout()).toMatch(/Recovering office-server \(FULL backup of .*\) to LOCAL: recovery \S+/);
     expect(pick.stdout()).toMatch(/step 2\/3 Importing \d+%, total \d+% — downloading/);
     expect(pick.stdout()).toMatch(/Recovery \S+ COMPLETED in \d+:\d\d\./);
