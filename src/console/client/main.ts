@@ -61,6 +61,8 @@ async function logOut(): Promise<void> {
   }
   clearSession();
   closeLive();
+  // The next person to log in on this tab starts from the beginning, not on the last page.
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
   flash = "You have logged out.";
   render();
 }

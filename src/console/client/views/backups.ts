@@ -56,14 +56,14 @@ export const backupsView: View = async (ctx) => {
   }
 };
 
-function verificationText(p: RestorePoint): { icon: string; text: string; tone: string } {
+function verificationText(p: RestorePoint): { icon: string; text: string; tone: string; when?: string | null } {
   const v = p.verification;
   if (!v) return { icon: "○", text: "Not verified yet", tone: "neutral" };
   switch (v.status) {
     case "VERIFIED":
-      return { icon: "✓", text: `Verified: it started up in ${Math.max(1, Math.round(v.bootSeconds ?? 0))} s${v.checkedAt ? ` (checked ${formatDate(v.checkedAt)})` : ""}`, tone: "good" };
+      return { icon: "✓", text: `Verified: it started up in ${Math.max(1, Math.round(v.bootSeconds ?? 0))} s`, tone: "good", when: v.checkedAt };
     case "FAILED":
-      return { icon: "✗", text: `Failed: ${v.failureReason ?? "it did not start up"}`, tone: "bad" };
+      return { icon: "✗", text: `Failed: ${v.failureReason ?? "it did not start up"}`, tone: "bad", when: v.checkedAt };
     default:
       return { icon: "…", text: "Being verified right now", tone: "neutral" };
   }
@@ -114,7 +114,13 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
       h("div", null, h("dt", null, "Type"), h("dd", null, kindLabel(p.kind))),
       h("div", null, h("dt", null, "Disk size"), h("dd", null, formatBytes(p.imageSize))),
       h("div", null, h("dt", null, "Backup"), h("dd", null, statusText(p))),
-      h("div", null, h("dt", null, "Start-up check"), h("dd", { class: `verification tone-${verification.tone}` }, h("span", { "aria-hidden": "true" }, `${verification.icon} `), verification.text)),
+      h("div", null, h("dt", null, "Start-up check"), h(
+          "dd",
+          null,
+          h("span", { class: `verification tone-${verification.tone}` }, h("span", { "aria-hidden": "true" }, `${verification.icon} `), verification.text),
+          verification.when ? h("span", { class: "hint block" }, `Checked ${formatAgo(verification.when) || formatDate(verification.when)}`) : null,
+        ),
+      ),
     ),
     h("div", { class: "actions" }, recover, why ? h("p", { id: whyId, class: "hint" }, why) : null),
   );

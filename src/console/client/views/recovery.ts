@@ -55,6 +55,7 @@ export const recoveryView: View = async (ctx, params) => {
   const subtitle = h("p", { class: "lead" });
   const stateLine = h("p", { class: "state-line", id: "recovery-state" });
   const elapsed = h("span", { class: "elapsed" });
+  const elapsedLabel = h("span", null, "Time so far: ");
   const steps = h("ol", { class: "steps", "aria-label": "Steps" });
   const stepLabel = h("label", { for: "step-progress" }, "Current step");
   const stepBar = h("progress", { id: "step-progress", max: "100", value: "0" });
@@ -67,6 +68,7 @@ export const recoveryView: View = async (ctx, params) => {
   const machine = h("div", { class: "machine-area" });
   const timeline = h("ol", { class: "timeline" });
   const timelineStatus = h("p", { class: "hint", role: "status" });
+  const technical = h("div", { class: "technical-area" });
 
   fill(
     ctx.main,
@@ -82,12 +84,12 @@ export const recoveryView: View = async (ctx, params) => {
       h("div", { class: "bar" }, h("div", { class: "bar-label" }, stepLabel, stepPct), stepBar),
       h("div", { class: "bar" }, h("div", { class: "bar-label" }, h("label", { for: "total-progress" }, "Overall progress"), totalPct), totalBar),
       message,
-      h("p", { class: "hint" }, "Time so far: ", elapsed),
+      h("p", { class: "hint" }, elapsedLabel, elapsed),
       failure,
       actions,
     ),
     machine,
-    h("section", { class: "card", "aria-labelledby": "timeline-heading" }, h("h2", { id: "timeline-heading" }, "What happened so far"), timelineStatus, timeline),
+    h("section", { class: "card", "aria-labelledby": "timeline-heading" }, h("h2", { id: "timeline-heading" }, "What happened so far"), timelineStatus, timeline, technical),
   );
 
   let current: Recovery = data;
@@ -127,8 +129,7 @@ export const recoveryView: View = async (ctx, params) => {
           "li",
           { class: `step step-${mark}`, "aria-current": mark === "current" ? "step" : null, "data-step": step.state },
           h("span", { class: "step-mark", "aria-hidden": "true" }, icon),
-          h("span", { class: "step-title" }, `${i + 1}. ${step.title}`),
-          h("span", { class: "step-words" }, ` (${words})`),
+          h("span", { class: "step-text" }, h("span", { class: "step-title" }, `${i + 1}. ${step.title}`), h("span", { class: "step-words" }, ` (${words})`)),
         );
       }),
     );
@@ -189,6 +190,7 @@ export const recoveryView: View = async (ctx, params) => {
     const from = Date.parse(current.startedAt ?? current.createdAt);
     const to = current.completedAt ? Date.parse(current.completedAt) : isActive(current.state) ? Date.now() : from;
     elapsed.textContent = formatDuration(to - from);
+    elapsedLabel.textContent = isActive(current.state) ? "Time so far: " : "Time taken: ";
   };
 
   const renderTimeline = (t: Timeline) => {
@@ -203,9 +205,25 @@ export const recoveryView: View = async (ctx, params) => {
           h("strong", null, STEPS.find((s) => s.state === e.step)?.title ?? stateLabel(e.step)),
           ": ",
           eventWords(e),
-          e.message ? h("span", { class: "event-message" }, ` — ${e.message}`) : null,
+          // Routine entries speak for themselves; problems show the server's explanation.
+          e.message && e.status !== "STARTED" && e.status !== "SUCCEEDED" ? h("span", { class: "event-message" }, ` — ${e.message}`) : null,
         ),
       ),
+    );
+    fill(
+      technical,
+      t.events.length
+        ? h(
+            "details",
+            null,
+            h("summary", null, "Technical details (for support)"),
+            h(
+              "ul",
+              { class: "technical" },
+              t.events.map((e) => h("li", null, `${e.createdAt} ${e.step} ${e.status}${e.attempt > 1 ? ` attempt ${e.attempt}` : ""}${e.message ? `: ${e.message}` : ""}`)),
+            ),
+          )
+        : null,
     );
     timelineStatus.textContent = t.events.length ? "" : "Nothing has happened yet.";
     if (t.instance) {
