@@ -25,6 +25,8 @@ import {
   MeDocument,
   RecoveryTimelineDocument,
   SignUpDocument,
+  StartRecoveryDocument,
+  TerminateInstanceDocument,
   VerifyBackupDocument,
 } from "../src/client/generated/graphql";
 import { CONSOLE_NOT_BUILT_MESSAGE, defaultConsoleAssetsDir } from "../src/console/console.route";
@@ -413,6 +415,11 @@ describe("web console in Chromium: log in → restore points → recover live �
     await page.reload();
     await page.getByRole("heading", { level: 1, name: `${SOURCE} is back` }).waitFor();
     expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as HTMLProgressElement).value)).toBe(100);
+    // A phone-sized window: everything fits, nothing scrolls sideways.
+    await page.setViewportSize({ width: 360, height: 800 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth)).toBe(true);
+    await screenshot("recovery-narrow.png");
+    await page.setViewportSize({ width: 1100, height: 900 });
   });
 
   it("stops the machine from the console: STOPPED, and no QEMU left running", async () => {
@@ -450,6 +457,34 @@ describe("web console in Chromium: log in → restore points → recover live �
     await page.getByRole("link", { name: "Recoveries" }).click();
     await expect.poll(() => page.locator(`[data-recovery-id="${recoveryId}"]`).textContent()).toContain("Finished");
   }, 90_000);
+
+  it("shows 'reconnecting…' while the API is down, then picks the recovery up where it is", async () => {
+    const { startRecovery } = await alice.client.request(StartRecoveryDocument, { input: { backupId, target: "LOCAL" } });
+    const socket = page.waitForEvent("websocket");
+    await page.goto(`${baseUrl}/#/recoveries/${startRecovery.id}`);
+    await page.getByRole("progressbar", { name: "Overall progress" }).waitFor();
+    await (await socket).waitForEvent("framereceived", { predicate: (f) => String(f.payload).includes('"next"') });
+
+    // The API crashes (the worker keeps recovering): the page says so, in words.
+    const before = consoleErrors.length;
+    await api.kill("SIGKILL");
+    const banner = page.getByRole("status").filter({ hasText: "reconnecting" });
+    await banner.waitFor({ timeout: 15_000 });
+    await screenshot("reconnecting.png");
+    api = runTs("src/api.ts", env);
+    await api.waitFor(/ReClo is running/, 60_000);
+    await banner.waitFor({ state: "hidden", timeout: 30_000 });
+    await expect.poll(() => page.locator("#recovery-state").getAttribute("data-state"), { timeout: 120_000 }).toBe("COMPLETED");
+    expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as HTMLProgressElement).value)).toBe(100);
+    await page.getByRole("region", { name: "Your recovered machine" }).waitFor({ timeout: 10_000 });
+    // Allowed while the API was down: Chromium's notes about the failed connection attempts.
+    expect(consoleErrors.slice(before).filter((e) => !/WebSocket connection to .* failed|Failed to load resource: net::ERR_/.test(e))).toEqual([]);
+    consoleErrors.splice(before);
+
+    const { recovery } = await alice.client.request(RecoveryTimelineDocument, { id: startRecovery.id });
+    await alice.client.request(TerminateInstanceDocument, { id: recovery.instance!.id });
+    expect(qemuProcesses(dataDir)).toHaveLength(0);
+  }, 240_000);
 
   it("log out forgets and revokes the token; another user's recovery is 'not found'", async () => {
     const aliceToken = (await sessionToken())!;

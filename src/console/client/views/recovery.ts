@@ -1,4 +1,4 @@
-import { ApiError, gql, subscribe } from "../api";
+import { ApiError, gql, onLiveStatus, subscribe } from "../api";
 import { actionButton, confirmDialog, fill, h } from "../dom";
 import { STEPS, formatBytes, formatDate, formatDuration, formatTime, kindLabel, stateIcon, stateLabel, targetLabel } from "../format";
 import {
@@ -274,8 +274,14 @@ export const recoveryView: View = async (ctx, params) => {
   if (isActive(data.state)) {
     const timer = window.setInterval(tick, 1000);
     ctx.onCleanup(() => window.clearInterval(timer));
+    let first = true;
     const stop = subscribe<RecoveryProgressResult>(RECOVERY_PROGRESS, { recoveryId: id }, {
-      next: (d) => apply(d.recoveryProgress),
+      next: (d) => {
+        apply(d.recoveryProgress);
+        // The timeline may have moved between loading the page and subscribing.
+        if (first) refreshTimeline();
+        first = false;
+      },
       error: (error) => {
         if (!ctx.alive() || error.code === "UNAUTHENTICATED") return;
         fill(failure, errorBox(error, "Live updates stopped."), h("p", null, "Reload the page to see the latest state."));
@@ -289,6 +295,12 @@ export const recoveryView: View = async (ctx, params) => {
       },
     });
     ctx.onCleanup(stop);
+    // Back after a lost connection: catch the timeline up (progress resumes by itself).
+    ctx.onCleanup(
+      onLiveStatus((status) => {
+        if (status === "connected" && ctx.alive()) refreshTimeline();
+      }),
+    );
   }
 };
 
