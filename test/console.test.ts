@@ -29,7 +29,9 @@ import {
   TerminateInstanceDocument,
   VerifyBackupDocument,
 } from "../src/client/generated/graphql";
-import { CONSOLE_NOT_BUILT_MESSAGE, defaultConsoleAssetsDir } from "../src/console/console.route";
+import express from "express";
+import type { AddressInfo } from "node:net";
+import { CONSOLE_NOT_BUILT_MESSAGE, consoleRouter, defaultConsoleAssetsDir } from "../src/console/console.route";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, runTs, type Proc } from "./helpers/processes";
 import { qemuProcesses } from "./helpers/qemu";
@@ -77,6 +79,17 @@ async function buildBundle(): Promise<void> {
 function isLoopback(hostname: string): boolean {
   return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]" || hostname === "::1";
 }
+
+/** What the page-side snippets use (this project type-checks without the DOM lib; casts vanish when compiled). */
+interface PageWindow {
+  sessionStorage: { getItem(key: string): string | null };
+  document: {
+    activeElement: { tagName: string; textContent: string | null } | null;
+    documentElement: { scrollWidth: number; clientWidth: number };
+    getElementById(id: string): { value: number; dataset: Record<string, string | undefined> } | null;
+  };
+}
+type Progress = { value: number };
 
 interface Sample {
   t: number;
@@ -137,7 +150,7 @@ describe("web console in Chromium: log in → restore points → recover live �
   }
 
   async function sessionToken(): Promise<string | undefined> {
-    const raw = await page.evaluate(() => sessionStorage.getItem("reclo.console.session"));
+    const raw = await page.evaluate(() => (globalThis as unknown as PageWindow).sessionStorage.getItem("reclo.console.session"));
     return raw ? (JSON.parse(raw) as { token: string }).token : undefined;
   }
 
@@ -287,7 +300,26 @@ describe("web console in Chromium: log in → restore points → recover live �
     const graphiql = await fetch(`${baseUrl}/graphiql`);
     await graphiql.text();
     expect([200, 503]).toContain(graphiql.status); // the GraphiQL route still answers (503 only if that bundle is not built)
-    expect(CONSOLE_NOT_BUILT_MESSAGE).toMatch(/npm run build/);
+  });
+
+  it("answers 503 with a clear message when the console is not built (JSON clients unaffected)", async () => {
+    const app = express().use(consoleRouter(path.join(dataDir, "no-console-here"), { service: "reclo" }));
+    const server = app.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const p of ["/", "/console/assets/app-12345678.js"]) {
+        const res = await fetch(`${url}${p}`);
+        expect(res.status, p).toBe(503);
+        expect(res.headers.get("content-type"), p).toMatch(/^text\/plain/);
+        expect((await res.text()).trim(), p).toBe(CONSOLE_NOT_BUILT_MESSAGE);
+      }
+      const json = await fetch(`${url}/`, { headers: { accept: "application/json" } });
+      expect(await json.json()).toEqual({ service: "reclo" });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("a wrong password shows an error; the right one logs in and shows the restore points", async () => {
@@ -303,7 +335,7 @@ describe("web console in Chromium: log in → restore points → recover live �
     expect(token).toMatch(/^rcl_/);
     consoleTokens.push(token!);
     // Focus moved to the new page's heading.
-    expect(await page.evaluate(() => document.activeElement?.tagName)).toBe("H1");
+    expect(await page.evaluate(() => (globalThis as unknown as PageWindow).document.activeElement?.tagName)).toBe("H1");
   });
 
   it("lists the backup under its server with its verification status", async () => {
@@ -340,8 +372,9 @@ describe("web console in Chromium: log in → restore points → recover live �
       let sample: Sample | undefined;
       try {
         sample = await page.evaluate(() => {
-          const total = document.getElementById("total-progress") as HTMLProgressElement | null;
-          const step = document.getElementById("step-progress") as HTMLProgressElement | null;
+          const { document } = globalThis as unknown as PageWindow;
+          const total = document.getElementById("total-progress");
+          const step = document.getElementById("step-progress");
           const state = document.getElementById("recovery-state")?.dataset.state;
           return total && step && state ? { t: Date.now(), state, step: step.value, total: total.value } : undefined;
         });
@@ -381,7 +414,7 @@ describe("web console in Chromium: log in → restore points → recover live �
 
     // The accessible names and values screen readers get.
     const overall = page.getByRole("progressbar", { name: "Overall progress" });
-    expect(await overall.evaluate((el) => (el as HTMLProgressElement).value)).toBe(100);
+    expect(await overall.evaluate((el) => (el as unknown as Progress).value)).toBe(100);
     await page.getByRole("heading", { level: 1, name: `${SOURCE} is back` }).waitFor();
     expect(await page.locator("#announcer").getAttribute("aria-live")).toBe("polite");
     // The session survived the reload: same token.
@@ -414,10 +447,13 @@ describe("web console in Chromium: log in → restore points → recover live �
   it("a reload after completion keeps you logged in and shows the finished recovery", async () => {
     await page.reload();
     await page.getByRole("heading", { level: 1, name: `${SOURCE} is back` }).waitFor();
-    expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as HTMLProgressElement).value)).toBe(100);
+    expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as unknown as Progress).value)).toBe(100);
     // A phone-sized window: everything fits, nothing scrolls sideways.
     await page.setViewportSize({ width: 360, height: 800 });
-    expect(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth)).toBe(true);
+    expect(await page.evaluate(() => {
+      const { documentElement } = (globalThis as unknown as PageWindow).document;
+      return documentElement.scrollWidth <= documentElement.clientWidth;
+    })).toBe(true);
     await screenshot("recovery-narrow.png");
     await page.setViewportSize({ width: 1100, height: 900 });
   });
@@ -438,7 +474,7 @@ describe("web console in Chromium: log in → restore points → recover live �
     let dialog = page.getByRole("dialog", { name: /Delete .* for good\?/ });
     await dialog.waitFor();
     // The safe choice has the focus; "Keep it" changes nothing.
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Keep it");
+    expect(await page.evaluate(() => (globalThis as unknown as PageWindow).document.activeElement?.textContent)).toBe("Keep it");
     await dialog.getByRole("button", { name: "Keep it" }).click();
     await dialog.waitFor({ state: "detached" });
     expect((await alice.client.request(InstanceDocument, { id: instanceId })).instance.state).toBe("STOPPED");
@@ -460,8 +496,11 @@ describe("web console in Chromium: log in → restore points → recover live �
 
   it("shows 'reconnecting…' while the API is down, then picks the recovery up where it is", async () => {
     const { startRecovery } = await alice.client.request(StartRecoveryDocument, { input: { backupId, target: "LOCAL" } });
+    // The restore points page points at the running recovery; following the link attaches to it.
+    await page.getByRole("link", { name: "Restore points" }).click();
     const socket = page.waitForEvent("websocket");
-    await page.goto(`${baseUrl}/#/recoveries/${startRecovery.id}`);
+    await page.getByRole("link", { name: `Watch the recovery of ${SOURCE}` }).click();
+    await page.waitForURL(`${baseUrl}/#/recoveries/${startRecovery.id}`);
     await page.getByRole("progressbar", { name: "Overall progress" }).waitFor();
     await (await socket).waitForEvent("framereceived", { predicate: (f) => String(f.payload).includes('"next"') });
 
@@ -475,7 +514,7 @@ describe("web console in Chromium: log in → restore points → recover live �
     await api.waitFor(/ReClo is running/, 60_000);
     await banner.waitFor({ state: "hidden", timeout: 30_000 });
     await expect.poll(() => page.locator("#recovery-state").getAttribute("data-state"), { timeout: 120_000 }).toBe("COMPLETED");
-    expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as HTMLProgressElement).value)).toBe(100);
+    expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as unknown as Progress).value)).toBe(100);
     await page.getByRole("region", { name: "Your recovered machine" }).waitFor({ timeout: 10_000 });
     // Allowed while the API was down: Chromium's notes about the failed connection attempts.
     expect(consoleErrors.slice(before).filter((e) => !/WebSocket connection to .* failed|Failed to load resource: net::ERR_/.test(e))).toEqual([]);

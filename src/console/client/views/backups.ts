@@ -1,7 +1,7 @@
 import { gql } from "../api";
 import { confirmDialog, fill, h, uid } from "../dom";
-import { formatAgo, formatBytes, formatDate, kindLabel } from "../format";
-import { RESTORE_POINTS, START_RECOVERY, type RestorePoint, type RestorePointsResult, type StartRecoveryResult, type Target } from "../queries";
+import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel } from "../format";
+import { RECOVERIES, RESTORE_POINTS, START_RECOVERY, isActive, type RecoveriesResult, type RestorePoint, type RestorePointsResult, type StartRecoveryResult, type Target } from "../queries";
 import { errorBox, loading, type View, type ViewContext } from "../view";
 
 /** Restore points, grouped by the machine they came from, newest first. */
@@ -15,6 +15,11 @@ export const backupsView: View = async (ctx) => {
     loading("Loading your restore points…"),
   );
   let data: RestorePointsResult;
+  // Recoveries still running are shown first, so nobody starts a second one by mistake.
+  const running = gql<RecoveriesResult>(RECOVERIES, { first: 20 }).then(
+    (r) => r.recoveries.edges.map((e) => e.node).filter((n) => isActive(n.state)),
+    () => [],
+  );
   try {
     data = await gql<RestorePointsResult>(RESTORE_POINTS, { first: 100 });
   } catch (error) {
@@ -23,8 +28,25 @@ export const backupsView: View = async (ctx) => {
     ctx.main.appendChild(errorBox(error, "Your restore points could not be loaded."));
     return;
   }
+  const active = await running;
   if (!ctx.alive()) return;
   ctx.main.querySelector(".loading")?.remove();
+  if (active.length) {
+    status.appendChild(
+      h(
+        "div",
+        { class: "notice notice-info" },
+        h("strong", null, active.length === 1 ? "A recovery is running:" : `${active.length} recoveries are running:`),
+        h(
+          "ul",
+          null,
+          active.map((r) =>
+            h("li", null, `${r.backup.sourceName}: ${stateLabel(r.state).toLowerCase()}, ${r.totalProgress} % done. `, h("a", { href: `#/recoveries/${encodeURIComponent(r.id)}` }, `Watch the recovery of ${r.backup.sourceName}`)),
+          ),
+        ),
+      ),
+    );
+  }
 
   const points = data.backups.edges.map((e) => e.node);
   if (points.length === 0) {
