@@ -8,12 +8,12 @@
 // Prints the size of what the page loads (raw and gzip).
 // Usage: node scripts/build-console.mjs
 
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import * as esbuild from "esbuild";
+import { buildStaged, escapeHtml, formatBytes, hashedFile } from "./bundle-lib.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLIENT_DIR = path.join(ROOT, "src", "console", "client");
@@ -21,30 +21,9 @@ const OUT_DIR = path.join(ROOT, "dist", "console");
 /** URL prefix under which the router serves dist/console/assets. */
 const PUBLIC_ASSETS = "/console/assets/";
 
-function formatBytes(n) {
-  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
-}
-
-function hashedFile(dir, base, ext, contents) {
-  const name = `${base}-${createHash("sha256").update(contents).digest("hex").slice(0, 8).toUpperCase()}.${ext}`;
-  fs.writeFileSync(path.join(dir, name), contents);
-  return name;
-}
-
-function escapeHtml(s) {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
 async function main() {
   const started = performance.now();
-  fs.mkdirSync(path.dirname(OUT_DIR), { recursive: true });
-  // Build into a scratch dir and swap it in at the end, so a running server never serves an
-  // index.html whose assets are half written.
-  const stageDir = fs.mkdtempSync(path.join(path.dirname(OUT_DIR), ".console-build-"));
-  fs.chmodSync(stageDir, 0o755); // mkdtemp makes it 0700; the server may run as another user
-  const assetsDir = path.join(stageDir, "assets");
-  fs.mkdirSync(assetsDir);
-  try {
+  const { js, css, favicon } = await buildStaged(OUT_DIR, async (stageDir, assetsDir) => {
     const result = await esbuild.build({
       absWorkingDir: ROOT,
       entryPoints: [
@@ -104,25 +83,19 @@ async function main() {
 </html>
 `;
     fs.writeFileSync(path.join(stageDir, "index.html"), html);
+    return { js, css, favicon };
+  });
 
-    // Swap into place.
-    fs.rmSync(OUT_DIR, { recursive: true, force: true });
-    fs.renameSync(stageDir, OUT_DIR);
-
-    const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    const files = ["index.html", ...[js.file, css.file, favicon].map((f) => path.join("assets", f))].map((f) => fs.readFileSync(path.join(OUT_DIR, f)));
-    const raw = files.reduce((n, b) => n + b.length, 0);
-    const gz = files.reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0);
-    const jsBytes = fs.readFileSync(path.join(OUT_DIR, "assets", js.file));
-    console.log(
-      `Console bundle built in ${seconds}s -> ${path.relative(ROOT, OUT_DIR)}/: ` +
-        `page load ${formatBytes(raw)} in ${files.length} files (${formatBytes(gz)} gzip); ` +
-        `JS ${formatBytes(jsBytes.length)} (${formatBytes(gzipSync(jsBytes, { level: 9 }).length)} gzip)`,
-    );
-  } catch (error) {
-    fs.rmSync(stageDir, { recursive: true, force: true });
-    throw error;
-  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const files = ["index.html", ...[js.file, css.file, favicon].map((f) => path.join("assets", f))].map((f) => fs.readFileSync(path.join(OUT_DIR, f)));
+  const raw = files.reduce((n, b) => n + b.length, 0);
+  const gz = files.reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0);
+  const jsBytes = fs.readFileSync(path.join(OUT_DIR, "assets", js.file));
+  console.log(
+    `Console bundle built in ${seconds}s -> ${path.relative(ROOT, OUT_DIR)}/: ` +
+      `page load ${formatBytes(raw)} in ${files.length} files (${formatBytes(gz)} gzip); ` +
+      `JS ${formatBytes(jsBytes.length)} (${formatBytes(gzipSync(jsBytes, { level: 9 }).length)} gzip)`,
+  );
 }
 
 main().catch((error) => {

@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import * as esbuild from "esbuild";
+import { buildStaged, escapeHtml, formatBytes, hashedFile } from "./bundle-lib.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLIENT_DIR = path.join(ROOT, "src", "graphiql", "client");
@@ -63,9 +64,7 @@ const dropMonacoCssImports = {
   name: "drop-monaco-css-imports",
   setup(build) {
     build.onResolve({ filter: /\.css$/ }, (args) =>
-      args.kind === "import-statement" && /[\\/]node_modules[\\/]monaco-editor[\\/]/.test(args.importer)
-        ? { path: args.path, namespace: "reclo-empty-css" }
-        : undefined,
+      args.kind === "import-statement" && /[\\/]node_modules[\\/]monaco-editor[\\/]/.test(args.importer) ? { path: args.path, namespace: "reclo-empty-css" } : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: "reclo-empty-css" }, () => ({ contents: "", loader: "empty" }));
   },
@@ -87,24 +86,17 @@ function extractDataFonts(tmpDir) {
           throw new Error(`${args.path}: mixes data: fonts with relative url()s, not supported`);
         }
         const ext = { ttf: "ttf", woff: "woff", woff2: "woff2", otf: "otf" };
-        const contents = css.replace(
-          /url\(\s*(["']?)data:font\/([a-z0-9]+);base64,([A-Za-z0-9+/=]+)\1\s*\)/g,
-          (match, _quote, type, base64) => {
-            if (!ext[type]) return match;
-            const bytes = Buffer.from(base64, "base64");
-            const name = `font-${createHash("sha256").update(bytes).digest("hex").slice(0, 12)}.${ext[type]}`;
-            fs.writeFileSync(path.join(tmpDir, name), bytes);
-            return `url(./${name})`;
-          },
-        );
+        const contents = css.replace(/url\(\s*(["']?)data:font\/([a-z0-9]+);base64,([A-Za-z0-9+/=]+)\1\s*\)/g, (match, _quote, type, base64) => {
+          if (!ext[type]) return match;
+          const bytes = Buffer.from(base64, "base64");
+          const name = `font-${createHash("sha256").update(bytes).digest("hex").slice(0, 12)}.${ext[type]}`;
+          fs.writeFileSync(path.join(tmpDir, name), bytes);
+          return `url(./${name})`;
+        });
         return { contents, loader: "css", resolveDir: tmpDir };
       });
     },
   };
-}
-
-function formatBytes(n) {
-  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
 function dirSize(dir) {
@@ -116,87 +108,70 @@ function dirSize(dir) {
   return total;
 }
 
-function hashedFile(dir, base, ext, contents) {
-  const name = `${base}-${createHash("sha256").update(contents).digest("hex").slice(0, 8).toUpperCase()}.${ext}`;
-  fs.writeFileSync(path.join(dir, name), contents);
-  return name;
-}
-
-function escapeHtml(s) {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
 async function main() {
   const started = performance.now();
-  fs.mkdirSync(path.dirname(OUT_DIR), { recursive: true });
-  // Build into a scratch dir and swap it in at the end, so a running server never serves an
-  // index.html whose assets are half written.
-  const stageDir = fs.mkdtempSync(path.join(path.dirname(OUT_DIR), ".graphiql-build-"));
-  fs.chmodSync(stageDir, 0o755); // mkdtemp makes it 0700; the server may run as another user
   const fontsTmp = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-graphiql-fonts-"));
-  const assetsDir = path.join(stageDir, "assets");
-  fs.mkdirSync(assetsDir);
   try {
-    // 1. Monaco web workers (classic workers, so IIFE).
-    const workerEntries = {
-      editor: resolveModule("monaco-editor/esm/vs/editor/editor.worker.js"),
-      json: resolveModule("monaco-editor/esm/vs/language/json/json.worker.js"),
-      graphql: resolveModule("monaco-graphql/esm/graphql.worker.js"),
-    };
-    const workers = await esbuild.build({
-      ...common,
-      format: "iife",
-      entryPoints: Object.entries(workerEntries).map(([label, input]) => ({ in: input, out: `${label}.worker` })),
-      outdir: assetsDir,
-    });
-    const workerOut = entryOutputs(workers.metafile, assetsDir);
-    const workerFiles = Object.fromEntries(
-      Object.entries(workerEntries).map(([label, input]) => {
-        const out = workerOut.get(input);
-        if (!out) throw new Error(`no output for worker ${label}`);
-        return [label, `./${out.js}`];
-      }),
-    );
+    const initialFiles = await buildStaged(OUT_DIR, async (stageDir, assetsDir) => {
+      // 1. Monaco web workers (classic workers, so IIFE).
+      const workerEntries = {
+        editor: resolveModule("monaco-editor/esm/vs/editor/editor.worker.js"),
+        json: resolveModule("monaco-editor/esm/vs/language/json/json.worker.js"),
+        graphql: resolveModule("monaco-graphql/esm/graphql.worker.js"),
+      };
+      const workers = await esbuild.build({
+        ...common,
+        format: "iife",
+        entryPoints: Object.entries(workerEntries).map(([label, input]) => ({ in: input, out: `${label}.worker` })),
+        outdir: assetsDir,
+      });
+      const workerOut = entryOutputs(workers.metafile, assetsDir);
+      const workerFiles = Object.fromEntries(
+        Object.entries(workerEntries).map(([label, input]) => {
+          const out = workerOut.get(input);
+          if (!out) throw new Error(`no output for worker ${label}`);
+          return [label, `./${out.js}`];
+        }),
+      );
 
-    // 2. The app (ESM + code splitting: Monaco, prettier etc. are loaded lazily by GraphiQL).
-    const appEntry = path.join(CLIENT_DIR, "app.tsx");
-    const app = await esbuild.build({
-      ...common,
-      format: "esm",
-      splitting: true,
-      entryPoints: [{ in: appEntry, out: "app" }],
-      outdir: assetsDir,
-      jsx: "automatic",
-      tsconfig: path.join(CLIENT_DIR, "tsconfig.json"),
-      define: { ...common.define, __RECLO_GRAPHIQL_WORKERS__: JSON.stringify(workerFiles) },
-      loader: { ".ttf": "file", ".woff": "file", ".woff2": "file", ".otf": "file", ".png": "file", ".svg": "file" },
-      plugins: [dropMonacoCssImports, extractDataFonts(fontsTmp)],
-    });
-    const appOut = entryOutputs(app.metafile, assetsDir).get(appEntry);
-    if (!appOut || !appOut.css) throw new Error("app bundle produced no JS/CSS entry output");
+      // 2. The app (ESM + code splitting: Monaco, prettier etc. are loaded lazily by GraphiQL).
+      const appEntry = path.join(CLIENT_DIR, "app.tsx");
+      const app = await esbuild.build({
+        ...common,
+        format: "esm",
+        splitting: true,
+        entryPoints: [{ in: appEntry, out: "app" }],
+        outdir: assetsDir,
+        jsx: "automatic",
+        tsconfig: path.join(CLIENT_DIR, "tsconfig.json"),
+        define: { ...common.define, __RECLO_GRAPHIQL_WORKERS__: JSON.stringify(workerFiles) },
+        loader: { ".ttf": "file", ".woff": "file", ".woff2": "file", ".otf": "file", ".png": "file", ".svg": "file" },
+        plugins: [dropMonacoCssImports, extractDataFonts(fontsTmp)],
+      });
+      const appOut = entryOutputs(app.metafile, assetsDir).get(appEntry);
+      if (!appOut || !appOut.css) throw new Error("app bundle produced no JS/CSS entry output");
 
-    // 3. Page-level CSS (kept out of index.html so the CSP needs no inline <style> for it).
-    const pageCss = hashedFile(
-      assetsDir,
-      "page",
-      "css",
-      "html,body,#graphiql{height:100%;margin:0}\n" +
-        "#graphiql>.reclo-loading{font:16px system-ui,sans-serif;padding:2rem;color:#555}\n",
-    );
+      // 3. Page-level CSS (kept out of index.html so the CSP needs no inline <style> for it).
+      const pageCss = hashedFile(
+        assetsDir,
+        "page",
+        "css",
+        "html,body,#graphiql{height:100%;margin:0}\n" + "#graphiql>.reclo-loading{font:16px system-ui,sans-serif;padding:2rem;color:#555}\n",
+      );
 
-    // A same-origin favicon (otherwise browsers probe /favicon.ico).
-    const favicon = hashedFile(
-      assetsDir,
-      "favicon",
-      "svg",
-      '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">' +
-        '<rect width="32" height="32" rx="7" fill="#e10098"/>' +
-        '<path d="M16 5l9.5 5.5v11L16 27l-9.5-5.5v-11z" fill="none" stroke="#fff" stroke-width="2.4"/></svg>\n',
-    );
+      // A same-origin favicon (otherwise browsers probe /favicon.ico).
+      const favicon = hashedFile(
+        assetsDir,
+        "favicon",
+        "svg",
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">' +
+          '<rect width="32" height="32" rx="7" fill="#e10098"/>' +
+          '<path d="M16 5l9.5 5.5v11L16 27l-9.5-5.5v-11z" fill="none" stroke="#fff" stroke-width="2.4"/></svg>\n',
+      );
 
-    // 4. index.html, referencing only same-origin assets.
-    const asset = (file) => escapeHtml(PUBLIC_ASSETS + file.split(path.sep).join("/"));
-    const html = `<!doctype html>
+      // 4. index.html, referencing only same-origin assets.
+      const asset = (file) => escapeHtml(PUBLIC_ASSETS + file.split(path.sep).join("/"));
+      const html = `<!doctype html>
 <html lang="en">
   <head>
     <meta charset="utf-8" />
@@ -214,26 +189,25 @@ async function main() {
   </body>
 </html>
 `;
-    fs.writeFileSync(path.join(stageDir, "index.html"), html);
+      fs.writeFileSync(path.join(stageDir, "index.html"), html);
 
-    // 5. Swap into place.
-    fs.rmSync(OUT_DIR, { recursive: true, force: true });
-    fs.renameSync(stageDir, OUT_DIR);
+      // What the page loads up front: the entry + its static chunk imports + CSS (Monaco,
+      // prettier and the workers are fetched later, on demand).
+      const initialFiles = new Set([appOut.css]);
+      const visit = (out) => {
+        const rel = path.relative(assetsDir, path.resolve(ROOT, out));
+        if (initialFiles.has(rel)) return;
+        initialFiles.add(rel);
+        for (const imp of app.metafile.outputs[out]?.imports ?? []) {
+          if (imp.kind === "import-statement" && !imp.external) visit(imp.path);
+        }
+      };
+      visit(path.relative(ROOT, path.join(assetsDir, appOut.js)));
+      return [...initialFiles];
+    });
 
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    // What the page loads up front: the entry + its static chunk imports + CSS (Monaco,
-    // prettier and the workers are fetched later, on demand).
-    const initialFiles = new Set([appOut.css]);
-    const visit = (out) => {
-      const rel = path.relative(assetsDir, path.resolve(ROOT, out));
-      if (initialFiles.has(rel)) return;
-      initialFiles.add(rel);
-      for (const imp of app.metafile.outputs[out]?.imports ?? []) {
-        if (imp.kind === "import-statement" && !imp.external) visit(imp.path);
-      }
-    };
-    visit(path.relative(ROOT, path.join(assetsDir, appOut.js)));
-    const initial = [...initialFiles].map((f) => fs.readFileSync(path.join(OUT_DIR, "assets", f)));
+    const initial = initialFiles.map((f) => fs.readFileSync(path.join(OUT_DIR, "assets", f)));
     const initialRaw = initial.reduce((n, b) => n + b.length, 0);
     const initialGz = initial.reduce((n, b) => n + gzipSync(b).length, 0);
     const files = fs.readdirSync(path.join(OUT_DIR, "assets")).length;
@@ -243,9 +217,6 @@ async function main() {
         `initial page load ${formatBytes(initialRaw)} in ${initial.length} files (${formatBytes(initialGz)} gzip), ` +
         `the rest (Monaco, workers, prettier, fonts) loads on demand`,
     );
-  } catch (error) {
-    fs.rmSync(stageDir, { recursive: true, force: true });
-    throw error;
   } finally {
     fs.rmSync(fontsTmp, { recursive: true, force: true });
   }

@@ -9,11 +9,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
 import { BackupVerificationResultDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
-import { freePort, root, runTs, type Proc } from "./helpers/processes";
+import { freePort, root, type Proc } from "./helpers/processes";
+import { backupWithCli, productEnv, startProduct } from "./helpers/product";
 import { cuttableProxy, type CuttableProxy } from "./helpers/proxy";
 import { killQemu, qemuProcesses } from "./helpers/qemu";
 import { PASSWORD, uniqueName } from "./helpers/stack";
@@ -150,33 +151,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
 
   beforeAll(async () => {
     const port = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      NODE_ENV: "test",
-      LOG_LEVEL: "warn",
-      PORT: String(port),
-      DATABASE_URL: inject("databaseUrl"),
-      MIGRATE_ON_START: "false",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      TEMPORAL_TASK_QUEUE: `cli-recovery-${process.pid}-${Date.now()}`,
-      TEMPORAL_WORKFLOW_BUNDLE: inject("workflowBundlePath"),
-      RUN_SCHEDULES: "false",
-      RECLO_DATA_DIR: dataDir,
-      RECOVERY_POLL_INTERVAL: "200ms",
-      RECOVERY_HEARTBEAT_TIMEOUT: "5s",
-      RECOVERY_TIME_LIMIT: "10m",
-      QEMU_ACCEL: "tcg",
-      QEMU_MEMORY_MB: "64",
-      QEMU_CPUS: "1",
-      QEMU_STOP_TIMEOUT: "2s",
-      // 27 MiB at 6 MB/s: about 4.5 s of download, so progress is seen moving.
-      LOCAL_IMPORT_RATE_LIMIT: String(6_000_000),
-      VERIFY_BOOT_MARKER: MARKER,
-      VERIFY_SCREENSHOT_AFTER: "1s",
-      VERIFY_BOOT_TIMEOUT: "60s",
-    };
-    api = runTs("src/api.ts", env);
-    worker = runTs("src/worker.ts", env);
-    await Promise.all([api.waitFor(/ReClo is running/, 90_000), worker.waitFor(/ReClo worker is running/, 90_000)]);
+    // 27 MiB at 6 MB/s: about 4.5 s of download, so progress is seen moving.
+    const env = productEnv({ name: "cli-recovery", port, dataDir, marker: MARKER }, { RECOVERY_HEARTBEAT_TIMEOUT: "5s", LOCAL_IMPORT_RATE_LIMIT: String(6_000_000) });
+    ({ api, worker } = await startProduct(env));
     graphqlUrl = `http://127.0.0.1:${port}/graphql`;
     proxy = await cuttableProxy(port);
     const anon = new ReCloClient({ url: graphqlUrl });
@@ -190,10 +167,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
 
     const img = path.join(dataDir, "server.img");
     fs.writeFileSync(img, makeBootableImage(3 * 8 * MiB + 3 * MiB, `${MARKER}\r\n`));
-    const run = cli(alice, ["backup", img, "--json", "--source", "office-server"]);
-    expect(await finish(run)).toBe(0);
-    backupId = run.events().find((e) => e.event === "done")!.backupId!;
-    expect(backupId).toBeTruthy();
+    backupId = await backupWithCli({ graphqlUrl, token: alice.token, configDir: alice.configDir, image: img, source: "office-server" });
   }, 180_000);
 
   afterAll(async () => {

@@ -9,14 +9,12 @@
  * console errors or CSP violations. Screenshots land in test-results/console/.
  * Builds dist/console first when it is missing or older than its sources.
  */
-import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient, GraphQLRequestError } from "../src/client/graphql-client";
 import {
   BackupVerificationDocument,
@@ -33,7 +31,9 @@ import express from "express";
 import type { AddressInfo } from "node:net";
 import { CONSOLE_NOT_BUILT_MESSAGE, consoleRouter, defaultConsoleAssetsDir } from "../src/console/console.route";
 import { makeBootableImage } from "./helpers/boot-image";
-import { freePort, root, runTs, type Proc } from "./helpers/processes";
+import { freePort, root, type Proc } from "./helpers/processes";
+import { ensureBundle } from "./helpers/bundle";
+import { backupWithCli, productEnv, startApi, startProduct } from "./helpers/product";
 import { qemuProcesses } from "./helpers/qemu";
 import { PASSWORD, uniqueName } from "./helpers/stack";
 import { openSubscription, withTimeout } from "./helpers/ws";
@@ -43,38 +43,11 @@ const MiB = 1024 * 1024;
 const SOURCE = "office-fileserver";
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const artifacts = path.join(root, "test-results", "console");
-const run = promisify(execFile);
 
 // ---------------------------------------------------------------------------------------------
 // Bundle: build when missing or stale (like test/graphiql.test.ts)
 
 const assetsDir = defaultConsoleAssetsDir();
-
-function newestMtime(target: string): number {
-  const stat = fs.statSync(target);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  return Math.max(0, ...fs.readdirSync(target).map((entry) => newestMtime(path.join(target, entry))));
-}
-
-function bundleIsFresh(): boolean {
-  const index = path.join(assetsDir, "index.html");
-  if (!fs.existsSync(index)) return false;
-  const sources = [path.join(root, "src", "console", "client"), path.join(root, "scripts", "build-console.mjs")];
-  return fs.statSync(index).mtimeMs >= Math.max(...sources.map(newestMtime));
-}
-
-async function buildBundle(): Promise<void> {
-  const child = spawn(process.execPath, [path.join(root, "scripts", "build-console.mjs")], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", resolve);
-  });
-  if (code !== 0) throw new Error(`build-console.mjs exited with ${code}:\n${output}`);
-  console.log(output.trim());
-}
 
 function isLoopback(hostname: string): boolean {
   return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]" || hostname === "::1";
@@ -122,11 +95,7 @@ describe("web console in Chromium: log in → restore points → recover live �
   const timings: Record<string, number> = {};
   const t0 = Date.now();
 
-  const startWorker = async () => {
-    const w = runTs("src/worker.ts", env);
-    await w.waitFor(/ReClo worker is running/, 90_000);
-    return w;
-  };
+
 
   async function screenshot(name: string): Promise<string> {
     fs.mkdirSync(artifacts, { recursive: true });
@@ -156,35 +125,12 @@ describe("web console in Chromium: log in → restore points → recover live �
 
   beforeAll(async () => {
     if (!fs.existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
-    const building = bundleIsFresh() ? Promise.resolve() : buildBundle();
+    const building = ensureBundle({ dir: assetsDir, script: "scripts/build-console.mjs", sources: ["scripts/bundle-lib.mjs", "src/console/client"] }).then((out) => out && console.log(out));
 
     const port = await freePort();
-    env = {
-      NODE_ENV: "test",
-      LOG_LEVEL: "warn",
-      PORT: String(port),
-      DATABASE_URL: inject("databaseUrl"),
-      MIGRATE_ON_START: "false",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      TEMPORAL_TASK_QUEUE: `console-${process.pid}-${Date.now()}`,
-      TEMPORAL_WORKFLOW_BUNDLE: inject("workflowBundlePath"),
-      RUN_SCHEDULES: "false",
-      RECLO_DATA_DIR: dataDir,
-      RECOVERY_POLL_INTERVAL: "200ms",
-      RECOVERY_HEARTBEAT_TIMEOUT: "3s",
-      RECOVERY_TIME_LIMIT: "10m",
-      QEMU_ACCEL: "tcg",
-      QEMU_MEMORY_MB: "64",
-      QEMU_CPUS: "1",
-      QEMU_STOP_TIMEOUT: "2s",
-      VERIFY_BOOT_MARKER: MARKER,
-      VERIFY_SCREENSHOT_AFTER: "1s",
-      VERIFY_BOOT_TIMEOUT: "60s",
-      // A few seconds of visibly moving progress while the image downloads (~27 MiB at 8 MiB/s).
-      LOCAL_IMPORT_RATE_LIMIT: String(8 * MiB),
-    };
-    [api, worker] = await Promise.all([runTs("src/api.ts", env), startWorker()]);
-    await api.waitFor(/ReClo is running/, 60_000);
+    // A few seconds of visibly moving progress while the image downloads (~27 MiB at 8 MiB/s).
+    env = productEnv({ name: "console", port, dataDir, marker: MARKER }, { LOCAL_IMPORT_RATE_LIMIT: String(8 * MiB) });
+    ({ api, worker } = await startProduct(env));
     baseUrl = `http://127.0.0.1:${port}`;
     anon = new ReCloClient({ url: `${baseUrl}/graphql` });
     alice = await signUpUser("console");
@@ -193,17 +139,7 @@ describe("web console in Chromium: log in → restore points → recover live �
     // A bootable disk image, backed up with the real CLI.
     const img = path.join(dataDir, "server.img");
     fs.writeFileSync(img, makeBootableImage(3 * 8 * MiB + 3 * MiB, `${MARKER}\r\n`));
-    const cli = await run(process.execPath, [path.join(root, "bin/reclo.js"), "backup", img, "--json", "--source", SOURCE], {
-      cwd: root,
-      env: { ...process.env, RECLO_URL: `${baseUrl}/graphql`, RECLO_TOKEN: alice.token, RECLO_CONFIG_DIR: path.join(dataDir, "cli"), RECLO_CLI_FROM_SOURCE: "1" },
-    });
-    const done = cli.stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as { event: string; backupId?: string; status?: string })
-      .find((e) => e.event === "done");
-    expect(done).toMatchObject({ status: "COMPLETED" });
-    backupId = done!.backupId!;
+    backupId = await backupWithCli({ graphqlUrl: `${baseUrl}/graphql`, token: alice.token, configDir: path.join(dataDir, "cli"), image: img, source: SOURCE });
 
     // Boot-verify it, so the console has a verification to show.
     const sub = openSubscription(alice.client, BackupVerificationDocument, { backupId });
@@ -219,7 +155,8 @@ describe("web console in Chromium: log in → restore points → recover live �
       executablePath: chromiumPath,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
     });
-    context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+    // Reduced motion: bars show their value at once, so screenshots show what the test read.
+    context = await browser.newContext({ viewport: { width: 1100, height: 900 }, reducedMotion: "reduce" });
     // Nothing may leave the machine: abort (and record) every non-loopback request.
     await context.route("**/*", async (route) => {
       const { protocol, hostname } = new URL(route.request().url());
@@ -510,8 +447,7 @@ describe("web console in Chromium: log in → restore points → recover live �
     const banner = page.getByRole("status").filter({ hasText: "reconnecting" });
     await banner.waitFor({ timeout: 15_000 });
     await screenshot("reconnecting.png");
-    api = runTs("src/api.ts", env);
-    await api.waitFor(/ReClo is running/, 60_000);
+    api = await startApi(env);
     await banner.waitFor({ state: "hidden", timeout: 30_000 });
     await expect.poll(() => page.locator("#recovery-state").getAttribute("data-state"), { timeout: 120_000 }).toBe("COMPLETED");
     expect(await page.getByRole("progressbar", { name: "Overall progress" }).evaluate((el) => (el as unknown as Progress).value)).toBe(100);

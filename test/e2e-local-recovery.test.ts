@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
-import { execFile, execFileSync } from "node:child_process";
-import { promisify } from "node:util";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -22,17 +21,17 @@ import {
   type RecoveryProgressSubscription,
 } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
-import { freePort, root, runTs, type Proc } from "./helpers/processes";
+import { freePort, type Proc } from "./helpers/processes";
 import { openSubscription, withTimeout } from "./helpers/ws";
 import { PASSWORD, uniqueName } from "./helpers/stack";
 import { qemuProcesses } from "./helpers/qemu";
+import { backupWithCli, productEnv, startProduct, startWorker } from "./helpers/product";
 import { createDatabase } from "../src/db/client";
 import { instances, recoveryEvents } from "../src/db/schema";
 import { inspectPng } from "../src/verification/png";
 
 const MARKER = "RECLO-E2E-BOOTED";
 const MiB = 1024 * 1024;
-const run = promisify(execFile);
 
 /**
  * The product as a user runs it, all real but the disk contents: API and worker as separate
@@ -52,38 +51,12 @@ describe("end to end: backup with the agent → local recovery → verification"
   let backupId: string;
   const timings: Record<string, number> = {};
 
-  const startWorker = async () => {
-    const w = runTs("src/worker.ts", env);
-    await w.waitFor(/ReClo worker is running/, 90_000);
-    return w;
-  };
+
 
   beforeAll(async () => {
     const port = await freePort();
-    env = {
-      NODE_ENV: "test",
-      LOG_LEVEL: "warn",
-      PORT: String(port),
-      DATABASE_URL: inject("databaseUrl"),
-      MIGRATE_ON_START: "false",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      TEMPORAL_TASK_QUEUE: `e2e-${process.pid}-${Date.now()}`,
-      TEMPORAL_WORKFLOW_BUNDLE: inject("workflowBundlePath"),
-      RUN_SCHEDULES: "false",
-      RECLO_DATA_DIR: dataDir,
-      RECOVERY_POLL_INTERVAL: "200ms",
-      RECOVERY_HEARTBEAT_TIMEOUT: "3s",
-      RECOVERY_TIME_LIMIT: "10m",
-      QEMU_ACCEL: "tcg",
-      QEMU_MEMORY_MB: "64",
-      QEMU_CPUS: "1",
-      QEMU_STOP_TIMEOUT: "2s",
-      VERIFY_BOOT_MARKER: MARKER,
-      VERIFY_SCREENSHOT_AFTER: "1s",
-      VERIFY_BOOT_TIMEOUT: "60s",
-    };
-    [api, worker] = await Promise.all([runTs("src/api.ts", env), startWorker()]);
-    await api.waitFor(/ReClo is running/, 60_000);
+    env = productEnv({ name: "e2e", port, dataDir, marker: MARKER });
+    ({ api, worker } = await startProduct(env));
     graphqlUrl = `http://127.0.0.1:${port}/graphql`;
     client = new ReCloClient({ url: graphqlUrl });
     const name = uniqueName("e2e");
@@ -101,14 +74,7 @@ describe("end to end: backup with the agent → local recovery → verification"
   it("backs up a bootable disk image with the reclo CLI", async () => {
     const img = path.join(dataDir, "server.img");
     fs.writeFileSync(img, makeBootableImage(3 * 8 * MiB + 3 * MiB, `${MARKER}\r\n`));
-    const cli = await run(process.execPath, [path.join(root, "bin/reclo.js"), "backup", img, "--json", "--source", "e2e-server"], {
-      cwd: root,
-      env: { ...process.env, RECLO_URL: graphqlUrl, RECLO_TOKEN: token, RECLO_CONFIG_DIR: path.join(dataDir, "cli") },
-    });
-    const events = cli.stdout.trim().split("\n").map((l) => JSON.parse(l) as { event: string; backupId?: string; status?: string });
-    const done = events.find((e) => e.event === "done")!;
-    expect(done).toMatchObject({ status: "COMPLETED" });
-    backupId = done.backupId!;
+    backupId = await backupWithCli({ graphqlUrl, token, configDir: path.join(dataDir, "cli"), image: img, source: "e2e-server" });
     const { backups } = await client.request(BackupsDocument, { filter: { sourceName: "e2e-server" } });
     expect(backups.edges.map((e) => e.node.id)).toEqual([backupId]);
   }, 120_000);
@@ -134,7 +100,7 @@ describe("end to end: backup with the agent → local recovery → verification"
     await sub.waitFor(2, 60_000);
     await worker.kill("SIGKILL");
     const killedIn = (sub.results.at(-1)!.data!.recoveryProgress as RecoveryProgressSubscription["recoveryProgress"]).state;
-    worker = await startWorker();
+    worker = await startWorker(env);
     await withTimeout(sub.ended, 120_000, "recovery to finish");
     timings.withWorkerKillMs = Date.now() - t0;
 

@@ -5,7 +5,6 @@
  *
  * Builds dist/graphiql first when it is missing or older than its sources.
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,6 +14,7 @@ import express from "express";
 import { buildSchema, execute, graphql, parse, subscribe, validate } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { chromium } from "playwright-core";
+import { ensureBundle } from "./helpers/bundle";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
@@ -33,33 +33,7 @@ const TOKEN = "Bearer test-token";
 // ---------------------------------------------------------------------------------------------
 // Bundle
 
-function newestMtime(target: string): number {
-  const stat = fs.statSync(target);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  return Math.max(0, ...fs.readdirSync(target).map((entry) => newestMtime(path.join(target, entry))));
-}
-
-function bundleIsFresh(): boolean {
-  const index = path.join(assetsDir, "index.html");
-  if (!fs.existsSync(index)) return false;
-  const sources = [path.join(repoRoot, "src", "graphiql", "client"), path.join(repoRoot, "scripts", "build-graphiql.mjs")];
-  return fs.statSync(index).mtimeMs >= Math.max(...sources.map(newestMtime));
-}
-
-async function buildBundle(): Promise<void> {
-  const child = spawn(process.execPath, [path.join(repoRoot, "scripts", "build-graphiql.mjs")], {
-    cwd: repoRoot,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", resolve);
-  });
-  if (code !== 0) throw new Error(`build-graphiql.mjs exited with ${code}:\n${output}`);
-}
+const ensureGraphiqlBundle = () => ensureBundle({ dir: assetsDir, script: "scripts/build-graphiql.mjs", sources: ["scripts/bundle-lib.mjs", "src/graphiql/client"] });
 
 // ---------------------------------------------------------------------------------------------
 // A minimal GraphQL server: POST /graphql (HTTP) + graphql-ws on the same path.
@@ -160,7 +134,7 @@ function graphqlApp(routerAssetsDir: string): express.Express {
 let served: Served;
 
 beforeAll(async () => {
-  if (!bundleIsFresh()) await buildBundle();
+  await ensureGraphiqlBundle();
   served = await serve(graphqlApp(assetsDir), true);
 });
 

@@ -1,8 +1,8 @@
-import fs from "node:fs";
 import path from "node:path";
 import express from "express";
 import type { NextFunction, Request, Response } from "express";
 import { repoRoot } from "../common/paths";
+import { bundleAssets, bundleIndex } from "../server/static-bundle";
 
 /**
  * Serves the web console built by `scripts/build-console.mjs` (browser code in
@@ -36,17 +36,10 @@ export const CONSOLE_CONTENT_SECURITY_POLICY = [
   "object-src 'none'",
 ].join("; ");
 
-function sendNotBuilt(res: Response): void {
-  res
-    .status(503)
-    .set({ "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" })
-    .send(`${CONSOLE_NOT_BUILT_MESSAGE}\n`);
-}
-
 export function consoleRouter(assetsDir: string, serviceMap: Record<string, string>): express.Router {
   const router = express.Router();
-  const indexFile = path.join(assetsDir, "index.html");
-
+  const page = { dir: assetsDir, contentSecurityPolicy: CONSOLE_CONTENT_SECURITY_POLICY, notBuiltMessage: CONSOLE_NOT_BUILT_MESSAGE, extraHeaders: { "Cross-Origin-Opener-Policy": "same-origin" } };
+  const index = bundleIndex(page);
   router.get("/", (req: Request, res: Response, next: NextFunction) => {
     res.vary("Accept");
     // Scripts and monitoring that ask for JSON keep getting the service map; browsers ask for HTML.
@@ -54,54 +47,9 @@ export function consoleRouter(assetsDir: string, serviceMap: Record<string, stri
       res.json(serviceMap);
       return;
     }
-    fs.readFile(indexFile, (error, html) => {
-      if (error) {
-        if (error.code === "ENOENT" || error.code === "ENOTDIR") {
-          sendNotBuilt(res);
-          return;
-        }
-        next(error);
-        return;
-      }
-      res
-        .status(200)
-        .set({
-          "Content-Type": "text/html; charset=utf-8",
-          "Content-Security-Policy": CONSOLE_CONTENT_SECURITY_POLICY,
-          // index.html names the current hashed assets, so it must be revalidated every time.
-          "Cache-Control": "no-cache",
-          "X-Content-Type-Options": "nosniff",
-          "X-Frame-Options": "DENY",
-          "Referrer-Policy": "no-referrer",
-          "Cross-Origin-Opener-Policy": "same-origin",
-        })
-        .send(html);
-    });
+    index(req, res, next);
   });
-
-  router.use(
-    "/console/assets",
-    express.static(path.join(assetsDir, "assets"), {
-      // Every file name carries a content hash (see scripts/build-console.mjs).
-      maxAge: "365d",
-      immutable: true,
-      index: false,
-      redirect: false,
-      dotfiles: "ignore",
-      fallthrough: true,
-      setHeaders(res) {
-        res.setHeader("X-Content-Type-Options", "nosniff");
-      },
-    }),
-    (_req: Request, res: Response) => {
-      if (!fs.existsSync(indexFile)) {
-        sendNotBuilt(res);
-        return;
-      }
-      res.status(404).set("Content-Type", "text/plain; charset=utf-8").send("Not found\n");
-    },
-  );
-
+  router.use("/console/assets", ...bundleAssets(page));
   return router;
 }
 

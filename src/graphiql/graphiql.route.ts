@@ -1,8 +1,7 @@
-import fs from "node:fs";
 import path from "node:path";
 import express from "express";
-import type { NextFunction, Request, Response } from "express";
 import { repoRoot } from "../common/paths";
+import { bundleAssets, bundleIndex } from "../server/static-bundle";
 
 /**
  * Serves the self-hosted GraphiQL page built by `scripts/build-graphiql.mjs`.
@@ -39,65 +38,11 @@ export const GRAPHIQL_CONTENT_SECURITY_POLICY = [
   "object-src 'none'",
 ].join("; ");
 
-function sendNotBuilt(res: Response): void {
-  res
-    .status(503)
-    .set({ "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" })
-    .send(`${GRAPHIQL_NOT_BUILT_MESSAGE}\n`);
-}
-
 export function graphiqlRouter(assetsDir: string): express.Router {
   const router = express.Router();
-  const indexFile = path.join(assetsDir, "index.html");
-
-  router.get("/", (_req: Request, res: Response, next: NextFunction) => {
-    fs.readFile(indexFile, (error, html) => {
-      if (error) {
-        if (error.code === "ENOENT" || error.code === "ENOTDIR") {
-          sendNotBuilt(res);
-          return;
-        }
-        next(error);
-        return;
-      }
-      res
-        .status(200)
-        .set({
-          "Content-Type": "text/html; charset=utf-8",
-          "Content-Security-Policy": GRAPHIQL_CONTENT_SECURITY_POLICY,
-          // index.html names the current hashed assets, so it must be revalidated every time.
-          "Cache-Control": "no-cache",
-          "X-Content-Type-Options": "nosniff",
-          "X-Frame-Options": "DENY",
-          "Referrer-Policy": "no-referrer",
-        })
-        .send(html);
-    });
-  });
-
-  router.use(
-    "/assets",
-    express.static(path.join(assetsDir, "assets"), {
-      // Every file name carries a content hash (see scripts/build-graphiql.mjs).
-      maxAge: "365d",
-      immutable: true,
-      index: false,
-      redirect: false,
-      dotfiles: "ignore",
-      fallthrough: true,
-      setHeaders(res) {
-        res.setHeader("X-Content-Type-Options", "nosniff");
-      },
-    }),
-    (_req: Request, res: Response) => {
-      if (!fs.existsSync(indexFile)) {
-        sendNotBuilt(res);
-        return;
-      }
-      res.status(404).set("Content-Type", "text/plain; charset=utf-8").send("Not found\n");
-    },
-  );
-
+  const page = { dir: assetsDir, contentSecurityPolicy: GRAPHIQL_CONTENT_SECURITY_POLICY, notBuiltMessage: GRAPHIQL_NOT_BUILT_MESSAGE };
+  router.get("/", bundleIndex(page));
+  router.use("/assets", ...bundleAssets(page));
   return router;
 }
 

@@ -74,7 +74,13 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
             s === "TERMINATED"
               ? "It has been deleted."
               : instance.address
-                ? [h("code", { class: "address" }, instance.address), h("span", { class: "hint" }, " Connect with Remote Desktop or SSH to this address, using the server's usual accounts.")]
+                ? [h("code", { class: "address" }, instance.address), h(
+                    "span",
+                    { class: "hint" },
+                    instance.provider === "LOCAL"
+                      ? " Connect with Remote Desktop (RDP) to this address, using the server's usual accounts: it leads to the machine's Remote Desktop port on this ReClo host."
+                      : " Connect with Remote Desktop (port 3389) for Windows or SSH (port 22) for Linux, using the server's usual accounts.",
+                  )]
                 : "No address yet.",
             instance.privateAddress && s !== "TERMINATED" ? h("span", { class: "hint" }, ` Inside the network: ${instance.privateAddress}`) : null,
           ),

@@ -1,0 +1,70 @@
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+import { inject } from "vitest";
+import { root, runTs, type Proc } from "./processes";
+
+const run = promisify(execFile);
+
+/**
+ * The product as it is deployed: API and worker as separate processes over Redis, on the test
+ * database and the real services, each test file with its own task queue and data directory.
+ * QEMU runs in TCG with little memory, polling is fast, and the boot marker is the one the test
+ * image prints.
+ */
+export function productEnv(opts: { name: string; port: number; dataDir: string; marker?: string }, overrides: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    NODE_ENV: "test",
+    LOG_LEVEL: "warn",
+    PORT: String(opts.port),
+    DATABASE_URL: inject("databaseUrl"),
+    MIGRATE_ON_START: "false",
+    REDIS_URL: "redis://127.0.0.1:6379",
+    TEMPORAL_TASK_QUEUE: `${opts.name}-${process.pid}-${Date.now()}`,
+    TEMPORAL_WORKFLOW_BUNDLE: inject("workflowBundlePath"),
+    RUN_SCHEDULES: "false",
+    RECLO_DATA_DIR: opts.dataDir,
+    RECOVERY_POLL_INTERVAL: "200ms",
+    RECOVERY_HEARTBEAT_TIMEOUT: "3s",
+    RECOVERY_TIME_LIMIT: "10m",
+    QEMU_ACCEL: "tcg",
+    QEMU_MEMORY_MB: "64",
+    QEMU_CPUS: "1",
+    QEMU_STOP_TIMEOUT: "2s",
+    ...(opts.marker ? { VERIFY_BOOT_MARKER: opts.marker, VERIFY_SCREENSHOT_AFTER: "1s", VERIFY_BOOT_TIMEOUT: "60s" } : {}),
+    ...overrides,
+  };
+}
+
+export async function startApi(env: NodeJS.ProcessEnv): Promise<Proc> {
+  const api = runTs("src/api.ts", env);
+  await api.waitFor(/ReClo is running/, 90_000);
+  return api;
+}
+
+export async function startWorker(env: NodeJS.ProcessEnv): Promise<Proc> {
+  const worker = runTs("src/worker.ts", env);
+  await worker.waitFor(/ReClo worker is running/, 90_000);
+  return worker;
+}
+
+/** API and worker, started together; resolves when both are up. */
+export async function startProduct(env: NodeJS.ProcessEnv): Promise<{ api: Proc; worker: Proc }> {
+  const [api, worker] = await Promise.all([startApi(env), startWorker(env)]);
+  return { api, worker };
+}
+
+/** Backs `image` up with the real `reclo backup --json`; returns the completed backup's id. */
+export async function backupWithCli(opts: { graphqlUrl: string; token: string; configDir: string; image: string; source: string }): Promise<string> {
+  const cli = await run(process.execPath, [path.join(root, "bin/reclo.js"), "backup", opts.image, "--json", "--source", opts.source], {
+    cwd: root,
+    env: { ...process.env, RECLO_URL: opts.graphqlUrl, RECLO_TOKEN: opts.token, RECLO_CONFIG_DIR: opts.configDir, RECLO_CLI_FROM_SOURCE: "1" },
+  });
+  const done = cli.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { event: string; backupId?: string; status?: string })
+    .find((e) => e.event === "done");
+  if (done?.status !== "COMPLETED" || !done.backupId) throw new Error(`reclo backup did not complete:\n${cli.stdout}\n${cli.stderr}`);
+  return done.backupId;
+}
