@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { BackupVerificationResultDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
+import { BackupVerificationResultDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, type Proc } from "./helpers/processes";
 import { backupWithCli, productEnv, startProduct } from "./helpers/product";
@@ -178,6 +178,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
   });
 
   it("recover <backup-id> --json streams live progress to COMPLETED and says how to reach the machine", async () => {
+    expect((await alice.client.request(RecoveryTargetsDocument)).recoveryTargets).toEqual({ default: "LOCAL", available: ["LOCAL"] });
     const run = cli(alice, ["recover", backupId, "--json"]);
     expect(await finish(run)).toBe(0);
     const events = run.events();
@@ -284,6 +285,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
   it("recover --cancel stops a running recovery; the watcher sees CANCELLED once and nothing is left", async () => {
     const watcher = cli(alice, ["recover", backupId, "--json"]);
     const importing = await watcher.waitForEvent((e) => e.event === "progress" && e.state === "IMPORTING");
+    const active = cli(alice, ["recoveries", "--active", "--json"]);
+    expect(await finish(active)).toBe(0);
+    expect((JSON.parse(active.stdout()) as { id: string; state: string }[]).map((r) => [r.id, r.state])).toEqual([[importing.recoveryId, "IMPORTING"]]);
     const cancel = cli(alice, ["recover", "--cancel", importing.recoveryId!, "--json"]);
     expect(await finish(cancel)).toBe(0);
     expect(cancel.events()[0]).toMatchObject({ event: "recovery", note: expect.stringContaining("Cancelling") } as never);
@@ -302,6 +306,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     await sleep(6000); // longer than the rest of the download would have taken
     expect(leftovers()).toEqual([]);
 
+    const none = cli(alice, ["recoveries", "--active"]);
+    expect(await finish(none)).toBe(0);
+    expect(none.stdout()).toBe("No recovery is under way.\n");
     // Cancelling again is a clear error, not a hang.
     const twice = cli(alice, ["recover", "--cancel", importing.recoveryId!]);
     expect(await finish(twice)).toBe(1);

@@ -56,9 +56,9 @@ Options:
 Exit codes: 0 completed (cancelled, with --cancel), 1 failed or cancelled, 2 usage, 130 detached.
 The live view reconnects by itself when the network drops, and picks up from the current state.
 `,
-  recoveries: `Usage: reclo recoveries [--limit N] [--json] [--url URL]
+  recoveries: `Usage: reclo recoveries [--active] [--limit N] [--json] [--url URL]
 
-Lists your recoveries, newest first (default limit 20).
+Lists your recoveries, newest first (default limit 20); --active: only those still under way.
 `,
   instances: `Usage: reclo instances [--limit N] [--json] [--url URL]
 
@@ -87,7 +87,7 @@ export const RECOVERY_COMMANDS: Record<string, { options: Options; positionals?:
     positionals: true,
     run: recover,
   },
-  recoveries: { options: { json: { type: "boolean" }, limit: { type: "string" } }, run: recoveries },
+  recoveries: { options: { json: { type: "boolean" }, limit: { type: "string" }, active: { type: "boolean" } }, run: recoveries },
   instances: { options: { json: { type: "boolean" }, limit: { type: "string" } }, run: instances },
   instance: { options: { yes: { type: "boolean", short: "y" }, json: { type: "boolean" } }, positionals: true, run: instance },
 };
@@ -231,13 +231,14 @@ type InstanceRow = InstancesQuery["instances"]["edges"][number]["node"];
 
 async function recoveries({ io, values, settings }: CommandContext): Promise<number> {
   const client = authedClient(settings);
-  const rows = await collect<RecoveryRow>(positiveInt(values.limit, "limit", 20, 100_000), async (first, after) => (await client.request(RecoveriesDocument, { first, after })).recoveries);
+  const filter = values.active ? { active: true } : undefined;
+  const rows = await collect<RecoveryRow>(positiveInt(values.limit, "limit", 20, 100_000), async (first, after) => (await client.request(RecoveriesDocument, { first, after, filter })).recoveries);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
   }
   if (!rows.length) {
-    io.stdout.write("No recoveries yet. Start one with `reclo recover`.\n");
+    io.stdout.write(values.active ? "No recovery is under way.\n" : "No recoveries yet. Start one with `reclo recover`.\n");
     return 0;
   }
   printTable(

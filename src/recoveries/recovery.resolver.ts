@@ -1,10 +1,9 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import { Backup } from "../backups/backup.type";
-import { PageArgsInput } from "../graphql/connection";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { Instance } from "../instances/instance.type";
-import { Recovery, RecoveryConnection, RecoveryEvent, StartRecoveryInput } from "./recovery.type";
+import { RecoveriesArgs, Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets, StartRecoveryInput } from "./recovery.type";
 import type { RecoverySnapshot } from "../graphql/pubsub";
 
 /** A snapshot from an event (ISO dates) as the Recovery object type. */
@@ -17,8 +16,14 @@ function fromSnapshot(s: RecoverySnapshot): Recovery {
 export class RecoveryResolver {
   @Authorized()
   @Query(() => RecoveryConnection, { description: "Your recoveries, newest first" })
-  recoveries(@Args(() => PageArgsInput) page: PageArgsInput, @Ctx() ctx: Context) {
-    return ctx.services.recoveries.list(currentUser(ctx).id, page);
+  recoveries(@Args(() => RecoveriesArgs) args: RecoveriesArgs, @Ctx() ctx: Context) {
+    return ctx.services.recoveries.list(currentUser(ctx).id, args, args.filter);
+  }
+
+  @Authorized()
+  @Query(() => RecoveryTargets, { description: "Where recovered machines can run on this server, and the default" })
+  recoveryTargets(@Ctx() ctx: Context): RecoveryTargets {
+    return ctx.services.recoveries.targets() as RecoveryTargets;
   }
 
   @Authorized()

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, inArray, notInArray } from "drizzle-orm";
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
 import { backups, recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
@@ -41,8 +41,17 @@ export class RecoveryService {
     return findOwned<RecoveryRow>(this.deps.db, recoveries, "Recovery", userId, id);
   }
 
-  list(userId: string, args: PageArgs): Promise<Page<RecoveryRow>> {
-    return paginateOwned<RecoveryRow>(this.deps.db, recoveries, userId, args, this.deps.limits);
+  list(userId: string, args: PageArgs, filter: { active?: boolean; backupId?: string } = {}): Promise<Page<RecoveryRow>> {
+    const where = and(
+      filter.active === undefined ? undefined : filter.active ? inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]) : notInArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]),
+      filter.backupId ? eq(recoveries.backupId, filter.backupId) : undefined,
+    );
+    return paginateOwned<RecoveryRow>(this.deps.db, recoveries, userId, args, this.deps.limits, where);
+  }
+
+  /** The targets this server can recover to, and the one used when none is named. */
+  targets(): { default: RecoveryRow["target"]; available: RecoveryRow["target"][] } {
+    return { default: this.deps.config.recovery.defaultTarget, available: this.deps.config.aws.enabled ? ["LOCAL", "AWS"] : ["LOCAL"] };
   }
 
   async events(userId: string, recoveryId: string): Promise<RecoveryEventRow[]> {

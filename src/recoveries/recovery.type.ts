@@ -1,5 +1,5 @@
-import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
-import { Connection } from "../graphql/connection";
+import { ArgsType, Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
+import { Connection, PageArgsInput } from "../graphql/connection";
 
 export enum RecoveryState {
   PENDING = "PENDING",
@@ -102,3 +102,27 @@ export class StartRecoveryInput {
 }
 
 export const RecoveryConnection = Connection("Recovery", Recovery);
+
+@InputType({ description: "Filters for `recoveries`; all optional, combined with AND" })
+export class RecoveryFilter {
+  @Field({ nullable: true, description: "true: only recoveries still under way (PENDING to LAUNCHING); false: only finished ones" })
+  active?: boolean;
+
+  @Field(() => ID, { nullable: true, description: "Only recoveries of this backup" })
+  backupId?: string;
+}
+
+@ArgsType()
+export class RecoveriesArgs extends PageArgsInput {
+  @Field(() => RecoveryFilter, { nullable: true })
+  filter?: RecoveryFilter;
+}
+
+@ObjectType({ description: "Where this server can recover machines to" })
+export class RecoveryTargets {
+  @Field(() => RecoveryTarget, { description: "Used when startRecovery names no target" })
+  default: RecoveryTarget;
+
+  @Field(() => [RecoveryTarget], { description: "Targets configured on this server" })
+  available: RecoveryTarget[];
+}

@@ -81,6 +81,11 @@ export interface RestorePointsResult {
   backups: { totalCount: number; edges: { node: RestorePoint }[] };
 }
 
+export const RECOVERY_TARGETS = `query ConsoleRecoveryTargets { recoveryTargets { default available } }`;
+export interface RecoveryTargetsResult {
+  recoveryTargets: { default: Target; available: Target[] };
+}
+
 export const START_RECOVERY = `mutation ConsoleStartRecovery($input: StartRecoveryInput!) { startRecovery(input: $input) { ${RECOVERY_FIELDS} } }`;
 export interface StartRecoveryResult {
   startRecovery: Recovery;
@@ -105,8 +110,8 @@ export interface RecoveryProgressResult {
   recoveryProgress: Recovery;
 }
 
-export const RECOVERIES = `query ConsoleRecoveries($first: Int) {
-  recoveries(first: $first) { totalCount edges { node { ${RECOVERY_FIELDS} backup { ${BACKUP_SUMMARY} } instance { id name state address } } } }
+export const RECOVERIES = `query ConsoleRecoveries($first: Int, $filter: RecoveryFilter) {
+  recoveries(first: $first, filter: $filter) { totalCount edges { node { ${RECOVERY_FIELDS} backup { ${BACKUP_SUMMARY} } instance { id name state address } } } }
 }`;
 export interface RecoveriesResult {
   recoveries: { totalCount: number; edges: { node: Recovery & { backup: BackupSummary; instance: Pick<Instance, "id" | "name" | "state" | "address"> | null } }[] };

@@ -1,7 +1,19 @@
 import { gql } from "../api";
 import { confirmDialog, fill, h, uid } from "../dom";
 import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel } from "../format";
-import { RECOVERIES, RESTORE_POINTS, START_RECOVERY, isActive, type RecoveriesResult, type RestorePoint, type RestorePointsResult, type StartRecoveryResult, type Target } from "../queries";
+import {
+  RECOVERIES,
+  RECOVERY_TARGETS,
+  RESTORE_POINTS,
+  START_RECOVERY,
+  isActive,
+  type RecoveriesResult,
+  type RecoveryTargetsResult,
+  type RestorePoint,
+  type RestorePointsResult,
+  type StartRecoveryResult,
+  type Target,
+} from "../queries";
 import { errorBox, loading, type View, type ViewContext } from "../view";
 
 /** Restore points, grouped by the machine they came from, newest first. */
@@ -16,7 +28,7 @@ export const backupsView: View = async (ctx) => {
   );
   let data: RestorePointsResult;
   // Recoveries still running are shown first, so nobody starts a second one by mistake.
-  const running = gql<RecoveriesResult>(RECOVERIES, { first: 20 }).then(
+  const running = gql<RecoveriesResult>(RECOVERIES, { first: 100, filter: { active: true } }).then(
     (r) => r.recoveries.edges.map((e) => e.node).filter((n) => isActive(n.state)),
     () => [],
   );
@@ -148,25 +160,36 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
   );
 }
 
+const TARGET_TEXT: Record<Target, { label: string; hint: string }> = {
+  LOCAL: { label: "Local recovery host", hint: "A machine in your office or data centre that runs recovered servers." },
+  AWS: { label: "Amazon cloud (AWS)", hint: "A new server in your AWS account, reachable over the internet from your address." },
+};
+
 async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButtonElement, status: HTMLElement): Promise<void> {
+  // Only the places this server can actually use are offered; with one, there is nothing to choose.
+  let targets: RecoveryTargetsResult["recoveryTargets"];
+  try {
+    targets = (await gql<RecoveryTargetsResult>(RECOVERY_TARGETS)).recoveryTargets;
+  } catch (error) {
+    if (ctx.alive()) fill(status, errorBox(error, `The recovery of ${p.sourceName} could not start.`));
+    return;
+  }
+  if (!ctx.alive()) return;
   const name = uid("target");
-  const option = (value: string, label: string, hint: string, checked = false) => {
+  const option = (value: Target) => {
     const id = uid("target-opt");
+    const text = TARGET_TEXT[value];
     return h(
       "div",
       { class: "radio" },
-      h("input", { type: "radio", name, id, value, checked }),
-      h("label", { for: id }, h("strong", null, label), h("span", { class: "hint" }, hint)),
+      h("input", { type: "radio", name, id, value, checked: value === targets.default }),
+      h("label", { for: id }, h("strong", null, value === targets.default ? `${text.label} (usual)` : text.label), h("span", { class: "hint" }, text.hint)),
     );
   };
-  const fieldset = h(
-    "fieldset",
-    null,
-    h("legend", null, "Where should the machine run?"),
-    option("", "Automatic (recommended)", "ReClo's usual place for recovered machines.", true),
-    option("LOCAL", "Local recovery host", "A machine in your office or data centre that runs recovered servers."),
-    option("AWS", "Amazon cloud (AWS)", "Only if your ReClo is set up for AWS."),
-  );
+  const fieldset =
+    targets.available.length > 1
+      ? h("fieldset", null, h("legend", null, "Where should the machine run?"), targets.available.map(option))
+      : h("p", null, `The machine will run on the ${TARGET_TEXT[targets.default].label.toLowerCase().replace("amazon", "Amazon")}.`);
   const ok = await confirmDialog({
     title: `Recover ${p.sourceName}?`,
     body: [
@@ -177,12 +200,12 @@ async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButt
     cancelLabel: "Don't recover",
   });
   if (!ok || !ctx.alive()) return;
-  const target = (fieldset.querySelector<HTMLInputElement>("input:checked")?.value ?? "") as Target | "";
+  const target = (fieldset.querySelector<HTMLInputElement>("input:checked")?.value ?? targets.default) as Target;
   button.disabled = true;
   button.textContent = "Starting…";
   fill(status);
   try {
-    const { startRecovery } = await gql<StartRecoveryResult>(START_RECOVERY, { input: { backupId: p.id, ...(target ? { target } : {}) } });
+    const { startRecovery } = await gql<StartRecoveryResult>(START_RECOVERY, { input: { backupId: p.id, target } });
     ctx.navigate(`#/recoveries/${startRecovery.id}`);
   } catch (error) {
     if (!ctx.alive()) return;
