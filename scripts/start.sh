@@ -13,7 +13,7 @@ ensure_node_modules start
 
 bash scripts/services.sh up --with-qemu "$@"
 
-say "building (TypeScript + GraphiQL bundle + web console)…"
+say "building (TypeScript, GraphiQL and web console bundles)…"
 npm run --silent build
 
 say "starting ReClo (migrations run at start)…"

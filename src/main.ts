@@ -39,7 +39,7 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
     }
     const app = opts.api ? await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, readiness: readinessChecks(rt) }) : undefined;
     if (app) {
-      console.log(`ReClo is running.\n  GraphQL:  ${app.graphqlUrl}\n  WebSocket: ${app.wsUrl}\n  GraphiQL: ${app.url}/graphiql\n  Health:   ${app.url}/healthz  ${app.url}/readyz`);
+      console.log(`ReClo is running.\n  Console:  ${app.url}/\n  GraphQL:  ${app.graphqlUrl}\n  WebSocket: ${app.wsUrl}\n  GraphiQL: ${app.url}/graphiql\n  Health:   ${app.url}/healthz  ${app.url}/readyz`);
     }
     if (worker && !app) console.log(`ReClo worker is running on task queue "${config.temporal.taskQueue}" at ${config.temporal.address}.`);
     onShutdown(logger, async () => {
