@@ -73,6 +73,7 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
     instances: new InstanceService({
       db,
       limits,
+      pubSub,
       targets,
       artifacts: { s3, bucket: config.s3.buckets.artifacts, urlExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) },
       now,

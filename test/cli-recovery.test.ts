@@ -11,13 +11,14 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { BackupVerificationResultDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
+import { BackupVerificationResultDocument, InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, type Proc } from "./helpers/processes";
 import { backupWithCli, productEnv, startProduct } from "./helpers/product";
 import { cuttableProxy, type CuttableProxy } from "./helpers/proxy";
 import { killQemu, qemuProcesses } from "./helpers/qemu";
 import { PASSWORD, uniqueName } from "./helpers/stack";
+import { openSubscription } from "./helpers/ws";
 
 const MiB = 1024 * 1024;
 const MARKER = "RECLO-CLI-BOOTED";
@@ -373,8 +374,17 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(no.stderr()).toContain("Not terminated.");
     expect((await alice.client.request(InstanceDocument, { id: firstInstanceId })).instance.state).toBe("RUNNING");
 
+    // Whoever watches their machines hears of the change at once; nobody else does.
+    const aliceWatch = openSubscription(alice.client, InstanceChangedDocument);
+    const bobWatch = openSubscription(bob.client, InstanceChangedDocument);
+    await Promise.all([aliceWatch.connected, bobWatch.connected]);
+    await sleep(200); // subscribed on the server, not just connected
     const stop = cli(alice, ["instance", "stop", firstInstanceId]);
     expect(await finish(stop)).toBe(0);
+    await expect.poll(() => aliceWatch.results.map((r) => r.data?.instanceChanged.state), { timeout: 10_000 }).toContain("STOPPED");
+    expect(aliceWatch.results.map((r) => r.data!.instanceChanged)).toEqual(expect.arrayContaining([expect.objectContaining({ id: firstInstanceId, state: "STOPPING" })]));
+    expect(bobWatch.results).toEqual([]);
+    await Promise.all([aliceWatch.dispose(), bobWatch.dispose()]);
     expect(stop.stdout()).toMatch(/is STOPPED\. Its disk is kept/);
     expect((await alice.client.request(InstanceDocument, { id: firstInstanceId })).instance.state).toBe("STOPPED");
     expect(qemuProcesses(dataDir)).toHaveLength(0);

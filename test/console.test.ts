@@ -23,7 +23,9 @@ import {
   MeDocument,
   RecoveryTimelineDocument,
   SignUpDocument,
+  StartInstanceDocument,
   StartRecoveryDocument,
+  StopInstanceDocument,
   TerminateInstanceDocument,
   VerifyBackupDocument,
 } from "../src/client/generated/graphql";
@@ -405,6 +407,17 @@ describe("web console in Chromium: log in → restore points → recover live �
     expect((await alice.client.request(InstanceDocument, { id: instanceId })).instance.state).toBe("STOPPED");
     expect(qemuProcesses(dataDir)).toHaveLength(0);
     expect(await panel.getByRole("button", { name: "Start machine" }).isVisible()).toBe(true);
+  }, 90_000);
+
+  it("follows the machine live when it is started and stopped elsewhere (CLI, another tab)", async () => {
+    const panel = page.getByRole("region", { name: "Your recovered machine" });
+    await alice.client.request(StartInstanceDocument, { id: instanceId });
+    await expect.poll(() => panel.locator(".instance-state").textContent(), { timeout: 30_000 }).toContain("Running");
+    expect(await panel.getByRole("button", { name: "Stop machine" }).isVisible()).toBe(true);
+    await alice.client.request(StopInstanceDocument, { id: instanceId });
+    await expect.poll(() => panel.locator(".instance-state").textContent(), { timeout: 30_000 }).toContain("Stopped");
+    expect(await panel.getByRole("button", { name: "Start machine" }).isVisible()).toBe(true);
+    expect(qemuProcesses(dataDir)).toHaveLength(0);
   }, 90_000);
 
   it("deletes (terminates) it only after confirming", async () => {

@@ -15,6 +15,11 @@ export interface BackupChangedEvent {
   userId: string;
 }
 
+export interface InstanceChangedEvent {
+  instanceId: string;
+  userId: string;
+}
+
 export interface SessionsRevokedEvent {
   userId: string;
   /** The revoked sessions, or "ALL" for log-out-everywhere. */
@@ -60,6 +65,8 @@ export type PubSubEvents = {
   RECOVERY_CHANGED: [recoveryId: string, payload: RecoverySnapshot];
   /** Routed by user id: each user only ever hears about their own backups. */
   BACKUP_CHANGED: [userId: string, payload: BackupChangedEvent];
+  /** Routed by user id: a machine of theirs was recorded, or changed state or address. */
+  INSTANCE_CHANGED: [userId: string, payload: InstanceChangedEvent];
   SESSIONS_REVOKED: [payload: SessionsRevokedEvent];
 };
 
@@ -67,6 +74,7 @@ export const Topic = {
   VERIFICATION_CHANGED: "VERIFICATION_CHANGED",
   RECOVERY_CHANGED: "RECOVERY_CHANGED",
   BACKUP_CHANGED: "BACKUP_CHANGED",
+  INSTANCE_CHANGED: "INSTANCE_CHANGED",
   SESSIONS_REVOKED: "SESSIONS_REVOKED",
 } as const satisfies Record<keyof PubSubEvents, keyof PubSubEvents>;
 

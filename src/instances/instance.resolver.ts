@@ -1,4 +1,5 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
+import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
+import { Topic, type InstanceChangedEvent } from "../graphql/pubsub";
 import { PageArgsInput } from "../graphql/connection";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
@@ -35,6 +36,16 @@ export class InstanceResolver {
   @Mutation(() => Instance, { description: "Destroy the machine and everything its recovery left at the target" })
   terminateInstance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
     return ctx.services.instances.terminate(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
+  @Subscription(() => Instance, {
+    topics: Topic.INSTANCE_CHANGED,
+    topicId: ({ context }: { context: Context }) => currentUser(context).id,
+    description: "Each change to one of your machines: recorded by a recovery, started, stopping, stopped, terminated, lost, or a new address",
+  })
+  instanceChanged(@Root() event: InstanceChangedEvent, @Ctx() ctx: Context) {
+    return ctx.services.instances.get(currentUser(ctx).id, event.instanceId);
   }
 
   @FieldResolver(() => String, { description: "Tail of the serial console (EC2 GetConsoleOutput, or the QEMU serial log)" })

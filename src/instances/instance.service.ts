@@ -9,6 +9,7 @@ import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../com
 import { AppError, conflict, ErrorCode } from "../errors";
 import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
 import { TargetError } from "../recoveries/targets/target";
+import { Topic, type AppPubSub } from "../graphql/pubsub";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
   Partial<Pick<InstanceRow, "address" | "privateAddress" | "zone">>;
@@ -33,6 +34,8 @@ export interface InstanceServiceDeps {
   db: Db;
   limits: PageLimits;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
+  /** instanceChanged events (absent: nobody is told). */
+  pubSub?: AppPubSub;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
   artifacts?: { s3: S3Client; bucket: string; urlExpirySeconds: number };
   now?: () => Date;
@@ -79,7 +82,13 @@ export class InstanceService {
       ...input,
     };
     await this.deps.db.insert(instances).values(row);
+    this.changed(row);
     return row;
+  }
+
+  /** Tells the owner's instanceChanged subscribers (also for rows changed outside this service). */
+  changed(row: Pick<InstanceRow, "id" | "userId">): void {
+    this.deps.pubSub?.publish(Topic.INSTANCE_CHANGED, row.userId, { instanceId: row.id, userId: row.userId });
   }
 
   /** Re-reads the provider's view and stores it (state, addresses, lastStoppedAt). */
@@ -103,6 +112,7 @@ export class InstanceService {
     if (row.state === "STOPPED") return row;
     if (row.state !== "RUNNING" && row.state !== "PENDING") throw conflict(`Instance ${row.id} is ${row.state}; only a RUNNING instance can be stopped`, { state: row.state });
     await this.deps.db.update(instances).set({ state: "STOPPING", updatedAt: this.now() }).where(eq(instances.id, row.id));
+    this.changed(row);
     await this.call(() => this.target(row).stopInstance(row.providerId));
     return this.sync(userId, id);
   }
@@ -121,6 +131,7 @@ export class InstanceService {
     }
     const now = this.now();
     await this.deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: now, updatedAt: now }).where(eq(instances.id, row.id));
+    this.changed(row);
     return this.get(userId, id);
   }
 
@@ -164,7 +175,10 @@ export class InstanceService {
     };
     if (state === "STOPPED" && row.state !== "STOPPED") patch.lastStoppedAt = now;
     if (state === "TERMINATED") patch.terminatedAt = row.terminatedAt ?? now;
-    if (state !== row.state || patch.address !== row.address) await this.deps.db.update(instances).set(patch).where(eq(instances.id, row.id));
+    if (state !== row.state || patch.address !== row.address) {
+      await this.deps.db.update(instances).set(patch).where(eq(instances.id, row.id));
+      this.changed(row);
+    }
     return { ...row, ...patch };
   }
 

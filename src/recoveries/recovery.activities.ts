@@ -215,10 +215,10 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         });
       }
       // A recorded instance row goes with the machine.
-      await deps.db
-        .update(instances)
-        .set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() })
-        .where(and(eq(instances.recoveryId, input.recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"])));
+      const live = and(eq(instances.recoveryId, input.recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"]));
+      const going = await deps.db.select({ id: instances.id, userId: instances.userId }).from(instances).where(live);
+      await deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() }).where(live);
+      for (const row of going) deps.instances.changed(row);
       return done;
     },
 
@@ -245,6 +245,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         if (!t) continue;
         await callTarget(() => t.terminateInstance(row.providerId));
         await deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() }).where(eq(instances.id, row.id));
+        deps.instances.changed(row);
         terminated.push(row.id);
       }
       if (terminated.length) deps.logger.info({ terminated }, "terminated instances stopped too long");

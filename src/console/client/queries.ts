@@ -124,6 +124,11 @@ export interface InstancesResult {
   instances: { totalCount: number; edges: { node: Instance & { recovery: { id: string; backup: BackupSummary } | null } }[] };
 }
 
+export const INSTANCE_CHANGED = `subscription ConsoleInstanceChanged { instanceChanged { ${INSTANCE_FIELDS} } }`;
+export interface InstanceChangedResult {
+  instanceChanged: Instance;
+}
+
 export const START_INSTANCE = `mutation ConsoleStartInstance($id: ID!) { startInstance(id: $id) { ${INSTANCE_FIELDS} } }`;
 export const STOP_INSTANCE = `mutation ConsoleStopInstance($id: ID!) { stopInstance(id: $id) { ${INSTANCE_FIELDS} } }`;
 export const TERMINATE_INSTANCE = `mutation ConsoleTerminateInstance($id: ID!) { terminateInstance(id: $id) { ${INSTANCE_FIELDS} } }`;

@@ -1,12 +1,13 @@
-import { gql } from "../api";
+import { gql, subscribe } from "../api";
 import { actionButton, confirmDialog, fill, h, uid } from "../dom";
 import { formatDate, instanceStateLabel, stateIcon, targetLabel } from "../format";
-import { START_INSTANCE, STOP_INSTANCE, TERMINATE_INSTANCE, type Instance, type InstanceMutationResult } from "../queries";
+import { INSTANCE_CHANGED, START_INSTANCE, STOP_INSTANCE, TERMINATE_INSTANCE, type Instance, type InstanceChangedResult, type InstanceMutationResult } from "../queries";
 import { errorBox, type ViewContext } from "../view";
 
 /**
  * One recovered machine: how to reach it, its state, and Start / Stop / Delete (terminate).
- * Re-renders itself after every action; `onChange` hears about the new state.
+ * Re-renders itself after every action and on every instanceChanged event for it; `onChange`
+ * hears about the new state.
  */
 export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headingLevel: "h2" | "h3"; title: string; onChange?: (i: Instance) => void }): HTMLElement {
   const headingId = uid("machine");
@@ -92,5 +93,25 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
     );
   };
   render();
+
+  // Changes made elsewhere (the CLI, another tab, the schedule that ends long-stopped machines)
+  // show up here at once.
+  const stopLive = subscribe<InstanceChangedResult>(
+    INSTANCE_CHANGED,
+    {},
+    {
+      next: ({ instanceChanged: changed }) => {
+        if (changed.id !== instance.id || !ctx.alive()) return;
+        if (changed.state === instance.state && changed.address === instance.address) return;
+        instance = changed;
+        render();
+        ctx.announce(`${instance.name} is now ${instanceStateLabel(instance.state).toLowerCase()}.`);
+        opts.onChange?.(instance);
+      },
+      error: () => {},
+      complete: () => {},
+    },
+  );
+  ctx.onCleanup(stopLive);
   return root;
 }
