@@ -323,7 +323,8 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     // A short outage mid-import: the watch comes back and carries on.
     await proxy.cut();
     await run.waitForEvent((e) => e.event === "connection" && e.status === "lost");
-    await sleep(1500);
+    // Short, so the second outage below still starts before the recovery ends.
+    await sleep(300);
     await proxy.restore();
     await run.waitForEvent((e) => e.event === "connection" && e.status === "restored");
     // A long one: the recovery finishes while the CLI cannot see it.
