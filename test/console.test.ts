@@ -208,7 +208,7 @@ describe("web console in Chromium: log in → restore points → recover live �
     expect(res.headers.get("content-type")).toMatch(/^text\/html/);
     expect(res.headers.get("cache-control")).toBe("no-cache");
     const csp = res.headers.get("content-security-policy") ?? "";
-    for (const directive of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self' ws: wss:", "frame-ancestors 'none'"]) {
+    for (const directive of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: http://127.0.0.1:7070;", "connect-src 'self' ws: wss:", "frame-ancestors 'none'"]) {
       expect(csp).toContain(directive);
     }
     expect(csp).not.toContain("unsafe-inline");
@@ -287,6 +287,10 @@ describe("web console in Chromium: log in → restore points → recover live �
     expect(text).toContain("Latest");
     expect(text).toContain("Complete");
     expect(await card.getByRole("button", { name: "Recover…" }).isEnabled()).toBe(true);
+    // The screen the check saw, straight from the object store (the CSP allows its origin, nothing else).
+    const shot = card.getByRole("img", { name: new RegExp(`The screen of ${SOURCE} during the start-up check`) });
+    await expect.poll(() => shot.evaluate((el) => (el as unknown as { complete: boolean; naturalWidth: number }).complete && (el as unknown as { naturalWidth: number }).naturalWidth), { timeout: 10_000 }).toBeGreaterThan(100);
+    expect(new URL((await shot.getAttribute("src"))!).origin).toBe("http://127.0.0.1:7070");
     await screenshot("restore-points.png");
   });
 

@@ -20,25 +20,29 @@ export const CONSOLE_NOT_BUILT_MESSAGE = "ReClo web console not built: run npm r
 /**
  * Everything comes from this origin and nothing runs inline: no inline scripts, no inline styles
  * (progress bars are native <progress> elements), no eval. connect-src lists ws: wss: because
- * older browsers do not map 'self' to the WebSocket scheme. The console shows no screenshots, so
- * images are limited to the origin (the favicon) and data: URLs.
+ * older browsers do not map 'self' to the WebSocket scheme. Images: the origin (the favicon),
+ * data: URLs, and the object store's origin for boot-verification screenshots (presigned GETs).
  */
-export const CONSOLE_CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self' ws: wss:",
-  "manifest-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-  "object-src 'none'",
-].join("; ");
+export function consoleContentSecurityPolicy(imageOrigins: string[] = []): string {
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    ["img-src 'self' data:", ...imageOrigins].join(" "),
+    "connect-src 'self' ws: wss:",
+    "manifest-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+    "object-src 'none'",
+  ].join("; ");
+}
 
-export function consoleRouter(assetsDir: string, serviceMap: Record<string, string>): express.Router {
+export const CONSOLE_CONTENT_SECURITY_POLICY = consoleContentSecurityPolicy();
+
+export function consoleRouter(assetsDir: string, serviceMap: Record<string, string>, opts: { imageOrigins?: string[] } = {}): express.Router {
   const router = express.Router();
-  const page = { dir: assetsDir, contentSecurityPolicy: CONSOLE_CONTENT_SECURITY_POLICY, notBuiltMessage: CONSOLE_NOT_BUILT_MESSAGE, extraHeaders: { "Cross-Origin-Opener-Policy": "same-origin" } };
+  const page = { dir: assetsDir, contentSecurityPolicy: consoleContentSecurityPolicy(opts.imageOrigins), notBuiltMessage: CONSOLE_NOT_BUILT_MESSAGE, extraHeaders: { "Cross-Origin-Opener-Policy": "same-origin" } };
   const index = bundleIndex(page);
   router.get("/", (req: Request, res: Response, next: NextFunction) => {
     res.vary("Accept");

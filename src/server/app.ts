@@ -116,7 +116,12 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   app.get("/api", (_req, res) => {
     res.json(serviceMap);
   });
-  app.use(consoleRouter(deps.consoleAssetsDir ?? defaultConsoleAssetsDir(), serviceMap));
+  // Verification screenshots are presigned GETs on the object store: the console may show those.
+  const screenshotOrigin = await services.instances
+    .presignArtifact("console/csp-probe.png")
+    .then((p) => [new URL(p.url).origin])
+    .catch(() => []);
+  app.use(consoleRouter(deps.consoleAssetsDir ?? defaultConsoleAssetsDir(), serviceMap, { imageOrigins: screenshotOrigin }));
 
   const documents = new Map<string, { document?: DocumentNode; errors?: GraphQLError[] }>();
   // graphql-ws on the same port and path.

@@ -13,6 +13,8 @@ export interface Verification {
   bootSeconds: number | null;
   checkedAt: string | null;
   failureReason: string | null;
+  /** Presigned, short-lived GET of the screen the check saw. */
+  screenshotUrl: string | null;
 }
 
 export interface RestorePoint {
@@ -75,7 +77,7 @@ export interface LogInResult {
 export const LOG_OUT = `mutation ConsoleLogOut { logOut }`;
 
 export const RESTORE_POINTS = `query ConsoleRestorePoints($first: Int) {
-  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason } } } }
+  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason screenshotUrl } } } }
 }`;
 export interface RestorePointsResult {
   backups: { totalCount: number; edges: { node: RestorePoint }[] };

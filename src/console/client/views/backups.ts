@@ -153,6 +153,13 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
           null,
           h("span", { class: `verification tone-${verification.tone}` }, h("span", { "aria-hidden": "true" }, `${verification.icon} `), verification.text),
           verification.when ? h("span", { class: "hint block" }, `Checked ${formatAgo(verification.when) || formatDate(verification.when)}`) : null,
+          p.verification?.screenshotUrl
+            ? h(
+                "a",
+                { class: "boot-shot", href: p.verification.screenshotUrl, target: "_blank", rel: "noopener noreferrer" },
+                h("img", { src: p.verification.screenshotUrl, alt: `The screen of ${p.sourceName} during the start-up check (opens the full picture)`, width: "200", loading: "lazy" }),
+              )
+            : null,
         ),
       ),
     ),
