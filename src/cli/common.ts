@@ -94,6 +94,22 @@ export function formatDate(iso: string | null | undefined): string {
   return Number.isNaN(d.getTime()) ? iso : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
 }
 
+/** Up to `limit` nodes of a connection, page after page (at most 100 per request). */
+export async function fetchPages<N>(
+  limit: number,
+  fetchPage: (first: number, after: string | null) => Promise<{ edges: { node: N }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>,
+): Promise<N[]> {
+  const rows: N[] = [];
+  let after: string | null = null;
+  while (rows.length < limit) {
+    const page = await fetchPage(Math.min(100, limit - rows.length), after);
+    rows.push(...page.edges.map((e) => e.node));
+    if (!page.pageInfo.hasNextPage || !page.pageInfo.endCursor) break;
+    after = page.pageInfo.endCursor;
+  }
+  return rows;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Terminal input
 
@@ -110,19 +126,11 @@ export async function readFirstLine(input: NodeJS.ReadStream): Promise<string> {
   }
 }
 
-export async function promptLine(io: CliIo, question: string): Promise<string> {
-  const rl = readline.createInterface({ input: io.stdin, output: io.stderr, terminal: true });
-  try {
-    return await new Promise<string>((resolve) => rl.question(question, resolve));
-  } finally {
-    rl.close();
-  }
-}
-
 /** Reads a line from the terminal without echoing it. */
 export async function promptHidden(io: CliIo, question: string): Promise<string> {
   const { stdin, stderr } = io;
   stderr.write(question);
+  (stdin as NodeJS.ReadStream & { ref?: () => void }).ref?.(); // an earlier prompt unref'd it
   stdin.setRawMode(true);
   stdin.setEncoding("utf8");
   stdin.resume();
@@ -159,6 +167,7 @@ export async function promptHidden(io: CliIo, question: string): Promise<string>
  * input. The prompt goes to stderr, keeping stdout for results.
  */
 export async function ask(io: CliIo, question: string): Promise<string | null> {
+  (io.stdin as NodeJS.ReadStream & { ref?: () => void }).ref?.(); // an earlier prompt unref'd it
   const rl = readline.createInterface({ input: io.stdin, output: io.stdin.isTTY ? io.stderr : undefined, terminal: Boolean(io.stdin.isTTY) });
   if (!io.stdin.isTTY) io.stderr.write(question);
   try {

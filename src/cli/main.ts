@@ -8,14 +8,15 @@ import {
   CliError,
   UsageError,
   anonymousClient,
+  ask,
   authedClient,
   describeError,
   errorCode,
+  fetchPages,
   formatDate,
   positiveInt,
   printTable,
   promptHidden,
-  promptLine,
   readFirstLine,
   str,
   type CliIo,
@@ -176,7 +177,7 @@ async function login({ io, values, dir, settings }: CommandContext): Promise<num
   let email = str(values.email) ?? settings.config.email;
   if (!email) {
     if (!io.stdin.isTTY) throw new UsageError("--email is required when stdin is not a terminal");
-    email = (await promptLine(io, "Email: ")).trim();
+    email = (await ask(io, "Email: "))?.trim();
   }
   if (!email) throw new UsageError("an e-mail address is required");
   let password = io.env.RECLO_PASSWORD;
@@ -280,14 +281,7 @@ async function backups({ io, values, settings }: CommandContext): Promise<number
   const limit = positiveInt(values.limit, "limit", 20, 100_000);
   const client = authedClient(settings);
   const source = str(values.source);
-  const rows: BackupNode[] = [];
-  let after: string | null = null;
-  while (rows.length < limit) {
-    const page: BackupsQuery = await client.request(BackupsDocument, { first: Math.min(100, limit - rows.length), after, filter: source ? { sourceName: source } : undefined });
-    rows.push(...page.backups.edges.map((e) => e.node));
-    if (!page.backups.pageInfo.hasNextPage || !page.backups.pageInfo.endCursor) break;
-    after = page.backups.pageInfo.endCursor;
-  }
+  const rows = await fetchPages<BackupNode>(limit, async (first, after) => (await client.request(BackupsDocument, { first, after, filter: source ? { sourceName: source } : undefined })).backups);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r, parentId: r.parent?.id ?? null })), null, 2)}\n`);
     return 0;

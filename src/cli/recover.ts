@@ -17,7 +17,7 @@ import {
   type RecoveryTarget,
 } from "../client/generated/graphql";
 import type { ReCloClient } from "../client/graphql-client";
-import { CliError, UsageError, ask, authedClient, describeError, errorCode, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
+import { CliError, UsageError, ask, authedClient, describeError, errorCode, fetchPages, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
 import { formatBytes } from "./progress";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";
 import { TERMINAL_STATES, watchRecovery } from "./watch";
@@ -214,25 +214,13 @@ async function pickRestorePoint({ io, values }: CommandContext, client: ReCloCli
 // ---------------------------------------------------------------------------------------------
 // recoveries / instances
 
-async function collect<N>(limit: number, fetchPage: (first: number, after: string | null) => Promise<{ edges: { node: N }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } }>): Promise<N[]> {
-  const rows: N[] = [];
-  let after: string | null = null;
-  while (rows.length < limit) {
-    const page = await fetchPage(Math.min(100, limit - rows.length), after);
-    rows.push(...page.edges.map((e) => e.node));
-    if (!page.pageInfo.hasNextPage || !page.pageInfo.endCursor) break;
-    after = page.pageInfo.endCursor;
-  }
-  return rows;
-}
-
 type RecoveryRow = RecoveriesQuery["recoveries"]["edges"][number]["node"];
 type InstanceRow = InstancesQuery["instances"]["edges"][number]["node"];
 
 async function recoveries({ io, values, settings }: CommandContext): Promise<number> {
   const client = authedClient(settings);
   const filter = values.active ? { active: true } : undefined;
-  const rows = await collect<RecoveryRow>(positiveInt(values.limit, "limit", 20, 100_000), async (first, after) => (await client.request(RecoveriesDocument, { first, after, filter })).recoveries);
+  const rows = await fetchPages<RecoveryRow>(positiveInt(values.limit, "limit", 20, 100_000), async (first, after) => (await client.request(RecoveriesDocument, { first, after, filter })).recoveries);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
@@ -261,7 +249,7 @@ async function recoveries({ io, values, settings }: CommandContext): Promise<num
 
 async function instances({ io, values, settings }: CommandContext): Promise<number> {
   const client = authedClient(settings);
-  const rows = await collect<InstanceRow>(positiveInt(values.limit, "limit", 20, 100_000), async (first, after) => (await client.request(InstancesDocument, { first, after })).instances);
+  const rows = await fetchPages<InstanceRow>(positiveInt(values.limit, "limit", 20, 100_000), async (first, after) => (await client.request(InstancesDocument, { first, after })).instances);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;

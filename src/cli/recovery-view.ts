@@ -1,7 +1,7 @@
 import type { InstanceFieldsFragment, RestorePointSummaryFragment } from "../client/generated/graphql";
 import { formatDate } from "./common";
 import { formatBytes, formatDuration } from "./progress";
-import type { ConnectionEvent, RecoveryUpdate } from "./watch";
+import { TERMINAL_STATES, type ConnectionEvent, type RecoveryUpdate } from "./watch";
 
 /**
  * How `reclo recover` shows a recovery: a redrawn block on a terminal, a plain line per change
@@ -147,7 +147,7 @@ export class PlainRecoveryView implements RecoveryView {
     }
     this.last = r;
     this.lastLine = now;
-    if (TERMINAL.has(r.state)) return;
+    if (TERMINAL_STATES.has(r.state)) return;
     const i = stepIndex(r.state);
     const step = i >= 0 ? `step ${i + 1}/${STEPS.length} ${STEPS[i]!.label} ${r.stepProgress}%` : r.state;
     this.out.write(`[${formatDuration(elapsedOf(r))}] ${step}, total ${r.totalProgress}%${r.message ? ` — ${r.message}` : ""}\n`);
@@ -174,8 +174,6 @@ export class PlainRecoveryView implements RecoveryView {
 
   close(): void {}
 }
-
-const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 /**
  * A redrawn block on a terminal: the steps with marks, a bar for the current step and one for
@@ -262,7 +260,7 @@ export class TtyRecoveryView implements RecoveryView {
       if (done) {
         const t = this.stepDone.get(s.state);
         lines.push(`  ✔ ${s.label.padEnd(10)} done${t !== undefined ? ` (at ${formatDuration(t)})` : ""}`);
-      } else if (i === current && !TERMINAL.has(r.state)) {
+      } else if (i === current && !TERMINAL_STATES.has(r.state)) {
         lines.push(`  ▶ ${s.label.padEnd(10)} ${bar(r.stepProgress, 20)} ${String(r.stepProgress).padStart(3)}%  ${r.message ?? s.what}`);
       } else {
         lines.push(`  · ${s.label.padEnd(10)} ${r.state === "FAILED" || r.state === "CANCELLED" ? "not reached" : "waiting"}`);

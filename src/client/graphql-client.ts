@@ -63,16 +63,7 @@ export class ReCloClient {
   }
 
   /** A graphql-ws client on the same URL (ws[s]://…/graphql) with the token as connectionParams.authorization. */
-  ws(options: { lazy?: boolean; retryAttempts?: number; keepAlive?: number; onClose?: (event: { code: number; reason: string }) => void; on?: ClientOptionsWs["on"] } = {}): WsClient {
-    const on: ClientOptionsWs["on"] = { ...options.on };
-    if (options.onClose) {
-      const onClose = options.onClose;
-      const theirs = on.closed;
-      on.closed = (e) => {
-        onClose(e as { code: number; reason: string });
-        theirs?.(e);
-      };
-    }
+  ws(options: { lazy?: boolean; retryAttempts?: number; keepAlive?: number; on?: ClientOptionsWs["on"] } = {}): WsClient {
     return createClient({
       url: this.opts.url.replace(/^http/, "ws"),
       webSocketImpl: WebSocket,
@@ -80,7 +71,7 @@ export class ReCloClient {
       retryAttempts: options.retryAttempts ?? 0,
       keepAlive: options.keepAlive ?? 0,
       connectionParams: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
-      on,
+      on: options.on,
     });
   }
 }

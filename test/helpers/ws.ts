@@ -23,7 +23,16 @@ export function openSubscription<T, V>(api: ReCloClient, document: TypedDocument
   let closeEvent: { code?: number; reason?: string } | undefined;
   let onConnected!: () => void;
   const connected = new Promise<void>((r) => (onConnected = r));
-  const client = api.ws({ lazy: true, retryAttempts: 0, onClose: (e) => (closeEvent = { code: e.code, reason: e.reason }) });
+  const client = api.ws({
+    lazy: true,
+    retryAttempts: 0,
+    on: {
+      closed: (e) => {
+        const ev = e as { code: number; reason: string };
+        closeEvent = { code: ev.code, reason: ev.reason };
+      },
+    },
+  });
   client.on("connected", () => onConnected());
   const waiters: { n: number; resolve: () => void }[] = [];
   const ended = new Promise<{ code?: number; reason?: string; error?: unknown }>((resolve) => {
