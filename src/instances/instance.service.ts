@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Db } from "../db/client";
@@ -86,8 +86,8 @@ export class InstanceService {
     return row;
   }
 
-  /** Tells the owner's instanceChanged subscribers (also for rows changed outside this service). */
-  changed(row: Pick<InstanceRow, "id" | "userId">): void {
+  /** Tells the owner's instanceChanged subscribers. */
+  private changed(row: Pick<InstanceRow, "id" | "userId">): void {
     this.deps.pubSub?.publish(Topic.INSTANCE_CHANGED, row.userId, { instanceId: row.id, userId: row.userId });
   }
 
@@ -129,10 +129,19 @@ export class InstanceService {
       if (res?.imageId) await this.call(() => target.deleteImage(res.imageId!, res.snapshotIds));
       if (res?.securityGroupId) await this.call(() => target.deleteNetworkGuard(res.securityGroupId!)).catch(() => undefined);
     }
-    const now = this.now();
-    await this.deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: now, updatedAt: now }).where(eq(instances.id, row.id));
-    this.changed(row);
+    await this.markTerminated([row]);
     return this.get(userId, id);
+  }
+
+  /** Records machines as TERMINATED (gone at the provider) and tells their owners. */
+  async markTerminated(rows: Pick<InstanceRow, "id" | "userId">[]): Promise<void> {
+    if (!rows.length) return;
+    const now = this.now();
+    await this.deps.db
+      .update(instances)
+      .set({ state: "TERMINATED", terminatedAt: now, updatedAt: now })
+      .where(inArray(instances.id, rows.map((r) => r.id)));
+    for (const row of rows) this.changed(row);
   }
 
   async consoleOutput(userId: string, id: string): Promise<string> {

@@ -215,10 +215,11 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         });
       }
       // A recorded instance row goes with the machine.
-      const live = and(eq(instances.recoveryId, input.recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"]));
-      const going = await deps.db.select({ id: instances.id, userId: instances.userId }).from(instances).where(live);
-      await deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() }).where(live);
-      for (const row of going) deps.instances.changed(row);
+      const going = await deps.db
+        .select({ id: instances.id, userId: instances.userId })
+        .from(instances)
+        .where(and(eq(instances.recoveryId, input.recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"])));
+      await deps.instances.markTerminated(going);
       return done;
     },
 
@@ -244,8 +245,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         const t = deps.targets[row.provider];
         if (!t) continue;
         await callTarget(() => t.terminateInstance(row.providerId));
-        await deps.db.update(instances).set({ state: "TERMINATED", terminatedAt: new Date(), updatedAt: new Date() }).where(eq(instances.id, row.id));
-        deps.instances.changed(row);
+        await deps.instances.markTerminated([row]);
         terminated.push(row.id);
       }
       if (terminated.length) deps.logger.info({ terminated }, "terminated instances stopped too long");

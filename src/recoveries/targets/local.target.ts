@@ -185,35 +185,30 @@ export class LocalTarget implements ComputeTarget {
       report(100, "image ready");
       return { importTaskId: imageId };
     }
-    const running = this.imports.get(imageId);
-    if (running) {
-      const onAbort = () => running.abort.abort();
-      signal?.addEventListener("abort", onAbort, { once: true });
-      try {
-        await running.promise;
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-      }
-      report(100, "image ready");
-      return { importTaskId: imageId };
+    let entry = this.imports.get(imageId);
+    if (!entry) {
+      if (signal?.aborted) throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
+      const fresh: ActiveImport = { promise: Promise.resolve(), progress: 0, message: "starting", abort: new AbortController() };
+      this.imports.set(imageId, fresh);
+      this.importFailures.delete(imageId);
+      fresh.promise = this.runImport(recoveryId, imageId, image, fresh.abort.signal, report).then(
+        () => void this.imports.delete(imageId),
+        (err: unknown) => {
+          this.importFailures.set(imageId, errMessage(err));
+          this.imports.delete(imageId);
+          throw err;
+        },
+      );
+      entry = fresh;
     }
-
-    const abort = new AbortController();
-    if (signal?.aborted) throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
-    const onAbort = () => abort.abort();
+    // Whoever waits for the import (a retried activity joins the running one) may stop it.
+    const stop = entry.abort;
+    const onAbort = () => stop.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    const entry: ActiveImport = { promise: Promise.resolve(), progress: 0, message: "starting", abort };
-    this.imports.set(imageId, entry);
-    this.importFailures.delete(imageId);
-    entry.promise = this.runImport(recoveryId, imageId, image, abort.signal, report);
     try {
       await entry.promise;
-    } catch (err) {
-      this.importFailures.set(imageId, errMessage(err));
-      throw err;
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      this.imports.delete(imageId);
     }
     report(100, "image ready");
     return { importTaskId: imageId };
