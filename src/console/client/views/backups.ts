@@ -1,12 +1,11 @@
 import { gql } from "../api";
 import { confirmDialog, fill, h, uid } from "../dom";
-import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel } from "../format";
+import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel, targetLabel } from "../format";
 import {
   RECOVERIES,
   RECOVERY_TARGETS,
   RESTORE_POINTS,
   START_RECOVERY,
-  isActive,
   type RecoveriesResult,
   type RecoveryTargetsResult,
   type RestorePoint,
@@ -29,7 +28,7 @@ export const backupsView: View = async (ctx) => {
   let data: RestorePointsResult;
   // Recoveries still running are shown first, so nobody starts a second one by mistake.
   const running = gql<RecoveriesResult>(RECOVERIES, { first: 100, filter: { active: true } }).then(
-    (r) => r.recoveries.edges.map((e) => e.node).filter((n) => isActive(n.state)),
+    (r) => r.recoveries.edges.map((e) => e.node),
     () => [],
   );
   try {
@@ -167,9 +166,9 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
   );
 }
 
-const TARGET_TEXT: Record<Target, { label: string; hint: string }> = {
-  LOCAL: { label: "Local recovery host", hint: "A machine in your office or data centre that runs recovered servers." },
-  AWS: { label: "Amazon cloud (AWS)", hint: "A new server in your AWS account, reachable over the internet from your address." },
+const TARGET_HINT: Record<Target, string> = {
+  LOCAL: "A machine in your office or data centre that runs recovered servers.",
+  AWS: "A new server in your AWS account, reachable over the internet from your address.",
 };
 
 async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButtonElement, status: HTMLElement): Promise<void> {
@@ -185,18 +184,17 @@ async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButt
   const name = uid("target");
   const option = (value: Target) => {
     const id = uid("target-opt");
-    const text = TARGET_TEXT[value];
     return h(
       "div",
       { class: "radio" },
       h("input", { type: "radio", name, id, value, checked: value === targets.default }),
-      h("label", { for: id }, h("strong", null, value === targets.default ? `${text.label} (usual)` : text.label), h("span", { class: "hint" }, text.hint)),
+      h("label", { for: id }, h("strong", null, value === targets.default ? `${targetLabel(value)} (usual)` : targetLabel(value)), h("span", { class: "hint" }, TARGET_HINT[value])),
     );
   };
   const fieldset =
     targets.available.length > 1
       ? h("fieldset", null, h("legend", null, "Where should the machine run?"), targets.available.map(option))
-      : h("p", null, `The machine will run on the ${TARGET_TEXT[targets.default].label.toLowerCase().replace("amazon", "Amazon")}.`);
+      : h("p", null, `The machine will run on ${targets.default === "LOCAL" ? "the local recovery host" : "Amazon's cloud (AWS)"}.`);
   const ok = await confirmDialog({
     title: `Recover ${p.sourceName}?`,
     body: [
