@@ -496,15 +496,23 @@ start_versitygw() { # sidecar(0/1) -> 0 ready, 1 failed, 2 xattr unsupported
   fi
 }
 
+# An S3 server this script did not start: use it when our credentials work (log $1), else stop
+# with $2 after the check has printed why.
+use_foreign_s3() {
+  if s3_list_ok; then
+    log "$1"
+    ensure_buckets
+    return 0
+  fi
+  node_helper 20 ensure-buckets.mjs --check >/dev/null || true
+  die "$2"
+}
+
 up_s3() {
   if [[ $S3_LOCAL != 1 ]]; then
-    if s3_list_ok; then
-      log "s3: using the S3 endpoint at $S3_ENDPOINT (not local; not started by this script)"
-      ensure_buckets
-      return 0
-    fi
-    node_helper 20 ensure-buckets.mjs --check >/dev/null || true
-    die "S3 endpoint $S3_ENDPOINT is not usable (this script only starts versitygw for http://localhost endpoints)"
+    use_foreign_s3 "s3: using the S3 endpoint at $S3_ENDPOINT (not local; not started by this script)" \
+      "S3 endpoint $S3_ENDPOINT is not usable (this script only starts versitygw for http://localhost endpoints)"
+    return 0
   fi
 
   local pid
@@ -524,13 +532,9 @@ up_s3() {
   fi
 
   if port_open "$S3_HOST" "$S3_PORT"; then
-    if s3_list_ok; then
-      log "s3: using the S3 server already listening on $S3_ENDPOINT (not started by this script)"
-      ensure_buckets
-      return 0
-    fi
-    node_helper 20 ensure-buckets.mjs --check >/dev/null || true
-    die "port $S3_PORT on $S3_HOST is in use by another process that does not accept our S3 credentials; free it or set S3_ENDPOINT"
+    use_foreign_s3 "s3: using the S3 server already listening on $S3_ENDPOINT (not started by this script)" \
+      "port $S3_PORT on $S3_HOST is in use by another process that does not accept our S3 credentials; free it or set S3_ENDPOINT"
+    return 0
   fi
 
   ensure_vgw_bin
