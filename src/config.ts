@@ -167,6 +167,27 @@ const envSchema = z.object({
   MAX_PAGE_SIZE: int(100, 1, 1000),
   DEFAULT_PAGE_SIZE: int(20, 1, 1000),
   MAX_BODY_BYTES: int(1_048_576, 1024, 100 * 1_048_576),
+  /** Lexical tokens in one GraphQL document; counted before it is parsed. */
+  MAX_QUERY_TOKENS: int(3000, 100, 1_000_000),
+  /** Aliased fields in one operation (fragments counted once per spread). */
+  MAX_QUERY_ALIASES: int(30, 0, 10_000),
+  /** Root fields of one mutation operation; `signUp` and `logIn` at most once per request regardless. */
+  MAX_MUTATIONS: int(10, 1, 1000),
+  /** Who may run schema introspection (`__schema`, `__type`): signed-in users only, or everyone. */
+  INTROSPECTION: z.enum(["authenticated", "public"]).default("authenticated"),
+  /** Estimated cost of one evaluation of an expensive field (restorable, consoleOutput, screenshot, screenshotUrl). */
+  EXPENSIVE_FIELD_COST: int(100, 1, 1_000_000),
+  /** Operations selecting an expensive field, per user (per address when anonymous) and window. */
+  EXPENSIVE_FIELD_RATE: int(120, 1, 1_000_000),
+  EXPENSIVE_FIELD_WINDOW: duration("1m"),
+
+  /** A WebSocket that sends no connection_init within this long is closed (4408). */
+  WS_INIT_TIMEOUT: duration("3s"),
+  /** Estimated bytes of parsed documents kept for reuse by authenticated WebSocket connections. */
+  WS_DOCUMENT_CACHE_BYTES: int(8 * 1_048_576, 0, 1024 * 1_048_576),
+  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: int(20, 1, 10_000),
+  /** Per user across their connections to this API process. */
+  WS_MAX_SUBSCRIPTIONS_PER_USER: int(100, 1, 1_000_000),
 
   /** The worker registers the product's Temporal Schedules at start. */
   RUN_SCHEDULES: bool(true),
@@ -231,7 +252,20 @@ export interface Config {
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
   };
-  limits: { maxDepth: number; maxCost: number; maxPageSize: number; defaultPageSize: number };
+  limits: {
+    maxDepth: number;
+    maxCost: number;
+    maxPageSize: number;
+    defaultPageSize: number;
+    maxTokens: number;
+    maxAliases: number;
+    maxMutations: number;
+    expensiveFieldCost: number;
+  };
+  /** `authenticated`: introspection only with a valid token; `public`: for everyone. */
+  introspection: "authenticated" | "public";
+  expensiveFieldRate: { limit: number; windowMs: number };
+  ws: { initTimeoutMs: number; documentCacheBytes: number; maxSubscriptionsPerConnection: number; maxSubscriptionsPerUser: number };
   runWorker: boolean;
   runSchedules: boolean;
   workflowBundlePath?: string;
@@ -260,6 +294,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   if (e.S3_PRESIGN_EXPIRY < 1000 || e.S3_PRESIGN_EXPIRY > 7 * 86_400_000) problems.push("S3_PRESIGN_EXPIRY: must be between 1s and 7d");
   if (e.RECOVERY_DEFAULT_TARGET === "AWS" && !e.AWS_RECOVERY_ENABLED) problems.push("RECOVERY_DEFAULT_TARGET: AWS needs AWS_RECOVERY_ENABLED=true (and AWS credentials)");
+  if (e.WS_INIT_TIMEOUT < 100 || e.WS_INIT_TIMEOUT > 600_000) problems.push("WS_INIT_TIMEOUT: must be between 100ms and 10m (0 would never close a silent connection)");
   if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
     problems.push("TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH: set both for mTLS, or neither");
@@ -333,7 +368,24 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
     },
-    limits: { maxDepth: e.MAX_QUERY_DEPTH, maxCost: e.MAX_QUERY_COST, maxPageSize: e.MAX_PAGE_SIZE, defaultPageSize: e.DEFAULT_PAGE_SIZE },
+    limits: {
+      maxDepth: e.MAX_QUERY_DEPTH,
+      maxCost: e.MAX_QUERY_COST,
+      maxPageSize: e.MAX_PAGE_SIZE,
+      defaultPageSize: e.DEFAULT_PAGE_SIZE,
+      maxTokens: e.MAX_QUERY_TOKENS,
+      maxAliases: e.MAX_QUERY_ALIASES,
+      maxMutations: e.MAX_MUTATIONS,
+      expensiveFieldCost: e.EXPENSIVE_FIELD_COST,
+    },
+    introspection: e.INTROSPECTION,
+    expensiveFieldRate: { limit: e.EXPENSIVE_FIELD_RATE, windowMs: e.EXPENSIVE_FIELD_WINDOW },
+    ws: {
+      initTimeoutMs: e.WS_INIT_TIMEOUT,
+      documentCacheBytes: e.WS_DOCUMENT_CACHE_BYTES,
+      maxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      maxSubscriptionsPerUser: e.WS_MAX_SUBSCRIPTIONS_PER_USER,
+    },
     runWorker: e.RUN_WORKER,
     runSchedules: e.RUN_SCHEDULES,
     workflowBundlePath: e.TEMPORAL_WORKFLOW_BUNDLE,
