@@ -162,7 +162,8 @@ const envSchema = z.object({
   LOGIN_MAX_ATTEMPTS_PER_ADDRESS: int(50, 1, 100_000),
   LOGIN_RATE_WINDOW: duration("15m"),
 
-  MAX_QUERY_DEPTH: int(12, 2, 100),
+  /** 15 admits the standard introspection query (GraphiQL), which is counted like any other operation. */
+  MAX_QUERY_DEPTH: int(15, 2, 100),
   MAX_QUERY_COST: int(20_000, 10, 10_000_000),
   MAX_PAGE_SIZE: int(100, 1, 1000),
   DEFAULT_PAGE_SIZE: int(20, 1, 1000),

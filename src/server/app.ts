@@ -254,11 +254,6 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const limitsPlugin: ApolloServerPlugin<Context> = {
     async requestDidStart() {
       return {
-        // Before parsing (documents already parsed and validated come from Apollo's cache).
-        async parsingDidStart(rc) {
-          const tokens = checkTokens(rc.source ?? "", config.limits.maxTokens);
-          if (tokens instanceof AppError) throw withHttpStatus(tokens);
-        },
         // Limits first, then introspection, then the token, then the rate of expensive fields: an
         // abusive request costs one linear pass over its document and nothing else.
         async didResolveOperation(rc) {
@@ -321,6 +316,17 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   app.use(
     "/graphql",
     express.json({ limit: config.http.maxBodyBytes }),
+    // Tokens are counted before Apollo parses anything (its plugins cannot answer with a typed
+    // error before parsing): a long document costs one bounded lexer run.
+    (req: Request, res: Response, next: NextFunction) => {
+      const query: unknown = req.method === "GET" ? req.query.query : (req.body as { query?: unknown } | undefined)?.query;
+      const tokens = typeof query === "string" ? checkTokens(query, config.limits.maxTokens) : 0;
+      if (tokens instanceof AppError) {
+        res.status(tokens.httpStatus).json({ errors: [{ message: tokens.message, extensions: tokens.extensions }] });
+        return;
+      }
+      next();
+    },
     expressMiddleware(apollo, {
       // No authentication here: Apollo builds the context before parsing, and the token is only
       // looked up once the operation is known to be within its limits (see limitsPlugin).
