@@ -53,6 +53,8 @@ export interface RunningApp {
   sockets: SocketRegistry;
   /** Parsed documents kept for authenticated WebSocket connections (bounded in bytes). */
   wsDocuments: DocumentCache;
+  /** Open operations of each signed-in user over WebSocket, in this process. */
+  wsUsers: UserConnections;
   stop(): Promise<void>;
 }
 
@@ -383,6 +385,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     wsUrl: `${url.replace(/^http/, "ws")}/graphql`,
     sockets,
     wsDocuments: documents,
+    wsUsers: userConnections,
     stop() {
       stopping ??= (async () => {
         await revocations.return?.();
