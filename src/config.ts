@@ -176,7 +176,7 @@ const envSchema = z.object({
   MAX_MUTATIONS: int(10, 1, 1000),
   /** Who may run schema introspection (`__schema`, `__type`): signed-in users only, or everyone. */
   INTROSPECTION: z.enum(["authenticated", "public"]).default("authenticated"),
-  /** Estimated cost of one evaluation of an expensive field (restorable, consoleOutput, screenshot, screenshotUrl). */
+  /** Estimated cost of one evaluation of an expensive field (restorable, consoleOutput, screenshot). */
   EXPENSIVE_FIELD_COST: int(100, 1, 1_000_000),
   /** Operations selecting an expensive field, per user (per address when anonymous) and window. */
   EXPENSIVE_FIELD_RATE: int(120, 1, 1_000_000),

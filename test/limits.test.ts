@@ -1,9 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser } from "./helpers/stack";
-import { getIntrospectionQuery, parse } from "graphql";
+import { getIntrospectionQuery, parse, type DocumentNode } from "graphql";
 import { like } from "drizzle-orm";
 import { BackupsDocument, MeDocument } from "../src/client/generated/graphql";
 import { users } from "../src/db/schema";
+import * as generated from "../src/client/generated/graphql";
+import * as consoleQueries from "../src/console/client/queries";
+import { analyzeOperation } from "../src/graphql/limits";
+import { AppError } from "../src/errors";
 import { openSubscription, withTimeout } from "./helpers/ws";
 
 type Body = { data?: Record<string, unknown> | null; errors?: { message: string; extensions: Record<string, unknown> }[] };
@@ -273,6 +277,22 @@ describe("abuse limits with the default configuration (checked before any token 
     const one = await post(stack, undefined, JSON.stringify({ query: `mutation { ${signUpField(5)} }` }));
     expect(one.status).toBe(200);
     expect(await countAccounts()).toBe(1);
+  });
+
+  it("keeps every document the CLI and the web console send within the default limits, at the largest page", () => {
+    const documents: [string, DocumentNode][] = [
+      ...Object.entries(generated)
+        .filter(([name, value]) => name.endsWith("Document") && typeof value === "object")
+        .map(([name, value]) => [name, value as DocumentNode] as [string, DocumentNode]),
+      ...Object.entries(consoleQueries)
+        .filter(([, value]) => typeof value === "string" && /^(query|mutation|subscription)\b/.test(value))
+        .map(([name, value]) => [`console ${name}`, parse(value as string)] as [string, DocumentNode]),
+    ];
+    expect(documents.length).toBeGreaterThan(40);
+    for (const [name, document] of documents) {
+      const analysis = analyzeOperation(stack.app.schema, document, undefined, { first: stack.config.limits.maxPageSize }, stack.config.limits);
+      expect(analysis instanceof AppError ? analysis.extensions : "ok", name).toBe("ok");
+    }
   });
 
   it("limits root fields per mutation to MAX_MUTATIONS", async () => {

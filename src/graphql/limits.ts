@@ -50,8 +50,11 @@ export interface QueryLimits {
   expensiveFieldCost: number;
 }
 
-/** Fields that call a provider, the object store or scan a manifest: priced and rate-limited per user. */
-export const EXPENSIVE_FIELDS: ReadonlySet<string> = new Set(["Backup.restorable", "Instance.consoleOutput", "Instance.screenshot", "BackupVerification.screenshotUrl"]);
+/**
+ * Fields that call a provider or check a whole manifest against the store: priced and rate-limited
+ * per user. (`BackupVerification.screenshotUrl` is not among them: it only signs a URL locally.)
+ */
+export const EXPENSIVE_FIELDS: ReadonlySet<string> = new Set(["Backup.restorable", "Instance.consoleOutput", "Instance.screenshot"]);
 /** Mutations that create sessions or accounts (argon2 work each): at most one per request. */
 export const CREDENTIAL_MUTATIONS: ReadonlySet<string> = new Set(["signUp", "logIn"]);
 /** `__schema` walks the whole schema: priced like a large page. */
