@@ -195,7 +195,7 @@ describe("abuse limits with the default configuration (checked before any token 
       expect(status, `${levels}x${spreads}`).toBe(400);
       expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "COST", maxCost: 20000 });
       expect(body.data).toBeUndefined();
-      expect(ms, `${levels}x${spreads} answered in ${ms.toFixed(0)} ms`).toBeLessThan(500);
+      expect(ms, `${levels}x${spreads} answered in ${ms.toFixed(0)} ms`).toBeLessThan(1000);
     }
   });
 
@@ -204,7 +204,7 @@ describe("abuse limits with the default configuration (checked before any token 
     const { status, ms, body } = await post(stack, undefined, JSON.stringify({ query }));
     expect(status).toBe(400);
     expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "TOKENS", maxTokens: 3000 });
-    expect(ms).toBeLessThan(500);
+    expect(ms).toBeLessThan(1000);
   });
 
   it("refuses introspection without a token, and an introspection alias bomb with or without one", async () => {
@@ -225,7 +225,7 @@ describe("abuse limits with the default configuration (checked before any token 
       expect(["COST", "ALIASES"]).toContain(body.errors![0]!.extensions.limit);
       expect(body.data).toBeUndefined();
       expect(bytes).toBeLessThan(2000);
-      expect(ms).toBeLessThan(500);
+      expect(ms).toBeLessThan(1000);
     }
     // __type is cheap but still counted: aliases are limited.
     const typeBomb = await post(stack, user.token, JSON.stringify({ query: `{ ${aliased(100, `__type(name: "Backup") { name }`)} }` }));
@@ -253,7 +253,7 @@ describe("abuse limits with the default configuration (checked before any token 
     expect(big.status).toBe(400);
     expect(big.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT" });
     expect(["MUTATIONS", "TOKENS"]).toContain(big.body.errors![0]!.extensions.limit);
-    expect(big.ms).toBeLessThan(500);
+    expect(big.ms).toBeLessThan(1000);
 
     const two = await post(stack, undefined, JSON.stringify({ query: `mutation { a: ${signUpField(1)} b: ${signUpField(2)} }` }));
     expect(two.status).toBe(400);

@@ -236,7 +236,10 @@ describe("WebSocket abuse limits", () => {
     const query = print(BackupChangedDocument);
     subscribeOn(a, query);
     subscribeOn(a, query);
+    // The two connections race: let A's operations register before B's.
+    await expect.poll(() => stack.app.wsUsers.operations(u.id), { timeout: 10_000 }).toBe(2);
     const onB = subscribeOn(b, query);
+    await expect.poll(() => stack.app.wsUsers.operations(u.id), { timeout: 10_000 }).toBe(3);
     const fourth = await withTimeout(subscribeOn(b, query).ended, 5000, "fourth subscription refused");
     expect(limitOf(fourth)).toMatchObject({ code: "BAD_USER_INPUT", limit: "SUBSCRIPTIONS_PER_USER", maxSubscriptionsPerUser: 3 });
     // Another user is not affected.
