@@ -293,6 +293,17 @@ export class LocalTarget implements ComputeTarget {
     await fsp.rm(path.join(this.tmpDir, `${recoveryId}.raw`), { force: true });
   }
 
+  async discardImport(recoveryId: string): Promise<string[]> {
+    // Names are derived from the recovery id, so nothing depends on what the workflow recorded.
+    const imageId = `img-${checkId(recoveryId, "recovery id")}`;
+    const removed: string[] = [];
+    if (this.imports.has(imageId)) removed.push(`cancelled import ${imageId}`);
+    await this.cancelImport(imageId);
+    if (await exists(this.imagePath(imageId))) removed.push(`deleted image ${imageId}`);
+    await this.deleteImage(imageId);
+    return removed;
+  }
+
   async deleteImage(imageId: string): Promise<void> {
     // Instances keep their own hard link (base.qcow2), so this never pulls a disk from under a VM.
     await fsp.rm(this.imagePath(imageId), { force: true });
