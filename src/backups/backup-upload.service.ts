@@ -6,7 +6,7 @@ import type { ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../storage/chunk-store";
 import type { BackupService } from "./backup.service";
 import type { ChunkInput, CompleteBackupInput } from "./backup.input";
-import type { QuotaService } from "../quotas/quota.service";
+import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 export const MAX_CHUNKS_PER_REQUEST = 1000;
 const SHA = /^[0-9a-f]{64}$/;
@@ -71,7 +71,7 @@ export class BackupUploadService {
           .onDuplicateKeyUpdate({ set: { requestedAt: now } });
       }
       await tx.update(uploads).set({ lastActivityAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
-    });
+    }, QUOTA_TX);
 
     const presigned = new Map(missing.map((c) => [c.sha256, this.store.presignChunkPut(userId, c.sha256, c.size)]));
     const tickets: UploadTicket[] = [];

@@ -38,10 +38,19 @@ export const MAX_IMAGE_SIZE = MAX_CHUNKS * MAX_CHUNK_SIZE;
 const STORED_CACHE_ENTRIES = 10_000;
 
 /**
+ * Transactions that check a quota and then write: each read sees what is committed at that moment
+ * (under REPEATABLE READ a snapshot taken before the user's lock was granted would miss what the
+ * previous holder just committed).
+ */
+export const QUOTA_TX = { isolationLevel: "read committed" } as const;
+
+/**
  * Fair use: per-user stored bytes, image size, concurrent recoveries and running machines, and the
  * machines one local host runs for everybody. Every refusal is a QUOTA_EXCEEDED error naming the
  * quota, its limit and the usage; the checks that guard a write run inside the caller's
- * transaction after `lockUser`, so two concurrent requests of one user cannot both squeeze in.
+ * transaction (QUOTA_TX) after `lockUser`, so two concurrent requests of one user cannot both
+ * squeeze in. The host-wide count is not locked: simultaneous starts by different users may pass
+ * it by the number of requests in flight.
  */
 export class QuotaService {
   /** userId → stored bytes for one set of live manifests (manifests never change once written). */
@@ -208,7 +217,7 @@ export class QuotaService {
           throw quotaExceeded("RUNNING_MACHINES", `You have ${used} machines running or being recovered, the most allowed (${runningMachines}); stop one first`, { limit: runningMachines, used });
       }
       if (provider === "LOCAL") await this.checkHost(tx);
-    });
+    }, QUOTA_TX);
   }
 
   private async checkHost(q: Queryable): Promise<void> {

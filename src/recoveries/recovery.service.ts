@@ -14,7 +14,7 @@ import type { RecoveryProgress } from "./recovery-progress";
 import { eager, live } from "../graphql/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/recovery";
-import type { QuotaService } from "../quotas/quota.service";
+import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
@@ -96,13 +96,14 @@ export class RecoveryService {
         .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
         .limit(1);
       if (active) return { row: active, created: false };
-      // One more recovery in progress and, once launched, one more machine: checked under the user's lock.
+      // One more recovery in progress and, once launched, one more machine: checked under the user's
+      // lock, reading what is committed now (READ COMMITTED), so concurrent starts cannot both fit.
       await this.deps.quotas.lockUser(tx, userId);
       await this.deps.quotas.checkRecoveryStart(tx, userId, target);
       const fresh = this.newRow(userId, backup.id, target, allowedCidr);
       await tx.insert(recoveries).values(fresh);
       return { row: fresh, created: true };
-    });
+    }, QUOTA_TX);
     if (!created) return row;
 
     const { recovery, temporal } = this.deps.config;
