@@ -15,6 +15,8 @@ export interface ComposedImage {
   bucket: string;
   key: string;
   sizeBytes: number;
+  /** Bytes of non-zero chunks (what a sparse copy of the image occupies); unknown = sizeBytes. */
+  dataBytes?: number;
 }
 
 export interface ImportStatus {
