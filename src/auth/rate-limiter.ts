@@ -62,8 +62,9 @@ export class MemoryRateLimiter extends FlexibleRateLimiter {
 }
 
 /**
- * Shared by every API process through Redis. While Redis is unreachable each process falls back to
- * its own memory counters (the library's insurance limiter) instead of failing logins.
+ * Shared by every API process through Redis. When a Redis command fails (ioredis queues commands
+ * while it connects, then gives up after its retries) the process counts in its own memory (the
+ * library's insurance limiter) instead of failing logins.
  */
 export class RedisRateLimiter extends FlexibleRateLimiter {
   constructor(private readonly redis: Redis) {
@@ -76,7 +77,6 @@ export class RedisRateLimiter extends FlexibleRateLimiter {
       points,
       duration,
       keyPrefix,
-      rejectIfRedisNotReady: true,
       insuranceLimiter: new RateLimiterMemory({ points, duration, keyPrefix }),
     });
   }
