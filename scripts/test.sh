@@ -19,6 +19,9 @@ fi
 
 bash scripts/services.sh up --with-qemu
 
+say "building the test systems (cached under .data/test-systems)…"
+bash scripts/test-systems.sh >/dev/null
+
 say "building the GraphiQL bundle…"
 node scripts/build-graphiql.mjs
 say "building the web console…"
