@@ -22,7 +22,7 @@ import {
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, type Proc } from "./helpers/processes";
 import { openSubscription, withTimeout } from "./helpers/ws";
-import { createAccount, PASSWORD, uniqueName } from "./helpers/stack";
+import { createAccount, uniqueName } from "./helpers/stack";
 import { qemuProcesses } from "./helpers/qemu";
 import { backupWithCli, productEnv, startProduct, startWorker } from "./helpers/product";
 import { createDatabase } from "../src/db/client";

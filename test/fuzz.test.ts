@@ -94,16 +94,26 @@ const wrongType: fc.Arbitrary<unknown> = fc.oneof(
   deeplyNested,
 );
 
-const hugeNumbers = [0, -1, 1.5, -0.5, 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, 2 ** 32, 2 ** 40, 40 * 2 ** 40, 64 * 2 ** 40, 2 ** 53 - 1, 2 ** 53, -(2 ** 53 - 1), 1e21, 1e308, -1e308];
+const hugeNumbers = [0, -1, 1.5, 8 * 1024 * 1024, -0.5, 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, 2 ** 32, 2 ** 40, 40 * 2 ** 40, 64 * 2 ** 40, 2 ** 53 - 1, 2 ** 53, -(2 ** 53 - 1), 1e21, 1e308, -1e308];
 
-function scalarValue(name: string, ids: fc.Arbitrary<string>): fc.Arbitrary<unknown> {
+/** Well-formed values for a few input field names, half of the time, so that runs get past validation. */
+const plausible: Record<string, fc.Arbitrary<string>> = {
+  email: fc.emailAddress(),
+  username: fc.stringMatching(/^[a-z][a-z0-9_-]{2,20}$/),
+  sourceName: fc.stringMatching(/^[a-z][a-z0-9.-]{0,30}$/),
+  password: fc.string({ minLength: 12, maxLength: 40 }),
+  sha256: fc.stringMatching(/^[0-9a-f]{64}$/),
+  allowedCidr: fc.constantFrom("203.0.113.0/24", "0.0.0.0/0", "10.0.0.1/32", "::/0", "300.1.1.1/8"),
+};
+
+function scalarValue(name: string, ids: fc.Arbitrary<string>, fieldName: string): fc.Arbitrary<unknown> {
   switch (name) {
     case "String":
-      return hostileString;
+      return plausible[fieldName] ? fc.oneof(plausible[fieldName], hostileString) : hostileString;
     case "ID":
       return ids;
     case "Int":
-      return fc.oneof(fc.integer({ min: -3, max: 200 }), fc.constantFrom(...hugeNumbers), fc.integer());
+      return fc.oneof({ weight: 3, arbitrary: fc.integer({ min: -3, max: 120 }) }, { weight: 1, arbitrary: fc.constantFrom(...hugeNumbers) }, { weight: 1, arbitrary: fc.integer() });
     case "Float":
       return fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom(...hugeNumbers));
     case "SafeInt":
@@ -121,35 +131,38 @@ function scalarValue(name: string, ids: fc.Arbitrary<string>): fc.Arbitrary<unkn
   }
 }
 
+const jsonBytes = (v: unknown) => Math.max(1, Buffer.byteLength(JSON.stringify(v) ?? "null"));
+
 /** A value for an input type: mostly well-typed (to reach the resolvers), sometimes null or of the wrong type. */
-function valueFor(type: GraphQLInputType, ids: fc.Arbitrary<string>, depth = 0): fc.Arbitrary<unknown> {
+function valueFor(type: GraphQLInputType, ids: fc.Arbitrary<string>, name: string, depth = 0): fc.Arbitrary<unknown> {
   if (isNonNullType(type)) {
-    return fc.oneof({ weight: 12, arbitrary: valueFor(type.ofType, ids, depth) }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: wrongType });
+    return fc.oneof({ weight: 30, arbitrary: valueFor(type.ofType, ids, name, depth) }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: wrongType });
   }
   let inner: fc.Arbitrary<unknown>;
   if (isListType(type)) {
-    const item = valueFor(type.ofType, ids, depth + 1);
+    const item = valueFor(type.ofType, ids, name, depth + 1);
     inner = fc.oneof(
       { weight: 6, arbitrary: fc.array(item, { maxLength: 6 }) },
-      { weight: 1, arbitrary: fc.tuple(item, fc.integer({ min: 500, max: 5_000 })).map(([v, n]) => Array<unknown>(n).fill(v)) },
+      // Long lists, kept under MAX_BODY_BYTES (bigger bodies are refused before parsing: limits.test.ts).
+      { weight: 1, arbitrary: fc.tuple(item, fc.integer({ min: 500, max: 5_000 })).map(([v, n]) => Array<unknown>(Math.min(n, Math.floor(800_000 / jsonBytes(v)))).fill(v)) },
       { weight: 1, arbitrary: item },
     );
   } else if (isInputObjectType(type)) {
     const fields = Object.values(type.getFields());
-    const model = Object.fromEntries(fields.map((f) => [f.name, valueFor(f.type, ids, depth + 1)]));
+    const model = Object.fromEntries(fields.map((f) => [f.name, valueFor(f.type, ids, f.name, depth + 1)]));
     inner = fc.oneof(
-      { weight: 8, arbitrary: fc.record(model) },
+      { weight: 12, arbitrary: fc.record(model) },
       { weight: 1, arbitrary: fc.record(model, { requiredKeys: [] }) },
       { weight: 1, arbitrary: fc.tuple(fc.record(model), deeplyNested).map(([r, extra]) => ({ ...r, unknownField: extra })) },
     );
   } else if (isEnumType(type)) {
     inner = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...type.getValues().map((v) => v.name)) }, { weight: 1, arbitrary: hostileString });
   } else if (isScalarType(type)) {
-    inner = scalarValue(type.name, ids);
+    inner = scalarValue(type.name, ids, name);
   } else {
     inner = wrongType;
   }
-  return fc.oneof({ weight: 12, arbitrary: inner }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: wrongType });
+  return fc.oneof({ weight: 20, arbitrary: inner }, { weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: wrongType });
 }
 
 // ---------------------------------------------------------------- documents
@@ -287,8 +300,9 @@ describe("schema-driven fuzzing of every query and mutation", () => {
       for (const field of Object.values(root!.getFields())) {
         if (NO_ARGUMENTS_TO_FUZZ.has(field.name)) continue;
         fuzzed.push(field.name);
-        const model = Object.fromEntries(field.args.map((a: GraphQLArgument) => [a.name, valueFor(a.type, ids)]));
-        const arb = fc.record({ values: fc.record(model, { requiredKeys: [] }), inline: fc.boolean(), signedIn: fc.boolean() });
+        const model = Object.fromEntries(field.args.map((a: GraphQLArgument) => [a.name, valueFor(a.type, ids, a.name)]));
+        const values = fc.oneof({ weight: 10, arbitrary: fc.record(model) }, { weight: 1, arbitrary: fc.record(model, { requiredKeys: [] }) });
+        const arb = fc.record({ values, inline: fc.boolean(), signedIn: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }) });
         await fc.assert(
           fc.asyncProperty(arb, async ({ values, inline, signedIn }) => {
             const c: Case = { operation, field, values, inline, signedIn };
