@@ -15,7 +15,7 @@ import { createLogger } from "../src/logger";
 import { createRuntime, readinessChecks, type Runtime } from "../src/runtime";
 import { startApp, type RunningApp } from "../src/server/app";
 import { ReCloClient, type ClientOptions } from "../src/client/graphql-client";
-import { SignUpDocument } from "../src/client/generated/graphql";
+import { LogInDocument, SignUpDocument } from "../src/client/generated/graphql";
 import { chunkSizeFor } from "../src/backups/backup.service";
 import { runBackup, type BackupResult } from "../src/cli/backup";
 import { createS3Client } from "../src/storage/s3";
@@ -476,6 +476,8 @@ async function main(signal: AbortSignal, cleanups: (() => Promise<void>)[]): Pro
     DATABASE_POOL_SIZE: "8",
     MIGRATE_ON_START: "true",
     VERIFY_AFTER_BACKUP: "false",
+    SIGNUP_MAX_PER_ADDRESS: "1000000",
+    LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
   });
   const logger = createLogger(config.logLevel, process.stderr);
   const rt: Runtime = await createRuntime(config, logger);
@@ -549,9 +551,12 @@ async function main(signal: AbortSignal, cleanups: (() => Promise<void>)[]): Pro
   let userCounter = 0;
   const newUser = async () => {
     const name = `bench${runId}u${++userCounter}`;
-    const { signUp } = await new ReCloClient({ url: app.graphqlUrl }).request(SignUpDocument, { input: { username: name, email: `${name}@example.com`, password: "correct horse battery staple" } });
-    prefixes.add(`${signUp.user.id}/`);
-    return { id: signUp.user.id, token: signUp.token };
+    const anonymous = new ReCloClient({ url: app.graphqlUrl });
+    const input = { username: name, email: `${name}@example.com`, password: "correct horse battery staple" };
+    await anonymous.request(SignUpDocument, { input });
+    const { logIn } = await anonymous.request(LogInDocument, { input: { email: input.email, password: input.password } });
+    prefixes.add(`${logIn.user.id}/`);
+    return { id: logIn.user.id, token: logIn.token };
   };
   const oursOnce = async (token: string, kind: "FULL" | "INCREMENTAL"): Promise<OursRun> => {
     const client = new TimedClient({ url: app.graphqlUrl, token });

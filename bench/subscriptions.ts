@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ReCloClient } from "../src/client/graphql-client";
-import { SignUpDocument } from "../src/client/generated/graphql";
+import { LogInDocument, SignUpDocument } from "../src/client/generated/graphql";
 import type { RecoverySnapshot } from "../src/graphql/pubsub";
 import { Child, sleep, type LoadReport, type MemoryReport } from "./ipc";
 import type { ApiInfo, PublishArgs, PublishResult, SeedArgs, Via } from "./api-process";
@@ -250,6 +250,9 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
     REDIS_URL: transport === "redis" ? opts["redis-url"] : "",
     // Thousands of subscribers share a few users here: lift the per-user cap (a production guard).
     WS_MAX_SUBSCRIPTIONS_PER_USER: process.env.WS_MAX_SUBSCRIPTIONS_PER_USER ?? "1000000",
+    // Every bench user is created from 127.0.0.1.
+    SIGNUP_MAX_PER_ADDRESS: "1000000",
+    LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
   };
   delete env.PUBLIC_URL;
   delete env.RECLO_BENCH_NOFILE;
@@ -274,8 +277,10 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
   const accounts = await Promise.all(
     Array.from({ length: U }, async (_, i) => {
       const username = `bench${stamp}u${i}`;
-      const { signUp } = await anonymous.request(SignUpDocument, { input: { username, email: `${username}@example.com`, password: "correct horse battery staple" } });
-      return { id: signUp.user.id, token: signUp.token };
+      const input = { username, email: `${username}@example.com`, password: "correct horse battery staple" };
+      await anonymous.request(SignUpDocument, { input });
+      const { logIn } = await anonymous.request(LogInDocument, { input: { email: input.email, password: input.password } });
+      return { id: logIn.user.id, token: logIn.token };
     }),
   );
   const userIds = accounts.map((a) => a.id);

@@ -10,3 +10,12 @@ ensure_node_modules() {
     npm ci --no-audit --no-fund
   fi
 }
+
+# Runs the built product. Production mode unless NODE_ENV is set explicitly (NODE_ENV=development
+# for stack traces and internal error messages in responses); the banner says which.
+run_product() {
+  export NODE_ENV="${NODE_ENV:-production}"
+  # The local services this script starts: the object store is on loopback (see S3_SECRET_ACCESS_KEY in the README).
+  export S3_ENDPOINT="${S3_ENDPOINT:-http://127.0.0.1:7070}"
+  exec node dist/src/main.js "$@"
+}

@@ -16,5 +16,5 @@ bash scripts/services.sh up --with-qemu "$@"
 say "building (TypeScript, GraphiQL and web console bundles)…"
 npm run --silent build
 
-say "starting ReClo (migrations run at start)…"
-exec node dist/src/main.js
+say "starting ReClo in ${NODE_ENV:-production} mode (migrations run at start)…"
+run_product

@@ -1,3 +1,4 @@
+import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import { repoRoot } from "./common/paths";
@@ -57,6 +58,49 @@ const url = (protocols: string[]) =>
     { message: `expected a URL starting with ${protocols.map((p) => p + "//").join(" or ")}` },
   );
 
+export type TrustProxy = false | number | string[];
+
+/**
+ * TRUST_PROXY: unset, "false" or "0" = no proxy (the socket's address is the client); a number =
+ * that many proxy hops in front of ReClo (the client is the address the outermost one saw); a
+ * comma-separated list of addresses and CIDRs = the proxies themselves. "true" would believe any
+ * client's X-Forwarded-For and is refused.
+ */
+export function parseTrustProxy(value: string | undefined): TrustProxy | { problem: string } {
+  const v = value?.trim() ?? "";
+  if (v === "" || v === "false" || v === "0") return false;
+  if (["true", "yes", "all"].includes(v.toLowerCase()))
+    return {
+      problem:
+        '"true" would believe the X-Forwarded-For any client sends (and so bypass every per-address limit); set the number of proxy hops in front of ReClo (e.g. 1) or the proxies\' addresses/CIDRs (e.g. 10.0.0.0/8,192.168.1.10)',
+    };
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    return hops <= 10 ? hops : { problem: "expected at most 10 proxy hops" };
+  }
+  const entries = v.split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = entries.filter((entry) => !isAddressOrCidr(entry));
+  if (bad.length) return { problem: `expected a hop count or a comma-separated list of IP addresses/CIDRs; not an address or CIDR: ${bad.join(", ")}` };
+  return entries;
+}
+
+function isAddressOrCidr(entry: string): boolean {
+  const [address, prefix, ...rest] = entry.split("/");
+  const family = net.isIP(address ?? "");
+  if (!family || rest.length) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+function isLoopbackUrl(value: string): boolean {
+  try {
+    const host = new URL(value).hostname.replace(/^\[|\]$/g, "");
+    return host === "localhost" || host === "::1" || (net.isIPv4(host) && host.startsWith("127."));
+  } catch {
+    return false;
+  }
+}
+
 const BYTE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
 /** Parses "2TiB", "512GiB", "1.5T", "64MB" (binary units, 1024-based) or a bare number of bytes. */
@@ -93,7 +137,20 @@ const envSchema = z.object({
   PORT: int(4000, 0, 65535),
   /** Public base URL printed at start and used in links; defaults to http://HOST:PORT. */
   PUBLIC_URL: optionalString.pipe(url(["http:", "https:"]).optional()),
-  TRUST_PROXY: bool(false),
+  /** Proxies in front of ReClo whose X-Forwarded-For is believed: a hop count or addresses/CIDRs ("true" is refused). */
+  TRUST_PROXY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const parsed = parseTrustProxy(v);
+      if (typeof parsed === "object" && "problem" in parsed) {
+        ctx.addIssue({ code: "custom", message: parsed.problem });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
+  /** Token that unlocks /readyz details for callers that are not on loopback (monitoring). */
+  READYZ_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
   RECLO_DATA_DIR: z.string().default(path.join(repoRoot(), ".data")),
 
   DATABASE_URL: url(["mysql:", "mariadb:"]).default("mysql://root@127.0.0.1:3306/reclo"),
@@ -199,6 +256,8 @@ const envSchema = z.object({
   LOGIN_MAX_ATTEMPTS_PER_ACCOUNT: int(10, 1, 10_000),
   LOGIN_MAX_ATTEMPTS_PER_ADDRESS: int(50, 1, 100_000),
   LOGIN_RATE_WINDOW: duration("15m"),
+  SIGNUP_MAX_PER_ADDRESS: int(20, 1, 1_000_000),
+  SIGNUP_RATE_WINDOW: duration("1h"),
 
   /** 15 admits the standard introspection query (GraphiQL), which is counted like any other operation. */
   MAX_QUERY_DEPTH: int(15, 2, 100),
@@ -241,7 +300,15 @@ export type Env = z.input<typeof envSchema>;
 export interface Config {
   env: "development" | "test" | "production";
   logLevel: string;
-  http: { host: string; port: number; publicUrl?: string; trustProxy: boolean; maxBodyBytes: number };
+  http: {
+    host: string;
+    port: number;
+    publicUrl?: string;
+    /** Express "trust proxy": false (none), a hop count, or the proxies' addresses/CIDRs. */
+    trustProxy: TrustProxy;
+    maxBodyBytes: number;
+    readyzToken?: string;
+  };
   dataDir: string;
   database: { url: string; poolSize: number; migrateOnStart: boolean };
   temporal: {
@@ -300,6 +367,7 @@ export interface Config {
     tokenTtlMs: number;
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
+    signUpRateLimit: { perAddress: number; windowMs: number };
   };
   limits: {
     maxDepth: number;
@@ -347,15 +415,17 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
     problems.push("TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH: set both for mTLS, or neither");
-  if (e.NODE_ENV === "production" && e.S3_SECRET_ACCESS_KEY === "reclo-dev-secret-key-0123456789")
-    problems.push("S3_SECRET_ACCESS_KEY: the development default must not be used in production");
+  // The published development secret is refused in production, except for an object store the
+  // operator explicitly placed on this host's loopback (the local versitygw `npm start` runs).
+  if (e.NODE_ENV === "production" && e.S3_SECRET_ACCESS_KEY === "reclo-dev-secret-key-0123456789" && !(source.S3_ENDPOINT && isLoopbackUrl(e.S3_ENDPOINT)))
+    problems.push("S3_SECRET_ACCESS_KEY: the development default must not be used in production (only with an explicit loopback S3_ENDPOINT)");
   if (problems.length) throw new ConfigError(problems);
 
   const useTls = e.TEMPORAL_TLS || Boolean(e.TEMPORAL_API_KEY) || Boolean(e.TEMPORAL_TLS_CERT_PATH);
   return {
     env: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
-    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES },
+    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES, readyzToken: e.READYZ_TOKEN },
     dataDir: path.resolve(e.RECLO_DATA_DIR),
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, migrateOnStart: e.MIGRATE_ON_START },
     temporal: {
@@ -424,6 +494,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       tokenTtlMs: e.TOKEN_TTL,
       argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
+      signUpRateLimit: { perAddress: e.SIGNUP_MAX_PER_ADDRESS, windowMs: e.SIGNUP_RATE_WINDOW },
     },
     limits: {
       maxDepth: e.MAX_QUERY_DEPTH,

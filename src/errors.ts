@@ -62,6 +62,11 @@ export const quotaExceeded = (quota: QuotaKind, message: string, details: { limi
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
 /** Codes that graphql-js / Apollo attach to malformed requests; they are client errors, passed on as BAD_USER_INPUT. */
 const REQUEST_ERROR_CODES = new Set(["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_REQUEST", "PERSISTED_QUERY_NOT_FOUND", "PERSISTED_QUERY_NOT_SUPPORTED", "OPERATION_RESOLUTION_FAILURE"]);
+/**
+ * graphql-js stops coercing variables after 50 errors and adds this error, without a code or a
+ * location (Apollo cannot tell it from a server fault): it is the client's input, like the 50 before.
+ */
+const REQUEST_ERROR_MESSAGES = new Map([["Too many errors processing variables, error limit reached. Execution aborted.", "TOO_MANY_VARIABLE_ERRORS"]]);
 
 /**
  * Apollo `formatError`: keeps known codes, maps request errors to BAD_USER_INPUT (keeping the
@@ -77,6 +82,10 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown, ex
   }
   if (REQUEST_ERROR_CODES.has(code)) {
     return { ...formatted, extensions: { ...ext, code: ErrorCode.BAD_USER_INPUT, reason: code, ...keepStack } };
+  }
+  const requestError = REQUEST_ERROR_MESSAGES.get(formatted.message);
+  if (requestError && !formatted.path) {
+    return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT, reason: requestError, ...keepStack } };
   }
   onInternal?.(error);
   return {

@@ -1,4 +1,5 @@
 import "reflect-metadata";
+import type { Config } from "./config";
 import { configOrExit, createLogger, fatal, onShutdown } from "./process";
 import { createRuntime, readinessChecks } from "./runtime";
 import { startApp } from "./server/app";
@@ -39,9 +40,9 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
     }
     const app = opts.api ? await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, limiter: rt.limiter, readiness: readinessChecks(rt) }) : undefined;
     if (app) {
-      console.log(`ReClo is running.\n  Console:  ${app.url}/\n  GraphQL:  ${app.graphqlUrl}\n  WebSocket: ${app.wsUrl}\n  GraphiQL: ${app.url}/graphiql\n  Health:   ${app.url}/healthz  ${app.url}/readyz`);
+      console.log(`${startBanner(config.env)}\n  Console:  ${app.url}/\n  GraphQL:  ${app.graphqlUrl}\n  WebSocket: ${app.wsUrl}\n  GraphiQL: ${app.url}/graphiql\n  Health:   ${app.url}/healthz  ${app.url}/readyz`);
     }
-    if (worker && !app) console.log(`ReClo worker is running on task queue "${config.temporal.taskQueue}" at ${config.temporal.address}.`);
+    if (worker && !app) console.log(`ReClo worker is running on task queue "${config.temporal.taskQueue}" at ${config.temporal.address} (${config.env} mode).`);
     onShutdown(logger, async () => {
       await app?.stop();
       await worker?.shutdown();
@@ -52,6 +53,16 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
     await rt.close();
     fatal(logger, err);
   }
+}
+
+/** The first line printed once the API listens: which mode, and what that means when it is not production. */
+export function startBanner(env: Config["env"]): string {
+  const note: Record<Config["env"], string> = {
+    production: "",
+    development: "\n  Development mode (NODE_ENV=development): errors carry stack traces and internal messages; do not expose this server.",
+    test: "\n  Test mode (NODE_ENV=test): for the test suite only.",
+  };
+  return `ReClo is running in ${env} mode.${note[env]}`;
 }
 
 if (require.main === module) {

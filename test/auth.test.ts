@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { createHash } from "node:crypto";
 import { startStack, signUp, uniqueName, PASSWORD, type TestStack } from "./helpers/stack";
 import { GraphQLRequestError } from "../src/client/graphql-client";
@@ -23,11 +23,13 @@ describe("accounts over HTTP", () => {
   });
   afterAll(() => stack.stop());
 
-  it("signs up with a normalised e-mail and an argon2id hash; the token is stored only as its SHA-256", async () => {
+  it("signs up with a normalised e-mail and an argon2id hash; the token (from logIn) is stored only as its SHA-256", async () => {
     const name = uniqueName();
-    const { signUp: result } = await stack.client.request(SignUpDocument, {
+    const { signUp: accepted } = await stack.client.request(SignUpDocument, {
       input: { username: name, email: `  ${name.toUpperCase()}@Example.COM `, password: PASSWORD },
     });
+    expect(accepted.accepted).toBe(true);
+    const { logIn: result } = await stack.client.request(LogInDocument, { input: { email: `${name}@example.com`, password: PASSWORD } });
     expect(result.user.email).toBe(`${name.toLowerCase()}@example.com`);
     expect(result.token).toMatch(/^rcl_[A-Za-z0-9_-]{43}$/);
     expect(Buffer.from(result.token.slice(4), "base64url")).toHaveLength(32);
@@ -44,11 +46,15 @@ describe("accounts over HTTP", () => {
     expect(JSON.stringify(rows)).not.toContain(result.token.slice(4));
   });
 
-  it("refuses a duplicate e-mail (any case) and a taken username with CONFLICT", async () => {
+  it("a registered e-mail (any case) is answered like a new one and leaves the account untouched; a taken username is CONFLICT", async () => {
     const u = await signUp(stack);
-    const dupEmail = await errorOf(stack.client.request(SignUpDocument, { input: { username: uniqueName(), email: u.email.toUpperCase(), password: PASSWORD } }));
-    expect(dupEmail.code).toBe("CONFLICT");
-    expect(dupEmail.errors[0]!.extensions!.field).toBe("email");
+    const fresh = await stack.client.request(SignUpDocument, { input: { username: uniqueName(), email: `${uniqueName()}@example.com`, password: PASSWORD } });
+    const dupEmail = await stack.client.request(SignUpDocument, { input: { username: uniqueName(), email: u.email.toUpperCase(), password: "another good passphrase" } });
+    expect(dupEmail).toEqual(fresh);
+    // The existing account keeps its password; the new one was not created.
+    await expect(stack.client.request(LogInDocument, { input: { email: u.email, password: PASSWORD } })).resolves.toBeTruthy();
+    const [{ n }] = (await stack.rt.database.db.select({ n: sql<number>`count(*)` }).from(users).where(eq(users.email, u.email))) as [{ n: number }];
+    expect(Number(n)).toBe(1);
     const dupName = await errorOf(stack.client.request(SignUpDocument, { input: { username: u.username, email: `${uniqueName()}@example.com`, password: PASSWORD } }));
     expect(dupName.code).toBe("CONFLICT");
     expect(dupName.errors[0]!.extensions!.field).toBe("username");

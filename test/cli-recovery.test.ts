@@ -11,13 +11,13 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { BackupVerificationResultDocument, InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
+import { BackupVerificationResultDocument, InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, type Proc } from "./helpers/processes";
 import { backupWithCli, productEnv, startProduct } from "./helpers/product";
 import { cuttableProxy, type CuttableProxy } from "./helpers/proxy";
 import { killQemu, qemuProcesses } from "./helpers/qemu";
-import { PASSWORD, uniqueName } from "./helpers/stack";
+import { createAccount, PASSWORD, uniqueName } from "./helpers/stack";
 import { openSubscription } from "./helpers/ws";
 
 const MiB = 1024 * 1024;
@@ -160,7 +160,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     const anon = new ReCloClient({ url: graphqlUrl });
     const signUp = async (prefix: string) => {
       const name = uniqueName(prefix);
-      const token = (await anon.request(SignUpDocument, { input: { username: name, email: `${name}@example.com`, password: PASSWORD } })).signUp.token;
+      const { token } = await createAccount(anon, name);
       const configDir = path.join(dataDir, `cli-${prefix}`);
       return { token, client: anon.withToken(token), configDir };
     };

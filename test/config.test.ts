@@ -37,6 +37,22 @@ describe("config", () => {
     expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/development default must not be used in production/);
   });
 
+  it("trusts proxies only by hop count or by their addresses/CIDRs; `true` is refused with the reason", () => {
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: "false" }).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: "1" }).http.trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: "10.0.0.0/8, 192.168.1.10,fd00::/8" }).http.trustProxy).toEqual(["10.0.0.0/8", "192.168.1.10", "fd00::/8"]);
+    expect(() => loadConfig({ TRUST_PROXY: "true" })).toThrow(/TRUST_PROXY: "true" would believe the X-Forwarded-For any client sends.*hop.*CIDR/);
+    expect(() => loadConfig({ TRUST_PROXY: "10.0.0.0/33" })).toThrow(/TRUST_PROXY: .*not an address or CIDR: 10\.0\.0\.0\/33/);
+    expect(() => loadConfig({ TRUST_PROXY: "loopback" })).toThrow(/TRUST_PROXY/);
+  });
+
+  it("production refuses the published S3 development secret unless the store is explicitly on loopback", () => {
+    expect(() => loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com" })).toThrow(/S3_SECRET_ACCESS_KEY/);
+    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070" }).env).toBe("production");
+    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com", S3_SECRET_ACCESS_KEY: "a-real-secret-of-our-own" }).env).toBe("production");
+  });
+
   it("parses durations", () => {
     expect(parseDuration("60d")).toBe(5_184_000_000);
     expect(parseDuration("1500ms")).toBe(1500);

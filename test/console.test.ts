@@ -22,7 +22,6 @@ import {
   LogOutEverywhereDocument,
   MeDocument,
   RecoveryTimelineDocument,
-  SignUpDocument,
   StartInstanceDocument,
   StartRecoveryDocument,
   StopInstanceDocument,
@@ -37,7 +36,7 @@ import { freePort, root, type Proc } from "./helpers/processes";
 import { ensureBundle } from "./helpers/bundle";
 import { backupWithCli, productEnv, startApi, startProduct } from "./helpers/product";
 import { qemuProcesses } from "./helpers/qemu";
-import { PASSWORD, uniqueName } from "./helpers/stack";
+import { createAccount, PASSWORD, uniqueName } from "./helpers/stack";
 import { openSubscription, withTimeout } from "./helpers/ws";
 
 const MARKER = "RECLO-CONSOLE-BOOTED";
@@ -110,7 +109,7 @@ describe("web console in Chromium: log in → restore points → recover live �
   async function signUpUser(prefix: string) {
     const name = uniqueName(prefix);
     const email = `${name}@example.com`;
-    const token = (await anon.request(SignUpDocument, { input: { username: name, email, password: PASSWORD } })).signUp.token;
+    const { token } = await createAccount(anon, name);
     return { email, token, client: anon.withToken(token) };
   }
 

@@ -12,7 +12,6 @@ import {
   InstanceScreenshotDocument,
   RecoveryProgressDocument,
   RecoveryTimelineDocument,
-  SignUpDocument,
   StartInstanceDocument,
   StartRecoveryDocument,
   StopInstanceDocument,
@@ -23,7 +22,7 @@ import {
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, type Proc } from "./helpers/processes";
 import { openSubscription, withTimeout } from "./helpers/ws";
-import { PASSWORD, uniqueName } from "./helpers/stack";
+import { createAccount, uniqueName } from "./helpers/stack";
 import { qemuProcesses } from "./helpers/qemu";
 import { backupWithCli, productEnv, startProduct, startWorker } from "./helpers/product";
 import { createDatabase } from "../src/db/client";
@@ -60,7 +59,7 @@ describe("end to end: backup with the agent → local recovery → verification"
     graphqlUrl = `http://127.0.0.1:${port}/graphql`;
     client = new ReCloClient({ url: graphqlUrl });
     const name = uniqueName("e2e");
-    token = (await client.request(SignUpDocument, { input: { username: name, email: `${name}@example.com`, password: PASSWORD } })).signUp.token;
+    ({ token } = await createAccount(client, name));
     client = client.withToken(token);
   }, 180_000);
 

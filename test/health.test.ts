@@ -82,3 +82,43 @@ describe("readyz with a stopped dependency", () => {
     expect(body.checks.temporal!.ok).toBe(true);
   });
 });
+
+describe("readyz details are for operators", () => {
+  let stack: TestStack;
+  let s3Down = false;
+  const token = "readyz-secret-0123456789abcdef";
+  beforeAll(async () => {
+    // One trusted proxy hop, so a request can arrive "from" a remote client (its X-Forwarded-For).
+    stack = await startStack({ TRUST_PROXY: "1", READYZ_TOKEN: token });
+    const real = stack.rt.s3;
+    const send = real.send.bind(real);
+    real.send = ((cmd: unknown, opts?: unknown) => (s3Down ? Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:7070")) : send(cmd as never, opts as never))) as typeof real.send;
+  });
+  afterAll(() => stack.stop());
+
+  const readyz = async (headers: Record<string, string>) => {
+    const res = await fetch(`${stack.app.url}/readyz`, { headers });
+    return { status: res.status, body: (await res.json()) as { status: string; checks?: Record<string, { ok: boolean; error?: string }> } };
+  };
+
+  it("a remote caller gets the status only, also when a dependency fails; loopback or the token get the details", async () => {
+    s3Down = true;
+    try {
+      const remote = await readyz({ "x-forwarded-for": "203.0.113.5" });
+      expect(remote).toEqual({ status: 503, body: { status: "not ready" } });
+      const wrongToken = await readyz({ "x-forwarded-for": "203.0.113.5", authorization: "Bearer readyz-secret-0123456789abcdeX" });
+      expect(wrongToken.body).toEqual({ status: "not ready" });
+      const spoofedLoopback = await readyz({ "x-forwarded-for": "127.0.0.1, 203.0.113.5" });
+      expect(spoofedLoopback.body).toEqual({ status: "not ready" });
+
+      const operator = await readyz({ "x-forwarded-for": "203.0.113.5", authorization: `Bearer ${token}` });
+      expect(operator.status).toBe(503);
+      expect(operator.body.checks!.s3).toMatchObject({ ok: false, error: expect.stringContaining("ECONNREFUSED") });
+      const local = await readyz({});
+      expect(local.body.checks!.s3!.ok).toBe(false);
+    } finally {
+      s3Down = false;
+    }
+    expect(await readyz({ "x-forwarded-for": "203.0.113.5" })).toEqual({ status: 200, body: { status: "ready" } });
+  });
+});

@@ -3,16 +3,23 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { PageArgsInput } from "../graphql/connection";
 import { User } from "../users/user.type";
-import { AuthPayload, LogInInput, Session, SessionConnection, SignUpInput } from "./auth.types";
+import { AuthPayload, LogInInput, Session, SessionConnection, SignUpInput, SignUpPayload } from "./auth.types";
 import type { SessionRow } from "../db/schema";
+
+/** One text for every accepted sign-up, new e-mail address or not. */
+const SIGN_UP_MESSAGE = "Sign-up received. If this e-mail address had no account, it has one now: log in with it and your password.";
 
 const toSession = (row: SessionRow, ctx: Context): Session => ({ ...row, current: row.id === ctx.auth?.session.id });
 
 @Resolver()
 export class AuthResolver {
-  @Mutation(() => AuthPayload, { description: "Create an account and log in" })
-  async signUp(@Arg("input", () => SignUpInput) input: SignUpInput, @Ctx() ctx: Context): Promise<AuthPayload> {
-    return ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent });
+  @Mutation(() => SignUpPayload, {
+    description:
+      "Create an account, then log in with logIn. The answer does not reveal whether the e-mail address was already registered; a taken username is CONFLICT. Rate limited per address.",
+  })
+  async signUp(@Arg("input", () => SignUpInput) input: SignUpInput, @Ctx() ctx: Context): Promise<SignUpPayload> {
+    const outcome = await ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent });
+    return { accepted: outcome.accepted, message: SIGN_UP_MESSAGE };
   }
 
   @Mutation(() => AuthPayload, { description: "Log in; unknown e-mail and wrong password give the same error. Rate limited per account and per address." })

@@ -6,7 +6,8 @@ import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "
 import { newId, isId } from "../common/ids";
 import type { AppPubSub } from "../graphql/pubsub";
 import { Topic } from "../graphql/pubsub";
-import { checkPasswordPolicy, type PasswordHasher } from "./password";
+import { checkPasswordPolicy, PASSWORD_MAX_LENGTH, type PasswordHasher } from "./password";
+import { addressKey } from "./client-address";
 import type { RateLimiter } from "./rate-limiter";
 import { hashToken, isWellFormedToken, newToken } from "./token";
 
@@ -44,9 +45,39 @@ export const tokenRejected = (reason: TokenRejection) =>
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$/;
 // Pragmatic address check: one @, a dotted domain, no spaces; the real check is the mail we send.
 const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
+/** RFC 5321's limit for a forward path. */
+export const EMAIL_MAX_LENGTH = 254;
 
 export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
+}
+
+export interface SignUpOutcome {
+  accepted: true;
+}
+
+const usernameTaken = () => conflict("This username is taken", { field: "username" });
+
+/** Length checks come first, on the raw input: nothing longer is trimmed, matched, hashed or used as a key. */
+function boundedEmail(raw: string): string {
+  const tooLong = () => badInput(`E-mail address is longer than ${EMAIL_MAX_LENGTH} characters`, { field: "email" });
+  if (raw.length > EMAIL_MAX_LENGTH + 64) throw tooLong();
+  const email = normaliseEmail(raw);
+  if (email.length > EMAIL_MAX_LENGTH) throw tooLong();
+  return email;
+}
+
+function boundedUsername(raw: string): string {
+  const username = raw.length <= 128 ? raw.trim() : raw;
+  if (!USERNAME.test(username))
+    throw badInput("Username must be 3–64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit", { field: "username" });
+  return username;
+}
+
+/** At most PASSWORD_MAX_LENGTH characters; counted in UTF-16 units first (a character is at most two). */
+function boundedPassword(password: string): void {
+  if (password.length > 2 * PASSWORD_MAX_LENGTH || [...password].length > PASSWORD_MAX_LENGTH)
+    throw badInput(`Password is longer than ${PASSWORD_MAX_LENGTH} characters`, { field: "password" });
 }
 
 export interface AuthServiceDeps {
@@ -66,13 +97,26 @@ export class AuthService {
     this.now = deps.now ?? (() => new Date());
   }
 
-  async signUp(input: { username: string; email: string; password: string }, meta: ClientMeta): Promise<AuthResult> {
-    const username = input.username.trim();
-    const email = normaliseEmail(input.email);
-    if (!USERNAME.test(username))
-      throw badInput("Username must be 3–64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit", { field: "username" });
-    if (email.length > 254 || !EMAIL.test(email)) throw badInput("E-mail address is not valid", { field: "email" });
+  /**
+   * Creates an account. The answer never says whether the e-mail address already had one: for a
+   * registered address the same checks and the same argon2 work run and the same `{ accepted }`
+   * comes back (no token: the caller logs in, and a later issue adds e-mail verification). A taken
+   * username is CONFLICT: usernames are public handles, and that answer depends on the username only.
+   * Rate-limited per client address (IPv6 per /64) before any other work.
+   */
+  async signUp(input: { username: string; email: string; password: string }, meta: ClientMeta): Promise<SignUpOutcome> {
+    const { perAddress, windowMs } = this.deps.config.signUpRateLimit;
+    const byAddress = await this.deps.limiter.hit(`signup:address:${addressKey(meta.ip)}`, perAddress, windowMs);
+    if (!byAddress.allowed) throw rateLimited(byAddress.retryAfterSeconds);
+
+    const username = boundedUsername(input.username);
+    const email = boundedEmail(input.email);
+    if (!EMAIL.test(email)) throw badInput("E-mail address is not valid", { field: "email" });
+    boundedPassword(input.password);
     checkPasswordPolicy(input.password, { username, email });
+
+    const [taken] = await this.deps.db.select({ id: users.id }).from(users).where(eq(users.username, username)).limit(1);
+    if (taken) throw usernameTaken();
 
     const passwordHash = await this.deps.hasher.hash(input.password);
     const now = this.now();
@@ -80,21 +124,22 @@ export class AuthService {
     try {
       await this.deps.db.insert(users).values(user);
     } catch (err) {
-      if (isDuplicate(err)) {
-        const field = duplicateKeyMessage(err).includes("users_username_uq") ? "username" : "email";
-        throw conflict(field === "email" ? "An account with this e-mail address already exists" : "This username is taken", { field });
-      }
-      throw err;
+      if (!isDuplicate(err)) throw err;
+      // A username taken meanwhile (a race with the check above) is still CONFLICT; a registered
+      // e-mail address is answered exactly like a new one.
+      if (duplicateKeyMessage(err).includes("users_username_uq")) throw usernameTaken();
     }
-    return this.openSession(user, meta);
+    return { accepted: true };
   }
 
   async logIn(input: { email: string; password: string }, meta: ClientMeta): Promise<AuthResult> {
-    const email = normaliseEmail(input.email);
     const { perAccount, perAddress, windowMs } = this.deps.config.loginRateLimit;
-    const accountKey = `login:account:${email}`;
-    const byAddress = await this.deps.limiter.hit(`login:address:${meta.ip ?? "unknown"}`, perAddress, windowMs);
+    const byAddress = await this.deps.limiter.hit(`login:address:${addressKey(meta.ip)}`, perAddress, windowMs);
     if (!byAddress.allowed) throw rateLimited(byAddress.retryAfterSeconds);
+    // Bounded before it becomes a limiter key, a query parameter or argon2 input.
+    const email = boundedEmail(input.email);
+    boundedPassword(input.password);
+    const accountKey = `login:account:${email}`;
     const byAccount = await this.deps.limiter.hit(accountKey, perAccount, windowMs);
     if (!byAccount.allowed) throw rateLimited(byAccount.retryAfterSeconds);
 

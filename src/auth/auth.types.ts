@@ -14,6 +14,18 @@ export class AuthPayload {
   user: User;
 }
 
+@ObjectType({
+  description:
+    "The answer to signUp. It is the same whether or not the e-mail address already had an account, so it cannot be used to find out who has one: log in (logIn) with the address and password to get a token.",
+})
+export class SignUpPayload {
+  @Field({ description: "True when the request was valid and was processed" })
+  accepted: boolean;
+
+  @Field({ description: "What to do next" })
+  message: string;
+}
+
 @ObjectType({ description: "One of your login sessions" })
 export class Session {
   @Field(() => ID)

@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 
 export interface RateLimitResult {
   allowed: boolean;
@@ -12,48 +14,70 @@ export interface RateLimiter {
   reset(key: string): Promise<void>;
 }
 
-/** One process's memory; used when no REDIS_URL is configured. */
-export class MemoryRateLimiter implements RateLimiter {
-  private readonly windows = new Map<string, { count: number; resetAt: number }>();
+/** Longest key stored as is: callers bound their inputs; longer keys (a backstop) are stored as their SHA-256. */
+const MAX_KEY_LENGTH = 512;
 
-  constructor(private readonly now: () => number = Date.now) {}
+/**
+ * The counters are rate-limiter-flexible's (atomic in Redis: one Lua script per hit). Its limiters
+ * have a fixed limit and window each, while our interface passes them per call, so one limiter is
+ * kept per (limit, window) pair; the pair is part of the store key prefix. Windows are whole
+ * seconds (the library's unit), at least one.
+ */
+abstract class FlexibleRateLimiter implements RateLimiter {
+  private readonly limiters = new Map<string, RateLimiterAbstract>();
+
+  protected abstract create(points: number, durationSeconds: number, keyPrefix: string): RateLimiterAbstract;
 
   async hit(key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
-    const now = this.now();
-    if (this.windows.size > 100_000) for (const [k, w] of this.windows) if (w.resetAt <= now) this.windows.delete(k);
-    let w = this.windows.get(key);
-    if (!w || w.resetAt <= now) {
-      w = { count: 0, resetAt: now + windowMs };
-      this.windows.set(key, w);
+    const durationSeconds = Math.max(1, Math.ceil(windowMs / 1000));
+    const id = `${limit}:${durationSeconds}`;
+    let limiter = this.limiters.get(id);
+    if (!limiter) {
+      limiter = this.create(limit, durationSeconds, `reclo:rl:${id}`);
+      this.limiters.set(id, limiter);
     }
-    w.count += 1;
-    return { allowed: w.count <= limit, retryAfterSeconds: Math.max(1, Math.ceil((w.resetAt - now) / 1000)) };
+    try {
+      await limiter.consume(boundedKey(key));
+      return { allowed: true, retryAfterSeconds: 0 };
+    } catch (rejection) {
+      if (rejection instanceof RateLimiterRes) return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)) };
+      throw rejection;
+    }
   }
 
   async reset(key: string): Promise<void> {
-    this.windows.delete(key);
+    await Promise.all([...this.limiters.values()].map((l) => l.delete(boundedKey(key))));
   }
 }
 
-/** Shared by every API process through Redis (INCR + PEXPIRE on first hit). */
-export class RedisRateLimiter implements RateLimiter {
-  constructor(
-    private readonly redis: Redis,
-    private readonly prefix = "reclo:rl:",
-  ) {}
+function boundedKey(key: string): string {
+  return key.length > MAX_KEY_LENGTH ? `sha256:${createHash("sha256").update(key).digest("hex")}` : key;
+}
 
-  async hit(key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
-    const k = this.prefix + key;
-    const [[, count], [, ttl]] = (await this.redis.multi().incr(k).pttl(k).exec()) as [[null, number], [null, number]];
-    let ttlMs = ttl;
-    if (ttl < 0) {
-      await this.redis.pexpire(k, windowMs);
-      ttlMs = windowMs;
-    }
-    return { allowed: count <= limit, retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)) };
+/** One process's memory; used when no REDIS_URL is configured. */
+export class MemoryRateLimiter extends FlexibleRateLimiter {
+  protected create(points: number, duration: number, keyPrefix: string): RateLimiterAbstract {
+    return new RateLimiterMemory({ points, duration, keyPrefix });
+  }
+}
+
+/**
+ * Shared by every API process through Redis. When a Redis command fails (ioredis queues commands
+ * while it connects, then gives up after its retries) the process counts in its own memory (the
+ * library's insurance limiter) instead of failing logins.
+ */
+export class RedisRateLimiter extends FlexibleRateLimiter {
+  constructor(private readonly redis: Redis) {
+    super();
   }
 
-  async reset(key: string): Promise<void> {
-    await this.redis.del(this.prefix + key);
+  protected create(points: number, duration: number, keyPrefix: string): RateLimiterAbstract {
+    return new RateLimiterRedis({
+      storeClient: this.redis,
+      points,
+      duration,
+      keyPrefix,
+      insuranceLimiter: new RateLimiterMemory({ points, duration, keyPrefix }),
+    });
   }
 }

@@ -1,6 +1,7 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
+import { withoutNulls } from "../graphql/nulls";
 import { Topic, type BackupChangedEvent } from "../graphql/pubsub";
 import { Upload } from "../uploads/upload.type";
 import { Backup, BackupConnection, ChunkUploadBatch, RetentionPolicy } from "./backup.type";
@@ -11,7 +12,7 @@ export class BackupResolver {
   @Authorized()
   @Query(() => BackupConnection, { description: "Your backups, newest first" })
   backups(@Args(() => BackupsArgs) args: BackupsArgs, @Ctx() ctx: Context) {
-    return ctx.services.backups.list(currentUser(ctx).id, args, args.filter);
+    return ctx.services.backups.list(currentUser(ctx).id, args, withoutNulls(args.filter));
   }
 
   @Authorized()

@@ -2,6 +2,7 @@ import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolve
 import { Backup } from "../backups/backup.type";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
+import { withoutNulls } from "../graphql/nulls";
 import { Instance } from "../instances/instance.type";
 import { RecoveriesArgs, Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets, StartRecoveryInput } from "./recovery.type";
 import type { RecoverySnapshot } from "../graphql/pubsub";
@@ -17,7 +18,7 @@ export class RecoveryResolver {
   @Authorized()
   @Query(() => RecoveryConnection, { description: "Your recoveries, newest first" })
   recoveries(@Args(() => RecoveriesArgs) args: RecoveriesArgs, @Ctx() ctx: Context) {
-    return ctx.services.recoveries.list(currentUser(ctx).id, args, args.filter);
+    return ctx.services.recoveries.list(currentUser(ctx).id, args, withoutNulls(args.filter));
   }
 
   @Authorized()

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
@@ -24,6 +25,7 @@ import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route
 import type { RateLimiter } from "../auth/rate-limiter";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
 import { DocumentCache, UserConnections } from "./ws-limits";
+import { clientAddress, isLoopback } from "../auth/client-address";
 
 export interface ReadinessChecks {
   [name: string]: () => Promise<void>;
@@ -80,6 +82,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", config.http.trustProxy);
+  // Express compiles the setting; WebSocket upgrades never pass through Express, so they use it directly.
+  const trustProxy = app.get("trust proxy fn") as (address: string, hop: number) => boolean;
   const httpServer = http.createServer(app);
 
   // Request id + access log (no headers, no bodies: tokens and passwords never reach the log).
@@ -101,7 +105,15 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     res.json({ status: "ok", uptimeSeconds: Math.round(process.uptime()) });
   });
 
-  app.get("/readyz", async (_req, res) => {
+  // Readiness details (which dependency fails, and its error text) are for operators: callers on
+  // loopback (after trusted proxies) or with READYZ_TOKEN. Everyone else gets the status only.
+  const readyzTokenHash = config.http.readyzToken ? sha256(config.http.readyzToken) : undefined;
+  const mayReadDetails = (req: Request): boolean => {
+    if (isLoopback(req.ip)) return true;
+    const token = bearerToken(req.headers.authorization);
+    return Boolean(readyzTokenHash && token !== undefined && timingSafeEqual(sha256(token), readyzTokenHash));
+  };
+  app.get("/readyz", async (req, res) => {
     const checks: Record<string, { ok: boolean; ms: number; error?: string }> = {};
     await Promise.all(
       Object.entries(deps.readiness).map(async ([name, check]) => {
@@ -115,7 +127,12 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       }),
     );
     const ready = Object.values(checks).every((c) => c.ok);
-    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "not ready", checks });
+    if (!ready) logger.warn({ checks }, "not ready");
+    const status = ready ? "ready" : "not ready";
+    res
+      .status(ready ? 200 : 503)
+      .set("Cache-Control", "no-store")
+      .json(mayReadDetails(req) ? { status, checks } : { status });
   });
 
   app.use("/graphiql", graphiqlRouter(deps.graphiqlAssetsDir ?? defaultGraphiqlAssetsDir()));
@@ -145,6 +162,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
     {
       schema,
+      // Internal error texts in close reasons only in development (graphql-ws would read NODE_ENV itself).
+      isProd: !exposeStack,
       // Our own graphql functions: one graphql realm for schema and execution.
       execute,
       subscribe,
@@ -153,7 +172,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       onConnect: async (ctx) => {
         const extra = ctx.extra as unknown as WsExtra & { request: http.IncomingMessage };
         extra.requestId = newId();
-        extra.ip = extra.request.socket.remoteAddress;
+        extra.ip = clientAddress(extra.request, trustProxy);
         extra.userAgent = extra.request.headers["user-agent"];
         const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         const token = bearerToken(typeof raw === "string" ? raw : undefined);
@@ -399,6 +418,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
 function formatErrorAsGraphQL(err: GraphQLError, exposeStack: boolean, code = "GRAPHQL_PARSE_FAILED"): GraphQLError {
   const formatted = formatError({ ...err.toJSON(), extensions: { ...err.extensions, code } }, err, exposeStack);
   return new GraphQLError(formatted.message, { extensions: formatted.extensions });
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

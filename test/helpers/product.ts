@@ -23,6 +23,9 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
     TEMPORAL_TASK_QUEUE: `${opts.name}-${process.pid}-${Date.now()}`,
     TEMPORAL_WORKFLOW_BUNDLE: inject("workflowBundlePath"),
     RUN_SCHEDULES: "false",
+    // Shared Redis counters: every test file creates accounts from 127.0.0.1.
+    SIGNUP_MAX_PER_ADDRESS: "100000",
+    LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
     RECLO_DATA_DIR: opts.dataDir,
     RECOVERY_POLL_INTERVAL: "200ms",
     RECOVERY_HEARTBEAT_TIMEOUT: "3s",

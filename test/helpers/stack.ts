@@ -6,7 +6,7 @@ import { createLogger, type Logger } from "../../src/logger";
 import { createRuntime, readinessChecks, type Runtime } from "../../src/runtime";
 import { startApp, type RunningApp } from "../../src/server/app";
 import { ReCloClient } from "../../src/client/graphql-client";
-import { SignUpDocument } from "../../src/client/generated/graphql";
+import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
 
 export interface TestStack {
   config: Config;
@@ -28,6 +28,9 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     DATABASE_URL: inject("databaseUrl"),
     DATABASE_POOL_SIZE: "4",
     MIGRATE_ON_START: "false",
+    // Every test creates its accounts from 127.0.0.1; the tests of these limits set their own.
+    SIGNUP_MAX_PER_ADDRESS: "100000",
+    LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
     ...overrides,
   };
 }
@@ -85,8 +88,16 @@ export interface TestUser {
   client: ReCloClient;
 }
 
-export async function signUp(stack: TestStack, name = uniqueName()): Promise<TestUser> {
+/** signUp (which answers only `accepted`, never a token), then logIn: what a new user does. */
+export async function createAccount(client: ReCloClient, name = uniqueName(), password = PASSWORD): Promise<{ id: string; email: string; username: string; token: string }> {
   const email = `${name}@example.com`;
-  const { signUp: result } = await stack.client.request(SignUpDocument, { input: { username: name, email, password: PASSWORD } });
-  return { id: result.user.id, email, username: name, token: result.token, client: stack.client.withToken(result.token) };
+  const { signUp: accepted } = await client.request(SignUpDocument, { input: { username: name, email, password } });
+  if (!accepted.accepted) throw new Error(`signUp not accepted: ${accepted.message}`);
+  const { logIn } = await client.request(LogInDocument, { input: { email, password } });
+  return { id: logIn.user.id, email, username: name, token: logIn.token };
+}
+
+export async function signUp(stack: TestStack, name = uniqueName()): Promise<TestUser> {
+  const account = await createAccount(stack.client, name);
+  return { ...account, client: stack.client.withToken(account.token) };
 }
