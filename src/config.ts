@@ -57,6 +57,29 @@ const url = (protocols: string[]) =>
     { message: `expected a URL starting with ${protocols.map((p) => p + "//").join(" or ")}` },
   );
 
+const BYTE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/** Parses "2TiB", "512GiB", "1.5T", "64MB" (binary units, 1024-based) or a bare number of bytes. */
+export function parseBytes(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?\s*$/i.exec(value);
+  if (!m) return undefined;
+  const n = Math.floor(Number(m[1]) * BYTE_UNITS[(m[2] ?? "").toLowerCase()]!);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+const bytes = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const n = parseBytes(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: "custom", message: `expected a size like 2TiB, 512GiB, 64MiB or a number of bytes, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -103,6 +126,21 @@ const envSchema = z.object({
   GC_GRACE: duration("1h"),
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
   BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
+  /** An UPLOADING backup with no upload activity for this long is ABORTED by maintenance (its chunks become collectable). */
+  UPLOAD_EXPIRY: duration("24h"),
+
+  /** Per user: bytes of distinct chunks referenced by live backups, plus what active uploads were handed URLs for (0 = unlimited). */
+  QUOTA_STORED_BYTES: bytes("2TiB"),
+  /** Largest disk image a backup may declare (0 = the largest the chunk format allows, about 19.5 TiB). */
+  QUOTA_MAX_IMAGE_BYTES: bytes("16TiB"),
+  /** Per user: recoveries in progress at the same time (0 = unlimited). */
+  QUOTA_CONCURRENT_RECOVERIES: int(2, 0, 10_000),
+  /** Per user: machines running or being recovered at the same time, on any target (0 = unlimited). */
+  QUOTA_RUNNING_MACHINES: int(4, 0, 10_000),
+  /** Per local host: QEMU machines running or being recovered/verified, for all users together (0 = unlimited). */
+  HOST_MAX_RUNNING_MACHINES: int(8, 0, 10_000),
+  /** Disk space a local import must leave free on the local target's file system. */
+  LOCAL_IMPORT_DISK_RESERVE: bytes("2GiB"),
 
   /** Recovery target when startRecovery names none: AWS only when configured, else the local QEMU host. */
   RECOVERY_DEFAULT_TARGET: z.enum(["AWS", "LOCAL"]).optional(),
@@ -207,7 +245,15 @@ export interface Config {
     buckets: { backups: string; imports: string; artifacts: string };
     presignExpiryMs: number;
   };
-  backups: { gcGraceMs: number; maintenanceIntervalMs: number };
+  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number };
+  /** Fair-use limits (null = unlimited). */
+  quotas: {
+    storedBytes: number | null;
+    maxImageBytes: number | null;
+    concurrentRecoveries: number | null;
+    runningMachines: number | null;
+    hostRunningMachines: number | null;
+  };
   recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; instanceStoppedTtlMs: number };
   verification: { bootMarker?: string; screenshotAfterMs: number; bootTimeoutMs: number; afterBackup: boolean };
   aws: {
@@ -233,6 +279,8 @@ export interface Config {
     runAs: string | undefined;
     /** Bytes per second for the image download (0 = unlimited). */
     importRateLimit: number;
+    /** Bytes an import must leave free on the file system of `dir` (default 0). */
+    diskReserveBytes?: number;
   };
   redisUrl?: string;
   auth: {
@@ -309,7 +357,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
     },
-    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL },
+    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY },
+    quotas: {
+      storedBytes: e.QUOTA_STORED_BYTES || null,
+      maxImageBytes: e.QUOTA_MAX_IMAGE_BYTES || null,
+      concurrentRecoveries: e.QUOTA_CONCURRENT_RECOVERIES || null,
+      runningMachines: e.QUOTA_RUNNING_MACHINES || null,
+      hostRunningMachines: e.HOST_MAX_RUNNING_MACHINES || null,
+    },
     recovery: {
       defaultTarget: e.RECOVERY_DEFAULT_TARGET ?? (e.AWS_RECOVERY_ENABLED ? "AWS" : "LOCAL"),
       timeLimitMs: e.RECOVERY_TIME_LIMIT,
@@ -344,6 +399,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       stopTimeoutMs: e.QEMU_STOP_TIMEOUT,
       runAs: e.QEMU_RUNAS ?? (runningAsRoot() ? DEFAULT_QEMU_RUNAS : undefined),
       importRateLimit: e.LOCAL_IMPORT_RATE_LIMIT,
+      diskReserveBytes: e.LOCAL_IMPORT_DISK_RESERVE,
     },
     redisUrl: e.REDIS_URL,
     auth: {
