@@ -18,7 +18,9 @@
 #                         here first, then on PATH
 #   RECLO_START_TIMEOUT   [60]  seconds to wait for Temporal / S3 readiness
 #   RECLO_LOCK_TIMEOUT    [900] seconds to wait for another up/stop run (flock)
-#   RECLO_WITH_QEMU       [0]   1 = same as --with-qemu (install QEMU via apt-get)
+#   RECLO_WITH_QEMU       [0]   1 = same as --with-qemu (install QEMU via apt-get and, as
+#                         root, create the unprivileged user QEMU runs as: $QEMU_RUNAS)
+#   QEMU_RUNAS            [reclo-qemu] that user (a system user without home or shell)
 #   RECLO_EXTRA_DATABASES []    extra databases created by `up` (space/comma separated,
 #                         e.g. "reclo_test")
 #   RECLO_S3_VERSIONING   [1]   1 = start versitygw with --versioning-dir
@@ -643,9 +645,22 @@ qemu_desc() {
   v="$(qemu-system-x86_64 --version 2>/dev/null | head -n1 | sed -E 's/.*version ([^ ,]+).*/\1/')"
   echo "qemu-system-x86_64 ${v:-?} + qemu-img ($(command -v qemu-system-x86_64))"
 }
+# QEMU drops to this user (-runas) when the worker runs as root; create it if missing.
+ensure_qemu_user() {
+  local user="${QEMU_RUNAS:-reclo-qemu}"
+  [[ $(id -u) == 0 ]] || return 0
+  if id -u "$user" >/dev/null 2>&1; then
+    [[ $(id -u "$user") != 0 ]] || die "QEMU_RUNAS=$user is root; QEMU must run as an unprivileged user"
+    return 0
+  fi
+  have useradd || die "cannot create the QEMU user $user: useradd is missing"
+  useradd --system --no-create-home --shell /usr/sbin/nologin "$user" || id -u "$user" >/dev/null 2>&1 || die "useradd $user failed"
+  log "qemu: created the unprivileged user $user (QEMU runs as it)"
+}
 up_qemu() {
   if qemu_present; then
     log "qemu: present ($(qemu_desc))"
+    ensure_qemu_user
     return 0
   fi
   have apt-get || die "QEMU (qemu-system-x86_64, qemu-img) is missing and apt-get is not available; install it manually"
@@ -669,6 +684,7 @@ up_qemu() {
   fi
   qemu_present || die "QEMU installed but qemu-system-x86_64/qemu-img are still not on PATH"
   log "qemu: installed ($(qemu_desc))"
+  ensure_qemu_user
 }
 
 # ---------------------------------------------------------------- commands

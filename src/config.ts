@@ -235,6 +235,13 @@ const envSchema = z.object({
   QEMU_CPUS: int(2, 1, 64),
   /** Seconds a graceful ACPI power-down may take before QEMU is told to quit. */
   QEMU_STOP_TIMEOUT: duration("60s"),
+  /** Unprivileged user QEMU switches to (-runas); default reclo-qemu when the worker runs as root. */
+  QEMU_RUNAS: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a user name like reclo-qemu")
+      .optional(),
+  ),
   /** Bytes per second a local restore may read from S3 (0 = no limit), to spare the host's disk and network. */
   LOCAL_IMPORT_RATE_LIMIT: int(0, 0, Number.MAX_SAFE_INTEGER),
 
@@ -357,6 +364,8 @@ export interface Config {
     memoryMb: number;
     cpus: number;
     stopTimeoutMs: number;
+    /** User QEMU runs as (-runas); unset only when the worker itself is not root. */
+    runAs: string | undefined;
     /** Bytes per second for the image download (0 = unlimited). */
     importRateLimit: number;
     /** Bytes an import must leave free on the file system of `dir` (default 0). */
@@ -386,6 +395,13 @@ export interface Config {
   runWorker: boolean;
   runSchedules: boolean;
   workflowBundlePath?: string;
+}
+
+/** The user QEMU drops to when the worker runs as root (scripts/services.sh up --with-qemu creates it). */
+export const DEFAULT_QEMU_RUNAS = "reclo-qemu";
+
+function runningAsRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
 }
 
 export class ConfigError extends Error {
@@ -419,6 +435,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   // operator explicitly placed on this host's loopback (the local versitygw `npm start` runs).
   if (e.NODE_ENV === "production" && e.S3_SECRET_ACCESS_KEY === "reclo-dev-secret-key-0123456789" && !(source.S3_ENDPOINT && isLoopbackUrl(e.S3_ENDPOINT)))
     problems.push("S3_SECRET_ACCESS_KEY: the development default must not be used in production (only with an explicit loopback S3_ENDPOINT)");
+  if (e.QEMU_RUNAS === "root") problems.push("QEMU_RUNAS: QEMU must not run as root; name an unprivileged user (default reclo-qemu)");
   if (problems.length) throw new ConfigError(problems);
 
   const useTls = e.TEMPORAL_TLS || Boolean(e.TEMPORAL_API_KEY) || Boolean(e.TEMPORAL_TLS_CERT_PATH);
@@ -486,6 +503,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       memoryMb: e.QEMU_MEMORY_MB,
       cpus: e.QEMU_CPUS,
       stopTimeoutMs: e.QEMU_STOP_TIMEOUT,
+      runAs: e.QEMU_RUNAS ?? (runningAsRoot() ? DEFAULT_QEMU_RUNAS : undefined),
       importRateLimit: e.LOCAL_IMPORT_RATE_LIMIT,
       diskReserveBytes: e.LOCAL_IMPORT_DISK_RESERVE,
     },

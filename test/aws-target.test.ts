@@ -11,12 +11,14 @@ import {
   DescribeImportImageTasksCommand,
   DescribeInstancesCommand,
   DescribeRegionsCommand,
+  DescribeSecurityGroupRulesCommand,
   DescribeSecurityGroupsCommand,
   EC2Client,
   EC2ServiceException,
   GetConsoleOutputCommand,
   GetConsoleScreenshotCommand,
   ImportImageCommand,
+  RevokeSecurityGroupEgressCommand,
   RunInstancesCommand,
   StartInstancesCommand,
   StopInstancesCommand,
@@ -375,6 +377,38 @@ describe("AwsTarget (mocked EC2)", () => {
       expect(inputs(DescribeSecurityGroupsCommand)).toEqual([{ Filters: [{ Name: "group-name", Values: [`reclo-${RID}`] }] }]);
       const { SubnetId: _subnet, ...runWithoutSubnet } = runInput;
       expect(inputs(RunInstancesCommand)).toEqual([{ ...runWithoutSubnet, InstanceType: "m5.large", SecurityGroupIds: ["sg-0999"] }]);
+    });
+
+    it("revokes the group's default allow-all egress (IPv4 and IPv6) unless the recovery allows internet", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(DescribeSecurityGroupRulesCommand).resolves({
+        SecurityGroupRules: [
+          { SecurityGroupRuleId: "sgr-egress4", GroupId: "sg-0123", IsEgress: true, IpProtocol: "-1", CidrIpv4: "0.0.0.0/0" },
+          { SecurityGroupRuleId: "sgr-egress6", GroupId: "sg-0123", IsEgress: true, IpProtocol: "-1", CidrIpv6: "::/0" },
+          { SecurityGroupRuleId: "sgr-rdp", GroupId: "sg-0123", IsEgress: false, IpProtocol: "tcp", FromPort: 3389, ToPort: 3389, CidrIpv4: "203.0.113.0/24" },
+        ],
+      });
+      ec2Mock.on(RevokeSecurityGroupEgressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
+
+      await target.launch(req);
+      expect(inputs(DescribeSecurityGroupRulesCommand)).toEqual([{ Filters: [{ Name: "group-id", Values: ["sg-0123"] }] }]);
+      expect(inputs(RevokeSecurityGroupEgressCommand)).toEqual([{ GroupId: "sg-0123", SecurityGroupRuleIds: ["sgr-egress4", "sgr-egress6"] }]);
+      // Egress is closed before the machine exists.
+      const order = ec2Mock.calls().map((c) => (c.args[0] as object).constructor.name);
+      expect(order.indexOf("RevokeSecurityGroupEgressCommand")).toBeLessThan(order.indexOf("RunInstancesCommand"));
+
+      // A retry finds the rules gone (revoked in between): still fine.
+      ec2Mock.on(RevokeSecurityGroupEgressCommand).rejects(ec2Error("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID 'sgr-egress4' does not exist"));
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+
+      // allowInternet: the default egress stays.
+      ec2Mock.resetHistory();
+      await target.launch({ ...req, allowInternet: true });
+      expect(inputs(DescribeSecurityGroupRulesCommand)).toEqual([]);
+      expect(inputs(RevokeSecurityGroupEgressCommand)).toEqual([]);
+      expect(inputs(RunInstancesCommand)).toHaveLength(1);
     });
 
     it("an IPv6 range goes to Ipv6Ranges", async () => {

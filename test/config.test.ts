@@ -53,6 +53,14 @@ describe("config", () => {
     expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com", S3_SECRET_ACCESS_KEY: "a-real-secret-of-our-own" }).env).toBe("production");
   });
 
+  it("QEMU runs as an unprivileged user when the worker is root, never as root", () => {
+    const root = process.getuid?.() === 0;
+    expect(loadConfig({}).local.runAs).toBe(root ? "reclo-qemu" : undefined);
+    expect(loadConfig({ QEMU_RUNAS: "kvm-guests" }).local.runAs).toBe("kvm-guests");
+    expect(() => loadConfig({ QEMU_RUNAS: "root" })).toThrow(/QEMU_RUNAS: QEMU must not run as root/);
+    expect(() => loadConfig({ QEMU_RUNAS: "a b;rm" })).toThrow(/QEMU_RUNAS: expected a user name/);
+  });
+
   it("parses durations", () => {
     expect(parseDuration("60d")).toBe(5_184_000_000);
     expect(parseDuration("1500ms")).toBe(1500);

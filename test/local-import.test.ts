@@ -34,7 +34,7 @@ const allocated = (file: string) => fs.statSync(file).blocks * 512;
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-li-"));
-  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, importRateLimit: 0, diskReserveBytes: 0 };
+  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, runAs: config.local.runAs, importRateLimit: 0, diskReserveBytes: 0 };
   s3 = createS3Client(config.s3);
   // 96 MiB with 3 MiB of data: a boot-sector-like start, a block in the middle, one near the end.
   raw = Buffer.alloc(IMAGE_SIZE);

@@ -77,7 +77,7 @@ const timings: Record<string, number> = {};
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-lt-"));
-  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, importRateLimit: 0 };
+  local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, runAs: config.local.runAs, importRateLimit: 0 };
   s3 = createS3Client(config.s3);
   target = new LocalTarget({ local, s3 });
   const raw = makeBootableImage(IMAGE_SIZE, `${MARKER}\r\n`);
@@ -104,6 +104,14 @@ describe("LocalTarget (real QEMU)", () => {
     expect(err).toBeInstanceOf(TargetError);
     expect((err as TargetError).retryable).toBe(false);
     expect((err as TargetError).message).toContain("apt-get install qemu-system-x86 qemu-utils");
+
+    // QEMU never runs as root: as root, a -runas user is required and must exist.
+    if (process.getuid?.() === 0) {
+      const nobody = new LocalTarget({ local: { ...local, runAs: "reclo-no-such-user" }, s3 });
+      await expect(nobody.checkAvailable()).rejects.toMatchObject({ code: "QEMU_RUNAS_UNAVAILABLE", retryable: false });
+      const unset = new LocalTarget({ local: { ...local, runAs: undefined }, s3 });
+      await expect(unset.checkAvailable()).rejects.toMatchObject({ code: "QEMU_RUNAS_REQUIRED", retryable: false });
+    }
   });
 
   it("imports the composed raw image from S3 into a qcow2 base image, with monotonic progress", async () => {
@@ -205,6 +213,19 @@ describe("LocalTarget (real QEMU)", () => {
     const cmd = cmdline(pid);
     expect(cmd).toContain(`hostfwd=tcp:${status.publicAddress}-:3389`);
     expect(cmd).toMatch(/hostfwd=tcp:127\.0\.0\.1:\d+-:22/);
+    // One network policy: restricted, forwards on loopback only; seccomp on; QMP private to us.
+    expect(cmd).toContain("restrict=on");
+    expect(cmd.match(/hostfwd=tcp:[^,\s]*/g)!.every((f) => f.startsWith("hostfwd=tcp:127.0.0.1:"))).toBe(true);
+    expect(cmd).toMatch(/-sandbox on/);
+    const qmp = fs.statSync(path.join(dir, "instances", instanceId, "qmp.sock"));
+    expect(qmp.mode & 0o777).toBe(0o600);
+    expect(qmp.uid).toBe(process.getuid!());
+    expect(fs.statSync(path.join(dir, "instances", instanceId)).mode & 0o777).toBe(0o700);
+    if (config.local.runAs) {
+      expect(cmd).toContain(`-runas ${config.local.runAs}`);
+      const uid = Number(execFileSync("id", ["-u", config.local.runAs], { encoding: "utf8" }).trim());
+      expect(fs.readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, "m"));
+    }
     timings.bootToMarkerMs = await waitForMarker(target, instanceId);
 
     // Idempotent launch: the same VM.
@@ -286,11 +307,50 @@ describe("LocalTarget (real QEMU)", () => {
     await target.terminateInstance(instanceId); // no-op
   });
 
-  it("launches isolated (no host forwards), survives deleteImage, then terminates", async () => {
+  it("refuses to start QEMU without its seccomp sandbox (no retry without it)", async () => {
+    const calls = path.join(dir, "fake-qemu.calls");
+    const fake = path.join(dir, "fake-qemu");
+    fs.writeFileSync(
+      fake,
+      `#!/bin/sh\necho "$*" >>'${calls}'\ncase "$*" in *-sandbox*) echo "qemu-system-x86_64: -sandbox on,obsolete=deny: seccomp support is disabled" >&2; exit 1;; esac\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    const noSeccomp = new LocalTarget({ local: { ...local, qemuSystem: fake }, s3 });
+    const rid = `${recoveryId}-nosandbox`;
+    try {
+      const err = await noSeccomp.launch({ recoveryId: rid, userId: "u1", imageId, name: "nosandbox", allowedCidr: "0.0.0.0/0" }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(TargetError);
+      expect(err).toMatchObject({ code: "QEMU_SANDBOX_UNAVAILABLE", retryable: false });
+      const invocations = fs.readFileSync(calls, "utf8").trim().split("\n");
+      expect(invocations).toHaveLength(1);
+      expect(invocations[0]).toContain("-sandbox on");
+    } finally {
+      await noSeccomp.terminateInstance(`vm-${rid}`);
+    }
+  });
+
+  it("refuses outbound internet and bad port lists on the local target", async () => {
+    await expect(target.launch({ recoveryId: `${recoveryId}-inet`, userId: "u1", imageId, name: "inet", allowedCidr: "0.0.0.0/0", allowInternet: true })).rejects.toMatchObject({
+      code: "INTERNET_UNSUPPORTED",
+      retryable: false,
+    });
+    await expect(target.launch({ recoveryId: `${recoveryId}-ports`, userId: "u1", imageId, name: "ports", allowedCidr: "0.0.0.0/0", ports: [22, 22] })).rejects.toMatchObject({
+      code: "INVALID_PORTS",
+    });
+    expect(fs.readdirSync(path.join(dir, "instances")).filter((d) => d.includes("-inet") || d.includes("-ports"))).toEqual([]);
+  });
+
+  it("launches isolated (not offered to the user, loopback forwards only), survives deleteImage, then terminates", async () => {
     await target.launch({ recoveryId: isolatedRecoveryId, userId: "u1", imageId, name: "verify", allowedCidr: "0.0.0.0/0", isolated: true });
     const cmd = cmdline(pidOf(isolatedInstanceId));
     expect(cmd).toContain("restrict=on");
-    expect(cmd).not.toContain("hostfwd");
+    expect(cmd).toMatch(/-sandbox on/);
+    const forwards = await target.forwards(isolatedInstanceId);
+    expect(forwards.map((f) => f.guestPort)).toEqual([22, 3389]);
+    for (const f of forwards) expect(cmd).toContain(`hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
     const status = await target.describeInstance(isolatedInstanceId);
     expect(status.state).toBe("running");
     expect(status.publicAddress).toBeUndefined();

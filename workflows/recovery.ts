@@ -19,8 +19,10 @@ export interface RecoveryWorkflowInput {
   /** Name of the recovered machine. */
   name: string;
   allowedCidr: string;
-  /** Local target without port forwards (boot verification). */
+  /** Local target: not offered to the user (boot verification). */
   isolated?: boolean;
+  /** Outbound internet for the machine (AWS only; off by default). */
+  allowInternet?: boolean;
   /** Hard limit measured from the workflow's start (24 h in production, seconds in tests). */
   timeLimitMs: number;
   pollIntervalMs: number;
@@ -96,6 +98,7 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
         name: input.name,
         allowedCidr: input.allowedCidr,
         isolated: input.isolated,
+        allowInternet: input.allowInternet,
       });
       resources.instanceId = launched.instanceId;
       resources.securityGroupId = launched.securityGroupId;

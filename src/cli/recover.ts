@@ -46,6 +46,8 @@ attaches to that recovery instead of starting another.
 Options:
   --target LOCAL|AWS   Where the machine runs (default: the server's)
   --allowed-cidr CIDR  Who may connect to it (AWS; default: the server's setting, else your address)
+  --allow-internet     Let the machine open connections to the internet (AWS only; default: it
+                       reaches nothing)
   --source NAME        Only offer restore points of this source in the list
   --attach ID          Watch a recovery that is already running
   --cancel ID          Cancel a recovery: everything it created is removed; waits until it is
@@ -79,6 +81,7 @@ export const RECOVERY_COMMANDS: Record<string, { options: Options; positionals?:
     options: {
       target: { type: "string" },
       "allowed-cidr": { type: "string" },
+      "allow-internet": { type: "boolean" },
       source: { type: "string" },
       attach: { type: "string" },
       cancel: { type: "string" },
@@ -130,7 +133,9 @@ async function recover(ctx: CommandContext): Promise<number> {
         io.stderr.write("Nothing recovered.\n");
         return 1;
       }
-      const { startRecovery } = await client.request(StartRecoveryDocument, { input: { backupId, target, allowedCidr: str(values["allowed-cidr"]) } });
+      const { startRecovery } = await client.request(StartRecoveryDocument, {
+        input: { backupId, target, allowedCidr: str(values["allowed-cidr"]), ...(values["allow-internet"] ? { allowInternet: true } : {}) },
+      });
       recoveryId = startRecovery.id;
       const attached = startRecovery.state !== "PENDING" || Date.now() - Date.parse(startRecovery.createdAt) > 60_000;
       view.header({ recoveryId, target: startRecovery.target, backup: startRecovery.backup }, attached ? "This restore point was already being recovered: attached to that recovery." : undefined);

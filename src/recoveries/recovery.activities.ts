@@ -143,11 +143,19 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
     },
 
     /** LAUNCHING, part 1: the instance (idempotent per recovery through the provider's client token). */
-    async launchInstance(input: { recoveryId: string; userId: string; target: TargetKind; imageId: string; name: string; allowedCidr: string; isolated?: boolean }) {
+    async launchInstance(input: { recoveryId: string; userId: string; target: TargetKind; imageId: string; name: string; allowedCidr: string; isolated?: boolean; allowInternet?: boolean }) {
       await deps.progress.enter(input.recoveryId, "LAUNCHING", "Launching the recovered machine");
       await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
       const launched = await callTarget(() =>
-        target(input.target).launch({ recoveryId: input.recoveryId, userId: input.userId, imageId: input.imageId, name: input.name, allowedCidr: input.allowedCidr, isolated: input.isolated }),
+        target(input.target).launch({
+          recoveryId: input.recoveryId,
+          userId: input.userId,
+          imageId: input.imageId,
+          name: input.name,
+          allowedCidr: input.allowedCidr,
+          isolated: input.isolated,
+          allowInternet: input.allowInternet,
+        }),
       );
       await deps.progress.setResources(input.recoveryId, { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId });
       await deps.progress.progress(input.recoveryId, "LAUNCHING", 20, `Instance ${launched.instanceId} starting`);

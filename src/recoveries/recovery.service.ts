@@ -14,6 +14,7 @@ import type { RecoveryProgress } from "./recovery-progress";
 import { eager, live } from "../graphql/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/recovery";
+import { LOCAL_INTERNET_UNSUPPORTED } from "./targets/guest-network";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -78,10 +79,16 @@ export class RecoveryService {
    * Starts (or returns the already active) recovery of an own, COMPLETED, restorable backup. The
    * check-and-insert runs under a row lock on the backup, so concurrent calls start one workflow.
    */
-  async start(userId: string, input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean }, clientIp?: string): Promise<RecoveryRow> {
+  async start(
+    userId: string,
+    input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean; allowInternet?: boolean | null },
+    clientIp?: string,
+  ): Promise<RecoveryRow> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     const target = input.target ?? this.deps.config.recovery.defaultTarget;
     if (target === "AWS" && !this.deps.config.aws.enabled) throw badInput("The AWS target is not configured on this server (AWS_RECOVERY_ENABLED); use target LOCAL", { field: "target" });
+    const allowInternet = input.allowInternet === true;
+    if (allowInternet && target === "LOCAL") throw badInput(LOCAL_INTERNET_UNSUPPORTED, { field: "allowInternet", reason: "LOCAL_INTERNET_UNSUPPORTED" });
     const allowedCidr = input.allowedCidr ?? this.deps.config.aws.defaultAllowedCidr ?? cidrOfClient(clientIp);
     if (!validCidr(allowedCidr)) throw badInput(`allowedCidr must be an IPv4 CIDR like 203.0.113.0/24, got "${allowedCidr}"`, { field: "allowedCidr" });
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
@@ -115,6 +122,7 @@ export class RecoveryService {
       name: `${backup.sourceName}-recovered`.slice(0, 120),
       allowedCidr,
       isolated: input.isolated,
+      allowInternet,
       timeLimitMs: recovery.timeLimitMs,
       pollIntervalMs: recovery.pollIntervalMs,
       heartbeatTimeoutMs: recovery.heartbeatTimeoutMs,

@@ -99,6 +99,13 @@ export class StartRecoveryInput {
 
   @Field({ nullable: true, description: "IPv4 CIDR allowed to reach the machine (AWS); default: the server's setting, else your address" })
   allowedCidr?: string;
+
+  @Field({
+    nullable: true,
+    description:
+      "Let the recovered machine open connections to the internet (default false: it reaches nothing). AWS only (its security group keeps egress); LOCAL refuses it with BAD_USER_INPUT, because QEMU's user network would expose the host",
+  })
+  allowInternet?: boolean;
 }
 
 export const RecoveryConnection = Connection("Recovery", Recovery);

@@ -123,6 +123,8 @@ export type SignUpInput = {
 };
 
 export type StartRecoveryInput = {
+  /** Let the recovered machine open connections to the internet (default false: it reaches nothing). AWS only (its security group keeps egress); LOCAL refuses it with BAD_USER_INPUT, because QEMU's user network would expose the host */
+  allowInternet?: boolean | null | undefined;
   /** IPv4 CIDR allowed to reach the machine (AWS); default: the server's setting, else your address */
   allowedCidr?: string | null | undefined;
   /** A COMPLETED, restorable backup of yours */

@@ -9,11 +9,13 @@ import {
   DescribeImportImageTasksCommand,
   DescribeInstancesCommand,
   DescribeRegionsCommand,
+  DescribeSecurityGroupRulesCommand,
   DescribeSecurityGroupsCommand,
   EC2Client,
   GetConsoleOutputCommand,
   GetConsoleScreenshotCommand,
   ImportImageCommand,
+  RevokeSecurityGroupEgressCommand,
   RunInstancesCommand,
   StartInstancesCommand,
   StopInstancesCommand,
@@ -231,6 +233,8 @@ export class AwsTarget implements ComputeTarget {
   async launch(req: LaunchRequest): Promise<LaunchResult> {
     if (!req.allowedCidr) throw new TargetError("launch needs an allowed CIDR for RDP/SSH", false);
     const securityGroupId = await this.ensureSecurityGroup(req);
+    // No outbound traffic unless the recovery asked for internet: a new group allows all egress.
+    if (!req.allowInternet) await this.revokeEgress(securityGroupId);
     for (const [port, label] of [
       [RDP_PORT, "RDP"],
       [SSH_PORT, "SSH"],
@@ -374,6 +378,21 @@ export class AwsTarget implements ComputeTarget {
     const existing = (SecurityGroups ?? []).find((g) => g.GroupName === groupName && g.GroupId);
     if (!existing?.GroupId) throw new TargetError(`security group ${groupName} exists but could not be found`, true, "InvalidGroup.Duplicate");
     return existing.GroupId;
+  }
+
+  /** Removes every egress rule of the group (the default allow-all ones); idempotent for retries. */
+  private async revokeEgress(groupId: string): Promise<void> {
+    const out = await this.call(() => this.ec2.send(new DescribeSecurityGroupRulesCommand({ Filters: [{ Name: "group-id", Values: [groupId] }] })));
+    const ids = (out?.SecurityGroupRules ?? [])
+      .filter((r) => r.IsEgress && r.GroupId === groupId && r.SecurityGroupRuleId)
+      .map((r) => r.SecurityGroupRuleId!);
+    if (!ids.length) return;
+    try {
+      await this.call(() => this.ec2.send(new RevokeSecurityGroupEgressCommand({ GroupId: groupId, SecurityGroupRuleIds: ids })));
+    } catch (err) {
+      // Another attempt revoked them in between.
+      if (!hasCode(err, "InvalidSecurityGroupRuleId.NotFound")) throw err;
+    }
   }
 
   private missingState(instanceId: string): InstanceProviderState {

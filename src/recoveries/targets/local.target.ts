@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -20,18 +20,26 @@ import {
   type LaunchResult,
 } from "./target";
 import { QmpError, qmpExecute } from "./qmp";
+import { LOCAL_INTERNET_UNSUPPORTED, guestPorts, qemuNetworkArgs, type GuestForward } from "./guest-network";
 
 /**
  * The local QEMU/KVM host as a compute target. Everything lives under `local.dir`:
  *
  *   images/<imageId>.qcow2            pristine base image (imageId = img-<recoveryId>)
- *   instances/<instanceId>/           one VM (instanceId = vm-<recoveryId>)
+ *   instances/<instanceId>/           one VM (instanceId = vm-<recoveryId>), mode 0700
  *     base.qcow2                      hard link to the base image, so deleteImage never breaks a VM
  *     overlay.qcow2                   the VM's disk (backing file: base.qcow2)
- *     meta.json qemu.pid qmp.sock serial.log screenshot.png
+ *     meta.json qemu.pid qmp.sock serial.log
  *     stopped | stopping              markers written by stopInstance
  *   terminated/<instanceId>           tombstone written by terminateInstance
  *   tmp/<recoveryId>.raw              download in progress
+ *
+ * Confinement: the network policy of guest-network.ts (restricted user networking, loopback-only
+ * forwards of the declared ports), `-sandbox on` (no start without it), and, when the worker is
+ * root, `-runas <QEMU_RUNAS>`: QEMU opens the disk, the serial log, the pid file and the QMP socket
+ * as root, then drops to that user. The local-target directory is 0700, the QMP socket 0600. The
+ * only place QEMU writes afterwards is screendump output: a per-instance 0700 directory owned by
+ * that user under <tmpdir>/reclo-screens (0711), read back without following links.
  *
  * QEMU runs with -daemonize, so VMs outlive the API/worker process. All state is derived from
  * these files and the pid (checked against /proc/<pid>/cmdline, which must name the instance
@@ -66,7 +74,9 @@ export interface LocalInstanceMeta {
   imageId: string;
   /** 0 until QEMU has started once. */
   pid: number;
-  /** Loopback ports forwarded to guest 22 and 3389 (absent when isolated). */
+  /** 127.0.0.1:hostPort → guest guestPort, one per declared port: the only way into the guest. */
+  forwards: GuestForward[];
+  /** The forwards of guest 22 and 3389 (kept for existing readers; the same as in `forwards`). */
   sshPort?: number;
   rdpPort?: number;
   accel: "kvm" | "tcg";
@@ -86,6 +96,11 @@ const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CONSOLE_TAIL_BYTES = 64 * 1024;
 const GUEST_ADDRESS = "10.0.2.15";
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** `-sandbox on` is required: QEMU never starts without its seccomp filter. spawn=deny and
+ * elevateprivileges=deny would break -daemonize (fork, setsid) and -runas (setuid). */
+const SANDBOX = "on,obsolete=deny,resourcecontrol=deny";
+const SCREENS_DIR = "reclo-screens";
+const MAX_SCREENSHOT_BYTES = 64 * 1024 * 1024;
 
 const noop = () => {};
 const silent: LocalTargetLogger = { info: noop, warn: noop, error: noop, debug: noop };
@@ -105,6 +120,7 @@ export class LocalTarget implements ComputeTarget {
   private readonly imports = new Map<string, ActiveImport>();
   private readonly importFailures = new Map<string, string>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  private runAsLookup?: Promise<RunAsUser | undefined>;
 
   constructor(opts: LocalTargetOptions) {
     this.cfg = opts.local;
@@ -138,6 +154,11 @@ export class LocalTarget implements ComputeTarget {
     if (Buffer.byteLength(p) <= 100) return p;
     return path.join(os.tmpdir(), `reclo-qmp-${createHash("sha256").update(dir).digest("hex").slice(0, 16)}.sock`);
   }
+  /** Where QEMU may write screendumps: the instance directory, or a directory of the -runas user. */
+  private screenDir(dir: string, runAs: RunAsUser | undefined): string {
+    if (!runAs) return dir;
+    return path.join(os.tmpdir(), SCREENS_DIR, createHash("sha256").update(dir).digest("hex").slice(0, 24));
+  }
 
   // ---------------------------------------------------------------- availability
 
@@ -153,7 +174,26 @@ export class LocalTarget implements ComputeTarget {
     if (this.cfg.accel === "kvm" && !kvmUsable()) {
       throw new TargetError("QEMU_ACCEL=kvm but /dev/kvm cannot be opened read-write (set QEMU_ACCEL=auto or tcg, or give this user access to /dev/kvm)", false, "KVM_UNAVAILABLE");
     }
-    await fsp.mkdir(this.cfg.dir, { recursive: true });
+    await this.runAs();
+    await privateDir(this.cfg.dir);
+  }
+
+  /**
+   * The user QEMU runs as: QEMU_RUNAS (default reclo-qemu) when this process is root, which is then
+   * required; nobody when it is not (QEMU cannot switch users then, and already runs unprivileged).
+   */
+  private runAs(): Promise<RunAsUser | undefined> {
+    this.runAsLookup ??= resolveRunAs(this.cfg.runAs).catch((err: unknown) => {
+      this.runAsLookup = undefined; // a user created later is found on the next call
+      throw err;
+    });
+    return this.runAsLookup;
+  }
+
+  /** The host forwards of an instance (also of an isolated one: the product checks its services through them). */
+  async forwards(instanceId: string): Promise<GuestForward[]> {
+    const meta = await this.requireMeta(instanceId);
+    return meta.forwards.map((f) => ({ ...f }));
   }
 
   /** The accelerator a new VM would get here. */
@@ -338,6 +378,8 @@ export class LocalTarget implements ComputeTarget {
    */
   async launch(req: LaunchRequest): Promise<LaunchResult> {
     checkId(req.recoveryId, "recovery id");
+    if (req.allowInternet) throw new TargetError(LOCAL_INTERNET_UNSUPPORTED, false, "INTERNET_UNSUPPORTED");
+    const ports = guestPorts(req.ports);
     const instanceId = `vm-${req.recoveryId}`;
     return this.withLock(instanceId, async () => {
       const dir = this.instanceDir(instanceId);
@@ -358,7 +400,10 @@ export class LocalTarget implements ComputeTarget {
       await fsp.rm(dir, { recursive: true, force: true });
       await fsp.rm(this.qmpSocket(dir), { force: true });
       await fsp.rm(path.join(this.tombstoneDir, instanceId), { force: true });
-      await fsp.mkdir(dir, { recursive: true });
+      await privateDir(this.cfg.dir);
+      await fsp.mkdir(this.instancesDir, { recursive: true });
+      await fsp.mkdir(dir, { mode: 0o700 });
+      await fsp.chmod(dir, 0o700);
 
       let backing = "base.qcow2";
       try {
@@ -384,6 +429,7 @@ export class LocalTarget implements ComputeTarget {
         pid: 0,
         accel: this.resolveAccel(),
         isolated: Boolean(req.isolated),
+        forwards: ports.map((guestPort) => ({ guestPort, hostPort: 0 })),
         createdAt: new Date().toISOString(),
       };
       await this.writeMeta(fresh);
@@ -401,7 +447,7 @@ export class LocalTarget implements ComputeTarget {
     }
     const addresses: InstanceStatus = {
       state: "lost",
-      publicAddress: !meta.isolated && meta.rdpPort ? `127.0.0.1:${meta.rdpPort}` : undefined,
+      publicAddress: meta.isolated ? undefined : userAddress(meta.forwards),
       privateAddress: GUEST_ADDRESS,
       zone: "local",
     };
@@ -454,6 +500,7 @@ export class LocalTarget implements ComputeTarget {
       await fsp.rm(path.join(dir, "stopping"), { force: true });
       await fsp.rm(path.join(dir, "qemu.pid"), { force: true });
       await fsp.rm(this.qmpSocket(dir), { force: true });
+      await this.removeScreenDir(dir);
     });
   }
 
@@ -470,6 +517,7 @@ export class LocalTarget implements ComputeTarget {
         this.log.info({ instanceId }, "local instance terminated");
       }
       await fsp.rm(this.qmpSocket(dir), { force: true });
+      await this.removeScreenDir(dir);
       await fsp.mkdir(this.tombstoneDir, { recursive: true });
       await fsp.writeFile(path.join(this.tombstoneDir, instanceId), JSON.stringify({ at: new Date().toISOString() }));
     });
@@ -503,15 +551,23 @@ export class LocalTarget implements ComputeTarget {
     const dir = this.instanceDir(instanceId);
     const meta = await this.readMeta(instanceId);
     if (!meta || !(await this.alivePid(dir, meta))) throw new TargetError(`instance ${instanceId} is not running`, false, "NOT_RUNNING");
-    const file = path.join(dir, "screenshot.png");
+    const runAs = await this.runAs();
+    const screens = await this.prepareScreenDir(dir, runAs);
+    const file = path.join(screens, "screenshot.png");
     await fsp.rm(file, { force: true });
+    let png: Buffer;
     try {
-      await this.qmp(dir, "screendump", { filename: file, format: "png" }, 15_000);
-    } catch (err) {
-      if (!(await this.alivePid(dir, meta))) throw new TargetError(`instance ${instanceId} is not running`, false, "NOT_RUNNING");
-      throw new TargetError(`screendump of ${instanceId}: ${errMessage(err)}`, !(err instanceof QmpError && err.errorClass === "GenericError"));
+      try {
+        await this.qmp(dir, "screendump", { filename: file, format: "png" }, 15_000);
+      } catch (err) {
+        if (!(await this.alivePid(dir, meta))) throw new TargetError(`instance ${instanceId} is not running`, false, "NOT_RUNNING");
+        throw new TargetError(`screendump of ${instanceId}: ${errMessage(err)}`, !(err instanceof QmpError && err.errorClass === "GenericError"));
+      }
+      // Written by the unprivileged QEMU: never follow a link it may have put there instead.
+      png = await readNoFollow(file, MAX_SCREENSHOT_BYTES);
+    } finally {
+      if (runAs) await fsp.rm(file, { force: true });
     }
-    const png = await fsp.readFile(file);
     if (png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) throw new TargetError(`screendump of ${instanceId} did not produce a PNG`, true);
     return png;
   }
@@ -540,19 +596,22 @@ export class LocalTarget implements ComputeTarget {
     const dir = this.instanceDir(meta.instanceId);
     const overlay = path.join(dir, "overlay.qcow2");
     if (!(await exists(overlay))) throw new TargetError(`the disk of ${meta.instanceId} is missing (${overlay})`, false, "DISK_MISSING");
+    const runAs = await this.runAs();
     let accel = this.resolveAccel();
-    let sandbox = true;
     let lastError = "";
     for (let attempt = 1; attempt <= 4; attempt++) {
-      if (!meta.isolated) {
-        meta.sshPort = await reusePort(meta.sshPort);
-        meta.rdpPort = await reusePort(meta.rdpPort, meta.sshPort);
+      // Every declared port gets a free loopback port (the previous one when it is still free).
+      const taken = new Set<number>();
+      for (const f of meta.forwards) {
+        f.hostPort = await reusePort(f.hostPort, taken);
+        taken.add(f.hostPort);
       }
+      syncLegacyPorts(meta);
       meta.accel = accel;
       const pidFile = path.join(dir, "qemu.pid");
       await fsp.rm(pidFile, { force: true });
       await fsp.rm(this.qmpSocket(dir), { force: true });
-      const args = this.qemuArgs(meta, dir, sandbox);
+      const args = this.qemuArgs(meta, dir, runAs);
       const started = Date.now();
       try {
         await run(this.cfg.qemuSystem, args, { timeoutMs: 60_000, cwd: dir, daemon: true });
@@ -561,8 +620,7 @@ export class LocalTarget implements ComputeTarget {
         if (isEnoent(err)) throw new TargetError(INSTALL_HINT, false, "QEMU_NOT_INSTALLED");
         await this.killAll(dir);
         if (/host forwarding rule|Could not set up host forwarding/i.test(lastError)) {
-          meta.sshPort = undefined;
-          meta.rdpPort = undefined;
+          for (const f of meta.forwards) f.hostPort = 0;
           continue;
         }
         if (accel === "kvm" && this.cfg.accel === "auto" && /kvm/i.test(lastError)) {
@@ -570,9 +628,12 @@ export class LocalTarget implements ComputeTarget {
           accel = "tcg";
           continue;
         }
-        if (sandbox && /seccomp|sandbox/i.test(lastError)) {
-          sandbox = false;
-          continue;
+        if (/seccomp|sandbox/i.test(lastError)) {
+          // Never retried without it: a guest only runs inside QEMU's seccomp filter.
+          throw new TargetError(`QEMU cannot start ${meta.instanceId} with -sandbox on (seccomp), and it never runs without it: ${lastError}`, false, "QEMU_SANDBOX_UNAVAILABLE");
+        }
+        if (/runas|setgid|setuid|setgroups|initgroups|User ".*" doesn't exist/i.test(lastError)) {
+          throw new TargetError(`QEMU cannot switch to user ${runAs?.name ?? "?"} for ${meta.instanceId}: ${lastError}`, false, "QEMU_RUNAS_UNAVAILABLE");
         }
         throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError}`, false, "QEMU_START_FAILED");
       }
@@ -581,18 +642,19 @@ export class LocalTarget implements ComputeTarget {
         lastError = "QEMU exited right after start";
         throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError} (see ${path.join(dir, "serial.log")})`, false, "QEMU_START_FAILED");
       }
+      await this.privateQmpSocket(meta.instanceId, dir);
       meta.pid = pid;
       meta.startedAt = new Date().toISOString();
       await this.writeMeta(meta);
       await fsp.rm(path.join(dir, "stopped"), { force: true });
       await fsp.rm(path.join(dir, "stopping"), { force: true });
-      this.log.info({ instanceId: meta.instanceId, pid, accel, sshPort: meta.sshPort, rdpPort: meta.rdpPort, isolated: meta.isolated, ms: Date.now() - started }, "local instance started");
+      this.log.info({ instanceId: meta.instanceId, pid, accel, forwards: meta.forwards, runAs: runAs?.name, isolated: meta.isolated, ms: Date.now() - started }, "local instance started");
       return;
     }
     throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError}`, true, "QEMU_START_FAILED");
   }
 
-  private qemuArgs(meta: LocalInstanceMeta, dir: string, sandbox: boolean): string[] {
+  private qemuArgs(meta: LocalInstanceMeta, dir: string, runAs: RunAsUser | undefined): string[] {
     const args = [
       "-name",
       `guest=${qemuOpt(meta.name || meta.instanceId)},process=reclo-${meta.instanceId.slice(3, 12)}`,
@@ -616,15 +678,45 @@ export class LocalTarget implements ComputeTarget {
       "-pidfile",
       path.join(dir, "qemu.pid"),
       "-daemonize",
+      "-sandbox",
+      SANDBOX,
+      ...(runAs ? ["-runas", runAs.name] : []),
+      ...qemuNetworkArgs(meta.forwards),
     ];
-    // elevateprivileges/spawn=deny would break -daemonize (setsid, fork).
-    if (sandbox) args.push("-sandbox", "on,obsolete=deny,resourcecontrol=deny");
-    if (meta.isolated) {
-      args.push("-netdev", "user,id=n0,restrict=on", "-device", "e1000,netdev=n0");
-    } else {
-      args.push("-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${meta.sshPort}-:22,hostfwd=tcp:127.0.0.1:${meta.rdpPort}-:3389`, "-device", "e1000,netdev=n0");
-    }
     return args;
+  }
+
+  /** QEMU created the QMP socket as this process before dropping privileges: make sure only we can connect. */
+  private async privateQmpSocket(instanceId: string, dir: string): Promise<void> {
+    const sock = this.qmpSocket(dir);
+    const st = await fsp.lstat(sock).catch(() => undefined);
+    const me = typeof process.getuid === "function" ? process.getuid() : undefined;
+    if (!st?.isSocket() || (me !== undefined && st.uid !== me)) {
+      await this.killAll(dir);
+      throw new TargetError(`the QMP socket of ${instanceId} (${sock}) is missing or not ours`, false, "QMP_SOCKET_UNSAFE");
+    }
+    await fsp.chmod(sock, 0o600);
+  }
+
+  /** The screendump directory, created for the -runas user (0700) under a 0711 parent of ours. */
+  private async prepareScreenDir(dir: string, runAs: RunAsUser | undefined): Promise<string> {
+    const screens = this.screenDir(dir, runAs);
+    if (!runAs) return screens;
+    const parent = path.dirname(screens);
+    await fsp.mkdir(parent, { mode: 0o711 }).catch(ignoreExists);
+    await expectOwnDir(parent, process.getuid?.() ?? 0);
+    await fsp.chmod(parent, 0o711);
+    await fsp.mkdir(screens, { mode: 0o700 }).catch(ignoreExists);
+    const st = await fsp.lstat(screens);
+    if (!st.isDirectory() || st.isSymbolicLink()) throw new TargetError(`${screens} is not a directory`, false, "SCREEN_DIR_UNSAFE");
+    await fsp.chown(screens, runAs.uid, runAs.gid);
+    await fsp.chmod(screens, 0o700);
+    return screens;
+  }
+
+  private async removeScreenDir(dir: string): Promise<void> {
+    const runAs = await this.runAs().catch(() => undefined);
+    if (runAs) await fsp.rm(this.screenDir(dir, runAs), { recursive: true, force: true });
   }
 
   /** The pid of this instance's QEMU when it is alive (pidfile, else meta), checked against /proc. */
@@ -680,11 +772,20 @@ export class LocalTarget implements ComputeTarget {
   // ---------------------------------------------------------------- files
 
   private async readMeta(instanceId: string): Promise<LocalInstanceMeta | undefined> {
+    let meta: LocalInstanceMeta;
     try {
-      return JSON.parse(await fsp.readFile(path.join(this.instanceDir(instanceId), "meta.json"), "utf8")) as LocalInstanceMeta;
+      meta = JSON.parse(await fsp.readFile(path.join(this.instanceDir(instanceId), "meta.json"), "utf8")) as LocalInstanceMeta;
     } catch {
       return undefined;
     }
+    // Written before `forwards` existed: SSH and RDP, as then.
+    if (!Array.isArray(meta.forwards)) {
+      meta.forwards = [
+        { guestPort: 22, hostPort: meta.sshPort ?? 0 },
+        { guestPort: 3389, hostPort: meta.rdpPort ?? 0 },
+      ];
+    }
+    return meta;
   }
 
   private async requireMeta(instanceId: string): Promise<LocalInstanceMeta> {
@@ -695,7 +796,7 @@ export class LocalTarget implements ComputeTarget {
 
   private async writeMeta(meta: LocalInstanceMeta): Promise<void> {
     const file = path.join(this.instanceDir(meta.instanceId), "meta.json");
-    await fsp.writeFile(`${file}.tmp`, JSON.stringify(meta, null, 2) + "\n");
+    await fsp.writeFile(`${file}.tmp`, JSON.stringify(meta, null, 2) + "\n", { mode: 0o600 });
     await fsp.rename(`${file}.tmp`, file);
   }
 
@@ -916,12 +1017,81 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The previous port when it is still free, else a new free one (never `avoid`). */
-async function reusePort(previous: number | undefined, avoid?: number): Promise<number> {
-  if (previous && previous !== avoid && (await portFree(previous))) return previous;
+/** The previous port when it is still free, else a new free one (never one in `avoid`). */
+async function reusePort(previous: number | undefined, avoid: ReadonlySet<number>): Promise<number> {
+  if (previous && !avoid.has(previous) && (await portFree(previous))) return previous;
   for (;;) {
     const p = await freePort();
-    if (p !== avoid) return p;
+    if (!avoid.has(p)) return p;
+  }
+}
+
+/** sshPort/rdpPort mirror the forwards of guest 22 and 3389. */
+function syncLegacyPorts(meta: LocalInstanceMeta): void {
+  meta.sshPort = meta.forwards.find((f) => f.guestPort === 22)?.hostPort || undefined;
+  meta.rdpPort = meta.forwards.find((f) => f.guestPort === 3389)?.hostPort || undefined;
+}
+
+/** The address shown to the user: RDP when forwarded, else the first forward. */
+function userAddress(forwards: readonly GuestForward[]): string | undefined {
+  const f = forwards.find((x) => x.guestPort === 3389 && x.hostPort) ?? forwards.find((x) => x.hostPort);
+  return f ? `127.0.0.1:${f.hostPort}` : undefined;
+}
+
+interface RunAsUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** Looks the -runas user up (getent, so NSS users count); refuses root and a missing user. */
+async function resolveRunAs(name: string | undefined): Promise<RunAsUser | undefined> {
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!name) {
+    if (root) throw new TargetError("the worker runs as root, so QEMU must drop to an unprivileged user: set QEMU_RUNAS", false, "QEMU_RUNAS_REQUIRED");
+    return undefined;
+  }
+  if (!root) throw new TargetError(`QEMU_RUNAS=${name} needs the worker to run as root (QEMU cannot switch users otherwise); unset it to run QEMU as this user`, false, "QEMU_RUNAS_UNAVAILABLE");
+  const entry = await new Promise<string>((resolve) => {
+    execFile("getent", ["passwd", name], { timeout: 10_000 }, (err, stdout) => resolve(err ? "" : stdout.trim()));
+  });
+  const [, , uid, gid] = entry.split(":");
+  if (!entry || uid === undefined || gid === undefined) {
+    throw new TargetError(
+      `user ${name} (QEMU_RUNAS) does not exist: run \`npm run services -- up --with-qemu\` or useradd --system --no-create-home --shell /usr/sbin/nologin ${name}`,
+      false,
+      "QEMU_RUNAS_UNAVAILABLE",
+    );
+  }
+  if (Number(uid) === 0) throw new TargetError(`QEMU_RUNAS=${name} is root; QEMU must run as an unprivileged user`, false, "QEMU_RUNAS_UNAVAILABLE");
+  return { name, uid: Number(uid), gid: Number(gid) };
+}
+
+/** Creates `dir` (and its parents) and makes it 0700: nothing of the local target is readable by others. */
+async function privateDir(dir: string): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fsp.chmod(dir, 0o700);
+}
+
+function ignoreExists(err: unknown): void {
+  if ((err as { code?: string }).code !== "EEXIST") throw err;
+}
+
+/** A real directory (no link) owned by `uid`, else a TargetError: someone else prepared this path. */
+async function expectOwnDir(dir: string, uid: number): Promise<void> {
+  const st = await fsp.lstat(dir);
+  if (!st.isDirectory() || st.isSymbolicLink() || st.uid !== uid) throw new TargetError(`${dir} is not a directory owned by us`, false, "SCREEN_DIR_UNSAFE");
+}
+
+/** Reads a regular file without following a symbolic link, at most `max` bytes. */
+async function readNoFollow(file: string, max: number): Promise<Buffer> {
+  const fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size > max) throw new TargetError(`${file} is not a screenshot`, true);
+    return await fh.readFile();
+  } finally {
+    await fh.close();
   }
 }
 

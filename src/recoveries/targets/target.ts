@@ -38,8 +38,15 @@ export interface LaunchRequest {
   name: string;
   /** CIDR allowed to reach RDP/SSH (AWS security group); ignored locally. */
   allowedCidr: string;
-  /** Local target: no host port forwards (boot verification runs isolated). */
+  /**
+   * Boot verification: the machine is not offered to the user (no public address). Its declared
+   * ports are still forwarded to 127.0.0.1 locally, so the product itself can check its services.
+   */
   isolated?: boolean;
+  /** TCP ports the machine serves; default [22, 3389] (SSH, RDP). The only way into the guest. */
+  ports?: number[];
+  /** Outbound internet for the guest (default off). AWS: the security group keeps egress; LOCAL refuses it. */
+  allowInternet?: boolean;
 }
 
 export interface LaunchResult {
