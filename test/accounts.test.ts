@@ -130,7 +130,9 @@ describe("TRUST_PROXY=1: only the address the one trusted proxy saw counts", () 
         super(url, protocols, { headers: { "x-forwarded-for": `${spoof()}, ${address}` } });
       }
     }
-    const ws = createClient({ url: stack.app.wsUrl, webSocketImpl: ForwardedWebSocket, lazy: true, retryAttempts: 0 });
+    // Anonymous WebSocket operations are refused outright (request limits), so a signed-in
+    // connection logs in once more: the new session records the address the socket came from.
+    const ws = createClient({ url: stack.app.wsUrl, webSocketImpl: ForwardedWebSocket, lazy: true, retryAttempts: 0, connectionParams: { authorization: `Bearer ${u.token}` } });
     try {
       const result = await new Promise<{ data?: { logIn?: { user: { id: string } } } | null; errors?: unknown }>((resolve, reject) => {
         let last: { data?: { logIn?: { user: { id: string } } } | null } = {};
