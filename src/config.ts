@@ -114,6 +114,8 @@ const envSchema = z.object({
   RECOVERY_HEARTBEAT_TIMEOUT: duration("60s"),
   /** How often import/launch progress is polled. */
   RECOVERY_POLL_INTERVAL: duration("15s"),
+  /** After launch, how long the boot check waits for a sign that the machine started before it says INCONCLUSIVE. */
+  RECOVERY_BOOT_CHECK_TIMEOUT: duration("10m"),
   /** Stopped instances older than this are terminated by the daily schedule. */
   INSTANCE_STOPPED_TTL: duration("14d"),
 
@@ -201,7 +203,7 @@ export interface Config {
     presignExpiryMs: number;
   };
   backups: { gcGraceMs: number; maintenanceIntervalMs: number };
-  recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; instanceStoppedTtlMs: number };
+  recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; bootCheckTimeoutMs: number; instanceStoppedTtlMs: number };
   verification: { bootMarker?: string; screenshotAfterMs: number; bootTimeoutMs: number; afterBackup: boolean };
   aws: {
     enabled: boolean;
@@ -299,6 +301,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       backstopMs: e.RECOVERY_BACKSTOP,
       heartbeatTimeoutMs: e.RECOVERY_HEARTBEAT_TIMEOUT,
       pollIntervalMs: e.RECOVERY_POLL_INTERVAL,
+      bootCheckTimeoutMs: e.RECOVERY_BOOT_CHECK_TIMEOUT,
       instanceStoppedTtlMs: e.INSTANCE_STOPPED_TTL,
     },
     verification: {

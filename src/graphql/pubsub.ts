@@ -2,6 +2,7 @@ import { createPubSub, type PubSub as YogaPubSub } from "@graphql-yoga/subscript
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
 import { setMaxListeners } from "node:events";
+import type { BootCheckRecord } from "../db/schema";
 
 /**
  * The one typed pub/sub module. Payloads are plain JSON (ids, strings, numbers) so they survive
@@ -33,7 +34,7 @@ export interface RecoverySnapshot {
   userId: string;
   backupId: string;
   target: "AWS" | "LOCAL";
-  state: "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "COMPLETED" | "FAILED" | "CANCELLED";
+  state: "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "CHECKING" | "COMPLETED" | "FAILED" | "CANCELLED";
   stepProgress: number;
   totalProgress: number;
   message: string | null;
@@ -43,6 +44,8 @@ export interface RecoverySnapshot {
   completedAt: string | null;
   createdAt: string;
   version: number;
+  bootCheck: BootCheckRecord | null;
+  rtoSeconds: number | null;
 }
 
 export interface VerificationSnapshot {

@@ -27,6 +27,7 @@ export function activitiesFor(rt: Runtime) {
       s3: rt.s3,
       store: rt.services.chunks,
       importsBucket: rt.config.s3.buckets.imports,
+      artifactsBucket: rt.config.s3.buckets.artifacts,
       progress: rt.services.recoveryProgress,
       instances: rt.services.instances,
       targets: rt.targets,

@@ -55,6 +55,15 @@ export interface InstanceStatus {
   zone?: string;
 }
 
+export type StatusCheckState = "ok" | "impaired" | "initializing" | "insufficient-data" | "not-applicable";
+
+export interface StatusChecks {
+  system: StatusCheckState;
+  instance: StatusCheckState;
+  /** The failed checks by name (e.g. "instance reachability: failed"), when impaired. */
+  details?: string[];
+}
+
 export interface ComputeTarget {
   readonly kind: TargetKind;
   /** Throws TargetError(retryable:false) naming what to install/configure when the target cannot work here. */
@@ -71,6 +80,11 @@ export interface ComputeTarget {
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;
   describeInstance(instanceId: string): Promise<InstanceStatus>;
+  /**
+   * The provider's own reachability checks of a running instance (AWS: DescribeInstanceStatus,
+   * system = the host and its network, instance = the guest OS answers), when the target has them.
+   */
+  statusChecks?(instanceId: string): Promise<StatusChecks>;
   startInstance(instanceId: string): Promise<void>;
   /** Graceful stop (ACPI / StopInstances), forced after a timeout. */
   stopInstance(instanceId: string): Promise<void>;
