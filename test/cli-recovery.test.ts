@@ -36,6 +36,8 @@ interface JsonEvent {
   backupId?: string;
   message?: string;
   code?: string;
+  rtoSeconds?: number | null;
+  bootCheck?: { status: string; evidence: { kind: string; ok: boolean; detail: string }[] } | null;
 }
 
 interface CliRun {
@@ -190,11 +192,14 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     const distinct = new Set(progress.map((e) => e.totalProgress).filter((p) => p! > 0 && p! < 100));
     expect(distinct.size).toBeGreaterThanOrEqual(3);
     const states = [...new Set(progress.map((e) => e.state))];
-    expect(states.filter((s) => s !== "PENDING")).toEqual(["PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED"]);
+    expect(states.filter((s) => s !== "PENDING")).toEqual(["PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"]);
     expect(progress.some((e) => e.state === "IMPORTING" && /downloading/.test(e.message ?? ""))).toBe(true);
     const done = events.at(-1)!;
     expect(done).toMatchObject({ event: "completed", state: "COMPLETED", instance: { state: "RUNNING", provider: "LOCAL" } });
     expect(done.instance!.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    // The hand-made boot sector proves its start with the configured serial marker.
+    expect(done.bootCheck).toMatchObject({ status: "VERIFIED", evidence: expect.arrayContaining([expect.objectContaining({ kind: "MARKER", ok: true })]) });
+    expect(done.rtoSeconds).toBeGreaterThan(0);
     firstInstanceId = done.instance!.id;
     expect(qemuProcesses(dataDir)).toHaveLength(1);
 
@@ -219,6 +224,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(screen).toContain("Recovering office-server (FULL backup of");
     expect(screen).toMatch(/✔ Preparing +done/);
     expect(screen).toMatch(/✔ Launching +done/);
+    expect(screen).toMatch(/✔ Checking it started +done/);
+    expect(screen).toMatch(/Checked: it started \(measured RTO .*\)\. Evidence:/);
+    expect(screen).toMatch(/✔ MARKER +Boot marker "RECLO-CLI-BOOTED"/);
     expect(screen).toMatch(/Total +\[#{20}\] 100%/);
     expect(screen).toContain(`Recovery ${firstRecoveryId} COMPLETED`);
     expect(screen).toMatch(/Reach it with Remote Desktop \(RDP\) at 127\.0\.0\.1:\d+/);
@@ -270,7 +278,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
 
     // Still running on the server.
     const meanwhile = await recoveryOf(alice, importing.recoveryId!);
-    expect(["IMPORTING", "LAUNCHING", "COMPLETED"]).toContain(meanwhile.state);
+    expect(["IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"]).toContain(meanwhile.state);
 
     const again = cli(alice, ["recover", "--attach", importing.recoveryId!, "--json"]);
     expect(await finish(again)).toBe(0);
