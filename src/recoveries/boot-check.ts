@@ -1,5 +1,6 @@
 import { BootCheckAbortedError, collectBootEvidence, ocrPng, POSITIVE_KINDS, probeFor, type BootProbe, type BootVerdict, type Evidence } from "../verification/evidence";
 import type { ComputeTarget, StatusChecks } from "./targets/target";
+import { inspectPng } from "../verification/png";
 
 /**
  * "Checking it started": the boot-evidence collector (src/verification/evidence) run on a freshly
@@ -155,7 +156,8 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
     // The collector was stopped once the status checks decided: read the last screen it took.
     if (!evidence.some((e) => e.kind === "SCREEN")) {
       let detail = "No console screenshot was available yet";
-      if (lastShot) {
+      if (lastShot && isUniform(lastShot)) detail = "Screen is blank";
+      else if (lastShot) {
         try {
           screenText = await ocrPng(lastShot, { timeoutMs: 30_000 });
           detail = screenText.trim() ? `No login prompt or sign-in screen recognised yet; the screen reads "${screenText.trim().slice(0, 160)}"` : "No text recognised on the screen yet";
@@ -177,6 +179,15 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
         ? (collected?.reason ?? `Nothing showed that the machine started or failed within ${Math.round(opts.timeoutMs / 1000)} s`)
         : undefined;
   return { verdict, evidence, reason, screenText, screenshot: collected?.screenshot ?? lastShot, firstPositiveAtMs };
+}
+
+/** A PNG of one colour (EC2 screenshots are JPEG: never judged blank here, OCR reads them). */
+function isUniform(img: Buffer): boolean {
+  try {
+    return inspectPng(img).uniform;
+  } catch {
+    return false;
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -211,56 +211,64 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       if (!row) throw ApplicationFailure.nonRetryable(`recovery ${input.recoveryId} not found`, "NotFound");
       const record: BootCheckRecord = { status: "CHECKING", evidence: [] };
       await deps.progress.setBootCheck(input.recoveryId, record);
-      const cancelled = Context.current().cancellationSignal;
+      const ctx = Context.current();
+      const cancelled = ctx.cancellationSignal;
+      // A poll may take longer than the heartbeat timeout (OCR of a changing screen on a busy host),
+      // so this process heartbeats on a timer while it works; a dead worker still stops heartbeating.
+      const beat = setInterval(() => ctx.heartbeat(), 1000);
       // Progress while nothing is decided: approaches 90 % as the usual boot time (a minute) passes.
       const stepPercent = () => Math.min(90, Math.floor(90 * (1 - Math.exp(-(Date.now() - input.launchedAtMs) / 60_000))));
-      let result;
       try {
-        result = await runBootCheck({
-          target: target(input.target),
-          instanceId: input.instanceId,
-          launchedAtMs: input.launchedAtMs,
-          timeoutMs: input.timeoutMs,
-          pollIntervalMs: input.pollIntervalMs,
-          ports: input.ports,
-          bootMarker: input.bootMarker,
-          signal: cancelled,
-          onPoll: () => {
-            heartbeat();
-            void deps.progress.progress(input.recoveryId, "CHECKING", stepPercent()).catch(() => {});
-          },
-          onEvidence: async (e) => {
-            record.evidence.push({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at });
-            await deps.progress.event(input.recoveryId, "CHECKING", "OBSERVED", evidenceLine(e), info().attempt);
-            await deps.progress.setBootCheck(input.recoveryId, record);
-            await deps.progress.progress(input.recoveryId, "CHECKING", stepPercent(), `Seen: ${e.detail.slice(0, 200)}`);
-          },
-        });
-      } catch (err) {
-        if (err instanceof BootCheckAbortedError || cancelled.aborted) throw new CancelledFailure(`boot check of recovery ${input.recoveryId} cancelled`);
-        throw err;
+        let result;
+        try {
+          result = await runBootCheck({
+            target: target(input.target),
+            instanceId: input.instanceId,
+            launchedAtMs: input.launchedAtMs,
+            timeoutMs: input.timeoutMs,
+            pollIntervalMs: input.pollIntervalMs,
+            ports: input.ports,
+            bootMarker: input.bootMarker,
+            signal: cancelled,
+            onPoll: () => {
+              heartbeat();
+              void deps.progress.progress(input.recoveryId, "CHECKING", stepPercent()).catch(() => {});
+            },
+            onEvidence: async (e) => {
+              record.evidence.push({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at });
+              await deps.progress.event(input.recoveryId, "CHECKING", "OBSERVED", evidenceLine(e), info().attempt);
+              await deps.progress.setBootCheck(input.recoveryId, record);
+              await deps.progress.progress(input.recoveryId, "CHECKING", stepPercent(), `Seen: ${e.detail.slice(0, 200)}`);
+            },
+          });
+        } catch (err) {
+          if (err instanceof BootCheckAbortedError || cancelled.aborted) throw new CancelledFailure(`boot check of recovery ${input.recoveryId} cancelled`);
+          throw err;
+        }
+        // The evidence as the check reports it in full (including what was checked and did not pass).
+        record.evidence = result.evidence.map((e) => ({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at }));
+        record.status = result.verdict;
+        record.reason = result.reason?.slice(0, 1000);
+        record.screenText = result.screenText?.trim().slice(0, 4000) || undefined;
+        record.checkedAt = new Date().toISOString();
+        if (result.screenshot) {
+          const jpeg = result.screenshot[0] === 0xff && result.screenshot[1] === 0xd8;
+          const key = `${input.userId}/recoveries/${input.recoveryId}-check.${jpeg ? "jpg" : "png"}`;
+          await deps.progress.setResources(input.recoveryId, { checkScreenshotKey: key });
+          await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: result.screenshot, ContentType: jpeg ? "image/jpeg" : "image/png" }));
+          record.screenshotKey = key;
+          record.screenshotContentType = jpeg ? "image/jpeg" : "image/png";
+        }
+        const rtoSeconds = result.firstPositiveAtMs !== undefined ? Math.max(0, Math.round((result.firstPositiveAtMs - row.createdAt.getTime()) / 10) / 100) : null;
+        await deps.progress.setBootCheck(input.recoveryId, record, rtoSeconds);
+        await deps.progress.progress(input.recoveryId, "CHECKING", 100);
+        const attempt = info().attempt;
+        if (result.verdict === "VERIFIED") await deps.progress.event(input.recoveryId, "CHECKING", "SUCCEEDED", `It started: measured RTO ${rtoSeconds} s`, attempt);
+        else await deps.progress.event(input.recoveryId, "CHECKING", "FAILED", `${result.verdict === "FAILED" ? "It did not start" : "Could not tell whether it started"}: ${record.reason ?? "no evidence"}`, attempt);
+        return { status: result.verdict, ...(record.reason ? { reason: record.reason } : {}), ...(rtoSeconds !== null ? { rtoSeconds } : {}) };
+      } finally {
+        clearInterval(beat);
       }
-      // The evidence as the check reports it in full (including what was checked and did not pass).
-      record.evidence = result.evidence.map((e) => ({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at }));
-      record.status = result.verdict;
-      record.reason = result.reason?.slice(0, 1000);
-      record.screenText = result.screenText?.trim().slice(0, 4000) || undefined;
-      record.checkedAt = new Date().toISOString();
-      if (result.screenshot) {
-        const jpeg = result.screenshot[0] === 0xff && result.screenshot[1] === 0xd8;
-        const key = `${input.userId}/recoveries/${input.recoveryId}-check.${jpeg ? "jpg" : "png"}`;
-        await deps.progress.setResources(input.recoveryId, { checkScreenshotKey: key });
-        await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: result.screenshot, ContentType: jpeg ? "image/jpeg" : "image/png" }));
-        record.screenshotKey = key;
-        record.screenshotContentType = jpeg ? "image/jpeg" : "image/png";
-      }
-      const rtoSeconds = result.firstPositiveAtMs !== undefined ? Math.max(0, Math.round((result.firstPositiveAtMs - row.createdAt.getTime()) / 10) / 100) : null;
-      await deps.progress.setBootCheck(input.recoveryId, record, rtoSeconds);
-      await deps.progress.progress(input.recoveryId, "CHECKING", 100);
-      const attempt = info().attempt;
-      if (result.verdict === "VERIFIED") await deps.progress.event(input.recoveryId, "CHECKING", "SUCCEEDED", `It started: measured RTO ${rtoSeconds} s`, attempt);
-      else await deps.progress.event(input.recoveryId, "CHECKING", "FAILED", `${result.verdict === "FAILED" ? "It did not start" : "Could not tell whether it started"}: ${record.reason ?? "no evidence"}`, attempt);
-      return { status: result.verdict, ...(record.reason ? { reason: record.reason } : {}), ...(rtoSeconds !== null ? { rtoSeconds } : {}) };
     },
 
     /**
