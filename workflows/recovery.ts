@@ -27,7 +27,7 @@ export interface RecoveryWorkflowInput {
   /** How fast a dead worker is noticed mid-step. */
   heartbeatTimeoutMs: number;
   /** "Checking it started": the boot-evidence collector on the launched machine (absent: no check). */
-  bootCheck?: { timeoutMs: number; pollIntervalMs: number; ports: number[]; bootMarker?: string };
+  bootCheck?: { timeoutMs: number; pollIntervalMs: number; ports: number[]; bootMarker?: string; graceMs?: number };
 }
 
 export type RecoveryOutcome =

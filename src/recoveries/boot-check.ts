@@ -23,12 +23,13 @@ export interface BootCheckOptions {
   /** Guest ports whose banner proves a service (local: the forwarded 22 and 3389). */
   ports: number[];
   bootMarker?: string;
+  /** After the first decisive signal, how long the collector keeps corroborating (its default when unset). */
+  graceMs?: number;
+  tesseract?: string;
   signal?: AbortSignal;
   onEvidence?: (e: Evidence) => void | Promise<void>;
   onPoll?: () => void;
   now?: () => number;
-  /** AWS: after the status checks decided, how long the screen may still corroborate (default 2 polls, at least 5 s). */
-  graceMs?: number;
 }
 
 export interface BootCheckResult {
@@ -53,6 +54,8 @@ export async function runBootCheck(opts: BootCheckOptions): Promise<BootCheckRes
     pollIntervalMs: opts.pollIntervalMs,
     ports: opts.ports,
     bootMarker: opts.bootMarker,
+    graceMs: opts.graceMs,
+    tesseract: opts.tesseract,
     signal: opts.signal,
     onEvidence: opts.onEvidence,
     onPoll: opts.onPoll,
@@ -73,7 +76,8 @@ function describeChecks(c: StatusChecks): string {
 async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
   const now = opts.now ?? Date.now;
   const target = opts.target;
-  const grace = opts.graceMs ?? Math.max(5000, 2 * opts.pollIntervalMs);
+  // After the status checks decided, the screen may still corroborate for a little while (two polls, at least 5 s).
+  const grace = Math.min(opts.graceMs ?? Infinity, Math.max(5000, 2 * opts.pollIntervalMs));
   const evidence: Evidence[] = [];
   const record = async (e: Evidence) => {
     evidence.push(e);
@@ -97,6 +101,8 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
     pollIntervalMs: opts.pollIntervalMs,
     ports: [],
     bootMarker: opts.bootMarker,
+    graceMs: opts.graceMs,
+    tesseract: opts.tesseract,
     signal: stop.signal,
     onEvidence: record,
     onPoll: opts.onPoll,
@@ -159,7 +165,7 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
       if (lastShot && isUniform(lastShot)) detail = "Screen is blank";
       else if (lastShot) {
         try {
-          screenText = await ocrPng(lastShot, { timeoutMs: 30_000 });
+          screenText = await ocrPng(lastShot, { tesseract: opts.tesseract, timeoutMs: 30_000 });
           detail = screenText.trim() ? `No login prompt or sign-in screen recognised yet; the screen reads "${screenText.trim().slice(0, 160)}"` : "No text recognised on the screen yet";
         } catch (err) {
           detail = `Screen could not be read: ${err instanceof Error ? err.message : String(err)}`;

@@ -20,6 +20,8 @@ export interface RecoveryActivityDeps {
   importsBucket: string;
   /** Where the boot check's screenshot is kept. */
   artifactsBucket: string;
+  /** OCR binary for the boot check's screenshots (default "tesseract"). */
+  tesseract?: string;
   progress: RecoveryProgress;
   instances: InstanceService;
   /** Compute targets by kind; a missing kind fails the step as not configured. */
@@ -204,6 +206,8 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       pollIntervalMs: number;
       ports: number[];
       bootMarker?: string;
+      /** After the first decisive signal, how long to keep collecting corroborating evidence. */
+      graceMs?: number;
     }): Promise<BootCheckOutcome> {
       await deps.progress.enter(input.recoveryId, "CHECKING", "Checking that the machine started");
       await started(input.recoveryId, "CHECKING", `Checking that ${input.instanceId} started`);
@@ -229,6 +233,8 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
             pollIntervalMs: input.pollIntervalMs,
             ports: input.ports,
             bootMarker: input.bootMarker,
+            graceMs: input.graceMs,
+            tesseract: deps.tesseract,
             signal: cancelled,
             onPoll: () => {
               heartbeat();

@@ -5,7 +5,8 @@ import { currentUser } from "../graphql/context";
 import { Instance } from "../instances/instance.type";
 import { RecoveriesArgs, Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets, StartRecoveryInput } from "./recovery.type";
 import type { RecoverySnapshot } from "../graphql/pubsub";
-import { BootCheck, type BootCheckStatus, type BootEvidenceKind } from "./boot-check.type";
+import { BootCheck, type BootCheckStatus } from "./boot-check.type";
+import type { EvidenceKind } from "../verification/verification.type";
 
 /** A snapshot from an event (ISO dates) as the Recovery object type. */
 function fromSnapshot(s: RecoverySnapshot): Recovery {
@@ -72,7 +73,7 @@ export class RecoveryResolver {
     const kept = b.screenshotKey && recovery.state !== "FAILED" && recovery.state !== "CANCELLED";
     return {
       status: b.status as BootCheckStatus,
-      evidence: b.evidence.map((e) => ({ kind: e.kind as BootEvidenceKind, ok: e.ok, failure: Boolean(e.failure), detail: e.detail, at: new Date(e.at) })),
+      evidence: b.evidence.map((e) => ({ kind: e.kind as EvidenceKind, ok: e.ok, failure: Boolean(e.failure), detail: e.detail, at: new Date(e.at) })),
       reason: b.reason ?? null,
       screenText: b.screenText ?? null,
       screenshotUrl: kept ? (await ctx.services.instances.presignArtifact(b.screenshotKey!)).url : null,

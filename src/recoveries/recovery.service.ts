@@ -117,6 +117,7 @@ export class RecoveryService {
         // every poll is two API calls, so it follows the provider polling interval.
         pollIntervalMs: target === "LOCAL" ? Math.min(2000, Math.max(1000, recovery.pollIntervalMs)) : recovery.pollIntervalMs,
         ports: target === "LOCAL" ? [22, 3389] : [],
+        graceMs: this.deps.config.verification.evidenceGraceMs,
         ...(this.deps.config.verification.bootMarker ? { bootMarker: this.deps.config.verification.bootMarker } : {}),
       },
     };

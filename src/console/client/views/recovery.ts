@@ -220,7 +220,7 @@ export const recoveryView: View = async (ctx, params) => {
       b.evidence.length
         ? h(
             "ul",
-            { class: "evidence" },
+            { class: "boot-evidence" },
             b.evidence.map((e) =>
               h(
                 "li",
