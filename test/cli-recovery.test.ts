@@ -264,7 +264,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(await finish(pick)).toBe(0);
     expect(pick.stderr()).toMatch(/1\s+office-server\s+.*FULL\s+27\.0 MiB\s+verified: booted in \d+\.\d s/);
     expect(pick.stdout()).toMatch(/Recovering office-server \(FULL backup of .*\) to LOCAL: recovery \S+/);
-    expect(pick.stdout()).toMatch(/step 2\/3 Importing \d+%, total \d+% — downloading/);
+    expect(pick.stdout()).toMatch(/step 2\/4 Importing \d+%, total \d+% — downloading/);
     expect(pick.stdout()).toMatch(/Recovery \S+ COMPLETED in \d+:\d\d\./);
     expect(pick.stdout()).toMatch(/Reach it with Remote Desktop \(RDP\) at 127\.0\.0\.1:\d+/);
     const id = /recovery (\S+)\n/.exec(pick.stdout())![1]!;
