@@ -282,3 +282,27 @@ describe("the serial boot marker (hand-made boot sectors: a marker, no prompt, n
     FINISH_TIMEOUT_MS,
   );
 });
+
+describe("without tesseract", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await harness("no-ocr", { TESSERACT_BINARY: "/nonexistent/tesseract", VERIFY_BOOT_MARKER: "OCR-LESS", VERIFY_BOOT_TIMEOUT: "60s", VERIFY_EVIDENCE_GRACE: "3s" });
+  }, 120_000);
+  afterAll(() => stopHarness(h));
+
+  it(
+    "the SCREEN evidence says the screen could not be read (no silent pass); the verdict rests on the other evidence",
+    async () => {
+      const { backup } = await backupImage(h.stack, h.user.id, makeBootableImage(8 * MiB + MiB, "OCR-LESS\r\n"), { sourceName: "no-ocr" });
+      await h.stack.rt.services.verifications.start(h.user.id, { backupId: backup.id, ports: [22] });
+      const v = await finished(h, backup.id);
+      expect(v.status, describeEvidence(v)).toBe("VERIFIED");
+      expect(of(v, "SCREEN")).toEqual([expect.objectContaining({ ok: false, failure: false, detail: expect.stringMatching(/Screen could not be read: tesseract is not installed/) })]);
+      expect(of(v, "MARKER")).toEqual([expect.objectContaining({ ok: true })]);
+      expect(of(v, "SERVICE")).toEqual([expect.objectContaining({ ok: false, detail: expect.stringMatching(/^port 22: /) })]);
+      expect(v.screenText).toBeNull();
+      expect(await leftovers(h)).toEqual([]);
+    },
+    FINISH_TIMEOUT_MS,
+  );
+});

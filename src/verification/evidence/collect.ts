@@ -33,10 +33,14 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
   const grace = opts.graceMs ?? DEFAULT_GRACE_MS;
   const ports = [...new Set(opts.ports)];
   const evidence: Evidence[] = [];
+  // The checks run in parallel; onEvidence hears about each item once, in order, one at a time.
+  let reported: Promise<void> = Promise.resolve();
   const record = async (kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, atMs = now()): Promise<Evidence> => {
     const e: Evidence = { kind, ok, failure, detail, at: new Date(atMs).toISOString() };
     evidence.push(e);
-    await opts.onEvidence?.(e);
+    const next = reported.then(() => opts.onEvidence?.(e));
+    reported = next.catch(() => undefined);
+    await next;
     return e;
   };
   const checkAbort = () => {

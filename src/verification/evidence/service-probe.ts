@@ -67,7 +67,12 @@ export function probeService(host: string, port: number, guestPort: number, opts
     });
     socket.on("end", () => judge(true));
     socket.on("close", () => judge(true));
-    socket.on("error", (e: NodeJS.ErrnoException) => done({ ok: false, detail: `port ${guestPort}: ${e.code === "ECONNREFUSED" ? "connection refused" : e.message}` }));
+    socket.on("error", (e: NodeJS.ErrnoException) =>
+      done({
+        ok: false,
+        detail: `port ${guestPort}: ${e.code === "ECONNREFUSED" ? "connection refused" : e.code === "ECONNRESET" || e.code === "EPIPE" ? "connection reset without a reply (nothing listening)" : e.message}`,
+      }),
+    );
   });
 }
 
