@@ -246,7 +246,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
 
     // `reclo verify` boots it in isolation and prints the evidence as it is seen, then the verdict.
     const check = cli(alice, ["verify", backupId, "--ports", "22"]);
-    expect(await finish(check)).toBe(0);
+    expect(await finish(check), `${check.stdout()}\n${check.stderr()}`).toBe(0);
     expect(check.stdout()).toMatch(/Checking that backup \S+ starts/);
     expect(check.stdout()).toMatch(new RegExp(`✓ \\d\\d:\\d\\d:\\d\\d Serial marker: Boot marker "${MARKER}" on the serial console`));
     // The boot sector has no prompt and no network: the evidence says what was not seen, too.
