@@ -74,7 +74,7 @@ async function main(): Promise<void> {
 
   if (role === "api") {
     rt = await createRuntime(config, logger);
-    app = await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
+    app = await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
     database = rt.database;
     pubSub = rt.pubSub;
     progress = rt.services.recoveryProgress;

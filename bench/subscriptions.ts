@@ -248,6 +248,8 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
     DATABASE_URL: opts["database-url"],
     MIGRATE_ON_START: "true",
     REDIS_URL: transport === "redis" ? opts["redis-url"] : "",
+    // Thousands of subscribers share a few users here: lift the per-user cap (a production guard).
+    WS_MAX_SUBSCRIPTIONS_PER_USER: process.env.WS_MAX_SUBSCRIPTIONS_PER_USER ?? "1000000",
   };
   delete env.PUBLIC_URL;
   delete env.RECLO_BENCH_NOFILE;

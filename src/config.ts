@@ -57,6 +57,29 @@ const url = (protocols: string[]) =>
     { message: `expected a URL starting with ${protocols.map((p) => p + "//").join(" or ")}` },
   );
 
+const BYTE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/** Parses "2TiB", "512GiB", "1.5T", "64MB" (binary units, 1024-based) or a bare number of bytes. */
+export function parseBytes(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?\s*$/i.exec(value);
+  if (!m) return undefined;
+  const n = Math.floor(Number(m[1]) * BYTE_UNITS[(m[2] ?? "").toLowerCase()]!);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+const bytes = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const n = parseBytes(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: "custom", message: `expected a size like 2TiB, 512GiB, 64MiB or a number of bytes, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -103,6 +126,21 @@ const envSchema = z.object({
   GC_GRACE: duration("1h"),
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
   BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
+  /** An UPLOADING backup with no upload activity for this long is ABORTED by maintenance (its chunks become collectable). */
+  UPLOAD_EXPIRY: duration("24h"),
+
+  /** Per user: bytes of distinct chunks referenced by live backups, plus what active uploads were handed URLs for (0 = unlimited). */
+  QUOTA_STORED_BYTES: bytes("2TiB"),
+  /** Largest disk image a backup may declare (0 = the largest the chunk format allows, about 19.5 TiB). */
+  QUOTA_MAX_IMAGE_BYTES: bytes("16TiB"),
+  /** Per user: recoveries in progress at the same time (0 = unlimited). */
+  QUOTA_CONCURRENT_RECOVERIES: int(2, 0, 10_000),
+  /** Per user: machines running or being recovered at the same time, on any target (0 = unlimited). */
+  QUOTA_RUNNING_MACHINES: int(4, 0, 10_000),
+  /** Per local host: QEMU machines running or being recovered/verified, for all users together (0 = unlimited). */
+  HOST_MAX_RUNNING_MACHINES: int(8, 0, 10_000),
+  /** Disk space a local import must leave free on the local target's file system. */
+  LOCAL_IMPORT_DISK_RESERVE: bytes("2GiB"),
 
   /** Recovery target when startRecovery names none: AWS only when configured, else the local QEMU host. */
   RECOVERY_DEFAULT_TARGET: z.enum(["AWS", "LOCAL"]).optional(),
@@ -166,11 +204,33 @@ const envSchema = z.object({
   LOGIN_MAX_ATTEMPTS_PER_ADDRESS: int(50, 1, 100_000),
   LOGIN_RATE_WINDOW: duration("15m"),
 
-  MAX_QUERY_DEPTH: int(12, 2, 100),
+  /** 15 admits the standard introspection query (GraphiQL), which is counted like any other operation. */
+  MAX_QUERY_DEPTH: int(15, 2, 100),
   MAX_QUERY_COST: int(20_000, 10, 10_000_000),
   MAX_PAGE_SIZE: int(100, 1, 1000),
   DEFAULT_PAGE_SIZE: int(20, 1, 1000),
   MAX_BODY_BYTES: int(1_048_576, 1024, 100 * 1_048_576),
+  /** Lexical tokens in one GraphQL document; counted before it is parsed. */
+  MAX_QUERY_TOKENS: int(3000, 100, 1_000_000),
+  /** Aliased fields in one operation (fragments counted once per spread). */
+  MAX_QUERY_ALIASES: int(30, 0, 10_000),
+  /** Root fields of one mutation operation; `signUp` and `logIn` at most once per request regardless. */
+  MAX_MUTATIONS: int(10, 1, 1000),
+  /** Who may run schema introspection (`__schema`, `__type`): signed-in users only, or everyone. */
+  INTROSPECTION: z.enum(["authenticated", "public"]).default("authenticated"),
+  /** Estimated cost of one evaluation of an expensive field (restorable, consoleOutput, screenshot). */
+  EXPENSIVE_FIELD_COST: int(100, 1, 1_000_000),
+  /** Operations selecting an expensive field, per user (per address when anonymous) and window. */
+  EXPENSIVE_FIELD_RATE: int(120, 1, 1_000_000),
+  EXPENSIVE_FIELD_WINDOW: duration("1m"),
+
+  /** A WebSocket that sends no connection_init within this long is closed (4408). */
+  WS_INIT_TIMEOUT: duration("3s"),
+  /** Estimated bytes of parsed documents kept for reuse by authenticated WebSocket connections. */
+  WS_DOCUMENT_CACHE_BYTES: int(8 * 1_048_576, 0, 1024 * 1_048_576),
+  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: int(20, 1, 10_000),
+  /** Per user across their connections to this API process. */
+  WS_MAX_SUBSCRIPTIONS_PER_USER: int(100, 1, 1_000_000),
 
   /** The worker registers the product's Temporal Schedules at start. */
   RUN_SCHEDULES: bool(true),
@@ -204,7 +264,15 @@ export interface Config {
     buckets: { backups: string; imports: string; artifacts: string };
     presignExpiryMs: number;
   };
-  backups: { gcGraceMs: number; maintenanceIntervalMs: number };
+  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number };
+  /** Fair-use limits (null = unlimited). */
+  quotas: {
+    storedBytes: number | null;
+    maxImageBytes: number | null;
+    concurrentRecoveries: number | null;
+    runningMachines: number | null;
+    hostRunningMachines: number | null;
+  };
   recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; bootCheckTimeoutMs: number; instanceStoppedTtlMs: number };
   verification: { bootMarker?: string; evidenceGraceMs: number; bootTimeoutMs: number; afterBackup: boolean; tesseract: string };
   aws: {
@@ -228,6 +296,8 @@ export interface Config {
     stopTimeoutMs: number;
     /** Bytes per second for the image download (0 = unlimited). */
     importRateLimit: number;
+    /** Bytes an import must leave free on the file system of `dir` (default 0). */
+    diskReserveBytes?: number;
   };
   redisUrl?: string;
   auth: {
@@ -235,7 +305,20 @@ export interface Config {
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
   };
-  limits: { maxDepth: number; maxCost: number; maxPageSize: number; defaultPageSize: number };
+  limits: {
+    maxDepth: number;
+    maxCost: number;
+    maxPageSize: number;
+    defaultPageSize: number;
+    maxTokens: number;
+    maxAliases: number;
+    maxMutations: number;
+    expensiveFieldCost: number;
+  };
+  /** `authenticated`: introspection only with a valid token; `public`: for everyone. */
+  introspection: "authenticated" | "public";
+  expensiveFieldRate: { limit: number; windowMs: number };
+  ws: { initTimeoutMs: number; documentCacheBytes: number; maxSubscriptionsPerConnection: number; maxSubscriptionsPerUser: number };
   runWorker: boolean;
   runSchedules: boolean;
   workflowBundlePath?: string;
@@ -264,6 +347,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   if (e.S3_PRESIGN_EXPIRY < 1000 || e.S3_PRESIGN_EXPIRY > 7 * 86_400_000) problems.push("S3_PRESIGN_EXPIRY: must be between 1s and 7d");
   if (e.RECOVERY_DEFAULT_TARGET === "AWS" && !e.AWS_RECOVERY_ENABLED) problems.push("RECOVERY_DEFAULT_TARGET: AWS needs AWS_RECOVERY_ENABLED=true (and AWS credentials)");
+  if (e.WS_INIT_TIMEOUT < 100 || e.WS_INIT_TIMEOUT > 600_000) problems.push("WS_INIT_TIMEOUT: must be between 100ms and 10m (0 would never close a silent connection)");
   if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
     problems.push("TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH: set both for mTLS, or neither");
@@ -296,7 +380,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
     },
-    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL },
+    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY },
+    quotas: {
+      storedBytes: e.QUOTA_STORED_BYTES || null,
+      maxImageBytes: e.QUOTA_MAX_IMAGE_BYTES || null,
+      concurrentRecoveries: e.QUOTA_CONCURRENT_RECOVERIES || null,
+      runningMachines: e.QUOTA_RUNNING_MACHINES || null,
+      hostRunningMachines: e.HOST_MAX_RUNNING_MACHINES || null,
+    },
     recovery: {
       defaultTarget: e.RECOVERY_DEFAULT_TARGET ?? (e.AWS_RECOVERY_ENABLED ? "AWS" : "LOCAL"),
       timeLimitMs: e.RECOVERY_TIME_LIMIT,
@@ -332,6 +423,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       cpus: e.QEMU_CPUS,
       stopTimeoutMs: e.QEMU_STOP_TIMEOUT,
       importRateLimit: e.LOCAL_IMPORT_RATE_LIMIT,
+      diskReserveBytes: e.LOCAL_IMPORT_DISK_RESERVE,
     },
     redisUrl: e.REDIS_URL,
     auth: {
@@ -339,7 +431,24 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
     },
-    limits: { maxDepth: e.MAX_QUERY_DEPTH, maxCost: e.MAX_QUERY_COST, maxPageSize: e.MAX_PAGE_SIZE, defaultPageSize: e.DEFAULT_PAGE_SIZE },
+    limits: {
+      maxDepth: e.MAX_QUERY_DEPTH,
+      maxCost: e.MAX_QUERY_COST,
+      maxPageSize: e.MAX_PAGE_SIZE,
+      defaultPageSize: e.DEFAULT_PAGE_SIZE,
+      maxTokens: e.MAX_QUERY_TOKENS,
+      maxAliases: e.MAX_QUERY_ALIASES,
+      maxMutations: e.MAX_MUTATIONS,
+      expensiveFieldCost: e.EXPENSIVE_FIELD_COST,
+    },
+    introspection: e.INTROSPECTION,
+    expensiveFieldRate: { limit: e.EXPENSIVE_FIELD_RATE, windowMs: e.EXPENSIVE_FIELD_WINDOW },
+    ws: {
+      initTimeoutMs: e.WS_INIT_TIMEOUT,
+      documentCacheBytes: e.WS_DOCUMENT_CACHE_BYTES,
+      maxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      maxSubscriptionsPerUser: e.WS_MAX_SUBSCRIPTIONS_PER_USER,
+    },
     runWorker: e.RUN_WORKER,
     runSchedules: e.RUN_SCHEDULES,
     workflowBundlePath: e.TEMPORAL_WORKFLOW_BUNDLE,

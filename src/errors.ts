@@ -11,6 +11,7 @@ export const ErrorCode = {
   BAD_USER_INPUT: "BAD_USER_INPUT",
   CONFLICT: "CONFLICT",
   RATE_LIMITED: "RATE_LIMITED",
+  QUOTA_EXCEEDED: "QUOTA_EXCEEDED",
   INTERNAL: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -22,6 +23,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   BAD_USER_INPUT: 400,
   CONFLICT: 200,
   RATE_LIMITED: 429,
+  QUOTA_EXCEEDED: 200,
   INTERNAL: 500,
 };
 
@@ -50,6 +52,12 @@ export const badInput = (message: string, details: Record<string, unknown> = {})
 export const conflict = (message: string, details: Record<string, unknown> = {}) => new AppError(ErrorCode.CONFLICT, message, details);
 export const rateLimited = (retryAfterSeconds: number) =>
   new AppError(ErrorCode.RATE_LIMITED, `Too many attempts; try again in ${retryAfterSeconds} s`, { retryAfterSeconds });
+
+/** Which fair-use limit a QUOTA_EXCEEDED error is about (`extensions.quota`). */
+export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES";
+/** A configured fair-use limit would be exceeded: `extensions.quota`, `limit`, `used` (and `requested` where it applies). */
+export const quotaExceeded = (quota: QuotaKind, message: string, details: { limit: number; used: number; requested?: number } & Record<string, unknown>) =>
+  new AppError(ErrorCode.QUOTA_EXCEEDED, message, { quota, ...details });
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
 /** Codes that graphql-js / Apollo attach to malformed requests; they are client errors, passed on as BAD_USER_INPUT. */

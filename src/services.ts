@@ -18,6 +18,7 @@ import { RecoveryProgress } from "./recoveries/recovery-progress";
 import { VerificationService } from "./verification/verification.service";
 import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 import type { Logger } from "./logger";
+import { QuotaService } from "./quotas/quota.service";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
@@ -32,6 +33,7 @@ export interface Services {
   recoveryProgress: RecoveryProgress;
   verifications: VerificationService;
   instances: InstanceService;
+  quotas: QuotaService;
 }
 
 export interface ServiceDeps {
@@ -49,9 +51,10 @@ export interface ServiceDeps {
 
 export function createServices({ config, db, pubSub, limiter, s3, temporal, targets = {}, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
-  const backups = new BackupService(db, pubSub, limits, now);
   const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
-  const backupUploads = new BackupUploadService(db, backups, chunks, now);
+  const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
+  const backups = new BackupService(db, pubSub, limits, quotas, now);
+  const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
   const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, temporal, now });
   if (config.verification.afterBackup && temporal) {
@@ -60,21 +63,23 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
     };
   }
   return {
+    quotas,
     verifications,
     chunks,
     backupUploads,
     recoveryProgress,
-    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, logger }, now),
+    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
     auth: new AuthService({ db, pubSub, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, temporal, now }),
+    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, temporal, quotas, now }),
     instances: new InstanceService({
       db,
       limits,
       pubSub,
       targets,
+      quotas,
       artifacts: { s3, bucket: config.s3.buckets.artifacts, urlExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) },
       now,
     }),

@@ -228,6 +228,31 @@ describe("AwsTarget (mocked EC2)", () => {
     });
   });
 
+  describe("discardImport", () => {
+    it("finds a task by its recovery tag when its id was never recorded, and deletes the finished import's AMI and snapshots", async () => {
+      ec2Mock
+        .on(DescribeImportImageTasksCommand, {})
+        .resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-other", Status: "active", Tags: [{ Key: "reclo:recovery", Value: "rec-other" }] }, { ImportTaskId: "import-ami-20", Status: "completed", Tags: [{ Key: "reclo:recovery", Value: "rec-20" }] }] });
+      ec2Mock.on(DescribeImportImageTasksCommand, { ImportTaskIds: ["import-ami-20"] }).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-20", Status: "completed", ImageId: "ami-20", SnapshotDetails: [{ SnapshotId: "snap-20" }] }] });
+      ec2Mock.on(DeregisterImageCommand).resolves({});
+      ec2Mock.on(DeleteSnapshotCommand).resolves({});
+      expect(await target.discardImport("rec-20")).toEqual(["deleted image ami-20 of import import-ami-20"]);
+      expect(inputs(DeregisterImageCommand)).toEqual([{ ImageId: "ami-20" }]);
+      expect(inputs(DeleteSnapshotCommand)).toEqual([{ SnapshotId: "snap-20" }]);
+      expect(inputs(CancelImportTaskCommand)).toEqual([]);
+    });
+
+    it("cancels a recorded task that is still active; no task at all is a no-op", async () => {
+      ec2Mock.on(DescribeImportImageTasksCommand, {}).resolves({ ImportImageTasks: [] });
+      ec2Mock.on(DescribeImportImageTasksCommand, { ImportTaskIds: ["import-ami-21"] }).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-21", Status: "active", Progress: "40" }] });
+      ec2Mock.on(CancelImportTaskCommand).resolves({ ImportTaskId: "import-ami-21", State: "deleting" });
+      expect(await target.discardImport("rec-21", "import-ami-21")).toEqual(["cancelled import import-ami-21"]);
+      expect(inputs(CancelImportTaskCommand)).toEqual([{ ImportTaskId: "import-ami-21" }]);
+      expect(await target.discardImport("rec-none")).toEqual([]);
+      expect(inputs(DeregisterImageCommand)).toEqual([]);
+    });
+  });
+
   describe("deleteImage", () => {
     it("deregisters the AMI, then deletes each snapshot", async () => {
       ec2Mock.on(DeregisterImageCommand).resolves({});

@@ -42,7 +42,8 @@ describe("server-side composition of a restore point (real versitygw)", () => {
       key,
       onProgress: (done, parts) => progress.push(done / parts),
     });
-    expect(composed).toEqual({ bucket: stack.config.s3.buckets.imports, key, sizeBytes: image.length });
+    // dataBytes: the two non-zero chunks (what a sparse local copy occupies).
+    expect(composed).toEqual({ bucket: stack.config.s3.buckets.imports, key, sizeBytes: image.length, dataBytes: 2 * CHUNK });
     expect(sha(await read(key))).toBe(sha(image));
     expect(progress.at(-1)).toBe(1);
     expect([...progress].sort((a, b) => a - b)).toEqual(progress);

@@ -1,21 +1,52 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
-import { parse } from "graphql";
-import { BackupsDocument } from "../src/client/generated/graphql";
+import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser } from "./helpers/stack";
+import { getIntrospectionQuery, parse, type DocumentNode } from "graphql";
+import { like } from "drizzle-orm";
+import { BackupsDocument, MeDocument } from "../src/client/generated/graphql";
+import { users } from "../src/db/schema";
+import * as generated from "../src/client/generated/graphql";
+import * as consoleQueries from "../src/console/client/queries";
+import { analyzeOperation } from "../src/graphql/limits";
+import { AppError } from "../src/errors";
 import { openSubscription, withTimeout } from "./helpers/ws";
 
-async function post(stack: TestStack, token: string, body: string) {
-  const res = await fetch(stack.app.graphqlUrl, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body });
-  return { status: res.status, body: (await res.json()) as { data?: unknown; errors?: { message: string; extensions: Record<string, unknown> }[] } };
+type Body = { data?: Record<string, unknown> | null; errors?: { message: string; extensions: Record<string, unknown> }[] };
+
+async function post(stack: TestStack, token: string | undefined, body: string) {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const started = performance.now();
+  const res = await fetch(stack.app.graphqlUrl, { method: "POST", headers, body });
+  const text = await res.text();
+  return { status: res.status, ms: performance.now() - started, bytes: text.length, body: JSON.parse(text) as Body };
 }
+
+/** L levels of fragments, each spreading the next S times (inside inline fragments): S^L fields once expanded. */
+function fragmentBomb(levels: number, spreads: number): string {
+  let q = "query Bomb { ...F0 }\n";
+  for (let i = 0; i < levels; i++) q += `fragment F${i} on Query { ${Array.from({ length: spreads }, () => `... on Query { ...F${i + 1} }`).join(" ")} }\n`;
+  return q + `fragment F${levels} on Query { recoveryTargets { default } }\n`;
+}
+
+const aliased = (n: number, selection: string) => Array.from({ length: n }, (_, i) => `a${i}: ${selection}`).join("\n");
 
 describe("request limits (rejected before any resolver runs)", () => {
   let stack: TestStack;
   let user: TestUser;
   let resolverCalls = 0;
+  let restorableCalls = 0;
 
   beforeAll(async () => {
-    stack = await startStack({ MAX_QUERY_DEPTH: "6", MAX_QUERY_COST: "500", MAX_PAGE_SIZE: "50", DEFAULT_PAGE_SIZE: "5", MAX_BODY_BYTES: "4096" });
+    stack = await startStack({
+      MAX_QUERY_DEPTH: "6",
+      MAX_QUERY_COST: "500",
+      MAX_PAGE_SIZE: "50",
+      DEFAULT_PAGE_SIZE: "5",
+      MAX_BODY_BYTES: "4096",
+      EXPENSIVE_FIELD_COST: "100",
+      EXPENSIVE_FIELD_RATE: "3",
+      EXPENSIVE_FIELD_WINDOW: "1m",
+    });
     user = await signUp(stack);
     for (let i = 0; i < 7; i++) await stack.rt.services.backups.create(user.id, { sourceName: `src-${i}`, imageSize: 1 << 20, kind: "FULL" as never });
     // Count service calls: a rejected request must not reach them.
@@ -23,6 +54,11 @@ describe("request limits (rejected before any resolver runs)", () => {
     stack.rt.services.backups.list = (...args) => {
       resolverCalls++;
       return list(...args);
+    };
+    const restorable = stack.rt.services.backupUploads.restorable.bind(stack.rt.services.backupUploads);
+    stack.rt.services.backupUploads.restorable = (...args) => {
+      restorableCalls++;
+      return restorable(...args);
     };
   });
   afterAll(() => stack.stop());
@@ -101,5 +137,187 @@ describe("request limits (rejected before any resolver runs)", () => {
     const errors = end.error as { extensions: Record<string, unknown> }[];
     expect(errors[0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "DEPTH", maxDepth: 6 });
     await sub.dispose();
+  });
+
+  it("prices expensive fields (restorable) at EXPENSIVE_FIELD_COST each, times the page size", async () => {
+    // 1 + 10 × (edges 1 + node 1 + id 1 + restorable 100) = 1031 > 500; the same page without restorable costs 41.
+    const cheap = await post(stack, user.token, JSON.stringify({ query: `{ backups(first: 10) { edges { node { id sourceName } } } }` }));
+    expect(cheap.status).toBe(200);
+    expect(cheap.body.errors).toBeUndefined();
+    const before = { list: resolverCalls, restorable: restorableCalls };
+    const { status, body } = await post(stack, user.token, JSON.stringify({ query: `{ backups(first: 10) { edges { node { id restorable } } } }` }));
+    expect(status).toBe(400);
+    expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "COST", maxCost: 500 });
+    expect(body.errors![0]!.extensions.cost as number).toBeGreaterThan(1000);
+    expect({ list: resolverCalls, restorable: restorableCalls }).toEqual(before);
+  });
+
+  it("limits operations selecting expensive fields per user (EXPENSIVE_FIELD_RATE), before resolvers run", async () => {
+    const other = await signUp(stack);
+    const q = JSON.stringify({ query: `{ backups(first: 1) { edges { node { restorable } } } }` });
+    for (let i = 0; i < 3; i++) {
+      const ok = await post(stack, other.token, q);
+      expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+      expect(ok.body.errors).toBeUndefined();
+    }
+    const before = restorableCalls;
+    const limited = await post(stack, other.token, q);
+    expect(limited.status).toBe(429);
+    expect(limited.body.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED" });
+    expect(limited.body.errors![0]!.extensions.retryAfterSeconds as number).toBeGreaterThan(0);
+    expect(restorableCalls).toBe(before);
+    // Cheap fields are not affected, and the rate is per user.
+    expect((await post(stack, other.token, JSON.stringify({ query: `{ backups(first: 1) { totalCount } }` }))).status).toBe(200);
+    expect((await post(stack, user.token, q)).status).toBe(200);
+  });
+});
+
+describe("abuse limits with the default configuration (checked before any token lookup)", () => {
+  let stack: TestStack;
+  let user: TestUser;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    user = await signUp(stack);
+  });
+  afterAll(() => stack.stop());
+
+  it("answers a fragment bomb in well under a second with a typed COST error, before looking at the token", async () => {
+    // 6^8 ≈ 1.7 M fields once expanded: the per-spread walk took seconds; 10^10 would take hours.
+    for (const [levels, spreads] of [
+      [8, 6],
+      [10, 10],
+      [30, 10],
+    ] as const) {
+      const query = fragmentBomb(levels, spreads);
+      // A token that does not exist: the limits answer first (400, not 401).
+      const { status, ms, body } = await post(stack, "rcl_" + "A".repeat(43), JSON.stringify({ query }));
+      expect(status, `${levels}x${spreads}`).toBe(400);
+      expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "COST", maxCost: 20000 });
+      expect(body.data).toBeUndefined();
+      expect(ms, `${levels}x${spreads} answered in ${ms.toFixed(0)} ms`).toBeLessThan(1000);
+    }
+  });
+
+  it("refuses a document over MAX_QUERY_TOKENS before parsing it", async () => {
+    const query = `{ ${"__typename ".repeat(5000)}}`;
+    const { status, ms, body } = await post(stack, undefined, JSON.stringify({ query }));
+    expect(status).toBe(400);
+    expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "TOKENS", maxTokens: 3000 });
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it("refuses introspection without a token, and an introspection alias bomb with or without one", async () => {
+    const small = JSON.stringify({ query: `{ __schema { queryType { name } } }` });
+    const anon = await post(stack, undefined, small);
+    expect(anon.status).toBe(401);
+    expect(anon.body.errors![0]!.extensions.code).toBe("UNAUTHENTICATED");
+    expect(anon.body.data).toBeUndefined();
+    const anonType = await post(stack, undefined, JSON.stringify({ query: `{ __type(name: "Backup") { fields { name } } }` }));
+    expect(anonType.status).toBe(401);
+
+    // 300 aliased __schema: 5.5 MB in 1.4 s before. Now refused at once, token or not.
+    const bomb = JSON.stringify({ query: `{ ${aliased(300, "__schema { types { name } }")} }` });
+    for (const token of [undefined, user.token]) {
+      const { status, ms, bytes, body } = await post(stack, token, bomb);
+      expect(status).toBe(400);
+      expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT" });
+      expect(["COST", "ALIASES"]).toContain(body.errors![0]!.extensions.limit);
+      expect(body.data).toBeUndefined();
+      expect(bytes).toBeLessThan(2000);
+      expect(ms).toBeLessThan(1000);
+    }
+    // __type is cheap but still counted: aliases are limited.
+    const typeBomb = await post(stack, user.token, JSON.stringify({ query: `{ ${aliased(100, `__type(name: "Backup") { name }`)} }` }));
+    expect(typeBomb.status).toBe(400);
+    expect(typeBomb.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "ALIASES", maxAliases: 30 });
+
+    // Signed in, introspection works, including the full query GraphiQL sends.
+    const mine = await post(stack, user.token, small);
+    expect(mine.status).toBe(200);
+    expect(mine.body.data).toEqual({ __schema: { queryType: { name: "Query" } } });
+    const full = await post(stack, user.token, JSON.stringify({ query: getIntrospectionQuery({ descriptions: true, inputValueDeprecation: true, schemaDescription: true }) }));
+    expect(full.status, JSON.stringify(full.body.errors)).toBe(200);
+    expect((full.body.data as { __schema: { types: unknown[] } }).__schema.types.length).toBeGreaterThan(20);
+    // __typename is not introspection: anonymous clients may ask for it.
+    expect((await post(stack, undefined, JSON.stringify({ query: `{ __typename }` }))).body.data).toEqual({ __typename: "Query" });
+  });
+
+  it("refuses 200 aliased signUps (and any second signUp/logIn) before any resolver runs: no account is created", async () => {
+    const prefix = uniqueName("bomb");
+    const signUpField = (i: number) => `signUp(input: { username: "${prefix}u${i}", email: "${prefix}u${i}@example.com", password: "${PASSWORD}" }) { token }`;
+    const countAccounts = async () => (await stack.rt.database.db.select({ id: users.id }).from(users).where(like(users.email, `${prefix}%`))).length;
+
+    const bomb = `mutation { ${Array.from({ length: 200 }, (_, i) => `s${i}: ${signUpField(i)}`).join("\n")} }`;
+    const big = await post(stack, undefined, JSON.stringify({ query: bomb }));
+    expect(big.status).toBe(400);
+    expect(big.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT" });
+    expect(["MUTATIONS", "TOKENS"]).toContain(big.body.errors![0]!.extensions.limit);
+    expect(big.ms).toBeLessThan(1000);
+
+    const two = await post(stack, undefined, JSON.stringify({ query: `mutation { a: ${signUpField(1)} b: ${signUpField(2)} }` }));
+    expect(two.status).toBe(400);
+    expect(two.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "MUTATIONS", maxMutations: 1 });
+
+    // Through fragments too: counted once per spread.
+    const viaFragments = await post(
+      stack,
+      undefined,
+      JSON.stringify({ query: `mutation { ...S ... on Mutation { ...S } } fragment S on Mutation { ${signUpField(3)} }` }),
+    );
+    expect(viaFragments.status).toBe(400);
+    expect(viaFragments.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "MUTATIONS" });
+
+    const mixed = await post(stack, undefined, JSON.stringify({ query: `mutation { ${signUpField(4)} logIn(input: { email: "${user.email}", password: "${PASSWORD}" }) { token } }` }));
+    expect(mixed.status).toBe(400);
+    expect(mixed.body.errors![0]!.extensions).toMatchObject({ limit: "MUTATIONS" });
+    expect(await countAccounts()).toBe(0);
+
+    // One signUp per request still works.
+    const one = await post(stack, undefined, JSON.stringify({ query: `mutation { ${signUpField(5)} }` }));
+    expect(one.status).toBe(200);
+    expect(await countAccounts()).toBe(1);
+  });
+
+  it("keeps every document the CLI and the web console send within the default limits, at the largest page", () => {
+    const documents: [string, DocumentNode][] = [
+      ...Object.entries(generated)
+        .filter(([name, value]) => name.endsWith("Document") && typeof value === "object")
+        .map(([name, value]) => [name, value as DocumentNode] as [string, DocumentNode]),
+      ...Object.entries(consoleQueries)
+        .filter(([, value]) => typeof value === "string" && /^(query|mutation|subscription)\b/.test(value))
+        .map(([name, value]) => [`console ${name}`, parse(value as string)] as [string, DocumentNode]),
+    ];
+    expect(documents.length).toBeGreaterThan(40);
+    for (const [name, document] of documents) {
+      const analysis = analyzeOperation(stack.app.schema, document, undefined, { first: stack.config.limits.maxPageSize }, stack.config.limits);
+      expect(analysis instanceof AppError ? analysis.extensions : "ok", name).toBe("ok");
+    }
+  });
+
+  it("limits root fields per mutation to MAX_MUTATIONS", async () => {
+    const u = await signUp(stack);
+    const many = await post(stack, u.token, JSON.stringify({ query: `mutation { ${aliased(11, "logOutEverywhere")} }` }));
+    expect(many.status).toBe(400);
+    expect(many.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "MUTATIONS", maxMutations: 10 });
+    // Nothing ran: the token is still valid.
+    expect((await u.client.request(MeDocument)).me.id).toBe(u.id);
+  });
+});
+
+describe("INTROSPECTION=public", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ INTROSPECTION: "public" });
+  });
+  afterAll(() => stack.stop());
+
+  it("lets anonymous clients introspect, still within the limits", async () => {
+    const ok = await post(stack, undefined, JSON.stringify({ query: `{ __schema { queryType { name } } }` }));
+    expect(ok.status).toBe(200);
+    expect(ok.body.data).toEqual({ __schema: { queryType: { name: "Query" } } });
+    const bomb = await post(stack, undefined, JSON.stringify({ query: `{ ${aliased(300, "__schema { types { name } }")} }` }));
+    expect(bomb.status).toBe(400);
+    expect(bomb.body.errors![0]!.extensions.code).toBe("BAD_USER_INPUT");
   });
 });

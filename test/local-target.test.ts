@@ -159,6 +159,39 @@ describe("LocalTarget (real QEMU)", () => {
     await expect(slow.startImport(abortedId, image, undefined, ac.signal)).rejects.toMatchObject({ code: "IMPORT_CANCELLED" });
   });
 
+  it("discardImport removes a finished import's image by the recovery id alone (a cancel that raced the end of the import)", async () => {
+    // The flaky "recover --cancel … nothing is left": the import finished while the workflow was
+    // being cancelled, so the workflow never learned the image id and cleanup left the qcow2 behind.
+    const racedId = `${recoveryId}-raced`;
+    await target.startImport(racedId, image);
+    const file = path.join(dir, "images", `img-${racedId}.qcow2`);
+    expect(fs.existsSync(file)).toBe(true);
+    expect(await target.discardImport(racedId)).toEqual([`deleted image img-${racedId}`]);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(fs.readdirSync(path.join(dir, "tmp")).filter((f) => f.includes(racedId))).toEqual([]);
+    // Nothing there (a cancel before the import began): nothing to report.
+    expect(await target.discardImport(`${racedId}-never`)).toEqual([]);
+  });
+
+  it("discardImport stops an import that is still running and leaves no file", async () => {
+    const slow = new LocalTarget({ local: { ...local, importRateLimit: 2 * 1024 * 1024 }, s3 });
+    const runningId = `${recoveryId}-running`;
+    let reachedFive!: () => void;
+    const atFive = new Promise<void>((r) => (reachedFive = r));
+    const run = slow.startImport(runningId, image, (p) => {
+      if (p >= 5) reachedFive();
+    });
+    const outcome = run.then(
+      () => "finished",
+      (e: unknown) => (e as TargetError).code,
+    );
+    await atFive;
+    expect(await slow.discardImport(runningId)).toEqual([`cancelled import img-${runningId}`]);
+    expect(await outcome).toBe("IMPORT_CANCELLED");
+    expect(fs.readdirSync(path.join(dir, "tmp")).filter((f) => f.includes(runningId))).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, "images")).filter((f) => f.includes(runningId))).toEqual([]);
+  });
+
   it("launches with loopback port forwards, boots to the marker and takes a PNG screenshot", async () => {
     let started = Date.now();
     const res = await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });

@@ -7,9 +7,9 @@ import { startWorker, type WorkerHandle } from "../src/temporal/worker";
 import { activitiesFor } from "../src/temporal/activities";
 import { ensureSchedules, productSchedules } from "../src/temporal/schedules";
 import { BackupMaintenanceService } from "../src/backups/backup-maintenance.service";
-import { backups, type BackupRow } from "../src/db/schema";
+import { backups, uploads, type BackupRow } from "../src/db/schema";
 import { sha256Hex } from "../src/storage/chunk-store";
-import { DeleteBackupDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../src/client/generated/graphql";
+import { DeleteBackupDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../src/client/generated/graphql";
 import type { BackupMaintenanceResult } from "../workflows/maintenance";
 
 const CHUNK = 8 * MiB;
@@ -146,6 +146,64 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     const expired = BackupMaintenanceService.expired([old("03", "INCREMENTAL", 40), old("02", "FULL", 41), old("01", "FULL", 50), old("04", "FULL", 60, "other")], { keepWeeklyFull: 1, keepDaily: 7 }, now);
     expect(expired.map((b) => b.id)).toEqual(["01"]);
   });
+
+  it("aborts UPLOADING backups untouched for UPLOAD_EXPIRY and collects their chunks; active uploads stay", async () => {
+    const u = await signUp(stack);
+    const s = stack.rt.services;
+    const db = stack.rt.database.db;
+    const putChunk = async (backupId: string, body: Buffer) => {
+      const [t] = (await s.backupUploads.requestChunkUploads(u.id, { backupId, chunks: [{ index: 0, sha256: sha256Hex(body), size: body.length }] })).tickets;
+      const res = await fetch(t!.url!, { method: "PUT", headers: Object.fromEntries(t!.headers.map((h) => [h.name, h.value])), body });
+      await res.arrayBuffer();
+      expect(res.ok).toBe(true);
+    };
+    const lastActivity = async (backupId: string) => (await db.select().from(uploads).where(eq(uploads.backupId, backupId)))[0]!.lastActivityAt!;
+    const dayAndAHourAgo = new Date(Date.now() - 25 * 3_600_000);
+
+    // Abandoned: a chunk was uploaded, then nothing for more than a day.
+    const abandonedBody = Buffer.alloc(4096, 3);
+    const abandoned = await s.backups.create(u.id, { sourceName: "gone", imageSize: 4096, kind: "FULL" as never });
+    await putChunk(abandoned.id, abandonedBody);
+    await db.update(uploads).set({ lastActivityAt: dayAndAHourAgo, updatedAt: dayAndAHourAgo }).where(eq(uploads.backupId, abandoned.id));
+    await db.update(backups).set({ updatedAt: dayAndAHourAgo, createdAt: dayAndAHourAgo }).where(eq(backups.id, abandoned.id));
+
+    // Old but alive: created more than a day ago, it asked for a chunk URL just now (a real sign of activity).
+    const aliveBody = Buffer.alloc(4096, 5);
+    const alive = await s.backups.create(u.id, { sourceName: "slow", imageSize: 4096, kind: "FULL" as never });
+    await db.update(uploads).set({ lastActivityAt: dayAndAHourAgo, startedAt: dayAndAHourAgo, createdAt: dayAndAHourAgo }).where(eq(uploads.backupId, alive.id));
+    await putChunk(alive.id, aliveBody);
+    expect((await lastActivity(alive.id)).getTime()).toBeGreaterThan(Date.now() - 60_000);
+
+    // Old with no activity at all since its creation (no chunk ever requested).
+    const silent = await s.backups.create(u.id, { sourceName: "silent", imageSize: 4096, kind: "FULL" as never });
+    await db.update(uploads).set({ lastActivityAt: dayAndAHourAgo }).where(eq(uploads.backupId, silent.id));
+
+    expect((await stored(u.id)).has(sha256Hex(abandonedBody))).toBe(true);
+    const result = await runMaintenance([u.id]);
+    expect(result.failedUsers).toEqual([]);
+    expect(result.expiredUploads).toEqual(expect.arrayContaining([abandoned.id, silent.id]));
+    expect(result.expiredUploads).not.toContain(alive.id);
+
+    const status = async (id: string) => {
+      const [b] = await db.select().from(backups).where(eq(backups.id, id));
+      const [up] = await db.select().from(uploads).where(eq(uploads.backupId, id));
+      return [b!.status, up!.status];
+    };
+    expect(await status(abandoned.id)).toEqual(["ABORTED", "ABORTED"]);
+    expect(await status(silent.id)).toEqual(["ABORTED", "ABORTED"]);
+    expect(await status(alive.id)).toEqual(["UPLOADING", "ACTIVE"]);
+    // The abandoned upload's chunk no longer pins storage; the active one's stays.
+    const after = await stored(u.id);
+    expect(after.has(sha256Hex(abandonedBody))).toBe(false);
+    expect(after.has(sha256Hex(aliveBody))).toBe(true);
+    // An expired backup cannot be resumed: the uploader is told, with a typed error.
+    const late = await u.client.execute(RequestChunkUploadsDocument, { input: { backupId: abandoned.id, chunks: [{ index: 0, sha256: sha256Hex(abandonedBody), size: 4096 }] } });
+    expect(late.body.errors![0]!.extensions).toMatchObject({ code: "CONFLICT", status: "ABORTED" });
+
+    // Idempotent: nothing more to expire.
+    const again = await runMaintenance([u.id]);
+    expect(again.expiredUploads.filter((id) => [abandoned.id, silent.id, alive.id].includes(id))).toEqual([]);
+  }, 120_000);
 
   it("a GC failure for one user does not stop the others", async () => {
     const broken = await signUp(stack);

@@ -183,9 +183,11 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
       expect.arrayContaining(["PREPARING:STARTED", "PREPARING:SUCCEEDED", "IMPORTING:STARTED", "IMPORTING:SUCCEEDED", "LAUNCHING:STARTED", "LAUNCHING:SUCCEEDED"]),
     );
     expect(recovery.startedAt).not.toBeNull();
-    // The limit runs from the workflow's start, which follows startRecovery (createdAt); startedAt is the
-    // first activity's time, which a busy worker may reach seconds later.
-    expect(new Date(recovery.deadlineAt!).getTime() - new Date(recovery.createdAt).getTime()).toBeGreaterThanOrEqual(59_000);
+    // The deadline is the limit measured from the workflow's start; startedAt is written by the first
+    // activity, a moment later (seconds on a loaded machine), so the gap is just under the limit.
+    const untilDeadline = new Date(recovery.deadlineAt!).getTime() - new Date(recovery.startedAt!).getTime();
+    expect(untilDeadline).toBeGreaterThan(45_000);
+    expect(untilDeadline).toBeLessThanOrEqual(60_000);
     expect(await composedExists(startRecovery.id)).toBe(false); // the composed object is removed once imported
 
     // Checking it started: EC2's status checks passed (after "initializing"); the dark screen is recorded too.
@@ -245,7 +247,9 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     const done = await waitForState(r.id, ["COMPLETED", "FAILED"]);
     expect(done).toMatchObject({ state: "FAILED", failureReason: expect.stringContaining("Unknown OS") });
     expect(ec2.commandCalls(ImportImageCommand)).toHaveLength(1);
-    expect(ec2.commandCalls(CancelImportTaskCommand)[0]!.args[0].input).toEqual({ ImportTaskId: "import-ami-0123" });
+    // Cleanup asks the task's state first: a deleted task has nothing left to cancel or delete.
+    expect(ec2.commandCalls(CancelImportTaskCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
     expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
     expect(await composedExists(r.id)).toBe(false);
   });

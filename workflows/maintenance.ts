@@ -13,6 +13,8 @@ export interface BackupMaintenanceInput {
 
 export interface BackupMaintenanceResult {
   retentionDeleted: string[];
+  /** UPLOADING backups aborted because their upload was abandoned (UPLOAD_EXPIRY). */
+  expiredUploads: string[];
   users: number;
   deletedChunks: number;
   freedBytes: number;
@@ -21,11 +23,12 @@ export interface BackupMaintenanceResult {
 }
 
 /**
- * Scheduled: apply every retention policy, then reclaim chunks no live manifest references.
- * Retention runs first so the chunks of restore points it just expired are reclaimed in the same run.
+ * Scheduled: apply every retention policy and abort abandoned uploads, then reclaim chunks no live
+ * manifest or active upload references. Both run first so what they release is reclaimed in the same run.
  */
 export async function backupMaintenance(input: BackupMaintenanceInput = {}): Promise<BackupMaintenanceResult> {
   const retention = await acts.applyRetention();
+  const expiredUploads = await acts.expireUploads();
   const users = input.userIds ?? (await acts.usersWithBackups());
   let deletedChunks = 0;
   let freedBytes = 0;
@@ -39,7 +42,7 @@ export async function backupMaintenance(input: BackupMaintenanceInput = {}): Pro
       failedUsers.push({ userId, error: err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err) });
     }
   }
-  return { retentionDeleted: retention.deleted, users: users.length, deletedChunks, freedBytes, failedUsers };
+  return { retentionDeleted: retention.deleted, expiredUploads, users: users.length, deletedChunks, freedBytes, failedUsers };
 }
 
 /** Scheduled daily: drop sessions that expired or were revoked more than a day ago. */

@@ -1,6 +1,7 @@
 import {
   ActivityCancellationType,
   ActivityFailure,
+  ApplicationFailure,
   CancellationScope,
   isCancellation,
   patched,
@@ -36,11 +37,13 @@ export type RecoveryOutcome =
 
 const retryTransient = { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" } as const;
 
-/** The root cause's message of a failed activity. */
+/** The root cause's message of a failed activity, led by its code when a target gave one (e.g. "INSUFFICIENT_CAPACITY: …"). */
 function reasonOf(err: unknown): string {
   let e: unknown = err;
   while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
+  const message = e instanceof Error ? e.message : String(e);
+  const code = e instanceof ApplicationFailure ? e.type : undefined;
+  return code && /^[A-Z][A-Z0-9_]{2,63}$/.test(code) && !message.startsWith(code) ? `${code}: ${message}` : message;
 }
 
 /**

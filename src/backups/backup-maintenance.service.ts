@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, isNotNull } from "drizzle-orm";
+import { and, desc, eq, inArray, isNotNull, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, retentionPolicies, uploadChunks, uploads, type BackupRow, type RetentionPolicyRow } from "../db/schema";
 import { badInput } from "../errors";
@@ -7,6 +7,9 @@ import type { Logger } from "../logger";
 import type { BackupService } from "./backup.service";
 
 const DAY = 86_400_000;
+
+/** Rolls back an expiry whose upload showed activity between the scan and the update. */
+class UploadRevived extends Error {}
 
 /** The store disagrees with the database; collecting would risk live data, so GC stops for that user. */
 export class GcIntegrityError extends Error {
@@ -37,7 +40,7 @@ export class BackupMaintenanceService {
     private readonly db: Db,
     private readonly backups: BackupService,
     private readonly store: ChunkStore,
-    private readonly opts: { gcGraceMs: number; logger?: Logger },
+    private readonly opts: { gcGraceMs: number; uploadExpiryMs: number; logger?: Logger },
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -95,6 +98,47 @@ export class BackupMaintenanceService {
     }
     this.opts.logger?.info({ users: policies.length, deleted: deleted.length }, "retention applied");
     return { users: policies.length, deleted };
+  }
+
+  /**
+   * Aborts UPLOADING backups whose upload showed no activity (creation, chunk-URL request, completion
+   * attempt) for UPLOAD_EXPIRY. Their upload sessions stop being ACTIVE, so the chunks they were
+   * handed URLs for are no longer pinned and the garbage collector reclaims them. Idempotent.
+   */
+  async expireUploads(): Promise<string[]> {
+    const cutoff = new Date(this.now().getTime() - this.opts.uploadExpiryMs);
+    const stale = await this.db
+      .select({ backupId: uploads.backupId, userId: uploads.userId })
+      .from(uploads)
+      .innerJoin(backups, eq(backups.id, uploads.backupId))
+      .where(and(eq(uploads.status, "ACTIVE"), eq(backups.status, "UPLOADING"), lt(sql`COALESCE(${uploads.lastActivityAt}, ${uploads.updatedAt})`, cutoff)));
+    const expired: string[] = [];
+    for (const s of stale) {
+      const now = this.now();
+      const done = await this.db.transaction(async (tx) => {
+        const [res] = await tx
+          .update(backups)
+          .set({ status: "ABORTED", updatedAt: now })
+          .where(and(eq(backups.id, s.backupId), eq(backups.status, "UPLOADING")));
+        if (res.affectedRows !== 1) return false;
+        // Re-checked under the update: an upload that showed activity meanwhile is left alone.
+        const [up] = await tx
+          .update(uploads)
+          .set({ status: "ABORTED", completedAt: now, updatedAt: now })
+          .where(and(eq(uploads.backupId, s.backupId), eq(uploads.status, "ACTIVE"), lt(sql`COALESCE(${uploads.lastActivityAt}, ${uploads.updatedAt})`, cutoff)));
+        if (up.affectedRows !== 1) throw new UploadRevived();
+        return true;
+      }).catch((err: unknown) => {
+        if (err instanceof UploadRevived) return false;
+        throw err;
+      });
+      if (done) {
+        expired.push(s.backupId);
+        this.backups.changed({ id: s.backupId, userId: s.userId });
+      }
+    }
+    if (expired.length) this.opts.logger?.info({ expired }, "abandoned uploads aborted");
+    return expired;
   }
 
   /** Users that have any backup (and so may have chunks). */

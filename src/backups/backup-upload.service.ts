@@ -6,6 +6,7 @@ import type { ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../storage/chunk-store";
 import type { BackupService } from "./backup.service";
 import type { ChunkInput, CompleteBackupInput } from "./backup.input";
+import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 export const MAX_CHUNKS_PER_REQUEST = 1000;
 const SHA = /^[0-9a-f]{64}$/;
@@ -36,6 +37,7 @@ export class BackupUploadService {
     private readonly db: Db,
     private readonly backups: BackupService,
     private readonly store: ChunkStore,
+    private readonly quotas: QuotaService,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -47,20 +49,38 @@ export class BackupUploadService {
 
     const heads = await this.store.headChunks(userId, input.chunks.map((c) => c.sha256));
     const upload = await this.backups.uploadOf(backup);
-    const tickets: UploadTicket[] = [];
+    const isStored = (c: ChunkInput) => heads.get(c.sha256)?.size === c.size;
     const missing: ChunkInput[] = [];
-    const presigned = new Map<string, Promise<{ url: string; headers: Record<string, string>; expiresAt: Date }>>();
+    const seen = new Set<string>();
     for (const c of input.chunks) {
-      const head = heads.get(c.sha256);
-      if (head && head.size === c.size) {
+      if (isStored(c) || seen.has(c.sha256)) continue;
+      seen.add(c.sha256);
+      missing.push(c);
+    }
+    // The storage quota is checked and the chunks recorded in one transaction under the user's lock:
+    // over quota, no URL is handed out and nothing is recorded.
+    const stored = missing.length && this.quotas.limits.storedBytes !== null ? await this.quotas.storedBytes(userId) : 0;
+    const now = this.now();
+    await this.db.transaction(async (tx) => {
+      if (missing.length) {
+        await this.quotas.lockUser(tx, userId);
+        await this.quotas.checkNewChunks(tx, userId, stored, missing);
+        await tx
+          .insert(uploadChunks)
+          .values(missing.map((c) => ({ uploadId: upload.id, sha256: c.sha256, size: c.size, chunkIndex: c.index, requestedAt: now })))
+          .onDuplicateKeyUpdate({ set: { requestedAt: now } });
+      }
+      await tx.update(uploads).set({ lastActivityAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
+    }, QUOTA_TX);
+
+    const presigned = new Map(missing.map((c) => [c.sha256, this.store.presignChunkPut(userId, c.sha256, c.size)]));
+    const tickets: UploadTicket[] = [];
+    for (const c of input.chunks) {
+      const p = isStored(c) ? undefined : await presigned.get(c.sha256);
+      if (!p) {
         tickets.push({ index: c.index, sha256: c.sha256, alreadyStored: true, url: null, headers: [], expiresAt: null });
         continue;
       }
-      if (!presigned.has(c.sha256)) {
-        missing.push(c);
-        presigned.set(c.sha256, this.store.presignChunkPut(userId, c.sha256, c.size));
-      }
-      const p = await presigned.get(c.sha256)!;
       tickets.push({
         index: c.index,
         sha256: c.sha256,
@@ -70,20 +90,17 @@ export class BackupUploadService {
         expiresAt: p.expiresAt,
       });
     }
-    if (missing.length) {
-      const now = this.now();
-      await this.db
-        .insert(uploadChunks)
-        .values(missing.map((c) => ({ uploadId: upload.id, sha256: c.sha256, size: c.size, chunkIndex: c.index, requestedAt: now })))
-        .onDuplicateKeyUpdate({ set: { requestedAt: now } });
-    }
-    await this.db.update(uploads).set({ updatedAt: this.now() }).where(eq(uploads.id, upload.id));
     return { backupId: backup.id, tickets, toUpload: missing.length };
   }
 
   /** Verifies every referenced chunk is stored with the right size and checksum, writes the manifest, marks COMPLETED. */
   async complete(userId: string, input: CompleteBackupInput): Promise<BackupRow> {
     const backup = await this.uploading(userId, input.backupId);
+    // A completion attempt is a sign of life, even when it finds chunks missing.
+    await this.db
+      .update(uploads)
+      .set({ lastActivityAt: this.now() })
+      .where(and(eq(uploads.backupId, backup.id), eq(uploads.status, "ACTIVE")));
     if (!SHA.test(input.sha256)) throw badInput("sha256 must be 64 lower-case hex characters", { field: "sha256" });
     if (input.chunks.length !== backup.chunkCount)
       throw badInput(`The manifest must list all ${backup.chunkCount} chunks (got ${input.chunks.length})`, { field: "chunks" });

@@ -8,11 +8,10 @@ import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../com
 import { Topic, type AppPubSub } from "../graphql/pubsub";
 import type { BackupFilter, CreateBackupInput } from "./backup.input";
 
+import { MAX_CHUNKS, MAX_IMAGE_SIZE, type QuotaService } from "../quotas/quota.service";
+
+export { MAX_CHUNKS, MAX_IMAGE_SIZE };
 const MiB = 1024 * 1024;
-/** Largest image accepted (64 TiB). */
-export const MAX_IMAGE_SIZE = 64 * 1024 * MiB * 1024;
-/** S3 allows 10,000 parts per multipart upload: a restore point is composed from one part per chunk. */
-export const MAX_CHUNKS = 10_000;
 
 /** Chunk size for a new lineage: at least 8 MiB and at least imageSize / 10,000, rounded up to a MiB. */
 export function chunkSizeFor(imageSize: number): number {
@@ -24,6 +23,7 @@ export class BackupService {
     private readonly db: Db,
     private readonly pubSub: AppPubSub,
     private readonly limits: PageLimits,
+    private readonly quotas: QuotaService,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -62,8 +62,12 @@ export class BackupService {
     const sourceName = input.sourceName.trim();
     if (!/^[\w.@:-][\w .@:-]{0,127}$/.test(sourceName))
       throw badInput("sourceName must be 1–128 characters: letters, digits, spaces, '.', '_', '-', '@', ':'", { field: "sourceName" });
-    if (!Number.isSafeInteger(input.imageSize) || input.imageSize <= 0 || input.imageSize > MAX_IMAGE_SIZE)
-      throw badInput(`imageSize must be between 1 byte and ${MAX_IMAGE_SIZE} bytes`, { field: "imageSize" });
+    if (!Number.isSafeInteger(input.imageSize) || input.imageSize <= 0)
+      throw badInput("imageSize must be a whole number of bytes, at least 1", { field: "imageSize" });
+    // What the chunk format can describe at all (10,000 chunks, each at most 2047 MiB), then this deployment's limit.
+    if (input.imageSize > MAX_IMAGE_SIZE)
+      throw badInput(`imageSize must be at most ${MAX_IMAGE_SIZE} bytes (${MAX_CHUNKS} chunks of at most 2047 MiB)`, { field: "imageSize", reason: "IMAGE_TOO_LARGE", max: MAX_IMAGE_SIZE });
+    this.quotas.checkImageSize(input.imageSize);
 
     let chunkSize = chunkSizeFor(input.imageSize);
     let parentId: string | null = null;
@@ -78,6 +82,7 @@ export class BackupService {
     } else if (input.parentBackupId) {
       throw badInput("A FULL backup has no parent", { field: "parentBackupId" });
     }
+    await this.quotas.checkCanStartBackup(userId);
 
     const now = this.now();
     const row: BackupRow = {
@@ -100,7 +105,7 @@ export class BackupService {
     };
     await this.db.transaction(async (tx) => {
       await tx.insert(backups).values(row);
-      await tx.insert(uploads).values({ id: newId(), userId, backupId: row.id, status: "ACTIVE", startedAt: now, createdAt: now, updatedAt: now });
+      await tx.insert(uploads).values({ id: newId(), userId, backupId: row.id, status: "ACTIVE", startedAt: now, lastActivityAt: now, createdAt: now, updatedAt: now });
     });
     this.changed(row);
     return row;

@@ -1,10 +1,17 @@
 import {
   getNamedType,
-  isObjectType,
   isInterfaceType,
+  isObjectType,
   Kind,
+  Lexer,
+  SchemaMetaFieldDef,
+  Source,
+  TokenKind,
+  TypeMetaFieldDef,
+  TypeNameMetaFieldDef,
   type DocumentNode,
   type FragmentDefinitionNode,
+  type GraphQLField,
   type GraphQLNamedType,
   type GraphQLSchema,
   type OperationDefinitionNode,
@@ -13,101 +20,234 @@ import {
 } from "graphql";
 import { badInput, type AppError } from "../errors";
 
+/**
+ * Request limits, checked before any resolver runs and before any authentication work.
+ *
+ * One pass over the operation computes depth, estimated cost, aliases and root mutations. Each
+ * fragment is summarised once (its summary does not depend on where it is spread: its fields are
+ * looked up on its own type condition, and cost is linear in the enclosing page multiplier) and
+ * the summary is reused for every further spread, so the work is linear in the size of the
+ * document however the fragments nest. Every counter only grows, and a fragment's or field's
+ * summary is a lower bound of the operation's, so the pass stops with a typed error as soon as
+ * any counter passes its limit.
+ *
+ * Introspection is counted like any other field (`__schema` itself at INTROSPECTION_SCHEMA_COST,
+ * the full schema walk it stands for); `__typename` is an ordinary cost-1 leaf.
+ */
+
+export type LimitKind = "DEPTH" | "COST" | "PAGE_SIZE" | "BODY_SIZE" | "TOKENS" | "ALIASES" | "MUTATIONS" | "SUBSCRIPTIONS_PER_CONNECTION" | "SUBSCRIPTIONS_PER_USER";
+
 export interface QueryLimits {
   maxDepth: number;
   maxCost: number;
   maxPageSize: number;
   defaultPageSize: number;
-}
-
-export interface OperationCost {
-  depth: number;
-  cost: number;
+  maxTokens: number;
+  maxAliases: number;
+  /** Root fields of one mutation operation. */
+  maxMutations: number;
+  /** Cost of one evaluation of a field in EXPENSIVE_FIELDS. */
+  expensiveFieldCost: number;
 }
 
 /**
- * Static analysis of an operation before any resolver runs: nesting depth, an estimated cost
- * (every field costs 1, multiplied by the page size of each enclosing connection) and page sizes.
- * Introspection fields are not counted (GraphiQL's introspection query is deep but cheap).
+ * Fields that call a provider or check a whole manifest against the store: priced and rate-limited
+ * per user. (`BackupVerification.screenshotUrl` is not among them: it only signs a URL locally.)
  */
-export function measureOperation(
+export const EXPENSIVE_FIELDS: ReadonlySet<string> = new Set(["Backup.restorable", "Instance.consoleOutput", "Instance.screenshot"]);
+/** Mutations that create sessions or accounts (argon2 work each): at most one per request. */
+export const CREDENTIAL_MUTATIONS: ReadonlySet<string> = new Set(["signUp", "logIn"]);
+/** `__schema` walks the whole schema: priced like a large page. */
+export const INTROSPECTION_SCHEMA_COST = 1000;
+
+export interface OperationAnalysis {
+  operation: "query" | "mutation" | "subscription" | undefined;
+  depth: number;
+  cost: number;
+  aliases: number;
+  /** Root fields of a mutation. */
+  mutations: number;
+  /** Selects `__schema` or `__type`. */
+  introspection: boolean;
+  /** Selections of EXPENSIVE_FIELDS in the expanded operation (page sizes not applied). */
+  expensiveFields: number;
+}
+
+/** What one selection set (with its fragments expanded) adds up to, at page multiplier 1. */
+interface Summary {
+  cost: number;
+  /** Levels of fields below (and including) this set; 0 for a set without fields. */
+  depth: number;
+  aliases: number;
+  /** Fields at this set's own level (through fragments, not through fields). */
+  levelFields: number;
+  levelCredentialFields: number;
+  introspection: boolean;
+  expensiveFields: number;
+}
+
+class LimitExceeded extends Error {
+  constructor(readonly error: AppError) {
+    super(error.message);
+  }
+}
+
+const empty = (): Summary => ({ cost: 0, depth: 0, aliases: 0, levelFields: 0, levelCredentialFields: 0, introspection: false, expensiveFields: 0 });
+
+/**
+ * Counts the lexical tokens of a document, stopping at `maxTokens + 1`: a document over the limit
+ * is refused before it is parsed (parsing and validation are then bounded by the limit too).
+ * Returns the count, or the TOKENS error. Syntax errors are left to the parser.
+ */
+export function checkTokens(query: string, maxTokens: number): number | AppError {
+  const lexer = new Lexer(new Source(query));
+  let count = 0;
+  try {
+    while (lexer.advance().kind !== TokenKind.EOF) {
+      if (++count > maxTokens) return badInput(`Document has more than ${maxTokens} tokens; send a smaller document`, { limit: "TOKENS", maxTokens });
+    }
+  } catch {
+    // the parser reports the syntax error with its location
+  }
+  return count;
+}
+
+/** Depth, cost, aliases, root mutations and page sizes of the selected operation, or the first limit it passes. */
+export function analyzeOperation(
   schema: GraphQLSchema,
   document: DocumentNode,
   operationName: string | null | undefined,
   variables: Record<string, unknown> | null | undefined,
   limits: QueryLimits,
-): OperationCost | AppError {
+): OperationAnalysis | AppError {
   const ops = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
-  const op = operationName ? ops.find((o) => o.name?.value === operationName) : ops[0];
-  if (!op) return { depth: 0, cost: 0 };
+  const op = operationName ? ops.find((o) => o.name?.value === operationName) : ops.length === 1 ? ops[0] : undefined;
+  const none: OperationAnalysis = { operation: undefined, depth: 0, cost: 0, aliases: 0, mutations: 0, introspection: false, expensiveFields: 0 };
+  if (!op) return none; // graphql-js answers "unknown operation" without running anything
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
   const root = op.operation === "query" ? schema.getQueryType() : op.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
-  if (!root) return { depth: 0, cost: 0 };
+  if (!root) return { ...none, operation: op.operation };
+  const mutationType = schema.getMutationType();
+  const queryType = schema.getQueryType();
 
-  let pageError: AppError | undefined;
+  // Page sizes from literals, variables, or the variable's default.
+  const defaults = new Map<string, ValueNode>();
+  for (const v of op.variableDefinitions ?? []) if (v.defaultValue) defaults.set(v.variable.name.value, v.defaultValue);
   const intValue = (node: ValueNode | undefined): number | undefined => {
     if (!node) return undefined;
     if (node.kind === Kind.INT) return Number(node.value);
     if (node.kind === Kind.VARIABLE) {
       const v = variables?.[node.name.value];
-      return typeof v === "number" ? v : undefined;
+      if (typeof v === "number") return v;
+      if (v === undefined) return intValue(defaults.get(node.name.value));
     }
     return undefined;
   };
 
-  const walk = (set: SelectionSetNode, parent: GraphQLNamedType, depth: number, multiplier: number, seen: Set<string>): OperationCost => {
-    let maxDepth = depth - 1;
-    let cost = 0;
+  const fieldDef = (parent: GraphQLNamedType | undefined, name: string): GraphQLField<unknown, unknown> | undefined => {
+    if (name === "__typename") return TypeNameMetaFieldDef;
+    if (parent === queryType && name === "__schema") return SchemaMetaFieldDef;
+    if (parent === queryType && name === "__type") return TypeMetaFieldDef;
+    return parent && (isObjectType(parent) || isInterfaceType(parent)) ? parent.getFields()[name] : undefined;
+  };
+
+  const check = (s: Summary, parent: GraphQLNamedType | undefined) => {
+    if (s.depth > limits.maxDepth)
+      throw new LimitExceeded(badInput(`Query is too deep: depth ${s.depth} exceeds the limit of ${limits.maxDepth}`, { limit: "DEPTH", depth: s.depth, maxDepth: limits.maxDepth }));
+    if (s.cost > limits.maxCost)
+      throw new LimitExceeded(
+        badInput(`Query is too expensive: estimated cost ${s.cost} exceeds the limit of ${limits.maxCost}; ask for smaller pages or fewer nested fields`, {
+          limit: "COST",
+          cost: s.cost,
+          maxCost: limits.maxCost,
+        }),
+      );
+    if (s.aliases > limits.maxAliases)
+      throw new LimitExceeded(badInput(`Too many aliases: more than ${limits.maxAliases} in one operation`, { limit: "ALIASES", aliases: s.aliases, maxAliases: limits.maxAliases }));
+    if (parent !== undefined && parent === mutationType) {
+      if (s.levelCredentialFields > 1)
+        throw new LimitExceeded(badInput("`signUp` and `logIn` may appear once per request", { limit: "MUTATIONS", field: [...CREDENTIAL_MUTATIONS].join("|"), maxMutations: 1 }));
+      if (s.levelFields > limits.maxMutations)
+        throw new LimitExceeded(badInput(`Too many mutations: more than ${limits.maxMutations} in one request`, { limit: "MUTATIONS", mutations: s.levelFields, maxMutations: limits.maxMutations }));
+    }
+  };
+
+  const add = (into: Summary, s: Summary, multiplier = 1) => {
+    into.cost += multiplier * s.cost;
+    into.depth = Math.max(into.depth, s.depth);
+    into.aliases += s.aliases;
+    into.introspection ||= s.introspection;
+    into.expensiveFields += s.expensiveFields;
+  };
+
+  const memo = new Map<string, Summary | "visiting">();
+  const fragment = (name: string): Summary => {
+    const known = memo.get(name);
+    if (known === "visiting") return empty(); // a cycle: invalid, reported by validation
+    if (known) return known;
+    const frag = fragments.get(name);
+    if (!frag) return empty();
+    memo.set(name, "visiting");
+    const s = summarize(frag.selectionSet, schema.getType(frag.typeCondition.name.value) ?? undefined);
+    memo.set(name, s);
+    return s;
+  };
+
+  function summarize(set: SelectionSetNode, parent: GraphQLNamedType | undefined): Summary {
+    const s = empty();
     for (const sel of set.selections) {
       if (sel.kind === Kind.FIELD) {
         const name = sel.name.value;
-        if (name.startsWith("__")) continue;
-        const fields = isObjectType(parent) || isInterfaceType(parent) ? parent.getFields() : {};
-        const def = fields[name];
-        const type = def ? getNamedType(def.type) : parent;
+        const def = fieldDef(parent, name);
+        const type = def ? getNamedType(def.type) : undefined;
+        const coordinate = `${parent?.name}.${name}`;
         const first = intValue(sel.arguments?.find((a) => a.name.value === "first")?.value);
-        if (first !== undefined && (first > limits.maxPageSize || first < 0) && !pageError)
-          pageError = badInput(`\`first\` must be between 0 and ${limits.maxPageSize}`, { limit: "PAGE_SIZE", field: name, maxPageSize: limits.maxPageSize });
-        const pageFactor = type.name.endsWith("Connection") ? Math.max(1, first ?? limits.defaultPageSize) : 1;
-        cost += multiplier;
-        maxDepth = Math.max(maxDepth, depth);
+        if (first !== undefined && (first > limits.maxPageSize || first < 0 || !Number.isInteger(first)))
+          throw new LimitExceeded(badInput(`\`first\` must be between 0 and ${limits.maxPageSize}`, { limit: "PAGE_SIZE", field: name, maxPageSize: limits.maxPageSize }));
+        const pageFactor = type?.name.endsWith("Connection") ? Math.max(1, first ?? limits.defaultPageSize) : 1;
+        const expensive = EXPENSIVE_FIELDS.has(coordinate);
+        const own = expensive ? limits.expensiveFieldCost : def === SchemaMetaFieldDef ? INTROSPECTION_SCHEMA_COST : 1;
+        const field: Summary = { ...empty(), cost: own, depth: 1, aliases: sel.alias ? 1 : 0, expensiveFields: expensive ? 1 : 0 };
+        field.introspection = def === SchemaMetaFieldDef || def === TypeMetaFieldDef;
         if (sel.selectionSet) {
-          const child = walk(sel.selectionSet, type, depth + 1, multiplier * pageFactor, seen);
-          cost += child.cost;
-          maxDepth = Math.max(maxDepth, child.depth);
+          const child = summarize(sel.selectionSet, type);
+          field.depth += child.depth;
+          field.cost += pageFactor * child.cost;
+          field.aliases += child.aliases;
+          field.introspection ||= child.introspection;
+          field.expensiveFields += child.expensiveFields;
         }
+        add(s, field);
+        s.levelFields += 1;
+        if (parent === mutationType && CREDENTIAL_MUTATIONS.has(name)) s.levelCredentialFields += 1;
       } else {
-        let fragSet: SelectionSetNode | undefined;
-        let typeName: string | undefined;
-        if (sel.kind === Kind.INLINE_FRAGMENT) {
-          fragSet = sel.selectionSet;
-          typeName = sel.typeCondition?.name.value;
-        } else {
-          const frag = fragments.get(sel.name.value);
-          if (!frag || seen.has(frag.name.value)) continue;
-          seen = new Set(seen).add(frag.name.value);
-          fragSet = frag.selectionSet;
-          typeName = frag.typeCondition.name.value;
-        }
-        const fragType = (typeName && schema.getType(typeName)) || parent;
-        const child = walk(fragSet, fragType, depth, multiplier, seen);
-        cost += child.cost;
-        maxDepth = Math.max(maxDepth, child.depth);
+        const child =
+          sel.kind === Kind.INLINE_FRAGMENT
+            ? summarize(sel.selectionSet, sel.typeCondition ? (schema.getType(sel.typeCondition.name.value) ?? undefined) : parent)
+            : fragment(sel.name.value);
+        add(s, child);
+        s.levelFields += child.levelFields;
+        s.levelCredentialFields += child.levelCredentialFields;
       }
+      check(s, parent);
     }
-    return { depth: maxDepth, cost };
-  };
+    return s;
+  }
 
-  const result = walk(op.selectionSet, root, 1, 1, new Set());
-  if (pageError) return pageError;
-  if (result.depth > limits.maxDepth)
-    return badInput(`Query is too deep: depth ${result.depth} exceeds the limit of ${limits.maxDepth}`, { limit: "DEPTH", depth: result.depth, maxDepth: limits.maxDepth });
-  if (result.cost > limits.maxCost)
-    return badInput(`Query is too expensive: estimated cost ${result.cost} exceeds the limit of ${limits.maxCost}; ask for smaller pages or fewer nested fields`, {
-      limit: "COST",
-      cost: result.cost,
-      maxCost: limits.maxCost,
-    });
-  return result;
+  try {
+    const s = summarize(op.selectionSet, root);
+    return {
+      operation: op.operation,
+      depth: s.depth,
+      cost: s.cost,
+      aliases: s.aliases,
+      mutations: op.operation === "mutation" ? s.levelFields : 0,
+      introspection: s.introspection,
+      expensiveFields: s.expensiveFields,
+    };
+  } catch (err) {
+    if (err instanceof LimitExceeded) return err.error;
+    throw err;
+  }
 }

@@ -10,6 +10,7 @@ import { AppError, conflict, ErrorCode } from "../errors";
 import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
 import { TargetError } from "../recoveries/targets/target";
 import { Topic, type AppPubSub } from "../graphql/pubsub";
+import type { QuotaService } from "../quotas/quota.service";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
   Partial<Pick<InstanceRow, "address" | "privateAddress" | "zone">>;
@@ -36,6 +37,8 @@ export interface InstanceServiceDeps {
   targets: Partial<Record<TargetKind, ComputeTarget>>;
   /** instanceChanged events (absent: nobody is told). */
   pubSub?: AppPubSub;
+  /** Fair-use limits on running machines (absent: unlimited). */
+  quotas?: Pick<QuotaService, "checkMachineStart">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
   artifacts?: { s3: S3Client; bucket: string; urlExpirySeconds: number };
   now?: () => Date;
@@ -103,6 +106,7 @@ export class InstanceService {
     const row = await this.sync(userId, id);
     if (row.state === "RUNNING") return row;
     if (row.state !== "STOPPED") throw conflict(`Instance ${row.id} is ${row.state}; only a STOPPED instance can be started`, { state: row.state });
+    await this.deps.quotas?.checkMachineStart(userId, row.provider);
     await this.call(() => this.target(row).startInstance(row.providerId));
     return this.sync(userId, id);
   }

@@ -44,7 +44,8 @@ export interface ComposeOptions {
 export async function composeRestorePoint(o: ComposeOptions): Promise<ComposedImage> {
   const manifest = await o.store.getManifest(o.userId, o.backupId);
   if (!manifest) throw new MissingChunkError(`backup ${o.backupId} has no manifest`);
-  const result = { bucket: o.importsBucket, key: o.key, sizeBytes: manifest.imageSize };
+  const dataBytes = manifest.chunks.reduce((n, sha, i) => (sha ? n + Math.min(manifest.chunkSize, manifest.imageSize - i * manifest.chunkSize) : n), 0);
+  const result = { bucket: o.importsBucket, key: o.key, sizeBytes: manifest.imageSize, dataBytes };
   const existing = await o.s3.send(new HeadObjectCommand({ Bucket: o.importsBucket, Key: o.key })).catch(() => null);
   if (existing?.ContentLength === manifest.imageSize) {
     o.onProgress?.(manifest.chunks.length, manifest.chunks.length);

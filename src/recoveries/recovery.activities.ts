@@ -320,7 +320,14 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         done.push(what);
         await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
       };
-      if (t && input.importTaskId && !input.imageId) await step(`cancelled import ${input.importTaskId}`, () => callTarget(() => t.cancelImport(input.importTaskId!)));
+      // Without a recorded image id the import may still be running, or may have finished just
+      // as the recovery was cancelled: the target finds and removes it by the recovery id.
+      if (t && !input.imageId) {
+        for (const what of await callTarget(() => t.discardImport(input.recoveryId, input.importTaskId))) {
+          done.push(what);
+          await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
+        }
+      }
       if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => callTarget(() => t.terminateInstance(input.instanceId!)));
       if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
       if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));

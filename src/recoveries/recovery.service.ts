@@ -14,6 +14,7 @@ import type { RecoveryProgress } from "./recovery-progress";
 import { eager, live } from "../graphql/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/recovery";
+import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
@@ -27,6 +28,8 @@ export interface RecoveryServiceDeps {
   config: Pick<Config, "recovery" | "aws" | "temporal" | "verification">;
   /** Temporal client (absent in processes that cannot start workflows). */
   temporal?: Client;
+  /** Fair-use limits on concurrent recoveries and running machines. */
+  quotas: QuotaService;
   now?: () => Date;
 }
 
@@ -93,10 +96,14 @@ export class RecoveryService {
         .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
         .limit(1);
       if (active) return { row: active, created: false };
+      // One more recovery in progress and, once launched, one more machine: checked under the user's
+      // lock, reading what is committed now (READ COMMITTED), so concurrent starts cannot both fit.
+      await this.deps.quotas.lockUser(tx, userId);
+      await this.deps.quotas.checkRecoveryStart(tx, userId, target);
       const fresh = this.newRow(userId, backup.id, target, allowedCidr);
       await tx.insert(recoveries).values(fresh);
       return { row: fresh, created: true };
-    });
+    }, QUOTA_TX);
     if (!created) return row;
 
     const { recovery, temporal } = this.deps.config;

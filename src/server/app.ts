@@ -7,21 +7,23 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
-import { GraphQLError, execute, getOperationAST, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
+import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import type { Services } from "../services";
 import type { Context } from "../graphql/context";
 import { buildAppSchema } from "../graphql/schema";
-import { measureOperation } from "../graphql/limits";
+import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import { Topic, type PubSubHandle } from "../graphql/pubsub";
-import { AppError, ErrorCode, formatError, withHttpStatus } from "../errors";
+import { AppError, ErrorCode, badInput, formatError, rateLimited, unauthenticated, withHttpStatus } from "../errors";
 import { bearerToken } from "../auth/token";
 import type { Authenticated } from "../auth/auth.service";
 import { newId } from "../common/ids";
 import { graphiqlRouter, defaultGraphiqlAssetsDir } from "../graphiql/graphiql.route";
 import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route";
+import type { RateLimiter } from "../auth/rate-limiter";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
+import { DocumentCache, UserConnections } from "./ws-limits";
 
 export interface ReadinessChecks {
   [name: string]: () => Promise<void>;
@@ -32,6 +34,8 @@ export interface AppDeps {
   logger: Logger;
   services: Services;
   pubSub: PubSubHandle;
+  /** Per-user rate of expensive fields (the runtime's limiter: Redis when configured). */
+  limiter: RateLimiter;
   /** /readyz runs each (database, temporal, s3) with a timeout. */
   readiness: ReadinessChecks;
   graphiqlAssetsDir?: string;
@@ -47,6 +51,10 @@ export interface RunningApp {
   graphqlUrl: string;
   wsUrl: string;
   sockets: SocketRegistry;
+  /** Parsed documents kept for authenticated WebSocket connections (bounded in bytes). */
+  wsDocuments: DocumentCache;
+  /** Open operations of each signed-in user over WebSocket, in this process. */
+  wsUsers: UserConnections;
   stop(): Promise<void>;
 }
 
@@ -123,7 +131,15 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     .catch(() => []);
   app.use(consoleRouter(deps.consoleAssetsDir ?? defaultConsoleAssetsDir(), serviceMap, { imageOrigins: screenshotOrigin }));
 
-  const documents = new Map<string, { document?: DocumentNode; errors?: GraphQLError[] }>();
+  /** Refuses an operation over its per-user rate when it selects expensive fields; `who` is a user id or an address. */
+  const checkExpensiveRate = async (analysis: OperationAnalysis, who: string): Promise<AppError | undefined> => {
+    if (!analysis.expensiveFields) return undefined;
+    const r = await deps.limiter.hit(`expensive:${who}`, config.expensiveFieldRate.limit, config.expensiveFieldRate.windowMs);
+    return r.allowed ? undefined : rateLimited(r.retryAfterSeconds);
+  };
+
+  const documents = new DocumentCache(config.ws.documentCacheBytes);
+  const userConnections = new UserConnections();
   // graphql-ws on the same port and path.
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: config.http.maxBodyBytes });
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
@@ -132,6 +148,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       // Our own graphql functions: one graphql realm for schema and execution.
       execute,
       subscribe,
+      // A socket that never says connection_init is closed (4408) instead of being held open.
+      connectionInitWaitTimeout: config.ws.initTimeoutMs,
       onConnect: async (ctx) => {
         const extra = ctx.extra as unknown as WsExtra & { request: http.IncomingMessage };
         extra.requestId = newId();
@@ -139,7 +157,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         extra.userAgent = extra.request.headers["user-agent"];
         const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         const token = bearerToken(typeof raw === "string" ? raw : undefined);
-        if (token === undefined) return true; // anonymous: only public operations will work
+        if (token === undefined) return true; // anonymous: every operation is refused, unparsed
         try {
           extra.auth = await services.auth.authenticate(token);
         } catch (err) {
@@ -148,42 +166,64 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           return false;
         }
         sockets.add(ctx.extra.socket, { userId: extra.auth.user.id, sessionId: extra.auth.session.id, expiresAt: extra.auth.session.expiresAt });
+        userConnections.add(extra.auth.user.id, ctx);
         return true;
+      },
+      onClose: (ctx) => {
+        if (ctx.extra.auth) userConnections.remove(ctx.extra.auth.user.id, ctx);
       },
       onSubscribe: async (ctx, _id, payload) => {
         const extra = ctx.extra;
-        if (extra.auth && !(await services.auth.isSessionActive(extra.auth.session.id))) {
+        // Nothing is parsed, cached or looked up for a connection without a valid token.
+        if (!extra.auth) return [unauthenticated('Operations over WebSocket need a token: connect with connectionParams.authorization = "Bearer <token>"')];
+        const userId = extra.auth.user.id;
+        // graphql-ws has already registered this operation in ctx.subscriptions.
+        const open = Object.keys(ctx.subscriptions).length;
+        if (open > config.ws.maxSubscriptionsPerConnection)
+          return [
+            badInput(`At most ${config.ws.maxSubscriptionsPerConnection} operations per connection: complete one first`, {
+              limit: "SUBSCRIPTIONS_PER_CONNECTION",
+              maxSubscriptionsPerConnection: config.ws.maxSubscriptionsPerConnection,
+            }),
+          ];
+        if (userConnections.operations(userId) > config.ws.maxSubscriptionsPerUser)
+          return [
+            badInput(`At most ${config.ws.maxSubscriptionsPerUser} operations per user: complete one first`, {
+              limit: "SUBSCRIPTIONS_PER_USER",
+              maxSubscriptionsPerUser: config.ws.maxSubscriptionsPerUser,
+            }),
+          ];
+        // Many clients send the same few subscription documents: parse and validate each once.
+        let document = documents.get(payload.query);
+        if (!document) {
+          const tokens = checkTokens(payload.query, config.limits.maxTokens);
+          if (tokens instanceof AppError) return [tokens];
+          let parsed: DocumentNode;
+          try {
+            parsed = parse(payload.query, { maxTokens: config.limits.maxTokens });
+          } catch (err) {
+            return [formatErrorAsGraphQL(err as GraphQLError, exposeStack)];
+          }
+          const errors = validate(schema, parsed);
+          if (errors.length) return errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED"));
+          documents.set(payload.query, parsed, tokens);
+          document = parsed;
+        }
+        const analysis = analyzeOperation(schema, document, payload.operationName, payload.variables, config.limits);
+        if (analysis instanceof AppError) return [analysis];
+        if (!(await services.auth.isSessionActive(extra.auth.session.id))) {
           ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
           return [new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again")];
         }
-        // Many clients send the same few subscription documents: parse and validate each once.
-        let cached = documents.get(payload.query);
-        if (!cached) {
-          try {
-            const document = parse(payload.query);
-            const errors = validate(schema, document);
-            cached = errors.length ? { errors: errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED")) } : { document };
-          } catch (err) {
-            cached = { errors: [formatErrorAsGraphQL(err as GraphQLError, exposeStack)] };
-          }
-          if (documents.size >= 500) documents.delete(documents.keys().next().value!);
-          documents.set(payload.query, cached);
-        }
-        if (cached.errors) return cached.errors;
-        const document = cached.document!;
-        const measured = measureOperation(schema, document, payload.operationName, payload.variables, config.limits);
-        if (measured instanceof AppError) return [measured];
-        // Every subscription is per-user: refuse anonymous ones before anything runs.
-        if (!extra.auth && getOperationAST(document, payload.operationName)?.operation === "subscription") {
-          return [new AppError(ErrorCode.UNAUTHENTICATED, "Subscriptions need a token: connect with connectionParams.authorization = \"Bearer <token>\"")];
-        }
+        const limited = await checkExpensiveRate(analysis, `user:${userId}`);
+        if (limited) return [limited];
         const contextValue: Context = {
           requestId: extra.requestId ?? newId(),
           ip: extra.ip,
           userAgent: extra.userAgent,
           auth: extra.auth,
           services,
-          logger: logger.child({ requestId: extra.requestId }),
+          logger: logger.child({ requestId: extra.requestId, userId }),
           limits: config.limits,
         };
         const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
@@ -209,12 +249,33 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     }
   })().catch((err: unknown) => logger.error({ err }, "session revocation listener failed"));
 
+  // The bearer token of each HTTP request, checked only once the operation is within its limits.
+  // Carried on the context under a symbol (Apollo hands plugins and resolvers a shallow copy).
+  const requestToken = Symbol("requestToken");
+  type HttpContext = Context & { [requestToken]?: string };
   const limitsPlugin: ApolloServerPlugin<Context> = {
     async requestDidStart() {
       return {
+        // Limits first, then introspection, then the token, then the rate of expensive fields: an
+        // abusive request costs one linear pass over its document and nothing else.
         async didResolveOperation(rc) {
-          const measured = measureOperation(schema, rc.document, rc.operationName, rc.request.variables, config.limits);
-          if (measured instanceof AppError) throw withHttpStatus(measured);
+          const analysis = analyzeOperation(schema, rc.document, rc.operationName, rc.request.variables, config.limits);
+          if (analysis instanceof AppError) throw withHttpStatus(analysis);
+          const ctx = rc.contextValue;
+          const token = (ctx as HttpContext)[requestToken];
+          if (analysis.introspection && config.introspection !== "public" && token === undefined)
+            throw withHttpStatus(unauthenticated("Introspection needs a token: send `Authorization: Bearer <token>` (GraphiQL: Headers tab, then re-fetch the schema)"));
+          if (token !== undefined) {
+            try {
+              ctx.auth = await services.auth.authenticate(token);
+            } catch (err) {
+              if (err instanceof AppError) throw withHttpStatus(err);
+              throw err;
+            }
+            ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
+          }
+          const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
+          if (limited) throw withHttpStatus(limited);
         },
         async didEncounterErrors(rc) {
           for (const err of rc.errors) {
@@ -229,7 +290,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
 
   const apollo = new ApolloServer<Context>({
     schema,
+    // Introspection is allowed here and gated per request by the limits plugin (INTROSPECTION).
     introspection: true,
+    // A backstop: the limits plugin refuses longer documents before parsing, with a typed error.
+    parseOptions: { maxTokens: config.limits.maxTokens },
     // Signals are handled once, by the process (drain, then close pools): not by Apollo as well.
     stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: exposeStack,
@@ -254,28 +318,32 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   app.use(
     "/graphql",
     express.json({ limit: config.http.maxBodyBytes }),
+    // Tokens are counted before Apollo parses anything (its plugins cannot answer with a typed
+    // error before parsing): a long document costs one bounded lexer run.
+    (req: Request, res: Response, next: NextFunction) => {
+      const query: unknown = req.method === "GET" ? req.query.query : (req.body as { query?: unknown } | undefined)?.query;
+      const tokens = typeof query === "string" ? checkTokens(query, config.limits.maxTokens) : 0;
+      if (tokens instanceof AppError) {
+        res.status(tokens.httpStatus).json({ errors: [{ message: tokens.message, extensions: tokens.extensions }] });
+        return;
+      }
+      next();
+    },
     expressMiddleware(apollo, {
+      // No authentication here: Apollo builds the context before parsing, and the token is only
+      // looked up once the operation is known to be within its limits (see limitsPlugin).
       context: async ({ req }): Promise<Context> => {
         const requestId = req.requestId ?? newId();
-        const token = bearerToken(req.headers.authorization);
-        let auth: Authenticated | undefined;
-        if (token !== undefined) {
-          try {
-            auth = await services.auth.authenticate(token);
-          } catch (err) {
-            if (err instanceof AppError) throw withHttpStatus(err);
-            throw err;
-          }
-        }
-        return {
+        const ctx: HttpContext = {
           requestId,
           ip: req.ip,
           userAgent: req.header("user-agent"),
-          auth,
           services,
-          logger: logger.child({ requestId, userId: auth?.user.id }),
+          logger: logger.child({ requestId }),
           limits: config.limits,
+          [requestToken]: bearerToken(req.headers.authorization),
         };
+        return ctx;
       },
     }),
   );
@@ -316,6 +384,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     graphqlUrl: `${url}/graphql`,
     wsUrl: `${url.replace(/^http/, "ws")}/graphql`,
     sockets,
+    wsDocuments: documents,
+    wsUsers: userConnections,
     stop() {
       stopping ??= (async () => {
         await revocations.return?.();

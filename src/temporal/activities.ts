@@ -76,6 +76,11 @@ export function createActivities(deps: ActivityDeps) {
       return deps.services.maintenance.applyRetention();
     },
 
+    /** Aborts UPLOADING backups untouched for UPLOAD_EXPIRY (their chunks become collectable). */
+    async expireUploads(): Promise<string[]> {
+      return deps.services.maintenance.expireUploads();
+    },
+
     async usersWithBackups(): Promise<string[]> {
       return deps.services.maintenance.usersWithBackups();
     },

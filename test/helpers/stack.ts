@@ -51,6 +51,7 @@ export async function startStack(overrides: Partial<Record<keyof Env, string>> =
     logger,
     services: rt.services,
     pubSub: rt.pubSub,
+    limiter: rt.limiter,
     readiness: { ...readinessChecks(rt), ...opts.readiness },
     stopGracePeriodMs: 200,
   });

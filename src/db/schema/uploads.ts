@@ -22,10 +22,12 @@ export const uploads = mysqlTable(
     /** Number of chunks sent (not counting chunks that were already stored). */
     chunksSent: int("chunks_sent", { unsigned: true }).notNull().default(0),
     startedAt: ts("started_at").notNull(),
+    /** Last sign of the uploader: creation, each chunk-URL request, each completion attempt. Expiry of abandoned uploads is measured from it. */
+    lastActivityAt: ts("last_activity_at"),
     completedAt: ts("completed_at"),
     ...timestamps,
   },
-  (t) => [index("uploads_user_id_idx").on(t.userId, t.id), uniqueIndex("uploads_backup_uq").on(t.backupId)],
+  (t) => [index("uploads_user_id_idx").on(t.userId, t.id), uniqueIndex("uploads_backup_uq").on(t.backupId), index("uploads_status_activity_idx").on(t.status, t.lastActivityAt)],
 );
 
 export type UploadRow = typeof uploads.$inferSelect;

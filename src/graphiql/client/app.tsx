@@ -38,6 +38,9 @@ const DEFAULT_QUERY = `# Welcome to ReClo GraphiQL.
 #
 #   { "Authorization": "Bearer <token>" }
 #
+# and press "Re-fetch GraphQL schema" (Shift-Ctrl-R) for the docs
+# and autocompletion: introspection needs a token too.
+#
 # (subscriptions send it over the WebSocket
 # as connectionParams.authorization)
 #

@@ -179,6 +179,26 @@ export class AwsTarget implements ComputeTarget {
     }
   }
 
+  async discardImport(recoveryId: string, importTaskId?: string): Promise<string[]> {
+    let taskId = importTaskId;
+    if (!taskId) {
+      // startImport may have created the task before the workflow learned its id: find it by its tag.
+      const out = await this.call(() => this.ec2.send(new DescribeImportImageTasksCommand({})));
+      taskId = (out.ImportImageTasks ?? []).find((t) => (t.Tags ?? []).some((tag) => tag.Key === "reclo:recovery" && tag.Value === recoveryId))?.ImportTaskId;
+      if (!taskId) return [];
+    }
+    const status = await this.describeImport(taskId);
+    if (status.state === "completed" && status.imageId) {
+      await this.deleteImage(status.imageId, status.snapshotIds);
+      return [`deleted image ${status.imageId} of import ${taskId}`];
+    }
+    if (status.state === "active") {
+      await this.cancelImport(taskId);
+      return [`cancelled import ${taskId}`];
+    }
+    return [];
+  }
+
   async deleteImage(imageId: string, snapshotIds?: string[]): Promise<void> {
     let snapshots = snapshotIds;
     if (!snapshots) {

@@ -5,7 +5,7 @@ import fsp from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { Transform, type Readable } from "node:stream";
+import { Transform, Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../../config";
@@ -222,6 +222,9 @@ export class LocalTarget implements ComputeTarget {
     await fsp.mkdir(this.imagesDir, { recursive: true });
     const raw = path.join(this.tmpDir, `${recoveryId}.raw`);
     const part = `${this.imagePath(imageId)}.part`;
+    // Before anything is written: the sparse raw download and the qcow2 made from it both hold the
+    // image's data at the peak, and the host keeps its reserve.
+    await this.checkCapacity(imageId, image);
     try {
       report(0, "downloading image");
       let res;
@@ -249,7 +252,8 @@ export class LocalTarget implements ComputeTarget {
         },
       });
       try {
-        await pipeline(res.Body as Readable, counter, fs.createWriteStream(raw), { signal });
+        // Sparse: all-zero blocks become holes, so an empty 2 TiB disk costs what its data costs.
+        await pipeline(res.Body as Readable, counter, sparseFileWriter(raw, total), { signal });
       } catch (err) {
         if (signal.aborted) throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
         throw new TargetError(`downloading s3://${image.bucket}/${image.key}: ${errMessage(err)}`, true);
@@ -275,6 +279,22 @@ export class LocalTarget implements ComputeTarget {
     }
   }
 
+  /** Refuses (INSUFFICIENT_CAPACITY, not retryable) an import the local file system has no room for. */
+  private async checkCapacity(imageId: string, image: ComposedImage): Promise<void> {
+    const data = Math.min(image.dataBytes ?? image.sizeBytes, image.sizeBytes);
+    // Raw + qcow2 at the peak; qcow2 metadata is about 128 KiB per GiB of image (64 KiB clusters).
+    const needed = 2 * data + Math.ceil(image.sizeBytes / 8192) + (this.cfg.diskReserveBytes ?? 0);
+    const free = await freeBytes(this.cfg.dir);
+    if (free < needed) {
+      this.log.warn({ imageId, needed, free, reserve: this.cfg.diskReserveBytes ?? 0 }, "local import refused: not enough disk space");
+      throw new TargetError(
+        `not enough disk space on the local target for ${imageId}: it needs ${mib(needed)} MiB free (image data twice, plus the ${mib(this.cfg.diskReserveBytes ?? 0)} MiB reserve), ${mib(free)} MiB are`,
+        false,
+        "INSUFFICIENT_CAPACITY",
+      );
+    }
+  }
+
   async describeImport(importTaskId: string): Promise<ImportStatus> {
     if (await exists(this.imagePath(importTaskId))) return { state: "completed", progress: 100, imageId: importTaskId };
     const active = this.imports.get(importTaskId);
@@ -293,6 +313,17 @@ export class LocalTarget implements ComputeTarget {
     const recoveryId = importTaskId.replace(/^img-/, "");
     await fsp.rm(`${this.imagePath(importTaskId)}.part`, { force: true });
     await fsp.rm(path.join(this.tmpDir, `${recoveryId}.raw`), { force: true });
+  }
+
+  async discardImport(recoveryId: string): Promise<string[]> {
+    // Names are derived from the recovery id, so nothing depends on what the workflow recorded.
+    const imageId = `img-${checkId(recoveryId, "recovery id")}`;
+    const removed: string[] = [];
+    if (this.imports.has(imageId)) removed.push(`cancelled import ${imageId}`);
+    await this.cancelImport(imageId);
+    if (await exists(this.imagePath(imageId))) removed.push(`deleted image ${imageId}`);
+    await this.deleteImage(imageId);
+    return removed;
   }
 
   async deleteImage(imageId: string): Promise<void> {
@@ -724,6 +755,84 @@ async function tail(file: string): Promise<string> {
 }
 
 const validPort = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
+
+/** Bytes an unprivileged process may still write on the file system holding `dir`. */
+async function freeBytes(dir: string): Promise<number> {
+  await fsp.mkdir(dir, { recursive: true });
+  const st = await fsp.statfs(dir);
+  return Number(st.bavail) * Number(st.bsize);
+}
+
+/** Zero blocks are holes: file systems allocate in 4 KiB blocks, so smaller runs gain nothing. */
+const SPARSE_BLOCK = 64 * 1024;
+
+/**
+ * A write stream that leaves every all-zero, block-aligned 64 KiB run as a hole (it seeks instead of
+ * writing) and finally sets the file to `size` bytes, so trailing zeros are holes too.
+ */
+export function sparseFileWriter(file: string, size?: number): Writable {
+  let fh: fsp.FileHandle | undefined;
+  let pos = 0;
+  const writeRun = async (buf: Buffer, at: number) => {
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await fh!.write(buf, off, buf.length - off, at + off);
+      off += bytesWritten;
+    }
+  };
+  return new Writable({
+    highWaterMark: 4 * 1024 * 1024,
+    construct(cb) {
+      fsp.open(file, "w").then((h) => {
+        fh = h;
+        cb();
+      }, cb);
+    },
+    write(chunk: Buffer, _enc, cb) {
+      (async () => {
+        let off = 0;
+        while (off < chunk.length) {
+          // Up to the next block boundary of the file, so holes line up with the file system's blocks.
+          const len = Math.min(chunk.length - off, SPARSE_BLOCK - ((pos + off) % SPARSE_BLOCK));
+          let end = off + len;
+          if (!isZeroRange(chunk, off, end)) {
+            // Extend the data run over following non-zero blocks: one write instead of many.
+            while (end < chunk.length) {
+              const next = Math.min(chunk.length, end + SPARSE_BLOCK);
+              if (isZeroRange(chunk, end, next)) break;
+              end = next;
+            }
+            await writeRun(chunk.subarray(off, end), pos + off);
+          }
+          off = end;
+        }
+        pos += chunk.length;
+      })().then(() => cb(), cb);
+    },
+    final(cb) {
+      fh!
+        .truncate(Math.max(pos, size ?? 0))
+        .then(() => fh!.sync())
+        .then(() => cb(), cb);
+    },
+    destroy(err, cb) {
+      const h = fh;
+      fh = undefined;
+      if (!h) return cb(err);
+      h.close().then(
+        () => cb(err),
+        () => cb(err),
+      );
+    },
+  });
+}
+
+const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
+
+/** buf[start, end) is all zero (end - start <= SPARSE_BLOCK; a native compare). */
+function isZeroRange(buf: Buffer, start: number, end: number): boolean {
+  return buf.compare(ZERO_BLOCK, 0, end - start, start, end) === 0;
+}
 
 function checkId(id: string, what: string): string {
   if (!SAFE_ID.test(id)) throw new TargetError(`invalid ${what} "${id}"`, false, "INVALID_ID");

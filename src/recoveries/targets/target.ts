@@ -15,6 +15,8 @@ export interface ComposedImage {
   bucket: string;
   key: string;
   sizeBytes: number;
+  /** Bytes of non-zero chunks (what a sparse copy of the image occupies); unknown = sizeBytes. */
+  dataBytes?: number;
 }
 
 export interface ImportStatus {
@@ -81,6 +83,13 @@ export interface ComputeTarget {
   startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }>;
   describeImport(importTaskId: string): Promise<ImportStatus>;
   cancelImport(importTaskId: string): Promise<void>;
+  /**
+   * Removes whatever an import for this recovery created, whether or not its task id or image id
+   * was recorded: a cancel or failure can land while startImport is still running, or after the
+   * import finished but before the workflow learned the image id. Cancels an active import and
+   * deletes a finished one's image (and snapshots). Returns what it removed, for the timeline.
+   */
+  discardImport(recoveryId: string, importTaskId?: string): Promise<string[]>;
   /** Removes an imported image and its snapshots (no-op when already gone). */
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;

@@ -84,11 +84,11 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
       if (firmwareSeen.has(m.name)) continue;
       firmwareSeen.add(m.name);
       failure(at);
-      await record("FIRMWARE", false, true, `Firmware: "${m.line}"`, at);
+      await record("FIRMWARE", false, true, `log says "${m.line}"`, at);
     }
     if (!handover && FIRMWARE_HANDOVER.pattern.test(log)) {
       handover = true;
-      await record("FIRMWARE", true, false, "Firmware handed over to the disk's boot loader (\"Booting from Hard Disk\")", at);
+      await record("FIRMWARE", true, false, "handed over to the disk's boot loader (\"Booting from Hard Disk\")", at);
     }
   };
 
@@ -99,7 +99,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
       markerSeen = true;
       const at = now();
       positive(at);
-      await record("MARKER", true, false, `Boot marker "${clip(opts.bootMarker, 80)}" on the serial console`, at);
+      await record("MARKER", true, false, `"${clip(opts.bootMarker, 80)}" seen on the serial console`, at);
     }
   };
 
@@ -152,14 +152,14 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
     if (failures.length) {
       screenFailureSeen = true;
       failure(at);
-      await record("SCREEN", false, true, `Screen shows ${failures.map((f) => `${f.name}: "${f.line}"`).join("; ")}`, at);
+      await record("SCREEN", false, true, `shows ${failures.map((f) => `${f.name}: "${f.line}"`).join("; ")}`, at);
       return;
     }
     if (screenPositiveRecorded || pendingScreenPositive) return;
     const successes = matchSignatures(text, SCREEN_SUCCESSES);
     if (successes.length) {
       positive(at);
-      pendingScreenPositive = { detail: `Screen shows ${successes.map((s) => `${s.name.toLowerCase()}: "${s.line}"`).join("; ")}`, atMs: at };
+      pendingScreenPositive = { detail: `shows ${successes.map((s) => `${s.name.toLowerCase()}: "${s.line}"`).join("; ")}`, atMs: at };
     }
   };
 
@@ -206,15 +206,15 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
       await record("SCREEN", true, false, `${pendingScreenPositive.detail}; only one screenshot taken`, pendingScreenPositive.atMs);
       pendingScreenPositive = undefined;
     }
-    if (opts.bootMarker && !markerSeen) await record("MARKER", false, false, `Boot marker "${clip(opts.bootMarker, 80)}" not seen on the serial console`);
+    if (opts.bootMarker && !markerSeen) await record("MARKER", false, false, `"${clip(opts.bootMarker, 80)}" not seen on the serial console`);
     if (!screenPositiveRecorded && !screenFailureSeen) {
       let detail: string;
-      if (ocrUnavailable) detail = `Screen could not be read: ${ocrUnavailable}`;
-      else if (!shots) detail = `No screenshot could be taken${screenError ? `: ${screenError}` : ""}`;
-      else if (lastBlank) detail = "Screen is blank";
-      else if (lastText === undefined) detail = `Screen could not be read${ocrError ? `: ${ocrError}` : ""}`;
-      else if (!lastText.trim()) detail = "No text recognised on the screen";
-      else detail = `No login prompt or sign-in screen; the screen reads "${clip(lastText, 160)}"`;
+      if (ocrUnavailable) detail = `could not be read: ${ocrUnavailable}`;
+      else if (!shots) detail = `no screenshot could be taken${screenError ? `: ${screenError}` : ""}`;
+      else if (lastBlank) detail = "blank";
+      else if (lastText === undefined) detail = `could not be read${ocrError ? `: ${ocrError}` : ""}`;
+      else if (!lastText.trim()) detail = "no text recognised";
+      else detail = `no login prompt or sign-in screen; it reads "${clip(lastText, 160)}"`;
       await record("SCREEN", false, false, detail);
     }
     if (ports.length && firstFailureMs === undefined) {
@@ -234,7 +234,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
     if (state !== "running" && state !== "pending") {
       const at = now();
       failure(at);
-      await record("MACHINE", false, true, `The machine ${state === "stopped" ? "powered off" : `is ${state}`} during the boot check`, at);
+      await record("MACHINE", false, true, `${state === "stopped" ? "powered off" : `became ${state}`} during the boot check`, at);
       return finish("FAILED", failureReason(evidence));
     }
     await Promise.all([readFirmware(), readMarker(), readScreen(), readServices()]);
@@ -255,11 +255,13 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
   }
 }
 
-/** The failure evidence in words. */
+const KIND_WORD: Record<EvidenceKind, string> = { FIRMWARE: "Firmware", SCREEN: "Screen", SERVICE: "Service", MARKER: "Marker", MACHINE: "Machine" };
+
+/** The failure evidence in words: "Firmware log says …; Screen shows …". */
 export function failureReason(evidence: Evidence[]): string {
   return evidence
     .filter((e) => e.failure)
-    .map((e) => e.detail)
+    .map((e) => `${KIND_WORD[e.kind]} ${e.detail}`)
     .join("; ");
 }
 

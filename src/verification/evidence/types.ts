@@ -18,7 +18,7 @@ export interface Evidence {
   ok: boolean;
   /** A failure signature: this alone makes the verdict FAILED. */
   failure: boolean;
-  /** What was seen, in words. */
+  /** What was seen, in words, to follow the kind's name ("Screen: shows login prompt: …"). */
   detail: string;
   /** When it was seen (ISO 8601). */
   at: string;

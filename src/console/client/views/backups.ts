@@ -114,7 +114,8 @@ function evidenceList(p: RestorePoint): HTMLElement | null {
       ev.map((e) => {
         const w = evidenceWords(e);
         const state = e.failure ? "Failure" : e.ok ? "Seen" : "Not seen";
-        return h("li", { class: e.failure ? "tone-bad" : e.ok ? "tone-good" : "" }, h("span", { "aria-hidden": "true" }, `${w.mark} `), h("span", { class: "visually-hidden" }, `${state}: `), w.text);
+        // Only evidence that can prove a start is shown as good; the firmware handing over proves nothing yet.
+        return h("li", { class: e.failure ? "tone-bad" : e.ok && e.kind !== "FIRMWARE" && e.kind !== "MACHINE" ? "tone-good" : "" }, h("span", { "aria-hidden": "true" }, `${w.mark} `), h("span", { class: "visually-hidden" }, `${state}: `), w.text);
       }),
     ),
   );
@@ -170,7 +171,6 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
           null,
           h("span", { class: `verification tone-${verification.tone}` }, h("span", { "aria-hidden": "true" }, `${verification.icon} `), verification.text),
           verification.when ? h("span", { class: "hint block" }, `Checked ${formatAgo(verification.when) || formatDate(verification.when)}`) : null,
-          evidenceList(p),
           p.verification?.screenshotUrl
             ? h(
                 "a",
@@ -181,6 +181,7 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
         ),
       ),
     ),
+    evidenceList(p),
     h("div", { class: "actions" }, recover, why ? h("p", { id: whyId, class: "hint" }, why) : null),
   );
 }
