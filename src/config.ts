@@ -209,6 +209,8 @@ const envSchema = z.object({
   RECOVERY_HEARTBEAT_TIMEOUT: duration("60s"),
   /** How often import/launch progress is polled. */
   RECOVERY_POLL_INTERVAL: duration("15s"),
+  /** After launch, how long the boot check waits for a sign that the machine started before it says INCONCLUSIVE. */
+  RECOVERY_BOOT_CHECK_TIMEOUT: duration("10m"),
   /** Stopped instances older than this are terminated by the daily schedule. */
   INSTANCE_STOPPED_TTL: duration("14d"),
 
@@ -247,10 +249,12 @@ const envSchema = z.object({
 
   /** Serial-console text that proves a verified boot ("" = screenshot evidence only). */
   VERIFY_BOOT_MARKER: z.string().max(255).default(""),
-  /** The verification screenshot is taken this long after the machine starts (and after the marker). */
-  VERIFY_SCREENSHOT_AFTER: duration("30s"),
-  /** No boot evidence within this long: FAILED. */
+  /** After the first decisive boot evidence, keep collecting corroborating evidence (other ports, the screen) at most this long. */
+  VERIFY_EVIDENCE_GRACE: duration("10s"),
+  /** Nothing decisive (positive or failure) within this long after launch: INCONCLUSIVE. */
   VERIFY_BOOT_TIMEOUT: duration("5m"),
+  /** The OCR binary that reads verification screenshots (Debian tesseract-ocr + tesseract-ocr-eng). */
+  TESSERACT_BINARY: z.string().min(1).default("tesseract"),
   /** Verify every backup right after it completes. */
   VERIFY_AFTER_BACKUP: bool(false),
 
@@ -343,8 +347,8 @@ export interface Config {
     runningMachines: number | null;
     hostRunningMachines: number | null;
   };
-  recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; instanceStoppedTtlMs: number };
-  verification: { bootMarker?: string; screenshotAfterMs: number; bootTimeoutMs: number; afterBackup: boolean };
+  recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; bootCheckTimeoutMs: number; instanceStoppedTtlMs: number };
+  verification: { bootMarker?: string; evidenceGraceMs: number; bootTimeoutMs: number; afterBackup: boolean; tesseract: string };
   aws: {
     enabled: boolean;
     region: string;
@@ -477,12 +481,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       backstopMs: e.RECOVERY_BACKSTOP,
       heartbeatTimeoutMs: e.RECOVERY_HEARTBEAT_TIMEOUT,
       pollIntervalMs: e.RECOVERY_POLL_INTERVAL,
+      bootCheckTimeoutMs: e.RECOVERY_BOOT_CHECK_TIMEOUT,
       instanceStoppedTtlMs: e.INSTANCE_STOPPED_TTL,
     },
     verification: {
       bootMarker: e.VERIFY_BOOT_MARKER === "" ? undefined : e.VERIFY_BOOT_MARKER,
-      screenshotAfterMs: e.VERIFY_SCREENSHOT_AFTER,
+      evidenceGraceMs: e.VERIFY_EVIDENCE_GRACE,
       bootTimeoutMs: e.VERIFY_BOOT_TIMEOUT,
+      tesseract: e.TESSERACT_BINARY,
       afterBackup: e.VERIFY_AFTER_BACKUP,
     },
     aws: {

@@ -36,6 +36,8 @@ interface JsonEvent {
   backupId?: string;
   message?: string;
   code?: string;
+  rtoSeconds?: number | null;
+  bootCheck?: { status: string; evidence: { kind: string; ok: boolean; detail: string }[] } | null;
 }
 
 interface CliRun {
@@ -190,11 +192,14 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     const distinct = new Set(progress.map((e) => e.totalProgress).filter((p) => p! > 0 && p! < 100));
     expect(distinct.size).toBeGreaterThanOrEqual(3);
     const states = [...new Set(progress.map((e) => e.state))];
-    expect(states.filter((s) => s !== "PENDING")).toEqual(["PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED"]);
+    expect(states.filter((s) => s !== "PENDING")).toEqual(["PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"]);
     expect(progress.some((e) => e.state === "IMPORTING" && /downloading/.test(e.message ?? ""))).toBe(true);
     const done = events.at(-1)!;
     expect(done).toMatchObject({ event: "completed", state: "COMPLETED", instance: { state: "RUNNING", provider: "LOCAL" } });
     expect(done.instance!.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    // The hand-made boot sector proves its start with the configured serial marker.
+    expect(done.bootCheck).toMatchObject({ status: "VERIFIED", evidence: expect.arrayContaining([expect.objectContaining({ kind: "MARKER", ok: true })]) });
+    expect(done.rtoSeconds).toBeGreaterThan(0);
     firstInstanceId = done.instance!.id;
     expect(qemuProcesses(dataDir)).toHaveLength(1);
 
@@ -219,6 +224,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(screen).toContain("Recovering office-server (FULL backup of");
     expect(screen).toMatch(/✔ Preparing +done/);
     expect(screen).toMatch(/✔ Launching +done/);
+    expect(screen).toMatch(/✔ Checking it started +done/);
+    expect(screen).toMatch(/Checked: it started \(measured RTO .*\)\. Evidence:/);
+    expect(screen).toMatch(/✔ MARKER +Boot marker "RECLO-CLI-BOOTED"/);
     expect(screen).toMatch(/Total +\[#{20}\] 100%/);
     expect(screen).toContain(`Recovery ${firstRecoveryId} COMPLETED`);
     expect(screen).toMatch(/Reach it with Remote Desktop \(RDP\) at 127\.0\.0\.1:\d+/);
@@ -236,18 +244,27 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(await finish(bad)).toBe(2);
     expect(bad.stderr()).toContain("Please answer a number from 1 to 1, or q.");
 
-    // Once proven bootable, the list says so.
-    await alice.client.request(VerifyBackupDocument, { input: { backupId } });
-    for (let i = 0; i < 300; i++) {
-      const v = (await alice.client.request(BackupVerificationResultDocument, { id: backupId })).backup.verification;
-      if (v?.status === "VERIFIED" || v?.status === "FAILED") break;
-      await sleep(200);
-    }
+    // `reclo verify` boots it in isolation and prints the evidence as it is seen, then the verdict.
+    const check = cli(alice, ["verify", backupId, "--ports", "22"]);
+    expect(await finish(check), `${check.stdout()}\n${check.stderr()}`).toBe(0);
+    expect(check.stdout()).toMatch(/Checking that backup \S+ starts/);
+    expect(check.stdout()).toMatch(new RegExp(`✓ \\d\\d:\\d\\d:\\d\\d Serial marker: "${MARKER}" seen on the serial console`));
+    // The boot sector has no prompt and no network: the evidence says what was not seen, too.
+    expect(check.stdout()).toMatch(/– \d\d:\d\d:\d\d Service: port 22: /);
+    expect(check.stdout()).toMatch(/Boot check: Verified: it started up in \d+ s \(serial marker\)/);
+    const shown = cli(alice, ["verify", backupId, "--show"]);
+    expect(await finish(shown)).toBe(0);
+    expect(shown.stdout()).toMatch(/Boot check: Verified: it started up in \d+ s \(serial marker\)/);
+    expect(shown.stdout()).toMatch(/Screen text:\n(  \| .*\n)+/);
+    expect(shown.stdout()).toMatch(/Screenshot \(link valid for a few minutes\): http:\/\/127\.0\.0\.1:7070\//);
+    const listed = cli(alice, ["backups"]);
+    expect(await finish(listed)).toBe(0);
+    expect(listed.stdout()).toMatch(new RegExp(`${backupId}.*verified: booted in \\d+\\.\\d s \\(serial marker\\)`));
     const pick = cli(alice, ["recover"], { stdin: "1\n" });
     expect(await finish(pick)).toBe(0);
     expect(pick.stderr()).toMatch(/1\s+office-server\s+.*FULL\s+27\.0 MiB\s+verified: booted in \d+\.\d s/);
     expect(pick.stdout()).toMatch(/Recovering office-server \(FULL backup of .*\) to LOCAL: recovery \S+/);
-    expect(pick.stdout()).toMatch(/step 2\/3 Importing \d+%, total \d+% — downloading/);
+    expect(pick.stdout()).toMatch(/step 2\/4 Importing \d+%, total \d+% — downloading/);
     expect(pick.stdout()).toMatch(/Recovery \S+ COMPLETED in \d+:\d\d\./);
     expect(pick.stdout()).toMatch(/Reach it with Remote Desktop \(RDP\) at 127\.0\.0\.1:\d+/);
     const id = /recovery (\S+)\n/.exec(pick.stdout())![1]!;
@@ -255,7 +272,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(pick.stdout()).toContain(`reclo instance terminate ${machine.id}`);
     const term = cli(alice, ["instance", "terminate", machine.id, "--yes"]);
     expect(await finish(term)).toBe(0);
-  }, 120_000);
+  }, 240_000);
 
   it("Ctrl-C detaches without cancelling; --attach picks up from the current state and sees the end", async () => {
     const run = cli(alice, ["recover", backupId, "--json"]);
@@ -270,7 +287,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
 
     // Still running on the server.
     const meanwhile = await recoveryOf(alice, importing.recoveryId!);
-    expect(["IMPORTING", "LAUNCHING", "COMPLETED"]).toContain(meanwhile.state);
+    expect(["IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"]).toContain(meanwhile.state);
 
     const again = cli(alice, ["recover", "--attach", importing.recoveryId!, "--json"]);
     expect(await finish(again)).toBe(0);

@@ -282,7 +282,14 @@ describe("web console in Chromium: log in → restore points → recover live �
     const card = section.locator(`[data-backup-id="${backupId}"]`);
     await expect.poll(() => card.textContent()).toContain("Full backup");
     const text = (await card.textContent()) ?? "";
-    expect(text).toMatch(/Verified: it started up in \d+ s/);
+    expect(text).toMatch(/Verified: it started up in \d+ s \(serial marker\)/);
+    // The evidence in words: what was seen, and what was not (no prompt on this boot sector's screen).
+    const saw = card.getByText(/What the check saw \(\d+\)/);
+    await saw.click();
+    const items = card.locator(".evidence li");
+    expect(await items.allTextContents()).toEqual(
+      expect.arrayContaining([expect.stringMatching(new RegExp(`Seen: Serial marker: "${MARKER}" seen on the serial console`)), expect.stringMatching(/Not seen: Screen: /)]),
+    );
     expect(text).toContain("Latest");
     expect(text).toContain("Complete");
     expect(await card.getByRole("button", { name: "Recover…" }).isEnabled()).toBe(true);
@@ -354,6 +361,8 @@ describe("web console in Chromium: log in → restore points → recover live �
     const states = samples.map((s) => s.state).filter((s, i, all) => s !== all[i - 1]);
     expect(states).toContain("IMPORTING");
     expect(states).toContain("LAUNCHING");
+    expect(states).toContain("CHECKING");
+    expect(states.indexOf("CHECKING")).toBeGreaterThan(states.indexOf("LAUNCHING"));
     console.log(`progress seen in the browser: ${samples.length} changes, totals ${[...new Set(totals)].join(" ")}`);
 
     // The accessible names and values screen readers get.
@@ -371,8 +380,15 @@ describe("web console in Chromium: log in → restore points → recover live �
       "✓1. Getting the backup ready (done)",
       "✓2. Building the machine's disk (done)",
       "✓3. Starting the machine (done)",
-      "✓4. Done (done)",
+      "✓4. Checking it started (done)",
+      "✓5. Done (done)",
     ]);
+    // The check's verdict and what it saw, in words (the boot sector proves itself by its serial marker).
+    const check = page.getByRole("region", { name: "Checking it started" });
+    await expect.poll(() => check.textContent(), { timeout: 10_000 }).toContain("It started.");
+    expect(await check.textContent()).toMatch(/Measured recovery time \(from pressing Recover to the first sign it was up\): \d/);
+    expect(await check.textContent()).toMatch(/Boot marker \(seen\): Boot marker "RECLO-CONSOLE-BOOTED" on the serial console/);
+    expect(await check.locator("img").count()).toBe(1);
     const timeline = page.locator(".timeline");
     await expect.poll(() => timeline.textContent(), { timeout: 10_000 }).toContain("Starting the machine: finished");
     const text = (await timeline.textContent()) ?? "";

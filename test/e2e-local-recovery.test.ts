@@ -106,7 +106,7 @@ describe("end to end: backup with the agent → local recovery → verification"
     const seen = sub.results.map((r) => r.data!.recoveryProgress as RecoveryProgressSubscription["recoveryProgress"]);
     const states = seen.map((s) => s.state).filter((s, i, all) => s !== all[i - 1]);
     expect(states.at(-1)).toBe("COMPLETED");
-    const order = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED"];
+    const order = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"];
     expect(states).toEqual(order.slice(order.indexOf(states[0]!)));
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.totalProgress).toBeGreaterThanOrEqual(seen[i - 1]!.totalProgress);
     await sub.dispose();

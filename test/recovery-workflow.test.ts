@@ -9,9 +9,11 @@ import {
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImportImageTasksCommand,
+  DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
   EC2Client,
   EC2ServiceException,
+  GetConsoleScreenshotCommand,
   ImportImageCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
@@ -24,11 +26,39 @@ import { startWorker, type WorkerHandle } from "../src/temporal/worker";
 import { activitiesFor } from "../src/temporal/activities";
 import { CancelRecoveryDocument, RecoveryProgressDocument, RecoveryTimelineDocument, StartRecoveryDocument, type RecoveryProgressSubscription } from "../src/client/generated/graphql";
 import { instances, recoveries } from "../src/db/schema";
+import zlib from "node:zlib";
 
 const ec2Error = (code: string, message: string, status = 400) =>
   Object.assign(new EC2ServiceException({ name: code, message, $fault: status < 500 ? "client" : "server", $metadata: { httpStatusCode: status } }), { Code: code });
 
-const ORDER = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED"];
+const ORDER = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"];
+
+/** A black 64×32 PNG: what GetConsoleScreenshot shows of a machine whose screen is still dark. */
+function blankPng(): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(64, 0);
+  ihdr.writeUInt32BE(32, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = Buffer.alloc(32 * (1 + 64 * 3));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
+}
+const statusOf = (system: string, instance: string, failed?: string) => ({
+  InstanceStatuses: [
+    {
+      InstanceId: "i-0fedcba",
+      InstanceState: { Name: "running" as const, Code: 16 },
+      SystemStatus: { Status: system as "ok", Details: [{ Name: "reachability" as const, Status: (system === "impaired" ? "failed" : system === "ok" ? "passed" : "initializing") as "passed" }] },
+      InstanceStatus: { Status: instance as "ok", Details: [{ Name: "reachability" as const, Status: (failed ?? (instance === "ok" ? "passed" : "initializing")) as "passed" }] },
+    },
+  ],
+});
 
 describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocked at the SDK edge)", () => {
   let ec2: AwsClientStub<EC2Client>;
@@ -47,6 +77,7 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
       RECOVERY_HEARTBEAT_TIMEOUT: "5s",
       RECOVERY_TIME_LIMIT: "60s",
       RECOVERY_BACKSTOP: "30s",
+      RECOVERY_BOOT_CHECK_TIMEOUT: "20s",
       AWS_DEFAULT_ALLOWED_CIDR: "198.51.100.0/24",
     });
     worker = await startWorker({ config: stack.config.temporal, activities: activitiesFor(stack.rt), logger: stack.rt.logger, workflowBundle: { codePath: inject("workflowBundlePath") } });
@@ -71,6 +102,9 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     ec2.on(DeregisterImageCommand).resolves({});
     ec2.on(DeleteSnapshotCommand).resolves({});
     ec2.on(DeleteSecurityGroupCommand).resolves({});
+    // EC2's reachability checks: not listed yet, then initializing, then both ok.
+    ec2.on(DescribeInstanceStatusCommand).resolvesOnce({ InstanceStatuses: [] }).resolvesOnce(statusOf("initializing", "initializing")).resolves(statusOf("ok", "ok"));
+    ec2.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-0fedcba", ImageData: blankPng().toString("base64") });
   });
   afterEach(async () => {
     // Leave no active recovery behind for the next test.
@@ -155,6 +189,42 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     expect(untilDeadline).toBeGreaterThan(45_000);
     expect(untilDeadline).toBeLessThanOrEqual(60_000);
     expect(await composedExists(startRecovery.id)).toBe(false); // the composed object is removed once imported
+
+    // Checking it started: EC2's status checks passed (after "initializing"); the dark screen is recorded too.
+    expect(recovery.bootCheck).toMatchObject({ status: "VERIFIED", reason: null });
+    const machine = recovery.bootCheck!.evidence.filter((e) => e.kind === "MACHINE");
+    expect(machine).toEqual([expect.objectContaining({ ok: true, failure: false, detail: expect.stringMatching(/^EC2 status checks passed: system reachability ok, instance reachability ok/) })]);
+    expect(recovery.bootCheck!.evidence.some((e) => e.kind === "SCREEN" && !e.ok && /blank/i.test(e.detail))).toBe(true);
+    expect(ec2.commandCalls(DescribeInstanceStatusCommand).length).toBeGreaterThanOrEqual(3);
+    expect(ec2.commandCalls(DescribeInstanceStatusCommand)[0]!.args[0].input).toEqual({ InstanceIds: ["i-0fedcba"], IncludeAllInstances: true });
+    expect(ec2.commandCalls(GetConsoleScreenshotCommand)[0]!.args[0].input).toEqual({ InstanceId: "i-0fedcba", WakeUp: true });
+    const shot = Buffer.from(await (await fetch(recovery.bootCheck!.screenshotUrl!)).arrayBuffer());
+    expect(shot.equals(blankPng())).toBe(true);
+    // RTO: from startRecovery to the passing status checks.
+    const passedAt = Date.parse(machine[0]!.at);
+    expect(recovery.rtoSeconds).toBeCloseTo((passedAt - Date.parse(recovery.createdAt)) / 1000, 1);
+    expect(recovery.rtoSeconds!).toBeGreaterThan(0);
+    expect(recovery.events.map((e) => `${e.step}:${e.status}`)).toEqual(expect.arrayContaining(["CHECKING:STARTED", "CHECKING:OBSERVED", "CHECKING:SUCCEEDED"]));
+  });
+
+  it("an instance whose reachability check fails is COMPLETED with bootCheck FAILED and the evidence, and is kept", async () => {
+    importProgress(["completed"]);
+    ec2.on(DescribeInstancesCommand).resolves(running);
+    ec2.on(DescribeInstanceStatusCommand).resolvesOnce(statusOf("initializing", "initializing")).resolves(statusOf("ok", "impaired", "failed"));
+    const r = await stack.rt.services.recoveries.start(user.id, { backupId, target: "AWS" });
+    const done = await waitForState(r.id, ["COMPLETED", "FAILED"]);
+    expect(done.state).toBe("COMPLETED");
+    expect(done.bootCheck).toMatchObject({ status: "FAILED", reason: expect.stringContaining("EC2 status checks failed: system reachability ok, instance reachability impaired (system reachability: passed, instance reachability: failed)") });
+    expect(done.bootCheck!.evidence.some((e) => e.kind === "MACHINE" && e.failure)).toBe(true);
+    expect(done.bootCheck!.evidence.some((e) => e.ok)).toBe(false);
+    expect(done.rtoSeconds).toBeNull();
+    expect(done.message).toMatch(/did not start: EC2 status checks failed.*The machine is kept/);
+    // Not silently: the timeline says it; and the machine is not terminated.
+    const events = await stack.rt.services.recoveries.events(user.id, r.id);
+    expect(events.some((e) => e.step === "CHECKING" && e.status === "FAILED" && /did not start/.test(e.message ?? ""))).toBe(true);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+    const rows = await stack.rt.database.db.select().from(instances).where(eq(instances.recoveryId, r.id));
+    expect(rows.map((x) => x.state)).toEqual(["RUNNING"]);
   });
 
   it("retries throttling with backoff and completes; the timeline shows the retry", async () => {

@@ -4,6 +4,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  patched,
   proxyActivities,
   sleep,
   workflowInfo,
@@ -28,6 +29,8 @@ export interface RecoveryWorkflowInput {
   pollIntervalMs: number;
   /** How fast a dead worker is noticed mid-step. */
   heartbeatTimeoutMs: number;
+  /** "Checking it started": the boot-evidence collector on the launched machine (absent: no check). */
+  bootCheck?: { timeoutMs: number; pollIntervalMs: number; ports: number[]; bootMarker?: string; graceMs?: number };
 }
 
 export type RecoveryOutcome =
@@ -47,7 +50,9 @@ function reasonOf(err: unknown): string {
 
 /**
  * One recovery, durably: PREPARING (compose the restore point server-side) → IMPORTING → LAUNCHING
- * → COMPLETED. On failure, cancellation or the time limit, everything created so far is removed in
+ * → CHECKING (evidence that the machine started) → COMPLETED. A machine that fails its check (or
+ * shows nothing before the check's timeout) is still COMPLETED, with bootCheck FAILED/INCONCLUSIVE,
+ * its evidence and a message that says so: the machine is kept for the customer to look at. On failure, cancellation or the time limit, everything created so far is removed in
  * a non-cancellable scope before the recovery is marked FAILED (reason TIMED_OUT on the limit) or
  * CANCELLED. Every step is idempotent, so replay after a worker or API crash never duplicates work.
  */
@@ -103,9 +108,21 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
       resources.instanceId = launched.instanceId;
       resources.securityGroupId = launched.securityGroupId;
       const status = await target.waitForInstance({ recoveryId: input.recoveryId, target: input.target, instanceId: launched.instanceId, pollIntervalMs: input.pollIntervalMs });
+      // Workflows started before the boot check existed replay without it.
+      const bootCheck =
+        input.bootCheck && patched("boot-check")
+          ? await target.checkBoot({
+              recoveryId: input.recoveryId,
+              userId: input.userId,
+              target: input.target,
+              instanceId: launched.instanceId,
+              launchedAtMs: launched.launchedAtMs,
+              ...input.bootCheck,
+            })
+          : undefined;
       // The image now lives at the target: the composed object goes before the recovery is reported done.
       await quick.deleteComposedImage({ recoveryId: input.recoveryId, key: image.key });
-      const instanceRowId = await quick.completeRecovery({ recoveryId: input.recoveryId, userId: input.userId, target: input.target, instanceId: launched.instanceId, name: input.name, status });
+      const instanceRowId = await quick.completeRecovery({ recoveryId: input.recoveryId, userId: input.userId, target: input.target, instanceId: launched.instanceId, name: input.name, status, bootCheck });
       return { state: "COMPLETED" as const, instanceRowId, instanceId: launched.instanceId };
     });
     return outcome;

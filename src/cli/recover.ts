@@ -19,6 +19,7 @@ import {
 import type { ReCloClient } from "../client/graphql-client";
 import { CliError, UsageError, ask, authedClient, describeError, errorCode, fetchPages, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
 import { formatBytes } from "./progress";
+import { verdictWords } from "../verification/verdict-words";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";
 import { TERMINAL_STATES, watchRecovery } from "./watch";
 
@@ -26,18 +27,22 @@ import { TERMINAL_STATES, watchRecovery } from "./watch";
  * The Recovery Manager commands of `reclo`: recover (pick, start, watch live, cancel, attach),
  * recoveries, instances, instance start|stop|terminate|show.
  *
- * Exit codes of `recover`: 0 COMPLETED (or CANCELLED for --cancel), 1 FAILED/CANCELLED/error,
- * 2 usage, 130 detached with Ctrl-C (the recovery keeps running).
+ * Exit codes of `recover`: 0 COMPLETED and seen to start (or CANCELLED for --cancel), 1
+ * FAILED/CANCELLED/error, 2 usage, 3 COMPLETED but the machine did not pass its boot check
+ * (FAILED or INCONCLUSIVE; the machine is kept), 130 detached with Ctrl-C (the recovery keeps running).
  */
 
 export const EXIT_DETACHED = 130;
+export const EXIT_BOOT_CHECK_FAILED = 3;
 
 export const RECOVERY_USAGE: Record<string, string> = {
   recover: `Usage: reclo recover [backup-id] [options]
        reclo recover --attach <recovery-id>
        reclo recover --cancel <recovery-id>
 
-Recovers a restore point into a new machine and shows its progress live until it is reachable.
+Recovers a restore point into a new machine and shows its progress live until it is seen to
+start: Preparing, Importing, Launching, then Checking it started (its screen, its SSH/RDP
+services, the provider's status checks), with the evidence and the measured RTO at the end.
 Without a backup id, lists your restore points (source, date, kind, size, verified?) and asks
 which one (the answer may come from stdin). Ctrl-C detaches: the recovery keeps running on the
 server; watch it again with --attach. Recovering a backup that is already being recovered
@@ -55,7 +60,8 @@ Options:
                        connection, completed/failed/cancelled, detached, error)
   --url URL            GraphQL endpoint
 
-Exit codes: 0 completed (cancelled, with --cancel), 1 failed or cancelled, 2 usage, 130 detached.
+Exit codes: 0 completed and started (cancelled, with --cancel), 1 failed or cancelled, 2 usage,
+3 completed but the machine did not pass its boot check (it is kept), 130 detached.
 The live view reconnects by itself when the network drops, and picks up from the current state.
 `,
   recoveries: `Usage: reclo recoveries [--active] [--limit N] [--json] [--url URL]
@@ -161,7 +167,8 @@ async function recover(ctx: CommandContext): Promise<number> {
     let machine: InstanceFieldsFragment | null = null;
     if (end.state === "COMPLETED") machine = (await client.request(RecoveryTimelineDocument, { id: recoveryId })).recovery.instance;
     view.finish(end, machine);
-    return end.state === "COMPLETED" || (cancelId && end.state === "CANCELLED") ? 0 : 1;
+    if (end.state === "COMPLETED") return end.bootCheck && end.bootCheck.status !== "VERIFIED" ? EXIT_BOOT_CHECK_FAILED : 0;
+    return cancelId && end.state === "CANCELLED" ? 0 : 1;
   } catch (err) {
     view.error(describeError(err, settings), errorCode(err));
     if (json) io.stderr.write(`reclo: ${describeError(err, settings)}\n`);
@@ -175,11 +182,10 @@ async function recover(ctx: CommandContext): Promise<number> {
 
 type RestorePoint = RestorePointsQuery["backups"]["edges"][number]["node"];
 
+/** The boot check for the picker: "verified" only with positive evidence, else what was seen. */
 export function verificationLabel(v: RestorePoint["verification"]): string {
-  if (!v) return "not verified";
-  if (v.status === "VERIFIED") return `verified: booted${v.bootSeconds !== null ? ` in ${v.bootSeconds.toFixed(1)} s` : ""}`;
-  if (v.status === "FAILED") return `FAILED to boot${v.failureReason ? `: ${v.failureReason}` : ""}`;
-  return "being verified…";
+  const short = verdictWords(v).short;
+  return short.length > 100 ? `${short.slice(0, 99)}…` : short;
 }
 
 /** Lists the restorable restore points and asks which one; null when the user quits. */

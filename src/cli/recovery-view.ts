@@ -12,7 +12,9 @@ export const STEPS = [
   { state: "PREPARING", label: "Preparing", what: "assembling the restore point" },
   { state: "IMPORTING", label: "Importing", what: "turning it into a machine image" },
   { state: "LAUNCHING", label: "Launching", what: "starting the machine" },
+  { state: "CHECKING", label: "Checking it started", what: "looking at its screen and services" },
 ] as const;
+const LABEL_WIDTH = Math.max(...STEPS.map((s) => s.label.length));
 
 export interface RecoveryHeader {
   recoveryId: string;
@@ -66,8 +68,26 @@ function elapsedOf(r: RecoveryUpdate, now = Date.now()): number {
   return Math.max(0, (to - from) / 1000);
 }
 
+const MARK = (e: { ok: boolean; failure: boolean }) => (e.ok ? "✔" : e.failure ? "✘" : "–");
+
+/** The boot check in words: the verdict, then each piece of evidence with its mark. */
+export function bootCheckLines(r: RecoveryUpdate): string[] {
+  const b = r.bootCheck;
+  if (!b) return [];
+  const head =
+    b.status === "VERIFIED"
+      ? `Checked: it started${r.rtoSeconds != null ? ` (measured RTO ${formatDuration(r.rtoSeconds)} from the start of the recovery)` : ""}. Evidence:`
+      : b.status === "FAILED"
+        ? `Checked: it did NOT start — ${b.reason ?? "a failure was seen"}. The machine is kept so you can look at it. Evidence:`
+        : b.status === "INCONCLUSIVE"
+          ? `Checked: nothing showed that it started — ${b.reason ?? "no evidence"}. The machine is kept so you can look at it. Evidence:`
+          : "Checking that it started…";
+  return [head, ...b.evidence.map((e) => `  ${MARK(e)} ${e.kind.padEnd(8)} ${e.detail}`)];
+}
+
 function endLine(r: RecoveryUpdate): string {
   const took = formatDuration(elapsedOf(r));
+  if (r.state === "COMPLETED" && r.bootCheck && r.bootCheck.status !== "VERIFIED") return `Recovery ${r.id} COMPLETED in ${took}, but the machine did not pass its boot check (${r.bootCheck.status}).`;
   if (r.state === "COMPLETED") return `Recovery ${r.id} COMPLETED in ${took}.`;
   if (r.state === "CANCELLED") return `Recovery ${r.id} CANCELLED after ${took}: everything it created has been removed.`;
   return `Recovery ${r.id} FAILED after ${took}: ${r.failureReason ?? r.message ?? "no reason given"}`;
@@ -109,7 +129,16 @@ export class JsonRecoveryView implements RecoveryView {
   }
 
   finish(r: RecoveryUpdate, instance: InstanceFieldsFragment | null): void {
-    this.emit({ event: r.state.toLowerCase(), recoveryId: r.id, state: r.state, failureReason: r.failureReason, instance, seconds: Math.round(elapsedOf(r) * 10) / 10 });
+    this.emit({
+      event: r.state.toLowerCase(),
+      recoveryId: r.id,
+      state: r.state,
+      failureReason: r.failureReason,
+      instance,
+      seconds: Math.round(elapsedOf(r) * 10) / 10,
+      rtoSeconds: r.rtoSeconds ?? null,
+      bootCheck: r.bootCheck ?? null,
+    });
   }
 
   detached(recoveryId: string): void {
@@ -161,6 +190,7 @@ export class PlainRecoveryView implements RecoveryView {
 
   finish(r: RecoveryUpdate, instance: InstanceFieldsFragment | null): void {
     this.out.write(`${endLine(r)}\n`);
+    for (const l of bootCheckLines(r)) this.out.write(`${l}\n`);
     if (instance) for (const l of reachInstructions(instance)) this.out.write(`${l}\n`);
   }
 
@@ -214,7 +244,7 @@ export class TtyRecoveryView implements RecoveryView {
     this.r = r;
     this.draw();
     this.end();
-    this.print(["", endLine(r), ...(instance ? reachInstructions(instance) : [])]);
+    this.print(["", endLine(r), ...bootCheckLines(r), ...(instance ? reachInstructions(instance) : [])]);
   }
 
   detached(recoveryId: string): void {
@@ -259,15 +289,15 @@ export class TtyRecoveryView implements RecoveryView {
       const done = finished || (current >= 0 && i < current) || (current < 0 && this.stepDone.has(s.state));
       if (done) {
         const t = this.stepDone.get(s.state);
-        lines.push(`  ✔ ${s.label.padEnd(10)} done${t !== undefined ? ` (at ${formatDuration(t)})` : ""}`);
+        lines.push(`  ✔ ${s.label.padEnd(LABEL_WIDTH)} done${t !== undefined ? ` (at ${formatDuration(t)})` : ""}`);
       } else if (i === current && !TERMINAL_STATES.has(r.state)) {
-        lines.push(`  ▶ ${s.label.padEnd(10)} ${bar(r.stepProgress, 20)} ${String(r.stepProgress).padStart(3)}%  ${r.message ?? s.what}`);
+        lines.push(`  ▶ ${s.label.padEnd(LABEL_WIDTH)} ${bar(r.stepProgress, 20)} ${String(r.stepProgress).padStart(3)}%  ${r.message ?? s.what}`);
       } else {
-        lines.push(`  · ${s.label.padEnd(10)} ${r.state === "FAILED" || r.state === "CANCELLED" ? "not reached" : "waiting"}`);
+        lines.push(`  · ${s.label.padEnd(LABEL_WIDTH)} ${r.state === "FAILED" || r.state === "CANCELLED" ? "not reached" : "waiting"}`);
       }
     });
     const stateWord = r.state === "PENDING" ? "waiting for a worker" : r.state;
-    lines.push(`  Total      ${bar(r.totalProgress, 20)} ${String(r.totalProgress).padStart(3)}%  elapsed ${formatDuration(elapsedOf(r))}  ${stateWord}`);
+    lines.push(`  ${"Total".padEnd(LABEL_WIDTH)} ${bar(r.totalProgress, 20)} ${String(r.totalProgress).padStart(3)}%  elapsed ${formatDuration(elapsedOf(r))}  ${stateWord}`);
     if (this.status) lines.push(`  ${this.status}`);
     this.clear();
     for (const l of lines) this.out.write(`${l.length > cols - 1 ? `${l.slice(0, cols - 2)}…` : l}\n`);

@@ -1,7 +1,9 @@
+import type { Evidence } from "../verification/evidence/types";
 import { createPubSub, type PubSub as YogaPubSub } from "@graphql-yoga/subscription";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
 import { setMaxListeners } from "node:events";
+import type { BootCheckRecord } from "../db/schema";
 
 /**
  * The one typed pub/sub module. Payloads are plain JSON (ids, strings, numbers) so they survive
@@ -33,7 +35,7 @@ export interface RecoverySnapshot {
   userId: string;
   backupId: string;
   target: "AWS" | "LOCAL";
-  state: "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "COMPLETED" | "FAILED" | "CANCELLED";
+  state: "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "CHECKING" | "COMPLETED" | "FAILED" | "CANCELLED";
   stepProgress: number;
   totalProgress: number;
   message: string | null;
@@ -43,14 +45,18 @@ export interface RecoverySnapshot {
   completedAt: string | null;
   createdAt: string;
   version: number;
+  bootCheck: BootCheckRecord | null;
+  rtoSeconds: number | null;
 }
 
 export interface VerificationSnapshot {
   id: string;
   userId: string;
   backupId: string;
-  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED";
+  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED" | "INCONCLUSIVE";
   bootSeconds: number | null;
+  evidence: Evidence[];
+  screenText: string | null;
   screenshotKey: string | null;
   failureReason: string | null;
   startedAt: string | null;

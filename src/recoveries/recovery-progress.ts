@@ -1,17 +1,18 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { recoveries, recoveryEvents, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
+import { recoveries, recoveryEvents, type BootCheckRecord, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
 import { newId } from "../common/ids";
 import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
 
 export type RecoveryState = RecoveryRow["state"];
-export type StepState = "PREPARING" | "IMPORTING" | "LAUNCHING";
+export type StepState = "PREPARING" | "IMPORTING" | "LAUNCHING" | "CHECKING";
 
-/** Share of the whole recovery each step covers (PREPARING 0–30 %, IMPORTING 30–75 %, LAUNCHING 75–100 %). */
+/** Share of the whole recovery each step covers (PREPARING 0–30 %, IMPORTING 30–70 %, LAUNCHING 70–85 %, CHECKING 85–100 %). */
 export const STEP_RANGE: Record<StepState, [number, number]> = {
   PREPARING: [0, 30],
-  IMPORTING: [30, 75],
-  LAUNCHING: [75, 100],
+  IMPORTING: [30, 70],
+  LAUNCHING: [70, 85],
+  CHECKING: [85, 100],
 };
 
 export function totalFor(state: StepState, stepPercent: number): number {
@@ -36,6 +37,8 @@ export function snapshotOf(row: RecoveryRow): RecoverySnapshot {
     completedAt: iso(row.completedAt),
     createdAt: row.createdAt.toISOString(),
     version: row.version,
+    bootCheck: row.bootCheck ?? null,
+    rtoSeconds: row.rtoSeconds ?? null,
   };
 }
 
@@ -96,6 +99,16 @@ export class RecoveryProgress {
       })
       .where(and(eq(recoveries.id, recoveryId), eq(recoveries.state, state), sql`(${recoveries.stepProgress} < ${p} OR ${message ?? null} IS NOT NULL)`));
     if (res.affectedRows) this.publishThrottled(recoveryId);
+  }
+
+  /** Records the boot check as it stands (and, once known, the measured RTO) and publishes it. */
+  async setBootCheck(recoveryId: string, bootCheck: BootCheckRecord, rtoSeconds?: number | null): Promise<void> {
+    const now = this.now();
+    await this.db
+      .update(recoveries)
+      .set({ bootCheck, ...(rtoSeconds !== undefined ? { rtoSeconds } : {}), updatedAt: now, version: sql`${recoveries.version} + 1` })
+      .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])));
+    this.publishThrottled(recoveryId);
   }
 
   async setResources(recoveryId: string, patch: RecoveryResources): Promise<void> {

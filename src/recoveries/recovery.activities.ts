@@ -1,14 +1,16 @@
 import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
-import { DeleteObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { and, eq, inArray, lt } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { ACTIVE_RECOVERY_STATES, instances, recoveries, type RecoveryResources } from "../db/schema";
+import { ACTIVE_RECOVERY_STATES, instances, recoveries, type BootCheckRecord, type RecoveryResources } from "../db/schema";
 import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
 import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
 import { RecoveryProgress, type StepState } from "./recovery-progress";
 import { callTarget } from "./targets/call";
+import { BootCheckAbortedError, type Evidence } from "../verification/evidence";
+import { runBootCheck } from "./boot-check";
 import { type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "./targets/target";
 
 export interface RecoveryActivityDeps {
@@ -16,6 +18,10 @@ export interface RecoveryActivityDeps {
   s3: S3Client;
   store: ChunkStore;
   importsBucket: string;
+  /** Where the boot check's screenshot is kept. */
+  artifactsBucket: string;
+  /** OCR binary for the boot check's screenshots (default "tesseract"). */
+  tesseract?: string;
   progress: RecoveryProgress;
   instances: InstanceService;
   /** Compute targets by kind; a missing kind fails the step as not configured. */
@@ -30,6 +36,15 @@ export interface RecoveryCleanup extends RecoveryResources {
   target: TargetKind;
   composeUploadId?: string;
 }
+
+/** What the boot check found, for the workflow and the final message. */
+export interface BootCheckOutcome {
+  status: "VERIFIED" | "FAILED" | "INCONCLUSIVE";
+  reason?: string;
+  rtoSeconds?: number;
+}
+
+const evidenceLine = (e: Evidence) => `${e.kind} ${e.ok ? "✓" : e.failure ? "✗" : "–"} ${e.detail}`;
 
 const info = () => Context.current().info;
 
@@ -159,7 +174,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       );
       await deps.progress.setResources(input.recoveryId, { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId });
       await deps.progress.progress(input.recoveryId, "LAUNCHING", 20, `Instance ${launched.instanceId} starting`);
-      return launched;
+      return { ...launched, launchedAtMs: Date.now() };
     },
 
     /** LAUNCHING, part 2: waits until the provider reports it running; a lost/terminated instance fails. */
@@ -170,6 +185,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         heartbeat(status.state);
         if (status.state === "running") {
           await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, `Running at ${status.publicAddress ?? status.privateAddress ?? "(no address)"}`);
+          await deps.progress.event(input.recoveryId, "LAUNCHING", "SUCCEEDED", `Instance ${input.instanceId} running`, info().attempt);
           return status;
         }
         if (status.state === "terminated" || status.state === "lost")
@@ -180,8 +196,100 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       }
     },
 
-    /** COMPLETED: the instances row (idempotent per recovery) and the terminal state. */
-    async completeRecovery(input: { recoveryId: string; userId: string; target: TargetKind; instanceId: string; name: string; status: InstanceStatus }): Promise<string> {
+    /**
+     * CHECKING: the boot-evidence collector on the recovered machine, until it is seen up (VERIFIED),
+     * seen failing (FAILED) or the check's time runs out (INCONCLUSIVE). Every piece of evidence goes
+     * on the timeline and into `bootCheck` as it is seen; the last screenshot is kept in the
+     * artifacts bucket; the RTO is measured from the recovery's creation (startRecovery) to the
+     * first positive signal. A retried attempt starts collecting again (launchedAtMs is the
+     * workflow's), so a worker crash never loses the verdict.
+     */
+    async checkBoot(input: {
+      recoveryId: string;
+      userId: string;
+      target: TargetKind;
+      instanceId: string;
+      launchedAtMs: number;
+      timeoutMs: number;
+      pollIntervalMs: number;
+      ports: number[];
+      bootMarker?: string;
+      /** After the first decisive signal, how long to keep collecting corroborating evidence. */
+      graceMs?: number;
+    }): Promise<BootCheckOutcome> {
+      await deps.progress.enter(input.recoveryId, "CHECKING", "Checking that the machine started");
+      await started(input.recoveryId, "CHECKING", `Checking that ${input.instanceId} started`);
+      const [row] = await deps.db.select({ createdAt: recoveries.createdAt }).from(recoveries).where(eq(recoveries.id, input.recoveryId)).limit(1);
+      if (!row) throw ApplicationFailure.nonRetryable(`recovery ${input.recoveryId} not found`, "NotFound");
+      const record: BootCheckRecord = { status: "CHECKING", evidence: [] };
+      await deps.progress.setBootCheck(input.recoveryId, record);
+      const ctx = Context.current();
+      const cancelled = ctx.cancellationSignal;
+      // A poll may take longer than the heartbeat timeout (OCR of a changing screen on a busy host),
+      // so this process heartbeats on a timer while it works; a dead worker still stops heartbeating.
+      const beat = setInterval(() => ctx.heartbeat(), 1000);
+      // Progress while nothing is decided: approaches 90 % as the usual boot time (a minute) passes.
+      const stepPercent = () => Math.min(90, Math.floor(90 * (1 - Math.exp(-(Date.now() - input.launchedAtMs) / 60_000))));
+      try {
+        let result;
+        try {
+          result = await runBootCheck({
+            target: target(input.target),
+            instanceId: input.instanceId,
+            launchedAtMs: input.launchedAtMs,
+            timeoutMs: input.timeoutMs,
+            pollIntervalMs: input.pollIntervalMs,
+            ports: input.ports,
+            bootMarker: input.bootMarker,
+            graceMs: input.graceMs,
+            tesseract: deps.tesseract,
+            signal: cancelled,
+            onPoll: () => {
+              heartbeat();
+              void deps.progress.progress(input.recoveryId, "CHECKING", stepPercent()).catch(() => {});
+            },
+            onEvidence: async (e) => {
+              record.evidence.push({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at });
+              await deps.progress.event(input.recoveryId, "CHECKING", "OBSERVED", evidenceLine(e), info().attempt);
+              await deps.progress.setBootCheck(input.recoveryId, record);
+              await deps.progress.progress(input.recoveryId, "CHECKING", stepPercent(), `Seen: ${e.detail.slice(0, 200)}`);
+            },
+          });
+        } catch (err) {
+          if (err instanceof BootCheckAbortedError || cancelled.aborted) throw new CancelledFailure(`boot check of recovery ${input.recoveryId} cancelled`);
+          throw err;
+        }
+        // The evidence as the check reports it in full (including what was checked and did not pass).
+        record.evidence = result.evidence.map((e) => ({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at }));
+        record.status = result.verdict;
+        record.reason = result.reason?.slice(0, 1000);
+        record.screenText = result.screenText?.trim().slice(0, 4000) || undefined;
+        record.checkedAt = new Date().toISOString();
+        if (result.screenshot) {
+          const jpeg = result.screenshot[0] === 0xff && result.screenshot[1] === 0xd8;
+          const key = `${input.userId}/recoveries/${input.recoveryId}-check.${jpeg ? "jpg" : "png"}`;
+          await deps.progress.setResources(input.recoveryId, { checkScreenshotKey: key });
+          await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: result.screenshot, ContentType: jpeg ? "image/jpeg" : "image/png" }));
+          record.screenshotKey = key;
+          record.screenshotContentType = jpeg ? "image/jpeg" : "image/png";
+        }
+        const rtoSeconds = result.firstPositiveAtMs !== undefined ? Math.max(0, Math.round((result.firstPositiveAtMs - row.createdAt.getTime()) / 10) / 100) : null;
+        await deps.progress.setBootCheck(input.recoveryId, record, rtoSeconds);
+        await deps.progress.progress(input.recoveryId, "CHECKING", 100);
+        const attempt = info().attempt;
+        if (result.verdict === "VERIFIED") await deps.progress.event(input.recoveryId, "CHECKING", "SUCCEEDED", `It started: measured RTO ${rtoSeconds} s`, attempt);
+        else await deps.progress.event(input.recoveryId, "CHECKING", "FAILED", `${result.verdict === "FAILED" ? "It did not start" : "Could not tell whether it started"}: ${record.reason ?? "no evidence"}`, attempt);
+        return { status: result.verdict, ...(record.reason ? { reason: record.reason } : {}), ...(rtoSeconds !== null ? { rtoSeconds } : {}) };
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    /**
+     * COMPLETED: the instances row (idempotent per recovery) and the terminal state. A machine that
+     * failed its boot check (or could not be shown to start) stays, and the message says so.
+     */
+    async completeRecovery(input: { recoveryId: string; userId: string; target: TargetKind; instanceId: string; name: string; status: InstanceStatus; bootCheck?: BootCheckOutcome }): Promise<string> {
       const existing = await deps.instances.forRecovery(input.userId, input.recoveryId);
       const row =
         existing ??
@@ -195,8 +303,16 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
           privateAddress: input.status.privateAddress ?? null,
           zone: input.status.zone ?? null,
         }));
-      await deps.progress.event(input.recoveryId, "LAUNCHING", "SUCCEEDED", `Instance ${input.instanceId} running`, info().attempt);
-      await deps.progress.finish(input.recoveryId, "COMPLETED", { message: `Recovered: ${input.name} at ${input.status.publicAddress ?? input.status.privateAddress ?? "unknown address"}` });
+      const at = input.status.publicAddress ?? input.status.privateAddress ?? "unknown address";
+      const check = input.bootCheck;
+      const message = !check
+        ? `Recovered: ${input.name} at ${at}`
+        : check.status === "VERIFIED"
+          ? `Recovered: ${input.name} at ${at}; it started (measured RTO ${check.rtoSeconds ?? "?"} s)`
+          : check.status === "FAILED"
+            ? `Recovered ${input.name} at ${at}, but it did not start: ${check.reason ?? "boot check failed"}. The machine is kept so you can look at it.`
+            : `Recovered ${input.name} at ${at}, but nothing showed that it started: ${check.reason ?? "no evidence"}. The machine is kept so you can look at it.`;
+      await deps.progress.finish(input.recoveryId, "COMPLETED", { message: message.slice(0, 1024) });
       return row.id;
     },
 
@@ -223,6 +339,11 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => callTarget(() => t.terminateInstance(input.instanceId!)));
       if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
       if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
+      if (input.checkScreenshotKey) {
+        await step(`deleted boot-check screenshot ${input.checkScreenshotKey}`, async () => {
+          await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.artifactsBucket, Key: input.checkScreenshotKey }));
+        });
+      }
       if (input.composedKey) {
         if (input.composeUploadId) await abortComposition(deps.s3, deps.importsBucket, input.composedKey, input.composeUploadId);
         await step(`deleted composed image ${input.composedKey}`, async () => {

@@ -6,6 +6,8 @@ import { withoutNulls } from "../graphql/nulls";
 import { Instance } from "../instances/instance.type";
 import { RecoveriesArgs, Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets, StartRecoveryInput } from "./recovery.type";
 import type { RecoverySnapshot } from "../graphql/pubsub";
+import { BootCheck, type BootCheckStatus } from "./boot-check.type";
+import type { EvidenceKind } from "../verification/verification.type";
 
 /** A snapshot from an event (ISO dates) as the Recovery object type. */
 function fromSnapshot(s: RecoverySnapshot): Recovery {
@@ -62,6 +64,22 @@ export class RecoveryResolver {
   @FieldResolver(() => Backup, { description: "The restore point being recovered" })
   backup(@Root() recovery: Recovery, @Ctx() ctx: Context) {
     return ctx.services.backups.get(currentUser(ctx).id, recovery.backupId);
+  }
+
+  @FieldResolver(() => BootCheck, { nullable: true, description: "\"Checking it started\": the verdict and evidence from the machine after launch (null before CHECKING)" })
+  async bootCheck(@Root() recovery: Recovery, @Ctx() ctx: Context): Promise<BootCheck | null> {
+    const b = recovery.bootCheck;
+    if (!b) return null;
+    // A failed or cancelled recovery removed its screenshot with everything else.
+    const kept = b.screenshotKey && recovery.state !== "FAILED" && recovery.state !== "CANCELLED";
+    return {
+      status: b.status as BootCheckStatus,
+      evidence: b.evidence.map((e) => ({ kind: e.kind as EvidenceKind, ok: e.ok, failure: Boolean(e.failure), detail: e.detail, at: new Date(e.at) })),
+      reason: b.reason ?? null,
+      screenText: b.screenText ?? null,
+      screenshotUrl: kept ? (await ctx.services.instances.presignArtifact(b.screenshotKey!)).url : null,
+      checkedAt: b.checkedAt ? new Date(b.checkedAt) : null,
+    };
   }
 
   @FieldResolver(() => Instance, { nullable: true, description: "The machine it produced, once launched" })

@@ -26,7 +26,7 @@ export interface RecoveryServiceDeps {
   progress: RecoveryProgress;
   pubSub: AppPubSub;
   limits: PageLimits;
-  config: Pick<Config, "recovery" | "aws" | "temporal">;
+  config: Pick<Config, "recovery" | "aws" | "temporal" | "verification">;
   /** Temporal client (absent in processes that cannot start workflows). */
   temporal?: Client;
   /** Fair-use limits on concurrent recoveries and running machines. */
@@ -126,6 +126,15 @@ export class RecoveryService {
       timeLimitMs: recovery.timeLimitMs,
       pollIntervalMs: recovery.pollIntervalMs,
       heartbeatTimeoutMs: recovery.heartbeatTimeoutMs,
+      bootCheck: {
+        timeoutMs: recovery.bootCheckTimeoutMs,
+        // Locally a poll is a screenshot (and OCR when it changed): about once a second. On AWS
+        // every poll is two API calls, so it follows the provider polling interval.
+        pollIntervalMs: target === "LOCAL" ? Math.min(2000, Math.max(1000, recovery.pollIntervalMs)) : recovery.pollIntervalMs,
+        ports: target === "LOCAL" ? [22, 3389] : [],
+        graceMs: this.deps.config.verification.evidenceGraceMs,
+        ...(this.deps.config.verification.bootMarker ? { bootMarker: this.deps.config.verification.bootMarker } : {}),
+      },
     };
     try {
       await this.deps.temporal.workflow.start("recoveryWorkflow", {
@@ -178,6 +187,8 @@ export class RecoveryService {
       startedAt: null,
       deadlineAt: null,
       completedAt: null,
+      bootCheck: null,
+      rtoSeconds: null,
       createdAt: now,
       updatedAt: now,
     };

@@ -1,11 +1,13 @@
 import { ArgsType, Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import { Connection, PageArgsInput } from "../graphql/connection";
+import type { BootCheckRecord } from "../db/schema";
 
 export enum RecoveryState {
   PENDING = "PENDING",
   PREPARING = "PREPARING",
   IMPORTING = "IMPORTING",
   LAUNCHING = "LAUNCHING",
+  CHECKING = "CHECKING",
   COMPLETED = "COMPLETED",
   FAILED = "FAILED",
   CANCELLED = "CANCELLED",
@@ -14,7 +16,10 @@ export enum RecoveryTarget {
   AWS = "AWS",
   LOCAL = "LOCAL",
 }
-registerEnumType(RecoveryState, { name: "RecoveryState" });
+registerEnumType(RecoveryState, {
+  name: "RecoveryState",
+  description: "PREPARING → IMPORTING → LAUNCHING → CHECKING (evidence that the machine started) → COMPLETED (see bootCheck for what was seen), or FAILED / CANCELLED",
+});
 registerEnumType(RecoveryTarget, { name: "RecoveryTarget", description: "Where the recovered machine runs: AWS EC2 or the local QEMU/KVM host" });
 
 @ObjectType({ description: "The recovery of a restore point into a new virtual machine" })
@@ -55,7 +60,11 @@ export class Recovery {
   @Field(() => Int, { description: "Grows with every change: a client that re-subscribes skips what it has already seen" })
   version: number;
 
+  @Field(() => Number, { nullable: true, description: "Measured recovery time objective: seconds from startRecovery to the first positive sign that the machine started (null until then, or when none was seen)" })
+  rtoSeconds: number | null;
+
   backupId: string;
+  bootCheck: BootCheckRecord | null;
 }
 
 export enum RecoveryEventStatus {
@@ -65,8 +74,12 @@ export enum RecoveryEventStatus {
   RETRYING = "RETRYING",
   CANCELLED = "CANCELLED",
   CLEANUP = "CLEANUP",
+  OBSERVED = "OBSERVED",
 }
-registerEnumType(RecoveryEventStatus, { name: "RecoveryEventStatus", description: "CLEANUP: a resource removed while compensating a failed, cancelled or timed-out recovery" });
+registerEnumType(RecoveryEventStatus, {
+  name: "RecoveryEventStatus",
+  description: "CLEANUP: a resource removed while compensating a failed, cancelled or timed-out recovery; OBSERVED: evidence the boot check saw",
+});
 
 @ObjectType({ description: "One entry of a recovery's timeline" })
 export class RecoveryEvent {
@@ -112,7 +125,7 @@ export const RecoveryConnection = Connection("Recovery", Recovery);
 
 @InputType({ description: "Filters for `recoveries`; all optional, combined with AND" })
 export class RecoveryFilter {
-  @Field({ nullable: true, description: "true: only recoveries still under way (PENDING to LAUNCHING); false: only finished ones" })
+  @Field({ nullable: true, description: "true: only recoveries still under way (PENDING to CHECKING); false: only finished ones" })
   active?: boolean;
 
   @Field(() => ID, { nullable: true, description: "Only recoveries of this backup" })

@@ -27,6 +27,8 @@ export function activitiesFor(rt: Runtime) {
       s3: rt.s3,
       store: rt.services.chunks,
       importsBucket: rt.config.s3.buckets.imports,
+      artifactsBucket: rt.config.s3.buckets.artifacts,
+      tesseract: rt.config.verification.tesseract,
       progress: rt.services.recoveryProgress,
       instances: rt.services.instances,
       targets: rt.targets,
@@ -38,6 +40,7 @@ export function activitiesFor(rt: Runtime) {
       importsBucket: rt.config.s3.buckets.imports,
       artifactsBucket: rt.config.s3.buckets.artifacts,
       verifications: rt.services.verifications,
+      tesseract: rt.config.verification.tesseract,
       local: rt.targets.LOCAL,
     },
   });

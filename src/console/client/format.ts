@@ -45,6 +45,7 @@ export const STEPS = [
   { state: "PREPARING", title: "Getting the backup ready" },
   { state: "IMPORTING", title: "Building the machine's disk" },
   { state: "LAUNCHING", title: "Starting the machine" },
+  { state: "CHECKING", title: "Checking it started" },
   { state: "COMPLETED", title: "Done" },
 ] as const satisfies readonly { state: RecoveryState; title: string }[];
 
@@ -58,6 +59,8 @@ export function stateLabel(state: RecoveryState): string {
       return "Building the machine's disk";
     case "LAUNCHING":
       return "Starting the machine";
+    case "CHECKING":
+      return "Checking it started";
     case "COMPLETED":
       return "Finished: the machine is up";
     case "FAILED":

@@ -3,14 +3,24 @@
  * Same shapes as src/client/operations (RestorePoints, RecoveryTimeline, …).
  */
 
-export type RecoveryState = "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "COMPLETED" | "FAILED" | "CANCELLED";
+export type RecoveryState = "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" | "CHECKING" | "COMPLETED" | "FAILED" | "CANCELLED";
 export type InstanceState = "PENDING" | "RUNNING" | "STOPPING" | "STOPPED" | "TERMINATED" | "LOST";
 export type Target = "AWS" | "LOCAL";
 
+export interface BootEvidence {
+  kind: "FIRMWARE" | "SCREEN" | "SERVICE" | "MARKER" | "MACHINE";
+  ok: boolean;
+  failure: boolean;
+  detail: string;
+  at: string;
+}
+
 export interface Verification {
   id: string;
-  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED";
+  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED" | "INCONCLUSIVE";
   bootSeconds: number | null;
+  /** What the check saw, in order. */
+  evidence: BootEvidence[];
   checkedAt: string | null;
   failureReason: string | null;
   /** Presigned, short-lived GET of the screen the check saw. */
@@ -52,12 +62,33 @@ export interface Recovery {
   completedAt: string | null;
   createdAt: string;
   version: number;
+  /** Seconds from startRecovery to the first sign the machine started. */
+  rtoSeconds: number | null;
+  bootCheck: BootCheck | null;
+}
+
+export interface BootEvidence {
+  kind: "FIRMWARE" | "SCREEN" | "SERVICE" | "MARKER" | "MACHINE";
+  ok: boolean;
+  failure: boolean;
+  detail: string;
+  at: string;
+}
+
+/** "Checking it started": the verdict and what was seen (screenText/screenshotUrl only from the timeline query). */
+export interface BootCheck {
+  status: "CHECKING" | "VERIFIED" | "FAILED" | "INCONCLUSIVE";
+  reason: string | null;
+  checkedAt: string | null;
+  evidence: BootEvidence[];
+  screenText?: string | null;
+  screenshotUrl?: string | null;
 }
 
 export interface RecoveryEvent {
   id: string;
   step: RecoveryState;
-  status: "STARTED" | "SUCCEEDED" | "RETRYING" | "FAILED" | "CANCELLED" | "CLEANUP";
+  status: "STARTED" | "SUCCEEDED" | "RETRYING" | "FAILED" | "CANCELLED" | "CLEANUP" | "OBSERVED";
   message: string | null;
   attempt: number;
   createdAt: string;
@@ -65,7 +96,7 @@ export interface RecoveryEvent {
 
 export type BackupSummary = Pick<RestorePoint, "id" | "sourceName" | "kind" | "imageSize" | "createdAt">;
 
-const RECOVERY_FIELDS = "id state target stepProgress totalProgress message failureReason startedAt completedAt createdAt version";
+const RECOVERY_FIELDS = "id state target stepProgress totalProgress message failureReason startedAt completedAt createdAt version rtoSeconds bootCheck { status reason checkedAt evidence { kind ok failure detail at } }";
 const BACKUP_SUMMARY = "id sourceName kind imageSize createdAt";
 const INSTANCE_FIELDS = "id name state provider address privateAddress lastStoppedAt createdAt";
 
@@ -77,7 +108,7 @@ export interface LogInResult {
 export const LOG_OUT = `mutation ConsoleLogOut { logOut }`;
 
 export const RESTORE_POINTS = `query ConsoleRestorePoints($first: Int) {
-  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason screenshotUrl } } } }
+  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason screenshotUrl evidence { kind ok failure detail at } } } } }
 }`;
 export interface RestorePointsResult {
   backups: { totalCount: number; edges: { node: RestorePoint }[] };
@@ -99,6 +130,7 @@ export const RECOVERY_TIMELINE = `query ConsoleRecovery($id: ID!) {
   recovery(id: $id) {
     ${RECOVERY_FIELDS}
     backup { ${BACKUP_SUMMARY} }
+    bootCheck { screenText screenshotUrl }
     events { id step status message attempt createdAt }
     instance { ${INSTANCE_FIELDS} }
   }
@@ -136,5 +168,5 @@ export const STOP_INSTANCE = `mutation ConsoleStopInstance($id: ID!) { stopInsta
 export const TERMINATE_INSTANCE = `mutation ConsoleTerminateInstance($id: ID!) { terminateInstance(id: $id) { ${INSTANCE_FIELDS} } }`;
 export type InstanceMutationResult = { startInstance: Instance } | { stopInstance: Instance } | { terminateInstance: Instance };
 
-export const ACTIVE_STATES: readonly RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"];
+export const ACTIVE_STATES: readonly RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING"];
 export const isActive = (s: RecoveryState) => ACTIVE_STATES.includes(s);

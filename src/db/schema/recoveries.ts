@@ -1,12 +1,12 @@
-import { index, int, json, mysqlEnum, mysqlTable, tinyint, varchar } from "drizzle-orm/mysql-core";
+import { double, index, int, json, mysqlEnum, mysqlTable, tinyint, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
 import { ownerId } from "./owner";
 
-export const RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED", "FAILED", "CANCELLED"] as const;
+export const RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED", "FAILED", "CANCELLED"] as const;
 export const RECOVERY_TARGETS = ["AWS", "LOCAL"] as const;
 export const TERMINAL_RECOVERY_STATES = ["COMPLETED", "FAILED", "CANCELLED"] as const;
-export const ACTIVE_RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING"] as const;
+export const ACTIVE_RECOVERY_STATES = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING"] as const;
 
 export interface RecoveryResources {
   composedKey?: string;
@@ -15,6 +15,35 @@ export interface RecoveryResources {
   snapshotIds?: string[];
   instanceId?: string;
   securityGroupId?: string;
+  /** The boot check's screenshot in the artifacts bucket (removed when the recovery fails). */
+  checkScreenshotKey?: string;
+}
+
+export const BOOT_CHECK_STATUSES = ["CHECKING", "VERIFIED", "FAILED", "INCONCLUSIVE"] as const;
+
+/** One piece of evidence the boot check saw (same shape as the evidence collector's). */
+export interface BootCheckEvidence {
+  kind: string;
+  ok: boolean;
+  /** A failure signature (this alone fails the check). */
+  failure?: boolean;
+  detail: string;
+  /** ISO 8601. */
+  at: string;
+}
+
+/** "Checking it started": what the recovered machine showed after launch. */
+export interface BootCheckRecord {
+  status: (typeof BOOT_CHECK_STATUSES)[number];
+  evidence: BootCheckEvidence[];
+  /** Why it is FAILED or INCONCLUSIVE, in words. */
+  reason?: string;
+  screenText?: string;
+  /** Object key of the last screenshot in the artifacts bucket. */
+  screenshotKey?: string;
+  screenshotContentType?: string;
+  /** When the verdict was reached (ISO 8601). */
+  checkedAt?: string;
 }
 
 /** One recovery of a restore point into a new virtual machine, driven by a Temporal workflow. */
@@ -50,6 +79,10 @@ export const recoveries = mysqlTable(
     /** Start + the recovery time limit (24 h by default). */
     deadlineAt: ts("deadline_at"),
     completedAt: ts("completed_at"),
+    /** The boot check after launch: verdict, evidence, screen (null until it starts). */
+    bootCheck: json("boot_check").$type<BootCheckRecord>(),
+    /** Measured RTO: seconds from startRecovery (created_at) to the first positive boot signal. */
+    rtoSeconds: double("rto_seconds"),
     ...timestamps,
   },
   (t) => [index("recoveries_user_id_idx").on(t.userId, t.id), index("recoveries_backup_state_idx").on(t.backupId, t.state), index("recoveries_state_idx").on(t.state)],

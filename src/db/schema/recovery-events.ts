@@ -3,7 +3,7 @@ import { idColumn, ref, ts } from "../columns";
 import { recoveries, RECOVERY_STATES } from "./recoveries";
 import { ownerId } from "./owner";
 
-export const RECOVERY_EVENT_STATUSES = ["STARTED", "SUCCEEDED", "FAILED", "RETRYING", "CANCELLED", "CLEANUP"] as const;
+export const RECOVERY_EVENT_STATUSES = ["STARTED", "SUCCEEDED", "FAILED", "RETRYING", "CANCELLED", "CLEANUP", "OBSERVED"] as const;
 
 /** The timeline of a recovery: each step's start, retries, end and the cleanup actions. */
 export const recoveryEvents = mysqlTable(

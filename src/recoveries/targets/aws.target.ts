@@ -7,6 +7,7 @@ import {
   DeregisterImageCommand,
   DescribeImagesCommand,
   DescribeImportImageTasksCommand,
+  DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
   DescribeRegionsCommand,
   DescribeSecurityGroupRulesCommand,
@@ -37,6 +38,8 @@ import {
   type InstanceStatus,
   type LaunchRequest,
   type LaunchResult,
+  type StatusCheckState,
+  type StatusChecks,
 } from "./target";
 
 /**
@@ -297,6 +300,23 @@ export class AwsTarget implements ComputeTarget {
       ...(instance.PrivateIpAddress ? { privateAddress: instance.PrivateIpAddress } : {}),
       ...(instance.Placement?.AvailabilityZone ? { zone: instance.Placement.AvailabilityZone } : {}),
     };
+  }
+
+  /**
+   * DescribeInstanceStatus: EC2's system (host, network) and instance (the guest OS answers ARP on
+   * its interface) reachability checks. A pending instance is not listed yet: "initializing".
+   */
+  async statusChecks(instanceId: string): Promise<StatusChecks> {
+    const out = await this.call(() => this.ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId], IncludeAllInstances: true })));
+    const s = (out.InstanceStatuses ?? []).find((x) => x.InstanceId === instanceId);
+    if (!s) return { system: "initializing", instance: "initializing" };
+    const state = (v: string | undefined): StatusCheckState =>
+      v === "ok" || v === "impaired" || v === "initializing" || v === "insufficient-data" || v === "not-applicable" ? v : "insufficient-data";
+    const details = [
+      ...(s.SystemStatus?.Details ?? []).map((d) => `system ${d.Name ?? "check"}: ${d.Status ?? "unknown"}`),
+      ...(s.InstanceStatus?.Details ?? []).map((d) => `instance ${d.Name ?? "check"}: ${d.Status ?? "unknown"}`),
+    ];
+    return { system: state(s.SystemStatus?.Status), instance: state(s.InstanceStatus?.Status), ...(details.length ? { details } : {}) };
   }
 
   async startInstance(instanceId: string): Promise<void> {

@@ -50,5 +50,7 @@ export function qemuNetworkArgs(forwards: readonly GuestForward[]): string[] {
     if (!Number.isInteger(f.hostPort) || f.hostPort < 1 || f.hostPort > 65_535) throw new TargetError(`no host port chosen for guest port ${f.guestPort}`, false, "INVALID_PORTS");
     return `hostfwd=tcp:${FORWARD_BIND_ADDRESS}:${f.hostPort}-:${f.guestPort}`;
   });
-  return ["-netdev", ["user", "id=n0", "restrict=on", "ipv6=off", ...rules].join(","), "-device", "e1000,netdev=n0"];
+  // romfile= (no iPXE option ROM): the guest cannot network-boot anyway, and a disk that does not
+  // boot then ends at "No bootable device" at once, which the firmware log records.
+  return ["-netdev", ["user", "id=n0", "restrict=on", "ipv6=off", ...rules].join(","), "-device", "e1000,netdev=n0,romfile="];
 }

@@ -29,7 +29,7 @@ import { LOCAL_INTERNET_UNSUPPORTED, guestPorts, qemuNetworkArgs, type GuestForw
  *   instances/<instanceId>/           one VM (instanceId = vm-<recoveryId>), mode 0700
  *     base.qcow2                      hard link to the base image, so deleteImage never breaks a VM
  *     overlay.qcow2                   the VM's disk (backing file: base.qcow2)
- *     meta.json qemu.pid qmp.sock serial.log
+ *     meta.json qemu.pid qmp.sock serial.log firmware.log
  *     stopped | stopping              markers written by stopInstance
  *   terminated/<instanceId>           tombstone written by terminateInstance
  *   tmp/<recoveryId>.raw              download in progress
@@ -526,25 +526,19 @@ export class LocalTarget implements ComputeTarget {
   async deleteNetworkGuard(_securityGroupId: string): Promise<void> {}
 
   async consoleOutput(instanceId: string): Promise<string> {
-    const file = path.join(this.instanceDir(instanceId), "serial.log");
-    let fh;
-    try {
-      fh = await fsp.open(file, "r");
-    } catch {
-      return "";
-    }
-    try {
-      const { size } = await fh.stat();
-      const len = Math.min(size, CONSOLE_TAIL_BYTES);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      let start = 0;
-      // Do not start in the middle of a UTF-8 sequence.
-      while (start < buf.length && start < 4 && (buf[start]! & 0xc0) === 0x80) start++;
-      return buf.subarray(start).toString("utf8");
-    } finally {
-      await fh.close();
-    }
+    return tail(path.join(this.instanceDir(instanceId), "serial.log"));
+  }
+
+  async firmwareLog(instanceId: string): Promise<string> {
+    return tail(path.join(this.instanceDir(instanceId), "firmware.log"));
+  }
+
+  async serviceEndpoints(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]> {
+    const meta = await this.requireMeta(instanceId);
+    // Every machine, isolated or not, has loopback forwards of its declared ports (guest-network.ts).
+    const map = new Map<number, number>();
+    for (const f of meta.forwards) if (f.hostPort) map.set(f.guestPort, f.hostPort);
+    return ports.filter((p) => map.has(p)).map((guestPort) => ({ guestPort, host: "127.0.0.1", port: map.get(guestPort)! }));
   }
 
   async screenshot(instanceId: string): Promise<Buffer> {
@@ -673,6 +667,11 @@ export class LocalTarget implements ComputeTarget {
       `file=${qemuOpt(path.join(dir, "overlay.qcow2"))},format=qcow2,if=ide,cache=writeback`,
       "-serial",
       `file:${path.join(dir, "serial.log")}`,
+      // The firmware's (SeaBIOS) own log: boot evidence ("Booting from Hard Disk", "No bootable device").
+      "-chardev",
+      `file,id=fw,path=${qemuOpt(path.join(dir, "firmware.log"))}`,
+      "-device",
+      "isa-debugcon,iobase=0x402,chardev=fw",
       "-qmp",
       `unix:${qemuOpt(this.qmpSocket(dir))},server=on,wait=off`,
       "-pidfile",
@@ -819,6 +818,30 @@ export class LocalTarget implements ComputeTarget {
 }
 
 // ------------------------------------------------------------------ helpers
+
+/** The last CONSOLE_TAIL_BYTES of a log file as UTF-8 ("" when missing). */
+async function tail(file: string): Promise<string> {
+  let fh;
+  try {
+    fh = await fsp.open(file, "r");
+  } catch {
+    return "";
+  }
+  try {
+    const { size } = await fh.stat();
+    const len = Math.min(size, CONSOLE_TAIL_BYTES);
+    const buf = Buffer.alloc(len);
+    await fh.read(buf, 0, len, size - len);
+    let start = 0;
+    // Do not start in the middle of a UTF-8 sequence.
+    while (start < buf.length && start < 4 && (buf[start]! & 0xc0) === 0x80) start++;
+    return buf.subarray(start).toString("utf8");
+  } finally {
+    await fh.close();
+  }
+}
+
+const validPort = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
 
 /** Bytes an unprivileged process may still write on the file system holding `dir`. */
 async function freeBytes(dir: string): Promise<number> {

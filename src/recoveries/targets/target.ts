@@ -64,6 +64,15 @@ export interface InstanceStatus {
   zone?: string;
 }
 
+export type StatusCheckState = "ok" | "impaired" | "initializing" | "insufficient-data" | "not-applicable";
+
+export interface StatusChecks {
+  system: StatusCheckState;
+  instance: StatusCheckState;
+  /** The failed checks by name (e.g. "instance reachability: failed"), when impaired. */
+  details?: string[];
+}
+
 export interface ComputeTarget {
   readonly kind: TargetKind;
   /** Throws TargetError(retryable:false) naming what to install/configure when the target cannot work here. */
@@ -87,6 +96,11 @@ export interface ComputeTarget {
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;
   describeInstance(instanceId: string): Promise<InstanceStatus>;
+  /**
+   * The provider's own reachability checks of a running instance (AWS: DescribeInstanceStatus,
+   * system = the host and its network, instance = the guest OS answers), when the target has them.
+   */
+  statusChecks?(instanceId: string): Promise<StatusChecks>;
   startInstance(instanceId: string): Promise<void>;
   /** Graceful stop (ACPI / StopInstances), forced after a timeout. */
   stopInstance(instanceId: string): Promise<void>;
@@ -98,6 +112,10 @@ export interface ComputeTarget {
   consoleOutput(instanceId: string): Promise<string>;
   /** PNG screenshot of the console. */
   screenshot(instanceId: string): Promise<Buffer>;
+  /** Tail of the firmware's debug log (local: SeaBIOS through isa-debugcon), when the target has one. */
+  firmwareLog?(instanceId: string): Promise<string>;
+  /** Where guest TCP `ports` can be reached from this host (only the forwarded ones), when the target forwards ports. */
+  serviceEndpoints?(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]>;
 }
 
 export class TargetError extends Error {

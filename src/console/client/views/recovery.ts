@@ -17,7 +17,7 @@ import { instancePanel } from "./instance-panel";
 
 type Timeline = RecoveryTimelineResult["recovery"];
 
-const STEP_ORDER: RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "COMPLETED"];
+const STEP_ORDER: RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"];
 
 /**
  * One recovery, live: step list, a bar for the current step and one for the whole recovery, the
@@ -66,6 +66,7 @@ export const recoveryView: View = async (ctx, params) => {
   const failure = h("div", { class: "failure-area" });
   const actions = h("div", { class: "actions" });
   const machine = h("div", { class: "machine-area" });
+  const bootCheck = h("section", { class: "card boot-check", "aria-labelledby": "boot-check-heading", hidden: "" });
   const timeline = h("ol", { class: "timeline" });
   const timelineStatus = h("p", { class: "hint", role: "status" });
   const technical = h("div", { class: "technical-area" });
@@ -88,6 +89,7 @@ export const recoveryView: View = async (ctx, params) => {
       failure,
       actions,
     ),
+    bootCheck,
     machine,
     h("section", { class: "card", "aria-labelledby": "timeline-heading" }, h("h2", { id: "timeline-heading" }, "What happened so far"), timelineStatus, timeline, technical),
   );
@@ -143,7 +145,14 @@ export const recoveryView: View = async (ctx, params) => {
     totalBar.value = r.totalProgress;
     totalBar.textContent = `${r.totalProgress} %`;
     totalPct.textContent = `${r.totalProgress} %`;
-    message.textContent = r.state === "COMPLETED" ? "Your recovered machine is running. See below for how to reach it." : (r.message ?? (r.state === "PENDING" ? "Waiting for a recovery worker to pick this up…" : ""));
+    const checkFailed = r.state === "COMPLETED" && r.bootCheck != null && r.bootCheck.status !== "VERIFIED";
+    message.textContent =
+      r.state === "COMPLETED"
+        ? checkFailed
+          ? "The machine was recovered, but it was not seen to start. See the check below: the machine is kept so you can look at it."
+          : "Your recovered machine is running. See below for how to reach it."
+        : (r.message ?? (r.state === "PENDING" ? "Waiting for a recovery worker to pick this up…" : ""));
+    renderBootCheck(r);
 
     fill(
       failure,
@@ -184,6 +193,56 @@ export const recoveryView: View = async (ctx, params) => {
       if (lastState !== undefined) ctx.announce(announcement(r, backup.sourceName));
       lastState = r.state;
     }
+  };
+
+  let shot: { url: string | null; text: string | null } = { url: data.bootCheck?.screenshotUrl ?? null, text: data.bootCheck?.screenText ?? null };
+  const renderBootCheck = (r: Recovery) => {
+    const b = r.bootCheck;
+    if (!b) {
+      bootCheck.hidden = true;
+      return;
+    }
+    bootCheck.hidden = false;
+    bootCheck.dataset.status = b.status;
+    const verdict =
+      b.status === "VERIFIED"
+        ? h("p", { class: "notice notice-good" }, h("strong", null, "It started. "), r.rtoSeconds != null ? `Measured recovery time (from pressing Recover to the first sign it was up): ${formatDuration(r.rtoSeconds * 1000)}.` : "")
+        : b.status === "FAILED"
+          ? h("p", { class: "notice notice-error", role: "alert" }, h("strong", null, "It did not start: "), b.reason ?? "a failure was seen", ". The machine is kept so you can look at it.")
+          : b.status === "INCONCLUSIVE"
+            ? h("p", { class: "notice notice-error", role: "alert" }, h("strong", null, "Nothing showed that it started: "), b.reason ?? "no evidence", ". The machine is kept so you can look at it.")
+            : h("p", { class: "notice notice-info" }, "Looking at its screen and services…");
+    const kindWords = { FIRMWARE: "Firmware", SCREEN: "Screen", SERVICE: "Service", MARKER: "Boot marker", MACHINE: "Machine" } as const;
+    fill(
+      bootCheck,
+      h("h2", { id: "boot-check-heading" }, "Checking it started"),
+      verdict,
+      b.evidence.length
+        ? h(
+            "ul",
+            { class: "boot-evidence" },
+            b.evidence.map((e) =>
+              h(
+                "li",
+                { class: `evidence-${e.ok ? "ok" : e.failure ? "failure" : "missing"}`, "data-kind": e.kind },
+                h("span", { class: "evidence-mark", "aria-hidden": "true" }, e.ok ? "✓" : e.failure ? "✗" : "–"),
+                " ",
+                h("strong", null, `${kindWords[e.kind] ?? e.kind} (${e.ok ? "seen" : e.failure ? "failure" : "not seen"}): `),
+                e.detail,
+                " ",
+                h("time", { datetime: e.at, class: "hint" }, formatTime(e.at)),
+              ),
+            ),
+          )
+        : null,
+      shot.url
+        ? h(
+            "a",
+            { class: "boot-shot", href: shot.url, target: "_blank", rel: "noopener noreferrer" },
+            h("img", { src: shot.url, alt: `The screen of the recovered machine when it was checked${shot.text ? `: ${shot.text.slice(0, 200)}` : ""} (opens the full picture)`, width: "320", loading: "lazy" }),
+          )
+        : null,
+    );
   };
 
   const tick = () => {
@@ -243,6 +302,7 @@ export const recoveryView: View = async (ctx, params) => {
         const fresh = (await gql<RecoveryTimelineResult>(RECOVERY_TIMELINE, { id })).recovery;
         if (!ctx.alive()) return;
         furthestStep = furthestFromEvents(fresh.events, fresh.state, furthestStep);
+        shot = { url: fresh.bootCheck?.screenshotUrl ?? null, text: fresh.bootCheck?.screenText ?? null };
         if (fresh.version > current.version) current = fresh;
         renderState();
         renderTimeline(fresh);
@@ -326,15 +386,18 @@ function eventWords(e: RecoveryEvent): string {
       return "cancelled";
     case "CLEANUP":
       return "cleaned up";
+    case "OBSERVED":
+      return "seen";
   }
 }
 
 function announcement(r: Recovery, source: string): string {
   const index = STEPS.findIndex((s) => s.state === r.state);
+  if (r.state === "COMPLETED" && r.bootCheck && r.bootCheck.status !== "VERIFIED") return `Recovery finished, but ${source} was not seen to start: ${r.bootCheck.reason ?? "no evidence"}.`;
   if (r.state === "COMPLETED") return `Recovery finished. ${source} is running again.`;
   if (r.state === "FAILED") return `The recovery failed: ${r.failureReason ?? "unknown reason"}.`;
   if (r.state === "CANCELLED") return "The recovery was cancelled.";
-  if (index >= 0) return `Step ${index + 1} of 3: ${STEPS[index]!.title}.`;
+  if (index >= 0) return `Step ${index + 1} of ${STEPS.length - 1}: ${STEPS[index]!.title}.`;
   return stateLabel(r.state);
 }
 
