@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { BackupVerificationResultDocument, InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
+import { InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, type Proc } from "./helpers/processes";
 import { backupWithCli, productEnv, startProduct } from "./helpers/product";

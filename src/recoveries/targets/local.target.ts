@@ -841,8 +841,6 @@ async function tail(file: string): Promise<string> {
   }
 }
 
-const validPort = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
-
 /** Bytes an unprivileged process may still write on the file system holding `dir`. */
 async function freeBytes(dir: string): Promise<number> {
   await fsp.mkdir(dir, { recursive: true });
