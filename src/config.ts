@@ -145,10 +145,12 @@ const envSchema = z.object({
 
   /** Serial-console text that proves a verified boot ("" = screenshot evidence only). */
   VERIFY_BOOT_MARKER: z.string().max(255).default(""),
-  /** The verification screenshot is taken this long after the machine starts (and after the marker). */
-  VERIFY_SCREENSHOT_AFTER: duration("30s"),
-  /** No boot evidence within this long: FAILED. */
+  /** After the first decisive boot evidence, keep collecting corroborating evidence (other ports, the screen) at most this long. */
+  VERIFY_EVIDENCE_GRACE: duration("10s"),
+  /** Nothing decisive (positive or failure) within this long after launch: INCONCLUSIVE. */
   VERIFY_BOOT_TIMEOUT: duration("5m"),
+  /** The OCR binary that reads verification screenshots (Debian tesseract-ocr + tesseract-ocr-eng). */
+  TESSERACT_BINARY: z.string().min(1).default("tesseract"),
   /** Verify every backup right after it completes. */
   VERIFY_AFTER_BACKUP: bool(false),
 
@@ -202,7 +204,7 @@ export interface Config {
   };
   backups: { gcGraceMs: number; maintenanceIntervalMs: number };
   recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; instanceStoppedTtlMs: number };
-  verification: { bootMarker?: string; screenshotAfterMs: number; bootTimeoutMs: number; afterBackup: boolean };
+  verification: { bootMarker?: string; evidenceGraceMs: number; bootTimeoutMs: number; afterBackup: boolean; tesseract: string };
   aws: {
     enabled: boolean;
     region: string;
@@ -303,8 +305,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     verification: {
       bootMarker: e.VERIFY_BOOT_MARKER === "" ? undefined : e.VERIFY_BOOT_MARKER,
-      screenshotAfterMs: e.VERIFY_SCREENSHOT_AFTER,
+      evidenceGraceMs: e.VERIFY_EVIDENCE_GRACE,
       bootTimeoutMs: e.VERIFY_BOOT_TIMEOUT,
+      tesseract: e.TESSERACT_BINARY,
       afterBackup: e.VERIFY_AFTER_BACKUP,
     },
     aws: {

@@ -6,14 +6,18 @@ export interface VerifyBackupInput {
   userId: string;
   backupId: string;
   bootMarker?: string;
-  screenshotAfterMs: number;
+  /** Guest TCP ports whose banner/reply is service evidence. */
+  ports: number[];
+  /** After the first decisive evidence, collect corroborating evidence at most this long. */
+  graceMs: number;
+  /** Nothing decisive within this long after launch: INCONCLUSIVE. */
   bootTimeoutMs: number;
   pollIntervalMs: number;
   heartbeatTimeoutMs: number;
 }
 
 export interface VerifyBackupResult {
-  status: "VERIFIED" | "FAILED";
+  status: "VERIFIED" | "FAILED" | "INCONCLUSIVE";
   bootSeconds?: number;
   failureReason?: string;
 }
@@ -25,9 +29,10 @@ function reasonOf(err: unknown): string {
 }
 
 /**
- * Proves a restore point boots: recover it to the local target with no network forwards, wait for
- * boot evidence (serial marker and/or a screenshot), record VERIFIED or FAILED, and always remove
- * the machine, its image and the composed object before the result is recorded.
+ * Proves a restore point boots: recover it to the local target in isolation (the guest reaches
+ * nothing; only loopback forwards to its declared ports), collect boot evidence (firmware log, OCR'd
+ * screen, service banners, serial marker), record VERIFIED, FAILED or INCONCLUSIVE with the evidence,
+ * and always remove the machine, its image and the composed object before the result is recorded.
  */
 export async function verifyBackupWorkflow(input: VerifyBackupInput): Promise<VerifyBackupResult> {
   const long = proxyActivities<VerificationActivities>({
@@ -48,19 +53,22 @@ export async function verifyBackupWorkflow(input: VerifyBackupInput): Promise<Ve
     made.composedKey = image.key;
     const { imageId } = await long.importForVerification({ verificationId: input.verificationId, image });
     made.imageId = imageId;
-    const { instanceId, launchedAtMs } = await long.launchIsolated({ verificationId: input.verificationId, userId: input.userId, imageId });
+    // The instance id is deterministic, so cleanup knows it even if launch fails half-way.
+    made.instanceId = `vm-verify-${input.verificationId}`;
+    const { instanceId, launchedAtMs } = await long.launchIsolated({ verificationId: input.verificationId, userId: input.userId, imageId, ports: input.ports });
     made.instanceId = instanceId;
-    const evidence = await long.awaitBootEvidence({
+    const outcome = await long.awaitBootEvidence({
       verificationId: input.verificationId,
       userId: input.userId,
       instanceId,
       launchedAtMs,
       bootMarker: input.bootMarker,
-      screenshotAfterMs: input.screenshotAfterMs,
+      ports: input.ports,
+      graceMs: input.graceMs,
       bootTimeoutMs: input.bootTimeoutMs,
       pollIntervalMs: input.pollIntervalMs,
     });
-    result = { status: "VERIFIED", bootSeconds: evidence.bootSeconds };
+    result = { status: outcome.verdict, bootSeconds: outcome.bootSeconds, failureReason: outcome.reason };
   } catch (err) {
     if (isCancellation(err)) cancelled = err;
     result = { status: "FAILED", failureReason: cancelled ? "Cancelled" : reasonOf(err) };

@@ -1,3 +1,4 @@
+import type { Evidence } from "../verification/evidence/types";
 import { createPubSub, type PubSub as YogaPubSub } from "@graphql-yoga/subscription";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
@@ -49,8 +50,10 @@ export interface VerificationSnapshot {
   id: string;
   userId: string;
   backupId: string;
-  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED";
+  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED" | "INCONCLUSIVE";
   bootSeconds: number | null;
+  evidence: Evidence[];
+  screenText: string | null;
   screenshotKey: string | null;
   failureReason: string | null;
   startedAt: string | null;

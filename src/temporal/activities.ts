@@ -38,6 +38,7 @@ export function activitiesFor(rt: Runtime) {
       importsBucket: rt.config.s3.buckets.imports,
       artifactsBucket: rt.config.s3.buckets.artifacts,
       verifications: rt.services.verifications,
+      tesseract: rt.config.verification.tesseract,
       local: rt.targets.LOCAL,
     },
   });

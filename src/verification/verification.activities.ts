@@ -5,7 +5,7 @@ import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "
 import { callTarget } from "../recoveries/targets/call";
 import type { ComputeTarget, ComposedImage } from "../recoveries/targets/target";
 import type { VerificationService } from "./verification.service";
-import { inspectPng } from "./png";
+import { collectBootEvidence, probeFor, type BootVerdict } from "./evidence";
 
 export interface VerificationActivityDeps {
   s3: S3Client;
@@ -15,11 +15,16 @@ export interface VerificationActivityDeps {
   verifications: VerificationService;
   /** Boot verification always runs on the local target. */
   local?: ComputeTarget;
+  /** OCR binary for screenshots (default "tesseract"). */
+  tesseract?: string;
 }
 
-export interface BootEvidence {
-  bootSeconds: number;
-  screenshotKey: string;
+export interface BootCheckOutcome {
+  verdict: BootVerdict;
+  /** Seconds from launch to the first positive signal (VERIFIED only). */
+  bootSeconds?: number;
+  /** The failure evidence in words (FAILED), or why nothing was decided (INCONCLUSIVE). */
+  reason?: string;
 }
 
 /** Name under which the local target keeps a verification's image and machine. */
@@ -70,17 +75,27 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       return { imageId: status.imageId };
     },
 
-    async launchIsolated(input: { verificationId: string; userId: string; imageId: string }): Promise<{ instanceId: string; launchedAtMs: number }> {
+    async launchIsolated(input: { verificationId: string; userId: string; imageId: string; ports?: number[] }): Promise<{ instanceId: string; launchedAtMs: number }> {
       const launched = await callTarget(() =>
-        local().launch({ recoveryId: verificationTargetId(input.verificationId), userId: input.userId, imageId: input.imageId, name: `verify-${input.verificationId.slice(0, 8)}`, allowedCidr: "127.0.0.1/32", isolated: true }),
+        local().launch({
+          recoveryId: verificationTargetId(input.verificationId),
+          userId: input.userId,
+          imageId: input.imageId,
+          name: `verify-${input.verificationId.slice(0, 8)}`,
+          allowedCidr: "127.0.0.1/32",
+          isolated: true,
+          // Loopback forwards so the services' banners can be read; the guest still reaches nothing.
+          ports: input.ports,
+        }),
       );
       return { instanceId: launched.instanceId, launchedAtMs: Date.now() };
     },
 
     /**
-     * Watches the isolated machine: the boot marker on the serial console (when configured), then a
-     * screenshot once `screenshotAfterMs` have passed since launch. The PNG is stored either way, so
-     * support can see what a failed boot showed.
+     * Watches the isolated machine and collects boot evidence (firmware log, OCR'd screen, service
+     * banners on the declared ports, the serial marker) until the verdict is clear. Each piece is
+     * persisted and published as it is seen; the last screenshot is stored whatever the verdict,
+     * so the user sees what the check saw.
      */
     async awaitBootEvidence(input: {
       verificationId: string;
@@ -88,39 +103,40 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       instanceId: string;
       launchedAtMs: number;
       bootMarker?: string;
-      screenshotAfterMs: number;
+      ports: number[];
+      graceMs: number;
       bootTimeoutMs: number;
       pollIntervalMs: number;
-    }): Promise<BootEvidence> {
+    }): Promise<BootCheckOutcome> {
       const target = local();
       const key = `${input.userId}/verifications/${input.verificationId}.png`;
-      const store = async () => {
-        const png = await callTarget(() => target.screenshot(input.instanceId));
-        await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: png, ContentType: "image/png" }));
-        await deps.verifications.update(input.verificationId, { screenshotKey: key });
-        return png;
-      };
-      let markerAt: number | undefined = input.bootMarker ? undefined : input.launchedAtMs;
-      for (;;) {
-        const now = Date.now();
-        heartbeat();
-        const status = await callTarget(() => target.describeInstance(input.instanceId));
-        if (status.state !== "running" && status.state !== "pending") {
-          throw ApplicationFailure.nonRetryable(`The machine stopped during boot (${status.state})`, "BootFailed");
-        }
-        if (markerAt === undefined && (await callTarget(() => target.consoleOutput(input.instanceId))).includes(input.bootMarker!)) markerAt = Date.now();
-        if (markerAt !== undefined && now - input.launchedAtMs >= input.screenshotAfterMs) {
-          const png = await store();
-          if (!input.bootMarker && inspectPng(png).uniform) throw ApplicationFailure.nonRetryable("The screen stayed blank: no boot evidence", "BootFailed");
-          const evidenceAt = input.bootMarker ? markerAt : Date.now();
-          return { bootSeconds: Math.round((evidenceAt - input.launchedAtMs) / 10) / 100, screenshotKey: key };
-        }
-        if (now - input.launchedAtMs > input.bootTimeoutMs) {
-          await store().catch(() => undefined);
-          throw ApplicationFailure.nonRetryable(`Boot marker "${input.bootMarker}" not seen on the serial console within ${Math.round(input.bootTimeoutMs / 1000)} s`, "BootFailed");
-        }
-        await Context.current().sleep(input.pollIntervalMs);
+      // Start from a clean record (a retried attempt re-collects everything).
+      await deps.verifications.update(input.verificationId, { evidence: [] });
+      const beat = setInterval(() => heartbeat(), 1000);
+      let result;
+      try {
+        result = await collectBootEvidence(probeFor(target, input.instanceId), {
+          launchedAtMs: input.launchedAtMs,
+          timeoutMs: input.bootTimeoutMs,
+          pollIntervalMs: input.pollIntervalMs,
+          ports: input.ports,
+          bootMarker: input.bootMarker,
+          graceMs: input.graceMs,
+          tesseract: deps.tesseract,
+          signal: Context.current().cancellationSignal,
+          onEvidence: (e) => deps.verifications.addEvidence(input.verificationId, e),
+        });
+      } finally {
+        clearInterval(beat);
       }
+      if (result.screenshot) {
+        await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: result.screenshot, ContentType: "image/png" }));
+      }
+      await deps.verifications.update(input.verificationId, {
+        screenshotKey: result.screenshot ? key : null,
+        screenText: result.screenText?.slice(0, 16_000) ?? null,
+      });
+      return { verdict: result.verdict, bootSeconds: result.bootSeconds, reason: result.reason };
     },
 
     /** Always runs: terminates the machine, deletes its image and the composed object. */
@@ -131,7 +147,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       if (input.composedKey) await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.composedKey }));
     },
 
-    async finishVerification(input: { verificationId: string; status: "VERIFIED" | "FAILED"; bootSeconds?: number; failureReason?: string }): Promise<void> {
+    async finishVerification(input: { verificationId: string; status: BootVerdict; bootSeconds?: number; failureReason?: string }): Promise<void> {
       await deps.verifications.update(input.verificationId, {
         status: input.status,
         bootSeconds: input.bootSeconds ?? null,

@@ -4,7 +4,7 @@ import { currentUser } from "../graphql/context";
 import { Backup } from "../backups/backup.type";
 import type { VerificationSnapshot } from "../graphql/pubsub";
 import { verificationSnapshot } from "./verification.service";
-import { BackupVerification, VerifyBackupInput } from "./verification.type";
+import { BackupVerification, type BootEvidence, VerifyBackupInput } from "./verification.type";
 
 async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupVerification> {
   const d = (v: string | null) => (v ? new Date(v) : null);
@@ -12,6 +12,8 @@ async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupV
     id: s.id,
     status: s.status as BackupVerification["status"],
     bootSeconds: s.bootSeconds,
+    evidence: (s.evidence ?? []).map((e) => ({ ...e, at: new Date(e.at) }) as BootEvidence),
+    screenText: s.screenText ?? null,
     screenshotUrl: s.screenshotKey ? (await ctx.services.instances.presignArtifact(s.screenshotKey)).url : null,
     failureReason: s.failureReason,
     startedAt: d(s.startedAt),
@@ -22,7 +24,7 @@ async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupV
 @Resolver(() => Backup)
 export class VerificationResolver {
   @Authorized()
-  @Mutation(() => BackupVerification, { description: "Prove a backup boots: recover it in isolation on the local target, watch for boot evidence, clean up. Returns the running verification if one is in progress." })
+  @Mutation(() => BackupVerification, { description: "Prove a backup boots: recover it in isolation on the local target, collect boot evidence (firmware log, OCR'd screen, service banners, serial marker), clean up. Returns the running verification if one is in progress." })
   async verifyBackup(@Arg("input", () => VerifyBackupInput) input: VerifyBackupInput, @Ctx() ctx: Context) {
     const row = await ctx.services.verifications.start(currentUser(ctx).id, input);
     return toGraphQL(verificationSnapshot(row), ctx);
@@ -37,7 +39,7 @@ export class VerificationResolver {
   @Authorized()
   @Subscription(() => BackupVerification, {
     subscribe: ({ args, context }) => (context as Context).services.verifications.watch(currentUser(context as Context).id, args.backupId as string),
-    description: "The backup's latest verification at once (if any), then every change, until VERIFIED or FAILED",
+    description: "The backup's latest verification at once (if any), then every change (each new piece of evidence), until VERIFIED, FAILED or INCONCLUSIVE",
   })
   backupVerification(@Arg("backupId", () => ID) _backupId: string, @Root() snapshot: VerificationSnapshot, @Ctx() ctx: Context) {
     return toGraphQL(snapshot, ctx);

@@ -11,8 +11,13 @@ import type { BackupUploadService } from "../backups/backup-upload.service";
 import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
 import { eager, live } from "../graphql/live";
 import type { VerifyBackupInput } from "../../workflows/verification";
+import type { Evidence } from "./evidence/types";
 
-export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED";
+export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED" || s === "INCONCLUSIVE";
+
+/** Ports whose banner/reply a verification reads when the request names none (SSH, RDP). */
+export const DEFAULT_VERIFY_PORTS = [22, 3389];
+const MAX_VERIFY_PORTS = 8;
 
 export function verificationSnapshot(row: VerificationRow): VerificationSnapshot {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -22,6 +27,8 @@ export function verificationSnapshot(row: VerificationRow): VerificationSnapshot
     backupId: row.backupId,
     status: row.status,
     bootSeconds: row.bootSeconds,
+    evidence: row.evidence ?? [],
+    screenText: row.screenText,
     screenshotKey: row.screenshotKey,
     failureReason: row.failureReason,
     startedAt: iso(row.startedAt),
@@ -64,12 +71,15 @@ export class VerificationService {
   }
 
   /** Starts a verification (or returns the one already running for that backup). */
-  async start(userId: string, input: { backupId: string; bootMarker?: string | null }): Promise<VerificationRow> {
+  async start(userId: string, input: { backupId: string; bootMarker?: string | null; ports?: number[] | null }): Promise<VerificationRow> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be verified`, { field: "backupId" });
     if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
     if (input.bootMarker !== undefined && input.bootMarker !== null && (input.bootMarker.length === 0 || input.bootMarker.length > 255))
       throw badInput("bootMarker must be 1–255 characters", { field: "bootMarker" });
+    const ports = input.ports ?? DEFAULT_VERIFY_PORTS;
+    if (ports.length > MAX_VERIFY_PORTS || ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535))
+      throw badInput(`ports must be at most ${MAX_VERIFY_PORTS} TCP ports (1–65535)`, { field: "ports" });
     if (!this.deps.temporal) throw new Error("this process has no Temporal client");
     const marker = input.bootMarker ?? this.deps.config.verification.bootMarker ?? null;
 
@@ -90,6 +100,8 @@ export class VerificationService {
         status: "PENDING",
         bootMarker: marker,
         bootSeconds: null,
+        evidence: [],
+        screenText: null,
         screenshotKey: null,
         failureReason: null,
         workflowId: `verify-${id}`,
@@ -111,7 +123,8 @@ export class VerificationService {
       userId,
       backupId: backup.id,
       bootMarker: marker ?? undefined,
-      screenshotAfterMs: v.screenshotAfterMs,
+      ports: [...new Set(ports)],
+      graceMs: v.evidenceGraceMs,
       bootTimeoutMs: v.bootTimeoutMs,
       pollIntervalMs: Math.min(1000, this.deps.config.recovery.pollIntervalMs),
       heartbeatTimeoutMs: this.deps.config.recovery.heartbeatTimeoutMs,
@@ -133,7 +146,10 @@ export class VerificationService {
   }
 
   /** Used by the workflow's activities: persists and publishes a change (never leaves a finished state). */
-  async update(id: string, patch: Partial<Pick<VerificationRow, "status" | "bootSeconds" | "screenshotKey" | "failureReason" | "startedAt" | "checkedAt">>): Promise<VerificationRow | null> {
+  async update(
+    id: string,
+    patch: Partial<Pick<VerificationRow, "status" | "bootSeconds" | "evidence" | "screenText" | "screenshotKey" | "failureReason" | "startedAt" | "checkedAt">>,
+  ): Promise<VerificationRow | null> {
     await this.deps.db
       .update(verifications)
       .set({ ...patch, updatedAt: this.now(), version: sql`${verifications.version} + 1` })
@@ -141,6 +157,14 @@ export class VerificationService {
     const [row] = await this.deps.db.select().from(verifications).where(eq(verifications.id, id)).limit(1);
     if (row) this.publish(row);
     return row ?? null;
+  }
+
+  /** Appends one piece of boot evidence (in the order seen) and publishes the change. */
+  async addEvidence(id: string, item: Evidence): Promise<void> {
+    const [row] = await this.deps.db.select({ evidence: verifications.evidence }).from(verifications).where(eq(verifications.id, id)).limit(1);
+    if (!row) return;
+    // One activity per verification writes evidence, sequentially: read-modify-write is safe.
+    await this.update(id, { evidence: [...(row.evidence ?? []), item] });
   }
 
   /** Current state of the backup's latest verification at once, then each change until it finishes. */

@@ -1,9 +1,11 @@
-import { double, index, int, mysqlEnum, mysqlTable, varchar } from "drizzle-orm/mysql-core";
+import { double, index, int, json, mysqlEnum, mysqlTable, text, varchar } from "drizzle-orm/mysql-core";
+import type { Evidence } from "../../verification/evidence/types";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
 import { ownerId } from "./owner";
 
-export const VERIFICATION_STATUSES = ["PENDING", "RUNNING", "VERIFIED", "FAILED"] as const;
+/** INCONCLUSIVE: nothing showed that the machine started or failed before the time limit. */
+export const VERIFICATION_STATUSES = ["PENDING", "RUNNING", "VERIFIED", "FAILED", "INCONCLUSIVE"] as const;
 
 /** A boot verification of a restore point: recovered in isolation, watched for boot evidence, destroyed. */
 export const verifications = mysqlTable(
@@ -18,7 +20,11 @@ export const verifications = mysqlTable(
     status: mysqlEnum("status", VERIFICATION_STATUSES).notNull(),
     /** Serial-console text that proves the boot (null: screenshot evidence only). */
     bootMarker: varchar("boot_marker", { length: 255 }),
-    /** Seconds from the machine's start to the boot evidence. */
+    /** What the boot check saw, in order (firmware log, screen, services, marker), each with when. */
+    evidence: json("evidence").$type<Evidence[]>(),
+    /** Text OCR'd from the last screenshot. */
+    screenText: text("screen_text"),
+    /** Seconds from the machine's start to the first positive boot evidence. */
     bootSeconds: double("boot_seconds"),
     /** Object key of the PNG screenshot in the artifacts bucket. */
     screenshotKey: varchar("screenshot_key", { length: 255 }),

@@ -28,7 +28,7 @@ import { QmpError, qmpExecute } from "./qmp";
  *   instances/<instanceId>/           one VM (instanceId = vm-<recoveryId>)
  *     base.qcow2                      hard link to the base image, so deleteImage never breaks a VM
  *     overlay.qcow2                   the VM's disk (backing file: base.qcow2)
- *     meta.json qemu.pid qmp.sock serial.log screenshot.png
+ *     meta.json qemu.pid qmp.sock serial.log firmware.log screenshot.png
  *     stopped | stopping              markers written by stopInstance
  *   terminated/<instanceId>           tombstone written by terminateInstance
  *   tmp/<recoveryId>.raw              download in progress
@@ -69,6 +69,8 @@ export interface LocalInstanceMeta {
   /** Loopback ports forwarded to guest 22 and 3389 (absent when isolated). */
   sshPort?: number;
   rdpPort?: number;
+  /** Further loopback forwards (an isolated machine's probed ports): 127.0.0.1:hostPort → guest guestPort. */
+  forwards?: { guestPort: number; hostPort: number }[];
   accel: "kvm" | "tcg";
   isolated: boolean;
   createdAt: string;
@@ -364,6 +366,7 @@ export class LocalTarget implements ComputeTarget {
         pid: 0,
         accel: this.resolveAccel(),
         isolated: Boolean(req.isolated),
+        forwards: req.isolated ? [...new Set(req.ports ?? [])].filter(validPort).map((guestPort) => ({ guestPort, hostPort: 0 })) : undefined,
         createdAt: new Date().toISOString(),
       };
       await this.writeMeta(fresh);
@@ -458,25 +461,20 @@ export class LocalTarget implements ComputeTarget {
   async deleteNetworkGuard(_securityGroupId: string): Promise<void> {}
 
   async consoleOutput(instanceId: string): Promise<string> {
-    const file = path.join(this.instanceDir(instanceId), "serial.log");
-    let fh;
-    try {
-      fh = await fsp.open(file, "r");
-    } catch {
-      return "";
-    }
-    try {
-      const { size } = await fh.stat();
-      const len = Math.min(size, CONSOLE_TAIL_BYTES);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      let start = 0;
-      // Do not start in the middle of a UTF-8 sequence.
-      while (start < buf.length && start < 4 && (buf[start]! & 0xc0) === 0x80) start++;
-      return buf.subarray(start).toString("utf8");
-    } finally {
-      await fh.close();
-    }
+    return tail(path.join(this.instanceDir(instanceId), "serial.log"));
+  }
+
+  async firmwareLog(instanceId: string): Promise<string> {
+    return tail(path.join(this.instanceDir(instanceId), "firmware.log"));
+  }
+
+  async serviceEndpoints(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]> {
+    const meta = await this.requireMeta(instanceId);
+    const map = new Map<number, number>();
+    if (!meta.isolated && meta.sshPort) map.set(22, meta.sshPort);
+    if (!meta.isolated && meta.rdpPort) map.set(3389, meta.rdpPort);
+    for (const f of meta.forwards ?? []) if (f.hostPort) map.set(f.guestPort, f.hostPort);
+    return ports.filter((p) => map.has(p)).map((guestPort) => ({ guestPort, host: "127.0.0.1", port: map.get(guestPort)! }));
   }
 
   async screenshot(instanceId: string): Promise<Buffer> {
@@ -528,6 +526,11 @@ export class LocalTarget implements ComputeTarget {
         meta.sshPort = await reusePort(meta.sshPort);
         meta.rdpPort = await reusePort(meta.rdpPort, meta.sshPort);
       }
+      const taken: number[] = [];
+      for (const f of meta.forwards ?? []) {
+        f.hostPort = await reusePort(f.hostPort || undefined, ...taken);
+        taken.push(f.hostPort);
+      }
       meta.accel = accel;
       const pidFile = path.join(dir, "qemu.pid");
       await fsp.rm(pidFile, { force: true });
@@ -543,6 +546,7 @@ export class LocalTarget implements ComputeTarget {
         if (/host forwarding rule|Could not set up host forwarding/i.test(lastError)) {
           meta.sshPort = undefined;
           meta.rdpPort = undefined;
+          for (const f of meta.forwards ?? []) f.hostPort = 0;
           continue;
         }
         if (accel === "kvm" && this.cfg.accel === "auto" && /kvm/i.test(lastError)) {
@@ -591,6 +595,11 @@ export class LocalTarget implements ComputeTarget {
       `file=${qemuOpt(path.join(dir, "overlay.qcow2"))},format=qcow2,if=ide,cache=writeback`,
       "-serial",
       `file:${path.join(dir, "serial.log")}`,
+      // The firmware's (SeaBIOS) own log: boot evidence ("Booting from Hard Disk", "No bootable device").
+      "-chardev",
+      `file,id=fw,path=${qemuOpt(path.join(dir, "firmware.log"))}`,
+      "-device",
+      "isa-debugcon,iobase=0x402,chardev=fw",
       "-qmp",
       `unix:${qemuOpt(this.qmpSocket(dir))},server=on,wait=off`,
       "-pidfile",
@@ -599,10 +608,14 @@ export class LocalTarget implements ComputeTarget {
     ];
     // elevateprivileges/spawn=deny would break -daemonize (setsid, fork).
     if (sandbox) args.push("-sandbox", "on,obsolete=deny,resourcecontrol=deny");
+    // romfile= (no iPXE option ROM): a disk that does not boot ends at "No bootable device" instead of
+    // a network boot attempt, and the firmware log says so.
     if (meta.isolated) {
-      args.push("-netdev", "user,id=n0,restrict=on", "-device", "e1000,netdev=n0");
+      // restrict=on: the guest reaches nothing; inbound loopback forwards still work (probing its services).
+      const fwd = (meta.forwards ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join("");
+      args.push("-netdev", `user,id=n0,restrict=on${fwd}`, "-device", "e1000,netdev=n0,romfile=");
     } else {
-      args.push("-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${meta.sshPort}-:22,hostfwd=tcp:127.0.0.1:${meta.rdpPort}-:3389`, "-device", "e1000,netdev=n0");
+      args.push("-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${meta.sshPort}-:22,hostfwd=tcp:127.0.0.1:${meta.rdpPort}-:3389`, "-device", "e1000,netdev=n0,romfile=");
     }
     return args;
   }
@@ -698,6 +711,30 @@ export class LocalTarget implements ComputeTarget {
 }
 
 // ------------------------------------------------------------------ helpers
+
+/** The last CONSOLE_TAIL_BYTES of a log file as UTF-8 ("" when missing). */
+async function tail(file: string): Promise<string> {
+  let fh;
+  try {
+    fh = await fsp.open(file, "r");
+  } catch {
+    return "";
+  }
+  try {
+    const { size } = await fh.stat();
+    const len = Math.min(size, CONSOLE_TAIL_BYTES);
+    const buf = Buffer.alloc(len);
+    await fh.read(buf, 0, len, size - len);
+    let start = 0;
+    // Do not start in the middle of a UTF-8 sequence.
+    while (start < buf.length && start < 4 && (buf[start]! & 0xc0) === 0x80) start++;
+    return buf.subarray(start).toString("utf8");
+  } finally {
+    await fh.close();
+  }
+}
+
+const validPort = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
 
 function checkId(id: string, what: string): string {
   if (!SAFE_ID.test(id)) throw new TargetError(`invalid ${what} "${id}"`, false, "INVALID_ID");
@@ -819,11 +856,11 @@ function freePort(): Promise<number> {
 }
 
 /** The previous port when it is still free, else a new free one (never `avoid`). */
-async function reusePort(previous: number | undefined, avoid?: number): Promise<number> {
-  if (previous && previous !== avoid && (await portFree(previous))) return previous;
+async function reusePort(previous: number | undefined, ...avoid: (number | undefined)[]): Promise<number> {
+  if (previous && !avoid.includes(previous) && (await portFree(previous))) return previous;
   for (;;) {
     const p = await freePort();
-    if (p !== avoid) return p;
+    if (!avoid.includes(p)) return p;
   }
 }
 

@@ -36,8 +36,13 @@ export interface LaunchRequest {
   name: string;
   /** CIDR allowed to reach RDP/SSH (AWS security group); ignored locally. */
   allowedCidr: string;
-  /** Local target: no host port forwards (boot verification runs isolated). */
+  /** Local target: no network out of the guest and no SSH/RDP forwards (boot verification runs isolated). */
   isolated?: boolean;
+  /**
+   * Local target: guest TCP ports to forward from loopback even when isolated, so their services
+   * can be probed (meta `forwards`). Non-isolated machines always forward 22 and 3389.
+   */
+  ports?: number[];
 }
 
 export interface LaunchResult {
@@ -89,6 +94,10 @@ export interface ComputeTarget {
   consoleOutput(instanceId: string): Promise<string>;
   /** PNG screenshot of the console. */
   screenshot(instanceId: string): Promise<Buffer>;
+  /** Tail of the firmware's debug log (local: SeaBIOS through isa-debugcon), when the target has one. */
+  firmwareLog?(instanceId: string): Promise<string>;
+  /** Where guest TCP `ports` can be reached from this host (only the forwarded ones), when the target forwards ports. */
+  serviceEndpoints?(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]>;
 }
 
 export class TargetError extends Error {
