@@ -25,6 +25,7 @@ import {
 import { configDir, readConfig, resolveSettings, writeConfig } from "./config-file";
 import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
+import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 
 export { CliError, UsageError, describeError, type CliIo } from "./common";
 
@@ -37,6 +38,7 @@ export { CliError, UsageError, describeError, type CliIo } from "./common";
 
 const USAGE: Record<string, string> = {
   ...RECOVERY_USAGE,
+  ...DRILL_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -51,6 +53,8 @@ Commands:
   recoveries  List your recoveries
   instances   List your recovered machines
   instance    show|start|stop|terminate one machine
+
+  drills      Drill history (verdict, RTO, evidence); drills policy / drills run
 
 Global options:
   --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
@@ -130,6 +134,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
     run: agent,
   },
   ...RECOVERY_COMMANDS,
+  ...DRILL_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */

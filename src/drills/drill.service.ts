@@ -222,6 +222,13 @@ export class DrillService {
     }
   }
 
+  /** Cancels a running drill: its verification is cancelled and removes everything it created. */
+  async cancel(userId: string, id: string): Promise<DrillRow> {
+    const drill = await this.get(userId, id);
+    if (drill.status === "RUNNING") await this.temporal.workflow.getHandle(drill.workflowId).cancel();
+    return drill;
+  }
+
   get(userId: string, id: string): Promise<DrillRow> {
     return findOwned<DrillRow>(this.deps.db, drills, "Drill", userId, id);
   }
