@@ -124,7 +124,7 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
 
   beforeAll(async () => {
     [h, short] = await Promise.all([
-      harness("main", { VERIFY_BOOT_TIMEOUT: "240s" }),
+      harness("main", { VERIFY_BOOT_TIMEOUT: "240s", VERIFY_EVIDENCE_GRACE: "15s" }),
       // A drill that cannot finish within its own limit: the hang system never decides, the drill stops it at 75 s.
       harness("limit", { VERIFY_BOOT_TIMEOUT: "300s", DRILL_TIME_LIMIT: "75s" }),
     ]);
@@ -222,7 +222,7 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
       expect(d.rtoSeconds!).toBeGreaterThanOrEqual(v.bootSeconds!);
       const firstPositive = Math.min(...v.evidence!.filter((e) => e.ok && e.kind !== "FIRMWARE").map((e) => Date.parse(e.at)));
       expect(d.rtoSeconds!).toBeCloseTo((firstPositive - d.startedAt.getTime()) / 1000, 1);
-      expect(d.evidenceSummary).toMatch(/SERVICE: port 22: SSH banner/);
+      expect(d.evidenceSummary).toMatch(/SERVICE: port (22: SSH banner|3389: RDP)/);
       expect(d.evidenceSummary).toMatch(/SCREEN: .*login prompt/i);
       expect(d.failureReason).toBeNull();
       expect(await leftovers(h, v.id)).toEqual([]);
