@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ReClo local services: Temporal dev server, S3 (versitygw posix), MariaDB database,
-# optional Redis check and optional QEMU install.
+# optional Redis check and optional QEMU + tesseract install.
 #
 # Usage: bash scripts/services.sh up|stop|status [--with-qemu]
 #
@@ -18,7 +18,8 @@
 #                         here first, then on PATH
 #   RECLO_START_TIMEOUT   [60]  seconds to wait for Temporal / S3 readiness
 #   RECLO_LOCK_TIMEOUT    [900] seconds to wait for another up/stop run (flock)
-#   RECLO_WITH_QEMU       [0]   1 = same as --with-qemu (install QEMU via apt-get)
+#   RECLO_WITH_QEMU       [0]   1 = same as --with-qemu (install QEMU and tesseract-ocr(-eng)
+#                         via apt-get when missing)
 #   RECLO_EXTRA_DATABASES []    extra databases created by `up` (space/comma separated,
 #                         e.g. "reclo_test")
 #   RECLO_S3_VERSIONING   [1]   1 = start versitygw with --versioning-dir
@@ -643,18 +644,29 @@ qemu_desc() {
   v="$(qemu-system-x86_64 --version 2>/dev/null | head -n1 | sed -E 's/.*version ([^ ,]+).*/\1/')"
   echo "qemu-system-x86_64 ${v:-?} + qemu-img ($(command -v qemu-system-x86_64))"
 }
+# tesseract reads the screens of boot verifications (OCR); it needs its English data too.
+tesseract_present() {
+  have tesseract && tesseract --list-langs 2>/dev/null | grep -qx eng
+}
+tesseract_desc() {
+  local v
+  v="$(tesseract --version 2>/dev/null | head -n1 | awk '{print $2}')"
+  echo "tesseract ${v:-?} + eng ($(command -v tesseract))"
+}
+# QEMU (qemu-system-x86 qemu-utils) and tesseract (tesseract-ocr tesseract-ocr-eng): whatever is
+# missing is installed in one apt-get run.
 up_qemu() {
-  if qemu_present; then
-    log "qemu: present ($(qemu_desc))"
-    return 0
-  fi
-  have apt-get || die "QEMU (qemu-system-x86_64, qemu-img) is missing and apt-get is not available; install it manually"
+  local pkgs=()
+  if qemu_present; then log "qemu: present ($(qemu_desc))"; else pkgs+=(qemu-system-x86 qemu-utils); fi
+  if tesseract_present; then log "tesseract: present ($(tesseract_desc))"; else pkgs+=(tesseract-ocr tesseract-ocr-eng); fi
+  [[ ${#pkgs[@]} -eq 0 ]] && return 0
+  have apt-get || die "${pkgs[*]} missing and apt-get is not available; install them manually"
   local sudo=()
   if [[ $(id -u) != 0 ]]; then
-    have sudo || die "QEMU is missing; installing it needs root (run as root or install sudo)"
+    have sudo || die "${pkgs[*]} missing; installing needs root (run as root or install sudo)"
     sudo=(sudo -n)
   fi
-  log "qemu: installing qemu-system-x86 qemu-utils with apt-get (a few minutes)…"
+  log "installing ${pkgs[*]} with apt-get (a few minutes)…"
   local alog="$LOG_DIR/apt-qemu.log"
   mkdir -p "$LOG_DIR"
   : >"$alog"
@@ -663,12 +675,13 @@ up_qemu() {
     die "apt-get update failed"
   fi
   if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-    qemu-system-x86 qemu-utils >>"$alog" 2>&1 9>&-; then
+    "${pkgs[@]}" >>"$alog" 2>&1 9>&-; then
     show_log_tail "$alog"
-    die "apt-get install qemu-system-x86 qemu-utils failed"
+    die "apt-get install ${pkgs[*]} failed"
   fi
   qemu_present || die "QEMU installed but qemu-system-x86_64/qemu-img are still not on PATH"
-  log "qemu: installed ($(qemu_desc))"
+  tesseract_present || die "tesseract installed but 'tesseract --list-langs' does not list eng"
+  log "qemu: $(qemu_desc); tesseract: $(tesseract_desc)"
 }
 
 # ---------------------------------------------------------------- commands
@@ -780,6 +793,13 @@ cmd_status() {
     status_line qemu present - - - "$(qemu_desc)"
   else
     status_line qemu missing - - - "install with: bash scripts/services.sh up --with-qemu"
+    [[ $WITH_QEMU == 1 ]] && rc=3
+  fi
+  # tesseract (boot verification reads screens with it)
+  if tesseract_present; then
+    status_line tesseract present - - - "$(tesseract_desc)"
+  else
+    status_line tesseract missing - - - "install with: bash scripts/services.sh up --with-qemu"
     [[ $WITH_QEMU == 1 ]] && rc=3
   fi
   return $rc

@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../src/client/graphql-client";
-import { BackupVerificationResultDocument, InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, SignUpDocument, VerifyBackupDocument } from "../src/client/generated/graphql";
+import { InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument, SignUpDocument } from "../src/client/generated/graphql";
 import { makeBootableImage } from "./helpers/boot-image";
 import { freePort, root, type Proc } from "./helpers/processes";
 import { backupWithCli, productEnv, startProduct } from "./helpers/product";
@@ -236,13 +236,22 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(await finish(bad)).toBe(2);
     expect(bad.stderr()).toContain("Please answer a number from 1 to 1, or q.");
 
-    // Once proven bootable, the list says so.
-    await alice.client.request(VerifyBackupDocument, { input: { backupId } });
-    for (let i = 0; i < 300; i++) {
-      const v = (await alice.client.request(BackupVerificationResultDocument, { id: backupId })).backup.verification;
-      if (v?.status === "VERIFIED" || v?.status === "FAILED") break;
-      await sleep(200);
-    }
+    // `reclo verify` boots it in isolation and prints the evidence as it is seen, then the verdict.
+    const check = cli(alice, ["verify", backupId, "--ports", "22"]);
+    expect(await finish(check)).toBe(0);
+    expect(check.stdout()).toMatch(/Checking that backup \S+ starts/);
+    expect(check.stdout()).toMatch(new RegExp(`✓ \\d\\d:\\d\\d:\\d\\d Serial marker: Boot marker "${MARKER}" on the serial console`));
+    // The boot sector has no prompt and no network: the evidence says what was not seen, too.
+    expect(check.stdout()).toMatch(/– \d\d:\d\d:\d\d Service: port 22: /);
+    expect(check.stdout()).toMatch(/Boot check: Verified: it started up in \d+ s \(serial marker\)/);
+    const shown = cli(alice, ["verify", backupId, "--show"]);
+    expect(await finish(shown)).toBe(0);
+    expect(shown.stdout()).toMatch(/Boot check: Verified: it started up in \d+ s \(serial marker\)/);
+    expect(shown.stdout()).toMatch(/Screen text:\n(  \| .*\n)+/);
+    expect(shown.stdout()).toMatch(/Screenshot \(link valid for a few minutes\): http:\/\/127\.0\.0\.1:7070\//);
+    const listed = cli(alice, ["backups"]);
+    expect(await finish(listed)).toBe(0);
+    expect(listed.stdout()).toMatch(new RegExp(`${backupId}.*verified: booted in \\d+\\.\\d s \\(serial marker\\)`));
     const pick = cli(alice, ["recover"], { stdin: "1\n" });
     expect(await finish(pick)).toBe(0);
     expect(pick.stderr()).toMatch(/1\s+office-server\s+.*FULL\s+27\.0 MiB\s+verified: booted in \d+\.\d s/);
@@ -255,7 +264,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(pick.stdout()).toContain(`reclo instance terminate ${machine.id}`);
     const term = cli(alice, ["instance", "terminate", machine.id, "--yes"]);
     expect(await finish(term)).toBe(0);
-  }, 120_000);
+  }, 240_000);
 
   it("Ctrl-C detaches without cancelling; --attach picks up from the current state and sees the end", async () => {
     const run = cli(alice, ["recover", backupId, "--json"]);

@@ -206,7 +206,9 @@ describe("reclo backup / backups", () => {
 
     const table = await spawnCli(["backups", "--limit", "5"], { env: cliEnv(dir) });
     expect(table.code).toBe(0);
-    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+KIND\s+STATUS\s+SOURCE\s+SIZE\s+SENT\s+CREATED$/);
+    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+KIND\s+STATUS\s+SOURCE\s+SIZE\s+SENT\s+CREATED\s+BOOT CHECK$/);
+    // Never checked: the table says so (never "verified" without evidence).
+    expect(table.stdout).toMatch(new RegExp(`${done.backupId}.*not verified`));
     expect(table.stdout).toContain(String(done.backupId));
 
     // A second run the same week is an incremental with nothing to send.

@@ -283,7 +283,14 @@ describe("web console in Chromium: log in → restore points → recover live �
     const card = section.locator(`[data-backup-id="${backupId}"]`);
     await expect.poll(() => card.textContent()).toContain("Full backup");
     const text = (await card.textContent()) ?? "";
-    expect(text).toMatch(/Verified: it started up in \d+ s/);
+    expect(text).toMatch(/Verified: it started up in \d+ s \(serial marker\)/);
+    // The evidence in words: what was seen, and what was not (no prompt on this boot sector's screen).
+    const saw = card.getByText(/What the check saw \(\d+\)/);
+    await saw.click();
+    const items = card.locator(".evidence li");
+    expect(await items.allTextContents()).toEqual(
+      expect.arrayContaining([expect.stringMatching(new RegExp(`Seen: Serial marker: Boot marker "${MARKER}" on the serial console`)), expect.stringMatching(/Not seen: Screen: /)]),
+    );
     expect(text).toContain("Latest");
     expect(text).toContain("Complete");
     expect(await card.getByRole("button", { name: "Recover…" }).isEnabled()).toBe(true);

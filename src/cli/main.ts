@@ -26,6 +26,8 @@ import { configDir, readConfig, resolveSettings, writeConfig } from "./config-fi
 import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
+import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
+import { verdictWords } from "../verification/verdict-words";
 
 export { CliError, UsageError, describeError, type CliIo } from "./common";
 
@@ -39,6 +41,7 @@ export { CliError, UsageError, describeError, type CliIo } from "./common";
 const USAGE: Record<string, string> = {
   ...RECOVERY_USAGE,
   ...DRILL_USAGE,
+  ...VERIFY_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -46,7 +49,8 @@ Commands:
   logout    Revoke the session token and forget it
   whoami    Show who the saved token belongs to
   backup    Back up a disk image file or block device
-  backups   List your backups
+  backups   List your backups, with their boot check
+  verify    Prove a restore point starts (boot it in isolation, collect evidence)
   agent     Run scheduled daily backups in the foreground
 
   recover     Recover a restore point into a new machine, with live progress
@@ -93,7 +97,9 @@ Testing knob: RECLO_UPLOAD_DELAY_MS=<ms> sleeps before every chunk PUT.
 `,
   backups: `Usage: reclo backups [--source NAME] [--limit N] [--json] [--url URL]
 
-Lists your backups, newest first (default limit 20).
+Lists your backups, newest first (default limit 20), with each one's latest boot check: verified
+(and what proved it), FAILED (and what was seen), inconclusive, or not verified. The evidence in
+full and the screenshot: reclo verify <backup-id> --show.
 `,
   agent: `Usage: reclo agent --image PATH [options]
 
@@ -135,6 +141,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   },
   ...RECOVERY_COMMANDS,
   ...DRILL_COMMANDS,
+  ...VERIFY_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */
@@ -295,8 +302,18 @@ async function backups({ io, values, settings }: CommandContext): Promise<number
     io.stdout.write(source ? `No backups of ${source}.\n` : "No backups yet.\n");
     return 0;
   }
-  printTable(io.stdout, ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED"], rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt)]), { right: [4, 5] });
+  printTable(
+    io.stdout,
+    ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED", "BOOT CHECK"],
+    rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt), clipCell(verdictWords(r.verification).short, 90)]),
+    { right: [4, 5] },
+  );
+  if (rows.some((r) => r.verification)) io.stdout.write("Evidence and screenshot of a boot check: reclo verify <backup-id> --show\n");
   return 0;
+}
+
+function clipCell(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
 // ---------------------------------------------------------------------------------------------

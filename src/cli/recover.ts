@@ -19,6 +19,7 @@ import {
 import type { ReCloClient } from "../client/graphql-client";
 import { CliError, UsageError, ask, authedClient, describeError, errorCode, fetchPages, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
 import { formatBytes } from "./progress";
+import { verdictWords } from "../verification/verdict-words";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";
 import { TERMINAL_STATES, watchRecovery } from "./watch";
 
@@ -170,11 +171,10 @@ async function recover(ctx: CommandContext): Promise<number> {
 
 type RestorePoint = RestorePointsQuery["backups"]["edges"][number]["node"];
 
+/** The boot check for the picker: "verified" only with positive evidence, else what was seen. */
 export function verificationLabel(v: RestorePoint["verification"]): string {
-  if (!v) return "not verified";
-  if (v.status === "VERIFIED") return `verified: booted${v.bootSeconds !== null ? ` in ${v.bootSeconds.toFixed(1)} s` : ""}`;
-  if (v.status === "FAILED") return `FAILED to boot${v.failureReason ? `: ${v.failureReason}` : ""}`;
-  return "being verified…";
+  const short = verdictWords(v).short;
+  return short.length > 100 ? `${short.slice(0, 99)}…` : short;
 }
 
 /** Lists the restorable restore points and asks which one; null when the user quits. */

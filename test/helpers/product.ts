@@ -31,7 +31,7 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
     QEMU_MEMORY_MB: "64",
     QEMU_CPUS: "1",
     QEMU_STOP_TIMEOUT: "2s",
-    ...(opts.marker ? { VERIFY_BOOT_MARKER: opts.marker, VERIFY_BOOT_TIMEOUT: "60s" } : {}),
+    ...(opts.marker ? { VERIFY_BOOT_MARKER: opts.marker, VERIFY_BOOT_TIMEOUT: "60s", VERIFY_EVIDENCE_GRACE: "3s" } : {}),
     ...overrides,
   };
 }

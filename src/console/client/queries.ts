@@ -7,10 +7,20 @@ export type RecoveryState = "PENDING" | "PREPARING" | "IMPORTING" | "LAUNCHING" 
 export type InstanceState = "PENDING" | "RUNNING" | "STOPPING" | "STOPPED" | "TERMINATED" | "LOST";
 export type Target = "AWS" | "LOCAL";
 
+export interface BootEvidence {
+  kind: "FIRMWARE" | "SCREEN" | "SERVICE" | "MARKER" | "MACHINE";
+  ok: boolean;
+  failure: boolean;
+  detail: string;
+  at: string;
+}
+
 export interface Verification {
   id: string;
-  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED";
+  status: "PENDING" | "RUNNING" | "VERIFIED" | "FAILED" | "INCONCLUSIVE";
   bootSeconds: number | null;
+  /** What the check saw, in order. */
+  evidence: BootEvidence[];
   checkedAt: string | null;
   failureReason: string | null;
   /** Presigned, short-lived GET of the screen the check saw. */
@@ -77,7 +87,7 @@ export interface LogInResult {
 export const LOG_OUT = `mutation ConsoleLogOut { logOut }`;
 
 export const RESTORE_POINTS = `query ConsoleRestorePoints($first: Int) {
-  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason screenshotUrl } } } }
+  backups(first: $first) { totalCount edges { node { ${BACKUP_SUMMARY} completedAt status restorable verification { id status bootSeconds checkedAt failureReason screenshotUrl evidence { kind ok failure detail at } } } } }
 }`;
 export interface RestorePointsResult {
   backups: { totalCount: number; edges: { node: RestorePoint }[] };

@@ -15,6 +15,7 @@ import {
 } from "../queries";
 import { errorBox, loading, type View, type ViewContext } from "../view";
 import { drillsPanel } from "./drills-panel";
+import { evidenceWords, verdictWords } from "../../../verification/verdict-words";
 
 /** Restore points, grouped by the machine they came from, newest first. */
 export const backupsView: View = async (ctx) => {
@@ -91,17 +92,34 @@ export const backupsView: View = async (ctx) => {
   }
 };
 
+const VERDICT_ICON = { good: "✓", bad: "✗", unknown: "?", running: "…" } as const;
+
+/** The verdict in words ("Verified" only with positive evidence: see verdictWords). */
 function verificationText(p: RestorePoint): { icon: string; text: string; tone: string; when?: string | null } {
   const v = p.verification;
   if (!v) return { icon: "○", text: "Not verified yet", tone: "neutral" };
-  switch (v.status) {
-    case "VERIFIED":
-      return { icon: "✓", text: `Verified: it started up in ${Math.max(1, Math.round(v.bootSeconds ?? 0))} s`, tone: "good", when: v.checkedAt };
-    case "FAILED":
-      return { icon: "✗", text: `Failed: ${v.failureReason ?? "it did not start up"}`, tone: "bad", when: v.checkedAt };
-    default:
-      return { icon: "…", text: "Being verified right now", tone: "neutral" };
-  }
+  const words = verdictWords(v);
+  return { icon: VERDICT_ICON[words.tone], text: words.text, tone: words.tone === "good" || words.tone === "bad" ? words.tone : "neutral", when: words.tone === "running" ? null : v.checkedAt };
+}
+
+/** What the check saw, one item each: seen / failure / not seen, in words. */
+function evidenceList(p: RestorePoint): HTMLElement | null {
+  const ev = p.verification?.evidence ?? [];
+  if (!ev.length) return null;
+  return h(
+    "details",
+    { class: "evidence" },
+    h("summary", null, `What the check saw (${ev.length})`),
+    h(
+      "ul",
+      null,
+      ev.map((e) => {
+        const w = evidenceWords(e);
+        const state = e.failure ? "Failure" : e.ok ? "Seen" : "Not seen";
+        return h("li", { class: e.failure ? "tone-bad" : e.ok ? "tone-good" : "" }, h("span", { "aria-hidden": "true" }, `${w.mark} `), h("span", { class: "visually-hidden" }, `${state}: `), w.text);
+      }),
+    ),
+  );
 }
 
 function whyNotRestorable(p: RestorePoint): string | undefined {
@@ -154,6 +172,7 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
           null,
           h("span", { class: `verification tone-${verification.tone}` }, h("span", { "aria-hidden": "true" }, `${verification.icon} `), verification.text),
           verification.when ? h("span", { class: "hint block" }, `Checked ${formatAgo(verification.when) || formatDate(verification.when)}`) : null,
+          evidenceList(p),
           p.verification?.screenshotUrl
             ? h(
                 "a",
