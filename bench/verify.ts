@@ -46,8 +46,10 @@ const HELP = `Usage: node -r @swc-node/register bench/verify.ts [options]
   --timeout-s S         the whole run stops (and cleans up) after S seconds (default 1200)
   --json FILE           also write the raw results as JSON
 
-QEMU settings (QEMU_ACCEL, QEMU_MEMORY_MB, QEMU_CPUS) come from the environment, as for the
-product; both sides use the same.
+QEMU settings (QEMU_MEMORY_MB, QEMU_CPUS) come from the environment, as for the product; both
+sides use the same. QEMU_ACCEL defaults to tcg here (set QEMU_ACCEL=kvm to compare under KVM): a
+/dev/kvm that opens but cannot run a guest (nested virtualisation) makes the local target fall back
+to TCG after a failed start, which the bare boot would not mirror.
 `;
 
 const { values: opts } = parseArgs({
@@ -143,7 +145,7 @@ async function bareBoot(disk: string, q: { accel: string; memoryMb: number; cpus
     let probing: Promise<string | null> | null = null;
     let sshAt: number | undefined;
     while (performance.now() - t0 < timeoutMs) {
-      if (child.exitCode !== null) throw new Error(`bare QEMU exited (${child.exitCode}): ${stderr}`);
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`bare QEMU exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
       const log = fs.existsSync(serial) ? fs.readFileSync(serial, "latin1") : "";
       if (log.includes(READY)) return { seconds: (performance.now() - t0) / 1000, signal: `serial "${READY}"` };
       if (sshAt !== undefined) return { seconds: sshAt, signal: "SSH banner" };
@@ -275,6 +277,7 @@ async function main(): Promise<number> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-bench-verify-"));
   cleanups.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
   const config = loadConfig({
+    QEMU_ACCEL: "tcg",
     ...process.env,
     DATABASE_URL: opts["database-url"],
     MIGRATE_ON_START: "true",
