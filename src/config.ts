@@ -257,6 +257,10 @@ const envSchema = z.object({
   TESSERACT_BINARY: z.string().min(1).default("tesseract"),
   /** Verify every backup right after it completes. */
   VERIFY_AFTER_BACKUP: bool(false),
+  /** A drill (recover the latest restore point in isolation, verify, clean up) is cancelled, and cleaned up, after this long. */
+  DRILL_TIME_LIMIT: duration("3h"),
+  /** The shortest interval a drill policy may ask for (`every`). */
+  DRILL_MIN_INTERVAL: duration("1h"),
 
   REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
 
@@ -349,6 +353,7 @@ export interface Config {
   };
   recovery: { defaultTarget: "AWS" | "LOCAL"; timeLimitMs: number; backstopMs: number; heartbeatTimeoutMs: number; pollIntervalMs: number; bootCheckTimeoutMs: number; instanceStoppedTtlMs: number };
   verification: { bootMarker?: string; evidenceGraceMs: number; bootTimeoutMs: number; afterBackup: boolean; tesseract: string };
+  drills: { timeLimitMs: number; minIntervalMs: number };
   aws: {
     enabled: boolean;
     region: string;
@@ -491,6 +496,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       tesseract: e.TESSERACT_BINARY,
       afterBackup: e.VERIFY_AFTER_BACKUP,
     },
+    drills: { timeLimitMs: e.DRILL_TIME_LIMIT, minIntervalMs: e.DRILL_MIN_INTERVAL },
     aws: {
       enabled: e.AWS_RECOVERY_ENABLED,
       region: e.AWS_REGION,

@@ -16,6 +16,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { Client as TemporalClient } from "@temporalio/client";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
 import { VerificationService } from "./verification/verification.service";
+import { DrillService } from "./drills/drill.service";
 import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 import type { Logger } from "./logger";
 import { QuotaService } from "./quotas/quota.service";
@@ -32,6 +33,7 @@ export interface Services {
   recoveries: RecoveryService;
   recoveryProgress: RecoveryProgress;
   verifications: VerificationService;
+  drills: DrillService;
   instances: InstanceService;
   quotas: QuotaService;
 }
@@ -57,14 +59,21 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
   const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
   const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, temporal, now });
-  if (config.verification.afterBackup && temporal) {
+  const drills = new DrillService({ db, backups, verifications, limits, config, temporal, logger, now });
+  if (temporal) {
+    // A source whose drill policy runs "after every backup" gets a drill (which verifies the new
+    // restore point); otherwise VERIFY_AFTER_BACKUP verifies it alone.
     backupUploads.onCompleted = (row) => {
-      verifications.start(row.userId, { backupId: row.id }).catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic verification did not start"));
+      void (async () => {
+        if (await drills.afterBackup(row)) return;
+        if (config.verification.afterBackup) await verifications.start(row.userId, { backupId: row.id });
+      })().catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic drill or verification did not start"));
     };
   }
   return {
     quotas,
     verifications,
+    drills,
     chunks,
     backupUploads,
     recoveryProgress,

@@ -3,3 +3,4 @@ export { connectivityCheck } from "./connectivity";
 export { backupMaintenance, purgeSessions } from "./maintenance";
 export { recoveryWorkflow, reconcileRecoveries, terminateStaleInstances } from "./recovery";
 export { verifyBackupWorkflow } from "./verification";
+export { drillWorkflow } from "./drill";

@@ -25,6 +25,7 @@ import {
 import { configDir, readConfig, resolveSettings, writeConfig } from "./config-file";
 import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
+import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { verdictWords } from "../verification/verdict-words";
 
@@ -39,6 +40,7 @@ export { CliError, UsageError, describeError, type CliIo } from "./common";
 
 const USAGE: Record<string, string> = {
   ...RECOVERY_USAGE,
+  ...DRILL_USAGE,
   ...VERIFY_USAGE,
   main: `Usage: reclo <command> [options]
 
@@ -55,6 +57,8 @@ Commands:
   recoveries  List your recoveries
   instances   List your recovered machines
   instance    show|start|stop|terminate one machine
+
+  drills      Drill history (verdict, RTO, evidence); drills policy / drills run
 
 Global options:
   --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
@@ -136,6 +140,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
     run: agent,
   },
   ...RECOVERY_COMMANDS,
+  ...DRILL_COMMANDS,
   ...VERIFY_COMMANDS,
 };
 

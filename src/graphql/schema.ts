@@ -9,9 +9,10 @@ import { RecoveryResolver } from "../recoveries/recovery.resolver";
 import { InstanceResolver } from "../instances/instance.resolver";
 import { VerificationResolver } from "../verification/verification.resolver";
 import { QuotaResolver } from "../quotas/quota.resolver";
+import { DrillResolver } from "../drills/drill.resolver";
 import { authChecker } from "./auth-checker";
 
-export const resolvers = [AuthResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver] as const;
+export const resolvers = [AuthResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver] as const;
 
 /** Builds the executable schema. Without a pub/sub (schema printing) subscriptions are still typed. */
 export async function buildAppSchema(pubSub?: PubSub): Promise<GraphQLSchema> {

@@ -4,12 +4,13 @@ import { createRecoveryActivities, type RecoveryActivityDeps } from "../recoveri
 import type { Runtime } from "../runtime";
 import { createVerificationActivities, type VerificationActivityDeps } from "../verification/verification.activities";
 import type { Services } from "../services";
+import { createDrillActivities } from "../drills/drill.activities";
 import { ApplicationFailure } from "@temporalio/common";
 import { GcIntegrityError, type GcResult, type RetentionResult } from "../backups/backup-maintenance.service";
 
 export interface ActivityDeps {
   logger: Logger;
-  services: Pick<Services, "maintenance" | "auth">;
+  services: Pick<Services, "maintenance" | "auth" | "drills">;
   recovery: RecoveryActivityDeps;
   verification: VerificationActivityDeps;
   /** For the reconciler: asks Temporal whether a workflow still runs. */
@@ -54,6 +55,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createRecoveryActivities(deps.recovery),
     ...createVerificationActivities(deps.verification),
+    ...createDrillActivities({ drills: deps.services.drills }),
 
     /** Temporal's view of a workflow: RUNNING, COMPLETED, FAILED, … or NOT_FOUND. */
     async workflowStatus(workflowId: string): Promise<string> {

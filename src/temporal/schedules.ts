@@ -1,4 +1,4 @@
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from "@temporalio/client";
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from "@temporalio/client";
 import type { Logger } from "../logger";
 
 export interface ScheduleSpec {
@@ -7,6 +7,8 @@ export interface ScheduleSpec {
   workflowType: string;
   everyMs: number;
   args?: unknown[];
+  /** Each run's workflowExecutionTimeout (default 6 hours). */
+  executionTimeoutMs?: number;
 }
 
 /** The product's recurring jobs (Temporal Schedules replace the seed's crons). */
@@ -29,7 +31,7 @@ export async function ensureSchedules(client: Client, taskQueue: string, specs: 
     const options: ScheduleOptions = {
       scheduleId: s.id,
       spec: { intervals: [{ every: s.everyMs }] },
-      action: { type: "startWorkflow", workflowType: s.workflowType, taskQueue, workflowId: s.id, args: s.args ?? [], workflowExecutionTimeout: "6 hours" },
+      action: { type: "startWorkflow", workflowType: s.workflowType, taskQueue, workflowId: s.id, args: s.args ?? [], workflowExecutionTimeout: s.executionTimeoutMs ?? "6 hours" },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: "1 hour" },
     };
     try {
@@ -40,5 +42,17 @@ export async function ensureSchedules(client: Client, taskQueue: string, specs: 
       await client.schedule.getHandle(s.id).update((prev) => ({ ...prev, spec: options.spec, action: options.action, policies: { ...prev.policies, ...options.policies } }));
       logger?.debug({ schedule: s.id }, "schedule updated");
     }
+  }
+}
+
+/** Deletes a schedule; true when it existed (idempotent: a missing schedule is not an error). */
+export async function removeSchedule(client: Client, id: string, logger?: Logger): Promise<boolean> {
+  try {
+    await client.schedule.getHandle(id).delete();
+    logger?.info({ schedule: id }, "schedule deleted");
+    return true;
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return false;
+    throw err;
   }
 }

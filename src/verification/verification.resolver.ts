@@ -6,7 +6,7 @@ import type { VerificationSnapshot } from "../graphql/pubsub";
 import { verificationSnapshot } from "./verification.service";
 import { BackupVerification, type BootEvidence, VerifyBackupInput } from "./verification.type";
 
-async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupVerification> {
+export async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupVerification> {
   const d = (v: string | null) => (v ? new Date(v) : null);
   return {
     id: s.id,

@@ -72,6 +72,40 @@ export class VerificationService {
 
   /** Starts a verification (or returns the one already running for that backup). */
   async start(userId: string, input: { backupId: string; bootMarker?: string | null; ports?: number[] | null }): Promise<VerificationRow> {
+    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
+    const { row, created, args } = await this.prepare(userId, input);
+    if (!created) return row;
+    try {
+      await this.deps.temporal.workflow.start("verifyBackupWorkflow", {
+        taskQueue: this.deps.config.temporal.taskQueue,
+        workflowId: row.workflowId,
+        args: [args],
+        workflowExecutionTimeout: this.executionTimeoutMs(),
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        await this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() });
+        throw err;
+      }
+    }
+    return row;
+  }
+
+  /** The verification workflow's hard limit (its own boot timeout plus the recovery time limit). */
+  executionTimeoutMs(): number {
+    return this.deps.config.verification.bootTimeoutMs + this.deps.config.recovery.timeLimitMs;
+  }
+
+  /**
+   * Checks the request and records a PENDING verification without starting its workflow (start()
+   * starts it; a drill runs it as a child workflow). With `joinActive` (the default) a verification
+   * already running for the backup is returned instead (created: false).
+   */
+  async prepare(
+    userId: string,
+    input: { backupId: string; bootMarker?: string | null; ports?: number[] | null },
+    opts: { joinActive?: boolean } = {},
+  ): Promise<{ row: VerificationRow; created: boolean; args: VerifyBackupInput }> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be verified`, { field: "backupId" });
     if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
@@ -80,7 +114,6 @@ export class VerificationService {
     const ports = input.ports ?? DEFAULT_VERIFY_PORTS;
     if (ports.length > MAX_VERIFY_PORTS || ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535))
       throw badInput(`ports must be at most ${MAX_VERIFY_PORTS} TCP ports (1–65535)`, { field: "ports" });
-    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
     const marker = input.bootMarker ?? this.deps.config.verification.bootMarker ?? null;
 
     const { row, created } = await this.deps.db.transaction(async (tx) => {
@@ -90,7 +123,7 @@ export class VerificationService {
         .from(verifications)
         .where(and(eq(verifications.backupId, backup.id), inArray(verifications.status, ["PENDING", "RUNNING"])))
         .limit(1);
-      if (active) return { row: active, created: false };
+      if (active && opts.joinActive !== false) return { row: active, created: false };
       const now = this.now();
       const id = newId();
       const fresh: VerificationRow = {
@@ -114,35 +147,24 @@ export class VerificationService {
       await tx.insert(verifications).values(fresh);
       return { row: fresh, created: true };
     });
-    if (!created) return row;
-    this.publish(row);
+    if (created) this.publish(row);
+    return { row, created, args: this.workflowArgs(row, ports) };
+  }
 
+  /** The verification workflow's arguments for a recorded verification. */
+  workflowArgs(row: VerificationRow, ports: number[] = DEFAULT_VERIFY_PORTS): VerifyBackupInput {
     const v = this.deps.config.verification;
-    const args: VerifyBackupInput = {
+    return {
       verificationId: row.id,
-      userId,
-      backupId: backup.id,
-      bootMarker: marker ?? undefined,
+      userId: row.userId,
+      backupId: row.backupId,
+      bootMarker: row.bootMarker ?? undefined,
       ports: [...new Set(ports)],
       graceMs: v.evidenceGraceMs,
       bootTimeoutMs: v.bootTimeoutMs,
       pollIntervalMs: Math.min(1000, this.deps.config.recovery.pollIntervalMs),
       heartbeatTimeoutMs: this.deps.config.recovery.heartbeatTimeoutMs,
     };
-    try {
-      await this.deps.temporal.workflow.start("verifyBackupWorkflow", {
-        taskQueue: this.deps.config.temporal.taskQueue,
-        workflowId: row.workflowId,
-        args: [args],
-        workflowExecutionTimeout: v.bootTimeoutMs + this.deps.config.recovery.timeLimitMs,
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        await this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() });
-        throw err;
-      }
-    }
-    return row;
   }
 
   /** Used by the workflow's activities: persists and publishes a change (never leaves a finished state). */

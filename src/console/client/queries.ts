@@ -170,3 +170,34 @@ export type InstanceMutationResult = { startInstance: Instance } | { stopInstanc
 
 export const ACTIVE_STATES: readonly RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING"];
 export const isActive = (s: RecoveryState) => ACTIVE_STATES.includes(s);
+
+export type DrillStatus = "RUNNING" | "VERIFIED" | "FAILED" | "INCONCLUSIVE" | "CANCELLED";
+
+export interface SourceHealth {
+  sourceName: string;
+  lastVerified: string | null;
+  policy: { every: string | null; afterEveryBackup: boolean; ports: number[] } | null;
+  lastDrill: {
+    id: string;
+    status: DrillStatus;
+    rtoSeconds: number | null;
+    evidenceSummary: string | null;
+    failureReason: string | null;
+    startedAt: string;
+    verification: { screenshotUrl: string | null } | null;
+  } | null;
+  rtoTrend: { at: string; rtoSeconds: number | null; verdict: DrillStatus }[];
+}
+
+/** A server's drills: policy, last verdict (with the screen it saw) and RTO trend. */
+export const SOURCE_HEALTH = `query ConsoleSourceHealth($sourceName: String!) {
+  sourceHealth(sourceName: $sourceName) {
+    sourceName lastVerified
+    policy { every afterEveryBackup ports }
+    lastDrill { id status rtoSeconds evidenceSummary failureReason startedAt verification { screenshotUrl } }
+    rtoTrend { at rtoSeconds verdict }
+  }
+}`;
+export interface SourceHealthResult {
+  sourceHealth: SourceHealth;
+}

@@ -8,3 +8,4 @@ export * from "./upload-chunks";
 export * from "./retention-policies";
 export * from "./recovery-events";
 export * from "./verifications";
+export * from "./drills";

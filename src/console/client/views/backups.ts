@@ -14,6 +14,7 @@ import {
   type Target,
 } from "../queries";
 import { errorBox, loading, type View, type ViewContext } from "../view";
+import { drillsPanel } from "./drills-panel";
 import { evidenceWords, verdictWords } from "../../../verification/verdict-words";
 
 /** Restore points, grouped by the machine they came from, newest first. */
@@ -80,6 +81,7 @@ export const backupsView: View = async (ctx) => {
         "section",
         { class: "source", "aria-labelledby": headingId },
         h("h2", { id: headingId }, h("span", { class: "source-label" }, "Server "), source),
+        drillsPanel(source),
         h(
           "ul",
           { class: "cards" },
