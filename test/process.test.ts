@@ -93,6 +93,18 @@ describe("the product process", () => {
         await proc.waitFor(banner, 90_000);
         const http = await fetch(`http://127.0.0.1:${port}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: "{ me { id } nope }" }) });
         const httpBody = await http.text();
+        // Anonymous WebSocket operations are refused unparsed (request limits): sign in first so the
+        // subscription is parsed, validated and refused with a validation error.
+        const gql = async (query: string, variables: Record<string, unknown>) =>
+          (await (await fetch(`http://127.0.0.1:${port}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query, variables }) })).json()) as {
+            data?: { logIn?: { token: string } };
+          };
+        const name = `proc${process.pid}x${Date.now().toString(36)}${Object.keys(env).join("").length}`;
+        const input = { username: name, email: `${name}@example.com`, password: "correct horse battery staple" };
+        await gql("mutation($input: SignUpInput!) { signUp(input: $input) { accepted } }", { input });
+        const login = await gql("mutation($input: LogInInput!) { logIn(input: $input) { token } }", { input: { email: input.email, password: input.password } });
+        const token = login.data?.logIn?.token;
+        expect(token).toBeTruthy();
         const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws");
         const messages: string[] = [];
         await new Promise<void>((resolve, reject) => {
@@ -105,7 +117,7 @@ describe("the product process", () => {
               resolve();
             }
           });
-          ws.once("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: {} })));
+          ws.once("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${token}` } })));
         });
         ws.close();
         return { http: httpBody, ws: messages.join("\n"), output: proc.output() };
