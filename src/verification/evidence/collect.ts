@@ -49,6 +49,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
 
   let firstPositiveMs: number | undefined;
   let firstFailureMs: number | undefined;
+  let pollsSinceFailure = 0;
   const positive = (atMs: number) => {
     if (firstPositiveMs === undefined || atMs < firstPositiveMs) firstPositiveMs = atMs;
   };
@@ -65,6 +66,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
   let lastText: string | undefined;
   let lastBlank = false;
   let screenFailureSeen = false;
+  const screenFailures = new Set<string>();
   let screenPositiveRecorded = false;
   let pendingScreenPositive: { detail: string; atMs: number } | undefined;
   let ocrUnavailable: string | undefined;
@@ -104,7 +106,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
   };
 
   const readScreen = async () => {
-    if (!probe.screenshot || screenFailureSeen) return;
+    if (!probe.screenshot) return;
     let png: Buffer;
     const at = now();
     try {
@@ -148,9 +150,10 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
       await record("SCREEN", true, false, `${p.detail}; ${settled ? "the screen has settled (the same on the next screenshot)" : "the screen was still changing"}`, p.atMs);
     }
     if (!changed || text === undefined || !text.trim()) return;
-    const failures = matchSignatures(text, SCREEN_FAILURES);
+    const failures = matchSignatures(text, SCREEN_FAILURES).filter((f) => !screenFailures.has(f.name));
     if (failures.length) {
       screenFailureSeen = true;
+      for (const f of failures) screenFailures.add(f.name);
       failure(at);
       await record("SCREEN", false, true, `shows ${failures.map((f) => `${f.name}: "${f.line}"`).join("; ")}`, at);
       return;
@@ -241,8 +244,12 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
     checkAbort();
     const t = now();
     if (firstFailureMs !== undefined) {
-      // A firmware failure is waited on briefly so the screen can corroborate it.
-      if (screenFailureSeen || !probe.screenshot || ocrUnavailable || t - firstFailureMs >= Math.min(grace, FAILURE_GRACE_MS)) return finish("FAILED", failureReason(evidence));
+      // One more look after the first failure, so the firmware log and the screen (which print the
+      // same failure a moment apart) can corroborate each other; never longer than FAILURE_GRACE_MS.
+      pollsSinceFailure++;
+      const screenSettledOnIt = screenFailureSeen && (firmwareSeen.size > 0 || !probe.firmwareLog || pollsSinceFailure >= 2);
+      const screenCannotTell = (!probe.screenshot || ocrUnavailable !== undefined) && pollsSinceFailure >= 2;
+      if (screenSettledOnIt || screenCannotTell || t - firstFailureMs >= Math.min(grace, FAILURE_GRACE_MS)) return finish("FAILED", failureReason(evidence));
     } else if (firstPositiveMs !== undefined) {
       const servicesDone = ports.every((p) => portOk.has(p)) || endpointsError !== undefined;
       const screenDone = screenPositiveRecorded || !probe.screenshot || ocrUnavailable !== undefined;
