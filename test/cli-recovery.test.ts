@@ -226,7 +226,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     expect(screen).toMatch(/✔ Launching +done/);
     expect(screen).toMatch(/✔ Checking it started +done/);
     expect(screen).toMatch(/Checked: it started \(measured RTO .*\)\. Evidence:/);
-    expect(screen).toMatch(/✔ MARKER +Boot marker "RECLO-CLI-BOOTED"/);
+    expect(screen).toMatch(/✔ MARKER +"RECLO-CLI-BOOTED" seen on the serial console/);
     expect(screen).toMatch(/Total +\[#{20}\] 100%/);
     expect(screen).toContain(`Recovery ${firstRecoveryId} COMPLETED`);
     expect(screen).toMatch(/Reach it with Remote Desktop \(RDP\) at 127\.0\.0\.1:\d+/);

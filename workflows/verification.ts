@@ -44,7 +44,7 @@ export async function verifyBackupWorkflow(input: VerifyBackupInput): Promise<Ve
     startToCloseTimeout: "5 minutes",
     retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute", maximumAttempts: 20 },
   });
-  const made: { instanceId?: string; imageId?: string; composedKey?: string } = {};
+  const made: { verificationId: string; instanceId?: string; imageId?: string; composedKey?: string } = { verificationId: input.verificationId };
   let result: VerifyBackupResult;
   let cancelled: unknown;
   try {

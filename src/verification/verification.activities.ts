@@ -140,10 +140,13 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     },
 
     /** Always runs: terminates the machine, deletes its image and the composed object. */
-    async cleanupVerification(input: { instanceId?: string; imageId?: string; composedKey?: string }): Promise<void> {
+    async cleanupVerification(input: { verificationId?: string; instanceId?: string; imageId?: string; composedKey?: string }): Promise<void> {
       const target = deps.local;
       if (target && input.instanceId) await callTarget(() => target.terminateInstance(input.instanceId!));
       if (target && input.imageId) await callTarget(() => target.deleteImage(input.imageId!));
+      // No recorded image id: the import may still run, or may have finished as the verification was
+      // cancelled; the target finds it by the verification's name and removes it.
+      else if (target && input.verificationId) await callTarget(() => target.discardImport(verificationTargetId(input.verificationId!)));
       if (input.composedKey) await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.composedKey }));
     },
 
