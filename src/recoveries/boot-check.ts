@@ -1,4 +1,4 @@
-import { BootCheckAbortedError, collectBootEvidence, ocrPng, POSITIVE_KINDS, probeFor, type BootProbe, type BootVerdict, type Evidence } from "../verification/evidence";
+import { BootCheckAbortedError, collectBootEvidence, ocrPng, POSITIVE_KINDS, probeFor, type BootEvidenceOptions, type BootEvidenceResult, type BootProbe, type BootVerdict, type Evidence } from "../verification/evidence";
 import type { ComputeTarget, StatusChecks } from "./targets/target";
 import { inspectPng } from "../verification/png";
 
@@ -13,31 +13,13 @@ import { inspectPng } from "../verification/png";
  *          ports (they admit only the customer's CIDR), so no service is probed there.
  * The verdict: FAILED on any failure signature, VERIFIED on a positive signal, else INCONCLUSIVE.
  */
-export interface BootCheckOptions {
+/** The collector's options (same meaning), on a compute target's machine. */
+export interface BootCheckOptions extends BootEvidenceOptions {
   target: ComputeTarget;
   instanceId: string;
-  /** When the machine was started (epoch ms). */
-  launchedAtMs: number;
-  timeoutMs: number;
-  pollIntervalMs: number;
-  /** Guest ports whose banner proves a service (local: the forwarded 22 and 3389). */
-  ports: number[];
-  bootMarker?: string;
-  /** After the first decisive signal, how long the collector keeps corroborating (its default when unset). */
-  graceMs?: number;
-  tesseract?: string;
-  signal?: AbortSignal;
-  onEvidence?: (e: Evidence) => void | Promise<void>;
-  onPoll?: () => void;
-  now?: () => number;
 }
 
-export interface BootCheckResult {
-  verdict: BootVerdict;
-  evidence: Evidence[];
-  reason?: string;
-  screenText?: string;
-  screenshot?: Buffer;
+export interface BootCheckResult extends Omit<BootEvidenceResult, "bootSeconds"> {
   /** When the first positive signal was seen (epoch ms), when there was one. */
   firstPositiveAtMs?: number;
 }
@@ -48,19 +30,8 @@ const provesOn = (kind: Evidence["kind"], aws: boolean) => POSITIVE_KINDS.includ
 export async function runBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
   if (opts.target.kind === "AWS" && opts.target.statusChecks) return awsBootCheck(opts);
   const probe = probeFor(opts.target, opts.instanceId);
-  const r = await collectBootEvidence(probe, {
-    launchedAtMs: opts.launchedAtMs,
-    timeoutMs: opts.timeoutMs,
-    pollIntervalMs: opts.pollIntervalMs,
-    ports: opts.ports,
-    bootMarker: opts.bootMarker,
-    graceMs: opts.graceMs,
-    tesseract: opts.tesseract,
-    signal: opts.signal,
-    onEvidence: opts.onEvidence,
-    onPoll: opts.onPoll,
-    now: opts.now,
-  });
+  const { target: _target, instanceId: _instanceId, ...collectorOptions } = opts;
+  const r = await collectBootEvidence(probe, collectorOptions);
   return { verdict: r.verdict, evidence: r.evidence, reason: r.reason, screenText: r.screenText, screenshot: r.screenshot, firstPositiveAtMs: firstPositive(r.evidence, false) };
 }
 
@@ -95,19 +66,8 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
   const onAbort = () => stop.abort();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   let collectorDone = false;
-  const collecting = collectBootEvidence(probe, {
-    launchedAtMs: opts.launchedAtMs,
-    timeoutMs: opts.timeoutMs,
-    pollIntervalMs: opts.pollIntervalMs,
-    ports: [],
-    bootMarker: opts.bootMarker,
-    graceMs: opts.graceMs,
-    tesseract: opts.tesseract,
-    signal: stop.signal,
-    onEvidence: record,
-    onPoll: opts.onPoll,
-    now: opts.now,
-  }).then(
+  const { target: _target, instanceId: _instanceId, ...collectorOptions } = opts;
+  const collecting = collectBootEvidence(probe, { ...collectorOptions, ports: [], signal: stop.signal, onEvidence: record }).then(
     (r) => ((collectorDone = true), { r }),
     (err: unknown) => ((collectorDone = true), { err }),
   );
