@@ -18,7 +18,8 @@ import {
   VerifyBackupDocument,
 } from "../src/client/generated/graphql";
 import { openSubscription, withTimeout } from "./helpers/ws";
-import { backups } from "../src/db/schema";
+import { backups, drills } from "../src/db/schema";
+import { newId } from "../src/common/ids";
 import { GraphQLRequestError } from "../src/client/graphql-client";
 
 /** One of each object kind, owned by `owner`, created through the service layer. */
@@ -31,7 +32,24 @@ async function seed(stack: TestStack, owner: TestUser) {
   const recovery = await s.recoveries.create(owner.id, { backupId: full.id, target: "AWS" });
   const instance = await s.instances.record(owner.id, { recoveryId: recovery.id, provider: "AWS", providerId: "i-0123456789abcdef0", name: "fileserver-recovered", state: "RUNNING", address: "203.0.113.7" });
   const { sessions } = await owner.client.request(SessionsDocument, {});
-  return { Backup: incr.id, Upload: upload.id, Recovery: recovery.id, Instance: instance.id, Session: sessions.edges[0]!.node.id, parentBackup: full.id };
+  // A finished drill (the row a drill workflow writes; no workflow needed to prove who may touch it).
+  const drillId = newId();
+  const now = new Date();
+  await stack.rt.database.db.insert(drills).values({
+    id: drillId,
+    userId: owner.id,
+    sourceName: "fileserver",
+    trigger: "MANUAL",
+    status: "VERIFIED",
+    backupId: full.id,
+    rtoSeconds: 21.5,
+    workflowId: `drill-${drillId}`,
+    startedAt: now,
+    finishedAt: now,
+    createdAt: now,
+    updatedAt: now,
+  });
+  return { Backup: incr.id, Upload: upload.id, Recovery: recovery.id, Instance: instance.id, Session: sessions.edges[0]!.node.id, Drill: drillId, parentBackup: full.id };
 }
 
 /** A selection for any object type: its scalar/enum fields only. */
@@ -105,6 +123,7 @@ describe("tenant isolation", () => {
         "Mutation.startInstance",
         "Mutation.stopInstance",
         "Mutation.terminateInstance",
+        "Mutation.cancelDrill",
       ]),
     );
   });
