@@ -1,6 +1,5 @@
 import "reflect-metadata";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -14,7 +13,7 @@ import { createLogger } from "../src/logger";
 import { createRuntime, type Runtime } from "../src/runtime";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
 import { activitiesFor } from "../src/temporal/activities";
-import { isZero, sha256Hex } from "../src/storage/chunk-store";
+import { backupImage } from "../test/helpers/backup";
 import { users, type VerificationRow } from "../src/db/schema";
 import { newId } from "../src/common/ids";
 
@@ -231,34 +230,6 @@ async function verifyOnce(rt: Runtime, userId: string, backupId: string, timeout
   };
 }
 
-/** A backup of `image` through the services and real presigned PUTs (what the agent does). */
-async function backUp(rt: Runtime, userId: string, image: Buffer): Promise<string> {
-  const s = rt.services;
-  const created = await s.backups.create(userId, { sourceName: "bench-linux-ok", imageSize: image.length, kind: "FULL" as never });
-  const chunks: (string | null)[] = [];
-  const inputs: { index: number; sha256: string; size: number }[] = [];
-  for (let i = 0; i < created.chunkCount; i++) {
-    const body = image.subarray(i * created.chunkSize, Math.min(image.length, (i + 1) * created.chunkSize));
-    if (isZero(body)) {
-      chunks.push(null);
-      continue;
-    }
-    const sha = sha256Hex(body);
-    chunks.push(sha);
-    inputs.push({ index: i, sha256: sha, size: body.length });
-  }
-  const batch = await s.backupUploads.requestChunkUploads(userId, { backupId: created.id, chunks: inputs });
-  for (const t of batch.tickets) {
-    if (t.alreadyStored) continue;
-    const body = image.subarray(t.index * created.chunkSize, Math.min(image.length, (t.index + 1) * created.chunkSize));
-    const res = await fetch(t.url!, { method: "PUT", headers: Object.fromEntries(t.headers.map((h) => [h.name, h.value])), body });
-    await res.arrayBuffer();
-    if (!res.ok) throw new Error(`PUT chunk ${t.index}: HTTP ${res.status}`);
-  }
-  const done = await s.backupUploads.complete(userId, { backupId: created.id, sha256: createHash("sha256").update(image).digest("hex"), chunks });
-  return done.id;
-}
-
 async function deletePrefix(s3: S3Client, bucket: string, prefix: string): Promise<void> {
   for (;;) {
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
@@ -299,7 +270,7 @@ async function main(): Promise<number> {
     for (const b of Object.values(config.s3.buckets)) await deletePrefix(rt.s3, b, `${userId}/`);
     await rt.database.db.delete(users).where(eq(users.id, userId));
   });
-  const backupId = await backUp(rt, userId, fs.readFileSync(disk));
+  const backupId = (await backupImage({ rt }, userId, fs.readFileSync(disk), { sourceName: "bench-linux-ok" })).backup.id;
 
   process.stdout.write(`bench/verify: linux-ok (${(fs.statSync(disk).size / 2 ** 20).toFixed(0)} MiB raw), QEMU ${q.accel} ${q.memoryMb} MiB ${q.cpus} CPU(s), ${runs} run(s), evidence grace ${config.verification.evidenceGraceMs / 1000} s, load average at start ${load}\n\n`);
   const bare: BareResult[] = [];

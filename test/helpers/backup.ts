@@ -17,7 +17,7 @@ export function makeImage(size: number, chunkSize: number, zeroChunks: number[] 
  * Returns the completed row and how many bytes were PUT.
  */
 export async function backupImage(
-  stack: TestStack,
+  stack: Pick<TestStack, "rt">,
   userId: string,
   image: Buffer,
   opts: { sourceName: string; kind?: "FULL" | "INCREMENTAL"; parentBackupId?: string },

@@ -20,7 +20,7 @@ import {
   type LaunchResult,
 } from "./target";
 import { QmpError, qmpExecute } from "./qmp";
-import { LOCAL_INTERNET_UNSUPPORTED, guestPorts, qemuNetworkArgs, type GuestForward } from "./guest-network";
+import { FORWARD_BIND_ADDRESS, LOCAL_INTERNET_UNSUPPORTED, guestPorts, qemuNetworkArgs, type GuestForward } from "./guest-network";
 
 /**
  * The local QEMU/KVM host as a compute target. Everything lives under `local.dir`:
@@ -534,11 +534,9 @@ export class LocalTarget implements ComputeTarget {
   }
 
   async serviceEndpoints(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]> {
-    const meta = await this.requireMeta(instanceId);
     // Every machine, isolated or not, has loopback forwards of its declared ports (guest-network.ts).
-    const map = new Map<number, number>();
-    for (const f of meta.forwards) if (f.hostPort) map.set(f.guestPort, f.hostPort);
-    return ports.filter((p) => map.has(p)).map((guestPort) => ({ guestPort, host: "127.0.0.1", port: map.get(guestPort)! }));
+    const hostPorts = new Map((await this.forwards(instanceId)).filter((f) => f.hostPort).map((f) => [f.guestPort, f.hostPort]));
+    return ports.filter((p) => hostPorts.has(p)).map((guestPort) => ({ guestPort, host: FORWARD_BIND_ADDRESS, port: hostPorts.get(guestPort)! }));
   }
 
   async screenshot(instanceId: string): Promise<Buffer> {
