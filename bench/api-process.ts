@@ -9,7 +9,9 @@ import { createRuntime, readinessChecks, type Runtime } from "../src/runtime";
 import { startApp, type RunningApp } from "../src/server/app";
 import { createDatabase, type Database } from "../src/db/client";
 import { backups, recoveries, users } from "../src/db/schema";
-import { createAppPubSub, Topic, type PubSubHandle, type RecoverySnapshot } from "../src/graphql/pubsub";
+import { createEventBus } from "../src/events/adapters";
+import type { EventBusHandle } from "../src/events/event-bus";
+import { Topic, type RecoverySnapshot } from "../src/events/topics";
 import { RecoveryProgress, snapshotOf } from "../src/recoveries/recovery-progress";
 import { BackupKind } from "../src/backups/backup.type";
 import { LoadWindow, epochMs, exitWithParent, memoryAfterGc, serve, sleep } from "./ipc";
@@ -17,7 +19,7 @@ import { LoadWindow, epochMs, exitWithParent, memoryAfterGc, serve, sleep } from
 /**
  * A bench child process. Role "api" (default): the real API (createRuntime + startApp, exactly as
  * src/main.ts builds it) on an ephemeral port, which can also seed data and publish events from
- * inside the API process. Role "publisher": only the pub/sub (Redis) and the database, publishing
+ * inside the API process. Role "publisher": only the event bus (Redis) and the database, publishing
  * events from outside the API process. Driven by bench/subscriptions.ts over IPC.
  */
 
@@ -69,19 +71,19 @@ async function main(): Promise<void> {
   let rt: Runtime | undefined;
   let app: RunningApp | undefined;
   let database: Database;
-  let pubSub: PubSubHandle;
+  let events: EventBusHandle;
   let progress: RecoveryProgress;
 
   if (role === "api") {
     rt = await createRuntime(config, logger);
-    app = await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
+    app = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
     database = rt.database;
-    pubSub = rt.pubSub;
+    events = rt.events;
     progress = rt.services.recoveryProgress;
   } else {
     database = createDatabase(config.database.url, config.database.poolSize);
-    pubSub = createAppPubSub(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
-    progress = new RecoveryProgress(database.db, pubSub.pubSub);
+    events = createEventBus(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
+    progress = new RecoveryProgress(database.db, events.bus);
   }
 
   const load = new LoadWindow();
@@ -142,9 +144,9 @@ async function main(): Promise<void> {
             const round = firstRound + Math.floor(i / n);
             const base = args.targets[i % n]!;
             if (args.via === "pubsub") {
-              // Straight onto the pub/sub: no database write, no throttle (the event carries a
+              // Straight onto the event bus: no database write, no throttle (the event carries a
               // version above what each subscriber read at subscribe time, so none is dropped).
-              pubSub.pubSub.publish(Topic.RECOVERY_CHANGED, base.id, {
+              events.bus.publish(Topic.RECOVERY_CHANGED, base.id, {
                 ...base,
                 stepProgress: Math.min(100, round),
                 version: base.version + round,
@@ -232,14 +234,14 @@ async function main(): Promise<void> {
             await app?.stop();
             if (rt) await rt.close();
             else {
-              await pubSub.close();
+              await events.close();
               await database.close();
             }
           })().finally(() => process.exit(0));
         });
       },
     },
-    (): ApiInfo => ({ role, pid: process.pid, wsUrl: app?.wsUrl, graphqlUrl: app?.graphqlUrl, transport: pubSub.transport }),
+    (): ApiInfo => ({ role, pid: process.pid, wsUrl: app?.wsUrl, graphqlUrl: app?.graphqlUrl, transport: events.transport }),
   );
 }
 

@@ -482,7 +482,7 @@ async function main(signal: AbortSignal, cleanups: (() => Promise<void>)[]): Pro
   const logger = createLogger(config.logLevel, process.stderr);
   const rt: Runtime = await createRuntime(config, logger);
   cleanups.push(() => rt.close());
-  const app: RunningApp = await startApp({ config, logger, services: rt.services, pubSub: rt.pubSub, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
+  const app: RunningApp = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
   cleanups.push(() => app.stop());
   instrument(rt.services.backupUploads, "requestChunkUploads", "requestChunkUploads");
   instrument(rt.services.backupUploads, "complete", "completeBackup");

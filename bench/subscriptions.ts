@@ -5,7 +5,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { ReCloClient } from "../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../src/client/generated/graphql";
-import type { RecoverySnapshot } from "../src/graphql/pubsub";
+import type { RecoverySnapshot } from "../src/events/topics";
 import { Child, sleep, type LoadReport, type MemoryReport } from "./ipc";
 import type { ApiInfo, PublishArgs, PublishResult, SeedArgs, Via } from "./api-process";
 import type { ClientStats, OpenResult, SubSpec } from "./client-process";
@@ -34,7 +34,7 @@ const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
                       same N open subscribers, slowest first (default 5000,2000,1000)
   --burst             publish each round's events all at once (default: spread evenly over the interval)
   --via pubsub|progress
-                      pubsub (default): pubSub.publish(RECOVERY_CHANGED, id, snapshot) directly, no DB write,
+                      pubsub (default): events.publish(RECOVERY_CHANGED, id, snapshot) directly, no DB write,
                       no throttle; progress: RecoveryProgress.progress() (UPDATE + SELECT + publish)
   --pubsub memory|redis|both
                       memory (default): in-process pub/sub, events published inside the API process;
@@ -533,7 +533,7 @@ async function run(): Promise<void> {
   }
   log(
     `ReClo subscription bench: ${N} subscribers over ${R} recoveries (${P} per recovery), ${K} events each at one event per recovery every ${intervals.join(", ")} ms ` +
-      `${opts.burst ? "(burst)" : "(spread)"}, via ${via === "pubsub" ? "pubSub.publish (no DB write, no throttle)" : "RecoveryProgress.progress (UPDATE + SELECT + publish)"}; ` +
+      `${opts.burst ? "(burst)" : "(spread)"}, via ${via === "pubsub" ? "events.publish (no DB write, no throttle)" : "RecoveryProgress.progress (UPDATE + SELECT + publish)"}; ` +
       `baseline ${B} subscribers; ${os.cpus().length} CPUs, Node ${process.version}, ulimit -n ${softNofile}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   // Rough duration: start-up, warm-up + baseline, opening (~150/s here), the measured rates, drains.

@@ -4,7 +4,8 @@ import type { Config } from "./config";
 import type { Logger } from "./logger";
 import { createDatabase, type Database } from "./db/client";
 import { ensureDatabaseExists, runMigrations } from "./db/migrate";
-import { createAppPubSub, type PubSubHandle } from "./graphql/pubsub";
+import { createEventBus } from "./events/adapters";
+import type { EventBusHandle } from "./events/event-bus";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client } from "./storage/s3";
@@ -17,7 +18,7 @@ export interface Runtime {
   config: Config;
   logger: Logger;
   database: Database;
-  pubSub: PubSubHandle;
+  events: EventBusHandle;
   limiter: RateLimiter;
   services: Services;
   s3: S3Client;
@@ -40,8 +41,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       await runMigrations(database);
       logger.info("database migrations applied");
     }
-    const pubSub = createAppPubSub(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
-    closers.push(() => pubSub.close());
+    const events = createEventBus(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
+    closers.push(() => events.close());
     let limiter: RateLimiter = new MemoryRateLimiter();
     if (config.redisUrl) {
       const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
@@ -56,13 +57,13 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     });
     closers.push(() => temporal.close());
     const targets = createTargets(config, s3, logger);
-    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, temporal: temporal.client, targets, logger });
-    logger.info({ pubSub: pubSub.transport }, "runtime ready");
+    const services = createServices({ config, db: database.db, events: events.bus, limiter, s3, temporal: temporal.client, targets, logger });
+    logger.info({ pubSub: events.transport }, "runtime ready");
     return {
       config,
       logger,
       database,
-      pubSub,
+      events,
       limiter,
       services,
       s3,

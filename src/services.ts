@@ -1,6 +1,6 @@
 import type { Config } from "./config";
 import type { Db } from "./db/client";
-import type { AppPubSub } from "./graphql/pubsub";
+import type { EventBus } from "./events/event-bus";
 import type { RateLimiter } from "./auth/rate-limiter";
 import { AuthService } from "./auth/auth.service";
 import { PasswordHasher } from "./auth/password";
@@ -41,7 +41,8 @@ export interface Services {
 export interface ServiceDeps {
   config: Config;
   db: Db;
-  pubSub: AppPubSub;
+  /** Where services publish domain events (and live views subscribe). */
+  events: EventBus;
   limiter: RateLimiter;
   s3: S3Client;
   /** Starts and cancels workflows (recoveries). */
@@ -51,14 +52,14 @@ export interface ServiceDeps {
   now?: () => Date;
 }
 
-export function createServices({ config, db, pubSub, limiter, s3, temporal, targets = {}, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, events, limiter, s3, temporal, targets = {}, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
-  const backups = new BackupService(db, pubSub, limits, quotas, now);
+  const backups = new BackupService(db, events, limits, quotas, now);
   const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
-  const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
-  const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, temporal, now });
+  const recoveryProgress = new RecoveryProgress(db, events, { now });
+  const verifications = new VerificationService({ db, backups, uploads: backupUploads, events, config, temporal, now });
   const drills = new DrillService({ db, backups, verifications, limits, config, temporal, logger, now });
   if (temporal) {
     // A source whose drill policy runs "after every backup" gets a drill (which verifies the new
@@ -78,15 +79,15 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
     backupUploads,
     recoveryProgress,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
-    auth: new AuthService({ db, pubSub, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
+    auth: new AuthService({ db, events, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, temporal, quotas, now }),
+    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, events, limits, config, temporal, quotas, now }),
     instances: new InstanceService({
       db,
       limits,
-      pubSub,
+      events,
       targets,
       quotas,
       artifacts: { s3, bucket: config.s3.buckets.artifacts, urlExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) },

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backups } from "../src/db/schema";
-import { Topic, type RecoverySnapshot } from "../src/graphql/pubsub";
+import { Topic, type RecoverySnapshot } from "../src/events/topics";
 import { RecoveryProgress } from "../src/recoveries/recovery-progress";
 
 describe("recovery progress: persisted, monotonic, throttled without losing the terminal event", () => {
@@ -20,7 +20,7 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
 
   async function collect(recoveryId: string) {
     const got: RecoverySnapshot[] = [];
-    const it = stack.rt.pubSub.pubSub.subscribe(Topic.RECOVERY_CHANGED, recoveryId);
+    const it = stack.rt.events.bus.subscribe(Topic.RECOVERY_CHANGED, recoveryId);
     void (async () => {
       for await (const e of it) got.push(e);
     })();
@@ -30,7 +30,7 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
 
   it("coalesces bursts within a step, never goes backwards, publishes state changes and the terminal state at once", async () => {
     const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
-    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.pubSub.pubSub, { minIntervalMs: 200 });
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 200 });
     const { got, stop } = await collect(r.id);
     await progress.begin(r.id, new Date(Date.now() + 60_000));
     await progress.enter(r.id, "PREPARING", "composing");

@@ -118,7 +118,7 @@ describe("two API processes sharing Redis", () => {
   });
 
   it("a change made through one is pushed by the other, and logOut on one closes sockets on the other", async () => {
-    expect(a.rt.pubSub.transport).toBe("redis");
+    expect(a.rt.events.transport).toBe("redis");
     const u = await signUp(a);
     const onB = openSubscription(b.client.withToken(u.token), BackupChangedDocument);
     await onB.connected;

@@ -4,8 +4,8 @@ import type { Db } from "../db/client";
 import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
 import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "../errors";
 import { newId, isId } from "../common/ids";
-import type { AppPubSub } from "../graphql/pubsub";
-import { Topic } from "../graphql/pubsub";
+import type { EventBus } from "../events/event-bus";
+import { Topic } from "../events/topics";
 import { checkPasswordPolicy, PASSWORD_MAX_LENGTH, type PasswordHasher } from "./password";
 import { addressKey } from "./client-address";
 import type { RateLimiter } from "./rate-limiter";
@@ -84,7 +84,7 @@ export interface AuthServiceDeps {
   db: Db;
   hasher: PasswordHasher;
   limiter: RateLimiter;
-  pubSub: AppPubSub;
+  events: EventBus;
   config: Config["auth"];
   now?: () => Date;
 }
@@ -206,7 +206,7 @@ export class AuthService {
       .update(sessions)
       .set({ revokedAt: now })
       .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)));
-    this.deps.pubSub.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: "ALL" });
+    this.deps.events.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: "ALL" });
     return result.affectedRows;
   }
 
@@ -222,7 +222,7 @@ export class AuthService {
       .update(sessions)
       .set({ revokedAt: sql`COALESCE(${sessions.revokedAt}, ${this.now()})` })
       .where(and(inArray(sessions.id, ids), eq(sessions.userId, userId)));
-    this.deps.pubSub.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: ids });
+    this.deps.events.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: ids });
   }
 
   private async openSession(user: UserRow, meta: ClientMeta): Promise<AuthResult> {

@@ -2,7 +2,7 @@ import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolve
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { withoutNulls } from "../graphql/nulls";
-import { Topic, type BackupChangedEvent } from "../graphql/pubsub";
+import { Topic, type BackupChangedEvent } from "../events/topics";
 import { Upload } from "../uploads/upload.type";
 import { Backup, BackupConnection, ChunkUploadBatch, RetentionPolicy } from "./backup.type";
 import { BackupsArgs, CompleteBackupInput, CreateBackupInput, RequestChunkUploadsInput, RetentionPolicyInput } from "./backup.input";

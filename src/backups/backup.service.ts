@@ -5,7 +5,8 @@ import { badInput } from "../errors";
 import { newId } from "../common/ids";
 import { findOwned, findOwnedOrNull } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
-import { Topic, type AppPubSub } from "../graphql/pubsub";
+import type { EventBus } from "../events/event-bus";
+import { Topic } from "../events/topics";
 import type { BackupFilter, CreateBackupInput } from "./backup.input";
 
 import { MAX_CHUNKS, MAX_IMAGE_SIZE, type QuotaService } from "../quotas/quota.service";
@@ -21,7 +22,7 @@ export function chunkSizeFor(imageSize: number): number {
 export class BackupService {
   constructor(
     private readonly db: Db,
-    private readonly pubSub: AppPubSub,
+    private readonly events: EventBus,
     private readonly limits: PageLimits,
     private readonly quotas: QuotaService,
     private readonly now: () => Date = () => new Date(),
@@ -124,6 +125,6 @@ export class BackupService {
 
   /** Tells subscribers (this user's only) that a backup changed. */
   changed(row: Pick<BackupRow, "id" | "userId">): void {
-    this.pubSub.publish(Topic.BACKUP_CHANGED, row.userId, { backupId: row.id, userId: row.userId });
+    this.events.publish(Topic.BACKUP_CHANGED, row.userId, { backupId: row.id, userId: row.userId });
   }
 }

@@ -1,7 +1,6 @@
 import "reflect-metadata";
 import { printSchema, lexicographicSortSchema, type GraphQLSchema } from "graphql";
 import { buildSchema } from "type-graphql";
-import type { PubSub } from "type-graphql";
 import { AuthResolver } from "../auth/auth.resolver";
 import { BackupResolver } from "../backups/backup.resolver";
 import { UploadResolver } from "../uploads/upload.resolver";
@@ -11,16 +10,18 @@ import { VerificationResolver } from "../verification/verification.resolver";
 import { QuotaResolver } from "../quotas/quota.resolver";
 import { DrillResolver } from "../drills/drill.resolver";
 import { authChecker } from "./auth-checker";
+import { graphqlPubSub, noEvents } from "./subscriptions";
+import type { EventBus } from "../events/event-bus";
 
 export const resolvers = [AuthResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver] as const;
 
-/** Builds the executable schema. Without a pub/sub (schema printing) subscriptions are still typed. */
-export async function buildAppSchema(pubSub?: PubSub): Promise<GraphQLSchema> {
+/** Builds the executable schema; subscriptions listen to `events`. Without it (schema printing) they are still typed. */
+export async function buildAppSchema(events?: EventBus): Promise<GraphQLSchema> {
   return buildSchema({
     resolvers: [...resolvers],
     authChecker,
     authMode: "error",
-    pubSub: pubSub ?? { publish() {}, subscribe: () => ({ [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) }) },
+    pubSub: events ? graphqlPubSub(events) : noEvents,
     validate: false,
     emitSchemaFile: false,
   });

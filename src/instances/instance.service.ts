@@ -9,7 +9,8 @@ import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../com
 import { AppError, conflict, ErrorCode } from "../errors";
 import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
 import { TargetError } from "../recoveries/targets/target";
-import { Topic, type AppPubSub } from "../graphql/pubsub";
+import type { EventBus } from "../events/event-bus";
+import { Topic } from "../events/topics";
 import type { QuotaService } from "../quotas/quota.service";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
@@ -36,7 +37,7 @@ export interface InstanceServiceDeps {
   limits: PageLimits;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
   /** instanceChanged events (absent: nobody is told). */
-  pubSub?: AppPubSub;
+  events?: EventBus;
   /** Fair-use limits on running machines (absent: unlimited). */
   quotas?: Pick<QuotaService, "checkMachineStart">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
@@ -91,7 +92,7 @@ export class InstanceService {
 
   /** Tells the owner's instanceChanged subscribers. */
   private changed(row: Pick<InstanceRow, "id" | "userId">): void {
-    this.deps.pubSub?.publish(Topic.INSTANCE_CHANGED, row.userId, { instanceId: row.id, userId: row.userId });
+    this.deps.events?.publish(Topic.INSTANCE_CHANGED, row.userId, { instanceId: row.id, userId: row.userId });
   }
 
   /** Re-reads the provider's view and stores it (state, addresses, lastStoppedAt). */

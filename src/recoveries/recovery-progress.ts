@@ -2,7 +2,8 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { recoveries, recoveryEvents, type BootCheckRecord, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
 import { newId } from "../common/ids";
-import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
+import type { EventBus } from "../events/event-bus";
+import { Topic, type RecoverySnapshot } from "../events/topics";
 
 export type RecoveryState = RecoveryRow["state"];
 export type StepState = "PREPARING" | "IMPORTING" | "LAUNCHING" | "CHECKING";
@@ -57,7 +58,7 @@ export class RecoveryProgress {
 
   constructor(
     private readonly db: Db,
-    private readonly pubSub: AppPubSub,
+    private readonly events: EventBus,
     private readonly opts: { minIntervalMs?: number; now?: () => Date } = {},
   ) {}
 
@@ -179,6 +180,6 @@ export class RecoveryProgress {
     if (!row) return;
     this.lastSent.set(recoveryId, Date.now());
     if (isTerminal(row.state)) this.lastSent.delete(recoveryId);
-    this.pubSub.publish(Topic.RECOVERY_CHANGED, recoveryId, snapshotOf(row));
+    this.events.publish(Topic.RECOVERY_CHANGED, recoveryId, snapshotOf(row));
   }
 }

@@ -5,7 +5,7 @@ import { currentUser } from "../graphql/context";
 import { withoutNulls } from "../graphql/nulls";
 import { Instance } from "../instances/instance.type";
 import { RecoveriesArgs, Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets, StartRecoveryInput } from "./recovery.type";
-import type { RecoverySnapshot } from "../graphql/pubsub";
+import type { RecoverySnapshot } from "../events/topics";
 import { BootCheck, type BootCheckStatus } from "./boot-check.type";
 import type { EvidenceKind } from "../verification/verification.type";
 

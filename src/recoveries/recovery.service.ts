@@ -8,10 +8,11 @@ import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../com
 import type { BackupService } from "../backups/backup.service";
 import type { BackupUploadService } from "../backups/backup-upload.service";
 import { badInput, conflict } from "../errors";
-import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
+import type { EventBus } from "../events/event-bus";
+import { Topic, type RecoverySnapshot } from "../events/topics";
 import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";
-import { eager, live } from "../graphql/live";
+import { eager, live } from "../events/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/recovery";
 import { LOCAL_INTERNET_UNSUPPORTED } from "./targets/guest-network";
@@ -24,7 +25,7 @@ export interface RecoveryServiceDeps {
   backups: BackupService;
   uploads: BackupUploadService;
   progress: RecoveryProgress;
-  pubSub: AppPubSub;
+  events: EventBus;
   limits: PageLimits;
   config: Pick<Config, "recovery" | "aws" | "temporal" | "verification">;
   /** Temporal client (absent in processes that cannot start workflows). */
@@ -199,7 +200,7 @@ export class RecoveryService {
    * reading the row (nothing is missed in between) and drops events older than what was sent.
    */
   async progress(userId: string, recoveryId: string): Promise<AsyncIterableIterator<RecoverySnapshot>> {
-    const events = eager(this.deps.pubSub.subscribe(Topic.RECOVERY_CHANGED, recoveryId));
+    const events = eager(this.deps.events.subscribe(Topic.RECOVERY_CHANGED, recoveryId));
     let row: RecoveryRow;
     try {
       row = await this.get(userId, recoveryId);

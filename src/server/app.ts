@@ -15,7 +15,8 @@ import type { Services } from "../services";
 import type { Context } from "../graphql/context";
 import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
-import { Topic, type PubSubHandle } from "../graphql/pubsub";
+import type { EventBus } from "../events/event-bus";
+import { Topic } from "../events/topics";
 import { AppError, ErrorCode, badInput, formatError, rateLimited, unauthenticated, withHttpStatus } from "../errors";
 import { bearerToken } from "../auth/token";
 import type { Authenticated } from "../auth/auth.service";
@@ -35,7 +36,8 @@ export interface AppDeps {
   config: Config;
   logger: Logger;
   services: Services;
-  pubSub: PubSubHandle;
+  /** The domain events: GraphQL subscriptions and session revocations listen to them. */
+  events: EventBus;
   /** Per-user rate of expensive fields (the runtime's limiter: Redis when configured). */
   limiter: RateLimiter;
   /** /readyz runs each (database, temporal, s3) with a timeout. */
@@ -76,7 +78,7 @@ interface WsExtra extends Record<PropertyKey, unknown> {
 export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const { config, logger, services } = deps;
   const exposeStack = config.env === "development";
-  const schema = await buildAppSchema(deps.pubSub.pubSub);
+  const schema = await buildAppSchema(deps.events);
   const sockets = new SocketRegistry();
 
   const app = express();
@@ -259,8 +261,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     wsServer,
   );
 
-  // Log-out anywhere (any API process, through the pub/sub) closes this process's sockets of that session.
-  const revocations = deps.pubSub.pubSub.subscribe(Topic.SESSIONS_REVOKED);
+  // Log-out anywhere (any API process, through the event bus) closes this process's sockets of that session.
+  const revocations = deps.events.subscribe(Topic.SESSIONS_REVOKED);
   void (async () => {
     for await (const event of revocations) {
       const closed = sockets.revoke(event);

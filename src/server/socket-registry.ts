@@ -1,5 +1,5 @@
 import type { WebSocket } from "ws";
-import type { SessionsRevokedEvent } from "../graphql/pubsub";
+import type { SessionsRevokedEvent } from "../events/topics";
 
 /** WebSocket close codes the clients can rely on. */
 export const WsCloseCode = {

@@ -2,7 +2,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Resolver, Root, Subs
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { Backup } from "../backups/backup.type";
-import type { VerificationSnapshot } from "../graphql/pubsub";
+import type { VerificationSnapshot } from "../events/topics";
 import { verificationSnapshot } from "./verification.service";
 import { BackupVerification, type BootEvidence, VerifyBackupInput } from "./verification.type";
 

@@ -8,8 +8,9 @@ import { badInput } from "../errors";
 import type { Config } from "../config";
 import type { BackupService } from "../backups/backup.service";
 import type { BackupUploadService } from "../backups/backup-upload.service";
-import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
-import { eager, live } from "../graphql/live";
+import type { EventBus } from "../events/event-bus";
+import { Topic, type VerificationSnapshot } from "../events/topics";
+import { eager, live } from "../events/live";
 import type { VerifyBackupInput } from "../../workflows/verification";
 import type { Evidence } from "./evidence/types";
 
@@ -41,7 +42,7 @@ export interface VerificationServiceDeps {
   db: Db;
   backups: BackupService;
   uploads: BackupUploadService;
-  pubSub: AppPubSub;
+  events: EventBus;
   config: Pick<Config, "verification" | "temporal" | "recovery">;
   temporal?: Client;
   now?: () => Date;
@@ -191,7 +192,7 @@ export class VerificationService {
 
   /** Current state of the backup's latest verification at once, then each change until it finishes. */
   async watch(userId: string, backupId: string): Promise<AsyncIterableIterator<VerificationSnapshot>> {
-    const events = eager(this.deps.pubSub.subscribe(Topic.VERIFICATION_CHANGED, backupId));
+    const events = eager(this.deps.events.subscribe(Topic.VERIFICATION_CHANGED, backupId));
     let current: VerificationRow | null;
     try {
       const backup = await this.deps.backups.get(userId, backupId);
@@ -209,6 +210,6 @@ export class VerificationService {
   }
 
   private publish(row: VerificationRow): void {
-    this.deps.pubSub.publish(Topic.VERIFICATION_CHANGED, row.backupId, verificationSnapshot(row));
+    this.deps.events.publish(Topic.VERIFICATION_CHANGED, row.backupId, verificationSnapshot(row));
   }
 }

@@ -53,7 +53,7 @@ export async function startStack(overrides: Partial<Record<keyof Env, string>> =
     config,
     logger,
     services: rt.services,
-    pubSub: rt.pubSub,
+    events: rt.events.bus,
     limiter: rt.limiter,
     readiness: { ...readinessChecks(rt), ...opts.readiness },
     stopGracePeriodMs: 200,

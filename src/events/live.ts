@@ -1,12 +1,12 @@
 /**
  * Live subscriptions ("current state at once, then every change, until final") built on the
- * pub/sub without async generators: a generator suspended in `for await` cannot be returned until
+ * event bus without async generators: a generator suspended in `for await` cannot be returned until
  * the next event arrives, so a closed browser tab would stay in memory until its recovery changed
  * again. These iterators end at once on `return()`.
  */
 
 /**
- * Starts pulling from `source` immediately and buffers: the pub/sub's lazy iterators only listen
+ * Starts pulling from `source` immediately and buffers: the event bus's lazy iterators only listen
  * from their first `next()`, and events published before that would be lost (a lost terminal
  * event would leave the subscription hanging).
  */

@@ -1,0 +1,31 @@
+import type { EventMap, EventTopic } from "./topics";
+
+/** The payload a topic carries. */
+export type EventPayload<K extends EventTopic> = EventMap[K] extends [unknown, infer P] ? P : EventMap[K][0];
+
+/** What a subscriber names after the topic: the routing id for a routed topic, nothing otherwise. */
+export type EventRoute<K extends EventTopic> = EventMap[K] extends [infer Id, unknown] ? [id: Id] : [];
+
+/**
+ * The publish/subscribe port: services publish domain events through it, the transport (GraphQL
+ * subscriptions, the WebSocket session registry) and live views subscribe. Adapters: memory (one
+ * process) and Redis (every API and worker process sharing REDIS_URL), see `./adapters`.
+ */
+export interface EventBus {
+  /** Fire and forget: every current subscriber of the topic (and routing id), in every process on the bus, gets the payload. */
+  publish<K extends EventTopic>(topic: K, ...args: EventMap[K]): void;
+  /**
+   * The topic's events (for a routed topic: those published with this id), in publish order.
+   * Lazy: it listens from its first `next()` (wrap it in `eager()` to listen at once); `return()`
+   * stops listening.
+   */
+  subscribe<K extends EventTopic>(topic: K, ...route: EventRoute<K>): AsyncIterableIterator<EventPayload<K>>;
+}
+
+/** An event bus and what it holds open. */
+export interface EventBusHandle {
+  bus: EventBus;
+  /** "redis" when events cross processes. */
+  transport: "memory" | "redis";
+  close(): Promise<void>;
+}
