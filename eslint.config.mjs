@@ -45,4 +45,31 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": ["error", { prefer: "type-imports" }],
     },
   },
+  {
+    // src/events (topics, the EventBus port and its adapters) sits below the features and the
+    // transport: services publish through it and the GraphQL layer subscribes, never the reverse.
+    files: ["src/events/**/*.ts"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^\\.\\./(?!(db|shared)(/|$)|config$|logger$)",
+              message: "src/events must not import a feature, the transport (src/graphql, src/server) or workflows: it is a floor below them.",
+            },
+            {
+              regex: "^\\.\\./db(/|$)",
+              allowTypeImports: true,
+              message: "src/events may use the database's types only (`import type`): events carry data, they do not query.",
+            },
+            {
+              regex: "^(type-graphql|graphql|graphql-ws|@apollo/.*|express|ws)$",
+              message: "src/events is transport-free: adapt the EventBus to GraphQL in src/graphql.",
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

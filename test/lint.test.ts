@@ -34,3 +34,42 @@ describe("workflow determinism guard (eslint)", () => {
     expect(problems).toEqual([]);
   });
 });
+
+describe("events floor boundary (eslint)", () => {
+  const eslint = new ESLint({ cwd: root });
+  const lintEvents = async (code: string) => {
+    const [result] = await eslint.lintText(code, { filePath: path.join(root, "src/events/boundary-example.ts") });
+    return result!.messages.filter((m) => m.ruleId === "@typescript-eslint/no-restricted-imports").map((m) => m.message);
+  };
+
+  it("rejects imports of the transport, features, workflows and GraphQL packages, and value imports of src/db", async () => {
+    const messages = await lintEvents(
+      [
+        'import type { Context } from "../graphql/context";',
+        'import { SocketRegistry } from "../server/socket-registry";',
+        'import type { BackupService } from "../backups/backup.service";',
+        'import type { RecoveryWorkflowInput } from "../../workflows/recovery";',
+        'import { PubSub } from "type-graphql";',
+        'import { recoveries } from "../db/schema";',
+        "export type X = [Context, SocketRegistry, BackupService, RecoveryWorkflowInput, PubSub, typeof recoveries];",
+      ].join("\n"),
+    );
+    expect(messages).toHaveLength(6);
+    expect(messages.filter((m) => m.includes("floor below them"))).toHaveLength(4);
+    expect(messages.some((m) => m.includes("transport-free"))).toBe(true);
+    expect(messages.some((m) => m.includes("database's types only"))).toBe(true);
+  });
+
+  it("allows its own modules, type imports of src/db, and the pub/sub packages", async () => {
+    const messages = await lintEvents(
+      [
+        'import type { EventMap } from "./topics";',
+        'import type { BootCheckRecord } from "../db/schema";',
+        'import { createPubSub } from "@graphql-yoga/subscription";',
+        'import { Redis } from "ioredis";',
+        "export type X = [EventMap, BootCheckRecord, typeof createPubSub, Redis];",
+      ].join("\n"),
+    );
+    expect(messages).toEqual([]);
+  });
+});

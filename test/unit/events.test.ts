@@ -1,0 +1,180 @@
+import { describe, expect, it } from "vitest";
+import { createEventBus, createMemoryEventBus } from "../../src/events/adapters";
+import { eager, live } from "../../src/events/live";
+import { Topic, type BackupChangedEvent, type RecoverySnapshot } from "../../src/events/topics";
+import { graphqlPubSub } from "../../src/graphql/subscriptions";
+
+const backup = (userId: string, backupId: string): BackupChangedEvent => ({ userId, backupId });
+
+function snapshot(version: number, state: RecoverySnapshot["state"] = "IMPORTING", userId = "u1"): RecoverySnapshot {
+  return {
+    id: "r1",
+    userId,
+    backupId: "b1",
+    target: "LOCAL",
+    state,
+    stepProgress: version,
+    totalProgress: version,
+    message: null,
+    failureReason: null,
+    startedAt: null,
+    deadlineAt: null,
+    completedAt: null,
+    createdAt: "2026-01-01T00:00:00.000Z",
+    version,
+    bootCheck: null,
+    rtoSeconds: null,
+  };
+}
+
+describe("memory event bus", () => {
+  it("without a Redis URL the bus is in-process and closes without error", async () => {
+    const handle = createEventBus(undefined);
+    expect(handle.transport).toBe("memory");
+    await expect(handle.close()).resolves.toBeUndefined();
+  });
+
+  it("a routed topic reaches only the subscribers of that id, in publish order", async () => {
+    const bus = createMemoryEventBus();
+    const mine = eager(bus.subscribe(Topic.BACKUP_CHANGED, "u1"));
+    const theirs = eager(bus.subscribe(Topic.BACKUP_CHANGED, "u2"));
+    bus.publish(Topic.BACKUP_CHANGED, "u2", backup("u2", "b9"));
+    bus.publish(Topic.BACKUP_CHANGED, "u1", backup("u1", "b1"));
+    bus.publish(Topic.BACKUP_CHANGED, "u1", backup("u1", "b2"));
+    expect((await mine.next()).value).toEqual(backup("u1", "b1"));
+    expect((await mine.next()).value).toEqual(backup("u1", "b2"));
+    expect((await theirs.next()).value).toEqual(backup("u2", "b9"));
+    await mine.return!();
+    await theirs.return!();
+  });
+
+  it("a topic without routing reaches every subscriber", async () => {
+    const bus = createMemoryEventBus();
+    const subscribers = Array.from({ length: 12 }, () => eager(bus.subscribe(Topic.SESSIONS_REVOKED)));
+    bus.publish(Topic.SESSIONS_REVOKED, { userId: "u1", sessionIds: ["s1"] });
+    for (const s of subscribers) expect((await s.next()).value).toEqual({ userId: "u1", sessionIds: ["s1"] });
+    await Promise.all(subscribers.map((s) => s.return!()));
+  });
+
+  it("a bare subscription listens from its first next(); eager() listens at once", async () => {
+    const bus = createMemoryEventBus();
+    const lazy = bus.subscribe(Topic.RECOVERY_CHANGED, "r1");
+    const early = eager(bus.subscribe(Topic.RECOVERY_CHANGED, "r1"));
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(1));
+    const pending = lazy.next();
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(2));
+    expect((await pending).value).toEqual(snapshot(2));
+    expect((await early.next()).value).toEqual(snapshot(1));
+    expect((await early.next()).value).toEqual(snapshot(2));
+    await lazy.return!();
+    await early.return!();
+  });
+
+  it("the port is typed by topic: routed topics need their id, payloads their shape", () => {
+    const bus = createMemoryEventBus();
+    const checks = () => {
+      // @ts-expect-error a routed topic without its id
+      bus.subscribe(Topic.RECOVERY_CHANGED);
+      // @ts-expect-error an unrouted topic takes no id
+      bus.subscribe(Topic.SESSIONS_REVOKED, "u1");
+      // @ts-expect-error the payload of another topic
+      bus.publish(Topic.BACKUP_CHANGED, "u1", { instanceId: "i1", userId: "u1" });
+    };
+    expect(typeof checks).toBe("function");
+  });
+});
+
+describe("eager", () => {
+  it("return() ends a pending next() at once and drops what was buffered", async () => {
+    const bus = createMemoryEventBus();
+    const events = eager(bus.subscribe(Topic.RECOVERY_CHANGED, "r1"));
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(1));
+    expect((await events.next()).value).toEqual(snapshot(1));
+    const waiting = events.next();
+    await expect(events.return!()).resolves.toEqual({ done: true, value: undefined });
+    await expect(waiting).resolves.toEqual({ done: true, value: undefined });
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(2));
+    await expect(events.next()).resolves.toEqual({ done: true, value: undefined });
+  });
+
+  it("a failing source fails the next read after what it had already delivered", async () => {
+    const boom = new Error("source failed");
+    let calls = 0;
+    const source: AsyncIterator<number> = {
+      next: async () => {
+        calls++;
+        if (calls === 1) return { done: false, value: 1 };
+        throw boom;
+      },
+    };
+    const events = eager(source);
+    expect(await events.next()).toEqual({ done: false, value: 1 });
+    expect(await events.next()).toEqual({ done: true, value: undefined });
+    await expect(events.next()).rejects.toBe(boom);
+  });
+});
+
+describe("live", () => {
+  const recoveryLive = (bus: ReturnType<typeof createMemoryEventBus>, initial: RecoverySnapshot | null) =>
+    live(eager(bus.subscribe(Topic.RECOVERY_CHANGED, "r1")), {
+      initial,
+      accept: (ev, last) => ev.userId === "u1" && ev.version > (last?.version ?? -1),
+      isFinal: (ev) => ev.state === "COMPLETED" || ev.state === "FAILED",
+    });
+
+  it("sends the current state first, then accepted events, and completes after a final one", async () => {
+    const bus = createMemoryEventBus();
+    const it = recoveryLive(bus, snapshot(2));
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(1)); // older than the current state: dropped
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(5, "IMPORTING", "u2")); // another user's: dropped
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(3));
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(4, "COMPLETED"));
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(6));
+    const seen: RecoverySnapshot[] = [];
+    for await (const ev of it) seen.push(ev);
+    expect(seen.map((s) => [s.version, s.state])).toEqual([
+      [2, "IMPORTING"],
+      [3, "IMPORTING"],
+      [4, "COMPLETED"],
+    ]);
+  });
+
+  it("with no current state it waits for the first event; a final current state completes at once", async () => {
+    const bus = createMemoryEventBus();
+    const waiting = recoveryLive(bus, null);
+    const first = waiting.next();
+    bus.publish(Topic.RECOVERY_CHANGED, "r1", snapshot(1));
+    expect((await first).value).toEqual(snapshot(1));
+    await waiting.return!();
+
+    const finished = recoveryLive(bus, snapshot(7, "FAILED"));
+    expect((await finished.next()).value).toEqual(snapshot(7, "FAILED"));
+    expect(await finished.next()).toEqual({ done: true, value: undefined });
+  });
+
+  it("return() ends a subscription waiting for its next event at once", async () => {
+    const bus = createMemoryEventBus();
+    const it = recoveryLive(bus, snapshot(1));
+    await it.next();
+    const waiting = it.next();
+    await expect(it.return!()).resolves.toEqual({ done: true, value: undefined });
+    await expect(waiting).resolves.toEqual({ done: true, value: undefined });
+  });
+});
+
+describe("type-graphql PubSub over the bus", () => {
+  it("subscribes to the bus by topic and routing id, and refuses a topic the bus does not have", async () => {
+    const bus = createMemoryEventBus();
+    const pubSub = graphqlPubSub(bus);
+    const routed = eager(pubSub.subscribe(Topic.BACKUP_CHANGED, "u1")[Symbol.asyncIterator]());
+    const unrouted = eager(pubSub.subscribe(Topic.SESSIONS_REVOKED)[Symbol.asyncIterator]());
+    bus.publish(Topic.BACKUP_CHANGED, "u2", backup("u2", "b2"));
+    pubSub.publish(Topic.BACKUP_CHANGED, "u1", backup("u1", "b1"));
+    bus.publish(Topic.SESSIONS_REVOKED, { userId: "u1", sessionIds: "ALL" });
+    expect((await routed.next()).value).toEqual(backup("u1", "b1"));
+    expect((await unrouted.next()).value).toEqual({ userId: "u1", sessionIds: "ALL" });
+    await routed.return!();
+    await unrouted.return!();
+    expect(() => pubSub.subscribe("NO_SUCH_TOPIC")).toThrow(/Unknown event topic "NO_SUCH_TOPIC"/);
+  });
+});
