@@ -9,8 +9,8 @@ import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/ra
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client } from "./storage/s3";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
-import { createTargets } from "./recoveries/targets";
-import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
+import { createTargets } from "./compute";
+import type { ComputeTarget, TargetKind } from "./compute/target";
 
 /** Everything a process holds open, built once from the config and closed in reverse order. */
 export interface Runtime {

@@ -26,8 +26,8 @@ import {
 } from "@aws-sdk/client-ec2";
 import { mockClient, type AwsClientStub } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { AwsTarget, classifyAwsError, createEc2Client } from "../src/recoveries/targets/aws.target";
-import { TargetError } from "../src/recoveries/targets/target";
+import { AwsTarget, classifyAwsError, createEc2Client } from "../src/compute/aws.target";
+import { TargetError } from "../src/compute/target";
 
 /**
  * An error as @aws-sdk/client-ec2 surfaces it: EC2 has no modelled errors, so the ec2Query protocol

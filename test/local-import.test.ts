@@ -9,8 +9,8 @@ import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type Config } from "../src/config";
 import { createS3Client } from "../src/storage/s3";
-import { LocalTarget, sparseFileWriter } from "../src/recoveries/targets/local.target";
-import { TargetError, type ComposedImage } from "../src/recoveries/targets/target";
+import { LocalTarget, sparseFileWriter } from "../src/compute/local.target";
+import { TargetError, type ComposedImage } from "../src/compute/target";
 
 /**
  * The local import's disk use, with real S3 and qemu-img: a mostly-empty disk image costs the host

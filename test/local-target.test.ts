@@ -8,8 +8,8 @@ import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type Config } from "../src/config";
 import { createS3Client } from "../src/storage/s3";
-import { LocalTarget } from "../src/recoveries/targets/local.target";
-import { TargetError, type ComposedImage } from "../src/recoveries/targets/target";
+import { LocalTarget } from "../src/compute/local.target";
+import { TargetError, type ComposedImage } from "../src/compute/target";
 import { makeBootableImage } from "./helpers/boot-image";
 
 /**

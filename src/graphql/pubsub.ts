@@ -1,4 +1,4 @@
-import type { Evidence } from "../verification/evidence/types";
+import type { Evidence } from "../evidence/types";
 import { createPubSub, type PubSub as YogaPubSub } from "@graphql-yoga/subscription";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";

@@ -7,8 +7,8 @@ import { newId } from "../common/ids";
 import { findOwned } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
 import { AppError, conflict, ErrorCode } from "../errors";
-import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
-import { TargetError } from "../recoveries/targets/target";
+import type { ComputeTarget, InstanceStatus, TargetKind } from "../compute/target";
+import { TargetError } from "../compute/target";
 import { Topic, type AppPubSub } from "../graphql/pubsub";
 import type { QuotaService } from "../quotas/quota.service";
 

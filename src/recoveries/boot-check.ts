@@ -1,9 +1,9 @@
-import { BootCheckAbortedError, collectBootEvidence, ocrPng, POSITIVE_KINDS, probeFor, type BootEvidenceOptions, type BootEvidenceResult, type BootProbe, type BootVerdict, type Evidence } from "../verification/evidence";
-import type { ComputeTarget, StatusChecks } from "./targets/target";
-import { inspectPng } from "../verification/png";
+import { BootCheckAbortedError, collectBootEvidence, ocrPng, POSITIVE_KINDS, probeFor, type BootEvidenceOptions, type BootEvidenceResult, type BootProbe, type BootVerdict, type Evidence } from "../evidence";
+import type { ComputeTarget, StatusChecks } from "../compute/target";
+import { inspectPng } from "../evidence/png";
 
 /**
- * "Checking it started": the boot-evidence collector (src/verification/evidence) run on a freshly
+ * "Checking it started": the boot-evidence collector (src/evidence) run on a freshly
  * recovered machine.
  *   LOCAL  screen OCR, the serial marker (when configured), the firmware log, and a banner/reply read
  *          on the machine's loopback forwards of 22 and 3389;

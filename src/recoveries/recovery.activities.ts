@@ -8,10 +8,10 @@ import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
 import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
 import { RecoveryProgress, type StepState } from "./recovery-progress";
-import { callTarget } from "./targets/call";
-import { BootCheckAbortedError, type Evidence } from "../verification/evidence";
+import { callTarget } from "../compute/call";
+import { BootCheckAbortedError, type Evidence } from "../evidence";
 import { runBootCheck } from "./boot-check";
-import { type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "./targets/target";
+import { type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "../compute/target";
 
 export interface RecoveryActivityDeps {
   db: Db;

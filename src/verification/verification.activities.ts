@@ -2,10 +2,10 @@ import { Context, ApplicationFailure } from "@temporalio/activity";
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { ChunkStore } from "../storage/chunk-store";
 import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../recoveries/compose";
-import { callTarget } from "../recoveries/targets/call";
-import type { ComputeTarget, ComposedImage } from "../recoveries/targets/target";
+import { callTarget } from "../compute/call";
+import type { ComputeTarget, ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
-import { collectBootEvidence, probeFor, type BootVerdict } from "./evidence";
+import { collectBootEvidence, probeFor, type BootVerdict } from "../evidence";
 
 export interface VerificationActivityDeps {
   s3: S3Client;

@@ -11,7 +11,7 @@ import type { BackupUploadService } from "../backups/backup-upload.service";
 import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
 import { eager, live } from "../graphql/live";
 import type { VerifyBackupInput } from "../../workflows/verification";
-import type { Evidence } from "./evidence/types";
+import type { Evidence } from "../evidence/types";
 
 export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED" || s === "INCONCLUSIVE";
 

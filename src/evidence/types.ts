@@ -1,4 +1,4 @@
-import type { ComputeTarget, InstanceProviderState } from "../../recoveries/targets/target";
+import type { ComputeTarget, InstanceProviderState } from "../compute/target";
 
 /**
  * Kinds of boot evidence:

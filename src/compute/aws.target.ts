@@ -28,7 +28,7 @@ import {
   type IpPermission,
 } from "@aws-sdk/client-ec2";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { Config } from "../../config";
+import type { Config } from "../config";
 import {
   TargetError,
   type ComposedImage,

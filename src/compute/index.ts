@@ -1,6 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { Config } from "../../config";
-import type { Logger } from "../../logger";
+import type { Config } from "../config";
+import type { Logger } from "../logger";
 import { AwsTarget, createEc2Client } from "./aws.target";
 import { LocalTarget } from "./local.target";
 import type { ComputeTarget, TargetKind } from "./target";

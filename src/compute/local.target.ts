@@ -8,7 +8,7 @@ import path from "node:path";
 import { Transform, Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import type { Config } from "../../config";
+import type { Config } from "../config";
 import {
   TargetError,
   type ComposedImage,

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { inspectPng } from "../png";
+import { inspectPng } from "./png";
 import { OcrUnavailableError, ocrPng } from "./ocr";
 import { probeService } from "./service-probe";
 import { FIRMWARE_FAILURES, FIRMWARE_HANDOVER, SCREEN_FAILURES, SCREEN_SUCCESSES, clip, matchSignatures } from "./signatures";
