@@ -9,7 +9,8 @@ import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type Config } from "../src/config";
 import { createS3Client } from "../src/storage/s3";
-import { LocalTarget, sparseFileWriter } from "../src/compute/local.target";
+import { LocalTarget } from "../src/compute/local.target";
+import { sparseFileWriter } from "../src/compute/local/sparse-writer";
 import { TargetError, type ComposedImage } from "../src/compute/target";
 
 /**
