@@ -8,6 +8,7 @@ import { createAppPubSub, type PubSubHandle } from "./graphql/pubsub";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client } from "./storage/s3";
+import { objectImageSource } from "./storage/object-reader";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
 import { createTargets } from "./compute";
 import type { ComputeTarget, TargetKind } from "./compute/target";
@@ -55,7 +56,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });
     closers.push(() => temporal.close());
-    const targets = createTargets(config, s3, logger);
+    const targets = createTargets(config, objectImageSource(s3), logger);
     const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, temporal: temporal.client, targets, logger });
     logger.info({ pubSub: pubSub.transport }, "runtime ready");
     return {

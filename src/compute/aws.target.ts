@@ -27,7 +27,6 @@ import {
   type Instance,
   type IpPermission,
 } from "@aws-sdk/client-ec2";
-import type { S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../config";
 import {
   TargetError,
@@ -59,8 +58,6 @@ export interface AwsTargetOptions {
   subnetId?: string;
   /** VPC of the per-recovery security groups; the account's default VPC when unset. */
   vpcId?: string;
-  /** Reserved for storing console artifacts; no method of the port needs it yet. */
-  artifacts?: { s3: S3Client; bucket: string };
   now?: () => Date;
 }
 

@@ -1,6 +1,5 @@
-import type { S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../config";
-import { TargetError, type ComposedImage, type ComputeTarget, type ImportStatus, type InstanceStatus, type LaunchRequest, type LaunchResult } from "./target";
+import { TargetError, type ComposedImage, type ComputeTarget, type ImageSource, type ImportStatus, type InstanceStatus, type LaunchRequest, type LaunchResult } from "./target";
 import type { GuestForward } from "./guest-network";
 import { LocalLayout } from "./local/layout";
 import { Qemu } from "./local/qemu";
@@ -29,7 +28,8 @@ export type { LocalTargetLogger } from "./local/host";
 
 export interface LocalTargetOptions {
   local: Config["local"];
-  s3: S3Client;
+  /** Where imports read the composed image (src/storage builds it on the object store). */
+  imageSource: ImageSource;
   logger?: LocalTargetLogger;
 }
 
@@ -46,7 +46,7 @@ export class LocalTarget implements ComputeTarget {
     const log = opts.logger ?? silentLogger;
     this.layout = new LocalLayout(opts.local.dir);
     this.qemu = new Qemu(opts.local, this.layout, log);
-    this.images = new LocalImages(opts.local, this.layout, this.qemu, opts.s3, log);
+    this.images = new LocalImages(opts.local, this.layout, this.qemu, opts.imageSource, log);
     this.machines = new LocalMachines(opts.local, this.layout, this.qemu, log);
   }
 

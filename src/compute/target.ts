@@ -1,3 +1,5 @@
+import type { Readable } from "node:stream";
+
 /**
  * The compute/target port: what a recovery needs from where the machine will run. The same
  * workflow drives AWS EC2 (aws.target.ts) and the local QEMU/KVM host (local.target.ts).
@@ -17,6 +19,36 @@ export interface ComposedImage {
   sizeBytes: number;
   /** Bytes of non-zero chunks (what a sparse copy of the image occupies); unknown = sizeBytes. */
   dataBytes?: number;
+}
+
+/**
+ * Where a target that copies the composed image itself (local) reads it from: the imports bucket,
+ * behind src/storage (the only place that talks to the object store).
+ */
+export interface ImageSource {
+  /**
+   * Opens the image for reading from its start; `signal` aborts the request and the stream.
+   * Rejects with ImageUnreadableError when the image does not exist or may not be read (retrying
+   * cannot help); any other rejection is transient.
+   */
+  open(image: Pick<ComposedImage, "bucket" | "key">, signal?: AbortSignal): Promise<ImageStream>;
+}
+
+export interface ImageStream {
+  body: Readable;
+  /** The length the source announced, when it did: a shorter stream is a failed download. */
+  sizeBytes?: number;
+}
+
+/** The composed image is missing or may not be read (`reason`: the store's word for it, e.g. NoSuchKey). */
+export class ImageUnreadableError extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+    this.name = "ImageUnreadableError";
+  }
 }
 
 export interface ImportStatus {

@@ -1,9 +1,8 @@
 import fsp from "node:fs/promises";
-import { Transform, type Readable } from "node:stream";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../../config";
-import { TargetError, type ComposedImage, type ImportStatus } from "../target";
+import { ImageUnreadableError, TargetError, type ComposedImage, type ImageSource, type ImportStatus } from "../target";
 import { checkId, type LocalLayout } from "./layout";
 import type { Qemu } from "./qemu";
 import { sparseFileWriter } from "./sparse-writer";
@@ -32,7 +31,7 @@ export class LocalImages {
     private readonly cfg: Config["local"],
     private readonly layout: LocalLayout,
     private readonly qemu: Qemu,
-    private readonly s3: S3Client,
+    private readonly source: ImageSource,
     private readonly log: LocalTargetLogger,
   ) {}
 
@@ -99,15 +98,14 @@ export class LocalImages {
       report(0, "downloading image");
       let res;
       try {
-        res = await this.s3.send(new GetObjectCommand({ Bucket: image.bucket, Key: image.key }), { abortSignal: signal });
+        res = await this.source.open(image, signal);
       } catch (err) {
-        const name = (err as { name?: string }).name;
-        if (name === "NoSuchKey" || name === "NoSuchBucket" || name === "NotFound" || name === "AccessDenied") {
-          throw new TargetError(`composed image s3://${image.bucket}/${image.key} cannot be read: ${name}`, false, "IMAGE_SOURCE_MISSING");
+        if (err instanceof ImageUnreadableError) {
+          throw new TargetError(`composed image s3://${image.bucket}/${image.key} cannot be read: ${err.reason}`, false, "IMAGE_SOURCE_MISSING");
         }
         throw new TargetError(`downloading s3://${image.bucket}/${image.key}: ${errMessage(err)}`, true);
       }
-      const total = res.ContentLength ?? image.sizeBytes;
+      const total = res.sizeBytes ?? image.sizeBytes;
       let done = 0;
       const rate = this.cfg.importRateLimit;
       const downloadStarted = Date.now();
@@ -123,13 +121,13 @@ export class LocalImages {
       });
       try {
         // Sparse: all-zero blocks become holes, so an empty 2 TiB disk costs what its data costs.
-        await pipeline(res.Body as Readable, counter, sparseFileWriter(raw, total), { signal });
+        await pipeline(res.body, counter, sparseFileWriter(raw, total), { signal });
       } catch (err) {
         if (signal.aborted) throw new TargetError(`import ${imageId} was cancelled`, false, "IMPORT_CANCELLED");
         throw new TargetError(`downloading s3://${image.bucket}/${image.key}: ${errMessage(err)}`, true);
       }
-      if (res.ContentLength !== undefined && done !== res.ContentLength) {
-        throw new TargetError(`download of s3://${image.bucket}/${image.key} was short: ${done} of ${res.ContentLength} bytes`, true);
+      if (res.sizeBytes !== undefined && done !== res.sizeBytes) {
+        throw new TargetError(`download of s3://${image.bucket}/${image.key} was short: ${done} of ${res.sizeBytes} bytes`, true);
       }
       report(50, "converting to qcow2");
       const downloadedMs = Date.now() - started;
