@@ -297,7 +297,7 @@ describe("AwsTarget (mocked EC2)", () => {
   });
 
   describe("launch", () => {
-    const req = { recoveryId: RID, userId: "user-42", imageId: "ami-0aaaabbbbccccdddd", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24" };
+    const req = { idempotencyKey: RID, userId: "user-42", imageId: "ami-0aaaabbbbccccdddd", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24" };
     const sgInput = {
       GroupName: `reclo-${RID}`,
       Description: `ReClo recovery ${RID}`,
@@ -491,7 +491,7 @@ describe("AwsTarget (mocked EC2)", () => {
       ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0new" }] });
       ec2Mock.on(DescribeInstancesCommand).rejects(ec2Error("InvalidInstanceID.NotFound", "The instance ID 'i-0new' does not exist"));
-      await target.launch({ recoveryId: RID, userId: "u", imageId: "ami-1", name: "n", allowedCidr: "192.0.2.1/32" });
+      await target.launch({ idempotencyKey: RID, userId: "u", imageId: "ami-1", name: "n", allowedCidr: "192.0.2.1/32" });
       expect(await target.describeInstance("i-0new")).toEqual({ state: "pending" });
       clock = new Date(clock.getTime() + 5 * 60_000);
       expect(await target.describeInstance("i-0new")).toEqual({ state: "lost" });

@@ -205,7 +205,7 @@ describe("LocalTarget (real QEMU)", () => {
 
   it("launches with loopback port forwards, boots to the marker and takes a PNG screenshot", async () => {
     let started = Date.now();
-    const res = await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
+    const res = await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
     timings.launchMs = Date.now() - started;
     expect(res.instanceId).toBe(instanceId);
     const status = await target.describeInstance(instanceId);
@@ -232,7 +232,7 @@ describe("LocalTarget (real QEMU)", () => {
     timings.bootToMarkerMs = await waitForMarker(target, instanceId);
 
     // Idempotent launch: the same VM.
-    expect(await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId });
+    expect(await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId });
     expect(pidOf(instanceId)).toBe(pid);
 
     started = Date.now();
@@ -293,7 +293,7 @@ describe("LocalTarget (real QEMU)", () => {
     await waitFor("the killed VM to be lost", async () => (await fresh.describeInstance(instanceId)).state === "lost", 10_000);
 
     // Launch again (same recovery): back on its own disk.
-    await fresh.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
+    await fresh.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
     expect((await fresh.describeInstance(instanceId)).state).toBe("running");
     await waitForMarker(fresh, instanceId);
   });
@@ -321,7 +321,7 @@ describe("LocalTarget (real QEMU)", () => {
     const noSeccomp = new LocalTarget({ local: { ...local, qemuSystem: fake }, imageSource });
     const rid = `${recoveryId}-nosandbox`;
     try {
-      const err = await noSeccomp.launch({ recoveryId: rid, userId: "u1", imageId, name: "nosandbox", allowedCidr: "0.0.0.0/0" }).then(
+      const err = await noSeccomp.launch({ idempotencyKey: rid, userId: "u1", imageId, name: "nosandbox", allowedCidr: "0.0.0.0/0" }).then(
         () => undefined,
         (e: unknown) => e,
       );
@@ -336,18 +336,18 @@ describe("LocalTarget (real QEMU)", () => {
   });
 
   it("refuses outbound internet and bad port lists on the local target", async () => {
-    await expect(target.launch({ recoveryId: `${recoveryId}-inet`, userId: "u1", imageId, name: "inet", allowedCidr: "0.0.0.0/0", allowInternet: true })).rejects.toMatchObject({
+    await expect(target.launch({ idempotencyKey: `${recoveryId}-inet`, userId: "u1", imageId, name: "inet", allowedCidr: "0.0.0.0/0", allowInternet: true })).rejects.toMatchObject({
       code: "INTERNET_UNSUPPORTED",
       retryable: false,
     });
-    await expect(target.launch({ recoveryId: `${recoveryId}-ports`, userId: "u1", imageId, name: "ports", allowedCidr: "0.0.0.0/0", ports: [22, 22] })).rejects.toMatchObject({
+    await expect(target.launch({ idempotencyKey: `${recoveryId}-ports`, userId: "u1", imageId, name: "ports", allowedCidr: "0.0.0.0/0", ports: [22, 22] })).rejects.toMatchObject({
       code: "INVALID_PORTS",
     });
     expect(fs.readdirSync(path.join(dir, "instances")).filter((d) => d.includes("-inet") || d.includes("-ports"))).toEqual([]);
   });
 
   it("launches isolated (not offered to the user, loopback forwards only), survives deleteImage, then terminates", async () => {
-    await target.launch({ recoveryId: isolatedRecoveryId, userId: "u1", imageId, name: "verify", allowedCidr: "0.0.0.0/0", isolated: true });
+    await target.launch({ idempotencyKey: isolatedRecoveryId, userId: "u1", imageId, name: "verify", allowedCidr: "0.0.0.0/0", isolated: true });
     const cmd = cmdline(pidOf(isolatedInstanceId));
     expect(cmd).toContain("restrict=on");
     expect(cmd).toMatch(/-sandbox on/);

@@ -74,8 +74,8 @@ const SSH_PORT = 22;
 /**
  * The ComputeTarget on AWS: VM Import (ImportImage from the imports bucket) to an AMI, then one
  * EC2 instance per recovery behind its own security group that admits RDP and SSH from one CIDR.
- * Idempotency: ImportImage and RunInstances carry ClientToken = recoveryId; the security group is
- * named after the recovery and reused when it already exists; deletes treat "not found" as done.
+ * Idempotency: ImportImage and RunInstances carry ClientToken = the idempotency key (a recovery's
+ * id); the security group is named after it and reused when it already exists; deletes treat "not found" as done.
  */
 export class AwsTarget implements ComputeTarget {
   readonly kind = "AWS" as const;
@@ -114,19 +114,19 @@ export class AwsTarget implements ComputeTarget {
     }
   }
 
-  async startImport(recoveryId: string, image: ComposedImage): Promise<{ importTaskId: string }> {
+  async startImport(idempotencyKey: string, image: ComposedImage): Promise<{ importTaskId: string }> {
     const out = await this.call(() =>
       this.ec2.send(
         new ImportImageCommand({
-          ClientToken: recoveryId,
+          ClientToken: idempotencyKey,
           RoleName: this.opts.importRoleName,
-          Description: `ReClo recovery ${recoveryId}`,
+          Description: `ReClo recovery ${idempotencyKey}`,
           DiskContainers: [{ Format: "RAW", UserBucket: { S3Bucket: image.bucket, S3Key: image.key } }],
-          TagSpecifications: [{ ResourceType: "import-image-task", Tags: [{ Key: "reclo:recovery", Value: recoveryId }] }],
+          TagSpecifications: [{ ResourceType: "import-image-task", Tags: [{ Key: "reclo:recovery", Value: idempotencyKey }] }],
         }),
       ),
     );
-    if (!out.ImportTaskId) throw new TargetError(`ImportImage for recovery ${recoveryId} returned no task id`, true);
+    if (!out.ImportTaskId) throw new TargetError(`ImportImage for recovery ${idempotencyKey} returned no task id`, true);
     return { importTaskId: out.ImportTaskId };
   }
 
@@ -178,12 +178,12 @@ export class AwsTarget implements ComputeTarget {
     }
   }
 
-  async discardImport(recoveryId: string, importTaskId?: string): Promise<string[]> {
+  async discardImport(idempotencyKey: string, importTaskId?: string): Promise<string[]> {
     let taskId = importTaskId;
     if (!taskId) {
       // startImport may have created the task before the workflow learned its id: find it by its tag.
       const out = await this.call(() => this.ec2.send(new DescribeImportImageTasksCommand({})));
-      taskId = (out.ImportImageTasks ?? []).find((t) => (t.Tags ?? []).some((tag) => tag.Key === "reclo:recovery" && tag.Value === recoveryId))?.ImportTaskId;
+      taskId = (out.ImportImageTasks ?? []).find((t) => (t.Tags ?? []).some((tag) => tag.Key === "reclo:recovery" && tag.Value === idempotencyKey))?.ImportTaskId;
       if (!taskId) return [];
     }
     const status = await this.describeImport(taskId);
@@ -258,7 +258,7 @@ export class AwsTarget implements ComputeTarget {
           InstanceType: this.opts.instanceType as _InstanceType,
           MinCount: 1,
           MaxCount: 1,
-          ClientToken: req.recoveryId,
+          ClientToken: req.idempotencyKey,
           SecurityGroupIds: [securityGroupId],
           ...(this.opts.subnetId ? { SubnetId: this.opts.subnetId } : {}),
           TagSpecifications: [
@@ -266,7 +266,7 @@ export class AwsTarget implements ComputeTarget {
               ResourceType: "instance",
               Tags: [
                 { Key: "Name", Value: req.name },
-                { Key: "reclo:recovery", Value: req.recoveryId },
+                { Key: "reclo:recovery", Value: req.idempotencyKey },
                 { Key: "reclo:user", Value: req.userId },
               ],
             },
@@ -275,7 +275,7 @@ export class AwsTarget implements ComputeTarget {
       ),
     );
     const instanceId = out.Instances?.[0]?.InstanceId;
-    if (!instanceId) throw new TargetError(`RunInstances for recovery ${req.recoveryId} returned no instance`, true);
+    if (!instanceId) throw new TargetError(`RunInstances for recovery ${req.idempotencyKey} returned no instance`, true);
     this.launchedAt.set(instanceId, this.now().getTime());
     return { instanceId, securityGroupId };
   }
@@ -363,19 +363,19 @@ export class AwsTarget implements ComputeTarget {
   }
 
   private async ensureSecurityGroup(req: LaunchRequest): Promise<string> {
-    const groupName = `reclo-${req.recoveryId}`;
+    const groupName = `reclo-${req.idempotencyKey}`;
     try {
       const out = await this.call(() =>
         this.ec2.send(
           new CreateSecurityGroupCommand({
             GroupName: groupName,
-            Description: `ReClo recovery ${req.recoveryId}`,
+            Description: `ReClo recovery ${req.idempotencyKey}`,
             ...(this.opts.vpcId ? { VpcId: this.opts.vpcId } : {}),
             TagSpecifications: [
               {
                 ResourceType: "security-group",
                 Tags: [
-                  { Key: "reclo:recovery", Value: req.recoveryId },
+                  { Key: "reclo:recovery", Value: req.idempotencyKey },
                   { Key: "reclo:user", Value: req.userId },
                 ],
               },

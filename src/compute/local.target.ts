@@ -73,8 +73,8 @@ export class LocalTarget implements ComputeTarget {
 
   // ---------------------------------------------------------------- images
 
-  startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }> {
-    return this.images.startImport(recoveryId, image, onProgress, signal);
+  startImport(idempotencyKey: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }> {
+    return this.images.startImport(idempotencyKey, image, onProgress, signal);
   }
   describeImport(importTaskId: string): Promise<ImportStatus> {
     return this.images.describeImport(importTaskId);
@@ -82,8 +82,8 @@ export class LocalTarget implements ComputeTarget {
   cancelImport(importTaskId: string): Promise<void> {
     return this.images.cancelImport(importTaskId);
   }
-  discardImport(recoveryId: string): Promise<string[]> {
-    return this.images.discardImport(recoveryId);
+  discardImport(idempotencyKey: string): Promise<string[]> {
+    return this.images.discardImport(idempotencyKey);
   }
   deleteImage(imageId: string): Promise<void> {
     return this.images.deleteImage(imageId);

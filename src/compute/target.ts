@@ -63,7 +63,11 @@ export interface ImportStatus {
 }
 
 export interface LaunchRequest {
-  recoveryId: string;
+  /**
+   * Makes the launch idempotent: the same key gives the same machine (the AWS ClientToken, the
+   * local instance vm-<key>). The caller's own id: a recovery's, or a verification's target id.
+   */
+  idempotencyKey: string;
   userId: string;
   imageId: string;
   /** Name shown to the user (e.g. "<source>-recovered"). */
@@ -111,19 +115,19 @@ export interface ComputeTarget {
   checkAvailable(): Promise<void>;
   /**
    * Starts importing the composed image; returns the provider's import task id. Idempotent per
-   * recoveryId. A target that imports within this call (local) stops when `signal` aborts, and has
+   * idempotencyKey (as for launch). A target that imports within this call (local) stops when `signal` aborts, and has
    * removed what it wrote by the time it rejects.
    */
-  startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }>;
+  startImport(idempotencyKey: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }>;
   describeImport(importTaskId: string): Promise<ImportStatus>;
   cancelImport(importTaskId: string): Promise<void>;
   /**
-   * Removes whatever an import for this recovery created, whether or not its task id or image id
+   * Removes whatever an import under this idempotency key created, whether or not its task id or image id
    * was recorded: a cancel or failure can land while startImport is still running, or after the
    * import finished but before the workflow learned the image id. Cancels an active import and
    * deletes a finished one's image (and snapshots). Returns what it removed, for the timeline.
    */
-  discardImport(recoveryId: string, importTaskId?: string): Promise<string[]>;
+  discardImport(idempotencyKey: string, importTaskId?: string): Promise<string[]>;
   /** Removes an imported image and its snapshots (no-op when already gone). */
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;

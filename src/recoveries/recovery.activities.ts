@@ -163,7 +163,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
       const launched = await callTarget(() =>
         target(input.target).launch({
-          recoveryId: input.recoveryId,
+          idempotencyKey: input.recoveryId,
           userId: input.userId,
           imageId: input.imageId,
           name: input.name,

@@ -78,7 +78,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     async launchIsolated(input: { verificationId: string; userId: string; imageId: string; ports?: number[] }): Promise<{ instanceId: string; launchedAtMs: number }> {
       const launched = await callTarget(() =>
         local().launch({
-          recoveryId: verificationTargetId(input.verificationId),
+          idempotencyKey: verificationTargetId(input.verificationId),
           userId: input.userId,
           imageId: input.imageId,
           name: `verify-${input.verificationId.slice(0, 8)}`,

@@ -35,9 +35,9 @@ export class LocalImages {
     private readonly log: LocalTargetLogger,
   ) {}
 
-  async startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }> {
-    checkId(recoveryId, "recovery id");
-    const imageId = `img-${recoveryId}`;
+  async startImport(idempotencyKey: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }> {
+    checkId(idempotencyKey, "idempotency key");
+    const imageId = `img-${idempotencyKey}`;
     let last = -1;
     const report = (percent: number, message: string) => {
       const p = Math.max(0, Math.min(100, Math.floor(percent)));
@@ -62,7 +62,7 @@ export class LocalImages {
       const fresh: ActiveImport = { promise: Promise.resolve(), progress: 0, message: "starting", abort: new AbortController() };
       this.imports.set(imageId, fresh);
       this.importFailures.delete(imageId);
-      fresh.promise = this.runImport(recoveryId, imageId, image, fresh.abort.signal, report).then(
+      fresh.promise = this.runImport(idempotencyKey, imageId, image, fresh.abort.signal, report).then(
         () => void this.imports.delete(imageId),
         (err: unknown) => {
           this.importFailures.set(imageId, errMessage(err));
@@ -85,11 +85,11 @@ export class LocalImages {
     return { importTaskId: imageId };
   }
 
-  private async runImport(recoveryId: string, imageId: string, image: ComposedImage, signal: AbortSignal, report: (p: number, m: string) => void): Promise<void> {
+  private async runImport(idempotencyKey: string, imageId: string, image: ComposedImage, signal: AbortSignal, report: (p: number, m: string) => void): Promise<void> {
     const started = Date.now();
     await fsp.mkdir(this.layout.tmpDir, { recursive: true });
     await fsp.mkdir(this.layout.imagesDir, { recursive: true });
-    const raw = this.layout.download(recoveryId);
+    const raw = this.layout.download(idempotencyKey);
     const part = `${this.layout.imagePath(imageId)}.part`;
     // Before anything is written: the sparse raw download and the qcow2 made from it both hold the
     // image's data at the peak, and the host keeps its reserve.
@@ -178,14 +178,14 @@ export class LocalImages {
       active.abort.abort();
       await active.promise.catch(noop);
     }
-    const recoveryId = importTaskId.replace(/^img-/, "");
+    const idempotencyKey = importTaskId.replace(/^img-/, "");
     await fsp.rm(`${this.layout.imagePath(importTaskId)}.part`, { force: true });
-    await fsp.rm(this.layout.download(recoveryId), { force: true });
+    await fsp.rm(this.layout.download(idempotencyKey), { force: true });
   }
 
-  async discardImport(recoveryId: string): Promise<string[]> {
-    // Names are derived from the recovery id, so nothing depends on what the workflow recorded.
-    const imageId = `img-${checkId(recoveryId, "recovery id")}`;
+  async discardImport(idempotencyKey: string): Promise<string[]> {
+    // Names are derived from the idempotency key, so nothing depends on what the workflow recorded.
+    const imageId = `img-${checkId(idempotencyKey, "idempotency key")}`;
     const removed: string[] = [];
     if (this.imports.has(imageId)) removed.push(`cancelled import ${imageId}`);
     await this.cancelImport(imageId);

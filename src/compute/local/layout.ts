@@ -28,7 +28,8 @@ const SCREENS_DIR = "reclo-screens";
 export interface LocalInstanceMeta {
   instanceId: string;
   name: string;
-  recoveryId: string;
+  /** The launch's idempotency key (instanceId = vm-<key>). */
+  idempotencyKey: string;
   userId: string;
   imageId: string;
   /** 0 until QEMU has started once. */
@@ -92,9 +93,9 @@ export class LocalLayout {
   // ---------------------------------------------------------------- meta.json
 
   async readMeta(instanceId: string): Promise<LocalInstanceMeta | undefined> {
-    let meta: LocalInstanceMeta;
+    let meta: LocalInstanceMeta & { recoveryId?: string };
     try {
-      meta = JSON.parse(await fsp.readFile(path.join(this.instanceDir(instanceId), "meta.json"), "utf8")) as LocalInstanceMeta;
+      meta = JSON.parse(await fsp.readFile(path.join(this.instanceDir(instanceId), "meta.json"), "utf8")) as LocalInstanceMeta & { recoveryId?: string };
     } catch {
       return undefined;
     }
@@ -104,6 +105,11 @@ export class LocalLayout {
         { guestPort: 22, hostPort: meta.sshPort ?? 0 },
         { guestPort: 3389, hostPort: meta.rdpPort ?? 0 },
       ];
+    }
+    // Written before the key had its name, as recoveryId.
+    if (meta.idempotencyKey === undefined && meta.recoveryId !== undefined) {
+      meta.idempotencyKey = meta.recoveryId;
+      delete meta.recoveryId;
     }
     return meta;
   }

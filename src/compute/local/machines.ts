@@ -50,14 +50,14 @@ export class LocalMachines {
   }
 
   /**
-   * Idempotent per recoveryId: an existing live VM is returned as is; an existing VM whose process
+   * Idempotent per idempotencyKey: an existing live VM is returned as is; an existing VM whose process
    * is gone (stopped, crashed, killed) is started again on its own overlay, so no disk is lost.
    */
   async launch(req: LaunchRequest): Promise<LaunchResult> {
-    checkId(req.recoveryId, "recovery id");
+    checkId(req.idempotencyKey, "idempotency key");
     if (req.allowInternet) throw new TargetError(LOCAL_INTERNET_UNSUPPORTED, false, "INTERNET_UNSUPPORTED");
     const ports = guestPorts(req.ports);
-    const instanceId = `vm-${req.recoveryId}`;
+    const instanceId = `vm-${req.idempotencyKey}`;
     return this.locks.run(instanceId, async () => {
       const dir = this.layout.instanceDir(instanceId);
       const meta = await this.layout.readMeta(instanceId);
@@ -96,7 +96,7 @@ export class LocalMachines {
       const fresh: LocalInstanceMeta = {
         instanceId,
         name: req.name,
-        recoveryId: req.recoveryId,
+        idempotencyKey: req.idempotencyKey,
         userId: req.userId,
         imageId: req.imageId,
         pid: 0,
