@@ -78,9 +78,8 @@ describe("AwsTarget (mocked EC2)", () => {
     ec2Mock.restore();
   });
 
-  it("is the AWS target and reports JPEG screenshots", () => {
+  it("is the AWS target", () => {
     expect(target.kind).toBe("AWS");
-    expect(target.screenshotFormat).toBe("jpeg");
   });
 
   describe("checkAvailable", () => {
@@ -567,13 +566,22 @@ describe("AwsTarget (mocked EC2)", () => {
       expect(await target.consoleOutput("i-1")).toBe("");
     });
 
-    it("returns the decoded screenshot bytes (JPEG)", async () => {
+    it("returns the decoded screenshot bytes, typed as the JPEG they are", async () => {
       const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0xff, 0xd9]);
       ec2Mock.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-1", ImageData: jpeg.toString("base64") });
-      const bytes = await target.screenshot("i-1");
-      expect(Buffer.isBuffer(bytes)).toBe(true);
-      expect(bytes.equals(jpeg)).toBe(true);
+      const shot = await target.screenshot("i-1");
+      expect(shot.contentType).toBe("image/jpeg");
+      expect(Buffer.isBuffer(shot.bytes)).toBe(true);
+      expect(shot.bytes.equals(jpeg)).toBe(true);
       expect(inputs(GetConsoleScreenshotCommand)).toEqual([{ InstanceId: "i-1", WakeUp: true }]);
+    });
+
+    it("labels the screenshot by its bytes: a PNG is image/png", async () => {
+      const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]);
+      ec2Mock.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-1", ImageData: png.toString("base64") });
+      const shot = await target.screenshot("i-1");
+      expect(shot.contentType).toBe("image/png");
+      expect(shot.bytes.equals(png)).toBe(true);
     });
 
     it("screenshot errors are classified", async () => {

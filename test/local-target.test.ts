@@ -236,8 +236,10 @@ describe("LocalTarget (real QEMU)", () => {
     expect(pidOf(instanceId)).toBe(pid);
 
     started = Date.now();
-    const png = await target.screenshot(instanceId);
+    const shot = await target.screenshot(instanceId);
     timings.screenshotMs = Date.now() - started;
+    expect(shot.contentType).toBe("image/png");
+    const png = shot.bytes;
     expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
     expect(png.subarray(12, 16).toString("latin1")).toBe("IHDR");
     const width = png.readUInt32BE(16);

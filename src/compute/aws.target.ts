@@ -32,6 +32,7 @@ import {
   TargetError,
   type ComposedImage,
   type ComputeTarget,
+  type ConsoleScreenshot,
   type ImportStatus,
   type InstanceProviderState,
   type InstanceStatus,
@@ -68,6 +69,7 @@ export interface AwsTargetOptions {
  */
 const LAUNCH_VISIBILITY_GRACE_MS = 2 * 60_000;
 
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const RDP_PORT = 3389;
 const SSH_PORT = 22;
 
@@ -88,15 +90,6 @@ export class AwsTarget implements ComputeTarget {
     private readonly opts: AwsTargetOptions,
   ) {
     this.now = opts.now ?? (() => new Date());
-  }
-
-  /**
-   * EC2 console screenshots are JPEG (GetConsoleScreenshot's ImageData), not the PNG the port's
-   * doc comment describes; converting would need an image decoder we do not ship. Callers serving
-   * the bytes should use this for the content type.
-   */
-  get screenshotFormat(): "jpeg" {
-    return "jpeg";
   }
 
   async checkAvailable(): Promise<void> {
@@ -355,11 +348,15 @@ export class AwsTarget implements ComputeTarget {
     return out.Output ? Buffer.from(out.Output, "base64").toString("utf8") : "";
   }
 
-  /** The console screenshot as EC2 returns it: JPEG bytes (see {@link screenshotFormat}). */
-  async screenshot(instanceId: string): Promise<Buffer> {
+  /**
+   * The console screenshot as EC2 returns it: GetConsoleScreenshot's ImageData is a JPEG (converting
+   * would need an image decoder we do not ship). The bytes are what counts: a PNG is labelled as one.
+   */
+  async screenshot(instanceId: string): Promise<ConsoleScreenshot> {
     const out = await this.call(() => this.ec2.send(new GetConsoleScreenshotCommand({ InstanceId: instanceId, WakeUp: true })));
     if (!out.ImageData) throw new TargetError(`no console screenshot of ${instanceId} available yet`, true);
-    return Buffer.from(out.ImageData, "base64");
+    const bytes = Buffer.from(out.ImageData, "base64");
+    return { bytes, contentType: bytes.subarray(0, 8).equals(PNG_SIGNATURE) ? "image/png" : "image/jpeg" };
   }
 
   private async ensureSecurityGroup(req: LaunchRequest): Promise<string> {

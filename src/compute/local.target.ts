@@ -1,5 +1,5 @@
 import type { Config } from "../config";
-import { TargetError, type ComposedImage, type ComputeTarget, type ImageSource, type ImportStatus, type InstanceStatus, type LaunchRequest, type LaunchResult } from "./target";
+import { TargetError, type ComposedImage, type ComputeTarget, type ConsoleScreenshot, type ImageSource, type ImportStatus, type InstanceStatus, type LaunchRequest, type LaunchResult } from "./target";
 import type { GuestForward } from "./guest-network";
 import { LocalLayout } from "./local/layout";
 import { Qemu } from "./local/qemu";
@@ -116,7 +116,7 @@ export class LocalTarget implements ComputeTarget {
   serviceEndpoints(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]> {
     return this.machines.serviceEndpoints(instanceId, ports);
   }
-  screenshot(instanceId: string): Promise<Buffer> {
+  screenshot(instanceId: string): Promise<ConsoleScreenshot> {
     return this.machines.screenshot(instanceId);
   }
   /** The host forwards of an instance (also of an isolated one: the product checks its services through them). */

@@ -109,6 +109,18 @@ export interface StatusChecks {
   details?: string[];
 }
 
+/** The formats targets give their screenshots in (local QEMU: PNG; EC2 GetConsoleScreenshot: JPEG). */
+export type ScreenshotContentType = "image/png" | "image/jpeg";
+
+/** File name extension for a stored screenshot of this type. */
+export const SCREENSHOT_EXTENSION: Readonly<Record<ScreenshotContentType, string>> = { "image/png": "png", "image/jpeg": "jpg" };
+
+/** A picture of a machine's console, in the format the provider took it. */
+export interface ConsoleScreenshot {
+  bytes: Buffer;
+  contentType: ScreenshotContentType;
+}
+
 export interface ComputeTarget {
   readonly kind: TargetKind;
   /** Throws TargetError(retryable:false) naming what to install/configure when the target cannot work here. */
@@ -146,8 +158,8 @@ export interface ComputeTarget {
   deleteNetworkGuard(securityGroupId: string): Promise<void>;
   /** Tail of the serial console (UTF-8). */
   consoleOutput(instanceId: string): Promise<string>;
-  /** PNG screenshot of the console. */
-  screenshot(instanceId: string): Promise<Buffer>;
+  /** A screenshot of the console, in the provider's format (`contentType` says which). */
+  screenshot(instanceId: string): Promise<ConsoleScreenshot>;
   /** Tail of the firmware's debug log (local: SeaBIOS through isa-debugcon), when the target has one. */
   firmwareLog?(instanceId: string): Promise<string>;
   /** Where guest TCP `ports` can be reached from this host (only the forwarded ones), when the target forwards ports. */

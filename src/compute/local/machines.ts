@@ -1,7 +1,7 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../../config";
-import { TargetError, type InstanceProviderState, type InstanceStatus, type LaunchRequest, type LaunchResult } from "../target";
+import { TargetError, type ConsoleScreenshot, type InstanceProviderState, type InstanceStatus, type LaunchRequest, type LaunchResult } from "../target";
 import { QmpError } from "../qmp";
 import { FORWARD_BIND_ADDRESS, LOCAL_INTERNET_UNSUPPORTED, guestPorts, type GuestForward } from "../guest-network";
 import { SAFE_ID, checkId, type LocalInstanceMeta, type LocalLayout } from "./layout";
@@ -210,7 +210,8 @@ export class LocalMachines {
     return ports.filter((p) => hostPorts.has(p)).map((guestPort) => ({ guestPort, host: FORWARD_BIND_ADDRESS, port: hostPorts.get(guestPort)! }));
   }
 
-  async screenshot(instanceId: string): Promise<Buffer> {
+  /** A PNG: QEMU's screendump. */
+  async screenshot(instanceId: string): Promise<ConsoleScreenshot> {
     const dir = this.layout.instanceDir(instanceId);
     const meta = await this.layout.readMeta(instanceId);
     if (!meta || !(await this.qemu.alivePid(dir, meta))) throw new TargetError(`instance ${instanceId} is not running`, false, "NOT_RUNNING");
@@ -232,7 +233,7 @@ export class LocalMachines {
       if (runAs) await fsp.rm(file, { force: true });
     }
     if (png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) throw new TargetError(`screendump of ${instanceId} did not produce a PNG`, true);
-    return png;
+    return { bytes: png, contentType: "image/png" };
   }
 
   /** Every instance on this host with its state (for a reconciler). */
