@@ -16,7 +16,8 @@ export type { LocalTargetLogger } from "./local/host";
  *
  *   layout.ts    where everything lives under `local.dir` (images, instances, tombstones, downloads)
  *                and each instance's meta.json;
- *   images.ts    the image import pipeline (download, sparse raw, qemu-img convert, discard);
+ *   images.ts    the image import pipeline (download, sparse raw, qemu-img convert, discard), with
+ *                sparse-writer.ts (all-zero blocks become holes);
  *   machines.ts  the machine lifecycle (launch, describe, start, stop, terminate, console, screenshot);
  *   qemu.ts      the QEMU processes (arguments, sandbox, -runas, pid file, QMP, waiting, killing);
  *   host.ts      commands, /proc, signals, the -runas user, careful file operations.
