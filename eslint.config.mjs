@@ -3,6 +3,10 @@ import { builtinModules } from "node:module";
 
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
+// Feature folders and the transport: what the shared floors (src/compute, src/evidence) never import.
+const FEATURES = ["auth", "users", "sessions", "quotas", "backups", "uploads", "recoveries", "instances", "verification", "drills"];
+const ABOVE_SHARED_FLOORS = [...FEATURES, "graphql", "server", "console", "graphiql", "cli"].flatMap((d) => [`**/${d}`, `**/${d}/**`]);
+
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**", "src/client/generated/**", "src/graphiql/client/**", ".data/**", "drizzle/**"] },
   ...tseslint.configs.recommended,
@@ -11,6 +15,23 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "error",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/no-require-imports": "off",
+    },
+  },
+  {
+    // Compute (the ComputeTarget port and its adapters) and boot evidence serve every feature and
+    // know none of them; the object store is reached only through src/storage (a port such as
+    // ImageSource is handed in).
+    files: ["src/compute/**/*.ts", "src/evidence/**/*.ts"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { group: [...ABOVE_SHARED_FLOORS, "**/workflows/**"], message: "src/compute and src/evidence are shared floors: they import no feature, no transport and no workflow." },
+            { group: ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@aws-sdk/s3-request-presigner"], message: "Only src/storage talks to the object store: take a port (e.g. ImageSource) instead." },
+          ],
+        },
+      ],
     },
   },
   {

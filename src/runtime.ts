@@ -9,9 +9,10 @@ import type { EventBusHandle } from "./events/event-bus";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client } from "./storage/s3";
+import { objectImageSource } from "./storage/object-reader";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
-import { createTargets } from "./recoveries/targets";
-import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
+import { createTargets } from "./compute";
+import type { ComputeTarget, TargetKind } from "./compute/target";
 
 /** Everything a process holds open, built once from the config and closed in reverse order. */
 export interface Runtime {
@@ -56,7 +57,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });
     closers.push(() => temporal.close());
-    const targets = createTargets(config, s3, logger);
+    const targets = createTargets(config, objectImageSource(s3), logger);
     const services = createServices({ config, db: database.db, events: events.bus, limiter, s3, temporal: temporal.client, targets, logger });
     logger.info({ pubSub: events.transport }, "runtime ready");
     return {

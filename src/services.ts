@@ -17,7 +17,7 @@ import type { Client as TemporalClient } from "@temporalio/client";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
 import { VerificationService } from "./verification/verification.service";
 import { DrillService } from "./drills/drill.service";
-import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
+import type { ComputeTarget, TargetKind } from "./compute/target";
 import type { Logger } from "./logger";
 import { QuotaService } from "./quotas/quota.service";
 

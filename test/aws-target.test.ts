@@ -26,8 +26,8 @@ import {
 } from "@aws-sdk/client-ec2";
 import { mockClient, type AwsClientStub } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { AwsTarget, classifyAwsError, createEc2Client } from "../src/recoveries/targets/aws.target";
-import { TargetError } from "../src/recoveries/targets/target";
+import { AwsTarget, classifyAwsError, createEc2Client } from "../src/compute/aws.target";
+import { TargetError } from "../src/compute/target";
 
 /**
  * An error as @aws-sdk/client-ec2 surfaces it: EC2 has no modelled errors, so the ec2Query protocol
@@ -78,9 +78,8 @@ describe("AwsTarget (mocked EC2)", () => {
     ec2Mock.restore();
   });
 
-  it("is the AWS target and reports JPEG screenshots", () => {
+  it("is the AWS target", () => {
     expect(target.kind).toBe("AWS");
-    expect(target.screenshotFormat).toBe("jpeg");
   });
 
   describe("checkAvailable", () => {
@@ -297,7 +296,7 @@ describe("AwsTarget (mocked EC2)", () => {
   });
 
   describe("launch", () => {
-    const req = { recoveryId: RID, userId: "user-42", imageId: "ami-0aaaabbbbccccdddd", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24" };
+    const req = { idempotencyKey: RID, userId: "user-42", imageId: "ami-0aaaabbbbccccdddd", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24" };
     const sgInput = {
       GroupName: `reclo-${RID}`,
       Description: `ReClo recovery ${RID}`,
@@ -491,7 +490,7 @@ describe("AwsTarget (mocked EC2)", () => {
       ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0new" }] });
       ec2Mock.on(DescribeInstancesCommand).rejects(ec2Error("InvalidInstanceID.NotFound", "The instance ID 'i-0new' does not exist"));
-      await target.launch({ recoveryId: RID, userId: "u", imageId: "ami-1", name: "n", allowedCidr: "192.0.2.1/32" });
+      await target.launch({ idempotencyKey: RID, userId: "u", imageId: "ami-1", name: "n", allowedCidr: "192.0.2.1/32" });
       expect(await target.describeInstance("i-0new")).toEqual({ state: "pending" });
       clock = new Date(clock.getTime() + 5 * 60_000);
       expect(await target.describeInstance("i-0new")).toEqual({ state: "lost" });
@@ -567,13 +566,22 @@ describe("AwsTarget (mocked EC2)", () => {
       expect(await target.consoleOutput("i-1")).toBe("");
     });
 
-    it("returns the decoded screenshot bytes (JPEG)", async () => {
+    it("returns the decoded screenshot bytes, typed as the JPEG they are", async () => {
       const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0xff, 0xd9]);
       ec2Mock.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-1", ImageData: jpeg.toString("base64") });
-      const bytes = await target.screenshot("i-1");
-      expect(Buffer.isBuffer(bytes)).toBe(true);
-      expect(bytes.equals(jpeg)).toBe(true);
+      const shot = await target.screenshot("i-1");
+      expect(shot.contentType).toBe("image/jpeg");
+      expect(Buffer.isBuffer(shot.bytes)).toBe(true);
+      expect(shot.bytes.equals(jpeg)).toBe(true);
       expect(inputs(GetConsoleScreenshotCommand)).toEqual([{ InstanceId: "i-1", WakeUp: true }]);
+    });
+
+    it("labels the screenshot by its bytes: a PNG is image/png", async () => {
+      const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]);
+      ec2Mock.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-1", ImageData: png.toString("base64") });
+      const shot = await target.screenshot("i-1");
+      expect(shot.contentType).toBe("image/png");
+      expect(shot.bytes.equals(png)).toBe(true);
     });
 
     it("screenshot errors are classified", async () => {

@@ -27,7 +27,7 @@ import { qemuProcesses } from "./helpers/qemu";
 import { backupWithCli, productEnv, startProduct, startWorker } from "./helpers/product";
 import { createDatabase } from "../src/db/client";
 import { instances, recoveryEvents } from "../src/db/schema";
-import { inspectPng } from "../src/verification/png";
+import { inspectPng } from "../src/evidence/png";
 
 const MARKER = "RECLO-E2E-BOOTED";
 const MiB = 1024 * 1024;

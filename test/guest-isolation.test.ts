@@ -13,7 +13,7 @@ import {
   TerminateInstanceDocument,
 } from "../src/client/generated/graphql";
 import { loadConfig } from "../src/config";
-import type { LocalInstanceMeta } from "../src/recoveries/targets/local.target";
+import type { LocalInstanceMeta } from "../src/compute/local.target";
 import { freePort, type Proc } from "./helpers/processes";
 import { createAccount, uniqueName } from "./helpers/stack";
 import { killQemu, qemuProcesses } from "./helpers/qemu";

@@ -28,6 +28,24 @@ describe("workflow determinism guard (eslint)", () => {
     expect(src!.messages).toEqual([]);
   });
 
+  it("keeps src/compute and src/evidence free of features, transport, workflows and the S3 SDK", async () => {
+    const code = [
+      'import type { RecoveryService } from "../recoveries/recovery.service";',
+      'import type { Verification } from "../verification/verification.type";',
+      'import { Topic } from "../graphql/pubsub";',
+      'import type { RecoveryInput } from "../../workflows/contracts";',
+      'import { GetObjectCommand } from "@aws-sdk/client-s3";',
+      "export type X = [RecoveryService, Verification, typeof Topic, RecoveryInput, typeof GetObjectCommand];",
+    ].join("\n");
+    for (const file of ["src/compute/bad-example.ts", "src/compute/local/bad-example.ts", "src/evidence/bad-example.ts"]) {
+      const [result] = await eslint.lintText(code, { filePath: path.join(root, file) });
+      expect(result!.messages.filter((m) => m.ruleId === "@typescript-eslint/no-restricted-imports")).toHaveLength(5);
+    }
+    const ok = 'import type { Config } from "../config";\nimport { TargetError } from "./target";\nexport type Y = [Config, TargetError];\n';
+    const [fine] = await eslint.lintText(ok, { filePath: path.join(root, "src/compute/good-example.ts") });
+    expect(fine!.messages).toEqual([]);
+  });
+
   it("the whole tree passes lint", async () => {
     const results = await eslint.lintFiles(["src", "workflows", "test", "scripts"]);
     const problems = results.flatMap((r) => r.messages.map((m) => `${path.relative(root, r.filePath)}:${m.line} ${m.ruleId} ${m.message}`));

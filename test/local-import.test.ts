@@ -9,8 +9,10 @@ import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type Config } from "../src/config";
 import { createS3Client } from "../src/storage/s3";
-import { LocalTarget, sparseFileWriter } from "../src/recoveries/targets/local.target";
-import { TargetError, type ComposedImage } from "../src/recoveries/targets/target";
+import { objectImageSource } from "../src/storage/object-reader";
+import { LocalTarget } from "../src/compute/local.target";
+import { sparseFileWriter } from "../src/compute/local/sparse-writer";
+import { TargetError, type ComposedImage, type ImageSource } from "../src/compute/target";
 
 /**
  * The local import's disk use, with real S3 and qemu-img: a mostly-empty disk image costs the host
@@ -26,6 +28,7 @@ const runId = `${process.pid}-${randomBytes(4).toString("hex")}`;
 let dir: string;
 let local: Config["local"];
 let s3: S3Client;
+let imageSource: ImageSource;
 let image: ComposedImage;
 let raw: Buffer;
 
@@ -36,6 +39,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-li-"));
   local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, runAs: config.local.runAs, importRateLimit: 0, diskReserveBytes: 0 };
   s3 = createS3Client(config.s3);
+  imageSource = objectImageSource(s3);
   // 96 MiB with 3 MiB of data: a boot-sector-like start, a block in the middle, one near the end.
   raw = Buffer.alloc(IMAGE_SIZE);
   randomBytes(MiB).copy(raw, 0);
@@ -53,7 +57,7 @@ afterAll(async () => {
 
 describe("local import: sparse files and a free-disk check", () => {
   it("the raw download and the qcow2 hold only the image's data, and the image is intact", async () => {
-    const target = new LocalTarget({ local, s3 });
+    const target = new LocalTarget({ local, imageSource });
     const recoveryId = `li-${runId}`;
     const tmpRaw = path.join(dir, "tmp", `${recoveryId}.raw`);
     let rawSeen: { size: number; allocated: number } | undefined;
@@ -99,7 +103,7 @@ describe("local import: sparse files and a free-disk check", () => {
   it("refuses an import the file system has no room for with INSUFFICIENT_CAPACITY, writing nothing", async () => {
     const free = fs.statfsSync(dir).bavail * fs.statfsSync(dir).bsize;
     // Low capacity by configuration: a reserve above what is free (with a margin for a busy shared disk).
-    const tight = new LocalTarget({ local: { ...local, diskReserveBytes: free + 256 * MiB }, s3 });
+    const tight = new LocalTarget({ local: { ...local, diskReserveBytes: free + 256 * MiB }, imageSource });
     const recoveryId = `li-full-${runId}`;
     const err = await tight.startImport(recoveryId, image).then(
       () => undefined,
@@ -114,7 +118,7 @@ describe("local import: sparse files and a free-disk check", () => {
 
     // What counts is the data, not the declared size: an all-zero 2 TiB disk passes the check (and
     // then fails only because this test has no such object), where a full-size check would refuse it.
-    const roomy = new LocalTarget({ local: { ...local, diskReserveBytes: 0 }, s3 });
+    const roomy = new LocalTarget({ local: { ...local, diskReserveBytes: 0 }, imageSource });
     const zeros: ComposedImage = { bucket: image.bucket, key: `test/local-import/${runId}/absent.raw`, sizeBytes: 2 * 1024 * 1024 * MiB, dataBytes: 0 };
     const zeroErr = await roomy.startImport(`li-zero-${runId}`, zeros).then(
       () => undefined,

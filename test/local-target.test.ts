@@ -8,8 +8,9 @@ import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type Config } from "../src/config";
 import { createS3Client } from "../src/storage/s3";
-import { LocalTarget } from "../src/recoveries/targets/local.target";
-import { TargetError, type ComposedImage } from "../src/recoveries/targets/target";
+import { objectImageSource } from "../src/storage/object-reader";
+import { LocalTarget } from "../src/compute/local.target";
+import { TargetError, type ComposedImage, type ImageSource } from "../src/compute/target";
 import { makeBootableImage } from "./helpers/boot-image";
 
 /**
@@ -30,6 +31,7 @@ const isolatedInstanceId = `vm-${isolatedRecoveryId}`;
 let dir: string;
 let local: Config["local"];
 let s3: S3Client;
+let imageSource: ImageSource;
 let target: LocalTarget;
 let image: ComposedImage;
 let imageId: string;
@@ -79,7 +81,8 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-lt-"));
   local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 64, cpus: 1, stopTimeoutMs: 1500, runAs: config.local.runAs, importRateLimit: 0 };
   s3 = createS3Client(config.s3);
-  target = new LocalTarget({ local, s3 });
+  imageSource = objectImageSource(s3);
+  target = new LocalTarget({ local, imageSource });
   const raw = makeBootableImage(IMAGE_SIZE, `${MARKER}\r\n`);
   image = { bucket: config.s3.buckets.imports, key: `test/local-target/${runId}/disk.raw`, sizeBytes: raw.length };
   await s3.send(new PutObjectCommand({ Bucket: image.bucket, Key: image.key, Body: raw, ContentLength: raw.length }));
@@ -96,7 +99,7 @@ afterAll(async () => {
 describe("LocalTarget (real QEMU)", () => {
   it("checks that QEMU is installed", async () => {
     await target.checkAvailable();
-    const bogus = new LocalTarget({ local: { ...local, qemuSystem: path.join(dir, "no-such-qemu") }, s3 });
+    const bogus = new LocalTarget({ local: { ...local, qemuSystem: path.join(dir, "no-such-qemu") }, imageSource });
     const err = await bogus.checkAvailable().then(
       () => undefined,
       (e: unknown) => e,
@@ -107,9 +110,9 @@ describe("LocalTarget (real QEMU)", () => {
 
     // QEMU never runs as root: as root, a -runas user is required and must exist.
     if (process.getuid?.() === 0) {
-      const nobody = new LocalTarget({ local: { ...local, runAs: "reclo-no-such-user" }, s3 });
+      const nobody = new LocalTarget({ local: { ...local, runAs: "reclo-no-such-user" }, imageSource });
       await expect(nobody.checkAvailable()).rejects.toMatchObject({ code: "QEMU_RUNAS_UNAVAILABLE", retryable: false });
-      const unset = new LocalTarget({ local: { ...local, runAs: undefined }, s3 });
+      const unset = new LocalTarget({ local: { ...local, runAs: undefined }, imageSource });
       await expect(unset.checkAvailable()).rejects.toMatchObject({ code: "QEMU_RUNAS_REQUIRED", retryable: false });
     }
   });
@@ -145,7 +148,7 @@ describe("LocalTarget (real QEMU)", () => {
   });
 
   it("LOCAL_IMPORT_RATE_LIMIT paces the download; aborting the caller's signal stops it and removes its files", async () => {
-    const slow = new LocalTarget({ local: { ...local, importRateLimit: 4 * 1024 * 1024 }, s3 });
+    const slow = new LocalTarget({ local: { ...local, importRateLimit: 4 * 1024 * 1024 }, imageSource });
     const abortedId = `${recoveryId}-abort`;
     const ac = new AbortController();
     const seen: number[] = [];
@@ -182,7 +185,7 @@ describe("LocalTarget (real QEMU)", () => {
   });
 
   it("discardImport stops an import that is still running and leaves no file", async () => {
-    const slow = new LocalTarget({ local: { ...local, importRateLimit: 2 * 1024 * 1024 }, s3 });
+    const slow = new LocalTarget({ local: { ...local, importRateLimit: 2 * 1024 * 1024 }, imageSource });
     const runningId = `${recoveryId}-running`;
     let reachedFive!: () => void;
     const atFive = new Promise<void>((r) => (reachedFive = r));
@@ -202,7 +205,7 @@ describe("LocalTarget (real QEMU)", () => {
 
   it("launches with loopback port forwards, boots to the marker and takes a PNG screenshot", async () => {
     let started = Date.now();
-    const res = await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
+    const res = await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
     timings.launchMs = Date.now() - started;
     expect(res.instanceId).toBe(instanceId);
     const status = await target.describeInstance(instanceId);
@@ -229,12 +232,14 @@ describe("LocalTarget (real QEMU)", () => {
     timings.bootToMarkerMs = await waitForMarker(target, instanceId);
 
     // Idempotent launch: the same VM.
-    expect(await target.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId });
+    expect(await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId });
     expect(pidOf(instanceId)).toBe(pid);
 
     started = Date.now();
-    const png = await target.screenshot(instanceId);
+    const shot = await target.screenshot(instanceId);
     timings.screenshotMs = Date.now() - started;
+    expect(shot.contentType).toBe("image/png");
+    const png = shot.bytes;
     expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
     expect(png.subarray(12, 16).toString("latin1")).toBe("IHDR");
     const width = png.readUInt32BE(16);
@@ -282,7 +287,7 @@ describe("LocalTarget (real QEMU)", () => {
   });
 
   it("re-attaches from a new LocalTarget (a restarted worker), and reports a killed VM as lost", async () => {
-    const fresh = new LocalTarget({ local, s3 });
+    const fresh = new LocalTarget({ local, imageSource });
     expect((await fresh.describeInstance(instanceId)).state).toBe("running");
     expect(await fresh.listInstances()).toEqual([expect.objectContaining({ instanceId, state: "running" })]);
 
@@ -290,7 +295,7 @@ describe("LocalTarget (real QEMU)", () => {
     await waitFor("the killed VM to be lost", async () => (await fresh.describeInstance(instanceId)).state === "lost", 10_000);
 
     // Launch again (same recovery): back on its own disk.
-    await fresh.launch({ recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
+    await fresh.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
     expect((await fresh.describeInstance(instanceId)).state).toBe("running");
     await waitForMarker(fresh, instanceId);
   });
@@ -315,10 +320,10 @@ describe("LocalTarget (real QEMU)", () => {
       `#!/bin/sh\necho "$*" >>'${calls}'\ncase "$*" in *-sandbox*) echo "qemu-system-x86_64: -sandbox on,obsolete=deny: seccomp support is disabled" >&2; exit 1;; esac\nexit 0\n`,
       { mode: 0o755 },
     );
-    const noSeccomp = new LocalTarget({ local: { ...local, qemuSystem: fake }, s3 });
+    const noSeccomp = new LocalTarget({ local: { ...local, qemuSystem: fake }, imageSource });
     const rid = `${recoveryId}-nosandbox`;
     try {
-      const err = await noSeccomp.launch({ recoveryId: rid, userId: "u1", imageId, name: "nosandbox", allowedCidr: "0.0.0.0/0" }).then(
+      const err = await noSeccomp.launch({ idempotencyKey: rid, userId: "u1", imageId, name: "nosandbox", allowedCidr: "0.0.0.0/0" }).then(
         () => undefined,
         (e: unknown) => e,
       );
@@ -333,18 +338,18 @@ describe("LocalTarget (real QEMU)", () => {
   });
 
   it("refuses outbound internet and bad port lists on the local target", async () => {
-    await expect(target.launch({ recoveryId: `${recoveryId}-inet`, userId: "u1", imageId, name: "inet", allowedCidr: "0.0.0.0/0", allowInternet: true })).rejects.toMatchObject({
+    await expect(target.launch({ idempotencyKey: `${recoveryId}-inet`, userId: "u1", imageId, name: "inet", allowedCidr: "0.0.0.0/0", allowInternet: true })).rejects.toMatchObject({
       code: "INTERNET_UNSUPPORTED",
       retryable: false,
     });
-    await expect(target.launch({ recoveryId: `${recoveryId}-ports`, userId: "u1", imageId, name: "ports", allowedCidr: "0.0.0.0/0", ports: [22, 22] })).rejects.toMatchObject({
+    await expect(target.launch({ idempotencyKey: `${recoveryId}-ports`, userId: "u1", imageId, name: "ports", allowedCidr: "0.0.0.0/0", ports: [22, 22] })).rejects.toMatchObject({
       code: "INVALID_PORTS",
     });
     expect(fs.readdirSync(path.join(dir, "instances")).filter((d) => d.includes("-inet") || d.includes("-ports"))).toEqual([]);
   });
 
   it("launches isolated (not offered to the user, loopback forwards only), survives deleteImage, then terminates", async () => {
-    await target.launch({ recoveryId: isolatedRecoveryId, userId: "u1", imageId, name: "verify", allowedCidr: "0.0.0.0/0", isolated: true });
+    await target.launch({ idempotencyKey: isolatedRecoveryId, userId: "u1", imageId, name: "verify", allowedCidr: "0.0.0.0/0", isolated: true });
     const cmd = cmdline(pidOf(isolatedInstanceId));
     expect(cmd).toContain("restrict=on");
     expect(cmd).toMatch(/-sandbox on/);

@@ -16,7 +16,7 @@ import { createAccount, uniqueName } from "./helpers/stack";
 import { qemuProcesses } from "./helpers/qemu";
 import { backupWithCli, productEnv, startProduct } from "./helpers/product";
 import { testSystem } from "./helpers/test-systems";
-import { inspectPng } from "../src/verification/png";
+import { inspectPng } from "../src/evidence/png";
 
 type Progress = RecoveryProgressSubscription["recoveryProgress"];
 

@@ -10,10 +10,10 @@ import { makeBootableImage } from "./helpers/boot-image";
 import { testSystem, type TestSystemName } from "./helpers/test-systems";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
 import { activitiesFor } from "../src/temporal/activities";
-import { inspectPng } from "../src/verification/png";
+import { inspectPng } from "../src/evidence/png";
 import { BackupVerificationResultDocument } from "../src/client/generated/graphql";
 import type { VerificationRow } from "../src/db/schema";
-import type { Evidence } from "../src/verification/evidence";
+import type { Evidence } from "../src/evidence";
 
 const MiB = 1024 * 1024;
 /** Generous: two cores shared with other test runs, QEMU under TCG. */

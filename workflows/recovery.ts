@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from "@temporalio/workflow";
 import type { RecoveryActivities, RecoveryCleanup } from "../src/recoveries/recovery.activities";
-import type { TargetKind } from "../src/recoveries/targets/target";
+import type { TargetKind } from "../src/compute/target";
 
 export interface RecoveryWorkflowInput {
   recoveryId: string;

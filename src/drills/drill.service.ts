@@ -11,7 +11,7 @@ import { parseDuration, type Config } from "../config";
 import type { Logger } from "../logger";
 import type { BackupService } from "../backups/backup.service";
 import { DEFAULT_VERIFY_PORTS, type VerificationService } from "../verification/verification.service";
-import { POSITIVE_KINDS, type Evidence } from "../verification/evidence/types";
+import { POSITIVE_KINDS, type Evidence } from "../evidence/types";
 import { ensureSchedules, removeSchedule } from "../temporal/schedules";
 import type { DrillInput, DrillTrigger } from "../../workflows/drill";
 import type { VerifyBackupInput } from "../../workflows/verification";

@@ -7,8 +7,8 @@ import { newId } from "../common/ids";
 import { findOwned } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
 import { AppError, conflict, ErrorCode } from "../errors";
-import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
-import { TargetError } from "../recoveries/targets/target";
+import type { ComputeTarget, ConsoleScreenshot, InstanceStatus, TargetKind } from "../compute/target";
+import { SCREENSHOT_EXTENSION, TargetError } from "../compute/target";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
 import type { QuotaService } from "../quotas/quota.service";
@@ -155,19 +155,19 @@ export class InstanceService {
     return this.call(() => this.target(row).consoleOutput(row.providerId));
   }
 
-  /** Takes a console screenshot now, stores it as PNG and returns a short-lived presigned GET URL. */
+  /** Takes a console screenshot now, stores it in the provider's format and returns a short-lived presigned GET URL. */
   async screenshot(userId: string, id: string): Promise<Screenshot> {
     const row = await this.get(userId, id);
     if (row.state !== "RUNNING") throw conflict(`Instance ${row.id} is ${row.state}; a screenshot needs a RUNNING instance`, { state: row.state });
-    const png = await this.call(() => this.target(row).screenshot(row.providerId));
-    return this.storeScreenshot(userId, `${userId}/screenshots/${row.id}/${Date.now()}.png`, png);
+    const shot = await this.call(() => this.target(row).screenshot(row.providerId));
+    return this.storeScreenshot(userId, `${userId}/screenshots/${row.id}/${Date.now()}.${SCREENSHOT_EXTENSION[shot.contentType]}`, shot);
   }
 
-  async storeScreenshot(userId: string, key: string, image: Buffer): Promise<Screenshot> {
+  async storeScreenshot(userId: string, key: string, shot: ConsoleScreenshot): Promise<Screenshot> {
     const a = this.deps.artifacts;
     if (!a) throw new Error("no artifacts bucket configured");
-    const contentType = image.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) ? "image/png" : "image/jpeg";
-    await a.s3.send(new PutObjectCommand({ Bucket: a.bucket, Key: key, Body: image, ContentType: contentType }));
+    const { contentType } = shot;
+    await a.s3.send(new PutObjectCommand({ Bucket: a.bucket, Key: key, Body: shot.bytes, ContentType: contentType }));
     return { ...(await this.presignArtifact(key, a.urlExpirySeconds)), contentType, takenAt: this.now() };
   }
 

@@ -1,9 +1,9 @@
-import { BootCheckAbortedError, collectBootEvidence, ocrPng, POSITIVE_KINDS, probeFor, type BootEvidenceOptions, type BootEvidenceResult, type BootProbe, type BootVerdict, type Evidence } from "../verification/evidence";
-import type { ComputeTarget, StatusChecks } from "./targets/target";
-import { inspectPng } from "../verification/png";
+import { BootCheckAbortedError, collectBootEvidence, ocrImage, POSITIVE_KINDS, probeFor, type BootEvidenceOptions, type BootEvidenceResult, type BootProbe, type BootVerdict, type Evidence } from "../evidence";
+import type { ComputeTarget, ConsoleScreenshot, StatusChecks } from "../compute/target";
+import { inspectPng } from "../evidence/png";
 
 /**
- * "Checking it started": the boot-evidence collector (src/verification/evidence) run on a freshly
+ * "Checking it started": the boot-evidence collector (src/evidence) run on a freshly
  * recovered machine.
  *   LOCAL  screen OCR, the serial marker (when configured), the firmware log, and a banner/reply read
  *          on the machine's loopback forwards of 22 and 3389;
@@ -56,7 +56,7 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
   };
   // The screen through GetConsoleScreenshot; the last one is kept in case the collector is stopped.
   const base = probeFor(target, opts.instanceId);
-  let lastShot: Buffer | undefined;
+  let lastShot: ConsoleScreenshot | undefined;
   const probe: BootProbe = {
     state: base.state,
     consoleOutput: base.consoleOutput,
@@ -125,7 +125,7 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
       if (lastShot && isUniform(lastShot)) detail = "Screen is blank";
       else if (lastShot) {
         try {
-          screenText = await ocrPng(lastShot, { tesseract: opts.tesseract, timeoutMs: 30_000 });
+          screenText = await ocrImage(lastShot.bytes, { tesseract: opts.tesseract, timeoutMs: 30_000 });
           detail = screenText.trim() ? `No login prompt or sign-in screen recognised yet; the screen reads "${screenText.trim().slice(0, 160)}"` : "No text recognised on the screen yet";
         } catch (err) {
           detail = `Screen could not be read: ${err instanceof Error ? err.message : String(err)}`;
@@ -148,9 +148,10 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
 }
 
 /** A PNG of one colour (EC2 screenshots are JPEG: never judged blank here, OCR reads them). */
-function isUniform(img: Buffer): boolean {
+function isUniform(shot: ConsoleScreenshot): boolean {
+  if (shot.contentType !== "image/png") return false;
   try {
-    return inspectPng(img).uniform;
+    return inspectPng(shot.bytes).uniform;
   } catch {
     return false;
   }

@@ -9,7 +9,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { ChunkStore } from "../storage/chunk-store";
-import type { ComposedImage } from "./targets/target";
+import type { ComposedImage } from "../compute/target";
 
 /** Where a composition stands, so a retried activity resumes the same multipart upload. */
 export interface ComposeCheckpoint {

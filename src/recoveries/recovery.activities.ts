@@ -8,10 +8,10 @@ import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
 import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
 import { RecoveryProgress, type StepState } from "./recovery-progress";
-import { callTarget } from "./targets/call";
-import { BootCheckAbortedError, type Evidence } from "../verification/evidence";
+import { callTarget } from "../compute/call";
+import { BootCheckAbortedError, type Evidence } from "../evidence";
 import { runBootCheck } from "./boot-check";
-import { type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "./targets/target";
+import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "../compute/target";
 
 export interface RecoveryActivityDeps {
   db: Db;
@@ -163,7 +163,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
       const launched = await callTarget(() =>
         target(input.target).launch({
-          recoveryId: input.recoveryId,
+          idempotencyKey: input.recoveryId,
           userId: input.userId,
           imageId: input.imageId,
           name: input.name,
@@ -266,12 +266,12 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         record.screenText = result.screenText?.trim().slice(0, 4000) || undefined;
         record.checkedAt = new Date().toISOString();
         if (result.screenshot) {
-          const jpeg = result.screenshot[0] === 0xff && result.screenshot[1] === 0xd8;
-          const key = `${input.userId}/recoveries/${input.recoveryId}-check.${jpeg ? "jpg" : "png"}`;
+          const { bytes, contentType } = result.screenshot;
+          const key = `${input.userId}/recoveries/${input.recoveryId}-check.${SCREENSHOT_EXTENSION[contentType]}`;
           await deps.progress.setResources(input.recoveryId, { checkScreenshotKey: key });
-          await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: result.screenshot, ContentType: jpeg ? "image/jpeg" : "image/png" }));
+          await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: bytes, ContentType: contentType }));
           record.screenshotKey = key;
-          record.screenshotContentType = jpeg ? "image/jpeg" : "image/png";
+          record.screenshotContentType = contentType;
         }
         const rtoSeconds = result.firstPositiveAtMs !== undefined ? Math.max(0, Math.round((result.firstPositiveAtMs - row.createdAt.getTime()) / 10) / 100) : null;
         await deps.progress.setBootCheck(input.recoveryId, record, rtoSeconds);

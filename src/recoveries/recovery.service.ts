@@ -15,7 +15,7 @@ import type { RecoveryProgress } from "./recovery-progress";
 import { eager, live } from "../events/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/recovery";
-import { LOCAL_INTERNET_UNSUPPORTED } from "./targets/guest-network";
+import { LOCAL_INTERNET_UNSUPPORTED } from "../compute/guest-network";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;

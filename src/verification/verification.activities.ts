@@ -2,10 +2,10 @@ import { Context, ApplicationFailure } from "@temporalio/activity";
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { ChunkStore } from "../storage/chunk-store";
 import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../recoveries/compose";
-import { callTarget } from "../recoveries/targets/call";
-import type { ComputeTarget, ComposedImage } from "../recoveries/targets/target";
+import { callTarget } from "../compute/call";
+import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
-import { collectBootEvidence, probeFor, type BootVerdict } from "./evidence";
+import { collectBootEvidence, probeFor, type BootVerdict } from "../evidence";
 
 export interface VerificationActivityDeps {
   s3: S3Client;
@@ -78,7 +78,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     async launchIsolated(input: { verificationId: string; userId: string; imageId: string; ports?: number[] }): Promise<{ instanceId: string; launchedAtMs: number }> {
       const launched = await callTarget(() =>
         local().launch({
-          recoveryId: verificationTargetId(input.verificationId),
+          idempotencyKey: verificationTargetId(input.verificationId),
           userId: input.userId,
           imageId: input.imageId,
           name: `verify-${input.verificationId.slice(0, 8)}`,
@@ -109,7 +109,6 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       pollIntervalMs: number;
     }): Promise<BootCheckOutcome> {
       const target = local();
-      const key = `${input.userId}/verifications/${input.verificationId}.png`;
       // Start from a clean record (a retried attempt re-collects everything).
       await deps.verifications.update(input.verificationId, { evidence: [] });
       const beat = setInterval(() => heartbeat(), 1000);
@@ -129,11 +128,13 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       } finally {
         clearInterval(beat);
       }
-      if (result.screenshot) {
-        await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: result.screenshot, ContentType: "image/png" }));
+      const shot = result.screenshot;
+      const key = shot ? `${input.userId}/verifications/${input.verificationId}.${SCREENSHOT_EXTENSION[shot.contentType]}` : null;
+      if (shot && key) {
+        await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: shot.bytes, ContentType: shot.contentType }));
       }
       await deps.verifications.update(input.verificationId, {
-        screenshotKey: result.screenshot ? key : null,
+        screenshotKey: key,
         screenText: result.screenText?.slice(0, 16_000) ?? null,
       });
       return { verdict: result.verdict, bootSeconds: result.bootSeconds, reason: result.reason };

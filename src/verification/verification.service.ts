@@ -12,7 +12,7 @@ import type { EventBus } from "../events/event-bus";
 import { Topic, type VerificationSnapshot } from "../events/topics";
 import { eager, live } from "../events/live";
 import type { VerifyBackupInput } from "../../workflows/verification";
-import type { Evidence } from "./evidence/types";
+import type { Evidence } from "../evidence/types";
 
 export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED" || s === "INCONCLUSIVE";
 

@@ -1,5 +1,5 @@
 import { double, index, int, json, mysqlEnum, mysqlTable, text, varchar } from "drizzle-orm/mysql-core";
-import type { Evidence } from "../../verification/evidence/types";
+import type { Evidence } from "../../evidence/types";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
 import { ownerId } from "./owner";

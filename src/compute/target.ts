@@ -1,3 +1,5 @@
+import type { Readable } from "node:stream";
+
 /**
  * The compute/target port: what a recovery needs from where the machine will run. The same
  * workflow drives AWS EC2 (aws.target.ts) and the local QEMU/KVM host (local.target.ts).
@@ -19,6 +21,36 @@ export interface ComposedImage {
   dataBytes?: number;
 }
 
+/**
+ * Where a target that copies the composed image itself (local) reads it from: the imports bucket,
+ * behind src/storage (the only place that talks to the object store).
+ */
+export interface ImageSource {
+  /**
+   * Opens the image for reading from its start; `signal` aborts the request and the stream.
+   * Rejects with ImageUnreadableError when the image does not exist or may not be read (retrying
+   * cannot help); any other rejection is transient.
+   */
+  open(image: Pick<ComposedImage, "bucket" | "key">, signal?: AbortSignal): Promise<ImageStream>;
+}
+
+export interface ImageStream {
+  body: Readable;
+  /** The length the source announced, when it did: a shorter stream is a failed download. */
+  sizeBytes?: number;
+}
+
+/** The composed image is missing or may not be read (`reason`: the store's word for it, e.g. NoSuchKey). */
+export class ImageUnreadableError extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+    this.name = "ImageUnreadableError";
+  }
+}
+
 export interface ImportStatus {
   state: "active" | "completed" | "failed";
   /** 0–100. */
@@ -31,7 +63,11 @@ export interface ImportStatus {
 }
 
 export interface LaunchRequest {
-  recoveryId: string;
+  /**
+   * Makes the launch idempotent: the same key gives the same machine (the AWS ClientToken, the
+   * local instance vm-<key>). The caller's own id: a recovery's, or a verification's target id.
+   */
+  idempotencyKey: string;
   userId: string;
   imageId: string;
   /** Name shown to the user (e.g. "<source>-recovered"). */
@@ -73,25 +109,37 @@ export interface StatusChecks {
   details?: string[];
 }
 
+/** The formats targets give their screenshots in (local QEMU: PNG; EC2 GetConsoleScreenshot: JPEG). */
+export type ScreenshotContentType = "image/png" | "image/jpeg";
+
+/** File name extension for a stored screenshot of this type. */
+export const SCREENSHOT_EXTENSION: Readonly<Record<ScreenshotContentType, string>> = { "image/png": "png", "image/jpeg": "jpg" };
+
+/** A picture of a machine's console, in the format the provider took it. */
+export interface ConsoleScreenshot {
+  bytes: Buffer;
+  contentType: ScreenshotContentType;
+}
+
 export interface ComputeTarget {
   readonly kind: TargetKind;
   /** Throws TargetError(retryable:false) naming what to install/configure when the target cannot work here. */
   checkAvailable(): Promise<void>;
   /**
    * Starts importing the composed image; returns the provider's import task id. Idempotent per
-   * recoveryId. A target that imports within this call (local) stops when `signal` aborts, and has
+   * idempotencyKey (as for launch). A target that imports within this call (local) stops when `signal` aborts, and has
    * removed what it wrote by the time it rejects.
    */
-  startImport(recoveryId: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }>;
+  startImport(idempotencyKey: string, image: ComposedImage, onProgress?: (percent: number, message?: string) => void, signal?: AbortSignal): Promise<{ importTaskId: string }>;
   describeImport(importTaskId: string): Promise<ImportStatus>;
   cancelImport(importTaskId: string): Promise<void>;
   /**
-   * Removes whatever an import for this recovery created, whether or not its task id or image id
+   * Removes whatever an import under this idempotency key created, whether or not its task id or image id
    * was recorded: a cancel or failure can land while startImport is still running, or after the
    * import finished but before the workflow learned the image id. Cancels an active import and
    * deletes a finished one's image (and snapshots). Returns what it removed, for the timeline.
    */
-  discardImport(recoveryId: string, importTaskId?: string): Promise<string[]>;
+  discardImport(idempotencyKey: string, importTaskId?: string): Promise<string[]>;
   /** Removes an imported image and its snapshots (no-op when already gone). */
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;
@@ -110,8 +158,8 @@ export interface ComputeTarget {
   deleteNetworkGuard(securityGroupId: string): Promise<void>;
   /** Tail of the serial console (UTF-8). */
   consoleOutput(instanceId: string): Promise<string>;
-  /** PNG screenshot of the console. */
-  screenshot(instanceId: string): Promise<Buffer>;
+  /** A screenshot of the console, in the provider's format (`contentType` says which). */
+  screenshot(instanceId: string): Promise<ConsoleScreenshot>;
   /** Tail of the firmware's debug log (local: SeaBIOS through isa-debugcon), when the target has one. */
   firmwareLog?(instanceId: string): Promise<string>;
   /** Where guest TCP `ports` can be reached from this host (only the forwarded ones), when the target forwards ports. */

@@ -1,5 +1,5 @@
 export * from "./types";
 export * from "./signatures";
-export { ocrPng, OcrUnavailableError } from "./ocr";
+export { ocrImage, OcrUnavailableError } from "./ocr";
 export { probeService, type ServiceProbeResult } from "./service-probe";
 export { collectBootEvidence, failureReason, provesBoot, BootCheckAbortedError } from "./collect";

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import { inspectPng } from "../png";
-import { OcrUnavailableError, ocrPng } from "./ocr";
+import type { ConsoleScreenshot } from "../compute/target";
+import { inspectPng } from "./png";
+import { OcrUnavailableError, ocrImage } from "./ocr";
 import { probeService } from "./service-probe";
 import { FIRMWARE_FAILURES, FIRMWARE_HANDOVER, SCREEN_FAILURES, SCREEN_SUCCESSES, clip, matchSignatures } from "./signatures";
 import { POSITIVE_KINDS, type BootEvidenceOptions, type BootEvidenceResult, type BootProbe, type Evidence, type EvidenceKind } from "./types";
@@ -62,7 +63,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
   let markerSeen = false;
   // Screen.
   let lastHash: string | undefined;
-  let lastPng: Buffer | undefined;
+  let lastShot: ConsoleScreenshot | undefined;
   let lastText: string | undefined;
   let lastBlank = false;
   let screenFailureSeen = false;
@@ -107,30 +108,31 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
 
   const readScreen = async () => {
     if (!probe.screenshot) return;
-    let png: Buffer;
+    let shot: ConsoleScreenshot;
     const at = now();
     try {
-      png = await probe.screenshot();
+      shot = await probe.screenshot();
     } catch (err) {
       screenError = err instanceof Error ? err.message : String(err);
       return;
     }
     shots++;
-    const hash = createHash("sha256").update(png).digest("hex");
+    const hash = createHash("sha256").update(shot.bytes).digest("hex");
     const samePicture = hash === lastHash;
     lastHash = hash;
-    lastPng = png;
+    lastShot = shot;
     let text = lastText;
     if (!samePicture) {
+      // Only a PNG is judged blank here (a JPEG's pixels are not decoded); OCR reads both.
       try {
-        lastBlank = inspectPng(png).uniform;
+        lastBlank = shot.contentType === "image/png" && inspectPng(shot.bytes).uniform;
       } catch {
         lastBlank = false;
       }
       if (lastBlank) text = "";
       else if (!ocrUnavailable) {
         try {
-          text = await ocrPng(png, { tesseract: opts.tesseract, signal: opts.signal, timeoutMs: 30_000 });
+          text = await ocrImage(shot.bytes, { tesseract: opts.tesseract, signal: opts.signal, timeoutMs: 30_000 });
         } catch (err) {
           if (err instanceof OcrUnavailableError) ocrUnavailable = err.message;
           else if (!opts.signal?.aborted) ocrError = err instanceof Error ? err.message : String(err);
@@ -224,7 +226,7 @@ export async function collectBootEvidence(probe: BootProbe, opts: BootEvidenceOp
       if (endpointsError) await record("SERVICE", false, false, `Services not probed: ${endpointsError}`);
       else for (const p of ports) if (!portOk.has(p)) await record("SERVICE", false, false, portLast.get(p) ?? `port ${p}: not probed`);
     }
-    const result: BootEvidenceResult = { verdict, evidence, screenText: lastText, screenshot: lastPng };
+    const result: BootEvidenceResult = { verdict, evidence, screenText: lastText, screenshot: lastShot };
     if (verdict === "VERIFIED" && firstPositiveMs !== undefined) result.bootSeconds = Math.round((firstPositiveMs - opts.launchedAtMs) / 10) / 100;
     if (reason) result.reason = reason;
     return result;

@@ -27,12 +27,12 @@ import {
   type Instance,
   type IpPermission,
 } from "@aws-sdk/client-ec2";
-import type { S3Client } from "@aws-sdk/client-s3";
-import type { Config } from "../../config";
+import type { Config } from "../config";
 import {
   TargetError,
   type ComposedImage,
   type ComputeTarget,
+  type ConsoleScreenshot,
   type ImportStatus,
   type InstanceProviderState,
   type InstanceStatus,
@@ -59,8 +59,6 @@ export interface AwsTargetOptions {
   subnetId?: string;
   /** VPC of the per-recovery security groups; the account's default VPC when unset. */
   vpcId?: string;
-  /** Reserved for storing console artifacts; no method of the port needs it yet. */
-  artifacts?: { s3: S3Client; bucket: string };
   now?: () => Date;
 }
 
@@ -71,14 +69,15 @@ export interface AwsTargetOptions {
  */
 const LAUNCH_VISIBILITY_GRACE_MS = 2 * 60_000;
 
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const RDP_PORT = 3389;
 const SSH_PORT = 22;
 
 /**
  * The ComputeTarget on AWS: VM Import (ImportImage from the imports bucket) to an AMI, then one
  * EC2 instance per recovery behind its own security group that admits RDP and SSH from one CIDR.
- * Idempotency: ImportImage and RunInstances carry ClientToken = recoveryId; the security group is
- * named after the recovery and reused when it already exists; deletes treat "not found" as done.
+ * Idempotency: ImportImage and RunInstances carry ClientToken = the idempotency key (a recovery's
+ * id); the security group is named after it and reused when it already exists; deletes treat "not found" as done.
  */
 export class AwsTarget implements ComputeTarget {
   readonly kind = "AWS" as const;
@@ -91,15 +90,6 @@ export class AwsTarget implements ComputeTarget {
     private readonly opts: AwsTargetOptions,
   ) {
     this.now = opts.now ?? (() => new Date());
-  }
-
-  /**
-   * EC2 console screenshots are JPEG (GetConsoleScreenshot's ImageData), not the PNG the port's
-   * doc comment describes; converting would need an image decoder we do not ship. Callers serving
-   * the bytes should use this for the content type.
-   */
-  get screenshotFormat(): "jpeg" {
-    return "jpeg";
   }
 
   async checkAvailable(): Promise<void> {
@@ -117,19 +107,19 @@ export class AwsTarget implements ComputeTarget {
     }
   }
 
-  async startImport(recoveryId: string, image: ComposedImage): Promise<{ importTaskId: string }> {
+  async startImport(idempotencyKey: string, image: ComposedImage): Promise<{ importTaskId: string }> {
     const out = await this.call(() =>
       this.ec2.send(
         new ImportImageCommand({
-          ClientToken: recoveryId,
+          ClientToken: idempotencyKey,
           RoleName: this.opts.importRoleName,
-          Description: `ReClo recovery ${recoveryId}`,
+          Description: `ReClo recovery ${idempotencyKey}`,
           DiskContainers: [{ Format: "RAW", UserBucket: { S3Bucket: image.bucket, S3Key: image.key } }],
-          TagSpecifications: [{ ResourceType: "import-image-task", Tags: [{ Key: "reclo:recovery", Value: recoveryId }] }],
+          TagSpecifications: [{ ResourceType: "import-image-task", Tags: [{ Key: "reclo:recovery", Value: idempotencyKey }] }],
         }),
       ),
     );
-    if (!out.ImportTaskId) throw new TargetError(`ImportImage for recovery ${recoveryId} returned no task id`, true);
+    if (!out.ImportTaskId) throw new TargetError(`ImportImage for recovery ${idempotencyKey} returned no task id`, true);
     return { importTaskId: out.ImportTaskId };
   }
 
@@ -181,12 +171,12 @@ export class AwsTarget implements ComputeTarget {
     }
   }
 
-  async discardImport(recoveryId: string, importTaskId?: string): Promise<string[]> {
+  async discardImport(idempotencyKey: string, importTaskId?: string): Promise<string[]> {
     let taskId = importTaskId;
     if (!taskId) {
       // startImport may have created the task before the workflow learned its id: find it by its tag.
       const out = await this.call(() => this.ec2.send(new DescribeImportImageTasksCommand({})));
-      taskId = (out.ImportImageTasks ?? []).find((t) => (t.Tags ?? []).some((tag) => tag.Key === "reclo:recovery" && tag.Value === recoveryId))?.ImportTaskId;
+      taskId = (out.ImportImageTasks ?? []).find((t) => (t.Tags ?? []).some((tag) => tag.Key === "reclo:recovery" && tag.Value === idempotencyKey))?.ImportTaskId;
       if (!taskId) return [];
     }
     const status = await this.describeImport(taskId);
@@ -261,7 +251,7 @@ export class AwsTarget implements ComputeTarget {
           InstanceType: this.opts.instanceType as _InstanceType,
           MinCount: 1,
           MaxCount: 1,
-          ClientToken: req.recoveryId,
+          ClientToken: req.idempotencyKey,
           SecurityGroupIds: [securityGroupId],
           ...(this.opts.subnetId ? { SubnetId: this.opts.subnetId } : {}),
           TagSpecifications: [
@@ -269,7 +259,7 @@ export class AwsTarget implements ComputeTarget {
               ResourceType: "instance",
               Tags: [
                 { Key: "Name", Value: req.name },
-                { Key: "reclo:recovery", Value: req.recoveryId },
+                { Key: "reclo:recovery", Value: req.idempotencyKey },
                 { Key: "reclo:user", Value: req.userId },
               ],
             },
@@ -278,7 +268,7 @@ export class AwsTarget implements ComputeTarget {
       ),
     );
     const instanceId = out.Instances?.[0]?.InstanceId;
-    if (!instanceId) throw new TargetError(`RunInstances for recovery ${req.recoveryId} returned no instance`, true);
+    if (!instanceId) throw new TargetError(`RunInstances for recovery ${req.idempotencyKey} returned no instance`, true);
     this.launchedAt.set(instanceId, this.now().getTime());
     return { instanceId, securityGroupId };
   }
@@ -358,27 +348,31 @@ export class AwsTarget implements ComputeTarget {
     return out.Output ? Buffer.from(out.Output, "base64").toString("utf8") : "";
   }
 
-  /** The console screenshot as EC2 returns it: JPEG bytes (see {@link screenshotFormat}). */
-  async screenshot(instanceId: string): Promise<Buffer> {
+  /**
+   * The console screenshot as EC2 returns it: GetConsoleScreenshot's ImageData is a JPEG (converting
+   * would need an image decoder we do not ship). The bytes are what counts: a PNG is labelled as one.
+   */
+  async screenshot(instanceId: string): Promise<ConsoleScreenshot> {
     const out = await this.call(() => this.ec2.send(new GetConsoleScreenshotCommand({ InstanceId: instanceId, WakeUp: true })));
     if (!out.ImageData) throw new TargetError(`no console screenshot of ${instanceId} available yet`, true);
-    return Buffer.from(out.ImageData, "base64");
+    const bytes = Buffer.from(out.ImageData, "base64");
+    return { bytes, contentType: bytes.subarray(0, 8).equals(PNG_SIGNATURE) ? "image/png" : "image/jpeg" };
   }
 
   private async ensureSecurityGroup(req: LaunchRequest): Promise<string> {
-    const groupName = `reclo-${req.recoveryId}`;
+    const groupName = `reclo-${req.idempotencyKey}`;
     try {
       const out = await this.call(() =>
         this.ec2.send(
           new CreateSecurityGroupCommand({
             GroupName: groupName,
-            Description: `ReClo recovery ${req.recoveryId}`,
+            Description: `ReClo recovery ${req.idempotencyKey}`,
             ...(this.opts.vpcId ? { VpcId: this.opts.vpcId } : {}),
             TagSpecifications: [
               {
                 ResourceType: "security-group",
                 Tags: [
-                  { Key: "reclo:recovery", Value: req.recoveryId },
+                  { Key: "reclo:recovery", Value: req.idempotencyKey },
                   { Key: "reclo:user", Value: req.userId },
                 ],
               },

@@ -1,4 +1,4 @@
-import type { ComputeTarget, InstanceProviderState } from "../../recoveries/targets/target";
+import type { ComputeTarget, ConsoleScreenshot, InstanceProviderState } from "../compute/target";
 
 /**
  * Kinds of boot evidence:
@@ -39,8 +39,8 @@ export interface ServiceEndpoint {
  */
 export interface BootProbe {
   state(): Promise<InstanceProviderState>;
-  /** PNG of the screen. */
-  screenshot?(): Promise<Buffer>;
+  /** The screen, in the provider's format (PNG locally, JPEG on EC2). */
+  screenshot?(): Promise<ConsoleScreenshot>;
   /** Serial console text (tail). */
   consoleOutput?(): Promise<string>;
   /** Firmware debug log (tail). */
@@ -83,8 +83,8 @@ export interface BootEvidenceResult {
   reason?: string;
   /** Text read from the last screenshot. */
   screenText?: string;
-  /** The last screenshot (PNG). */
-  screenshot?: Buffer;
+  /** The last screenshot, as the probe gave it. */
+  screenshot?: ConsoleScreenshot;
 }
 
 export function probeFor(target: ComputeTarget, instanceId: string): BootProbe {

@@ -11,10 +11,10 @@ export class OcrUnavailableError extends Error {
 const MAX_OUTPUT = 64 * 1024;
 
 /**
- * Reads the text of a PNG with tesseract (Debian `tesseract-ocr` + `tesseract-ocr-eng`), fed on
- * stdin so no file is written. Bounded: killed after `timeoutMs` or when `signal` aborts.
+ * Reads the text of a screenshot (PNG or JPEG) with tesseract (Debian `tesseract-ocr` +
+ * `tesseract-ocr-eng`), fed on stdin so no file is written. Bounded: killed after `timeoutMs` or when `signal` aborts.
  */
-export function ocrPng(png: Buffer, opts: { tesseract?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<string> {
+export function ocrImage(image: Buffer, opts: { tesseract?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<string> {
   const bin = opts.tesseract ?? "tesseract";
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(new Error("OCR aborted"));
@@ -53,6 +53,6 @@ export function ocrPng(png: Buffer, opts: { tesseract?: string; timeoutMs?: numb
       if (/Failed loading language|Error opening data file/i.test(err)) return finish(new OcrUnavailableError(`tesseract has no English data (apt-get install tesseract-ocr-eng): ${err.trim().split("\n")[0]}`));
       finish(new Error(`tesseract exited with ${code}: ${err.trim().slice(-300)}`));
     });
-    child.stdin.end(png);
+    child.stdin.end(image);
   });
 }
