@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, MiB } from "./helpers/backup";
-import { composeRestorePoint, MissingChunkError } from "../src/recoveries/compose";
+import { composeRestorePoint, MissingChunkError } from "../src/storage/image-store";
 import { BackupRestorableDocument, StartRecoveryDocument } from "../src/client/generated/graphql";
 
 const CHUNK = 8 * MiB;

@@ -6,7 +6,7 @@ import { ACTIVE_RECOVERY_STATES, instances, recoveries, type BootCheckRecord, ty
 import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
-import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
+import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "../storage/image-store";
 import { RecoveryProgress, type StepState } from "./recovery-progress";
 import { callTarget } from "./targets/call";
 import { BootCheckAbortedError, type Evidence } from "../verification/evidence";

@@ -1,7 +1,7 @@
 import { Context, ApplicationFailure } from "@temporalio/activity";
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { ChunkStore } from "../storage/chunk-store";
-import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../recoveries/compose";
+import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../storage/image-store";
 import { callTarget } from "../recoveries/targets/call";
 import type { ComputeTarget, ComposedImage } from "../recoveries/targets/target";
 import type { VerificationService } from "./verification.service";

@@ -8,8 +8,8 @@ import {
   type CompletedPart,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import type { ChunkStore } from "../storage/chunk-store";
-import type { ComposedImage } from "./targets/target";
+import type { ChunkStore } from "./chunk-store";
+import type { ComposedImage } from "../recoveries/targets/target";
 
 /** Where a composition stands, so a retried activity resumes the same multipart upload. */
 export interface ComposeCheckpoint {
