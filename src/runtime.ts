@@ -1,4 +1,3 @@
-import type { S3Client } from "@aws-sdk/client-s3";
 import { Redis } from "ioredis";
 import type { Config } from "./config";
 import type { Logger } from "./logger";
@@ -7,7 +6,7 @@ import { ensureDatabaseExists, runMigrations } from "./db/migrate";
 import { createAppPubSub, type PubSubHandle } from "./graphql/pubsub";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
-import { checkBuckets, createS3Client } from "./storage/s3";
+import { checkBuckets, createS3Client, createStores, type S3Client, type Stores } from "./storage/s3";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
 import { createTargets } from "./recoveries/targets";
 import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
@@ -20,7 +19,10 @@ export interface Runtime {
   pubSub: PubSubHandle;
   limiter: RateLimiter;
   services: Services;
+  /** The raw client: for the compute targets and the readiness check (features use `storage`). */
   s3: S3Client;
+  /** The object stores every feature reaches S3 through. */
+  storage: Stores;
   temporal: TemporalHandle;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
   close(): Promise<void>;
@@ -55,8 +57,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });
     closers.push(() => temporal.close());
+    const storage = createStores(s3, config.s3);
     const targets = createTargets(config, s3, logger);
-    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, temporal: temporal.client, targets, logger });
+    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, storage, temporal: temporal.client, targets, logger });
     logger.info({ pubSub: pubSub.transport }, "runtime ready");
     return {
       config,
@@ -66,6 +69,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       limiter,
       services,
       s3,
+      storage,
       temporal,
       targets,
       close: () => closeAll(closers),

@@ -1,6 +1,4 @@
 import { and, eq, inArray } from "drizzle-orm";
-import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../common/ids";
@@ -11,6 +9,7 @@ import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/ta
 import { TargetError } from "../recoveries/targets/target";
 import { Topic, type AppPubSub } from "../graphql/pubsub";
 import type { QuotaService } from "../quotas/quota.service";
+import type { ArtifactStore, PresignedGet } from "../storage/artifact-store";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
   Partial<Pick<InstanceRow, "address" | "privateAddress" | "zone">>;
@@ -40,7 +39,7 @@ export interface InstanceServiceDeps {
   /** Fair-use limits on running machines (absent: unlimited). */
   quotas?: Pick<QuotaService, "checkMachineStart">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
-  artifacts?: { s3: S3Client; bucket: string; urlExpirySeconds: number };
+  artifacts?: ArtifactStore;
   now?: () => Date;
 }
 
@@ -163,17 +162,20 @@ export class InstanceService {
   }
 
   async storeScreenshot(userId: string, key: string, image: Buffer): Promise<Screenshot> {
-    const a = this.deps.artifacts;
-    if (!a) throw new Error("no artifacts bucket configured");
+    const artifacts = this.artifacts();
     const contentType = image.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) ? "image/png" : "image/jpeg";
-    await a.s3.send(new PutObjectCommand({ Bucket: a.bucket, Key: key, Body: image, ContentType: contentType }));
-    return { ...(await this.presignArtifact(key, a.urlExpirySeconds)), contentType, takenAt: this.now() };
+    await artifacts.put(key, image, contentType);
+    return { ...(await artifacts.presignGet(key)), contentType, takenAt: this.now() };
   }
 
-  async presignArtifact(key: string, expirySeconds = this.deps.artifacts?.urlExpirySeconds ?? 900): Promise<{ url: string; expiresAt: Date }> {
-    const a = this.deps.artifacts!;
-    const url = await getSignedUrl(a.s3, new GetObjectCommand({ Bucket: a.bucket, Key: key }), { expiresIn: expirySeconds });
-    return { url, expiresAt: new Date(Date.now() + expirySeconds * 1000) };
+  /** A presigned GET for a stored artifact (default lifetime: the store's). */
+  async presignArtifact(key: string, expirySeconds?: number): Promise<PresignedGet> {
+    return this.artifacts().presignGet(key, expirySeconds);
+  }
+
+  private artifacts(): ArtifactStore {
+    if (!this.deps.artifacts) throw new Error("no artifacts bucket configured");
+    return this.deps.artifacts;
   }
 
   private async apply(row: InstanceRow, status: InstanceStatus): Promise<InstanceRow> {
