@@ -39,7 +39,7 @@ export interface InstanceServiceDeps {
   /** Fair-use limits on running machines (absent: unlimited). */
   quotas?: Pick<QuotaService, "checkMachineStart">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
-  artifacts?: ArtifactStore;
+  artifacts?: Pick<ArtifactStore, "put" | "presignGet">;
   now?: () => Date;
 }
 
@@ -173,7 +173,7 @@ export class InstanceService {
     return this.artifacts().presignGet(key, expirySeconds);
   }
 
-  private artifacts(): ArtifactStore {
+  private artifacts(): Pick<ArtifactStore, "put" | "presignGet"> {
     if (!this.deps.artifacts) throw new Error("no artifacts bucket configured");
     return this.deps.artifacts;
   }

@@ -17,7 +17,7 @@ export interface RecoveryActivityDeps {
   /** Composes the restore point into the image the target imports (and removes it again). */
   images: ImageStore;
   /** Where the boot check's screenshot is kept. */
-  artifacts: ArtifactStore;
+  artifacts: Pick<ArtifactStore, "put" | "delete">;
   /** OCR binary for the boot check's screenshots (default "tesseract"). */
   tesseract?: string;
   progress: RecoveryProgress;

@@ -8,9 +8,9 @@ import { collectBootEvidence, probeFor, type BootVerdict } from "./evidence";
 
 export interface VerificationActivityDeps {
   /** Composes the restore point into the image the local target imports (and removes it again). */
-  images: ImageStore;
+  images: Pick<ImageStore, "compose" | "delete">;
   /** Where the screenshot the check saw is kept. */
-  artifacts: ArtifactStore;
+  artifacts: Pick<ArtifactStore, "put">;
   verifications: VerificationService;
   /** Boot verification always runs on the local target. */
   local?: ComputeTarget;
