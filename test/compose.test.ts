@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
+import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListPartsCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, MiB } from "./helpers/backup";
 import { MissingChunkError } from "../src/storage/image-store";
@@ -72,6 +72,27 @@ describe("server-side composition of a restore point (real versitygw)", () => {
     });
     expect(copiedFrom).toBe(1); // part 1 was already there
     expect(sha(await read(key))).toBe(sha(image));
+  });
+
+  it("gives up a half-done composition and deletes a composed image, both idempotently", async () => {
+    const image = makeImage(CHUNK + MiB, CHUNK);
+    const { backup } = await backupImage(stack, user.id, image, { sourceName: "compose-cleanup" });
+    const bucket = stack.config.s3.buckets.imports;
+    const images = stack.rt.storage.images;
+
+    const halfKey = `${user.id}/recoveries/abort-${Date.now()}.raw`;
+    const { UploadId } = await stack.rt.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: halfKey }));
+    await images.abortComposition(halfKey, UploadId!);
+    await expect(stack.rt.s3.send(new ListPartsCommand({ Bucket: bucket, Key: halfKey, UploadId }))).rejects.toMatchObject({ name: "NoSuchUpload" });
+    await expect(images.abortComposition(halfKey, UploadId!)).resolves.toBeUndefined();
+
+    const key = `${user.id}/recoveries/delete-${Date.now()}.raw`;
+    keys.push(key);
+    await images.compose({ userId: user.id, backupId: backup.id, key });
+    expect(sha(await read(key))).toBe(sha(image));
+    await images.delete(key);
+    await expect(read(key)).rejects.toMatchObject({ name: "NoSuchKey" });
+    await expect(images.delete(key)).resolves.toBeUndefined();
   });
 
   it("fails with MissingChunkError when a chunk is gone", async () => {
