@@ -1,4 +1,3 @@
-import type { S3Client } from "@aws-sdk/client-s3";
 import { Redis } from "ioredis";
 import type { Config } from "./config";
 import type { Logger } from "./logger";
@@ -8,7 +7,7 @@ import { createEventBus } from "./events/adapters";
 import type { EventBusHandle } from "./events/event-bus";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
-import { checkBuckets, createS3Client } from "./storage/s3";
+import { checkBuckets, createS3Client, createStores, type S3Client, type Stores } from "./storage/s3";
 import { objectImageSource } from "./storage/object-reader";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
 import { createTargets } from "./compute";
@@ -22,7 +21,10 @@ export interface Runtime {
   events: EventBusHandle;
   limiter: RateLimiter;
   services: Services;
+  /** The raw client: for the compute targets and the readiness check (features use `storage`). */
   s3: S3Client;
+  /** The object stores every feature reaches S3 through. */
+  storage: Stores;
   temporal: TemporalHandle;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
   close(): Promise<void>;
@@ -57,8 +59,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });
     closers.push(() => temporal.close());
+    const storage = createStores(s3, config.s3);
     const targets = createTargets(config, objectImageSource(s3), logger);
-    const services = createServices({ config, db: database.db, events: events.bus, limiter, s3, temporal: temporal.client, targets, logger });
+    const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, temporal: temporal.client, targets, logger });
     logger.info({ pubSub: events.transport }, "runtime ready");
     return {
       config,
@@ -68,6 +71,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       limiter,
       services,
       s3,
+      storage,
       temporal,
       targets,
       close: () => closeAll(closers),

@@ -11,8 +11,8 @@ import { RecoveryService } from "./recoveries/recovery.service";
 import { InstanceService } from "./instances/instance.service";
 import { BackupUploadService } from "./backups/backup-upload.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
-import { ChunkStore } from "./storage/chunk-store";
-import type { S3Client } from "@aws-sdk/client-s3";
+import type { ChunkStore } from "./storage/chunk-store";
+import type { Stores } from "./storage/s3";
 import type { Client as TemporalClient } from "@temporalio/client";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
 import { VerificationService } from "./verification/verification.service";
@@ -44,7 +44,8 @@ export interface ServiceDeps {
   /** Where services publish domain events (and live views subscribe). */
   events: EventBus;
   limiter: RateLimiter;
-  s3: S3Client;
+  /** The object stores (chunks, composed images, artifacts). */
+  storage: Stores;
   /** Starts and cancels workflows (recoveries). */
   temporal?: TemporalClient;
   targets?: Partial<Record<TargetKind, ComputeTarget>>;
@@ -52,9 +53,9 @@ export interface ServiceDeps {
   now?: () => Date;
 }
 
-export function createServices({ config, db, events, limiter, s3, temporal, targets = {}, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, events, limiter, storage, temporal, targets = {}, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
-  const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
+  const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, events, limits, quotas, now);
   const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
@@ -90,7 +91,7 @@ export function createServices({ config, db, events, limiter, s3, temporal, targ
       events,
       targets,
       quotas,
-      artifacts: { s3, bucket: config.s3.buckets.artifacts, urlExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) },
+      artifacts: storage.artifacts,
       now,
     }),
   };

@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { loadConfig } from "../src/config";
 import { createS3Client } from "../src/storage/s3";
-import { ChunkStore, CorruptManifestError, isZero, sha256Base64FromHex, sha256Hex, type ManifestV1 } from "../src/storage/chunk-store";
+import { ChunkStore, CorruptManifestError, type ManifestV1 } from "../src/storage/chunk-store";
+import { isZero, sha256Base64FromHex, sha256Hex } from "../src/shared/bytes";
 
 // Real versitygw (started by test/global-setup.ts); fresh users per run so runs never collide.
 const config = loadConfig({});

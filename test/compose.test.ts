@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
+import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListPartsCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, MiB } from "./helpers/backup";
-import { composeRestorePoint, MissingChunkError } from "../src/recoveries/compose";
+import { MissingChunkError } from "../src/storage/image-store";
 import { BackupRestorableDocument, StartRecoveryDocument } from "../src/client/generated/graphql";
 
 const CHUNK = 8 * MiB;
@@ -33,10 +33,7 @@ describe("server-side composition of a restore point (real versitygw)", () => {
     const key = `${user.id}/recoveries/test-${Date.now()}.raw`;
     keys.push(key);
     const progress: number[] = [];
-    const composed = await composeRestorePoint({
-      s3: stack.rt.s3,
-      store: stack.rt.services.chunks,
-      importsBucket: stack.config.s3.buckets.imports,
+    const composed = await stack.rt.storage.images.compose({
       userId: user.id,
       backupId: backup.id,
       key,
@@ -49,7 +46,7 @@ describe("server-side composition of a restore point (real versitygw)", () => {
     expect([...progress].sort((a, b) => a - b)).toEqual(progress);
 
     // Idempotent: composing again keeps the object.
-    const again = await composeRestorePoint({ s3: stack.rt.s3, store: stack.rt.services.chunks, importsBucket: stack.config.s3.buckets.imports, userId: user.id, backupId: backup.id, key });
+    const again = await stack.rt.storage.images.compose({ userId: user.id, backupId: backup.id, key });
     expect(again.sizeBytes).toBe(image.length);
   });
 
@@ -64,10 +61,7 @@ describe("server-side composition of a restore point (real versitygw)", () => {
       new UploadPartCopyCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, CopySource: `${stack.config.s3.buckets.backups}/${stack.rt.services.chunks.chunkKey(user.id, chunks[0]!)}` }),
     );
     let copiedFrom = -1;
-    await composeRestorePoint({
-      s3: stack.rt.s3,
-      store: stack.rt.services.chunks,
-      importsBucket: bucket,
+    await stack.rt.storage.images.compose({
       userId: user.id,
       backupId: backup.id,
       key,
@@ -78,6 +72,27 @@ describe("server-side composition of a restore point (real versitygw)", () => {
     });
     expect(copiedFrom).toBe(1); // part 1 was already there
     expect(sha(await read(key))).toBe(sha(image));
+  });
+
+  it("gives up a half-done composition and deletes a composed image, both idempotently", async () => {
+    const image = makeImage(CHUNK + MiB, CHUNK);
+    const { backup } = await backupImage(stack, user.id, image, { sourceName: "compose-cleanup" });
+    const bucket = stack.config.s3.buckets.imports;
+    const images = stack.rt.storage.images;
+
+    const halfKey = `${user.id}/recoveries/abort-${Date.now()}.raw`;
+    const { UploadId } = await stack.rt.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: halfKey }));
+    await images.abortComposition(halfKey, UploadId!);
+    await expect(stack.rt.s3.send(new ListPartsCommand({ Bucket: bucket, Key: halfKey, UploadId }))).rejects.toMatchObject({ name: "NoSuchUpload" });
+    await expect(images.abortComposition(halfKey, UploadId!)).resolves.toBeUndefined();
+
+    const key = `${user.id}/recoveries/delete-${Date.now()}.raw`;
+    keys.push(key);
+    await images.compose({ userId: user.id, backupId: backup.id, key });
+    expect(sha(await read(key))).toBe(sha(image));
+    await images.delete(key);
+    await expect(read(key)).rejects.toMatchObject({ name: "NoSuchKey" });
+    await expect(images.delete(key)).resolves.toBeUndefined();
   });
 
   it("fails with MissingChunkError when a chunk is gone", async () => {
@@ -92,7 +107,7 @@ describe("server-side composition of a restore point (real versitygw)", () => {
     expect(refused.body.errors![0]!.message).toMatch(/not restorable/);
     const key = `${user.id}/recoveries/missing-${Date.now()}.raw`;
     await expect(
-      composeRestorePoint({ s3: stack.rt.s3, store: stack.rt.services.chunks, importsBucket: stack.config.s3.buckets.imports, userId: user.id, backupId: backup.id, key }),
+      stack.rt.storage.images.compose({ userId: user.id, backupId: backup.id, key }),
     ).rejects.toBeInstanceOf(MissingChunkError);
   });
 });

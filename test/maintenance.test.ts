@@ -8,7 +8,7 @@ import { activitiesFor } from "../src/temporal/activities";
 import { ensureSchedules, productSchedules } from "../src/temporal/schedules";
 import { BackupMaintenanceService } from "../src/backups/backup-maintenance.service";
 import { backups, uploads, type BackupRow } from "../src/db/schema";
-import { sha256Hex } from "../src/storage/chunk-store";
+import { sha256Hex } from "../src/shared/bytes";
 import { DeleteBackupDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../src/client/generated/graphql";
 import type { BackupMaintenanceResult } from "../workflows/maintenance";
 

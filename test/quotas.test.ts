@@ -10,7 +10,7 @@ import { activitiesFor } from "../src/temporal/activities";
 import { AbortBackupDocument, CreateBackupDocument, MyQuotaDocument, RequestChunkUploadsDocument, StartRecoveryDocument } from "../src/client/generated/graphql";
 import { backups, instances, recoveries, uploadChunks, uploads } from "../src/db/schema";
 import { MAX_IMAGE_SIZE } from "../src/quotas/quota.service";
-import { sha256Hex } from "../src/storage/chunk-store";
+import { sha256Hex } from "../src/shared/bytes";
 
 /**
  * Fair use, against the real MariaDB, S3 and Temporal: what each user may store, how large an

@@ -3,7 +3,7 @@ import type { Db } from "../db/client";
 import { ACTIVE_RECOVERY_STATES, backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
 import { badInput, conflict, AppError, ErrorCode } from "../errors";
 import type { ChunkStore } from "../storage/chunk-store";
-import { sha256Base64FromHex } from "../storage/chunk-store";
+import { sha256Base64FromHex } from "../shared/bytes";
 import type { BackupService } from "./backup.service";
 import type { ChunkInput, CompleteBackupInput } from "./backup.input";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";

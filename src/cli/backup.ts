@@ -15,7 +15,7 @@ import {
   type CompleteBackupMutation,
   type RequestChunkUploadsMutation,
 } from "../client/generated/graphql";
-import { isZero } from "../storage/chunk-store";
+import { isZero, sha256Hex } from "../shared/bytes";
 import { readState, removeState, statePath, writeState } from "./config-file";
 import { ProgressTracker, type BackupEvent, type BackupKind } from "./progress";
 
@@ -422,7 +422,7 @@ class Engine {
           c.zeroChunks++;
           c.processedBytes += size;
         } else {
-          const sha = createHash("sha256").update(buf).digest("hex");
+          const sha = sha256Hex(buf);
           chunks[i] = sha;
           if (seen.has(sha)) {
             c.chunksDeduplicated++;

@@ -27,7 +27,7 @@ import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from ".
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
-import { verdictWords } from "../verification/verdict-words";
+import { verdictWords } from "../client/verdict-words";
 
 export { CliError, UsageError, describeError, type CliIo } from "./common";
 

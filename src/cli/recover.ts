@@ -19,7 +19,7 @@ import {
 import type { ReCloClient } from "../client/graphql-client";
 import { CliError, UsageError, ask, authedClient, describeError, errorCode, fetchPages, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
 import { formatBytes } from "./progress";
-import { verdictWords } from "../verification/verdict-words";
+import { verdictWords } from "../client/verdict-words";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";
 import { TERMINAL_STATES, watchRecovery } from "./watch";
 

@@ -1,6 +1,6 @@
 import type { ParseArgsConfig } from "node:util";
 import { BackupVerificationResultDocument, VerifyBackupDocument, type VerificationFieldsFragment } from "../client/generated/graphql";
-import { evidenceWords, verdictWords } from "../verification/verdict-words";
+import { evidenceWords, verdictWords } from "../client/verdict-words";
 import { CliError, UsageError, authedClient, str, type CommandContext } from "./common";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;

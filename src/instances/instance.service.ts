@@ -1,6 +1,4 @@
 import { and, eq, inArray } from "drizzle-orm";
-import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../common/ids";
@@ -12,6 +10,7 @@ import { SCREENSHOT_EXTENSION, TargetError } from "../compute/target";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
 import type { QuotaService } from "../quotas/quota.service";
+import type { ArtifactStore, PresignedGet } from "../storage/artifact-store";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
   Partial<Pick<InstanceRow, "address" | "privateAddress" | "zone">>;
@@ -41,7 +40,7 @@ export interface InstanceServiceDeps {
   /** Fair-use limits on running machines (absent: unlimited). */
   quotas?: Pick<QuotaService, "checkMachineStart">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
-  artifacts?: { s3: S3Client; bucket: string; urlExpirySeconds: number };
+  artifacts?: Pick<ArtifactStore, "put" | "presignGet">;
   now?: () => Date;
 }
 
@@ -164,17 +163,20 @@ export class InstanceService {
   }
 
   async storeScreenshot(userId: string, key: string, shot: ConsoleScreenshot): Promise<Screenshot> {
-    const a = this.deps.artifacts;
-    if (!a) throw new Error("no artifacts bucket configured");
+    const artifacts = this.artifacts();
     const { contentType } = shot;
-    await a.s3.send(new PutObjectCommand({ Bucket: a.bucket, Key: key, Body: shot.bytes, ContentType: contentType }));
-    return { ...(await this.presignArtifact(key, a.urlExpirySeconds)), contentType, takenAt: this.now() };
+    await artifacts.put(key, shot.bytes, contentType);
+    return { ...(await artifacts.presignGet(key)), contentType, takenAt: this.now() };
   }
 
-  async presignArtifact(key: string, expirySeconds = this.deps.artifacts?.urlExpirySeconds ?? 900): Promise<{ url: string; expiresAt: Date }> {
-    const a = this.deps.artifacts!;
-    const url = await getSignedUrl(a.s3, new GetObjectCommand({ Bucket: a.bucket, Key: key }), { expiresIn: expirySeconds });
-    return { url, expiresAt: new Date(Date.now() + expirySeconds * 1000) };
+  /** A presigned GET for a stored artifact (default lifetime: the store's). */
+  async presignArtifact(key: string, expirySeconds?: number): Promise<PresignedGet> {
+    return this.artifacts().presignGet(key, expirySeconds);
+  }
+
+  private artifacts(): Pick<ArtifactStore, "put" | "presignGet"> {
+    if (!this.deps.artifacts) throw new Error("no artifacts bucket configured");
+    return this.deps.artifacts;
   }
 
   private async apply(row: InstanceRow, status: InstanceStatus): Promise<InstanceRow> {

@@ -1,12 +1,11 @@
 import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
-import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { and, eq, inArray, lt } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { ACTIVE_RECOVERY_STATES, instances, recoveries, type BootCheckRecord, type RecoveryResources } from "../db/schema";
-import type { ChunkStore } from "../storage/chunk-store";
+import type { ArtifactStore } from "../storage/artifact-store";
+import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
-import { composeRestorePoint, MissingChunkError, abortComposition, type ComposeCheckpoint } from "./compose";
 import { RecoveryProgress, type StepState } from "./recovery-progress";
 import { callTarget } from "../compute/call";
 import { BootCheckAbortedError, type Evidence } from "../evidence";
@@ -15,11 +14,10 @@ import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage, type Inst
 
 export interface RecoveryActivityDeps {
   db: Db;
-  s3: S3Client;
-  store: ChunkStore;
-  importsBucket: string;
+  /** Composes the restore point into the image the target imports (and removes it again). */
+  images: ImageStore;
   /** Where the boot check's screenshot is kept. */
-  artifactsBucket: string;
+  artifacts: Pick<ArtifactStore, "put" | "delete">;
   /** OCR binary for the boot check's screenshots (default "tesseract"). */
   tesseract?: string;
   progress: RecoveryProgress;
@@ -80,10 +78,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       const resume = info().heartbeatDetails as ComposeCheckpoint | undefined;
       let checkpoint = resume;
       try {
-        const image = await composeRestorePoint({
-          s3: deps.s3,
-          store: deps.store,
-          importsBucket: deps.importsBucket,
+        const image = await deps.images.compose({
           userId: input.userId,
           backupId: input.backupId,
           key,
@@ -269,7 +264,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
           const { bytes, contentType } = result.screenshot;
           const key = `${input.userId}/recoveries/${input.recoveryId}-check.${SCREENSHOT_EXTENSION[contentType]}`;
           await deps.progress.setResources(input.recoveryId, { checkScreenshotKey: key });
-          await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: bytes, ContentType: contentType }));
+          await deps.artifacts.put(key, bytes, contentType);
           record.screenshotKey = key;
           record.screenshotContentType = contentType;
         }
@@ -340,15 +335,11 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
       if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
       if (input.checkScreenshotKey) {
-        await step(`deleted boot-check screenshot ${input.checkScreenshotKey}`, async () => {
-          await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.artifactsBucket, Key: input.checkScreenshotKey }));
-        });
+        await step(`deleted boot-check screenshot ${input.checkScreenshotKey}`, () => deps.artifacts.delete(input.checkScreenshotKey!));
       }
       if (input.composedKey) {
-        if (input.composeUploadId) await abortComposition(deps.s3, deps.importsBucket, input.composedKey, input.composeUploadId);
-        await step(`deleted composed image ${input.composedKey}`, async () => {
-          await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.composedKey }));
-        });
+        if (input.composeUploadId) await deps.images.abortComposition(input.composedKey, input.composeUploadId);
+        await step(`deleted composed image ${input.composedKey}`, () => deps.images.delete(input.composedKey!));
       }
       // A recorded instance row goes with the machine.
       const going = await deps.db
@@ -361,7 +352,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
 
     /** After a completed recovery: the composed object is no longer needed (the image lives at the target). */
     async deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void> {
-      await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.key }));
+      await deps.images.delete(input.key);
     },
 
     async failRecovery(input: { recoveryId: string; state: "FAILED" | "CANCELLED"; failureReason: string; message: string }): Promise<void> {

@@ -10,6 +10,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { isSha256Hex, sha256Base64FromHex, sha256Hex } from "../shared/bytes";
 
 /**
  * Content-addressed chunk store for disk-image backups.
@@ -96,36 +97,10 @@ export class ChunkDeleteError extends Error {
 // Pure helpers
 
 const USER_ID_RE = /^[0-9a-f-]{36}$/;
-const SHA256_HEX_RE = /^[0-9a-f]{64}$/;
 const BACKUP_ID_RE = /^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$/;
 /** S3's single-PUT limit. */
 const MAX_PUT_SIZE = 5 * 1024 ** 3;
 const DELETE_BATCH = 1000;
-
-export function sha256Hex(buf: Uint8Array): string {
-  return createHash("sha256").update(buf).digest("hex");
-}
-
-export function sha256Base64FromHex(hex: string): string {
-  assertSha(hex);
-  return Buffer.from(hex, "hex").toString("base64");
-}
-
-const ZERO_BLOCK = Buffer.alloc(64 * 1024);
-
-/** True when every byte is zero (memcmp against a shared zero block, 64 KiB at a time). */
-export function isZero(buf: Uint8Array): boolean {
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  const len = b.length;
-  if (len === 0) return true;
-  // Cheap early exits for the common non-zero case.
-  if (b[0] !== 0 || b[len - 1] !== 0) return false;
-  for (let off = 0; off < len; off += ZERO_BLOCK.length) {
-    const n = Math.min(ZERO_BLOCK.length, len - off);
-    if (!b.subarray(off, off + n).equals(n === ZERO_BLOCK.length ? ZERO_BLOCK : ZERO_BLOCK.subarray(0, n))) return false;
-  }
-  return true;
-}
 
 const ZERO_STREAM_BLOCK = Buffer.alloc(4 * 1024 * 1024);
 
@@ -138,7 +113,7 @@ function assertUser(userId: string): void {
 }
 
 function assertSha(sha: string): void {
-  if (typeof sha !== "string" || !SHA256_HEX_RE.test(sha)) throw new Error(`invalid sha256 ${JSON.stringify(sha)}: expected 64 lowercase hex digits`);
+  if (!isSha256Hex(sha)) throw new Error(`invalid sha256 ${JSON.stringify(sha)}: expected 64 lowercase hex digits`);
 }
 
 function assertBackupId(backupId: string): void {
@@ -163,9 +138,9 @@ export function manifestProblem(m: unknown): string | null {
   if (o.chunks.length !== expected) return `chunks has ${o.chunks.length} entries, expected ${expected} for imageSize ${o.imageSize} / chunkSize ${o.chunkSize}`;
   for (let i = 0; i < o.chunks.length; i++) {
     const c: unknown = o.chunks[i];
-    if (c !== null && (typeof c !== "string" || !SHA256_HEX_RE.test(c))) return `chunks[${i}] must be null or 64 lowercase hex digits`;
+    if (c !== null && !isSha256Hex(c)) return `chunks[${i}] must be null or 64 lowercase hex digits`;
   }
-  if (typeof o.sha256 !== "string" || !SHA256_HEX_RE.test(o.sha256)) return "sha256 must be 64 lowercase hex digits";
+  if (!isSha256Hex(o.sha256)) return "sha256 must be 64 lowercase hex digits";
   return null;
 }
 
@@ -360,7 +335,7 @@ export class ChunkStore {
       );
       for (const o of page.Contents ?? []) {
         const sha = o.Key?.slice(prefix.length);
-        if (!sha || !SHA256_HEX_RE.test(sha)) continue;
+        if (!sha || !isSha256Hex(sha)) continue;
         yield { sha256: sha, size: o.Size ?? 0, ...(o.LastModified ? { lastModified: o.LastModified } : {}) };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;

@@ -1,5 +1,11 @@
 import { HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../config";
+import { S3ArtifactStore } from "./artifact-store";
+import { ChunkStore } from "./chunk-store";
+import { S3ImageStore } from "./image-store";
+
+/** The SDK's client type, for the composition root and tests (which hold one and hand it to the stores). */
+export type { S3Client } from "@aws-sdk/client-s3";
 
 /**
  * S3 client for the configured store. `requestChecksumCalculation: WHEN_REQUIRED` keeps the SDK
@@ -23,4 +29,24 @@ export async function checkBuckets(client: S3Client, s3: Config["s3"]): Promise<
   for (const bucket of Object.values(s3.buckets)) {
     await client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(3000) });
   }
+}
+
+/** Every store on the configured buckets, sharing one client. */
+export interface Stores {
+  /** Backups: chunks and manifests (the backups bucket). */
+  chunks: ChunkStore;
+  /** Composed restore-point images (the imports bucket). */
+  images: S3ImageStore;
+  /** Screenshots and other evidence (the artifacts bucket). */
+  artifacts: S3ArtifactStore;
+}
+
+export function createStores(client: S3Client, s3: Config["s3"]): Stores {
+  const presignExpirySeconds = Math.round(s3.presignExpiryMs / 1000);
+  const chunks = new ChunkStore(client, s3.buckets.backups, { presignExpirySeconds });
+  return {
+    chunks,
+    images: new S3ImageStore(client, s3.buckets.imports, chunks),
+    artifacts: new S3ArtifactStore(client, s3.buckets.artifacts, { urlExpirySeconds: presignExpirySeconds }),
+  };
 }

@@ -1,17 +1,16 @@
 import { Context, ApplicationFailure } from "@temporalio/activity";
-import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import type { ChunkStore } from "../storage/chunk-store";
-import { composeRestorePoint, MissingChunkError, type ComposeCheckpoint } from "../recoveries/compose";
+import type { ArtifactStore } from "../storage/artifact-store";
+import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import { callTarget } from "../compute/call";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
 import { collectBootEvidence, probeFor, type BootVerdict } from "../evidence";
 
 export interface VerificationActivityDeps {
-  s3: S3Client;
-  store: ChunkStore;
-  importsBucket: string;
-  artifactsBucket: string;
+  /** Composes the restore point into the image the local target imports (and removes it again). */
+  images: Pick<ImageStore, "compose" | "delete">;
+  /** Where the screenshot the check saw is kept. */
+  artifacts: Pick<ArtifactStore, "put">;
   verifications: VerificationService;
   /** Boot verification always runs on the local target. */
   local?: ComputeTarget;
@@ -47,10 +46,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     async composeForVerification(input: { verificationId: string; userId: string; backupId: string }): Promise<ComposedImage> {
       let checkpoint = Context.current().info.heartbeatDetails as ComposeCheckpoint | undefined;
       try {
-        return await composeRestorePoint({
-          s3: deps.s3,
-          store: deps.store,
-          importsBucket: deps.importsBucket,
+        return await deps.images.compose({
           userId: input.userId,
           backupId: input.backupId,
           key: `${input.userId}/verifications/${input.verificationId}.raw`,
@@ -131,7 +127,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       const shot = result.screenshot;
       const key = shot ? `${input.userId}/verifications/${input.verificationId}.${SCREENSHOT_EXTENSION[shot.contentType]}` : null;
       if (shot && key) {
-        await deps.s3.send(new PutObjectCommand({ Bucket: deps.artifactsBucket, Key: key, Body: shot.bytes, ContentType: shot.contentType }));
+        await deps.artifacts.put(key, shot.bytes, shot.contentType);
       }
       await deps.verifications.update(input.verificationId, {
         screenshotKey: key,
@@ -148,7 +144,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
       // No recorded image id: the import may still run, or may have finished as the verification was
       // cancelled; the target finds it by the verification's name and removes it.
       else if (target && input.verificationId) await callTarget(() => target.discardImport(verificationTargetId(input.verificationId!)));
-      if (input.composedKey) await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.importsBucket, Key: input.composedKey }));
+      if (input.composedKey) await deps.images.delete(input.composedKey);
     },
 
     async finishVerification(input: { verificationId: string; status: BootVerdict; bootSeconds?: number; failureReason?: string }): Promise<void> {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { TestStack } from "./stack";
-import { isZero, sha256Hex } from "../../src/storage/chunk-store";
+import { isZero, sha256Hex } from "../../src/shared/bytes";
 import type { BackupRow } from "../../src/db/schema";
 
 export const MiB = 1024 * 1024;

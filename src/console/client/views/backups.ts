@@ -15,7 +15,7 @@ import {
 } from "../queries";
 import { errorBox, loading, type View, type ViewContext } from "../view";
 import { drillsPanel } from "./drills-panel";
-import { evidenceWords, verdictWords } from "../../../verification/verdict-words";
+import { evidenceWords, verdictWords } from "../../../client/verdict-words";
 
 /** Restore points, grouped by the machine they came from, newest first. */
 export const backupsView: View = async (ctx) => {

@@ -1,6 +1,6 @@
 /**
- * A boot check in words, for the CLI and the web console (plain TypeScript: bundled into the
- * browser too). "Verified" is only ever said with positive evidence recorded.
+ * A boot check in words, for the CLI and the web console (plain TypeScript with no imports: bundled
+ * into the browser too). "Verified" is only ever said with positive evidence recorded.
  */
 
 export interface EvidenceLike {
