@@ -2,7 +2,7 @@ import { and, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
 import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
-import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "../errors";
+import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "../shared/errors";
 import { newId, isId } from "../common/ids";
 import type { AppPubSub } from "../graphql/pubsub";
 import { Topic } from "../graphql/pubsub";

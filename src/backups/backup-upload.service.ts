@@ -1,7 +1,7 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { ACTIVE_RECOVERY_STATES, backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
-import { badInput, conflict, AppError, ErrorCode } from "../errors";
+import { badInput, conflict, AppError, ErrorCode } from "../shared/errors";
 import type { ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../storage/chunk-store";
 import type { BackupService } from "./backup.service";

@@ -1,7 +1,7 @@
 import { and, desc, eq, gte, lt, ne, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
-import { badInput } from "../errors";
+import { badInput } from "../shared/errors";
 import { newId } from "../common/ids";
 import { findOwned, findOwnedOrNull } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";

@@ -1,6 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { notFound } from "../errors";
+import { notFound } from "../shared/errors";
 import { isId } from "./ids";
 import type { OwnedTable } from "./pagination";
 

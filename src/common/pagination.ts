@@ -1,7 +1,7 @@
 import { and, count, desc, eq, lt, type SQL } from "drizzle-orm";
 import type { MySqlColumn, MySqlTable } from "drizzle-orm/mysql-core";
 import type { Db } from "../db/client";
-import { badInput } from "../errors";
+import { badInput } from "../shared/errors";
 import { isId } from "./ids";
 
 export interface PageArgs {

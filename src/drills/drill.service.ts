@@ -6,7 +6,7 @@ import { backups, drillPolicies, drills, verifications, type BackupRow, type Dri
 import { newId } from "../common/ids";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
 import { findOwned } from "../common/ownership";
-import { AppError, badInput, notFound } from "../errors";
+import { AppError, badInput, notFound } from "../shared/errors";
 import { parseDuration, type Config } from "../config";
 import type { Logger } from "../logger";
 import type { BackupService } from "../backups/backup.service";

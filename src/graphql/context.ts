@@ -2,7 +2,7 @@ import type { Logger } from "../logger";
 import type { Authenticated } from "../auth/auth.service";
 import type { Services } from "../services";
 import type { PageLimits } from "../common/pagination";
-import { unauthenticated } from "../errors";
+import { unauthenticated } from "../shared/errors";
 import type { UserRow } from "../db/schema";
 
 /** Per-request (HTTP) or per-operation (WebSocket) context. */

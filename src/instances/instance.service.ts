@@ -6,7 +6,7 @@ import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../common/ids";
 import { findOwned } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
-import { AppError, conflict, ErrorCode } from "../errors";
+import { AppError, conflict, ErrorCode } from "../shared/errors";
 import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
 import { TargetError } from "../recoveries/targets/target";
 import { Topic, type AppPubSub } from "../graphql/pubsub";

@@ -7,7 +7,7 @@ import { findOwned } from "../common/ownership";
 import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
 import type { BackupService } from "../backups/backup.service";
 import type { BackupUploadService } from "../backups/backup-upload.service";
-import { badInput, conflict } from "../errors";
+import { badInput, conflict } from "../shared/errors";
 import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
 import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";

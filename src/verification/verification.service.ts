@@ -4,7 +4,7 @@ import type { Db } from "../db/client";
 import { backups, verifications, type VerificationRow } from "../db/schema";
 import { newId } from "../common/ids";
 import { findOwned } from "../common/ownership";
-import { badInput } from "../errors";
+import { badInput } from "../shared/errors";
 import type { Config } from "../config";
 import type { BackupService } from "../backups/backup.service";
 import type { BackupUploadService } from "../backups/backup-upload.service";
