@@ -3,7 +3,7 @@ import type { Config } from "../config";
 import type { Db } from "../db/client";
 import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
 import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "../shared/errors";
-import { newId, isId } from "../common/ids";
+import { newId, isId } from "../shared/ids";
 import type { AppPubSub } from "../graphql/pubsub";
 import { Topic } from "../graphql/pubsub";
 import { checkPasswordPolicy, PASSWORD_MAX_LENGTH, type PasswordHasher } from "./password";

@@ -2,9 +2,9 @@ import { and, desc, eq, gte, lt, ne, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
 import { badInput } from "../shared/errors";
-import { newId } from "../common/ids";
-import { findOwned, findOwnedOrNull } from "../common/ownership";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { newId } from "../shared/ids";
+import { findOwned, findOwnedOrNull, paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import { Topic, type AppPubSub } from "../graphql/pubsub";
 import type { BackupFilter, CreateBackupInput } from "./backup.input";
 

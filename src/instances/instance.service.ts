@@ -3,9 +3,9 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/clie
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
-import { newId } from "../common/ids";
-import { findOwned } from "../common/ownership";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { newId } from "../shared/ids";
+import { findOwned, paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import { AppError, conflict, ErrorCode } from "../shared/errors";
 import type { ComputeTarget, InstanceStatus, TargetKind } from "../recoveries/targets/target";
 import { TargetError } from "../recoveries/targets/target";

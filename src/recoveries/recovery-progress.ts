@@ -1,7 +1,7 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { recoveries, recoveryEvents, type BootCheckRecord, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
-import { newId } from "../common/ids";
+import { newId } from "../shared/ids";
 import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
 
 export type RecoveryState = RecoveryRow["state"];

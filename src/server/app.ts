@@ -20,7 +20,7 @@ import { AppError, ErrorCode, badInput, rateLimited, unauthenticated } from "../
 import { errorCodeOf, formatError, formattedAppError, httpStatusOf, requestErrorAsGraphQL, toGraphQLError, withHttpStatus, wsErrors } from "../graphql/errors";
 import { bearerToken } from "../auth/token";
 import type { Authenticated } from "../auth/auth.service";
-import { newId } from "../common/ids";
+import { newId } from "../shared/ids";
 import { graphiqlRouter, defaultGraphiqlAssetsDir } from "../graphiql/graphiql.route";
 import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route";
 import type { RateLimiter } from "../auth/rate-limiter";
