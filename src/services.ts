@@ -9,7 +9,7 @@ import { BackupService } from "./backups/backup.service";
 import { UploadService } from "./uploads/upload.service";
 import { RecoveryService } from "./recoveries/recovery.service";
 import { InstanceService } from "./instances/instance.service";
-import { BackupUploadService } from "./backups/backup-upload.service";
+import { BackupLifecycleService } from "./backups/backup-lifecycle.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
 import { ChunkStore } from "./storage/chunk-store";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -26,7 +26,7 @@ export interface Services {
   auth: AuthService;
   sessions: SessionService;
   backups: BackupService;
-  backupUploads: BackupUploadService;
+  backupLifecycle: BackupLifecycleService;
   maintenance: BackupMaintenanceService;
   chunks: ChunkStore;
   uploads: UploadService;
@@ -56,14 +56,14 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
   const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, pubSub, limits, quotas, now);
-  const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
+  const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
-  const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, temporal, now });
+  const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, pubSub, config, temporal, now });
   const drills = new DrillService({ db, backups, verifications, limits, config, temporal, logger, now });
   if (temporal) {
     // A source whose drill policy runs "after every backup" gets a drill (which verifies the new
     // restore point); otherwise VERIFY_AFTER_BACKUP verifies it alone.
-    backupUploads.onCompleted = (row) => {
+    backupLifecycle.onCompleted = (row) => {
       void (async () => {
         if (await drills.afterBackup(row)) return;
         if (config.verification.afterBackup) await verifications.start(row.userId, { backupId: row.id });
@@ -75,14 +75,14 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
     verifications,
     drills,
     chunks,
-    backupUploads,
+    backupLifecycle,
     recoveryProgress,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
     auth: new AuthService({ db, pubSub, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, temporal, quotas, now }),
+    recoveries: new RecoveryService({ db, backups, lifecycle: backupLifecycle, progress: recoveryProgress, pubSub, limits, config, temporal, quotas, now }),
     instances: new InstanceService({
       db,
       limits,

@@ -55,8 +55,8 @@ describe("request limits (rejected before any resolver runs)", () => {
       resolverCalls++;
       return list(...args);
     };
-    const restorable = stack.rt.services.backupUploads.restorable.bind(stack.rt.services.backupUploads);
-    stack.rt.services.backupUploads.restorable = (...args) => {
+    const restorable = stack.rt.services.backupLifecycle.restorable.bind(stack.rt.services.backupLifecycle);
+    stack.rt.services.backupLifecycle.restorable = (...args) => {
       restorableCalls++;
       return restorable(...args);
     };

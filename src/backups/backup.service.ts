@@ -6,7 +6,6 @@ import { newId } from "../shared/ids";
 import { findOwned, findOwnedOrNull, paginateOwned } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import { Topic, type AppPubSub } from "../graphql/pubsub";
-import type { BackupFilter, CreateBackupInput } from "./backup.input";
 
 import { MAX_CHUNKS, MAX_IMAGE_SIZE, type QuotaService } from "../quotas/quota.service";
 
@@ -16,6 +15,28 @@ const MiB = 1024 * 1024;
 /** Chunk size for a new lineage: at least 8 MiB and at least imageSize / 10,000, rounded up to a MiB. */
 export function chunkSizeFor(imageSize: number): number {
   return Math.max(8 * MiB, Math.ceil(imageSize / MAX_CHUNKS / MiB) * MiB);
+}
+
+/** A backup about to be uploaded, as the Backup Manager describes it. */
+export interface NewBackup {
+  /** The protected machine or disk (e.g. its host name). */
+  sourceName: string;
+  /** Size of the disk image in bytes. */
+  imageSize: number;
+  kind: BackupRow["kind"];
+  /** Required for INCREMENTAL: a COMPLETED backup of the same source. */
+  parentBackupId?: string | null;
+}
+
+/** Filters of `list`, all optional, combined with AND. Without `status`, DELETED backups are left out. */
+export interface BackupListFilter {
+  kind?: BackupRow["kind"];
+  status?: BackupRow["status"];
+  sourceName?: string;
+  /** Created at or after. */
+  createdAfter?: Date;
+  /** Created before. */
+  createdBefore?: Date;
 }
 
 export class BackupService {
@@ -35,7 +56,7 @@ export class BackupService {
     return findOwnedOrNull<BackupRow>(this.db, backups, userId, id);
   }
 
-  list(userId: string, args: PageArgs, filter: BackupFilter = {}): Promise<Page<BackupRow>> {
+  list(userId: string, args: PageArgs, filter: BackupListFilter = {}): Promise<Page<BackupRow>> {
     const conds: (SQL | undefined)[] = [
       filter.kind ? eq(backups.kind, filter.kind) : undefined,
       filter.status ? eq(backups.status, filter.status) : ne(backups.status, "DELETED"),
@@ -58,7 +79,7 @@ export class BackupService {
   }
 
   /** A new backup (UPLOADING) and its upload session, in one transaction. */
-  async create(userId: string, input: CreateBackupInput): Promise<BackupRow> {
+  async create(userId: string, input: NewBackup): Promise<BackupRow> {
     const sourceName = input.sourceName.trim();
     if (!/^[\w.@:-][\w .@:-]{0,127}$/.test(sourceName))
       throw badInput("sourceName must be 1–128 characters: letters, digits, spaces, '.', '_', '-', '@', ':'", { field: "sourceName" });

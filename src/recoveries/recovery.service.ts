@@ -6,7 +6,7 @@ import { newId } from "../shared/ids";
 import { findOwned, paginateOwned } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import type { BackupService } from "../backups/backup.service";
-import type { BackupUploadService } from "../backups/backup-upload.service";
+import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
 import { badInput, conflict } from "../shared/errors";
 import { Topic, type AppPubSub, type RecoverySnapshot } from "../graphql/pubsub";
 import type { Config } from "../config";
@@ -22,7 +22,8 @@ const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 export interface RecoveryServiceDeps {
   db: Db;
   backups: BackupService;
-  uploads: BackupUploadService;
+  /** Whether a restore point can still be restored. */
+  lifecycle: Pick<BackupLifecycleService, "restorable">;
   progress: RecoveryProgress;
   pubSub: AppPubSub;
   limits: PageLimits;
@@ -92,7 +93,7 @@ export class RecoveryService {
     const allowedCidr = input.allowedCidr ?? this.deps.config.aws.defaultAllowedCidr ?? cidrOfClient(clientIp);
     if (!validCidr(allowedCidr)) throw badInput(`allowedCidr must be an IPv4 CIDR like 203.0.113.0/24, got "${allowedCidr}"`, { field: "allowedCidr" });
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
-    if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
+    if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
     if (!this.deps.temporal) throw new Error("this process has no Temporal client");
 
     const { row, created } = await this.deps.db.transaction(async (tx) => {

@@ -7,7 +7,7 @@ import { findOwned } from "../db/ownership";
 import { badInput } from "../shared/errors";
 import type { Config } from "../config";
 import type { BackupService } from "../backups/backup.service";
-import type { BackupUploadService } from "../backups/backup-upload.service";
+import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
 import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
 import { eager, live } from "../graphql/live";
 import type { VerifyBackupInput } from "../../workflows/verification";
@@ -40,7 +40,8 @@ export function verificationSnapshot(row: VerificationRow): VerificationSnapshot
 export interface VerificationServiceDeps {
   db: Db;
   backups: BackupService;
-  uploads: BackupUploadService;
+  /** Whether a restore point can still be restored. */
+  lifecycle: Pick<BackupLifecycleService, "restorable">;
   pubSub: AppPubSub;
   config: Pick<Config, "verification" | "temporal" | "recovery">;
   temporal?: Client;
@@ -108,7 +109,7 @@ export class VerificationService {
   ): Promise<{ row: VerificationRow; created: boolean; args: VerifyBackupInput }> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be verified`, { field: "backupId" });
-    if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
+    if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
     if (input.bootMarker !== undefined && input.bootMarker !== null && (input.bootMarker.length === 0 || input.bootMarker.length > 255))
       throw badInput("bootMarker must be 1–255 characters", { field: "bootMarker" });
     const ports = input.ports ?? DEFAULT_VERIFY_PORTS;
