@@ -3,7 +3,7 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { PageArgsInput } from "../graphql/connection";
 import { User } from "../users/user.type";
-import { AuthPayload, LogInInput, Session, SessionConnection, SignUpInput, SignUpPayload } from "./auth.types";
+import { AuthPayload, LogInInput, Session, SessionConnection, SignUpInput, SignUpPayload } from "./auth.type";
 import type { SessionRow } from "../db/schema";
 
 /** One text for every accepted sign-up, new e-mail address or not. */
