@@ -14,7 +14,7 @@ import { DEFAULT_VERIFY_PORTS, type VerificationService } from "../verification/
 import { POSITIVE_KINDS, type Evidence } from "../verification/evidence/types";
 import { ensureSchedules, removeSchedule } from "../temporal/schedules";
 import type { DrillInput, DrillTrigger } from "../../workflows/drill";
-import type { VerifyBackupInput } from "../../workflows/verification";
+import type { VerificationWorkflowInput } from "../../workflows/verification";
 
 const MAX_PORTS = 8;
 /** How many drills the RTO trend shows. */
@@ -36,7 +36,7 @@ export interface BeginDrillResult {
   failure?: string;
   /** The policy was removed before a scheduled run started: nothing recorded. */
   skipped?: string;
-  verification?: { id: string; workflowId: string; args: VerifyBackupInput; executionTimeoutMs: number };
+  verification?: { id: string; workflowId: string; args: VerificationWorkflowInput; executionTimeoutMs: number };
 }
 
 export interface RtoPoint {

@@ -10,7 +10,7 @@ import type { BackupService } from "../backups/backup.service";
 import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
 import { Topic, type AppPubSub, type VerificationSnapshot } from "../graphql/pubsub";
 import { eager, live } from "../graphql/live";
-import type { VerifyBackupInput } from "../../workflows/verification";
+import type { VerificationWorkflowInput } from "../../workflows/verification";
 import type { Evidence } from "./evidence/types";
 
 export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED" || s === "INCONCLUSIVE";
@@ -106,7 +106,7 @@ export class VerificationService {
     userId: string,
     input: { backupId: string; bootMarker?: string | null; ports?: number[] | null },
     opts: { joinActive?: boolean } = {},
-  ): Promise<{ row: VerificationRow; created: boolean; args: VerifyBackupInput }> {
+  ): Promise<{ row: VerificationRow; created: boolean; args: VerificationWorkflowInput }> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be verified`, { field: "backupId" });
     if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
@@ -153,7 +153,7 @@ export class VerificationService {
   }
 
   /** The verification workflow's arguments for a recorded verification. */
-  workflowArgs(row: VerificationRow, ports: number[] = DEFAULT_VERIFY_PORTS): VerifyBackupInput {
+  workflowArgs(row: VerificationRow, ports: number[] = DEFAULT_VERIFY_PORTS): VerificationWorkflowInput {
     const v = this.deps.config.verification;
     return {
       verificationId: row.id,
