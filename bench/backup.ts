@@ -484,8 +484,8 @@ async function main(signal: AbortSignal, cleanups: (() => Promise<void>)[]): Pro
   cleanups.push(() => rt.close());
   const app: RunningApp = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
   cleanups.push(() => app.stop());
-  instrument(rt.services.backupUploads, "requestChunkUploads", "requestChunkUploads");
-  instrument(rt.services.backupUploads, "complete", "completeBackup");
+  instrument(rt.services.backupLifecycle, "requestChunkUploads", "requestChunkUploads");
+  instrument(rt.services.backupLifecycle, "complete", "completeBackup");
   instrument(rt.services.chunks, "headChunks", "headChunks");
   instrument(rt.services.chunks, "presignChunkPut", "presignChunkPut");
   instrument(rt.services.chunks, "putManifest", "putManifest");

@@ -15,7 +15,7 @@ import { startWorker, type WorkerHandle } from "../src/temporal/worker";
 import { activitiesFor } from "../src/temporal/activities";
 import { backupImage } from "../test/helpers/backup";
 import { users, type VerificationRow } from "../src/db/schema";
-import { newId } from "../src/common/ids";
+import { newId } from "../src/shared/ids";
 
 /**
  * Boot verification overhead: the time from `verifyBackup` to the verdict for the linux-ok test

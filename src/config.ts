@@ -1,7 +1,7 @@
 import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
-import { repoRoot } from "./common/paths";
+import { repoRoot } from "./shared/paths";
 
 /**
  * The one configuration module. `loadConfig()` reads the environment once at start-up, validates

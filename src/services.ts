@@ -9,7 +9,7 @@ import { BackupService } from "./backups/backup.service";
 import { UploadService } from "./uploads/upload.service";
 import { RecoveryService } from "./recoveries/recovery.service";
 import { InstanceService } from "./instances/instance.service";
-import { BackupUploadService } from "./backups/backup-upload.service";
+import { BackupLifecycleService } from "./backups/backup-lifecycle.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
 import type { ChunkStore } from "./storage/chunk-store";
 import type { Stores } from "./storage/s3";
@@ -26,7 +26,7 @@ export interface Services {
   auth: AuthService;
   sessions: SessionService;
   backups: BackupService;
-  backupUploads: BackupUploadService;
+  backupLifecycle: BackupLifecycleService;
   maintenance: BackupMaintenanceService;
   chunks: ChunkStore;
   uploads: UploadService;
@@ -58,14 +58,14 @@ export function createServices({ config, db, events, limiter, storage, temporal,
   const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, events, limits, quotas, now);
-  const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
+  const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, events, { now });
-  const verifications = new VerificationService({ db, backups, uploads: backupUploads, events, config, temporal, now });
+  const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, temporal, now });
   const drills = new DrillService({ db, backups, verifications, limits, config, temporal, logger, now });
   if (temporal) {
     // A source whose drill policy runs "after every backup" gets a drill (which verifies the new
     // restore point); otherwise VERIFY_AFTER_BACKUP verifies it alone.
-    backupUploads.onCompleted = (row) => {
+    backupLifecycle.onCompleted = (row) => {
       void (async () => {
         if (await drills.afterBackup(row)) return;
         if (config.verification.afterBackup) await verifications.start(row.userId, { backupId: row.id });
@@ -77,14 +77,14 @@ export function createServices({ config, db, events, limiter, storage, temporal,
     verifications,
     drills,
     chunks,
-    backupUploads,
+    backupLifecycle,
     recoveryProgress,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
     auth: new AuthService({ db, events, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, events, limits, config, temporal, quotas, now }),
+    recoveries: new RecoveryService({ db, backups, lifecycle: backupLifecycle, progress: recoveryProgress, events, limits, config, temporal, quotas, now }),
     instances: new InstanceService({
       db,
       limits,

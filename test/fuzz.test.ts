@@ -14,7 +14,7 @@ import {
   type GraphQLOutputType,
 } from "graphql";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
-import { newId } from "../src/common/ids";
+import { newId } from "../src/shared/ids";
 import { instances, recoveries } from "../src/db/schema";
 
 /**

@@ -19,7 +19,7 @@ import {
 } from "../src/client/generated/graphql";
 import { openSubscription, withTimeout } from "./helpers/ws";
 import { backups, drills } from "../src/db/schema";
-import { newId } from "../src/common/ids";
+import { newId } from "../src/shared/ids";
 import { GraphQLRequestError } from "../src/client/graphql-client";
 
 /** One of each object kind, owned by `owner`, created through the service layer. */

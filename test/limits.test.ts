@@ -7,7 +7,7 @@ import { users } from "../src/db/schema";
 import * as generated from "../src/client/generated/graphql";
 import * as consoleQueries from "../src/console/client/queries";
 import { analyzeOperation } from "../src/graphql/limits";
-import { AppError } from "../src/errors";
+import { AppError } from "../src/shared/errors";
 import { openSubscription, withTimeout } from "./helpers/ws";
 
 type Body = { data?: Record<string, unknown> | null; errors?: { message: string; extensions: Record<string, unknown> }[] };
@@ -55,8 +55,8 @@ describe("request limits (rejected before any resolver runs)", () => {
       resolverCalls++;
       return list(...args);
     };
-    const restorable = stack.rt.services.backupUploads.restorable.bind(stack.rt.services.backupUploads);
-    stack.rt.services.backupUploads.restorable = (...args) => {
+    const restorable = stack.rt.services.backupLifecycle.restorable.bind(stack.rt.services.backupLifecycle);
+    stack.rt.services.backupLifecycle.restorable = (...args) => {
       restorableCalls++;
       return restorable(...args);
     };
@@ -291,7 +291,7 @@ describe("abuse limits with the default configuration (checked before any token 
     expect(documents.length).toBeGreaterThan(40);
     for (const [name, document] of documents) {
       const analysis = analyzeOperation(stack.app.schema, document, undefined, { first: stack.config.limits.maxPageSize }, stack.config.limits);
-      expect(analysis instanceof AppError ? analysis.extensions : "ok", name).toBe("ok");
+      expect(analysis instanceof AppError ? { code: analysis.code, ...analysis.details } : "ok", name).toBe("ok");
     }
   });
 

@@ -59,13 +59,13 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     // An orphan chunk (uploaded, then its backup aborted) and a chunk an active upload was handed a URL for.
     const orphanBody = Buffer.alloc(1024, 7);
     const abandoned = await stack.rt.services.backups.create(alice.id, { sourceName: "tmp", imageSize: 1024, kind: "FULL" as never });
-    const [t] = (await stack.rt.services.backupUploads.requestChunkUploads(alice.id, { backupId: abandoned.id, chunks: [{ index: 0, sha256: sha256Hex(orphanBody), size: 1024 }] })).tickets;
+    const [t] = (await stack.rt.services.backupLifecycle.requestChunkUploads(alice.id, { backupId: abandoned.id, chunks: [{ index: 0, sha256: sha256Hex(orphanBody), size: 1024 }] })).tickets;
     const put = await fetch(t!.url!, { method: "PUT", headers: Object.fromEntries(t!.headers.map((h) => [h.name, h.value])), body: orphanBody });
     await put.arrayBuffer();
-    await stack.rt.services.backupUploads.abort(alice.id, abandoned.id);
+    await stack.rt.services.backupLifecycle.abort(alice.id, abandoned.id);
     const pendingBody = Buffer.alloc(2048, 9);
     const pending = await stack.rt.services.backups.create(alice.id, { sourceName: "tmp2", imageSize: 2048, kind: "FULL" as never });
-    const [p] = (await stack.rt.services.backupUploads.requestChunkUploads(alice.id, { backupId: pending.id, chunks: [{ index: 0, sha256: sha256Hex(pendingBody), size: 2048 }] })).tickets;
+    const [p] = (await stack.rt.services.backupLifecycle.requestChunkUploads(alice.id, { backupId: pending.id, chunks: [{ index: 0, sha256: sha256Hex(pendingBody), size: 2048 }] })).tickets;
     const put2 = await fetch(p!.url!, { method: "PUT", headers: Object.fromEntries(p!.headers.map((h) => [h.name, h.value])), body: pendingBody });
     await put2.arrayBuffer();
 
@@ -152,7 +152,7 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     const s = stack.rt.services;
     const db = stack.rt.database.db;
     const putChunk = async (backupId: string, body: Buffer) => {
-      const [t] = (await s.backupUploads.requestChunkUploads(u.id, { backupId, chunks: [{ index: 0, sha256: sha256Hex(body), size: body.length }] })).tickets;
+      const [t] = (await s.backupLifecycle.requestChunkUploads(u.id, { backupId, chunks: [{ index: 0, sha256: sha256Hex(body), size: body.length }] })).tickets;
       const res = await fetch(t!.url!, { method: "PUT", headers: Object.fromEntries(t!.headers.map((h) => [h.name, h.value])), body });
       await res.arrayBuffer();
       expect(res.ok).toBe(true);

@@ -67,7 +67,7 @@ describe("storage and image-size quotas", () => {
     expect((await alice.client.request(MyQuotaDocument)).me.quota.storedBytes).toBe(CHUNK + 2 * 3 * MiB);
 
     // A deleted restore point no longer counts (its own chunk is no longer referenced by a live one).
-    await stack.rt.services.backupUploads.delete(alice.id, full.backup.id);
+    await stack.rt.services.backupLifecycle.delete(alice.id, full.backup.id);
     expect((await alice.client.request(MyQuotaDocument)).me.quota.storedBytes).toBe(CHUNK + 3 * MiB);
   });
 

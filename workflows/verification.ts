@@ -1,7 +1,8 @@
 import { ActivityFailure, CancellationScope, isCancellation, proxyActivities } from "@temporalio/workflow";
 import type { VerificationActivities } from "../src/verification/verification.activities";
 
-export interface VerifyBackupInput {
+/** The verification workflow's arguments (not the GraphQL `VerifyBackupInput`, which is what a user asks for). */
+export interface VerificationWorkflowInput {
   verificationId: string;
   userId: string;
   backupId: string;
@@ -34,7 +35,7 @@ function reasonOf(err: unknown): string {
  * screen, service banners, serial marker), record VERIFIED, FAILED or INCONCLUSIVE with the evidence,
  * and always remove the machine, its image and the composed object before the result is recorded.
  */
-export async function verifyBackupWorkflow(input: VerifyBackupInput): Promise<VerifyBackupResult> {
+export async function verifyBackupWorkflow(input: VerificationWorkflowInput): Promise<VerifyBackupResult> {
   const long = proxyActivities<VerificationActivities>({
     startToCloseTimeout: `${input.bootTimeoutMs + 3_600_000} milliseconds`,
     heartbeatTimeout: `${input.heartbeatTimeoutMs} milliseconds`,

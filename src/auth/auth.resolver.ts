@@ -3,7 +3,8 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { PageArgsInput } from "../graphql/connection";
 import { User } from "../users/user.type";
-import { AuthPayload, LogInInput, Session, SessionConnection, SignUpInput, SignUpPayload } from "./auth.types";
+import { AuthPayload, Session, SessionConnection, SignUpPayload } from "./auth.type";
+import { LogInInput, SignUpInput } from "./auth.input";
 import type { SessionRow } from "../db/schema";
 
 /** One text for every accepted sign-up, new e-mail address or not. */

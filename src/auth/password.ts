@@ -1,5 +1,5 @@
 import argon2 from "argon2";
-import { badInput } from "../errors";
+import { badInput } from "../shared/errors";
 
 export interface Argon2Params {
   memoryCost: number;

@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, isNotNull, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, retentionPolicies, uploadChunks, uploads, type BackupRow, type RetentionPolicyRow } from "../db/schema";
-import { badInput } from "../errors";
+import { badInput } from "../shared/errors";
 import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { BackupService } from "./backup.service";

@@ -30,25 +30,25 @@ export class BackupResolver {
   @Authorized()
   @Mutation(() => ChunkUploadBatch, { description: "For each chunk: already stored, or a presigned PUT URL bound to its key, size and checksum" })
   requestChunkUploads(@Arg("input", () => RequestChunkUploadsInput) input: RequestChunkUploadsInput, @Ctx() ctx: Context) {
-    return ctx.services.backupUploads.requestChunkUploads(currentUser(ctx).id, input);
+    return ctx.services.backupLifecycle.requestChunkUploads(currentUser(ctx).id, input);
   }
 
   @Authorized()
   @Mutation(() => Backup, { description: "Verify every chunk is stored, write the manifest, mark COMPLETED. Missing chunks: BAD_USER_INPUT (reason CHUNKS_MISSING), the backup stays UPLOADING." })
   completeBackup(@Arg("input", () => CompleteBackupInput) input: CompleteBackupInput, @Ctx() ctx: Context) {
-    return ctx.services.backupUploads.complete(currentUser(ctx).id, input);
+    return ctx.services.backupLifecycle.complete(currentUser(ctx).id, input);
   }
 
   @Authorized()
   @Mutation(() => Backup, { description: "Abandon an UPLOADING backup" })
   abortBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
-    return ctx.services.backupUploads.abort(currentUser(ctx).id, id);
+    return ctx.services.backupLifecycle.abort(currentUser(ctx).id, id);
   }
 
   @Authorized()
   @Mutation(() => Backup, { description: "Soft-delete a backup; its chunks are reclaimed by the garbage collector when no other restore point uses them" })
   deleteBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
-    return ctx.services.backupUploads.delete(currentUser(ctx).id, id);
+    return ctx.services.backupLifecycle.delete(currentUser(ctx).id, id);
   }
 
   @Authorized()
@@ -65,7 +65,7 @@ export class BackupResolver {
 
   @FieldResolver(() => Boolean, { description: "COMPLETED and every chunk of its manifest present in the store" })
   restorable(@Root() backup: Backup, @Ctx() ctx: Context) {
-    return ctx.services.backupUploads.restorable(currentUser(ctx).id, backup as never);
+    return ctx.services.backupLifecycle.restorable(currentUser(ctx).id, backup as never);
   }
 
   @FieldResolver(() => Backup, { nullable: true, description: "The backup an incremental was taken against" })

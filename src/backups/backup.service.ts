@@ -1,13 +1,12 @@
 import { and, desc, eq, gte, lt, ne, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
-import { badInput } from "../errors";
-import { newId } from "../common/ids";
-import { findOwned, findOwnedOrNull } from "../common/ownership";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { badInput } from "../shared/errors";
+import { newId } from "../shared/ids";
+import { findOwned, findOwnedOrNull, paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
-import type { BackupFilter, CreateBackupInput } from "./backup.input";
 
 import { MAX_CHUNKS, MAX_IMAGE_SIZE, type QuotaService } from "../quotas/quota.service";
 
@@ -17,6 +16,28 @@ const MiB = 1024 * 1024;
 /** Chunk size for a new lineage: at least 8 MiB and at least imageSize / 10,000, rounded up to a MiB. */
 export function chunkSizeFor(imageSize: number): number {
   return Math.max(8 * MiB, Math.ceil(imageSize / MAX_CHUNKS / MiB) * MiB);
+}
+
+/** A backup about to be uploaded, as the Backup Manager describes it. */
+export interface NewBackup {
+  /** The protected machine or disk (e.g. its host name). */
+  sourceName: string;
+  /** Size of the disk image in bytes. */
+  imageSize: number;
+  kind: BackupRow["kind"];
+  /** Required for INCREMENTAL: a COMPLETED backup of the same source. */
+  parentBackupId?: string | null;
+}
+
+/** Filters of `list`, all optional, combined with AND. Without `status`, DELETED backups are left out. */
+export interface BackupListFilter {
+  kind?: BackupRow["kind"];
+  status?: BackupRow["status"];
+  sourceName?: string;
+  /** Created at or after. */
+  createdAfter?: Date;
+  /** Created before. */
+  createdBefore?: Date;
 }
 
 export class BackupService {
@@ -36,7 +57,7 @@ export class BackupService {
     return findOwnedOrNull<BackupRow>(this.db, backups, userId, id);
   }
 
-  list(userId: string, args: PageArgs, filter: BackupFilter = {}): Promise<Page<BackupRow>> {
+  list(userId: string, args: PageArgs, filter: BackupListFilter = {}): Promise<Page<BackupRow>> {
     const conds: (SQL | undefined)[] = [
       filter.kind ? eq(backups.kind, filter.kind) : undefined,
       filter.status ? eq(backups.status, filter.status) : ne(backups.status, "DELETED"),
@@ -59,7 +80,7 @@ export class BackupService {
   }
 
   /** A new backup (UPLOADING) and its upload session, in one transaction. */
-  async create(userId: string, input: CreateBackupInput): Promise<BackupRow> {
+  async create(userId: string, input: NewBackup): Promise<BackupRow> {
     const sourceName = input.sourceName.trim();
     if (!/^[\w.@:-][\w .@:-]{0,127}$/.test(sourceName))
       throw badInput("sourceName must be 1–128 characters: letters, digits, spaces, '.', '_', '-', '@', ':'", { field: "sourceName" });

@@ -8,7 +8,10 @@ import {
   type DrillPolicyFieldsFragment,
   type DrillsQuery,
 } from "../client/generated/graphql";
-import { UsageError, authedClient, fetchPages, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
+import { UsageError } from "./errors";
+import { positiveInt, str, type CommandContext } from "./command";
+import { authedClient, fetchPages } from "./api-client";
+import { formatDate, printTable } from "./format";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type DrillNode = DrillsQuery["drills"]["edges"][number]["node"];

@@ -4,24 +4,11 @@ import { GraphQLRequestError } from "../client/graphql-client";
 import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, type BackupsQuery } from "../client/generated/graphql";
 import { nextRun, runAgent } from "./agent";
 import { runBackup, type BackupKind } from "./backup";
-import {
-  CliError,
-  UsageError,
-  anonymousClient,
-  ask,
-  authedClient,
-  describeError,
-  errorCode,
-  fetchPages,
-  formatDate,
-  positiveInt,
-  printTable,
-  promptHidden,
-  readFirstLine,
-  str,
-  type CliIo,
-  type CommandContext,
-} from "./common";
+import { CliError, UsageError, describeError, errorCode } from "./errors";
+import { positiveInt, str, type CliIo, type CommandContext } from "./command";
+import { anonymousClient, authedClient, fetchPages } from "./api-client";
+import { ask, promptHidden, readFirstLine } from "./prompts";
+import { formatDate, printTable } from "./format";
 import { configDir, readConfig, resolveSettings, writeConfig } from "./config-file";
 import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
@@ -29,7 +16,8 @@ import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { verdictWords } from "../client/verdict-words";
 
-export { CliError, UsageError, describeError, type CliIo } from "./common";
+export { CliError, UsageError, describeError } from "./errors";
+export type { CliIo } from "./command";
 
 /**
  * `reclo`, the Backup Manager and Recovery Manager CLI. It speaks only GraphQL (the generated typed documents) to the

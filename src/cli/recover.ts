@@ -17,7 +17,11 @@ import {
   type RecoveryTarget,
 } from "../client/generated/graphql";
 import type { ReCloClient } from "../client/graphql-client";
-import { CliError, UsageError, ask, authedClient, describeError, errorCode, fetchPages, formatDate, positiveInt, printTable, str, type CommandContext } from "./common";
+import { CliError, UsageError, describeError, errorCode } from "./errors";
+import { positiveInt, str, type CommandContext } from "./command";
+import { authedClient, fetchPages } from "./api-client";
+import { ask } from "./prompts";
+import { formatDate, printTable } from "./format";
 import { formatBytes } from "./progress";
 import { verdictWords } from "../client/verdict-words";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";

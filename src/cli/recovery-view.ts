@@ -1,5 +1,5 @@
 import type { InstanceFieldsFragment, RestorePointSummaryFragment } from "../client/generated/graphql";
-import { formatDate } from "./common";
+import { formatDate } from "./format";
 import { formatBytes, formatDuration } from "./progress";
 import { TERMINAL_STATES, type ConnectionEvent, type RecoveryUpdate } from "./watch";
 

@@ -1,7 +1,9 @@
 import type { ParseArgsConfig } from "node:util";
 import { BackupVerificationResultDocument, VerifyBackupDocument, type VerificationFieldsFragment } from "../client/generated/graphql";
 import { evidenceWords, verdictWords } from "../client/verdict-words";
-import { CliError, UsageError, authedClient, str, type CommandContext } from "./common";
+import { CliError, UsageError } from "./errors";
+import { str, type CommandContext } from "./command";
+import { authedClient } from "./api-client";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 

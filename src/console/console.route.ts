@@ -1,7 +1,7 @@
 import path from "node:path";
 import express from "express";
 import type { NextFunction, Request, Response } from "express";
-import { repoRoot } from "../common/paths";
+import { repoRoot } from "../shared/paths";
 import { bundleAssets, bundleIndex } from "../server/static-bundle";
 
 /**

@@ -1,6 +1,6 @@
 import { datetime, varchar } from "drizzle-orm/mysql-core";
 
-/** Primary key: a UUIDv7 string (see src/common/ids.ts), sortable by creation time. */
+/** Primary key: a UUIDv7 string (see src/shared/ids.ts), sortable by creation time. */
 export const idColumn = () => varchar("id", { length: 36 }).primaryKey();
 
 /** A reference to another row's UUIDv7 id. */

@@ -4,7 +4,7 @@ import { drizzle } from "drizzle-orm/mysql2";
 import { migrate } from "drizzle-orm/mysql2/migrator";
 import mysql from "mysql2/promise";
 import type { Database } from "./client";
-import { repoRoot } from "../common/paths";
+import { repoRoot } from "../shared/paths";
 
 /** The committed drizzle/ folder. */
 export function migrationsFolder(): string {

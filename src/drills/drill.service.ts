@@ -3,10 +3,10 @@ import { and, desc, eq, isNotNull, max, ne, sql } from "drizzle-orm";
 import { WorkflowExecutionAlreadyStartedError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
 import { backups, drillPolicies, drills, verifications, type BackupRow, type DrillPolicyRow, type DrillRow, type VerificationRow } from "../db/schema";
-import { newId } from "../common/ids";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
-import { findOwned } from "../common/ownership";
-import { AppError, badInput, notFound } from "../errors";
+import { newId } from "../shared/ids";
+import { paginateOwned, findOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
+import { AppError, badInput, notFound } from "../shared/errors";
 import { parseDuration, type Config } from "../config";
 import type { Logger } from "../logger";
 import type { BackupService } from "../backups/backup.service";
@@ -14,7 +14,7 @@ import { DEFAULT_VERIFY_PORTS, type VerificationService } from "../verification/
 import { POSITIVE_KINDS, type Evidence } from "../evidence/types";
 import { ensureSchedules, removeSchedule } from "../temporal/schedules";
 import type { DrillInput, DrillTrigger } from "../../workflows/drill";
-import type { VerifyBackupInput } from "../../workflows/verification";
+import type { VerificationWorkflowInput } from "../../workflows/verification";
 
 const MAX_PORTS = 8;
 /** How many drills the RTO trend shows. */
@@ -36,7 +36,7 @@ export interface BeginDrillResult {
   failure?: string;
   /** The policy was removed before a scheduled run started: nothing recorded. */
   skipped?: string;
-  verification?: { id: string; workflowId: string; args: VerifyBackupInput; executionTimeoutMs: number };
+  verification?: { id: string; workflowId: string; args: VerificationWorkflowInput; executionTimeoutMs: number };
 }
 
 export interface RtoPoint {

@@ -1,6 +1,6 @@
 import path from "node:path";
 import express from "express";
-import { repoRoot } from "../common/paths";
+import { repoRoot } from "../shared/paths";
 import { bundleAssets, bundleIndex } from "../server/static-bundle";
 
 /**

@@ -1,8 +1,8 @@
 import type { Logger } from "../logger";
 import type { Authenticated } from "../auth/auth.service";
 import type { Services } from "../services";
-import type { PageLimits } from "../common/pagination";
-import { unauthenticated } from "../errors";
+import type { PageLimits } from "../shared/pagination";
+import { unauthenticated } from "../shared/errors";
 import type { UserRow } from "../db/schema";
 
 /** Per-request (HTTP) or per-operation (WebSocket) context. */

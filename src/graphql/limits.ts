@@ -18,7 +18,7 @@ import {
   type SelectionSetNode,
   type ValueNode,
 } from "graphql";
-import { badInput, type AppError } from "../errors";
+import { badInput, type AppError } from "../shared/errors";
 
 /**
  * Request limits, checked before any resolver runs and before any authentication work.

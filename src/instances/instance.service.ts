@@ -1,10 +1,10 @@
 import { and, eq, inArray } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
-import { newId } from "../common/ids";
-import { findOwned } from "../common/ownership";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
-import { AppError, conflict, ErrorCode } from "../errors";
+import { newId } from "../shared/ids";
+import { findOwned, paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
+import { AppError, conflict, ErrorCode } from "../shared/errors";
 import type { ComputeTarget, ConsoleScreenshot, InstanceStatus, TargetKind } from "../compute/target";
 import { SCREENSHOT_EXTENSION, TargetError } from "../compute/target";
 import type { EventBus } from "../events/event-bus";

@@ -3,7 +3,7 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { User } from "../users/user.type";
 import { Quota } from "./quota.type";
-import { forbidden } from "../errors";
+import { forbidden } from "../shared/errors";
 
 @Resolver(() => User)
 export class QuotaResolver {

@@ -2,7 +2,7 @@ import { and, count, eq, inArray } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { ACTIVE_RECOVERY_STATES, backups, instances, recoveries, uploadChunks, uploads, users, verifications } from "../db/schema";
 import type { Config } from "../config";
-import { quotaExceeded } from "../errors";
+import { quotaExceeded } from "../shared/errors";
 import type { ChunkStore } from "../storage/chunk-store";
 
 /** A transaction or the pool: both read the same way. */

@@ -2,12 +2,12 @@ import { and, asc, eq, inArray, notInArray } from "drizzle-orm";
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
 import { backups, recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
-import { newId } from "../common/ids";
-import { findOwned } from "../common/ownership";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { newId } from "../shared/ids";
+import { findOwned, paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import type { BackupService } from "../backups/backup.service";
-import type { BackupUploadService } from "../backups/backup-upload.service";
-import { badInput, conflict } from "../errors";
+import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
+import { badInput, conflict } from "../shared/errors";
 import type { EventBus } from "../events/event-bus";
 import { Topic, type RecoverySnapshot } from "../events/topics";
 import type { Config } from "../config";
@@ -23,7 +23,8 @@ const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 export interface RecoveryServiceDeps {
   db: Db;
   backups: BackupService;
-  uploads: BackupUploadService;
+  /** Whether a restore point can still be restored. */
+  lifecycle: Pick<BackupLifecycleService, "restorable">;
   progress: RecoveryProgress;
   events: EventBus;
   limits: PageLimits;
@@ -93,7 +94,7 @@ export class RecoveryService {
     const allowedCidr = input.allowedCidr ?? this.deps.config.aws.defaultAllowedCidr ?? cidrOfClient(clientIp);
     if (!validCidr(allowedCidr)) throw badInput(`allowedCidr must be an IPv4 CIDR like 203.0.113.0/24, got "${allowedCidr}"`, { field: "allowedCidr" });
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
-    if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
+    if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
     if (!this.deps.temporal) throw new Error("this process has no Temporal client");
 
     const { row, created } = await this.deps.db.transaction(async (tx) => {

@@ -8,7 +8,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
-import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
+import { execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLError, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import type { Services } from "../services";
@@ -17,10 +17,11 @@ import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
-import { AppError, ErrorCode, badInput, formatError, rateLimited, unauthenticated, withHttpStatus } from "../errors";
+import { AppError, ErrorCode, badInput, rateLimited, unauthenticated } from "../shared/errors";
+import { errorCodeOf, formatError, formattedAppError, httpStatusOf, requestErrorAsGraphQL, toGraphQLError, withHttpStatus, wsErrors } from "../graphql/errors";
 import { bearerToken } from "../auth/token";
 import type { Authenticated } from "../auth/auth.service";
-import { newId } from "../common/ids";
+import { newId } from "../shared/ids";
 import { graphiqlRouter, defaultGraphiqlAssetsDir } from "../graphiql/graphiql.route";
 import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route";
 import type { RateLimiter } from "../auth/rate-limiter";
@@ -196,48 +197,52 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       onSubscribe: async (ctx, _id, payload) => {
         const extra = ctx.extra;
         // Nothing is parsed, cached or looked up for a connection without a valid token.
-        if (!extra.auth) return [unauthenticated('Operations over WebSocket need a token: connect with connectionParams.authorization = "Bearer <token>"')];
+        if (!extra.auth) return [toGraphQLError(unauthenticated('Operations over WebSocket need a token: connect with connectionParams.authorization = "Bearer <token>"'))];
         const userId = extra.auth.user.id;
         // graphql-ws has already registered this operation in ctx.subscriptions.
         const open = Object.keys(ctx.subscriptions).length;
         if (open > config.ws.maxSubscriptionsPerConnection)
           return [
-            badInput(`At most ${config.ws.maxSubscriptionsPerConnection} operations per connection: complete one first`, {
-              limit: "SUBSCRIPTIONS_PER_CONNECTION",
-              maxSubscriptionsPerConnection: config.ws.maxSubscriptionsPerConnection,
-            }),
+            toGraphQLError(
+              badInput(`At most ${config.ws.maxSubscriptionsPerConnection} operations per connection: complete one first`, {
+                limit: "SUBSCRIPTIONS_PER_CONNECTION",
+                maxSubscriptionsPerConnection: config.ws.maxSubscriptionsPerConnection,
+              }),
+            ),
           ];
         if (userConnections.operations(userId) > config.ws.maxSubscriptionsPerUser)
           return [
-            badInput(`At most ${config.ws.maxSubscriptionsPerUser} operations per user: complete one first`, {
-              limit: "SUBSCRIPTIONS_PER_USER",
-              maxSubscriptionsPerUser: config.ws.maxSubscriptionsPerUser,
-            }),
+            toGraphQLError(
+              badInput(`At most ${config.ws.maxSubscriptionsPerUser} operations per user: complete one first`, {
+                limit: "SUBSCRIPTIONS_PER_USER",
+                maxSubscriptionsPerUser: config.ws.maxSubscriptionsPerUser,
+              }),
+            ),
           ];
         // Many clients send the same few subscription documents: parse and validate each once.
         let document = documents.get(payload.query);
         if (!document) {
           const tokens = checkTokens(payload.query, config.limits.maxTokens);
-          if (tokens instanceof AppError) return [tokens];
+          if (tokens instanceof AppError) return [toGraphQLError(tokens)];
           let parsed: DocumentNode;
           try {
             parsed = parse(payload.query, { maxTokens: config.limits.maxTokens });
           } catch (err) {
-            return [formatErrorAsGraphQL(err as GraphQLError, exposeStack)];
+            return [requestErrorAsGraphQL(err as GraphQLError, exposeStack)];
           }
           const errors = validate(schema, parsed);
-          if (errors.length) return errors.map((e) => formatErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED"));
+          if (errors.length) return errors.map((e) => requestErrorAsGraphQL(e, exposeStack, "GRAPHQL_VALIDATION_FAILED"));
           documents.set(payload.query, parsed, tokens);
           document = parsed;
         }
         const analysis = analyzeOperation(schema, document, payload.operationName, payload.variables, config.limits);
-        if (analysis instanceof AppError) return [analysis];
+        if (analysis instanceof AppError) return [toGraphQLError(analysis)];
         if (!(await services.auth.isSessionActive(extra.auth.session.id))) {
           ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
-          return [new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again")];
+          return [toGraphQLError(new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again"))];
         }
         const limited = await checkExpensiveRate(analysis, `user:${userId}`);
-        if (limited) return [limited];
+        if (limited) return [toGraphQLError(limited)];
         const contextValue: Context = {
           requestId: extra.requestId ?? newId(),
           ip: extra.ip,
@@ -257,6 +262,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           errors: result.errors.map((e) => formatError(e.toJSON(), e, exposeStack, (err) => logger.error({ err }, "unexpected error in subscription"))),
         } as unknown as typeof result;
       },
+      // A stream that fails after it started: graphql-ws sends what it threw as is (no formatError),
+      // so an AppError among them is given its code and details here.
+      onError: (_ctx, _id, _payload, errors) => wsErrors(errors),
     },
     wsServer,
   );
@@ -300,7 +308,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         },
         async didEncounterErrors(rc) {
           for (const err of rc.errors) {
-            const code = err.extensions?.code;
+            const code = errorCodeOf(err);
             if (!code || code === ErrorCode.INTERNAL || code === "INTERNAL_SERVER_ERROR")
               rc.contextValue?.logger?.error({ err: err.originalError ?? err, operation: rc.operationName }, "unexpected error");
           }
@@ -345,7 +353,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       const query: unknown = req.method === "GET" ? req.query.query : (req.body as { query?: unknown } | undefined)?.query;
       const tokens = typeof query === "string" ? checkTokens(query, config.limits.maxTokens) : 0;
       if (tokens instanceof AppError) {
-        res.status(tokens.httpStatus).json({ errors: [{ message: tokens.message, extensions: tokens.extensions }] });
+        res.status(httpStatusOf(tokens)).json({ errors: [formattedAppError(tokens)] });
         return;
       }
       next();
@@ -415,11 +423,6 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       return stopping;
     },
   };
-}
-
-function formatErrorAsGraphQL(err: GraphQLError, exposeStack: boolean, code = "GRAPHQL_PARSE_FAILED"): GraphQLError {
-  const formatted = formatError({ ...err.toJSON(), extensions: { ...err.extensions, code } }, err, exposeStack);
-  return new GraphQLError(formatted.message, { extensions: formatted.extensions });
 }
 
 function sha256(text: string): Buffer {

@@ -1,6 +1,7 @@
 import type { Db } from "../db/client";
 import { sessions, type SessionRow } from "../db/schema";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 
 /** Read model of a user's own sessions. */
 export class SessionService {

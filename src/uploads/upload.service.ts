@@ -1,8 +1,8 @@
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { uploads, type UploadRow } from "../db/schema";
-import { findOwned } from "../common/ownership";
-import { paginateOwned, type Page, type PageArgs, type PageLimits } from "../common/pagination";
+import { findOwned, paginateOwned } from "../db/ownership";
+import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 
 export class UploadService {
   constructor(

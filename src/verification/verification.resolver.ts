@@ -4,7 +4,8 @@ import { currentUser } from "../graphql/context";
 import { Backup } from "../backups/backup.type";
 import type { VerificationSnapshot } from "../events/topics";
 import { verificationSnapshot } from "./verification.service";
-import { BackupVerification, type BootEvidence, VerifyBackupInput } from "./verification.type";
+import { BackupVerification, type BootEvidence } from "./verification.type";
+import { VerifyBackupInput } from "./verification.input";
 
 export async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<BackupVerification> {
   const d = (v: string | null) => (v ? new Date(v) : null);

@@ -2,16 +2,16 @@ import { and, desc, eq, inArray, sql } from "drizzle-orm";
 import { WorkflowExecutionAlreadyStartedError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
 import { backups, verifications, type VerificationRow } from "../db/schema";
-import { newId } from "../common/ids";
-import { findOwned } from "../common/ownership";
-import { badInput } from "../errors";
+import { newId } from "../shared/ids";
+import { findOwned } from "../db/ownership";
+import { badInput } from "../shared/errors";
 import type { Config } from "../config";
 import type { BackupService } from "../backups/backup.service";
-import type { BackupUploadService } from "../backups/backup-upload.service";
+import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
 import type { EventBus } from "../events/event-bus";
 import { Topic, type VerificationSnapshot } from "../events/topics";
 import { eager, live } from "../events/live";
-import type { VerifyBackupInput } from "../../workflows/verification";
+import type { VerificationWorkflowInput } from "../../workflows/verification";
 import type { Evidence } from "../evidence/types";
 
 export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED" || s === "INCONCLUSIVE";
@@ -41,7 +41,8 @@ export function verificationSnapshot(row: VerificationRow): VerificationSnapshot
 export interface VerificationServiceDeps {
   db: Db;
   backups: BackupService;
-  uploads: BackupUploadService;
+  /** Whether a restore point can still be restored. */
+  lifecycle: Pick<BackupLifecycleService, "restorable">;
   events: EventBus;
   config: Pick<Config, "verification" | "temporal" | "recovery">;
   temporal?: Client;
@@ -106,10 +107,10 @@ export class VerificationService {
     userId: string,
     input: { backupId: string; bootMarker?: string | null; ports?: number[] | null },
     opts: { joinActive?: boolean } = {},
-  ): Promise<{ row: VerificationRow; created: boolean; args: VerifyBackupInput }> {
+  ): Promise<{ row: VerificationRow; created: boolean; args: VerificationWorkflowInput }> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be verified`, { field: "backupId" });
-    if (!(await this.deps.uploads.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
+    if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing`, { field: "backupId" });
     if (input.bootMarker !== undefined && input.bootMarker !== null && (input.bootMarker.length === 0 || input.bootMarker.length > 255))
       throw badInput("bootMarker must be 1–255 characters", { field: "bootMarker" });
     const ports = input.ports ?? DEFAULT_VERIFY_PORTS;
@@ -153,7 +154,7 @@ export class VerificationService {
   }
 
   /** The verification workflow's arguments for a recorded verification. */
-  workflowArgs(row: VerificationRow, ports: number[] = DEFAULT_VERIFY_PORTS): VerifyBackupInput {
+  workflowArgs(row: VerificationRow, ports: number[] = DEFAULT_VERIFY_PORTS): VerificationWorkflowInput {
     const v = this.deps.config.verification;
     return {
       verificationId: row.id,

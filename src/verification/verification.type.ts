@@ -1,4 +1,4 @@
-import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
+import { Field, ID, ObjectType, registerEnumType } from "type-graphql";
 
 export enum VerificationStatus {
   PENDING = "PENDING",
@@ -80,16 +80,4 @@ export class BackupVerification {
 
   @Field(() => Date, { nullable: true })
   checkedAt: Date | null;
-}
-
-@InputType()
-export class VerifyBackupInput {
-  @Field(() => ID)
-  backupId: string;
-
-  @Field({ nullable: true, description: "Serial-console text proving the boot (default: the server's VERIFY_BOOT_MARKER)" })
-  bootMarker?: string;
-
-  @Field(() => [Int], { nullable: true, description: "Guest TCP ports whose banner/reply proves a service (default 22 and 3389; at most 8)" })
-  ports?: number[];
 }

@@ -38,7 +38,7 @@ export async function backupImage(
   }
   let putBytes = 0;
   if (inputs.length) {
-    const batch = await s.backupUploads.requestChunkUploads(userId, { backupId: created.id, chunks: inputs });
+    const batch = await s.backupLifecycle.requestChunkUploads(userId, { backupId: created.id, chunks: inputs });
     const done = new Set<string>();
     for (const t of batch.tickets) {
       if (t.alreadyStored || done.has(t.sha256)) continue;
@@ -50,7 +50,7 @@ export async function backupImage(
       putBytes += body.length;
     }
   }
-  const backup = await s.backupUploads.complete(userId, { backupId: created.id, sha256: createHash("sha256").update(image).digest("hex"), chunks });
+  const backup = await s.backupLifecycle.complete(userId, { backupId: created.id, sha256: createHash("sha256").update(image).digest("hex"), chunks });
   return { backup, putBytes, chunks };
 }
 

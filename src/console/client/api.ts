@@ -1,5 +1,6 @@
 import { createClient, type Client } from "graphql-ws/client";
 import { clearSession, getSession } from "./session";
+import { CONSOLE_MESSAGES } from "../../client/errors";
 
 /** A failed API call, in words a person can act on, with the server's `extensions.code`. */
 export class ApiError extends Error {
@@ -39,7 +40,7 @@ function toApiError(errors: readonly GraphQLErrorShape[], sentToken: boolean): A
   return new ApiError(first.message, code, first.extensions ?? {});
 }
 
-const NETWORK_MESSAGE = "ReClo can't be reached right now. Check the network connection, then try again.";
+const NETWORK_MESSAGE = CONSOLE_MESSAGES.network;
 
 /** One GraphQL request over HTTP (POST /graphql) with the session's token, if any. */
 export async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
@@ -59,10 +60,10 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   try {
     body = (await res.json()) as typeof body;
   } catch {
-    throw new ApiError(res.status >= 500 ? "ReClo had a problem answering. Please try again in a moment." : NETWORK_MESSAGE, res.status >= 500 ? "INTERNAL" : "NETWORK");
+    throw new ApiError(res.status >= 500 ? CONSOLE_MESSAGES.serverUnreadable : NETWORK_MESSAGE, res.status >= 500 ? "INTERNAL" : "NETWORK");
   }
   if (body.errors?.length) throw toApiError(body.errors, Boolean(session));
-  if (!body.data) throw new ApiError("ReClo sent an empty answer. Please try again.", "INTERNAL");
+  if (!body.data) throw new ApiError(CONSOLE_MESSAGES.emptyAnswer, "INTERNAL");
   return body.data;
 }
 
@@ -136,7 +137,7 @@ export interface LiveSink<T> {
 export function subscribe<T>(query: string, variables: Record<string, unknown>, sink: LiveSink<T>): () => void {
   const session = getSession();
   if (!session) {
-    sink.error(new ApiError("Your session has ended, please log in again.", "UNAUTHENTICATED"));
+    sink.error(new ApiError(CONSOLE_MESSAGES.sessionEnded, "UNAUTHENTICATED"));
     return () => {};
   }
   activeSubscriptions += 1;
@@ -161,7 +162,7 @@ export function subscribe<T>(query: string, variables: Record<string, unknown>, 
       error: (err) => {
         if (!finish()) return;
         if (Array.isArray(err)) sink.error(toApiError(err as GraphQLErrorShape[], true));
-        else if ((err as { code?: number })?.code === 4401) sink.error(new ApiError("Your session has ended, please log in again.", "UNAUTHENTICATED"));
+        else if ((err as { code?: number })?.code === 4401) sink.error(new ApiError(CONSOLE_MESSAGES.sessionEnded, "UNAUTHENTICATED"));
         else sink.error(new ApiError(NETWORK_MESSAGE, "NETWORK"));
       },
       complete: () => {

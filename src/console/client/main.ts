@@ -2,6 +2,7 @@ import { closeLive, gql, onLiveStatus, setSessionEndedHandler } from "./api";
 import { fill, h } from "./dom";
 import { LOG_OUT } from "./queries";
 import { clearSession, getSession } from "./session";
+import { CONSOLE_MESSAGES } from "../../client/errors";
 import type { View, ViewContext } from "./view";
 import { loginView } from "./views/login";
 import { backupsView } from "./views/backups";
@@ -49,7 +50,7 @@ onLiveStatus((status) => {
 });
 
 setSessionEndedHandler(() => {
-  flash = "Your session has ended, please log in again.";
+  flash = CONSOLE_MESSAGES.sessionEnded;
   render();
 });
 

@@ -1,5 +1,6 @@
 import { h } from "./dom";
 import { ApiError } from "./api";
+import { CONSOLE_MESSAGES, consoleMessage } from "../../client/errors";
 
 /** What a view gets from the router. */
 export interface ViewContext {
@@ -23,21 +24,11 @@ export function loading(text = "Loading…"): HTMLParagraphElement {
 
 /** An error box that screen readers announce at once. */
 export function errorBox(error: unknown, prefix?: string): HTMLDivElement {
-  const message = error instanceof ApiError ? friendlyMessage(error) : "Something went wrong in the console. Please reload the page.";
+  const message = error instanceof ApiError ? friendlyMessage(error) : CONSOLE_MESSAGES.consoleFault;
   return h("div", { class: "notice notice-error", role: "alert" }, h("strong", null, "⚠ "), prefix ? `${prefix} ` : "", message);
 }
 
+/** The words for an API failure (src/client/errors.ts holds them for the console and the CLI). */
 export function friendlyMessage(error: ApiError): string {
-  switch (error.code) {
-    case "RATE_LIMITED": {
-      const retry = Number(error.extensions.retryAfterSeconds ?? error.extensions.retryAfter);
-      return Number.isFinite(retry) && retry > 0
-        ? `Too many attempts. Please wait ${Math.ceil(retry / 60)} minute(s) and try again.`
-        : "Too many attempts. Please wait a few minutes and try again.";
-    }
-    case "INTERNAL":
-      return "ReClo had a problem on its side. Please try again in a moment.";
-    default:
-      return error.message;
-  }
+  return consoleMessage(error);
 }

@@ -3,6 +3,7 @@ import { fill, h } from "../dom";
 import { LOG_IN, type LogInResult } from "../queries";
 import { setSession } from "../session";
 import { friendlyMessage, type View } from "../view";
+import { CONSOLE_MESSAGES } from "../../../client/errors";
 
 export const loginView: View = (ctx, params) => {
   const email = h("input", { id: "login-email", name: "email", type: "email", autocomplete: "username", required: true, spellcheck: "false" });
@@ -47,11 +48,11 @@ export const loginView: View = (ctx, params) => {
         submit.textContent = "Log in";
         const apiError = error instanceof ApiError ? error : undefined;
         if (apiError?.code === "UNAUTHENTICATED") {
-          showError("That e-mail address and password don't match. Please check them and try again.");
+          showError(CONSOLE_MESSAGES.loginMismatch);
           password.select();
           password.focus();
         } else {
-          showError(apiError ? friendlyMessage(apiError) : "Something went wrong. Please try again.");
+          showError(apiError ? friendlyMessage(apiError) : CONSOLE_MESSAGES.loginFault);
         }
       }
     })();

@@ -1,4 +1,4 @@
-import { Field, ID, InputType, ObjectType } from "type-graphql";
+import { Field, ID, ObjectType } from "type-graphql";
 import { User } from "../users/user.type";
 import { Connection } from "../graphql/connection";
 
@@ -54,24 +54,3 @@ export class Session {
 }
 
 export const SessionConnection = Connection("Session", Session);
-
-@InputType()
-export class SignUpInput {
-  @Field({ description: "3–64 characters: letters, digits, '.', '_', '-'" })
-  username: string;
-
-  @Field()
-  email: string;
-
-  @Field({ description: "12–128 characters; not a common password; must not contain your username or e-mail" })
-  password: string;
-}
-
-@InputType()
-export class LogInInput {
-  @Field()
-  email: string;
-
-  @Field()
-  password: string;
-}

@@ -1,11 +1,10 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { ACTIVE_RECOVERY_STATES, backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
-import { badInput, conflict, AppError, ErrorCode } from "../errors";
+import { badInput, conflict, AppError, ErrorCode } from "../shared/errors";
 import type { ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../shared/bytes";
 import type { BackupService } from "./backup.service";
-import type { ChunkInput, CompleteBackupInput } from "./backup.input";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 export const MAX_CHUNKS_PER_REQUEST = 1000;
@@ -20,16 +19,43 @@ export interface UploadTicket {
   expiresAt: Date | null;
 }
 
+/** One chunk of the image, as the agent hashed it. */
+export interface ChunkToUpload {
+  /** Position in the image (0-based). */
+  index: number;
+  /** Hex SHA-256 of the chunk body. */
+  sha256: string;
+  /** Body size: chunkSize, or less for the last chunk. */
+  size: number;
+}
+
+/** The chunks the agent is about to send for one UPLOADING backup. */
+export interface ChunkUploadRequest {
+  backupId: string;
+  chunks: ChunkToUpload[];
+}
+
+/** The manifest of a finished upload. */
+export interface BackupCompletion {
+  backupId: string;
+  /** Hex SHA-256 of the whole image. */
+  sha256: string;
+  /** Hex SHA-256 of each chunk in order; null for an all-zero chunk (not uploaded). */
+  chunks: (string | null)[];
+}
+
 /** Size of chunk `index` of a backup: chunkSize, or the remainder for the last one. */
 export function expectedChunkSize(b: Pick<BackupRow, "imageSize" | "chunkSize" | "chunkCount">, index: number): number {
   return index === b.chunkCount - 1 ? b.imageSize - index * b.chunkSize : b.chunkSize;
 }
 
 /**
- * The Backup Manager's upload protocol: which chunks to send (presigned PUTs straight to S3),
- * then completion, which verifies every referenced chunk before the manifest is written.
+ * A backup's life after it was created (BackupService.create): the Backup Manager's upload
+ * protocol (which chunks to send, as presigned PUTs straight to S3; completion, which verifies
+ * every referenced chunk before the manifest is written; abort), deletion, and whether a
+ * restore point can still be restored (every chunk of its manifest stored).
  */
-export class BackupUploadService {
+export class BackupLifecycleService {
   /** Called after a backup completes (e.g. automatic boot verification). */
   onCompleted?: (row: BackupRow) => void;
 
@@ -41,7 +67,7 @@ export class BackupUploadService {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  async requestChunkUploads(userId: string, input: { backupId: string; chunks: ChunkInput[] }): Promise<{ backupId: string; tickets: UploadTicket[]; toUpload: number }> {
+  async requestChunkUploads(userId: string, input: ChunkUploadRequest): Promise<{ backupId: string; tickets: UploadTicket[]; toUpload: number }> {
     const backup = await this.uploading(userId, input.backupId);
     if (input.chunks.length === 0 || input.chunks.length > MAX_CHUNKS_PER_REQUEST)
       throw badInput(`Send between 1 and ${MAX_CHUNKS_PER_REQUEST} chunks per request`, { field: "chunks" });
@@ -49,8 +75,8 @@ export class BackupUploadService {
 
     const heads = await this.store.headChunks(userId, input.chunks.map((c) => c.sha256));
     const upload = await this.backups.uploadOf(backup);
-    const isStored = (c: ChunkInput) => heads.get(c.sha256)?.size === c.size;
-    const missing: ChunkInput[] = [];
+    const isStored = (c: ChunkToUpload) => heads.get(c.sha256)?.size === c.size;
+    const missing: ChunkToUpload[] = [];
     const seen = new Set<string>();
     for (const c of input.chunks) {
       if (isStored(c) || seen.has(c.sha256)) continue;
@@ -94,7 +120,7 @@ export class BackupUploadService {
   }
 
   /** Verifies every referenced chunk is stored with the right size and checksum, writes the manifest, marks COMPLETED. */
-  async complete(userId: string, input: CompleteBackupInput): Promise<BackupRow> {
+  async complete(userId: string, input: BackupCompletion): Promise<BackupRow> {
     const backup = await this.uploading(userId, input.backupId);
     // A completion attempt is a sign of life, even when it finds chunks missing.
     await this.db
@@ -211,7 +237,7 @@ export class BackupUploadService {
     return backup;
   }
 
-  private checkChunk(backup: BackupRow, c: ChunkInput): void {
+  private checkChunk(backup: BackupRow, c: ChunkToUpload): void {
     if (!Number.isInteger(c.index) || c.index < 0 || c.index >= backup.chunkCount)
       throw badInput(`Chunk index ${c.index} is outside 0..${backup.chunkCount - 1}`, { field: "chunks", index: c.index });
     if (!SHA.test(c.sha256)) throw badInput(`Chunk ${c.index}: sha256 must be 64 lower-case hex characters`, { field: "chunks", index: c.index });

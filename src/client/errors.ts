@@ -1,0 +1,73 @@
+import type { ErrorCode } from "../shared/errors";
+
+/**
+ * What the `reclo` CLI and the web console tell a person about a failed call: one place for the
+ * words each client shows for a code (the server's `extensions.code`, see src/shared/errors.ts,
+ * or a code the client gives a failure of its own). Browser-safe: no Node and no graphql import,
+ * so the console's bundle (esbuild, from src/console/client) takes it as it is.
+ */
+
+/** A failed call as a client sees it: the (first) error's code, the message, its extensions. */
+export interface ApiFailure {
+  code?: ErrorCode | (string & {});
+  message: string;
+  extensions?: Readonly<Record<string, unknown>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI: one line, after `reclo: `; what to run next where there is something to run.
+
+/** Where the CLI's settings came from, as far as its messages go. */
+export interface CliSettingsView {
+  url: string;
+  tokenSource?: string;
+}
+
+export const CLI_NOT_LOGGED_IN = "Not logged in: run `reclo login`";
+
+/** The CLI's line for an error answer of the API (`status`: the HTTP status). */
+export function cliMessage(failure: ApiFailure & { status: number }, settings: CliSettingsView): string {
+  if (failure.code === "UNAUTHENTICATED") return settings.tokenSource === "RECLO_TOKEN" ? "Not logged in: RECLO_TOKEN is not a valid session (expired or revoked)" : CLI_NOT_LOGGED_IN;
+  if (failure.code === "RATE_LIMITED") return `Rate limited: ${failure.message}`;
+  if (failure.code === undefined && failure.status >= 300) return `The server at ${settings.url} answered ${failure.message}`;
+  return `${failure.message}${failure.code ? ` (${failure.code})` : ""}`;
+}
+
+/** The CLI's line when the server cannot be reached at all (`cause`: the socket error's code). */
+export const cliUnreachable = (url: string, cause: string): string => `Cannot reach the ReClo server at ${url}: ${cause}`;
+
+// ---------------------------------------------------------------------------------------------
+// The web console: whole sentences for a person at a browser.
+
+export const CONSOLE_MESSAGES = {
+  /** NETWORK: no answer at all (or not one the browser could read). */
+  network: "ReClo can't be reached right now. Check the network connection, then try again.",
+  /** INTERNAL: the server answered 5xx without a GraphQL body. */
+  serverUnreadable: "ReClo had a problem answering. Please try again in a moment.",
+  /** INTERNAL: a response with neither data nor errors. */
+  emptyAnswer: "ReClo sent an empty answer. Please try again.",
+  /** UNAUTHENTICATED: the session's token is gone (logged out, expired, revoked). */
+  sessionEnded: "Your session has ended, please log in again.",
+  /** UNAUTHENTICATED on the login form. */
+  loginMismatch: "That e-mail address and password don't match. Please check them and try again.",
+  /** Not an API error: the console's own code failed. */
+  consoleFault: "Something went wrong in the console. Please reload the page.",
+  /** Not an API error, on the login form. */
+  loginFault: "Something went wrong. Please try again.",
+} as const;
+
+/** The console's sentence for an API failure. */
+export function consoleMessage(failure: ApiFailure): string {
+  switch (failure.code) {
+    case "RATE_LIMITED": {
+      const retry = Number(failure.extensions?.retryAfterSeconds ?? failure.extensions?.retryAfter);
+      return Number.isFinite(retry) && retry > 0
+        ? `Too many attempts. Please wait ${Math.ceil(retry / 60)} minute(s) and try again.`
+        : "Too many attempts. Please wait a few minutes and try again.";
+    }
+    case "INTERNAL":
+      return "ReClo had a problem on its side. Please try again in a moment.";
+    default:
+      return failure.message;
+  }
+}
