@@ -4,7 +4,7 @@ import { configOrExit, createLogger, fatal, onShutdown } from "./process";
 import { createRuntime, readinessChecks } from "./runtime";
 import { startApp } from "./server/app";
 import { startWorker, type WorkerHandle } from "./temporal/worker";
-import { activitiesFor } from "./temporal/activities";
+import { activitiesFor } from "./worker-activities";
 import { ensureSchedules, productSchedules } from "./temporal/schedules";
 
 /** The whole product in one process: GraphQL API + Temporal worker (RUN_WORKER=false for API only). */

@@ -4,7 +4,7 @@ import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, restoreImage, MiB } from "./helpers/backup";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { ensureSchedules, productSchedules } from "../src/temporal/schedules";
 import { BackupMaintenanceService } from "../src/backups/backup-maintenance.service";
 import { backups, uploads, type BackupRow } from "../src/db/schema";

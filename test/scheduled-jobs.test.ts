@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { backups, instances, recoveries, sessions } from "../src/db/schema";
 import type { ReconcileResult } from "../workflows/recovery";
 

@@ -4,7 +4,7 @@ import { Client, Connection } from "@temporalio/client";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { createActivities } from "../src/temporal/activities";
+import { createActivities } from "../src/worker-activities";
 import { connectTemporal } from "../src/temporal/client";
 
 describe("Temporal worker under the real dev server", () => {

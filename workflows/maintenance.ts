@@ -1,5 +1,5 @@
 import { proxyActivities } from "@temporalio/workflow";
-import type { Activities } from "../src/temporal/activities";
+import type { Activities } from "../src/worker-activities";
 
 const acts = proxyActivities<Activities>({
   startToCloseTimeout: "30 minutes",

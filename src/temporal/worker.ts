@@ -3,7 +3,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type W
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import { temporalConnectionOptions } from "./connection";
-import type { Activities } from "./activities";
+import type { Activities } from "../worker-activities";
 
 export interface WorkerHandle {
   worker: Worker;

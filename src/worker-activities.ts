@@ -1,12 +1,12 @@
-import type { Logger } from "../logger";
+import type { Logger } from "./logger";
 import { WorkflowNotFoundError, type Client } from "@temporalio/client";
-import { createRecoveryActivities, type RecoveryActivityDeps } from "../recoveries/recovery.activities";
-import type { Runtime } from "../runtime";
-import { createVerificationActivities, type VerificationActivityDeps } from "../verification/verification.activities";
-import type { Services } from "../services";
-import { createDrillActivities } from "../drills/drill.activities";
+import { createRecoveryActivities, type RecoveryActivityDeps } from "./recoveries/recovery.activities";
+import type { Runtime } from "./runtime";
+import { createVerificationActivities, type VerificationActivityDeps } from "./verification/verification.activities";
+import type { Services } from "./services";
+import { createDrillActivities } from "./drills/drill.activities";
 import { ApplicationFailure } from "@temporalio/common";
-import { GcIntegrityError, type GcResult, type RetentionResult } from "../backups/backup-maintenance.service";
+import { GcIntegrityError, type GcResult, type RetentionResult } from "./backups/backup-maintenance.service";
 
 export interface ActivityDeps {
   logger: Logger;
