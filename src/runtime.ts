@@ -9,6 +9,8 @@ import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/ra
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client } from "./storage/s3";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
+import { temporalWorkflows } from "./temporal/workflows";
+import type { WorkflowPort } from "./temporal/workflow-port";
 import { createTargets } from "./recoveries/targets";
 import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 
@@ -22,6 +24,8 @@ export interface Runtime {
   services: Services;
   s3: S3Client;
   temporal: TemporalHandle;
+  /** Starts, schedules and cancels the product's workflows by reference (the Temporal adapter of the workflow port). */
+  workflows: WorkflowPort;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
   close(): Promise<void>;
 }
@@ -56,7 +60,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     });
     closers.push(() => temporal.close());
     const targets = createTargets(config, s3, logger);
-    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, temporal: temporal.client, targets, logger });
+    const workflows = temporalWorkflows(temporal.client, config.temporal.taskQueue, logger);
+    const services = createServices({ config, db: database.db, pubSub: pubSub.pubSub, limiter, s3, workflows, targets, logger });
     logger.info({ pubSub: pubSub.transport }, "runtime ready");
     return {
       config,
@@ -67,6 +72,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       services,
       s3,
       temporal,
+      workflows,
       targets,
       close: () => closeAll(closers),
     };

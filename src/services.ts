@@ -13,12 +13,12 @@ import { BackupUploadService } from "./backups/backup-upload.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
 import { ChunkStore } from "./storage/chunk-store";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { Client as TemporalClient } from "@temporalio/client";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
 import { VerificationService } from "./verification/verification.service";
 import { DrillService } from "./drills/drill.service";
 import type { ComputeTarget, TargetKind } from "./recoveries/targets/target";
 import type { Logger } from "./logger";
+import type { WorkflowPort } from "./temporal/workflow-port";
 import { QuotaService } from "./quotas/quota.service";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
@@ -44,23 +44,23 @@ export interface ServiceDeps {
   pubSub: AppPubSub;
   limiter: RateLimiter;
   s3: S3Client;
-  /** Starts and cancels workflows (recoveries). */
-  temporal?: TemporalClient;
+  /** Starts, schedules and cancels workflows (recoveries, verifications, drills); absent: this process starts none. */
+  workflows?: WorkflowPort;
   targets?: Partial<Record<TargetKind, ComputeTarget>>;
   logger?: Logger;
   now?: () => Date;
 }
 
-export function createServices({ config, db, pubSub, limiter, s3, temporal, targets = {}, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, pubSub, limiter, s3, workflows, targets = {}, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const chunks = new ChunkStore(s3, config.s3.buckets.backups, { presignExpirySeconds: Math.round(config.s3.presignExpiryMs / 1000) });
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, pubSub, limits, quotas, now);
   const backupUploads = new BackupUploadService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, pubSub, { now });
-  const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, temporal, now });
-  const drills = new DrillService({ db, backups, verifications, limits, config, temporal, logger, now });
-  if (temporal) {
+  const verifications = new VerificationService({ db, backups, uploads: backupUploads, pubSub, config, workflows, now });
+  const drills = new DrillService({ db, backups, verifications, limits, config, workflows, logger, now });
+  if (workflows) {
     // A source whose drill policy runs "after every backup" gets a drill (which verifies the new
     // restore point); otherwise VERIFY_AFTER_BACKUP verifies it alone.
     backupUploads.onCompleted = (row) => {
@@ -82,7 +82,7 @@ export function createServices({ config, db, pubSub, limiter, s3, temporal, targ
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, temporal, quotas, now }),
+    recoveries: new RecoveryService({ db, backups, uploads: backupUploads, progress: recoveryProgress, pubSub, limits, config, workflows, quotas, now }),
     instances: new InstanceService({
       db,
       limits,

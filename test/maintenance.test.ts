@@ -10,7 +10,7 @@ import { BackupMaintenanceService } from "../src/backups/backup-maintenance.serv
 import { backups, uploads, type BackupRow } from "../src/db/schema";
 import { sha256Hex } from "../src/storage/chunk-store";
 import { DeleteBackupDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../src/client/generated/graphql";
-import type { BackupMaintenanceResult } from "../workflows/maintenance";
+import type { BackupMaintenanceResult } from "../workflows/contracts";
 
 const CHUNK = 8 * MiB;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");

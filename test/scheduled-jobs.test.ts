@@ -4,7 +4,7 @@ import { startStack, signUp, type TestStack, type TestUser } from "./helpers/sta
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
 import { activitiesFor } from "../src/worker-activities";
 import { backups, instances, recoveries, sessions } from "../src/db/schema";
-import type { ReconcileResult } from "../workflows/recovery";
+import type { ReconcileResult } from "../workflows/contracts";
 
 describe("scheduled jobs (Temporal workflows the schedules start)", () => {
   let stack: TestStack;
