@@ -59,8 +59,8 @@ export default tseslint.config(
             { name: "@temporalio/worker", message: "The worker is built by the composition root (src/main.ts, src/worker-activities.ts)." },
           ],
           patterns: [
-            { regex: "(^|/)workflows/(?!contracts$)", message: "Domain code imports only the types in workflows/contracts.ts, never a workflow module." },
-            { regex: "(^|/)temporal/(?!workflow-port$)", message: "Domain code depends on the WorkflowPort (src/temporal/workflow-port.ts), not on the Temporal adapter." },
+            { regex: "^(\\.\\./)+workflows(/(?!contracts$)|$)", message: "Domain code imports only the types in workflows/contracts.ts, never a workflow module." },
+            { regex: "(^|/)temporal(/(?!workflow-port$)|$)", message: "Domain code depends on the WorkflowPort (src/temporal/workflow-port.ts), not on the Temporal adapter." },
           ],
         },
       ],

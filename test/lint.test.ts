@@ -36,13 +36,14 @@ describe("workflow determinism guard and layer boundaries (eslint)", () => {
       'import { Client } from "@temporalio/client";',
       'import { recoveryWorkflow } from "../../workflows/recovery";',
       'import { temporalWorkflows } from "../temporal/workflows";',
+      'import { drillWorkflow } from "../../workflows";',
       'import type { RecoveryWorkflowInput } from "../../workflows/contracts";',
       'import type { WorkflowPort } from "../temporal/workflow-port";',
-      "export const x = [Client, recoveryWorkflow, temporalWorkflows];",
+      "export const x = [Client, recoveryWorkflow, temporalWorkflows, drillWorkflow];",
       "export type Y = [RecoveryWorkflowInput, WorkflowPort];",
     ].join("\n");
     const [d] = await eslint.lintText(domain, { filePath: path.join(root, "src/recoveries/bad-example.ts") });
-    expect(d!.messages.map((m) => `${m.line} ${m.ruleId}`)).toEqual(["1 no-restricted-imports", "2 no-restricted-imports", "3 no-restricted-imports"]);
+    expect(d!.messages.map((m) => `${m.line} ${m.ruleId}`)).toEqual(["1 no-restricted-imports", "2 no-restricted-imports", "3 no-restricted-imports", "4 no-restricted-imports"]);
 
     const adapter =
       'import { RecoveryService } from "../recoveries/recovery.service";\nimport { activitiesFor } from "../worker-activities";\nimport type { DrillInput } from "../../workflows/contracts";\nexport const x = [RecoveryService, activitiesFor];\nexport type Y = DrillInput;\n';
