@@ -16,7 +16,7 @@ const rule = (message, regex, extra = {}) => ({ regex, message, ...extra });
 
 const S3_SDK = {
   group: ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@aws-sdk/s3-request-presigner"],
-  message: "Only src/storage/ talks to S3: take the chunk store or the image/artifact store (a narrow interface) instead.",
+  message: "Only src/storage/ talks to S3: take a store (ChunkStore, ImageStore, ArtifactStore from src/storage/) through your dependencies instead.",
 };
 
 const upToTransport = rule(
@@ -36,11 +36,27 @@ const upToFeatures = rule("Ports and adapters serve every feature and know none:
 const upToAdapters = rule("The shared floor depends on nothing above it.", folder(ADAPTERS));
 const upToFeaturesFromShared = rule("The shared floor depends on nothing above it.", folder(`${FEATURES}|${TRANSPORT}|${ENTRY_FILES}|services`));
 
-const restrict = (patterns) => ["error", { patterns }];
+const restrict = (patterns, paths = []) => ["error", { paths, patterns }];
+
+/** The domain reaches Temporal only through the WorkflowPort the composition root passes in. */
+const temporalPackages = [
+  { name: "@temporalio/client", message: "Start, cancel or schedule workflows through the WorkflowPort (src/temporal/workflow-port.ts) passed in by the composition root." },
+  { name: "@temporalio/worker", message: "The worker is built by the composition root (src/main.ts, src/worker-activities.ts)." },
+];
+const toTemporalAdapter = rule(
+  "Domain code depends on the WorkflowPort (src/temporal/workflow-port.ts), not on the Temporal adapter.",
+  "^(\\.\\./)+(.*/)?temporal(/(?!workflow-port(\\.js)?$)|$)",
+);
 
 const transportPackages = {
   regex: "^(type-graphql|graphql|graphql-ws|graphql-ws/.*|@apollo/.*|express|ws)$",
   message: "Events are transport-free: src/graphql adapts the EventBus to subscriptions.",
+};
+
+const dbTypesOnly = {
+  regex: "^(\\.\\./)+db(/|$)",
+  allowTypeImports: true,
+  message: "src/events may use the database's types only (`import type`): events carry data, they do not query.",
 };
 
 export const boundaries = [
@@ -54,7 +70,7 @@ export const boundaries = [
     // Domain: feature services, use cases and activities (their GraphQL files are transport).
     files: [`src/{${FEATURES.split("|").join(",")}}/**/*.ts`, "src/services.ts"],
     ignores: ["src/**/*.resolver.ts", "src/**/*.type.ts", "src/**/*.input.ts"],
-    rules: { "@typescript-eslint/no-restricted-imports": restrict([upToTransport, upToGraphqlFiles, upToEntry, toWorkflowCode, S3_SDK]) },
+    rules: { "@typescript-eslint/no-restricted-imports": restrict([upToTransport, upToGraphqlFiles, upToEntry, toWorkflowCode, toTemporalAdapter, S3_SDK], temporalPackages) },
   },
   {
     // Transport: GraphQL schema, resolvers, HTTP/WebSocket server, console and GraphiQL routes.
@@ -69,7 +85,7 @@ export const boundaries = [
   {
     // Services publish through the EventBus port; only src/graphql and src/server consume events.
     files: ["src/events/**/*.ts"],
-    rules: { "@typescript-eslint/no-restricted-imports": restrict([upToFeatures, upToTransport, upToEntry, toWorkflowCode, S3_SDK, transportPackages]) },
+    rules: { "@typescript-eslint/no-restricted-imports": restrict([upToFeatures, upToTransport, upToEntry, toWorkflowCode, S3_SDK, transportPackages, dbTypesOnly]) },
   },
   {
     // The only floor that sends S3 commands.

@@ -26,8 +26,7 @@ export default tseslint.config(
           patterns: [
             {
               group: ["**/src/**", "**/src"],
-              allowTypeImports: true,
-              message: "Workflows may import only types from src/ (`import type`): activities run in the worker, not in the workflow sandbox.",
+              message: "Workflows import only @temporalio/workflow and types from ./contracts (inputs, outputs, activity interfaces); src/ runs in the worker, not in the workflow sandbox.",
             },
             {
               group: ["@aws-sdk/*", "mysql2", "mysql2/*", "drizzle-orm", "drizzle-orm/*", "ioredis", "pino", "argon2", "ws", "graphql-ws", "express", "@temporalio/client", "@temporalio/worker", "@temporalio/activity"],

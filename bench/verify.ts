@@ -12,7 +12,7 @@ import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
 import { createRuntime, type Runtime } from "../src/runtime";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { backupImage } from "../test/helpers/backup";
 import { users, type VerificationRow } from "../src/db/schema";
 import { newId } from "../src/shared/ids";

@@ -4,7 +4,7 @@ import { configOrExit, createLogger, fatal, onShutdown } from "./process";
 import { createRuntime, readinessChecks } from "./runtime";
 import { startApp } from "./server/app";
 import { startWorker, type WorkerHandle } from "./temporal/worker";
-import { activitiesFor } from "./temporal/activities";
+import { activitiesFor } from "./worker-activities";
 import { ensureSchedules, productSchedules } from "./temporal/schedules";
 
 /** The whole product in one process: GraphQL API + Temporal worker (RUN_WORKER=false for API only). */
@@ -30,12 +30,7 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
         productSchedules({ maintenanceIntervalMs: config.backups.maintenanceIntervalMs, instanceStoppedTtlMs: config.recovery.instanceStoppedTtlMs }),
         logger,
       );
-      const answer = await rt.temporal.client.workflow.execute("connectivityCheck", {
-        taskQueue: config.temporal.taskQueue,
-        workflowId: `connectivity-check-${process.pid}-${Date.now()}`,
-        args: ["hello"],
-        workflowExecutionTimeout: "1 minute",
-      });
+      const answer = await rt.workflows.checkConnectivity("hello", `connectivity-check-${process.pid}-${Date.now()}`);
       logger.info({ answer }, "temporal worker connected");
     }
     const app = opts.api ? await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt) }) : undefined;

@@ -10,6 +10,8 @@ import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client, createStores, type S3Client, type Stores } from "./storage/s3";
 import { objectImageSource } from "./storage/object-reader";
 import { connectTemporal, type TemporalHandle } from "./temporal/client";
+import { temporalWorkflows } from "./temporal/workflows";
+import type { WorkflowPort } from "./temporal/workflow-port";
 import { createTargets } from "./compute";
 import type { ComputeTarget, TargetKind } from "./compute/target";
 
@@ -26,6 +28,8 @@ export interface Runtime {
   /** The object stores every feature reaches S3 through. */
   storage: Stores;
   temporal: TemporalHandle;
+  /** Starts, schedules and cancels the product's workflows by reference (the Temporal adapter of the workflow port). */
+  workflows: WorkflowPort;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
   close(): Promise<void>;
 }
@@ -61,7 +65,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     closers.push(() => temporal.close());
     const storage = createStores(s3, config.s3);
     const targets = createTargets(config, objectImageSource(s3), logger);
-    const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, temporal: temporal.client, targets, logger });
+    const workflows = temporalWorkflows(temporal.client, config.temporal.taskQueue, logger);
+    const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, workflows, targets, logger });
     logger.info({ pubSub: events.transport }, "runtime ready");
     return {
       config,
@@ -73,6 +78,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       s3,
       storage,
       temporal,
+      workflows,
       targets,
       close: () => closeAll(closers),
     };

@@ -13,12 +13,12 @@ import { BackupLifecycleService } from "./backups/backup-lifecycle.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
 import type { ChunkStore } from "./storage/chunk-store";
 import type { Stores } from "./storage/s3";
-import type { Client as TemporalClient } from "@temporalio/client";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
 import { VerificationService } from "./verification/verification.service";
 import { DrillService } from "./drills/drill.service";
 import type { ComputeTarget, TargetKind } from "./compute/target";
 import type { Logger } from "./logger";
+import type { WorkflowPort } from "./temporal/workflow-port";
 import { QuotaService } from "./quotas/quota.service";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
@@ -46,23 +46,23 @@ export interface ServiceDeps {
   limiter: RateLimiter;
   /** The object stores (chunks, composed images, artifacts). */
   storage: Stores;
-  /** Starts and cancels workflows (recoveries). */
-  temporal?: TemporalClient;
+  /** Starts, schedules and cancels workflows (recoveries, verifications, drills); absent: this process starts none. */
+  workflows?: WorkflowPort;
   targets?: Partial<Record<TargetKind, ComputeTarget>>;
   logger?: Logger;
   now?: () => Date;
 }
 
-export function createServices({ config, db, events, limiter, storage, temporal, targets = {}, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, events, limiter, storage, workflows, targets = {}, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, events, limits, quotas, now);
   const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, events, { now });
-  const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, temporal, now });
-  const drills = new DrillService({ db, backups, verifications, limits, config, temporal, logger, now });
-  if (temporal) {
+  const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, workflows, now });
+  const drills = new DrillService({ db, backups, verifications, limits, config, workflows, logger, now });
+  if (workflows) {
     // A source whose drill policy runs "after every backup" gets a drill (which verifies the new
     // restore point); otherwise VERIFY_AFTER_BACKUP verifies it alone.
     backupLifecycle.onCompleted = (row) => {
@@ -84,7 +84,7 @@ export function createServices({ config, db, events, limiter, storage, temporal,
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),
-    recoveries: new RecoveryService({ db, backups, lifecycle: backupLifecycle, progress: recoveryProgress, events, limits, config, temporal, quotas, now }),
+    recoveries: new RecoveryService({ db, backups, lifecycle: backupLifecycle, progress: recoveryProgress, events, limits, config, workflows, quotas, now }),
     instances: new InstanceService({
       db,
       limits,

@@ -13,7 +13,7 @@ import { backupImage } from "./helpers/backup";
 import { testSystem, type TestSystemName } from "./helpers/test-systems";
 import { root } from "./helpers/processes";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { drills as drillsTable, type DrillRow, type VerificationRow } from "../src/db/schema";
 import { drillScheduleId } from "../src/drills/drill.service";
 import {

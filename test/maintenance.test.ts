@@ -4,13 +4,13 @@ import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, restoreImage, MiB } from "./helpers/backup";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { ensureSchedules, productSchedules } from "../src/temporal/schedules";
 import { BackupMaintenanceService } from "../src/backups/backup-maintenance.service";
 import { backups, uploads, type BackupRow } from "../src/db/schema";
 import { sha256Hex } from "../src/shared/bytes";
 import { DeleteBackupDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../src/client/generated/graphql";
-import type { BackupMaintenanceResult } from "../workflows/maintenance";
+import type { BackupMaintenanceResult } from "../workflows/contracts";
 
 const CHUNK = 8 * MiB;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");

@@ -6,7 +6,7 @@ import { and, eq, inArray } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { backupImage, makeImage, MiB } from "./helpers/backup";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { AbortBackupDocument, CreateBackupDocument, MyQuotaDocument, RequestChunkUploadsDocument, StartRecoveryDocument } from "../src/client/generated/graphql";
 import { backups, instances, recoveries, uploadChunks, uploads } from "../src/db/schema";
 import { MAX_IMAGE_SIZE } from "../src/quotas/quota.service";

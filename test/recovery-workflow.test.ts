@@ -23,7 +23,7 @@ import { startStack, signUp, type TestStack, type TestUser } from "./helpers/sta
 import { backupImage, makeImage, MiB } from "./helpers/backup";
 import { openSubscription, withTimeout } from "./helpers/ws";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { CancelRecoveryDocument, RecoveryProgressDocument, RecoveryTimelineDocument, StartRecoveryDocument, type RecoveryProgressSubscription } from "../src/client/generated/graphql";
 import { instances, recoveries } from "../src/db/schema";
 import zlib from "node:zlib";

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "./helpers/stack";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { backups, instances, recoveries, sessions } from "../src/db/schema";
-import type { ReconcileResult } from "../workflows/recovery";
+import type { ReconcileResult } from "../workflows/contracts";
 
 describe("scheduled jobs (Temporal workflows the schedules start)", () => {
   let stack: TestStack;

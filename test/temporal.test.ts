@@ -4,7 +4,7 @@ import { Client, Connection } from "@temporalio/client";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { createActivities } from "../src/temporal/activities";
+import { createConnectivityActivities } from "../src/temporal/connectivity.activities";
 import { connectTemporal } from "../src/temporal/client";
 
 describe("Temporal worker under the real dev server", () => {
@@ -19,7 +19,7 @@ describe("Temporal worker under the real dev server", () => {
       config: config.temporal,
       taskQueue,
       // Only `echo` runs here: the other activities' dependencies are not needed.
-      activities: createActivities({ logger: createLogger("silent"), services: {} as never, recovery: {} as never, verification: {} as never, temporal: {} as never }),
+      activities: createConnectivityActivities({ logger: createLogger("silent") }),
       logger: createLogger("silent"),
       workflowBundle: { codePath: inject("workflowBundlePath") },
     });

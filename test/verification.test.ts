@@ -9,7 +9,7 @@ import { backupImage } from "./helpers/backup";
 import { makeBootableImage } from "./helpers/boot-image";
 import { testSystem, type TestSystemName } from "./helpers/test-systems";
 import { startWorker, type WorkerHandle } from "../src/temporal/worker";
-import { activitiesFor } from "../src/temporal/activities";
+import { activitiesFor } from "../src/worker-activities";
 import { inspectPng } from "../src/evidence/png";
 import { BackupVerificationResultDocument } from "../src/client/generated/graphql";
 import type { VerificationRow } from "../src/db/schema";

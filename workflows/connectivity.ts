@@ -1,9 +1,10 @@
 import { proxyActivities } from "@temporalio/workflow";
-import type { Activities } from "../src/temporal/activities";
+import type { ConnectivityActivities } from "./contracts";
+import { retryPolicy } from "./policies";
 
-const { echo } = proxyActivities<Activities>({
+const { echo } = proxyActivities<ConnectivityActivities>({
   startToCloseTimeout: "30 seconds",
-  retry: { maximumAttempts: 3 },
+  retry: retryPolicy(3),
 });
 
 /** A trivial workflow that proves the client, server and worker are connected. */

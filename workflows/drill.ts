@@ -1,40 +1,7 @@
-import {
-  ActivityFailure,
-  CancellationScope,
-  ChildWorkflowCancellationType,
-  ChildWorkflowFailure,
-  ParentClosePolicy,
-  executeChild,
-  isCancellation,
-  proxyActivities,
-  sleep,
-  workflowInfo,
-} from "@temporalio/workflow";
-import type { DrillActivities } from "../src/drills/drill.activities";
-import { verifyBackupWorkflow, type VerifyBackupResult } from "./verification";
-
-export type DrillTrigger = "SCHEDULE" | "AFTER_BACKUP" | "MANUAL";
-
-export interface DrillInput {
-  userId: string;
-  sourceName: string;
-  trigger: DrillTrigger;
-  /** From the drill's start: past this, the verification is cancelled (and cleans up) and the drill FAILS. */
-  timeLimitMs: number;
-}
-
-export interface DrillResult {
-  drillId?: string;
-  status: "VERIFIED" | "FAILED" | "INCONCLUSIVE" | "CANCELLED" | "SKIPPED";
-  rtoSeconds?: number;
-  reason?: string;
-}
-
-function reasonOf(err: unknown): string {
-  let e: unknown = err;
-  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
-}
+import { CancellationScope, ChildWorkflowCancellationType, ParentClosePolicy, executeChild, isCancellation, proxyActivities, sleep, workflowInfo } from "@temporalio/workflow";
+import type { DrillActivities, DrillInput, DrillResult, VerifyBackupResult } from "./contracts";
+import { reasonOf, retryPolicy } from "./policies";
+import { verifyBackupWorkflow } from "./verification";
 
 /**
  * A drill: recover the source's latest restore point in isolation and prove it boots, by running
@@ -49,7 +16,7 @@ function reasonOf(err: unknown): string {
 export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
   const acts = proxyActivities<DrillActivities>({
     startToCloseTimeout: "5 minutes",
-    retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute", maximumAttempts: 20 },
+    retry: retryPolicy(20),
   });
   const info = workflowInfo();
   const startedAtMs = info.runStartTime.getTime();

@@ -1,52 +1,6 @@
-import {
-  ActivityCancellationType,
-  ActivityFailure,
-  ApplicationFailure,
-  CancellationScope,
-  isCancellation,
-  patched,
-  proxyActivities,
-  sleep,
-  workflowInfo,
-} from "@temporalio/workflow";
-import type { RecoveryActivities, RecoveryCleanup } from "../src/recoveries/recovery.activities";
-import type { TargetKind } from "../src/compute/target";
-
-export interface RecoveryWorkflowInput {
-  recoveryId: string;
-  userId: string;
-  backupId: string;
-  target: TargetKind;
-  /** Name of the recovered machine. */
-  name: string;
-  allowedCidr: string;
-  /** Local target: not offered to the user (boot verification). */
-  isolated?: boolean;
-  /** Outbound internet for the machine (AWS only; off by default). */
-  allowInternet?: boolean;
-  /** Hard limit measured from the workflow's start (24 h in production, seconds in tests). */
-  timeLimitMs: number;
-  pollIntervalMs: number;
-  /** How fast a dead worker is noticed mid-step. */
-  heartbeatTimeoutMs: number;
-  /** "Checking it started": the boot-evidence collector on the launched machine (absent: no check). */
-  bootCheck?: { timeoutMs: number; pollIntervalMs: number; ports: number[]; bootMarker?: string; graceMs?: number };
-}
-
-export type RecoveryOutcome =
-  | { state: "COMPLETED"; instanceRowId: string; instanceId: string }
-  | { state: "FAILED"; reason: string; cleanedUp: string[] };
-
-const retryTransient = { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" } as const;
-
-/** The root cause's message of a failed activity, led by its code when a target gave one (e.g. "INSUFFICIENT_CAPACITY: …"). */
-function reasonOf(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  const message = e instanceof Error ? e.message : String(e);
-  const code = e instanceof ApplicationFailure ? e.type : undefined;
-  return code && /^[A-Z][A-Z0-9_]{2,63}$/.test(code) && !message.startsWith(code) ? `${code}: ${message}` : message;
-}
+import { ActivityCancellationType, CancellationScope, isCancellation, patched, proxyActivities, sleep, workflowInfo } from "@temporalio/workflow";
+import type { ReconcileActivities, ReconcileResult, RecoveryActivities, RecoveryCleanup, RecoveryOutcome, RecoveryWorkflowInput, StaleInstanceActivities } from "./contracts";
+import { reasonOf, retryPolicy } from "./policies";
 
 /**
  * One recovery, durably: PREPARING (compose the restore point server-side) → IMPORTING → LAUNCHING
@@ -62,14 +16,14 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
   // Short database/S3 calls: a worker that dies during one is noticed after this timeout.
   const quick = proxyActivities<RecoveryActivities>({
     startToCloseTimeout: `${Math.max(10_000, 2 * input.heartbeatTimeoutMs)} milliseconds`,
-    retry: { ...retryTransient, maximumAttempts: 10 },
+    retry: retryPolicy(10),
   });
   // Long steps: on cancellation the workflow waits until the activity has stopped (and removed what
   // it was writing) before it cleans up, so CANCELLED means nothing is left.
-  const long = { startToCloseTimeout: limit, heartbeatTimeout: hb, retry: { ...retryTransient, maximumAttempts: 8 }, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+  const long = { startToCloseTimeout: limit, heartbeatTimeout: hb, retry: retryPolicy(8), cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
   const compose = proxyActivities<RecoveryActivities>(long);
   const target = proxyActivities<RecoveryActivities>(long);
-  const cleanup = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", heartbeatTimeout: "5 minutes", retry: { ...retryTransient, maximumAttempts: 30 } });
+  const cleanup = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", heartbeatTimeout: "5 minutes", retry: retryPolicy(30) });
 
   const started = workflowInfo().startTime.getTime();
   const resources: RecoveryCleanup = { recoveryId: input.recoveryId, userId: input.userId, target: input.target };
@@ -148,17 +102,9 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
   }
 }
 
-export interface ReconcileResult {
-  checked: number;
-  markedLost: number;
-}
-
 /** Scheduled: active recoveries whose workflow is gone (or closed) are marked FAILED, never left hanging. */
 export async function reconcileRecoveries(olderThanMs = 600_000): Promise<ReconcileResult> {
-  const acts = proxyActivities<RecoveryActivities & { workflowStatus(workflowId: string): Promise<string> }>({
-    startToCloseTimeout: "5 minutes",
-    retry: { ...retryTransient, maximumAttempts: 5 },
-  });
+  const acts = proxyActivities<ReconcileActivities>({ startToCloseTimeout: "5 minutes", retry: retryPolicy(5) });
   const stale = await acts.staleActiveRecoveries({ olderThanMs });
   const lost: string[] = [];
   for (const r of stale) {
@@ -171,6 +117,6 @@ export async function reconcileRecoveries(olderThanMs = 600_000): Promise<Reconc
 
 /** Scheduled daily: terminate instances stopped for longer than the configured time. */
 export async function terminateStaleInstances(olderThanMs: number): Promise<string[]> {
-  const acts = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", retry: { ...retryTransient, maximumAttempts: 5 } });
+  const acts = proxyActivities<StaleInstanceActivities>({ startToCloseTimeout: "30 minutes", retry: retryPolicy(5) });
   return acts.terminateStaleInstances({ olderThanMs });
 }

@@ -1,33 +1,6 @@
-import { ActivityFailure, CancellationScope, isCancellation, proxyActivities } from "@temporalio/workflow";
-import type { VerificationActivities } from "../src/verification/verification.activities";
-
-/** The verification workflow's arguments (not the GraphQL `VerifyBackupInput`, which is what a user asks for). */
-export interface VerificationWorkflowInput {
-  verificationId: string;
-  userId: string;
-  backupId: string;
-  bootMarker?: string;
-  /** Guest TCP ports whose banner/reply is service evidence. */
-  ports: number[];
-  /** After the first decisive evidence, collect corroborating evidence at most this long. */
-  graceMs: number;
-  /** Nothing decisive within this long after launch: INCONCLUSIVE. */
-  bootTimeoutMs: number;
-  pollIntervalMs: number;
-  heartbeatTimeoutMs: number;
-}
-
-export interface VerifyBackupResult {
-  status: "VERIFIED" | "FAILED" | "INCONCLUSIVE";
-  bootSeconds?: number;
-  failureReason?: string;
-}
-
-function reasonOf(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
-}
+import { CancellationScope, isCancellation, proxyActivities } from "@temporalio/workflow";
+import type { VerificationActivities, VerificationCleanup, VerificationWorkflowInput, VerifyBackupResult } from "./contracts";
+import { reasonOf, retryPolicy } from "./policies";
 
 /**
  * Proves a restore point boots: recover it to the local target in isolation (the guest reaches
@@ -39,13 +12,13 @@ export async function verifyBackupWorkflow(input: VerificationWorkflowInput): Pr
   const long = proxyActivities<VerificationActivities>({
     startToCloseTimeout: `${input.bootTimeoutMs + 3_600_000} milliseconds`,
     heartbeatTimeout: `${input.heartbeatTimeoutMs} milliseconds`,
-    retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute", maximumAttempts: 5 },
+    retry: retryPolicy(5),
   });
   const quick = proxyActivities<VerificationActivities>({
     startToCloseTimeout: "5 minutes",
-    retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute", maximumAttempts: 20 },
+    retry: retryPolicy(20),
   });
-  const made: { verificationId: string; instanceId?: string; imageId?: string; composedKey?: string } = { verificationId: input.verificationId };
+  const made: VerificationCleanup = { verificationId: input.verificationId };
   let result: VerifyBackupResult;
   let cancelled: unknown;
   try {

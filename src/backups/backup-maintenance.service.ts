@@ -5,6 +5,7 @@ import { badInput } from "../shared/errors";
 import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { BackupService } from "./backup.service";
+import type { GcResult, RetentionResult } from "../../workflows/contracts";
 
 const DAY = 86_400_000;
 
@@ -14,20 +15,6 @@ class UploadRevived extends Error {}
 /** The store disagrees with the database; collecting would risk live data, so GC stops for that user. */
 export class GcIntegrityError extends Error {
   override name = "GcIntegrityError";
-}
-
-export interface RetentionResult {
-  users: number;
-  deleted: string[];
-}
-
-export interface GcResult {
-  userId: string;
-  scanned: number;
-  referenced: number;
-  deletedChunks: number;
-  freedBytes: number;
-  deletedManifests: number;
 }
 
 /**

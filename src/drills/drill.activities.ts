@@ -1,15 +1,14 @@
+import type { DrillActivities } from "../../workflows/contracts";
 import type { DrillService } from "./drill.service";
 
 export interface DrillActivityDeps {
-  drills: DrillService;
+  drills: Pick<DrillService, "begin" | "finish">;
 }
 
 /** The drill workflow's activities: record the drill and its outcome (the boot itself is the verification's). */
-export function createDrillActivities(deps: DrillActivityDeps) {
+export function createDrillActivities(deps: DrillActivityDeps): DrillActivities {
   return {
-    beginDrill: (input: Parameters<DrillService["begin"]>[0]) => deps.drills.begin(input),
-    finishDrill: (input: Parameters<DrillService["finish"]>[0]) => deps.drills.finish(input),
+    beginDrill: (input) => deps.drills.begin(input),
+    finishDrill: (input) => deps.drills.finish(input),
   };
 }
-
-export type DrillActivities = ReturnType<typeof createDrillActivities>;

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { and, desc, eq, isNotNull, max, ne, sql } from "drizzle-orm";
-import { WorkflowExecutionAlreadyStartedError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
 import { backups, drillPolicies, drills, verifications, type BackupRow, type DrillPolicyRow, type DrillRow, type VerificationRow } from "../db/schema";
 import { newId } from "../shared/ids";
@@ -12,15 +11,12 @@ import type { Logger } from "../logger";
 import type { BackupService } from "../backups/backup.service";
 import { DEFAULT_VERIFY_PORTS, type VerificationService } from "../verification/verification.service";
 import { POSITIVE_KINDS, type Evidence } from "../evidence/types";
-import { ensureSchedules, removeSchedule } from "../temporal/schedules";
-import type { DrillInput, DrillTrigger } from "../../workflows/drill";
-import type { VerificationWorkflowInput } from "../../workflows/verification";
+import type { WorkflowPort } from "../temporal/workflow-port";
+import type { BeginDrillInput, BeginDrillResult, DrillInput, DrillTrigger, FinishDrillInput, FinishDrillResult, FinishedDrillStatus } from "../../workflows/contracts";
 
 const MAX_PORTS = 8;
 /** How many drills the RTO trend shows. */
 export const RTO_TREND_POINTS = 30;
-
-export type FinishedDrillStatus = Exclude<DrillRow["status"], "RUNNING">;
 
 export interface SetDrillPolicy {
   sourceName: string;
@@ -28,15 +24,6 @@ export interface SetDrillPolicy {
   every?: string | null;
   afterEveryBackup?: boolean | null;
   ports?: number[] | null;
-}
-
-export interface BeginDrillResult {
-  drillId: string;
-  /** Set when the drill has nothing to run (the source's latest restore point is missing or broken). */
-  failure?: string;
-  /** The policy was removed before a scheduled run started: nothing recorded. */
-  skipped?: string;
-  verification?: { id: string; workflowId: string; args: VerificationWorkflowInput; executionTimeoutMs: number };
 }
 
 export interface RtoPoint {
@@ -84,8 +71,9 @@ export interface DrillServiceDeps {
   backups: BackupService;
   verifications: VerificationService;
   limits: PageLimits;
-  config: Pick<Config, "drills" | "temporal" | "recovery">;
-  temporal?: Client;
+  config: Pick<Config, "drills" | "recovery">;
+  /** Starts, schedules and cancels drill workflows (absent in processes that cannot start workflows). */
+  workflows?: Pick<WorkflowPort, "startDrill" | "scheduleDrill" | "removeSchedule" | "cancel">;
   logger?: Logger;
   now?: () => Date;
 }
@@ -101,9 +89,9 @@ export class DrillService {
     this.now = deps.now ?? (() => new Date());
   }
 
-  private get temporal(): Client {
-    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
-    return this.deps.temporal;
+  private get workflows(): NonNullable<DrillServiceDeps["workflows"]> {
+    if (!this.deps.workflows) throw new Error("this process has no Temporal client");
+    return this.deps.workflows;
   }
 
   /** A source is the user's when they have a backup of it that is not deleted; otherwise NOT_FOUND. */
@@ -160,14 +148,9 @@ export class DrillService {
 
     // The schedule first: a policy row never claims a schedule that was not registered.
     if (everyMs !== null) {
-      await ensureSchedules(
-        this.temporal,
-        this.deps.config.temporal.taskQueue,
-        [{ id: scheduleId, workflowType: "drillWorkflow", everyMs, args: [this.drillInput(userId, sourceName, "SCHEDULE")], executionTimeoutMs: this.executionTimeoutMs() }],
-        this.deps.logger,
-      );
+      await this.workflows.scheduleDrill(scheduleId, everyMs, this.drillInput(userId, sourceName, "SCHEDULE"), this.executionTimeoutMs());
     } else {
-      await removeSchedule(this.temporal, scheduleId, this.deps.logger);
+      await this.workflows.removeSchedule(scheduleId);
     }
     const values = { everyMs, afterEveryBackup, ports, scheduleId: everyMs !== null ? scheduleId : null, updatedAt: now };
     await this.deps.db
@@ -181,7 +164,7 @@ export class DrillService {
   async deletePolicy(userId: string, sourceName: string): Promise<boolean> {
     const name = sourceName.trim();
     const existing = await this.policy(userId, name);
-    await removeSchedule(this.temporal, drillScheduleId(userId, name), this.deps.logger);
+    await this.workflows.removeSchedule(drillScheduleId(userId, name));
     if (!existing) return false;
     await this.deps.db.delete(drillPolicies).where(and(eq(drillPolicies.userId, userId), eq(drillPolicies.sourceName, name)));
     return true;
@@ -202,16 +185,8 @@ export class DrillService {
 
   /** Starts the drill workflow and returns its row once the workflow has recorded it. */
   private async startWorkflow(userId: string, sourceName: string, trigger: DrillTrigger, workflowId: string): Promise<DrillRow> {
-    try {
-      await this.temporal.workflow.start("drillWorkflow", {
-        taskQueue: this.deps.config.temporal.taskQueue,
-        workflowId,
-        args: [this.drillInput(userId, sourceName, trigger)],
-        workflowExecutionTimeout: this.executionTimeoutMs(),
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    }
+    // Already started (the same manual request or backup again): that run records the drill.
+    await this.workflows.startDrill(this.drillInput(userId, sourceName, trigger), { workflowId, executionTimeoutMs: this.executionTimeoutMs() });
     // The workflow's first activity records the drill; the caller gets it (bounded wait).
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -225,7 +200,7 @@ export class DrillService {
   /** Cancels a running drill: its verification is cancelled and removes everything it created. */
   async cancel(userId: string, id: string): Promise<DrillRow> {
     const drill = await this.get(userId, id);
-    if (drill.status === "RUNNING") await this.temporal.workflow.getHandle(drill.workflowId).cancel();
+    if (drill.status === "RUNNING" && (await this.workflows.cancel(drill.workflowId)) === "NOT_FOUND") throw new Error(`drill ${drill.id}'s workflow ${drill.workflowId} was not found`);
     return drill;
   }
 
@@ -275,7 +250,7 @@ export class DrillService {
    * verification of the source's latest COMPLETED restore point. A latest restore point that is not
    * restorable is the drill's finding, not a reason to quietly drill an older one.
    */
-  async begin(input: { userId: string; sourceName: string; trigger: DrillTrigger; workflowId: string; startedAtMs: number }): Promise<BeginDrillResult> {
+  async begin(input: BeginDrillInput): Promise<BeginDrillResult> {
     const db = this.deps.db;
     const policy = await this.policy(input.userId, input.sourceName);
     const ports = policy?.ports ?? DEFAULT_VERIFY_PORTS;
@@ -326,7 +301,7 @@ export class DrillService {
   }
 
   /** Records the verdict, the evidence summary and the RTO from the verification's evidence. */
-  async finish(input: { drillId: string; status: "VERIFIED" | "FAILED" | "INCONCLUSIVE" | "CANCELLED"; reason?: string }): Promise<{ status: FinishedDrillStatus; rtoSeconds?: number; reason?: string }> {
+  async finish(input: FinishDrillInput): Promise<FinishDrillResult> {
     const db = this.deps.db;
     const [drill] = await db.select().from(drills).where(eq(drills.id, input.drillId)).limit(1);
     if (!drill) throw new Error(`drill ${input.drillId} is not recorded`);

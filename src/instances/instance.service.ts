@@ -1,4 +1,4 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, lt } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../shared/ids";
@@ -146,6 +146,23 @@ export class InstanceService {
       .set({ state: "TERMINATED", terminatedAt: now, updatedAt: now })
       .where(inArray(instances.id, rows.map((r) => r.id)));
     for (const row of rows) this.changed(row);
+  }
+
+  /** A failed or cancelled recovery's machine is gone: its row (if one was recorded) becomes TERMINATED. */
+  async markTerminatedForRecovery(recoveryId: string): Promise<void> {
+    const going = await this.deps.db
+      .select({ id: instances.id, userId: instances.userId })
+      .from(instances)
+      .where(and(eq(instances.recoveryId, recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"])));
+    await this.markTerminated(going);
+  }
+
+  /** Machines stopped since before `cutoff` (the scheduled clean-up's candidates). */
+  stoppedBefore(cutoff: Date): Promise<InstanceRow[]> {
+    return this.deps.db
+      .select()
+      .from(instances)
+      .where(and(eq(instances.state, "STOPPED"), lt(instances.lastStoppedAt, cutoff)));
   }
 
   async consoleOutput(userId: string, id: string): Promise<string> {

@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { recoveries, recoveryEvents, type BootCheckRecord, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
 import { newId } from "../shared/ids";
@@ -142,6 +142,20 @@ export class RecoveryProgress {
     const [row] = await this.db.select({ userId: recoveries.userId }).from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
     if (!row) return;
     await this.db.insert(recoveryEvents).values({ id: newId(), userId: row.userId, recoveryId, step, status, message: message?.slice(0, 1024) ?? null, attempt, createdAt: this.now() });
+  }
+
+  /** When the recovery was requested (its RTO is measured from here); null when there is no such recovery. */
+  async createdAt(recoveryId: string): Promise<Date | null> {
+    const [row] = await this.db.select({ createdAt: recoveries.createdAt }).from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
+    return row?.createdAt ?? null;
+  }
+
+  /** Active recoveries not updated for `olderThanMs` (the reconciler's candidates). */
+  async staleActive(olderThanMs: number): Promise<{ id: string; workflowId: string }[]> {
+    return this.db
+      .select({ id: recoveries.id, workflowId: recoveries.workflowId })
+      .from(recoveries)
+      .where(and(inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]), lt(recoveries.updatedAt, new Date(Date.now() - olderThanMs))));
   }
 
   /** Flushes any coalesced progress event (tests, shutdown). */

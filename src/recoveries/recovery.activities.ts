@@ -1,45 +1,30 @@
 import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
-import { and, eq, inArray, lt } from "drizzle-orm";
-import type { Db } from "../db/client";
-import { ACTIVE_RECOVERY_STATES, instances, recoveries, type BootCheckRecord, type RecoveryResources } from "../db/schema";
+import type { BootCheckRecord } from "../db/schema";
 import type { ArtifactStore } from "../storage/artifact-store";
 import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
-import { RecoveryProgress, type StepState } from "./recovery-progress";
+import type { WorkflowPort } from "../temporal/workflow-port";
+import type { BootCheckOutcome, CheckBootInput, LaunchInstanceInput, ReconcileActivities, RecoveryActivities, RecoveryCleanup, StaleInstanceActivities } from "../../workflows/contracts";
+import type { RecoveryProgress, StepState } from "./recovery-progress";
 import { callTarget } from "../compute/call";
 import { BootCheckAbortedError, type Evidence } from "../evidence";
 import { runBootCheck } from "./boot-check";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "../compute/target";
 
 export interface RecoveryActivityDeps {
-  db: Db;
   /** Composes the restore point into the image the target imports (and removes it again). */
   images: ImageStore;
   /** Where the boot check's screenshot is kept. */
   artifacts: Pick<ArtifactStore, "put" | "delete">;
   /** OCR binary for the boot check's screenshots (default "tesseract"). */
   tesseract?: string;
-  progress: RecoveryProgress;
-  instances: InstanceService;
+  /** Records the recovery's state, progress, timeline, resources and boot check (and publishes them). */
+  progress: Pick<RecoveryProgress, "begin" | "enter" | "progress" | "event" | "setResources" | "setBootCheck" | "finish" | "createdAt">;
+  /** The recovered machine's row. */
+  instances: Pick<InstanceService, "forRecovery" | "record" | "markTerminatedForRecovery">;
   /** Compute targets by kind; a missing kind fails the step as not configured. */
   targets: Partial<Record<TargetKind, ComputeTarget>>;
-  logger: Logger;
-}
-
-/** Provider ids the workflow collects as it goes, for compensation. */
-export interface RecoveryCleanup extends RecoveryResources {
-  recoveryId: string;
-  userId: string;
-  target: TargetKind;
-  composeUploadId?: string;
-}
-
-/** What the boot check found, for the workflow and the final message. */
-export interface BootCheckOutcome {
-  status: "VERIFIED" | "FAILED" | "INCONCLUSIVE";
-  reason?: string;
-  rtoSeconds?: number;
 }
 
 const evidenceLine = (e: Evidence) => `${e.kind} ${e.ok ? "✓" : e.failure ? "✗" : "–"} ${e.detail}`;
@@ -51,7 +36,7 @@ const info = () => Context.current().info;
  * The recovery's activities: plain async functions over their dependencies. Each records its
  * start, retries and end on the recovery's timeline, persists progress and publishes it.
  */
-export function createRecoveryActivities(deps: RecoveryActivityDeps) {
+export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryActivities {
   const target = (kind: TargetKind): ComputeTarget => {
     const t = deps.targets[kind];
     if (!t) throw ApplicationFailure.nonRetryable(`Recovery target ${kind} is not configured on this worker`, "TargetNotConfigured");
@@ -153,7 +138,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
     },
 
     /** LAUNCHING, part 1: the instance (idempotent per recovery through the provider's client token). */
-    async launchInstance(input: { recoveryId: string; userId: string; target: TargetKind; imageId: string; name: string; allowedCidr: string; isolated?: boolean; allowInternet?: boolean }) {
+    async launchInstance(input: LaunchInstanceInput) {
       await deps.progress.enter(input.recoveryId, "LAUNCHING", "Launching the recovered machine");
       await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
       const launched = await callTarget(() =>
@@ -199,23 +184,11 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
      * first positive signal. A retried attempt starts collecting again (launchedAtMs is the
      * workflow's), so a worker crash never loses the verdict.
      */
-    async checkBoot(input: {
-      recoveryId: string;
-      userId: string;
-      target: TargetKind;
-      instanceId: string;
-      launchedAtMs: number;
-      timeoutMs: number;
-      pollIntervalMs: number;
-      ports: number[];
-      bootMarker?: string;
-      /** After the first decisive signal, how long to keep collecting corroborating evidence. */
-      graceMs?: number;
-    }): Promise<BootCheckOutcome> {
+    async checkBoot(input: CheckBootInput): Promise<BootCheckOutcome> {
       await deps.progress.enter(input.recoveryId, "CHECKING", "Checking that the machine started");
       await started(input.recoveryId, "CHECKING", `Checking that ${input.instanceId} started`);
-      const [row] = await deps.db.select({ createdAt: recoveries.createdAt }).from(recoveries).where(eq(recoveries.id, input.recoveryId)).limit(1);
-      if (!row) throw ApplicationFailure.nonRetryable(`recovery ${input.recoveryId} not found`, "NotFound");
+      const createdAt = await deps.progress.createdAt(input.recoveryId);
+      if (!createdAt) throw ApplicationFailure.nonRetryable(`recovery ${input.recoveryId} not found`, "NotFound");
       const record: BootCheckRecord = { status: "CHECKING", evidence: [] };
       await deps.progress.setBootCheck(input.recoveryId, record);
       const ctx = Context.current();
@@ -268,7 +241,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
           record.screenshotKey = key;
           record.screenshotContentType = contentType;
         }
-        const rtoSeconds = result.firstPositiveAtMs !== undefined ? Math.max(0, Math.round((result.firstPositiveAtMs - row.createdAt.getTime()) / 10) / 100) : null;
+        const rtoSeconds = result.firstPositiveAtMs !== undefined ? Math.max(0, Math.round((result.firstPositiveAtMs - createdAt.getTime()) / 10) / 100) : null;
         await deps.progress.setBootCheck(input.recoveryId, record, rtoSeconds);
         await deps.progress.progress(input.recoveryId, "CHECKING", 100);
         const attempt = info().attempt;
@@ -342,11 +315,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
         await step(`deleted composed image ${input.composedKey}`, () => deps.images.delete(input.composedKey!));
       }
       // A recorded instance row goes with the machine.
-      const going = await deps.db
-        .select({ id: instances.id, userId: instances.userId })
-        .from(instances)
-        .where(and(eq(instances.recoveryId, input.recoveryId), inArray(instances.state, ["PENDING", "RUNNING", "STOPPING", "STOPPED"])));
-      await deps.instances.markTerminated(going);
+      await deps.instances.markTerminatedForRecovery(input.recoveryId);
       return done;
     },
 
@@ -359,14 +328,42 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       await deps.progress.event(input.recoveryId, input.state, input.state === "CANCELLED" ? "CANCELLED" : "FAILED", input.message, info().attempt);
       await deps.progress.finish(input.recoveryId, input.state, { failureReason: input.failureReason, message: input.message });
     },
+  };
+}
 
-    /** Scheduled: terminates instances stopped for longer than `olderThanMs`. Idempotent. */
+/** reconcileRecoveries' activities: active recoveries whose workflow is gone are marked FAILED (honestly, not silently). */
+export function createReconcileActivities(deps: {
+  progress: Pick<RecoveryProgress, "staleActive" | "event" | "finish">;
+  /** Asks Temporal whether a workflow still runs. */
+  workflows: Pick<WorkflowPort, "status">;
+}): ReconcileActivities {
+  return {
+    /** Active recoveries not updated for `olderThanMs` (candidates for the reconciler). */
+    staleActiveRecoveries: (input) => deps.progress.staleActive(input.olderThanMs),
+
+    workflowStatus: (workflowId) => deps.workflows.status(workflowId),
+
+    async markLostRecoveries(input: { recoveryIds: string[]; reason: string }): Promise<number> {
+      let n = 0;
+      for (const id of input.recoveryIds) {
+        await deps.progress.event(id, "FAILED", "FAILED", input.reason, 1);
+        if (await deps.progress.finish(id, "FAILED", { failureReason: "WORKFLOW_LOST", message: input.reason })) n++;
+      }
+      return n;
+    },
+  };
+}
+
+/** terminateStaleInstances' activity. */
+export function createStaleInstanceActivities(deps: {
+  instances: Pick<InstanceService, "stoppedBefore" | "markTerminated">;
+  targets: Partial<Record<TargetKind, ComputeTarget>>;
+  logger: Logger;
+}): StaleInstanceActivities {
+  return {
+    /** Terminates instances stopped for longer than `olderThanMs`. Idempotent. */
     async terminateStaleInstances(input: { olderThanMs: number }): Promise<string[]> {
-      const cutoff = new Date(Date.now() - input.olderThanMs);
-      const stale = await deps.db
-        .select()
-        .from(instances)
-        .where(and(eq(instances.state, "STOPPED"), lt(instances.lastStoppedAt, cutoff)));
+      const stale = await deps.instances.stoppedBefore(new Date(Date.now() - input.olderThanMs));
       const terminated: string[] = [];
       for (const row of stale) {
         const t = deps.targets[row.provider];
@@ -378,25 +375,5 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps) {
       if (terminated.length) deps.logger.info({ terminated }, "terminated instances stopped too long");
       return terminated;
     },
-
-    /** Scheduled: active recoveries whose workflow is gone are marked FAILED (honestly, not silently). */
-    async markLostRecoveries(input: { recoveryIds: string[]; reason: string }): Promise<number> {
-      let n = 0;
-      for (const id of input.recoveryIds) {
-        await deps.progress.event(id, "FAILED", "FAILED", input.reason, 1);
-        if (await deps.progress.finish(id, "FAILED", { failureReason: "WORKFLOW_LOST", message: input.reason })) n++;
-      }
-      return n;
-    },
-
-    /** Active recoveries not updated for `olderThanMs` (candidates for the reconciler). */
-    async staleActiveRecoveries(input: { olderThanMs: number }): Promise<{ id: string; workflowId: string }[]> {
-      return deps.db
-        .select({ id: recoveries.id, workflowId: recoveries.workflowId })
-        .from(recoveries)
-        .where(and(inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]), lt(recoveries.updatedAt, new Date(Date.now() - input.olderThanMs))));
-    },
   };
 }
-
-export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;

@@ -1,7 +1,6 @@
 import { and, asc, eq, inArray, notInArray } from "drizzle-orm";
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
-import { backups, recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
+import { recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
 import { newId } from "../shared/ids";
 import { findOwned, paginateOwned } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
@@ -14,7 +13,9 @@ import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";
 import { eager, live } from "../events/live";
 import { isTerminal, snapshotOf } from "./recovery-progress";
-import type { RecoveryWorkflowInput } from "../../workflows/recovery";
+import type { RecoveryWorkflowInput } from "../../workflows/contracts";
+import type { WorkflowPort } from "../temporal/workflow-port";
+import { claimOncePerBackup, startRecordedRun } from "../workflow-runs/start-once-per-backup";
 import { LOCAL_INTERNET_UNSUPPORTED } from "../compute/guest-network";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
@@ -28,9 +29,9 @@ export interface RecoveryServiceDeps {
   progress: RecoveryProgress;
   events: EventBus;
   limits: PageLimits;
-  config: Pick<Config, "recovery" | "aws" | "temporal" | "verification">;
-  /** Temporal client (absent in processes that cannot start workflows). */
-  temporal?: Client;
+  config: Pick<Config, "recovery" | "aws" | "verification">;
+  /** Starts and cancels recovery workflows (absent in processes that cannot start workflows). */
+  workflows?: Pick<WorkflowPort, "startRecovery" | "cancel">;
   /** Fair-use limits on concurrent recoveries and running machines. */
   quotas: QuotaService;
   now?: () => Date;
@@ -95,27 +96,33 @@ export class RecoveryService {
     if (!validCidr(allowedCidr)) throw badInput(`allowedCidr must be an IPv4 CIDR like 203.0.113.0/24, got "${allowedCidr}"`, { field: "allowedCidr" });
     if (backup.status !== "COMPLETED") throw badInput(`Backup ${backup.id} is ${backup.status}; only a COMPLETED backup can be recovered`, { field: "backupId" });
     if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
-    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
+    const workflows = this.deps.workflows;
+    if (!workflows) throw new Error("this process has no Temporal client");
 
-    const { row, created } = await this.deps.db.transaction(async (tx) => {
-      await tx.select({ id: backups.id }).from(backups).where(eq(backups.id, backup.id)).for("update");
-      const [active] = await tx
-        .select()
-        .from(recoveries)
-        .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
-        .limit(1);
-      if (active) return { row: active, created: false };
-      // One more recovery in progress and, once launched, one more machine: checked under the user's
-      // lock, reading what is committed now (READ COMMITTED), so concurrent starts cannot both fit.
-      await this.deps.quotas.lockUser(tx, userId);
-      await this.deps.quotas.checkRecoveryStart(tx, userId, target);
-      const fresh = this.newRow(userId, backup.id, target, allowedCidr);
-      await tx.insert(recoveries).values(fresh);
-      return { row: fresh, created: true };
-    }, QUOTA_TX);
+    const { row, created } = await claimOncePerBackup(this.deps.db, {
+      backupId: backup.id,
+      transaction: QUOTA_TX,
+      findActive: async (tx) => {
+        const [active] = await tx
+          .select()
+          .from(recoveries)
+          .where(and(eq(recoveries.backupId, backup.id), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])))
+          .limit(1);
+        return active;
+      },
+      create: async (tx) => {
+        // One more recovery in progress and, once launched, one more machine: checked under the user's
+        // lock, reading what is committed now (READ COMMITTED), so concurrent starts cannot both fit.
+        await this.deps.quotas.lockUser(tx, userId);
+        await this.deps.quotas.checkRecoveryStart(tx, userId, target);
+        const fresh = this.newRow(userId, backup.id, target, allowedCidr);
+        await tx.insert(recoveries).values(fresh);
+        return fresh;
+      },
+    });
     if (!created) return row;
 
-    const { recovery, temporal } = this.deps.config;
+    const { recovery } = this.deps.config;
     const args: RecoveryWorkflowInput = {
       recoveryId: row.id,
       userId,
@@ -138,20 +145,11 @@ export class RecoveryService {
         ...(this.deps.config.verification.bootMarker ? { bootMarker: this.deps.config.verification.bootMarker } : {}),
       },
     };
-    try {
-      await this.deps.temporal.workflow.start("recoveryWorkflow", {
-        taskQueue: temporal.taskQueue,
-        workflowId: row.workflowId,
-        args: [args],
-        // Backstop above the workflow's own exact limit, so nothing can run forever.
-        workflowExecutionTimeout: recovery.timeLimitMs + recovery.backstopMs,
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        await this.deps.progress.finish(row.id, "FAILED", { failureReason: "START_FAILED", message: `Could not start the recovery workflow: ${err instanceof Error ? err.message : err}` });
-        throw err;
-      }
-    }
+    await startRecordedRun(
+      // Backstop above the workflow's own exact limit, so nothing can run forever.
+      () => workflows.startRecovery(args, { workflowId: row.workflowId, executionTimeoutMs: recovery.timeLimitMs + recovery.backstopMs }),
+      (err) => this.deps.progress.finish(row.id, "FAILED", { failureReason: "START_FAILED", message: `Could not start the recovery workflow: ${err instanceof Error ? err.message : err}` }),
+    );
     return row;
   }
 
@@ -159,12 +157,8 @@ export class RecoveryService {
   async cancel(userId: string, id: string): Promise<RecoveryRow> {
     const row = await this.get(userId, id);
     if (isTerminal(row.state)) throw conflict(`Recovery ${row.id} is already ${row.state}`, { state: row.state });
-    try {
-      await this.deps.temporal!.workflow.getHandle(row.workflowId).cancel();
-    } catch (err) {
-      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    if ((await this.deps.workflows!.cancel(row.workflowId)) === "NOT_FOUND")
       await this.deps.progress.finish(row.id, "CANCELLED", { failureReason: "CANCELLED", message: "Cancelled (its workflow was not running)" });
-    }
     return this.get(userId, id);
   }
 

@@ -1,24 +1,31 @@
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from "@temporalio/client";
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type Workflow } from "@temporalio/client";
+import { backupMaintenance, purgeSessions, reconcileRecoveries, terminateStaleInstances } from "../../workflows";
 import type { Logger } from "../logger";
 
-export interface ScheduleSpec {
+export interface ScheduleSpec<W extends Workflow = Workflow> {
   /** Schedule id; also the prefix of the workflow ids it starts. */
   id: string;
-  workflowType: string;
+  /** The workflow it starts, by reference (its name is the workflow type). */
+  workflow: W;
   everyMs: number;
-  args?: unknown[];
+  args?: Parameters<W>;
   /** Each run's workflowExecutionTimeout (default 6 hours). */
   executionTimeoutMs?: number;
+}
+
+/** A schedule whose arguments are checked against its workflow's signature. */
+export function schedule<W extends Workflow>(spec: ScheduleSpec<W>): ScheduleSpec {
+  return spec;
 }
 
 /** The product's recurring jobs (Temporal Schedules replace the seed's crons). */
 export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs: number; instanceStoppedTtlMs: number }): ScheduleSpec[] {
   const p = opts.prefix ?? "reclo";
   return [
-    { id: `${p}-backup-maintenance`, workflowType: "backupMaintenance", everyMs: opts.maintenanceIntervalMs },
-    { id: `${p}-purge-sessions`, workflowType: "purgeSessions", everyMs: 86_400_000, args: [86_400_000] },
-    { id: `${p}-terminate-stale-instances`, workflowType: "terminateStaleInstances", everyMs: 86_400_000, args: [opts.instanceStoppedTtlMs] },
-    { id: `${p}-reconcile-recoveries`, workflowType: "reconcileRecoveries", everyMs: 15 * 60_000, args: [10 * 60_000] },
+    schedule({ id: `${p}-backup-maintenance`, workflow: backupMaintenance, everyMs: opts.maintenanceIntervalMs }),
+    schedule({ id: `${p}-purge-sessions`, workflow: purgeSessions, everyMs: 86_400_000, args: [86_400_000] }),
+    schedule({ id: `${p}-terminate-stale-instances`, workflow: terminateStaleInstances, everyMs: 86_400_000, args: [opts.instanceStoppedTtlMs] }),
+    schedule({ id: `${p}-reconcile-recoveries`, workflow: reconcileRecoveries, everyMs: 15 * 60_000, args: [10 * 60_000] }),
   ];
 }
 
@@ -31,7 +38,7 @@ export async function ensureSchedules(client: Client, taskQueue: string, specs: 
     const options: ScheduleOptions = {
       scheduleId: s.id,
       spec: { intervals: [{ every: s.everyMs }] },
-      action: { type: "startWorkflow", workflowType: s.workflowType, taskQueue, workflowId: s.id, args: s.args ?? [], workflowExecutionTimeout: s.executionTimeoutMs ?? "6 hours" },
+      action: { type: "startWorkflow", workflowType: s.workflow, taskQueue, workflowId: s.id, args: s.args ?? [], workflowExecutionTimeout: s.executionTimeoutMs ?? "6 hours" },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: "1 hour" },
     };
     try {

@@ -4,33 +4,27 @@ import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../s
 import { callTarget } from "../compute/call";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
-import { collectBootEvidence, probeFor, type BootVerdict } from "../evidence";
+import type { AwaitBootEvidenceInput, BootEvidenceOutcome, BootVerdict, VerificationActivities, VerificationCleanup } from "../../workflows/contracts";
+import { collectBootEvidence, probeFor } from "../evidence";
 
 export interface VerificationActivityDeps {
   /** Composes the restore point into the image the local target imports (and removes it again). */
   images: Pick<ImageStore, "compose" | "delete">;
   /** Where the screenshot the check saw is kept. */
   artifacts: Pick<ArtifactStore, "put">;
-  verifications: VerificationService;
+  /** Records the verification's state and evidence (and publishes them). */
+  verifications: Pick<VerificationService, "update" | "addEvidence">;
   /** Boot verification always runs on the local target. */
   local?: ComputeTarget;
   /** OCR binary for screenshots (default "tesseract"). */
   tesseract?: string;
 }
 
-export interface BootCheckOutcome {
-  verdict: BootVerdict;
-  /** Seconds from launch to the first positive signal (VERIFIED only). */
-  bootSeconds?: number;
-  /** The failure evidence in words (FAILED), or why nothing was decided (INCONCLUSIVE). */
-  reason?: string;
-}
-
 /** Name under which the local target keeps a verification's image and machine. */
 export const verificationTargetId = (verificationId: string) => `verify-${verificationId}`;
 
 
-export function createVerificationActivities(deps: VerificationActivityDeps) {
+export function createVerificationActivities(deps: VerificationActivityDeps): VerificationActivities {
   const local = (): ComputeTarget => {
     if (!deps.local) throw ApplicationFailure.nonRetryable("The local target is not available on this worker", "TargetNotConfigured");
     return deps.local;
@@ -93,17 +87,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
      * persisted and published as it is seen; the last screenshot is stored whatever the verdict,
      * so the user sees what the check saw.
      */
-    async awaitBootEvidence(input: {
-      verificationId: string;
-      userId: string;
-      instanceId: string;
-      launchedAtMs: number;
-      bootMarker?: string;
-      ports: number[];
-      graceMs: number;
-      bootTimeoutMs: number;
-      pollIntervalMs: number;
-    }): Promise<BootCheckOutcome> {
+    async awaitBootEvidence(input: AwaitBootEvidenceInput): Promise<BootEvidenceOutcome> {
       const target = local();
       // Start from a clean record (a retried attempt re-collects everything).
       await deps.verifications.update(input.verificationId, { evidence: [] });
@@ -137,7 +121,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     },
 
     /** Always runs: terminates the machine, deletes its image and the composed object. */
-    async cleanupVerification(input: { verificationId?: string; instanceId?: string; imageId?: string; composedKey?: string }): Promise<void> {
+    async cleanupVerification(input: VerificationCleanup): Promise<void> {
       const target = deps.local;
       if (target && input.instanceId) await callTarget(() => target.terminateInstance(input.instanceId!));
       if (target && input.imageId) await callTarget(() => target.deleteImage(input.imageId!));
@@ -157,5 +141,3 @@ export function createVerificationActivities(deps: VerificationActivityDeps) {
     },
   };
 }
-
-export type VerificationActivities = ReturnType<typeof createVerificationActivities>;

@@ -1,7 +1,6 @@
 import { and, desc, eq, inArray, sql } from "drizzle-orm";
-import { WorkflowExecutionAlreadyStartedError, type Client } from "@temporalio/client";
 import type { Db } from "../db/client";
-import { backups, verifications, type VerificationRow } from "../db/schema";
+import { verifications, type VerificationRow } from "../db/schema";
 import { newId } from "../shared/ids";
 import { findOwned } from "../db/ownership";
 import { badInput } from "../shared/errors";
@@ -11,7 +10,9 @@ import type { BackupLifecycleService } from "../backups/backup-lifecycle.service
 import type { EventBus } from "../events/event-bus";
 import { Topic, type VerificationSnapshot } from "../events/topics";
 import { eager, live } from "../events/live";
-import type { VerificationWorkflowInput } from "../../workflows/verification";
+import type { VerificationWorkflowInput } from "../../workflows/contracts";
+import type { WorkflowPort } from "../temporal/workflow-port";
+import { claimOncePerBackup, startRecordedRun } from "../workflow-runs/start-once-per-backup";
 import type { Evidence } from "../evidence/types";
 
 export const isFinished = (s: VerificationRow["status"]) => s === "VERIFIED" || s === "FAILED" || s === "INCONCLUSIVE";
@@ -44,8 +45,9 @@ export interface VerificationServiceDeps {
   /** Whether a restore point can still be restored. */
   lifecycle: Pick<BackupLifecycleService, "restorable">;
   events: EventBus;
-  config: Pick<Config, "verification" | "temporal" | "recovery">;
-  temporal?: Client;
+  config: Pick<Config, "verification" | "recovery">;
+  /** Starts verification workflows (absent in processes that cannot start workflows). */
+  workflows?: Pick<WorkflowPort, "startVerification">;
   now?: () => Date;
 }
 
@@ -74,22 +76,14 @@ export class VerificationService {
 
   /** Starts a verification (or returns the one already running for that backup). */
   async start(userId: string, input: { backupId: string; bootMarker?: string | null; ports?: number[] | null }): Promise<VerificationRow> {
-    if (!this.deps.temporal) throw new Error("this process has no Temporal client");
+    const workflows = this.deps.workflows;
+    if (!workflows) throw new Error("this process has no Temporal client");
     const { row, created, args } = await this.prepare(userId, input);
     if (!created) return row;
-    try {
-      await this.deps.temporal.workflow.start("verifyBackupWorkflow", {
-        taskQueue: this.deps.config.temporal.taskQueue,
-        workflowId: row.workflowId,
-        args: [args],
-        workflowExecutionTimeout: this.executionTimeoutMs(),
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        await this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() });
-        throw err;
-      }
-    }
+    await startRecordedRun(
+      () => workflows.startVerification(args, { workflowId: row.workflowId, executionTimeoutMs: this.executionTimeoutMs() }),
+      (err) => this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() }),
+    );
     return row;
   }
 
@@ -118,36 +112,41 @@ export class VerificationService {
       throw badInput(`ports must be at most ${MAX_VERIFY_PORTS} TCP ports (1–65535)`, { field: "ports" });
     const marker = input.bootMarker ?? this.deps.config.verification.bootMarker ?? null;
 
-    const { row, created } = await this.deps.db.transaction(async (tx) => {
-      await tx.select({ id: backups.id }).from(backups).where(eq(backups.id, backup.id)).for("update");
-      const [active] = await tx
-        .select()
-        .from(verifications)
-        .where(and(eq(verifications.backupId, backup.id), inArray(verifications.status, ["PENDING", "RUNNING"])))
-        .limit(1);
-      if (active && opts.joinActive !== false) return { row: active, created: false };
-      const now = this.now();
-      const id = newId();
-      const fresh: VerificationRow = {
-        id,
-        userId,
-        backupId: backup.id,
-        status: "PENDING",
-        bootMarker: marker,
-        bootSeconds: null,
-        evidence: [],
-        screenText: null,
-        screenshotKey: null,
-        failureReason: null,
-        workflowId: `verify-${id}`,
-        version: 0,
-        startedAt: null,
-        checkedAt: null,
-        createdAt: now,
-        updatedAt: now,
-      };
-      await tx.insert(verifications).values(fresh);
-      return { row: fresh, created: true };
+    const { row, created } = await claimOncePerBackup(this.deps.db, {
+      backupId: backup.id,
+      findActive: async (tx) => {
+        if (opts.joinActive === false) return undefined;
+        const [active] = await tx
+          .select()
+          .from(verifications)
+          .where(and(eq(verifications.backupId, backup.id), inArray(verifications.status, ["PENDING", "RUNNING"])))
+          .limit(1);
+        return active;
+      },
+      create: async (tx) => {
+        const now = this.now();
+        const id = newId();
+        const fresh: VerificationRow = {
+          id,
+          userId,
+          backupId: backup.id,
+          status: "PENDING",
+          bootMarker: marker,
+          bootSeconds: null,
+          evidence: [],
+          screenText: null,
+          screenshotKey: null,
+          failureReason: null,
+          workflowId: `verify-${id}`,
+          version: 0,
+          startedAt: null,
+          checkedAt: null,
+          createdAt: now,
+          updatedAt: now,
+        };
+        await tx.insert(verifications).values(fresh);
+        return fresh;
+      },
     });
     if (created) this.publish(row);
     return { row, created, args: this.workflowArgs(row, ports) };

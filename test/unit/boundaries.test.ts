@@ -81,6 +81,82 @@ describe("layer boundaries (eslint)", () => {
       for (const file of ["src/storage/some-store.ts", "test/some-example.test.ts", "bench/some-bench.ts"]) expect(await lint(file, code)).toEqual([]);
     });
   });
+
+  describe("floors: domain, adapters, shared", () => {
+    const ruleMessages = async (file: string, code: string) => (await lint(file, code)).filter((p) => p.ruleId === RULE).map((p) => p.message);
+
+    it("keeps the domain off the transport, GraphQL classes, the composition root, workflow code, Temporal and the S3 SDK", async () => {
+      const code = [
+        'import { Topic } from "../graphql/context";',
+        'import { BackupType } from "./backup.type";',
+        'import { runtime } from "../runtime";',
+        'import { recoveryWorkflow } from "../../workflows/recovery";',
+        'import { drillWorkflow } from "../../workflows";',
+        'import { Client } from "@temporalio/client";',
+        'import { temporalWorkflows } from "../temporal/workflows";',
+        'import { S3Client } from "@aws-sdk/client-s3";',
+        "export const x = [Topic, BackupType, runtime, recoveryWorkflow, drillWorkflow, Client, temporalWorkflows, S3Client];",
+      ].join("\n");
+      const found = await lint("src/backups/example.service.ts", code);
+      expect(found.map((p) => `${p.line} ${p.ruleId}`)).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((l) => `${l} ${RULE}`));
+      expect(found[0]!.message).toMatch(/must not depend on the transport/);
+    });
+
+    it("lets the domain import workflow contracts, the workflow port, events, adapters and shared code", async () => {
+      const code = [
+        'import type { RecoveryWorkflowInput } from "../../workflows/contracts";',
+        'import type { WorkflowPort } from "../temporal/workflow-port";',
+        'import type { EventBus } from "../events/event-bus";',
+        'import { findOwned } from "../db/ownership";',
+        'import { AppError } from "../shared/errors";',
+        "export const x = [findOwned, AppError];",
+        "export type Y = [RecoveryWorkflowInput, WorkflowPort, EventBus];",
+      ].join("\n");
+      expect(await ruleMessages("src/recoveries/example.service.ts", code)).toEqual([]);
+    });
+
+    it("keeps compute and evidence free of features, transport, workflows and the S3 SDK", async () => {
+      const code = [
+        'import type { RecoveryService } from "../recoveries/recovery.service";',
+        'import type { Verification } from "../verification/verification.type";',
+        'import { schema } from "../graphql/schema";',
+        'import type { RecoveryInput } from "../../workflows/recovery";',
+        'import { GetObjectCommand } from "@aws-sdk/client-s3";',
+        "export type X = [RecoveryService, Verification, typeof schema, RecoveryInput, typeof GetObjectCommand];",
+      ].join("\n");
+      for (const file of ["src/compute/bad-example.ts", "src/evidence/bad-example.ts"]) expect(await ruleMessages(file, code)).toHaveLength(5);
+      expect(await ruleMessages("src/compute/local/bad-example.ts", code.replaceAll('"../', '"../../'))).toHaveLength(5);
+      const ok = 'import type { Config } from "../config";\nimport { TargetError } from "./target";\nexport type Y = [Config, TargetError];\n';
+      expect(await ruleMessages("src/compute/good-example.ts", ok)).toEqual([]);
+    });
+
+    it("keeps events transport-free and off the database except for its types", async () => {
+      const code = [
+        'import type { Context } from "../graphql/context";',
+        'import type { BackupService } from "../backups/backup.service";',
+        'import { PubSub } from "type-graphql";',
+        'import { recoveries } from "../db/schema";',
+        'import type { BootCheckRecord } from "../db/schema";',
+        'import { createPubSub } from "@graphql-yoga/subscription";',
+        "export type X = [Context, BackupService, PubSub, typeof recoveries, BootCheckRecord, typeof createPubSub];",
+      ].join("\n");
+      const found = await lint("src/events/example.ts", code);
+      expect(found.map((p) => p.line)).toEqual([1, 2, 3, 4]);
+    });
+
+    it("lets only src/temporal reference workflow functions, and keeps it off the features and the composition root", async () => {
+      const code = 'import { recoveryWorkflow } from "../../workflows/recovery";\nexport const x = recoveryWorkflow;\n';
+      expect(await ruleMessages("src/temporal/example.ts", code)).toEqual([]);
+      expect(await ruleMessages("src/server/example.ts", code)).toHaveLength(1);
+      const adapter = 'import { RecoveryService } from "../recoveries/recovery.service";\nimport { activitiesFor } from "../worker-activities";\nexport const x = [RecoveryService, activitiesFor];\n';
+      expect(await ruleMessages("src/temporal/example.ts", adapter)).toHaveLength(2);
+    });
+
+    it("keeps the shared floor off everything above it", async () => {
+      const code = 'import { db } from "../db/client";\nimport { s } from "../services";\nimport { Topic } from "../events/topics";\nexport const x = [db, s, Topic];\n';
+      expect(await ruleMessages("src/shared/example.ts", code)).toHaveLength(3);
+    });
+  });
 });
 
 describe("the CLI's module graph", () => {

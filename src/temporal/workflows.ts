@@ -1,0 +1,51 @@
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
+import { connectivityCheck, drillWorkflow, recoveryWorkflow, verifyBackupWorkflow } from "../../workflows";
+import type { Logger } from "../logger";
+import { ensureSchedules, removeSchedule, schedule } from "./schedules";
+import type { RunOptions, StartOutcome, WorkflowPort } from "./workflow-port";
+
+/**
+ * The Temporal adapter of the workflow port: every workflow is started by reference
+ * (`client.workflow.start(recoveryWorkflow, …)`), so its arguments are checked against the
+ * workflow function's own signature, on one task queue.
+ */
+export function temporalWorkflows(client: Client, taskQueue: string, logger?: Logger): WorkflowPort {
+  const on = (run: RunOptions) => ({ taskQueue, workflowId: run.workflowId, workflowExecutionTimeout: run.executionTimeoutMs });
+  return {
+    startRecovery: (input, run) => started(client.workflow.start(recoveryWorkflow, { ...on(run), args: [input] })),
+    startVerification: (input, run) => started(client.workflow.start(verifyBackupWorkflow, { ...on(run), args: [input] })),
+    startDrill: (input, run) => started(client.workflow.start(drillWorkflow, { ...on(run), args: [input] })),
+    scheduleDrill: (scheduleId, everyMs, input, executionTimeoutMs) =>
+      ensureSchedules(client, taskQueue, [schedule({ id: scheduleId, workflow: drillWorkflow, everyMs, args: [input], executionTimeoutMs })], logger),
+    removeSchedule: (scheduleId) => removeSchedule(client, scheduleId, logger),
+    async cancel(workflowId) {
+      try {
+        await client.workflow.getHandle(workflowId).cancel();
+        return "CANCEL_REQUESTED";
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return "NOT_FOUND";
+        throw err;
+      }
+    },
+    async status(workflowId) {
+      try {
+        return (await client.workflow.getHandle(workflowId).describe()).status.name;
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return "NOT_FOUND";
+        throw err;
+      }
+    },
+    checkConnectivity: (message, workflowId) => client.workflow.execute(connectivityCheck, { taskQueue, workflowId, args: [message], workflowExecutionTimeout: "1 minute" }),
+  };
+}
+
+/** A start that finds its workflow id already started is not an error: the run exists. */
+async function started(start: Promise<unknown>): Promise<StartOutcome> {
+  try {
+    await start;
+    return "STARTED";
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return "ALREADY_STARTED";
+    throw err;
+  }
+}

@@ -1,0 +1,40 @@
+import type { WorkerActivities } from "../workflows/contracts";
+import type { Runtime } from "./runtime";
+import { createConnectivityActivities } from "./temporal/connectivity.activities";
+import { createReconcileActivities, createRecoveryActivities, createStaleInstanceActivities } from "./recoveries/recovery.activities";
+import { createVerificationActivities } from "./verification/verification.activities";
+import { createDrillActivities } from "./drills/drill.activities";
+import { createMaintenanceActivities } from "./backups/backup-maintenance.activities";
+import { createSessionPurgeActivities } from "./auth/auth.activities";
+
+/**
+ * The worker's activities, assembled from a process runtime: each feature's factory gets the
+ * narrow services it calls (temporalio/samples-typescript style). The result is every workflow's
+ * activity interface at once (workflows/contracts.ts), so a missing or mistyped activity does not compile.
+ */
+export function activitiesFor(rt: Runtime): WorkerActivities {
+  const { services, config } = rt;
+  return {
+    ...createConnectivityActivities({ logger: rt.logger }),
+    ...createRecoveryActivities({
+      images: rt.storage.images,
+      artifacts: rt.storage.artifacts,
+      tesseract: config.verification.tesseract,
+      progress: services.recoveryProgress,
+      instances: services.instances,
+      targets: rt.targets,
+    }),
+    ...createReconcileActivities({ progress: services.recoveryProgress, workflows: rt.workflows }),
+    ...createStaleInstanceActivities({ instances: services.instances, targets: rt.targets, logger: rt.logger }),
+    ...createVerificationActivities({
+      images: rt.storage.images,
+      artifacts: rt.storage.artifacts,
+      verifications: services.verifications,
+      tesseract: config.verification.tesseract,
+      local: rt.targets.LOCAL,
+    }),
+    ...createDrillActivities({ drills: services.drills }),
+    ...createMaintenanceActivities({ maintenance: services.maintenance }),
+    ...createSessionPurgeActivities({ auth: services.auth }),
+  };
+}
