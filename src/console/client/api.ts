@@ -1,4 +1,5 @@
 import { createClient, type Client } from "graphql-ws/client";
+import type { TypedDocumentString } from "./generated/graphql";
 import { clearSession, getSession } from "./session";
 
 /** A failed API call, in words a person can act on, with the server's `extensions.code`. */
@@ -41,8 +42,12 @@ function toApiError(errors: readonly GraphQLErrorShape[], sentToken: boolean): A
 
 const NETWORK_MESSAGE = "ReClo can't be reached right now. Check the network connection, then try again.";
 
+/** The variables argument: optional for an operation that declares none, required otherwise. */
+type VariablesArg<V> = V extends Record<string, never> ? [variables?: V] : [variables: V];
+
 /** One GraphQL request over HTTP (POST /graphql) with the session's token, if any. */
-export async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gql<T, V>(document: TypedDocumentString<T, V>, ...[variables]: VariablesArg<V>): Promise<T> {
+  const query = document.toString();
   const session = getSession();
   const headers: Record<string, string> = {
     "content-type": "application/json",
@@ -51,7 +56,7 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   if (session) headers.authorization = `Bearer ${session.token}`;
   let res: Response;
   try {
-    res = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables }), credentials: "omit", cache: "no-store" });
+    res = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables: variables ?? {} }), credentials: "omit", cache: "no-store" });
   } catch {
     throw new ApiError(NETWORK_MESSAGE, "NETWORK");
   }
@@ -133,7 +138,7 @@ export interface LiveSink<T> {
 }
 
 /** Starts a subscription; returns a function that stops it. */
-export function subscribe<T>(query: string, variables: Record<string, unknown>, sink: LiveSink<T>): () => void {
+export function subscribe<T, V extends Record<string, unknown>>(document: TypedDocumentString<T, V>, variables: V, sink: LiveSink<T>): () => void {
   const session = getSession();
   if (!session) {
     sink.error(new ApiError("Your session has ended, please log in again.", "UNAUTHENTICATED"));
@@ -149,7 +154,7 @@ export function subscribe<T>(query: string, variables: Record<string, unknown>, 
     return true;
   };
   const stop = liveClient(session.token).subscribe<T>(
-    { query, variables },
+    { query: document.toString(), variables },
     {
       next: (result) => {
         if (result.errors?.length) {
