@@ -5,7 +5,7 @@ import { boundaries } from "./eslint.boundaries.mjs";
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "src/client/generated/**", "src/graphiql/client/**", ".data/**", "drizzle/**"] },
+  { ignores: ["dist/**", "node_modules/**", "src/client/generated/**", "src/console/client/generated/**", "src/graphiql/client/**", ".data/**", "drizzle/**"] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser } from "./helpers/stack";
-import { getIntrospectionQuery, parse, type DocumentNode } from "graphql";
+import { getIntrospectionQuery, parse, print, type DocumentNode } from "graphql";
 import { like } from "drizzle-orm";
 import { BackupsDocument, MeDocument } from "../src/client/generated/graphql";
 import { users } from "../src/db/schema";
 import * as generated from "../src/client/generated/graphql";
-import * as consoleQueries from "../src/console/client/queries";
-import { analyzeOperation } from "../src/graphql/limits";
+import * as consoleGenerated from "../src/console/client/generated/graphql";
+import { analyzeOperation, checkTokens } from "../src/graphql/limits";
 import { AppError } from "../src/shared/errors";
 import { openSubscription, withTimeout } from "./helpers/ws";
 
@@ -280,16 +280,21 @@ describe("abuse limits with the default configuration (checked before any token 
   });
 
   it("keeps every document the CLI and the web console send within the default limits, at the largest page", () => {
-    const documents: [string, DocumentNode][] = [
+    // [name, document, the text sent]: the CLI prints its DocumentNodes; the console sends its
+    // generated query strings (TypedDocumentString) as they are.
+    const documents: [string, DocumentNode, string][] = [
       ...Object.entries(generated)
         .filter(([name, value]) => name.endsWith("Document") && typeof value === "object")
-        .map(([name, value]) => [name, value as DocumentNode] as [string, DocumentNode]),
-      ...Object.entries(consoleQueries)
-        .filter(([, value]) => typeof value === "string" && /^(query|mutation|subscription)\b/.test(value))
-        .map(([name, value]) => [`console ${name}`, parse(value as string)] as [string, DocumentNode]),
+        .map(([name, value]) => [name, value as DocumentNode, print(value as DocumentNode)] as [string, DocumentNode, string]),
+      ...Object.entries(consoleGenerated)
+        .filter(([name, value]) => name.endsWith("Document") && value instanceof String)
+        .map(([name, value]) => [`console ${name}`, parse(String(value)), String(value)] as [string, DocumentNode, string]),
     ];
+    expect(documents.filter(([name]) => name.startsWith("console ")).length).toBeGreaterThanOrEqual(15);
     expect(documents.length).toBeGreaterThan(40);
-    for (const [name, document] of documents) {
+    for (const [name, document, text] of documents) {
+      const tokens = checkTokens(text, stack.config.limits.maxTokens);
+      expect(tokens instanceof AppError ? tokens.extensions : "ok", name).toBe("ok");
       const analysis = analyzeOperation(stack.app.schema, document, undefined, { first: stack.config.limits.maxPageSize }, stack.config.limits);
       expect(analysis instanceof AppError ? { code: analysis.code, ...analysis.details } : "ok", name).toBe("ok");
     }

@@ -1,4 +1,5 @@
 import { createClient, type Client } from "graphql-ws/client";
+import type { TypedDocumentString } from "./generated/graphql";
 import { clearSession, getSession } from "./session";
 import { CONSOLE_MESSAGES } from "../../client/errors";
 
@@ -42,8 +43,12 @@ function toApiError(errors: readonly GraphQLErrorShape[], sentToken: boolean): A
 
 const NETWORK_MESSAGE = CONSOLE_MESSAGES.network;
 
+/** The variables argument: optional for an operation that declares none, required otherwise. */
+type VariablesArg<V> = V extends Record<string, never> ? [variables?: V] : [variables: V];
+
 /** One GraphQL request over HTTP (POST /graphql) with the session's token, if any. */
-export async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gql<T, V>(document: TypedDocumentString<T, V>, ...[variables]: VariablesArg<V>): Promise<T> {
+  const query = document.toString();
   const session = getSession();
   const headers: Record<string, string> = {
     "content-type": "application/json",
@@ -52,7 +57,7 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   if (session) headers.authorization = `Bearer ${session.token}`;
   let res: Response;
   try {
-    res = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables }), credentials: "omit", cache: "no-store" });
+    res = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables: variables ?? {} }), credentials: "omit", cache: "no-store" });
   } catch {
     throw new ApiError(NETWORK_MESSAGE, "NETWORK");
   }
@@ -134,7 +139,7 @@ export interface LiveSink<T> {
 }
 
 /** Starts a subscription; returns a function that stops it. */
-export function subscribe<T>(query: string, variables: Record<string, unknown>, sink: LiveSink<T>): () => void {
+export function subscribe<T, V extends Record<string, unknown>>(document: TypedDocumentString<T, V>, variables: V, sink: LiveSink<T>): () => void {
   const session = getSession();
   if (!session) {
     sink.error(new ApiError(CONSOLE_MESSAGES.sessionEnded, "UNAUTHENTICATED"));
@@ -150,7 +155,7 @@ export function subscribe<T>(query: string, variables: Record<string, unknown>, 
     return true;
   };
   const stop = liveClient(session.token).subscribe<T>(
-    { query, variables },
+    { query: document.toString(), variables },
     {
       next: (result) => {
         if (result.errors?.length) {

@@ -1,5 +1,5 @@
 /** Words and numbers as people read them. */
-import type { InstanceState, RecoveryState, Target } from "./queries";
+import type { BackupKind, InstanceState, RecoveryState, RecoveryTarget } from "./generated/graphql";
 
 export function formatBytes(n: number): string {
   if (n >= 1e12) return `${(n / 1e12).toFixed(1)} TB`;
@@ -49,6 +49,10 @@ export const STEPS = [
   { state: "COMPLETED", title: "Done" },
 ] as const satisfies readonly { state: RecoveryState; title: string }[];
 
+/** The states of a recovery still under way (it can be cancelled, progress is live). */
+export const ACTIVE_STATES: readonly RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING"];
+export const isActive = (s: RecoveryState) => ACTIVE_STATES.includes(s);
+
 export function stateLabel(state: RecoveryState): string {
   switch (state) {
     case "PENDING":
@@ -87,11 +91,11 @@ export function instanceStateLabel(state: InstanceState): string {
   }
 }
 
-export function targetLabel(target: Target): string {
+export function targetLabel(target: RecoveryTarget): string {
   return target === "AWS" ? "Amazon cloud (AWS)" : "Local recovery host";
 }
 
-export function kindLabel(kind: "FULL" | "INCREMENTAL"): string {
+export function kindLabel(kind: BackupKind): string {
   return kind === "FULL" ? "Full backup" : "Changes since the previous backup";
 }
 

@@ -1,6 +1,6 @@
 import { closeLive, gql, onLiveStatus, setSessionEndedHandler } from "./api";
 import { fill, h } from "./dom";
-import { LOG_OUT } from "./queries";
+import { ConsoleLogOutDocument } from "./generated/graphql";
 import { clearSession, getSession } from "./session";
 import { CONSOLE_MESSAGES } from "../../client/errors";
 import type { View, ViewContext } from "./view";
@@ -56,7 +56,7 @@ setSessionEndedHandler(() => {
 
 async function logOut(): Promise<void> {
   try {
-    await gql<{ logOut: boolean }>(LOG_OUT);
+    await gql(ConsoleLogOutDocument);
   } catch {
     // The token is forgotten either way.
   }

@@ -2,17 +2,15 @@ import { gql } from "../api";
 import { confirmDialog, fill, h, uid } from "../dom";
 import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel, targetLabel } from "../format";
 import {
-  RECOVERIES,
-  RECOVERY_TARGETS,
-  RESTORE_POINTS,
-  START_RECOVERY,
-  type RecoveriesResult,
-  type RecoveryTargetsResult,
-  type RestorePoint,
-  type RestorePointsResult,
-  type StartRecoveryResult,
-  type Target,
-} from "../queries";
+  ConsoleRecoveriesDocument,
+  ConsoleRecoveryTargetsDocument,
+  ConsoleRestorePointsDocument,
+  ConsoleStartRecoveryDocument,
+  type ConsoleRecoveryTargetsQuery,
+  type ConsoleRestorePointFragment as RestorePoint,
+  type ConsoleRestorePointsQuery,
+  type RecoveryTarget,
+} from "../generated/graphql";
 import { errorBox, loading, type View, type ViewContext } from "../view";
 import { drillsPanel } from "./drills-panel";
 import { evidenceWords, verdictWords } from "../../../client/verdict-words";
@@ -27,14 +25,14 @@ export const backupsView: View = async (ctx) => {
     status,
     loading("Loading your restore points…"),
   );
-  let data: RestorePointsResult;
+  let data: ConsoleRestorePointsQuery;
   // Recoveries still running are shown first, so nobody starts a second one by mistake.
-  const running = gql<RecoveriesResult>(RECOVERIES, { first: 100, filter: { active: true } }).then(
+  const running = gql(ConsoleRecoveriesDocument, { first: 100, filter: { active: true } }).then(
     (r) => r.recoveries.edges.map((e) => e.node),
     () => [],
   );
   try {
-    data = await gql<RestorePointsResult>(RESTORE_POINTS, { first: 100 });
+    data = await gql(ConsoleRestorePointsDocument, { first: 100 });
   } catch (error) {
     if (!ctx.alive()) return;
     ctx.main.querySelector(".loading")?.remove();
@@ -188,23 +186,23 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
   );
 }
 
-const TARGET_HINT: Record<Target, string> = {
+const TARGET_HINT: Record<RecoveryTarget, string> = {
   LOCAL: "A machine in your office or data centre that runs recovered servers.",
   AWS: "A new server in your AWS account, reachable over the internet from your address.",
 };
 
 async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButtonElement, status: HTMLElement): Promise<void> {
   // Only the places this server can actually use are offered; with one, there is nothing to choose.
-  let targets: RecoveryTargetsResult["recoveryTargets"];
+  let targets: ConsoleRecoveryTargetsQuery["recoveryTargets"];
   try {
-    targets = (await gql<RecoveryTargetsResult>(RECOVERY_TARGETS)).recoveryTargets;
+    targets = (await gql(ConsoleRecoveryTargetsDocument)).recoveryTargets;
   } catch (error) {
     if (ctx.alive()) fill(status, errorBox(error, `The recovery of ${p.sourceName} could not start.`));
     return;
   }
   if (!ctx.alive()) return;
   const name = uid("target");
-  const option = (value: Target) => {
+  const option = (value: RecoveryTarget) => {
     const id = uid("target-opt");
     return h(
       "div",
@@ -227,12 +225,12 @@ async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButt
     cancelLabel: "Don't recover",
   });
   if (!ok || !ctx.alive()) return;
-  const target = (fieldset.querySelector<HTMLInputElement>("input:checked")?.value ?? targets.default) as Target;
+  const target = (fieldset.querySelector<HTMLInputElement>("input:checked")?.value ?? targets.default) as RecoveryTarget;
   button.disabled = true;
   button.textContent = "Starting…";
   fill(status);
   try {
-    const { startRecovery } = await gql<StartRecoveryResult>(START_RECOVERY, { input: { backupId: p.id, target } });
+    const { startRecovery } = await gql(ConsoleStartRecoveryDocument, { input: { backupId: p.id, target } });
     ctx.navigate(`#/recoveries/${startRecovery.id}`);
   } catch (error) {
     if (!ctx.alive()) return;

@@ -1,7 +1,9 @@
 import { gql } from "../api";
 import { h, uid } from "../dom";
 import { formatAgo, formatDate } from "../format";
-import { SOURCE_HEALTH, type DrillStatus, type SourceHealth, type SourceHealthResult } from "../queries";
+import { ConsoleSourceHealthDocument, type ConsoleSourceHealthQuery, type DrillStatus } from "../generated/graphql";
+
+type SourceHealth = ConsoleSourceHealthQuery["sourceHealth"];
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -68,7 +70,7 @@ export function rtoChart(trend: SourceHealth["rtoTrend"], title: string): SVGSVG
 /** Per server: the last drill's verdict with the screen it saw, and the RTO over time. Loads on its own. */
 export function drillsPanel(sourceName: string): HTMLElement {
   const panel = h("div", { class: "drills", "aria-live": "polite" }, h("p", { class: "hint" }, "Loading the recovery drills…"));
-  void gql<SourceHealthResult>(SOURCE_HEALTH, { sourceName }).then(
+  void gql(ConsoleSourceHealthDocument, { sourceName }).then(
     ({ sourceHealth: s }) => panel.replaceChildren(...drillsContent(s)),
     () => panel.replaceChildren(h("p", { class: "hint" }, "The recovery drills of this server could not be loaded.")),
   );

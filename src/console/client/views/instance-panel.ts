@@ -1,7 +1,13 @@
 import { gql, subscribe } from "../api";
 import { actionButton, confirmDialog, fill, h, uid } from "../dom";
 import { formatDate, instanceStateLabel, stateIcon, targetLabel } from "../format";
-import { INSTANCE_CHANGED, START_INSTANCE, STOP_INSTANCE, TERMINATE_INSTANCE, type Instance, type InstanceChangedResult, type InstanceMutationResult } from "../queries";
+import {
+  ConsoleInstanceChangedDocument,
+  ConsoleStartInstanceDocument,
+  ConsoleStopInstanceDocument,
+  ConsoleTerminateInstanceDocument,
+  type ConsoleInstanceFieldsFragment as Instance,
+} from "../generated/graphql";
 import { errorBox, type ViewContext } from "../view";
 
 /**
@@ -14,10 +20,9 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
   const root = h("section", { class: "card machine", "aria-labelledby": headingId, "data-instance-id": initial.id });
   let instance = initial;
 
-  const run = async (mutation: string, verb: string) => {
+  const run = async (mutate: (id: string) => Promise<Instance>, verb: string) => {
     try {
-      const result = await gql<InstanceMutationResult>(mutation, { id: instance.id });
-      instance = Object.values(result)[0] as Instance;
+      instance = await mutate(instance.id);
       if (!ctx.alive()) return;
       render();
       root.querySelector<HTMLElement>(".instance-state")?.focus();
@@ -34,8 +39,8 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
     const s = instance.state;
     const stateId = uid("machine-state");
     const buttons: HTMLElement[] = [];
-    if (s === "RUNNING" || s === "PENDING") buttons.push(actionButton("Stop machine", () => run(STOP_INSTANCE, "stop"), { busyText: "Stopping… (this can take a minute)" }));
-    if (s === "STOPPED") buttons.push(actionButton("Start machine", () => run(START_INSTANCE, "start"), { busyText: "Starting…", variant: "primary" }));
+    if (s === "RUNNING" || s === "PENDING") buttons.push(actionButton("Stop machine", () => run(async (id) => (await gql(ConsoleStopInstanceDocument, { id })).stopInstance, "stop"), { busyText: "Stopping… (this can take a minute)" }));
+    if (s === "STOPPED") buttons.push(actionButton("Start machine", () => run(async (id) => (await gql(ConsoleStartInstanceDocument, { id })).startInstance, "start"), { busyText: "Starting…", variant: "primary" }));
     if (s !== "TERMINATED") {
       buttons.push(
         actionButton(
@@ -51,7 +56,7 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
               cancelLabel: "Keep it",
               danger: true,
             });
-            if (ok && ctx.alive()) await run(TERMINATE_INSTANCE, "delete");
+            if (ok && ctx.alive()) await run(async (id) => (await gql(ConsoleTerminateInstanceDocument, { id })).terminateInstance, "delete");
           },
           { busyText: "Deleting…", variant: "danger" },
         ),
@@ -96,8 +101,8 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
 
   // Changes made elsewhere (the CLI, another tab, the schedule that ends long-stopped machines)
   // show up here at once.
-  const stopLive = subscribe<InstanceChangedResult>(
-    INSTANCE_CHANGED,
+  const stopLive = subscribe(
+    ConsoleInstanceChangedDocument,
     {},
     {
       next: ({ instanceChanged: changed }) => {

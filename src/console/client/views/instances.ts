@@ -1,16 +1,16 @@
 import { gql } from "../api";
 import { append, fill, h } from "../dom";
 import { formatDate } from "../format";
-import { INSTANCES, type InstancesResult } from "../queries";
+import { ConsoleInstancesDocument, type ConsoleInstancesQuery } from "../generated/graphql";
 import { errorBox, loading, type View } from "../view";
 import { instancePanel } from "./instance-panel";
 
 /** Recovered machines: the ones still there first, deleted ones after. */
 export const instancesView: View = async (ctx) => {
   fill(ctx.main, ctx.heading("Machines"), h("p", { class: "lead" }, "The machines ReClo has recovered for you. Stop a machine to turn it off and keep its disk; delete it when you no longer need it."), loading("Loading machines…"));
-  let data: InstancesResult;
+  let data: ConsoleInstancesQuery;
   try {
-    data = await gql<InstancesResult>(INSTANCES, { first: 100 });
+    data = await gql(ConsoleInstancesDocument, { first: 100 });
   } catch (error) {
     if (!ctx.alive()) return;
     ctx.main.querySelector(".loading")?.remove();

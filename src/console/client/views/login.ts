@@ -1,6 +1,6 @@
 import { ApiError, gql } from "../api";
 import { fill, h } from "../dom";
-import { LOG_IN, type LogInResult } from "../queries";
+import { ConsoleLogInDocument } from "../generated/graphql";
 import { setSession } from "../session";
 import { friendlyMessage, type View } from "../view";
 import { CONSOLE_MESSAGES } from "../../../client/errors";
@@ -38,7 +38,7 @@ export const loginView: View = (ctx, params) => {
     fill(errorArea);
     void (async () => {
       try {
-        const { logIn } = await gql<LogInResult>(LOG_IN, { input: { email: email.value.trim(), password: password.value } });
+        const { logIn } = await gql(ConsoleLogInDocument, { input: { email: email.value.trim(), password: password.value } });
         password.value = "";
         setSession({ token: logIn.token, expiresAt: logIn.expiresAt, email: logIn.user.email, username: logIn.user.username });
         ctx.navigate(location.hash && location.hash !== "#/login" ? location.hash : "#/backups");

@@ -1,14 +1,14 @@
 import { gql } from "../api";
 import { fill, h } from "../dom";
-import { formatDate, stateIcon, stateLabel } from "../format";
-import { RECOVERIES, isActive, type RecoveriesResult } from "../queries";
+import { formatDate, isActive, stateIcon, stateLabel } from "../format";
+import { ConsoleRecoveriesDocument, type ConsoleRecoveriesQuery } from "../generated/graphql";
 import { errorBox, loading, type View } from "../view";
 
 export const recoveriesView: View = async (ctx) => {
   fill(ctx.main, ctx.heading("Recoveries"), h("p", { class: "lead" }, "Every time a restore point was recovered into a new machine, newest first."), loading("Loading recoveries…"));
-  let data: RecoveriesResult;
+  let data: ConsoleRecoveriesQuery;
   try {
-    data = await gql<RecoveriesResult>(RECOVERIES, { first: 50 });
+    data = await gql(ConsoleRecoveriesDocument, { first: 50 });
   } catch (error) {
     if (!ctx.alive()) return;
     ctx.main.querySelector(".loading")?.remove();

@@ -1,21 +1,19 @@
 import { ApiError, gql, onLiveStatus, subscribe } from "../api";
 import { actionButton, confirmDialog, fill, h } from "../dom";
-import { STEPS, formatBytes, formatDate, formatDuration, formatTime, kindLabel, stateIcon, stateLabel, targetLabel } from "../format";
+import { STEPS, formatBytes, formatDate, formatDuration, formatTime, isActive, kindLabel, stateIcon, stateLabel, targetLabel } from "../format";
 import {
-  CANCEL_RECOVERY,
-  RECOVERY_PROGRESS,
-  RECOVERY_TIMELINE,
-  isActive,
-  type Recovery,
-  type RecoveryEvent,
-  type RecoveryProgressResult,
+  ConsoleCancelRecoveryDocument,
+  ConsoleRecoveryDocument,
+  ConsoleRecoveryProgressDocument,
+  type ConsoleRecoveryFieldsFragment as Recovery,
+  type ConsoleRecoveryQuery,
   type RecoveryState,
-  type RecoveryTimelineResult,
-} from "../queries";
+} from "../generated/graphql";
 import { errorBox, loading, type View } from "../view";
 import { instancePanel } from "./instance-panel";
 
-type Timeline = RecoveryTimelineResult["recovery"];
+type Timeline = ConsoleRecoveryQuery["recovery"];
+type RecoveryEvent = Timeline["events"][number];
 
 const STEP_ORDER: RecoveryState[] = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"];
 
@@ -32,7 +30,7 @@ export const recoveryView: View = async (ctx, params) => {
 
   let data: Timeline;
   try {
-    data = (await gql<RecoveryTimelineResult>(RECOVERY_TIMELINE, { id })).recovery;
+    data = (await gql(ConsoleRecoveryDocument, { id })).recovery;
   } catch (error) {
     if (!ctx.alive()) return;
     ctx.main.querySelector(".loading")?.remove();
@@ -176,7 +174,7 @@ export const recoveryView: View = async (ctx, params) => {
           });
           if (!ok || !ctx.alive()) return;
           try {
-            apply((await gql<{ cancelRecovery: Recovery }>(CANCEL_RECOVERY, { id })).cancelRecovery);
+            apply((await gql(ConsoleCancelRecoveryDocument, { id })).cancelRecovery);
           } catch (error) {
             if (ctx.alive()) fill(failure, errorBox(error, "The recovery could not be cancelled."));
           }
@@ -299,7 +297,7 @@ export const recoveryView: View = async (ctx, params) => {
     }
     refreshing = (async () => {
       try {
-        const fresh = (await gql<RecoveryTimelineResult>(RECOVERY_TIMELINE, { id })).recovery;
+        const fresh = (await gql(ConsoleRecoveryDocument, { id })).recovery;
         if (!ctx.alive()) return;
         furthestStep = furthestFromEvents(fresh.events, fresh.state, furthestStep);
         shot = { url: fresh.bootCheck?.screenshotUrl ?? null, text: fresh.bootCheck?.screenText ?? null };
@@ -335,7 +333,7 @@ export const recoveryView: View = async (ctx, params) => {
     const timer = window.setInterval(tick, 1000);
     ctx.onCleanup(() => window.clearInterval(timer));
     let first = true;
-    const stop = subscribe<RecoveryProgressResult>(RECOVERY_PROGRESS, { recoveryId: id }, {
+    const stop = subscribe(ConsoleRecoveryProgressDocument, { recoveryId: id }, {
       next: (d) => {
         apply(d.recoveryProgress);
         // The timeline may have moved between loading the page and subscribing.
