@@ -21,8 +21,6 @@
 import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 
 const env = process.env;
-// The SDK warns on every run that future versions need Node >= 22; that is noise here.
-env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const endpoint = env.S3_ENDPOINT || 'http://127.0.0.1:7070';
 const accessKeyId = env.S3_ACCESS_KEY_ID || 'reclo-dev';
 const secretAccessKey = env.S3_SECRET_ACCESS_KEY || 'reclo-dev-secret-key-0123456789';

@@ -115,6 +115,12 @@ for arg in "$@"; do
 done
 case "$CMD" in up | stop | status) ;; -h | --help | help) usage ;; *) warn "unknown command: $CMD"; usage ;; esac
 
+# The project's Node for the node helpers below (see ensure_node in scripts/lib.sh): `up`
+# installs Node 24 when the machine's node is older; status and stop use it when it is there.
+# shellcheck source=lib.sh
+. "$SCRIPT_DIR/lib.sh"
+if [[ $CMD == up ]]; then ensure_node services; else ensure_node services --no-install; fi
+
 # ---------------------------------------------------------------- configuration
 DATA_DIR="${RECLO_DATA_DIR:-$REPO_ROOT/.data}"
 mkdir -p "$DATA_DIR"

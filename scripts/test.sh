@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite against the real services (MariaDB, Temporal dev server, versitygw, Redis),
-# installing what is missing first. Ends with a plain "N passed, N failed" line.
+# installing what is missing first (Node 24 when the machine's node is older: see scripts/lib.sh).
+# Ends with a plain "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 say() { printf '[test] %s\n' "$*"; }
 
+ensure_node test
 ensure_node_modules test
 
 # Headless Chromium for the GraphiQL and web console tests (Debian package; no browser download).

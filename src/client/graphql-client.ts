@@ -1,7 +1,6 @@
 import { print, type ExecutionResult, type GraphQLFormattedError } from "graphql";
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { createClient, type Client as WsClient, type ClientOptions as ClientOptionsWs } from "graphql-ws";
-import WebSocket from "ws";
 
 /** A GraphQL response with errors, with the first error's code at hand. */
 export class GraphQLRequestError extends Error {
@@ -62,11 +61,14 @@ export class ReCloClient {
     return body.data;
   }
 
-  /** A graphql-ws client on the same URL (ws[s]://…/graphql) with the token as connectionParams.authorization. */
+  /**
+   * A graphql-ws client on the same URL (ws[s]://…/graphql) with the token as connectionParams.authorization,
+   * over Node's built-in WebSocket client (the `ws` package is the server's).
+   */
   ws(options: { lazy?: boolean; retryAttempts?: number; keepAlive?: number; on?: ClientOptionsWs["on"] } = {}): WsClient {
     return createClient({
       url: this.opts.url.replace(/^http/, "ws"),
-      webSocketImpl: WebSocket,
+      webSocketImpl: globalThis.WebSocket,
       lazy: options.lazy ?? true,
       retryAttempts: options.retryAttempts ?? 0,
       keepAlive: options.keepAlive ?? 0,
