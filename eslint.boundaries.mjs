@@ -30,7 +30,7 @@ const upToGraphqlFiles = rule(
 const upToEntry = rule("Only the composition floor (main, runtime, worker, services.ts) wires the process together.", `^(\\.\\.?/)+(.*/)?(${ENTRY_FILES})(\\.js)?$`);
 const toWorkflowCode = rule(
   "Start workflows through the typed workflow port (src/temporal); outside src/temporal import only types from workflows/contracts.",
-  "^(\\.\\.?/)+(.*/)?workflows(/(?!contracts(\\.js)?$).*)?$",
+  "^(\\.\\./)+workflows(/(?!contracts(\\.js)?$).*)?$",
 );
 const upToFeatures = rule("Ports and adapters serve every feature and know none: take what you need as an interface.", folder(FEATURES));
 const upToAdapters = rule("The shared floor depends on nothing above it.", folder(ADAPTERS));

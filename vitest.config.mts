@@ -20,8 +20,6 @@ export default defineConfig({
     }),
   ],
   test: {
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["test/global-setup.ts"],
     setupFiles: ["reflect-metadata"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
@@ -29,5 +27,13 @@ export default defineConfig({
     // so files may run in parallel, but two cores are all we have.
     maxWorkers: 2,
     pool: "forks",
+    // Three tiers (README "Tests"): `npx vitest run --project unit` needs no service and takes
+    // seconds; integration talks to MariaDB, the object store and Temporal; e2e runs processes,
+    // QEMU guests and a browser. The services' global setup runs once for both of those.
+    projects: [
+      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
+      { extends: true, test: { name: "integration", include: ["test/integration/**/*.test.ts"], globalSetup: ["test/global-setup.ts"] } },
+      { extends: true, test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], globalSetup: ["test/global-setup.ts"] } },
+    ],
   },
 });

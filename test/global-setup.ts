@@ -23,6 +23,20 @@ declare module "vitest" {
  * applied, and bundle the workflow code once for every test worker.
  */
 export default async function setup(project: TestProject): Promise<void> {
+  // The integration and e2e projects both name this setup; the services, the database and the
+  // bundle are made once per run (setups run one after another in vitest's main process).
+  const done = (globalThis as { recloTestSetup?: Promise<Provided> }).recloTestSetup;
+  const provided = await (done ?? ((globalThis as { recloTestSetup?: Promise<Provided> }).recloTestSetup = prepare()));
+  project.provide("databaseUrl", provided.databaseUrl);
+  project.provide("workflowBundlePath", provided.workflowBundlePath);
+}
+
+interface Provided {
+  databaseUrl: string;
+  workflowBundlePath: string;
+}
+
+async function prepare(): Promise<Provided> {
   execFileSync("bash", [path.join(root, "scripts/services.sh"), "up"], { stdio: "inherit", env: process.env });
 
   const serverUrl = process.env.TEST_DATABASE_SERVER_URL ?? "mysql://root@127.0.0.1:3306";
@@ -42,8 +56,7 @@ export default async function setup(project: TestProject): Promise<void> {
   const workflowBundlePath = path.join(dir, "workflow-bundle.js");
   fs.writeFileSync(workflowBundlePath, code);
 
-  project.provide("databaseUrl", databaseUrl);
-  project.provide("workflowBundlePath", workflowBundlePath);
+  return { databaseUrl, workflowBundlePath };
 }
 
 const noop = () => {};

@@ -1,0 +1,348 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomFillSync } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-client";
+import { BackupDocument, MeDocument } from "../../src/client/generated/graphql";
+import { nextRun, parseDay, parseTime } from "../../src/cli/agent";
+import { PASSWORD, signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
+
+const root = path.resolve(__dirname, "../..");
+const BIN = path.join(root, "bin", "reclo.js");
+const MiB = 1024 * 1024;
+const CHUNK = 8 * MiB;
+
+let stack: TestStack;
+let tmp: string;
+const children = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  stack = await startStack();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-cli-"));
+});
+
+afterEach(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  children.clear();
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cliEnv(configDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  // The sources, even when a (possibly stale) dist/ build exists.
+  const env: NodeJS.ProcessEnv = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, ...extra };
+  for (const k of ["RECLO_TOKEN", "RECLO_PASSWORD", "RECLO_UPLOAD_DELAY_MS", "XDG_CONFIG_HOME"]) if (!(k in extra)) delete env[k];
+  return env;
+}
+
+/** Spawns `node bin/reclo.js …`; `onLine` sees stdout lines as they come (and may kill the child). */
+function spawnCli(args: string[], opts: { env: NodeJS.ProcessEnv; input?: string; onLine?: (line: string, child: ChildProcess) => void }): Promise<CliRun> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env: opts.env, stdio: ["pipe", "pipe", "pipe"] });
+  children.add(child);
+  let stdout = "";
+  let stderr = "";
+  let partial = "";
+  child.stdout!.setEncoding("utf8").on("data", (s: string) => {
+    stdout += s;
+    partial += s;
+    let nl: number;
+    while ((nl = partial.indexOf("\n")) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      opts.onLine?.(line, child);
+    }
+  });
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+  child.stdin!.end(opts.input ?? "");
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function sha256(buf: Uint8Array): string {
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+describe("reclo login / whoami / logout", () => {
+  let user: TestUser;
+  let dir: string;
+
+  beforeAll(async () => {
+    user = await signUp(stack);
+    dir = path.join(tmp, "login-config");
+  });
+
+  it("prints usage for --help and exits 2 for an unknown command or option", async () => {
+    const help = await spawnCli(["--help"], { env: cliEnv(dir) });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Usage: reclo <command>/);
+    const backupHelp = await spawnCli(["backup", "--help"], { env: cliEnv(dir) });
+    expect(backupHelp.code).toBe(0);
+    expect(backupHelp.stdout).toMatch(/--incremental/);
+    const unknown = await spawnCli(["frobnicate"], { env: cliEnv(dir) });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "frobnicate"[\s\S]*Usage:/);
+    const badFlag = await spawnCli(["whoami", "--nope"], { env: cliEnv(dir) });
+    expect(badFlag.code).toBe(2);
+  });
+
+  it("logs in with RECLO_PASSWORD and with the password on stdin; whoami; logout revokes the token", async () => {
+    const viaEnv = await spawnCli(["login", "--email", user.email], { env: cliEnv(dir, { RECLO_PASSWORD: PASSWORD }) });
+    expect(viaEnv.stderr).toBe("");
+    expect(viaEnv.code).toBe(0);
+    expect(viaEnv.stdout).toMatch(new RegExp(`^Logged in as ${user.email} \\(token expires \\d{4}-\\d\\d-\\d\\d .*\\)\\n$`));
+    const file = path.join(dir, "config.json");
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    const first = JSON.parse(fs.readFileSync(file, "utf8")) as { url: string; token: string; email: string; expiresAt: string };
+    expect(first).toMatchObject({ url: stack.app.graphqlUrl, email: user.email });
+    expect(first.token).toMatch(/^rcl_/);
+    expect(Date.parse(first.expiresAt)).toBeGreaterThan(Date.now());
+
+    const viaStdin = await spawnCli(["login", "--email", user.email], { env: cliEnv(dir), input: `${PASSWORD}\n` });
+    expect(viaStdin.code).toBe(0);
+    expect(viaStdin.stdout).toMatch(/^Logged in as /);
+    const saved = JSON.parse(fs.readFileSync(file, "utf8")) as { token: string };
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(saved.token).toMatch(/^rcl_/);
+    expect(saved.token).not.toBe(first.token);
+
+    const who = await spawnCli(["whoami"], { env: cliEnv(dir) });
+    expect(who.code).toBe(0);
+    expect(who.stdout).toContain(user.email);
+    expect(who.stdout).toContain(user.username);
+
+    const wrong = await spawnCli(["login", "--email", user.email], { env: cliEnv(path.join(tmp, "wrong-config"), { RECLO_PASSWORD: "not the password at all" }) });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^reclo: Login failed: /);
+
+    const out = await spawnCli(["logout"], { env: cliEnv(dir) });
+    expect(out.code).toBe(0);
+    const after = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+    expect(after.token).toBeUndefined();
+    expect(after.email).toBe(user.email);
+
+    const whoAfter = await spawnCli(["whoami"], { env: cliEnv(dir) });
+    expect(whoAfter.code).toBe(1);
+    expect(whoAfter.stderr).toBe("reclo: Not logged in: run `reclo login`\n");
+
+    // The server no longer accepts the logged-out token; a revoked RECLO_TOKEN gets one readable line too.
+    const err = await new ReCloClient({ url: stack.app.graphqlUrl, token: saved.token }).request(MeDocument).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GraphQLRequestError);
+    expect((err as GraphQLRequestError).code).toBe("UNAUTHENTICATED");
+    const envToken = await spawnCli(["whoami"], { env: cliEnv(dir, { RECLO_TOKEN: saved.token }) });
+    expect(envToken.code).toBe(1);
+    expect(envToken.stderr).toMatch(/^reclo: Not logged in: RECLO_TOKEN .*\n$/);
+    // The token from the first login is still a session of its own.
+    expect((await new ReCloClient({ url: stack.app.graphqlUrl, token: first.token }).request(MeDocument)).me.email).toBe(user.email);
+  });
+
+  it("says so in one line when the server cannot be reached", async () => {
+    // A port nothing listens on: bind an ephemeral one, then free it.
+    const srv = net.createServer();
+    await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+    const port = (srv.address() as net.AddressInfo).port;
+    await new Promise((resolve) => srv.close(resolve));
+    const url = `http://127.0.0.1:${port}/graphql`;
+    const r = await spawnCli(["whoami", "--url", url], { env: cliEnv(dir, { RECLO_TOKEN: "rcl_x" }) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`reclo: Cannot reach the ReClo server at ${url}: ECONNREFUSED\n`);
+  });
+});
+
+describe("reclo backup / backups", () => {
+  let user: TestUser;
+  let dir: string;
+
+  beforeAll(async () => {
+    user = await signUp(stack);
+    dir = path.join(tmp, "backup-config");
+    const r = await spawnCli(["login", "--email", user.email], { env: cliEnv(dir, { RECLO_PASSWORD: PASSWORD }) });
+    expect(r.code).toBe(0);
+  });
+
+  it("backs an image up with --json and lists it with backups", async () => {
+    const image = path.join(tmp, "small.img");
+    const body = randomFillSync(Buffer.alloc(2 * CHUNK + 4 * MiB));
+    fs.writeFileSync(image, body);
+    const source = uniqueName("S");
+    const r = await spawnCli(["backup", image, "--json", "--source", source], { env: cliEnv(dir) });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const events = jsonLines(r.stdout);
+    expect(events[0]).toMatchObject({ event: "start", kind: "FULL", imageSize: body.length, chunkSize: CHUNK, chunkCount: 3, resumed: false });
+    const done = events.at(-1)!;
+    expect(done).toMatchObject({ event: "done", backupId: events[0]!.backupId, kind: "FULL", status: "COMPLETED", uploadedBytes: body.length, sha256: sha256(body) });
+    expect(typeof done.seconds).toBe("number");
+    expect(events.filter((e) => e.event === "chunk-uploaded")).toHaveLength(3);
+    for (const p of events.filter((e) => e.event === "progress")) expect(p).toEqual(expect.objectContaining({ hashedBytes: expect.any(Number), sentBytes: expect.any(Number), rateBytesPerSec: expect.any(Number) }));
+
+    const list = await spawnCli(["backups", "--json", "--source", source], { env: cliEnv(dir) });
+    expect(list.code).toBe(0);
+    const rows = JSON.parse(list.stdout) as { id: string; status: string; sourceName: string; sha256: string }[];
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ id: done.backupId, status: "COMPLETED", sourceName: source, sha256: sha256(body) });
+
+    const table = await spawnCli(["backups", "--limit", "5"], { env: cliEnv(dir) });
+    expect(table.code).toBe(0);
+    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+KIND\s+STATUS\s+SOURCE\s+SIZE\s+SENT\s+CREATED\s+BOOT CHECK$/);
+    // Never checked: the table says so (never "verified" without evidence).
+    expect(table.stdout).toMatch(new RegExp(`${done.backupId}.*not verified`));
+    expect(table.stdout).toContain(String(done.backupId));
+
+    // A second run the same week is an incremental with nothing to send.
+    const again = jsonLines((await spawnCli(["backup", image, "--json", "--source", source], { env: cliEnv(dir) })).stdout);
+    expect(again.at(-1)).toMatchObject({ event: "done", kind: "INCREMENTAL", status: "COMPLETED", uploadedBytes: 0, sentBytes: 0, chunksAlreadyStored: 3 });
+
+    const missing = await spawnCli(["backup", path.join(tmp, "nope.img"), "--json"], { env: cliEnv(dir) });
+    expect(missing.code).toBe(1);
+    expect(jsonLines(missing.stdout).at(-1)).toMatchObject({ event: "error", code: "IMAGE_NOT_FOUND" });
+    const usage = await spawnCli(["backup", image, "--full", "--incremental"], { env: cliEnv(dir) });
+    expect(usage.code).toBe(2);
+    fs.rmSync(image);
+  });
+
+  it("resumes a killed backup without re-sending the chunks already stored", async () => {
+    // 10 chunks (the last one short), chunk 6 all zero.
+    const size = 9 * CHUNK + 2 * MiB;
+    const image = path.join(tmp, "resume.img");
+    const body = randomFillSync(Buffer.alloc(size));
+    body.fill(0, 6 * CHUNK, 7 * CHUNK);
+    fs.writeFileSync(image, body);
+    const chunks = Array.from({ length: 10 }, (_, i) => body.subarray(i * CHUNK, Math.min(size, (i + 1) * CHUNK)));
+    const nonZero = chunks.filter((_, i) => i !== 6);
+    const nonZeroBytes = nonZero.reduce((n, c) => n + c.length, 0);
+    const source = uniqueName("R");
+    const args = ["backup", image, "--json", "--source", source, "--concurrency", "1"];
+
+    let killedAfter: Record<string, unknown> | null = null;
+    const first = await spawnCli(args, {
+      env: cliEnv(dir, { RECLO_UPLOAD_DELAY_MS: "300" }),
+      onLine: (line, child) => {
+        const e = JSON.parse(line) as Record<string, unknown>;
+        if (e.event === "chunk-uploaded" && !killedAfter) {
+          killedAfter = e;
+          child.kill("SIGKILL");
+        }
+      },
+    });
+    expect(first.signal).toBe("SIGKILL");
+    expect(killedAfter).not.toBeNull();
+    const firstStart = jsonLines(first.stdout.slice(0, first.stdout.lastIndexOf("\n") + 1))[0]!;
+    expect(firstStart).toMatchObject({ event: "start", resumed: false, chunkCount: 10 });
+    expect(fs.readdirSync(path.join(dir, "state"))).toHaveLength(1);
+
+    // What the killed run left in the store.
+    const heads = await stack.rt.services.chunks.headChunks(user.id, nonZero.map(sha256));
+    const storedBytes = nonZero.filter((c) => heads.get(sha256(c))?.size === c.length).reduce((n, c) => n + c.length, 0);
+    expect(storedBytes).toBeGreaterThanOrEqual(CHUNK);
+    expect(storedBytes).toBeLessThan(nonZeroBytes);
+
+    const second = await spawnCli(args, { env: cliEnv(dir) });
+    expect(second.stderr).toBe("");
+    expect(second.code).toBe(0);
+    const events = jsonLines(second.stdout);
+    expect(events.find((e) => e.event === "info")).toMatchObject({ message: `resuming backup ${String(firstStart.backupId)}` });
+    expect(events.find((e) => e.event === "start")).toMatchObject({ backupId: firstStart.backupId, resumed: true });
+    const done = events.at(-1)!;
+    expect(done).toMatchObject({ event: "done", backupId: firstStart.backupId, status: "COMPLETED", sha256: sha256(body), resumed: true, zeroChunks: 1 });
+    expect(done.sentBytes).toBe(nonZeroBytes - storedBytes);
+    expect(done.uploadedBytes).toBe(nonZeroBytes); // over both runs
+    const { backup } = await user.client.request(BackupDocument, { id: String(firstStart.backupId) });
+    expect(backup).toMatchObject({ status: "COMPLETED", sha256: sha256(body) });
+    expect(fs.readdirSync(path.join(dir, "state"))).toEqual([]);
+    fs.rmSync(image);
+  });
+
+  it("agent: logs its schedule as JSON lines and stops cleanly on SIGTERM", async () => {
+    const image = path.join(tmp, "agent.img");
+    fs.writeFileSync(image, Buffer.alloc(1024, 7));
+    const run = await spawnCli(["agent", "--image", image, "--source", uniqueName("A"), "--at", "03:30", "--full-day", "wed"], {
+      env: cliEnv(dir),
+      onLine: (line, child) => {
+        if ((JSON.parse(line) as { event: string }).event === "scheduled") child.kill("SIGTERM");
+      },
+    });
+    expect(run.code).toBe(0);
+    const lines = jsonLines(run.stdout);
+    expect(lines.map((l) => l.event)).toEqual(["agent-start", "scheduled", "agent-stop"]);
+    const when = new Date(String(lines[1]!.at));
+    expect(when.getHours()).toBe(3);
+    expect(when.getMinutes()).toBe(30);
+    expect(lines[1]!.kind).toBe(when.getDay() === 3 ? "FULL" : "INCREMENTAL");
+    const bad = await spawnCli(["agent", "--image", image, "--at", "25:00"], { env: cliEnv(dir) });
+    expect(bad.code).toBe(2);
+    fs.rmSync(image);
+  });
+});
+
+describe("agent schedule: nextRun", () => {
+  const savedTz = process.env.TZ;
+  afterAll(() => {
+    if (savedTz === undefined) delete process.env.TZ;
+    else process.env.TZ = savedTz;
+  });
+
+  it("is today's slot when still ahead, else tomorrow's; FULL on the full day", () => {
+    // 2025-06-04 is a Wednesday (local time, whatever the zone).
+    const wed0100 = new Date(2025, 5, 4, 1, 0);
+    expect(nextRun(wed0100, "02:00", "sun")).toEqual({ at: new Date(2025, 5, 4, 2, 0), kind: "INCREMENTAL" });
+    expect(nextRun(wed0100, "02:00", "wed")).toEqual({ at: new Date(2025, 5, 4, 2, 0), kind: "FULL" });
+    // Exactly at the slot, or after it: tomorrow.
+    expect(nextRun(new Date(2025, 5, 4, 2, 0), "02:00", "thu")).toEqual({ at: new Date(2025, 5, 5, 2, 0), kind: "FULL" });
+    expect(nextRun(new Date(2025, 5, 4, 23, 59, 59), "00:00", "sun")).toEqual({ at: new Date(2025, 5, 5, 0, 0), kind: "INCREMENTAL" });
+    // Saturday evening → Sunday's full; month and year boundaries.
+    expect(nextRun(new Date(2025, 5, 7, 20, 0), "02:00", "sun")).toEqual({ at: new Date(2025, 5, 8, 2, 0), kind: "FULL" });
+    expect(nextRun(new Date(2025, 11, 31, 23, 0), "02:00", "thu")).toEqual({ at: new Date(2026, 0, 1, 2, 0), kind: "FULL" });
+    expect(nextRun(new Date(2025, 5, 4, 1, 0), "1:05", "Sunday").at).toEqual(new Date(2025, 5, 4, 1, 5));
+  });
+
+  it("keeps the wall-clock time across DST changes", () => {
+    process.env.TZ = "Europe/Berlin";
+    // Spring forward: 2025-03-30 02:00 → 03:00. 02:00 daily from the Saturday before.
+    const beforeSpring = nextRun(new Date(2025, 2, 29, 12, 0), "04:00", "sun");
+    expect(beforeSpring.at.toISOString()).toBe("2025-03-30T02:00:00.000Z"); // 04:00 CEST
+    expect(beforeSpring.kind).toBe("FULL");
+    // A slot inside the gap lands just after it, still on that day.
+    const inGap = nextRun(new Date(2025, 2, 29, 12, 0), "02:30", "sun");
+    expect(inGap.at.getDate()).toBe(30);
+    expect(inGap.at.toISOString()).toBe("2025-03-30T01:30:00.000Z"); // 03:30 CEST
+    // The day after spring forward: 23 hours later, same wall-clock time.
+    const nextDay = nextRun(new Date(2025, 2, 30, 4, 0), "04:00", "sun");
+    expect(nextDay.at.toISOString()).toBe("2025-03-31T02:00:00.000Z");
+    expect(nextDay.kind).toBe("INCREMENTAL");
+    // Fall back: 2025-10-26 03:00 CEST → 02:00 CET.
+    const fall = nextRun(new Date(2025, 9, 25, 12, 0), "04:00", "sun");
+    expect(fall.at.toISOString()).toBe("2025-10-26T03:00:00.000Z"); // 04:00 CET
+    expect(fall.at.getHours()).toBe(4);
+    expect(nextRun(fall.at, "04:00", "sun").at.toISOString()).toBe("2025-10-27T03:00:00.000Z");
+  });
+
+  it("rejects malformed times and days", () => {
+    expect(parseTime("02:00")).toEqual([2, 0]);
+    expect(parseDay("SAT")).toBe(6);
+    for (const at of ["24:00", "2", "02:60", "two", ""]) expect(() => nextRun(new Date(), at, "sun")).toThrow(/Invalid time/);
+    for (const day of ["funday", "su", ""]) expect(() => nextRun(new Date(), "02:00", day)).toThrow(/Invalid day/);
+  });
+});

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eq } from "drizzle-orm";
+import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
+import { backups } from "../../src/db/schema";
+import { Topic, type RecoverySnapshot } from "../../src/events/topics";
+import { RecoveryProgress } from "../../src/recoveries/recovery-progress";
+
+describe("recovery progress: persisted, monotonic, throttled without losing the terminal event", () => {
+  let stack: TestStack;
+  let user: TestUser;
+  let backupId: string;
+  beforeAll(async () => {
+    stack = await startStack();
+    user = await signUp(stack);
+    const b = await stack.rt.services.backups.create(user.id, { sourceName: "p", imageSize: 1 << 20, kind: "FULL" as never });
+    await stack.rt.database.db.update(backups).set({ status: "COMPLETED" }).where(eq(backups.id, b.id));
+    backupId = b.id;
+  });
+  afterAll(() => stack.stop());
+
+  async function collect(recoveryId: string) {
+    const got: RecoverySnapshot[] = [];
+    const it = stack.rt.events.bus.subscribe(Topic.RECOVERY_CHANGED, recoveryId);
+    void (async () => {
+      for await (const e of it) got.push(e);
+    })();
+    await new Promise((r) => setTimeout(r, 20));
+    return { got, stop: () => it.return?.() };
+  }
+
+  it("coalesces bursts within a step, never goes backwards, publishes state changes and the terminal state at once", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 200 });
+    const { got, stop } = await collect(r.id);
+    await progress.begin(r.id, new Date(Date.now() + 60_000));
+    await progress.enter(r.id, "PREPARING", "composing");
+    for (let p = 1; p <= 50; p++) await progress.progress(r.id, "PREPARING", p * 2);
+    await progress.progress(r.id, "PREPARING", 30); // a late, lower report from a retried attempt
+    await progress.enter(r.id, "IMPORTING", "importing");
+    await progress.progress(r.id, "IMPORTING", 10);
+    await progress.finish(r.id, "FAILED", { failureReason: "TIMED_OUT", message: "too slow" });
+    await progress.progress(r.id, "IMPORTING", 90); // after the end: ignored
+    await progress.enter(r.id, "LAUNCHING", "late"); // after the end: ignored
+    await new Promise((res) => setTimeout(res, 300));
+    await stop();
+
+    expect(got.length).toBeLessThan(20); // 50 updates within a step were coalesced
+    expect(got.at(-1)).toMatchObject({ state: "FAILED", failureReason: "TIMED_OUT" });
+    const versions = got.map((g) => g.version);
+    expect([...versions].sort((a, b) => a - b)).toEqual(versions);
+    for (let i = 1; i < got.length; i++) {
+      expect(got[i]!.totalProgress).toBeGreaterThanOrEqual(got[i - 1]!.totalProgress);
+      if (got[i]!.state === got[i - 1]!.state) expect(got[i]!.stepProgress).toBeGreaterThanOrEqual(got[i - 1]!.stepProgress);
+    }
+    expect(got.map((g) => g.state).filter((s, i, a) => s !== a[i - 1])).toEqual(["PENDING", "PREPARING", "IMPORTING", "FAILED"].slice(got[0]!.state === "PENDING" ? 0 : 1));
+    const row = await stack.rt.services.recoveries.get(user.id, r.id);
+    expect(row).toMatchObject({ state: "FAILED", stepProgress: 10, totalProgress: 34 });
+  });
+
+  it("a subscriber sees a terminal event published right after it subscribed, and completes", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const iterator = await stack.rt.services.recoveries.progress(user.id, r.id);
+    // Published before the subscriber pulls anything: it must not be lost.
+    await stack.rt.services.recoveryProgress.finish(r.id, "FAILED", { failureReason: "TEST", message: "ended early" });
+    const states: string[] = [];
+    const t0 = Date.now();
+    for await (const s of iterator) states.push(s.state);
+    expect(states.at(-1)).toBe("FAILED");
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it("a closed subscription is released at once, without waiting for another event", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const iterator = await stack.rt.services.recoveries.progress(user.id, r.id);
+    expect((await iterator.next()).value).toMatchObject({ id: r.id, state: "PENDING" });
+    const pending = iterator.next(); // waits for an event that never comes
+    const t0 = Date.now();
+    await iterator.return!();
+    expect(await pending).toEqual({ done: true, value: undefined });
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
+});

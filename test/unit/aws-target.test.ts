@@ -1,0 +1,706 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CancelImportTaskCommand,
+  CreateSecurityGroupCommand,
+  DeleteSecurityGroupCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeImportImageTasksCommand,
+  DescribeInstancesCommand,
+  DescribeRegionsCommand,
+  DescribeSecurityGroupRulesCommand,
+  DescribeSecurityGroupsCommand,
+  EC2Client,
+  EC2ServiceException,
+  GetConsoleOutputCommand,
+  GetConsoleScreenshotCommand,
+  ImportImageCommand,
+  RevokeSecurityGroupEgressCommand,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+} from "@aws-sdk/client-ec2";
+import { mockClient, type AwsClientStub } from "aws-sdk-client-mock";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { AwsTarget, classifyAwsError, createEc2Client } from "../../src/compute/aws.target";
+import { TargetError } from "../../src/compute/target";
+
+/**
+ * An error as @aws-sdk/client-ec2 surfaces it: EC2 has no modelled errors, so the ec2Query protocol
+ * throws EC2ServiceException with name = Code = the response's <Code>, message = <Message>, and
+ * $fault "client" below HTTP 500, "server" from 500 (checked against a fake endpoint below).
+ */
+function ec2Error(code: string, message: string, status = 400, fault?: "client" | "server"): EC2ServiceException {
+  const err = new EC2ServiceException({
+    name: code,
+    message,
+    $fault: fault ?? (status < 500 ? "client" : "server"),
+    $metadata: { httpStatusCode: status, requestId: "req-1", attempts: 1, totalRetryDelay: 0 },
+  });
+  return Object.assign(err, { Code: code });
+}
+
+async function rejection(p: Promise<unknown>): Promise<TargetError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(TargetError);
+  return err as TargetError;
+}
+
+const RID = "4f1c2b9e-0d7a-4c55-9a1e-3b2f6c8d9e01";
+const image = { bucket: "reclo-imports", key: `recoveries/${RID}/disk.raw`, sizeBytes: 64 * 2 ** 30 };
+
+describe("AwsTarget (mocked EC2)", () => {
+  let ec2Mock: AwsClientStub<EC2Client>;
+  let ec2: EC2Client;
+  let clock: Date;
+  let target: AwsTarget;
+
+  /** Inputs of every call of one command, in order. */
+  function inputs<I extends object>(command: abstract new (input: I) => unknown): I[] {
+    return ec2Mock.commandCalls(command as never).map((c) => c.args[0].input as I);
+  }
+
+  beforeEach(() => {
+    ec2Mock = mockClient(EC2Client);
+    ec2 = new EC2Client({ region: "eu-central-1", maxAttempts: 1, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    clock = new Date("2030-01-01T00:00:00Z");
+    target = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", subnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
+  });
+
+  afterEach(() => {
+    ec2Mock.restore();
+  });
+
+  it("is the AWS target", () => {
+    expect(target.kind).toBe("AWS");
+  });
+
+  describe("checkAvailable", () => {
+    it("calls DescribeRegions", async () => {
+      ec2Mock.on(DescribeRegionsCommand).resolves({ Regions: [{ RegionName: "eu-central-1" }] });
+      await target.checkAvailable();
+      expect(inputs(DescribeRegionsCommand)).toEqual([{}]);
+    });
+
+    it("UnauthorizedOperation → non-retryable, naming the credentials and the switch", async () => {
+      ec2Mock.on(DescribeRegionsCommand).rejects(ec2Error("UnauthorizedOperation", "You are not authorized to perform this operation.", 403));
+      const err = await rejection(target.checkAvailable());
+      expect(err.retryable).toBe(false);
+      expect(err.code).toBe("UnauthorizedOperation");
+      expect(err.message).toContain("UnauthorizedOperation: You are not authorized to perform this operation.");
+      expect(err.message).toMatch(/AWS credentials .*set AWS_ACCESS_KEY_ID\/AWS_SECRET_ACCESS_KEY.*or disable AWS_RECOVERY_ENABLED/);
+    });
+
+    it("missing credentials (SDK-side CredentialsProviderError) → non-retryable with the hint", async () => {
+      ec2Mock.on(DescribeRegionsCommand).rejects(Object.assign(new Error("Could not load credentials from any providers"), { name: "CredentialsProviderError", tryNextLink: false }));
+      const err = await rejection(target.checkAvailable());
+      expect(err.retryable).toBe(false);
+      expect(err.message).toMatch(/CredentialsProviderError: Could not load credentials.*AWS_ACCESS_KEY_ID.*AWS_RECOVERY_ENABLED/);
+    });
+
+    it("AuthFailure → non-retryable with the hint", async () => {
+      ec2Mock.on(DescribeRegionsCommand).rejects(ec2Error("AuthFailure", "AWS was not able to validate the provided access credentials", 401));
+      const err = await rejection(target.checkAvailable());
+      expect(err.retryable).toBe(false);
+      expect(err.message).toMatch(/^AWS credentials .*AuthFailure: AWS was not able to validate/);
+    });
+
+    it("a network error stays retryable (no hint)", async () => {
+      ec2Mock.on(DescribeRegionsCommand).rejects(Object.assign(new Error("connect ETIMEDOUT 52.94.0.1:443"), { code: "ETIMEDOUT" }));
+      const err = await rejection(target.checkAvailable());
+      expect(err.retryable).toBe(true);
+      expect(err.message).toBe("ETIMEDOUT: connect ETIMEDOUT 52.94.0.1:443");
+    });
+  });
+
+  describe("import", () => {
+    it("sends ImportImage with RAW from the bucket, the role and ClientToken = recovery id (same token on a retry)", async () => {
+      ec2Mock.on(ImportImageCommand).resolves({ ImportTaskId: "import-ami-0123456789abcdef0", Status: "active" });
+      expect(await target.startImport(RID, image)).toEqual({ importTaskId: "import-ami-0123456789abcdef0" });
+      expect(await target.startImport(RID, image)).toEqual({ importTaskId: "import-ami-0123456789abcdef0" });
+      const expected = {
+        ClientToken: RID,
+        RoleName: "vmimport",
+        Description: `ReClo recovery ${RID}`,
+        DiskContainers: [{ Format: "RAW", UserBucket: { S3Bucket: "reclo-imports", S3Key: `recoveries/${RID}/disk.raw` } }],
+        TagSpecifications: [{ ResourceType: "import-image-task", Tags: [{ Key: "reclo:recovery", Value: RID }] }],
+      };
+      expect(inputs(ImportImageCommand)).toEqual([expected, expected]);
+    });
+
+    it("reports progress active 10 → 45 → completed 100 with the AMI and its snapshots", async () => {
+      const id = "import-ami-0123456789abcdef0";
+      ec2Mock
+        .on(DescribeImportImageTasksCommand)
+        .resolvesOnce({ ImportImageTasks: [{ ImportTaskId: id, Status: "active", StatusMessage: "pending", Progress: "10" }] })
+        .resolvesOnce({ ImportImageTasks: [{ ImportTaskId: id, Status: "active", StatusMessage: "converting", Progress: "45" }] })
+        .resolvesOnce({
+          ImportImageTasks: [
+            {
+              ImportTaskId: id,
+              Status: "completed",
+              ImageId: "ami-0aaaabbbbccccdddd",
+              SnapshotDetails: [{ SnapshotId: "snap-01111111111111111" }, { SnapshotId: "snap-02222222222222222" }],
+            },
+          ],
+        });
+      expect(await target.describeImport(id)).toEqual({ state: "active", progress: 10, message: "pending" });
+      expect(await target.describeImport(id)).toEqual({ state: "active", progress: 45, message: "converting" });
+      expect(await target.describeImport(id)).toEqual({
+        state: "completed",
+        progress: 100,
+        imageId: "ami-0aaaabbbbccccdddd",
+        snapshotIds: ["snap-01111111111111111", "snap-02222222222222222"],
+      });
+      expect(inputs(DescribeImportImageTasksCommand)).toEqual([{ ImportTaskIds: [id] }, { ImportTaskIds: [id] }, { ImportTaskIds: [id] }]);
+    });
+
+    it("an active task without Progress is at 0", async () => {
+      ec2Mock.on(DescribeImportImageTasksCommand).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-1", Status: "active" }] });
+      expect(await target.describeImport("import-ami-1")).toEqual({ state: "active", progress: 0 });
+    });
+
+    it("a deleted task is failed with its StatusMessage", async () => {
+      ec2Mock.on(DescribeImportImageTasksCommand).resolves({
+        ImportImageTasks: [{ ImportTaskId: "import-ami-2", Status: "deleted", StatusMessage: "ClientError: Disk validation failed" }],
+      });
+      expect(await target.describeImport("import-ami-2")).toEqual({ state: "failed", progress: 0, message: "ClientError: Disk validation failed" });
+    });
+
+    it("a deleting task is failed too", async () => {
+      ec2Mock.on(DescribeImportImageTasksCommand).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-3", Status: "deleting", Progress: "30" }] });
+      expect(await target.describeImport("import-ami-3")).toEqual({ state: "failed", progress: 30, message: "import task import-ami-3 deleting" });
+    });
+
+    it("a task that is not found is failed (empty answer or InvalidConversionTaskId)", async () => {
+      ec2Mock
+        .on(DescribeImportImageTasksCommand)
+        .resolvesOnce({ ImportImageTasks: [] })
+        .rejectsOnce(ec2Error("InvalidConversionTaskId", "The import task 'import-ami-4' does not exist"));
+      const notFound = { state: "failed", progress: 0, message: "import task import-ami-4 not found" };
+      expect(await target.describeImport("import-ami-4")).toEqual(notFound);
+      expect(await target.describeImport("import-ami-4")).toEqual(notFound);
+    });
+
+    it("cancels an active task", async () => {
+      ec2Mock.on(CancelImportTaskCommand).resolves({ ImportTaskId: "import-ami-5", PreviousState: "active", State: "deleting" });
+      await target.cancelImport("import-ami-5");
+      expect(inputs(CancelImportTaskCommand)).toEqual([{ ImportTaskId: "import-ami-5" }]);
+    });
+
+    it("cancelling an unknown task is a no-op", async () => {
+      ec2Mock.on(CancelImportTaskCommand).rejects(ec2Error("InvalidConversionTaskId", "The import task 'import-ami-6' does not exist"));
+      await target.cancelImport("import-ami-6");
+      expect(inputs(CancelImportTaskCommand)).toEqual([{ ImportTaskId: "import-ami-6" }]);
+      expect(inputs(DescribeImportImageTasksCommand)).toEqual([]);
+    });
+
+    it("cancelling a completed or already cancelled task is a no-op (EC2 refuses; the task is not active)", async () => {
+      ec2Mock.on(CancelImportTaskCommand).rejects(ec2Error("IncorrectState", "The import task is already completed"));
+      ec2Mock
+        .on(DescribeImportImageTasksCommand)
+        .resolvesOnce({ ImportImageTasks: [{ ImportTaskId: "import-ami-7", Status: "completed", ImageId: "ami-1", SnapshotDetails: [] }] })
+        .resolvesOnce({ ImportImageTasks: [{ ImportTaskId: "import-ami-7", Status: "deleted", StatusMessage: "user cancelled" }] });
+      await target.cancelImport("import-ami-7");
+      await target.cancelImport("import-ami-7");
+      expect(inputs(CancelImportTaskCommand)).toEqual([{ ImportTaskId: "import-ami-7" }, { ImportTaskId: "import-ami-7" }]);
+      expect(inputs(DescribeImportImageTasksCommand)).toEqual([{ ImportTaskIds: ["import-ami-7"] }, { ImportTaskIds: ["import-ami-7"] }]);
+    });
+
+    it("a refused cancel of a task that is still active is an error", async () => {
+      ec2Mock.on(CancelImportTaskCommand).rejects(ec2Error("InvalidParameterValue", "Invalid import task id"));
+      ec2Mock.on(DescribeImportImageTasksCommand).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-8", Status: "active", Progress: "5" }] });
+      const err = await rejection(target.cancelImport("import-ami-8"));
+      expect(err).toMatchObject({ retryable: false, code: "InvalidParameterValue", message: "InvalidParameterValue: Invalid import task id" });
+    });
+
+    it("a throttled cancel is retryable without describing the task", async () => {
+      ec2Mock.on(CancelImportTaskCommand).rejects(ec2Error("RequestLimitExceeded", "Request limit exceeded.", 503));
+      const err = await rejection(target.cancelImport("import-ami-9"));
+      expect(err.retryable).toBe(true);
+      expect(inputs(DescribeImportImageTasksCommand)).toEqual([]);
+    });
+  });
+
+  describe("discardImport", () => {
+    it("finds a task by its recovery tag when its id was never recorded, and deletes the finished import's AMI and snapshots", async () => {
+      ec2Mock
+        .on(DescribeImportImageTasksCommand, {})
+        .resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-other", Status: "active", Tags: [{ Key: "reclo:recovery", Value: "rec-other" }] }, { ImportTaskId: "import-ami-20", Status: "completed", Tags: [{ Key: "reclo:recovery", Value: "rec-20" }] }] });
+      ec2Mock.on(DescribeImportImageTasksCommand, { ImportTaskIds: ["import-ami-20"] }).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-20", Status: "completed", ImageId: "ami-20", SnapshotDetails: [{ SnapshotId: "snap-20" }] }] });
+      ec2Mock.on(DeregisterImageCommand).resolves({});
+      ec2Mock.on(DeleteSnapshotCommand).resolves({});
+      expect(await target.discardImport("rec-20")).toEqual(["deleted image ami-20 of import import-ami-20"]);
+      expect(inputs(DeregisterImageCommand)).toEqual([{ ImageId: "ami-20" }]);
+      expect(inputs(DeleteSnapshotCommand)).toEqual([{ SnapshotId: "snap-20" }]);
+      expect(inputs(CancelImportTaskCommand)).toEqual([]);
+    });
+
+    it("cancels a recorded task that is still active; no task at all is a no-op", async () => {
+      ec2Mock.on(DescribeImportImageTasksCommand, {}).resolves({ ImportImageTasks: [] });
+      ec2Mock.on(DescribeImportImageTasksCommand, { ImportTaskIds: ["import-ami-21"] }).resolves({ ImportImageTasks: [{ ImportTaskId: "import-ami-21", Status: "active", Progress: "40" }] });
+      ec2Mock.on(CancelImportTaskCommand).resolves({ ImportTaskId: "import-ami-21", State: "deleting" });
+      expect(await target.discardImport("rec-21", "import-ami-21")).toEqual(["cancelled import import-ami-21"]);
+      expect(inputs(CancelImportTaskCommand)).toEqual([{ ImportTaskId: "import-ami-21" }]);
+      expect(await target.discardImport("rec-none")).toEqual([]);
+      expect(inputs(DeregisterImageCommand)).toEqual([]);
+    });
+  });
+
+  describe("deleteImage", () => {
+    it("deregisters the AMI, then deletes each snapshot", async () => {
+      ec2Mock.on(DeregisterImageCommand).resolves({});
+      ec2Mock.on(DeleteSnapshotCommand).resolves({});
+      await target.deleteImage("ami-0aaaabbbbccccdddd", ["snap-01111111111111111", "snap-02222222222222222"]);
+      expect(inputs(DeregisterImageCommand)).toEqual([{ ImageId: "ami-0aaaabbbbccccdddd" }]);
+      expect(inputs(DeleteSnapshotCommand)).toEqual([{ SnapshotId: "snap-01111111111111111" }, { SnapshotId: "snap-02222222222222222" }]);
+      const calls = ec2Mock.calls().map((c) => (c.args[0] as object).constructor.name);
+      expect(calls).toEqual(["DeregisterImageCommand", "DeleteSnapshotCommand", "DeleteSnapshotCommand"]);
+      expect(inputs(DescribeImagesCommand)).toEqual([]);
+    });
+
+    it("is a no-op for an AMI and snapshots that are already gone", async () => {
+      ec2Mock.on(DeregisterImageCommand).rejects(ec2Error("InvalidAMIID.NotFound", "The image id '[ami-0aaaabbbbccccdddd]' does not exist"));
+      ec2Mock
+        .on(DeleteSnapshotCommand)
+        .rejectsOnce(ec2Error("InvalidSnapshot.NotFound", "The snapshot 'snap-01111111111111111' does not exist."))
+        .resolvesOnce({});
+      await target.deleteImage("ami-0aaaabbbbccccdddd", ["snap-01111111111111111", "snap-02222222222222222"]);
+      expect(inputs(DeleteSnapshotCommand)).toEqual([{ SnapshotId: "snap-01111111111111111" }, { SnapshotId: "snap-02222222222222222" }]);
+    });
+
+    it("looks the snapshots up when not given", async () => {
+      ec2Mock.on(DescribeImagesCommand).resolves({
+        Images: [{ ImageId: "ami-1", BlockDeviceMappings: [{ DeviceName: "/dev/sda1", Ebs: { SnapshotId: "snap-0a" } }, { DeviceName: "/dev/sdb", Ebs: { SnapshotId: "snap-0b" } }] }],
+      });
+      ec2Mock.on(DeregisterImageCommand).resolves({});
+      ec2Mock.on(DeleteSnapshotCommand).resolves({});
+      await target.deleteImage("ami-1");
+      expect(inputs(DescribeImagesCommand)).toEqual([{ ImageIds: ["ami-1"] }]);
+      expect(inputs(DeregisterImageCommand)).toEqual([{ ImageId: "ami-1" }]);
+      expect(inputs(DeleteSnapshotCommand)).toEqual([{ SnapshotId: "snap-0a" }, { SnapshotId: "snap-0b" }]);
+    });
+
+    it("other errors are classified (InvalidAMIID.Malformed → non-retryable)", async () => {
+      ec2Mock.on(DeregisterImageCommand).rejects(ec2Error("InvalidAMIID.Malformed", 'Invalid id: "ami-nope"'));
+      const err = await rejection(target.deleteImage("ami-nope", []));
+      expect(err).toMatchObject({ retryable: false, code: "InvalidAMIID.Malformed", message: 'InvalidAMIID.Malformed: Invalid id: "ami-nope"' });
+    });
+  });
+
+  describe("launch", () => {
+    const req = { idempotencyKey: RID, userId: "user-42", imageId: "ami-0aaaabbbbccccdddd", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24" };
+    const sgInput = {
+      GroupName: `reclo-${RID}`,
+      Description: `ReClo recovery ${RID}`,
+      VpcId: "vpc-0def",
+      TagSpecifications: [
+        {
+          ResourceType: "security-group",
+          Tags: [
+            { Key: "reclo:recovery", Value: RID },
+            { Key: "reclo:user", Value: "user-42" },
+          ],
+        },
+      ],
+    };
+    const ingressInputs = [
+      { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 3389, ToPort: 3389, IpRanges: [{ CidrIp: "203.0.113.0/24", Description: "ReClo RDP" }] }] },
+      { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "203.0.113.0/24", Description: "ReClo SSH" }] }] },
+    ];
+    const runInput = {
+      ImageId: "ami-0aaaabbbbccccdddd",
+      InstanceType: "t3.medium",
+      MinCount: 1,
+      MaxCount: 1,
+      ClientToken: RID,
+      SecurityGroupIds: ["sg-0123"],
+      SubnetId: "subnet-0abc",
+      TagSpecifications: [
+        {
+          ResourceType: "instance",
+          Tags: [
+            { Key: "Name", Value: "fileserver-recovered" },
+            { Key: "reclo:recovery", Value: RID },
+            { Key: "reclo:user", Value: "user-42" },
+          ],
+        },
+      ],
+    };
+
+    it("creates the security group, opens 3389 and 22 to the CIDR only, and runs one instance with ClientToken = recovery id", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+      expect(inputs(CreateSecurityGroupCommand)).toEqual([sgInput]);
+      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual(ingressInputs);
+      expect(inputs(RunInstancesCommand)).toEqual([runInput]);
+      expect(inputs(DescribeSecurityGroupsCommand)).toEqual([]);
+    });
+
+    it("reuses an existing group (InvalidGroup.Duplicate) and ignores existing rules on a retry", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).rejects(ec2Error("InvalidGroup.Duplicate", `The security group 'reclo-${RID}' already exists for VPC 'vpc-0def'`));
+      ec2Mock.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: "sg-0123", GroupName: `reclo-${RID}`, VpcId: "vpc-0def" }] });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).rejects(ec2Error("InvalidPermission.Duplicate", "the specified rule already exists"));
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+      expect(inputs(DescribeSecurityGroupsCommand)).toEqual([
+        {
+          Filters: [
+            { Name: "group-name", Values: [`reclo-${RID}`] },
+            { Name: "vpc-id", Values: ["vpc-0def"] },
+          ],
+        },
+      ]);
+      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual(ingressInputs);
+      expect(inputs(RunInstancesCommand)).toEqual([runInput]);
+    });
+
+    it("without subnet/VPC configured: no VpcId, no SubnetId, lookup by name only", async () => {
+      const plain = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "m5.large" });
+      ec2Mock.on(CreateSecurityGroupCommand).rejects(ec2Error("InvalidGroup.Duplicate", "already exists"));
+      ec2Mock.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: "sg-0999", GroupName: `reclo-${RID}` }] });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-2" }] });
+      expect(await plain.launch(req)).toEqual({ instanceId: "i-2", securityGroupId: "sg-0999" });
+      const { VpcId: _vpc, ...sgWithoutVpc } = sgInput;
+      expect(inputs(CreateSecurityGroupCommand)).toEqual([sgWithoutVpc]);
+      expect(inputs(DescribeSecurityGroupsCommand)).toEqual([{ Filters: [{ Name: "group-name", Values: [`reclo-${RID}`] }] }]);
+      const { SubnetId: _subnet, ...runWithoutSubnet } = runInput;
+      expect(inputs(RunInstancesCommand)).toEqual([{ ...runWithoutSubnet, InstanceType: "m5.large", SecurityGroupIds: ["sg-0999"] }]);
+    });
+
+    it("revokes the group's default allow-all egress (IPv4 and IPv6) unless the recovery allows internet", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(DescribeSecurityGroupRulesCommand).resolves({
+        SecurityGroupRules: [
+          { SecurityGroupRuleId: "sgr-egress4", GroupId: "sg-0123", IsEgress: true, IpProtocol: "-1", CidrIpv4: "0.0.0.0/0" },
+          { SecurityGroupRuleId: "sgr-egress6", GroupId: "sg-0123", IsEgress: true, IpProtocol: "-1", CidrIpv6: "::/0" },
+          { SecurityGroupRuleId: "sgr-rdp", GroupId: "sg-0123", IsEgress: false, IpProtocol: "tcp", FromPort: 3389, ToPort: 3389, CidrIpv4: "203.0.113.0/24" },
+        ],
+      });
+      ec2Mock.on(RevokeSecurityGroupEgressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
+
+      await target.launch(req);
+      expect(inputs(DescribeSecurityGroupRulesCommand)).toEqual([{ Filters: [{ Name: "group-id", Values: ["sg-0123"] }] }]);
+      expect(inputs(RevokeSecurityGroupEgressCommand)).toEqual([{ GroupId: "sg-0123", SecurityGroupRuleIds: ["sgr-egress4", "sgr-egress6"] }]);
+      // Egress is closed before the machine exists.
+      const order = ec2Mock.calls().map((c) => (c.args[0] as object).constructor.name);
+      expect(order.indexOf("RevokeSecurityGroupEgressCommand")).toBeLessThan(order.indexOf("RunInstancesCommand"));
+
+      // A retry finds the rules gone (revoked in between): still fine.
+      ec2Mock.on(RevokeSecurityGroupEgressCommand).rejects(ec2Error("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID 'sgr-egress4' does not exist"));
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+
+      // allowInternet: the default egress stays.
+      ec2Mock.resetHistory();
+      await target.launch({ ...req, allowInternet: true });
+      expect(inputs(DescribeSecurityGroupRulesCommand)).toEqual([]);
+      expect(inputs(RevokeSecurityGroupEgressCommand)).toEqual([]);
+      expect(inputs(RunInstancesCommand)).toHaveLength(1);
+    });
+
+    it("an IPv6 range goes to Ipv6Ranges", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-3" }] });
+      await target.launch({ ...req, allowedCidr: "2001:db8::/64" });
+      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual([
+        { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 3389, ToPort: 3389, Ipv6Ranges: [{ CidrIpv6: "2001:db8::/64", Description: "ReClo RDP" }] }] },
+        { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, Ipv6Ranges: [{ CidrIpv6: "2001:db8::/64", Description: "ReClo SSH" }] }] },
+      ]);
+    });
+
+    it("a bad parameter from RunInstances is non-retryable with EC2's message", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).rejects(ec2Error("InvalidParameterValue", "Invalid value 't3.gigantic' for InstanceType."));
+      const err = await rejection(target.launch(req));
+      expect(err).toMatchObject({ retryable: false, code: "InvalidParameterValue", message: "InvalidParameterValue: Invalid value 't3.gigantic' for InstanceType." });
+    });
+
+    it("throttled RunInstances is retryable", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).rejects(ec2Error("RequestLimitExceeded", "Request limit exceeded.", 503, "client"));
+      const err = await rejection(target.launch(req));
+      expect(err).toMatchObject({ retryable: true, code: "RequestLimitExceeded", message: "RequestLimitExceeded: Request limit exceeded." });
+    });
+  });
+
+  describe("instances", () => {
+    it("maps DescribeInstances: state, public/private address, zone", async () => {
+      ec2Mock.on(DescribeInstancesCommand).resolves({
+        Reservations: [
+          {
+            Instances: [
+              {
+                InstanceId: "i-0feedface0000001",
+                State: { Code: 16, Name: "running" },
+                PublicIpAddress: "198.51.100.7",
+                PrivateIpAddress: "10.0.1.23",
+                Placement: { AvailabilityZone: "eu-central-1b" },
+              },
+            ],
+          },
+        ],
+      });
+      expect(await target.describeInstance("i-0feedface0000001")).toEqual({
+        state: "running",
+        publicAddress: "198.51.100.7",
+        privateAddress: "10.0.1.23",
+        zone: "eu-central-1b",
+      });
+      expect(inputs(DescribeInstancesCommand)).toEqual([{ InstanceIds: ["i-0feedface0000001"] }]);
+    });
+
+    it.each([
+      ["pending", "pending"],
+      ["running", "running"],
+      ["stopping", "stopping"],
+      ["stopped", "stopped"],
+      ["shutting-down", "terminated"],
+      ["terminated", "terminated"],
+    ] as const)("EC2 %s → %s", async (ec2State, state) => {
+      ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: "i-1", State: { Name: ec2State } }] }] });
+      expect(await target.describeInstance("i-1")).toEqual({ state });
+    });
+
+    it("an unknown instance is lost (InvalidInstanceID.NotFound or no reservation)", async () => {
+      ec2Mock
+        .on(DescribeInstancesCommand)
+        .rejectsOnce(ec2Error("InvalidInstanceID.NotFound", "The instance ID 'i-0dead' does not exist"))
+        .resolvesOnce({ Reservations: [] });
+      expect(await target.describeInstance("i-0dead")).toEqual({ state: "lost" });
+      expect(await target.describeInstance("i-0dead")).toEqual({ state: "lost" });
+    });
+
+    it("right after our own launch, not found is pending (EC2 eventual consistency), lost after the grace", async () => {
+      ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+      ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0new" }] });
+      ec2Mock.on(DescribeInstancesCommand).rejects(ec2Error("InvalidInstanceID.NotFound", "The instance ID 'i-0new' does not exist"));
+      await target.launch({ idempotencyKey: RID, userId: "u", imageId: "ami-1", name: "n", allowedCidr: "192.0.2.1/32" });
+      expect(await target.describeInstance("i-0new")).toEqual({ state: "pending" });
+      clock = new Date(clock.getTime() + 5 * 60_000);
+      expect(await target.describeInstance("i-0new")).toEqual({ state: "lost" });
+    });
+
+    it("a malformed id is a non-retryable error, not lost", async () => {
+      ec2Mock.on(DescribeInstancesCommand).rejects(ec2Error("InvalidInstanceID.Malformed", 'Invalid id: "x"'));
+      const err = await rejection(target.describeInstance("x"));
+      expect(err).toMatchObject({ retryable: false, code: "InvalidInstanceID.Malformed" });
+    });
+
+    it("starts, stops and terminates", async () => {
+      ec2Mock.on(StartInstancesCommand).resolves({});
+      ec2Mock.on(StopInstancesCommand).resolves({});
+      ec2Mock.on(TerminateInstancesCommand).resolves({});
+      await target.startInstance("i-1");
+      await target.stopInstance("i-1");
+      await target.terminateInstance("i-1");
+      expect(inputs(StartInstancesCommand)).toEqual([{ InstanceIds: ["i-1"] }]);
+      expect(inputs(StopInstancesCommand)).toEqual([{ InstanceIds: ["i-1"] }]);
+      expect(inputs(TerminateInstancesCommand)).toEqual([{ InstanceIds: ["i-1"] }]);
+    });
+
+    it("terminating an instance that is gone is a no-op; starting one is an error", async () => {
+      const gone = ec2Error("InvalidInstanceID.NotFound", "The instance ID 'i-0dead' does not exist");
+      ec2Mock.on(TerminateInstancesCommand).rejects(gone);
+      ec2Mock.on(StartInstancesCommand).rejects(gone);
+      await target.terminateInstance("i-0dead");
+      expect(inputs(TerminateInstancesCommand)).toEqual([{ InstanceIds: ["i-0dead"] }]);
+      const err = await rejection(target.startInstance("i-0dead"));
+      expect(err).toMatchObject({ retryable: false, code: "InvalidInstanceID.NotFound" });
+    });
+
+    it("stopping in a wrong state is classified (IncorrectInstanceState → non-retryable)", async () => {
+      ec2Mock.on(StopInstancesCommand).rejects(ec2Error("IncorrectInstanceState", "The instance 'i-1' is not in a state from which it can be stopped."));
+      const err = await rejection(target.stopInstance("i-1"));
+      expect(err).toMatchObject({ retryable: false, message: "IncorrectInstanceState: The instance 'i-1' is not in a state from which it can be stopped." });
+    });
+  });
+
+  describe("deleteNetworkGuard", () => {
+    it("deletes the group", async () => {
+      ec2Mock.on(DeleteSecurityGroupCommand).resolves({ Return: true });
+      await target.deleteNetworkGuard("sg-0123");
+      expect(inputs(DeleteSecurityGroupCommand)).toEqual([{ GroupId: "sg-0123" }]);
+    });
+
+    it("a group that is gone is a no-op", async () => {
+      ec2Mock.on(DeleteSecurityGroupCommand).rejects(ec2Error("InvalidGroup.NotFound", "The security group 'sg-0123' does not exist"));
+      await target.deleteNetworkGuard("sg-0123");
+      expect(inputs(DeleteSecurityGroupCommand)).toEqual([{ GroupId: "sg-0123" }]);
+    });
+
+    it("DependencyViolation (instance still shutting down) is retryable", async () => {
+      ec2Mock.on(DeleteSecurityGroupCommand).rejects(ec2Error("DependencyViolation", "resource sg-0123 has a dependent object"));
+      const err = await rejection(target.deleteNetworkGuard("sg-0123"));
+      expect(err.retryable).toBe(true);
+      expect(err.code).toBe("DependencyViolation");
+      expect(err.message).toContain("DependencyViolation: resource sg-0123 has a dependent object");
+    });
+  });
+
+  describe("console", () => {
+    it("decodes the base64 console output", async () => {
+      const text = "Booting Windows…\r\nEC2Launch: Windows is Ready to use\r\n";
+      ec2Mock.on(GetConsoleOutputCommand).resolves({ InstanceId: "i-1", Output: Buffer.from(text, "utf8").toString("base64") });
+      expect(await target.consoleOutput("i-1")).toBe(text);
+      expect(inputs(GetConsoleOutputCommand)).toEqual([{ InstanceId: "i-1", Latest: true }]);
+    });
+
+    it("no output yet is an empty string", async () => {
+      ec2Mock.on(GetConsoleOutputCommand).resolves({ InstanceId: "i-1" });
+      expect(await target.consoleOutput("i-1")).toBe("");
+    });
+
+    it("returns the decoded screenshot bytes, typed as the JPEG they are", async () => {
+      const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0xff, 0xd9]);
+      ec2Mock.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-1", ImageData: jpeg.toString("base64") });
+      const shot = await target.screenshot("i-1");
+      expect(shot.contentType).toBe("image/jpeg");
+      expect(Buffer.isBuffer(shot.bytes)).toBe(true);
+      expect(shot.bytes.equals(jpeg)).toBe(true);
+      expect(inputs(GetConsoleScreenshotCommand)).toEqual([{ InstanceId: "i-1", WakeUp: true }]);
+    });
+
+    it("labels the screenshot by its bytes: a PNG is image/png", async () => {
+      const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]);
+      ec2Mock.on(GetConsoleScreenshotCommand).resolves({ InstanceId: "i-1", ImageData: png.toString("base64") });
+      const shot = await target.screenshot("i-1");
+      expect(shot.contentType).toBe("image/png");
+      expect(shot.bytes.equals(png)).toBe(true);
+    });
+
+    it("screenshot errors are classified", async () => {
+      ec2Mock.on(GetConsoleScreenshotCommand).rejects(ec2Error("UnsupportedOperation", "This instance type does not support console screenshots."));
+      const err = await rejection(target.screenshot("i-1"));
+      expect(err).toMatchObject({ retryable: false, code: "UnsupportedOperation" });
+    });
+  });
+});
+
+describe("classifyAwsError", () => {
+  it.each([
+    ["RequestLimitExceeded (server fault, 503)", ec2Error("RequestLimitExceeded", "Request limit exceeded.", 503)],
+    ["RequestLimitExceeded (client fault)", ec2Error("RequestLimitExceeded", "Request limit exceeded.", 400, "client")],
+    ["Throttling", ec2Error("Throttling", "Rate exceeded", 400)],
+    ["ThrottlingException", ec2Error("ThrottlingException", "Rate exceeded", 400)],
+    ["TooManyRequestsException", ec2Error("TooManyRequestsException", "slow down", 400)],
+    ["HTTP 429", ec2Error("SomethingNew", "slow down", 429, "client")],
+    ["InternalError 500", ec2Error("InternalError", "An internal error has occurred", 500)],
+    ["Unavailable 503", ec2Error("Unavailable", "The server is overloaded", 503)],
+    ["$retryable", Object.assign(ec2Error("Whatever", "try again", 400), { $retryable: { throttling: false } })],
+    ["ECONNRESET", Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })],
+    ["ETIMEDOUT", Object.assign(new Error("connect ETIMEDOUT"), { code: "ETIMEDOUT" })],
+    ["TimeoutError", Object.assign(new Error("Connection timed out after 1000 ms"), { name: "TimeoutError" })],
+    ["unknown non-AWS error", new Error("boom")],
+  ])("%s → retryable", (_label, err) => {
+    expect(classifyAwsError(err).retryable).toBe(true);
+  });
+
+  it.each([
+    ["InvalidParameterValue", "Value (x) for parameter groupId is invalid."],
+    ["InvalidParameterCombination", "The parameter SubnetId cannot be used with the parameter SecurityGroup"],
+    ["UnauthorizedOperation", "You are not authorized to perform this operation."],
+    ["AuthFailure", "AWS was not able to validate the provided access credentials"],
+    ["InvalidAMIID.NotFound", "The image id '[ami-1]' does not exist"],
+    ["MissingParameter", "The request must contain the parameter ImageId"],
+    ["InvalidClientTokenId", "The security token included in the request is invalid."],
+    ["IdempotentParameterMismatch", "Arguments on this idempotent request are inconsistent with arguments used in previous request(s)."],
+  ])("%s → non-retryable, message '<Code>: <message>'", (code, message) => {
+    const err = classifyAwsError(ec2Error(code, message, code === "AuthFailure" ? 401 : 400));
+    expect(err).toBeInstanceOf(TargetError);
+    expect(err).toMatchObject({ retryable: false, code, message: `${code}: ${message}` });
+  });
+
+  it("passes a TargetError through and keeps the SDK error as cause", () => {
+    const te = new TargetError("x", false, "X");
+    expect(classifyAwsError(te)).toBe(te);
+    const sdk = ec2Error("InvalidParameterValue", "bad");
+    expect(classifyAwsError(sdk).cause).toBe(sdk);
+  });
+});
+
+/**
+ * The real SDK stack (no mock) against a local HTTP server answering EC2 XML errors: pins how
+ * @aws-sdk/client-ec2 surfaces error codes, and the client createEc2Client builds.
+ */
+describe("against a fake EC2 endpoint", () => {
+  let server: http.Server;
+  let requests: string[];
+  let reply: { status: number; code: string; message: string };
+
+  beforeEach(async () => {
+    requests = [];
+    server = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        requests.push(new URLSearchParams(body).get("Action") ?? "");
+        res.writeHead(reply.status, { "content-type": "text/xml;charset=UTF-8" });
+        res.end(
+          `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${reply.code}</Code><Message>${reply.message}</Message></Error></Errors><RequestID>r-1</RequestID></Response>`,
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    vi.stubEnv("AWS_ACCESS_KEY_ID", "AKIDTEST");
+    vi.stubEnv("AWS_SECRET_ACCESS_KEY", "secret");
+    vi.stubEnv("AWS_SESSION_TOKEN", "");
+  });
+
+  afterEach(async () => {
+    vi.unstubAllEnvs();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  function client(): EC2Client {
+    const { port } = server.address() as AddressInfo;
+    return createEc2Client({ enabled: true, region: "eu-central-1", ec2Endpoint: `http://127.0.0.1:${port}`, importRoleName: "vmimport", instanceType: "t3.medium" });
+  }
+
+  it("EC2ServiceException carries name = Code and $fault; a client fault is not retried and classifies as non-retryable", async () => {
+    reply = { status: 400, code: "InvalidParameterValue", message: "Value (vpc-nope) for parameter vpcId is invalid." };
+    const ec2 = client();
+    expect(await ec2.config.maxAttempts()).toBe(3);
+    expect(await ec2.config.region()).toBe("eu-central-1");
+    const raw = await ec2.send(new DescribeRegionsCommand({})).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(raw).toBeInstanceOf(EC2ServiceException);
+    expect(raw).toMatchObject({ name: "InvalidParameterValue", $fault: "client", message: "Value (vpc-nope) for parameter vpcId is invalid.", $metadata: { httpStatusCode: 400 } });
+    expect(requests).toEqual(["DescribeRegions"]);
+
+    const target = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium" });
+    const err = await rejection(target.deleteNetworkGuard("sg-1"));
+    expect(err).toMatchObject({ retryable: false, code: "InvalidParameterValue", message: "InvalidParameterValue: Value (vpc-nope) for parameter vpcId is invalid." });
+  });
+
+  it("RequestLimitExceeded (HTTP 503) is retried by the SDK up to maxAttempts, then retryable for the workflow", async () => {
+    reply = { status: 503, code: "RequestLimitExceeded", message: "Request limit exceeded." };
+    const target = new AwsTarget(client(), { importRoleName: "vmimport", instanceType: "t3.medium" });
+    const err = await rejection(target.describeInstance("i-1"));
+    expect(err).toMatchObject({ retryable: true, code: "RequestLimitExceeded", message: "RequestLimitExceeded: Request limit exceeded." });
+    expect(requests).toEqual(["DescribeInstances", "DescribeInstances", "DescribeInstances"]);
+  });
+
+  it("InvalidInstanceID.NotFound from the wire maps to lost", async () => {
+    reply = { status: 400, code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-1' does not exist" };
+    const target = new AwsTarget(client(), { importRoleName: "vmimport", instanceType: "t3.medium" });
+    expect(await target.describeInstance("i-1")).toEqual({ state: "lost" });
+  });
+});

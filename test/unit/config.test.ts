@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, parseDuration } from "../../src/config";
+
+describe("config", () => {
+  it("has defaults that serve local development", () => {
+    const c = loadConfig({});
+    expect(c.http.port).toBe(4000);
+    expect(c.database.url).toBe("mysql://root@127.0.0.1:3306/reclo");
+    expect(c.temporal).toMatchObject({ address: "127.0.0.1:7233", namespace: "default", taskQueue: "reclo", tls: undefined });
+    expect(c.s3.buckets).toEqual({ backups: "reclo-backups", imports: "reclo-imports", artifacts: "reclo-artifacts" });
+    expect(c.auth.tokenTtlMs).toBe(60 * 86_400_000);
+    expect(c.auth.argon2).toEqual({ memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+    expect(c.redisUrl).toBeUndefined();
+  });
+
+  it("lists every problem at once, readably, without echoing secrets", () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: "http", DATABASE_URL: "postgres://x", TOKEN_TTL: "forever", ARGON2_MEMORY_KIB: "12", S3_SECRET_ACCESS_KEY: "", REDIS_URL: "localhost:6379", TEMPORAL_ADDRESS: "nohost" });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toHaveLength(7);
+    expect(problems.join("\n")).toMatch(/PORT: expected a whole number/);
+    expect(problems.join("\n")).toMatch(/DATABASE_URL: expected a URL starting with mysql:\/\/ or mariadb:\/\//);
+    expect(problems.join("\n")).toMatch(/TOKEN_TTL: expected a duration like 60d/);
+    expect(problems.join("\n")).toMatch(/ARGON2_MEMORY_KIB: must be at least 8192/);
+    expect(problems.join("\n")).toMatch(/TEMPORAL_ADDRESS: expected host:port/);
+    expect((error as Error).message).toMatch(/^Invalid configuration \(7 problems\):\n  - /);
+  });
+
+  it("enables TLS for Temporal Cloud when an API key is set, and checks pairs", () => {
+    expect(loadConfig({ TEMPORAL_API_KEY: "k", TEMPORAL_ADDRESS: "ns.acct.tmprl.cloud:7233" }).temporal.tls).toBeDefined();
+    expect(() => loadConfig({ TEMPORAL_TLS_CERT_PATH: "/a.pem" })).toThrow(/TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH/);
+    expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/development default must not be used in production/);
+  });
+
+  it("trusts proxies only by hop count or by their addresses/CIDRs; `true` is refused with the reason", () => {
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: "false" }).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: "1" }).http.trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: "10.0.0.0/8, 192.168.1.10,fd00::/8" }).http.trustProxy).toEqual(["10.0.0.0/8", "192.168.1.10", "fd00::/8"]);
+    expect(() => loadConfig({ TRUST_PROXY: "true" })).toThrow(/TRUST_PROXY: "true" would believe the X-Forwarded-For any client sends.*hop.*CIDR/);
+    expect(() => loadConfig({ TRUST_PROXY: "10.0.0.0/33" })).toThrow(/TRUST_PROXY: .*not an address or CIDR: 10\.0\.0\.0\/33/);
+    expect(() => loadConfig({ TRUST_PROXY: "loopback" })).toThrow(/TRUST_PROXY/);
+  });
+
+  it("production refuses the published S3 development secret unless the store is explicitly on loopback", () => {
+    expect(() => loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com" })).toThrow(/S3_SECRET_ACCESS_KEY/);
+    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070" }).env).toBe("production");
+    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com", S3_SECRET_ACCESS_KEY: "a-real-secret-of-our-own" }).env).toBe("production");
+  });
+
+  it("QEMU runs as an unprivileged user when the worker is root, never as root", () => {
+    const root = process.getuid?.() === 0;
+    expect(loadConfig({}).local.runAs).toBe(root ? "reclo-qemu" : undefined);
+    expect(loadConfig({ QEMU_RUNAS: "kvm-guests" }).local.runAs).toBe("kvm-guests");
+    expect(() => loadConfig({ QEMU_RUNAS: "root" })).toThrow(/QEMU_RUNAS: QEMU must not run as root/);
+    expect(() => loadConfig({ QEMU_RUNAS: "a b;rm" })).toThrow(/QEMU_RUNAS: expected a user name/);
+  });
+
+  it("parses durations", () => {
+    expect(parseDuration("60d")).toBe(5_184_000_000);
+    expect(parseDuration("1500ms")).toBe(1500);
+    expect(parseDuration("2.5s")).toBe(2500);
+    expect(parseDuration("250")).toBe(250);
+    expect(parseDuration("soon")).toBeUndefined();
+  });
+});

@@ -1,0 +1,80 @@
+import fs from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { GraphQLError, locatedError } from "graphql";
+import { AppError, ErrorCode, badInput, notFound, rateLimited } from "../../src/shared/errors";
+import { appErrorOf, errorCodeOf, formatError, httpStatusOf, toGraphQLError, withHttpStatus, wsErrors } from "../../src/graphql/errors";
+import { CONSOLE_MESSAGES, cliMessage, consoleMessage } from "../../src/client/errors";
+
+const root = path.resolve(__dirname, "../..");
+
+describe("AppError and its one mapping to GraphQL errors", () => {
+  it("AppError is a plain Error with a code and details; src/shared/errors.ts imports nothing from graphql", () => {
+    const err = notFound("Backup", "b1");
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(GraphQLError);
+    expect([err.name, err.code, err.message, err.details]).toEqual(["AppError", "NOT_FOUND", "Backup b1 not found", { kind: "Backup", id: "b1" }]);
+    expect(fs.readFileSync(path.join(root, "src/shared/errors.ts"), "utf8")).not.toMatch(/from "graphql"|type-graphql|@apollo/);
+  });
+
+  it("a resolver's AppError (wrapped by graphql-js as originalError) is formatted with its code and details, not as INTERNAL", () => {
+    const located = locatedError(badInput("sourceName is too long", { field: "sourceName" }), undefined, ["createBackup"]);
+    expect(located.extensions).toEqual({});
+    expect(appErrorOf(located)?.code).toBe(ErrorCode.BAD_USER_INPUT);
+    expect(errorCodeOf(located)).toBe(ErrorCode.BAD_USER_INPUT);
+    let internal: unknown;
+    // What Apollo hands formatError for it: its own default code, and a stack trace only in development.
+    const formatted = formatError({ ...located.toJSON(), extensions: { code: "INTERNAL_SERVER_ERROR", stacktrace: ["AppError: …"] } }, located, false, (e) => (internal = e));
+    expect(formatted).toEqual({ message: "sourceName is too long", path: ["createBackup"], extensions: { code: "BAD_USER_INPUT", field: "sourceName" } });
+    expect(internal).toBeUndefined();
+  });
+
+  it("anything else is INTERNAL with a generic message, and reported", () => {
+    const located = locatedError(new Error("secret detail"), undefined, ["backups"]);
+    let internal: unknown;
+    const formatted = formatError({ ...located.toJSON(), extensions: { code: "INTERNAL_SERVER_ERROR" } }, located, false, (e) => (internal = e));
+    expect(formatted).toEqual({ message: "Internal server error", path: ["backups"], locations: undefined, extensions: { code: "INTERNAL" } });
+    expect(internal).toBe(located);
+    expect(errorCodeOf(located)).toBeUndefined();
+    // An AppError with the INTERNAL code is hidden the same way.
+    const own = formatError({ message: "target not configured" }, toGraphQLError(new AppError(ErrorCode.INTERNAL, "target not configured")), false);
+    expect(own).toMatchObject({ message: "Internal server error", extensions: { code: "INTERNAL" } });
+  });
+
+  it("errors that abort a request before execution carry their HTTP status for Apollo", () => {
+    const limited = rateLimited(30);
+    expect(httpStatusOf(limited)).toBe(429);
+    const gql = withHttpStatus(limited);
+    expect(gql).toBeInstanceOf(GraphQLError);
+    expect(gql.extensions).toEqual({ code: "RATE_LIMITED", retryAfterSeconds: 30, http: { status: 429 } });
+    expect(appErrorOf(gql)).toBe(limited);
+  });
+
+  it("over WebSocket: refusals are GraphQLErrors with code and details; a stream that throws an AppError keeps them", () => {
+    expect(toGraphQLError(badInput("too deep", { limit: "DEPTH" })).toJSON()).toEqual({ message: "too deep", extensions: { code: "BAD_USER_INPUT", limit: "DEPTH" } });
+    // graphql-ws wraps what a stream throws in a GraphQLError of its own.
+    const wrapped = new GraphQLError("Recovery r1 not found", { originalError: notFound("Recovery", "r1") });
+    const plain = new GraphQLError("socket gone", { originalError: new Error("socket gone") });
+    expect(wsErrors([wrapped, plain])).toEqual([{ message: "Recovery r1 not found", extensions: { code: "NOT_FOUND", kind: "Recovery", id: "r1" } }, { message: "socket gone" }]);
+  });
+});
+
+describe("the words the CLI and the console show for a code (src/client/errors.ts)", () => {
+  const settings = { url: "http://127.0.0.1:4000/graphql" };
+
+  it("CLI", () => {
+    expect(cliMessage({ code: "UNAUTHENTICATED", message: "Token expired: log in again", status: 401 }, settings)).toBe("Not logged in: run `reclo login`");
+    expect(cliMessage({ code: "UNAUTHENTICATED", message: "x", status: 401 }, { ...settings, tokenSource: "RECLO_TOKEN" })).toMatch(/^Not logged in: RECLO_TOKEN /);
+    expect(cliMessage({ code: "RATE_LIMITED", message: "Too many attempts; try again in 30 s", status: 429 }, settings)).toBe("Rate limited: Too many attempts; try again in 30 s");
+    expect(cliMessage({ message: "HTTP 502: bad gateway", status: 502 }, settings)).toBe(`The server at ${settings.url} answered HTTP 502: bad gateway`);
+    expect(cliMessage({ code: "NOT_FOUND", message: "Backup b1 not found", status: 200 }, settings)).toBe("Backup b1 not found (NOT_FOUND)");
+  });
+
+  it("console", () => {
+    expect(consoleMessage({ code: "RATE_LIMITED", message: "x", extensions: { retryAfterSeconds: 90 } })).toBe("Too many attempts. Please wait 2 minute(s) and try again.");
+    expect(consoleMessage({ code: "RATE_LIMITED", message: "x" })).toBe("Too many attempts. Please wait a few minutes and try again.");
+    expect(consoleMessage({ code: "INTERNAL", message: "Internal server error" })).toBe("ReClo had a problem on its side. Please try again in a moment.");
+    expect(consoleMessage({ code: "NOT_FOUND", message: "Backup b1 not found" })).toBe("Backup b1 not found");
+    expect(CONSOLE_MESSAGES.network).toMatch(/can't be reached/);
+  });
+});
