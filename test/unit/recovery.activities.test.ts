@@ -1,0 +1,366 @@
+import { describe, expect, it } from "vitest";
+import { ApplicationFailure, CancelledFailure } from "@temporalio/common";
+import { createRecoveryActivities, type RecoveryActivityDeps } from "../../src/recoveries/recovery.activities";
+import type { BootCheckRecord, InstanceRow, RecoveryResources } from "../../src/db/schema";
+import type { NewInstance } from "../../src/instances/instance.service";
+import { MissingChunkError, type ComposeRequest } from "../../src/storage/image-store";
+import { TargetError } from "../../src/compute/target";
+import type { ComposedImage } from "../../workflows/contracts";
+import { FakeTarget } from "../helpers/fake-target";
+import { activityEnv as envFor, rejectionOf, runActivity as run } from "../helpers/activity-env";
+
+/**
+ * The recovery's activities under MockActivityEnvironment: real activity code, in-memory fakes of
+ * its narrow dependencies (no database, no S3, no QEMU). Each test checks what the activity records
+ * on the recovery's timeline, how it turns a target's errors into Temporal failures, how it reacts
+ * to cancellation, and what its cleanup removes.
+ */
+
+
+type ProgressDeps = RecoveryActivityDeps["progress"];
+type ImageDeps = RecoveryActivityDeps["images"];
+type InstanceDeps = RecoveryActivityDeps["instances"];
+
+type Call = { recoveryId: string; step: string; status: string; message: string | null; attempt: number };
+
+/** RecoveryProgress in memory: the timeline, the recorded resources and the final state. */
+class FakeProgress implements ProgressDeps {
+  readonly events: Call[] = [];
+  readonly entered: string[] = [];
+  readonly percents: { step: string; percent: number; message?: string }[] = [];
+  resources: RecoveryResources = {};
+  bootCheck?: BootCheckRecord;
+  finished?: { state: string; failureReason?: string; message?: string };
+  deadline?: Date;
+  created: Date | null = new Date("2026-11-30T00:00:00Z");
+
+  async begin(_recoveryId: string, deadlineAt: Date) {
+    this.deadline = deadlineAt;
+  }
+  async enter(_recoveryId: string, state: string) {
+    this.entered.push(state);
+  }
+  async progress(_recoveryId: string, step: string, percent: number, message?: string) {
+    this.percents.push({ step, percent, message });
+  }
+  async event(recoveryId: string, step: string, status: string, message: string | null, attempt = 1) {
+    this.events.push({ recoveryId, step, status, message, attempt });
+  }
+  async setResources(_recoveryId: string, patch: RecoveryResources) {
+    this.resources = { ...this.resources, ...patch };
+  }
+  async setBootCheck(_recoveryId: string, record: BootCheckRecord) {
+    this.bootCheck = record;
+  }
+  async finish(_recoveryId: string, state: "COMPLETED" | "FAILED" | "CANCELLED", opts: { message?: string; failureReason?: string } = {}) {
+    this.finished = { state, ...opts };
+    return true;
+  }
+  async createdAt() {
+    return this.created;
+  }
+}
+
+/** The composed-image store in memory: objects by key, and open multipart uploads. */
+class FakeImages implements ImageDeps {
+  readonly objects = new Set<string>();
+  readonly uploads = new Set<string>();
+  readonly requests: ComposeRequest[] = [];
+  failWith?: Error;
+
+  async compose(req: ComposeRequest): Promise<ComposedImage> {
+    this.requests.push(req);
+    if (this.failWith) throw this.failWith;
+    const uploadId = req.resume?.uploadId ?? `upload-${req.key}`;
+    this.uploads.add(uploadId);
+    req.onCheckpoint?.({ uploadId });
+    for (let part = 1; part <= 4; part++) req.onProgress?.(part, 4);
+    this.uploads.delete(uploadId);
+    this.objects.add(req.key);
+    return { bucket: "imports", key: req.key, sizeBytes: 4 * 1024 * 1024 };
+  }
+  async abortComposition(_key: string, uploadId: string) {
+    this.uploads.delete(uploadId);
+  }
+  async delete(key: string) {
+    this.objects.delete(key);
+  }
+}
+
+class FakeInstances implements InstanceDeps {
+  readonly rows: InstanceRow[] = [];
+  readonly terminatedFor: string[] = [];
+
+  async forRecovery(userId: string, recoveryId: string) {
+    return this.rows.find((r) => r.userId === userId && r.recoveryId === recoveryId) ?? null;
+  }
+  async record(userId: string, input: NewInstance) {
+    const now = new Date();
+    const row: InstanceRow = { id: `row-${this.rows.length + 1}`, userId, address: null, privateAddress: null, zone: null, lastStoppedAt: null, terminatedAt: null, createdAt: now, updatedAt: now, ...input };
+    this.rows.push(row);
+    return row;
+  }
+  async markTerminatedForRecovery(recoveryId: string) {
+    this.terminatedFor.push(recoveryId);
+  }
+}
+
+function setup(targets: RecoveryActivityDeps["targets"] = { AWS: new FakeTarget("AWS") }) {
+  const progress = new FakeProgress();
+  const images = new FakeImages();
+  const instances = new FakeInstances();
+  const artifacts = { stored: new Map<string, Buffer>() };
+  const deps: RecoveryActivityDeps = {
+    progress,
+    images,
+    instances,
+    targets,
+    artifacts: {
+      put: async (key, body) => void artifacts.stored.set(key, Buffer.from(body)),
+      delete: async (key) => void artifacts.stored.delete(key),
+    },
+  };
+  return { acts: createRecoveryActivities(deps), progress, images, instances, artifacts };
+}
+
+const image: ComposedImage = { bucket: "imports", key: "u1/recoveries/r1.raw", sizeBytes: 4 * 1024 * 1024 };
+const launchInput = { recoveryId: "r1", userId: "u1", target: "AWS" as const, imageId: "img-1", name: "web-recovered", allowedCidr: "198.51.100.0/24" };
+
+describe("recovery activities (MockActivityEnvironment, in-memory dependencies)", () => {
+  it("composeImage records STARTED on the first attempt, heartbeats its checkpoint and returns the upload id", async () => {
+    const { acts, progress, images } = setup();
+    const env = envFor({ attempt: 1 });
+    const beats: unknown[] = [];
+    env.on("heartbeat", (d: unknown) => beats.push(d));
+
+    const composed = await run(env, acts.composeImage, { recoveryId: "r1", userId: "u1", backupId: "b1" });
+
+    expect(composed).toMatchObject({ key: "u1/recoveries/r1.raw", uploadId: "upload-u1/recoveries/r1.raw" });
+    expect(images.objects.has("u1/recoveries/r1.raw")).toBe(true);
+    // The key is recorded before composing starts, so a cleanup can find a half-done object.
+    expect(progress.resources.composedKey).toBe("u1/recoveries/r1.raw");
+    expect(progress.events.map((e) => [e.step, e.status, e.attempt])).toEqual([
+      ["PREPARING", "STARTED", 1],
+      ["PREPARING", "SUCCEEDED", 1],
+    ]);
+    // Every heartbeat carries the checkpoint, so a retry resumes the same multipart upload.
+    expect(beats.length).toBeGreaterThanOrEqual(5);
+    expect(beats.every((d) => (d as { uploadId?: string }).uploadId === "upload-u1/recoveries/r1.raw")).toBe(true);
+    expect(progress.percents.at(-1)).toMatchObject({ step: "PREPARING", percent: 100 });
+  });
+
+  it("a retried composeImage records RETRYING with its attempt number and resumes from the heartbeated checkpoint", async () => {
+    const { acts, progress, images } = setup();
+    const env = envFor({ attempt: 3, heartbeatDetails: { uploadId: "upload-from-attempt-2" } });
+
+    const composed = await run(env, acts.composeImage, { recoveryId: "r1", userId: "u1", backupId: "b1" });
+
+    expect(progress.events[0]).toEqual({ recoveryId: "r1", step: "PREPARING", status: "RETRYING", message: "Composing the restore point from its chunks (attempt 3)", attempt: 3 });
+    expect(progress.events[1]).toMatchObject({ status: "SUCCEEDED", attempt: 3 });
+    expect(images.requests[0]?.resume).toEqual({ uploadId: "upload-from-attempt-2" });
+    expect(composed.uploadId).toBe("upload-from-attempt-2");
+  });
+
+  it("composeImage turns a missing chunk into a non-retryable MissingChunk failure", async () => {
+    const { acts, images } = setup();
+    images.failWith = new MissingChunkError("chunk abc of backup b1 is gone");
+
+    const err = await rejectionOf(run(envFor(), acts.composeImage, { recoveryId: "r1", userId: "u1", backupId: "b1" }));
+
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: "MissingChunk", nonRetryable: true, message: "chunk abc of backup b1 is gone" });
+  });
+
+  it("launchInstance: a target error that retrying cannot fix becomes a non-retryable failure with its code; a transient one stays retryable", async () => {
+    const target = new FakeTarget("AWS");
+    const { acts, progress } = setup({ AWS: target });
+
+    target.failWith.launch = new TargetError("No capacity for t3.medium in eu-west-1a", false, "InsufficientInstanceCapacity");
+    const fatal = await rejectionOf(run(envFor(), acts.launchInstance, launchInput));
+    expect(fatal).toBeInstanceOf(ApplicationFailure);
+    expect(fatal).toMatchObject({ type: "InsufficientInstanceCapacity", nonRetryable: true, message: "No capacity for t3.medium in eu-west-1a" });
+    expect(progress.entered).toEqual(["LAUNCHING"]);
+    expect(progress.events[0]).toMatchObject({ step: "LAUNCHING", status: "STARTED", attempt: 1 });
+    expect(progress.resources.instanceId).toBeUndefined();
+
+    target.failWith.launch = new TargetError("RequestLimitExceeded", true, "RequestLimitExceeded");
+    const transient = await rejectionOf(run(envFor({ attempt: 2 }), acts.launchInstance, launchInput));
+    expect(transient).toBeInstanceOf(TargetError);
+    expect(transient).not.toBeInstanceOf(ApplicationFailure);
+    expect(progress.events[1]).toMatchObject({ step: "LAUNCHING", status: "RETRYING", message: "Launching web-recovered (attempt 2)", attempt: 2 });
+
+    delete target.failWith.launch;
+    const launched = await run(envFor({ attempt: 3 }), acts.launchInstance, launchInput);
+    expect(launched).toMatchObject({ instanceId: "i-r1", securityGroupId: "sg-r1" });
+    expect(launched.launchedAtMs).toBeGreaterThan(0);
+    expect(progress.resources).toMatchObject({ instanceId: "i-r1", securityGroupId: "sg-r1" });
+  });
+
+  it("a step on a target this worker does not have fails at once as TargetNotConfigured", async () => {
+    const { acts } = setup({ AWS: new FakeTarget("AWS") });
+
+    const err = await rejectionOf(run(envFor(), acts.startImport, { recoveryId: "r1", target: "LOCAL", image }));
+
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: "TargetNotConfigured", nonRetryable: true });
+  });
+
+  it("waitForImport records a failed import on the timeline and fails without retry", async () => {
+    const target = new FakeTarget("AWS");
+    target.importStatus = { state: "failed", progress: 40, message: "ClientError: Unsupported kernel version" };
+    const { acts, progress } = setup({ AWS: target });
+
+    const err = await rejectionOf(run(envFor(), acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId: "import-r1", pollIntervalMs: 10 }));
+
+    expect(err).toMatchObject({ type: "ImportFailed", nonRetryable: true, message: "Import failed: ClientError: Unsupported kernel version" });
+    expect(progress.events).toEqual([{ recoveryId: "r1", step: "IMPORTING", status: "FAILED", message: "ClientError: Unsupported kernel version", attempt: 1 }]);
+    expect(progress.resources.imageId).toBeUndefined();
+  });
+
+  it("waitForInstance polls until running, and a lost instance is a non-retryable InstanceLost", async () => {
+    const target = new FakeTarget("AWS");
+    target.instanceStates = [{ state: "pending" }, { state: "pending" }, { state: "running", publicAddress: "203.0.113.7" }];
+    const { acts, progress } = setup({ AWS: target });
+
+    const status = await run(envFor(), acts.waitForInstance, { recoveryId: "r1", target: "AWS", instanceId: "i-r1", pollIntervalMs: 5 });
+    expect(status).toEqual({ state: "running", publicAddress: "203.0.113.7" });
+    expect(target.calls.filter((c) => c.startsWith("describeInstance"))).toHaveLength(3);
+    expect(progress.percents.map((p) => p.percent)).toEqual([30, 40, 100]);
+    expect(progress.events.at(-1)).toMatchObject({ step: "LAUNCHING", status: "SUCCEEDED", message: "Instance i-r1 running" });
+
+    target.instanceStates = [{ state: "terminated" }];
+    const err = await rejectionOf(run(envFor(), acts.waitForInstance, { recoveryId: "r1", target: "AWS", instanceId: "i-r1", pollIntervalMs: 5 }));
+    expect(err).toMatchObject({ type: "InstanceLost", nonRetryable: true, message: "Instance i-r1 is terminated before it ran" });
+  });
+
+  it("waitForInstance stops polling when cancellation arrives on a heartbeat", async () => {
+    const target = new FakeTarget("AWS");
+    target.instanceStates = [{ state: "pending" }];
+    const { acts } = setup({ AWS: target });
+    const env = envFor();
+    let beats = 0;
+    // The server delivers a cancel request in its answer to a heartbeat: the first one, here,
+    // after which the activity sleeps a whole minute before its next poll.
+    env.on("heartbeat", () => {
+      beats++;
+      env.cancel();
+    });
+    const began = Date.now();
+
+    const err = await rejectionOf(run(env, acts.waitForInstance, { recoveryId: "r1", target: "AWS", instanceId: "i-r1", pollIntervalMs: 60_000 }));
+
+    expect(err).toBeInstanceOf(CancelledFailure);
+    // The minute's sleep between polls was cut short, and nothing was polled after the cancel.
+    expect(Date.now() - began).toBeLessThan(10_000);
+    expect(beats).toBe(1);
+    expect(target.calls.filter((c) => c.startsWith("describeInstance"))).toHaveLength(1);
+  });
+
+  it("a cancelled startImport waits for the target to remove what it wrote, then fails as cancelled", async () => {
+    const target = new FakeTarget("LOCAL");
+    target.importRunsUntilAborted = true;
+    const { acts, progress } = setup({ LOCAL: target });
+    const env = envFor();
+    env.on("heartbeat", () => {
+      if (target.imports.size > 0) env.cancel();
+    });
+
+    const err = await rejectionOf(run(env, acts.startImport, { recoveryId: "r1", target: "LOCAL", image }));
+
+    expect(err).toBeInstanceOf(CancelledFailure);
+    expect((err as Error).message).toBe("import of recovery r1 cancelled");
+    expect(target.calls).toEqual(["checkAvailable:", "startImport:r1"]);
+    expect(target.imports.size).toBe(0);
+    expect(progress.resources.importTaskId).toBeUndefined();
+    expect(progress.events).toEqual([{ recoveryId: "r1", step: "IMPORTING", status: "STARTED", message: "Importing into LOCAL", attempt: 1 }]);
+  });
+
+  it("cleanupRecovery removes everything the steps recorded, each on the timeline, and the instance row with it", async () => {
+    const target = new FakeTarget("AWS");
+    const { acts, progress, images, instances, artifacts } = setup({ AWS: target });
+    const env = envFor();
+    // Run the steps the way the workflow does, collecting what they created.
+    const composed = await run(env, acts.composeImage, { recoveryId: "r1", userId: "u1", backupId: "b1" });
+    const { importTaskId } = await run(env, acts.startImport, { recoveryId: "r1", target: "AWS", image: composed });
+    const imported = await run(env, acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId, pollIntervalMs: 5 });
+    const launched = await run(env, acts.launchInstance, { ...launchInput, imageId: imported.imageId });
+    artifacts.stored.set("u1/recoveries/r1-check.png", Buffer.from("png"));
+    expect(target.instances.size + target.images.size + target.securityGroups.size + images.objects.size).toBe(4);
+
+    const removed = await run(env, acts.cleanupRecovery, {
+      recoveryId: "r1",
+      userId: "u1",
+      target: "AWS",
+      composedKey: composed.key,
+      composeUploadId: composed.uploadId,
+      importTaskId,
+      imageId: imported.imageId,
+      snapshotIds: imported.snapshotIds,
+      instanceId: launched.instanceId,
+      securityGroupId: launched.securityGroupId,
+      checkScreenshotKey: "u1/recoveries/r1-check.png",
+    });
+
+    expect(removed).toEqual([
+      "terminated instance i-r1",
+      "deleted image img-1",
+      "deleted security group sg-r1",
+      "deleted boot-check screenshot u1/recoveries/r1-check.png",
+      "deleted composed image u1/recoveries/r1.raw",
+    ]);
+    expect(target.instances.size + target.images.size + target.securityGroups.size).toBe(0);
+    expect(images.objects.size).toBe(0);
+    expect(artifacts.stored.size).toBe(0);
+    expect(progress.events.filter((e) => e.status === "CLEANUP").map((e) => e.message)).toEqual(removed);
+    expect(instances.terminatedFor).toEqual(["r1"]);
+  });
+
+  it("cleanupRecovery without a recorded image id discards the import by the recovery id", async () => {
+    const target = new FakeTarget("AWS");
+    const { acts, progress } = setup({ AWS: target });
+    const env = envFor();
+    await run(env, acts.startImport, { recoveryId: "r1", target: "AWS", image });
+    expect(target.imports.size).toBe(1);
+
+    // The cancel landed before the workflow learned the import task id.
+    const removed = await run(env, acts.cleanupRecovery, { recoveryId: "r1", userId: "u1", target: "AWS" });
+
+    expect(removed).toEqual(["cancelled import import-r1"]);
+    expect(target.imports.size).toBe(0);
+    expect(progress.events.at(-1)).toMatchObject({ step: "FAILED", status: "CLEANUP", message: "cancelled import import-r1" });
+  });
+
+  it("completeRecovery records the instance once and says when the machine did not start", async () => {
+    const { acts, progress, instances } = setup();
+    const input = {
+      recoveryId: "r1",
+      userId: "u1",
+      target: "AWS" as const,
+      instanceId: "i-r1",
+      name: "web-recovered",
+      status: { state: "running" as const, publicAddress: "203.0.113.7" },
+      bootCheck: { status: "FAILED" as const, reason: "kernel panic on screen" },
+    };
+    const env = envFor();
+
+    const first = await run(env, acts.completeRecovery, input);
+    const again = await run(env, acts.completeRecovery, input);
+
+    expect(again).toBe(first);
+    expect(instances.rows).toHaveLength(1);
+    expect(instances.rows[0]).toMatchObject({ recoveryId: "r1", provider: "AWS", providerId: "i-r1", state: "RUNNING", address: "203.0.113.7" });
+    expect(progress.finished).toEqual({
+      state: "COMPLETED",
+      message: "Recovered web-recovered at 203.0.113.7, but it did not start: kernel panic on screen. The machine is kept so you can look at it.",
+    });
+  });
+
+  it("failRecovery writes a CANCELLED event and the final state with its reason", async () => {
+    const { acts, progress } = setup();
+
+    await run(envFor({ attempt: 2 }), acts.failRecovery, { recoveryId: "r1", state: "CANCELLED", failureReason: "CANCELLED", message: "Recovery cancelled; everything it created was removed" });
+
+    expect(progress.events).toEqual([{ recoveryId: "r1", step: "CANCELLED", status: "CANCELLED", message: "Recovery cancelled; everything it created was removed", attempt: 2 }]);
+    expect(progress.finished).toEqual({ state: "CANCELLED", failureReason: "CANCELLED", message: "Recovery cancelled; everything it created was removed" });
+  });
+});
