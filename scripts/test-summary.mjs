@@ -11,8 +11,9 @@ try {
   process.exit(0);
 }
 const passed = report.numPassedTests ?? 0;
-// Test files that failed to load count as failures too.
-const brokenFiles = (report.testResults ?? []).filter((f) => f.status === "failed" && (f.assertionResults ?? []).length === 0).length;
+// A test file that failed without a failed test (it did not load, or a beforeAll/afterAll hook
+// failed and its tests were never run) counts as a failure too.
+const brokenFiles = (report.testResults ?? []).filter((f) => f.status === "failed" && !(f.assertionResults ?? []).some((t) => t.status === "failed")).length;
 const failed = (report.numFailedTests ?? 0) + brokenFiles;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);

@@ -271,7 +271,7 @@ describe("the serial boot marker (hand-made boot sectors: a marker, no prompt, n
       expect(await leftovers(h)).toEqual([]);
       // Ports are checked before anything starts.
       for (const ports of [[0], [65536], Array.from({ length: 9 }, (_, i) => 1000 + i)]) {
-        await expect(h.stack.rt.services.verifications.start(h.user.id, { backupId: backup.id, ports })).rejects.toMatchObject({ extensions: { code: "BAD_USER_INPUT" } });
+        await expect(h.stack.rt.services.verifications.start(h.user.id, { backupId: backup.id, ports })).rejects.toMatchObject({ code: "BAD_USER_INPUT" });
       }
       const again = await h.stack.rt.services.verifications.start(h.user.id, { backupId: backup.id, bootMarker: "SOMETHING-ELSE" });
       expect(again.id).not.toBe(v.id);
