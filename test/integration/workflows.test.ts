@@ -249,7 +249,11 @@ describe("recoveryWorkflow with mocked activities (TestWorkflowEnvironment on th
     const outcome = await worker.runUntil(env.client.workflow.execute(recoveryWorkflow, { args: [input], taskQueue, workflowId: `recovery-${input.recoveryId}` }));
 
     expect(outcome).toEqual({ state: "FAILED", reason: "TIMED_OUT", cleanedUp: [`removed user-1/recoveries/${input.recoveryId}.raw`] });
-    expect(order).toEqual(["waitForImport cancelled", "cleanup"]);
+    // Cleanup runs only after the import has stopped. On a loaded machine a heartbeat can time out
+    // and the import be retried before the limit: every attempt must have ended before cleanup.
+    expect(order.at(-1), JSON.stringify(order)).toBe("cleanup");
+    expect(order.slice(0, -1).length, JSON.stringify(order)).toBeGreaterThan(0);
+    expect(order.slice(0, -1).every((e) => e.startsWith("waitForImport")), JSON.stringify(order)).toBe(true);
     expect(mock.input("cleanupRecovery")).toMatchObject({ importTaskId: `import-${input.recoveryId}`, composedKey: `user-1/recoveries/${input.recoveryId}.raw` });
     expect(mock.input("failRecovery")).toEqual({ recoveryId: input.recoveryId, state: "FAILED", failureReason: "TIMED_OUT", message: "Recovery exceeded its 5 s limit; everything it created was removed" });
     expect(mock.names()).not.toContain("launchInstance");
