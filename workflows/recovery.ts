@@ -12,7 +12,6 @@ import { reasonOf, retryPolicy } from "./policies";
  */
 export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<RecoveryOutcome> {
   const hb = `${input.heartbeatTimeoutMs} milliseconds`;
-  const limit = `${input.timeLimitMs} milliseconds`;
   // Short database/S3 calls: a worker that dies during one is noticed after this timeout.
   const quick = proxyActivities<RecoveryActivities>({
     startToCloseTimeout: `${Math.max(10_000, 2 * input.heartbeatTimeoutMs)} milliseconds`,
@@ -20,7 +19,12 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
   });
   // Long steps: on cancellation the workflow waits until the activity has stopped (and removed what
   // it was writing) before it cleans up, so CANCELLED means nothing is left.
-  const long = { startToCloseTimeout: limit, heartbeatTimeout: hb, retry: retryPolicy(8), cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+  // The time limit is the workflow's timer, not this timeout: were they equal, the server could time
+  // an attempt out just before the timer's cancel reached it, retry it, and the cancel would then find
+  // only the waiting retry — cleanup would run while the timed-out attempt was still working. The
+  // start-to-close timeout is a backstop after the limit; a dead worker is noticed by the heartbeat.
+  const backstop = `${input.timeLimitMs + Math.max(60_000, 2 * input.heartbeatTimeoutMs)} milliseconds`;
+  const long = { startToCloseTimeout: backstop, heartbeatTimeout: hb, retry: retryPolicy(8), cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
   const compose = proxyActivities<RecoveryActivities>(long);
   const target = proxyActivities<RecoveryActivities>(long);
   const cleanup = proxyActivities<RecoveryActivities>({ startToCloseTimeout: "30 minutes", heartbeatTimeout: "5 minutes", retry: retryPolicy(30) });
