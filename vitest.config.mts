@@ -33,7 +33,13 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
       { extends: true, test: { name: "integration", include: ["test/integration/**/*.test.ts"], globalSetup: ["test/global-setup.ts"] } },
-      { extends: true, test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], globalSetup: ["test/global-setup.ts"] } },
+      // e2e waits on processes, a browser and the server's argon2 work, which take seconds more on a
+      // loaded machine: conditions are polled for up to 30 s (vitest's default is 1 s) and a test
+      // that spawns several CLI processes gets 3 minutes. Waits end as soon as the condition holds.
+      {
+        extends: true,
+        test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], globalSetup: ["test/global-setup.ts"], testTimeout: 180_000, expect: { poll: { timeout: 30_000 } } },
+      },
     ],
   },
 });
