@@ -122,7 +122,11 @@ export interface RecoveryActivities {
   startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }>;
   waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }>;
   launchInstance(input: LaunchInstanceInput): Promise<{ instanceId: string; securityGroupId?: string; launchedAtMs: number }>;
-  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number }): Promise<InstanceStatus>;
+  /**
+   * `launchedAtMs` (launchInstance's): an eventually consistent provider's "not found" shortly after
+   * it means "not visible yet", on whichever worker polls. Absent in runs started before it was passed.
+   */
+  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number }): Promise<InstanceStatus>;
   checkBoot(input: CheckBootInput): Promise<BootCheckOutcome>;
   deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void>;
   /** The instances row (id returned) and the COMPLETED state. */
