@@ -160,6 +160,42 @@ export interface StaleInstanceActivities {
   terminateStaleInstances(input: { olderThanMs: number }): Promise<string[]>;
 }
 
+// ---------------------------------------------------------------- syncInstanceStates
+
+/** One batch of the instance state sync. */
+export interface InstanceSyncBatchResult {
+  checked: number;
+  /** Row ids whose state changed. */
+  changed: string[];
+  /** Row ids that became STOPPED (the stopped-machine clean-up's clock starts). */
+  stopped: string[];
+  /** Machines of a provider the worker has no target for. */
+  skipped: number;
+  /** Where the next batch starts (absent: the last batch). */
+  nextAfterId?: string;
+}
+
+export interface InstanceSyncInput {
+  /** Machines per activity (and per provider read): default 100. */
+  batchSize?: number;
+  /** Only these users' machines (default: every user's). */
+  userIds?: string[];
+}
+
+export interface InstanceSyncResult {
+  batches: number;
+  checked: number;
+  changed: number;
+  stopped: string[];
+  skipped: number;
+}
+
+/** The activities syncInstanceStates calls. */
+export interface InstanceSyncActivities {
+  /** Reads the next `limit` machines (not TERMINATED, by row id after `afterId`) from their providers and stores what changed. */
+  syncInstanceBatch(input: { afterId?: string; limit: number; userIds?: string[] }): Promise<InstanceSyncBatchResult>;
+}
+
 // ---------------------------------------------------------------- verifyBackupWorkflow
 
 export interface VerificationWorkflowInput {
@@ -336,6 +372,7 @@ export type WorkerActivities = ConnectivityActivities &
   RecoveryActivities &
   ReconcileActivities &
   StaleInstanceActivities &
+  InstanceSyncActivities &
   VerificationActivities &
   DrillActivities &
   MaintenanceActivities &
