@@ -2,6 +2,7 @@ import type { WorkerActivities } from "../workflows/contracts";
 import type { Runtime } from "./runtime";
 import { createConnectivityActivities } from "./temporal/connectivity.activities";
 import { createReconcileActivities, createRecoveryActivities, createStaleInstanceActivities } from "./recoveries/recovery.activities";
+import { createInstanceSyncActivities } from "./instances/instance.activities";
 import { createVerificationActivities } from "./verification/verification.activities";
 import { createDrillActivities } from "./drills/drill.activities";
 import { createMaintenanceActivities } from "./backups/backup-maintenance.activities";
@@ -26,6 +27,7 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
     }),
     ...createReconcileActivities({ progress: services.recoveryProgress, workflows: rt.workflows }),
     ...createStaleInstanceActivities({ instances: services.instances, targets: rt.targets, logger: rt.logger }),
+    ...createInstanceSyncActivities({ instances: services.instances, logger: rt.logger }),
     ...createVerificationActivities({
       images: rt.storage.images,
       artifacts: rt.storage.artifacts,

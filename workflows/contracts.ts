@@ -122,7 +122,11 @@ export interface RecoveryActivities {
   startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }>;
   waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }>;
   launchInstance(input: LaunchInstanceInput): Promise<{ instanceId: string; securityGroupId?: string; launchedAtMs: number }>;
-  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number }): Promise<InstanceStatus>;
+  /**
+   * `launchedAtMs` (launchInstance's): an eventually consistent provider's "not found" shortly after
+   * it means "not visible yet", on whichever worker polls. Absent in runs started before it was passed.
+   */
+  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number }): Promise<InstanceStatus>;
   checkBoot(input: CheckBootInput): Promise<BootCheckOutcome>;
   deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void>;
   /** The instances row (id returned) and the COMPLETED state. */
@@ -154,6 +158,42 @@ export interface ReconcileActivities {
 export interface StaleInstanceActivities {
   /** Terminates instances stopped for longer than `olderThanMs`; returns their row ids. */
   terminateStaleInstances(input: { olderThanMs: number }): Promise<string[]>;
+}
+
+// ---------------------------------------------------------------- syncInstanceStates
+
+/** One batch of the instance state sync. */
+export interface InstanceSyncBatchResult {
+  checked: number;
+  /** Row ids whose state changed. */
+  changed: string[];
+  /** Row ids that became STOPPED (the stopped-machine clean-up's clock starts). */
+  stopped: string[];
+  /** Machines of a provider the worker has no target for. */
+  skipped: number;
+  /** Where the next batch starts (absent: the last batch). */
+  nextAfterId?: string;
+}
+
+export interface InstanceSyncInput {
+  /** Machines per activity (and per provider read): default 100. */
+  batchSize?: number;
+  /** Only these users' machines (default: every user's). */
+  userIds?: string[];
+}
+
+export interface InstanceSyncResult {
+  batches: number;
+  checked: number;
+  changed: number;
+  stopped: string[];
+  skipped: number;
+}
+
+/** The activities syncInstanceStates calls. */
+export interface InstanceSyncActivities {
+  /** Reads the next `limit` machines (not TERMINATED, by row id after `afterId`) from their providers and stores what changed. */
+  syncInstanceBatch(input: { afterId?: string; limit: number; userIds?: string[] }): Promise<InstanceSyncBatchResult>;
 }
 
 // ---------------------------------------------------------------- verifyBackupWorkflow
@@ -332,6 +372,7 @@ export type WorkerActivities = ConnectivityActivities &
   RecoveryActivities &
   ReconcileActivities &
   StaleInstanceActivities &
+  InstanceSyncActivities &
   VerificationActivities &
   DrillActivities &
   MaintenanceActivities &

@@ -2,5 +2,6 @@
 export { connectivityCheck } from "./connectivity";
 export { backupMaintenance, purgeSessions } from "./maintenance";
 export { recoveryWorkflow, reconcileRecoveries, terminateStaleInstances } from "./recovery";
+export { syncInstanceStates } from "./instances";
 export { verifyBackupWorkflow } from "./verification";
 export { drillWorkflow } from "./drill";

@@ -65,7 +65,15 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
       });
       resources.instanceId = launched.instanceId;
       resources.securityGroupId = launched.securityGroupId;
-      const status = await target.waitForInstance({ recoveryId: input.recoveryId, target: input.target, instanceId: launched.instanceId, pollIntervalMs: input.pollIntervalMs });
+      // launchedAtMs: the provider's "not found" shortly after the launch means "not visible yet" on
+      // whichever worker polls. An activity's input is not part of replay: runs in flight need no patch.
+      const status = await target.waitForInstance({
+        recoveryId: input.recoveryId,
+        target: input.target,
+        instanceId: launched.instanceId,
+        pollIntervalMs: input.pollIntervalMs,
+        launchedAtMs: launched.launchedAtMs,
+      });
       // Workflows started before the boot check existed replay without it.
       const bootCheck =
         input.bootCheck && patched("boot-check")

@@ -33,6 +33,7 @@ import {
   type ComposedImage,
   type ComputeTarget,
   type ConsoleScreenshot,
+  type DescribeOptions,
   type ImportStatus,
   type InstanceProviderState,
   type InstanceStatus,
@@ -67,7 +68,10 @@ export interface AwsTargetOptions {
  * answer InvalidInstanceID.NotFound. Within this window after our own launch, "not found" is
  * reported as "pending" rather than "lost".
  */
-const LAUNCH_VISIBILITY_GRACE_MS = 2 * 60_000;
+export const LAUNCH_VISIBILITY_GRACE_MS = 2 * 60_000;
+
+/** Instance ids per DescribeInstances call of the state sync (the filter takes at most 200 values). */
+const DESCRIBE_BATCH = 100;
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const RDP_PORT = 3389;
@@ -244,52 +248,94 @@ export class AwsTarget implements ComputeTarget {
       }
     }
 
-    const out = await this.call(() =>
-      this.ec2.send(
-        new RunInstancesCommand({
-          ImageId: req.imageId,
-          InstanceType: this.opts.instanceType as _InstanceType,
-          MinCount: 1,
-          MaxCount: 1,
-          ClientToken: req.idempotencyKey,
-          SecurityGroupIds: [securityGroupId],
-          ...(this.opts.subnetId ? { SubnetId: this.opts.subnetId } : {}),
-          TagSpecifications: [
-            {
-              ResourceType: "instance",
-              Tags: [
-                { Key: "Name", Value: req.name },
-                { Key: "reclo:recovery", Value: req.idempotencyKey },
-                { Key: "reclo:user", Value: req.userId },
-              ],
-            },
+    const run = new RunInstancesCommand({
+      ImageId: req.imageId,
+      InstanceType: this.opts.instanceType as _InstanceType,
+      MinCount: 1,
+      MaxCount: 1,
+      ClientToken: req.idempotencyKey,
+      SecurityGroupIds: [securityGroupId],
+      ...(this.opts.subnetId ? { SubnetId: this.opts.subnetId } : {}),
+      TagSpecifications: [
+        {
+          ResourceType: "instance",
+          Tags: [
+            { Key: "Name", Value: req.name },
+            { Key: "reclo:recovery", Value: req.idempotencyKey },
+            { Key: "reclo:user", Value: req.userId },
           ],
-        }),
-      ),
-    );
-    const instanceId = out.Instances?.[0]?.InstanceId;
+        },
+      ],
+    });
+    let instance: Instance | undefined;
+    try {
+      // Same ClientToken and same parameters: EC2 answers with the instance the first call launched.
+      const out = await this.call(() => this.ec2.send(run));
+      instance = out.Instances?.[0];
+    } catch (err) {
+      // Same ClientToken, other parameters (another worker's configuration, a group recreated in
+      // between): EC2 launched an instance under this token before and refuses a second. That
+      // instance is this launch's: adopt it rather than lose track of it or launch another.
+      if (!hasCode(err, "IdempotentParameterMismatch")) throw err;
+      instance = await this.instanceByClientToken(req.idempotencyKey);
+      if (!instance)
+        throw new TargetError(
+          `RunInstances for ${req.idempotencyKey}: EC2 reports an earlier launch with other parameters (IdempotentParameterMismatch), and that instance is gone; not launching another under the same token`,
+          false,
+          "IdempotentParameterMismatch",
+        );
+    }
+    const instanceId = instance?.InstanceId;
     if (!instanceId) throw new TargetError(`RunInstances for recovery ${req.idempotencyKey} returned no instance`, true);
-    this.launchedAt.set(instanceId, this.now().getTime());
-    return { instanceId, securityGroupId };
+    const launchedAtMs = instance?.LaunchTime ? new Date(instance.LaunchTime).getTime() : this.now().getTime();
+    this.launchedAt.set(instanceId, launchedAtMs);
+    return { instanceId, securityGroupId, launchedAtMs };
   }
 
-  async describeInstance(instanceId: string): Promise<InstanceStatus> {
+  /** The live (not terminated) instance launched with this ClientToken, if any. */
+  private async instanceByClientToken(clientToken: string): Promise<Instance | undefined> {
+    const out = await this.call(() => this.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: "client-token", Values: [clientToken] }] })));
+    const found = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => i.InstanceId);
+    return found.find((i) => !["terminated", "shutting-down"].includes(i.State?.Name ?? ""));
+  }
+
+  async describeInstance(instanceId: string, opts: DescribeOptions = {}): Promise<InstanceStatus> {
     let instances: Instance[];
     try {
       const out = await this.call(() => this.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })));
       instances = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
     } catch (err) {
-      if (hasCode(err, "InvalidInstanceID.NotFound")) return { state: this.missingState(instanceId) };
+      if (hasCode(err, "InvalidInstanceID.NotFound")) return { state: this.missingState(instanceId, opts.launchedAtMs) };
       throw err;
     }
     const instance = instances.find((i) => i.InstanceId === instanceId);
-    if (!instance) return { state: this.missingState(instanceId) };
-    return {
-      state: mapInstanceState(instance.State?.Name),
-      ...(instance.PublicIpAddress ? { publicAddress: instance.PublicIpAddress } : {}),
-      ...(instance.PrivateIpAddress ? { privateAddress: instance.PrivateIpAddress } : {}),
-      ...(instance.Placement?.AvailabilityZone ? { zone: instance.Placement.AvailabilityZone } : {}),
-    };
+    if (!instance) return { state: this.missingState(instanceId, opts.launchedAtMs) };
+    return statusOf(instance);
+  }
+
+  /**
+   * The state sync's read: DescribeInstances filtered by instance id (a filter, unlike InstanceIds,
+   * does not fail the whole call on one unknown id), DESCRIBE_BATCH ids a call, following NextToken.
+   * An id EC2 no longer lists (terminated long ago) is "lost".
+   */
+  async describeInstances(instanceIds: string[]): Promise<Map<string, InstanceStatus>> {
+    const found = new Map<string, InstanceStatus>();
+    const ids = [...new Set(instanceIds)];
+    for (let i = 0; i < ids.length; i += DESCRIBE_BATCH) {
+      const batch = ids.slice(i, i + DESCRIBE_BATCH);
+      let nextToken: string | undefined;
+      do {
+        const token = nextToken;
+        const out = await this.call(() =>
+          this.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: "instance-id", Values: batch }], MaxResults: DESCRIBE_BATCH, ...(token ? { NextToken: token } : {}) })),
+        );
+        for (const instance of (out.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
+          if (instance.InstanceId && batch.includes(instance.InstanceId)) found.set(instance.InstanceId, statusOf(instance));
+        }
+        nextToken = out.NextToken || undefined;
+      } while (nextToken);
+    }
+    return new Map(ids.map((id) => [id, found.get(id) ?? { state: this.missingState(id) }]));
   }
 
   /**
@@ -409,8 +455,14 @@ export class AwsTarget implements ComputeTarget {
     }
   }
 
-  private missingState(instanceId: string): InstanceProviderState {
-    const launched = this.launchedAt.get(instanceId);
+  /**
+   * "Not found": within the grace after the launch, not visible yet ("pending"); after it, "lost".
+   * The launch time comes from the caller (the workflow keeps it, so a worker that did not launch
+   * the instance — another process, or this one after a restart — honours the same grace), else
+   * from this process's own launches.
+   */
+  private missingState(instanceId: string, launchedAtMs?: number): InstanceProviderState {
+    const launched = launchedAtMs ?? this.launchedAt.get(instanceId);
     if (launched !== undefined && this.now().getTime() - launched < LAUNCH_VISIBILITY_GRACE_MS) return "pending";
     return "lost";
   }
@@ -423,6 +475,15 @@ export class AwsTarget implements ComputeTarget {
       throw classifyAwsError(err);
     }
   }
+}
+
+function statusOf(instance: Instance): InstanceStatus {
+  return {
+    state: mapInstanceState(instance.State?.Name),
+    ...(instance.PublicIpAddress ? { publicAddress: instance.PublicIpAddress } : {}),
+    ...(instance.PrivateIpAddress ? { privateAddress: instance.PrivateIpAddress } : {}),
+    ...(instance.Placement?.AvailabilityZone ? { zone: instance.Placement.AvailabilityZone } : {}),
+  };
 }
 
 function ingressRule(port: number, cidr: string, description: string): IpPermission {

@@ -89,6 +89,20 @@ export interface LaunchResult {
   instanceId: string;
   /** Per-recovery security group (AWS), to delete on cleanup. */
   securityGroupId?: string;
+  /**
+   * When the provider launched it (AWS: the instance's LaunchTime, the first launch's on an
+   * idempotent retry). Callers keep it (the workflow's history) and pass it back to describeInstance.
+   */
+  launchedAtMs?: number;
+}
+
+export interface DescribeOptions {
+  /**
+   * When the machine was launched, as the launch reported it. A provider whose reads are eventually
+   * consistent (EC2) reports a machine it cannot see yet as "pending" rather than "lost" for a grace
+   * period after this time — on any worker process, not only the one that launched it.
+   */
+  launchedAtMs?: number;
 }
 
 export type InstanceProviderState = "pending" | "running" | "stopping" | "stopped" | "terminated" | "lost";
@@ -143,7 +157,12 @@ export interface ComputeTarget {
   /** Removes an imported image and its snapshots (no-op when already gone). */
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;
-  describeInstance(instanceId: string): Promise<InstanceStatus>;
+  describeInstance(instanceId: string, opts?: DescribeOptions): Promise<InstanceStatus>;
+  /**
+   * Many machines' states in few calls (AWS: DescribeInstances in pages), for the scheduled state
+   * sync. Every id asked for is in the answer; one the provider does not know is "lost".
+   */
+  describeInstances?(instanceIds: string[]): Promise<Map<string, InstanceStatus>>;
   /**
    * The provider's own reachability checks of a running instance (AWS: DescribeInstanceStatus,
    * system = the host and its network, instance = the guest OS answers), when the target has them.

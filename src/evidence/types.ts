@@ -87,9 +87,10 @@ export interface BootEvidenceResult {
   screenshot?: ConsoleScreenshot;
 }
 
-export function probeFor(target: ComputeTarget, instanceId: string): BootProbe {
+/** `launchedAtMs`: the launch's own time, so an eventually consistent provider's "not found" right after it reads as "pending". */
+export function probeFor(target: ComputeTarget, instanceId: string, launchedAtMs?: number): BootProbe {
   return {
-    state: async () => (await target.describeInstance(instanceId)).state,
+    state: async () => (await target.describeInstance(instanceId, { launchedAtMs })).state,
     screenshot: () => target.screenshot(instanceId),
     consoleOutput: () => target.consoleOutput(instanceId),
     firmwareLog: target.firmwareLog ? () => target.firmwareLog!(instanceId) : undefined,

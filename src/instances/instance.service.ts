@@ -1,4 +1,4 @@
-import { and, eq, inArray, lt } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, lt, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../shared/ids";
@@ -23,6 +23,20 @@ const STATE_OF: Record<InstanceStatus["state"], InstanceRow["state"]> = {
   terminated: "TERMINATED",
   lost: "LOST",
 };
+
+/** One batch of the scheduled state sync. */
+export interface InstanceSyncBatch {
+  /** Machines whose provider state was read. */
+  checked: number;
+  /** Row ids whose state changed. */
+  changed: string[];
+  /** Row ids that became STOPPED (their lastStoppedAt is now). */
+  stopped: string[];
+  /** Machines of a provider this process has no target for. */
+  skipped: number;
+  /** Where the next batch starts (absent: this was the last). */
+  nextAfterId?: string;
+}
 
 export interface Screenshot {
   url: string;
@@ -157,6 +171,51 @@ export class InstanceService {
     await this.markTerminated(going);
   }
 
+  /**
+   * The scheduled state sync, one batch: the next `limit` machines not TERMINATED (by row id, after
+   * `afterId`) read from their providers in as few calls as the provider allows, and each changed
+   * one stored — a machine stopped at the provider (from its console, by the provider) becomes
+   * STOPPED with lastStoppedAt, which starts the stopped-machine clean-up's clock, without anyone
+   * opening it here. Machines of a provider this process has no target for are left alone.
+   * TargetErrors propagate (the caller decides on retries).
+   */
+  async syncStates(opts: { afterId?: string; limit: number; userIds?: string[] }): Promise<InstanceSyncBatch> {
+    const where = [ne(instances.state, "TERMINATED")];
+    if (opts.afterId) where.push(gt(instances.id, opts.afterId));
+    if (opts.userIds) where.push(opts.userIds.length ? inArray(instances.userId, opts.userIds) : sql`false`);
+    const limit = opts.limit;
+    const rows = await this.deps.db
+      .select()
+      .from(instances)
+      .where(and(...where))
+      .orderBy(asc(instances.id))
+      .limit(limit);
+    const result: InstanceSyncBatch = { checked: 0, changed: [], stopped: [], skipped: 0, ...(rows.length === limit ? { nextAfterId: rows.at(-1)!.id } : {}) };
+    for (const provider of [...new Set(rows.map((r) => r.provider))]) {
+      const mine = rows.filter((r) => r.provider === provider);
+      const target = this.deps.targets[provider];
+      if (!target) {
+        result.skipped += mine.length;
+        continue;
+      }
+      let states: Map<string, InstanceStatus>;
+      if (target.describeInstances) states = await target.describeInstances(mine.map((r) => r.providerId));
+      else {
+        states = new Map();
+        for (const r of mine) states.set(r.providerId, await target.describeInstance(r.providerId));
+      }
+      for (const row of mine) {
+        const status = states.get(row.providerId);
+        if (!status) continue;
+        result.checked++;
+        const after = await this.apply(row, status);
+        if (after.state !== row.state) result.changed.push(row.id);
+        if (after.state === "STOPPED" && row.state !== "STOPPED") result.stopped.push(row.id);
+      }
+    }
+    return result;
+  }
+
   /** Machines stopped since before `cutoff` (the scheduled clean-up's candidates). */
   stoppedBefore(cutoff: Date): Promise<InstanceRow[]> {
     return this.deps.db
@@ -206,9 +265,10 @@ export class InstanceService {
       zone: status.zone ?? row.zone,
       updatedAt: now,
     };
-    if (state === "STOPPED" && row.state !== "STOPPED") patch.lastStoppedAt = now;
+    // A row STOPPED without a time (recorded before it was kept) gets one now, or the clean-up never starts.
+    if (state === "STOPPED" && (row.state !== "STOPPED" || !row.lastStoppedAt)) patch.lastStoppedAt = now;
     if (state === "TERMINATED") patch.terminatedAt = row.terminatedAt ?? now;
-    if (state !== row.state || patch.address !== row.address) {
+    if (state !== row.state || patch.address !== row.address || patch.lastStoppedAt) {
       await this.deps.db.update(instances).set(patch).where(eq(instances.id, row.id));
       this.changed(row);
     }

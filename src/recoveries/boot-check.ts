@@ -29,7 +29,7 @@ const provesOn = (kind: Evidence["kind"], aws: boolean) => POSITIVE_KINDS.includ
 
 export async function runBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
   if (opts.target.kind === "AWS" && opts.target.statusChecks) return awsBootCheck(opts);
-  const probe = probeFor(opts.target, opts.instanceId);
+  const probe = probeFor(opts.target, opts.instanceId, opts.launchedAtMs);
   const { target: _target, instanceId: _instanceId, ...collectorOptions } = opts;
   const r = await collectBootEvidence(probe, collectorOptions);
   return { verdict: r.verdict, evidence: r.evidence, reason: r.reason, screenText: r.screenText, screenshot: r.screenshot, firstPositiveAtMs: firstPositive(r.evidence, false) };
@@ -55,7 +55,7 @@ async function awsBootCheck(opts: BootCheckOptions): Promise<BootCheckResult> {
     await opts.onEvidence?.(e);
   };
   // The screen through GetConsoleScreenshot; the last one is kept in case the collector is stopped.
-  const base = probeFor(target, opts.instanceId);
+  const base = probeFor(target, opts.instanceId, opts.launchedAtMs);
   let lastShot: ConsoleScreenshot | undefined;
   const probe: BootProbe = {
     state: base.state,

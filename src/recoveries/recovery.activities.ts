@@ -154,14 +154,18 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
       );
       await deps.progress.setResources(input.recoveryId, { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId });
       await deps.progress.progress(input.recoveryId, "LAUNCHING", 20, `Instance ${launched.instanceId} starting`);
-      return { ...launched, launchedAtMs: Date.now() };
+      // The provider's launch time (the first launch's, on an idempotent retry): the workflow keeps it
+      // and hands it to waitForInstance and checkBoot, whichever worker runs them.
+      return { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId, launchedAtMs: launched.launchedAtMs ?? Date.now() };
     },
 
     /** LAUNCHING, part 2: waits until the provider reports it running; a lost/terminated instance fails. */
-    async waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number }): Promise<InstanceStatus> {
+    async waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number }): Promise<InstanceStatus> {
       let polls = 0;
       for (;;) {
-        const status = await callTarget(() => target(input.target).describeInstance(input.instanceId));
+        // launchedAtMs (absent in runs started before it was passed): "not found" within the
+        // provider's visibility grace after it is "pending", on this worker or any other.
+        const status = await callTarget(() => target(input.target).describeInstance(input.instanceId, { launchedAtMs: input.launchedAtMs }));
         heartbeat(status.state);
         if (status.state === "running") {
           await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, `Running at ${status.publicAddress ?? status.privateAddress ?? "(no address)"}`);
@@ -368,6 +372,13 @@ export function createStaleInstanceActivities(deps: {
       for (const row of stale) {
         const t = deps.targets[row.provider];
         if (!t) continue;
+        // Our record may be older than the machine's state (started again from the provider's
+        // console since): only a machine the provider still reports stopped (or gone) is terminated.
+        const { state } = await callTarget(() => t.describeInstance(row.providerId));
+        if (state === "pending" || state === "running" || state === "stopping") {
+          deps.logger.info({ instance: row.id, state }, "stale-instance clean-up: no longer stopped, kept");
+          continue;
+        }
         await callTarget(() => t.terminateInstance(row.providerId));
         await deps.instances.markTerminated([row]);
         terminated.push(row.id);

@@ -10,6 +10,7 @@ import {
   DescribeImagesCommand,
   DescribeImportImageTasksCommand,
   DescribeInstancesCommand,
+  type DescribeInstancesCommandInput,
   DescribeRegionsCommand,
   DescribeSecurityGroupRulesCommand,
   DescribeSecurityGroupsCommand,
@@ -339,7 +340,7 @@ describe("AwsTarget (mocked EC2)", () => {
       ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
       ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
-      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123", launchedAtMs: clock.getTime() });
       expect(inputs(CreateSecurityGroupCommand)).toEqual([sgInput]);
       expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual(ingressInputs);
       expect(inputs(RunInstancesCommand)).toEqual([runInput]);
@@ -351,7 +352,7 @@ describe("AwsTarget (mocked EC2)", () => {
       ec2Mock.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: "sg-0123", GroupName: `reclo-${RID}`, VpcId: "vpc-0def" }] });
       ec2Mock.on(AuthorizeSecurityGroupIngressCommand).rejects(ec2Error("InvalidPermission.Duplicate", "the specified rule already exists"));
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
-      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123", launchedAtMs: clock.getTime() });
       expect(inputs(DescribeSecurityGroupsCommand)).toEqual([
         {
           Filters: [
@@ -370,7 +371,7 @@ describe("AwsTarget (mocked EC2)", () => {
       ec2Mock.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: "sg-0999", GroupName: `reclo-${RID}` }] });
       ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-2" }] });
-      expect(await plain.launch(req)).toEqual({ instanceId: "i-2", securityGroupId: "sg-0999" });
+      expect(await plain.launch(req)).toEqual({ instanceId: "i-2", securityGroupId: "sg-0999", launchedAtMs: expect.any(Number) });
       const { VpcId: _vpc, ...sgWithoutVpc } = sgInput;
       expect(inputs(CreateSecurityGroupCommand)).toEqual([sgWithoutVpc]);
       expect(inputs(DescribeSecurityGroupsCommand)).toEqual([{ Filters: [{ Name: "group-name", Values: [`reclo-${RID}`] }] }]);
@@ -400,7 +401,7 @@ describe("AwsTarget (mocked EC2)", () => {
 
       // A retry finds the rules gone (revoked in between): still fine.
       ec2Mock.on(RevokeSecurityGroupEgressCommand).rejects(ec2Error("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID 'sgr-egress4' does not exist"));
-      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123" });
+      expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123", launchedAtMs: clock.getTime() });
 
       // allowInternet: the default egress stays.
       ec2Mock.resetHistory();
@@ -435,6 +436,151 @@ describe("AwsTarget (mocked EC2)", () => {
       ec2Mock.on(RunInstancesCommand).rejects(ec2Error("RequestLimitExceeded", "Request limit exceeded.", 503, "client"));
       const err = await rejection(target.launch(req));
       expect(err).toMatchObject({ retryable: true, code: "RequestLimitExceeded", message: "RequestLimitExceeded: Request limit exceeded." });
+    });
+  });
+
+  /**
+   * EC2 as a small scripted model of its documented rules rather than canned answers:
+   * RunInstances with a ClientToken already used → the same instance if the parameters are the same,
+   * IdempotentParameterMismatch if they differ (never a second instance); DescribeInstances by id
+   * answers InvalidInstanceID.NotFound for an instance launched less than `visibleAfterMs` ago (its
+   * eventual consistency), and with filters pages through MaxResults/NextToken.
+   */
+  function scriptedEc2(opts: { visibleAfterMs?: number; pageSize?: number } = {}) {
+    type Fake = { id: string; token?: string; params: string; state: string; launchTime: Date };
+    const fleet: Fake[] = [];
+    const paramsOf = (i: Record<string, unknown>) => JSON.stringify({ ...i, ClientToken: undefined });
+    const visible = (f: Fake) => clock.getTime() - f.launchTime.getTime() >= (opts.visibleAfterMs ?? 0);
+    const view = (f: Fake) => ({ InstanceId: f.id, State: { Name: f.state }, LaunchTime: f.launchTime, ClientToken: f.token });
+    ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
+    ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
+    ec2Mock.on(RunInstancesCommand).callsFake((input: Record<string, unknown>) => {
+      const earlier = fleet.find((f) => input.ClientToken && f.token === input.ClientToken);
+      if (earlier) {
+        if (earlier.params !== paramsOf(input))
+          throw ec2Error("IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted or has different parameters.");
+        return { Instances: [view(earlier)] };
+      }
+      const f: Fake = { id: `i-0${String(fleet.length + 1).padStart(16, "0")}`, token: input.ClientToken as string | undefined, params: paramsOf(input), state: "pending", launchTime: clock };
+      fleet.push(f);
+      return { Instances: [view(f)] };
+    });
+    ec2Mock.on(DescribeInstancesCommand).callsFake((input: { InstanceIds?: string[]; Filters?: { Name: string; Values: string[] }[]; MaxResults?: number; NextToken?: string }) => {
+      if (input.InstanceIds) {
+        const found = input.InstanceIds.map((id) => fleet.find((f) => f.id === id && visible(f)));
+        const missing = input.InstanceIds.find((_, n) => !found[n]);
+        if (missing) throw ec2Error("InvalidInstanceID.NotFound", `The instance ID '${missing}' does not exist`);
+        return { Reservations: [{ Instances: found.map((f) => view(f!)) }] };
+      }
+      expect(input.Filters?.length).toBeGreaterThan(0);
+      let matching = fleet.filter(visible);
+      for (const filter of input.Filters ?? []) {
+        if (filter.Name === "instance-id") matching = matching.filter((f) => filter.Values.includes(f.id));
+        else if (filter.Name === "client-token") matching = matching.filter((f) => f.token && filter.Values.includes(f.token));
+        else throw ec2Error("InvalidParameterValue", `The filter '${filter.Name}' is invalid`);
+      }
+      const start = input.NextToken ? Number(input.NextToken) : 0;
+      const size = Math.min(input.MaxResults ?? 1000, opts.pageSize ?? 1000);
+      const page = matching.slice(start, start + size);
+      const next = start + size < matching.length ? String(start + size) : undefined;
+      // EC2 groups a page's instances in reservations; one per instance here.
+      return { Reservations: page.map((f) => ({ Instances: [view(f)] })), ...(next ? { NextToken: next } : {}) };
+    });
+    return { fleet };
+  }
+
+  describe("launch idempotency (EC2's ClientToken rules)", () => {
+    const req = { idempotencyKey: RID, userId: "user-42", imageId: "ami-0aaaabbbbccccdddd", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24" };
+
+    it("same ClientToken and same parameters (a retry, on this or another worker): the same instance, never a second", async () => {
+      const ec2Fake = scriptedEc2();
+      const first = await target.launch(req);
+      clock = new Date(clock.getTime() + 30_000);
+      const otherWorker = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", subnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
+      const again = await otherWorker.launch(req);
+      expect(again).toEqual(first);
+      // The launch time is the first launch's (EC2's LaunchTime), not the retry's.
+      expect(again.launchedAtMs).toBe(new Date("2030-01-01T00:00:00Z").getTime());
+      expect(ec2Fake.fleet).toHaveLength(1);
+      expect(inputs(RunInstancesCommand).map((i) => i.ClientToken)).toEqual([RID, RID]);
+    });
+
+    it("same ClientToken, other parameters: EC2 refuses (IdempotentParameterMismatch); the adapter adopts the first instance instead of losing it or launching another", async () => {
+      const ec2Fake = scriptedEc2();
+      const first = await target.launch(req);
+      // Another worker configured with another instance type retries the same recovery's launch.
+      const otherConfig = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.large", subnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
+      const adopted = await otherConfig.launch(req);
+      expect(adopted).toEqual(first);
+      expect(ec2Fake.fleet).toHaveLength(1);
+      expect(inputs(RunInstancesCommand).map((i) => i.InstanceType)).toEqual(["t3.medium", "t3.large"]);
+      expect(inputs(DescribeInstancesCommand)).toEqual([{ Filters: [{ Name: "client-token", Values: [RID] }] }]);
+    });
+
+    it("a mismatch whose first instance is already terminated is a non-retryable IdempotentParameterMismatch, and still no second instance", async () => {
+      const ec2Fake = scriptedEc2();
+      await target.launch(req);
+      ec2Fake.fleet[0]!.state = "terminated";
+      const err = await rejection(target.launch({ ...req, imageId: "ami-0other" }));
+      expect(err).toMatchObject({ retryable: false, code: "IdempotentParameterMismatch" });
+      expect(err.message).toContain("not launching another");
+      expect(ec2Fake.fleet).toHaveLength(1);
+    });
+
+    it("EC2's IdempotentParameterMismatch alone (no adoption possible) would be non-retryable: the classification agrees", () => {
+      expect(classifyAwsError(ec2Error("IdempotentParameterMismatch", "different parameters"))).toMatchObject({ retryable: false, code: "IdempotentParameterMismatch" });
+    });
+  });
+
+  describe("eventual consistency after launch, across workers", () => {
+    const req = { idempotencyKey: RID, userId: "u", imageId: "ami-1", name: "n", allowedCidr: "192.0.2.1/32" };
+
+    it("a worker that did not launch the instance (another process, or a restart) honours the launch's grace when given its launch time", async () => {
+      scriptedEc2({ visibleAfterMs: 20_000 });
+      const { instanceId, launchedAtMs } = await target.launch(req);
+      clock = new Date(clock.getTime() + 5_000);
+      const restarted = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", now: () => clock });
+      // Not visible yet: with the workflow's launch time it is pending; without it, it would be lost.
+      expect(await restarted.describeInstance(instanceId, { launchedAtMs })).toEqual({ state: "pending" });
+      expect(await new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", now: () => clock }).describeInstance(instanceId)).toEqual({ state: "lost" });
+      clock = new Date(clock.getTime() + 20_000);
+      expect(await restarted.describeInstance(instanceId, { launchedAtMs })).toEqual({ state: "pending" }); // visible now: EC2's own state
+    });
+
+    it("past the grace, not found is lost even with the launch time", async () => {
+      ec2Mock.on(DescribeInstancesCommand).rejects(ec2Error("InvalidInstanceID.NotFound", "The instance ID 'i-0gone' does not exist"));
+      const launchedAtMs = clock.getTime();
+      clock = new Date(launchedAtMs + 2 * 60_000 + 1);
+      expect(await target.describeInstance("i-0gone", { launchedAtMs })).toEqual({ state: "lost" });
+      clock = new Date(launchedAtMs + 60_000);
+      expect(await target.describeInstance("i-0gone", { launchedAtMs })).toEqual({ state: "pending" });
+    });
+  });
+
+  describe("describeInstances (the state sync's batched read)", () => {
+    it("reads many instances with paginated, filtered DescribeInstances calls (100 ids a batch); ids EC2 no longer lists are lost", async () => {
+      // EC2 may answer a batch in several pages (NextToken): pages of 40 here.
+      const ec2Fake = scriptedEc2({ pageSize: 40 });
+      for (let n = 0; n < 230; n++) ec2Fake.fleet.push({ id: `i-${n}`, params: "{}", state: n % 3 === 0 ? "stopped" : "running", launchTime: new Date(0) });
+      const ids = [...ec2Fake.fleet.map((f) => f.id), "i-gone-1", "i-gone-2"];
+      const states = await target.describeInstances(ids);
+      expect(states.size).toBe(232);
+      expect(states.get("i-0")).toEqual({ state: "stopped" });
+      expect(states.get("i-1")).toEqual({ state: "running" });
+      expect(states.get("i-229")).toEqual({ state: "running" });
+      expect(states.get("i-gone-1")).toEqual({ state: "lost" });
+      const calls = inputs(DescribeInstancesCommand) as DescribeInstancesCommandInput[];
+      // No InstanceIds (one unknown id would fail the whole call): a filter of at most 100 ids.
+      expect(calls.every((c) => !c.InstanceIds && c.Filters?.[0]?.Name === "instance-id" && c.Filters[0].Values!.length <= 100)).toBe(true);
+      expect(calls.map((c) => [c.Filters![0]!.Values![0], c.NextToken])).toEqual([
+        ["i-0", undefined],
+        ["i-0", "40"],
+        ["i-0", "80"],
+        ["i-100", undefined],
+        ["i-100", "40"],
+        ["i-100", "80"],
+        ["i-200", undefined],
+      ]);
     });
   });
 

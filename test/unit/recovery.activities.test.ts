@@ -7,6 +7,9 @@ import { MissingChunkError, type ComposeRequest } from "../../src/storage/image-
 import { TargetError } from "../../src/compute/target";
 import type { ComposedImage } from "../../workflows/contracts";
 import { FakeTarget } from "../helpers/fake-target";
+import { DescribeInstancesCommand, EC2Client, EC2ServiceException } from "@aws-sdk/client-ec2";
+import { mockClient } from "aws-sdk-client-mock";
+import { AwsTarget } from "../../src/compute/aws.target";
 import { activityEnv as envFor, rejectionOf, runActivity as run } from "../helpers/activity-env";
 
 /**
@@ -231,6 +234,32 @@ describe("recovery activities (MockActivityEnvironment, in-memory dependencies)"
     target.instanceStates = [{ state: "terminated" }];
     const err = await rejectionOf(run(envFor(), acts.waitForInstance, { recoveryId: "r1", target: "AWS", instanceId: "i-r1", pollIntervalMs: 5 }));
     expect(err).toMatchObject({ type: "InstanceLost", nonRetryable: true, message: "Instance i-r1 is terminated before it ran" });
+  });
+
+  it("waitForInstance on a worker that did not launch the instance honours the launch's grace through the workflow's launchedAtMs (EC2 not-found right after launch)", async () => {
+    const ec2Mock = mockClient(EC2Client);
+    try {
+      const notFound = () => Object.assign(new EC2ServiceException({ name: "InvalidInstanceID.NotFound", message: "The instance ID 'i-0new' does not exist", $fault: "client", $metadata: { httpStatusCode: 400 } }), { Code: "InvalidInstanceID.NotFound" });
+      ec2Mock
+        .on(DescribeInstancesCommand)
+        .rejectsOnce(notFound())
+        .rejectsOnce(notFound())
+        .resolves({ Reservations: [{ Instances: [{ InstanceId: "i-0new", State: { Name: "running" }, PublicIpAddress: "203.0.113.9" }] }] });
+      // This process never launched i-0new (another worker did, or this one before a restart).
+      const ec2 = new EC2Client({ region: "eu-central-1", maxAttempts: 1, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+      const { acts } = setup({ AWS: new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium" }) });
+      const status = await run(envFor(), acts.waitForInstance, { recoveryId: "r1", target: "AWS", instanceId: "i-0new", pollIntervalMs: 5, launchedAtMs: Date.now() - 10_000 });
+      expect(status).toEqual({ state: "running", publicAddress: "203.0.113.9" });
+      expect(ec2Mock.commandCalls(DescribeInstancesCommand)).toHaveLength(3);
+
+      // Without the launch time (a run started before it was passed) the same answer is "lost".
+      ec2Mock.reset();
+      ec2Mock.on(DescribeInstancesCommand).rejects(notFound());
+      const err = await rejectionOf(run(envFor(), acts.waitForInstance, { recoveryId: "r1", target: "AWS", instanceId: "i-0new", pollIntervalMs: 5 }));
+      expect(err).toMatchObject({ type: "InstanceLost", nonRetryable: true });
+    } finally {
+      ec2Mock.restore();
+    }
   });
 
   it("waitForInstance stops polling when cancellation arrives on a heartbeat", async () => {
