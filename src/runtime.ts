@@ -11,7 +11,7 @@ import { checkBuckets, createS3Client, createStores, type S3Client, type Stores 
 import { objectImageSource } from "./storage/object-reader";
 import { connectTemporal, guardedWorkflows, type TemporalHandle } from "./temporal/client";
 import { Availability, type AvailabilityCheck } from "./shared/availability";
-import type { Dependency } from "./shared/errors";
+import { connectionFailure, type Dependency } from "./shared/errors";
 import { temporalWorkflows } from "./temporal/workflows";
 import type { WorkflowPort } from "./temporal/workflow-port";
 import { createTargets } from "./compute";
@@ -58,7 +58,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       await runMigrations(database);
       logger.info("database migrations applied");
     }
-    const events = createEventBus(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
+    // Connection errors repeat on every reconnect attempt while Redis is down: the breaker logs the outage once.
+    const events = createEventBus(config.redisUrl, (err) => (connectionFailure(err) ? logger.debug({ err }, "redis pub/sub connection error") : logger.warn({ err }, "redis pub/sub error")));
     closers.push(() => events.close());
     let limiter: RateLimiter = new MemoryRateLimiter();
     let redis: Redis | undefined;

@@ -52,8 +52,9 @@ export function guardedWorkflows(port: WorkflowPort, connection: Pick<Connection
     startRecovery: guard(port.startRecovery),
     startVerification: guard(port.startVerification),
     startDrill: guard(port.startDrill),
-    scheduleDrill: guard(port.scheduleDrill),
-    removeSchedule: guard(port.removeSchedule),
+    // A schedule is a few calls (describe, then create or update): a longer deadline for all of them.
+    scheduleDrill: guard(port.scheduleDrill, 3 * TEMPORAL_CALL_DEADLINE_MS),
+    removeSchedule: guard(port.removeSchedule, 3 * TEMPORAL_CALL_DEADLINE_MS),
     cancel: guard(port.cancel),
     status: guard(port.status),
     // Runs a workflow through a worker: bounded by the workflow's own timeout, not by a call deadline.
