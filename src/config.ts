@@ -150,6 +150,10 @@ const envSchema = z.object({
       return parsed;
     }),
   /** Token that unlocks /readyz details for callers that are not on loopback (monitoring). */
+  /** How often the readiness checks (and so the breakers of the dependencies) run in the background. */
+  READINESS_INTERVAL: duration("1s"),
+  /** A readiness check slower than this counts as failing. */
+  READINESS_TIMEOUT: duration("2s"),
   READYZ_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
   RECLO_DATA_DIR: z.string().default(path.join(repoRoot(), ".data")),
 
@@ -315,6 +319,8 @@ export type Env = z.input<typeof envSchema>;
 export interface Config {
   env: "development" | "test" | "production";
   logLevel: string;
+  /** Background readiness checks: the breakers of the dependencies and /readyz's answer. */
+  readiness: { intervalMs: number; timeoutMs: number };
   http: {
     host: string;
     port: number;
@@ -451,6 +457,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   return {
     env: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
+    readiness: { intervalMs: e.READINESS_INTERVAL, timeoutMs: e.READINESS_TIMEOUT },
     http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES, readyzToken: e.READYZ_TOKEN },
     dataDir: path.resolve(e.RECLO_DATA_DIR),
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, migrateOnStart: e.MIGRATE_ON_START },

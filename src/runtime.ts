@@ -3,13 +3,15 @@ import type { Config } from "./config";
 import type { Logger } from "./logger";
 import { createDatabase, type Database } from "./db/client";
 import { ensureDatabaseExists, runMigrations } from "./db/migrate";
-import { createEventBus } from "./events/adapters";
+import { REDIS_OPTIONS, createEventBus } from "./events/adapters";
 import type { EventBusHandle } from "./events/event-bus";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
 import { checkBuckets, createS3Client, createStores, type S3Client, type Stores } from "./storage/s3";
 import { objectImageSource } from "./storage/object-reader";
-import { connectTemporal, type TemporalHandle } from "./temporal/client";
+import { connectTemporal, guardedWorkflows, type TemporalHandle } from "./temporal/client";
+import { Availability, type AvailabilityCheck } from "./shared/availability";
+import { connectionFailure, type Dependency } from "./shared/errors";
 import { temporalWorkflows } from "./temporal/workflows";
 import type { WorkflowPort } from "./temporal/workflow-port";
 import { createTargets } from "./compute";
@@ -31,6 +33,8 @@ export interface Runtime {
   /** Starts, schedules and cancels the product's workflows by reference (the Temporal adapter of the workflow port). */
   workflows: WorkflowPort;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
+  /** The breakers of the dependencies, fed by readiness checks in the background (and /readyz's answer). */
+  availability: Availability;
   close(): Promise<void>;
 }
 
@@ -38,8 +42,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   if (config.database.migrateOnStart) {
     await ensureDatabaseExists(config.database.url);
   }
-  const database = createDatabase(config.database.url, config.database.poolSize);
-  const closers: (() => Promise<void>)[] = [() => database.close()];
+  const availability = new Availability({
+    intervalMs: config.readiness.intervalMs,
+    timeoutMs: config.readiness.timeoutMs,
+    onChange: (name, state) =>
+      state.ok ? logger.info({ check: name, ms: state.ms }, "dependency is back") : logger.warn({ check: name, error: state.error, ms: state.ms }, "dependency is down"),
+  });
+  const database = createDatabase(config.database.url, config.database.poolSize, availability);
+  const closers: (() => Promise<void>)[] = [async () => availability.stop(), () => database.close()];
   try {
     await database.ping().catch((err: unknown) => {
       throw new Error(`database not reachable at DATABASE_URL (${maskUrl(config.database.url)}): ${err instanceof Error ? err.message : err}`);
@@ -48,16 +58,23 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       await runMigrations(database);
       logger.info("database migrations applied");
     }
-    const events = createEventBus(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
+    // Connection errors repeat on every reconnect attempt while Redis is down: the breaker logs the outage once.
+    const events = createEventBus(config.redisUrl, (err) => (connectionFailure(err) ? logger.debug({ err }, "redis pub/sub connection error") : logger.warn({ err }, "redis pub/sub error")));
     closers.push(() => events.close());
     let limiter: RateLimiter = new MemoryRateLimiter();
+    let redis: Redis | undefined;
     if (config.redisUrl) {
-      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
-      redis.on("error", (err) => logger.warn({ err }, "redis rate-limiter connection error"));
-      closers.push(async () => void redis.disconnect());
-      limiter = new RedisRateLimiter(redis);
+      const client = new Redis(config.redisUrl, REDIS_OPTIONS);
+      redis = client;
+      client.on("error", (err) => logger.debug({ err }, "redis rate-limiter connection error"));
+      closers.push(async () => void client.disconnect());
+      const inner = new RedisRateLimiter(client);
+      limiter = {
+        hit: (key, limit, windowMs) => availability.guard("REDIS", () => inner.hit(key, limit, windowMs)),
+        reset: (key) => availability.guard("REDIS", () => inner.reset(key)),
+      };
     }
-    const s3 = createS3Client(config.s3);
+    const s3 = createS3Client(config.s3, availability);
     closers.push(async () => s3.destroy());
     const temporal = await connectTemporal(config.temporal).catch((err: unknown) => {
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
@@ -65,10 +82,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     closers.push(() => temporal.close());
     const storage = createStores(s3, config.s3);
     const targets = createTargets(config, objectImageSource(s3), logger);
-    const workflows = temporalWorkflows(temporal.client, config.temporal.taskQueue, logger);
+    const workflows = guardedWorkflows(temporalWorkflows(temporal.client, config.temporal.taskQueue, logger), temporal.connection, availability);
     const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, workflows, targets, logger });
-    logger.info({ pubSub: events.transport }, "runtime ready");
-    return {
+    const rt: Runtime = {
       config,
       logger,
       database,
@@ -80,15 +96,32 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       temporal,
       workflows,
       targets,
+      availability,
       close: () => closeAll(closers),
     };
+    for (const [name, check] of Object.entries(dependencyChecks(rt, redis))) void availability.add(name, check);
+    await availability.start();
+    logger.info({ pubSub: events.transport }, "runtime ready");
+    return rt;
   } catch (err) {
     await closeAll(closers);
     throw err;
   }
 }
 
-export function readinessChecks(rt: Runtime) {
+/** The readiness check of each dependency (by its /readyz name), which also feeds its breaker. */
+function dependencyChecks(rt: Runtime, redis: Redis | undefined): Record<string, AvailabilityCheck> {
+  const checks: Record<string, AvailabilityCheck> = {
+    database: { dependency: "DATABASE" satisfies Dependency, run: () => rt.database.ping() },
+    temporal: { dependency: "TEMPORAL", run: () => rt.temporal.ping() },
+    s3: { dependency: "OBJECT_STORE", run: () => checkBuckets(rt.s3, rt.config.s3) },
+  };
+  if (redis) checks.redis = { dependency: "REDIS", run: async () => void (await redis.ping()) };
+  return checks;
+}
+
+/** The checks /readyz reports, run on demand (the API answers from `rt.availability`, which runs them in the background). */
+export function readinessChecks(rt: Runtime): Record<string, () => Promise<void>> {
   return {
     database: () => rt.database.ping(),
     temporal: () => rt.temporal.ping(),

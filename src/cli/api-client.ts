@@ -1,4 +1,4 @@
-import { ReCloClient } from "../client/graphql-client";
+import { ReCloClient, type RetryPolicy } from "../client/graphql-client";
 import type { Settings } from "./config-file";
 import { notLoggedIn } from "./errors";
 
@@ -6,13 +6,26 @@ import { notLoggedIn } from "./errors";
 
 const USER_AGENT = "reclo-cli/0.1";
 
-export function anonymousClient(settings: Settings): ReCloClient {
-  return new ReCloClient({ url: settings.url, headers: { "user-agent": USER_AGENT } });
+/**
+ * Every call is retried while the server answers UNAVAILABLE (one of its dependencies is down) or
+ * cannot be reached, for `settings.retryBudgetMs` (RECLO_RETRY_SECONDS); `onRetry` hears each wait.
+ */
+function retryPolicy(settings: Settings, onRetry: RetryPolicy["onRetry"] = tellRetry): RetryPolicy {
+  return { budgetMs: settings.retryBudgetMs ?? 0, onRetry };
 }
 
-export function authedClient(settings: Settings): ReCloClient {
+/** By default each wait is one line on stderr, so a command that waits says why. */
+function tellRetry({ delayMs, reason }: { delayMs: number; reason: string }): void {
+  process.stderr.write(`reclo: ${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`);
+}
+
+export function anonymousClient(settings: Settings, onRetry?: RetryPolicy["onRetry"]): ReCloClient {
+  return new ReCloClient({ url: settings.url, headers: { "user-agent": USER_AGENT }, retry: retryPolicy(settings, onRetry) });
+}
+
+export function authedClient(settings: Settings, onRetry?: RetryPolicy["onRetry"]): ReCloClient {
   if (!settings.token) throw notLoggedIn();
-  return new ReCloClient({ url: settings.url, token: settings.token, headers: { "user-agent": USER_AGENT } });
+  return new ReCloClient({ url: settings.url, token: settings.token, headers: { "user-agent": USER_AGENT }, retry: retryPolicy(settings, onRetry) });
 }
 
 /** Up to `limit` nodes of a connection, page after page (at most 100 per request). */

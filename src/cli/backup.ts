@@ -64,6 +64,8 @@ export interface BackupOptions {
   maxAttempts?: number;
   /** First retry delay; doubles per attempt, with jitter (default 500 ms). */
   retryBaseMs?: number;
+  /** PUTs that fail on network errors or 5xx keep being retried (beyond maxAttempts) until this long after their first failure (default 0). */
+  retryBudgetMs?: number;
   /** Progress events at most this often (default 250 ms). */
   progressIntervalMs?: number;
   now?: () => Date;
@@ -543,6 +545,7 @@ class Engine {
       expiresAt = expiryOf(fresh);
       return true;
     };
+    let firstFailure: number | undefined;
     for (let attempt = 1; ; attempt++) {
       this.check();
       if (this.opts.uploadDelayMs) await sleep(this.opts.uploadDelayMs, undefined, { signal }).catch(() => undefined);
@@ -579,9 +582,16 @@ class Engine {
       }
       const retryable = networkError !== null || status >= 500 || status === 429 || status === 408;
       const what = networkError !== null ? describeNetworkError(networkError) : `HTTP ${status} ${summariseS3Error(text)}`;
-      if (!retryable || attempt >= this.maxAttempts)
-        throw new BackupError("UPLOAD_FAILED", `Uploading chunk ${job.index} failed${retryable ? ` after ${attempt} attempts` : ""}: ${what}`);
-      const delay = Math.min(15_000, this.retryBaseMs * 2 ** (attempt - 1)) * (0.5 + Math.random());
+      firstFailure ??= Date.now();
+      const delay = Math.min(5_000, this.retryBaseMs * 2 ** (attempt - 1)) * (0.5 + Math.random());
+      const withinBudget = Date.now() - firstFailure + delay <= (this.opts.retryBudgetMs ?? 0);
+      if (!retryable || (attempt >= this.maxAttempts && !withinBudget))
+        throw new BackupError(
+          "UPLOAD_FAILED",
+          retryable
+            ? `Uploading chunk ${job.index} failed after ${attempt} attempts over ${Math.round((Date.now() - firstFailure) / 1000)} s: ${what}. The object store is unavailable; run the same command again once it is back: it resumes where it stopped (the chunks already sent are kept)`
+            : `Uploading chunk ${job.index} failed: ${what}`,
+        );
       this.opts.log?.(`chunk ${job.index}: ${what}; retrying in ${(delay / 1000).toFixed(1)} s`);
       await sleep(delay, undefined, { signal }).catch(() => undefined);
     }
@@ -684,9 +694,13 @@ function describeNetworkError(err: unknown): string {
   return [e.message, e.cause?.code ?? e.cause?.message].filter(Boolean).join(": ") || String(err);
 }
 
-/** A network-level failure (no GraphQL answer) or a gateway error: worth another try. */
+/**
+ * A network-level failure (no GraphQL answer), a gateway error or UNAVAILABLE: worth another try,
+ * unless the client already retried it for its whole budget (`retriedForMs`).
+ */
 export function isTransient(err: unknown): boolean {
-  if (err instanceof GraphQLRequestError) return err.status === 502 || err.status === 503 || err.status === 504;
+  if ((err as { retriedForMs?: number } | null)?.retriedForMs !== undefined) return false;
+  if (err instanceof GraphQLRequestError) return err.status === 502 || err.status === 503 || err.status === 504 || err.code === "UNAVAILABLE";
   const e = err as { name?: string } | null;
   return e?.name === "TypeError" || e?.name === "FetchError" || e?.name === "SocketError";
 }

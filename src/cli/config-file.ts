@@ -98,6 +98,17 @@ export interface Settings {
   /** Where the token came from, for messages. */
   tokenSource?: "RECLO_TOKEN" | "config";
   config: CliConfig;
+  /** How long one call is retried while the server (or a service it needs) is unavailable: `RECLO_RETRY_SECONDS` (default 120). */
+  retryBudgetMs?: number;
+}
+
+/** Default of `RECLO_RETRY_SECONDS`. */
+export const DEFAULT_RETRY_SECONDS = 120;
+
+function retryBudgetMs(env: Env): number {
+  const seconds = env.RECLO_RETRY_SECONDS === undefined || env.RECLO_RETRY_SECONDS === "" ? DEFAULT_RETRY_SECONDS : Number(env.RECLO_RETRY_SECONDS);
+  if (!Number.isFinite(seconds) || seconds < 0) throw new Error(`RECLO_RETRY_SECONDS must be a number of seconds (0 or more), got ${JSON.stringify(env.RECLO_RETRY_SECONDS)}`);
+  return seconds * 1000;
 }
 
 /**
@@ -107,9 +118,10 @@ export interface Settings {
 export function resolveSettings(dir: string, flagUrl: string | undefined, env: Env = process.env): Settings {
   const config = readConfig(dir);
   const url = normaliseUrl(flagUrl || env.RECLO_URL || config.url || DEFAULT_URL);
-  if (env.RECLO_TOKEN) return { url, token: env.RECLO_TOKEN, tokenSource: "RECLO_TOKEN", config };
-  if (config.token && (!config.url || normaliseUrl(config.url) === url)) return { url, token: config.token, tokenSource: "config", config };
-  return { url, config };
+  const retry = { retryBudgetMs: retryBudgetMs(env) };
+  if (env.RECLO_TOKEN) return { url, token: env.RECLO_TOKEN, tokenSource: "RECLO_TOKEN", config, ...retry };
+  if (config.token && (!config.url || normaliseUrl(config.url) === url)) return { url, token: config.token, tokenSource: "config", config, ...retry };
+  return { url, config, ...retry };
 }
 
 /** Checks the URL is http(s) and trims a trailing slash. */

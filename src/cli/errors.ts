@@ -33,10 +33,10 @@ export const notLoggedIn = (): CliError => new CliError(CLI_NOT_LOGGED_IN, "UNAU
 
 /** One readable line for any failure (the words for API codes are in src/client/errors.ts). */
 export function describeError(err: unknown, settings: Pick<Settings, "url" | "tokenSource">): string {
-  if (err instanceof GraphQLRequestError) return cliMessage({ code: err.code, message: err.message, status: err.status }, settings);
+  if (err instanceof GraphQLRequestError) return cliMessage({ code: err.code, message: err.message, status: err.status, extensions: err.extensions, retriedForMs: err.retriedForMs }, settings);
   if (err instanceof BackupError || err instanceof CliError || err instanceof WatchError) return err.message;
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
-  if (e?.name === "TypeError" && /fetch failed/i.test(e.message ?? "")) return cliUnreachable(settings.url, e.cause?.code ?? e.cause?.message ?? "network error");
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string }; retriedForMs?: number } | null;
+  if (e?.name === "TypeError" && /fetch failed/i.test(e.message ?? "")) return cliUnreachable(settings.url, e.cause?.code ?? e.cause?.message ?? "network error", e.retriedForMs);
   return e?.message ?? String(err);
 }
 

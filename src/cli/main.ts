@@ -249,7 +249,9 @@ async function backup({ io, values, positionals, dir, settings }: CommandContext
   process.once("SIGTERM", onSignal);
   try {
     await runBackup({
-      client: authedClient(settings),
+      // While the server or a service it needs is down, each call is retried (RECLO_RETRY_SECONDS), and so are chunk PUTs.
+      client: authedClient(settings, ({ delayMs, reason }) => reporter.info(`${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s`)),
+      retryBudgetMs: settings.retryBudgetMs,
       imagePath: positionals[0]!,
       sourceName,
       kind,

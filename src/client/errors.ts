@@ -25,16 +25,38 @@ export interface CliSettingsView {
 
 export const CLI_NOT_LOGGED_IN = "Not logged in: run `reclo login`";
 
-/** The CLI's line for an error answer of the API (`status`: the HTTP status). */
-export function cliMessage(failure: ApiFailure & { status: number }, settings: CliSettingsView): string {
+/** What an UNAVAILABLE answer's `extensions.dependency` names, in words. */
+const DEPENDENCY_WORDS: Record<string, string> = {
+  DATABASE: "database",
+  TEMPORAL: "workflow engine (Temporal)",
+  OBJECT_STORE: "object store",
+  REDIS: "event and rate-limit store (Redis)",
+};
+
+/** "the server's object store" for an UNAVAILABLE answer's extensions. */
+export function unavailableWhat(extensions?: Readonly<Record<string, unknown>>): string {
+  const words = DEPENDENCY_WORDS[String(extensions?.dependency ?? "")];
+  return words ? `the server's ${words}` : "a service the server depends on";
+}
+
+const retriedFor = (ms?: number) => (ms === undefined ? "" : ` (retried for ${Math.max(1, Math.round(ms / 1000))} s)`);
+const RESUME = "run the same command again once it is back: it resumes where it stopped";
+
+/** The CLI's line for an error answer of the API (`status`: the HTTP status; `retriedForMs`: how long the CLI retried it). */
+export function cliMessage(failure: ApiFailure & { status: number; retriedForMs?: number }, settings: CliSettingsView): string {
+  if (failure.code === "UNAVAILABLE") {
+    const what = unavailableWhat(failure.extensions);
+    return `${what.charAt(0).toUpperCase()}${what.slice(1)} is unavailable right now${retriedFor(failure.retriedForMs)}; ${RESUME}`;
+  }
   if (failure.code === "UNAUTHENTICATED") return settings.tokenSource === "RECLO_TOKEN" ? "Not logged in: RECLO_TOKEN is not a valid session (expired or revoked)" : CLI_NOT_LOGGED_IN;
   if (failure.code === "RATE_LIMITED") return `Rate limited: ${failure.message}`;
   if (failure.code === undefined && failure.status >= 300) return `The server at ${settings.url} answered ${failure.message}`;
   return `${failure.message}${failure.code ? ` (${failure.code})` : ""}`;
 }
 
-/** The CLI's line when the server cannot be reached at all (`cause`: the socket error's code). */
-export const cliUnreachable = (url: string, cause: string): string => `Cannot reach the ReClo server at ${url}: ${cause}`;
+/** The CLI's line when the server cannot be reached at all (`cause`: the socket error's code; `retriedForMs`: how long the CLI retried). */
+export const cliUnreachable = (url: string, cause: string, retriedForMs?: number): string =>
+  `Cannot reach the ReClo server at ${url}: ${cause}${retriedForMs === undefined ? "" : `${retriedFor(retriedForMs)}; ${RESUME}`}`;
 
 // ---------------------------------------------------------------------------------------------
 // The web console: whole sentences for a person at a browser.
@@ -64,6 +86,11 @@ export function consoleMessage(failure: ApiFailure): string {
       return Number.isFinite(retry) && retry > 0
         ? `Too many attempts. Please wait ${Math.ceil(retry / 60)} minute(s) and try again.`
         : "Too many attempts. Please wait a few minutes and try again.";
+    }
+    case "UNAVAILABLE": {
+      const retry = Number(failure.extensions?.retryAfter);
+      const words = DEPENDENCY_WORDS[String(failure.extensions?.dependency ?? "")];
+      return `ReClo can't reach ${words ? `its ${words}` : "a service it depends on"} right now. Please try again ${Number.isFinite(retry) && retry > 0 ? `in ${Math.ceil(retry)} seconds` : "in a moment"}.`;
     }
     case "INTERNAL":
       return "ReClo had a problem on its side. Please try again in a moment.";

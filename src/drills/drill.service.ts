@@ -73,7 +73,7 @@ export interface DrillServiceDeps {
   limits: PageLimits;
   config: Pick<Config, "drills" | "recovery">;
   /** Starts, schedules and cancels drill workflows (absent in processes that cannot start workflows). */
-  workflows?: Pick<WorkflowPort, "startDrill" | "scheduleDrill" | "removeSchedule" | "cancel">;
+  workflows?: Pick<WorkflowPort, "startDrill" | "scheduleDrill" | "removeSchedule" | "cancel" | "assertAvailable">;
   logger?: Logger;
   now?: () => Date;
 }

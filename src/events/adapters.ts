@@ -27,15 +27,29 @@ export function createMemoryEventBus(): EventBus {
   return busOver(createPubSub<EventMap>({ eventTarget: eventTarget as never }));
 }
 
+/** ioredis options: a bounded connect, one retry per command, and a reconnect within half a second of Redis's return. */
+export const REDIS_OPTIONS = { connectTimeout: 2000, maxRetriesPerRequest: 1, retryStrategy: (times: number) => Math.min(times * 100, 500) };
+
 /** Events cross processes through Redis: every API and worker process with the same REDIS_URL shares them. */
 export function createRedisEventBus(redisUrl: string, onError: (err: Error) => void = () => {}): EventBusHandle {
-  const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  const publishClient = new Redis(redisUrl, { lazyConnect: false, ...REDIS_OPTIONS });
   // No ready check on the subscriber: ioredis's INFO would hit a connection that already entered
   // subscriber mode (the SUBSCRIBEs queued at start are flushed first) and drop those subscriptions.
-  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3, enableReadyCheck: false });
+  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, ...REDIS_OPTIONS, enableReadyCheck: false });
   publishClient.on("error", onError);
   subscribeClient.on("error", onError);
-  const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
+  // yoga's event target neither awaits nor catches these commands: while Redis is down each would be
+  // an unhandled rejection (which ends the process). Their failures go to `onError` instead; ioredis
+  // subscribes again by itself once it reconnects.
+  const quiet = <A extends unknown[]>(call: (...args: A) => Promise<unknown>) => (...args: A) => void call(...args).catch(onError);
+  const eventTarget = createRedisEventTarget({
+    publishClient: { publish: quiet((channel: string, message: string) => publishClient.publish(channel, message)) } as unknown as Redis,
+    subscribeClient: {
+      on: (event: "message", listener: (channel: string, message: string) => void) => subscribeClient.on(event, listener),
+      subscribe: quiet((topic: string) => subscribeClient.subscribe(topic)),
+      unsubscribe: quiet((topic: string) => subscribeClient.unsubscribe(topic)),
+    } as unknown as Redis,
+  });
   return {
     bus: busOver(createPubSub<EventMap>({ eventTarget })),
     transport: "redis",

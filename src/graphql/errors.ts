@@ -17,6 +17,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFLICT: 200,
   RATE_LIMITED: 429,
   QUOTA_EXCEEDED: 200,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -30,11 +31,15 @@ export const formattedAppError = (err: AppError): GraphQLFormattedError => ({ me
 
 /**
  * The AppError behind an error, if any: graphql-js wraps what a resolver throws in a located
- * GraphQLError and Apollo wraps what a plugin throws, both keeping it as `originalError`.
+ * GraphQLError and Apollo wraps what a plugin throws, both keeping it as `originalError`; drizzle
+ * wraps what the pool throws (an UNAVAILABLE of the database's breaker) as the `cause` of a
+ * DrizzleQueryError.
  */
 export function appErrorOf(err: unknown): AppError | undefined {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { originalError?: unknown }).originalError, depth++) {
+  for (let e = err, depth = 0; e && depth < 6; depth++) {
     if (e instanceof AppError) return e;
+    const next = e as { originalError?: unknown; cause?: unknown };
+    e = next.originalError ?? next.cause;
   }
   return undefined;
 }
@@ -49,9 +54,17 @@ export function toGraphQLError(err: AppError, extra: Record<string, unknown> = {
   return new GraphQLError(err.message, { originalError: err, extensions: { ...extensionsOf(err), ...extra } });
 }
 
-/** The same error, marked so that Apollo answers with its HTTP status (used before execution starts). */
+/** `Retry-After` (seconds) of an error that says when to try again (UNAVAILABLE, RATE_LIMITED). */
+export function retryAfterOf(err: AppError): number | undefined {
+  const seconds = Number(err.details.retryAfter ?? err.details.retryAfterSeconds);
+  return err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.RATE_LIMITED ? (Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds) : undefined) : undefined;
+}
+
+/** The same error, marked so that Apollo answers with its HTTP status (and Retry-After) (used before execution starts). */
 export function withHttpStatus(err: AppError): GraphQLError {
-  return toGraphQLError(err, { http: { status: httpStatusOf(err) } });
+  const retryAfter = retryAfterOf(err);
+  const headers = retryAfter === undefined ? undefined : new Map([["retry-after", String(retryAfter)]]);
+  return toGraphQLError(err, { http: { status: httpStatusOf(err), ...(headers ? { headers } : {}) } });
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));

@@ -31,7 +31,7 @@ export interface RecoveryServiceDeps {
   limits: PageLimits;
   config: Pick<Config, "recovery" | "aws" | "verification">;
   /** Starts and cancels recovery workflows (absent in processes that cannot start workflows). */
-  workflows?: Pick<WorkflowPort, "startRecovery" | "cancel">;
+  workflows?: Pick<WorkflowPort, "startRecovery" | "cancel" | "assertAvailable">;
   /** Fair-use limits on concurrent recoveries and running machines. */
   quotas: QuotaService;
   now?: () => Date;
@@ -98,6 +98,8 @@ export class RecoveryService {
     if (!(await this.deps.lifecycle.restorable(userId, backup))) throw badInput(`Backup ${backup.id} is not restorable: some of its chunks are missing from the store`, { field: "backupId" });
     const workflows = this.deps.workflows;
     if (!workflows) throw new Error("this process has no Temporal client");
+    // Refused before anything is recorded while the workflow engine is known down.
+    workflows.assertAvailable?.();
 
     const { row, created } = await claimOncePerBackup(this.deps.db, {
       backupId: backup.id,
@@ -148,7 +150,11 @@ export class RecoveryService {
     await startRecordedRun(
       // Backstop above the workflow's own exact limit, so nothing can run forever.
       () => workflows.startRecovery(args, { workflowId: row.workflowId, executionTimeoutMs: recovery.timeLimitMs + recovery.backstopMs }),
-      (err) => this.deps.progress.finish(row.id, "FAILED", { failureReason: "START_FAILED", message: `Could not start the recovery workflow: ${err instanceof Error ? err.message : err}` }),
+      {
+        // Nothing started: the PENDING row goes (which also frees its place in the concurrent-recoveries quota).
+        refused: () => this.deps.db.delete(recoveries).where(and(eq(recoveries.id, row.id), eq(recoveries.userId, userId), eq(recoveries.state, "PENDING"))),
+        failed: (err) => this.deps.progress.finish(row.id, "FAILED", { failureReason: "START_FAILED", message: `Could not start the recovery workflow: ${err instanceof Error ? err.message : err}` }),
+      },
     );
     return row;
   }

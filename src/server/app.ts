@@ -2,13 +2,13 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
-import { ApolloServer, type ApolloServerPlugin } from "@apollo/server";
+import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContextDidResolveOperation } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
-import { execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLError, type GraphQLSchema } from "graphql";
+import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import type { Services } from "../services";
@@ -18,7 +18,7 @@ import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphq
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
 import { AppError, ErrorCode, badInput, rateLimited, unauthenticated } from "../shared/errors";
-import { errorCodeOf, formatError, formattedAppError, httpStatusOf, requestErrorAsGraphQL, toGraphQLError, withHttpStatus, wsErrors } from "../graphql/errors";
+import { appErrorOf, errorCodeOf, formatError, formattedAppError, httpStatusOf, requestErrorAsGraphQL, toGraphQLError, withHttpStatus, wsErrors } from "../graphql/errors";
 import { bearerToken } from "../auth/token";
 import type { Authenticated } from "../auth/auth.service";
 import { newId } from "../shared/ids";
@@ -28,6 +28,7 @@ import type { RateLimiter } from "../auth/rate-limiter";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
 import { DocumentCache, UserConnections } from "./ws-limits";
 import { clientAddress, isLoopback } from "../auth/client-address";
+import type { Availability } from "../shared/availability";
 
 export interface ReadinessChecks {
   [name: string]: () => Promise<void>;
@@ -41,8 +42,13 @@ export interface AppDeps {
   events: EventBus;
   /** Per-user rate of expensive fields (the runtime's limiter: Redis when configured). */
   limiter: RateLimiter;
-  /** /readyz runs each (database, temporal, s3) with a timeout. */
+  /** Without `availability`: /readyz runs each (database, temporal, s3) with a timeout. */
   readiness: ReadinessChecks;
+  /**
+   * The dependencies' breakers (readiness checks run in the background): /readyz answers from its
+   * last results at once, and WebSocket subscriptions need Redis to be up when it is configured.
+   */
+  availability?: Availability;
   graphiqlAssetsDir?: string;
   consoleAssetsDir?: string;
   /** How long shutdown waits for in-flight requests before cutting connections. */
@@ -118,7 +124,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   };
   app.get("/readyz", async (req, res) => {
     const checks: Record<string, { ok: boolean; ms: number; error?: string }> = {};
-    await Promise.all(
+    if (deps.availability) {
+      for (const [name, { ok, ms, error }] of Object.entries(deps.availability.snapshot())) checks[name] = error === undefined ? { ok, ms } : { ok, ms, error };
+    } else
+      await Promise.all(
       Object.entries(deps.readiness).map(async ([name, check]) => {
         const t0 = Date.now();
         try {
@@ -130,7 +139,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       }),
     );
     const ready = Object.values(checks).every((c) => c.ok);
-    if (!ready) logger.warn({ checks }, "not ready");
+    // With background checks each change is logged once (by the runtime), not on every probe.
+    if (!ready && !deps.availability) logger.warn({ checks }, "not ready");
     const status = ready ? "ready" : "not ready";
     res
       .status(ready ? 200 : 503)
@@ -183,8 +193,15 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         try {
           extra.auth = await services.auth.authenticate(token);
         } catch (err) {
-          const message = err instanceof AppError ? err.message : "Unauthorized";
-          ctx.extra.socket.close(WsCloseCode.Unauthorized, message);
+          const appError = appErrorOf(err);
+          if (appError?.code === ErrorCode.UNAVAILABLE) {
+            // Not the token's fault: "try again later" (1013), with what is down.
+            logger.warn({ err, requestId: extra.requestId }, "websocket connection refused: a dependency is unavailable");
+            ctx.extra.socket.close(WsCloseCode.TryAgainLater, appError.message);
+            return false;
+          }
+          if (!appError) throw err;
+          ctx.extra.socket.close(WsCloseCode.Unauthorized, appError.message);
           return false;
         }
         sockets.add(ctx.extra.socket, { userId: extra.auth.user.id, sessionId: extra.auth.session.id, expiresAt: extra.auth.session.expiresAt });
@@ -237,12 +254,21 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         }
         const analysis = analyzeOperation(schema, document, payload.operationName, payload.variables, config.limits);
         if (analysis instanceof AppError) return [toGraphQLError(analysis)];
-        if (!(await services.auth.isSessionActive(extra.auth.session.id))) {
-          ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
-          return [toGraphQLError(new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again"))];
+        try {
+          // Live updates travel through Redis when it is configured: without it they would never arrive.
+          deps.availability?.assertUp("REDIS");
+          if (!(await services.auth.isSessionActive(extra.auth.session.id))) {
+            ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
+            return [toGraphQLError(new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again"))];
+          }
+          const limited = await checkExpensiveRate(analysis, `user:${userId}`);
+          if (limited) return [toGraphQLError(limited)];
+        } catch (err) {
+          const appError = appErrorOf(err);
+          if (!appError) throw err;
+          if (appError.code === ErrorCode.UNAVAILABLE) logger.warn({ err, requestId: extra.requestId }, "operation refused: a dependency is unavailable");
+          return [toGraphQLError(appError)];
         }
-        const limited = await checkExpensiveRate(analysis, `user:${userId}`);
-        if (limited) return [toGraphQLError(limited)];
         const contextValue: Context = {
           requestId: extra.requestId ?? newId(),
           ip: extra.ip,
@@ -288,34 +314,42 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         // Limits first, then introspection, then the token, then the rate of expensive fields: an
         // abusive request costs one linear pass over its document and nothing else.
         async didResolveOperation(rc) {
-          const analysis = analyzeOperation(schema, rc.document, rc.operationName, rc.request.variables, config.limits);
-          if (analysis instanceof AppError) throw withHttpStatus(analysis);
-          const ctx = rc.contextValue;
-          const token = (ctx as HttpContext)[requestToken];
-          if (analysis.introspection && config.introspection !== "public" && token === undefined)
-            throw withHttpStatus(unauthenticated("Introspection needs a token: send `Authorization: Bearer <token>` (GraphiQL: Headers tab, then re-fetch the schema)"));
-          if (token !== undefined) {
-            try {
-              ctx.auth = await services.auth.authenticate(token);
-            } catch (err) {
-              if (err instanceof AppError) throw withHttpStatus(err);
-              throw err;
-            }
-            ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
+          try {
+            await checkRequest(rc);
+          } catch (err) {
+            if (err instanceof GraphQLError) throw err;
+            // A dependency down during the token lookup or the rate check: the whole request is refused (503, Retry-After).
+            const appError = appErrorOf(err);
+            if (appError) throw withHttpStatus(appError);
+            throw err;
           }
-          const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
-          if (limited) throw withHttpStatus(limited);
         },
         async didEncounterErrors(rc) {
           for (const err of rc.errors) {
             const code = errorCodeOf(err);
-            if (!code || code === ErrorCode.INTERNAL || code === "INTERNAL_SERVER_ERROR")
+            if (code === ErrorCode.UNAVAILABLE) rc.contextValue?.logger?.warn({ err: err.originalError ?? err, operation: rc.operationName }, "a dependency is unavailable");
+            else if (!code || code === ErrorCode.INTERNAL || code === "INTERNAL_SERVER_ERROR")
               rc.contextValue?.logger?.error({ err: err.originalError ?? err, operation: rc.operationName }, "unexpected error");
           }
         },
       };
     },
   };
+  /** Limits first, then introspection, then the token, then the rate of expensive fields. */
+  async function checkRequest(rc: GraphQLRequestContextDidResolveOperation<Context>): Promise<void> {
+    const analysis = analyzeOperation(schema, rc.document, rc.operationName, rc.request.variables, config.limits);
+    if (analysis instanceof AppError) throw withHttpStatus(analysis);
+    const ctx = rc.contextValue;
+    const token = (ctx as HttpContext)[requestToken];
+    if (analysis.introspection && config.introspection !== "public" && token === undefined)
+      throw withHttpStatus(unauthenticated("Introspection needs a token: send `Authorization: Bearer <token>` (GraphiQL: Headers tab, then re-fetch the schema)"));
+    if (token !== undefined) {
+      ctx.auth = await services.auth.authenticate(token);
+      ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
+    }
+    const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
+    if (limited) throw withHttpStatus(limited);
+  }
 
   const apollo = new ApolloServer<Context>({
     schema,

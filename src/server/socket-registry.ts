@@ -5,6 +5,8 @@ import type { SessionsRevokedEvent } from "../events/topics";
 export const WsCloseCode = {
   /** Bad, expired or revoked token (graphql-ws uses 4401 for Unauthorized). */
   Unauthorized: 4401,
+  /** A dependency (the database, Redis) is down: connect again later (the standard "Try Again Later"). */
+  TryAgainLater: 1013,
 } as const;
 
 interface Entry {

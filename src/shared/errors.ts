@@ -14,6 +14,7 @@ export const ErrorCode = {
   CONFLICT: "CONFLICT",
   RATE_LIMITED: "RATE_LIMITED",
   QUOTA_EXCEEDED: "QUOTA_EXCEEDED",
+  UNAVAILABLE: "UNAVAILABLE",
   INTERNAL: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -26,8 +27,10 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details: ErrorDetails = {},
+    /** What caused it (for the log only: never sent to a client). */
+    cause?: unknown,
   ) {
-    super(message);
+    super(message, cause === undefined ? undefined : { cause });
     this.name = "AppError";
   }
 }
@@ -47,3 +50,75 @@ export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVER
 /** A configured fair-use limit would be exceeded: `extensions.quota`, `limit`, `used` (and `requested` where it applies). */
 export const quotaExceeded = (quota: QuotaKind, message: string, details: { limit: number; used: number; requested?: number } & ErrorDetails) =>
   new AppError(ErrorCode.QUOTA_EXCEEDED, message, { quota, ...details });
+
+/** A dependency the product cannot answer without (`extensions.dependency` of UNAVAILABLE). */
+export const Dependency = { DATABASE: "DATABASE", TEMPORAL: "TEMPORAL", OBJECT_STORE: "OBJECT_STORE", REDIS: "REDIS" } as const;
+export type Dependency = (typeof Dependency)[keyof typeof Dependency];
+
+const DEPENDENCY_WORDS: Record<Dependency, string> = {
+  DATABASE: "the database",
+  TEMPORAL: "the workflow engine (Temporal)",
+  OBJECT_STORE: "the object store",
+  REDIS: "the event and rate-limit store (Redis)",
+};
+
+/**
+ * A dependency is down (or did not answer in time): nothing was done, the same call can be made
+ * again after `extensions.retryAfter` seconds. `cause` is for the log (never sent to a client).
+ */
+export const unavailable = (dependency: Dependency, retryAfterSeconds: number, cause?: unknown) =>
+  new AppError(
+    ErrorCode.UNAVAILABLE,
+    `${DEPENDENCY_WORDS[dependency].replace(/^t/, "T")} is unavailable right now; try again in ${retryAfterSeconds} s`,
+    { dependency, retryAfter: retryAfterSeconds },
+    cause,
+  );
+
+export const isUnavailable = (err: unknown): err is AppError => err instanceof AppError && err.code === ErrorCode.UNAVAILABLE;
+
+/** Socket-level failures: the peer refused, reset, timed out or could not be found. */
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  // mysql2
+  "PROTOCOL_CONNECTION_LOST",
+  "PROTOCOL_SEQUENCE_TIMEOUT",
+  "PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR",
+  "ER_CON_COUNT_ERROR",
+]);
+/** Error names of connection failures (AWS SDK timeouts, ioredis). */
+const CONNECTION_NAMES = new Set(["TimeoutError", "RequestTimeout", "MaxRetriesPerRequestError", "ConnectionTimeoutError"]);
+/** gRPC status codes meaning "not reached" (UNAVAILABLE, DEADLINE_EXCEEDED). */
+const GRPC_UNREACHED = new Set([14, 4]);
+
+/**
+ * The connection failure behind an error (its code, e.g. ECONNREFUSED), looking through `cause`
+ * chains (drizzle's DrizzleQueryError, Temporal's ServiceError, fetch's TypeError); undefined when
+ * the error is not about reaching a dependency.
+ */
+export function connectionFailure(err: unknown): string | undefined {
+  for (let e = err as Record<string, unknown> | undefined, depth = 0; e && typeof e === "object" && depth < 6; e = (e.cause ?? e.originalError) as Record<string, unknown> | undefined, depth++) {
+    const code = typeof e.code === "string" ? e.code : undefined;
+    if (code && CONNECTION_CODES.has(code)) return code;
+    if (typeof e.errno === "string" && CONNECTION_CODES.has(e.errno)) return e.errno;
+    if (typeof e.code === "number" && GRPC_UNREACHED.has(e.code) && "details" in e) return e.code === 14 ? "GRPC_UNAVAILABLE" : "GRPC_DEADLINE_EXCEEDED";
+    const name = typeof e.name === "string" ? e.name : "";
+    if (CONNECTION_NAMES.has(name)) return name;
+    const message = typeof e.message === "string" ? e.message : "";
+    if (/^Connection is closed\.?$|Stream isn't writeable|connect ECONNREFUSED|Connection lost: The server closed the connection|Can't add new command when connection is in closed state/.test(message)) return name || "CONNECTION_CLOSED";
+    if (Array.isArray(e.errors) && e.errors.length) {
+      const inner = connectionFailure(e.errors[0]);
+      if (inner) return inner;
+    }
+  }
+  return undefined;
+}

@@ -1,5 +1,6 @@
 import { HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../config";
+import type { Availability } from "../shared/availability";
 import { S3ArtifactStore } from "./artifact-store";
 import { ChunkStore } from "./chunk-store";
 import { S3ImageStore } from "./image-store";
@@ -11,8 +12,8 @@ export type { S3Client } from "@aws-sdk/client-s3";
  * S3 client for the configured store. `requestChecksumCalculation: WHEN_REQUIRED` keeps the SDK
  * from baking an empty-body CRC32 into presigned URLs.
  */
-export function createS3Client(s3: Config["s3"]): S3Client {
-  return new S3Client({
+export function createS3Client(s3: Config["s3"], availability?: Availability): S3Client {
+  const client = new S3Client({
     region: s3.region,
     endpoint: s3.endpoint,
     forcePathStyle: s3.forcePathStyle,
@@ -20,14 +21,27 @@ export function createS3Client(s3: Config["s3"]): S3Client {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     // A hung store must fail the call, not stall it (the SDK only warns on timeout by default).
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000, throwOnRequestTimeout: true },
+    requestHandler: { connectionTimeout: 2_000, requestTimeout: 120_000, throwOnRequestTimeout: true },
   });
+  if (availability) {
+    // The object store's breaker: UNAVAILABLE at once while it is known down, and a call that cannot
+    // reach it (after the SDK's own retries) becomes UNAVAILABLE (OBJECT_STORE). HeadBucket is the
+    // readiness check itself (the product uses it for nothing else), so it passes through.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === "HeadBucketCommand") return next(args);
+        return availability.guard("OBJECT_STORE", () => next(args));
+      },
+      { step: "initialize", name: "recloAvailability", priority: "high" },
+    );
+  }
+  return client;
 }
 
 /** Throws unless every configured bucket answers. */
 export async function checkBuckets(client: S3Client, s3: Config["s3"]): Promise<void> {
   for (const bucket of Object.values(s3.buckets)) {
-    await client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(3000) });
+    await client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(2000) });
   }
 }
 

@@ -15,6 +15,8 @@ export interface RunOptions {
  * (src/temporal/workflows.ts), which starts each workflow by reference on the product's task queue.
  */
 export interface WorkflowPort {
+  /** Throws UNAVAILABLE (at once) while the workflow engine is known down: called before a run is recorded. */
+  assertAvailable?(): void;
   startRecovery(input: RecoveryWorkflowInput, run: RunOptions): Promise<StartOutcome>;
   startVerification(input: VerificationWorkflowInput, run: RunOptions): Promise<StartOutcome>;
   startDrill(input: DrillInput, run: RunOptions): Promise<StartOutcome>;

@@ -47,7 +47,7 @@ export interface VerificationServiceDeps {
   events: EventBus;
   config: Pick<Config, "verification" | "recovery">;
   /** Starts verification workflows (absent in processes that cannot start workflows). */
-  workflows?: Pick<WorkflowPort, "startVerification">;
+  workflows?: Pick<WorkflowPort, "startVerification" | "assertAvailable">;
   now?: () => Date;
 }
 
@@ -78,12 +78,14 @@ export class VerificationService {
   async start(userId: string, input: { backupId: string; bootMarker?: string | null; ports?: number[] | null }): Promise<VerificationRow> {
     const workflows = this.deps.workflows;
     if (!workflows) throw new Error("this process has no Temporal client");
+    // Refused before anything is recorded while the workflow engine is known down.
+    workflows.assertAvailable?.();
     const { row, created, args } = await this.prepare(userId, input);
     if (!created) return row;
-    await startRecordedRun(
-      () => workflows.startVerification(args, { workflowId: row.workflowId, executionTimeoutMs: this.executionTimeoutMs() }),
-      (err) => this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() }),
-    );
+    await startRecordedRun(() => workflows.startVerification(args, { workflowId: row.workflowId, executionTimeoutMs: this.executionTimeoutMs() }), {
+      refused: () => this.deps.db.delete(verifications).where(and(eq(verifications.id, row.id), eq(verifications.userId, userId), eq(verifications.status, "PENDING"))),
+      failed: (err) => this.update(row.id, { status: "FAILED", failureReason: `Could not start the verification workflow: ${err instanceof Error ? err.message : err}`, checkedAt: this.now() }),
+    });
     return row;
   }
 

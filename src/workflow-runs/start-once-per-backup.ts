@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups } from "../db/schema";
 import type { StartOutcome } from "../temporal/workflow-port";
+import { isUnavailable } from "../shared/errors";
 
 // One active run per backup, shared by recoveries and verifications (and so drills, which verify):
 // claimOncePerBackup records the run under the backup's lock, startRecordedRun starts its workflow.
@@ -35,16 +36,26 @@ export async function claimOncePerBackup<Row>(db: Db, run: BackupRun<Row>): Prom
   }, run.transaction);
 }
 
+/** What to do with a recorded run whose workflow did not start. */
+export interface StartFailureHandlers {
+  /** The workflow engine is unavailable (nothing started): remove the run, so the customer sees no trace of the refused call. */
+  refused(err: unknown): Promise<unknown>;
+  /** Any other failure: record it on the run. */
+  failed(err: unknown): Promise<unknown>;
+}
+
 /**
  * Starts a recorded run's workflow. A workflow id that is already started is the same run (a
- * retried request), not an error (the port answers ALREADY_STARTED); any other failure is recorded
- * on the run by `startFailed` and rethrown, so no run is left waiting for a workflow that never started.
+ * retried request), not an error (the port answers ALREADY_STARTED). When the workflow engine is
+ * unavailable (UNAVAILABLE) the run is removed by `refused` and the UNAVAILABLE answer rethrown:
+ * the same call can simply be made again. Any other failure is recorded on the run by `failed` and
+ * rethrown, so no run is left waiting for a workflow that never started.
  */
-export async function startRecordedRun(start: () => Promise<StartOutcome>, startFailed: (err: unknown) => Promise<unknown>): Promise<StartOutcome> {
+export async function startRecordedRun(start: () => Promise<StartOutcome>, on: StartFailureHandlers): Promise<StartOutcome> {
   try {
     return await start();
   } catch (err) {
-    await startFailed(err);
+    await (isUnavailable(err) ? on.refused(err) : on.failed(err));
     throw err;
   }
 }

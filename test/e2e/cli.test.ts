@@ -44,7 +44,7 @@ interface CliRun {
 function cliEnv(configDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   // The sources, even when a (possibly stale) dist/ build exists.
   const env: NodeJS.ProcessEnv = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, ...extra };
-  for (const k of ["RECLO_TOKEN", "RECLO_PASSWORD", "RECLO_UPLOAD_DELAY_MS", "XDG_CONFIG_HOME"]) if (!(k in extra)) delete env[k];
+  for (const k of ["RECLO_TOKEN", "RECLO_PASSWORD", "RECLO_UPLOAD_DELAY_MS", "RECLO_RETRY_SECONDS", "XDG_CONFIG_HOME"]) if (!(k in extra)) delete env[k];
   return env;
 }
 
@@ -165,7 +165,8 @@ describe("reclo login / whoami / logout", () => {
     const port = (srv.address() as net.AddressInfo).port;
     await new Promise((resolve) => srv.close(resolve));
     const url = `http://127.0.0.1:${port}/graphql`;
-    const r = await spawnCli(["whoami", "--url", url], { env: cliEnv(dir, { RECLO_TOKEN: "rcl_x" }) });
+    // RECLO_RETRY_SECONDS=0: no retries (test/e2e/cli-outages.test.ts covers them).
+    const r = await spawnCli(["whoami", "--url", url], { env: cliEnv(dir, { RECLO_TOKEN: "rcl_x", RECLO_RETRY_SECONDS: "0" }) });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`reclo: Cannot reach the ReClo server at ${url}: ECONNREFUSED\n`);
   });

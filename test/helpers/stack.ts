@@ -49,6 +49,8 @@ export async function startStack(overrides: Partial<Record<keyof Env, string>> =
     }),
   );
   const rt = await createRuntime(config, logger);
+  // A test's own checks run in the background like the real ones (and are reported by /readyz).
+  await Promise.all(Object.entries(opts.readiness ?? {}).map(([name, run]) => rt.availability.add(name, { run })));
   const app = await startApp({
     config,
     logger,
@@ -56,6 +58,7 @@ export async function startStack(overrides: Partial<Record<keyof Env, string>> =
     events: rt.events.bus,
     limiter: rt.limiter,
     readiness: { ...readinessChecks(rt), ...opts.readiness },
+    availability: rt.availability,
     stopGracePeriodMs: 200,
   });
   return {

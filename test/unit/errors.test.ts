@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { GraphQLError, locatedError } from "graphql";
-import { AppError, ErrorCode, badInput, notFound, rateLimited } from "../../src/shared/errors";
+import { AppError, ErrorCode, badInput, connectionFailure, notFound, rateLimited, unavailable } from "../../src/shared/errors";
 import { appErrorOf, errorCodeOf, formatError, httpStatusOf, toGraphQLError, withHttpStatus, wsErrors } from "../../src/graphql/errors";
 import { CONSOLE_MESSAGES, cliMessage, consoleMessage } from "../../src/client/errors";
 
@@ -46,8 +46,23 @@ describe("AppError and its one mapping to GraphQL errors", () => {
     expect(httpStatusOf(limited)).toBe(429);
     const gql = withHttpStatus(limited);
     expect(gql).toBeInstanceOf(GraphQLError);
-    expect(gql.extensions).toEqual({ code: "RATE_LIMITED", retryAfterSeconds: 30, http: { status: 429 } });
+    expect(gql.extensions).toEqual({ code: "RATE_LIMITED", retryAfterSeconds: 30, http: { status: 429, headers: new Map([["retry-after", "30"]]) } });
     expect(appErrorOf(gql)).toBe(limited);
+    // A dependency down: 503 with Retry-After, the dependency and retryAfter beside the code; its cause stays out of the answer.
+    const down = unavailable("DATABASE", 2, Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3306"), { code: "ECONNREFUSED" }));
+    expect(withHttpStatus(down).extensions).toEqual({ code: "UNAVAILABLE", dependency: "DATABASE", retryAfter: 2, http: { status: 503, headers: new Map([["retry-after", "2"]]) } });
+    expect(formatError({ message: down.message }, toGraphQLError(down), false)).toEqual({ message: down.message, extensions: { code: "UNAVAILABLE", dependency: "DATABASE", retryAfter: 2 } });
+    // drizzle keeps what the pool threw as the `cause` of its DrizzleQueryError.
+    const drizzleLike = Object.assign(new Error("Failed query: select 1\nparams: x"), { query: "select 1", params: ["x"], cause: down });
+    expect(appErrorOf(new GraphQLError("x", { originalError: drizzleLike }))).toBe(down);
+  });
+
+  it("connection failures are recognised through cause chains, other errors are not", () => {
+    expect(connectionFailure(Object.assign(new Error("x"), { cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }) }))).toBe("ECONNREFUSED");
+    expect(connectionFailure(Object.assign(new Error("Connection lost"), { code: "PROTOCOL_CONNECTION_LOST", fatal: true }))).toBe("PROTOCOL_CONNECTION_LOST");
+    expect(connectionFailure(Object.assign(new Error("14 UNAVAILABLE: No connection established"), { code: 14, details: "No connection established" }))).toBe("GRPC_UNAVAILABLE");
+    expect(connectionFailure(Object.assign(new Error("Duplicate entry"), { code: "ER_DUP_ENTRY", errno: 1062 }))).toBeUndefined();
+    expect(connectionFailure(Object.assign(new Error("NoSuchKey"), { name: "NoSuchKey", $metadata: { httpStatusCode: 404 } }))).toBeUndefined();
   });
 
   it("over WebSocket: refusals are GraphQLErrors with code and details; a stream that throws an AppError keeps them", () => {
@@ -68,6 +83,10 @@ describe("the words the CLI and the console show for a code (src/client/errors.t
     expect(cliMessage({ code: "RATE_LIMITED", message: "Too many attempts; try again in 30 s", status: 429 }, settings)).toBe("Rate limited: Too many attempts; try again in 30 s");
     expect(cliMessage({ message: "HTTP 502: bad gateway", status: 502 }, settings)).toBe(`The server at ${settings.url} answered HTTP 502: bad gateway`);
     expect(cliMessage({ code: "NOT_FOUND", message: "Backup b1 not found", status: 200 }, settings)).toBe("Backup b1 not found (NOT_FOUND)");
+    expect(cliMessage({ code: "UNAVAILABLE", message: "x", status: 503, extensions: { dependency: "OBJECT_STORE", retryAfter: 2 }, retriedForMs: 61_000 }, settings)).toBe(
+      "The server's object store is unavailable right now (retried for 61 s); run the same command again once it is back: it resumes where it stopped",
+    );
+    expect(cliMessage({ code: "UNAVAILABLE", message: "x", status: 200, extensions: { dependency: "TEMPORAL" } }, settings)).toMatch(/^The server's workflow engine \(Temporal\) is unavailable right now; run the same command again/);
   });
 
   it("console", () => {
@@ -75,6 +94,7 @@ describe("the words the CLI and the console show for a code (src/client/errors.t
     expect(consoleMessage({ code: "RATE_LIMITED", message: "x" })).toBe("Too many attempts. Please wait a few minutes and try again.");
     expect(consoleMessage({ code: "INTERNAL", message: "Internal server error" })).toBe("ReClo had a problem on its side. Please try again in a moment.");
     expect(consoleMessage({ code: "NOT_FOUND", message: "Backup b1 not found" })).toBe("Backup b1 not found");
+    expect(consoleMessage({ code: "UNAVAILABLE", message: "x", extensions: { dependency: "DATABASE", retryAfter: 2 } })).toBe("ReClo can't reach its database right now. Please try again in 2 seconds.");
     expect(CONSOLE_MESSAGES.network).toMatch(/can't be reached/);
   });
 });
