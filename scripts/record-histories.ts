@@ -26,13 +26,13 @@ import type {
   MaintenanceActivities,
   ReconcileActivities,
   RecoveryActivities,
-  RecoveryWorkflowInput,
   SessionPurgeActivities,
   StaleInstanceActivities,
   VerificationActivities,
   VerificationWorkflowInput,
   WorkerActivities,
 } from "../workflows/contracts";
+import { recoveryInput } from "../test/helpers/workflow-inputs";
 
 const root = path.resolve(__dirname, "..");
 export const HISTORIES_DIR = path.join(root, "test", "fixtures", "histories");
@@ -96,21 +96,6 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
   return { echo: async (m) => `pong: ${m}`, ...recovery, ...verification, ...drill, ...reconcile, ...stale, ...maintenance, ...sessions, ...sync, ...overrides };
 }
 
-function recoveryInput(overrides: Partial<RecoveryWorkflowInput> = {}): RecoveryWorkflowInput {
-  return {
-    recoveryId: randomUUID(),
-    userId: "user-1",
-    backupId: "backup-1",
-    target: "AWS",
-    name: "web-recovered",
-    allowedCidr: "198.51.100.0/24",
-    timeLimitMs: 60_000,
-    pollIntervalMs: 50,
-    heartbeatTimeoutMs: 3_000,
-    bootCheck: { timeoutMs: 5_000, pollIntervalMs: 50, ports: [22] },
-    ...overrides,
-  };
-}
 
 function verificationInput(verificationId: string): VerificationWorkflowInput {
   return { verificationId, userId: "user-1", backupId: "backup-1", ports: [22], graceMs: 1_000, bootTimeoutMs: 60_000, pollIntervalMs: 50, heartbeatTimeoutMs: 3_000 };

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BackupDocument } from "../../src/client/generated/graphql";
 import { signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 import { cuttableProxy, type CuttableProxy } from "../helpers/proxy";
+import { killChildren, spawnCli } from "../helpers/cli";
 
 /**
  * `reclo backup` while the object store is down (a TCP proxy in front of the real versitygw, cut):
@@ -16,8 +17,6 @@ import { cuttableProxy, type CuttableProxy } from "../helpers/proxy";
  * that the same command resumes, which it then does.
  */
 
-const root = path.resolve(__dirname, "../..");
-const BIN = path.join(root, "bin", "reclo.js");
 const MiB = 1024 * 1024;
 const CHUNK = 8 * MiB;
 
@@ -35,8 +34,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  children.clear();
+  killChildren(children);
   await proxy.restore().catch(() => undefined);
 });
 
@@ -46,11 +44,6 @@ afterAll(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 function cliEnv(configDir: string, extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token, ...extra };
@@ -58,34 +51,14 @@ function cliEnv(configDir: string, extra: Record<string, string>): NodeJS.Proces
   return env;
 }
 
-function spawnCli(args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<CliRun> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env, stdio: ["pipe", "pipe", "pipe"] });
-  children.add(child);
-  let stdout = "";
-  let stderr = "";
-  let partial = "";
-  child.stdout!.setEncoding("utf8").on("data", (s: string) => {
-    stdout += s;
-    partial += s;
-    let nl: number;
-    while ((nl = partial.indexOf("\n")) >= 0) {
-      onLine?.(partial.slice(0, nl));
-      partial = partial.slice(nl + 1);
-    }
-  });
-  child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  child.stdin!.end("");
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const jsonLines = (stdout: string) =>
   stdout
     .split("\n")
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+const cli = (args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void) => spawnCli(children, args, { env, onLine });
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -113,7 +86,7 @@ describe("reclo backup while the object store is down", () => {
     await proxy.cut();
     await storeKnownDown();
     let restored = false;
-    const run = await spawnCli(["backup", file, "--json", "--source", uniqueName("O")], cliEnv(dir, { RECLO_RETRY_SECONDS: "60" }), (line) => {
+    const run = await cli(["backup", file, "--json", "--source", uniqueName("O")], cliEnv(dir, { RECLO_RETRY_SECONDS: "60" }), (line) => {
       const e = JSON.parse(line) as { event: string; message?: string };
       // The first retry notice names the store: bring it back while the CLI waits.
       if (!restored && e.event === "info" && /object store is unavailable/i.test(e.message ?? "")) {
@@ -135,7 +108,7 @@ describe("reclo backup while the object store is down", () => {
     const args = ["backup", file, "--json", "--source", source, "--concurrency", "1"];
     // Cut once the backup exists (so that there is something to resume): its chunk requests or PUTs meet the outage.
     let cutAt = 0;
-    const failed = await spawnCli(args, cliEnv(dir, { RECLO_RETRY_SECONDS: "3", RECLO_UPLOAD_DELAY_MS: "200" }), (line) => {
+    const failed = await cli(args, cliEnv(dir, { RECLO_RETRY_SECONDS: "3", RECLO_UPLOAD_DELAY_MS: "200" }), (line) => {
       if (!cutAt && (JSON.parse(line) as { event: string }).event === "start") {
         cutAt = Date.now();
         void proxy.cut();
@@ -154,7 +127,7 @@ describe("reclo backup while the object store is down", () => {
     const backupId = String(events.find((e) => e.event === "start")!.backupId);
 
     await proxy.restore();
-    const again = await spawnCli(args, cliEnv(dir, { RECLO_RETRY_SECONDS: "60" }));
+    const again = await cli(args, cliEnv(dir, { RECLO_RETRY_SECONDS: "60" }));
     expect(again.code).toBe(0);
     const resumed = jsonLines(again.stdout);
     expect(resumed.find((e) => e.event === "info")).toMatchObject({ message: `resuming backup ${backupId}` });
@@ -167,7 +140,7 @@ describe("reclo backup while the object store is down", () => {
     const { file } = image("early.img");
     await proxy.cut();
     await storeKnownDown();
-    const failed = await spawnCli(["backup", file, "--json", "--source", uniqueName("E")], cliEnv(path.join(tmp, "early"), { RECLO_RETRY_SECONDS: "2" }));
+    const failed = await cli(["backup", file, "--json", "--source", uniqueName("E")], cliEnv(path.join(tmp, "early"), { RECLO_RETRY_SECONDS: "2" }));
     expect(failed.code).toBe(1);
     const events = jsonLines(failed.stdout);
     expect(events.some((e) => e.event === "start")).toBe(false);
@@ -183,7 +156,7 @@ describe("reclo backup while the object store is down", () => {
     const port = (srv.address() as net.AddressInfo).port;
     await new Promise((resolve) => srv.close(resolve));
     const url = `http://127.0.0.1:${port}/graphql`;
-    const r = await spawnCli(["whoami", "--url", url], cliEnv(path.join(tmp, "unreachable"), { RECLO_RETRY_SECONDS: "3" }));
+    const r = await cli(["whoami", "--url", url], cliEnv(path.join(tmp, "unreachable"), { RECLO_RETRY_SECONDS: "3" }));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/reclo: fetch failed: ECONNREFUSED; retrying in/);
     expect(r.stderr).toMatch(

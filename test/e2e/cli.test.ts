@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -8,10 +8,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-client";
 import { BackupDocument, MeDocument } from "../../src/client/generated/graphql";
 import { nextRun, parseDay, parseTime } from "../../src/cli/agent";
+import { killChildren, spawnCli } from "../helpers/cli";
 import { PASSWORD, signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 
-const root = path.resolve(__dirname, "../..");
-const BIN = path.join(root, "bin", "reclo.js");
 const MiB = 1024 * 1024;
 const CHUNK = 8 * MiB;
 
@@ -25,8 +24,7 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  children.clear();
+  killChildren(children);
 });
 
 afterAll(async () => {
@@ -34,12 +32,6 @@ afterAll(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 function cliEnv(configDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   // The sources, even when a (possibly stale) dist/ build exists.
@@ -49,29 +41,6 @@ function cliEnv(configDir: string, extra: Record<string, string> = {}): NodeJS.P
 }
 
 /** Spawns `node bin/reclo.js …`; `onLine` sees stdout lines as they come (and may kill the child). */
-function spawnCli(args: string[], opts: { env: NodeJS.ProcessEnv; input?: string; onLine?: (line: string, child: ChildProcess) => void }): Promise<CliRun> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env: opts.env, stdio: ["pipe", "pipe", "pipe"] });
-  children.add(child);
-  let stdout = "";
-  let stderr = "";
-  let partial = "";
-  child.stdout!.setEncoding("utf8").on("data", (s: string) => {
-    stdout += s;
-    partial += s;
-    let nl: number;
-    while ((nl = partial.indexOf("\n")) >= 0) {
-      const line = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      opts.onLine?.(line, child);
-    }
-  });
-  child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  child.stdin!.end(opts.input ?? "");
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 function jsonLines(stdout: string): Record<string, unknown>[] {
   return stdout
@@ -94,21 +63,21 @@ describe("reclo login / whoami / logout", () => {
   });
 
   it("prints usage for --help and exits 2 for an unknown command or option", async () => {
-    const help = await spawnCli(["--help"], { env: cliEnv(dir) });
+    const help = await spawnCli(children, ["--help"], { env: cliEnv(dir) });
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: reclo <command>/);
-    const backupHelp = await spawnCli(["backup", "--help"], { env: cliEnv(dir) });
+    const backupHelp = await spawnCli(children, ["backup", "--help"], { env: cliEnv(dir) });
     expect(backupHelp.code).toBe(0);
     expect(backupHelp.stdout).toMatch(/--incremental/);
-    const unknown = await spawnCli(["frobnicate"], { env: cliEnv(dir) });
+    const unknown = await spawnCli(children, ["frobnicate"], { env: cliEnv(dir) });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command "frobnicate"[\s\S]*Usage:/);
-    const badFlag = await spawnCli(["whoami", "--nope"], { env: cliEnv(dir) });
+    const badFlag = await spawnCli(children, ["whoami", "--nope"], { env: cliEnv(dir) });
     expect(badFlag.code).toBe(2);
   });
 
   it("logs in with RECLO_PASSWORD and with the password on stdin; whoami; logout revokes the token", async () => {
-    const viaEnv = await spawnCli(["login", "--email", user.email], { env: cliEnv(dir, { RECLO_PASSWORD: PASSWORD }) });
+    const viaEnv = await spawnCli(children, ["login", "--email", user.email], { env: cliEnv(dir, { RECLO_PASSWORD: PASSWORD }) });
     expect(viaEnv.stderr).toBe("");
     expect(viaEnv.code).toBe(0);
     expect(viaEnv.stdout).toMatch(new RegExp(`^Logged in as ${user.email} \\(token expires \\d{4}-\\d\\d-\\d\\d .*\\)\\n$`));
@@ -120,7 +89,7 @@ describe("reclo login / whoami / logout", () => {
     expect(first.token).toMatch(/^rcl_/);
     expect(Date.parse(first.expiresAt)).toBeGreaterThan(Date.now());
 
-    const viaStdin = await spawnCli(["login", "--email", user.email], { env: cliEnv(dir), input: `${PASSWORD}\n` });
+    const viaStdin = await spawnCli(children, ["login", "--email", user.email], { env: cliEnv(dir), input: `${PASSWORD}\n` });
     expect(viaStdin.code).toBe(0);
     expect(viaStdin.stdout).toMatch(/^Logged in as /);
     const saved = JSON.parse(fs.readFileSync(file, "utf8")) as { token: string };
@@ -128,22 +97,22 @@ describe("reclo login / whoami / logout", () => {
     expect(saved.token).toMatch(/^rcl_/);
     expect(saved.token).not.toBe(first.token);
 
-    const who = await spawnCli(["whoami"], { env: cliEnv(dir) });
+    const who = await spawnCli(children, ["whoami"], { env: cliEnv(dir) });
     expect(who.code).toBe(0);
     expect(who.stdout).toContain(user.email);
     expect(who.stdout).toContain(user.username);
 
-    const wrong = await spawnCli(["login", "--email", user.email], { env: cliEnv(path.join(tmp, "wrong-config"), { RECLO_PASSWORD: "not the password at all" }) });
+    const wrong = await spawnCli(children, ["login", "--email", user.email], { env: cliEnv(path.join(tmp, "wrong-config"), { RECLO_PASSWORD: "not the password at all" }) });
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/^reclo: Login failed: /);
 
-    const out = await spawnCli(["logout"], { env: cliEnv(dir) });
+    const out = await spawnCli(children, ["logout"], { env: cliEnv(dir) });
     expect(out.code).toBe(0);
     const after = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
     expect(after.token).toBeUndefined();
     expect(after.email).toBe(user.email);
 
-    const whoAfter = await spawnCli(["whoami"], { env: cliEnv(dir) });
+    const whoAfter = await spawnCli(children, ["whoami"], { env: cliEnv(dir) });
     expect(whoAfter.code).toBe(1);
     expect(whoAfter.stderr).toBe("reclo: Not logged in: run `reclo login`\n");
 
@@ -151,7 +120,7 @@ describe("reclo login / whoami / logout", () => {
     const err = await new ReCloClient({ url: stack.app.graphqlUrl, token: saved.token }).request(MeDocument).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GraphQLRequestError);
     expect((err as GraphQLRequestError).code).toBe("UNAUTHENTICATED");
-    const envToken = await spawnCli(["whoami"], { env: cliEnv(dir, { RECLO_TOKEN: saved.token }) });
+    const envToken = await spawnCli(children, ["whoami"], { env: cliEnv(dir, { RECLO_TOKEN: saved.token }) });
     expect(envToken.code).toBe(1);
     expect(envToken.stderr).toMatch(/^reclo: Not logged in: RECLO_TOKEN .*\n$/);
     // The token from the first login is still a session of its own.
@@ -166,7 +135,7 @@ describe("reclo login / whoami / logout", () => {
     await new Promise((resolve) => srv.close(resolve));
     const url = `http://127.0.0.1:${port}/graphql`;
     // RECLO_RETRY_SECONDS=0: no retries (test/e2e/cli-outages.test.ts covers them).
-    const r = await spawnCli(["whoami", "--url", url], { env: cliEnv(dir, { RECLO_TOKEN: "rcl_x", RECLO_RETRY_SECONDS: "0" }) });
+    const r = await spawnCli(children, ["whoami", "--url", url], { env: cliEnv(dir, { RECLO_TOKEN: "rcl_x", RECLO_RETRY_SECONDS: "0" }) });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`reclo: Cannot reach the ReClo server at ${url}: ECONNREFUSED\n`);
   });
@@ -179,7 +148,7 @@ describe("reclo backup / backups", () => {
   beforeAll(async () => {
     user = await signUp(stack);
     dir = path.join(tmp, "backup-config");
-    const r = await spawnCli(["login", "--email", user.email], { env: cliEnv(dir, { RECLO_PASSWORD: PASSWORD }) });
+    const r = await spawnCli(children, ["login", "--email", user.email], { env: cliEnv(dir, { RECLO_PASSWORD: PASSWORD }) });
     expect(r.code).toBe(0);
   });
 
@@ -188,7 +157,7 @@ describe("reclo backup / backups", () => {
     const body = randomFillSync(Buffer.alloc(2 * CHUNK + 4 * MiB));
     fs.writeFileSync(image, body);
     const source = uniqueName("S");
-    const r = await spawnCli(["backup", image, "--json", "--source", source], { env: cliEnv(dir) });
+    const r = await spawnCli(children, ["backup", image, "--json", "--source", source], { env: cliEnv(dir) });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const events = jsonLines(r.stdout);
@@ -199,13 +168,13 @@ describe("reclo backup / backups", () => {
     expect(events.filter((e) => e.event === "chunk-uploaded")).toHaveLength(3);
     for (const p of events.filter((e) => e.event === "progress")) expect(p).toEqual(expect.objectContaining({ hashedBytes: expect.any(Number), sentBytes: expect.any(Number), rateBytesPerSec: expect.any(Number) }));
 
-    const list = await spawnCli(["backups", "--json", "--source", source], { env: cliEnv(dir) });
+    const list = await spawnCli(children, ["backups", "--json", "--source", source], { env: cliEnv(dir) });
     expect(list.code).toBe(0);
     const rows = JSON.parse(list.stdout) as { id: string; status: string; sourceName: string; sha256: string }[];
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ id: done.backupId, status: "COMPLETED", sourceName: source, sha256: sha256(body) });
 
-    const table = await spawnCli(["backups", "--limit", "5"], { env: cliEnv(dir) });
+    const table = await spawnCli(children, ["backups", "--limit", "5"], { env: cliEnv(dir) });
     expect(table.code).toBe(0);
     expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+KIND\s+STATUS\s+SOURCE\s+SIZE\s+SENT\s+CREATED\s+BOOT CHECK$/);
     // Never checked: the table says so (never "verified" without evidence).
@@ -213,13 +182,13 @@ describe("reclo backup / backups", () => {
     expect(table.stdout).toContain(String(done.backupId));
 
     // A second run the same week is an incremental with nothing to send.
-    const again = jsonLines((await spawnCli(["backup", image, "--json", "--source", source], { env: cliEnv(dir) })).stdout);
+    const again = jsonLines((await spawnCli(children, ["backup", image, "--json", "--source", source], { env: cliEnv(dir) })).stdout);
     expect(again.at(-1)).toMatchObject({ event: "done", kind: "INCREMENTAL", status: "COMPLETED", uploadedBytes: 0, sentBytes: 0, chunksAlreadyStored: 3 });
 
-    const missing = await spawnCli(["backup", path.join(tmp, "nope.img"), "--json"], { env: cliEnv(dir) });
+    const missing = await spawnCli(children, ["backup", path.join(tmp, "nope.img"), "--json"], { env: cliEnv(dir) });
     expect(missing.code).toBe(1);
     expect(jsonLines(missing.stdout).at(-1)).toMatchObject({ event: "error", code: "IMAGE_NOT_FOUND" });
-    const usage = await spawnCli(["backup", image, "--full", "--incremental"], { env: cliEnv(dir) });
+    const usage = await spawnCli(children, ["backup", image, "--full", "--incremental"], { env: cliEnv(dir) });
     expect(usage.code).toBe(2);
     fs.rmSync(image);
   });
@@ -238,7 +207,7 @@ describe("reclo backup / backups", () => {
     const args = ["backup", image, "--json", "--source", source, "--concurrency", "1"];
 
     let killedAfter: Record<string, unknown> | null = null;
-    const first = await spawnCli(args, {
+    const first = await spawnCli(children, args, {
       env: cliEnv(dir, { RECLO_UPLOAD_DELAY_MS: "300" }),
       onLine: (line, child) => {
         const e = JSON.parse(line) as Record<string, unknown>;
@@ -260,7 +229,7 @@ describe("reclo backup / backups", () => {
     expect(storedBytes).toBeGreaterThanOrEqual(CHUNK);
     expect(storedBytes).toBeLessThan(nonZeroBytes);
 
-    const second = await spawnCli(args, { env: cliEnv(dir) });
+    const second = await spawnCli(children, args, { env: cliEnv(dir) });
     expect(second.stderr).toBe("");
     expect(second.code).toBe(0);
     const events = jsonLines(second.stdout);
@@ -279,7 +248,7 @@ describe("reclo backup / backups", () => {
   it("agent: logs its schedule as JSON lines and stops cleanly on SIGTERM", async () => {
     const image = path.join(tmp, "agent.img");
     fs.writeFileSync(image, Buffer.alloc(1024, 7));
-    const run = await spawnCli(["agent", "--image", image, "--source", uniqueName("A"), "--at", "03:30", "--full-day", "wed"], {
+    const run = await spawnCli(children, ["agent", "--image", image, "--source", uniqueName("A"), "--at", "03:30", "--full-day", "wed"], {
       env: cliEnv(dir),
       onLine: (line, child) => {
         if ((JSON.parse(line) as { event: string }).event === "scheduled") child.kill("SIGTERM");
@@ -292,7 +261,7 @@ describe("reclo backup / backups", () => {
     expect(when.getHours()).toBe(3);
     expect(when.getMinutes()).toBe(30);
     expect(lines[1]!.kind).toBe(when.getDay() === 3 ? "FULL" : "INCREMENTAL");
-    const bad = await spawnCli(["agent", "--image", image, "--at", "25:00"], { env: cliEnv(dir) });
+    const bad = await spawnCli(children, ["agent", "--image", image, "--at", "25:00"], { env: cliEnv(dir) });
     expect(bad.code).toBe(2);
     fs.rmSync(image);
   });

@@ -7,7 +7,8 @@ import { ApplicationFailure, CancelledFailure } from "@temporalio/common";
 import { WorkflowFailedError } from "@temporalio/client";
 import { recoveryWorkflow } from "../../workflows/recovery";
 import { HEARTBEAT_THROTTLE } from "../../src/temporal/worker";
-import type { RecoveryActivities, RecoveryCleanup, RecoveryWorkflowInput } from "../../workflows/contracts";
+import type { RecoveryActivities, RecoveryCleanup } from "../../workflows/contracts";
+import { recoveryInput } from "../helpers/workflow-inputs";
 
 /**
  * The recovery workflow's control flow against the real Temporal dev server (the one the global
@@ -70,23 +71,6 @@ function mockActivities(overrides: Partial<RecoveryActivities> = {}) {
   return { activities, calls, names: () => calls.map((c) => c.name), input: <K extends keyof RecoveryActivities>(name: K) => calls.find((c) => c.name === name)?.input as Parameters<RecoveryActivities[K]>[0] | undefined };
 }
 
-function recoveryInput(overrides: Partial<RecoveryWorkflowInput> = {}): RecoveryWorkflowInput {
-  return {
-    recoveryId: randomUUID(),
-    userId: "user-1",
-    backupId: "backup-1",
-    target: "AWS",
-    name: "web-recovered",
-    allowedCidr: "198.51.100.0/24",
-    timeLimitMs: 60_000,
-    pollIntervalMs: 50,
-    // Long enough that a loaded machine never misses a heartbeat window; a cancel arrives within a
-    // second (the workers below send heartbeats at least that often, as the product's do).
-    heartbeatTimeoutMs: 3_000,
-    bootCheck: { timeoutMs: 5_000, pollIntervalMs: 50, ports: [22] },
-    ...overrides,
-  };
-}
 
 async function workerFor(activities: RecoveryActivities) {
   const taskQueue = `test-workflows-${randomUUID()}`;
