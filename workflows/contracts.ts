@@ -119,10 +119,12 @@ export interface RecoveryActivities {
   beginRecovery(input: { recoveryId: string; deadlineAt: number }): Promise<void>;
   /** PREPARING: the restore point composed server-side (uploadId: the multipart upload, for cleanup). */
   composeImage(input: { recoveryId: string; userId: string; backupId: string }): Promise<ComposedImage & { uploadId?: string }>;
-  startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }>;
-  waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }>;
-  launchInstance(input: LaunchInstanceInput): Promise<{ instanceId: string; securityGroupId?: string; launchedAtMs: number }>;
-  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number }): Promise<InstanceStatus>;
+  /** `attempt`: the step's attempt as Temporal counted it (the second half of the step goes on counting from it). */
+  startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string; attempt?: number }>;
+  /** `stepAttempt`: startImport's attempt (absent in histories from before it was passed: 1). */
+  waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number; stepAttempt?: number }): Promise<{ imageId: string; snapshotIds: string[] }>;
+  launchInstance(input: LaunchInstanceInput): Promise<{ instanceId: string; securityGroupId?: string; launchedAtMs: number; attempt?: number }>;
+  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; stepAttempt?: number }): Promise<InstanceStatus>;
   checkBoot(input: CheckBootInput): Promise<BootCheckOutcome>;
   deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void>;
   /** The instances row (id returned) and the COMPLETED state. */

@@ -59,6 +59,9 @@ class FakeProgress implements ProgressDeps {
   async createdAt() {
     return this.created;
   }
+  async recordedResources() {
+    return this.resources;
+  }
 }
 
 /** The composed-image store in memory: objects by key, and open multipart uploads. */
@@ -79,8 +82,8 @@ class FakeImages implements ImageDeps {
     this.objects.add(req.key);
     return { bucket: "imports", key: req.key, sizeBytes: 4 * 1024 * 1024 };
   }
-  async abortComposition(_key: string, uploadId: string) {
-    this.uploads.delete(uploadId);
+  async abortComposition(key: string, uploadId?: string) {
+    this.uploads.delete(uploadId ?? `upload-${key}`);
   }
   async delete(key: string) {
     this.objects.delete(key);

@@ -24,6 +24,7 @@ function setup(local: FakeTarget | null = new FakeTarget("LOCAL")) {
   const deps: VerificationActivityDeps = {
     local: local ?? undefined,
     images: {
+      async abortComposition() {},
       async compose(req) {
         requests.push(req);
         if (composeError) throw composeError;
