@@ -8,7 +8,7 @@ import type { WorkflowPort } from "../temporal/workflow-port";
 import type { BootCheckOutcome, CheckBootInput, LaunchInstanceInput, ReconcileActivities, RecoveryActivities, RecoveryCleanup, StaleInstanceActivities } from "../../workflows/contracts";
 import type { RecoveryProgress, StepState } from "./recovery-progress";
 import { callTarget } from "../compute/call";
-import { HEARTBEAT_EVERY_MS, heartbeating } from "../temporal/heartbeat";
+import { HEARTBEAT_EVERY_MS, heartbeating } from "./heartbeat";
 import { BootCheckAbortedError, type Evidence } from "../evidence";
 import { runBootCheck } from "./boot-check";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "../compute/target";

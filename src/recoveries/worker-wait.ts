@@ -13,6 +13,8 @@ export interface WorkerWait {
 export const HEARTBEAT_SILENCE_MS = 4000;
 /** A step that does not heartbeat (a database write) runs for well under this. */
 export const QUICK_STEP_SILENCE_MS = 10_000;
+/** A due retry of a step left this long untaken (workers poll all the time: none is there). */
+export const RETRY_UNCLAIMED_MS = 1000;
 /** Work (an activity or a workflow task) left this long for a worker to take means none is taking it. */
 export const UNCLAIMED_MS = 4000;
 
@@ -37,8 +39,19 @@ export function workerWait(work: PendingWork | null, now = new Date()): WorkerWa
         const what = a.lastHeartbeatAt ? `no heartbeat from ${step} for ${seconds(t - last.getTime())}` : `${step} started ${seconds(t - last.getTime())} ago and has not answered`;
         seen.push({ since: last, observed: a.state === "CANCEL_REQUESTED" ? `${what}; a cancel is waiting for it` : what });
       }
-    } else if (a.state === "SCHEDULED" && a.scheduledAt && t - a.scheduledAt.getTime() > UNCLAIMED_MS) {
-      seen.push({ since: a.scheduledAt, observed: `${step} not taken by any worker for ${seconds(t - a.scheduledAt.getTime())}${a.lastFailure ? ` (last attempt: ${a.lastFailure.slice(0, 200)})` : ""}` });
+    } else if (a.state === "SCHEDULED" && a.scheduledAt) {
+      // A running worker takes a due step within milliseconds. A retry (its worker died: the
+      // heartbeat timed out) that is due and not taken is waiting since the last sign of the
+      // worker; a first attempt gets a little longer (the worker may be starting up).
+      const retry = a.attempt > 1 || Boolean(a.lastHeartbeatAt ?? a.lastStartedAt);
+      const overdue = t - a.scheduledAt.getTime();
+      if (overdue > (retry ? RETRY_UNCLAIMED_MS : UNCLAIMED_MS)) {
+        const last = a.lastHeartbeatAt ?? a.lastStartedAt;
+        seen.push({
+          since: last && last < a.scheduledAt ? last : a.scheduledAt,
+          observed: `${step} not taken by any worker for ${seconds(overdue)}${a.lastFailure ? ` (last attempt: ${a.lastFailure.slice(0, 200)})` : ""}`,
+        });
+      }
     }
   }
   if (work.workflowTaskScheduledAt && t - work.workflowTaskScheduledAt.getTime() > UNCLAIMED_MS) {

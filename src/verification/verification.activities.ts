@@ -2,7 +2,7 @@ import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activ
 import type { ArtifactStore } from "../storage/artifact-store";
 import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import { callTarget } from "../compute/call";
-import { HEARTBEAT_EVERY_MS, heartbeating } from "../temporal/heartbeat";
+import { HEARTBEAT_EVERY_MS, heartbeating } from "../recoveries/heartbeat";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
 import type { AwaitBootEvidenceInput, BootEvidenceOutcome, BootVerdict, VerificationActivities, VerificationCleanup } from "../../workflows/contracts";

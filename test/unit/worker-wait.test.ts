@@ -29,6 +29,12 @@ describe("workerWait", () => {
     );
   });
 
+  it("a due retry nobody takes is waiting since the last heartbeat of the attempt before", () => {
+    const w = workerWait({ activities: [act({ state: "SCHEDULED", attempt: 2, scheduledAt: ago(1500), lastHeartbeatAt: ago(5000), lastFailure: "activity Heartbeat timeout" })] }, now);
+    expect(w).toEqual({ since: ago(5000), observed: "startImport (attempt 2) not taken by any worker for 2 s (last attempt: activity Heartbeat timeout)" });
+    expect(workerWait({ activities: [act({ state: "SCHEDULED", attempt: 2, scheduledAt: ago(500), lastHeartbeatAt: ago(4000) })] }, now)).toBeNull();
+  });
+
   it("a step that never heartbeats is given longer before its silence counts", () => {
     expect(workerWait({ activities: [act({ activityType: "beginRecovery", lastStartedAt: ago(6000) })] }, now)).toBeNull();
     expect(workerWait({ activities: [act({ activityType: "beginRecovery", lastStartedAt: ago(12_000) })] }, now)?.observed).toBe("beginRecovery (attempt 1) started 12 s ago and has not answered");
