@@ -205,6 +205,8 @@ export interface AwaitBootEvidenceInput {
 /** What a verification created, for its cleanup (each part absent until created). */
 export interface VerificationCleanup {
   verificationId?: string;
+  /** The owner: with the verification id it names the composed image, known or not (a composition cut short). */
+  userId?: string;
   instanceId?: string;
   imageId?: string;
   composedKey?: string;

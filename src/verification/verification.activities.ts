@@ -24,6 +24,9 @@ export interface VerificationActivityDeps {
 /** Name under which the local target keeps a verification's image and machine. */
 export const verificationTargetId = (verificationId: string) => `verify-${verificationId}`;
 
+/** Where a verification's restore point is composed (derived, so cleanup finds a half-done one). */
+const composedKeyOf = (userId: string, verificationId: string) => `${userId}/verifications/${verificationId}.raw`;
+
 export function createVerificationActivities(deps: VerificationActivityDeps): VerificationActivities {
   const local = (): ComputeTarget => {
     if (!deps.local) throw ApplicationFailure.nonRetryable("The local target is not available on this worker", "TargetNotConfigured");
@@ -45,7 +48,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
             deps.images.compose({
               userId: input.userId,
               backupId: input.backupId,
-              key: `${input.userId}/verifications/${input.verificationId}.raw`,
+              key: composedKeyOf(input.userId, input.verificationId),
               resume: checkpoint,
               signal: Context.current().cancellationSignal,
               onCheckpoint: (c) => {
@@ -142,10 +145,12 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
       // No recorded image id: the import may still run, or may have finished as the verification was
       // cancelled; the target finds it by the verification's name and removes it.
       else if (target && input.verificationId) await callTarget(() => target.discardImport(verificationTargetId(input.verificationId!)));
-      if (input.composedKey) {
-        // A composition cancelled halfway leaves its multipart upload open: found by the key.
-        await deps.images.abortComposition(input.composedKey);
-        await deps.images.delete(input.composedKey);
+      // A composition cancelled halfway never told its key, and leaves its multipart upload open:
+      // both are found by the derived key.
+      const composedKey = input.composedKey ?? (input.userId && input.verificationId ? composedKeyOf(input.userId, input.verificationId) : undefined);
+      if (composedKey) {
+        await deps.images.abortComposition(composedKey);
+        await deps.images.delete(composedKey);
       }
     },
 
