@@ -211,13 +211,16 @@ export class RecoveryService {
    */
   async progress(userId: string, recoveryId: string): Promise<AsyncIterableIterator<RecoverySnapshot>> {
     const events = eager(this.deps.events.subscribe(Topic.RECOVERY_CHANGED, recoveryId));
-    let initial: RecoverySnapshot;
+    let row: RecoveryRow;
     try {
-      initial = await this.withWorkerWait(await this.get(userId, recoveryId));
+      row = await this.get(userId, recoveryId);
     } catch (err) {
       await events.return?.();
       throw err;
     }
+    // Temporal not answering does not keep the subscription from starting: without the look, the
+    // field asks again, and says why it cannot answer.
+    const initial = await this.withWorkerWait(row).catch(() => snapshotOf(row));
     // A published change comes from a worker at work: it is not waiting for one.
     const published: AsyncIterableIterator<RecoverySnapshot> = {
       next: async () => {
@@ -230,8 +233,9 @@ export class RecoveryService {
       },
     };
     const probed = withProbe(published, WORKER_PROBE_MS, async () => {
-      const row = await this.get(userId, recoveryId);
-      return isTerminal(row.state) ? null : this.withWorkerWait(row);
+      const now = await this.get(userId, recoveryId);
+      // A look that fails (Temporal not answering) changes nothing: the next one, a second later, may answer.
+      return isTerminal(now.state) ? null : this.withWorkerWait(now).catch(() => null);
     });
     const waitKey = (s: RecoverySnapshot | null) => s?.waitingForWorker?.since ?? null;
     return live(probed, {
