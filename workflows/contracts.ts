@@ -119,14 +119,17 @@ export interface RecoveryActivities {
   beginRecovery(input: { recoveryId: string; deadlineAt: number }): Promise<void>;
   /** PREPARING: the restore point composed server-side (uploadId: the multipart upload, for cleanup). */
   composeImage(input: { recoveryId: string; userId: string; backupId: string }): Promise<ComposedImage & { uploadId?: string }>;
-  startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }>;
-  waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }>;
-  launchInstance(input: LaunchInstanceInput): Promise<{ instanceId: string; securityGroupId?: string; launchedAtMs: number }>;
+  /** `attempt`: the step's attempt as Temporal counted it (the second half of the step goes on counting from it). */
+  startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string; attempt?: number }>;
+  /** `stepAttempt`: startImport's attempt (absent in histories from before it was passed: 1). */
+  waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number; stepAttempt?: number }): Promise<{ imageId: string; snapshotIds: string[] }>;
+  launchInstance(input: LaunchInstanceInput): Promise<{ instanceId: string; securityGroupId?: string; launchedAtMs: number; attempt?: number }>;
   /**
    * `launchedAtMs` (launchInstance's): an eventually consistent provider's "not found" shortly after
    * it means "not visible yet", on whichever worker polls. Absent in runs started before it was passed.
+   * `stepAttempt`: launchInstance's attempt (absent in older histories: 1).
    */
-  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number }): Promise<InstanceStatus>;
+  waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number; stepAttempt?: number }): Promise<InstanceStatus>;
   checkBoot(input: CheckBootInput): Promise<BootCheckOutcome>;
   deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void>;
   /** The instances row (id returned) and the COMPLETED state. */
@@ -243,6 +246,8 @@ export interface AwaitBootEvidenceInput {
 /** What a verification created, for its cleanup (each part absent until created). */
 export interface VerificationCleanup {
   verificationId?: string;
+  /** The owner: with the verification id it names the composed image, known or not (a composition cut short). */
+  userId?: string;
   instanceId?: string;
   imageId?: string;
   composedKey?: string;

@@ -48,9 +48,10 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
       const image = await compose.composeImage({ recoveryId: input.recoveryId, userId: input.userId, backupId: input.backupId });
       resources.composedKey = image.key;
       resources.composeUploadId = image.uploadId;
-      const { importTaskId } = await target.startImport({ recoveryId: input.recoveryId, target: input.target, image });
+      const { importTaskId, attempt: importAttempt } = await target.startImport({ recoveryId: input.recoveryId, target: input.target, image });
       resources.importTaskId = importTaskId;
-      const imported = await target.waitForImport({ recoveryId: input.recoveryId, target: input.target, importTaskId, pollIntervalMs: input.pollIntervalMs });
+      // The step's second half numbers its timeline entries on from the first half's attempt.
+      const imported = await target.waitForImport({ recoveryId: input.recoveryId, target: input.target, importTaskId, pollIntervalMs: input.pollIntervalMs, stepAttempt: importAttempt });
       resources.imageId = imported.imageId;
       resources.snapshotIds = imported.snapshotIds;
       const launched = await target.launchInstance({
@@ -73,6 +74,7 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
         instanceId: launched.instanceId,
         pollIntervalMs: input.pollIntervalMs,
         launchedAtMs: launched.launchedAtMs,
+        stepAttempt: launched.attempt,
       });
       // Workflows started before the boot check existed replay without it.
       const bootCheck =

@@ -18,7 +18,7 @@ export async function verifyBackupWorkflow(input: VerificationWorkflowInput): Pr
     startToCloseTimeout: "5 minutes",
     retry: retryPolicy(20),
   });
-  const made: VerificationCleanup = { verificationId: input.verificationId };
+  const made: VerificationCleanup = { verificationId: input.verificationId, userId: input.userId };
   let result: VerifyBackupResult;
   let cancelled: unknown;
   try {

@@ -120,6 +120,7 @@ export class JsonRecoveryView implements RecoveryView {
       message: r.message,
       failureReason: r.failureReason,
       version: r.version,
+      waitingForWorker: r.waitingForWorker ?? null,
       elapsedSeconds: Math.round(elapsedOf(r) * 10) / 10,
     });
   }
@@ -168,7 +169,7 @@ export class PlainRecoveryView implements RecoveryView {
   }
 
   update(r: RecoveryUpdate): void {
-    const stateChanged = this.last?.state !== r.state;
+    const stateChanged = this.last?.state !== r.state || Boolean(this.last?.waitingForWorker) !== Boolean(r.waitingForWorker);
     const now = Date.now();
     if (!stateChanged && now - this.lastLine < this.minIntervalMs) {
       this.last = r;
@@ -180,6 +181,7 @@ export class PlainRecoveryView implements RecoveryView {
     const i = stepIndex(r.state);
     const step = i >= 0 ? `step ${i + 1}/${STEPS.length} ${STEPS[i]!.label} ${r.stepProgress}%` : r.state;
     this.out.write(`[${formatDuration(elapsedOf(r))}] ${step}, total ${r.totalProgress}%${r.message ? ` — ${r.message}` : ""}\n`);
+    if (r.waitingForWorker) this.out.write(`${waitingLine(r.waitingForWorker)}\n`);
   }
 
   connection(e: ConnectionEvent): void {
@@ -299,8 +301,16 @@ export class TtyRecoveryView implements RecoveryView {
     const stateWord = r.state === "PENDING" ? "waiting for a worker" : r.state;
     lines.push(`  ${"Total".padEnd(LABEL_WIDTH)} ${bar(r.totalProgress, 20)} ${String(r.totalProgress).padStart(3)}%  elapsed ${formatDuration(elapsedOf(r))}  ${stateWord}`);
     if (this.status) lines.push(`  ${this.status}`);
+    if (r.waitingForWorker && !TERMINAL_STATES.has(r.state)) lines.push(`  ${waitingLine(r.waitingForWorker)}`);
     this.clear();
     for (const l of lines) this.out.write(`${l.length > cols - 1 ? `${l.slice(0, cols - 2)}…` : l}\n`);
     this.drawnLines = lines.length;
   }
+}
+
+/** "Waiting for a worker": the recovery's worker stopped (or none runs); it goes on when one is back. */
+export function waitingLine(w: { since: unknown; observed: string }): string {
+  const since = new Date(String(w.since));
+  const secs = Math.max(0, Math.round((Date.now() - since.getTime()) / 1000));
+  return `⚠ waiting for a worker for ${secs} s (${w.observed}); the recovery goes on when one is back`;
 }

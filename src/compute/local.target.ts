@@ -95,6 +95,9 @@ export class LocalTarget implements ComputeTarget {
   launch(req: LaunchRequest): Promise<LaunchResult> {
     return this.machines.launch(req);
   }
+  discardLaunch(idempotencyKey: string): Promise<string[]> {
+    return this.machines.discardLaunch(idempotencyKey);
+  }
   describeInstance(instanceId: string): Promise<InstanceStatus> {
     return this.machines.describeInstance(instanceId);
   }

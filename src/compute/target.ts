@@ -27,17 +27,28 @@ export interface ComposedImage {
  */
 export interface ImageSource {
   /**
-   * Opens the image for reading from its start; `signal` aborts the request and the stream.
-   * Rejects with ImageUnreadableError when the image does not exist or may not be read (retrying
-   * cannot help); any other rejection is transient.
+   * Opens the image for reading from its start, or from `from.offset` (a resumed download; with
+   * `from.etag`, only while the image is still the one read before); `signal` aborts the request
+   * and the stream. Rejects with ImageUnreadableError when the image does not exist or may not be
+   * read (retrying cannot help), ImageChangedError when it is no longer what `from` describes (start
+   * again from zero); any other rejection is transient.
    */
-  open(image: Pick<ComposedImage, "bucket" | "key">, signal?: AbortSignal): Promise<ImageStream>;
+  open(image: Pick<ComposedImage, "bucket" | "key">, signal?: AbortSignal, from?: { offset: number; etag?: string }): Promise<ImageStream>;
 }
 
 export interface ImageStream {
   body: Readable;
-  /** The length the source announced, when it did: a shorter stream is a failed download. */
+  /** The length of this stream as the source announced it, when it did: a shorter stream is a failed download. */
   sizeBytes?: number;
+  /** The whole image's length (a ranged read carries only its tail). */
+  totalBytes?: number;
+  /** The version of the image read (a resumed read asks for the same). */
+  etag?: string;
+}
+
+/** The image is no longer the one a resumed download began with (or is shorter): start from zero. */
+export class ImageChangedError extends Error {
+  override name = "ImageChangedError";
 }
 
 /** The composed image is missing or may not be read (`reason`: the store's word for it, e.g. NoSuchKey). */
@@ -154,6 +165,12 @@ export interface ComputeTarget {
    * deletes a finished one's image (and snapshots). Returns what it removed, for the timeline.
    */
   discardImport(idempotencyKey: string, importTaskId?: string): Promise<string[]>;
+  /**
+   * Removes the machine a launch under this idempotency key created, whether or not its instance id
+   * was recorded (a cancel can cut a launch short), where the target can find it by the key alone.
+   * Returns what it removed, for the timeline.
+   */
+  discardLaunch?(idempotencyKey: string): Promise<string[]>;
   /** Removes an imported image and its snapshots (no-op when already gone). */
   deleteImage(imageId: string, snapshotIds?: string[]): Promise<void>;
   launch(req: LaunchRequest): Promise<LaunchResult>;

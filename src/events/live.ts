@@ -104,3 +104,45 @@ export function live<T>(events: AsyncIterableIterator<T>, opts: LiveOptions<T>):
   };
   return self;
 }
+
+/**
+ * `source`, with `probe()` asked after every `everyMs` without an event: what it returns (not null)
+ * is sent as an event. For state that changes without anyone publishing it (a worker that died
+ * publishes nothing). `return()` ends it at once.
+ */
+export function withProbe<T>(source: AsyncIterableIterator<T>, everyMs: number, probe: () => Promise<T | null>): AsyncIterableIterator<T> {
+  let pending: Promise<IteratorResult<T>> | undefined;
+  let closed = false;
+  let onClose: () => void = () => {};
+  const closedSignal = new Promise<"closed">((resolve) => (onClose = () => resolve("closed")));
+  const self: AsyncIterableIterator<T> = {
+    async next() {
+      for (;;) {
+        if (closed) return { done: true, value: undefined };
+        pending ??= source.next();
+        let timer: NodeJS.Timeout | undefined;
+        const tick = new Promise<"tick">((resolve) => (timer = setTimeout(() => resolve("tick"), everyMs)));
+        const r = await Promise.race([pending, tick, closedSignal]);
+        clearTimeout(timer);
+        if (r === "closed") return { done: true, value: undefined };
+        if (r === "tick") {
+          const value = await probe();
+          if (value !== null && !closed) return { done: false, value };
+          continue;
+        }
+        pending = undefined;
+        return r;
+      }
+    },
+    async return() {
+      closed = true;
+      onClose();
+      await source.return?.();
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return self;
+    },
+  };
+  return self;
+}

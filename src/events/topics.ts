@@ -40,6 +40,11 @@ export interface RecoverySnapshot {
   version: number;
   bootCheck: BootCheckRecord | null;
   rtoSeconds: number | null;
+  /**
+   * Set by the API on what it sends a subscriber (never published): whether the recovery waits for
+   * a worker (ISO since, what was observed). Absent: not looked at.
+   */
+  waitingForWorker?: { since: string; observed: string } | null;
 }
 
 /** One piece of boot evidence, as the verification row stores it (the evidence collector's shape). */

@@ -120,6 +120,12 @@ export class RecoveryProgress {
       .where(eq(recoveries.id, recoveryId));
   }
 
+  /** What the steps recorded as they created it (cleanup completes what the workflow knows with it). */
+  async recordedResources(recoveryId: string): Promise<RecoveryResources | null> {
+    const [row] = await this.db.select({ resources: recoveries.resources }).from(recoveries).where(eq(recoveries.id, recoveryId));
+    return row?.resources ?? null;
+  }
+
   async finish(recoveryId: string, state: "COMPLETED" | "FAILED" | "CANCELLED", opts: { message?: string; failureReason?: string } = {}): Promise<boolean> {
     const now = this.now();
     const [res] = await this.db

@@ -1,5 +1,5 @@
 import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
-import type { BootCheckRecord } from "../db/schema";
+import type { BootCheckRecord, RecoveryResources } from "../db/schema";
 import type { ArtifactStore } from "../storage/artifact-store";
 import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import type { Logger } from "../logger";
@@ -8,6 +8,7 @@ import type { WorkflowPort } from "../temporal/workflow-port";
 import type { BootCheckOutcome, CheckBootInput, LaunchInstanceInput, ReconcileActivities, RecoveryActivities, RecoveryCleanup, StaleInstanceActivities } from "../../workflows/contracts";
 import type { RecoveryProgress, StepState } from "./recovery-progress";
 import { callTarget } from "../compute/call";
+import { HEARTBEAT_EVERY_MS, heartbeating } from "./heartbeat";
 import { BootCheckAbortedError, type Evidence } from "../evidence";
 import { runBootCheck } from "./boot-check";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "../compute/target";
@@ -20,7 +21,7 @@ export interface RecoveryActivityDeps {
   /** OCR binary for the boot check's screenshots (default "tesseract"). */
   tesseract?: string;
   /** Records the recovery's state, progress, timeline, resources and boot check (and publishes them). */
-  progress: Pick<RecoveryProgress, "begin" | "enter" | "progress" | "event" | "setResources" | "setBootCheck" | "finish" | "createdAt">;
+  progress: Pick<RecoveryProgress, "begin" | "enter" | "progress" | "event" | "setResources" | "recordedResources" | "setBootCheck" | "finish" | "createdAt">;
   /** The recovered machine's row. */
   instances: Pick<InstanceService, "forRecovery" | "record" | "markTerminatedForRecovery">;
   /** Compute targets by kind; a missing kind fails the step as not configured. */
@@ -31,6 +32,18 @@ const evidenceLine = (e: Evidence) => `${e.kind} ${e.ok ? "âœ“" : e.failure ? "â
 
 const info = () => Context.current().info;
 
+/** A step stopped by its cancellation reports it as a cancellation, whatever the aborted call threw. */
+async function cancellable<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const signal = Context.current().cancellationSignal;
+  try {
+    const result = await fn(signal);
+    if (signal.aborted) throw new CancelledFailure(`${what} cancelled`);
+    return result;
+  } catch (err) {
+    if (signal.aborted && !(err instanceof CancelledFailure)) throw new CancelledFailure(`${what} cancelled`);
+    throw err;
+  }
+}
 
 /**
  * The recovery's activities: plain async functions over their dependencies. Each records its
@@ -42,12 +55,61 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
     if (!t) throw ApplicationFailure.nonRetryable(`Recovery target ${kind} is not configured on this worker`, "TargetNotConfigured");
     return t;
   };
-  /** Records STARTED (or RETRYING on a later attempt) for a step. */
-  const started = async (recoveryId: string, step: StepState, what: string) => {
-    const { attempt } = info();
+  /**
+   * Records STARTED (or RETRYING on a later attempt) for a step; `attempt` is the step's attempt as
+   * Temporal counts it, and every later entry of the step carries the same number.
+   */
+  const started = async (recoveryId: string, step: StepState, what: string, attempt = info().attempt) => {
     await deps.progress.event(recoveryId, step, attempt > 1 ? "RETRYING" : "STARTED", attempt > 1 ? `${what} (attempt ${attempt})` : what, attempt);
+    return attempt;
   };
-  const heartbeat = (details?: unknown) => Context.current().heartbeat(details);
+  /**
+   * The attempt of a step done in two activities (start, then wait): the wait goes on counting from
+   * the start's attempt, so a retried wait is a further attempt of the same step.
+   */
+  const stepAttempt = (first: number | undefined) => (first ?? 1) + info().attempt - 1;
+
+  /** Polls the import until it completes, failing on a deleted import (the poll sleeps hear a cancel). */
+  const pollImport = async (input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }, attempt: number, seen: (percent: number) => void) => {
+    for (;;) {
+      const status = await callTarget(() => target(input.target).describeImport(input.importTaskId));
+      seen(status.progress);
+      if (status.state === "failed") {
+        await deps.progress.event(input.recoveryId, "IMPORTING", "FAILED", status.message ?? "import failed", attempt);
+        throw ApplicationFailure.nonRetryable(`Import failed: ${status.message ?? "unknown reason"}`, "ImportFailed");
+      }
+      await deps.progress.progress(input.recoveryId, "IMPORTING", status.progress, status.message ? `Importing: ${status.message}` : undefined);
+      if (status.state === "completed") {
+        if (!status.imageId) throw new Error(`import ${input.importTaskId} completed without an image id`);
+        await deps.progress.setResources(input.recoveryId, { imageId: status.imageId, snapshotIds: status.snapshotIds ?? [] });
+        await deps.progress.event(input.recoveryId, "IMPORTING", "SUCCEEDED", `Image ${status.imageId} ready`, attempt);
+        return { imageId: status.imageId, snapshotIds: status.snapshotIds ?? [] };
+      }
+      await Context.current().sleep(input.pollIntervalMs);
+    }
+  };
+
+  /** Polls the instance until it runs; a lost/terminated instance fails (the poll sleeps hear a cancel). */
+  const pollInstance = async (
+    input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number },
+    attempt: number,
+    seen: (state: string) => void,
+  ): Promise<InstanceStatus> => {
+    let polls = 0;
+    for (;;) {
+      const status = await callTarget(() => target(input.target).describeInstance(input.instanceId, { launchedAtMs: input.launchedAtMs }));
+      seen(status.state);
+      if (status.state === "running") {
+        await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, `Running at ${status.publicAddress ?? status.privateAddress ?? "(no address)"}`);
+        await deps.progress.event(input.recoveryId, "LAUNCHING", "SUCCEEDED", `Instance ${input.instanceId} running`, attempt);
+        return status;
+      }
+      if (status.state === "terminated" || status.state === "lost") throw ApplicationFailure.nonRetryable(`Instance ${input.instanceId} is ${status.state} before it ran`, "InstanceLost");
+      polls++;
+      await deps.progress.progress(input.recoveryId, "LAUNCHING", Math.min(90, 20 + polls * 10), `Instance ${status.state}`);
+      await Context.current().sleep(input.pollIntervalMs);
+    }
+  };
 
   return {
     async beginRecovery(input: { recoveryId: string; deadlineAt: number }): Promise<void> {
@@ -63,21 +125,26 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
       const resume = info().heartbeatDetails as ComposeCheckpoint | undefined;
       let checkpoint = resume;
       try {
-        const image = await deps.images.compose({
-          userId: input.userId,
-          backupId: input.backupId,
-          key,
-          resume,
-          signal: Context.current().cancellationSignal,
-          onCheckpoint: (c) => {
-            checkpoint = c;
-            heartbeat(c);
-          },
-          onProgress: (done, parts) => {
-            heartbeat(checkpoint);
-            void deps.progress.progress(input.recoveryId, "PREPARING", (done / parts) * 100, `Composing: ${done}/${parts} parts`).catch(() => {});
-          },
-        });
+        const image = await heartbeating(
+          () =>
+            cancellable(`composition for recovery ${input.recoveryId}`, (signal) =>
+              deps.images.compose({
+                userId: input.userId,
+                backupId: input.backupId,
+                key,
+                resume,
+                signal,
+                onCheckpoint: (c) => {
+                  checkpoint = c;
+                  Context.current().heartbeat(c);
+                },
+                onProgress: (done, parts) => {
+                  void deps.progress.progress(input.recoveryId, "PREPARING", (done / parts) * 100, `Composing: ${done}/${parts} parts`).catch(() => {});
+                },
+              }),
+            ),
+          () => checkpoint,
+        );
         await deps.progress.progress(input.recoveryId, "PREPARING", 100, "Restore point composed");
         await deps.progress.event(input.recoveryId, "PREPARING", "SUCCEEDED", `Composed ${image.sizeBytes} bytes at ${image.key}`, info().attempt);
         return { ...image, uploadId: checkpoint?.uploadId };
@@ -88,9 +155,9 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
     },
 
     /** IMPORTING, part 1: hands the composed image to the target (idempotent per recovery). */
-    async startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string }> {
+    async startImport(input: { recoveryId: string; target: TargetKind; image: ComposedImage }): Promise<{ importTaskId: string; attempt: number }> {
       await deps.progress.enter(input.recoveryId, "IMPORTING", "Importing the disk image");
-      await started(input.recoveryId, "IMPORTING", `Importing into ${input.target}`);
+      const attempt = await started(input.recoveryId, "IMPORTING", `Importing into ${input.target}`);
       // A target that cannot work here (QEMU not installed, AWS credentials refused) fails at once, saying what to fix.
       await callTarget(() => target(input.target).checkAvailable());
       // Cancelled (the recovery was): a local import stops and removes its files before this
@@ -98,15 +165,18 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
       const cancelled = Context.current().cancellationSignal;
       let result: { importTaskId: string };
       try {
-        result = await callTarget(() =>
-          target(input.target).startImport(
-            input.recoveryId,
-            input.image,
-            (percent, message) => {
-              heartbeat();
-              void deps.progress.progress(input.recoveryId, "IMPORTING", percent, message).catch(() => {});
-            },
-            cancelled,
+        // Heartbeats on a timer: a download held back by the rate limit or a long qemu-img convert
+        // reports no progress for a while, and must still hear a cancel within a second.
+        result = await heartbeating(() =>
+          callTarget(() =>
+            target(input.target).startImport(
+              input.recoveryId,
+              input.image,
+              (percent, message) => {
+                void deps.progress.progress(input.recoveryId, "IMPORTING", percent, message).catch(() => {});
+              },
+              cancelled,
+            ),
           ),
         );
       } catch (err) {
@@ -114,72 +184,61 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
         throw err;
       }
       await deps.progress.setResources(input.recoveryId, { importTaskId: result.importTaskId });
-      return result;
+      return { importTaskId: result.importTaskId, attempt };
     },
 
     /** IMPORTING, part 2: polls the import until it completes (heartbeating), failing on a deleted import. */
-    async waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number }): Promise<{ imageId: string; snapshotIds: string[] }> {
-      for (;;) {
-        const status = await callTarget(() => target(input.target).describeImport(input.importTaskId));
-        heartbeat(status.progress);
-        if (status.state === "failed") {
-          await deps.progress.event(input.recoveryId, "IMPORTING", "FAILED", status.message ?? "import failed", info().attempt);
-          throw ApplicationFailure.nonRetryable(`Import failed: ${status.message ?? "unknown reason"}`, "ImportFailed");
-        }
-        await deps.progress.progress(input.recoveryId, "IMPORTING", status.progress, status.message ? `Importing: ${status.message}` : undefined);
-        if (status.state === "completed") {
-          if (!status.imageId) throw new Error(`import ${input.importTaskId} completed without an image id`);
-          await deps.progress.setResources(input.recoveryId, { imageId: status.imageId, snapshotIds: status.snapshotIds ?? [] });
-          await deps.progress.event(input.recoveryId, "IMPORTING", "SUCCEEDED", `Image ${status.imageId} ready`, info().attempt);
-          return { imageId: status.imageId, snapshotIds: status.snapshotIds ?? [] };
-        }
-        await Context.current().sleep(input.pollIntervalMs);
-      }
+    async waitForImport(input: { recoveryId: string; target: TargetKind; importTaskId: string; pollIntervalMs: number; stepAttempt?: number }): Promise<{ imageId: string; snapshotIds: string[] }> {
+      const attempt = stepAttempt(input.stepAttempt);
+      if (info().attempt > 1) await started(input.recoveryId, "IMPORTING", `Waiting for import ${input.importTaskId}`, attempt);
+      let last = 0;
+      return heartbeating(
+        () => pollImport(input, attempt, (p) => (last = p)),
+        () => last,
+      );
     },
 
     /** LAUNCHING, part 1: the instance (idempotent per recovery through the provider's client token). */
     async launchInstance(input: LaunchInstanceInput) {
       await deps.progress.enter(input.recoveryId, "LAUNCHING", "Launching the recovered machine");
-      await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
-      const launched = await callTarget(() =>
-        target(input.target).launch({
-          idempotencyKey: input.recoveryId,
-          userId: input.userId,
-          imageId: input.imageId,
-          name: input.name,
-          allowedCidr: input.allowedCidr,
-          isolated: input.isolated,
-          allowInternet: input.allowInternet,
-        }),
+      const attempt = await started(input.recoveryId, "LAUNCHING", `Launching ${input.name}`);
+      // The provider call itself cannot be stopped halfway: a cancel that lands during it is acted on
+      // as soon as it returns, after the instance is recorded for cleanup.
+      const launched = await heartbeating(() =>
+        callTarget(() =>
+          target(input.target).launch({
+            idempotencyKey: input.recoveryId,
+            userId: input.userId,
+            imageId: input.imageId,
+            name: input.name,
+            allowedCidr: input.allowedCidr,
+            isolated: input.isolated,
+            allowInternet: input.allowInternet,
+          }),
+        ),
       );
       await deps.progress.setResources(input.recoveryId, { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId });
+      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure(`launch of recovery ${input.recoveryId} cancelled`);
       await deps.progress.progress(input.recoveryId, "LAUNCHING", 20, `Instance ${launched.instanceId} starting`);
       // The provider's launch time (the first launch's, on an idempotent retry): the workflow keeps it
       // and hands it to waitForInstance and checkBoot, whichever worker runs them.
-      return { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId, launchedAtMs: launched.launchedAtMs ?? Date.now() };
+      return { instanceId: launched.instanceId, securityGroupId: launched.securityGroupId, launchedAtMs: launched.launchedAtMs ?? Date.now(), attempt };
     },
 
-    /** LAUNCHING, part 2: waits until the provider reports it running; a lost/terminated instance fails. */
-    async waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number }): Promise<InstanceStatus> {
-      let polls = 0;
-      for (;;) {
-        // launchedAtMs (absent in runs started before it was passed): "not found" within the
-        // provider's visibility grace after it is "pending", on this worker or any other.
-        const status = await callTarget(() => target(input.target).describeInstance(input.instanceId, { launchedAtMs: input.launchedAtMs }));
-        heartbeat(status.state);
-        if (status.state === "running") {
-          await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, `Running at ${status.publicAddress ?? status.privateAddress ?? "(no address)"}`);
-          await deps.progress.event(input.recoveryId, "LAUNCHING", "SUCCEEDED", `Instance ${input.instanceId} running`, info().attempt);
-          return status;
-        }
-        if (status.state === "terminated" || status.state === "lost")
-          throw ApplicationFailure.nonRetryable(`Instance ${input.instanceId} is ${status.state} before it ran`, "InstanceLost");
-        polls++;
-        await deps.progress.progress(input.recoveryId, "LAUNCHING", Math.min(90, 20 + polls * 10), `Instance ${status.state}`);
-        await Context.current().sleep(input.pollIntervalMs);
-      }
+    /**
+     * LAUNCHING, part 2: waits until the provider reports it running; a lost/terminated instance fails.
+     * launchedAtMs (absent in runs started before it was passed): "not found" within the provider's
+     * visibility grace after it is "pending", on this worker or any other.
+     */
+    async waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number; stepAttempt?: number }): Promise<InstanceStatus> {
+      const attempt = stepAttempt(input.stepAttempt);
+      if (info().attempt > 1) await started(input.recoveryId, "LAUNCHING", `Waiting for ${input.instanceId} to run`, attempt);
+      let last = "";
+      return heartbeating(
+        () => pollInstance(input, attempt, (s) => (last = s)),
+        () => last,
+      );
     },
-
     /**
      * CHECKING: the boot-evidence collector on the recovered machine, until it is seen up (VERIFIED),
      * seen failing (FAILED) or the check's time runs out (INCONCLUSIVE). Every piece of evidence goes
@@ -199,7 +258,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
       const cancelled = ctx.cancellationSignal;
       // A poll may take longer than the heartbeat timeout (OCR of a changing screen on a busy host),
       // so this process heartbeats on a timer while it works; a dead worker still stops heartbeating.
-      const beat = setInterval(() => ctx.heartbeat(), 1000);
+      const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
       // Progress while nothing is decided: approaches 90 % as the usual boot time (a minute) passes.
       const stepPercent = () => Math.min(90, Math.floor(90 * (1 - Math.exp(-(Date.now() - input.launchedAtMs) / 60_000))));
       try {
@@ -217,7 +276,6 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
             tesseract: deps.tesseract,
             signal: cancelled,
             onPoll: () => {
-              heartbeat();
               void deps.progress.progress(input.recoveryId, "CHECKING", stepPercent()).catch(() => {});
             },
             onEvidence: async (e) => {
@@ -250,7 +308,14 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
         await deps.progress.progress(input.recoveryId, "CHECKING", 100);
         const attempt = info().attempt;
         if (result.verdict === "VERIFIED") await deps.progress.event(input.recoveryId, "CHECKING", "SUCCEEDED", `It started: measured RTO ${rtoSeconds} s`, attempt);
-        else await deps.progress.event(input.recoveryId, "CHECKING", "FAILED", `${result.verdict === "FAILED" ? "It did not start" : "Could not tell whether it started"}: ${record.reason ?? "no evidence"}`, attempt);
+        else
+          await deps.progress.event(
+            input.recoveryId,
+            "CHECKING",
+            "FAILED",
+            `${result.verdict === "FAILED" ? "It did not start" : "Could not tell whether it started"}: ${record.reason ?? "no evidence"}`,
+            attempt,
+          );
         return { status: result.verdict, ...(record.reason ? { reason: record.reason } : {}), ...(rtoSeconds !== null ? { rtoSeconds } : {}) };
       } finally {
         clearInterval(beat);
@@ -293,34 +358,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
      * each recorded on the timeline). The composed image object is deleted too.
      */
     async cleanupRecovery(input: RecoveryCleanup): Promise<string[]> {
-      const t = deps.targets[input.target];
-      const done: string[] = [];
-      const step = async (what: string, fn: () => Promise<void>) => {
-        await fn();
-        done.push(what);
-        await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
-      };
-      // Without a recorded image id the import may still be running, or may have finished just
-      // as the recovery was cancelled: the target finds and removes it by the recovery id.
-      if (t && !input.imageId) {
-        for (const what of await callTarget(() => t.discardImport(input.recoveryId, input.importTaskId))) {
-          done.push(what);
-          await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
-        }
-      }
-      if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => callTarget(() => t.terminateInstance(input.instanceId!)));
-      if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
-      if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
-      if (input.checkScreenshotKey) {
-        await step(`deleted boot-check screenshot ${input.checkScreenshotKey}`, () => deps.artifacts.delete(input.checkScreenshotKey!));
-      }
-      if (input.composedKey) {
-        if (input.composeUploadId) await deps.images.abortComposition(input.composedKey, input.composeUploadId);
-        await step(`deleted composed image ${input.composedKey}`, () => deps.images.delete(input.composedKey!));
-      }
-      // A recorded instance row goes with the machine.
-      await deps.instances.markTerminatedForRecovery(input.recoveryId);
-      return done;
+      return heartbeating(() => cleanup(input));
     },
 
     /** After a completed recovery: the composed object is no longer needed (the image lives at the target). */
@@ -333,6 +371,50 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
       await deps.progress.finish(input.recoveryId, input.state, { failureReason: input.failureReason, message: input.message });
     },
   };
+
+  /**
+   * Compensation: every resource the recovery created is removed (each step idempotent, each
+   * recorded on the timeline). What the workflow learned is completed by what the steps recorded
+   * before their work began (a step cancelled halfway never returned its ids to the workflow), and
+   * what neither knows is found by its name, derived from the recovery id.
+   */
+  async function cleanup(given: RecoveryCleanup): Promise<string[]> {
+    const recorded = (await deps.progress.recordedResources(given.recoveryId)) ?? {};
+    const input: RecoveryCleanup = { ...given };
+    for (const [k, v] of Object.entries(recorded) as [keyof RecoveryResources, unknown][]) {
+      if (input[k] === undefined && v !== undefined && v !== null) (input as unknown as Record<string, unknown>)[k] = v;
+    }
+    const t = deps.targets[input.target];
+    const done: string[] = [];
+    const note = async (what: string) => {
+      done.push(what);
+      await deps.progress.event(input.recoveryId, "FAILED", "CLEANUP", what, info().attempt);
+    };
+    const step = async (what: string, fn: () => Promise<void>) => {
+      await fn();
+      await note(what);
+    };
+    // Without a recorded instance id the launch may have been cut short: the target finds the
+    // machine it launches under the recovery id, where it can.
+    if (t && !input.instanceId && t.discardLaunch) for (const what of await callTarget(() => t.discardLaunch!(input.recoveryId))) await note(what);
+    // Without a recorded image id the import may still be running, or may have finished just
+    // as the recovery was cancelled: the target finds and removes it by the recovery id.
+    if (t && !input.imageId) for (const what of await callTarget(() => t.discardImport(input.recoveryId, input.importTaskId))) await note(what);
+    if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => callTarget(() => t.terminateInstance(input.instanceId!)));
+    if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
+    if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));
+    if (input.checkScreenshotKey) {
+      await step(`deleted boot-check screenshot ${input.checkScreenshotKey}`, () => deps.artifacts.delete(input.checkScreenshotKey!));
+    }
+    if (input.composedKey) {
+      // A composition cancelled halfway leaves its multipart upload open: it is found by the key.
+      await deps.images.abortComposition(input.composedKey, input.composeUploadId);
+      await step(`deleted composed image ${input.composedKey}`, () => deps.images.delete(input.composedKey!));
+    }
+    // A recorded instance row goes with the machine.
+    await deps.instances.markTerminatedForRecovery(input.recoveryId);
+    return done;
+  }
 }
 
 /** reconcileRecoveries' activities: active recoveries whose workflow is gone are marked FAILED (honestly, not silently). */

@@ -4,7 +4,7 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { withoutNulls } from "../graphql/nulls";
 import { Instance } from "../instances/instance.type";
-import { Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets } from "./recovery.type";
+import { Recovery, RecoveryConnection, RecoveryEvent, RecoveryTargets, WaitingForWorker } from "./recovery.type";
 import { RecoveriesArgs, StartRecoveryInput } from "./recovery.input";
 import type { RecoverySnapshot } from "../events/topics";
 import { BootCheck, type BootCheckStatus } from "./boot-check.type";
@@ -60,6 +60,18 @@ export class RecoveryResolver {
   @FieldResolver(() => [RecoveryEvent], { description: "Timeline: each step's start, retries, end, and cleanup actions" })
   events(@Root() recovery: Recovery, @Ctx() ctx: Context) {
     return ctx.services.recoveries.events(currentUser(ctx).id, recovery.id);
+  }
+
+  @FieldResolver(() => WaitingForWorker, {
+    nullable: true,
+    description: "Set while the recovery waits for a worker (its worker stopped: no heartbeat for a few seconds, or no worker takes its next step); null while one works on it, and once it has ended",
+  })
+  async waitingForWorker(@Root() recovery: Recovery, @Ctx() ctx: Context): Promise<WaitingForWorker | null> {
+    // The live subscription looked already (and looks again while nothing changes).
+    if (recovery.waitingForWorker !== undefined) return recovery.waitingForWorker && { since: new Date(recovery.waitingForWorker.since), observed: recovery.waitingForWorker.observed };
+    const row = recovery.workflowId ? recovery : await ctx.services.recoveries.get(currentUser(ctx).id, recovery.id);
+    const wait = await ctx.services.recoveries.waitingForWorker({ state: row.state, workflowId: row.workflowId! });
+    return wait && { since: wait.since, observed: wait.observed };
   }
 
   @FieldResolver(() => Backup, { description: "The restore point being recovered" })

@@ -11,13 +11,17 @@ import type { EventBus } from "../events/event-bus";
 import { Topic, type RecoverySnapshot } from "../events/topics";
 import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";
-import { eager, live } from "../events/live";
+import { eager, live, withProbe } from "../events/live";
+import { workerWait, type WorkerWait } from "./worker-wait";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/contracts";
 import type { WorkflowPort } from "../temporal/workflow-port";
 import { claimOncePerBackup, startRecordedRun } from "../workflow-runs/start-once-per-backup";
 import { LOCAL_INTERNET_UNSUPPORTED } from "../compute/guest-network";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
+
+/** How often a live subscription looks at the workflow while nothing is published. */
+const WORKER_PROBE_MS = 1000;
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
@@ -31,7 +35,7 @@ export interface RecoveryServiceDeps {
   limits: PageLimits;
   config: Pick<Config, "recovery" | "aws" | "verification">;
   /** Starts and cancels recovery workflows (absent in processes that cannot start workflows). */
-  workflows?: Pick<WorkflowPort, "startRecovery" | "cancel" | "assertAvailable">;
+  workflows?: Pick<WorkflowPort, "startRecovery" | "cancel" | "assertAvailable" | "pendingWork">;
   /** Fair-use limits on concurrent recoveries and running machines. */
   quotas: QuotaService;
   now?: () => Date;
@@ -197,8 +201,19 @@ export class RecoveryService {
   }
 
   /**
+   * Whether an active recovery waits for a worker (its worker died, or none runs), from what
+   * Temporal says the workflow waits on; null when a worker is on it or the recovery has ended.
+   */
+  async waitingForWorker(row: Pick<RecoveryRow, "state" | "workflowId">): Promise<WorkerWait | null> {
+    if (isTerminal(row.state) || !this.deps.workflows) return null;
+    return workerWait(await this.deps.workflows.pendingWork(row.workflowId), this.now());
+  }
+
+  /**
    * The current state at once, then every change, ending after a terminal state. Listens before
    * reading the row (nothing is missed in between) and drops events older than what was sent.
+   * While nothing is published (a dead worker publishes nothing) the workflow is looked at every
+   * `WORKER_PROBE_MS`, and a change of "waiting for a worker" is sent as a change too.
    */
   async progress(userId: string, recoveryId: string): Promise<AsyncIterableIterator<RecoverySnapshot>> {
     const events = eager(this.deps.events.subscribe(Topic.RECOVERY_CHANGED, recoveryId));
@@ -209,11 +224,36 @@ export class RecoveryService {
       await events.return?.();
       throw err;
     }
-    return live(events, {
-      initial: snapshotOf(row),
-      accept: (ev, last) => ev.userId === userId && ev.version > (last?.version ?? -1),
+    // Temporal not answering does not keep the subscription from starting: without the look, the
+    // field asks again, and says why it cannot answer.
+    const initial = await this.withWorkerWait(row).catch(() => snapshotOf(row));
+    // A published change comes from a worker at work: it is not waiting for one.
+    const published: AsyncIterableIterator<RecoverySnapshot> = {
+      next: async () => {
+        const r = await events.next();
+        return r.done ? r : { done: false, value: { ...r.value, waitingForWorker: null } };
+      },
+      return: async () => (await events.return?.()) ?? { done: true, value: undefined },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+    const probed = withProbe(published, WORKER_PROBE_MS, async () => {
+      const now = await this.get(userId, recoveryId);
+      // A look that fails (Temporal not answering) changes nothing: the next one, a second later, may answer.
+      return isTerminal(now.state) ? null : this.withWorkerWait(now).catch(() => null);
+    });
+    const waitKey = (s: RecoverySnapshot | null) => s?.waitingForWorker?.since ?? null;
+    return live(probed, {
+      initial,
+      accept: (ev, last) => ev.userId === userId && (ev.version > (last?.version ?? -1) || (ev.version === last?.version && waitKey(ev) !== waitKey(last))),
       isFinal: (ev) => isTerminal(ev.state),
     });
+  }
+
+  private async withWorkerWait(row: RecoveryRow): Promise<RecoverySnapshot> {
+    const wait = await this.waitingForWorker(row);
+    return { ...snapshotOf(row), waitingForWorker: wait ? { since: wait.since.toISOString(), observed: wait.observed } : null };
   }
 }
 

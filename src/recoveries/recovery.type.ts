@@ -65,6 +65,18 @@ export class Recovery {
 
   backupId: string;
   bootCheck: BootCheckRecord | null;
+  /** Set on what the live subscription sends (it looks at the workflow itself); absent elsewhere. */
+  waitingForWorker?: { since: string; observed: string } | null;
+  workflowId?: string;
+}
+
+@ObjectType({ description: "No worker is working on the recovery right now (its worker stopped, or none is running): it goes on when one is back" })
+export class WaitingForWorker {
+  @Field({ description: "Since when (the last sign of a worker at work)" })
+  since: Date;
+
+  @Field({ description: "What was observed, e.g. no heartbeat from the import for 6 s" })
+  observed: string;
 }
 
 export enum RecoveryEventStatus {

@@ -4,6 +4,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListPartsCommand,
   UploadPartCopyCommand,
   type CompletedPart,
@@ -57,8 +58,11 @@ export interface ImageStore {
    * restore point cannot be composed.
    */
   compose(req: ComposeRequest): Promise<ComposedImage>;
-  /** Gives up a half-done composition (cleanup; never throws). */
-  abortComposition(key: string, uploadId: string): Promise<void>;
+  /**
+   * Gives up a half-done composition (cleanup; never throws): the upload `uploadId`, or, when it is
+   * not known (a composition cancelled before it told), every open upload to `key`.
+   */
+  abortComposition(key: string, uploadId?: string): Promise<void>;
   /** Deletes a composed image; idempotent. */
   delete(key: string): Promise<void>;
 }
@@ -148,8 +152,21 @@ export class S3ImageStore implements ImageStore {
     return result;
   }
 
-  async abortComposition(key: string, uploadId: string): Promise<void> {
-    await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => {});
+  async abortComposition(key: string, uploadId?: string): Promise<void> {
+    const ids = new Set<string>(uploadId ? [uploadId] : []);
+    try {
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      do {
+        const page = await this.s3.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+        for (const u of page.Uploads ?? []) if (u.Key === key && u.UploadId) ids.add(u.UploadId);
+        keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+      } while (keyMarker || uploadIdMarker);
+    } catch {
+      // Listing is best effort: the known upload (if any) is still aborted below.
+    }
+    for (const id of ids) await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id })).catch(() => {});
   }
 
   async delete(key: string): Promise<void> {

@@ -57,6 +57,7 @@ export function guardedWorkflows(port: WorkflowPort, connection: Pick<Connection
     removeSchedule: guard(port.removeSchedule, 3 * TEMPORAL_CALL_DEADLINE_MS),
     cancel: guard(port.cancel),
     status: guard(port.status),
+    pendingWork: guard(port.pendingWork),
     // Runs a workflow through a worker: bounded by the workflow's own timeout, not by a call deadline.
     checkConnectivity: (message, workflowId) => availability.guard("TEMPORAL", () => port.checkConnectivity(message, workflowId)),
   };

@@ -9,6 +9,27 @@ export interface RunOptions {
   executionTimeoutMs: number;
 }
 
+/** One activity the server is waiting on, as Temporal describes it. */
+export interface PendingActivity {
+  activityType: string;
+  /** SCHEDULED: waiting for a worker to take it (or for its retry); STARTED: a worker has it. */
+  state: "SCHEDULED" | "STARTED" | "CANCEL_REQUESTED" | "PAUSED" | "UNKNOWN";
+  /** Temporal's attempt count (1 = first try). */
+  attempt: number;
+  lastHeartbeatAt?: Date;
+  lastStartedAt?: Date;
+  /** When it was (re)scheduled: after a retry's backoff, the time the retry becomes due. */
+  scheduledAt?: Date;
+  lastFailure?: string;
+}
+
+/** What a running workflow waits on right now (null: no such run, or it is closed). */
+export interface PendingWork {
+  activities: PendingActivity[];
+  /** A workflow task no worker has taken yet, and since when. */
+  workflowTaskScheduledAt?: Date;
+}
+
 /**
  * The workflows the product starts, named by what they do and typed by their contracts. Services
  * depend on the part they use (a `Pick<>` of it); the composition root passes the Temporal adapter
@@ -28,6 +49,8 @@ export interface WorkflowPort {
   cancel(workflowId: string): Promise<"CANCEL_REQUESTED" | "NOT_FOUND">;
   /** Temporal's view of a run: RUNNING, COMPLETED, FAILED, … or NOT_FOUND. */
   status(workflowId: string): Promise<WorkflowStatusName>;
+  /** What a running workflow waits on (its pending activities and workflow task); null when not running. */
+  pendingWork(workflowId: string): Promise<PendingWork | null>;
   /** Runs the connectivity check through a worker and returns its answer. */
   checkConnectivity(message: string, workflowId: string): Promise<string>;
 }

@@ -2,7 +2,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { connectivityCheck, drillWorkflow, recoveryWorkflow, verifyBackupWorkflow } from "../../workflows";
 import type { Logger } from "../logger";
 import { ensureSchedules, removeSchedule, schedule } from "./schedules";
-import type { RunOptions, StartOutcome, WorkflowPort } from "./workflow-port";
+import type { PendingActivity, RunOptions, StartOutcome, WorkflowPort } from "./workflow-port";
 
 /**
  * The Temporal adapter of the workflow port: every workflow is started by reference
@@ -35,8 +35,55 @@ export function temporalWorkflows(client: Client, taskQueue: string, logger?: Lo
         throw err;
       }
     },
+    async pendingWork(workflowId) {
+      let d;
+      try {
+        d = await client.workflow.getHandle(workflowId).describe();
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return null;
+        throw err;
+      }
+      if (d.status.name !== "RUNNING") return null;
+      const raw = d.raw;
+      return {
+        activities: (raw.pendingActivities ?? []).map((a) => ({
+          activityType: a.activityType?.name ?? "",
+          state: activityState(a.state),
+          attempt: a.attempt ?? 1,
+          lastHeartbeatAt: when(a.lastHeartbeatTime),
+          lastStartedAt: when(a.lastStartedTime),
+          scheduledAt: when(a.scheduledTime),
+          lastFailure: a.lastFailure?.message ?? undefined,
+        })),
+        workflowTaskScheduledAt: raw.pendingWorkflowTask && Number(raw.pendingWorkflowTask.state) === 1 ? when(raw.pendingWorkflowTask.scheduledTime) : undefined,
+      };
+    },
     checkConnectivity: (message, workflowId) => client.workflow.execute(connectivityCheck, { taskQueue, workflowId, args: [message], workflowExecutionTimeout: "1 minute" }),
   };
+}
+
+/** A protobuf timestamp as a Date. */
+function when(t: { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null | undefined): Date | undefined {
+  if (!t?.seconds) return undefined;
+  const seconds = typeof t.seconds === "number" ? t.seconds : t.seconds.toNumber();
+  return new Date(seconds * 1000 + Math.floor((t.nanos ?? 0) / 1e6));
+}
+
+/** Temporal's PendingActivityState (1 scheduled, 2 started, 3 cancel requested, 4 paused …). */
+function activityState(s: unknown): PendingActivity["state"] {
+  switch (Number(s)) {
+    case 1:
+      return "SCHEDULED";
+    case 2:
+      return "STARTED";
+    case 3:
+      return "CANCEL_REQUESTED";
+    case 4:
+    case 5:
+      return "PAUSED";
+    default:
+      return "UNKNOWN";
+  }
 }
 
 /** A start that finds its workflow id already started is not an error: the run exists. */

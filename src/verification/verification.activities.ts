@@ -1,7 +1,8 @@
-import { Context, ApplicationFailure } from "@temporalio/activity";
+import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
 import type { ArtifactStore } from "../storage/artifact-store";
 import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import { callTarget } from "../compute/call";
+import { HEARTBEAT_EVERY_MS, heartbeating } from "../recoveries/heartbeat";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
 import type { AwaitBootEvidenceInput, BootEvidenceOutcome, BootVerdict, VerificationActivities, VerificationCleanup } from "../../workflows/contracts";
@@ -9,7 +10,7 @@ import { collectBootEvidence, probeFor } from "../evidence";
 
 export interface VerificationActivityDeps {
   /** Composes the restore point into the image the local target imports (and removes it again). */
-  images: Pick<ImageStore, "compose" | "delete">;
+  images: Pick<ImageStore, "compose" | "abortComposition" | "delete">;
   /** Where the screenshot the check saw is kept. */
   artifacts: Pick<ArtifactStore, "put">;
   /** Records the verification's state and evidence (and publishes them). */
@@ -23,6 +24,8 @@ export interface VerificationActivityDeps {
 /** Name under which the local target keeps a verification's image and machine. */
 export const verificationTargetId = (verificationId: string) => `verify-${verificationId}`;
 
+/** Where a verification's restore point is composed (derived, so cleanup finds a half-done one). */
+const composedKeyOf = (userId: string, verificationId: string) => `${userId}/verifications/${verificationId}.raw`;
 
 export function createVerificationActivities(deps: VerificationActivityDeps): VerificationActivities {
   const local = (): ComputeTarget => {
@@ -40,43 +43,58 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
     async composeForVerification(input: { verificationId: string; userId: string; backupId: string }): Promise<ComposedImage> {
       let checkpoint = Context.current().info.heartbeatDetails as ComposeCheckpoint | undefined;
       try {
-        return await deps.images.compose({
-          userId: input.userId,
-          backupId: input.backupId,
-          key: `${input.userId}/verifications/${input.verificationId}.raw`,
-          resume: checkpoint,
-          signal: Context.current().cancellationSignal,
-          onCheckpoint: (c) => {
-            checkpoint = c;
-            heartbeat(c);
-          },
-          onProgress: () => heartbeat(checkpoint),
-        });
+        return await heartbeating(
+          () =>
+            deps.images.compose({
+              userId: input.userId,
+              backupId: input.backupId,
+              key: composedKeyOf(input.userId, input.verificationId),
+              resume: checkpoint,
+              signal: Context.current().cancellationSignal,
+              onCheckpoint: (c) => {
+                checkpoint = c;
+                heartbeat(c);
+              },
+            }),
+          () => checkpoint,
+        );
       } catch (err) {
+        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure(`composition for verification ${input.verificationId} cancelled`);
         if (err instanceof MissingChunkError) throw ApplicationFailure.nonRetryable(err.message, "MissingChunk");
         throw err;
       }
     },
 
     async importForVerification(input: { verificationId: string; image: ComposedImage }): Promise<{ imageId: string }> {
-      const { importTaskId } = await callTarget(() => local().startImport(verificationTargetId(input.verificationId), input.image, () => heartbeat()));
+      // Heartbeats on a timer and passes the cancellation on: a cancelled verification stops its
+      // import within about a second, and the import removes what it wrote before this rejects.
+      const signal = Context.current().cancellationSignal;
+      let importTaskId: string;
+      try {
+        ({ importTaskId } = await heartbeating(() => callTarget(() => local().startImport(verificationTargetId(input.verificationId), input.image, undefined, signal))));
+      } catch (err) {
+        if (signal.aborted) throw new CancelledFailure(`import for verification ${input.verificationId} cancelled`);
+        throw err;
+      }
       const status = await callTarget(() => local().describeImport(importTaskId));
       if (status.state !== "completed" || !status.imageId) throw new Error(`import ${importTaskId} is ${status.state}: ${status.message ?? ""}`);
       return { imageId: status.imageId };
     },
 
     async launchIsolated(input: { verificationId: string; userId: string; imageId: string; ports?: number[] }): Promise<{ instanceId: string; launchedAtMs: number }> {
-      const launched = await callTarget(() =>
-        local().launch({
-          idempotencyKey: verificationTargetId(input.verificationId),
-          userId: input.userId,
-          imageId: input.imageId,
-          name: `verify-${input.verificationId.slice(0, 8)}`,
-          allowedCidr: "127.0.0.1/32",
-          isolated: true,
-          // Loopback forwards so the services' banners can be read; the guest still reaches nothing.
-          ports: input.ports,
-        }),
+      const launched = await heartbeating(() =>
+        callTarget(() =>
+          local().launch({
+            idempotencyKey: verificationTargetId(input.verificationId),
+            userId: input.userId,
+            imageId: input.imageId,
+            name: `verify-${input.verificationId.slice(0, 8)}`,
+            allowedCidr: "127.0.0.1/32",
+            isolated: true,
+            // Loopback forwards so the services' banners can be read; the guest still reaches nothing.
+            ports: input.ports,
+          }),
+        ),
       );
       return { instanceId: launched.instanceId, launchedAtMs: Date.now() };
     },
@@ -91,7 +109,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
       const target = local();
       // Start from a clean record (a retried attempt re-collects everything).
       await deps.verifications.update(input.verificationId, { evidence: [] });
-      const beat = setInterval(() => heartbeat(), 1000);
+      const beat = setInterval(() => heartbeat(), HEARTBEAT_EVERY_MS);
       let result;
       try {
         result = await collectBootEvidence(probeFor(target, input.instanceId), {
@@ -113,10 +131,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
       if (shot && key) {
         await deps.artifacts.put(key, shot.bytes, shot.contentType);
       }
-      await deps.verifications.update(input.verificationId, {
-        screenshotKey: key,
-        screenText: result.screenText?.slice(0, 16_000) ?? null,
-      });
+      await deps.verifications.update(input.verificationId, { screenshotKey: key, screenText: result.screenText?.slice(0, 16_000) ?? null });
       return { verdict: result.verdict, bootSeconds: result.bootSeconds, reason: result.reason };
     },
 
@@ -124,20 +139,23 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
     async cleanupVerification(input: VerificationCleanup): Promise<void> {
       const target = deps.local;
       if (target && input.instanceId) await callTarget(() => target.terminateInstance(input.instanceId!));
+      // No recorded instance: a launch cut short by the cancel is found by the verification's name.
+      else if (target && input.verificationId && target.discardLaunch) await callTarget(() => target.discardLaunch!(verificationTargetId(input.verificationId!)));
       if (target && input.imageId) await callTarget(() => target.deleteImage(input.imageId!));
       // No recorded image id: the import may still run, or may have finished as the verification was
       // cancelled; the target finds it by the verification's name and removes it.
       else if (target && input.verificationId) await callTarget(() => target.discardImport(verificationTargetId(input.verificationId!)));
-      if (input.composedKey) await deps.images.delete(input.composedKey);
+      // A composition cancelled halfway never told its key, and leaves its multipart upload open:
+      // both are found by the derived key.
+      const composedKey = input.composedKey ?? (input.userId && input.verificationId ? composedKeyOf(input.userId, input.verificationId) : undefined);
+      if (composedKey) {
+        await deps.images.abortComposition(composedKey);
+        await deps.images.delete(composedKey);
+      }
     },
 
     async finishVerification(input: { verificationId: string; status: BootVerdict; bootSeconds?: number; failureReason?: string }): Promise<void> {
-      await deps.verifications.update(input.verificationId, {
-        status: input.status,
-        bootSeconds: input.bootSeconds ?? null,
-        failureReason: input.failureReason ?? null,
-        checkedAt: new Date(),
-      });
+      await deps.verifications.update(input.verificationId, { status: input.status, bootSeconds: input.bootSeconds ?? null, failureReason: input.failureReason ?? null, checkedAt: new Date() });
     },
   };
 }

@@ -24,6 +24,8 @@ export class FakeTarget implements ComputeTarget {
    * wrote and rejects (a local import that is cancelled mid-copy).
    */
   importRunsUntilAborted = false;
+  /** While it runs until aborted, the import reports progress (false: a stalled download, a long convert). */
+  importReportsProgress = true;
 
   constructor(readonly kind: TargetKind = "AWS") {}
 
@@ -44,7 +46,7 @@ export class FakeTarget implements ComputeTarget {
     if (this.importRunsUntilAborted) {
       await new Promise<void>((resolve, reject) => {
         if (!signal) return reject(new Error("startImport needs a signal to be cancelled"));
-        const timer = setInterval(() => onProgress?.(10, "copying"), 5);
+        const timer = setInterval(() => this.importReportsProgress && onProgress?.(10, "copying"), 5);
         signal.addEventListener("abort", () => {
           clearInterval(timer);
           this.imports.delete(importTaskId);
@@ -84,10 +86,14 @@ export class FakeTarget implements ComputeTarget {
     this.images.delete(imageId);
   }
 
+  /** Called as a launch is made (a test cancels the activity "while the provider answers"). */
+  onLaunch?: () => void;
+
   async launch(req: LaunchRequest): Promise<LaunchResult> {
     this.check("launch", req.idempotencyKey);
     const instanceId = `i-${req.idempotencyKey}`;
     this.instances.add(instanceId);
+    this.onLaunch?.();
     if (this.kind === "LOCAL") return { instanceId };
     const securityGroupId = `sg-${req.idempotencyKey}`;
     this.securityGroups.add(securityGroupId);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createEventBus, createMemoryEventBus } from "../../src/events/adapters";
-import { eager, live } from "../../src/events/live";
+import { eager, live, withProbe } from "../../src/events/live";
 import { Topic, type BackupChangedEvent, type RecoverySnapshot } from "../../src/events/topics";
 import { graphqlPubSub } from "../../src/graphql/subscriptions";
 
@@ -176,5 +176,42 @@ describe("type-graphql PubSub over the bus", () => {
     await routed.return!();
     await unrouted.return!();
     expect(() => pubSub.subscribe("NO_SUCH_TOPIC")).toThrow(/Unknown event topic "NO_SUCH_TOPIC"/);
+  });
+});
+
+describe("withProbe", () => {
+  /** A source that yields what the test pushes. */
+  function pushable<T>() {
+    const queue: T[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    const it: AsyncIterableIterator<T> = {
+      async next() {
+        while (!queue.length && !ended) await new Promise<void>((r) => (wake = r));
+        return queue.length ? { done: false, value: queue.shift()! } : { done: true, value: undefined };
+      },
+      async return() {
+        ended = true;
+        wake?.();
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return { it, push: (v: T) => (queue.push(v), wake?.()) };
+  }
+
+  it("while the source is silent the probe's answers are sent; events pass through; return() ends it at once", async () => {
+    const src = pushable<string>();
+    let probes = 0;
+    const probed = withProbe(src.it, 20, async () => (++probes === 1 ? null : `probe ${probes}`));
+    // The first look finds nothing to say, the second does.
+    expect(await probed.next()).toEqual({ done: false, value: "probe 2" });
+    src.push("event");
+    expect(await probed.next()).toEqual({ done: false, value: "event" });
+    const pending = probed.next();
+    await probed.return!();
+    expect(await pending).toEqual({ done: true, value: undefined });
   });
 });

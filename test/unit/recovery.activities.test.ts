@@ -62,6 +62,9 @@ class FakeProgress implements ProgressDeps {
   async createdAt() {
     return this.created;
   }
+  async recordedResources() {
+    return this.resources;
+  }
 }
 
 /** The composed-image store in memory: objects by key, and open multipart uploads. */
@@ -82,8 +85,8 @@ class FakeImages implements ImageDeps {
     this.objects.add(req.key);
     return { bucket: "imports", key: req.key, sizeBytes: 4 * 1024 * 1024 };
   }
-  async abortComposition(_key: string, uploadId: string) {
-    this.uploads.delete(uploadId);
+  async abortComposition(key: string, uploadId?: string) {
+    this.uploads.delete(uploadId ?? `upload-${key}`);
   }
   async delete(key: string) {
     this.objects.delete(key);
@@ -146,9 +149,8 @@ describe("recovery activities (MockActivityEnvironment, in-memory dependencies)"
       ["PREPARING", "STARTED", 1],
       ["PREPARING", "SUCCEEDED", 1],
     ]);
-    // Every heartbeat carries the checkpoint, so a retry resumes the same multipart upload.
-    expect(beats.length).toBeGreaterThanOrEqual(5);
-    expect(beats.every((d) => (d as { uploadId?: string }).uploadId === "upload-u1/recoveries/r1.raw")).toBe(true);
+    // The checkpoint is heartbeated as soon as it exists, so a retry resumes the same multipart upload.
+    expect(beats.some((d) => (d as { uploadId?: string } | undefined)?.uploadId === "upload-u1/recoveries/r1.raw")).toBe(true);
     expect(progress.percents.at(-1)).toMatchObject({ step: "PREPARING", percent: 100 });
   });
 
@@ -302,6 +304,86 @@ describe("recovery activities (MockActivityEnvironment, in-memory dependencies)"
     expect(target.imports.size).toBe(0);
     expect(progress.resources.importTaskId).toBeUndefined();
     expect(progress.events).toEqual([{ recoveryId: "r1", step: "IMPORTING", status: "STARTED", message: "Importing into LOCAL", attempt: 1 }]);
+  });
+
+  it("startImport heartbeats every second while the target reports no progress, and a cancel stops it within a second", async () => {
+    const target = new FakeTarget("LOCAL");
+    target.importRunsUntilAborted = true;
+    target.importReportsProgress = false; // a download held back, or qemu-img converting: nothing to report
+    const { acts, progress } = setup({ LOCAL: target });
+    const env = envFor();
+    const beats: number[] = [];
+    let cancelledAt = 0;
+    env.on("heartbeat", () => {
+      beats.push(Date.now());
+      // The cancel arrives with the answer to a heartbeat: the third one, two seconds in.
+      if (beats.length === 3) {
+        cancelledAt = Date.now();
+        env.cancel();
+      }
+    });
+
+    const err = await rejectionOf(run(env, acts.startImport, { recoveryId: "r1", target: "LOCAL", image }));
+
+    expect(err).toBeInstanceOf(CancelledFailure);
+    expect(beats.length).toBe(3);
+    // About a second apart, with no progress at all.
+    expect(beats[2]! - beats[0]!).toBeGreaterThanOrEqual(1900);
+    expect(beats[2]! - beats[0]!).toBeLessThan(4000);
+    expect(progress.percents).toEqual([]);
+    expect(Date.now() - cancelledAt).toBeLessThan(1000);
+    expect(target.imports.size).toBe(0);
+  });
+
+  it("a two-activity step numbers its timeline with the step's attempt: startImport's, counted on by a retried waitForImport", async () => {
+    const target = new FakeTarget("AWS");
+    const { acts, progress } = setup({ AWS: target });
+    // startImport on its second attempt: RETRYING 2, and the wait's SUCCEEDED says 2 as well.
+    const started = await run(envFor({ attempt: 2 }), acts.startImport, { recoveryId: "r1", target: "AWS", image });
+    expect(started.attempt).toBe(2);
+    await run(envFor({ attempt: 1 }), acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId: started.importTaskId, pollIntervalMs: 5, stepAttempt: started.attempt });
+    expect(progress.events.map((e) => [e.step, e.status, e.attempt])).toEqual([
+      ["IMPORTING", "RETRYING", 2],
+      ["IMPORTING", "SUCCEEDED", 2],
+    ]);
+
+    // The wait itself retried (its attempt 2 after startImport's 1): the step's attempt 2, said as a retry.
+    progress.events.length = 0;
+    await run(envFor({ attempt: 2 }), acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId: started.importTaskId, pollIntervalMs: 5, stepAttempt: 1 });
+    expect(progress.events.map((e) => [e.step, e.status, e.attempt])).toEqual([
+      ["IMPORTING", "RETRYING", 2],
+      ["IMPORTING", "SUCCEEDED", 2],
+    ]);
+
+    // A history from before the attempt was passed on: counted from 1.
+    progress.events.length = 0;
+    await run(envFor({ attempt: 1 }), acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId: started.importTaskId, pollIntervalMs: 5 });
+    expect(progress.events.map((e) => [e.status, e.attempt])).toEqual([["SUCCEEDED", 1]]);
+  });
+
+  it("cleanupRecovery also removes what a step recorded before it was cut short (the workflow never learned the ids)", async () => {
+    const target = new FakeTarget("AWS");
+    const { acts, progress, images } = setup({ AWS: target });
+    const env = envFor();
+    const composed = await run(env, acts.composeImage, { recoveryId: "r1", userId: "u1", backupId: "b1" });
+    const { importTaskId } = await run(env, acts.startImport, { recoveryId: "r1", target: "AWS", image: composed });
+    const imported = await run(env, acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId, pollIntervalMs: 5 });
+    // The launch was cancelled as the provider answered: the instance is recorded, the activity failed.
+    const launchEnv = envFor();
+    target.onLaunch = () => launchEnv.cancel();
+    const err = await rejectionOf(run(launchEnv, acts.launchInstance, { ...launchInput, imageId: imported.imageId }));
+    expect(err).toBeInstanceOf(CancelledFailure);
+    expect(progress.resources.instanceId).toBeDefined();
+    // A composition cancelled before it told its upload id.
+    images.uploads.add("upload-u1/recoveries/r1.raw");
+
+    // The workflow knows only the composed key and the image.
+    const removed = await run(env, acts.cleanupRecovery, { recoveryId: "r1", userId: "u1", target: "AWS", composedKey: composed.key, imageId: imported.imageId, snapshotIds: imported.snapshotIds });
+
+    expect(removed).toContain(`terminated instance ${progress.resources.instanceId}`);
+    expect(target.instances.size).toBe(0);
+    expect(images.uploads.size).toBe(0);
+    expect(images.objects.size).toBe(0);
   });
 
   it("cleanupRecovery removes everything the steps recorded, each on the timeline, and the instance row with it", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApplicationFailure } from "@temporalio/common";
+import { ApplicationFailure, CancelledFailure } from "@temporalio/common";
 import { createVerificationActivities, verificationTargetId, type VerificationActivityDeps } from "../../src/verification/verification.activities";
 import { MissingChunkError, type ComposeRequest } from "../../src/storage/image-store";
 import { TargetError } from "../../src/compute/target";
@@ -20,10 +20,14 @@ function setup(local: FakeTarget | null = new FakeTarget("LOCAL")) {
   const updates: { id: string; patch: Patch }[] = [];
   const objects = new Set<string>();
   const requests: ComposeRequest[] = [];
+  const aborted: string[] = [];
   let composeError: Error | undefined;
   const deps: VerificationActivityDeps = {
     local: local ?? undefined,
     images: {
+      async abortComposition(key) {
+        aborted.push(key);
+      },
       async compose(req) {
         requests.push(req);
         if (composeError) throw composeError;
@@ -50,6 +54,7 @@ function setup(local: FakeTarget | null = new FakeTarget("LOCAL")) {
     updates,
     objects,
     requests,
+    aborted,
     failCompose: (e: Error) => {
       composeError = e;
     },
@@ -152,6 +157,30 @@ describe("verification activities (MockActivityEnvironment, in-memory dependenci
     await run(env, acts.cleanupVerification, { verificationId: "v2" });
     expect(target.calls).toContain("discardImport:verify-v2");
     expect([...target.imports.values()]).toEqual(["verify-v1"]);
+  });
+
+  it("importForVerification hears a cancel within about a second (it heartbeats on a timer) and stops the import", async () => {
+    const target = new FakeTarget("LOCAL");
+    target.importRunsUntilAborted = true;
+    target.importReportsProgress = false;
+    const { acts } = setup(target);
+    const env = envFor();
+    let beats = 0;
+    env.on("heartbeat", () => {
+      if (++beats === 2) env.cancel();
+    });
+    const err = await rejectionOf(run(env, acts.importForVerification, { verificationId: "v1", image }));
+    expect(err).toBeInstanceOf(CancelledFailure);
+    expect(beats).toBe(2);
+    expect(target.imports.size).toBe(0);
+  });
+
+  it("cleanupVerification without a composed key (a composition cut short) finds it by the derived key", async () => {
+    const { acts, objects, aborted } = setup(new FakeTarget("LOCAL"));
+    objects.add("u1/verifications/v3.raw");
+    await run(envFor(), acts.cleanupVerification, { verificationId: "v3", userId: "u1" });
+    expect(aborted).toEqual(["u1/verifications/v3.raw"]);
+    expect(objects.size).toBe(0);
   });
 
   it("finishVerification stores the verdict and clears what does not apply", async () => {

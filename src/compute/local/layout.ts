@@ -17,6 +17,7 @@ import type { RunAsUser } from "./host";
  *     stopped | stopping              markers written by stopInstance
  *   terminated/<instanceId>           tombstone written by terminateInstance
  *   tmp/<key>.raw                     download in progress
+ *   tmp/<key>.raw.ckpt                how much of it is on disk for good (a retry resumes there)
  *
  * (<key> is the caller's idempotency key: a recovery's or a verification's id.) All state is derived
  * from these files, so a new LocalTarget in a new process re-attaches to everything.

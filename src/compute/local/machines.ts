@@ -178,6 +178,14 @@ export class LocalMachines {
   }
 
   /** Kills the VM and deletes its directory; leaves a tombstone so describeInstance says "terminated". */
+  /** Terminates the machine a launch under this key made (vm-<key>), recorded or not; what it removed. */
+  async discardLaunch(idempotencyKey: string): Promise<string[]> {
+    const instanceId = `vm-${checkId(idempotencyKey, "idempotency key")}`;
+    if (!(await exists(this.layout.instanceDir(instanceId)))) return [];
+    await this.terminateInstance(instanceId);
+    return [`terminated instance ${instanceId}`];
+  }
+
   async terminateInstance(instanceId: string): Promise<void> {
     await this.locks.run(instanceId, async () => {
       const dir = this.layout.instanceDir(instanceId);

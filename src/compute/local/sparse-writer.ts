@@ -4,13 +4,29 @@ import { Writable } from "node:stream";
 /** Zero blocks are holes: file systems allocate in 4 KiB blocks, so smaller runs gain nothing. */
 const SPARSE_BLOCK = 64 * 1024;
 
+export interface SparseWriterOptions {
+  /**
+   * Continue an earlier download: the file is kept up to this many bytes (cut or extended with a
+   * hole to exactly this length) and writing goes on from there.
+   */
+  start?: number;
+  /**
+   * Called (at most every `durableEveryMs`, and awaited) with how many bytes from the start are
+   * on disk for good: written and flushed with fdatasync. What a resumed download may keep.
+   */
+  onDurable?: (bytes: number) => Promise<void>;
+  durableEveryMs?: number;
+}
+
 /**
  * A write stream that leaves every all-zero, block-aligned 64 KiB run as a hole (it seeks instead of
  * writing) and finally sets the file to `size` bytes, so trailing zeros are holes too.
  */
-export function sparseFileWriter(file: string, size?: number): Writable {
+export function sparseFileWriter(file: string, size?: number, opts: SparseWriterOptions = {}): Writable {
   let fh: fsp.FileHandle | undefined;
-  let pos = 0;
+  const start = opts.start ?? 0;
+  let pos = start;
+  let lastDurable = Date.now();
   const writeRun = async (buf: Buffer, at: number) => {
     let off = 0;
     while (off < buf.length) {
@@ -21,10 +37,16 @@ export function sparseFileWriter(file: string, size?: number): Writable {
   return new Writable({
     highWaterMark: 4 * 1024 * 1024,
     construct(cb) {
-      fsp.open(file, "w").then((h) => {
+      (async () => {
+        const h = await fsp.open(file, start > 0 ? "r+" : "w");
+        try {
+          if (start > 0) await h.truncate(start);
+        } catch (err) {
+          await h.close();
+          throw err;
+        }
         fh = h;
-        cb();
-      }, cb);
+      })().then(() => cb(), cb);
     },
     write(chunk: Buffer, _enc, cb) {
       (async () => {
@@ -45,6 +67,11 @@ export function sparseFileWriter(file: string, size?: number): Writable {
           off = end;
         }
         pos += chunk.length;
+        if (opts.onDurable && Date.now() - lastDurable >= (opts.durableEveryMs ?? 1000)) {
+          await fh!.datasync();
+          lastDurable = Date.now();
+          await opts.onDurable(pos);
+        }
       })().then(() => cb(), cb);
     },
     final(cb) {

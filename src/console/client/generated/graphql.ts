@@ -182,7 +182,7 @@ export type ConsoleTerminateInstanceMutationVariables = Exact<{
 
 export type ConsoleTerminateInstanceMutation = { terminateInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } };
 
-export type ConsoleRecoveryFieldsFragment = { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
+export type ConsoleRecoveryFieldsFragment = { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
 
 export type ConsoleRecoveryTargetsQueryVariables = Exact<{ [key: string]: never; }>;
 
@@ -194,28 +194,28 @@ export type ConsoleStartRecoveryMutationVariables = Exact<{
 }>;
 
 
-export type ConsoleStartRecoveryMutation = { startRecovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } };
+export type ConsoleStartRecoveryMutation = { startRecovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } };
 
 export type ConsoleCancelRecoveryMutationVariables = Exact<{
   id: string;
 }>;
 
 
-export type ConsoleCancelRecoveryMutation = { cancelRecovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } };
+export type ConsoleCancelRecoveryMutation = { cancelRecovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } };
 
 export type ConsoleRecoveryQueryVariables = Exact<{
   id: string;
 }>;
 
 
-export type ConsoleRecoveryQuery = { recovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, bootCheck: { screenText: string | null, screenshotUrl: string | null, status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null, events: Array<{ id: string, step: RecoveryState, status: RecoveryEventStatus, message: string | null, attempt: number, createdAt: string }>, instance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } | null } };
+export type ConsoleRecoveryQuery = { recovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, bootCheck: { screenText: string | null, screenshotUrl: string | null, status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null, events: Array<{ id: string, step: RecoveryState, status: RecoveryEventStatus, message: string | null, attempt: number, createdAt: string }>, instance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } | null, waitingForWorker: { since: string, observed: string } | null } };
 
 export type ConsoleRecoveryProgressSubscriptionVariables = Exact<{
   recoveryId: string;
 }>;
 
 
-export type ConsoleRecoveryProgressSubscription = { recoveryProgress: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } };
+export type ConsoleRecoveryProgressSubscription = { recoveryProgress: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } };
 
 export type ConsoleRecoveriesQueryVariables = Exact<{
   first?: number | null | undefined;
@@ -223,7 +223,7 @@ export type ConsoleRecoveriesQueryVariables = Exact<{
 }>;
 
 
-export type ConsoleRecoveriesQuery = { recoveries: { totalCount: number, edges: Array<{ node: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, instance: { id: string, name: string, state: InstanceState, address: string | null } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
+export type ConsoleRecoveriesQuery = { recoveries: { totalCount: number, edges: Array<{ node: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, instance: { id: string, name: string, state: InstanceState, address: string | null } | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -319,6 +319,10 @@ export const ConsoleRecoveryFieldsFragmentDoc = new TypedDocumentString(`
   createdAt
   version
   rtoSeconds
+  waitingForWorker {
+    since
+    observed
+  }
   bootCheck {
     status
     reason
@@ -556,6 +560,10 @@ fragment ConsoleRecoveryFields on Recovery {
   createdAt
   version
   rtoSeconds
+  waitingForWorker {
+    since
+    observed
+  }
   bootCheck {
     status
     reason
@@ -591,6 +599,10 @@ fragment ConsoleRecoveryFields on Recovery {
   createdAt
   version
   rtoSeconds
+  waitingForWorker {
+    since
+    observed
+  }
   bootCheck {
     status
     reason
@@ -661,6 +673,10 @@ fragment ConsoleRecoveryFields on Recovery {
   createdAt
   version
   rtoSeconds
+  waitingForWorker {
+    since
+    observed
+  }
   bootCheck {
     status
     reason
@@ -696,6 +712,10 @@ fragment ConsoleRecoveryFields on Recovery {
   createdAt
   version
   rtoSeconds
+  waitingForWorker {
+    since
+    observed
+  }
   bootCheck {
     status
     reason
@@ -752,6 +772,10 @@ fragment ConsoleRecoveryFields on Recovery {
   createdAt
   version
   rtoSeconds
+  waitingForWorker {
+    since
+    observed
+  }
   bootCheck {
     status
     reason

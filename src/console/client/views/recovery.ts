@@ -154,7 +154,14 @@ export const recoveryView: View = async (ctx, params) => {
 
     fill(
       failure,
-      r.state === "FAILED"
+      r.waitingForWorker && active
+        ? h(
+            "div",
+            { class: "notice notice-warning", role: "status" },
+            h("strong", null, "Waiting for a worker. "),
+            `Nothing has worked on this recovery since ${new Date(r.waitingForWorker.since).toLocaleTimeString()} (${r.waitingForWorker.observed}). It goes on by itself when a worker is back; nothing is lost.`,
+          )
+        : r.state === "FAILED"
         ? h("div", { class: "notice notice-error" }, h("strong", null, "What went wrong: "), r.failureReason ?? "unknown", h("p", null, "Everything this recovery created has been removed. You can try again from the ", h("a", { href: "#/backups" }, "restore points"), ", or pick an older restore point."))
         : r.state === "CANCELLED"
           ? h("div", { class: "notice notice-info" }, "This recovery was cancelled and everything it created has been removed.")
