@@ -124,6 +124,7 @@ interface Scenario {
 
 function scenarios(): Scenario[] {
   const cancelReady = signal();
+  const verificationCancelReady = signal();
   let launches = 0;
   return [
     { name: "recovery-completed", workflowType: "recoveryWorkflow", args: [recoveryInput()], activities: activities() },
@@ -174,6 +175,26 @@ function scenarios(): Scenario[] {
       }),
     },
     { name: "verification-verified", workflowType: "verifyBackupWorkflow", args: [verificationInput("verification-main")], activities: activities() },
+    {
+      // Cancelled while the boot evidence is collected: the workflow waits for that step to stop
+      // before it cleans up (patch "verification-waits-for-cancelled-step").
+      name: "verification-cancelled",
+      workflowType: "verifyBackupWorkflow",
+      args: [verificationInput("verification-cancelled")],
+      activities: activities({ awaitBootEvidence: () => untilCancelled(verificationCancelReady.resolve) }),
+      drive: async (handle) => {
+        await verificationCancelReady.promise;
+        await handle.cancel();
+        await handle.result().then(
+          () => {
+            throw new Error("verification-cancelled: the workflow completed instead of being cancelled");
+          },
+          (err: unknown) => {
+            if (!(err instanceof Error && err.cause instanceof CancelledFailure)) throw err;
+          },
+        );
+      },
+    },
     {
       name: "drill-verified",
       workflowType: "drillWorkflow",

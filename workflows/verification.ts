@@ -1,4 +1,4 @@
-import { CancellationScope, isCancellation, proxyActivities } from "@temporalio/workflow";
+import { ActivityCancellationType, CancellationScope, isCancellation, patched, proxyActivities } from "@temporalio/workflow";
 import type { VerificationActivities, VerificationCleanup, VerificationWorkflowInput, VerifyBackupResult } from "./contracts";
 import { reasonOf, retryPolicy } from "./policies";
 
@@ -9,10 +9,14 @@ import { reasonOf, retryPolicy } from "./policies";
  * and always remove the machine, its image and the composed object before the result is recorded.
  */
 export async function verifyBackupWorkflow(input: VerificationWorkflowInput): Promise<VerifyBackupResult> {
+  // On cancellation the workflow waits until the running step has stopped (and removed what it was
+  // writing) before it cleans up, as recoveries do. Runs started before this replay as they ran.
+  const waitForCancelledStep = patched("verification-waits-for-cancelled-step");
   const long = proxyActivities<VerificationActivities>({
     startToCloseTimeout: `${input.bootTimeoutMs + 3_600_000} milliseconds`,
     heartbeatTimeout: `${input.heartbeatTimeoutMs} milliseconds`,
     retry: retryPolicy(5),
+    ...(waitForCancelledStep ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
   });
   const quick = proxyActivities<VerificationActivities>({
     startToCloseTimeout: "5 minutes",
