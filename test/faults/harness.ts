@@ -146,7 +146,7 @@ export function processesMentioning(dir: string, except: number[] = []): { pid: 
     try {
       const cmd = fs.readFileSync(`/proc/${p}/cmdline`, "utf8").replace(/\0/g, " ").trim();
       const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8");
-      if (cmd.includes(dir) && !/\) Z /.test(stat)) out.push({ pid, cmd: cmd.slice(0, 200) });
+      if (cmd.includes(dir) && !/\) Z /.test(stat)) out.push({ pid, cmd });
     } catch {
       // gone
     }
