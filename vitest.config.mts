@@ -40,6 +40,10 @@ export default defineConfig({
         extends: true,
         test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], globalSetup: ["test/global-setup.ts"], testTimeout: 180_000, expect: { poll: { timeout: 30_000 } } },
       },
+      // Kills, dependency outages and cancels during recoveries, on a private MariaDB, versitygw,
+      // Temporal and Redis the suite starts and stops itself (test/faults/stack); the global setup
+      // is only for the workflow bundle. Writes .data/test/faults-report.md.
+      { extends: true, test: { name: "faults", include: ["test/faults/**/*.test.ts"], globalSetup: ["test/global-setup.ts"] } },
     ],
   },
 });
