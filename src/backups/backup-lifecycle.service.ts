@@ -2,7 +2,7 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { ACTIVE_RECOVERY_STATES, backups, recoveries, uploadChunks, uploads, type BackupRow } from "../db/schema";
 import { badInput, conflict, AppError, ErrorCode } from "../shared/errors";
-import type { ChunkStore } from "../storage/chunk-store";
+import { CorruptManifestError, type ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../shared/bytes";
 import type { BackupService } from "./backup.service";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
@@ -224,7 +224,12 @@ export class BackupLifecycleService {
   /** COMPLETED, and every chunk its manifest references is in the store with the right size. */
   async restorable(userId: string, backup: BackupRow): Promise<boolean> {
     if (backup.status !== "COMPLETED") return false;
-    const manifest = await this.store.getManifest(userId, backup.id).catch(() => null);
+    // A missing or corrupt manifest means "not restorable"; a store that cannot be asked is not an
+    // answer (its error, UNAVAILABLE when the store is down, goes to the client).
+    const manifest = await this.store.getManifest(userId, backup.id).catch((err: unknown) => {
+      if (err instanceof CorruptManifestError) return null;
+      throw err;
+    });
     if (!manifest) return false;
     const shas = manifest.chunks.filter((s): s is string => s !== null);
     const heads = await this.store.headChunks(userId, shas);

@@ -56,6 +56,9 @@ export async function startWorker(opts: {
     // at most this far apart, so a cancelled import or boot stops within about a second instead of
     // 80 % of the heartbeat timeout (48 s with the default 60 s).
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+    // A worker that dies keeps its workflows' next tasks on its sticky queue until this runs out
+    // (10 s by default); then any worker takes them. A live worker takes its sticky tasks at once.
+    stickyQueueScheduleToStartTimeout: "2 seconds",
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: workflowsPath() }),
   });
   const done = worker.run().finally(() => connection.close());

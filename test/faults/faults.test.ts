@@ -323,6 +323,8 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
   };
   let currentRecovery = "";
 
+  // The name each outage's UNAVAILABLE answer gives the dependency (extensions.dependency).
+  const DEPENDENCY = { database: "DATABASE", s3: "OBJECT_STORE", temporal: "TEMPORAL", redis: "REDIS" } as const;
   for (const dep of ["database", "s3", "temporal", "redis"] as const) {
     it(`${dep} stopped for a few seconds during a recovery (a client asking meanwhile): typed UNAVAILABLE answers, service back after restart, the recovery completes once, nothing left`, async () => {
       const service = stack.services[dep];
@@ -398,7 +400,7 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
       expect.soft(failed.length, `${dep}: some requests that need it fail while it is down`).toBeGreaterThan(0);
       for (const a of failed) {
         expect.soft(a.code, `${dep}: ${a.message}`).toBe("UNAVAILABLE");
-        expect.soft(a.dependency).toBe(dep);
+        expect.soft(a.dependency).toBe(DEPENDENCY[dep]);
         expect.soft(a.retryAfter).toBeDefined();
       }
       for (const a of stateAnswers.filter((x) => !x.ok)) expect.soft(a.code, `recovery(id) while ${dep} is down: ${a.message}`).toBe("UNAVAILABLE");
