@@ -210,7 +210,9 @@ const envSchema = z.object({
   /** workflowExecutionTimeout = RECOVERY_TIME_LIMIT + this (a backstop; the workflow's own limit is exact). */
   RECOVERY_BACKSTOP: duration("1h"),
   /** A worker that dies mid-step is noticed after this long (activity heartbeat timeout). */
-  RECOVERY_HEARTBEAT_TIMEOUT: duration("60s"),
+  // Steps heartbeat every second whether or not they progress (src/recoveries/heartbeat.ts), so a
+  // few missed seconds already mean a dead worker: its step is retried elsewhere after this long.
+  RECOVERY_HEARTBEAT_TIMEOUT: duration("20s"),
   /** How often import/launch progress is polled. */
   RECOVERY_POLL_INTERVAL: duration("15s"),
   /** After launch, how long the boot check waits for a sign that the machine started before it says INCONCLUSIVE. */

@@ -54,7 +54,7 @@ export async function startWorker(opts: {
     activities: opts.activities,
     // A heartbeat is how a cancel (or the time limit) reaches a running step: the worker sends them
     // at most this far apart, so a cancelled import or boot stops within about a second instead of
-    // 80 % of the heartbeat timeout (48 s with the default 60 s).
+    // 80 % of the heartbeat timeout (16 s with the default 20 s).
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     // A worker that dies keeps its workflows' next tasks on its sticky queue until this runs out
     // (10 s by default); then any worker takes them. A live worker takes its sticky tasks at once.
