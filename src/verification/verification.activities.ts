@@ -6,7 +6,7 @@ import { HEARTBEAT_EVERY_MS, heartbeating } from "../recoveries/heartbeat";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
 import type { AwaitBootEvidenceInput, BootEvidenceOutcome, BootVerdict, VerificationActivities, VerificationCleanup } from "../../workflows/contracts";
-import { collectBootEvidence, probeFor } from "../evidence";
+import { BootCheckAbortedError, collectBootEvidence, probeFor } from "../evidence";
 
 export interface VerificationActivityDeps {
   /** Composes the restore point into the image the local target imports (and removes it again). */
@@ -96,6 +96,9 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
           }),
         ),
       );
+      // The launch cannot be stopped halfway: a cancel that landed during it ends the step as
+      // cancelled now (cleanup finds the machine by the verification's name).
+      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure(`launch for verification ${input.verificationId} cancelled`);
       return { instanceId: launched.instanceId, launchedAtMs: Date.now() };
     },
 
@@ -110,6 +113,7 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
       // Start from a clean record (a retried attempt re-collects everything).
       await deps.verifications.update(input.verificationId, { evidence: [] });
       const beat = setInterval(() => heartbeat(), HEARTBEAT_EVERY_MS);
+      const cancelled = Context.current().cancellationSignal;
       let result;
       try {
         result = await collectBootEvidence(probeFor(target, input.instanceId), {
@@ -123,6 +127,11 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
           signal: Context.current().cancellationSignal,
           onEvidence: (e) => deps.verifications.addEvidence(input.verificationId, e),
         });
+      } catch (err) {
+        // A cancelled collection ends as cancelled (the workflow then reports the cancel or the
+        // drill's time limit), not as a failed boot check.
+        if (err instanceof BootCheckAbortedError || cancelled.aborted) throw new CancelledFailure(`boot check of verification ${input.verificationId} cancelled`);
+        throw err;
       } finally {
         clearInterval(beat);
       }

@@ -138,6 +138,22 @@ describe("verification activities (MockActivityEnvironment, in-memory dependenci
     expect(launches).toEqual([{ idempotencyKey: "verify-v1234567890", userId: "u1", imageId: "base-1", name: "verify-v1234567", allowedCidr: "127.0.0.1/32", isolated: true, ports: [22] }]);
   });
 
+  it("launchIsolated cancelled while the launch runs ends as cancelled once the launch returns (cleanup finds the machine by name)", async () => {
+    const target = new FakeTarget("LOCAL");
+    const env = envFor();
+    const launch = target.launch.bind(target);
+    target.launch = async (req) => {
+      env.cancel();
+      return launch(req);
+    };
+    const { acts } = setup(target);
+
+    const err = await rejectionOf(run(env, acts.launchIsolated, { verificationId: "v1", userId: "u1", imageId: "base-1" }));
+
+    expect(err).toBeInstanceOf(CancelledFailure);
+    expect(target.instances.size).toBe(1);
+  });
+
   it("cleanupVerification removes the machine, its image and the composed object; without an image id it discards the import by name", async () => {
     const target = new FakeTarget("LOCAL");
     const { acts, objects } = setup(target);
