@@ -5,7 +5,8 @@ import { connectionFailure, unavailable, type Dependency } from "./errors";
  * check, every `intervalMs`) and from real calls that failed to connect. It is the circuit breaker
  * of each dependency: while one is known down, calls that need it fail at once with UNAVAILABLE
  * (`assertUp`) instead of waiting on a connect timeout; the next passing check (within about one
- * interval of the dependency's return) closes it. `/readyz` answers from `snapshot()`.
+ * interval of the dependency's return) closes it. A check that only answers slowly opens it after
+ * SLOW_CHECKS_TO_OPEN slow answers in a row. `/readyz` answers from `snapshot()`.
  */
 export interface CheckState {
   ok: boolean;
@@ -30,8 +31,22 @@ export interface AvailabilityOptions {
   onChange?(name: string, state: CheckState): void;
 }
 
+/** connectionFailure codes that mean "no answer in time" rather than "not reachable". */
+const TIMEOUTS = new Set(["ETIMEDOUT", "GRPC_DEADLINE_EXCEEDED", "TimeoutError", "RequestTimeout", "ConnectionTimeoutError"]);
+
+/** A check that did not answer in time (as opposed to one that failed, e.g. refused). */
+class CheckTimeout extends Error {}
+
+/**
+ * A slow answer is not yet an outage: a busy machine can hold a check past its timeout. A check
+ * that failed (refused, reset…) marks its dependency down at once; one that timed out only after
+ * this many slow answers in a row.
+ */
+export const SLOW_CHECKS_TO_OPEN = 3;
+
 export class Availability {
   private readonly checks = new Map<string, AvailabilityCheck>();
+  private readonly slowInARow = new Map<string, number>();
   private readonly states = new Map<string, CheckState>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
@@ -92,9 +107,12 @@ export class Availability {
   failed(dependency: Dependency, err: unknown): unknown {
     const code = connectionFailure(err);
     if (!code) return err;
+    // A refused or dropped connection is an outage; a call that timed out may only have met a busy
+    // dependency: its check runs again at once and decides (slow answers count as above).
+    const timedOut = TIMEOUTS.has(code);
     for (const [name, check] of this.checks) {
       if (check.dependency !== dependency) continue;
-      this.setState(name, { ok: false, ms: 0, error: `${code}: ${messageOf(err)}`, checkedAt: Date.now() });
+      if (!timedOut) this.setState(name, { ok: false, ms: 0, error: `${code}: ${messageOf(err)}`, checkedAt: Date.now() });
       void this.runCheck(name);
     }
     return unavailable(dependency, this.retryAfterSeconds, err);
@@ -125,12 +143,21 @@ export class Availability {
     const t0 = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${name} did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => reject(new CheckTimeout(`${name} did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     const p = Promise.race([check.run(), timeout])
       .then(
-        () => this.setState(name, { ok: true, ms: Date.now() - t0, checkedAt: Date.now() }),
-        (err: unknown) => this.setState(name, { ok: false, ms: Date.now() - t0, error: messageOf(err), checkedAt: Date.now() }),
+        () => {
+          this.slowInARow.delete(name);
+          this.setState(name, { ok: true, ms: Date.now() - t0, checkedAt: Date.now() });
+        },
+        (err: unknown) => {
+          const slow = err instanceof CheckTimeout ? (this.slowInARow.get(name) ?? 0) + 1 : 0;
+          this.slowInARow.set(name, slow);
+          // Known down stays down; a first few slow answers leave a passing check passing.
+          if (slow > 0 && slow < SLOW_CHECKS_TO_OPEN && this.states.get(name)?.ok !== false) return;
+          this.setState(name, { ok: false, ms: Date.now() - t0, error: messageOf(err), checkedAt: Date.now() });
+        },
       )
       .finally(() => {
         clearTimeout(timer);
