@@ -102,6 +102,22 @@ function verificationInput(verificationId: string): VerificationWorkflowInput {
 }
 
 /** Heartbeats until cancelled (a step that never finishes on its own), then rethrows the cancel. */
+/** Drives a run: cancels it once `ready` (the step is running), and expects it to end cancelled. */
+function cancelOnce(ready: Promise<void>, name: string): (handle: WorkflowHandle) => Promise<void> {
+  return async (handle) => {
+    await ready;
+    await handle.cancel();
+    await handle.result().then(
+      () => {
+        throw new Error(`${name}: the workflow completed instead of being cancelled`);
+      },
+      (err: unknown) => {
+        if (!(err instanceof Error && err.cause instanceof CancelledFailure)) throw err;
+      },
+    );
+  };
+}
+
 async function untilCancelled(started?: () => void): Promise<never> {
   started?.();
   const ctx = Context.current();
@@ -145,18 +161,7 @@ function scenarios(): Scenario[] {
       workflowType: "recoveryWorkflow",
       args: [recoveryInput()],
       activities: activities({ waitForInstance: () => untilCancelled(cancelReady.resolve) }),
-      drive: async (handle) => {
-        await cancelReady.promise;
-        await handle.cancel();
-        await handle.result().then(
-          () => {
-            throw new Error("recovery-cancelled: the workflow completed instead of being cancelled");
-          },
-          (err: unknown) => {
-            if (!(err instanceof Error && err.cause instanceof CancelledFailure)) throw err;
-          },
-        );
-      },
+      drive: cancelOnce(cancelReady.promise, "recovery-cancelled"),
     },
     {
       name: "recovery-timed-out",
@@ -182,18 +187,7 @@ function scenarios(): Scenario[] {
       workflowType: "verifyBackupWorkflow",
       args: [verificationInput("verification-cancelled")],
       activities: activities({ awaitBootEvidence: () => untilCancelled(verificationCancelReady.resolve) }),
-      drive: async (handle) => {
-        await verificationCancelReady.promise;
-        await handle.cancel();
-        await handle.result().then(
-          () => {
-            throw new Error("verification-cancelled: the workflow completed instead of being cancelled");
-          },
-          (err: unknown) => {
-            if (!(err instanceof Error && err.cause instanceof CancelledFailure)) throw err;
-          },
-        );
-      },
+      drive: cancelOnce(verificationCancelReady.promise, "verification-cancelled"),
     },
     {
       name: "drill-verified",
