@@ -1,4 +1,4 @@
-import { Context } from "@temporalio/activity";
+import { CancelledFailure, Context } from "@temporalio/activity";
 
 /** How often a running step heartbeats, whatever its progress (the worker sends them at most a second apart). */
 export const HEARTBEAT_EVERY_MS = 1000;
@@ -18,5 +18,18 @@ export async function heartbeating<T>(fn: () => Promise<T>, details: () => unkno
     return await fn();
   } finally {
     clearInterval(timer);
+  }
+}
+
+/** A step stopped by its cancellation reports it as a cancellation, whatever the aborted call threw. */
+export async function cancellable<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const signal = Context.current().cancellationSignal;
+  try {
+    const result = await fn(signal);
+    if (signal.aborted) throw new CancelledFailure(`${what} cancelled`);
+    return result;
+  } catch (err) {
+    if (signal.aborted && !(err instanceof CancelledFailure)) throw new CancelledFailure(`${what} cancelled`);
+    throw err;
   }
 }

@@ -8,8 +8,8 @@ import type { WorkflowPort } from "../temporal/workflow-port";
 import type { BootCheckOutcome, CheckBootInput, LaunchInstanceInput, ReconcileActivities, RecoveryActivities, RecoveryCleanup, StaleInstanceActivities } from "../../workflows/contracts";
 import type { RecoveryProgress, StepState } from "./recovery-progress";
 import { callTarget } from "../compute/call";
-import { HEARTBEAT_EVERY_MS, heartbeating } from "./heartbeat";
-import { BootCheckAbortedError, type Evidence } from "../evidence";
+import { cancellable, heartbeating } from "./heartbeat";
+import type { Evidence } from "../evidence";
 import { runBootCheck } from "./boot-check";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage, type InstanceStatus, type TargetKind } from "../compute/target";
 
@@ -31,19 +31,6 @@ export interface RecoveryActivityDeps {
 const evidenceLine = (e: Evidence) => `${e.kind} ${e.ok ? "✓" : e.failure ? "✗" : "–"} ${e.detail}`;
 
 const info = () => Context.current().info;
-
-/** A step stopped by its cancellation reports it as a cancellation, whatever the aborted call threw. */
-async function cancellable<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const signal = Context.current().cancellationSignal;
-  try {
-    const result = await fn(signal);
-    if (signal.aborted) throw new CancelledFailure(`${what} cancelled`);
-    return result;
-  } catch (err) {
-    if (signal.aborted && !(err instanceof CancelledFailure)) throw new CancelledFailure(`${what} cancelled`);
-    throw err;
-  }
-}
 
 /**
  * The recovery's activities: plain async functions over their dependencies. Each records its
@@ -254,17 +241,13 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
       if (!createdAt) throw ApplicationFailure.nonRetryable(`recovery ${input.recoveryId} not found`, "NotFound");
       const record: BootCheckRecord = { status: "CHECKING", evidence: [] };
       await deps.progress.setBootCheck(input.recoveryId, record);
-      const ctx = Context.current();
-      const cancelled = ctx.cancellationSignal;
-      // A poll may take longer than the heartbeat timeout (OCR of a changing screen on a busy host),
-      // so this process heartbeats on a timer while it works; a dead worker still stops heartbeating.
-      const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
       // Progress while nothing is decided: approaches 90 % as the usual boot time (a minute) passes.
       const stepPercent = () => Math.min(90, Math.floor(90 * (1 - Math.exp(-(Date.now() - input.launchedAtMs) / 60_000))));
-      try {
-        let result;
-        try {
-          result = await runBootCheck({
+      // A poll may take longer than the heartbeat timeout (OCR of a changing screen on a busy host),
+      // so this process heartbeats on a timer while it works; a dead worker still stops heartbeating.
+      return heartbeating(async () => {
+        const result = await cancellable(`boot check of recovery ${input.recoveryId}`, (signal) =>
+          runBootCheck({
             target: target(input.target),
             instanceId: input.instanceId,
             launchedAtMs: input.launchedAtMs,
@@ -274,7 +257,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
             bootMarker: input.bootMarker,
             graceMs: input.graceMs,
             tesseract: deps.tesseract,
-            signal: cancelled,
+            signal,
             onPoll: () => {
               void deps.progress.progress(input.recoveryId, "CHECKING", stepPercent()).catch(() => {});
             },
@@ -284,11 +267,8 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
               await deps.progress.setBootCheck(input.recoveryId, record);
               await deps.progress.progress(input.recoveryId, "CHECKING", stepPercent(), `Seen: ${e.detail.slice(0, 200)}`);
             },
-          });
-        } catch (err) {
-          if (err instanceof BootCheckAbortedError || cancelled.aborted) throw new CancelledFailure(`boot check of recovery ${input.recoveryId} cancelled`);
-          throw err;
-        }
+          }),
+        );
         // The evidence as the check reports it in full (including what was checked and did not pass).
         record.evidence = result.evidence.map((e) => ({ kind: e.kind, ok: e.ok, failure: e.failure, detail: e.detail.slice(0, 1000), at: e.at }));
         record.status = result.verdict;
@@ -317,9 +297,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
             attempt,
           );
         return { status: result.verdict, ...(record.reason ? { reason: record.reason } : {}), ...(rtoSeconds !== null ? { rtoSeconds } : {}) };
-      } finally {
-        clearInterval(beat);
-      }
+      });
     },
 
     /**

@@ -1,12 +1,12 @@
-import { Context, ApplicationFailure, CancelledFailure } from "@temporalio/activity";
+import { Context, ApplicationFailure } from "@temporalio/activity";
 import type { ArtifactStore } from "../storage/artifact-store";
 import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../storage/image-store";
 import { callTarget } from "../compute/call";
-import { HEARTBEAT_EVERY_MS, heartbeating } from "../recoveries/heartbeat";
+import { cancellable, heartbeating } from "../recoveries/heartbeat";
 import { SCREENSHOT_EXTENSION, type ComputeTarget, type ComposedImage } from "../compute/target";
 import type { VerificationService } from "./verification.service";
 import type { AwaitBootEvidenceInput, BootEvidenceOutcome, BootVerdict, VerificationActivities, VerificationCleanup } from "../../workflows/contracts";
-import { BootCheckAbortedError, collectBootEvidence, probeFor } from "../evidence";
+import { collectBootEvidence, probeFor } from "../evidence";
 
 export interface VerificationActivityDeps {
   /** Composes the restore point into the image the local target imports (and removes it again). */
@@ -45,21 +45,22 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
       try {
         return await heartbeating(
           () =>
-            deps.images.compose({
-              userId: input.userId,
-              backupId: input.backupId,
-              key: composedKeyOf(input.userId, input.verificationId),
-              resume: checkpoint,
-              signal: Context.current().cancellationSignal,
-              onCheckpoint: (c) => {
-                checkpoint = c;
-                heartbeat(c);
-              },
-            }),
+            cancellable(`composition for verification ${input.verificationId}`, (signal) =>
+              deps.images.compose({
+                userId: input.userId,
+                backupId: input.backupId,
+                key: composedKeyOf(input.userId, input.verificationId),
+                resume: checkpoint,
+                signal,
+                onCheckpoint: (c) => {
+                  checkpoint = c;
+                  heartbeat(c);
+                },
+              }),
+            ),
           () => checkpoint,
         );
       } catch (err) {
-        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure(`composition for verification ${input.verificationId} cancelled`);
         if (err instanceof MissingChunkError) throw ApplicationFailure.nonRetryable(err.message, "MissingChunk");
         throw err;
       }
@@ -68,37 +69,33 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
     async importForVerification(input: { verificationId: string; image: ComposedImage }): Promise<{ imageId: string }> {
       // Heartbeats on a timer and passes the cancellation on: a cancelled verification stops its
       // import within about a second, and the import removes what it wrote before this rejects.
-      const signal = Context.current().cancellationSignal;
-      let importTaskId: string;
-      try {
-        ({ importTaskId } = await heartbeating(() => callTarget(() => local().startImport(verificationTargetId(input.verificationId), input.image, undefined, signal))));
-      } catch (err) {
-        if (signal.aborted) throw new CancelledFailure(`import for verification ${input.verificationId} cancelled`);
-        throw err;
-      }
+      const { importTaskId } = await heartbeating(() =>
+        cancellable(`import for verification ${input.verificationId}`, (signal) => callTarget(() => local().startImport(verificationTargetId(input.verificationId), input.image, undefined, signal))),
+      );
       const status = await callTarget(() => local().describeImport(importTaskId));
       if (status.state !== "completed" || !status.imageId) throw new Error(`import ${importTaskId} is ${status.state}: ${status.message ?? ""}`);
       return { imageId: status.imageId };
     },
 
     async launchIsolated(input: { verificationId: string; userId: string; imageId: string; ports?: number[] }): Promise<{ instanceId: string; launchedAtMs: number }> {
+      // The launch cannot be stopped halfway: a cancel that landed during it ends the step as
+      // cancelled once it returns (cleanup finds the machine by the verification's name).
       const launched = await heartbeating(() =>
-        callTarget(() =>
-          local().launch({
-            idempotencyKey: verificationTargetId(input.verificationId),
-            userId: input.userId,
-            imageId: input.imageId,
-            name: `verify-${input.verificationId.slice(0, 8)}`,
-            allowedCidr: "127.0.0.1/32",
-            isolated: true,
-            // Loopback forwards so the services' banners can be read; the guest still reaches nothing.
-            ports: input.ports,
-          }),
+        cancellable(`launch for verification ${input.verificationId}`, () =>
+          callTarget(() =>
+            local().launch({
+              idempotencyKey: verificationTargetId(input.verificationId),
+              userId: input.userId,
+              imageId: input.imageId,
+              name: `verify-${input.verificationId.slice(0, 8)}`,
+              allowedCidr: "127.0.0.1/32",
+              isolated: true,
+              // Loopback forwards so the services' banners can be read; the guest still reaches nothing.
+              ports: input.ports,
+            }),
+          ),
         ),
       );
-      // The launch cannot be stopped halfway: a cancel that landed during it ends the step as
-      // cancelled now (cleanup finds the machine by the verification's name).
-      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure(`launch for verification ${input.verificationId} cancelled`);
       return { instanceId: launched.instanceId, launchedAtMs: Date.now() };
     },
 
@@ -112,29 +109,23 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
       const target = local();
       // Start from a clean record (a retried attempt re-collects everything).
       await deps.verifications.update(input.verificationId, { evidence: [] });
-      const beat = setInterval(() => heartbeat(), HEARTBEAT_EVERY_MS);
-      const cancelled = Context.current().cancellationSignal;
-      let result;
-      try {
-        result = await collectBootEvidence(probeFor(target, input.instanceId), {
-          launchedAtMs: input.launchedAtMs,
-          timeoutMs: input.bootTimeoutMs,
-          pollIntervalMs: input.pollIntervalMs,
-          ports: input.ports,
-          bootMarker: input.bootMarker,
-          graceMs: input.graceMs,
-          tesseract: deps.tesseract,
-          signal: Context.current().cancellationSignal,
-          onEvidence: (e) => deps.verifications.addEvidence(input.verificationId, e),
-        });
-      } catch (err) {
+      const result = await heartbeating(() =>
         // A cancelled collection ends as cancelled (the workflow then reports the cancel or the
         // drill's time limit), not as a failed boot check.
-        if (err instanceof BootCheckAbortedError || cancelled.aborted) throw new CancelledFailure(`boot check of verification ${input.verificationId} cancelled`);
-        throw err;
-      } finally {
-        clearInterval(beat);
-      }
+        cancellable(`boot check of verification ${input.verificationId}`, (signal) =>
+          collectBootEvidence(probeFor(target, input.instanceId), {
+            launchedAtMs: input.launchedAtMs,
+            timeoutMs: input.bootTimeoutMs,
+            pollIntervalMs: input.pollIntervalMs,
+            ports: input.ports,
+            bootMarker: input.bootMarker,
+            graceMs: input.graceMs,
+            tesseract: deps.tesseract,
+            signal,
+            onEvidence: (e) => deps.verifications.addEvidence(input.verificationId, e),
+          }),
+        ),
+      );
       const shot = result.screenshot;
       const key = shot ? `${input.userId}/verifications/${input.verificationId}.${SCREENSHOT_EXTENSION[shot.contentType]}` : null;
       if (shot && key) {
