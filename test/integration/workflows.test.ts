@@ -72,6 +72,21 @@ function mockActivities(overrides: Partial<RecoveryActivities> = {}) {
 }
 
 
+/** A step that never ends by itself: heartbeats until cancelled, and writes how it ended into `order`. */
+async function heartbeatUntilCancelled(name: string, order: string[], started?: () => void): Promise<never> {
+  started?.();
+  const ctx = Context.current();
+  try {
+    for (;;) {
+      ctx.heartbeat();
+      await ctx.sleep(100);
+    }
+  } catch (err) {
+    order.push(err instanceof CancelledFailure ? `${name} cancelled` : `${name} failed`);
+    throw err;
+  }
+}
+
 async function workerFor(activities: RecoveryActivities) {
   const taskQueue = `test-workflows-${randomUUID()}`;
   const worker = await Worker.create({
@@ -167,19 +182,7 @@ describe("recoveryWorkflow with mocked activities (TestWorkflowEnvironment on th
     const order: string[] = [];
     const mock = mockActivities({
       // Never sees the machine running: heartbeats (which is how the cancel reaches it) until cancelled.
-      waitForInstance: async () => {
-        waiting.resolve();
-        const ctx = Context.current();
-        try {
-          for (;;) {
-            ctx.heartbeat();
-            await ctx.sleep(100);
-          }
-        } catch (err) {
-          order.push(err instanceof CancelledFailure ? "waitForInstance cancelled" : "waitForInstance failed");
-          throw err;
-        }
-      },
+      waitForInstance: () => heartbeatUntilCancelled("waitForInstance", order, waiting.resolve),
       cleanupRecovery: async (r) => {
         order.push("cleanup");
         return [`removed ${r.instanceId}`];
@@ -212,18 +215,7 @@ describe("recoveryWorkflow with mocked activities (TestWorkflowEnvironment on th
     const order: string[] = [];
     const mock = mockActivities({
       // An import that never finishes.
-      waitForImport: async () => {
-        const ctx = Context.current();
-        try {
-          for (;;) {
-            ctx.heartbeat();
-            await ctx.sleep(100);
-          }
-        } catch (err) {
-          order.push(err instanceof CancelledFailure ? "waitForImport cancelled" : "waitForImport failed");
-          throw err;
-        }
-      },
+      waitForImport: () => heartbeatUntilCancelled("waitForImport", order),
       cleanupRecovery: async (r) => {
         order.push("cleanup");
         return [`removed ${r.composedKey}`];
