@@ -5,7 +5,7 @@ import v8 from "node:v8";
 import { eq, inArray } from "drizzle-orm";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
-import { createRuntime, readinessChecks, type Runtime } from "../src/runtime";
+import { createRuntime, type Runtime } from "../src/runtime";
 import { startApp, type RunningApp } from "../src/server/app";
 import { createDatabase, type Database } from "../src/db/client";
 import { backups, recoveries, users } from "../src/db/schema";
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
 
   if (role === "api") {
     rt = await createRuntime(config, logger);
-    app = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
+    app = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, availability: rt.availability, stopGracePeriodMs: 500 });
     database = rt.database;
     events = rt.events;
     progress = rt.services.recoveryProgress;

@@ -12,7 +12,7 @@ import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { getOperationAST } from "graphql";
 import { loadConfig, type Config } from "../src/config";
 import { createLogger } from "../src/logger";
-import { createRuntime, readinessChecks, type Runtime } from "../src/runtime";
+import { createRuntime, type Runtime } from "../src/runtime";
 import { startApp, type RunningApp } from "../src/server/app";
 import { ReCloClient, type ClientOptions } from "../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../src/client/generated/graphql";
@@ -482,7 +482,7 @@ async function main(signal: AbortSignal, cleanups: (() => Promise<void>)[]): Pro
   const logger = createLogger(config.logLevel, process.stderr);
   const rt: Runtime = await createRuntime(config, logger);
   cleanups.push(() => rt.close());
-  const app: RunningApp = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt), stopGracePeriodMs: 500 });
+  const app: RunningApp = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, availability: rt.availability, stopGracePeriodMs: 500 });
   cleanups.push(() => app.stop());
   instrument(rt.services.backupLifecycle, "requestChunkUploads", "requestChunkUploads");
   instrument(rt.services.backupLifecycle, "complete", "completeBackup");

@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import type { Config } from "./config";
 import { configOrExit, createLogger, fatal, onShutdown } from "./process";
-import { createRuntime, readinessChecks } from "./runtime";
+import { createRuntime } from "./runtime";
 import { startApp } from "./server/app";
 import { startWorker, type WorkerHandle } from "./temporal/worker";
 import { activitiesFor } from "./worker-activities";
@@ -33,7 +33,7 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
       const answer = await rt.workflows.checkConnectivity("hello", `connectivity-check-${process.pid}-${Date.now()}`);
       logger.info({ answer }, "temporal worker connected");
     }
-    const app = opts.api ? await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, readiness: readinessChecks(rt), availability: rt.availability }) : undefined;
+    const app = opts.api ? await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, availability: rt.availability }) : undefined;
     if (app) {
       console.log(`${startBanner(config.env)}\n  Console:  ${app.url}/\n  GraphQL:  ${app.graphqlUrl}\n  WebSocket: ${app.wsUrl}\n  GraphiQL: ${app.url}/graphiql\n  Health:   ${app.url}/healthz  ${app.url}/readyz`);
     }

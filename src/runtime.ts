@@ -120,15 +120,6 @@ function dependencyChecks(rt: Runtime, redis: Redis | undefined): Record<string,
   return checks;
 }
 
-/** The checks /readyz reports, run on demand (the API answers from `rt.availability`, which runs them in the background). */
-export function readinessChecks(rt: Runtime): Record<string, () => Promise<void>> {
-  return {
-    database: () => rt.database.ping(),
-    temporal: () => rt.temporal.ping(),
-    s3: () => checkBuckets(rt.s3, rt.config.s3),
-  };
-}
-
 async function closeAll(closers: (() => Promise<void>)[]): Promise<void> {
   for (const close of closers.reverse()) {
     try {

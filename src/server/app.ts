@@ -30,10 +30,6 @@ import { DocumentCache, UserConnections } from "./ws-limits";
 import { clientAddress, isLoopback } from "../auth/client-address";
 import type { Availability } from "../shared/availability";
 
-export interface ReadinessChecks {
-  [name: string]: () => Promise<void>;
-}
-
 export interface AppDeps {
   config: Config;
   logger: Logger;
@@ -42,13 +38,11 @@ export interface AppDeps {
   events: EventBus;
   /** Per-user rate of expensive fields (the runtime's limiter: Redis when configured). */
   limiter: RateLimiter;
-  /** Without `availability`: /readyz runs each (database, temporal, s3) with a timeout. */
-  readiness: ReadinessChecks;
   /**
    * The dependencies' breakers (readiness checks run in the background): /readyz answers from its
    * last results at once, and WebSocket subscriptions need Redis to be up when it is configured.
    */
-  availability?: Availability;
+  availability: Availability;
   graphiqlAssetsDir?: string;
   consoleAssetsDir?: string;
   /** How long shutdown waits for in-flight requests before cutting connections. */
@@ -124,23 +118,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   };
   app.get("/readyz", async (req, res) => {
     const checks: Record<string, { ok: boolean; ms: number; error?: string }> = {};
-    if (deps.availability) {
-      for (const [name, { ok, ms, error }] of Object.entries(deps.availability.snapshot())) checks[name] = error === undefined ? { ok, ms } : { ok, ms, error };
-    } else
-      await Promise.all(
-      Object.entries(deps.readiness).map(async ([name, check]) => {
-        const t0 = Date.now();
-        try {
-          await withTimeout(check(), 3000, `${name} did not answer within 3 s`);
-          checks[name] = { ok: true, ms: Date.now() - t0 };
-        } catch (err) {
-          checks[name] = { ok: false, ms: Date.now() - t0, error: err instanceof Error ? err.message : String(err) };
-        }
-      }),
-    );
+    for (const [name, { ok, ms, error }] of Object.entries(deps.availability.snapshot())) checks[name] = error === undefined ? { ok, ms } : { ok, ms, error };
     const ready = Object.values(checks).every((c) => c.ok);
-    // With background checks each change is logged once (by the runtime), not on every probe.
-    if (!ready && !deps.availability) logger.warn({ checks }, "not ready");
+    // Each change of a check is logged once (by the runtime), not on every probe.
     const status = ready ? "ready" : "not ready";
     res
       .status(ready ? 200 : 503)
@@ -256,7 +236,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         if (analysis instanceof AppError) return [toGraphQLError(analysis)];
         try {
           // Live updates travel through Redis when it is configured: without it they would never arrive.
-          deps.availability?.assertUp("REDIS");
+          deps.availability.assertUp("REDIS");
           if (!(await services.auth.isSessionActive(extra.auth.session.id))) {
             ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
             return [toGraphQLError(new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again"))];
@@ -461,9 +441,4 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
 }

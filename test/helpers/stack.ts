@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import { inject } from "vitest";
 import { loadConfig, type Config, type Env } from "../../src/config";
 import { createLogger, type Logger } from "../../src/logger";
-import { createRuntime, readinessChecks, type Runtime } from "../../src/runtime";
+import { createRuntime, type Runtime } from "../../src/runtime";
 import { startApp, type RunningApp } from "../../src/server/app";
 import { ReCloClient } from "../../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
@@ -57,7 +57,6 @@ export async function startStack(overrides: Partial<Record<keyof Env, string>> =
     services: rt.services,
     events: rt.events.bus,
     limiter: rt.limiter,
-    readiness: { ...readinessChecks(rt), ...opts.readiness },
     availability: rt.availability,
     stopGracePeriodMs: 200,
   });
