@@ -107,6 +107,10 @@ export class S3ImageStore implements ImageStore {
       }
     }
     if (!uploadId) {
+      // An earlier attempt of this composition that died before it checkpointed left its upload
+      // open under the same key (the key is the recovery's or verification's own): nobody could
+      // resume it, so it is aborted rather than left to be billed.
+      await this.abortComposition(o.key);
       const created = await this.s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: o.key, ContentType: "application/octet-stream" }));
       uploadId = created.UploadId!;
     }
@@ -149,6 +153,9 @@ export class S3ImageStore implements ImageStore {
 
     const ordered: CompletedPart[] = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
     await this.s3.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: o.key, UploadId: uploadId, MultipartUpload: { Parts: ordered } }));
+    // A killed attempt's CreateMultipartUpload can still be carried out by a busy object store
+    // after this attempt started: whatever is still open under the key now is nobody's.
+    await this.abortComposition(o.key);
     return result;
   }
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListPartsCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
+import { CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, ListPartsCommand, UploadPartCopyCommand } from "@aws-sdk/client-s3";
 import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
 import { backupImage, makeImage, MiB } from "../helpers/backup";
 import { MissingChunkError } from "../../src/storage/image-store";
@@ -72,6 +72,22 @@ describe("server-side composition of a restore point (real versitygw)", () => {
     });
     expect(copiedFrom).toBe(1); // part 1 was already there
     expect(sha(await read(key))).toBe(sha(image));
+  });
+
+  it("aborts the uploads an attempt that died before its checkpoint left under the same key", async () => {
+    const image = makeImage(CHUNK + MiB, CHUNK);
+    const { backup } = await backupImage(stack, user.id, image, { sourceName: "compose-orphans" });
+    const key = `${user.id}/recoveries/orphans-${Date.now()}.raw`;
+    keys.push(key);
+    const bucket = stack.config.s3.buckets.imports;
+    const open = async () => ((await stack.rt.s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))).Uploads ?? []).filter((u) => u.Key === key);
+    // Two attempts killed before they checkpointed: their uploads are open, and nobody knows their ids.
+    await stack.rt.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+    await stack.rt.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+    expect(await open()).toHaveLength(2);
+    await stack.rt.storage.images.compose({ userId: user.id, backupId: backup.id, key });
+    expect(sha(await read(key))).toBe(sha(image));
+    expect(await open()).toEqual([]);
   });
 
   it("gives up a half-done composition and deletes a composed image, both idempotently", async () => {
