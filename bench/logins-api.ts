@@ -1,4 +1,8 @@
+// As src/main.ts: the libuv thread pool sized before anything uses it (through @swc-node/register
+// the pool has already started: bench/logins.ts sets UV_THREADPOOL_SIZE in this process's environment).
+import { threadPool } from "../src/threadpool";
 import "reflect-metadata";
+import fs from "node:fs";
 import { inArray } from "drizzle-orm";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
@@ -19,6 +23,8 @@ export interface LoginApiInfo {
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   /** What this process runs with (unset: libuv's default, 4). */
   uvThreadpoolSize: string | undefined;
+  /** libuv worker threads actually running (Linux), after start-up. */
+  libuvThreads?: number;
   /** The hashing queue's bounds, when the product has one. */
   hashQueue?: unknown;
 }
@@ -29,7 +35,6 @@ async function main(): Promise<void> {
   const rt = await createRuntime(config, logger);
   const app = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, availability: rt.availability, stopGracePeriodMs: 500 });
   const load = new LoadWindow();
-  const auth = config.auth as typeof config.auth & { hashQueue?: unknown };
 
   serve(
     {
@@ -52,8 +57,13 @@ async function main(): Promise<void> {
         });
       },
     },
-    (): LoginApiInfo => ({ pid: process.pid, graphqlUrl: app.graphqlUrl, argon2: config.auth.argon2, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE, hashQueue: auth.hashQueue }),
+    (): LoginApiInfo => ({ pid: process.pid, graphqlUrl: app.graphqlUrl, argon2: config.auth.argon2, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE, libuvThreads: libuvThreads(), hashQueue: config.auth.hashQueue }),
   );
+}
+
+function libuvThreads(): number | undefined {
+  if (threadPool.startedEarly === undefined) return undefined;
+  return fs.readdirSync("/proc/self/task").filter((tid) => fs.existsSync(`/proc/self/task/${tid}/comm`) && fs.readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() === "libuv-worker").length;
 }
 
 main().catch((err: unknown) => {

@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { Child, sleep, type LoadReport } from "./ipc";
 import type { LoginApiInfo } from "./logins-api";
+import { hashConcurrencyOf, threadPoolSizeFor } from "../src/config";
 
 /**
  * The login storm (issue 14, part 3): does argon2 work starve the API's event loop?
@@ -172,11 +173,14 @@ async function run(): Promise<number> {
     if (i < 1) throw new Error(`--api-env expects NAME=VALUE, got ${kv}`);
     apiEnv[kv.slice(0, i)] = kv.slice(i + 1);
   }
+  // What src/threadpool.ts sets at start-up; here the TypeScript compiler has started the pool
+  // before that module runs, so the size must be in the environment.
+  apiEnv.UV_THREADPOOL_SIZE ||= String(threadPoolSizeFor(hashConcurrencyOf(apiEnv)));
 
   const { child: api, info } = await Child.start<LoginApiInfo>("api", "logins-api.ts", { env: apiEnv });
   log(
     `API pid ${info.pid} at ${info.graphqlUrl}; argon2id m=${info.argon2.memoryCost} KiB t=${info.argon2.timeCost} p=${info.argon2.parallelism}; ` +
-      `UV_THREADPOOL_SIZE=${info.uvThreadpoolSize ?? "(unset: 4)"}; hash queue ${info.hashQueue ? JSON.stringify(info.hashQueue) : "(none)"}`,
+      `UV_THREADPOOL_SIZE=${info.uvThreadpoolSize ?? "(unset: 4)"} (${info.libuvThreads ?? "?"} libuv threads running); hash queue ${info.hashQueue ? JSON.stringify(info.hashQueue) : "(none)"}`,
   );
   const url = new URL(info.graphqlUrl);
   const userIds: string[] = [];
@@ -298,7 +302,7 @@ async function run(): Promise<number> {
       const result: PhaseResult = { kind, round, wallMs: performance.now() - t0, api: apiReport, me, logins, loadAvg: load(), clientEldP99Ms: Math.max(0, clientEld.percentile(99) / 1e6 - 1) };
       const l = result.logins;
       log(
-        `${kind.padEnd(5)} ${round}: ${(result.wallMs / 1000).toFixed(1)} s; API event-loop delay p99 ${ms(apiReport.eventLoopDelayP99Ms)} (max ${ms(apiReport.eventLoopDelayMaxMs)}), CPU ${apiReport.cpuPercent.toFixed(0)} %; ` +
+        `${kind.padEnd(5)} ${round}: ${(result.wallMs / 1000).toFixed(1)} s; API event-loop delay p99 ${ms(apiReport.eventLoopDelayP99Ms)} (max ${ms(apiReport.eventLoopDelayMaxMs)}), CPU (all threads) ${apiReport.cpuPercent.toFixed(0)} %; ` +
           `me p50 ${ms(median(me.latencies))} p99 ${ms(pct(me.latencies, 99))} (${me.latencies.length} ok, ${me.failed} failed)` +
           (l
             ? `; logins ${((l.ok + l.badCredentials) / (result.wallMs / 1000)).toFixed(1)}/s answered (${l.ok} ok, ${l.badCredentials} unknown e-mail), ${l.busy} busy, ${l.rateLimited} rate-limited, ${l.errors} errors, latency p50 ${ms(median(l.latencies))} p99 ${ms(pct(l.latencies, 99))}`
@@ -333,7 +337,7 @@ async function run(): Promise<number> {
     const failures = sum((l) => l.errors + l.rateLimited) + [...idle, ...storm].reduce((a, p) => a + p.me.failed, 0);
 
     log("");
-    log("phase   API event-loop delay p99   API CPU   me p50     me p99     logins answered/s   busy   load average");
+    log("phase   API event-loop delay p99   API CPU*  me p50     me p99     logins answered/s   busy   load average");
     for (const [name, ps] of [["idle", idle], ["storm", storm]] as const) {
       const lat = ps.flatMap((p) => p.me.latencies);
       const ans = name === "storm" ? `${(answered / stormSeconds).toFixed(1)}`.padStart(17) : "-".padStart(17);
@@ -341,6 +345,7 @@ async function run(): Promise<number> {
         `${name.padEnd(7)} ${ms(median(ps.map((p) => p.api.eventLoopDelayP99Ms))).padStart(24)}   ${`${median(ps.map((p) => p.api.cpuPercent)).toFixed(0)} %`.padStart(7)}   ${ms(median(lat)).padStart(8)}   ${ms(pct(lat, 99)).padStart(8)}   ${ans}   ${(name === "storm" ? String(sum((l) => l.busy)) : "-").padStart(4)}   ${ps.map((p) => p.loadAvg.split(" ")[0]).join(", ")}`,
       );
     }
+    log("* the API process, all threads (argon2 included; 100 % = one core); medians of the phases");
     log(
       `storm logins: ${sum((l) => l.ok)} ok + ${sum((l) => l.badCredentials)} unknown e-mail (dummy verify) = ${answered} answered in ${stormSeconds.toFixed(0)} s = ${(answered / stormSeconds).toFixed(1)}/s; ` +
         `${sum((l) => l.busy)} refused as busy; ${sum((l) => l.rateLimited)} rate-limited otherwise; ${sum((l) => l.errors)} errors; latency p50 ${ms(median(loginLat))} p99 ${ms(pct(loginLat, 99))}`,
