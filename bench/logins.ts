@@ -74,7 +74,9 @@ const agents = new Map<string, http.Agent>();
 function agentFor(localAddress: string): http.Agent {
   let agent = agents.get(localAddress);
   if (!agent) {
-    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    // Idle sockets are dropped after 2 s, well before the server's keep-alive timeout (5 s): a
+    // request on a socket the server is closing at that moment fails with ECONNRESET.
+    agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 2000 });
     agents.set(localAddress, agent);
   }
   return agent;
