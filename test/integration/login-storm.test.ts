@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eq } from "drizzle-orm";
 import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
 import { GraphQLRequestError } from "../../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
+import { users } from "../../src/db/schema";
+import { PasswordHasher } from "../../src/auth/password";
 
 /**
  * Issue 14, the login storm: argon2 work goes through one bounded queue (ARGON2_CONCURRENCY
@@ -69,6 +72,17 @@ describe("the hashing queue, through GraphQL", () => {
     const { logIn } = await stack.client.request(LogInDocument, { input: { email: user.email, password: PASSWORD } });
     expect(logIn.user.email).toBe(user.email);
     expect(passwords.stats()).toMatchObject({ running: 0, waiting: 0 });
+  });
+
+  it("a hash made with weaker parameters is upgraded at login, through the same queue", async () => {
+    const older = new PasswordHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 }, { concurrency: 1, maxWaiting: 0 });
+    const account = await signUp(stack);
+    await stack.rt.database.db.update(users).set({ passwordHash: await older.hash(PASSWORD) }).where(eq(users.id, account.id));
+    const { logIn } = await stack.client.request(LogInDocument, { input: { email: account.email, password: PASSWORD } });
+    expect(logIn.user.id).toBe(account.id);
+    const [row] = await stack.rt.database.db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, account.id));
+    expect(row!.passwordHash).toMatch(/^\$argon2id\$v=19\$m=65536,t=4,p=1\$/);
+    expect(stack.rt.services.passwords.stats()).toMatchObject({ running: 0, waiting: 0 });
   });
 
   it("an unknown e-mail address's dummy verify runs in the queue like a real one", async () => {
