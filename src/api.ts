@@ -1,3 +1,4 @@
+import "./threadpool";
 import "reflect-metadata";
 import { main } from "./main";
 

@@ -1,4 +1,5 @@
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { repoRoot } from "./shared/paths";
@@ -129,6 +130,63 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === "" ? undefined : v));
 
+
+/** A whole number in [min, max], or undefined when unset or empty. */
+const optionalInt = (min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      const n = Number(v);
+      const problem = !Number.isInteger(n) ? "expected a whole number" : n < min ? `must be at least ${min}` : n > max ? `must be at most ${max}` : undefined;
+      if (problem) {
+        ctx.addIssue({ code: "custom", message: problem });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+/**
+ * argon2 runs on libuv's thread pool, which fs, dns.lookup, zlib and crypto's async calls share.
+ * Each argon2id hash (m=19 MiB, t=2, p=1) keeps one core busy for tens of milliseconds. With as
+ * many hashes at once as there are cores, the event loop (every other request, every WebSocket)
+ * has to fight them for CPU: on 2 cores a login storm put the event-loop delay p99 past 100 ms.
+ * So by default at most availableParallelism() − 1 hashes run at once (1 on 2 cores), leaving a
+ * core to the event loop; ARGON2_CONCURRENCY overrides it (each hash with ARGON2_PARALLELISM > 1
+ * uses that many threads of its own: keep concurrency × parallelism below the cores).
+ */
+export function defaultHashConcurrency(): number {
+  return Math.max(1, os.availableParallelism() - 1);
+}
+
+/** ARGON2_CONCURRENCY from the environment, or its default (before loadConfig validates it). */
+export function hashConcurrencyOf(env: NodeJS.ProcessEnv): number {
+  const n = Number(env.ARGON2_CONCURRENCY);
+  return Number.isInteger(n) && n >= 1 ? n : defaultHashConcurrency();
+}
+
+/**
+ * The libuv thread pool is sized deliberately: the argon2 slots plus libuv's own default of 4 for
+ * everything else (fs, dns.lookup, zlib, crypto). argon2 can hold at most its slots (the hashing
+ * queue bounds it), so file and DNS work never waits behind password hashing, and the pool never
+ * runs more CPU-heavy work than the queue allows.
+ */
+export function threadPoolSizeFor(hashConcurrency: number): number {
+  return hashConcurrency + 4;
+}
+
+/**
+ * OWASP's argon2id minimums (Password Storage Cheat Sheet): equivalent (memory KiB, iterations)
+ * pairs, all with parallelism 1. A configuration must reach at least one of them.
+ */
+export const OWASP_ARGON2ID_MINIMUMS: readonly { memoryKiB: number; timeCost: number }[] = [
+  { memoryKiB: 47_104, timeCost: 1 },
+  { memoryKiB: 19_456, timeCost: 2 },
+  { memoryKiB: 12_288, timeCost: 3 },
+  { memoryKiB: 9_216, timeCost: 4 },
+  { memoryKiB: 7_168, timeCost: 5 },
+];
 
 const envSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -274,6 +332,12 @@ const envSchema = z.object({
   ARGON2_MEMORY_KIB: int(19_456, 8_192, 4_194_304),
   ARGON2_TIME_COST: int(2, 1, 20),
   ARGON2_PARALLELISM: int(1, 1, 16),
+  /** argon2 operations running at once (see hashConcurrencyOf). */
+  ARGON2_CONCURRENCY: int(defaultHashConcurrency(), 1, 256),
+  /** argon2 operations waiting for a slot before the next is refused BUSY (default 32 per ARGON2_CONCURRENCY). */
+  ARGON2_MAX_WAITING: optionalInt(0, 100_000),
+  /** libuv's own variable, read once when its thread pool starts (set by src/threadpool.ts when unset); checked here. */
+  UV_THREADPOOL_SIZE: optionalInt(1, 1024),
   LOGIN_MAX_ATTEMPTS_PER_ACCOUNT: int(10, 1, 10_000),
   LOGIN_MAX_ATTEMPTS_PER_ADDRESS: int(50, 1, 100_000),
   LOGIN_RATE_WINDOW: duration("15m"),
@@ -392,6 +456,8 @@ export interface Config {
   auth: {
     tokenTtlMs: number;
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
+    /** The hashing queue: argon2 operations running at once, and waiting before BUSY. */
+    hashQueue: { concurrency: number; maxWaiting: number };
     loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
     signUpRateLimit: { perAddress: number; windowMs: number };
   };
@@ -452,6 +518,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   // operator explicitly placed on this host's loopback (the local versitygw `npm start` runs).
   if (e.NODE_ENV === "production" && e.S3_SECRET_ACCESS_KEY === "reclo-dev-secret-key-0123456789" && !(source.S3_ENDPOINT && isLoopbackUrl(e.S3_ENDPOINT)))
     problems.push("S3_SECRET_ACCESS_KEY: the development default must not be used in production (only with an explicit loopback S3_ENDPOINT)");
+  if (!OWASP_ARGON2ID_MINIMUMS.some((m) => e.ARGON2_MEMORY_KIB >= m.memoryKiB && e.ARGON2_TIME_COST >= m.timeCost))
+    problems.push(
+      `ARGON2_MEMORY_KIB and ARGON2_TIME_COST: ${e.ARGON2_MEMORY_KIB} KiB × ${e.ARGON2_TIME_COST} is below OWASP's argon2id minimums (one of ${OWASP_ARGON2ID_MINIMUMS.map((m) => `${m.memoryKiB} KiB × ${m.timeCost}`).join(", ")})`,
+    );
+  if (e.UV_THREADPOOL_SIZE !== undefined && e.UV_THREADPOOL_SIZE <= e.ARGON2_CONCURRENCY)
+    problems.push(`UV_THREADPOOL_SIZE: ${e.UV_THREADPOOL_SIZE} leaves no thread for file and DNS work beside ${e.ARGON2_CONCURRENCY} argon2 slots (ARGON2_CONCURRENCY); unset it (default ${threadPoolSizeFor(e.ARGON2_CONCURRENCY)}) or raise it`);
   if (e.QEMU_RUNAS === "root") problems.push("QEMU_RUNAS: QEMU must not run as root; name an unprivileged user (default reclo-qemu)");
   if (problems.length) throw new ConfigError(problems);
 
@@ -532,6 +604,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     auth: {
       tokenTtlMs: e.TOKEN_TTL,
       argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+      hashQueue: { concurrency: e.ARGON2_CONCURRENCY, maxWaiting: e.ARGON2_MAX_WAITING ?? 32 * e.ARGON2_CONCURRENCY },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
       signUpRateLimit: { perAddress: e.SIGNUP_MAX_PER_ADDRESS, windowMs: e.SIGNUP_RATE_WINDOW },
     },

@@ -1,3 +1,5 @@
+// First: sizes the libuv thread pool before anything queues work on it.
+import { threadPool } from "./threadpool";
 import "reflect-metadata";
 import type { Config } from "./config";
 import { configOrExit, createLogger, fatal, onShutdown } from "./process";
@@ -11,6 +13,8 @@ import { ensureSchedules, productSchedules } from "./temporal/schedules";
 export async function main(opts: { worker: boolean; api: boolean }): Promise<void> {
   const config = configOrExit();
   const logger = createLogger(config.logLevel);
+  if (threadPool.startedEarly)
+    logger.warn({ threads: threadPool.startedEarly, wanted: threadPool.size }, "the libuv thread pool started before it was sized: set UV_THREADPOOL_SIZE in the environment");
   const rt = await createRuntime(config, logger).catch((err: unknown) => fatal(logger, err));
   if (opts.api !== opts.worker && !config.redisUrl)
     logger.warn("API and worker run in separate processes without REDIS_URL: live progress and log-outs will not cross processes; set REDIS_URL");

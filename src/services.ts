@@ -24,6 +24,8 @@ import { QuotaService } from "./quotas/quota.service";
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
   auth: AuthService;
+  /** argon2id through the one bounded hashing queue (AuthService's); `stats()` shows its load. */
+  passwords: PasswordHasher;
   sessions: SessionService;
   backups: BackupService;
   backupLifecycle: BackupLifecycleService;
@@ -60,6 +62,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const backups = new BackupService(db, events, limits, quotas, now);
   const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, now);
   const recoveryProgress = new RecoveryProgress(db, events, { now });
+  const passwords = new PasswordHasher(config.auth.argon2, config.auth.hashQueue);
   const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, workflows, now });
   const drills = new DrillService({ db, backups, verifications, limits, config, workflows, logger, now });
   if (workflows) {
@@ -80,7 +83,8 @@ export function createServices({ config, db, events, limiter, storage, workflows
     backupLifecycle,
     recoveryProgress,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
-    auth: new AuthService({ db, events, limiter, hasher: new PasswordHasher(config.auth.argon2), config: config.auth, now }),
+    auth: new AuthService({ db, events, limiter, hasher: passwords, config: config.auth, now }),
+    passwords,
     sessions: new SessionService(db, limits),
     backups,
     uploads: new UploadService(db, limits),

@@ -16,14 +16,17 @@ const toSession = (row: SessionRow, ctx: Context): Session => ({ ...row, current
 export class AuthResolver {
   @Mutation(() => SignUpPayload, {
     description:
-      "Create an account, then log in with logIn. The answer does not reveal whether the e-mail address was already registered; a taken username is CONFLICT. Rate limited per address.",
+      "Create an account, then log in with logIn. The answer does not reveal whether the e-mail address was already registered; a taken username is CONFLICT. Rate limited per address; RATE_LIMITED with reason BUSY (and retryAfterSeconds) when the server's password hashing is at capacity (nothing is counted).",
   })
   async signUp(@Arg("input", () => SignUpInput) input: SignUpInput, @Ctx() ctx: Context): Promise<SignUpPayload> {
     const outcome = await ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent });
     return { accepted: outcome.accepted, message: SIGN_UP_MESSAGE };
   }
 
-  @Mutation(() => AuthPayload, { description: "Log in; unknown e-mail and wrong password give the same error. Rate limited per account and per address." })
+  @Mutation(() => AuthPayload, {
+    description:
+      "Log in; unknown e-mail and wrong password give the same error. Rate limited per account and per address; RATE_LIMITED with reason BUSY (and retryAfterSeconds) when the server's password hashing is at capacity (nothing is counted: try again after that many seconds).",
+  })
   async logIn(@Arg("input", () => LogInInput) input: LogInInput, @Ctx() ctx: Context): Promise<AuthPayload> {
     return ctx.services.auth.logIn(input, { ip: ctx.ip, userAgent: ctx.userAgent });
   }

@@ -2,11 +2,11 @@ import { and, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
 import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
-import { AppError, badInput, conflict, ErrorCode, notFound, rateLimited } from "../shared/errors";
+import { AppError, badInput, conflict, ErrorCode, isBusy, notFound, rateLimited } from "../shared/errors";
 import { newId, isId } from "../shared/ids";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
-import { checkPasswordPolicy, PASSWORD_MAX_LENGTH, type PasswordHasher } from "./password";
+import { checkPasswordPolicy, PASSWORD_MAX_LENGTH, type HashPlace, type PasswordHasher } from "./password";
 import { addressKey } from "./client-address";
 import type { RateLimiter } from "./rate-limiter";
 import { hashToken, isWellFormedToken, newToken } from "./token";
@@ -102,9 +102,20 @@ export class AuthService {
    * registered address the same checks and the same argon2 work run and the same `{ accepted }`
    * comes back (no token: the caller logs in, and a later issue adds e-mail verification). A taken
    * username is CONFLICT: usernames are public handles, and that answer depends on the username only.
-   * Rate-limited per client address (IPv6 per /64) before any other work.
+   * Rate-limited per client address (IPv6 per /64) before any other work, after a place in the
+   * hashing queue is taken: when it is full the answer is BUSY (RATE_LIMITED, reason BUSY) and
+   * nothing is counted.
    */
   async signUp(input: { username: string; email: string; password: string }, meta: ClientMeta): Promise<SignUpOutcome> {
+    const place = this.deps.hasher.reserve();
+    try {
+      return await this.signUpWith(place, input, meta);
+    } finally {
+      place.release();
+    }
+  }
+
+  private async signUpWith(place: HashPlace, input: { username: string; email: string; password: string }, meta: ClientMeta): Promise<SignUpOutcome> {
     const { perAddress, windowMs } = this.deps.config.signUpRateLimit;
     const byAddress = await this.deps.limiter.hit(`signup:address:${addressKey(meta.ip)}`, perAddress, windowMs);
     if (!byAddress.allowed) throw rateLimited(byAddress.retryAfterSeconds);
@@ -118,7 +129,7 @@ export class AuthService {
     const [taken] = await this.deps.db.select({ id: users.id }).from(users).where(eq(users.username, username)).limit(1);
     if (taken) throw usernameTaken();
 
-    const passwordHash = await this.deps.hasher.hash(input.password);
+    const passwordHash = await place.hash(input.password);
     const now = this.now();
     const user: UserRow = { id: newId(), username, email, passwordHash, createdAt: now, updatedAt: now };
     try {
@@ -132,7 +143,21 @@ export class AuthService {
     return { accepted: true };
   }
 
+  /**
+   * A place in the hashing queue first: when it is full the answer is BUSY at once, and neither the
+   * address's nor the account's attempts are counted (a storm must not lock people out). The
+   * unknown-e-mail path verifies against the dummy hash through the same queue.
+   */
   async logIn(input: { email: string; password: string }, meta: ClientMeta): Promise<AuthResult> {
+    const place = this.deps.hasher.reserve();
+    try {
+      return await this.logInWith(place, input, meta);
+    } finally {
+      place.release();
+    }
+  }
+
+  private async logInWith(place: HashPlace, input: { email: string; password: string }, meta: ClientMeta): Promise<AuthResult> {
     const { perAccount, perAddress, windowMs } = this.deps.config.loginRateLimit;
     const byAddress = await this.deps.limiter.hit(`login:address:${addressKey(meta.ip)}`, perAddress, windowMs);
     if (!byAddress.allowed) throw rateLimited(byAddress.retryAfterSeconds);
@@ -145,13 +170,18 @@ export class AuthService {
 
     const [user] = await this.deps.db.select().from(users).where(eq(users.email, email)).limit(1);
     // Verify even when the e-mail is unknown, so response time does not reveal which accounts exist.
-    const ok = await this.deps.hasher.verify(user?.passwordHash, input.password);
+    const ok = await place.verify(user?.passwordHash, input.password);
     if (!user || !ok) throw new AppError(ErrorCode.UNAUTHENTICATED, "Wrong e-mail address or password", { reason: "BAD_CREDENTIALS" });
 
     await this.deps.limiter.reset(accountKey);
     if (this.deps.hasher.needsRehash(user.passwordHash)) {
-      const passwordHash = await this.deps.hasher.hash(input.password);
-      await this.deps.db.update(users).set({ passwordHash, updatedAt: this.now() }).where(eq(users.id, user.id));
+      // A second argon2 run, queued like any other; when the queue is full the upgrade waits for
+      // the next login (the login itself has succeeded).
+      const passwordHash = await this.deps.hasher.hash(input.password).catch((err: unknown) => {
+        if (isBusy(err)) return undefined;
+        throw err;
+      });
+      if (passwordHash) await this.deps.db.update(users).set({ passwordHash, updatedAt: this.now() }).where(eq(users.id, user.id));
     }
     return this.openSession(user, meta);
   }

@@ -15,6 +15,7 @@ import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { verdictWords } from "../client/verdict-words";
+import { cliMessage } from "../client/errors";
 
 export { CliError, UsageError, describeError } from "./errors";
 export type { CliIo } from "./command";
@@ -190,6 +191,8 @@ async function login({ io, values, dir, settings }: CommandContext): Promise<num
   try {
     result = (await anonymousClient(settings).request(LogInDocument, { input: { email, password } })).logIn;
   } catch (err) {
+    if (err instanceof GraphQLRequestError && err.code === "RATE_LIMITED" && err.extensions?.reason === "BUSY")
+      throw new CliError(`Login failed: ${cliMessage({ code: err.code, message: err.message, status: err.status, extensions: err.extensions }, settings)}`, err.code);
     if (err instanceof GraphQLRequestError && (err.code === "UNAUTHENTICATED" || err.code === "BAD_USER_INPUT" || err.code === "RATE_LIMITED"))
       throw new CliError(`Login failed: ${err.message}`, err.code);
     throw err;

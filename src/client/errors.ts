@@ -39,6 +39,15 @@ export function unavailableWhat(extensions?: Readonly<Record<string, unknown>>):
   return words ? `the server's ${words}` : "a service the server depends on";
 }
 
+/** Seconds to wait from a RATE_LIMITED (or UNAVAILABLE) answer's extensions, if it says. */
+function retryAfterOf(extensions?: Readonly<Record<string, unknown>>): number | undefined {
+  const retry = Number(extensions?.retryAfterSeconds ?? extensions?.retryAfter);
+  return Number.isFinite(retry) && retry > 0 ? Math.ceil(retry) : undefined;
+}
+
+/** RATE_LIMITED with `extensions.reason` BUSY: the server's password hashing is at capacity (nothing was counted). */
+const isBusyAnswer = (failure: ApiFailure) => failure.code === "RATE_LIMITED" && failure.extensions?.reason === "BUSY";
+
 const retriedFor = (ms?: number) => (ms === undefined ? "" : ` (retried for ${Math.max(1, Math.round(ms / 1000))} s)`);
 const RESUME = "run the same command again once it is back: it resumes where it stopped";
 
@@ -49,6 +58,10 @@ export function cliMessage(failure: ApiFailure & { status: number; retriedForMs?
     return `${what.charAt(0).toUpperCase()}${what.slice(1)} is unavailable right now${retriedFor(failure.retriedForMs)}; ${RESUME}`;
   }
   if (failure.code === "UNAUTHENTICATED") return settings.tokenSource === "RECLO_TOKEN" ? "Not logged in: RECLO_TOKEN is not a valid session (expired or revoked)" : CLI_NOT_LOGGED_IN;
+  if (isBusyAnswer(failure)) {
+    const retry = retryAfterOf(failure.extensions);
+    return `The server is busy (too many logins at once), retry in ${retry ?? "a few"} s`;
+  }
   if (failure.code === "RATE_LIMITED") return `Rate limited: ${failure.message}`;
   if (failure.code === undefined && failure.status >= 300) return `The server at ${settings.url} answered ${failure.message}`;
   return `${failure.message}${failure.code ? ` (${failure.code})` : ""}`;
@@ -82,6 +95,10 @@ export const CONSOLE_MESSAGES = {
 export function consoleMessage(failure: ApiFailure): string {
   switch (failure.code) {
     case "RATE_LIMITED": {
+      if (isBusyAnswer(failure)) {
+        const busyFor = retryAfterOf(failure.extensions);
+        return `ReClo is busy right now (many people are logging in). Please try again ${busyFor ? `in ${busyFor} second${busyFor === 1 ? "" : "s"}` : "in a moment"}.`;
+      }
       const retry = Number(failure.extensions?.retryAfterSeconds ?? failure.extensions?.retryAfter);
       return Number.isFinite(retry) && retry > 0
         ? `Too many attempts. Please wait ${Math.ceil(retry / 60)} minute(s) and try again.`

@@ -44,6 +44,15 @@ export const badInput = (message: string, details: ErrorDetails = {}) => new App
 export const conflict = (message: string, details: ErrorDetails = {}) => new AppError(ErrorCode.CONFLICT, message, details);
 export const rateLimited = (retryAfterSeconds: number) =>
   new AppError(ErrorCode.RATE_LIMITED, `Too many attempts; try again in ${retryAfterSeconds} s`, { retryAfterSeconds });
+/**
+ * The server is at capacity for expensive work (password hashing: logIn, signUp): RATE_LIMITED
+ * with `extensions.reason` BUSY and `retryAfterSeconds`. Nothing was done and nothing was counted
+ * against the caller's own limits; the same call can be made again after that many seconds.
+ */
+export const busy = (retryAfterSeconds: number) =>
+  new AppError(ErrorCode.RATE_LIMITED, `The server is busy (too many logins at once); try again in ${retryAfterSeconds} s`, { reason: "BUSY", retryAfterSeconds });
+
+export const isBusy = (err: unknown): err is AppError => err instanceof AppError && err.code === ErrorCode.RATE_LIMITED && err.details.reason === "BUSY";
 
 /** Which fair-use limit a QUOTA_EXCEEDED error is about (`extensions.quota`). */
 export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES";

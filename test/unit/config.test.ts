@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, parseDuration } from "../../src/config";
+import os from "node:os";
+import { ConfigError, hashConcurrencyOf, loadConfig, parseDuration, threadPoolSizeFor } from "../../src/config";
 
 describe("config", () => {
   it("has defaults that serve local development", () => {
@@ -29,6 +30,23 @@ describe("config", () => {
     expect(problems.join("\n")).toMatch(/ARGON2_MEMORY_KIB: must be at least 8192/);
     expect(problems.join("\n")).toMatch(/TEMPORAL_ADDRESS: expected host:port/);
     expect((error as Error).message).toMatch(/^Invalid configuration \(7 problems\):\n  - /);
+  });
+
+  it("bounds the argon2 work: concurrency from the cores, a waiting room, a thread pool with room beside it, and never below OWASP's minimums", () => {
+    const cores = os.availableParallelism();
+    expect(loadConfig({}).auth.hashQueue).toEqual({ concurrency: Math.max(1, cores - 1), maxWaiting: 32 * Math.max(1, cores - 1) });
+    expect(loadConfig({ ARGON2_CONCURRENCY: "3", ARGON2_MAX_WAITING: "0" }).auth.hashQueue).toEqual({ concurrency: 3, maxWaiting: 0 });
+    expect(hashConcurrencyOf({ ARGON2_CONCURRENCY: "3" })).toBe(3);
+    expect(hashConcurrencyOf({ ARGON2_CONCURRENCY: "many" })).toBe(Math.max(1, cores - 1));
+    expect(threadPoolSizeFor(1)).toBe(5);
+    expect(() => loadConfig({ ARGON2_CONCURRENCY: "2", UV_THREADPOOL_SIZE: "2" })).toThrow(/UV_THREADPOOL_SIZE: 2 leaves no thread for file and DNS work beside 2 argon2 slots/);
+    expect(loadConfig({ ARGON2_CONCURRENCY: "2", UV_THREADPOOL_SIZE: "3" }).auth.hashQueue.concurrency).toBe(2);
+    expect(() => loadConfig({ ARGON2_MAX_WAITING: "-1" })).toThrow(/ARGON2_MAX_WAITING: must be at least 0/);
+    // OWASP's equivalent pairs: 19 MiB × 2 passes, 46 MiB × 1, 12 MiB × 3, 9 MiB × 4, 7 MiB × 5.
+    expect(() => loadConfig({ ARGON2_MEMORY_KIB: "19456", ARGON2_TIME_COST: "1" })).toThrow(/19456 KiB × 1 is below OWASP's argon2id minimums/);
+    expect(() => loadConfig({ ARGON2_MEMORY_KIB: "8192", ARGON2_TIME_COST: "4" })).toThrow(/below OWASP/);
+    expect(loadConfig({ ARGON2_MEMORY_KIB: "47104", ARGON2_TIME_COST: "1" }).auth.argon2.memoryCost).toBe(47_104);
+    expect(loadConfig({ ARGON2_MEMORY_KIB: "9216", ARGON2_TIME_COST: "4" }).auth.argon2.timeCost).toBe(4);
   });
 
   it("enables TLS for Temporal Cloud when an API key is set, and checks pairs", () => {

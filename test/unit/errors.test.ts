@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { GraphQLError, locatedError } from "graphql";
-import { AppError, ErrorCode, badInput, connectionFailure, notFound, rateLimited, unavailable } from "../../src/shared/errors";
+import { AppError, ErrorCode, badInput, busy, connectionFailure, notFound, rateLimited, unavailable } from "../../src/shared/errors";
 import { appErrorOf, errorCodeOf, formatError, httpStatusOf, toGraphQLError, withHttpStatus, wsErrors } from "../../src/graphql/errors";
 import { CONSOLE_MESSAGES, cliMessage, consoleMessage } from "../../src/client/errors";
 
@@ -48,6 +48,9 @@ describe("AppError and its one mapping to GraphQL errors", () => {
     expect(gql).toBeInstanceOf(GraphQLError);
     expect(gql.extensions).toEqual({ code: "RATE_LIMITED", retryAfterSeconds: 30, http: { status: 429, headers: new Map([["retry-after", "30"]]) } });
     expect(appErrorOf(gql)).toBe(limited);
+    // BUSY is RATE_LIMITED with a reason, so every client that handles RATE_LIMITED handles it.
+    const full = busy(2);
+    expect(formatError({ message: full.message }, toGraphQLError(full), false)).toEqual({ message: full.message, extensions: { code: "RATE_LIMITED", reason: "BUSY", retryAfterSeconds: 2 } });
     // A dependency down: 503 with Retry-After, the dependency and retryAfter beside the code; its cause stays out of the answer.
     const down = unavailable("DATABASE", 2, Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3306"), { code: "ECONNREFUSED" }));
     expect(withHttpStatus(down).extensions).toEqual({ code: "UNAVAILABLE", dependency: "DATABASE", retryAfter: 2, http: { status: 503, headers: new Map([["retry-after", "2"]]) } });
@@ -81,6 +84,7 @@ describe("the words the CLI and the console show for a code (src/client/errors.t
     expect(cliMessage({ code: "UNAUTHENTICATED", message: "Token expired: log in again", status: 401 }, settings)).toBe("Not logged in: run `reclo login`");
     expect(cliMessage({ code: "UNAUTHENTICATED", message: "x", status: 401 }, { ...settings, tokenSource: "RECLO_TOKEN" })).toMatch(/^Not logged in: RECLO_TOKEN /);
     expect(cliMessage({ code: "RATE_LIMITED", message: "Too many attempts; try again in 30 s", status: 429 }, settings)).toBe("Rate limited: Too many attempts; try again in 30 s");
+    expect(cliMessage({ code: "RATE_LIMITED", message: "x", status: 200, extensions: { reason: "BUSY", retryAfterSeconds: 2 } }, settings)).toBe("The server is busy (too many logins at once), retry in 2 s");
     expect(cliMessage({ message: "HTTP 502: bad gateway", status: 502 }, settings)).toBe(`The server at ${settings.url} answered HTTP 502: bad gateway`);
     expect(cliMessage({ code: "NOT_FOUND", message: "Backup b1 not found", status: 200 }, settings)).toBe("Backup b1 not found (NOT_FOUND)");
     expect(cliMessage({ code: "UNAVAILABLE", message: "x", status: 503, extensions: { dependency: "OBJECT_STORE", retryAfter: 2 }, retriedForMs: 61_000 }, settings)).toBe(
@@ -92,6 +96,11 @@ describe("the words the CLI and the console show for a code (src/client/errors.t
   it("console", () => {
     expect(consoleMessage({ code: "RATE_LIMITED", message: "x", extensions: { retryAfterSeconds: 90 } })).toBe("Too many attempts. Please wait 2 minute(s) and try again.");
     expect(consoleMessage({ code: "RATE_LIMITED", message: "x" })).toBe("Too many attempts. Please wait a few minutes and try again.");
+    // BUSY (the server's password hashing is at capacity): seconds, not minutes, and no "too many attempts".
+    expect(consoleMessage({ code: "RATE_LIMITED", message: "x", extensions: { reason: "BUSY", retryAfterSeconds: 3 } })).toBe(
+      "ReClo is busy right now (many people are logging in). Please try again in 3 seconds.",
+    );
+    expect(consoleMessage({ code: "RATE_LIMITED", message: "x", extensions: { reason: "BUSY" } })).toBe("ReClo is busy right now (many people are logging in). Please try again in a moment.");
     expect(consoleMessage({ code: "INTERNAL", message: "Internal server error" })).toBe("ReClo had a problem on its side. Please try again in a moment.");
     expect(consoleMessage({ code: "NOT_FOUND", message: "Backup b1 not found" })).toBe("Backup b1 not found");
     expect(consoleMessage({ code: "UNAVAILABLE", message: "x", extensions: { dependency: "DATABASE", retryAfter: 2 } })).toBe("ReClo can't reach its database right now. Please try again in 2 seconds.");
