@@ -1,4 +1,6 @@
 import "reflect-metadata";
+import fs from "node:fs";
+import { Session } from "node:inspector";
 import { inArray } from "drizzle-orm";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
@@ -35,6 +37,9 @@ async function main(): Promise<void> {
   const rt = await createRuntime(config, logger);
   const app = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, availability: rt.availability, stopGracePeriodMs: 500 });
   const db = rt.database.db;
+  const profiler = new Session();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => profiler.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))));
 
   serve(
     {
@@ -100,6 +105,20 @@ async function main(): Promise<void> {
         if (!args.userIds.length) return;
         await db.delete(recoveries).where(inArray(recoveries.userId, args.userIds));
         await db.delete(users).where(inArray(users.id, args.userIds)); // backups, sessions, events cascade
+      },
+
+      /** CPU profile of this process (a .cpuprofile) between profileStart and profileStop: the load only, not the start-up. */
+      async profileStart() {
+        profiler.connect();
+        await post("Profiler.enable");
+        await post("Profiler.start");
+      },
+
+      async profileStop(args: { file: string }) {
+        const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+        fs.writeFileSync(args.file, JSON.stringify(profile));
+        profiler.disconnect();
+        return args.file;
       },
 
       stop() {

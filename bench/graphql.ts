@@ -38,6 +38,7 @@ const HELP = `Usage: node -r @swc-node/register bench/graphql.ts [options]
                       (default redis://127.0.0.1:6379; "" for none: in-process events)
   --database-url URL  (default mysql://root@127.0.0.1:3306/reclo_bench; created and migrated if missing)
   --api-node-args="…" extra node flags for the API process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  --profile FILE      write a CPU profile (.cpuprofile) of the API process over the measured rounds
   --json FILE         also write the results as JSON
 `;
 
@@ -55,6 +56,7 @@ const { values: opts } = parseArgs({
     "database-url": { type: "string", default: "mysql://root@127.0.0.1:3306/reclo_bench" },
     "api-node-args": { type: "string", default: "" },
     json: { type: "string" },
+    profile: { type: "string" },
     help: { type: "boolean", default: false },
   },
   strict: true,
@@ -235,6 +237,7 @@ async function main(): Promise<number> {
     const results: Record<string, WrkResult[]> = {};
     const logBytesBefore = fs.fstatSync(apiLogFd).size;
     let apiRequests = 0;
+    if (opts.profile) await api.call("profileStart");
     for (let round = 1; round <= ROUNDS; round++) {
       for (const row of rowNames) {
         const order = round % 2 === 1 ? sides : [...sides].reverse();
@@ -250,6 +253,7 @@ async function main(): Promise<number> {
       }
     }
     const logBytes = fs.fstatSync(apiLogFd).size - logBytesBefore;
+    if (opts.profile) log(`API CPU profile of the rounds: ${await api.call<string>("profileStop", { file: path.resolve(opts.profile) })}`);
 
     // The same answers after the load as before it (nothing degraded into errors under load).
     for (const row of rowNames) {

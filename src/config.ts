@@ -271,6 +271,8 @@ const envSchema = z.object({
   REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
 
   TOKEN_TTL: duration("60d"),
+  /** How long an API process may answer a token from memory (revocations still apply at once through the event bus); 0s = look it up on every request. */
+  SESSION_CACHE_TTL: duration("10s"),
   ARGON2_MEMORY_KIB: int(19_456, 8_192, 4_194_304),
   ARGON2_TIME_COST: int(2, 1, 20),
   ARGON2_PARALLELISM: int(1, 1, 16),
@@ -391,6 +393,8 @@ export interface Config {
   redisUrl?: string;
   auth: {
     tokenTtlMs: number;
+    /** SESSION_CACHE_TTL: 0 or absent = no session cache. */
+    sessionCacheTtlMs?: number;
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
     signUpRateLimit: { perAddress: number; windowMs: number };
@@ -531,6 +535,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     auth: {
       tokenTtlMs: e.TOKEN_TTL,
+      sessionCacheTtlMs: e.SESSION_CACHE_TTL,
       argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
       signUpRateLimit: { perAddress: e.SIGNUP_MAX_PER_ADDRESS, windowMs: e.SIGNUP_RATE_WINDOW },
