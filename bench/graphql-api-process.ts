@@ -9,7 +9,7 @@ import { startApp } from "../src/server/app";
 import { backups, recoveries, recoveryEvents, sessions, users } from "../src/db/schema";
 import { hashToken, newToken } from "../src/auth/token";
 import { newId } from "../src/shared/ids";
-import { serve } from "./ipc";
+import { LoadWindow, serve } from "./ipc";
 
 /**
  * The API under test of bench/graphql.ts: the real API (createRuntime + startApp, exactly as
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
   const rt = await createRuntime(config, logger);
   const app = await startApp({ config, logger, services: rt.services, events: rt.events.bus, limiter: rt.limiter, availability: rt.availability, stopGracePeriodMs: 500 });
   const db = rt.database.db;
+  const load = new LoadWindow();
   const profiler = new Session();
   const post = (method: string, params?: object) =>
     new Promise<unknown>((resolve, reject) => profiler.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))));
@@ -119,6 +120,14 @@ async function main(): Promise<void> {
         fs.writeFileSync(args.file, JSON.stringify(profile));
         profiler.disconnect();
         return args.file;
+      },
+
+      windowStart() {
+        load.start();
+      },
+
+      windowEnd() {
+        return load.end();
       },
 
       stop() {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import mysql from "mysql2/promise";
-import { serve } from "./ipc";
+import { LoadWindow, serve } from "./ipc";
 
 /**
  * The baseline of bench/graphql.ts: what the three benchmarked operations cost without GraphQL,
@@ -121,10 +121,19 @@ const server = http.createServer((req, res) => {
   });
 });
 
+const load = new LoadWindow();
 server.listen(0, "127.0.0.1", () => {
   const { port } = server.address() as AddressInfo;
   serve(
     {
+      windowStart() {
+        load.start();
+      },
+
+      windowEnd() {
+        return load.end();
+      },
+
       stop() {
         setTimeout(() => process.exit(0), 2000).unref();
         setImmediate(() => void Promise.allSettled([new Promise((r) => server.close(r)), pool.end()]).finally(() => process.exit(0)));

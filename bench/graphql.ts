@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual, parseArgs } from "node:util";
-import { Child, sleep } from "./ipc";
+import { Child, sleep, type LoadReport } from "./ipc";
 import type { GraphqlApiInfo, Seeded } from "./graphql-api-process";
 import type { BaselineInfo } from "./graphql-baseline";
 
@@ -133,6 +133,8 @@ interface WrkResult {
   /** Non-2xx answers and socket errors: must be 0. */
   failures: number;
   load1: number;
+  /** CPU time of the server process per answered request (user + system), microseconds. */
+  cpuUsPerRequest: number;
 }
 
 /** wrk's latency lines are like "50%  12.34ms" (us / ms / s). */
@@ -161,7 +163,7 @@ async function runWrk(wrk: string, url: string, luaFile: string, seconds: number
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const sockErrors = sock ? sock.slice(1).reduce((n, v) => n + Number(v), 0) : 0;
-  return { rps: Number(rps[1]), p50: lat("50"), p99: lat("99"), requests: Number(total[1]), failures: non2xx + sockErrors, load1: os.loadavg()[0]! };
+  return { rps: Number(rps[1]), p50: lat("50"), p99: lat("99"), requests: Number(total[1]), failures: non2xx + sockErrors, load1: os.loadavg()[0]!, cpuUsPerRequest: NaN };
 }
 
 function luaScript(dir: string, name: string, body: string, token: string): string {
@@ -242,11 +244,15 @@ async function main(): Promise<number> {
       for (const row of rowNames) {
         const order = round % 2 === 1 ? sides : [...sides].reverse();
         for (const side of order) {
+          const server = side === "api" ? api : raw;
+          await server.call("windowStart");
           const res = await runWrk(wrk, targets[side], scripts[row], DURATION);
+          const w = await server.call<LoadReport>("windowEnd");
+          res.cpuUsPerRequest = ((w.cpuPercent / 100) * w.wallMs * 1000) / res.requests;
           if (side === "api") apiRequests += res.requests;
           (results[`${row}/${side}`] ??= []).push(res);
           log(
-            `round ${round} ${row.padEnd(8)} ${side}: ${res.rps.toFixed(0).padStart(6)} req/s  p50 ${res.p50.toFixed(1).padStart(6)} ms  p99 ${res.p99.toFixed(1).padStart(6)} ms` +
+            `round ${round} ${row.padEnd(8)} ${side}: ${res.rps.toFixed(0).padStart(6)} req/s  p50 ${res.p50.toFixed(1).padStart(6)} ms  p99 ${res.p99.toFixed(1).padStart(6)} ms  CPU ${res.cpuUsPerRequest.toFixed(0).padStart(5)} µs/req` +
               `${res.failures ? `  FAILURES ${res.failures}` : ""}  load ${res.load1.toFixed(2)}`,
           );
         }
@@ -265,19 +271,21 @@ async function main(): Promise<number> {
     }
 
     log(`\nmedians of ${ROUNDS} round(s), ${DURATION} s each, wrk -t${THREADS} -c${CONNECTIONS}; load average ${loadavg()} at the end`);
-    log(`row        api req/s  api p50  api p99   raw req/s  raw p50  raw p99   ratio  load(1m)`);
+    log(`row        api req/s  api p50  api p99  api CPU µs/req   raw req/s  raw p50  raw p99  raw CPU µs/req   ratio  CPU ratio  load(1m)`);
     let pass = true;
     const summary: Record<string, unknown> = {};
     for (const row of rowNames) {
       const m = (side: string, k: keyof WrkResult) => (results[`${row}/${side}`] ? median(results[`${row}/${side}`]!.map((x) => x[k])) : NaN);
       const ratio = m("api", "rps") / m("raw", "rps");
+      const cpuRatio = m("raw", "cpuUsPerRequest") / m("api", "cpuUsPerRequest");
       const load = median(sides.flatMap((s) => results[`${row}/${s}`]!.map((x) => x.load1)));
       const failures = sides.reduce((n, s) => n + results[`${row}/${s}`]!.reduce((k, x) => k + x.failures, 0), 0);
-      summary[row] = { api: results[`${row}/api`], raw: results[`${row}/raw`], ratio };
+      summary[row] = { api: results[`${row}/api`], raw: results[`${row}/raw`], ratio, cpuRatio };
       const f = (v: number, w: number, d = 0) => (Number.isFinite(v) ? v.toFixed(d) : "-").padStart(w);
-      log(`${row.padEnd(9)} ${f(m("api", "rps"), 10)} ${f(m("api", "p50"), 8, 1)} ${f(m("api", "p99"), 8, 1)}  ${f(m("raw", "rps"), 10)} ${f(m("raw", "p50"), 8, 1)} ${f(m("raw", "p99"), 8, 1)}  ${f(ratio, 6, 2)}  ${f(load, 8, 2)}${failures ? `  (${failures} failed requests)` : ""}`);
+      log(`${row.padEnd(9)} ${f(m("api", "rps"), 10)} ${f(m("api", "p50"), 8, 1)} ${f(m("api", "p99"), 8, 1)} ${f(m("api", "cpuUsPerRequest"), 15)}  ${f(m("raw", "rps"), 10)} ${f(m("raw", "p50"), 8, 1)} ${f(m("raw", "p99"), 8, 1)} ${f(m("raw", "cpuUsPerRequest"), 15)}  ${f(ratio, 6, 2)} ${f(cpuRatio, 10, 2)}  ${f(load, 8, 2)}${failures ? `  (${failures} failed requests)` : ""}`);
       if (failures) pass = false;
     }
+    log(`(ratio = api req/s ÷ raw req/s; CPU ratio = raw CPU per request ÷ api CPU per request: the same comparison, less sensitive to other load on the machine)`);
     if (!only) {
       for (const row of rowNames) {
         const ratio = summary[row] as { ratio: number };
