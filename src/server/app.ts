@@ -5,7 +5,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContextDidResolveOperation } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
-import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
@@ -304,6 +304,11 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
             throw err;
           }
         },
+        // Answers are per user and change with every backup: never cached. (Apollo's cache-control
+        // plugin said the same, having computed a policy for every resolved field; it is disabled.)
+        async willSendResponse(rc) {
+          rc.response.http.headers.set("cache-control", "no-store");
+        },
         async didEncounterErrors(rc) {
           for (const err of rc.errors) {
             const code = errorCodeOf(err);
@@ -344,6 +349,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.stopGracePeriodMs ?? 10_000 }),
       ApolloServerPluginLandingPageDisabled(),
+      // No cache hints in this schema: without the plugin Apollo wraps no resolver (it ran a hook per field).
+      ApolloServerPluginCacheControlDisabled(),
       limitsPlugin,
       {
         async serverWillStart() {
