@@ -288,6 +288,8 @@ const envSchema = z.object({
   MAX_PAGE_SIZE: int(100, 1, 1000),
   DEFAULT_PAGE_SIZE: int(20, 1, 1000),
   MAX_BODY_BYTES: int(1_048_576, 1024, 100 * 1_048_576),
+  /** A GraphQL request at least this slow is logged at info; faster successful ones only at debug (and counted in a summary line once a minute). */
+  ACCESS_LOG_SLOW: duration("1s"),
   /** Lexical tokens in one GraphQL document; counted before it is parsed. */
   MAX_QUERY_TOKENS: int(3000, 100, 1_000_000),
   /** Aliased fields in one operation (fragments counted once per spread). */
@@ -333,6 +335,8 @@ export interface Config {
     trustProxy: TrustProxy;
     maxBodyBytes: number;
     readyzToken?: string;
+    /** ACCESS_LOG_SLOW in ms (absent: 1000). */
+    accessLogSlowMs?: number;
   };
   dataDir: string;
   database: { url: string; poolSize: number; migrateOnStart: boolean };
@@ -464,7 +468,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     env: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
     readiness: { intervalMs: e.READINESS_INTERVAL, timeoutMs: e.READINESS_TIMEOUT },
-    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES, readyzToken: e.READYZ_TOKEN },
+    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES, readyzToken: e.READYZ_TOKEN, accessLogSlowMs: e.ACCESS_LOG_SLOW },
     dataDir: path.resolve(e.RECLO_DATA_DIR),
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, migrateOnStart: e.MIGRATE_ON_START },
     temporal: {
