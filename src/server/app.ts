@@ -95,14 +95,15 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   // since writing a line for each cost a busy API more CPU than running its query.
   const slowMs = config.http.accessLogSlowMs ?? 1000;
   const routine = { count: 0, totalMs: 0, maxMs: 0, since: Date.now() };
-  const routineSummary = setInterval(() => {
+  const summarizeRoutine = () => {
     if (!routine.count) return;
     logger.info(
       { requests: routine.count, meanMs: Math.round((routine.totalMs / routine.count) * 10) / 10, maxMs: routine.maxMs, seconds: Math.round((Date.now() - routine.since) / 1000) },
       "graphql requests",
     );
     Object.assign(routine, { count: 0, totalMs: 0, maxMs: 0, since: Date.now() });
-  }, 60_000).unref();
+  };
+  const routineSummary = setInterval(summarizeRoutine, 60_000).unref();
   app.use((req: Request, res: Response, next: NextFunction) => {
     const incoming = req.header("x-request-id");
     req.requestId = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : newId();
@@ -459,6 +460,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         clearInterval(routineSummary);
         await revocations.return?.();
         await apollo.stop();
+        summarizeRoutine();
       })();
       return stopping;
     },
