@@ -11,6 +11,9 @@ import { decodeCursor, encodeCursor, pageSize, type Page, type PageArgs, type Pa
  * a list holds only the owner's rows.
  */
 
+/** A drizzle prepared query, by what it is used for here. */
+export type Prepared = { execute(values: Record<string, unknown>): Promise<unknown> };
+
 /** A table whose rows belong to a user and whose UUIDv7 id orders them by creation time. */
 export type OwnedTable = MySqlTable & { id: MySqlColumn; userId: MySqlColumn };
 
@@ -20,14 +23,25 @@ export async function findOwned<T>(db: Db, table: OwnedTable, kind: string, user
   return row;
 }
 
+/** The by-id lookup of each table, built once per database handle (a transaction is a handle of its own). */
+const byIdStatements = new WeakMap<Db, Map<OwnedTable, Prepared>>();
+
 export async function findOwnedOrNull<T>(db: Db, table: OwnedTable, userId: string, id: string): Promise<T | null> {
   if (!isId(id)) return null;
-  const [row] = await db
-    .select()
-    .from(table)
-    .where(and(eq(table.id, id), eq(table.userId, userId)))
-    .limit(1);
-  return (row as T | undefined) ?? null;
+  let statements = byIdStatements.get(db);
+  if (!statements) byIdStatements.set(db, (statements = new Map()));
+  let byId = statements.get(table);
+  if (!byId) {
+    byId = db
+      .select()
+      .from(table)
+      .where(and(eq(table.id, sql.placeholder("id")), eq(table.userId, sql.placeholder("userId"))))
+      .limit(1)
+      .prepare() as unknown as Prepared;
+    statements.set(table, byId);
+  }
+  const [row] = (await byId.execute({ id, userId })) as T[];
+  return row ?? null;
 }
 
 /**
@@ -61,7 +75,6 @@ export interface OwnedFilter {
   value: unknown;
 }
 
-type Prepared = { execute(values: Record<string, unknown>): Promise<unknown> };
 const OPS = { eq, ne, gte, lt } as const;
 
 /**
