@@ -96,7 +96,7 @@ export interface AuthServiceDeps {
 export class AuthService {
   private readonly now: () => Date;
   /** Recently authenticated sessions (SESSION_CACHE_TTL; 0 = off), dropped on SESSIONS_REVOKED. */
-  readonly sessionCache: SessionCache;
+  readonly sessionCache: SessionCache<Authenticated>;
 
   constructor(private readonly deps: AuthServiceDeps) {
     this.now = deps.now ?? (() => new Date());

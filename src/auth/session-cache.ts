@@ -1,6 +1,11 @@
 import type { EventBus } from "../events/event-bus";
 import { Topic, type SessionsRevokedEvent } from "../events/topics";
-import type { Authenticated } from "./auth.service";
+
+/** What is cached per token: the session and its user (AuthService's `Authenticated`). */
+interface SessionOf {
+  user: { id: string };
+  session: { id: string };
+}
 
 /**
  * Sessions this process looked up recently, by token hash, so a burst of requests with one token
@@ -15,7 +20,7 @@ import type { Authenticated } from "./auth.service";
  * Expiry is checked on every hit; entries live at most `ttlMs` (which also bounds how stale the
  * cached user row may be).
  */
-export class SessionCache {
+export class SessionCache<Authenticated extends SessionOf> {
   private readonly byHash = new Map<string, { auth: Authenticated; at: number; epoch: number }>();
   /** Bumped by every revocation heard: a lookup that started before one is not stored. */
   private revocations = 0;
