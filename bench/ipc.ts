@@ -92,12 +92,16 @@ export class Child {
   }
 
   /** Starts `bench/<script>` with --expose-gc and waits for its hello. */
-  static async start<Info>(name: string, script: string, opts: { env: NodeJS.ProcessEnv; args?: string[]; nodeArgs?: string[]; startTimeoutMs?: number }): Promise<{ child: Child; info: Info }> {
+  static async start<Info>(
+    name: string,
+    script: string,
+    opts: { env: NodeJS.ProcessEnv; args?: string[]; nodeArgs?: string[]; startTimeoutMs?: number; /** An open file descriptor for the child's stdout instead of forwarding it (e.g. a log file). */ stdoutFd?: number },
+  ): Promise<{ child: Child; info: Info }> {
     const proc = fork(path.join(__dirname, script), opts.args ?? [], {
       cwd: repoRoot,
       env: opts.env,
       execArgv: ["--expose-gc", ...(opts.nodeArgs ?? []), "-r", "@swc-node/register"],
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      stdio: ["ignore", opts.stdoutFd ?? "pipe", "pipe", "ipc"],
       serialization: "advanced",
     });
     const child = new Child(name, proc);

@@ -329,6 +329,8 @@ const envSchema = z.object({
   REDIS_URL: optionalString.pipe(url(["redis:", "rediss:"]).optional()),
 
   TOKEN_TTL: duration("60d"),
+  /** How long an API process may answer a token from memory (revocations still apply at once through the event bus); 0s = look it up on every request. */
+  SESSION_CACHE_TTL: duration("10s"),
   ARGON2_MEMORY_KIB: int(19_456, 8_192, 4_194_304),
   ARGON2_TIME_COST: int(2, 1, 20),
   ARGON2_PARALLELISM: int(1, 1, 16),
@@ -350,6 +352,8 @@ const envSchema = z.object({
   MAX_PAGE_SIZE: int(100, 1, 1000),
   DEFAULT_PAGE_SIZE: int(20, 1, 1000),
   MAX_BODY_BYTES: int(1_048_576, 1024, 100 * 1_048_576),
+  /** A GraphQL request at least this slow is logged at info; faster successful ones only at debug (and counted in a summary line once a minute). */
+  ACCESS_LOG_SLOW: duration("1s"),
   /** Lexical tokens in one GraphQL document; counted before it is parsed. */
   MAX_QUERY_TOKENS: int(3000, 100, 1_000_000),
   /** Aliased fields in one operation (fragments counted once per spread). */
@@ -395,6 +399,8 @@ export interface Config {
     trustProxy: TrustProxy;
     maxBodyBytes: number;
     readyzToken?: string;
+    /** ACCESS_LOG_SLOW in ms (absent: 1000). */
+    accessLogSlowMs?: number;
   };
   dataDir: string;
   database: { url: string; poolSize: number; migrateOnStart: boolean };
@@ -455,6 +461,8 @@ export interface Config {
   redisUrl?: string;
   auth: {
     tokenTtlMs: number;
+    /** SESSION_CACHE_TTL: 0 or absent = no session cache. */
+    sessionCacheTtlMs?: number;
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     /** The hashing queue: argon2 operations running at once, and waiting before BUSY. */
     hashQueue: { concurrency: number; maxWaiting: number };
@@ -532,7 +540,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     env: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
     readiness: { intervalMs: e.READINESS_INTERVAL, timeoutMs: e.READINESS_TIMEOUT },
-    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES, readyzToken: e.READYZ_TOKEN },
+    http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL, trustProxy: e.TRUST_PROXY, maxBodyBytes: e.MAX_BODY_BYTES, readyzToken: e.READYZ_TOKEN, accessLogSlowMs: e.ACCESS_LOG_SLOW },
     dataDir: path.resolve(e.RECLO_DATA_DIR),
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, migrateOnStart: e.MIGRATE_ON_START },
     temporal: {
@@ -603,6 +611,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     auth: {
       tokenTtlMs: e.TOKEN_TTL,
+      sessionCacheTtlMs: e.SESSION_CACHE_TTL,
       argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       hashQueue: { concurrency: e.ARGON2_CONCURRENCY, maxWaiting: e.ARGON2_MAX_WAITING ?? 32 * e.ARGON2_CONCURRENCY },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },

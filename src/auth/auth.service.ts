@@ -10,6 +10,7 @@ import { checkPasswordPolicy, PASSWORD_MAX_LENGTH, type HashPlace, type Password
 import { addressKey } from "./client-address";
 import type { RateLimiter } from "./rate-limiter";
 import { hashToken, isWellFormedToken, newToken } from "./token";
+import { SessionCache } from "./session-cache";
 
 export interface AuthResult {
   token: string;
@@ -87,14 +88,21 @@ export interface AuthServiceDeps {
   events: EventBus;
   config: Config["auth"];
   now?: () => Date;
+  /** Where a failure of the session cache's revocation listener is reported. */
+  onError?: (err: unknown) => void;
 }
 
 /** Accounts and sessions: sign-up, log-in, token checks, log-out. */
 export class AuthService {
   private readonly now: () => Date;
+  /** Recently authenticated sessions (SESSION_CACHE_TTL; 0 = off), dropped on SESSIONS_REVOKED. */
+  readonly sessionCache: SessionCache<Authenticated>;
 
   constructor(private readonly deps: AuthServiceDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.sessionCache = new SessionCache(deps.events, deps.config.sessionCacheTtlMs ?? 0, deps.onError ?? ((err) => console.error("session cache: revocation listener failed", err)), undefined, () =>
+      this.now().getTime(),
+    );
   }
 
   /**
@@ -189,20 +197,35 @@ export class AuthService {
   /** Resolves a bearer token to its user and session, or throws UNAUTHENTICATED with the reason. */
   async authenticate(token: string): Promise<Authenticated> {
     if (!isWellFormedToken(token)) throw tokenRejected("MALFORMED");
+    const tokenHash = hashToken(token);
+    const cached = this.sessionCache.get(tokenHash);
+    if (cached) {
+      const now = this.now();
+      if (cached.session.expiresAt.getTime() <= now.getTime()) throw tokenRejected("EXPIRED");
+      await this.touch(cached.session, now);
+      return cached;
+    }
+    const ticket = this.sessionCache.ticket();
     const [row] = await this.deps.db
       .select({ session: sessions, user: users })
       .from(sessions)
       .innerJoin(users, eq(users.id, sessions.userId))
-      .where(eq(sessions.tokenHash, hashToken(token)))
+      .where(eq(sessions.tokenHash, tokenHash))
       .limit(1);
     if (!row) throw tokenRejected("UNKNOWN");
     const now = this.now();
     if (row.session.revokedAt) throw tokenRejected("REVOKED");
     if (row.session.expiresAt.getTime() <= now.getTime()) throw tokenRejected("EXPIRED");
-    if (!row.session.lastUsedAt || now.getTime() - row.session.lastUsedAt.getTime() > 60_000) {
-      await this.deps.db.update(sessions).set({ lastUsedAt: now }).where(eq(sessions.id, row.session.id));
-    }
+    await this.touch(row.session, now);
+    this.sessionCache.set(tokenHash, row, ticket);
     return row;
+  }
+
+  /** `lastUsedAt` is written at most once a minute per session (the cached row carries the last write). */
+  private async touch(session: SessionRow, now: Date): Promise<void> {
+    if (session.lastUsedAt && now.getTime() - session.lastUsedAt.getTime() <= 60_000) return;
+    session.lastUsedAt = now;
+    await this.deps.db.update(sessions).set({ lastUsedAt: now }).where(eq(sessions.id, session.id));
   }
 
   /** Still valid right now? (Used before each WebSocket subscription starts.) */
@@ -236,6 +259,7 @@ export class AuthService {
       .update(sessions)
       .set({ revokedAt: now })
       .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)));
+    this.sessionCache.revoke({ userId, sessionIds: "ALL" });
     this.deps.events.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: "ALL" });
     return result.affectedRows;
   }
@@ -252,6 +276,7 @@ export class AuthService {
       .update(sessions)
       .set({ revokedAt: sql`COALESCE(${sessions.revokedAt}, ${this.now()})` })
       .where(and(inArray(sessions.id, ids), eq(sessions.userId, userId)));
+    this.sessionCache.revoke({ userId, sessionIds: ids });
     this.deps.events.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: ids });
   }
 

@@ -1,9 +1,9 @@
-import { and, desc, eq, gte, lt, ne, type SQL } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
 import { badInput } from "../shared/errors";
 import { newId } from "../shared/ids";
-import { findOwned, findOwnedOrNull, paginateOwned } from "../db/ownership";
+import { OwnedPages, findOwned, findOwnedOrNull, type OwnedFilter } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
@@ -41,13 +41,17 @@ export interface BackupListFilter {
 }
 
 export class BackupService {
+  private readonly pages: OwnedPages<BackupRow>;
+
   constructor(
     private readonly db: Db,
     private readonly events: EventBus,
     private readonly limits: PageLimits,
     private readonly quotas: QuotaService,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.pages = new OwnedPages<BackupRow>(db, backups, limits);
+  }
 
   get(userId: string, id: string): Promise<BackupRow> {
     return findOwned<BackupRow>(this.db, backups, "Backup", userId, id);
@@ -58,14 +62,14 @@ export class BackupService {
   }
 
   list(userId: string, args: PageArgs, filter: BackupListFilter = {}): Promise<Page<BackupRow>> {
-    const conds: (SQL | undefined)[] = [
-      filter.kind ? eq(backups.kind, filter.kind) : undefined,
-      filter.status ? eq(backups.status, filter.status) : ne(backups.status, "DELETED"),
-      filter.sourceName ? eq(backups.sourceName, filter.sourceName) : undefined,
-      filter.createdAfter ? gte(backups.createdAt, filter.createdAfter) : undefined,
-      filter.createdBefore ? lt(backups.createdAt, filter.createdBefore) : undefined,
+    const conds: (OwnedFilter | undefined)[] = [
+      filter.kind ? { column: backups.kind, op: "eq", value: filter.kind } : undefined,
+      filter.status ? { column: backups.status, op: "eq", value: filter.status } : { column: backups.status, op: "ne", value: "DELETED" },
+      filter.sourceName ? { column: backups.sourceName, op: "eq", value: filter.sourceName } : undefined,
+      filter.createdAfter ? { column: backups.createdAt, op: "gte", value: filter.createdAfter } : undefined,
+      filter.createdBefore ? { column: backups.createdAt, op: "lt", value: filter.createdBefore } : undefined,
     ];
-    return paginateOwned<BackupRow>(this.db, backups, userId, args, this.limits, and(...conds));
+    return this.pages.list(userId, args, conds.filter((c) => c !== undefined));
   }
 
   /** Latest COMPLETED backup of a source (the default parent of an incremental). */

@@ -10,12 +10,13 @@ import type { EventMap, EventTopic } from "./topics";
  * process-local EventTarget, or Redis channels named `TOPIC` / `TOPIC:id`); only the EventBus port
  * leaves this module.
  */
-function busOver(pubSub: PubSub<EventMap>): EventBus {
+function busOver(pubSub: PubSub<EventMap>, delivery: () => number | undefined): EventBus {
   // yoga types `subscribe`'s arguments by a conditional type that a generic topic cannot narrow.
   type Subscribe = (topic: EventTopic, id?: unknown) => AsyncIterableIterator<never>;
   return {
     publish: (topic, ...args) => pubSub.publish(topic, ...args),
     subscribe: (topic, ...route) => (pubSub.subscribe as unknown as Subscribe)(topic, ...route),
+    delivery,
   };
 }
 
@@ -24,7 +25,8 @@ export function createMemoryEventBus(): EventBus {
   // Many subscribers per topic are normal (several tabs on one recovery): no listener-count warning.
   const eventTarget = new EventTarget();
   setMaxListeners(0, eventTarget);
-  return busOver(createPubSub<EventMap>({ eventTarget: eventTarget as never }));
+  // In one process every event reaches every listener: nothing is ever missed.
+  return busOver(createPubSub<EventMap>({ eventTarget: eventTarget as never }), () => 0);
 }
 
 /** ioredis options: a bounded connect, one retry per command, and a reconnect within half a second of Redis's return. */
@@ -42,16 +44,46 @@ export function createRedisEventBus(redisUrl: string, onError: (err: Error) => v
   // an unhandled rejection (which ends the process). Their failures go to `onError` instead; ioredis
   // subscribes again by itself once it reconnects.
   const quiet = <A extends unknown[]>(call: (...args: A) => Promise<unknown>) => (...args: A) => void call(...args).catch(onError);
+  // Delivery: the subscriber connection is up, every SUBSCRIBE sent has been confirmed, and since the
+  // last (re)connect a PING has come back (ioredis re-subscribes on reconnect before it: Redis answers
+  // in order). `epoch` moves on every connection loss: whatever was cached before it may have missed a
+  // revocation published meanwhile. A SUBSCRIBE that failed leaves the bus "not delivering" for good.
+  let epoch = 0;
+  let live = false;
+  let unconfirmed = 0;
+  let subscribeFailed = false;
+  subscribeClient.on("close", () => {
+    live = false;
+    epoch++;
+  });
+  subscribeClient.on("ready", () => {
+    const at = epoch;
+    subscribeClient.ping().then(
+      () => void (at === epoch && subscribeClient.status === "ready" && (live = true)),
+      onError,
+    );
+  });
+  const subscribe = (topic: string) => {
+    unconfirmed++;
+    return subscribeClient.subscribe(topic).then(
+      () => void unconfirmed--,
+      (err: unknown) => {
+        unconfirmed--;
+        subscribeFailed = true;
+        throw err;
+      },
+    );
+  };
   const eventTarget = createRedisEventTarget({
     publishClient: { publish: quiet((channel: string, message: string) => publishClient.publish(channel, message)) } as unknown as Redis,
     subscribeClient: {
       on: (event: "message", listener: (channel: string, message: string) => void) => subscribeClient.on(event, listener),
-      subscribe: quiet((topic: string) => subscribeClient.subscribe(topic)),
+      subscribe: quiet(subscribe),
       unsubscribe: quiet((topic: string) => subscribeClient.unsubscribe(topic)),
     } as unknown as Redis,
   });
   return {
-    bus: busOver(createPubSub<EventMap>({ eventTarget })),
+    bus: busOver(createPubSub<EventMap>({ eventTarget }), () => (live && unconfirmed === 0 && !subscribeFailed ? epoch : undefined)),
     transport: "redis",
     async close() {
       publishClient.disconnect();

@@ -20,6 +20,14 @@ export interface EventBus {
    * stops listening.
    */
   subscribe<K extends EventTopic>(topic: K, ...route: EventRoute<K>): AsyncIterableIterator<EventPayload<K>>;
+  /**
+   * Whether this process hears every event published on the bus right now: a number that changes
+   * whenever it may have missed some (its connection to the transport dropped), or undefined while
+   * it may be missing them (disconnected, or a subscription not yet confirmed). What a process caches
+   * on the strength of "I would hear about it" (sessions, until SESSIONS_REVOKED) is only valid while
+   * this answers the number it answered when the entry was made. Absent: cannot tell (cache nothing).
+   */
+  delivery?(): number | undefined;
 }
 
 /** An event bus and what it holds open. */

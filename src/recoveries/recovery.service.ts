@@ -1,8 +1,8 @@
-import { and, asc, eq, inArray, notInArray } from "drizzle-orm";
+import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
 import { newId } from "../shared/ids";
-import { findOwned, paginateOwned } from "../db/ownership";
+import { findOwned, paginateOwned, type Prepared } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import type { BackupService } from "../backups/backup.service";
 import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
@@ -65,12 +65,17 @@ export class RecoveryService {
     return { default: this.deps.config.recovery.defaultTarget, available: this.deps.config.aws.enabled ? ["LOCAL", "AWS"] : ["LOCAL"] };
   }
 
+  /** Built once: the timeline is read with every recovery a client shows. */
+  private eventsQuery?: Prepared;
+
   async events(userId: string, recoveryId: string): Promise<RecoveryEventRow[]> {
-    return this.deps.db
+    this.eventsQuery ??= this.deps.db
       .select()
       .from(recoveryEvents)
-      .where(and(eq(recoveryEvents.recoveryId, recoveryId), eq(recoveryEvents.userId, userId)))
-      .orderBy(asc(recoveryEvents.id));
+      .where(and(eq(recoveryEvents.recoveryId, sql.placeholder("recoveryId")), eq(recoveryEvents.userId, sql.placeholder("userId"))))
+      .orderBy(asc(recoveryEvents.id))
+      .prepare() as unknown as Prepared;
+    return (await this.eventsQuery.execute({ recoveryId, userId })) as RecoveryEventRow[];
   }
 
   /** Records a PENDING recovery of one of the user's COMPLETED backups (no workflow). */

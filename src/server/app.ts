@@ -5,7 +5,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContextDidResolveOperation } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
-import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
@@ -90,16 +90,35 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const httpServer = http.createServer(app);
 
   // Request id + access log (no headers, no bodies: tokens and passwords never reach the log).
+  // Every request is logged at debug. At info: everything but routine GraphQL answers (status < 400,
+  // faster than ACCESS_LOG_SLOW) — those are counted and summed up once a minute ("graphql requests"),
+  // since writing a line for each cost a busy API more CPU than running its query.
+  const slowMs = config.http.accessLogSlowMs ?? 1000;
+  const routine = { count: 0, totalMs: 0, maxMs: 0, since: Date.now() };
+  const summarizeRoutine = () => {
+    if (!routine.count) return;
+    logger.info(
+      { requests: routine.count, meanMs: Math.round((routine.totalMs / routine.count) * 10) / 10, maxMs: routine.maxMs, seconds: Math.round((Date.now() - routine.since) / 1000) },
+      "graphql requests",
+    );
+    Object.assign(routine, { count: 0, totalMs: 0, maxMs: 0, since: Date.now() });
+  };
+  const routineSummary = setInterval(summarizeRoutine, 60_000).unref();
   app.use((req: Request, res: Response, next: NextFunction) => {
     const incoming = req.header("x-request-id");
     req.requestId = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : newId();
     res.setHeader("x-request-id", req.requestId);
     const started = process.hrtime.bigint();
     res.on("finish", () => {
-      logger.info(
-        { requestId: req.requestId, method: req.method, path: req.originalUrl.split("?")[0], status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 },
-        "http request",
-      );
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const path = req.originalUrl.split("?")[0];
+      const entry = () => ({ requestId: req.requestId, method: req.method, path, status: res.statusCode, ms });
+      if (res.statusCode < 400 && ms < slowMs && path === "/graphql") {
+        routine.count++;
+        routine.totalMs += ms;
+        routine.maxMs = Math.max(routine.maxMs, ms);
+        if (logger.isLevelEnabled("debug")) logger.debug(entry(), "http request");
+      } else logger.info(entry(), "http request");
     });
     next();
   });
@@ -304,6 +323,11 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
             throw err;
           }
         },
+        // Answers are per user and change with every backup: never cached. (Apollo's cache-control
+        // plugin said the same, having computed a policy for every resolved field; it is disabled.)
+        async willSendResponse(rc) {
+          rc.response.http.headers.set("cache-control", "no-store");
+        },
         async didEncounterErrors(rc) {
           for (const err of rc.errors) {
             const code = errorCodeOf(err);
@@ -344,6 +368,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.stopGracePeriodMs ?? 10_000 }),
       ApolloServerPluginLandingPageDisabled(),
+      // No cache hints in this schema: without the plugin Apollo wraps no resolver (it ran a hook per field).
+      ApolloServerPluginCacheControlDisabled(),
       limitsPlugin,
       {
         async serverWillStart() {
@@ -431,8 +457,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     wsUsers: userConnections,
     stop() {
       stopping ??= (async () => {
+        clearInterval(routineSummary);
         await revocations.return?.();
         await apollo.stop();
+        summarizeRoutine();
       })();
       return stopping;
     },

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq, sql } from "drizzle-orm";
 import { createHash } from "node:crypto";
 import { startStack, signUp, uniqueName, PASSWORD, type TestStack } from "../helpers/stack";
+import { cuttableProxy, type CuttableProxy } from "../helpers/proxy";
 import { GraphQLRequestError } from "../../src/client/graphql-client";
 import { LogInDocument, LogOutDocument, LogOutEverywhereDocument, MeDocument, RevokeSessionDocument, SessionsDocument, SignUpDocument } from "../../src/client/generated/graphql";
 import { sessions, users } from "../../src/db/schema";
@@ -167,6 +168,92 @@ describe("accounts over HTTP", () => {
     expect(revokeSession.revokedAt).not.toBeNull();
     const { body } = await stack.client.withToken(second.logIn.token).execute(MeDocument);
     expect(body.errors![0]!.extensions!.reason).toBe("REVOKED");
+  });
+});
+
+/** Polls `check` every 10 ms until it answers true; fails after `ms` saying what was awaited. Returns the attempts it took. */
+async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<number> {
+  const deadline = Date.now() + ms;
+  for (let attempts = 1; ; attempts++) {
+    if (await check()) return attempts;
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("session cache across two API processes sharing Redis", () => {
+  let a: TestStack;
+  let b: TestStack;
+  /** B reaches Redis through this proxy, so the test can cut B's event bus alone. */
+  let redisForB: CuttableProxy;
+  const reasonOn = async (stack: TestStack, token: string) => (await stack.client.withToken(token).execute(MeDocument)).body.errors?.[0]?.extensions?.reason;
+  /** Revoked in the database only, behind the services' back: what a process still accepts then, it answered from memory. */
+  const setRevokedInDb = (userId: string, revokedAt: Date | null) => a.rt.database.db.update(sessions).set({ revokedAt }).where(eq(sessions.userId, userId));
+  const delivering = (stack: TestStack) => stack.rt.events.bus.delivery?.() !== undefined;
+
+  beforeAll(async () => {
+    redisForB = await cuttableProxy(6379);
+    a = await startStack({ REDIS_URL: "redis://127.0.0.1:6379" });
+    b = await startStack({ REDIS_URL: `redis://127.0.0.1:${redisForB.port}` });
+    await until(() => delivering(a) && delivering(b), 5000, "both event buses confirm their subscriptions");
+  });
+  afterAll(async () => {
+    await redisForB.restore().catch(() => undefined);
+    await a.stop();
+    await b.stop();
+    await redisForB.close();
+  });
+
+  it("answers a token from memory, and logOut / logOutEverywhere in one process stop it at once in both", async () => {
+    const u = await signUp(a);
+    const second = (await a.client.request(LogInDocument, { input: { email: u.email, password: PASSWORD } })).logIn.token;
+    for (const stack of [a, b]) for (const token of [u.token, second]) await expect(stack.client.withToken(token).request(MeDocument)).resolves.toMatchObject({ me: { id: u.id } });
+    // Revoked behind the services' back: both processes still answer from memory (within SESSION_CACHE_TTL).
+    await setRevokedInDb(u.id, new Date());
+    for (const stack of [a, b]) expect(await reasonOn(stack, u.token)).toBeUndefined();
+    await setRevokedInDb(u.id, null);
+
+    // logOut through A: refused by A on the next request, and by B as soon as the event arrives.
+    await expect(u.client.request(LogOutDocument)).resolves.toEqual({ logOut: true });
+    expect(await reasonOn(a, u.token)).toBe("REVOKED");
+    await until(async () => (await reasonOn(b, u.token)) === "REVOKED", 1000, "B refuses the logged-out token");
+    // The other session is untouched in both.
+    for (const stack of [a, b]) expect(await reasonOn(stack, second)).toBeUndefined();
+
+    // logOutEverywhere through B (three sessions, each cached in both processes).
+    const third = (await a.client.request(LogInDocument, { input: { email: u.email, password: PASSWORD } })).logIn.token;
+    const fourth = (await a.client.request(LogInDocument, { input: { email: u.email, password: PASSWORD } })).logIn.token;
+    const live = [second, third, fourth];
+    for (const stack of [a, b]) for (const token of live) expect(await reasonOn(stack, token)).toBeUndefined();
+    expect(await b.client.withToken(third).request(LogOutEverywhereDocument)).toEqual({ logOutEverywhere: 3 });
+    for (const token of live) expect(await reasonOn(b, token)).toBe("REVOKED");
+    for (const token of live) await until(async () => (await reasonOn(a, token)) === "REVOKED", 1000, "A refuses every token after logOutEverywhere on B");
+  });
+
+  it("serves nothing from memory while the event bus is down, nor afterwards what it cached before", async () => {
+    const u = await signUp(a);
+    expect(await reasonOn(b, u.token)).toBeUndefined();
+    await setRevokedInDb(u.id, new Date());
+    expect(await reasonOn(b, u.token)).toBeUndefined(); // from B's memory
+
+    await redisForB.cut();
+    await until(() => !delivering(b), 5000, "B's event bus reports the outage");
+    // A revocation B may not have heard: the database answers.
+    expect(await reasonOn(b, u.token)).toBe("REVOKED");
+    await setRevokedInDb(u.id, null);
+    expect(await reasonOn(b, u.token)).toBeUndefined();
+    expect(b.rt.services.auth.sessionCache.size).toBe(0); // nothing stored while down
+
+    await redisForB.restore();
+    await until(() => delivering(b), 10_000, "B's event bus is back");
+    await setRevokedInDb(u.id, new Date());
+    expect(await reasonOn(b, u.token)).toBe("REVOKED"); // nothing from before the outage is served
+    await setRevokedInDb(u.id, null);
+    expect(await reasonOn(b, u.token)).toBeUndefined();
+    expect(b.rt.services.auth.sessionCache.size).toBeGreaterThan(0); // cached again
+    await b.client.withToken(u.token).request(LogOutDocument);
+    expect(await reasonOn(b, u.token)).toBe("REVOKED");
+    await until(async () => (await reasonOn(a, u.token)) === "REVOKED", 1000, "A refuses the token logged out on B after the outage");
   });
 });
 

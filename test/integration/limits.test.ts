@@ -126,6 +126,23 @@ describe("request limits (rejected before any resolver runs)", () => {
     expect(dflt.edges).toHaveLength(5); // DEFAULT_PAGE_SIZE
     const filtered = await user.client.request(BackupsDocument, { filter: { sourceName: "src-2" } });
     expect(filtered.backups.totalCount).toBe(1);
+    // Every filter, alone and combined, with and without a cursor (each shape is its own prepared statement).
+    const count = async (filter: Record<string, unknown>, first?: number, after?: string | null) => {
+      const { backups } = await user.client.request(BackupsDocument, { filter, first, after } as never);
+      return { total: backups.totalCount, names: backups.edges.map((e) => e.node.sourceName), next: backups.pageInfo.hasNextPage ? backups.pageInfo.endCursor : null };
+    };
+    const hourAgo = new Date(Date.now() - 3600_000).toISOString();
+    const inAnHour = new Date(Date.now() + 3600_000).toISOString();
+    expect((await count({ kind: "FULL" })).total).toBe(7);
+    expect((await count({ kind: "INCREMENTAL" })).total).toBe(0);
+    expect((await count({ status: "UPLOADING" })).total).toBe(7);
+    expect((await count({ status: "DELETED" })).total).toBe(0);
+    expect((await count({ createdAfter: hourAgo, createdBefore: inAnHour })).total).toBe(7);
+    expect((await count({ createdAfter: inAnHour })).total).toBe(0);
+    expect((await count({ createdBefore: hourAgo })).total).toBe(0);
+    const firstPage = await count({ kind: "FULL", createdAfter: hourAgo }, 4);
+    expect(firstPage).toMatchObject({ total: 7, names: ["src-6", "src-5", "src-4", "src-3"] });
+    expect(await count({ kind: "FULL", createdAfter: hourAgo }, 4, firstPage.next)).toMatchObject({ total: 7, names: ["src-2", "src-1", "src-0"], next: null });
     const bad = await post(stack, user.token, JSON.stringify({ query: `{ backups(after: "bm9wZQ") { totalCount } }` }));
     expect(bad.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "after" });
   });

@@ -32,3 +32,37 @@ describe("structured logs", () => {
     expect(last).toContain("[redacted]");
   });
 });
+
+describe("access log at LOG_LEVEL=info", () => {
+  it("logs failures at once and counts routine GraphQL answers into a summary line (written at the latest on shutdown)", async () => {
+    const stack = await startStack({ LOG_LEVEL: "info" });
+    let stopped = false;
+    try {
+      const u = await signUp(stack);
+      const ok = `routine-${process.pid}-${Date.now()}`;
+      const refused = `refused-${process.pid}-${Date.now()}`;
+      const post = (token: string, requestId: string) =>
+        fetch(stack.app.graphqlUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-request-id": requestId },
+          body: JSON.stringify({ query: "{ me { id } }" }),
+        }).then(async (res) => ({ status: res.status, cacheControl: res.headers.get("cache-control"), body: await res.text() }));
+      const good = await post(u.token, ok);
+      expect(good.status).toBe(200);
+      expect(good.cacheControl).toBe("no-store");
+      expect((await post("rcl_" + "Z".repeat(43), refused)).status).toBe(401);
+      await stack.stop();
+      stopped = true;
+      const parsed = stack.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(parsed.filter((l) => l.msg === "http request" && l.requestId === refused)).toMatchObject([{ level: 30, status: 401, path: "/graphql" }]);
+      expect(parsed.filter((l) => l.requestId === ok)).toEqual([]);
+      const summaries = parsed.filter((l) => l.msg === "graphql requests");
+      expect(summaries).toHaveLength(1);
+      // signUp, logIn and the routine `me` (the refused one has its own line).
+      expect(summaries[0]).toMatchObject({ level: 30, requests: 3 });
+      expect(summaries[0]!.maxMs).toBeGreaterThan(0);
+    } finally {
+      if (!stopped) await stack.stop();
+    }
+  });
+});
