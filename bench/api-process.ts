@@ -47,6 +47,8 @@ export interface PublishResult {
   failed: number;
   firstError?: string;
   durationMs: number;
+  /** The round number of the last event published (every subscriber must end with it). */
+  lastRound: number;
   /** How late the publisher was against its own schedule (its event loop), worst case. */
   maxScheduleLagMs: number;
 }
@@ -169,7 +171,7 @@ async function main(): Promise<void> {
           }
         }
         await Promise.all(pending);
-        return { published, failed, firstError, durationMs: performance.now() - start, maxScheduleLagMs: maxLag };
+        return { published, failed, firstError, durationMs: performance.now() - start, lastRound: globalRound, maxScheduleLagMs: maxLag };
       },
 
       async mem() {
