@@ -146,6 +146,16 @@ function openOne(url: string, spec: SubSpec, timeoutMs: number): Promise<{ sub: 
   });
 }
 
+// graphql-ws rejects an internal promise with the CloseEvent when a socket it is connecting is
+// closed by the server (e.g. the API refusing a connection while its database is overloaded):
+// count it as an unexpected close instead of letting it end this process.
+process.on("unhandledRejection", (reason) => {
+  const e = reason as { code?: number; reason?: string; type?: string };
+  if (e?.type !== "close" && e?.code === undefined) throw reason;
+  counters.unexpectedCloses++;
+  note(closeSample, `${e.code ?? "?"} ${e.reason ?? ""}`.trim());
+});
+
 serve(
   {
     async open(args: { url: string; subs: SubSpec[]; timeoutMs: number }): Promise<OpenResult> {
