@@ -491,6 +491,9 @@ function printPhase(p: PhaseResult): void {
       ` | API CPU ${p.api.cpuPercent.toFixed(0)}%, loop delay p99 ${ms(p.api.eventLoopDelayP99Ms)} max ${ms(p.api.eventLoopDelayMaxMs)}` +
       (p.publisher ? ` | publisher CPU ${p.publisher.cpuPercent.toFixed(0)}%` : "") +
       ` | client CPU ${p.clients.map((c) => c.cpuPercent.toFixed(0) + "%").join("+")}, loop delay p99 ${p.clients.map((c) => ms(c.eventLoopDelayP99Ms)).join("/")}` +
+      (p.publish.stages
+        ? ` | publishing side p50/p99/max: UPDATE ${p.publish.stages.writeMs.map(ms).join("/")}, on Redis ${p.publish.stages.onRedisMs.map(ms).join("/")}`
+        : "") +
       ` | publish schedule lag max ${ms(p.publish.maxScheduleLagMs)}${p.publish.failed ? `, ${p.publish.failed} publish failures: ${p.publish.firstError}` : ""}` +
       ` | load average ${os.loadavg()[0]!.toFixed(2)}`,
   );
@@ -535,7 +538,7 @@ function printSummary(r: ScenarioResult): void {
   log(
     `  ${verdict(fast && top.latency.p99 < GOAL_P99_MS)}  p99 write → delivery < ${GOAL_P99_MS} ms at ${GOAL_DELIVERIES_PER_SECOND} deliveries/s: ` +
       `p99 ${ms(top.latency.p99)} at ${top.offeredPerSecond.toFixed(0)}/s offered (${top.deliveriesPerSecond.toFixed(0)}/s achieved, API ${top.apiCpuMicrosPerDelivery.toFixed(0)} µs CPU per delivery)` +
-      (fast ? "" : ` — below the goal's rate: run --interval-ms 1000 to judge it`),
+      (fast ? "" : ` — below the goal's rate (it needs 10,000 subscribers at one event per recovery per second)`),
   );
   log(`  ${verdict(lost === 0)}  no event lost: ${lost} lost of ${r.loads.reduce((n, l) => n + l.expected, 0)} (errors and closed subscriptions included); ${coalesced} intermediate values coalesced with the latest delivered`);
   log(`  ${verdict(rssKb < GOAL_KB_PER_SUBSCRIBER)}  API RSS < ${GOAL_KB_PER_SUBSCRIBER} KB per subscriber: ${rssKb.toFixed(1)} KB (heap+external ${heapKb.toFixed(1)} KB)`);

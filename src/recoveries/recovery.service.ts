@@ -67,11 +67,10 @@ export class RecoveryService {
       },
       probe: {
         everyMs: deps.workerProbeMs ?? WORKER_PROBE_MS,
-        look: async (recoveryId) => {
-          const [row] = await deps.db.select().from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
-          // A look that fails (Temporal not answering) changes nothing: the next one, a second later, may answer.
-          return !row || isTerminal(row.state) ? null : this.withWorkerWait(row).catch(() => null);
-        },
+        // A look that fails (the database or Temporal not answering) changes nothing: the next one, a
+        // second later, may answer. It must not end the live view of everyone following the recovery;
+        // the readiness checks report the outage.
+        look: (recoveryId) => this.lookForWorker(recoveryId).catch(() => null),
       },
     });
   }
@@ -320,6 +319,12 @@ export class RecoveryService {
       },
     };
     return self;
+  }
+
+  /** The recovery with whether it waits for a worker; null once it has ended (nothing to look at). */
+  private async lookForWorker(recoveryId: string): Promise<RecoverySnapshot | null> {
+    const [row] = await this.deps.db.select().from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
+    return !row || isTerminal(row.state) ? null : this.withWorkerWait(row);
   }
 
   private async withWorkerWait(row: RecoveryRow): Promise<RecoverySnapshot> {

@@ -172,6 +172,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         extra.requestId = newId();
         extra.ip = clientAddress(extra.request, trustProxy);
         extra.userAgent = extra.request.headers["user-agent"];
+        // What the upgrade request had to say is copied above: do not keep the request (its headers,
+        // raw headers and stream state) for as long as the socket lives.
+        delete (extra as { request?: unknown }).request;
         const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         const token = bearerToken(typeof raw === "string" ? raw : undefined);
         if (token === undefined) return true; // anonymous: every operation is refused, unparsed
@@ -254,13 +257,21 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           if (appError.code === ErrorCode.UNAVAILABLE) logger.warn({ err, requestId: extra.requestId }, "operation refused: a dependency is unavailable");
           return [toGraphQLError(appError)];
         }
+        // A subscription that joins a shared execution never logs through its own context: its child
+        // logger is made only if something asks for it.
+        let childLogger: Logger | undefined;
         const contextValue: Context = {
           requestId: extra.requestId ?? newId(),
           ip: extra.ip,
           userAgent: extra.userAgent,
           auth: extra.auth,
           services,
-          logger: logger.child({ requestId: extra.requestId, userId }),
+          get logger() {
+            return (childLogger ??= logger.child({ requestId: extra.requestId, userId }));
+          },
+          set logger(value: Logger) {
+            childLogger = value;
+          },
           limits: config.limits,
         };
         const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
