@@ -120,7 +120,12 @@ export interface SharedFeedsOptions<T> {
    * is sent as an event. For state that changes without anyone publishing it. A rejection ends the
    * feed with that error.
    */
-  probe?: { everyMs: number; look(key: string): Promise<T | null> };
+  probe?: {
+    everyMs: number;
+    /** The first look after an event from the source waits this long instead (default `everyMs`). */
+    afterEventMs?: number;
+    look(key: string): Promise<T | null>;
+  };
 }
 
 /**
@@ -202,15 +207,15 @@ class Feed<T> {
         if (this.closed) return;
         if (r.done) return this.end();
         this.dispatch(r.value);
-        this.arm();
+        this.arm(this.opts.probe?.afterEventMs);
         this.pump();
       },
       (err: unknown) => this.end(err),
     );
   }
 
-  /** (Re)starts the probe's wait: `everyMs` from now, i.e. from the last event. */
-  private arm(): void {
+  /** (Re)starts the probe's wait: `everyMs` (or `ms`) from now, i.e. from the last event or look. */
+  private arm(ms?: number): void {
     const probe = this.opts.probe;
     if (!probe || this.closed) return;
     clearTimeout(this.timer);
@@ -225,6 +230,6 @@ class Feed<T> {
         },
         (err: unknown) => this.end(err),
       );
-    }, probe.everyMs);
+    }, ms ?? probe.everyMs);
   }
 }

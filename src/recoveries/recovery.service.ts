@@ -12,7 +12,7 @@ import { Topic, type RecoverySnapshot } from "../events/topics";
 import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";
 import { SharedFeeds } from "../events/live";
-import { workerWait, type WorkerWait } from "./worker-wait";
+import { HEARTBEAT_SILENCE_MS, workerWait, type WorkerWait } from "./worker-wait";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/contracts";
 import type { WorkflowPort } from "../temporal/workflow-port";
@@ -67,6 +67,11 @@ export class RecoveryService {
       },
       probe: {
         everyMs: deps.workerProbeMs ?? WORKER_PROBE_MS,
+        // A published change comes from a worker at work, and its step heartbeats after it: no look
+        // can show it waiting before the heartbeat has been silent for HEARTBEAT_SILENCE_MS. So the
+        // first look after a change waits until shortly before that (a recovery reporting progress
+        // every second is never looked at), then every WORKER_PROBE_MS as before.
+        afterEventMs: deps.workerProbeMs ?? Math.max(WORKER_PROBE_MS, HEARTBEAT_SILENCE_MS - WORKER_PROBE_MS),
         // A look that fails (the database or Temporal not answering) changes nothing: the next one, a
         // second later, may answer. It must not end the live view of everyone following the recovery;
         // the readiness checks report the outage.

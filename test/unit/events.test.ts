@@ -240,6 +240,23 @@ describe("SharedFeeds", () => {
     expect(looks).toBe(looked); // no timer left behind
   });
 
+  it("after an event from the source the first look waits afterEventMs, then everyMs", async () => {
+    const src = pushable<string>();
+    const lookedAt: number[] = [];
+    const feeds = new SharedFeeds<string>({ source: () => src.it, probe: { everyMs: 20, afterEventMs: 150, look: async () => (lookedAt.push(Date.now()), null) } });
+    const leave = feeds.listen("k", { event: () => {}, end: () => {} });
+    await until(() => lookedAt.length >= 1); // no event yet: everyMs
+    const eventAt = Date.now();
+    src.push("e");
+    const before = lookedAt.length;
+    await until(() => lookedAt.length >= before + 2);
+    const after = lookedAt.slice(before);
+    // A look already running when the event came may land just after it; the next waits afterEventMs.
+    expect(after.filter((t) => t - eventAt >= 140).length).toBeGreaterThanOrEqual(1);
+    expect(after.filter((t) => t - eventAt > 5 && t - eventAt < 140)).toEqual([]);
+    leave();
+  });
+
   it("a source that ends or fails ends every listener, and the next listener gets a fresh source", async () => {
     let opened = 0;
     let fail: ((err: Error) => void) | undefined;
