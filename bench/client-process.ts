@@ -27,6 +27,9 @@ export interface ClientStats {
   subscribers: number;
   /** Bench events received since the last reset. */
   received: number;
+  /** Events missing at a subscriber that did get the phase's last event (coalesced by the publisher's throttle). */
+  coalesced: number;
+  /** Events missing at a subscriber that never got the phase's last event. */
   lost: number;
   extra: number;
   outOfOrder: number;
@@ -143,6 +146,16 @@ function openOne(url: string, spec: SubSpec, timeoutMs: number): Promise<{ sub: 
   });
 }
 
+// graphql-ws rejects an internal promise with the CloseEvent when a socket it is connecting is
+// closed by the server (e.g. the API refusing a connection while its database is overloaded):
+// count it as an unexpected close instead of letting it end this process.
+process.on("unhandledRejection", (reason) => {
+  const e = reason as { code?: number; reason?: string; type?: string };
+  if (e?.type !== "close" && e?.code === undefined) throw reason;
+  counters.unexpectedCloses++;
+  note(closeSample, `${e.code ?? "?"} ${e.reason ?? ""}`.trim());
+});
+
 serve(
   {
     async open(args: { url: string; subs: SubSpec[]; timeoutMs: number }): Promise<OpenResult> {
@@ -171,16 +184,21 @@ serve(
       closeSample.length = 0;
     },
 
-    stats(args: { expectedPerSub: number; withLatencies: boolean }): ClientStats {
+    stats(args: { expectedPerSub: number; finalRound?: number; withLatencies: boolean }): ClientStats {
       let lost = 0;
+      let coalesced = 0;
       let extra = 0;
       for (const s of subs) {
-        lost += Math.max(0, args.expectedPerSub - s.received);
+        const missing = Math.max(0, args.expectedPerSub - s.received);
+        // A skipped intermediate round is fine when the latest one arrived (RecoveryProgress coalesces).
+        if (args.finalRound !== undefined && s.lastRound >= args.finalRound) coalesced += missing;
+        else lost += missing;
         extra += Math.max(0, s.received - args.expectedPerSub);
       }
       return {
         subscribers: subs.length,
         received: count,
+        coalesced,
         lost,
         extra,
         ...counters,

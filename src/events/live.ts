@@ -105,44 +105,131 @@ export function live<T>(events: AsyncIterableIterator<T>, opts: LiveOptions<T>):
   return self;
 }
 
-/**
- * `source`, with `probe()` asked after every `everyMs` without an event: what it returns (not null)
- * is sent as an event. For state that changes without anyone publishing it (a worker that died
- * publishes nothing). `return()` ends it at once.
- */
-export function withProbe<T>(source: AsyncIterableIterator<T>, everyMs: number, probe: () => Promise<T | null>): AsyncIterableIterator<T> {
-  let pending: Promise<IteratorResult<T>> | undefined;
-  let closed = false;
-  let onClose: () => void = () => {};
-  const closedSignal = new Promise<"closed">((resolve) => (onClose = () => resolve("closed")));
-  const self: AsyncIterableIterator<T> = {
-    async next() {
-      for (;;) {
-        if (closed) return { done: true, value: undefined };
-        pending ??= source.next();
-        let timer: NodeJS.Timeout | undefined;
-        const tick = new Promise<"tick">((resolve) => (timer = setTimeout(() => resolve("tick"), everyMs)));
-        const r = await Promise.race([pending, tick, closedSignal]);
-        clearTimeout(timer);
-        if (r === "closed") return { done: true, value: undefined };
-        if (r === "tick") {
-          const value = await probe();
-          if (value !== null && !closed) return { done: false, value };
-          continue;
-        }
-        pending = undefined;
-        return r;
-      }
-    },
-    async return() {
-      closed = true;
-      onClose();
-      await source.return?.();
-      return { done: true, value: undefined };
-    },
-    [Symbol.asyncIterator]() {
-      return self;
-    },
+/** What a listener of a shared feed is told. */
+export interface FeedListener<T> {
+  event(value: T): void;
+  /** The feed ended: its source completed (no error) or failed. Not called after the listener left. */
+  end(error?: unknown): void;
+}
+
+export interface SharedFeedsOptions<T> {
+  /** The events of one key (e.g. the event bus's topic routed by a recovery id). */
+  source(key: string): AsyncIterator<T>;
+  /**
+   * Asked after every `everyMs` without an event while someone listens: what it returns (not null)
+   * is sent as an event. For state that changes without anyone publishing it. A rejection ends the
+   * feed with that error.
+   */
+  probe?: {
+    everyMs: number;
+    /** The first look after an event from the source waits this long instead (default `everyMs`). */
+    afterEventMs?: number;
+    look(key: string): Promise<T | null>;
   };
-  return self;
+}
+
+/**
+ * One source (and one probe timer) per key however many listen: N tabs on one recovery are one
+ * event-bus listener and one probe, not N. Listening starts at once (nothing published after
+ * `listen` returns is missed); the source is returned and the timer cleared when the last
+ * listener leaves.
+ */
+export class SharedFeeds<T> {
+  private readonly feeds = new Map<string, Feed<T>>();
+
+  constructor(private readonly opts: SharedFeedsOptions<T>) {}
+
+  /** Keys with at least one listener (tests: nothing left behind). */
+  get size(): number {
+    return this.feeds.size;
+  }
+
+  /** Listens to `key`'s events from now on; call the returned function to leave (idempotent). */
+  listen(key: string, listener: FeedListener<T>): () => void {
+    let feed = this.feeds.get(key);
+    if (!feed) {
+      const created: Feed<T> = new Feed(key, this.opts, () => {
+        if (this.feeds.get(key) === created) this.feeds.delete(key);
+      });
+      this.feeds.set(key, created);
+      feed = created;
+    }
+    const joined = feed;
+    joined.listeners.add(listener);
+    return () => joined.leave(listener);
+  }
+}
+
+class Feed<T> {
+  readonly listeners = new Set<FeedListener<T>>();
+  private readonly source: AsyncIterator<T>;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly key: string,
+    private readonly opts: SharedFeedsOptions<T>,
+    private readonly gone: () => void,
+  ) {
+    this.source = opts.source(key);
+    this.pump();
+    this.arm();
+  }
+
+  leave(listener: FeedListener<T>): void {
+    if (!this.listeners.delete(listener) || this.listeners.size || this.closed) return;
+    this.close();
+    void this.source.return?.();
+  }
+
+  private close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.gone();
+  }
+
+  private end(error?: unknown): void {
+    if (this.closed) return;
+    this.close();
+    const listeners = [...this.listeners];
+    this.listeners.clear();
+    for (const l of listeners) l.end(error);
+  }
+
+  private dispatch(value: T): void {
+    for (const l of this.listeners) l.event(value);
+  }
+
+  private pump(): void {
+    this.source.next().then(
+      (r) => {
+        if (this.closed) return;
+        if (r.done) return this.end();
+        this.dispatch(r.value);
+        this.arm(this.opts.probe?.afterEventMs);
+        this.pump();
+      },
+      (err: unknown) => this.end(err),
+    );
+  }
+
+  /** (Re)starts the probe's wait: `everyMs` (or `ms`) from now, i.e. from the last event or look. */
+  private arm(ms?: number): void {
+    const probe = this.opts.probe;
+    if (!probe || this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      probe.look(this.key).then(
+        (value) => {
+          if (this.closed) return;
+          if (value !== null) this.dispatch(value);
+          // An event that arrived while looking has already re-armed the wait.
+          if (!this.timer) this.arm();
+        },
+        (err: unknown) => this.end(err),
+      );
+    }, ms ?? probe.everyMs);
+  }
 }

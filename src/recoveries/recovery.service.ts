@@ -11,8 +11,8 @@ import type { EventBus } from "../events/event-bus";
 import { Topic, type RecoverySnapshot } from "../events/topics";
 import type { Config } from "../config";
 import type { RecoveryProgress } from "./recovery-progress";
-import { eager, live, withProbe } from "../events/live";
-import { workerWait, type WorkerWait } from "./worker-wait";
+import { SharedFeeds } from "../events/live";
+import { HEARTBEAT_SILENCE_MS, workerWait, type WorkerWait } from "./worker-wait";
 import { isTerminal, snapshotOf } from "./recovery-progress";
 import type { RecoveryWorkflowInput } from "../../workflows/contracts";
 import type { WorkflowPort } from "../temporal/workflow-port";
@@ -39,13 +39,45 @@ export interface RecoveryServiceDeps {
   /** Fair-use limits on concurrent recoveries and running machines. */
   quotas: QuotaService;
   now?: () => Date;
+  /** How often live subscriptions of a recovery look at its workflow while nothing is published (default 1 s). */
+  workerProbeMs?: number;
 }
 
 export class RecoveryService {
   private readonly now: () => Date;
+  /**
+   * Live progress per recovery: one event-bus listener and one look at the workflow every
+   * `WORKER_PROBE_MS` of silence, however many subscribers (tabs, CLIs, API connections) follow it.
+   */
+  readonly feeds: SharedFeeds<RecoverySnapshot>;
 
   constructor(private readonly deps: RecoveryServiceDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.feeds = new SharedFeeds<RecoverySnapshot>({
+      source: (recoveryId) => {
+        const events = deps.events.subscribe(Topic.RECOVERY_CHANGED, recoveryId);
+        // A published change comes from a worker at work: it is not waiting for one.
+        return {
+          next: async () => {
+            const r = await events.next();
+            return r.done ? r : { done: false, value: { ...r.value, waitingForWorker: null } };
+          },
+          return: async () => (await events.return?.()) ?? { done: true, value: undefined },
+        };
+      },
+      probe: {
+        everyMs: deps.workerProbeMs ?? WORKER_PROBE_MS,
+        // A published change comes from a worker at work, and its step heartbeats after it: no look
+        // can show it waiting before the heartbeat has been silent for HEARTBEAT_SILENCE_MS. So the
+        // first look after a change waits until shortly before that (a recovery reporting progress
+        // every second is never looked at), then every WORKER_PROBE_MS as before.
+        afterEventMs: deps.workerProbeMs ?? Math.max(WORKER_PROBE_MS, HEARTBEAT_SILENCE_MS - WORKER_PROBE_MS),
+        // A look that fails (the database or Temporal not answering) changes nothing: the next one, a
+        // second later, may answer. It must not end the live view of everyone following the recovery;
+        // the readiness checks report the outage.
+        look: (recoveryId) => this.lookForWorker(recoveryId).catch(() => null),
+      },
+    });
   }
 
   get(userId: string, id: string): Promise<RecoveryRow> {
@@ -218,42 +250,91 @@ export class RecoveryService {
    * The current state at once, then every change, ending after a terminal state. Listens before
    * reading the row (nothing is missed in between) and drops events older than what was sent.
    * While nothing is published (a dead worker publishes nothing) the workflow is looked at every
-   * `WORKER_PROBE_MS`, and a change of "waiting for a worker" is sent as a change too.
+   * `WORKER_PROBE_MS`, and a change of "waiting for a worker" is sent as a change too. The bus
+   * listener and the look are the recovery's (`feeds`), shared by all its subscribers; each
+   * subscriber keeps only what it has not taken yet. `return()` leaves at once.
    */
   async progress(userId: string, recoveryId: string): Promise<AsyncIterableIterator<RecoverySnapshot>> {
-    const events = eager(this.deps.events.subscribe(Topic.RECOVERY_CHANGED, recoveryId));
+    // What this subscriber has not taken yet, and the pending next() waiting for it.
+    let queue: RecoverySnapshot[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    let failure: unknown;
+    const leave = this.feeds.listen(recoveryId, {
+      event: (s) => {
+        queue.push(s);
+        wake?.();
+      },
+      end: (err) => {
+        ended = true;
+        failure = err;
+        wake?.();
+      },
+    });
     let row: RecoveryRow;
     try {
       row = await this.get(userId, recoveryId);
     } catch (err) {
-      await events.return?.();
+      leave();
       throw err;
     }
     // Temporal not answering does not keep the subscription from starting: without the look, the
     // field asks again, and says why it cannot answer.
-    const initial = await this.withWorkerWait(row).catch(() => snapshotOf(row));
-    // A published change comes from a worker at work: it is not waiting for one.
-    const published: AsyncIterableIterator<RecoverySnapshot> = {
-      next: async () => {
-        const r = await events.next();
-        return r.done ? r : { done: false, value: { ...r.value, waitingForWorker: null } };
+    let first: RecoverySnapshot | null = await this.withWorkerWait(row).catch(() => snapshotOf(row));
+    let last: RecoverySnapshot | null = null;
+    let finished = false;
+    const waitKey = (s: RecoverySnapshot | null) => s?.waitingForWorker?.since ?? null;
+    const accept = (ev: RecoverySnapshot) =>
+      ev.userId === userId && (ev.version > (last?.version ?? -1) || (ev.version === last?.version && waitKey(ev) !== waitKey(last)));
+    const done = (): IteratorResult<RecoverySnapshot> => {
+      finished = true;
+      queue = [];
+      leave();
+      return { done: true, value: undefined };
+    };
+    const self: AsyncIterableIterator<RecoverySnapshot> = {
+      async next() {
+        if (first) {
+          const value = first;
+          first = null;
+          last = value;
+          if (isTerminal(value.state)) finished = true;
+          return { done: false, value };
+        }
+        for (;;) {
+          if (finished) return done();
+          while (queue.length) {
+            const ev = queue.shift()!;
+            if (!accept(ev)) continue;
+            last = ev;
+            if (isTerminal(ev.state)) finished = true;
+            return { done: false, value: ev };
+          }
+          if (ended) {
+            done();
+            if (failure) throw failure;
+            return { done: true, value: undefined };
+          }
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+        }
       },
-      return: async () => (await events.return?.()) ?? { done: true, value: undefined },
+      async return() {
+        const r = done();
+        wake?.();
+        return r;
+      },
       [Symbol.asyncIterator]() {
-        return this;
+        return self;
       },
     };
-    const probed = withProbe(published, WORKER_PROBE_MS, async () => {
-      const now = await this.get(userId, recoveryId);
-      // A look that fails (Temporal not answering) changes nothing: the next one, a second later, may answer.
-      return isTerminal(now.state) ? null : this.withWorkerWait(now).catch(() => null);
-    });
-    const waitKey = (s: RecoverySnapshot | null) => s?.waitingForWorker?.since ?? null;
-    return live(probed, {
-      initial,
-      accept: (ev, last) => ev.userId === userId && (ev.version > (last?.version ?? -1) || (ev.version === last?.version && waitKey(ev) !== waitKey(last))),
-      isFinal: (ev) => isTerminal(ev.state),
-    });
+    return self;
+  }
+
+  /** The recovery with whether it waits for a worker; null once it has ended (nothing to look at). */
+  private async lookForWorker(recoveryId: string): Promise<RecoverySnapshot | null> {
+    const [row] = await this.deps.db.select().from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
+    return !row || isTerminal(row.state) ? null : this.withWorkerWait(row);
   }
 
   private async withWorkerWait(row: RecoveryRow): Promise<RecoverySnapshot> {

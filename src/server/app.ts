@@ -8,7 +8,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
-import { GraphQLError, execute, parse, subscribe, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
+import { GraphQLError, execute, parse, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
 import type { Services } from "../services";
@@ -27,6 +27,7 @@ import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route
 import type { RateLimiter } from "../auth/rate-limiter";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
 import { DocumentCache, UserConnections } from "./ws-limits";
+import { SubscriptionFanout } from "./ws-fanout";
 import { clientAddress, isLoopback } from "../auth/client-address";
 import type { Availability } from "../shared/availability";
 
@@ -60,6 +61,8 @@ export interface RunningApp {
   wsDocuments: DocumentCache;
   /** Open operations of each signed-in user over WebSocket, in this process. */
   wsUsers: UserConnections;
+  /** Shared executions of live-state subscriptions (one per document, variables and user). */
+  wsFanout: SubscriptionFanout;
   stop(): Promise<void>;
 }
 
@@ -169,6 +172,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
 
   const documents = new DocumentCache(config.ws.documentCacheBytes);
   const userConnections = new UserConnections();
+  // A recovery followed from ten tabs is executed once per event and sent ten times.
+  const fanout = new SubscriptionFanout({ stateFields: new Set(["recoveryProgress"]), userOf: (c) => (c as Context).auth?.user.id });
   // graphql-ws on the same port and path.
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: config.http.maxBodyBytes });
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
@@ -178,7 +183,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       isProd: !exposeStack,
       // Our own graphql functions: one graphql realm for schema and execution.
       execute,
-      subscribe,
+      subscribe: (args) => fanout.subscribe(args),
       // A socket that never says connection_init is closed (4408) instead of being held open.
       connectionInitWaitTimeout: config.ws.initTimeoutMs,
       onConnect: async (ctx) => {
@@ -186,6 +191,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         extra.requestId = newId();
         extra.ip = clientAddress(extra.request, trustProxy);
         extra.userAgent = extra.request.headers["user-agent"];
+        // What the upgrade request had to say is copied above: do not keep the request (its headers,
+        // raw headers and stream state) for as long as the socket lives.
+        delete (extra as { request?: unknown }).request;
         const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         const token = bearerToken(typeof raw === "string" ? raw : undefined);
         if (token === undefined) return true; // anonymous: every operation is refused, unparsed
@@ -268,13 +276,21 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           if (appError.code === ErrorCode.UNAVAILABLE) logger.warn({ err, requestId: extra.requestId }, "operation refused: a dependency is unavailable");
           return [toGraphQLError(appError)];
         }
+        // A subscription that joins a shared execution never logs through its own context: its child
+        // logger is made only if something asks for it.
+        let childLogger: Logger | undefined;
         const contextValue: Context = {
           requestId: extra.requestId ?? newId(),
           ip: extra.ip,
           userAgent: extra.userAgent,
           auth: extra.auth,
           services,
-          logger: logger.child({ requestId: extra.requestId, userId }),
+          get logger() {
+            return (childLogger ??= logger.child({ requestId: extra.requestId, userId }));
+          },
+          set logger(value: Logger) {
+            childLogger = value;
+          },
           limits: config.limits,
         };
         const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
@@ -455,6 +471,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     sockets,
     wsDocuments: documents,
     wsUsers: userConnections,
+    wsFanout: fanout,
     stop() {
       stopping ??= (async () => {
         clearInterval(routineSummary);

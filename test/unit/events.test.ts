@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createEventBus, createMemoryEventBus } from "../../src/events/adapters";
-import { eager, live, withProbe } from "../../src/events/live";
+import { eager, live, SharedFeeds } from "../../src/events/live";
 import { Topic, type BackupChangedEvent, type RecoverySnapshot } from "../../src/events/topics";
 import { graphqlPubSub } from "../../src/graphql/subscriptions";
 
@@ -179,13 +179,13 @@ describe("type-graphql PubSub over the bus", () => {
   });
 });
 
-describe("withProbe", () => {
-  /** A source that yields what the test pushes. */
+describe("SharedFeeds", () => {
+  /** A source that yields what the test pushes, and says whether it was returned. */
   function pushable<T>() {
     const queue: T[] = [];
     let wake: (() => void) | undefined;
     let ended = false;
-    const it: AsyncIterableIterator<T> = {
+    const it: AsyncIterator<T> = {
       async next() {
         while (!queue.length && !ended) await new Promise<void>((r) => (wake = r));
         return queue.length ? { done: false, value: queue.shift()! } : { done: true, value: undefined };
@@ -195,23 +195,85 @@ describe("withProbe", () => {
         wake?.();
         return { done: true, value: undefined };
       },
-      [Symbol.asyncIterator]() {
-        return it;
-      },
     };
-    return { it, push: (v: T) => (queue.push(v), wake?.()) };
+    return { it, push: (v: T) => (queue.push(v), wake?.()), returned: () => ended };
   }
+  const until = async (cond: () => boolean) => {
+    for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(cond()).toBe(true);
+  };
 
-  it("while the source is silent the probe's answers are sent; events pass through; return() ends it at once", async () => {
+  it("one source and one probe per key however many listen; the probe speaks only while the source is silent; the last to leave returns the source", async () => {
+    const sources = new Map<string, ReturnType<typeof pushable<string>>>();
+    let looks = 0;
+    const feeds = new SharedFeeds<string>({
+      source: (key) => {
+        const s = pushable<string>();
+        sources.set(key, s);
+        return s.it;
+      },
+      probe: { everyMs: 30, look: async (key) => (++looks === 1 ? null : `${key} probed`) },
+    });
+    const a: string[] = [];
+    const b: string[] = [];
+    const leaveA = feeds.listen("r1", { event: (v) => a.push(v), end: () => a.push("end") });
+    const leaveB = feeds.listen("r1", { event: (v) => b.push(v), end: () => b.push("end") });
+    expect(sources.size).toBe(1);
+    expect(feeds.size).toBe(1);
+    sources.get("r1")!.push("e1");
+    await until(() => a.length === 1 && b.length === 1);
+    // Silent: the first look finds nothing to say, the second does, once for both listeners.
+    await until(() => a.includes("r1 probed"));
+    expect(b).toEqual(a);
+    expect(a).toEqual(["e1", "r1 probed"]);
+    leaveA();
+    leaveA(); // idempotent
+    expect(sources.get("r1")!.returned()).toBe(false);
+    sources.get("r1")!.push("e2");
+    await until(() => b.at(-1) === "e2");
+    expect(a).toEqual(["e1", "r1 probed"]);
+    leaveB();
+    expect(sources.get("r1")!.returned()).toBe(true);
+    expect(feeds.size).toBe(0);
+    const looked = looks;
+    await new Promise((r) => setTimeout(r, 80));
+    expect(looks).toBe(looked); // no timer left behind
+  });
+
+  it("after an event from the source the first look waits afterEventMs, then everyMs", async () => {
     const src = pushable<string>();
-    let probes = 0;
-    const probed = withProbe(src.it, 20, async () => (++probes === 1 ? null : `probe ${probes}`));
-    // The first look finds nothing to say, the second does.
-    expect(await probed.next()).toEqual({ done: false, value: "probe 2" });
-    src.push("event");
-    expect(await probed.next()).toEqual({ done: false, value: "event" });
-    const pending = probed.next();
-    await probed.return!();
-    expect(await pending).toEqual({ done: true, value: undefined });
+    const lookedAt: number[] = [];
+    const feeds = new SharedFeeds<string>({ source: () => src.it, probe: { everyMs: 20, afterEventMs: 150, look: async () => (lookedAt.push(Date.now()), null) } });
+    const leave = feeds.listen("k", { event: () => {}, end: () => {} });
+    await until(() => lookedAt.length >= 1); // no event yet: everyMs
+    const eventAt = Date.now();
+    src.push("e");
+    const before = lookedAt.length;
+    await until(() => lookedAt.length >= before + 2);
+    const after = lookedAt.slice(before);
+    // A look already running when the event came may land just after it; the next waits afterEventMs.
+    expect(after.filter((t) => t - eventAt >= 140).length).toBeGreaterThanOrEqual(1);
+    expect(after.filter((t) => t - eventAt > 5 && t - eventAt < 140)).toEqual([]);
+    leave();
+  });
+
+  it("a source that ends or fails ends every listener, and the next listener gets a fresh source", async () => {
+    let opened = 0;
+    let fail: ((err: Error) => void) | undefined;
+    const feeds = new SharedFeeds<string>({
+      source: () => {
+        opened++;
+        return { next: () => new Promise<IteratorResult<string>>((_, reject) => (fail = reject)) };
+      },
+    });
+    const ends: unknown[] = [];
+    feeds.listen("k", { event: () => {}, end: (err) => ends.push(err) });
+    feeds.listen("k", { event: () => {}, end: (err) => ends.push(err) });
+    fail!(new Error("bus down"));
+    await until(() => ends.length === 2);
+    expect(ends.map((e) => (e as Error).message)).toEqual(["bus down", "bus down"]);
+    expect(feeds.size).toBe(0);
+    feeds.listen("k", { event: () => {}, end: () => {} });
+    expect(opened).toBe(2);
   });
 });
