@@ -17,8 +17,8 @@ const require = createRequire(import.meta.url);
 const MEASURED_SECONDS: Record<string, number> = {
   "test/faults/faults.test.ts": 140,
   "test/e2e/cli-recovery.test.ts": 180,
-  "test/e2e/verification.test.ts": 140,
-  "test/e2e/drills.test.ts": 120,
+  "test/e2e/verification.test.ts": 130,
+  "test/e2e/drills.test.ts": 95,
   "test/e2e/recovery-boot-check.test.ts": 80,
   "test/e2e/local-recovery.test.ts": 50,
   "test/e2e/guest-isolation.test.ts": 50,
