@@ -1,8 +1,42 @@
 import { createRequire } from "node:module";
+import path from "node:path";
 import swc from "unplugin-swc";
 import { defineConfig } from "vitest/config";
+import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 const require = createRequire(import.meta.url);
+
+/**
+ * Longest first, across the projects: two workers, and a few e2e files and the fault suite are
+ * most of the run. Vitest's own order runs the projects one after another by name (e2e, faults,
+ * integration, unit) and, without a previous run, larger files first: the fault suite started when
+ * most of e2e was done and ran on alone at the end. A file's duration from the last run (vitest's
+ * cache, node_modules/.vite) when there is one; else the seconds below (measured 2026-11-30 under
+ * load, for a fresh checkout such as CI) or what its project's files usually take.
+ */
+const MEASURED_SECONDS: Record<string, number> = {
+  "test/faults/faults.test.ts": 140,
+  "test/e2e/cli-recovery.test.ts": 180,
+  "test/e2e/verification.test.ts": 130,
+  "test/e2e/drills.test.ts": 95,
+  "test/e2e/recovery-boot-check.test.ts": 80,
+  "test/e2e/local-recovery.test.ts": 50,
+  "test/e2e/guest-isolation.test.ts": 50,
+  "test/e2e/console.test.ts": 45,
+  "test/integration/recovery-workflow.test.ts": 43,
+};
+const TYPICAL_SECONDS: Record<string, number> = { faults: 140, e2e: 20, integration: 8, unit: 2 };
+class LongestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const byVitest = await super.sort(files);
+    const rank = new Map(byVitest.map((f, i) => [f, i]));
+    const cache = this.ctx.cache;
+    const root = this.ctx.config.root;
+    const expected = (f: TestSpecification) =>
+      cache.getTestSpecificationResult(f)?.duration ?? (MEASURED_SECONDS[path.relative(root, f.moduleId)] ?? TYPICAL_SECONDS[f.project.name] ?? 10) * 1000;
+    return [...files].sort((a, b) => expected(b) - expected(a) || rank.get(a)! - rank.get(b)!);
+  }
+}
 
 export default defineConfig({
   resolve: {
@@ -27,6 +61,7 @@ export default defineConfig({
     // so files may run in parallel, but two cores are all we have.
     maxWorkers: 2,
     pool: "forks",
+    sequence: { sequencer: LongestFirst },
     // Three tiers (README "Tests"): `npx vitest run --project unit` needs no service and takes
     // seconds; integration talks to MariaDB, the object store and Temporal; e2e runs processes,
     // QEMU guests and a browser. The services' global setup runs once for both of those.

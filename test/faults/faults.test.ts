@@ -15,13 +15,13 @@ import { ReCloClient } from "../../src/client/graphql-client";
 import { freePort, root, type Proc } from "../helpers/processes";
 import { backupWithCli, productEnv, startApi, startWorker } from "../helpers/product";
 import { createAccount, PASSWORD, uniqueName } from "../helpers/stack";
-import { LINUX_OK_READY, testSystem } from "../helpers/test-systems";
+import { makeBootableImage } from "../helpers/boot-image";
 import { ask, filesUnder, pidAlive, processesMentioning, renderReport, s3Leftovers, stepDurations, Truth, until, type Answer, type ReportRow } from "./harness";
 import { startPrivateStack, type DependencyName, type PrivateStack } from "./stack/private-stack";
 
 /**
  * Faults, on a private stack the suite owns (test/faults/stack): the product (API and worker as
- * separate processes) recovers the linux-ok test system to the LOCAL target while the suite kills
+ * separate processes) recovers a bootable 64 MiB disk to the LOCAL target while the suite kills
  * the product at each step, stops each dependency for a few seconds, or cancels at each step.
  * Every case asserts one terminal state, one machine for a completed recovery and nothing left
  * (files, S3 objects and multipart uploads, processes); during outages it records the typed answer
@@ -29,6 +29,18 @@ import { startPrivateStack, type DependencyName, type PrivateStack } from "./sta
  */
 const TERMINAL = ["COMPLETED", "FAILED", "CANCELLED"];
 const OUTAGE_MS = 4000;
+const MiB = 1024 * 1024;
+/**
+ * The disk every case recovers: a real MBR disk the firmware boots (test/helpers/boot-image.ts)
+ * that prints MARKER on the serial console, the boot check's evidence, about a second after
+ * power-on, then halts. 64 MiB with 9 MiB of data, the size and data of the linux-ok test system, so
+ * PREPARING and IMPORTING take what they took with it; the faults are about the product's steps,
+ * not about what the guest runs, and the Linux guests' own boots are proven by the e2e suite
+ * (verification, recovery-boot-check, drills, guest-isolation). Linux took 10–25 s of CHECKING
+ * per case under TCG; this takes a second or two.
+ */
+const MARKER = "RECLO-FAULTS-BOOTED";
+const DISK_BYTES = 64 * MiB;
 
 describe("faults: kills, outages and cancels during a local recovery", () => {
   let stack: PrivateStack;
@@ -41,6 +53,7 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
   let email: string;
   let userId: string;
   let backupId: string;
+  let silentBackupId: string;
   let probeBackupId: string;
   let productDir: string;
   let localDir: string;
@@ -74,11 +87,10 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}/graphql`;
     env = productEnv(
-      { name: "faults", port, dataDir: productDir, marker: LINUX_OK_READY },
+      { name: "faults", port, dataDir: productDir, marker: MARKER },
       {
         ...stack.env,
-        QEMU_MEMORY_MB: "256",
-        // The boot check ends at the serial marker linux-ok prints once it serves SSH and RDP.
+        // The boot check ends at the serial marker the disk prints.
         VERIFY_EVIDENCE_GRACE: "0s",
         VERIFY_BOOT_TIMEOUT: "150s",
         RECOVERY_BOOT_CHECK_TIMEOUT: "150s",
@@ -92,13 +104,24 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
     const name = uniqueName("faults");
     const account = await createAccount(anon, name);
     ({ token, id: userId, email } = account);
-    const disk = await testSystem("linux-ok");
-    backupId = await backupWithCli({ graphqlUrl: url, token, configDir: path.join(stack.dir, "cli"), image: disk, source: "faults-linux-ok" });
-    // A second, tiny backup: what a client asks to recover while Temporal is down.
-    const probe = path.join(stack.dir, "probe.img");
-    fs.writeFileSync(probe, Buffer.alloc(1024 * 1024, 7));
-    probeBackupId = await backupWithCli({ graphqlUrl: url, token, configDir: path.join(stack.dir, "cli"), image: probe, source: "faults-probe" });
-    fs.rmSync(probe);
+    // The backups are made at once, each by its own `reclo backup` process.
+    const images = path.join(stack.dir, "images");
+    fs.mkdirSync(images);
+    const backUp = async (source: string, content: Buffer): Promise<string> => {
+      const image = path.join(images, `${source}.img`);
+      fs.writeFileSync(image, content);
+      const id = await backupWithCli({ graphqlUrl: url, token, configDir: path.join(stack.dir, `cli-${source}`), image, source });
+      fs.rmSync(image);
+      return id;
+    };
+    [backupId, silentBackupId, probeBackupId] = await Promise.all([
+      backUp("faults-disk", makeBootableImage(DISK_BYTES, `${MARKER}\r\n`, { randomBytes: 9 * MiB })),
+      // The same disk without the marker: its boot check waits (RECOVERY_BOOT_CHECK_TIMEOUT) for a
+      // sign that never comes, so a cancel is sure to land in CHECKING.
+      backUp("faults-silent", makeBootableImage(DISK_BYTES, "RECLO-FAULTS-NO-SIGN\r\n", { randomBytes: 9 * MiB })),
+      // A tiny one: what a client asks to recover while Temporal is down.
+      backUp("faults-probe", Buffer.alloc(MiB, 7)),
+    ]);
   }, 600_000);
 
   afterAll(async () => {
@@ -167,9 +190,9 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
     }, timeoutMs, 20);
   }
 
-  async function startRecovery(): Promise<{ id: string; t0: number }> {
+  async function startRecovery(of = backupId): Promise<{ id: string; t0: number }> {
     const t0 = Date.now();
-    const a = await gql(StartRecoveryDocument, { input: { backupId, target: "LOCAL" } }, 15_000);
+    const a = await gql(StartRecoveryDocument, { input: { backupId: of, target: "LOCAL" } }, 15_000);
     if (!a.ok) throw new Error(`startRecovery: ${a.code} ${a.message}`);
     const r = a.data!.startRecovery;
     if (r.state !== "PENDING") throw new Error(`startRecovery returned a recovery already under way (${r.id} ${r.state})`);
@@ -411,7 +434,8 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
 
   for (const step of ["PREPARING", "IMPORTING", "LAUNCHING", "CHECKING"] as const) {
     it(`cancelled at ${step}: CANCELLED once, no machine, nothing left`, async () => {
-      const { id } = await startRecovery();
+      // The marker disk's check ends about a second after launch; the silent disk's never does.
+      const { id } = await startRecovery(step === "CHECKING" ? silentBackupId : backupId);
       await waitForState(id, [step]);
       const c = await gql(CancelRecoveryDocument, { id }, 15_000);
       const cancelledIn = (await truth.recovery(id))!.state;

@@ -78,6 +78,10 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
       RECOVERY_TIME_LIMIT: "60s",
       RECOVERY_BACKSTOP: "30s",
       RECOVERY_BOOT_CHECK_TIMEOUT: "20s",
+      // After EC2's checks pass, the boot check keeps looking for corroboration this long; the mocked
+      // screenshot is always blank, so every completed recovery waited out the whole default 10 s.
+      // Polled every 100 ms, 2 s still takes many screenshots.
+      VERIFY_EVIDENCE_GRACE: "2s",
       AWS_DEFAULT_ALLOWED_CIDR: "198.51.100.0/24",
     });
     worker = await startWorker({ config: stack.config.temporal, activities: activitiesFor(stack.rt), logger: stack.rt.logger, workflowBundle: { codePath: inject("workflowBundlePath") } });

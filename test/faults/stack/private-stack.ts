@@ -144,14 +144,19 @@ export async function startPrivateStack(): Promise<PrivateStack> {
   fs.mkdirSync(dbData, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   const dbUser = asRoot ? ["--user=mysql"] : [];
-  if (asRoot) await run("chown", ["-R", "mysql:mysql", dbDir]);
-  await run(installDb, ["--no-defaults", ...dbUser, `--datadir=${dbData}`, "--auth-root-authentication-method=normal", "--skip-test-db"], { maxBuffer: 1 << 22 });
+  // The data dir is made while the other services start (it takes seconds); mariadbd waits for it.
+  const installed = (async () => {
+    if (asRoot) await run("chown", ["-R", "mysql:mysql", dbDir]);
+    await run(installDb, ["--no-defaults", ...dbUser, `--datadir=${dbData}`, "--auth-root-authentication-method=normal", "--skip-test-db"], { maxBuffer: 1 << 22 });
+  })();
+  installed.catch(() => {}); // observed by the database's start below
   const database = daemon({
     name: "database",
     kind: "private mariadbd",
     port: dbPort,
     log: path.join(logs, "mariadb.log"),
     cmd: mariadbd,
+    beforeStart: () => installed,
     args: ["--no-defaults", ...dbUser, `--datadir=${dbData}`, `--port=${dbPort}`, `--socket=${path.join(dbDir, "mysqld.sock")}`, "--bind-address=127.0.0.1", `--pid-file=${path.join(dbDir, "mysqld.pid")}`, "--skip-log-bin", "--innodb-buffer-pool-size=64M", "--max-connections=500", "--skip-name-resolve"],
     ready: async () => {
       try {
