@@ -2,6 +2,7 @@ import { and, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { recoveries, recoveryEvents, type BootCheckRecord, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
 import { newId } from "../shared/ids";
+import type { Prepared } from "../db/ownership";
 import type { EventBus } from "../events/event-bus";
 import { Topic, type RecoverySnapshot } from "../events/topics";
 
@@ -89,17 +90,43 @@ export class RecoveryProgress {
   /** Progress within the current step (ignored unless the recovery is in `state`). */
   async progress(recoveryId: string, state: StepState, stepPercent: number, message?: string): Promise<void> {
     const p = Math.max(0, Math.min(100, Math.floor(stepPercent)));
-    const [res] = await this.db
-      .update(recoveries)
-      .set({
-        stepProgress: sql`GREATEST(${recoveries.stepProgress}, ${p})`,
-        totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${totalFor(state, p)})`,
-        ...(message ? { message } : {}),
-        updatedAt: this.now(),
-        version: sql`${recoveries.version} + 1`,
-      })
-      .where(and(eq(recoveries.id, recoveryId), eq(recoveries.state, state), sql`(${recoveries.stepProgress} < ${p} OR ${message ?? null} IS NOT NULL)`));
+    const [res] = (await this.statements().progress.execute({
+      id: recoveryId,
+      state,
+      p,
+      total: totalFor(state, p),
+      // An empty message leaves the message as it was, but still counts as a report (as it always has).
+      newMessage: message || null,
+      message: message ?? null,
+      now: recoveries.updatedAt.mapToDriverValue(this.now()),
+    })) as [{ affectedRows: number }];
     if (res.affectedRows) this.publishThrottled(recoveryId);
+  }
+
+  /**
+   * The two statements of every progress event (the UPDATE above and publishNow's SELECT), built
+   * once: a worker reporting 1,000 progress events a second spent most of its CPU in drizzle
+   * building them again each time, and the event waited for that CPU.
+   */
+  private prepared?: { progress: Prepared; row: Prepared };
+  private statements(): { progress: Prepared; row: Prepared } {
+    const p = sql.placeholder("p");
+    const message = sql.placeholder("message");
+    this.prepared ??= {
+      progress: this.db
+        .update(recoveries)
+        .set({
+          stepProgress: sql`GREATEST(${recoveries.stepProgress}, ${p})`,
+          totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${sql.placeholder("total")})`,
+          message: sql`COALESCE(${sql.placeholder("newMessage")}, ${recoveries.message})`,
+          updatedAt: sql`${sql.placeholder("now")}`,
+          version: sql`${recoveries.version} + 1`,
+        })
+        .where(and(eq(recoveries.id, sql.placeholder("id")), eq(recoveries.state, sql.placeholder("state")), sql`(${recoveries.stepProgress} < ${p} OR ${message} IS NOT NULL)`))
+        .prepare() as unknown as Prepared,
+      row: this.db.select().from(recoveries).where(eq(recoveries.id, sql.placeholder("id"))).limit(1).prepare() as unknown as Prepared,
+    };
+    return this.prepared;
   }
 
   /** Records the boot check as it stands (and, once known, the measured RTO) and publishes it. */
@@ -196,7 +223,7 @@ export class RecoveryProgress {
       clearTimeout(p.timer);
       this.pending.delete(recoveryId);
     }
-    const [row] = await this.db.select().from(recoveries).where(eq(recoveries.id, recoveryId)).limit(1);
+    const [row] = (await this.statements().row.execute({ id: recoveryId })) as RecoveryRow[];
     if (!row) return;
     this.lastSent.set(recoveryId, Date.now());
     if (isTerminal(row.state)) this.lastSent.delete(recoveryId);

@@ -57,6 +57,24 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
     expect(row).toMatchObject({ state: "FAILED", stepProgress: 10, totalProgress: 34 });
   });
 
+  it("a progress report keeps the message unless it brings one, moves the clock the reconciler reads, and a message alone counts as a report", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const at = new Date("2026-01-02T03:04:05.000Z");
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 0, now: () => at });
+    await progress.begin(r.id, new Date(Date.now() + 60_000));
+    await progress.enter(r.id, "PREPARING", "composing");
+    await progress.progress(r.id, "PREPARING", 40);
+    expect(await stack.rt.services.recoveries.get(user.id, r.id)).toMatchObject({ stepProgress: 40, totalProgress: 12, message: "composing", updatedAt: at });
+    const v = (await stack.rt.services.recoveries.get(user.id, r.id)).version;
+    await progress.progress(r.id, "PREPARING", 20); // lower, no message: nothing changes
+    expect(await stack.rt.services.recoveries.get(user.id, r.id)).toMatchObject({ stepProgress: 40, version: v });
+    await progress.progress(r.id, "PREPARING", 20, "3/8 parts"); // lower with a message: the message, not the number
+    expect(await stack.rt.services.recoveries.get(user.id, r.id)).toMatchObject({ stepProgress: 40, message: "3/8 parts", version: v + 1 });
+    await progress.progress(r.id, "IMPORTING", 90, "wrong step"); // another step's report: ignored
+    expect(await stack.rt.services.recoveries.get(user.id, r.id)).toMatchObject({ state: "PREPARING", stepProgress: 40, message: "3/8 parts", version: v + 1 });
+    await progress.finish(r.id, "CANCELLED");
+  });
+
   it("a subscriber sees a terminal event published right after it subscribed, and completes", async () => {
     const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
     const iterator = await stack.rt.services.recoveries.progress(user.id, r.id);
