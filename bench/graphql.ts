@@ -207,7 +207,7 @@ async function main(): Promise<number> {
   let raw: Child | undefined;
   let seeded: Seeded | undefined;
   try {
-    const a = await Child.start<GraphqlApiInfo>("api", "graphql-api-process.ts", { env, stdoutFd: apiLogFd, nodeArgs: opts["api-node-args"].split(" ").filter(Boolean) });
+    const a = await Child.start<GraphqlApiInfo>("api", "graphql-api-process.ts", { env, stdoutFd: apiLogFd, product: true, nodeArgs: opts["api-node-args"].split(" ").filter(Boolean) });
     api = a.child;
     log(`api: pid ${a.info.pid} at ${a.info.graphqlUrl} (NODE_ENV=production, LOG_LEVEL=${a.info.logLevel}, log → ${apiLog}, events over ${a.info.transport})`);
     const r = await Child.start<BaselineInfo>("raw", "graphql-baseline.ts", { env });

@@ -50,6 +50,9 @@ export function serve(handlers: Record<string, (args: never) => unknown>, info: 
 }
 
 /** Parent side: one child process running a bench/*.ts script through @swc-node/register. */
+/** The node flags scripts/lib.sh run_product starts the product with (its RECLO_NODE_FLAGS default). */
+export const PRODUCT_NODE_ARGS = ["--max-semi-space-size=64"];
+
 export class Child {
   /** Every child ever started, so the orchestrator can kill them all on the way out. */
   static readonly all = new Set<Child>();
@@ -91,16 +94,20 @@ export class Child {
     });
   }
 
-  /** Starts `bench/<script>` with --expose-gc and waits for its hello. */
+  /**
+   * Starts `bench/<script>` with --expose-gc and waits for its hello. `product: true` for a process
+   * that runs the product's code (API, publisher/worker): it gets the node flags the product is
+   * started with (PRODUCT_NODE_ARGS), so the bench measures what is deployed.
+   */
   static async start<Info>(
     name: string,
     script: string,
-    opts: { env: NodeJS.ProcessEnv; args?: string[]; nodeArgs?: string[]; startTimeoutMs?: number; /** An open file descriptor for the child's stdout instead of forwarding it (e.g. a log file). */ stdoutFd?: number },
+    opts: { env: NodeJS.ProcessEnv; args?: string[]; nodeArgs?: string[]; product?: boolean; startTimeoutMs?: number; /** An open file descriptor for the child's stdout instead of forwarding it (e.g. a log file). */ stdoutFd?: number },
   ): Promise<{ child: Child; info: Info }> {
     const proc = fork(path.join(__dirname, script), opts.args ?? [], {
       cwd: repoRoot,
       env: opts.env,
-      execArgv: ["--expose-gc", ...(opts.nodeArgs ?? []), "-r", "@swc-node/register"],
+      execArgv: ["--expose-gc", ...(opts.product ? PRODUCT_NODE_ARGS : []), ...(opts.nodeArgs ?? []), "-r", "@swc-node/register"],
       stdio: ["ignore", opts.stdoutFd ?? "pipe", "pipe", "ipc"],
       serialization: "advanced",
     });

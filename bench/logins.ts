@@ -179,7 +179,7 @@ async function run(): Promise<number> {
   // before that module runs, so the size must be in the environment.
   apiEnv.UV_THREADPOOL_SIZE ||= String(threadPoolSizeFor(hashConcurrencyOf(apiEnv)));
 
-  const { child: api, info } = await Child.start<LoginApiInfo>("api", "logins-api.ts", { env: apiEnv });
+  const { child: api, info } = await Child.start<LoginApiInfo>("api", "logins-api.ts", { env: apiEnv, product: true });
   log(
     `API pid ${info.pid} at ${info.graphqlUrl}; argon2id m=${info.argon2.memoryCost} KiB t=${info.argon2.timeCost} p=${info.argon2.parallelism}; ` +
       `UV_THREADPOOL_SIZE=${info.uvThreadpoolSize ?? "(unset: 4)"} (${info.libuvThreads ?? "?"} libuv threads running); hash queue ${info.hashQueue ? JSON.stringify(info.hashQueue) : "(none)"}`,

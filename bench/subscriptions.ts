@@ -271,8 +271,8 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
 
   log(`\n=== pub/sub ${transport}: starting the API process${transport === "redis" ? ", a publisher process" : ""} and ${clientProcs} client process(es)`);
   const started = await Promise.all([
-    Child.start<ApiInfo>("api", "api-process.ts", { env, nodeArgs: opts["api-node-args"].split(" ").filter(Boolean) }),
-    transport === "redis" ? Child.start<ApiInfo>("publisher", "api-process.ts", { env, args: ["--role=publisher"] }) : Promise.resolve(undefined),
+    Child.start<ApiInfo>("api", "api-process.ts", { env, product: true, nodeArgs: opts["api-node-args"].split(" ").filter(Boolean) }),
+    transport === "redis" ? Child.start<ApiInfo>("publisher", "api-process.ts", { env, product: true, args: ["--role=publisher"] }) : Promise.resolve(undefined),
     ...Array.from({ length: clientProcs }, (_, i) => Child.start<{ pid: number }>(`client${i + 1}`, "client-process.ts", { env })),
   ]);
   const [apiStarted, pubStarted, ...clientStarted] = started as [{ child: Child; info: ApiInfo }, { child: Child; info: ApiInfo } | undefined, ...{ child: Child; info: { pid: number } }[]];
