@@ -15,7 +15,7 @@ import { Topic, type RecoverySnapshot } from "../src/events/topics";
 import { RecoveryProgress, snapshotOf } from "../src/recoveries/recovery-progress";
 import { BackupKind } from "../src/backups/backup.type";
 import { Redis } from "ioredis";
-import { LoadWindow, epochMs, exitWithParent, memoryAfterGc, serve, sleep } from "./ipc";
+import { LoadWindow, epochMs, exitWithParent, memoryAfterGc, serve, sleep, exitAfter } from "./ipc";
 
 /**
  * A bench child process. Role "api" (default): the real API (createRuntime + startApp, exactly as
@@ -262,17 +262,13 @@ async function main(): Promise<void> {
       },
 
       stop() {
-        // Answer first, then shut down (hard exit if closing hangs).
-        setTimeout(() => process.exit(0), 5000).unref();
-        setImmediate(() => {
-          void (async () => {
-            await app?.stop();
-            if (rt) await rt.close();
-            else {
-              await events.close();
-              await database.close();
-            }
-          })().finally(() => process.exit(0));
+        exitAfter(async () => {
+          await app?.stop();
+          if (rt) await rt.close();
+          else {
+            await events.close();
+            await database.close();
+          }
         });
       },
     },

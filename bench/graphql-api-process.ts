@@ -9,7 +9,7 @@ import { startApp } from "../src/server/app";
 import { backups, recoveries, recoveryEvents, sessions, users } from "../src/db/schema";
 import { hashToken, newToken } from "../src/auth/token";
 import { newId } from "../src/shared/ids";
-import { LoadWindow, serve } from "./ipc";
+import { LoadWindow, serve, exitAfter } from "./ipc";
 
 /**
  * The API under test of bench/graphql.ts: the real API (createRuntime + startApp, exactly as
@@ -131,12 +131,9 @@ async function main(): Promise<void> {
       },
 
       stop() {
-        setTimeout(() => process.exit(0), 5000).unref();
-        setImmediate(() => {
-          void (async () => {
-            await app.stop();
-            await rt.close();
-          })().finally(() => process.exit(0));
+        exitAfter(async () => {
+          await app.stop();
+          await rt.close();
         });
       },
     },

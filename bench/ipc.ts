@@ -30,6 +30,14 @@ export function exitWithParent(): void {
   process.once("disconnect", () => process.exit(0));
 }
 
+/** Child side, for a `stop` command: answers first, then shuts down with `close` (a hard exit if closing hangs 5 s). */
+export function exitAfter(close: () => Promise<void>): void {
+  setTimeout(() => process.exit(0), 5000).unref();
+  setImmediate(() => {
+    void close().finally(() => process.exit(0));
+  });
+}
+
 /** Child side: answers the parent's commands; exits when the parent goes away. */
 export function serve(handlers: Record<string, (args: never) => unknown>, info: () => unknown): void {
   if (!process.send || !process.connected) process.exit(0); // started without a parent, or the parent is gone

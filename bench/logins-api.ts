@@ -9,7 +9,7 @@ import { createLogger } from "../src/logger";
 import { createRuntime } from "../src/runtime";
 import { startApp } from "../src/server/app";
 import { users } from "../src/db/schema";
-import { LoadWindow, serve } from "./ipc";
+import { LoadWindow, serve, exitAfter } from "./ipc";
 
 /**
  * The API process of bench/logins.ts: the real API (createRuntime + startApp, exactly as
@@ -48,12 +48,9 @@ async function main(): Promise<void> {
         if (args.userIds.length) await rt.database.db.delete(users).where(inArray(users.id, args.userIds));
       },
       stop() {
-        setTimeout(() => process.exit(0), 5000).unref();
-        setImmediate(() => {
-          void (async () => {
-            await app.stop();
-            await rt.close();
-          })().finally(() => process.exit(0));
+        exitAfter(async () => {
+          await app.stop();
+          await rt.close();
         });
       },
     },

@@ -5,7 +5,7 @@ import { loadConfig, type Config, type Env } from "../../src/config";
 import { createLogger, type Logger } from "../../src/logger";
 import { createRuntime, type Runtime } from "../../src/runtime";
 import { startApp, type RunningApp } from "../../src/server/app";
-import { ReCloClient } from "../../src/client/graphql-client";
+import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
 
 export interface TestStack {
@@ -102,4 +102,15 @@ export async function createAccount(client: ReCloClient, name = uniqueName(), pa
 export async function signUp(stack: TestStack, name = uniqueName()): Promise<TestUser> {
   const account = await createAccount(stack.client, name);
   return { ...account, client: stack.client.withToken(account.token) };
+}
+
+/** The GraphQL error a request was answered with (any other failure, or a success, fails the test). */
+export async function errorOf(p: Promise<unknown>): Promise<GraphQLRequestError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof GraphQLRequestError) return err;
+    throw err;
+  }
+  throw new Error("expected a GraphQL error");
 }

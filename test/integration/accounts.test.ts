@@ -4,8 +4,8 @@ import { eq } from "drizzle-orm";
 import { print } from "graphql";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
-import { startStack, signUp, uniqueName, PASSWORD, type TestStack } from "../helpers/stack";
-import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-client";
+import { startStack, signUp, uniqueName, PASSWORD, type TestStack, errorOf } from "../helpers/stack";
+import { ReCloClient } from "../../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
 import { sessions } from "../../src/db/schema";
 
@@ -14,16 +14,6 @@ import { sessions } from "../../src/db/schema";
  * address; the client address comes only through the proxies TRUST_PROXY names (hops or CIDRs);
  * IPv6 clients are limited per /64; over-long inputs are refused before hashing or keying.
  */
-
-async function errorOf(p: Promise<unknown>): Promise<GraphQLRequestError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GraphQLRequestError) return err;
-    throw err;
-  }
-  throw new Error("expected a GraphQL error");
-}
 
 /** A client whose requests arrive as if through one proxy hop, with whatever X-Forwarded-For it likes. */
 const via = (stack: TestStack, forwardedFor: string) => new ReCloClient({ url: stack.app.graphqlUrl, headers: { "x-forwarded-for": forwardedFor } });

@@ -1,21 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq, sql } from "drizzle-orm";
 import { createHash } from "node:crypto";
-import { startStack, signUp, uniqueName, PASSWORD, type TestStack } from "../helpers/stack";
+import { startStack, signUp, uniqueName, PASSWORD, type TestStack, errorOf } from "../helpers/stack";
 import { cuttableProxy, type CuttableProxy } from "../helpers/proxy";
-import { GraphQLRequestError } from "../../src/client/graphql-client";
 import { LogInDocument, LogOutDocument, LogOutEverywhereDocument, MeDocument, RevokeSessionDocument, SessionsDocument, SignUpDocument } from "../../src/client/generated/graphql";
 import { sessions, users } from "../../src/db/schema";
-
-async function errorOf(p: Promise<unknown>): Promise<GraphQLRequestError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GraphQLRequestError) return err;
-    throw err;
-  }
-  throw new Error("expected a GraphQL error");
-}
 
 describe("accounts over HTTP", () => {
   let stack: TestStack;

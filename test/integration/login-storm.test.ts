@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
-import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
-import { GraphQLRequestError } from "../../src/client/graphql-client";
+import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser, errorOf } from "../helpers/stack";
 import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
 import { users } from "../../src/db/schema";
 import { PasswordHasher } from "../../src/auth/password";
@@ -12,16 +11,6 @@ import { PasswordHasher } from "../../src/auth/password";
  * RATE_LIMITED / reason BUSY and retryAfterSeconds, and nothing is counted against the caller's
  * limits. The unknown-e-mail dummy verify takes its place in the same queue.
  */
-
-async function errorOf(p: Promise<unknown>): Promise<GraphQLRequestError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GraphQLRequestError) return err;
-    throw err;
-  }
-  throw new Error("expected a GraphQL error");
-}
 
 describe("the hashing queue, through GraphQL", () => {
   let stack: TestStack;
