@@ -393,7 +393,8 @@ describe("web console in Chromium: log in → restore points → recover live �
     await expect.poll(() => check.textContent(), { timeout: 10_000 }).toContain("It started.");
     expect(await check.textContent()).toMatch(/Measured recovery time \(from pressing Recover to the first sign it was up\): \d/);
     expect(await check.textContent()).toMatch(/Boot marker \(seen\): "RECLO-CONSOLE-BOOTED" seen on the serial console/);
-    expect(await check.locator("img").count()).toBe(1);
+    // The screenshot comes with the recovery as the console reads it after the check's last change.
+    await expect.poll(() => check.locator("img").count(), { timeout: 10_000 }).toBe(1);
     const timeline = page.locator(".timeline");
     await expect.poll(() => timeline.textContent(), { timeout: 10_000 }).toContain("Starting the machine: finished");
     const text = (await timeline.textContent()) ?? "";

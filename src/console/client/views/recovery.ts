@@ -297,6 +297,8 @@ export const recoveryView: View = async (ctx, params) => {
 
   let refreshing: Promise<void> | undefined;
   let refreshAgain = false;
+  /** After a failed refresh: the next try's delay (doubling to 30 s), reset by a success. */
+  let retryMs = 1000;
   const refreshTimeline = () => {
     if (refreshing) {
       refreshAgain = true;
@@ -311,8 +313,15 @@ export const recoveryView: View = async (ctx, params) => {
         if (fresh.version > current.version) current = fresh;
         renderState();
         renderTimeline(fresh);
+        retryMs = 1000;
       } catch {
-        // The next step change (or the end) refreshes again.
+        // Tried again (a dependency briefly unavailable, a dropped connection): once the recovery has
+        // ended no step change would ever refresh it, and the timeline and the screenshot would stay behind.
+        const delay = retryMs;
+        retryMs = Math.min(retryMs * 2, 30_000);
+        setTimeout(() => {
+          if (ctx.alive()) refreshTimeline();
+        }, delay);
       } finally {
         refreshing = undefined;
         if (refreshAgain && ctx.alive()) {
