@@ -222,7 +222,8 @@ describe("guest isolation: a recovered machine reaches nothing on the host", () 
     );
     control.kill("SIGKILL");
     // Listening right now on the host's loopback: MariaDB, the object store, this API, the other machine's SSH.
-    for (const port of [SERVICES.mariadb, SERVICES.s3, apiPort, otherPorts[0]!]) expect(controlResult.open).toContain(`10.0.2.2:${port}`);
+    const controlLines = fs.readFileSync(controlLog, "utf8").split(/\r?\n/).filter((l) => l.startsWith("PROBE"));
+    for (const port of [SERVICES.mariadb, SERVICES.s3, apiPort, otherPorts[0]!]) expect(controlResult.open, `the control's probe said:\n${controlLines.join("\n")}`).toContain(`10.0.2.2:${port}`);
 
     // Both product machines: QEMU as the unprivileged user, seccomp on, restricted network, loopback forwards only.
     const runAs = config.local.runAs;
