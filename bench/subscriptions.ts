@@ -241,6 +241,9 @@ interface ScenarioResult {
     afterOneMoreEvent: MemoryReport;
     /** Still N subscribers, after the measured rates: the steady state, without opening's transient garbage. */
     steady: MemoryReport;
+    steadyLater: MemoryReport;
+    steadyReduced: MemoryReport;
+    afterCloseReduced: MemoryReport;
     socketsLoaded: number; perSubscriberHeapBytes: number; perSubscriberRssBytes: number; clientRssPerSubscriberBytes: number;
     /** The same from `steady`: what the goal is judged on. */
     steadyPerSubscriberHeapBytes: number;
@@ -445,6 +448,11 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
       loads.push({ ...load, p99Ratio: load.latency.p99 / baseline.latency.p99, pass: lossFree && load.latency.p99 < GOAL_P99_MS });
     }
     const steady = (await api.call<{ memory: MemoryReport; sockets: number }>("mem")).memory;
+    // What an operator sees a while later with the subscribers still open and idle (V8's memory reducer, page unmapper ran).
+    await sleep(10_000);
+    const steadyLater = (await api.call<{ memory: MemoryReport; sockets: number }>("mem")).memory;
+    // The same N subscribers after a memory-reducing GC (diagnosis: what is V8's page pool and old-space fragmentation).
+    const steadyReduced = (await api.call<{ memory: MemoryReport; sockets: number }>("mem", { reduce: true }, 120_000)).memory;
     await closeAll();
     await sleep(2000);
     const afterClose = await api.call<{ memory: MemoryReport; sockets: number }>("mem");
@@ -452,6 +460,7 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
     await publisher.call<PublishResult>("publish", { targets: recoveries, rounds: 1, intervalMs: Math.max(fastest, 300), burst: false, via } satisfies PublishArgs, 120_000);
     await sleep(1000);
     const afterEvent = (await api.call<{ memory: MemoryReport; sockets: number }>("mem")).memory;
+    const afterCloseReduced = (await api.call<{ memory: MemoryReport; sockets: number }>("mem", { reduce: true }, 120_000)).memory;
 
     const heapOf = (m: MemoryReport) => m.heapUsed + m.external;
     const result: ScenarioResult = {
@@ -474,6 +483,9 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
         perSubscriberHeapBytes: (heapOf(loadedMem.memory) - heapOf(zero)) / Math.max(1, opened),
         perSubscriberRssBytes: (loadedMem.memory.rss - zero.rss) / Math.max(1, opened),
         steady,
+        steadyLater,
+        steadyReduced,
+        afterCloseReduced,
         steadyPerSubscriberHeapBytes: (heapOf(steady) - heapOf(zero)) / Math.max(1, opened),
         steadyPerSubscriberRssBytes: (steady.rss - zero.rss) / Math.max(1, opened),
         clientRssPerSubscriberBytes: clientMems.reduce((n, c) => n + c.memory.rss, 0) / Math.max(1, opened),
@@ -537,6 +549,19 @@ function printSummary(r: ScenarioResult): void {
   const steadyHeapKb = m.steadyPerSubscriberHeapBytes / 1024;
   const steadyRssKb = m.steadyPerSubscriberRssBytes / 1024;
   log(`memory per subscriber (API process): right after opening heapUsed+external ${heapKb.toFixed(1)} KB, RSS ${rssKb.toFixed(1)} KB; after the measured rates (steady state, RSS ${mb(m.steady.rss)}) heapUsed+external ${steadyHeapKb.toFixed(1)} KB, RSS ${steadyRssKb.toFixed(1)} KB (client side, not counted: RSS ${kb(m.clientRssPerSubscriberBytes)} per subscriber)`);
+  {
+    // Where the RSS goes (Linux): V8's committed heap vs the rest of anonymous memory, and the same
+    // subscribers after a memory-reducing GC (old generation compacted, V8's page pool returned).
+    const d = (x: MemoryReport, k: string) => x.detail?.[k] ?? NaN;
+    const per = (a: number, b: number) => kb((a - b) / Math.max(1, r.subscribers));
+    const v8p = (x: MemoryReport) => d(x, "v8.total_physical_size");
+    const other = (x: MemoryReport) => d(x, "Anonymous") - v8p(x);
+    log(
+      `RSS per subscriber, steady state: V8 heap committed ${per(v8p(m.steady), v8p(m.zero))} (of it used ${per(m.steady.heapUsed, m.zero.heapUsed)}), ` +
+        `other anonymous memory (V8 page pool, malloc) ${per(other(m.steady), other(m.zero))}; 10 s later, idle: RSS ${per(m.steadyLater.rss, m.zero.rss)}; ` +
+        `after a memory-reducing GC: RSS ${per(m.steadyReduced.rss, m.afterCloseReduced.rss)} (${mb(m.steadyReduced.rss)} with ${r.subscribers} subscribers vs ${mb(m.afterCloseReduced.rss)} with none, both reduced; that GC took ${ms(d(m.steadyReduced, "reduceGcMs"))})`,
+    );
+  }
   log(`subscribe: ${r.open.opened} in ${r.open.seconds.toFixed(1)} s (${r.open.perSecond.toFixed(0)}/s), initial snapshot p50 ${ms(r.open.firstSnapshot.p50)}, p99 ${ms(r.open.firstSnapshot.p99)}`);
   // The goals, judged at the fastest measured rate (the default: 10,000 deliveries/s).
   const top = r.loads.reduce((a, b) => (b.offeredPerSecond > a.offeredPerSecond ? b : a));
