@@ -207,8 +207,8 @@ async function main(): Promise<void> {
           stages: writeMs.length ? { writeMs: q(writeMs), onRedisMs: q(onRedisMs) } : undefined, published, failed, firstError, durationMs: performance.now() - start, lastRound: globalRound, maxScheduleLagMs: maxLag };
       },
 
-      async mem() {
-        const memory = await memoryAfterGc();
+      async mem(args?: { reduce?: boolean }) {
+        const memory = await memoryAfterGc(args?.reduce ?? false);
         return { memory, sockets: app?.sockets.size ?? 0 };
       },
 

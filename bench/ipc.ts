@@ -1,5 +1,7 @@
 import { fork, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
+import v8 from "node:v8";
 import readline from "node:readline";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
@@ -209,12 +211,42 @@ export interface MemoryReport {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+  /** /proc/self/smaps_rollup and status fields in bytes (Linux), and V8 space sizes, for diagnosis. */
+  detail?: Record<string, number>;
 }
 
-/** process.memoryUsage() after full garbage collections (needs --expose-gc). */
-export async function memoryAfterGc(): Promise<MemoryReport> {
-  const gc = (globalThis as { gc?: () => void }).gc;
+function procDetail(): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const file of ["/proc/self/smaps_rollup", "/proc/self/status"]) {
+      for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+        const m = /^(\w+):\s+(\d+) kB/.exec(line);
+        if (m && /^(Rss|Anonymous|LazyFree|Private_Dirty|Shared_Clean|Private_Clean|RssAnon|RssFile|VmHWM|AnonHugePages)$/.test(m[1]!)) out[m[1]!] = Number(m[2]) * 1024;
+      }
+    }
+  } catch {
+    // not Linux: only V8 numbers
+  }
+  for (const s of v8.getHeapSpaceStatistics()) {
+    out[`v8.${s.space_name}.size`] = s.space_size;
+    out[`v8.${s.space_name}.used`] = s.space_used_size;
+  }
+  const h = v8.getHeapStatistics();
+  out["v8.total_physical_size"] = h.total_physical_size;
+  out["v8.malloced_memory"] = h.malloced_memory;
+  return out;
+}
+
+/** process.memoryUsage() after full garbage collections (needs --expose-gc); reduce: after a memory-reducing one. */
+export async function memoryAfterGc(reduce = false): Promise<MemoryReport> {
+  const gc = (globalThis as { gc?: (options?: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void }).gc;
   if (!gc) throw new Error("start this process with --expose-gc");
+  // reduce: a memory-reducing GC (what V8's memory reducer or a memory-pressure notification does):
+  // it compacts the old generation and returns V8's page pool to the OS. Without it, pages freed
+  // by GCs stay committed in that pool (counted in RSS) until such a GC happens.
+  const reduceStart = performance.now();
+  if (reduce) gc({ type: "major", execution: "sync", flavor: "last-resort" });
+  const reduceMs = performance.now() - reduceStart;
   for (let i = 0; i < 3; i++) {
     gc();
     await new Promise((resolve) => setImmediate(resolve));
@@ -222,5 +254,5 @@ export async function memoryAfterGc(): Promise<MemoryReport> {
   await sleep(50);
   gc();
   const m = process.memoryUsage();
-  return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, detail: { ...procDetail(), ...(reduce ? { reduceGcMs: reduceMs } : {}) } };
 }

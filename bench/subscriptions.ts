@@ -29,6 +29,13 @@ const GOAL_P99_MS = 50;
 const GOAL_KB_PER_SUBSCRIBER = 30;
 const GOAL_DELIVERIES_PER_SECOND = 10_000;
 
+// The V8 flags the product's API process starts with (scripts/lib.sh run_product): a 64 MB semi-space
+// (fewer, shorter scavenges under the fan-out's allocation rate) and an old generation that grows to
+// 1.5x what is live instead of up to 4x (V8 keeps the pages of a heap that grew, in its page pool,
+// resident until a memory-reducing GC that never comes under steady load: 51–64 KB RSS per subscriber
+// without it, 22 KB with it). bench/README.md "API memory per subscriber".
+const API_NODE_FLAGS = "--max-semi-space-size=64 --heap-growing-percent=50";
+
 const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
 
   --subscribers N     concurrent subscribers on the one API process (default 10000)
@@ -55,7 +62,9 @@ const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
   --profile-dir DIR   write a CPU profile of the API process during each measured phase to DIR
   --heap-sampling     with --profile-dir: sample what survives young-generation GCs instead of CPU
   --heap-snapshot-dir DIR  write API heap snapshots with 0 and with N subscribers to DIR
-  --api-node-args="…" extra node flags for the API process (e.g. --api-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof")
+  --api-node-args="…" node flags for the API process (default: the V8 flags the product's API starts with,
+                      "${API_NODE_FLAGS}"; pass them again when adding others, e.g.
+                      --api-node-args="${API_NODE_FLAGS} --cpu-prof --cpu-prof-dir=/tmp/prof"; "" for none)
 `;
 
 const { values: opts } = parseArgs({
@@ -75,7 +84,7 @@ const { values: opts } = parseArgs({
     "database-url": { type: "string", default: "mysql://root@127.0.0.1:3306/reclo_bench" },
     "timeout-s": { type: "string", default: "600" },
     json: { type: "string" },
-    "api-node-args": { type: "string", default: "" },
+    "api-node-args": { type: "string", default: API_NODE_FLAGS },
     "profile-dir": { type: "string" },
     "heap-snapshot-dir": { type: "string" },
     "heap-sampling": { type: "boolean", default: false },
@@ -241,6 +250,9 @@ interface ScenarioResult {
     afterOneMoreEvent: MemoryReport;
     /** Still N subscribers, after the measured rates: the steady state, without opening's transient garbage. */
     steady: MemoryReport;
+    steadyLater: MemoryReport;
+    steadyReduced: MemoryReport;
+    afterCloseReduced: MemoryReport;
     socketsLoaded: number; perSubscriberHeapBytes: number; perSubscriberRssBytes: number; clientRssPerSubscriberBytes: number;
     /** The same from `steady`: what the goal is judged on. */
     steadyPerSubscriberHeapBytes: number;
@@ -445,6 +457,11 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
       loads.push({ ...load, p99Ratio: load.latency.p99 / baseline.latency.p99, pass: lossFree && load.latency.p99 < GOAL_P99_MS });
     }
     const steady = (await api.call<{ memory: MemoryReport; sockets: number }>("mem")).memory;
+    // What an operator sees a while later with the subscribers still open and idle (V8's memory reducer, page unmapper ran).
+    await sleep(10_000);
+    const steadyLater = (await api.call<{ memory: MemoryReport; sockets: number }>("mem")).memory;
+    // The same N subscribers after a memory-reducing GC (diagnosis: what is V8's page pool and old-space fragmentation).
+    const steadyReduced = (await api.call<{ memory: MemoryReport; sockets: number }>("mem", { reduce: true }, 120_000)).memory;
     await closeAll();
     await sleep(2000);
     const afterClose = await api.call<{ memory: MemoryReport; sockets: number }>("mem");
@@ -452,6 +469,7 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
     await publisher.call<PublishResult>("publish", { targets: recoveries, rounds: 1, intervalMs: Math.max(fastest, 300), burst: false, via } satisfies PublishArgs, 120_000);
     await sleep(1000);
     const afterEvent = (await api.call<{ memory: MemoryReport; sockets: number }>("mem")).memory;
+    const afterCloseReduced = (await api.call<{ memory: MemoryReport; sockets: number }>("mem", { reduce: true }, 120_000)).memory;
 
     const heapOf = (m: MemoryReport) => m.heapUsed + m.external;
     const result: ScenarioResult = {
@@ -474,6 +492,9 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
         perSubscriberHeapBytes: (heapOf(loadedMem.memory) - heapOf(zero)) / Math.max(1, opened),
         perSubscriberRssBytes: (loadedMem.memory.rss - zero.rss) / Math.max(1, opened),
         steady,
+        steadyLater,
+        steadyReduced,
+        afterCloseReduced,
         steadyPerSubscriberHeapBytes: (heapOf(steady) - heapOf(zero)) / Math.max(1, opened),
         steadyPerSubscriberRssBytes: (steady.rss - zero.rss) / Math.max(1, opened),
         clientRssPerSubscriberBytes: clientMems.reduce((n, c) => n + c.memory.rss, 0) / Math.max(1, opened),
@@ -537,6 +558,19 @@ function printSummary(r: ScenarioResult): void {
   const steadyHeapKb = m.steadyPerSubscriberHeapBytes / 1024;
   const steadyRssKb = m.steadyPerSubscriberRssBytes / 1024;
   log(`memory per subscriber (API process): right after opening heapUsed+external ${heapKb.toFixed(1)} KB, RSS ${rssKb.toFixed(1)} KB; after the measured rates (steady state, RSS ${mb(m.steady.rss)}) heapUsed+external ${steadyHeapKb.toFixed(1)} KB, RSS ${steadyRssKb.toFixed(1)} KB (client side, not counted: RSS ${kb(m.clientRssPerSubscriberBytes)} per subscriber)`);
+  {
+    // Where the RSS goes (Linux): V8's committed heap vs the rest of anonymous memory, and the same
+    // subscribers after a memory-reducing GC (old generation compacted, V8's page pool returned).
+    const d = (x: MemoryReport, k: string) => x.detail?.[k] ?? NaN;
+    const per = (a: number, b: number) => kb((a - b) / Math.max(1, r.subscribers));
+    const v8p = (x: MemoryReport) => d(x, "v8.total_physical_size");
+    const other = (x: MemoryReport) => d(x, "Anonymous") - v8p(x);
+    log(
+      `RSS per subscriber, steady state: V8 heap committed ${per(v8p(m.steady), v8p(m.zero))} (of it used ${per(m.steady.heapUsed, m.zero.heapUsed)}), ` +
+        `other anonymous memory (V8 page pool, malloc) ${per(other(m.steady), other(m.zero))}; 10 s later, idle: RSS ${per(m.steadyLater.rss, m.zero.rss)}; ` +
+        `after a memory-reducing GC: RSS ${per(m.steadyReduced.rss, m.afterCloseReduced.rss)} (${mb(m.steadyReduced.rss)} with ${r.subscribers} subscribers vs ${mb(m.afterCloseReduced.rss)} with none, both reduced; that GC took ${ms(d(m.steadyReduced, "reduceGcMs"))})`,
+    );
+  }
   log(`subscribe: ${r.open.opened} in ${r.open.seconds.toFixed(1)} s (${r.open.perSecond.toFixed(0)}/s), initial snapshot p50 ${ms(r.open.firstSnapshot.p50)}, p99 ${ms(r.open.firstSnapshot.p99)}`);
   // The goals, judged at the fastest measured rate (the default: 10,000 deliveries/s).
   const top = r.loads.reduce((a, b) => (b.offeredPerSecond > a.offeredPerSecond ? b : a));
@@ -573,7 +607,7 @@ async function run(): Promise<void> {
   log(
     `ReClo subscription bench: ${N} subscribers over ${R} recoveries (${P} per recovery), ${K} events each at one event per recovery every ${intervals.join(", ")} ms ` +
       `${opts.burst ? "(burst)" : "(spread)"}, via ${via === "pubsub" ? "events.publish (no DB write, no throttle)" : "RecoveryProgress.progress (UPDATE + SELECT + publish)"}; ` +
-      `baseline ${B} subscribers; ${os.cpus().length} CPUs, Node ${process.version}, ulimit -n ${softNofile}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+      `baseline ${B} subscribers; API node flags "${opts["api-node-args"]}"; ${os.cpus().length} CPUs, Node ${process.version}, ulimit -n ${softNofile}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   // Rough duration: start-up, warm-up + baseline, opening (~150/s here), the measured rates, drains.
   const estimate = transports!.length * (30 + (3 + K) * (fastest / 1000) + N / 150 + K * intervals.reduce((a, b) => a + b, 0) / 1000 + 10 * (intervals.length + 2));
