@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { ReCloClient } from "../src/client/graphql-client";
 import { LogInDocument, SignUpDocument } from "../src/client/generated/graphql";
 import type { RecoverySnapshot } from "../src/events/topics";
-import { Child, sleep, type LoadReport, type MemoryReport } from "./ipc";
+import { Child, PRODUCT_NODE_ARGS, sleep, type LoadReport, type MemoryReport } from "./ipc";
 import type { ApiInfo, PublishArgs, PublishResult, SeedArgs, Via } from "./api-process";
 import type { ClientStats, OpenResult, SubSpec } from "./client-process";
 
@@ -28,13 +28,6 @@ import type { ClientStats, OpenResult, SubSpec } from "./client-process";
 const GOAL_P99_MS = 50;
 const GOAL_KB_PER_SUBSCRIBER = 30;
 const GOAL_DELIVERIES_PER_SECOND = 10_000;
-
-// The V8 flags the product's API process starts with (scripts/lib.sh run_product): a 64 MB semi-space
-// (fewer, shorter scavenges under the fan-out's allocation rate) and an old generation that grows to
-// 1.5x what is live instead of up to 4x (V8 keeps the pages of a heap that grew, in its page pool,
-// resident until a memory-reducing GC that never comes under steady load: 51–64 KB RSS per subscriber
-// without it, 22 KB with it). bench/README.md "API memory per subscriber".
-const API_NODE_FLAGS = "--max-semi-space-size=64 --heap-growing-percent=50";
 
 const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
 
@@ -62,9 +55,9 @@ const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
   --profile-dir DIR   write a CPU profile of the API process during each measured phase to DIR
   --heap-sampling     with --profile-dir: sample what survives young-generation GCs instead of CPU
   --heap-snapshot-dir DIR  write API heap snapshots with 0 and with N subscribers to DIR
-  --api-node-args="…" node flags for the API process (default: the V8 flags the product's API starts with,
-                      "${API_NODE_FLAGS}"; pass them again when adding others, e.g.
-                      --api-node-args="${API_NODE_FLAGS} --cpu-prof --cpu-prof-dir=/tmp/prof"; "" for none)
+  --api-node-args="…" more node flags for the API process, after the ones the product starts with
+                      (PRODUCT_NODE_ARGS in bench/ipc.ts = scripts/lib.sh run_product's; a later V8
+                      flag wins), e.g. --api-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
 `;
 
 const { values: opts } = parseArgs({
@@ -84,7 +77,7 @@ const { values: opts } = parseArgs({
     "database-url": { type: "string", default: "mysql://root@127.0.0.1:3306/reclo_bench" },
     "timeout-s": { type: "string", default: "600" },
     json: { type: "string" },
-    "api-node-args": { type: "string", default: API_NODE_FLAGS },
+    "api-node-args": { type: "string", default: "" },
     "profile-dir": { type: "string" },
     "heap-snapshot-dir": { type: "string" },
     "heap-sampling": { type: "boolean", default: false },
@@ -607,7 +600,7 @@ async function run(): Promise<void> {
   log(
     `ReClo subscription bench: ${N} subscribers over ${R} recoveries (${P} per recovery), ${K} events each at one event per recovery every ${intervals.join(", ")} ms ` +
       `${opts.burst ? "(burst)" : "(spread)"}, via ${via === "pubsub" ? "events.publish (no DB write, no throttle)" : "RecoveryProgress.progress (UPDATE + SELECT + publish)"}; ` +
-      `baseline ${B} subscribers; API node flags "${opts["api-node-args"]}"; ${os.cpus().length} CPUs, Node ${process.version}, ulimit -n ${softNofile}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+      `baseline ${B} subscribers; API node flags "${[...PRODUCT_NODE_ARGS, opts["api-node-args"]].filter(Boolean).join(" ")}"; ${os.cpus().length} CPUs, Node ${process.version}, ulimit -n ${softNofile}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   // Rough duration: start-up, warm-up + baseline, opening (~150/s here), the measured rates, drains.
   const estimate = transports!.length * (30 + (3 + K) * (fastest / 1000) + N / 150 + K * intervals.reduce((a, b) => a + b, 0) / 1000 + 10 * (intervals.length + 2));
