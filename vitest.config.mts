@@ -11,19 +11,30 @@ const require = createRequire(import.meta.url);
  * most of the run. Vitest's own order runs the projects one after another by name (e2e, faults,
  * integration, unit) and, without a previous run, larger files first: the fault suite started when
  * most of e2e was done and ran on alone at the end. A file's duration from the last run (vitest's
- * cache, node_modules/.vite) when there is one; else the seconds below (measured 2026-11-30 under
- * load, for a fresh checkout such as CI) or what its project's files usually take.
+ * cache, node_modules/.vite) when there is one; else the seconds below (a fresh-clone CI run on the
+ * quiet machine, 2026-11-30 12:29: 644 s of files, 378 s of vitest) or what its project's files usually take.
  */
 const MEASURED_SECONDS: Record<string, number> = {
-  "test/faults/faults.test.ts": 140,
-  "test/e2e/cli-recovery.test.ts": 180,
-  "test/e2e/verification.test.ts": 130,
-  "test/e2e/drills.test.ts": 95,
-  "test/e2e/recovery-boot-check.test.ts": 80,
-  "test/e2e/local-recovery.test.ts": 50,
-  "test/e2e/guest-isolation.test.ts": 50,
-  "test/e2e/console.test.ts": 45,
-  "test/integration/recovery-workflow.test.ts": 43,
+  "test/faults/faults.test.ts": 117,
+  "test/e2e/verification.test.ts": 96,
+  "test/e2e/cli-recovery.test.ts": 86,
+  "test/e2e/drills.test.ts": 55,
+  "test/e2e/guest-isolation.test.ts": 40,
+  "test/e2e/recovery-boot-check.test.ts": 29,
+  "test/e2e/console.test.ts": 28,
+  "test/e2e/local-recovery.test.ts": 27,
+  "test/integration/recovery-workflow.test.ts": 19,
+  "test/e2e/recovery-faults.test.ts": 16,
+  "test/e2e/cli-outages.test.ts": 14,
+  "test/e2e/cli.test.ts": 12,
+  // tsc of the whole project from a cold start: it ran last and alone in CI when counted as a typical unit file.
+  "test/unit/typecheck.test.ts": 11,
+  "test/integration/workflows.test.ts": 11,
+  "test/integration/outages.test.ts": 8,
+  "test/integration/local-import.test.ts": 6,
+  "test/e2e/graphiql.test.ts": 6,
+  "test/e2e/process.test.ts": 6,
+  "test/unit/lint.test.ts": 5,
 };
 const TYPICAL_SECONDS: Record<string, number> = { faults: 140, e2e: 20, integration: 8, unit: 2 };
 class LongestFirst extends BaseSequencer {
