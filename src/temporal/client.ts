@@ -1,3 +1,4 @@
+import { InterceptingCall, Metadata, status, type Interceptor } from "@grpc/grpc-js";
 import { Client, Connection, defaultGrpcRetryOptions, makeGrpcRetryInterceptor } from "@temporalio/client";
 import type { Config } from "../config";
 import type { Availability } from "../shared/availability";
@@ -15,7 +16,47 @@ export interface TemporalHandle {
 /** The longest any one call to Temporal may take from the API (the client's own retries included). */
 export const TEMPORAL_CALL_DEADLINE_MS = 3000;
 
+/**
+ * The last gRPC interceptor (next to the channel): once the connection is closed, a call is ended
+ * here as CANCELLED instead of reaching the closed channel. The client's retry interceptor
+ * schedules its retries with timers that `Connection.close()` does not clear; a retry that fired
+ * after the close made grpc-js throw "Channel has been shut down" from that timer, an uncaught
+ * exception (seen at the end of the outages test, whose Temporal calls were retrying when the API
+ * stopped). CANCELLED is not retried: the caller's promise rejects and nothing else happens.
+ */
+export function closedConnectionGuard(): { interceptor: Interceptor; close(): void } {
+  let closed = false;
+  const inert = {
+    cancelWithStatus() {},
+    getPeer: () => "closed",
+    start() {},
+    sendMessageWithContext() {},
+    sendMessage() {},
+    startRead() {},
+    halfClose() {},
+    getAuthContext: () => null,
+  } as unknown as ConstructorParameters<typeof InterceptingCall>[0];
+  const interceptor: Interceptor = (options, nextCall) => {
+    if (!closed) return nextCall(options) as InterceptingCall;
+    return new InterceptingCall(inert, {
+      start(_metadata, listener) {
+        setImmediate(() => listener.onReceiveStatus({ code: status.CANCELLED, details: "The Temporal connection is closed", metadata: new Metadata() }));
+      },
+      sendMessage() {},
+      halfClose() {},
+      cancel() {},
+    });
+  };
+  return {
+    interceptor,
+    close: () => {
+      closed = true;
+    },
+  };
+}
+
 export async function connectTemporal(config: Config["temporal"]): Promise<TemporalHandle> {
+  const guard = closedConnectionGuard();
   const connection = await Connection.connect({
     ...temporalConnectionOptions(config),
     connectTimeout: "5s",
@@ -24,7 +65,7 @@ export async function connectTemporal(config: Config["temporal"]): Promise<Tempo
     channelArgs: { "grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 1000 },
     // The client's own retries of an unreachable server end within about a second (the default,
     // ten attempts up to 5 s apart, outlives every call deadline and kept a request 15–19 s).
-    interceptors: [makeGrpcRetryInterceptor(defaultGrpcRetryOptions({ maxAttempts: 4 }))],
+    interceptors: [makeGrpcRetryInterceptor(defaultGrpcRetryOptions({ maxAttempts: 4 })), guard.interceptor],
   });
   const client = new Client({ connection, namespace: config.namespace });
   return {
@@ -33,7 +74,10 @@ export async function connectTemporal(config: Config["temporal"]): Promise<Tempo
     async ping() {
       await connection.withDeadline(Date.now() + 2000, () => connection.workflowService.getSystemInfo({}));
     },
-    close: () => connection.close(),
+    close: () => {
+      guard.close();
+      return connection.close();
+    },
   };
 }
 

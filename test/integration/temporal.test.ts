@@ -6,6 +6,7 @@ import { createLogger } from "../../src/logger";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { createConnectivityActivities } from "../../src/temporal/connectivity.activities";
 import { connectTemporal } from "../../src/temporal/client";
+import { cuttableProxy } from "../helpers/proxy";
 
 describe("Temporal worker under the real dev server", () => {
   const config = loadConfig({});
@@ -43,6 +44,33 @@ describe("Temporal worker under the real dev server", () => {
     const handle = await connectTemporal(config.temporal);
     await expect(handle.ping()).resolves.toBeUndefined();
     await handle.close();
+  });
+
+  it("closing the client while a call is between retries ends that call, and nothing throws later", async () => {
+    const proxy = await cuttableProxy(Number(config.temporal.address.split(":").at(-1)));
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const handle = await connectTemporal({ ...config.temporal, address: `127.0.0.1:${proxy.port}` });
+      await handle.ping();
+      await proxy.cut();
+      // Unreachable: the client retries (UNAVAILABLE) with timers; close while they are pending.
+      const call = handle.connection.workflowService.getSystemInfo({});
+      const settled = call.then(
+        () => "answered",
+        (err: { code?: number }) => err.code,
+      );
+      await new Promise((r) => setTimeout(r, 150));
+      await handle.close();
+      // Every retry the client had scheduled (at most 4 attempts, well under 2 s) has fired by now.
+      expect(await settled).toBe(1); // CANCELLED
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await proxy.close();
+    }
   });
 
   it("a wrong address fails with a clear error", async () => {
