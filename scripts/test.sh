@@ -36,5 +36,5 @@ set +e
 npx vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@"
 code=$?
 set -e
-node scripts/test-summary.mjs "$results"
+node scripts/test-summary.mjs "$results" "$code"
 exit $code
