@@ -5,6 +5,9 @@ import type { Availability } from "../shared/availability";
 
 export type Db = MySql2Database<typeof schema>;
 
+/** A drizzle prepared query (built once, placeholders bound at each execution), by what callers use of it. */
+export type Prepared = { execute(values: Record<string, unknown>): Promise<unknown> };
+
 export interface Database {
   db: Db;
   pool: mysql.Pool;

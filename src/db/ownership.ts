@@ -1,6 +1,6 @@
-import { and, count, desc, eq, gte, lt, ne, sql, type SQL } from "drizzle-orm";
+import { and, count, desc, eq, gte, inArray, lt, ne, notInArray, sql } from "drizzle-orm";
 import type { MySqlColumn, MySqlTable } from "drizzle-orm/mysql-core";
-import type { Db } from "./client";
+import type { Db, Prepared } from "./client";
 import { notFound } from "../shared/errors";
 import { isId } from "../shared/ids";
 import { decodeCursor, encodeCursor, pageSize, type Page, type PageArgs, type PageLimits } from "../shared/pagination";
@@ -10,9 +10,6 @@ import { decodeCursor, encodeCursor, pageSize, type Page, type PageArgs, type Pa
  * object, a deleted one and a malformed id all answer the same NOT_FOUND, so existence never leaks;
  * a list holds only the owner's rows.
  */
-
-/** A drizzle prepared query, by what it is used for here. */
-export type Prepared = { execute(values: Record<string, unknown>): Promise<unknown> };
 
 /** A table whose rows belong to a user and whose UUIDv7 id orders them by creation time. */
 export type OwnedTable = MySqlTable & { id: MySqlColumn; userId: MySqlColumn };
@@ -45,43 +42,20 @@ export async function findOwnedOrNull<T>(db: Db, table: OwnedTable, userId: stri
 }
 
 /**
- * Newest-first keyset pagination over one user's rows. The owner filter is always applied here;
- * `where` narrows further (filters).
+ * One condition of an owned list's filter. For eq/ne/gte/lt the value is bound at execution and the
+ * SQL is built once per shape; for in/notIn the set is part of the shape (fixed sets from the code,
+ * such as the active states, never a caller's list: each set is a statement of its own).
  */
-export async function paginateOwned<T>(db: Db, table: OwnedTable, userId: string, args: PageArgs, limits: PageLimits, where?: SQL): Promise<Page<T>> {
-  const first = pageSize(args, limits);
-  const scope = and(eq(table.userId, userId), where);
-  const afterId = args.after ? decodeCursor(args.after) : undefined;
-  const rows = (await db
-    .select()
-    .from(table)
-    .where(afterId ? and(scope, lt(table.id, afterId)) : scope)
-    .orderBy(desc(table.id))
-    .limit(first + 1)) as (T & { id: string })[];
-  const [{ total } = { total: 0 }] = await db.select({ total: count() }).from(table).where(scope);
-  const page = rows.slice(0, first);
-  const edges = page.map((node) => ({ cursor: encodeCursor(node.id), node }));
-  return {
-    edges,
-    pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null, startCursor: edges[0]?.cursor ?? null },
-    totalCount: Number(total),
-  };
-}
+export type OwnedFilter = { column: MySqlColumn; op: "eq" | "ne" | "gte" | "lt"; value: unknown } | { column: MySqlColumn; op: "in" | "notIn"; value: readonly unknown[] };
 
-/** One condition of an owned list's filter: the value is bound at execution, the SQL is built once per shape. */
-export interface OwnedFilter {
-  column: MySqlColumn;
-  op: "eq" | "ne" | "gte" | "lt";
-  value: unknown;
-}
-
-const OPS = { eq, ne, gte, lt } as const;
+const BOUND = { eq, ne, gte, lt } as const;
 
 /**
- * `paginateOwned` for a list read on every request: the same rows, order, page and count, but the
- * two statements are built once per shape (which filters, whether there is a cursor) as drizzle
- * prepared queries with placeholders, and run side by side. Building them was about a third of
- * the CPU a backups page cost the API.
+ * Newest-first keyset pagination over one user's rows (every list of the API). The owner filter is
+ * always applied here; filters narrow further. The two statements (page and count) are built once
+ * per shape (which filters, whether there is a cursor) as drizzle prepared queries with
+ * placeholders, and run side by side: building them was about a third of the CPU a backups page
+ * cost the API.
  */
 export class OwnedPages<T> {
   private readonly shapes = new Map<string, { rows: Prepared; total: Prepared }>();
@@ -95,11 +69,14 @@ export class OwnedPages<T> {
   async list(userId: string, args: PageArgs, filters: OwnedFilter[] = []): Promise<Page<T>> {
     const first = pageSize(args, this.limits);
     const afterId = args.after ? decodeCursor(args.after) : undefined;
-    const key = `${filters.map((f) => `${f.column.name} ${f.op}`).join(",")}${afterId ? "|after" : ""}`;
+    const key = `${filters.map((f) => `${f.column.name} ${f.op}${f.op === "in" || f.op === "notIn" ? ` ${JSON.stringify(f.value)}` : ""}`).join(",")}${afterId ? "|after" : ""}`;
     let shape = this.shapes.get(key);
     if (!shape) {
       const { table } = this;
-      const scope = and(eq(table.userId, sql.placeholder("userId")), ...filters.map((f, i) => OPS[f.op](f.column, sql.placeholder(`f${i}`))));
+      const scope = and(
+        eq(table.userId, sql.placeholder("userId")),
+        ...filters.map((f, i) => (f.op === "in" ? inArray(f.column, [...f.value]) : f.op === "notIn" ? notInArray(f.column, [...f.value]) : BOUND[f.op](f.column, sql.placeholder(`f${i}`)))),
+      );
       shape = {
         rows: this.db
           .select()
@@ -114,7 +91,9 @@ export class OwnedPages<T> {
     }
     const values: Record<string, unknown> = { userId, limit: first + 1, after: afterId };
     // What drizzle would bind for a literal value (a placeholder skips the column's encoder: a Date becomes its DATETIME text).
-    filters.forEach((f, i) => (values[`f${i}`] = f.column.mapToDriverValue(f.value)));
+    filters.forEach((f, i) => {
+      if (f.op !== "in" && f.op !== "notIn") values[`f${i}`] = f.column.mapToDriverValue(f.value);
+    });
     const [rows, totals] = (await Promise.all([shape.rows.execute(values), shape.total.execute(values)])) as [(T & { id: string })[], { total: number }[]];
     const page = rows.slice(0, first);
     const edges = page.map((node) => ({ cursor: encodeCursor(node.id), node }));

@@ -3,7 +3,7 @@ import { and, desc, eq, isNotNull, max, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, drillPolicies, drills, verifications, type BackupRow, type DrillPolicyRow, type DrillRow, type VerificationRow } from "../db/schema";
 import { newId } from "../shared/ids";
-import { paginateOwned, findOwned } from "../db/ownership";
+import { OwnedPages, findOwned } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import { AppError, badInput, notFound } from "../shared/errors";
 import { parseDuration, type Config } from "../config";
@@ -85,8 +85,11 @@ export interface DrillServiceDeps {
 export class DrillService {
   private readonly now: () => Date;
 
+  private readonly pages: OwnedPages<DrillRow>;
+
   constructor(private readonly deps: DrillServiceDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.pages = new OwnedPages<DrillRow>(deps.db, drills, deps.limits);
   }
 
   private get workflows(): NonNullable<DrillServiceDeps["workflows"]> {
@@ -210,7 +213,7 @@ export class DrillService {
 
   /** Newest first; only the user's drills (another user's source name simply matches nothing). */
   list(userId: string, args: PageArgs, sourceName?: string | null): Promise<Page<DrillRow>> {
-    return paginateOwned<DrillRow>(this.deps.db, drills, userId, args, this.deps.limits, sourceName ? eq(drills.sourceName, sourceName.trim()) : undefined);
+    return this.pages.list(userId, args, sourceName ? [{ column: drills.sourceName, op: "eq", value: sourceName.trim() }] : []);
   }
 
   /** What a source's drills and verifications say about it. NOT_FOUND for a source that is not the user's. */

@@ -2,7 +2,7 @@ import { and, asc, eq, gt, inArray, lt, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../shared/ids";
-import { findOwned, paginateOwned } from "../db/ownership";
+import { OwnedPages, findOwned } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import { AppError, conflict, ErrorCode } from "../shared/errors";
 import type { ComputeTarget, ConsoleScreenshot, InstanceStatus, TargetKind } from "../compute/target";
@@ -61,9 +61,11 @@ export interface InstanceServiceDeps {
 /** Recovered machines: read model, lifecycle actions through the compute target, console access. */
 export class InstanceService {
   private readonly now: () => Date;
+  private readonly pages: OwnedPages<InstanceRow>;
 
   constructor(private readonly deps: InstanceServiceDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.pages = new OwnedPages<InstanceRow>(deps.db, instances, deps.limits);
   }
 
   get(userId: string, id: string): Promise<InstanceRow> {
@@ -71,7 +73,7 @@ export class InstanceService {
   }
 
   list(userId: string, args: PageArgs): Promise<Page<InstanceRow>> {
-    return paginateOwned<InstanceRow>(this.deps.db, instances, userId, args, this.deps.limits);
+    return this.pages.list(userId, args);
   }
 
   async forRecovery(userId: string, recoveryId: string): Promise<InstanceRow | null> {

@@ -1,8 +1,7 @@
 import { and, eq, inArray, lt, sql } from "drizzle-orm";
-import type { Db } from "../db/client";
+import type { Db, Prepared } from "../db/client";
 import { recoveries, recoveryEvents, type BootCheckRecord, type RecoveryRow, type RecoveryResources, RECOVERY_EVENT_STATUSES, ACTIVE_RECOVERY_STATES, TERMINAL_RECOVERY_STATES } from "../db/schema";
 import { newId } from "../shared/ids";
-import type { Prepared } from "../db/ownership";
 import type { EventBus } from "../events/event-bus";
 import { Topic, type RecoverySnapshot } from "../events/topics";
 

@@ -1,8 +1,8 @@
-import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
-import type { Db } from "../db/client";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import type { Db, Prepared } from "../db/client";
 import { recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
 import { newId } from "../shared/ids";
-import { findOwned, paginateOwned, type Prepared } from "../db/ownership";
+import { OwnedPages, findOwned, type OwnedFilter } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import type { BackupService } from "../backups/backup.service";
 import type { BackupLifecycleService } from "../backups/backup-lifecycle.service";
@@ -50,9 +50,11 @@ export class RecoveryService {
    * `WORKER_PROBE_MS` of silence, however many subscribers (tabs, CLIs, API connections) follow it.
    */
   readonly feeds: SharedFeeds<RecoverySnapshot>;
+  private readonly pages: OwnedPages<RecoveryRow>;
 
   constructor(private readonly deps: RecoveryServiceDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.pages = new OwnedPages<RecoveryRow>(deps.db, recoveries, deps.limits);
     this.feeds = new SharedFeeds<RecoverySnapshot>({
       source: (recoveryId) => {
         const events = deps.events.subscribe(Topic.RECOVERY_CHANGED, recoveryId);
@@ -85,11 +87,11 @@ export class RecoveryService {
   }
 
   list(userId: string, args: PageArgs, filter: { active?: boolean; backupId?: string } = {}): Promise<Page<RecoveryRow>> {
-    const where = and(
-      filter.active === undefined ? undefined : filter.active ? inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]) : notInArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]),
-      filter.backupId ? eq(recoveries.backupId, filter.backupId) : undefined,
-    );
-    return paginateOwned<RecoveryRow>(this.deps.db, recoveries, userId, args, this.deps.limits, where);
+    const filters: (OwnedFilter | undefined)[] = [
+      filter.active === undefined ? undefined : { column: recoveries.state, op: filter.active ? "in" : "notIn", value: ACTIVE_RECOVERY_STATES },
+      filter.backupId ? { column: recoveries.backupId, op: "eq", value: filter.backupId } : undefined,
+    ];
+    return this.pages.list(userId, args, filters.filter((f) => f !== undefined));
   }
 
   /** The targets this server can recover to, and the one used when none is named. */

@@ -1,16 +1,17 @@
 import type { Db } from "../db/client";
 import { sessions, type SessionRow } from "../db/schema";
-import { paginateOwned } from "../db/ownership";
+import { OwnedPages } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 
 /** Read model of a user's own sessions. */
 export class SessionService {
-  constructor(
-    private readonly db: Db,
-    private readonly limits: PageLimits,
-  ) {}
+  private readonly pages: OwnedPages<SessionRow>;
+
+  constructor(db: Db, limits: PageLimits) {
+    this.pages = new OwnedPages<SessionRow>(db, sessions, limits);
+  }
 
   list(userId: string, args: PageArgs): Promise<Page<SessionRow>> {
-    return paginateOwned<SessionRow>(this.db, sessions, userId, args, this.limits);
+    return this.pages.list(userId, args);
   }
 }

@@ -75,6 +75,26 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
     await progress.finish(r.id, "CANCELLED");
   });
 
+  it("lists the user's recoveries filtered by active or finished and by backup", async () => {
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus);
+    const running = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    await progress.begin(running.id, new Date(Date.now() + 60_000));
+    await progress.enter(running.id, "PREPARING", "composing");
+    const ended = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    await progress.finish(ended.id, "CANCELLED");
+    const ids = async (filter: { active?: boolean; backupId?: string }) => (await stack.rt.services.recoveries.list(user.id, { first: 100 }, filter)).edges.map((e) => e.node.id);
+    const active = await ids({ active: true });
+    expect(active).toContain(running.id);
+    expect(active).not.toContain(ended.id);
+    const finished = await ids({ active: false });
+    expect(finished).toContain(ended.id);
+    expect(finished).not.toContain(running.id);
+    expect(await ids({ backupId })).toEqual(expect.arrayContaining([running.id, ended.id]));
+    expect(await ids({ backupId: "01a00000-0000-7000-8000-000000000000" })).toEqual([]);
+    await progress.finish(running.id, "CANCELLED");
+    expect(await ids({ active: true })).not.toContain(running.id);
+  });
+
   it("a subscriber sees a terminal event published right after it subscribed, and completes", async () => {
     const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
     const iterator = await stack.rt.services.recoveries.progress(user.id, r.id);
