@@ -146,6 +146,66 @@ export interface ConsoleScreenshot {
   contentType: ScreenshotContentType;
 }
 
+/**
+ * Private access (issue 15): one WireGuard access point per recovered machine, the only way its
+ * users reach it. Each user device is a peer with its own key pair and tunnel address; the access
+ * point admits TCP to the machine's declared ports on `tunnelAddress` and nothing else (no routing
+ * to the host, the provider network or other machines). Keys are base64 of 32 raw bytes (wg format).
+ */
+export interface AccessPeer {
+  publicKey: string;
+  /** The peer's own tunnel address (one address, e.g. 100.96.3.2); the access point admits nothing else from this key. */
+  address: string;
+}
+
+export interface AccessPointSpec {
+  /** Makes open idempotent (AWS ClientToken, local names): the recovery's id. */
+  idempotencyKey: string;
+  instanceId: string;
+  /** The access point's private key, decrypted for this call only (stored encrypted at rest). */
+  privateKey: string;
+  /** Where users reach the machine inside the tunnel, e.g. 100.96.3.1. */
+  tunnelAddress: string;
+  /** The tunnel's subnet, e.g. 100.96.3.0/24 (peers' addresses are in it). */
+  tunnelSubnet: string;
+  /** Guest TCP ports reachable through the tunnel: the machine's declared ports. */
+  ports: number[];
+  /** Peers admitted from the start (an access point opened again after a restart). */
+  peers: AccessPeer[];
+}
+
+export interface AccessPointInfo {
+  /** host:port WireGuard clients connect to (UDP). */
+  endpoint: string;
+  /** The access point's public key (derived from the private one). */
+  publicKey: string;
+  /** What the provider created for it (AWS: gateway instance, security group), for the timeline. */
+  resources: string[];
+}
+
+export interface AccessPeerStatus {
+  publicKey: string;
+  lastHandshakeAt?: Date;
+  rxBytes: number;
+  txBytes: number;
+}
+
+export interface AccessPointStatus {
+  running: boolean;
+  peers: AccessPeerStatus[];
+}
+
+/** A target that offers private access implements all four; terminateInstance also closes it. */
+export interface AccessPointTarget {
+  /** Opens (or finds, for the same idempotencyKey) the machine's access point. */
+  openAccessPoint(spec: AccessPointSpec): Promise<AccessPointInfo>;
+  /** Replaces the admitted peers with exactly `peers` (idempotent; a revoked key stops working within seconds). */
+  setAccessPeers(instanceId: string, peers: AccessPeer[]): Promise<void>;
+  accessPointStatus(instanceId: string): Promise<AccessPointStatus>;
+  /** Removes the access point and everything it created (no-op when gone); returns what it removed. */
+  closeAccessPoint(instanceId: string): Promise<string[]>;
+}
+
 export interface ComputeTarget {
   readonly kind: TargetKind;
   /** Throws TargetError(retryable:false) naming what to install/configure when the target cannot work here. */
@@ -200,6 +260,8 @@ export interface ComputeTarget {
   firmwareLog?(instanceId: string): Promise<string>;
   /** Where guest TCP `ports` can be reached from this host (only the forwarded ones), when the target forwards ports. */
   serviceEndpoints?(instanceId: string, ports: number[]): Promise<{ guestPort: number; host: string; port: number }[]>;
+  /** Private access over WireGuard (both targets implement it). */
+  readonly access?: AccessPointTarget;
 }
 
 export class TargetError extends Error {
