@@ -285,9 +285,18 @@ const envSchema = z.object({
   /** IAM role VM Import uses to read the imports bucket. */
   AWS_IMPORT_ROLE_NAME: z.string().min(1).default("vmimport"),
   AWS_INSTANCE_TYPE: z.string().min(1).default("t3.medium"),
+  /** Renamed to AWS_PRIVATE_SUBNET_ID (recovered machines no longer get a public address). */
   AWS_SUBNET_ID: optionalString,
+  /** Subnet recovered machines launch into, without a public address (no route from the internet). */
+  AWS_PRIVATE_SUBNET_ID: optionalString,
+  /** Subnet (with an internet gateway route) of the access points' WireGuard gateways. */
+  AWS_PUBLIC_SUBNET_ID: optionalString,
   AWS_VPC_ID: optionalString,
-  /** Who may reach recovered machines (RDP/SSH) when the request names no range. */
+  /** AMI of the WireGuard gateways (Debian 12 / Amazon Linux 2023; arm64 for t4g). Private access on AWS needs it. */
+  AWS_GATEWAY_AMI_ID: optionalString,
+  AWS_GATEWAY_INSTANCE_TYPE: z.string().min(1).default("t4g.nano"),
+  AWS_GATEWAY_PORT: int(51820, 1, 65_535),
+  /** Kept for the API's allowedCidr check; on AWS nothing is opened to a CIDR any more (issue 15). */
   AWS_DEFAULT_ALLOWED_CIDR: z
     .string()
     .regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "expected an IPv4 CIDR like 203.0.113.0/24")
@@ -438,8 +447,10 @@ export interface Config {
     ec2Endpoint?: string;
     importRoleName: string;
     instanceType: string;
-    subnetId?: string;
+    privateSubnetId?: string;
     vpcId?: string;
+    /** The access points' WireGuard gateways; unset: no private access on AWS. */
+    gateway?: { amiId: string; instanceType: string; publicSubnetId: string; port: number };
     defaultAllowedCidr?: string;
   };
   local: {
@@ -518,6 +529,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   if (e.S3_PRESIGN_EXPIRY < 1000 || e.S3_PRESIGN_EXPIRY > 7 * 86_400_000) problems.push("S3_PRESIGN_EXPIRY: must be between 1s and 7d");
   if (e.RECOVERY_DEFAULT_TARGET === "AWS" && !e.AWS_RECOVERY_ENABLED) problems.push("RECOVERY_DEFAULT_TARGET: AWS needs AWS_RECOVERY_ENABLED=true (and AWS credentials)");
+  if (e.AWS_SUBNET_ID) problems.push("AWS_SUBNET_ID: renamed to AWS_PRIVATE_SUBNET_ID (recovered machines launch without a public address; reach them through their access point)");
+  if (!!e.AWS_GATEWAY_AMI_ID !== !!e.AWS_PUBLIC_SUBNET_ID) problems.push("AWS_GATEWAY_AMI_ID and AWS_PUBLIC_SUBNET_ID: set both for private access on AWS, or neither");
+  if (e.AWS_GATEWAY_AMI_ID && !e.AWS_VPC_ID) problems.push("AWS_VPC_ID: required with AWS_GATEWAY_AMI_ID (the VPC of AWS_PUBLIC_SUBNET_ID and AWS_PRIVATE_SUBNET_ID, where the security groups go)");
   if (e.WS_INIT_TIMEOUT < 100 || e.WS_INIT_TIMEOUT > 600_000) problems.push("WS_INIT_TIMEOUT: must be between 100ms and 10m (0 would never close a silent connection)");
   if (e.DEFAULT_PAGE_SIZE > e.MAX_PAGE_SIZE) problems.push("DEFAULT_PAGE_SIZE: must not exceed MAX_PAGE_SIZE");
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH))
@@ -592,8 +606,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       ec2Endpoint: e.AWS_EC2_ENDPOINT,
       importRoleName: e.AWS_IMPORT_ROLE_NAME,
       instanceType: e.AWS_INSTANCE_TYPE,
-      subnetId: e.AWS_SUBNET_ID,
+      privateSubnetId: e.AWS_PRIVATE_SUBNET_ID,
       vpcId: e.AWS_VPC_ID,
+      ...(e.AWS_GATEWAY_AMI_ID && e.AWS_PUBLIC_SUBNET_ID
+        ? { gateway: { amiId: e.AWS_GATEWAY_AMI_ID, instanceType: e.AWS_GATEWAY_INSTANCE_TYPE, publicSubnetId: e.AWS_PUBLIC_SUBNET_ID, port: e.AWS_GATEWAY_PORT } }
+        : {}),
       defaultAllowedCidr: e.AWS_DEFAULT_ALLOWED_CIDR,
     },
     local: {

@@ -1,8 +1,5 @@
 import {
-  AuthorizeSecurityGroupIngressCommand,
   CancelImportTaskCommand,
-  CreateSecurityGroupCommand,
-  DeleteSecurityGroupCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
@@ -11,7 +8,6 @@ import {
   DescribeInstancesCommand,
   DescribeRegionsCommand,
   DescribeSecurityGroupRulesCommand,
-  DescribeSecurityGroupsCommand,
   EC2Client,
   GetConsoleOutputCommand,
   GetConsoleScreenshotCommand,
@@ -22,12 +18,12 @@ import {
   StopInstancesCommand,
   TerminateInstancesCommand,
   type _InstanceType,
-  type Filter,
   type ImportImageTask,
   type Instance,
-  type IpPermission,
 } from "@aws-sdk/client-ec2";
 import type { Config } from "../config";
+import { AwsAccessPoints, ROLE_ACCESS_POINT, TAG_INSTANCE_SG, TAG_RECOVERY, TAG_ROLE, deleteGroup, ensureGroup, groupsTagged, instancesTagged, terminateGateways, type AwsGatewayOptions } from "./aws-access";
+import { classifyAwsError, ec2Call, hasCode } from "./aws-errors";
 import {
   TargetError,
   type ComposedImage,
@@ -43,6 +39,8 @@ import {
   type StatusChecks,
 } from "./target";
 
+export { classifyAwsError };
+
 /**
  * EC2 client for the recovery target. Credentials come from the SDK's default chain
  * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role), not from the S3 store's
@@ -57,9 +55,15 @@ export interface AwsTargetOptions {
   /** IAM role VM Import assumes to read the imports bucket (the "vmimport" service role). */
   importRoleName: string;
   instanceType: string;
-  subnetId?: string;
-  /** VPC of the per-recovery security groups; the account's default VPC when unset. */
+  /**
+   * Subnet recovered machines launch into, without a public address (a private subnet: no route
+   * from the internet). Unset: EC2 picks the default VPC's default subnet (still no public address).
+   */
+  privateSubnetId?: string;
+  /** VPC of the per-recovery security groups (and of both subnets); the account's default VPC when unset. */
   vpcId?: string;
+  /** The WireGuard gateway of each machine's access point; without it the target offers no private access. */
+  gateway?: AwsGatewayOptions;
   now?: () => Date;
 }
 
@@ -74,14 +78,15 @@ export const LAUNCH_VISIBILITY_GRACE_MS = 2 * 60_000;
 const DESCRIBE_BATCH = 100;
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const RDP_PORT = 3389;
-const SSH_PORT = 22;
 
 /**
  * The ComputeTarget on AWS: VM Import (ImportImage from the imports bucket) to an AMI, then one
- * EC2 instance per recovery behind its own security group that admits RDP and SSH from one CIDR.
+ * EC2 instance per recovery in a private subnet, without a public address, behind its own security
+ * group, which admits only the machine's access point (aws-access.ts: a WireGuard gateway with its
+ * own group) on the declared ports — no CIDR rule: the only way in is the access point.
  * Idempotency: ImportImage and RunInstances carry ClientToken = the idempotency key (a recovery's
- * id); the security group is named after it and reused when it already exists; deletes treat "not found" as done.
+ * id); the security groups are named after it and reused when they already exist; everything is
+ * tagged `reclo:recovery`; deletes treat "not found" as done.
  */
 export class AwsTarget implements ComputeTarget {
   readonly kind = "AWS" as const;
@@ -89,11 +94,15 @@ export class AwsTarget implements ComputeTarget {
   /** Launch time of instances this process started, for the eventual-consistency grace. */
   private readonly launchedAt = new Map<string, number>();
 
+  /** Private access over WireGuard: present when a gateway AMI and public subnet are configured. */
+  readonly access?: AwsAccessPoints;
+
   constructor(
     private readonly ec2: EC2Client,
     private readonly opts: AwsTargetOptions,
   ) {
     this.now = opts.now ?? (() => new Date());
+    if (opts.gateway) this.access = new AwsAccessPoints(ec2, opts.gateway, opts.vpcId);
   }
 
   async checkAvailable(): Promise<void> {
@@ -228,25 +237,11 @@ export class AwsTarget implements ComputeTarget {
   }
 
   async launch(req: LaunchRequest): Promise<LaunchResult> {
-    if (!req.allowedCidr) throw new TargetError("launch needs an allowed CIDR for RDP/SSH", false);
+    // No ingress here: the machine's access point adds the only rule (its gateway's group, on the
+    // declared ports) when it opens. LaunchRequest.allowedCidr no longer opens anything on AWS.
     const securityGroupId = await this.ensureSecurityGroup(req);
     // No outbound traffic unless the recovery asked for internet: a new group allows all egress.
     if (!req.allowInternet) await this.revokeEgress(securityGroupId);
-    for (const [port, label] of [
-      [RDP_PORT, "RDP"],
-      [SSH_PORT, "SSH"],
-    ] as const) {
-      // One call per port: a duplicate rule fails the whole call, and a retry may find one rule in place.
-      try {
-        await this.call(() =>
-          this.ec2.send(
-            new AuthorizeSecurityGroupIngressCommand({ GroupId: securityGroupId, IpPermissions: [ingressRule(port, req.allowedCidr, `ReClo ${label}`)] }),
-          ),
-        );
-      } catch (err) {
-        if (!hasCode(err, "InvalidPermission.Duplicate")) throw err;
-      }
-    }
 
     const run = new RunInstancesCommand({
       ImageId: req.imageId,
@@ -254,8 +249,16 @@ export class AwsTarget implements ComputeTarget {
       MinCount: 1,
       MaxCount: 1,
       ClientToken: req.idempotencyKey,
-      SecurityGroupIds: [securityGroupId],
-      ...(this.opts.subnetId ? { SubnetId: this.opts.subnetId } : {}),
+      // A private address only, whatever the subnet's auto-assign setting says.
+      NetworkInterfaces: [
+        {
+          DeviceIndex: 0,
+          AssociatePublicIpAddress: false,
+          DeleteOnTermination: true,
+          Groups: [securityGroupId],
+          ...(this.opts.privateSubnetId ? { SubnetId: this.opts.privateSubnetId } : {}),
+        },
+      ],
       TagSpecifications: [
         {
           ResourceType: "instance",
@@ -364,29 +367,55 @@ export class AwsTarget implements ComputeTarget {
     await this.call(() => this.ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] })));
   }
 
+  /**
+   * Terminates the machine and its access point's gateway (the gateway whatever the configuration
+   * says now: one may have been opened under an earlier one). Their groups are deleted by
+   * deleteNetworkGuard once the instances are gone.
+   */
   async terminateInstance(instanceId: string): Promise<void> {
     try {
       await this.call(() => this.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] })));
     } catch (err) {
       if (!hasCode(err, "InvalidInstanceID.NotFound")) throw err;
     }
+    await terminateGateways(this.ec2, instanceId);
     this.launchedAt.delete(instanceId);
   }
 
-  async deleteNetworkGuard(securityGroupId: string): Promise<void> {
-    try {
-      await this.call(() => this.ec2.send(new DeleteSecurityGroupCommand({ GroupId: securityGroupId })));
-    } catch (err) {
-      if (hasCode(err, "InvalidGroup.NotFound")) return;
-      if (hasCode(err, "DependencyViolation")) {
-        throw new TargetError(
-          `security group ${securityGroupId} is still in use (instance still shutting down?): ${(err as TargetError).message}`,
-          true,
-          "DependencyViolation",
-        );
+  /**
+   * Removes what a launch under this key created, recorded or not: the machine and its access
+   * point's gateway (found by their `reclo:recovery` tag), then their security groups — the
+   * machine's first (its rules reference the gateway's). A group is in use until its instances are
+   * gone: DependencyViolation is retryable, and a retry finds the instances already terminated.
+   */
+  async discardLaunch(idempotencyKey: string): Promise<string[]> {
+    const removed: string[] = [];
+    const live = await instancesTagged(this.ec2, { [TAG_RECOVERY]: idempotencyKey });
+    if (live.length) {
+      try {
+        await this.call(() => this.ec2.send(new TerminateInstancesCommand({ InstanceIds: live.map((i) => i.InstanceId!) })));
+      } catch (err) {
+        if (!hasCode(err, "InvalidInstanceID.NotFound")) throw err;
       }
-      throw err;
+      for (const i of live) {
+        removed.push(`${(i.Tags ?? []).some((t) => t.Key === TAG_ROLE && t.Value === ROLE_ACCESS_POINT) ? "terminated access point gateway" : "terminated instance"} ${i.InstanceId}`);
+        this.launchedAt.delete(i.InstanceId!);
+      }
     }
+    const groups = await groupsTagged(this.ec2, { [TAG_RECOVERY]: idempotencyKey });
+    const machineFirst = [...groups].sort((a, b) => Number(a.GroupName !== `reclo-${idempotencyKey}`) - Number(b.GroupName !== `reclo-${idempotencyKey}`));
+    for (const g of machineFirst) if (await deleteGroup(this.ec2, g.GroupId!)) removed.push(`deleted security group ${g.GroupId}`);
+    return removed;
+  }
+
+  /**
+   * Deletes the machine's security group, then its access point's group (found by its
+   * `reclo:instance-sg` tag, so a retry after the first delete still finds it). The machine's group
+   * goes first: its rules reference the gateway's, which cannot be deleted while referenced.
+   */
+  async deleteNetworkGuard(securityGroupId: string): Promise<void> {
+    await deleteGroup(this.ec2, securityGroupId);
+    for (const g of await groupsTagged(this.ec2, { [TAG_INSTANCE_SG]: securityGroupId, [TAG_ROLE]: ROLE_ACCESS_POINT })) await deleteGroup(this.ec2, g.GroupId!);
   }
 
   async consoleOutput(instanceId: string): Promise<string> {
@@ -405,39 +434,11 @@ export class AwsTarget implements ComputeTarget {
     return { bytes, contentType: bytes.subarray(0, 8).equals(PNG_SIGNATURE) ? "image/png" : "image/jpeg" };
   }
 
-  private async ensureSecurityGroup(req: LaunchRequest): Promise<string> {
-    const groupName = `reclo-${req.idempotencyKey}`;
-    try {
-      const out = await this.call(() =>
-        this.ec2.send(
-          new CreateSecurityGroupCommand({
-            GroupName: groupName,
-            Description: `ReClo recovery ${req.idempotencyKey}`,
-            ...(this.opts.vpcId ? { VpcId: this.opts.vpcId } : {}),
-            TagSpecifications: [
-              {
-                ResourceType: "security-group",
-                Tags: [
-                  { Key: "reclo:recovery", Value: req.idempotencyKey },
-                  { Key: "reclo:user", Value: req.userId },
-                ],
-              },
-            ],
-          }),
-        ),
-      );
-      if (!out.GroupId) throw new TargetError(`CreateSecurityGroup ${groupName} returned no group id`, true);
-      return out.GroupId;
-    } catch (err) {
-      if (!hasCode(err, "InvalidGroup.Duplicate")) throw err;
-    }
-    // An earlier attempt created it: reuse it.
-    const filters: Filter[] = [{ Name: "group-name", Values: [groupName] }];
-    if (this.opts.vpcId) filters.push({ Name: "vpc-id", Values: [this.opts.vpcId] });
-    const { SecurityGroups } = await this.call(() => this.ec2.send(new DescribeSecurityGroupsCommand({ Filters: filters })));
-    const existing = (SecurityGroups ?? []).find((g) => g.GroupName === groupName && g.GroupId);
-    if (!existing?.GroupId) throw new TargetError(`security group ${groupName} exists but could not be found`, true, "InvalidGroup.Duplicate");
-    return existing.GroupId;
+  private ensureSecurityGroup(req: LaunchRequest): Promise<string> {
+    return ensureGroup(this.ec2, this.opts.vpcId, `reclo-${req.idempotencyKey}`, `ReClo recovery ${req.idempotencyKey}`, [
+      { Key: TAG_RECOVERY, Value: req.idempotencyKey },
+      { Key: "reclo:user", Value: req.userId },
+    ]);
   }
 
   /** Removes every egress rule of the group (the default allow-all ones); idempotent for retries. */
@@ -468,12 +469,8 @@ export class AwsTarget implements ComputeTarget {
   }
 
   /** Runs one SDK call, turning any failure into a classified TargetError (code = EC2 error code). */
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw classifyAwsError(err);
-    }
+  private call<T>(fn: () => Promise<T>): Promise<T> {
+    return ec2Call(fn);
   }
 }
 
@@ -484,11 +481,6 @@ function statusOf(instance: Instance): InstanceStatus {
     ...(instance.PrivateIpAddress ? { privateAddress: instance.PrivateIpAddress } : {}),
     ...(instance.Placement?.AvailabilityZone ? { zone: instance.Placement.AvailabilityZone } : {}),
   };
-}
-
-function ingressRule(port: number, cidr: string, description: string): IpPermission {
-  const range = cidr.includes(":") ? { Ipv6Ranges: [{ CidrIpv6: cidr, Description: description }] } : { IpRanges: [{ CidrIp: cidr, Description: description }] };
-  return { IpProtocol: "tcp", FromPort: port, ToPort: port, ...range };
 }
 
 function parseProgress(progress: string | undefined): number {
@@ -522,100 +514,4 @@ function mapInstanceState(name: string | undefined): InstanceProviderState {
     default:
       return "pending";
   }
-}
-
-function hasCode(err: unknown, ...codes: string[]): boolean {
-  const code = err instanceof TargetError ? err.code : errorCode(err);
-  return code !== undefined && codes.includes(code);
-}
-
-const THROTTLING = new Set([
-  "RequestLimitExceeded",
-  "Throttling",
-  "ThrottlingException",
-  "ThrottledException",
-  "TooManyRequestsException",
-  "RequestThrottled",
-  "RequestThrottledException",
-  "SlowDown",
-  "PriorRequestNotComplete",
-  "BandwidthLimitExceeded",
-  "EC2ThrottledException",
-]);
-
-const TRANSIENT = new Set([
-  "TimeoutError",
-  "RequestTimeout",
-  "RequestTimeoutException",
-  "InternalError",
-  "InternalFailure",
-  "ServiceUnavailable",
-  "Unavailable",
-  "InsufficientInstanceCapacity",
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "ECONNABORTED",
-  "ETIMEDOUT",
-  "EPIPE",
-  "EAI_AGAIN",
-  "ENOTFOUND",
-  "ENETUNREACH",
-  "EHOSTUNREACH",
-  "NetworkingError",
-]);
-
-/** Failures raised by the SDK itself (not EC2) that retrying cannot fix. */
-const LOCAL_PERMANENT = new Set(["CredentialsProviderError", "TokenProviderError", "ProviderError"]);
-
-interface SdkErrorShape {
-  name?: unknown;
-  message?: unknown;
-  code?: unknown;
-  Code?: unknown;
-  $fault?: unknown;
-  $retryable?: unknown;
-  $metadata?: { httpStatusCode?: unknown };
-}
-
-/**
- * The EC2 error code. The SDK (ec2Query protocol, no modelled errors) throws EC2ServiceException
- * with `name` = the `<Code>` of the error response and `$fault` "client"/"server" from the HTTP
- * status; Node network errors carry `code` (ECONNRESET …); the HTTP handler's timeouts are named
- * TimeoutError.
- */
-function errorCode(err: unknown): string | undefined {
-  if (!err || typeof err !== "object") return undefined;
-  const e = err as SdkErrorShape;
-  if (typeof e.Code === "string" && e.Code) return e.Code;
-  if ((e.$fault !== undefined || e.$metadata !== undefined) && typeof e.name === "string" && e.name) return e.name;
-  if (typeof e.code === "string" && e.code) return e.code;
-  if (typeof e.name === "string" && e.name && e.name !== "Error") return e.name;
-  return undefined;
-}
-
-/**
- * Maps an AWS SDK (or network) failure to a TargetError: throttling, timeouts, network errors,
- * HTTP 429/5xx and server faults are retryable; client faults (bad parameters, missing permissions,
- * unknown ids …) are not. The message is "<Code>: <message>".
- */
-export function classifyAwsError(err: unknown): TargetError {
-  if (err instanceof TargetError) return err;
-  const e = (err && typeof err === "object" ? err : {}) as SdkErrorShape;
-  const code = errorCode(err);
-  const rawMessage = typeof e.message === "string" && e.message ? e.message : String(err);
-  const message = code && !rawMessage.startsWith(`${code}:`) ? `${code}: ${rawMessage}` : rawMessage;
-  const status = typeof e.$metadata?.httpStatusCode === "number" ? e.$metadata.httpStatusCode : undefined;
-
-  let retryable: boolean;
-  if (code && (THROTTLING.has(code) || TRANSIENT.has(code))) retryable = true;
-  else if (e.$retryable) retryable = true;
-  else if (status === 429 || (status !== undefined && status >= 500) || e.$fault === "server") retryable = true;
-  else if (e.$fault === "client" || (status !== undefined && status >= 400)) retryable = false;
-  else if (code && LOCAL_PERMANENT.has(code)) retryable = false;
-  // Anything else (no AWS fault attached) is treated as transient, as the port specifies.
-  else retryable = true;
-
-  const out = new TargetError(message, retryable, code);
-  out.cause = err;
-  return out;
 }

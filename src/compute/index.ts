@@ -13,8 +13,9 @@ export function createTargets(config: Config, imageSource: ImageSource, logger: 
     targets.AWS = new AwsTarget(createEc2Client(config.aws), {
       importRoleName: config.aws.importRoleName,
       instanceType: config.aws.instanceType,
-      subnetId: config.aws.subnetId,
+      privateSubnetId: config.aws.privateSubnetId,
       vpcId: config.aws.vpcId,
+      ...(config.aws.gateway ? { gateway: config.aws.gateway } : {}),
     });
   }
   return targets;

@@ -72,7 +72,7 @@ describe("AwsTarget (mocked EC2)", () => {
     ec2Mock = mockClient(EC2Client);
     ec2 = new EC2Client({ region: "eu-central-1", maxAttempts: 1, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
     clock = new Date("2030-01-01T00:00:00Z");
-    target = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", subnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
+    target = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", privateSubnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
   });
 
   afterEach(() => {
@@ -496,7 +496,7 @@ describe("AwsTarget (mocked EC2)", () => {
       const ec2Fake = scriptedEc2();
       const first = await target.launch(req);
       clock = new Date(clock.getTime() + 30_000);
-      const otherWorker = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", subnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
+      const otherWorker = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium", privateSubnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
       const again = await otherWorker.launch(req);
       expect(again).toEqual(first);
       // The launch time is the first launch's (EC2's LaunchTime), not the retry's.
@@ -509,7 +509,7 @@ describe("AwsTarget (mocked EC2)", () => {
       const ec2Fake = scriptedEc2();
       const first = await target.launch(req);
       // Another worker configured with another instance type retries the same recovery's launch.
-      const otherConfig = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.large", subnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
+      const otherConfig = new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.large", privateSubnetId: "subnet-0abc", vpcId: "vpc-0def", now: () => clock });
       const adopted = await otherConfig.launch(req);
       expect(adopted).toEqual(first);
       expect(ec2Fake.fleet).toHaveLength(1);
