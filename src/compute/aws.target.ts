@@ -404,7 +404,14 @@ export class AwsTarget implements ComputeTarget {
     }
     const groups = await groupsTagged(this.ec2, { [TAG_RECOVERY]: idempotencyKey });
     const machineFirst = [...groups].sort((a, b) => Number(a.GroupName !== `reclo-${idempotencyKey}`) - Number(b.GroupName !== `reclo-${idempotencyKey}`));
-    for (const g of machineFirst) if (await deleteGroup(this.ec2, g.GroupId!)) removed.push(`deleted security group ${g.GroupId}`);
+    try {
+      for (const g of machineFirst) if (await deleteGroup(this.ec2, g.GroupId!)) removed.push(`deleted security group ${g.GroupId}`);
+    } catch (err) {
+      // The retry will not see the instances terminated now: say so in the error the timeline shows.
+      const e = err as TargetError;
+      if (removed.length) throw new TargetError(`${removed.join("; ")}; then: ${e.message}`, e.retryable, e.code);
+      throw err;
+    }
     return removed;
   }
 

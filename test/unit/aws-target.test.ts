@@ -1,9 +1,16 @@
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
 import {
+  AuthorizeSecurityGroupEgressCommand,
   AuthorizeSecurityGroupIngressCommand,
   CancelImportTaskCommand,
   CreateSecurityGroupCommand,
+  CreateTagsCommand,
   DeleteSecurityGroupCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
@@ -20,15 +27,21 @@ import {
   GetConsoleScreenshotCommand,
   ImportImageCommand,
   RevokeSecurityGroupEgressCommand,
+  RevokeSecurityGroupIngressCommand,
   RunInstancesCommand,
+  type RunInstancesCommandInput,
   StartInstancesCommand,
   StopInstancesCommand,
   TerminateInstancesCommand,
+  type Instance,
+  type IpPermission,
+  type Tag,
 } from "@aws-sdk/client-ec2";
 import { mockClient, type AwsClientStub } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { GATEWAY_READY_MARKER } from "../../src/compute/aws-access";
 import { AwsTarget, classifyAwsError, createEc2Client } from "../../src/compute/aws.target";
-import { TargetError } from "../../src/compute/target";
+import { TargetError, type AccessPointSpec } from "../../src/compute/target";
 
 /**
  * An error as @aws-sdk/client-ec2 surfaces it: EC2 has no modelled errors, so the ec2Query protocol
@@ -312,18 +325,13 @@ describe("AwsTarget (mocked EC2)", () => {
         },
       ],
     };
-    const ingressInputs = [
-      { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 3389, ToPort: 3389, IpRanges: [{ CidrIp: "203.0.113.0/24", Description: "ReClo RDP" }] }] },
-      { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "203.0.113.0/24", Description: "ReClo SSH" }] }] },
-    ];
     const runInput = {
       ImageId: "ami-0aaaabbbbccccdddd",
       InstanceType: "t3.medium",
       MinCount: 1,
       MaxCount: 1,
       ClientToken: RID,
-      SecurityGroupIds: ["sg-0123"],
-      SubnetId: "subnet-0abc",
+      NetworkInterfaces: [{ DeviceIndex: 0, AssociatePublicIpAddress: false, DeleteOnTermination: true, Groups: ["sg-0123"], SubnetId: "subnet-0abc" }],
       TagSpecifications: [
         {
           ResourceType: "instance",
@@ -336,21 +344,22 @@ describe("AwsTarget (mocked EC2)", () => {
       ],
     };
 
-    it("creates the security group, opens 3389 and 22 to the CIDR only, and runs one instance with ClientToken = recovery id", async () => {
+    it("creates the security group with no ingress at all (no CIDR rule: the access point adds the only one), and runs one instance in the private subnet without a public address, ClientToken = recovery id", async () => {
       ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
-      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
       expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123", launchedAtMs: clock.getTime() });
       expect(inputs(CreateSecurityGroupCommand)).toEqual([sgInput]);
-      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual(ingressInputs);
+      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual([]);
       expect(inputs(RunInstancesCommand)).toEqual([runInput]);
+      // EC2 refuses SubnetId/SecurityGroupIds beside NetworkInterfaces (InvalidParameterCombination).
+      expect(inputs(RunInstancesCommand)[0]).not.toHaveProperty("SecurityGroupIds");
+      expect(inputs(RunInstancesCommand)[0]).not.toHaveProperty("SubnetId");
       expect(inputs(DescribeSecurityGroupsCommand)).toEqual([]);
     });
 
-    it("reuses an existing group (InvalidGroup.Duplicate) and ignores existing rules on a retry", async () => {
+    it("reuses an existing group (InvalidGroup.Duplicate) on a retry", async () => {
       ec2Mock.on(CreateSecurityGroupCommand).rejects(ec2Error("InvalidGroup.Duplicate", `The security group 'reclo-${RID}' already exists for VPC 'vpc-0def'`));
       ec2Mock.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: "sg-0123", GroupName: `reclo-${RID}`, VpcId: "vpc-0def" }] });
-      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).rejects(ec2Error("InvalidPermission.Duplicate", "the specified rule already exists"));
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-0feedface0000001" }] });
       expect(await target.launch(req)).toEqual({ instanceId: "i-0feedface0000001", securityGroupId: "sg-0123", launchedAtMs: clock.getTime() });
       expect(inputs(DescribeSecurityGroupsCommand)).toEqual([
@@ -361,7 +370,6 @@ describe("AwsTarget (mocked EC2)", () => {
           ],
         },
       ]);
-      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual(ingressInputs);
       expect(inputs(RunInstancesCommand)).toEqual([runInput]);
     });
 
@@ -375,8 +383,10 @@ describe("AwsTarget (mocked EC2)", () => {
       const { VpcId: _vpc, ...sgWithoutVpc } = sgInput;
       expect(inputs(CreateSecurityGroupCommand)).toEqual([sgWithoutVpc]);
       expect(inputs(DescribeSecurityGroupsCommand)).toEqual([{ Filters: [{ Name: "group-name", Values: [`reclo-${RID}`] }] }]);
-      const { SubnetId: _subnet, ...runWithoutSubnet } = runInput;
-      expect(inputs(RunInstancesCommand)).toEqual([{ ...runWithoutSubnet, InstanceType: "m5.large", SecurityGroupIds: ["sg-0999"] }]);
+      expect(inputs(RunInstancesCommand)).toEqual([
+        { ...runInput, InstanceType: "m5.large", NetworkInterfaces: [{ DeviceIndex: 0, AssociatePublicIpAddress: false, DeleteOnTermination: true, Groups: ["sg-0999"] }] },
+      ]);
+      expect(plain.access).toBeUndefined(); // no gateway configured: no private access
     });
 
     it("revokes the group's default allow-all egress (IPv4 and IPv6) unless the recovery allows internet", async () => {
@@ -411,15 +421,13 @@ describe("AwsTarget (mocked EC2)", () => {
       expect(inputs(RunInstancesCommand)).toHaveLength(1);
     });
 
-    it("an IPv6 range goes to Ipv6Ranges", async () => {
+    it("an allowed CIDR (IPv4 or IPv6) opens nothing any more, and an empty one is not an error", async () => {
       ec2Mock.on(CreateSecurityGroupCommand).resolves({ GroupId: "sg-0123" });
-      ec2Mock.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
       ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: "i-3" }] });
       await target.launch({ ...req, allowedCidr: "2001:db8::/64" });
-      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual([
-        { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 3389, ToPort: 3389, Ipv6Ranges: [{ CidrIpv6: "2001:db8::/64", Description: "ReClo RDP" }] }] },
-        { GroupId: "sg-0123", IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, Ipv6Ranges: [{ CidrIpv6: "2001:db8::/64", Description: "ReClo SSH" }] }] },
-      ]);
+      await target.launch({ ...req, allowedCidr: "" });
+      expect(inputs(AuthorizeSecurityGroupIngressCommand)).toEqual([]);
+      expect(inputs(RunInstancesCommand).map((r) => r.NetworkInterfaces?.[0]?.AssociatePublicIpAddress)).toEqual([false, false]);
     });
 
     it("a bad parameter from RunInstances is non-retryable with EC2's message", async () => {
@@ -848,5 +856,532 @@ describe("against a fake EC2 endpoint", () => {
     reply = { status: 400, code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-1' does not exist" };
     const target = new AwsTarget(client(), { importRoleName: "vmimport", instanceType: "t3.medium" });
     expect(await target.describeInstance("i-1")).toEqual({ state: "lost" });
+  });
+});
+
+/**
+ * The access point on AWS (issue 15) against EC2 as a scripted model of its documented rules:
+ * instances (ClientToken idempotency, IdempotentParameterMismatch, InvalidInstanceID.NotFound for a
+ * while after launch, shutting-down → terminated, tags, console), security groups (InvalidGroup.Duplicate,
+ * default allow-all egress, InvalidPermission.Duplicate, rule ids, DependencyViolation while an
+ * instance that is not yet terminated uses the group or another group's rule references it).
+ * The assertions are about what is left in the account, not only the calls.
+ */
+describe("AwsTarget access points (scripted EC2)", () => {
+  type Rule = { id: string; egress: boolean; proto: string; from?: number; to?: number; cidr?: string; cidr6?: string; ref?: string };
+  type Group = { id: string; name: string; vpcId?: string; tags: Tag[]; rules: Rule[] };
+  type Vm = { id: string; token?: string; params: string; state: string; launchTime: Date; tags: Tag[]; groups: string[]; subnet?: string; privateIp: string; publicIp?: string; userData?: string; console: string };
+
+  let ec2Mock: AwsClientStub<EC2Client>;
+  let ec2: EC2Client;
+  let clock: Date;
+  let groups: Group[];
+  let vms: Vm[];
+  /** Instances are invisible to DescribeInstances/CreateTags for this long after launch. */
+  let visibleAfterMs: number;
+  /** Whether a launched gateway gets its public address at once. */
+  let publicIpAtLaunch: boolean;
+  let seq: number;
+
+  const GATEWAY = { amiId: "ami-0gateway", instanceType: "t4g.nano", publicSubnetId: "subnet-0public", port: 51820 };
+  const opts = { importRoleName: "vmimport", instanceType: "t3.medium", privateSubnetId: "subnet-0private", vpcId: "vpc-0def", gateway: GATEWAY };
+  let target: AwsTarget;
+
+  function keyPair(): { privateKey: string; publicKey: string } {
+    const { privateKey, publicKey } = generateKeyPairSync("x25519");
+    return {
+      privateKey: privateKey.export({ format: "der", type: "pkcs8" }).subarray(-32).toString("base64"),
+      publicKey: publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64"),
+    };
+  }
+
+  function inputs<I extends object>(command: abstract new (input: I) => unknown): I[] {
+    return ec2Mock.commandCalls(command as never).map((c) => c.args[0].input as I);
+  }
+
+  const tagged = (tags: Tag[], filters: { Name?: string; Values?: string[] }[]) =>
+    filters.filter((f) => f.Name?.startsWith("tag:")).every((f) => tags.some((t) => t.Key === f.Name!.slice(4) && f.Values!.includes(t.Value!)));
+  const visible = (v: Vm) => clock.getTime() - v.launchTime.getTime() >= visibleAfterMs;
+  const view = (v: Vm): Instance => ({
+    InstanceId: v.id,
+    State: { Name: v.state as never },
+    LaunchTime: v.launchTime,
+    ClientToken: v.token,
+    Tags: v.tags.map((t) => ({ ...t })),
+    PrivateIpAddress: v.privateIp,
+    ...(v.publicIp ? { PublicIpAddress: v.publicIp } : {}),
+    SecurityGroups: v.groups.map((g) => ({ GroupId: g, GroupName: groups.find((x) => x.id === g)?.name })),
+  });
+  const groupOf = (id: string | undefined) => {
+    const g = groups.find((x) => x.id === id);
+    if (!g) throw ec2Error("InvalidGroup.NotFound", `The security group '${id}' does not exist`);
+    return g;
+  };
+  /** EC2 finishes terminating: shutting-down instances become terminated (their interfaces are released). */
+  const settle = () => vms.filter((v) => v.state === "shutting-down").forEach((v) => (v.state = "terminated"));
+  const liveVms = () => vms.filter((v) => v.state !== "terminated");
+
+  function addRule(g: Group, egress: boolean, perms: IpPermission[]) {
+    for (const p of perms) {
+      const rule: Rule = {
+        id: `sgr-${++seq}`,
+        egress,
+        proto: p.IpProtocol!,
+        from: p.FromPort,
+        to: p.ToPort,
+        ...(p.IpRanges?.[0] ? { cidr: p.IpRanges[0].CidrIp } : {}),
+        ...(p.UserIdGroupPairs?.[0] ? { ref: p.UserIdGroupPairs[0].GroupId } : {}),
+      };
+      const same = g.rules.find((r) => r.egress === egress && r.proto === rule.proto && r.from === rule.from && r.to === rule.to && r.cidr === rule.cidr && r.ref === rule.ref);
+      if (same) throw ec2Error("InvalidPermission.Duplicate", `the specified rule "peer: ${rule.cidr ?? rule.ref}, TCP, from port: ${rule.from}" already exists`);
+      g.rules.push(rule);
+    }
+    return { Return: true };
+  }
+
+  beforeEach(() => {
+    ec2Mock = mockClient(EC2Client);
+    ec2 = new EC2Client({ region: "eu-central-1", maxAttempts: 1, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    clock = new Date("2030-01-01T00:00:00Z");
+    groups = [];
+    vms = [];
+    visibleAfterMs = 0;
+    publicIpAtLaunch = true;
+    seq = 0;
+    target = new AwsTarget(ec2, { ...opts, now: () => clock });
+
+    ec2Mock.on(CreateSecurityGroupCommand).callsFake((i: { GroupName: string; VpcId?: string; TagSpecifications?: { Tags?: Tag[] }[] }) => {
+      if (groups.some((g) => g.name === i.GroupName && g.vpcId === i.VpcId)) throw ec2Error("InvalidGroup.Duplicate", `The security group '${i.GroupName}' already exists for VPC '${i.VpcId}'`);
+      const g: Group = {
+        id: `sg-0${++seq}`,
+        name: i.GroupName,
+        vpcId: i.VpcId,
+        tags: i.TagSpecifications?.[0]?.Tags ?? [],
+        rules: [
+          { id: `sgr-${++seq}`, egress: true, proto: "-1", cidr: "0.0.0.0/0" },
+          { id: `sgr-${++seq}`, egress: true, proto: "-1", cidr6: "::/0" },
+        ],
+      };
+      groups.push(g);
+      return { GroupId: g.id };
+    });
+    ec2Mock.on(DescribeSecurityGroupsCommand).callsFake((i: { GroupIds?: string[]; Filters?: { Name: string; Values: string[] }[] }) => {
+      let found = groups.filter((g) => tagged(g.tags, i.Filters ?? []));
+      for (const f of i.Filters ?? []) {
+        if (f.Name === "group-name") found = found.filter((g) => f.Values.includes(g.name));
+        else if (f.Name === "vpc-id") found = found.filter((g) => g.vpcId && f.Values.includes(g.vpcId));
+        else if (!f.Name.startsWith("tag:")) throw ec2Error("InvalidParameterValue", `The filter '${f.Name}' is invalid`);
+      }
+      return { SecurityGroups: found.map((g) => ({ GroupId: g.id, GroupName: g.name, VpcId: g.vpcId, Tags: g.tags })) };
+    });
+    ec2Mock.on(DescribeSecurityGroupRulesCommand).callsFake((i: { Filters: { Name: string; Values: string[] }[] }) => {
+      const g = groupOf(i.Filters.find((f) => f.Name === "group-id")!.Values[0]);
+      return {
+        SecurityGroupRules: g.rules.map((r) => ({
+          SecurityGroupRuleId: r.id,
+          GroupId: g.id,
+          IsEgress: r.egress,
+          IpProtocol: r.proto,
+          FromPort: r.from ?? -1,
+          ToPort: r.to ?? -1,
+          ...(r.cidr ? { CidrIpv4: r.cidr } : {}),
+          ...(r.cidr6 ? { CidrIpv6: r.cidr6 } : {}),
+          ...(r.ref ? { ReferencedGroupInfo: { GroupId: r.ref } } : {}),
+        })),
+      };
+    });
+    ec2Mock.on(AuthorizeSecurityGroupIngressCommand).callsFake((i: { GroupId: string; IpPermissions: IpPermission[] }) => addRule(groupOf(i.GroupId), false, i.IpPermissions));
+    ec2Mock.on(AuthorizeSecurityGroupEgressCommand).callsFake((i: { GroupId: string; IpPermissions: IpPermission[] }) => addRule(groupOf(i.GroupId), true, i.IpPermissions));
+    const revoke = (egress: boolean) => (i: { GroupId: string; SecurityGroupRuleIds: string[] }) => {
+      const g = groupOf(i.GroupId);
+      const missing = i.SecurityGroupRuleIds.find((id) => !g.rules.some((r) => r.id === id && r.egress === egress));
+      if (missing) throw ec2Error("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${missing}' does not exist`);
+      g.rules = g.rules.filter((r) => !i.SecurityGroupRuleIds.includes(r.id));
+      return { Return: true };
+    };
+    ec2Mock.on(RevokeSecurityGroupEgressCommand).callsFake(revoke(true));
+    ec2Mock.on(RevokeSecurityGroupIngressCommand).callsFake(revoke(false));
+    ec2Mock.on(DeleteSecurityGroupCommand).callsFake((i: { GroupId: string }) => {
+      const g = groupOf(i.GroupId);
+      if (liveVms().some((v) => v.groups.includes(g.id)) || groups.some((o) => o !== g && o.rules.some((r) => r.ref === g.id)))
+        throw ec2Error("DependencyViolation", `resource ${g.id} has a dependent object`);
+      groups = groups.filter((x) => x !== g);
+      return { Return: true };
+    });
+
+    ec2Mock.on(RunInstancesCommand).callsFake((i: RunInstancesCommandInput) => {
+      const params = JSON.stringify({ ...i, ClientToken: undefined });
+      const earlier = vms.find((v) => i.ClientToken && v.token === i.ClientToken);
+      if (earlier) {
+        if (earlier.params !== params) throw ec2Error("IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted or has different parameters.");
+        return { Instances: [view(earlier)] };
+      }
+      const nic = i.NetworkInterfaces?.[0];
+      const n = ++seq;
+      const v: Vm = {
+        id: `i-0${String(n).padStart(16, "0")}`,
+        token: i.ClientToken,
+        params,
+        state: "pending",
+        launchTime: clock,
+        tags: i.TagSpecifications?.[0]?.Tags ?? [],
+        groups: nic?.Groups ?? i.SecurityGroupIds ?? [],
+        subnet: nic?.SubnetId ?? i.SubnetId,
+        privateIp: `10.0.${nic?.AssociatePublicIpAddress ? 0 : 1}.${n}`,
+        ...(nic?.AssociatePublicIpAddress && publicIpAtLaunch ? { publicIp: `198.51.100.${n}` } : {}),
+        userData: i.UserData,
+        console: "",
+      };
+      vms.push(v);
+      return { Instances: [{ ...view(v), PublicIpAddress: undefined }] };
+    });
+    ec2Mock.on(DescribeInstancesCommand).callsFake((i: { InstanceIds?: string[]; Filters?: { Name: string; Values: string[] }[] }) => {
+      if (i.InstanceIds) {
+        const found = i.InstanceIds.map((id) => vms.find((v) => v.id === id && visible(v)));
+        const missing = i.InstanceIds.find((_, n) => !found[n]);
+        if (missing) throw ec2Error("InvalidInstanceID.NotFound", `The instance ID '${missing}' does not exist`);
+        return { Reservations: [{ Instances: found.map((v) => view(v!)) }] };
+      }
+      let found = vms.filter((v) => visible(v) && tagged(v.tags, i.Filters ?? []));
+      for (const f of i.Filters ?? []) {
+        if (f.Name === "instance-state-name") found = found.filter((v) => f.Values.includes(v.state));
+        else if (f.Name === "client-token") found = found.filter((v) => v.token && f.Values.includes(v.token));
+        else if (!f.Name.startsWith("tag:")) throw ec2Error("InvalidParameterValue", `The filter '${f.Name}' is invalid`);
+      }
+      return { Reservations: found.map((v) => ({ Instances: [view(v)] })) };
+    });
+    ec2Mock.on(TerminateInstancesCommand).callsFake((i: { InstanceIds: string[] }) => {
+      const found = i.InstanceIds.map((id) => vms.find((v) => v.id === id && visible(v)));
+      const missing = i.InstanceIds.find((_, n) => !found[n]);
+      if (missing) throw ec2Error("InvalidInstanceID.NotFound", `The instance ID '${missing}' does not exist`);
+      for (const v of found) if (v!.state !== "terminated") v!.state = "shutting-down";
+      return { TerminatingInstances: found.map((v) => ({ InstanceId: v!.id })) };
+    });
+    ec2Mock.on(CreateTagsCommand).callsFake((i: { Resources: string[]; Tags: Tag[] }) => {
+      for (const id of i.Resources) {
+        const v = vms.find((x) => x.id === id && visible(x));
+        if (!v) throw ec2Error("InvalidInstanceID.NotFound", `The instance ID '${id}' does not exist`);
+        for (const t of i.Tags) v.tags = [...v.tags.filter((x) => x.Key !== t.Key), t];
+        if (v.tags.length > 50) throw ec2Error("TagLimitExceeded", "The maximum number of tags per resource is 50");
+      }
+      return {};
+    });
+    ec2Mock.on(GetConsoleOutputCommand).callsFake((i: { InstanceId: string }) => {
+      const v = vms.find((x) => x.id === i.InstanceId)!;
+      return { InstanceId: v.id, ...(v.console ? { Output: Buffer.from(v.console).toString("base64") } : {}) };
+    });
+  });
+
+  afterEach(() => {
+    ec2Mock.restore();
+  });
+
+  /** A recovered machine as launch leaves it, running. */
+  async function recovered(key = RID) {
+    const launched = await target.launch({ idempotencyKey: key, userId: "user-42", imageId: "ami-0machine", name: "fileserver-recovered", allowedCidr: "203.0.113.0/24", ports: [22, 3389, 445] });
+    vms.find((v) => v.id === launched.instanceId)!.state = "running";
+    return launched;
+  }
+
+  const server = keyPair();
+  const alice = keyPair();
+  const bob = keyPair();
+  const spec = (instanceId: string, over: Partial<AccessPointSpec> = {}): AccessPointSpec => ({
+    idempotencyKey: RID,
+    instanceId,
+    privateKey: server.privateKey,
+    tunnelAddress: "100.96.3.1",
+    tunnelSubnet: "100.96.3.0/24",
+    ports: [22, 3389, 445],
+    peers: [{ publicKey: alice.publicKey, address: "100.96.3.2" }],
+    ...over,
+  });
+  const gateways = () => vms.filter((v) => v.tags.some((t) => t.Key === "reclo:role" && t.Value === "access-point"));
+  const peerTagsOf = (v: Vm) => v.tags.filter((t) => t.Key!.startsWith("reclo-peers-"));
+
+  it("offers private access only when a gateway is configured", () => {
+    expect(target.access).toBeDefined();
+    expect(new AwsTarget(ec2, { importRoleName: "vmimport", instanceType: "t3.medium" }).access).toBeUndefined();
+  });
+
+  it("opens a gateway in the public subnet, reachable on its UDP port only, forwarding only to the machine's private address on the declared ports; the machine admits only the gateway's group", async () => {
+    const { instanceId, securityGroupId } = await recovered();
+    const info = await target.access!.openAccessPoint(spec(instanceId));
+
+    const [gw] = gateways();
+    expect(gateways()).toHaveLength(1);
+    expect(info).toEqual({ endpoint: `${gw!.publicIp}:51820`, publicKey: server.publicKey, resources: [`access point gateway ${gw!.id}`, `security group ${gw!.groups[0]}`] });
+    const machine = vms.find((v) => v.id === instanceId)!;
+    expect(machine.publicIp).toBeUndefined();
+    expect(machine.subnet).toBe("subnet-0private");
+    expect(gw!.subnet).toBe("subnet-0public");
+
+    const run = inputs(RunInstancesCommand).find((r) => r.ClientToken === `${RID}-ap`)!;
+    expect(run).toMatchObject({
+      ImageId: "ami-0gateway",
+      InstanceType: "t4g.nano",
+      MinCount: 1,
+      MaxCount: 1,
+      NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: "subnet-0public", Groups: [gw!.groups[0]], AssociatePublicIpAddress: true, DeleteOnTermination: true }],
+      MetadataOptions: { HttpEndpoint: "enabled", HttpTokens: "required", HttpPutResponseHopLimit: 1, InstanceMetadataTags: "enabled" },
+    });
+    expect(run).not.toHaveProperty("KeyName"); // no SSH into the gateway
+    expect(run).not.toHaveProperty("IamInstanceProfile"); // no credentials on it
+    expect(gw!.tags).toEqual(
+      expect.arrayContaining([
+        { Key: "reclo:recovery", Value: RID },
+        { Key: "reclo:role", Value: "access-point" },
+        { Key: "reclo:access-point-for", Value: instanceId },
+        { Key: "reclo:tunnel-subnet", Value: "100.96.3.0/24" },
+      ]),
+    );
+
+    // The gateway's group: UDP 51820 in from anywhere; out only TCP to the machine's declared ports
+    // (plus 80/443 for installing wireguard-tools at first boot); the default allow-all egress is gone.
+    const gwGroup = groupOf(gw!.groups[0]);
+    expect(gwGroup.name).toBe(`reclo-ap-${RID}`);
+    expect(gwGroup.tags).toEqual(expect.arrayContaining([{ Key: "reclo:recovery", Value: RID }, { Key: "reclo:instance-sg", Value: securityGroupId }]));
+    const shape = (r: Rule) => `${r.egress ? "out" : "in"} ${r.proto} ${r.from ?? ""} ${r.cidr ?? r.cidr6 ?? r.ref}`;
+    expect(gwGroup.rules.map(shape).sort()).toEqual(
+      [
+        "in udp 51820 0.0.0.0/0",
+        `out tcp 22 ${machine.privateIp}/32`,
+        `out tcp 3389 ${machine.privateIp}/32`,
+        `out tcp 445 ${machine.privateIp}/32`,
+        "out tcp 80 0.0.0.0/0",
+        "out tcp 443 0.0.0.0/0",
+      ].sort(),
+    );
+    // The machine's group: in only from the gateway's group on the declared ports; no egress (no internet asked).
+    expect(groupOf(securityGroupId).rules.map(shape).sort()).toEqual([`in tcp 22 ${gwGroup.id}`, `in tcp 3389 ${gwGroup.id}`, `in tcp 445 ${gwGroup.id}`]);
+
+    // The first peer is in the gateway's tags.
+    expect(await target.access!.accessPointStatus(instanceId)).toEqual({ running: false, peers: [{ publicKey: alice.publicKey, rxBytes: 0, txBytes: 0 }] });
+  });
+
+  it("the gateway's user data configures WireGuard with the key, DNAT from the tunnel address to the machine on each declared port only, and is valid bash", async () => {
+    const { instanceId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const [gw] = gateways();
+    const machine = vms.find((v) => v.id === instanceId)!;
+    const script = Buffer.from(gw!.userData!, "base64").toString("utf8");
+    expect(script).toContain(server.privateKey);
+    expect(script).toContain("PORT=51820");
+    expect(script).toContain(`TARGET=${machine.privateIp}`);
+    expect(script).toContain('PORTS="22 3389 445"');
+    expect(script).toContain("TUN=100.96.3.1");
+    expect(script).toMatch(/\$t -P FORWARD DROP/);
+    expect(script).toContain('iptables -t nat -A PREROUTING -i wg0 -d "$TUN" -p tcp --dport "$port" -j DNAT --to-destination "$TARGET"');
+    expect(script).toContain('iptables -t nat -A POSTROUTING -o "$EXT" -s "$SUBNET" -d "$TARGET" -p tcp --dport "$port" -j MASQUERADE');
+    expect(script).toContain("iptables -A INPUT -i wg0 -j DROP");
+    expect(script).toContain("iptables -P OUTPUT DROP");
+    // The only NAT rules are those two, inside the per-port loop.
+    expect(script.match(/-t nat -A/g)).toHaveLength(2);
+    expect(script).toContain("wg syncconf wg0");
+    expect(script).toContain("meta-data/tags/instance/");
+    const file = path.join(os.tmpdir(), `reclo-gw-${process.pid}-${Date.now()}.sh`);
+    fs.writeFileSync(file, script);
+    try {
+      expect(() => execFileSync("bash", ["-n", file])).not.toThrow();
+      // The scripts the first boot writes are valid bash too.
+      for (const [start, end] of [
+        ["<<'RECLO_UP'\n", "RECLO_UP\n"],
+        ["<<'RECLO_PEERS'\n", "RECLO_PEERS\n"],
+      ] as const) {
+        const body = script.slice(script.indexOf(start) + start.length, script.indexOf(`\n${end}`) + 1);
+        fs.writeFileSync(file, body);
+        expect(() => execFileSync("bash", ["-n", file])).not.toThrow();
+      }
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
+
+  it("open is idempotent: a retry (this or another worker, another gateway type) finds the same gateway and groups; no second gateway", async () => {
+    const { instanceId } = await recovered();
+    const first = await target.access!.openAccessPoint(spec(instanceId));
+    const again = await target.access!.openAccessPoint(spec(instanceId));
+    expect(again).toEqual(first);
+    const otherWorker = new AwsTarget(ec2, { ...opts, gateway: { ...GATEWAY, instanceType: "t3.nano" }, now: () => clock });
+    expect(await otherWorker.access!.openAccessPoint(spec(instanceId))).toEqual(first);
+    expect(gateways()).toHaveLength(1);
+    expect(groups.filter((g) => g.name === `reclo-ap-${RID}`)).toHaveLength(1);
+    expect(inputs(RunInstancesCommand).filter((r) => r.ClientToken === `${RID}-ap`).map((r) => r.InstanceType)).toEqual(["t4g.nano", "t4g.nano", "t3.nano"]);
+    expect(inputs(DescribeInstancesCommand)).toContainEqual({ Filters: [{ Name: "client-token", Values: [`${RID}-ap`] }] });
+  });
+
+  it("eventual consistency: a machine or gateway not visible yet, or a gateway without its public address yet, is ACCESS_POINT_PENDING (retryable); the retry completes without a second gateway", async () => {
+    const { instanceId } = await recovered();
+    visibleAfterMs = 10_000;
+    expect(await rejection(target.access!.openAccessPoint(spec(instanceId)))).toMatchObject({ retryable: true, code: "ACCESS_POINT_PENDING" }); // the machine
+    clock = new Date(clock.getTime() + 10_000);
+    publicIpAtLaunch = false;
+    expect(await rejection(target.access!.openAccessPoint(spec(instanceId)))).toMatchObject({ retryable: true, code: "ACCESS_POINT_PENDING" }); // the new gateway (CreateTags)
+    clock = new Date(clock.getTime() + 10_000);
+    const noAddress = await rejection(target.access!.openAccessPoint(spec(instanceId)));
+    expect(noAddress).toMatchObject({ retryable: true, code: "ACCESS_POINT_PENDING" });
+    expect(noAddress.message).toContain("no public address yet");
+    gateways()[0]!.publicIp = "198.51.100.77";
+    expect(await target.access!.openAccessPoint(spec(instanceId))).toMatchObject({ endpoint: "198.51.100.77:51820" });
+    expect(gateways()).toHaveLength(1);
+  });
+
+  it("bad specs are non-retryable typed errors, before anything is created", async () => {
+    const { instanceId } = await recovered();
+    ec2Mock.resetHistory();
+    const cases: [Partial<AccessPointSpec>, string][] = [
+      [{ privateKey: "not-a-key" }, "INVALID_ACCESS_POINT"],
+      [{ tunnelSubnet: "10.0.0.0/24", tunnelAddress: "10.0.0.1" }, "INVALID_ACCESS_POINT"],
+      [{ tunnelAddress: "100.96.3.7" }, "INVALID_ACCESS_POINT"],
+      [{ ports: [22, 22] }, "INVALID_PORTS"],
+      [{ peers: [{ publicKey: alice.publicKey, address: "100.96.4.2" }] }, "INVALID_PEER"],
+      [{ peers: [{ publicKey: alice.publicKey, address: "100.96.3.1" }] }, "INVALID_PEER"],
+      [{ peers: [{ publicKey: "x", address: "100.96.3.2" }] }, "INVALID_PEER"],
+    ];
+    for (const [over, code] of cases) expect(await rejection(target.access!.openAccessPoint(spec(instanceId, over)))).toMatchObject({ retryable: false, code });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  it("a terminated machine gets no access point (INSTANCE_GONE)", async () => {
+    const { instanceId } = await recovered();
+    vms.find((v) => v.id === instanceId)!.state = "terminated";
+    expect(await rejection(target.access!.openAccessPoint(spec(instanceId)))).toMatchObject({ retryable: false, code: "INSTANCE_GONE" });
+    expect(gateways()).toHaveLength(0);
+  });
+
+  it("setAccessPeers replaces the whole list in one CreateTags (all slots, emptied ones included): a revoked key leaves the gateway's tags at once", async () => {
+    const { instanceId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const [gw] = gateways();
+    ec2Mock.resetHistory();
+    await target.access!.setAccessPeers(instanceId, [
+      { publicKey: alice.publicKey, address: "100.96.3.2" },
+      { publicKey: bob.publicKey, address: "100.96.3.3" },
+    ]);
+    expect((await target.access!.accessPointStatus(instanceId)).peers.map((p) => p.publicKey)).toEqual([alice.publicKey, bob.publicKey]);
+    await target.access!.setAccessPeers(instanceId, [{ publicKey: bob.publicKey, address: "100.96.3.3" }]);
+    expect(peerTagsOf(gw!).map((t) => t.Value).filter(Boolean)).toEqual([`3=${bob.publicKey}`]);
+    expect(JSON.stringify(gw!.tags)).not.toContain(alice.publicKey);
+    await target.access!.setAccessPeers(instanceId, []);
+    expect(peerTagsOf(gw!).every((t) => t.Value === "")).toBe(true);
+    expect(peerTagsOf(gw!)).toHaveLength(8);
+    const writes = inputs(CreateTagsCommand);
+    expect(writes).toHaveLength(3);
+    expect(writes.every((w) => w.Resources!.length === 1 && w.Resources![0] === gw!.id && w.Tags!.length === 8)).toBe(true);
+    // Idempotent: the same list again writes the same tags.
+    await target.access!.setAccessPeers(instanceId, []);
+    expect(inputs(CreateTagsCommand)[3]).toEqual(writes[2]);
+  });
+
+  it("the peer limit (40: EC2's 50 tags per resource) is a typed error; 40 peers fit", async () => {
+    const { instanceId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const many = Array.from({ length: 41 }, (_, n) => ({ publicKey: keyPair().publicKey, address: `100.96.3.${n + 2}` }));
+    expect(await rejection(target.access!.setAccessPeers(instanceId, many))).toMatchObject({ retryable: false, code: "TOO_MANY_PEERS" });
+    await target.access!.setAccessPeers(instanceId, many.slice(0, 40));
+    const status = await target.access!.accessPointStatus(instanceId);
+    expect(status.peers.map((p) => p.publicKey)).toEqual(many.slice(0, 40).map((p) => p.publicKey));
+    expect(gateways()[0]!.tags.length).toBeLessThanOrEqual(50);
+    // Every tag value fits EC2's 256 characters.
+    expect(gateways()[0]!.tags.every((t) => t.Value!.length <= 256)).toBe(true);
+  });
+
+  it("peers of a machine without an access point: NO_ACCESS_POINT; its status: not running", async () => {
+    const { instanceId } = await recovered();
+    expect(await rejection(target.access!.setAccessPeers(instanceId, []))).toMatchObject({ retryable: false, code: "NO_ACCESS_POINT" });
+    expect(await target.access!.accessPointStatus(instanceId)).toEqual({ running: false, peers: [] });
+  });
+
+  it("status: running only once EC2 runs the gateway and its console shows the ready line", async () => {
+    const { instanceId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const [gw] = gateways();
+    expect((await target.access!.accessPointStatus(instanceId)).running).toBe(false); // pending
+    gw!.state = "running";
+    expect((await target.access!.accessPointStatus(instanceId)).running).toBe(false); // booting
+    gw!.console = `[  OK  ] Started cloud-final.service\n${GATEWAY_READY_MARKER} ${server.publicKey}\n`;
+    expect((await target.access!.accessPointStatus(instanceId)).running).toBe(true);
+    expect(inputs(GetConsoleOutputCommand).at(-1)).toEqual({ InstanceId: gw!.id, Latest: true });
+  });
+
+  it("closeAccessPoint terminates the gateway, revokes the machine's rules for it and deletes its group (DependencyViolation while the gateway shuts down: retryable); a second close is a no-op", async () => {
+    const { instanceId, securityGroupId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const [gw] = gateways();
+    const gwGroup = gw!.groups[0]!;
+    const err = await rejection(target.access!.closeAccessPoint(instanceId));
+    expect(err).toMatchObject({ retryable: true, code: "DependencyViolation" });
+    expect(gw!.state).toBe("shutting-down");
+    expect(groupOf(securityGroupId).rules).toEqual([]); // the machine admits nothing any more
+    settle();
+    expect(await target.access!.closeAccessPoint(instanceId)).toEqual([`deleted security group ${gwGroup}`]);
+    expect(groups.map((g) => g.id)).toEqual([securityGroupId]);
+    expect(await target.access!.closeAccessPoint(instanceId)).toEqual([]);
+    expect(inputs(TerminateInstancesCommand)).toEqual([{ InstanceIds: [gw!.id] }]);
+    // The machine itself runs on.
+    expect(vms.find((v) => v.id === instanceId)!.state).toBe("running");
+    // A closed access point is not reopened under the same key (its ClientToken's gateway is gone).
+    expect(await rejection(target.access!.openAccessPoint(spec(instanceId)))).toMatchObject({ retryable: false, code: "ACCESS_POINT_CLOSED" });
+  });
+
+  it("terminateInstance also terminates the gateway; deleteNetworkGuard then deletes the machine's group and the gateway's (retried past DependencyViolation): nothing is left", async () => {
+    const { instanceId, securityGroupId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    await target.terminateInstance(instanceId);
+    expect(liveVms().map((v) => v.state)).toEqual(["shutting-down", "shutting-down"]);
+    expect(await rejection(target.deleteNetworkGuard(securityGroupId!))).toMatchObject({ retryable: true, code: "DependencyViolation" });
+    settle();
+    await target.deleteNetworkGuard(securityGroupId!);
+    expect(groups).toEqual([]);
+    expect(liveVms()).toEqual([]);
+    // Idempotent: everything already gone.
+    await target.terminateInstance(instanceId);
+    await target.deleteNetworkGuard(securityGroupId!);
+  });
+
+  it("deleteNetworkGuard retried after the machine's group went but the gateway's was still in use finds the gateway's group by its tag", async () => {
+    const { instanceId, securityGroupId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    // The machine is gone, the gateway is still shutting down.
+    await target.terminateInstance(instanceId);
+    vms.find((v) => v.id === instanceId)!.state = "terminated";
+    expect(await rejection(target.deleteNetworkGuard(securityGroupId!))).toMatchObject({ retryable: true, code: "DependencyViolation" });
+    expect(groups.map((g) => g.name)).toEqual([`reclo-ap-${RID}`]);
+    settle();
+    await target.deleteNetworkGuard(securityGroupId!);
+    expect(groups).toEqual([]);
+  });
+
+  it("discardLaunch (cancel, failure or the time limit cut the launch short, nothing recorded) removes the machine, its gateway and both groups, by the recovery tag only", async () => {
+    const other = "0b2d9f4e-1111-4c55-9a1e-3b2f6c8d9e02";
+    const kept = await recovered(other);
+    const { instanceId, securityGroupId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const [gw] = gateways();
+    const err = await rejection(target.discardLaunch(RID));
+    expect(err).toMatchObject({ retryable: true, code: "DependencyViolation" });
+    settle();
+    const removed = await target.discardLaunch(RID);
+    expect(removed).toEqual([`deleted security group ${securityGroupId}`, `deleted security group ${gw!.groups[0]}`]); // the machine's first: it references the gateway's
+    expect(vms.filter((v) => v.state !== "terminated").map((v) => v.id)).toEqual([kept.instanceId]);
+    expect(groups.map((g) => g.id)).toEqual([kept.securityGroupId]);
+    expect(await target.discardLaunch(RID)).toEqual([]);
+    // The first call said what it terminated.
+    const first = inputs(TerminateInstancesCommand)[0]!;
+    expect(new Set(first.InstanceIds)).toEqual(new Set([instanceId, gw!.id]));
+  });
+
+  it("discardLaunch's retryable error names what it already terminated (the retry will not see those instances again)", async () => {
+    const { instanceId } = await recovered();
+    await target.access!.openAccessPoint(spec(instanceId));
+    const [gw] = gateways();
+    const err = await rejection(target.discardLaunch(RID));
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain(`terminated instance ${instanceId}`);
+    expect(err.message).toContain(`terminated access point gateway ${gw!.id}`);
+    expect(err.message).toContain("DependencyViolation");
+    settle();
+    expect(await target.discardLaunch(RID)).toHaveLength(2);
+    expect(groups).toEqual([]);
   });
 });
