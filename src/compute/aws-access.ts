@@ -187,32 +187,15 @@ exec /usr/local/sbin/reclo-peers
 `;
   const peers = `#!/bin/bash
 # Applies the peer list from this instance's tags (written by the ReClo worker) every ${PEER_POLL_SECONDS} s.
+# A failed or partial read keeps the current peers rather than applying a partial list.
 set -uo pipefail
-PREFIX=${prefix}
-MD=http://169.254.169.254/latest
+umask 077
 while true; do
-  if T=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$MD/api/token") \\
-    && KEYS=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $T" "$MD/meta-data/tags/instance/"); then
-    CONF=/etc/reclo/peers.conf.new
-    { printf '[Interface]\\nListenPort = %s\\nPrivateKey = %s\\n' "$(wg show wg0 listen-port)" "$(cat /etc/reclo/wg.key)"
-      ok=1
-      for k in $KEYS; do
-        case "$k" in ${PEER_SLOT_PREFIX}[0-9]) ;; *) continue ;; esac
-        V=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $T" "$MD/meta-data/tags/instance/$k") || { ok=0; break; }
-        for e in $V; do
-          o=\${e%%=*}; pub=\${e#*=}
-          [[ "$o" =~ ^[0-9]{1,3}$ ]] && (( o >= 2 && o <= 254 )) && [[ "$pub" =~ ^[A-Za-z0-9+/]{43}=$ ]] || continue
-          printf '[Peer]\\nPublicKey = %s\\nAllowedIPs = %s.%s/32\\n' "$pub" "$PREFIX" "$o"
-        done
-      done
-      [ "$ok" = 1 ] || echo '# incomplete read'
-    } > "$CONF"
-    # A failed read keeps the current peers rather than applying a partial list.
-    grep -q '^# incomplete read' "$CONF" || wg syncconf wg0 "$CONF"
-  fi
+  if /usr/local/sbin/reclo-peers-conf > /etc/reclo/peers.conf.new; then wg syncconf wg0 /etc/reclo/peers.conf.new; fi
   sleep ${PEER_POLL_SECONDS}
 done
 `;
+  const conf = gatewayPeersConfScript({ prefix, port: p.port });
   const unit = `[Unit]
 Description=ReClo access point (WireGuard)
 After=network-online.target
@@ -240,11 +223,41 @@ cat > /usr/local/sbin/reclo-ap-up <<'RECLO_UP'
 ${up}RECLO_UP
 cat > /usr/local/sbin/reclo-peers <<'RECLO_PEERS'
 ${peers}RECLO_PEERS
-chmod 700 /usr/local/sbin/reclo-ap-up /usr/local/sbin/reclo-peers
+cat > /usr/local/sbin/reclo-peers-conf <<'RECLO_CONF'
+${conf}RECLO_CONF
+chmod 700 /usr/local/sbin/reclo-ap-up /usr/local/sbin/reclo-peers /usr/local/sbin/reclo-peers-conf
 cat > /etc/systemd/system/reclo-access-point.service <<'RECLO_UNIT'
 ${unit}RECLO_UNIT
 systemctl daemon-reload
 systemctl enable --now reclo-access-point.service
+`;
+}
+
+/**
+ * The gateway's peer reader: prints the wg config (interface + one [Peer] per valid tag entry,
+ * AllowedIPs = that one tunnel address) read from IMDSv2's instance tags; exits non-zero when any
+ * read fails. RECLO_IMDS and RECLO_KEY_FILE exist for its test (a local metadata server).
+ */
+export function gatewayPeersConfScript(p: { prefix: string; port: number }): string {
+  return `#!/bin/bash
+set -fuo pipefail
+umask 077
+PREFIX=${p.prefix}
+MD=\${RECLO_IMDS:-http://169.254.169.254/latest}
+KEY=$(cat "\${RECLO_KEY_FILE:-/etc/reclo/wg.key}") || exit 1
+T=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$MD/api/token") || exit 1
+KEYS=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $T" "$MD/meta-data/tags/instance/") || exit 1
+printf '[Interface]\\nListenPort = %s\\nPrivateKey = %s\\n' ${p.port} "$KEY"
+for k in $KEYS; do
+  case "$k" in ${PEER_SLOT_PREFIX}[0-9]) ;; *) continue ;; esac
+  V=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $T" "$MD/meta-data/tags/instance/$k") || exit 1
+  for e in $V; do
+    o=\${e%%=*}
+    pub=\${e#*=}
+    [[ "$o" =~ ^[1-9][0-9]{0,2}$ ]] && (( o >= 2 && o <= 254 )) && [[ "$pub" =~ ^[A-Za-z0-9+/]{43}=$ ]] || continue
+    printf '[Peer]\\nPublicKey = %s\\nAllowedIPs = %s.%s/32\\n' "$pub" "$PREFIX" "$o"
+  done
+done
 `;
 }
 

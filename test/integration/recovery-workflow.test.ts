@@ -176,10 +176,10 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
       TagSpecifications: expect.any(Array),
     });
     const run = ec2.commandCalls(RunInstancesCommand)[0]!.args[0].input;
-    expect(run).toMatchObject({ ImageId: "ami-0777", ClientToken: startRecovery.id, MinCount: 1, MaxCount: 1, SecurityGroupIds: ["sg-0abc"] });
+    // No public address, and no CIDR rule: the machine's access point is the only way in (issue 15).
+    expect(run).toMatchObject({ ImageId: "ami-0777", ClientToken: startRecovery.id, MinCount: 1, MaxCount: 1, NetworkInterfaces: [expect.objectContaining({ Groups: ["sg-0abc"], AssociatePublicIpAddress: false })] });
     expect(run.TagSpecifications![0]!.Tags).toEqual(expect.arrayContaining([{ Key: "reclo:recovery", Value: startRecovery.id }, { Key: "reclo:user", Value: user.id }]));
-    const ingress = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand).map((c) => c.args[0].input.IpPermissions![0]);
-    expect(ingress.map((p) => [p!.FromPort, p!.IpRanges![0]!.CidrIp])).toEqual(expect.arrayContaining([[3389, "198.51.100.0/24"], [22, "198.51.100.0/24"]]));
+    expect(ec2.commandCalls(AuthorizeSecurityGroupIngressCommand).map((c) => c.args[0].input.IpPermissions![0]!.IpRanges)).toEqual([]);
 
     const { recovery } = await user.client.request(RecoveryTimelineDocument, { id: startRecovery.id });
     expect(recovery.instance).toMatchObject({ provider: "AWS", providerId: "i-0fedcba", address: "203.0.113.10", privateAddress: "10.0.0.5", zone: "us-east-1a", state: "RUNNING" });

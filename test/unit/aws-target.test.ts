@@ -1,10 +1,11 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import {
   AuthorizeSecurityGroupEgressCommand,
   AuthorizeSecurityGroupIngressCommand,
@@ -39,7 +40,7 @@ import {
 } from "@aws-sdk/client-ec2";
 import { mockClient, type AwsClientStub } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { GATEWAY_READY_MARKER } from "../../src/compute/aws-access";
+import { GATEWAY_READY_MARKER, gatewayPeersConfScript, peerTags } from "../../src/compute/aws-access";
 import { AwsTarget, classifyAwsError, createEc2Client } from "../../src/compute/aws.target";
 import { TargetError, type AccessPointSpec } from "../../src/compute/target";
 
@@ -1179,6 +1180,10 @@ describe("AwsTarget access points (scripted EC2)", () => {
     expect(script.match(/-t nat -A/g)).toHaveLength(2);
     expect(script).toContain("wg syncconf wg0");
     expect(script).toContain("meta-data/tags/instance/");
+    // EC2 takes at most 16 KB of user data (before base64).
+    expect(Buffer.byteLength(script)).toBeLessThan(16 * 1024);
+    // The key file and the rendered peer config are written with umask 077.
+    expect(script.match(/umask 077/g)!.length).toBeGreaterThanOrEqual(3);
     const file = path.join(os.tmpdir(), `reclo-gw-${process.pid}-${Date.now()}.sh`);
     fs.writeFileSync(file, script);
     try {
@@ -1187,6 +1192,7 @@ describe("AwsTarget access points (scripted EC2)", () => {
       for (const [start, end] of [
         ["<<'RECLO_UP'\n", "RECLO_UP\n"],
         ["<<'RECLO_PEERS'\n", "RECLO_PEERS\n"],
+        ["<<'RECLO_CONF'\n", "RECLO_CONF\n"],
       ] as const) {
         const body = script.slice(script.indexOf(start) + start.length, script.indexOf(`\n${end}`) + 1);
         fs.writeFileSync(file, body);
@@ -1383,5 +1389,101 @@ describe("AwsTarget access points (scripted EC2)", () => {
     settle();
     expect(await target.discardLaunch(RID)).toHaveLength(2);
     expect(groups).toEqual([]);
+  });
+});
+
+/**
+ * The gateway's peer reader (bash, as the gateway runs it) against a local instance metadata
+ * service speaking IMDSv2 (token PUT, then the token on every read): what `wg syncconf` would get.
+ */
+describe("the gateway's peer reader against a local IMDSv2", () => {
+  let server: http.Server;
+  let tags: Map<string, string>;
+  let failing: Set<string>;
+  let dir: string;
+  let imds: string;
+  const TOKEN = "imds-token-1";
+
+  beforeEach(async () => {
+    tags = new Map([
+      ["Name", "reclo-access-point-i-1"],
+      ["reclo:recovery", RID],
+    ]);
+    failing = new Set();
+    server = http.createServer((req, res) => {
+      const url = req.url ?? "";
+      if (req.method === "PUT" && url === "/latest/api/token") {
+        if (!req.headers["x-aws-ec2-metadata-token-ttl-seconds"]) return res.writeHead(400).end();
+        return res.writeHead(200).end(TOKEN);
+      }
+      if (req.headers["x-aws-ec2-metadata-token"] !== TOKEN) return res.writeHead(401).end();
+      const prefix = "/latest/meta-data/tags/instance/";
+      if (req.method !== "GET" || !url.startsWith(prefix)) return res.writeHead(404).end();
+      const key = decodeURIComponent(url.slice(prefix.length));
+      if (!key) return res.writeHead(200).end([...tags.keys()].join("\n"));
+      if (failing.has(key)) return res.writeHead(500).end();
+      if (!tags.has(key)) return res.writeHead(404).end();
+      return res.writeHead(200).end(tags.get(key));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    imds = `http://127.0.0.1:${(server.address() as AddressInfo).port}/latest`;
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-imds-"));
+    fs.writeFileSync(path.join(dir, "wg.key"), "c2VydmVyLXByaXZhdGUta2V5LTMyLWJ5dGVzLWxvbmc=\n");
+    fs.writeFileSync(path.join(dir, "conf.sh"), gatewayPeersConfScript({ prefix: "100.96.3", port: 51820 }));
+  });
+
+  afterEach(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function render(): Promise<{ code: number; out: string }> {
+    return promisify(execFile)("bash", [path.join(dir, "conf.sh")], { env: { ...process.env, RECLO_IMDS: imds, RECLO_KEY_FILE: path.join(dir, "wg.key") } }).then(
+      ({ stdout }) => ({ code: 0, out: stdout }),
+      (err: { code: number; stdout: string }) => ({ code: err.code, out: err.stdout }),
+    );
+  }
+
+  function keyOf(n: number): string {
+    return Buffer.alloc(32, n).toString("base64");
+  }
+
+  it("turns the tags setAccessPeers writes into one [Peer] per key, each allowed exactly its own /32", async () => {
+    const peers = Array.from({ length: 12 }, (_, n) => ({ publicKey: keyOf(n + 1), address: `100.96.3.${n + 2}` }));
+    for (const t of peerTags("100.96.3.0/24", peers)) tags.set(t.Key!, t.Value!);
+    const { code, out } = await render();
+    expect(code).toBe(0);
+    const expected =
+      "[Interface]\nListenPort = 51820\nPrivateKey = c2VydmVyLXByaXZhdGUta2V5LTMyLWJ5dGVzLWxvbmc=\n" +
+      peers.map((p) => `[Peer]\nPublicKey = ${p.publicKey}\nAllowedIPs = ${p.address}/32\n`).join("");
+    expect(out).toBe(expected);
+  });
+
+  it("no peers (all slots empty): the interface alone, so syncconf removes every peer", async () => {
+    for (const t of peerTags("100.96.3.0/24", [])) tags.set(t.Key!, t.Value!);
+    const { code, out } = await render();
+    expect(code).toBe(0);
+    expect(out).not.toContain("[Peer]");
+    expect(out).toContain("[Interface]");
+  });
+
+  it("skips entries that are not a peer address of this subnet or not a key (a tag edited by hand), and never globs", async () => {
+    tags.set("reclo-peers-0", `1=${keyOf(1)} 255=${keyOf(2)} 08=${keyOf(3)} 2=short= 3=${keyOf(4)} * x=${keyOf(5)}`);
+    tags.set("reclo-peers-x", `4=${keyOf(6)}`);
+    tags.set("reclo-peers-10", `5=${keyOf(7)}`);
+    const { code, out } = await render();
+    expect(code).toBe(0);
+    expect(out.match(/\[Peer\]/g)).toHaveLength(1);
+    expect(out).toContain(`PublicKey = ${keyOf(4)}\nAllowedIPs = 100.96.3.3/32\n`);
+  });
+
+  it("a failed read (a slot, or the token) exits non-zero: the current peers stay instead of a partial list", async () => {
+    for (const t of peerTags("100.96.3.0/24", [{ publicKey: keyOf(1), address: "100.96.3.2" }])) tags.set(t.Key!, t.Value!);
+    failing.add("reclo-peers-3");
+    expect((await render()).code).not.toBe(0);
+    failing.clear();
+    expect((await render()).code).toBe(0);
+    imds = imds.replace(/\/latest$/, "/nothing");
+    expect((await render()).code).not.toBe(0);
   });
 });
