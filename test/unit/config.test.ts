@@ -14,6 +14,26 @@ describe("config", () => {
     expect(c.redisUrl).toBeUndefined();
   });
 
+  it("AWS private access: machines in the private subnet; the gateway only with its AMI, public subnet and VPC together; AWS_SUBNET_ID is refused as renamed", () => {
+    const base = { AWS_RECOVERY_ENABLED: "true", AWS_PRIVATE_SUBNET_ID: "subnet-0priv", AWS_VPC_ID: "vpc-0def" };
+    expect(loadConfig(base).aws).toMatchObject({ privateSubnetId: "subnet-0priv", vpcId: "vpc-0def" });
+    expect(loadConfig(base).aws.gateway).toBeUndefined();
+    expect(loadConfig({ ...base, AWS_GATEWAY_AMI_ID: "ami-0gw", AWS_PUBLIC_SUBNET_ID: "subnet-0pub" }).aws.gateway).toEqual({ amiId: "ami-0gw", instanceType: "t4g.nano", publicSubnetId: "subnet-0pub", port: 51820 });
+    expect(loadConfig({ ...base, AWS_GATEWAY_AMI_ID: "ami-0gw", AWS_PUBLIC_SUBNET_ID: "subnet-0pub", AWS_GATEWAY_INSTANCE_TYPE: "t3.nano", AWS_GATEWAY_PORT: "443" }).aws.gateway).toMatchObject({ instanceType: "t3.nano", port: 443 });
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+    };
+    expect(problems({ ...base, AWS_GATEWAY_AMI_ID: "ami-0gw" })).toEqual([expect.stringMatching(/^AWS_GATEWAY_AMI_ID and AWS_PUBLIC_SUBNET_ID: set both/)]);
+    expect(problems({ AWS_GATEWAY_AMI_ID: "ami-0gw", AWS_PUBLIC_SUBNET_ID: "subnet-0pub" })).toEqual([expect.stringMatching(/^AWS_VPC_ID: required with AWS_GATEWAY_AMI_ID/)]);
+    expect(problems({ ...base, AWS_SUBNET_ID: "subnet-0old" })).toEqual([expect.stringMatching(/^AWS_SUBNET_ID: renamed to AWS_PRIVATE_SUBNET_ID/)]);
+    expect(problems({ ...base, AWS_GATEWAY_PORT: "70000" })).toEqual([expect.stringMatching(/^AWS_GATEWAY_PORT: must be at most 65535/)]);
+  });
+
   it("lists every problem at once, readably, without echoing secrets", () => {
     let error: unknown;
     try {
