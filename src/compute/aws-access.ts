@@ -175,10 +175,13 @@ for port in $PORTS; do
 done
 # Nothing on the gateway answers through the tunnel.
 iptables -A INPUT -i wg0 -j DROP
-# The gateway itself talks only to the instance metadata service and to its WireGuard peers.
+# The gateway itself talks only to the instance metadata service, DHCP, time sync and its WireGuard peers.
 iptables -A OUTPUT -o lo -j ACCEPT
 iptables -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 iptables -A OUTPUT -d 169.254.169.254 -p tcp --dport 80 -j ACCEPT
+# Its own DHCP lease renewals and the Amazon Time Sync Service.
+iptables -A OUTPUT -o "$EXT" -p udp --sport 68 --dport 67 -j ACCEPT
+iptables -A OUTPUT -d 169.254.169.123 -p udp --dport 123 -j ACCEPT
 iptables -A OUTPUT -o "$EXT" -p udp --sport "$PORT" -j ACCEPT
 iptables -A OUTPUT -o wg0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 iptables -P OUTPUT DROP

@@ -83,7 +83,7 @@ export interface LaunchRequest {
   imageId: string;
   /** Name shown to the user (e.g. "<source>-recovered"). */
   name: string;
-  /** CIDR allowed to reach RDP/SSH (AWS security group); ignored locally. */
+  /** Kept for the API's check; opens nothing on either target (issue 15: the access point is the only way in). */
   allowedCidr: string;
   /**
    * Boot verification: the machine is not offered to the user (no public address). Its declared

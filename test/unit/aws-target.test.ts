@@ -1176,6 +1176,21 @@ describe("AwsTarget access points (scripted EC2)", () => {
     expect(script).toContain('iptables -t nat -A POSTROUTING -o "$EXT" -s "$SUBNET" -d "$TARGET" -p tcp --dport "$port" -j MASQUERADE');
     expect(script).toContain("iptables -A INPUT -i wg0 -j DROP");
     expect(script).toContain("iptables -P OUTPUT DROP");
+    // What the gateway itself may still send: metadata (its peer tags), DHCP renewals, time, WireGuard.
+    expect(script.match(/^iptables -A OUTPUT .*-j ACCEPT$/gm)).toEqual([
+      "iptables -A OUTPUT -o lo -j ACCEPT",
+      "iptables -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+      "iptables -A OUTPUT -d 169.254.169.254 -p tcp --dport 80 -j ACCEPT",
+      'iptables -A OUTPUT -o "$EXT" -p udp --sport 68 --dport 67 -j ACCEPT',
+      "iptables -A OUTPUT -d 169.254.169.123 -p udp --dport 123 -j ACCEPT",
+      'iptables -A OUTPUT -o "$EXT" -p udp --sport "$PORT" -j ACCEPT',
+      'iptables -A OUTPUT -o wg0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+    ]);
+    // Forwarding: only established traffic and new TCP from the tunnel to the machine's declared port.
+    expect(script.match(/^\s*iptables -A FORWARD .*$/gm)!.map((l) => l.trim())).toEqual([
+      "iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+      'iptables -A FORWARD -i wg0 -o "$EXT" -s "$SUBNET" -d "$TARGET" -p tcp --dport "$port" -m conntrack --ctstate NEW -j ACCEPT',
+    ]);
     // The only NAT rules are those two, inside the per-port loop.
     expect(script.match(/-t nat -A/g)).toHaveLength(2);
     expect(script).toContain("wg syncconf wg0");
