@@ -435,10 +435,17 @@ export class AwsAccessPoints implements AccessPointTarget {
    */
   async closeAccessPoint(instanceId: string): Promise<string[]> {
     const removed = await this.terminateGateways(instanceId);
-    for (const group of await groupsTagged(this.ec2, { [TAG_ACCESS_POINT_FOR]: instanceId, [TAG_ROLE]: ROLE_ACCESS_POINT })) {
-      const instanceSg = tagValue(group.Tags, TAG_INSTANCE_SG);
-      if (instanceSg) await this.revokeReferences(instanceSg, group.GroupId!);
-      if (await deleteGroup(this.ec2, group.GroupId!)) removed.push(`deleted security group ${group.GroupId}`);
+    try {
+      for (const group of await groupsTagged(this.ec2, { [TAG_ACCESS_POINT_FOR]: instanceId, [TAG_ROLE]: ROLE_ACCESS_POINT })) {
+        const instanceSg = tagValue(group.Tags, TAG_INSTANCE_SG);
+        if (instanceSg) await this.revokeReferences(instanceSg, group.GroupId!);
+        if (await deleteGroup(this.ec2, group.GroupId!)) removed.push(`deleted security group ${group.GroupId}`);
+      }
+    } catch (err) {
+      // The retry will not see the gateway terminated now: say so in the error the timeline shows.
+      const e = err as TargetError;
+      if (removed.length) throw new TargetError(`${removed.join("; ")}; then: ${e.message}`, e.retryable, e.code);
+      throw err;
     }
     return removed;
   }

@@ -1332,6 +1332,7 @@ describe("AwsTarget access points (scripted EC2)", () => {
     const gwGroup = gw!.groups[0]!;
     const err = await rejection(target.access!.closeAccessPoint(instanceId));
     expect(err).toMatchObject({ retryable: true, code: "DependencyViolation" });
+    expect(err.message).toMatch(new RegExp(`^terminated access point gateway ${gw!.id}; then: security group ${gwGroup} is still in use`));
     expect(gw!.state).toBe("shutting-down");
     expect(groupOf(securityGroupId).rules).toEqual([]); // the machine admits nothing any more
     settle();
