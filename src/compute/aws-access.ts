@@ -88,6 +88,8 @@ export const TAG_ACCESS_POINT_FOR = "reclo:access-point-for";
 /** On the gateway's group: the recovered instance's group (which admits it). */
 export const TAG_INSTANCE_SG = "reclo:instance-sg";
 const TAG_TUNNEL_SUBNET = "reclo:tunnel-subnet";
+/** On the gateway: the UDP port it listens on (an adopted gateway may predate a configuration change). */
+const TAG_WG_PORT = "reclo:wireguard-port";
 const PEER_SLOT_PREFIX = "reclo-peers-";
 
 const LIVE_STATES = ["pending", "running", "stopping", "stopped"];
@@ -403,7 +405,8 @@ export class AwsAccessPoints implements AccessPointTarget {
     }
     const address = launched.PublicIpAddress ?? (await this.publicAddress(gatewayId));
     if (!address) throw new TargetError(`access point gateway ${gatewayId} has no public address yet`, true, "ACCESS_POINT_PENDING");
-    return { endpoint: `${address}:${this.gateway.port}`, publicKey, resources: [`access point gateway ${gatewayId}`, `security group ${gatewaySg}`] };
+    const port = Number(tagValue(launched.Tags, TAG_WG_PORT)) || this.gateway.port;
+    return { endpoint: `${address}:${port}`, publicKey, resources: [`access point gateway ${gatewayId}`, `security group ${gatewaySg}`] };
   }
 
   async setAccessPeers(instanceId: string, peers: AccessPeer[]): Promise<void> {
@@ -500,6 +503,7 @@ export class AwsAccessPoints implements AccessPointTarget {
                   { Key: TAG_ROLE, Value: ROLE_ACCESS_POINT },
                   { Key: TAG_ACCESS_POINT_FOR, Value: spec.instanceId },
                   { Key: TAG_TUNNEL_SUBNET, Value: spec.tunnelSubnet },
+                  { Key: TAG_WG_PORT, Value: String(this.gateway.port) },
                 ],
               },
             ],

@@ -1134,6 +1134,7 @@ describe("AwsTarget access points (scripted EC2)", () => {
         { Key: "reclo:role", Value: "access-point" },
         { Key: "reclo:access-point-for", Value: instanceId },
         { Key: "reclo:tunnel-subnet", Value: "100.96.3.0/24" },
+        { Key: "reclo:wireguard-port", Value: "51820" },
       ]),
     );
 
@@ -1223,8 +1224,11 @@ describe("AwsTarget access points (scripted EC2)", () => {
     const first = await target.access!.openAccessPoint(spec(instanceId));
     const again = await target.access!.openAccessPoint(spec(instanceId));
     expect(again).toEqual(first);
-    const otherWorker = new AwsTarget(ec2, { ...opts, gateway: { ...GATEWAY, instanceType: "t3.nano" }, now: () => clock });
+    // Another worker configured with another gateway type and port adopts the first gateway, and
+    // reports the port that gateway listens on.
+    const otherWorker = new AwsTarget(ec2, { ...opts, gateway: { ...GATEWAY, instanceType: "t3.nano", port: 443 }, now: () => clock });
     expect(await otherWorker.access!.openAccessPoint(spec(instanceId))).toEqual(first);
+    expect(first.endpoint).toMatch(/:51820$/);
     expect(gateways()).toHaveLength(1);
     expect(groups.filter((g) => g.name === `reclo-ap-${RID}`)).toHaveLength(1);
     expect(inputs(RunInstancesCommand).filter((r) => r.ClientToken === `${RID}-ap`).map((r) => r.InstanceType)).toEqual(["t4g.nano", "t4g.nano", "t3.nano"]);
