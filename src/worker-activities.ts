@@ -24,6 +24,7 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
       progress: services.recoveryProgress,
       instances: services.instances,
       targets: rt.targets,
+      access: services.access,
     }),
     ...createReconcileActivities({ progress: services.recoveryProgress, workflows: rt.workflows }),
     ...createStaleInstanceActivities({ instances: services.instances, targets: rt.targets, logger: rt.logger }),
