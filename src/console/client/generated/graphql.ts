@@ -101,6 +101,8 @@ export type StartRecoveryInput = {
   allowedCidr?: string | null | undefined;
   /** A COMPLETED, restorable backup of yours */
   backupId: string;
+  /** The machine's declared TCP ports: the only ones that answer through its private access point (default 22, 3389, 445; 1–16 distinct ports 1–65535) */
+  ports?: Array<number> | null | undefined;
   /** Default: the server's (LOCAL unless AWS is configured) */
   target?: RecoveryTarget | null | undefined;
 };
