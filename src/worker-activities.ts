@@ -28,7 +28,7 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
     }),
     ...createReconcileActivities({ progress: services.recoveryProgress, workflows: rt.workflows }),
     ...createStaleInstanceActivities({ instances: services.instances, targets: rt.targets, logger: rt.logger }),
-    ...createInstanceSyncActivities({ instances: services.instances, logger: rt.logger }),
+    ...createInstanceSyncActivities({ instances: services.instances, access: services.access, logger: rt.logger }),
     ...createVerificationActivities({
       images: rt.storage.images,
       artifacts: rt.storage.artifacts,

@@ -288,23 +288,34 @@ export class AccessService {
 
   /**
    * For the scheduled instance sync: access points with a key that expired while still admitted get
-   * their peer list again (the same path as a create or revoke). Returns how many were updated.
+   * their peer list again (the same path as a create or revoke); `userIds`: only theirs. One that
+   * cannot be told (its target refuses) is reported and the others still go; it is tried again on
+   * the next run, since its expired keys stay marked live until the target has the list.
    */
-  async dropExpired(): Promise<number> {
+  async dropExpired(opts: { userIds?: string[] } = {}): Promise<{ updated: number; failed: { accessPointId: string; error: string }[] }> {
     const now = this.now();
+    if (opts.userIds && !opts.userIds.length) return { updated: 0, failed: [] };
+    const where = [isNotNull(accessKeys.liveHost), lte(accessKeys.expiresAt, now)];
+    if (opts.userIds) where.push(inArray(accessKeys.userId, opts.userIds));
     const due = await this.deps.db
       .selectDistinct({ id: accessKeys.accessPointId })
       .from(accessKeys)
-      .where(and(isNotNull(accessKeys.liveHost), lte(accessKeys.expiresAt, now)))
+      .where(and(...where))
       .limit(500);
+    const result = { updated: 0, failed: [] as { accessPointId: string; error: string }[] };
     for (const { id } of due) {
-      await this.deps.db.transaction(async (tx) => {
-        const ap = await this.lock(tx, id);
-        if (ap && !ap.closedAt) await this.syncIn(tx, ap, now);
-        else await tx.update(accessKeys).set({ liveHost: null }).where(eq(accessKeys.accessPointId, id));
-      });
+      try {
+        await this.deps.db.transaction(async (tx) => {
+          const ap = await this.lock(tx, id);
+          if (ap && !ap.closedAt) await this.syncIn(tx, ap, now);
+          else await tx.update(accessKeys).set({ liveHost: null }).where(eq(accessKeys.accessPointId, id));
+        });
+        result.updated++;
+      } catch (err) {
+        result.failed.push({ accessPointId: id, error: err instanceof Error ? err.message : String(err) });
+      }
     }
-    return due.length;
+    return result;
   }
 
   /** Locks the access point's row for this transaction (every peer-list change goes through it). */

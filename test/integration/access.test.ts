@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
 import { startStack, signUp, errorOf, type TestStack, type TestUser } from "../helpers/stack";
 import { FakeTarget } from "../helpers/fake-target";
+import { privateKeyIn, recoveredMachine } from "../helpers/access";
 import { CreateAccessKeyDocument, InstanceAccessDocument, RevokeAccessKeyDocument, StartRecoveryDocument, TerminateInstanceDocument } from "../../src/client/generated/graphql";
-import { accessKeys, accessPoints, backups, type InstanceRow } from "../../src/db/schema";
+import { accessKeys, accessPoints, backups } from "../../src/db/schema";
 import { AccessService } from "../../src/access/access.service";
 import { publicKeyOf } from "../../src/access/wireguard";
 import { SecretBox } from "../../src/shared/secret-box";
@@ -19,7 +20,6 @@ let stack: TestStack;
 let alice: TestUser;
 let mallory: TestUser;
 let target: FakeTarget;
-let n = 0;
 
 beforeAll(async () => {
   stack = await startStack({ ACCESS_KEY_LIMIT: "6" });
@@ -31,20 +31,7 @@ beforeAll(async () => {
 });
 afterAll(() => stack.stop());
 
-/** A completed backup, a recovery of it, its machine RUNNING with an open access point (as the recovery's step leaves it). */
-async function machine(owner: TestUser, opts: { open?: boolean; state?: InstanceRow["state"] } = {}) {
-  const s = stack.rt.services;
-  const backup = await s.backups.create(owner.id, { sourceName: `web${++n}`, imageSize: 64 * 1024 * 1024, kind: "FULL" as never });
-  await stack.rt.database.db.update(backups).set({ status: "COMPLETED", completedAt: new Date() }).where(eq(backups.id, backup.id));
-  const recovery = await s.recoveries.create(owner.id, { backupId: backup.id, target: "AWS" });
-  const providerId = `i-${recovery.id.slice(-12)}`;
-  target.instances.add(providerId);
-  const opened = opts.open === false ? null : await s.access.open({ recoveryId: recovery.id, userId: owner.id, provider: "AWS", providerInstanceId: providerId, ports: [22, 3389, 445] });
-  const instance = await s.instances.record(owner.id, { recoveryId: recovery.id, provider: "AWS", providerId, name: `web${n}-recovered`, state: opts.state ?? "RUNNING" });
-  return { recovery, instance, providerId, opened };
-}
-
-const privateKeyIn = (conf: string) => /^PrivateKey = (\S+)$/m.exec(conf)![1]!;
+const machine = (owner: TestUser, opts: Parameters<typeof recoveredMachine>[3] = {}) => recoveredMachine(stack, target, owner, opts);
 
 describe("private access keys (GraphQL, real database, fake access port)", () => {
   it("createAccessKey makes the key pair on the server, admits its public key, and hands out the private key once: config and QR code", async () => {
@@ -210,8 +197,27 @@ describe("expired keys", () => {
     expect(second.key.address).toBe(first.key.address);
 
     clock = new Date("2030-01-01T00:03:00Z");
-    expect(await access.dropExpired()).toBeGreaterThanOrEqual(1);
+    const dropped = await access.dropExpired({ userIds: [alice.id] });
+    expect(dropped.failed).toEqual([]);
+    expect(dropped.updated).toBeGreaterThanOrEqual(1);
     expect(target.access!.admitted(m.providerId)).toEqual([]);
-    expect(await access.dropExpired()).toBe(0);
+    expect(await access.dropExpired({ userIds: [alice.id] })).toEqual({ updated: 0, failed: [] });
+  });
+
+  it("one access point the target cannot tell does not stop the others; it stays due until it can be told", async () => {
+    const ok = await machine(mallory);
+    const broken = await machine(mallory);
+    let clock = new Date("2031-01-01T00:00:00Z");
+    const access = new AccessService({ db: stack.rt.database.db, targets: stack.rt.targets, secrets: new SecretBox(stack.config.secrets.key), keys: { perMachine: 10, ttlMs: 60_000 }, now: () => clock });
+    await access.create(mallory.id, { instanceId: ok.instance.id, deviceName: "a" });
+    await access.create(mallory.id, { instanceId: broken.instance.id, deviceName: "b" });
+    clock = new Date("2031-01-01T00:05:00Z");
+    // The target lost this access point (e.g. its host restarted without it).
+    target.access!.points.delete(broken.providerId);
+
+    const first = await access.dropExpired({ userIds: [mallory.id] });
+    expect(first.failed.map((f) => f.error)).toEqual([`no access point for ${broken.providerId}`]);
+    expect(target.access!.admitted(ok.providerId)).toEqual([]);
+    expect((await access.dropExpired({ userIds: [mallory.id] })).failed).toHaveLength(1);
   });
 });
