@@ -92,10 +92,24 @@ ensure_node_modules() {
   fi
 }
 
+# The key that encrypts secrets at rest (SECRETS_KEY in the README): when neither SECRETS_KEY nor
+# SECRETS_KEY_FILE is set, a random one is made once in .data/secrets.key (mode 0600, never committed)
+# and SECRETS_KEY_FILE points there. Losing the file loses the access points' keys (re-open them).
+ensure_secrets_key() {
+  [[ -n ${SECRETS_KEY:-} || -n ${SECRETS_KEY_FILE:-} ]] && return 0
+  local file="${RECLO_DATA_DIR:-$PWD/.data}/secrets.key"
+  if [[ ! -s $file ]]; then
+    mkdir -p "$(dirname "$file")"
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$file.tmp" && mv "$file.tmp" "$file")
+  fi
+  export SECRETS_KEY_FILE="$file"
+}
+
 # Runs the built product. Production mode unless NODE_ENV is set explicitly (NODE_ENV=development
 # for stack traces and internal error messages in responses); the banner says which.
 run_product() {
   export NODE_ENV="${NODE_ENV:-production}"
+  ensure_secrets_key
   # The local services this script starts: the object store is on loopback (see S3_SECRET_ACCESS_KEY in the README).
   export S3_ENDPOINT="${S3_ENDPOINT:-http://127.0.0.1:7070}"
   # V8's young generation up to 64 MiB a half (default 16): an API serving thousands of live

@@ -46,6 +46,7 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
     waitForImport: async () => ({ imageId: "ami-1", snapshotIds: ["snap-1"] }),
     launchInstance: async (i) => ({ instanceId: `i-${i.recoveryId.slice(0, 8)}`, securityGroupId: "sg-1", launchedAtMs: 1_700_000_000_000 }),
     waitForInstance: async () => ({ state: "running", publicAddress: "203.0.113.7" }),
+    openAccessPoint: async (i) => ({ endpoint: "198.51.100.1:51820", tunnelAddress: "100.96.0.1", ports: i.ports }),
     checkBoot: async () => ({ status: "VERIFIED", rtoSeconds: 42 }),
     deleteComposedImage: async () => {},
     completeRecovery: async () => "row-1",

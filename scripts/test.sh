@@ -20,6 +20,7 @@ if ! command -v "${CHROMIUM_PATH:-chromium}" >/dev/null 2>&1; then
 fi
 
 bash scripts/services.sh up --with-qemu
+ensure_secrets_key
 
 say "building the test systems (cached under .data/test-systems)…"
 bash scripts/test-systems.sh >/dev/null

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -385,6 +387,19 @@ const envSchema = z.object({
   /** Per user across their connections to this API process. */
   WS_MAX_SUBSCRIPTIONS_PER_USER: int(100, 1, 1_000_000),
 
+  /**
+   * The key that encrypts secrets at rest (access points' WireGuard private keys): base64 of 32
+   * random bytes. Or SECRETS_KEY_FILE, a file holding it. Neither set: <RECLO_DATA_DIR>/secrets.key,
+   * which development and test create when missing and production refuses to go without
+   * (scripts/start.sh and test.sh create it once, mode 0600; never commit it).
+   */
+  SECRETS_KEY: optionalString,
+  SECRETS_KEY_FILE: optionalString,
+  /** Live access keys (devices) per recovered machine (at most 253: one tunnel address each). */
+  ACCESS_KEY_LIMIT: int(20, 1, 253),
+  /** An access key stops working this long after it was created. */
+  ACCESS_KEY_TTL: duration("90d"),
+
   /** The worker registers the product's Temporal Schedules at start. */
   RUN_SCHEDULES: bool(true),
   /** Pre-bundled workflow code (skips bundling at worker start). */
@@ -494,6 +509,10 @@ export interface Config {
   introspection: "authenticated" | "public";
   expensiveFieldRate: { limit: number; windowMs: number };
   ws: { initTimeoutMs: number; documentCacheBytes: number; maxSubscriptionsPerConnection: number; maxSubscriptionsPerUser: number };
+  /** SECRETS_KEY: 32 bytes (non-enumerable, so the config never prints it). `source` says where it came from. */
+  secrets: { readonly key: Buffer; source: string };
+  /** Private access (WireGuard) keys: live keys per machine, and how long one works. */
+  accessKeys: { perMachine: number; ttlMs: number };
   runWorker: boolean;
   runSchedules: boolean;
   workflowBundlePath?: string;
@@ -547,7 +566,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (e.UV_THREADPOOL_SIZE !== undefined && e.UV_THREADPOOL_SIZE <= e.ARGON2_CONCURRENCY)
     problems.push(`UV_THREADPOOL_SIZE: ${e.UV_THREADPOOL_SIZE} leaves no thread for file and DNS work beside ${e.ARGON2_CONCURRENCY} argon2 slots (ARGON2_CONCURRENCY); unset it (default ${threadPoolSizeFor(e.ARGON2_CONCURRENCY)}) or raise it`);
   if (e.QEMU_RUNAS === "root") problems.push("QEMU_RUNAS: QEMU must not run as root; name an unprivileged user (default reclo-qemu)");
-  if (problems.length) throw new ConfigError(problems);
+  const secrets = secretsKeyOf(e.SECRETS_KEY, e.SECRETS_KEY_FILE, path.resolve(e.RECLO_DATA_DIR), e.NODE_ENV, problems);
+  if (problems.length || !secrets) throw new ConfigError(problems);
 
   const useTls = e.TEMPORAL_TLS || Boolean(e.TEMPORAL_API_KEY) || Boolean(e.TEMPORAL_TLS_CERT_PATH);
   return {
@@ -652,8 +672,62 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       maxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
       maxSubscriptionsPerUser: e.WS_MAX_SUBSCRIPTIONS_PER_USER,
     },
+    secrets,
+    accessKeys: { perMachine: e.ACCESS_KEY_LIMIT, ttlMs: e.ACCESS_KEY_TTL },
     runWorker: e.RUN_WORKER,
     runSchedules: e.RUN_SCHEDULES,
     workflowBundlePath: e.TEMPORAL_WORKFLOW_BUNDLE,
   };
 }
+
+/** Where the secrets key lives when neither SECRETS_KEY nor SECRETS_KEY_FILE is set. */
+export const defaultSecretsKeyFile = (dataDir: string) => path.join(dataDir, "secrets.key");
+
+/**
+ * SECRETS_KEY, else the file SECRETS_KEY_FILE names, else <dataDir>/secrets.key — created (0600)
+ * when missing in development and test, required in production. Problems go into `problems`.
+ */
+function secretsKeyOf(inline: string | undefined, file: string | undefined, dataDir: string, env: string, problems: string[]): Config["secrets"] | undefined {
+  const decode = (text: string, where: string) => {
+    const key = Buffer.from(text.trim(), "base64");
+    if (key.length !== 32 || !/^[A-Za-z0-9+/=\s]+$/.test(text.trim())) {
+      problems.push(`${where}: expected base64 of 32 random bytes (e.g. \`head -c 32 /dev/urandom | base64\`), got ${key.length} bytes`);
+      return undefined;
+    }
+    return key;
+  };
+  let key: Buffer | undefined;
+  let source: string;
+  if (inline) {
+    key = decode(inline, "SECRETS_KEY");
+    source = "SECRETS_KEY";
+  } else {
+    const explicit = Boolean(file);
+    const p = path.resolve(file ?? defaultSecretsKeyFile(dataDir));
+    source = p;
+    if (!explicit && env !== "production" && !fs.existsSync(p)) {
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      try {
+        fs.writeFileSync(p, randomBytes(32).toString("base64") + "\n", { mode: 0o600, flag: "wx" });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+    }
+    let text: string | undefined;
+    try {
+      text = fs.readFileSync(p, "utf8");
+    } catch (err) {
+      problems.push(
+        explicit
+          ? `SECRETS_KEY_FILE: cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? "error"})`
+          : `SECRETS_KEY: not set, and ${p} does not exist; set SECRETS_KEY (base64 of 32 random bytes) or SECRETS_KEY_FILE (npm start creates ${p})`,
+      );
+    }
+    if (text !== undefined) key = decode(text, explicit ? "SECRETS_KEY_FILE" : p);
+  }
+  if (!key) return undefined;
+  const secrets = { source } as Config["secrets"];
+  Object.defineProperty(secrets, "key", { value: key, enumerable: false });
+  return secrets;
+}
+

@@ -20,6 +20,8 @@ import type { ComputeTarget, TargetKind } from "./compute/target";
 import type { Logger } from "./logger";
 import type { WorkflowPort } from "./temporal/workflow-port";
 import { QuotaService } from "./quotas/quota.service";
+import { AccessService } from "./access/access.service";
+import { SecretBox } from "./shared/secret-box";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
@@ -38,6 +40,8 @@ export interface Services {
   drills: DrillService;
   instances: InstanceService;
   quotas: QuotaService;
+  /** Private access (WireGuard access points and device keys). */
+  access: AccessService;
 }
 
 export interface ServiceDeps {
@@ -75,8 +79,10 @@ export function createServices({ config, db, events, limiter, storage, workflows
       })().catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic drill or verification did not start"));
     };
   }
+  const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
   return {
     quotas,
+    access,
     verifications,
     drills,
     chunks,
@@ -103,6 +109,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
       events,
       targets,
       quotas,
+      access,
       artifacts: storage.artifacts,
       now,
     }),

@@ -24,10 +24,11 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
       progress: services.recoveryProgress,
       instances: services.instances,
       targets: rt.targets,
+      access: services.access,
     }),
     ...createReconcileActivities({ progress: services.recoveryProgress, workflows: rt.workflows }),
     ...createStaleInstanceActivities({ instances: services.instances, targets: rt.targets, logger: rt.logger }),
-    ...createInstanceSyncActivities({ instances: services.instances, logger: rt.logger }),
+    ...createInstanceSyncActivities({ instances: services.instances, access: services.access, logger: rt.logger }),
     ...createVerificationActivities({
       images: rt.storage.images,
       artifacts: rt.storage.artifacts,

@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import mysql from "mysql2/promise";
@@ -37,6 +38,12 @@ interface Provided {
 }
 
 async function prepare(): Promise<Provided> {
+  // SECRETS_KEY for products the tests start in production mode (scripts/test.sh makes it too).
+  const secretsKey = path.join(process.env.RECLO_DATA_DIR ?? path.join(root, ".data"), "secrets.key");
+  if (!process.env.SECRETS_KEY && !process.env.SECRETS_KEY_FILE && !fs.existsSync(secretsKey)) {
+    fs.mkdirSync(path.dirname(secretsKey), { recursive: true });
+    fs.writeFileSync(secretsKey, crypto.randomBytes(32).toString("base64") + "\n", { mode: 0o600 });
+  }
   execFileSync("bash", [path.join(root, "scripts/services.sh"), "up"], { stdio: "inherit", env: process.env });
 
   const serverUrl = process.env.TEST_DATABASE_SERVER_URL ?? "mysql://root@127.0.0.1:3306";

@@ -55,6 +55,11 @@ export interface RecoveryWorkflowInput {
   isolated?: boolean;
   /** Outbound internet for the machine (AWS only; off by default). */
   allowInternet?: boolean;
+  /**
+   * The machine's declared TCP ports: forwarded by the target and the only ones its private access
+   * point admits (absent in runs started before private access: the target's default).
+   */
+  ports?: number[];
   /** Hard limit measured from the workflow's start (24 h in production, seconds in tests). */
   timeLimitMs: number;
   pollIntervalMs: number;
@@ -112,6 +117,24 @@ export interface LaunchInstanceInput {
   allowedCidr: string;
   isolated?: boolean;
   allowInternet?: boolean;
+  /** Declared TCP ports (absent: the target's default). */
+  ports?: number[];
+}
+
+export interface OpenAccessPointInput {
+  recoveryId: string;
+  userId: string;
+  target: TargetKind;
+  /** The provider's id of the running machine. */
+  instanceId: string;
+  ports: number[];
+}
+
+/** How the user reaches the recovered machine: WireGuard to `endpoint`, then `tunnelAddress` on `ports`. */
+export interface PrivateAccessInfo {
+  endpoint: string;
+  tunnelAddress: string;
+  ports: number[];
 }
 
 /** The activities recoveryWorkflow calls. */
@@ -130,10 +153,25 @@ export interface RecoveryActivities {
    * `stepAttempt`: launchInstance's attempt (absent in older histories: 1).
    */
   waitForInstance(input: { recoveryId: string; target: TargetKind; instanceId: string; pollIntervalMs: number; launchedAtMs?: number; stepAttempt?: number }): Promise<InstanceStatus>;
+  /**
+   * LAUNCHING, last: opens the machine's WireGuard access point (idempotent per recovery); null when
+   * the target offers no private access.
+   */
+  openAccessPoint(input: OpenAccessPointInput): Promise<PrivateAccessInfo | null>;
   checkBoot(input: CheckBootInput): Promise<BootCheckOutcome>;
   deleteComposedImage(input: { recoveryId: string; key: string }): Promise<void>;
   /** The instances row (id returned) and the COMPLETED state. */
-  completeRecovery(input: { recoveryId: string; userId: string; target: TargetKind; instanceId: string; name: string; status: InstanceStatus; bootCheck?: BootCheckOutcome }): Promise<string>;
+  completeRecovery(input: {
+    recoveryId: string;
+    userId: string;
+    target: TargetKind;
+    instanceId: string;
+    name: string;
+    status: InstanceStatus;
+    bootCheck?: BootCheckOutcome;
+    /** Its private access point (how to reach it), when one was opened. */
+    access?: PrivateAccessInfo | null;
+  }): Promise<string>;
   /** Compensation: removes what the recovery created; returns what it removed. */
   cleanupRecovery(input: RecoveryCleanup): Promise<string[]>;
   failRecovery(input: { recoveryId: string; state: "FAILED" | "CANCELLED"; failureReason: string; message: string }): Promise<void>;

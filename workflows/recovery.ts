@@ -2,6 +2,9 @@ import { ActivityCancellationType, CancellationScope, isCancellation, patched, p
 import type { ReconcileActivities, ReconcileResult, RecoveryActivities, RecoveryCleanup, RecoveryOutcome, RecoveryWorkflowInput, StaleInstanceActivities } from "./contracts";
 import { reasonOf, retryPolicy } from "./policies";
 
+/** Declared ports of a run that names none: SSH, RDP, SMB. */
+const DEFAULT_PORTS = [22, 3389, 445];
+
 /**
  * One recovery, durably: PREPARING (compose the restore point server-side) → IMPORTING → LAUNCHING
  * → CHECKING (evidence that the machine started) → COMPLETED. A machine that fails its check (or
@@ -63,6 +66,7 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
         allowedCidr: input.allowedCidr,
         isolated: input.isolated,
         allowInternet: input.allowInternet,
+        ...(input.ports ? { ports: input.ports } : {}),
       });
       resources.instanceId = launched.instanceId;
       resources.securityGroupId = launched.securityGroupId;
@@ -76,6 +80,18 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
         launchedAtMs: launched.launchedAtMs,
         stepAttempt: launched.attempt,
       });
+      // The machine runs: its WireGuard access point opens (the only way in for its users). Runs
+      // started before private access replay without it; an isolated machine is offered to nobody.
+      const access =
+        !input.isolated && patched("private-access")
+          ? await target.openAccessPoint({
+              recoveryId: input.recoveryId,
+              userId: input.userId,
+              target: input.target,
+              instanceId: launched.instanceId,
+              ports: input.ports ?? DEFAULT_PORTS,
+            })
+          : null;
       // Workflows started before the boot check existed replay without it.
       const bootCheck =
         input.bootCheck && patched("boot-check")
@@ -90,7 +106,7 @@ export async function recoveryWorkflow(input: RecoveryWorkflowInput): Promise<Re
           : undefined;
       // The image now lives at the target: the composed object goes before the recovery is reported done.
       await quick.deleteComposedImage({ recoveryId: input.recoveryId, key: image.key });
-      const instanceRowId = await quick.completeRecovery({ recoveryId: input.recoveryId, userId: input.userId, target: input.target, instanceId: launched.instanceId, name: input.name, status, bootCheck });
+      const instanceRowId = await quick.completeRecovery({ recoveryId: input.recoveryId, userId: input.userId, target: input.target, instanceId: launched.instanceId, name: input.name, status, bootCheck, access });
       return { state: "COMPLETED" as const, instanceRowId, instanceId: launched.instanceId };
     });
     return outcome;

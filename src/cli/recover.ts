@@ -26,6 +26,7 @@ import { formatBytes } from "./progress";
 import { verdictWords } from "../client/verdict-words";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";
 import { TERMINAL_STATES, watchRecovery } from "./watch";
+import { ACCESS_ACTIONS, ACCESS_USAGE, accessAction } from "./access";
 
 /**
  * The Recovery Manager commands of `reclo`: recover (pick, start, watch live, cancel, attach),
@@ -57,6 +58,8 @@ Options:
   --allowed-cidr CIDR  Who may connect to it (AWS; default: the server's setting, else your address)
   --allow-internet     Let the machine open connections to the internet (AWS only; default: it
                        reaches nothing)
+  --ports LIST         The machine's TCP ports, the only ones its private access point admits
+                       (default 22,3389,445)
   --source NAME        Only offer restore points of this source in the list
   --attach ID          Watch a recovery that is already running
   --cancel ID          Cancel a recovery: everything it created is removed; waits until it is
@@ -76,12 +79,14 @@ Lists your recoveries, newest first (default limit 20); --active: only those sti
 
 Lists your recovered machines, newest first (default limit 20), with how to reach them.
 `,
-  instance: `Usage: reclo instance show|start|stop|terminate <instance-id> [--yes] [--json] [--url URL]
+  instance: `Usage: reclo instance show|start|stop|terminate|connect|keys <instance-id> [--yes] [--json] [--url URL]
+       reclo instance revoke-key <key-id>
 
   show        State, address and how to connect
   start       Start a stopped machine
   stop        Shut it down gracefully (forced after a timeout); its disk is kept
   terminate   Destroy the machine and its disk. Asks for confirmation unless --yes.
+${ACCESS_USAGE}
 `,
 };
 
@@ -92,6 +97,7 @@ export const RECOVERY_COMMANDS: Record<string, { options: Options; positionals?:
       target: { type: "string" },
       "allowed-cidr": { type: "string" },
       "allow-internet": { type: "boolean" },
+      ports: { type: "string" },
       source: { type: "string" },
       attach: { type: "string" },
       cancel: { type: "string" },
@@ -102,7 +108,7 @@ export const RECOVERY_COMMANDS: Record<string, { options: Options; positionals?:
   },
   recoveries: { options: { json: { type: "boolean" }, limit: { type: "string" }, active: { type: "boolean" } }, run: recoveries },
   instances: { options: { json: { type: "boolean" }, limit: { type: "string" } }, run: instances },
-  instance: { options: { yes: { type: "boolean", short: "y" }, json: { type: "boolean" } }, positionals: true, run: instance },
+  instance: { options: { yes: { type: "boolean", short: "y" }, json: { type: "boolean" }, device: { type: "string" }, output: { type: "string" } }, positionals: true, run: instance },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -115,6 +121,13 @@ function parseTarget(raw: string | undefined): RecoveryTarget | undefined {
   return t;
 }
 
+/** --ports 22,3389,445: the server validates the range; here only the shape. */
+function parsePorts(raw: string | undefined): number[] | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d{1,5}(,\d{1,5})*$/.test(raw.replace(/\s+/g, ""))) throw new UsageError("--ports must be a comma-separated list of TCP ports, e.g. 22,3389,445");
+  return raw.replace(/\s+/g, "").split(",").map(Number);
+}
+
 async function recover(ctx: CommandContext): Promise<number> {
   const { io, values, positionals, settings } = ctx;
   const cancelId = str(values.cancel);
@@ -122,6 +135,7 @@ async function recover(ctx: CommandContext): Promise<number> {
   if (positionals.length > 1) throw new UsageError("give at most one backup id");
   if ([cancelId, attachId, positionals[0]].filter(Boolean).length > 1) throw new UsageError("give a backup id, --attach or --cancel: only one of them");
   const target = parseTarget(str(values.target));
+  const ports = parsePorts(str(values.ports));
   const json = Boolean(values.json);
   const view: RecoveryView = json ? new JsonRecoveryView(io.stdout) : io.stderr.isTTY ? new TtyRecoveryView(io.stderr) : new PlainRecoveryView(io.stdout, io.stderr);
   const client = authedClient(settings);
@@ -144,7 +158,7 @@ async function recover(ctx: CommandContext): Promise<number> {
         return 1;
       }
       const { startRecovery } = await client.request(StartRecoveryDocument, {
-        input: { backupId, target, allowedCidr: str(values["allowed-cidr"]), ...(values["allow-internet"] ? { allowInternet: true } : {}) },
+        input: { backupId, target, allowedCidr: str(values["allowed-cidr"]), ...(values["allow-internet"] ? { allowInternet: true } : {}), ...(ports ? { ports } : {}) },
       });
       recoveryId = startRecovery.id;
       const attached = startRecovery.state !== "PENDING" || Date.now() - Date.parse(startRecovery.createdAt) > 60_000;
@@ -286,11 +300,14 @@ async function instances({ io, values, settings }: CommandContext): Promise<numb
 
 const INSTANCE_ACTIONS = new Set(["show", "start", "stop", "terminate"]);
 
-async function instance({ io, values, positionals, settings }: CommandContext): Promise<number> {
+async function instance(ctx: CommandContext): Promise<number> {
+  const { io, values, positionals, settings } = ctx;
   const [action, id, ...rest] = positionals;
-  if (!action || !INSTANCE_ACTIONS.has(action)) throw new UsageError(action ? `unknown action ${JSON.stringify(action)}` : "missing the action");
-  if (!id) throw new UsageError("missing the instance id");
-  if (rest.length) throw new UsageError("give exactly one instance id");
+  if (!action || !(INSTANCE_ACTIONS.has(action) || ACCESS_ACTIONS.has(action))) throw new UsageError(action ? `unknown action ${JSON.stringify(action)}` : "missing the action");
+  if (!id) throw new UsageError(action === "revoke-key" ? "missing the key id" : "missing the instance id");
+  if (rest.length) throw new UsageError(action === "revoke-key" ? "give exactly one key id" : "give exactly one instance id");
+  if ((values.device !== undefined || values.output !== undefined) && action !== "connect") throw new UsageError("--device and --output are for `instance connect`");
+  if (ACCESS_ACTIONS.has(action)) return accessAction(action, id, ctx);
   const client = authedClient(settings);
   const json = Boolean(values.json);
   const print = (i: InstanceFieldsFragment, lines: string[]) => {

@@ -58,6 +58,12 @@ export function reachInstructions(i: InstanceFieldsFragment, allowed?: string): 
     lines.push(`Reach it at ${i.address}: Remote Desktop (RDP, port 3389) for Windows, SSH (port 22) for Linux${allowed ? `, from ${allowed}` : ""}.`);
   }
   if (i.privateAddress) lines.push(`Inside its network it is ${i.privateAddress}.`);
+  if (i.privateAccess) {
+    const p = i.privateAccess;
+    lines.push(
+      `Reach it privately over WireGuard (${p.endpoint}): \`reclo instance connect ${i.id}\` gives this device a configuration; then connect to ${p.tunnelAddress} on port${p.ports.length > 1 ? "s" : ""} ${p.ports.join(", ")}.`,
+    );
+  }
   lines.push(`Stop it with \`reclo instance stop ${i.id}\`; remove it with \`reclo instance terminate ${i.id}\`.`);
   return lines;
 }

@@ -11,6 +11,7 @@ import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
 import type { QuotaService } from "../quotas/quota.service";
 import type { ArtifactStore, PresignedGet } from "../storage/artifact-store";
+import type { AccessService } from "../access/access.service";
 
 export type NewInstance = Pick<InstanceRow, "recoveryId" | "provider" | "providerId" | "name" | "state"> &
   Partial<Pick<InstanceRow, "address" | "privateAddress" | "zone">>;
@@ -53,6 +54,8 @@ export interface InstanceServiceDeps {
   events?: EventBus;
   /** Fair-use limits on running machines (absent: unlimited). */
   quotas?: Pick<QuotaService, "checkMachineStart">;
+  /** A machine that is gone has its access point recorded closed (terminateInstance closes it at the target). */
+  access?: Pick<AccessService, "closedWith">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
   artifacts?: Pick<ArtifactStore, "put" | "presignGet">;
   now?: () => Date;
@@ -161,6 +164,10 @@ export class InstanceService {
       .update(instances)
       .set({ state: "TERMINATED", terminatedAt: now, updatedAt: now })
       .where(inArray(instances.id, rows.map((r) => r.id)));
+    if (this.deps.access) {
+      const gone = await this.deps.db.select({ provider: instances.provider, providerId: instances.providerId }).from(instances).where(inArray(instances.id, rows.map((r) => r.id)));
+      await this.deps.access.closedWith(gone);
+    }
     for (const row of rows) this.changed(row);
   }
 
@@ -270,6 +277,7 @@ export class InstanceService {
     // A row STOPPED without a time (recorded before it was kept) gets one now, or the clean-up never starts.
     if (state === "STOPPED" && (row.state !== "STOPPED" || !row.lastStoppedAt)) patch.lastStoppedAt = now;
     if (state === "TERMINATED") patch.terminatedAt = row.terminatedAt ?? now;
+    if (state === "TERMINATED" && row.state !== "TERMINATED") await this.deps.access?.closedWith([row]);
     if (state !== row.state || patch.address !== row.address || patch.lastStoppedAt) {
       await this.deps.db.update(instances).set(patch).where(eq(instances.id, row.id));
       this.changed(row);

@@ -5,7 +5,18 @@ import { MissingChunkError, type ComposeCheckpoint, type ImageStore } from "../s
 import type { Logger } from "../logger";
 import type { InstanceService } from "../instances/instance.service";
 import type { WorkflowPort } from "../temporal/workflow-port";
-import type { BootCheckOutcome, CheckBootInput, LaunchInstanceInput, ReconcileActivities, RecoveryActivities, RecoveryCleanup, StaleInstanceActivities } from "../../workflows/contracts";
+import type {
+  BootCheckOutcome,
+  CheckBootInput,
+  LaunchInstanceInput,
+  OpenAccessPointInput,
+  PrivateAccessInfo,
+  ReconcileActivities,
+  RecoveryActivities,
+  RecoveryCleanup,
+  StaleInstanceActivities,
+} from "../../workflows/contracts";
+import type { AccessService } from "../access/access.service";
 import type { RecoveryProgress, StepState } from "./recovery-progress";
 import { callTarget } from "../compute/call";
 import { cancellable, heartbeating } from "./heartbeat";
@@ -26,6 +37,8 @@ export interface RecoveryActivityDeps {
   instances: Pick<InstanceService, "forRecovery" | "record" | "markTerminatedForRecovery">;
   /** Compute targets by kind; a missing kind fails the step as not configured. */
   targets: Partial<Record<TargetKind, ComputeTarget>>;
+  /** Opens the machine's WireGuard access point, and closes it on cleanup. */
+  access: Pick<AccessService, "open" | "closeForRecovery">;
 }
 
 const evidenceLine = (e: Evidence) => `${e.kind} ${e.ok ? "✓" : e.failure ? "✗" : "–"} ${e.detail}`;
@@ -201,6 +214,7 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
             allowedCidr: input.allowedCidr,
             isolated: input.isolated,
             allowInternet: input.allowInternet,
+            ...(input.ports ? { ports: input.ports } : {}),
           }),
         ),
       );
@@ -226,6 +240,33 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
         () => last,
       );
     },
+    /**
+     * LAUNCHING, last: the running machine's WireGuard access point (its own key pair, UDP port and
+     * /24 tunnel subnet; idempotent per recovery). Recorded on the timeline with where to connect.
+     * A target without private access says so on the timeline and the recovery goes on.
+     */
+    async openAccessPoint(input: OpenAccessPointInput): Promise<PrivateAccessInfo | null> {
+      const attempt = info().attempt;
+      const t = target(input.target);
+      if (!t.access) {
+        await deps.progress.event(input.recoveryId, "LAUNCHING", "SUCCEEDED", `The ${input.target} target offers no private access: reach the machine at its own address`, attempt);
+        return null;
+      }
+      await deps.progress.progress(input.recoveryId, "LAUNCHING", 100, "Opening private access (WireGuard)");
+      const opened = await heartbeating(() =>
+        callTarget(() => deps.access.open({ recoveryId: input.recoveryId, userId: input.userId, provider: input.target, providerInstanceId: input.instanceId, ports: input.ports })),
+      );
+      const made = opened.resources.length ? ` (${opened.resources.join(", ")})` : "";
+      await deps.progress.event(
+        input.recoveryId,
+        "LAUNCHING",
+        "SUCCEEDED",
+        `Private access open${made}: WireGuard endpoint ${opened.endpoint}; the machine is ${opened.tunnelAddress}, ports ${opened.ports.join(", ")}`.slice(0, 1024),
+        attempt,
+      );
+      return { endpoint: opened.endpoint, tunnelAddress: opened.tunnelAddress, ports: opened.ports };
+    },
+
     /**
      * CHECKING: the boot-evidence collector on the recovered machine, until it is seen up (VERIFIED),
      * seen failing (FAILED) or the check's time runs out (INCONCLUSIVE). Every piece of evidence goes
@@ -304,7 +345,16 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
      * COMPLETED: the instances row (idempotent per recovery) and the terminal state. A machine that
      * failed its boot check (or could not be shown to start) stays, and the message says so.
      */
-    async completeRecovery(input: { recoveryId: string; userId: string; target: TargetKind; instanceId: string; name: string; status: InstanceStatus; bootCheck?: BootCheckOutcome }): Promise<string> {
+    async completeRecovery(input: {
+      recoveryId: string;
+      userId: string;
+      target: TargetKind;
+      instanceId: string;
+      name: string;
+      status: InstanceStatus;
+      bootCheck?: BootCheckOutcome;
+      access?: PrivateAccessInfo | null;
+    }): Promise<string> {
       const existing = await deps.instances.forRecovery(input.userId, input.recoveryId);
       const row =
         existing ??
@@ -318,7 +368,9 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
           privateAddress: input.status.privateAddress ?? null,
           zone: input.status.zone ?? null,
         }));
-      const at = input.status.publicAddress ?? input.status.privateAddress ?? "unknown address";
+      const at = input.access
+        ? `${input.access.tunnelAddress} (ports ${input.access.ports.join(", ")}) over WireGuard ${input.access.endpoint}`
+        : (input.status.publicAddress ?? input.status.privateAddress ?? "unknown address");
       const check = input.bootCheck;
       const message = !check
         ? `Recovered: ${input.name} at ${at}`
@@ -378,6 +430,8 @@ export function createRecoveryActivities(deps: RecoveryActivityDeps): RecoveryAc
     // Without a recorded image id the import may still be running, or may have finished just
     // as the recovery was cancelled: the target finds and removes it by the recovery id.
     if (t && !input.imageId) for (const what of await callTarget(() => t.discardImport(input.recoveryId, input.importTaskId))) await note(what);
+    // The access point goes first (terminateInstance closes it too; this also records it closed).
+    for (const what of await callTarget(() => deps.access.closeForRecovery(input.recoveryId))) await note(what);
     if (t && input.instanceId) await step(`terminated instance ${input.instanceId}`, () => callTarget(() => t.terminateInstance(input.instanceId!)));
     if (t && input.imageId) await step(`deleted image ${input.imageId}`, () => callTarget(() => t.deleteImage(input.imageId!, input.snapshotIds)));
     if (t && input.securityGroupId) await step(`deleted security group ${input.securityGroupId}`, () => callTarget(() => t.deleteNetworkGuard(input.securityGroupId!)));

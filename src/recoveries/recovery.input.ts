@@ -1,4 +1,4 @@
-import { ArgsType, Field, ID, InputType } from "type-graphql";
+import { ArgsType, Field, ID, InputType, Int } from "type-graphql";
 import { PageArgsInput } from "../graphql/connection";
 import { RecoveryTarget } from "./recovery.type";
 
@@ -19,6 +19,12 @@ export class StartRecoveryInput {
       "Let the recovered machine open connections to the internet (default false: it reaches nothing). AWS only (its security group keeps egress); LOCAL refuses it with BAD_USER_INPUT, because QEMU's user network would expose the host",
   })
   allowInternet?: boolean;
+
+  @Field(() => [Int], {
+    nullable: true,
+    description: "The machine's declared TCP ports: the only ones that answer through its private access point (default 22, 3389, 445; 1–16 distinct ports 1–65535)",
+  })
+  ports?: number[] | null;
 }
 
 @InputType({ description: "Filters for `recoveries`; all optional, combined with AND" })

@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { validatePorts } from "../access/access.service";
 import type { Db, Prepared } from "../db/client";
 import { recoveries, recoveryEvents, ACTIVE_RECOVERY_STATES, type RecoveryEventRow, type RecoveryRow } from "../db/schema";
 import { newId } from "../shared/ids";
@@ -127,13 +128,14 @@ export class RecoveryService {
    */
   async start(
     userId: string,
-    input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean; allowInternet?: boolean | null },
+    input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean; allowInternet?: boolean | null; ports?: number[] | null },
     clientIp?: string,
   ): Promise<RecoveryRow> {
     const backup = await this.deps.backups.get(userId, input.backupId);
     const target = input.target ?? this.deps.config.recovery.defaultTarget;
     if (target === "AWS" && !this.deps.config.aws.enabled) throw badInput("The AWS target is not configured on this server (AWS_RECOVERY_ENABLED); use target LOCAL", { field: "target" });
     const allowInternet = input.allowInternet === true;
+    const ports = validatePorts(input.ports);
     if (allowInternet && target === "LOCAL") throw badInput(LOCAL_INTERNET_UNSUPPORTED, { field: "allowInternet", reason: "LOCAL_INTERNET_UNSUPPORTED" });
     const allowedCidr = input.allowedCidr ?? this.deps.config.aws.defaultAllowedCidr ?? cidrOfClient(clientIp);
     if (!validCidr(allowedCidr)) throw badInput(`allowedCidr must be an IPv4 CIDR like 203.0.113.0/24, got "${allowedCidr}"`, { field: "allowedCidr" });
@@ -177,6 +179,7 @@ export class RecoveryService {
       allowedCidr,
       isolated: input.isolated,
       allowInternet,
+      ports,
       timeLimitMs: recovery.timeLimitMs,
       pollIntervalMs: recovery.pollIntervalMs,
       heartbeatTimeoutMs: recovery.heartbeatTimeoutMs,

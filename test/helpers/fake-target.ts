@@ -1,4 +1,74 @@
-import type { ComputeTarget, ConsoleScreenshot, ImportStatus, InstanceStatus, LaunchRequest, LaunchResult, TargetKind } from "../../src/compute/target";
+import type {
+  AccessPeer,
+  AccessPointInfo,
+  AccessPointSpec,
+  AccessPointStatus,
+  AccessPointTarget,
+  ComputeTarget,
+  ConsoleScreenshot,
+  ImportStatus,
+  InstanceStatus,
+  LaunchRequest,
+  LaunchResult,
+  TargetKind,
+} from "../../src/compute/target";
+import { publicKeyOf } from "../../src/access/wireguard";
+
+/**
+ * The access points of a FakeTarget, in memory: what was opened (the spec, private key included, so a
+ * test can check it matches what the database holds sealed) and the peers each admits now. Every
+ * call is recorded; `failWith` makes one method throw.
+ */
+export class FakeAccess implements AccessPointTarget {
+  readonly points = new Map<string, { spec: AccessPointSpec; peers: AccessPeer[]; port: number }>();
+  readonly calls: string[] = [];
+  failWith: Partial<Record<keyof AccessPointTarget, Error>> = {};
+  /** Handshakes the status reports, by public key. */
+  readonly handshakes = new Map<string, Date>();
+  private nextPort = 51820;
+
+  private check(method: keyof AccessPointTarget, arg: string) {
+    this.calls.push(`${method}:${arg}`);
+    const err = this.failWith[method];
+    if (err) throw err;
+  }
+
+  async openAccessPoint(spec: AccessPointSpec): Promise<AccessPointInfo> {
+    this.check("openAccessPoint", spec.instanceId);
+    let point = this.points.get(spec.instanceId);
+    if (!point) this.points.set(spec.instanceId, (point = { spec, peers: [...spec.peers], port: this.nextPort++ }));
+    return { endpoint: `192.0.2.2:${point.port}`, publicKey: publicKeyOf(spec.privateKey), resources: [`wg listener 192.0.2.2:${point.port}`] };
+  }
+
+  async setAccessPeers(instanceId: string, peers: AccessPeer[]): Promise<void> {
+    this.check("setAccessPeers", `${instanceId}:${peers.length}`);
+    const point = this.points.get(instanceId);
+    if (!point) throw new Error(`no access point for ${instanceId}`);
+    point.peers = [...peers];
+  }
+
+  async accessPointStatus(instanceId: string): Promise<AccessPointStatus> {
+    this.check("accessPointStatus", instanceId);
+    const point = this.points.get(instanceId);
+    return {
+      running: Boolean(point),
+      peers: (point?.peers ?? []).map((p) => ({ publicKey: p.publicKey, lastHandshakeAt: this.handshakes.get(p.publicKey), rxBytes: 0, txBytes: 0 })),
+    };
+  }
+
+  async closeAccessPoint(instanceId: string): Promise<string[]> {
+    this.check("closeAccessPoint", instanceId);
+    const point = this.points.get(instanceId);
+    if (!point) return [];
+    this.points.delete(instanceId);
+    return [`closed wg listener 192.0.2.2:${point.port}`];
+  }
+
+  /** The public keys an instance's access point admits now. */
+  admitted(instanceId: string): string[] {
+    return (this.points.get(instanceId)?.peers ?? []).map((p) => p.publicKey);
+  }
+}
 
 /**
  * An in-memory compute target for activity unit tests: it keeps what it "created" (imports,
@@ -27,7 +97,15 @@ export class FakeTarget implements ComputeTarget {
   /** While it runs until aborted, the import reports progress (false: a stalled download, a long convert). */
   importReportsProgress = true;
 
-  constructor(readonly kind: TargetKind = "AWS") {}
+  /** Private access (in memory); null: a target without it. */
+  readonly access?: FakeAccess;
+
+  constructor(
+    readonly kind: TargetKind = "AWS",
+    opts: { access?: boolean } = {},
+  ) {
+    if (opts.access !== false) this.access = new FakeAccess();
+  }
 
   private check(method: keyof ComputeTarget, arg = ""): void {
     this.calls.push(`${method}:${arg}`);
@@ -118,6 +196,8 @@ export class FakeTarget implements ComputeTarget {
   async terminateInstance(instanceId: string): Promise<void> {
     this.check("terminateInstance", instanceId);
     this.instances.delete(instanceId);
+    // As the port says: terminating a machine also closes its access point.
+    this.access?.points.delete(instanceId);
   }
 
   async deleteNetworkGuard(securityGroupId: string): Promise<void> {

@@ -7,6 +7,8 @@ import {
   BackupsDocument,
   BackupVerificationDocument,
   CompleteBackupDocument,
+  CreateAccessKeyDocument,
+  InstanceAccessDocument,
   CreateBackupDocument,
   InstancesDocument,
   RecoveriesDocument,
@@ -18,7 +20,8 @@ import {
   VerifyBackupDocument,
 } from "../../src/client/generated/graphql";
 import { openSubscription, withTimeout } from "../helpers/ws";
-import { backups, drills } from "../../src/db/schema";
+import { accessKeys, accessPoints, backups, drills } from "../../src/db/schema";
+import { generateKeyPair } from "../../src/access/wireguard";
 import { newId } from "../../src/shared/ids";
 import { GraphQLRequestError } from "../../src/client/graphql-client";
 
@@ -49,7 +52,48 @@ async function seed(stack: TestStack, owner: TestUser) {
     createdAt: now,
     updatedAt: now,
   });
-  return { Backup: incr.id, Upload: upload.id, Recovery: recovery.id, Instance: instance.id, Session: sessions.edges[0]!.node.id, Drill: drillId, parentBackup: full.id };
+  // The machine's access point and one device key (the rows the recovery's step and createAccessKey write).
+  const accessPointId = newId();
+  const subnet = Number.parseInt(accessPointId.replace(/-/g, "").slice(-3), 16); // 0–4095, distinct per seed
+  await stack.rt.database.db.insert(accessPoints).values({
+    id: accessPointId,
+    userId: owner.id,
+    recoveryId: recovery.id,
+    provider: "AWS",
+    providerInstanceId: instance.providerId,
+    endpoint: "198.51.100.1:51820",
+    publicKey: generateKeyPair().publicKey,
+    privateKeySealed: "sb1.not.a.real.key",
+    subnetIndex: subnet,
+    openSubnet: null,
+    ports: [22, 3389, 445],
+    createdAt: now,
+    updatedAt: now,
+  });
+  const accessKeyId = newId();
+  await stack.rt.database.db.insert(accessKeys).values({
+    id: accessKeyId,
+    userId: owner.id,
+    instanceId: instance.id,
+    accessPointId,
+    deviceName: "laptop",
+    publicKey: generateKeyPair().publicKey,
+    address: "100.96.0.2",
+    liveHost: null,
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + 86_400_000),
+    revokedAt: now,
+  });
+  return {
+    Backup: incr.id,
+    Upload: upload.id,
+    Recovery: recovery.id,
+    Instance: instance.id,
+    Session: sessions.edges[0]!.node.id,
+    Drill: drillId,
+    AccessKey: accessKeyId,
+    parentBackup: full.id,
+  };
 }
 
 /** A selection for any object type: its scalar/enum fields only. */
@@ -124,6 +168,7 @@ describe("tenant isolation", () => {
         "Mutation.stopInstance",
         "Mutation.terminateInstance",
         "Mutation.cancelDrill",
+        "Mutation.revokeAccessKey",
       ]),
     );
   });
@@ -131,6 +176,15 @@ describe("tenant isolation", () => {
   it("the owner sees the same objects", async () => {
     const { backup } = await alice.client.request(BackupDocument, { id: ids.Backup });
     expect(backup).toMatchObject({ id: ids.Backup, kind: "INCREMENTAL", parent: { id: ids.parentBackup }, upload: { id: ids.Upload } });
+    // Instance.accessKeys holds the owner's keys of that machine (and never a private key).
+    const res = await fetch(stack.app.graphqlUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${alice.token}` },
+      body: JSON.stringify({ query: "{ instances { edges { node { id accessKeys { id wireguardConfig qrCodeSvg } } } } }" }),
+    });
+    const body = (await res.json()) as { data: { instances: { edges: { node: { id: string; accessKeys: { id: string; wireguardConfig: null; qrCodeSvg: null }[] } }[] } } };
+    const mine = body.data.instances.edges.find((e) => e.node.id === ids.Instance)!.node;
+    expect(mine.accessKeys).toEqual([{ id: ids.AccessKey, wireguardConfig: null, qrCodeSvg: null }]);
   });
 
   it("lists hold only the caller's objects", async () => {
@@ -165,6 +219,8 @@ describe("tenant isolation", () => {
       mallory.client.execute(VerifyBackupDocument, { input: { backupId: ids.parentBackup } }),
       mallory.client.execute(RequestChunkUploadsDocument, { input: { backupId: ids.Backup, chunks: [{ index: 0, sha256: "a".repeat(64), size: 8 * 1024 * 1024 }] } }),
       mallory.client.execute(CompleteBackupDocument, { input: { backupId: ids.Backup, sha256: "a".repeat(64), chunks: [] } }),
+      mallory.client.execute(CreateAccessKeyDocument, { input: { instanceId: ids.Instance, deviceName: "mallory's laptop" } }),
+      mallory.client.execute(InstanceAccessDocument, { id: ids.Instance }),
     ];
     for (const res of await Promise.all(cases)) expect(res.body.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     for (const [doc, vars] of [

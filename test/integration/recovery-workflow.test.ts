@@ -25,7 +25,9 @@ import { openSubscription, withTimeout } from "../helpers/ws";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
 import { CancelRecoveryDocument, RecoveryProgressDocument, RecoveryTimelineDocument, StartRecoveryDocument, type RecoveryProgressSubscription } from "../../src/client/generated/graphql";
-import { instances, recoveries } from "../../src/db/schema";
+import { accessPoints, instances, recoveries } from "../../src/db/schema";
+import { FakeAccess } from "../helpers/fake-target";
+import { TerminateInstanceDocument } from "../../src/client/generated/graphql";
 import zlib from "node:zlib";
 
 const ec2Error = (code: string, message: string, status = 400) =>
@@ -209,6 +211,40 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     expect(recovery.rtoSeconds).toBeCloseTo((passedAt - Date.parse(recovery.createdAt)) / 1000, 1);
     expect(recovery.rtoSeconds!).toBeGreaterThan(0);
     expect(recovery.events.map((e) => `${e.step}:${e.status}`)).toEqual(expect.arrayContaining(["CHECKING:STARTED", "CHECKING:OBSERVED", "CHECKING:SUCCEEDED"]));
+  });
+
+  it("private access: once the machine runs, LAUNCHING opens its access point with the declared ports; the timeline and the machine say how to reach it; terminating closes it", async () => {
+    // The target's access port in memory (the AWS gateway itself is tested in test/unit/aws-target.test.ts).
+    const access = new FakeAccess();
+    Object.defineProperty(stack.rt.targets.AWS!, "access", { value: access, configurable: true, writable: true });
+    try {
+      importProgress(["completed"]);
+      ec2.on(DescribeInstancesCommand).resolves(running);
+      const { startRecovery } = await user.client.request(StartRecoveryDocument, { input: { backupId, target: "AWS", ports: [22, 3389] } });
+      const done = await waitForState(startRecovery.id, ["COMPLETED", "FAILED"], 60_000);
+      expect(done.state).toBe("COMPLETED");
+
+      const opened = access.points.get("i-0fedcba")!;
+      expect(opened.spec).toMatchObject({ idempotencyKey: startRecovery.id, instanceId: "i-0fedcba", ports: [22, 3389], peers: [] });
+      expect(opened.spec.tunnelAddress).toMatch(/^100\.(9[6-9]|10\d|11[01])\.\d+\.1$/);
+      const endpoint = `192.0.2.2:${opened.port}`;
+      const { recovery } = await user.client.request(RecoveryTimelineDocument, { id: startRecovery.id });
+      const steps = recovery.events.map((e) => `${e.step}:${e.status}:${e.message}`);
+      const openedAt = steps.findIndex((s) => s.startsWith("LAUNCHING:SUCCEEDED:Private access open"));
+      expect(steps[openedAt]).toBe(`LAUNCHING:SUCCEEDED:Private access open (wg listener ${endpoint}): WireGuard endpoint ${endpoint}; the machine is ${opened.spec.tunnelAddress}, ports 22, 3389`);
+      // After the machine runs, before the boot check.
+      expect(openedAt).toBeGreaterThan(steps.indexOf("LAUNCHING:SUCCEEDED:Instance i-0fedcba running"));
+      expect(openedAt).toBeLessThan(steps.findIndex((s) => s.startsWith("CHECKING:STARTED")));
+      expect(recovery.message).toContain(`at ${opened.spec.tunnelAddress} (ports 22, 3389) over WireGuard ${endpoint}`);
+      expect(recovery.instance!.privateAccess).toEqual({ endpoint, tunnelAddress: opened.spec.tunnelAddress, ports: [22, 3389] });
+
+      await user.client.request(TerminateInstanceDocument, { id: recovery.instance!.id });
+      const [ap] = await stack.rt.database.db.select().from(accessPoints).where(eq(accessPoints.recoveryId, startRecovery.id));
+      expect(ap!.closedAt).not.toBeNull();
+      expect(ap!.openSubnet).toBeNull();
+    } finally {
+      delete (stack.rt.targets.AWS as { access?: unknown }).access;
+    }
   });
 
   it("an instance whose reachability check fails is COMPLETED with bootCheck FAILED and the evidence, and is kept", async () => {

@@ -60,6 +60,7 @@ function mockActivities(overrides: Partial<RecoveryActivities> = {}) {
     waitForImport: async () => ({ imageId: "ami-1", snapshotIds: ["snap-1"] }),
     launchInstance: async (i) => ({ instanceId: `i-${i.recoveryId}`, securityGroupId: "sg-1", launchedAtMs: 1_000 }),
     waitForInstance: async () => ({ state: "running", publicAddress: "203.0.113.7" }),
+    openAccessPoint: async (i) => ({ endpoint: "198.51.100.1:51820", tunnelAddress: "100.96.0.1", ports: i.ports }),
     checkBoot: async () => ({ status: "VERIFIED", rtoSeconds: 42 }),
     deleteComposedImage: async () => {},
     completeRecovery: async () => "row-1",
@@ -109,14 +110,53 @@ describe("recoveryWorkflow with mocked activities (TestWorkflowEnvironment on th
     const outcome = await worker.runUntil(env.client.workflow.execute(recoveryWorkflow, { args: [input], taskQueue, workflowId: `recovery-${input.recoveryId}` }));
 
     expect(outcome).toEqual({ state: "COMPLETED", instanceRowId: "row-1", instanceId: `i-${input.recoveryId}` });
-    expect(mock.names()).toEqual(["beginRecovery", "composeImage", "startImport", "waitForImport", "launchInstance", "waitForInstance", "checkBoot", "deleteComposedImage", "completeRecovery"]);
+    expect(mock.names()).toEqual(["beginRecovery", "composeImage", "startImport", "waitForImport", "launchInstance", "waitForInstance", "openAccessPoint", "checkBoot", "deleteComposedImage", "completeRecovery"]);
+    // The running machine's access point opens with the declared ports (default SSH, RDP, SMB).
+    expect(mock.input("openAccessPoint")).toEqual({ recoveryId: input.recoveryId, userId: "user-1", target: "AWS", instanceId: `i-${input.recoveryId}`, ports: [22, 3389, 445] });
     // Each step gets what the previous ones produced.
     expect(mock.input("launchInstance")).toMatchObject({ imageId: "ami-1", name: "web-recovered", allowedCidr: "198.51.100.0/24", target: "AWS" });
     expect(mock.input("checkBoot")).toMatchObject({ instanceId: `i-${input.recoveryId}`, launchedAtMs: 1_000, timeoutMs: 5_000, ports: [22] });
     expect(mock.input("deleteComposedImage")).toEqual({ recoveryId: input.recoveryId, key: `user-1/recoveries/${input.recoveryId}.raw` });
     expect(mock.input("completeRecovery")).toMatchObject({ instanceId: `i-${input.recoveryId}`, status: { state: "running", publicAddress: "203.0.113.7" }, bootCheck: { status: "VERIFIED", rtoSeconds: 42 } });
+    // How to reach it: the access point's endpoint, the machine's tunnel address and ports.
+    expect(mock.input("completeRecovery")?.access).toEqual({ endpoint: "198.51.100.1:51820", tunnelAddress: "100.96.0.1", ports: [22, 3389, 445] });
     const begin = mock.input("beginRecovery");
     expect(begin?.deadlineAt).toBeGreaterThan(Date.now());
+  });
+
+  it("declared ports reach the launch and the access point; an isolated machine gets no access point", async () => {
+    const declared = mockActivities();
+    const a = await workerFor(declared.activities);
+    const input = recoveryInput({ ports: [2222, 8443] });
+    await a.worker.runUntil(env.client.workflow.execute(recoveryWorkflow, { args: [input], taskQueue: a.taskQueue, workflowId: `recovery-${input.recoveryId}` }));
+    expect(declared.input("launchInstance")?.ports).toEqual([2222, 8443]);
+    expect(declared.input("openAccessPoint")?.ports).toEqual([2222, 8443]);
+
+    const isolated = mockActivities();
+    const b = await workerFor(isolated.activities);
+    const quiet = recoveryInput({ isolated: true });
+    const outcome = await b.worker.runUntil(env.client.workflow.execute(recoveryWorkflow, { args: [quiet], taskQueue: b.taskQueue, workflowId: `recovery-${quiet.recoveryId}` }));
+    expect(outcome.state).toBe("COMPLETED");
+    expect(isolated.names()).not.toContain("openAccessPoint");
+    expect(isolated.input("completeRecovery")?.access).toBeNull();
+  });
+
+  it("an access point that cannot open fails the recovery and cleanup removes the machine (and what the step opened)", async () => {
+    const mock = mockActivities({
+      openAccessPoint: async () => {
+        throw ApplicationFailure.nonRetryable("no free port in VPN_PORT_RANGE", "NO_FREE_PORT");
+      },
+    });
+    const { worker, taskQueue } = await workerFor(mock.activities);
+    const input = recoveryInput();
+
+    const outcome = await worker.runUntil(env.client.workflow.execute(recoveryWorkflow, { args: [input], taskQueue, workflowId: `recovery-${input.recoveryId}` }));
+
+    expect(outcome).toMatchObject({ state: "FAILED", reason: "NO_FREE_PORT: no free port in VPN_PORT_RANGE" });
+    expect(mock.names().slice(-4)).toEqual(["waitForInstance", "openAccessPoint", "cleanupRecovery", "failRecovery"]);
+    // The machine is known to cleanup, which closes the recovery's access point before it terminates it.
+    expect(mock.input("cleanupRecovery")).toMatchObject({ recoveryId: input.recoveryId, instanceId: `i-${input.recoveryId}` });
+    expect(mock.names()).not.toContain("checkBoot");
   });
 
   it("without a boot check configured, it completes without the CHECKING step", async () => {

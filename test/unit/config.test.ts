@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
+import fs from "node:fs";
 import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { SecretBox } from "../../src/shared/secret-box";
 import { ConfigError, hashConcurrencyOf, loadConfig, parseDuration, threadPoolSizeFor } from "../../src/config";
+
+const KEY = randomBytes(32).toString("base64");
 
 describe("config", () => {
   it("has defaults that serve local development", () => {
@@ -87,8 +93,58 @@ describe("config", () => {
 
   it("production refuses the published S3 development secret unless the store is explicitly on loopback", () => {
     expect(() => loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com" })).toThrow(/S3_SECRET_ACCESS_KEY/);
-    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070" }).env).toBe("production");
-    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com", S3_SECRET_ACCESS_KEY: "a-real-secret-of-our-own" }).env).toBe("production");
+    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070", SECRETS_KEY: KEY }).env).toBe("production");
+    expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com", S3_SECRET_ACCESS_KEY: "a-real-secret-of-our-own", SECRETS_KEY: KEY }).env).toBe("production");
+  });
+
+  it("SECRETS_KEY: 32 bytes inline or from a file; development makes one in the data dir; production refuses to go without; never printed", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-secrets-"));
+    try {
+      const dev = loadConfig({ RECLO_DATA_DIR: dir });
+      const file = path.join(dir, "secrets.key");
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(dev.secrets.key).toHaveLength(32);
+      expect(dev.secrets.source).toBe(file);
+      expect(loadConfig({ RECLO_DATA_DIR: dir }).secrets.key.equals(dev.secrets.key)).toBe(true);
+      // Not enumerable: a logged or serialized config never carries it.
+      expect(JSON.stringify(dev)).not.toContain(dev.secrets.key.toString("base64"));
+      expect(Object.keys(dev.secrets)).toEqual(["source"]);
+
+      const empty = fs.mkdtempSync(path.join(dir, "prod-"));
+      expect(() => loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070", RECLO_DATA_DIR: empty })).toThrow(/SECRETS_KEY: not set, and .*secrets\.key does not exist/);
+      expect(fs.existsSync(path.join(empty, "secrets.key"))).toBe(false);
+      expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070", RECLO_DATA_DIR: empty, SECRETS_KEY_FILE: file }).secrets.key.equals(dev.secrets.key)).toBe(true);
+      expect(loadConfig({ SECRETS_KEY: KEY }).secrets.key.toString("base64")).toBe(KEY);
+
+      expect(() => loadConfig({ SECRETS_KEY: randomBytes(16).toString("base64") })).toThrow(/SECRETS_KEY: expected base64 of 32 random bytes.*got 16 bytes/);
+      expect(() => loadConfig({ SECRETS_KEY_FILE: path.join(dir, "missing.key") })).toThrow(/SECRETS_KEY_FILE: cannot read .*missing\.key \(ENOENT\)/);
+      let message = "";
+      try {
+        loadConfig({ SECRETS_KEY: "not-base64-at-all!" });
+      } catch (err) {
+        message = String(err);
+      }
+      expect(message).toMatch(/SECRETS_KEY/);
+      expect(message).not.toContain("not-base64-at-all!");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("SecretBox: AES-256-GCM in a versioned format, bound to its context; tampering or another key does not open", () => {
+    const box = new SecretBox(Buffer.from(KEY, "base64"));
+    const sealed = box.seal("wg private key", "access-point:1");
+    expect(sealed).toMatch(/^sb1\.[\w-]{16}\.[\w-]+\.[\w-]{22}$/);
+    expect(sealed).not.toBe(box.seal("wg private key", "access-point:1"));
+    expect(box.open(sealed, "access-point:1")).toBe("wg private key");
+    expect(() => box.open(sealed, "access-point:2")).toThrow(/does not open/);
+    const parts = sealed.split(".");
+    const flipped = Buffer.from(parts[2]!, "base64url");
+    flipped[0]! ^= 1;
+    expect(() => box.open([parts[0], parts[1], flipped.toString("base64url"), parts[3]].join("."), "access-point:1")).toThrow(/does not open/);
+    expect(() => new SecretBox(randomBytes(32)).open(sealed, "access-point:1")).toThrow(/does not open/);
+    expect(() => box.open(sealed.replace(/^sb1/, "sb9"), "access-point:1")).toThrow(/unknown sealed-secret format "sb9"/);
+    expect(() => new SecretBox(randomBytes(16))).toThrow(/32 bytes/);
   });
 
   it("QEMU runs as an unprivileged user when the worker is root, never as root", () => {

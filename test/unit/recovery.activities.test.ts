@@ -7,6 +7,7 @@ import { MissingChunkError, type ComposeRequest } from "../../src/storage/image-
 import { TargetError } from "../../src/compute/target";
 import type { ComposedImage } from "../../workflows/contracts";
 import { FakeTarget } from "../helpers/fake-target";
+import { generateKeyPair, publicKeyOf } from "../../src/access/wireguard";
 import { DescribeInstancesCommand, EC2Client, EC2ServiceException } from "@aws-sdk/client-ec2";
 import { mockClient } from "aws-sdk-client-mock";
 import { AwsTarget } from "../../src/compute/aws.target";
@@ -111,22 +112,56 @@ class FakeInstances implements InstanceDeps {
   }
 }
 
+/**
+ * The access service's recovery side in memory: one access point per recovery, opened through the
+ * target's access port (idempotent), closed through it on cleanup. (AccessService itself, with the
+ * database, is tested in test/integration/access.test.ts.)
+ */
+class FakeAccessService implements AccessDeps {
+  readonly opened = new Map<string, { instanceId: string; provider: "AWS" | "LOCAL"; privateKey: string }>();
+  constructor(private readonly targets: RecoveryActivityDeps["targets"]) {}
+
+  async open(i: Parameters<AccessDeps["open"]>[0]) {
+    const known = this.opened.get(i.recoveryId) ?? { instanceId: i.providerInstanceId, provider: i.provider, privateKey: generateKeyPair().privateKey };
+    this.opened.set(i.recoveryId, known);
+    const info = await this.targets[i.provider]!.access!.openAccessPoint({
+      idempotencyKey: i.recoveryId,
+      instanceId: i.providerInstanceId,
+      privateKey: known.privateKey,
+      tunnelAddress: "100.96.0.1",
+      tunnelSubnet: "100.96.0.0/24",
+      ports: i.ports,
+      peers: [],
+    });
+    return { endpoint: info.endpoint, publicKey: info.publicKey, resources: info.resources, tunnelAddress: "100.96.0.1", ports: i.ports };
+  }
+  async closeForRecovery(recoveryId: string) {
+    const known = this.opened.get(recoveryId);
+    if (!known) return [];
+    this.opened.delete(recoveryId);
+    return this.targets[known.provider]!.access!.closeAccessPoint(known.instanceId);
+  }
+}
+type AccessDeps = RecoveryActivityDeps["access"];
+
 function setup(targets: RecoveryActivityDeps["targets"] = { AWS: new FakeTarget("AWS") }) {
   const progress = new FakeProgress();
   const images = new FakeImages();
   const instances = new FakeInstances();
   const artifacts = { stored: new Map<string, Buffer>() };
+  const access = new FakeAccessService(targets);
   const deps: RecoveryActivityDeps = {
     progress,
     images,
     instances,
     targets,
+    access,
     artifacts: {
       put: async (key, body) => void artifacts.stored.set(key, Buffer.from(body)),
       delete: async (key) => void artifacts.stored.delete(key),
     },
   };
-  return { acts: createRecoveryActivities(deps), progress, images, instances, artifacts };
+  return { acts: createRecoveryActivities(deps), progress, images, instances, artifacts, access };
 }
 
 const image: ComposedImage = { bucket: "imports", key: "u1/recoveries/r1.raw", sizeBytes: 4 * 1024 * 1024 };
@@ -395,6 +430,8 @@ describe("recovery activities (MockActivityEnvironment, in-memory dependencies)"
     const { importTaskId } = await run(env, acts.startImport, { recoveryId: "r1", target: "AWS", image: composed });
     const imported = await run(env, acts.waitForImport, { recoveryId: "r1", target: "AWS", importTaskId, pollIntervalMs: 5 });
     const launched = await run(env, acts.launchInstance, { ...launchInput, imageId: imported.imageId });
+    await run(env, acts.openAccessPoint, { recoveryId: "r1", userId: "u1", target: "AWS", instanceId: launched.instanceId, ports: [22] });
+    expect(target.access!.points.size).toBe(1);
     artifacts.stored.set("u1/recoveries/r1-check.png", Buffer.from("png"));
     expect(target.instances.size + target.images.size + target.securityGroups.size + images.objects.size).toBe(4);
 
@@ -413,13 +450,16 @@ describe("recovery activities (MockActivityEnvironment, in-memory dependencies)"
     });
 
     expect(removed).toEqual([
+      // The access point goes before the machine it leads to.
+      "closed wg listener 192.0.2.2:51820",
       "terminated instance i-r1",
       "deleted image img-1",
       "deleted security group sg-r1",
       "deleted boot-check screenshot u1/recoveries/r1-check.png",
       "deleted composed image u1/recoveries/r1.raw",
     ]);
-    expect(target.instances.size + target.images.size + target.securityGroups.size).toBe(0);
+    expect(target.instances.size + target.images.size + target.securityGroups.size + target.access!.points.size).toBe(0);
+    expect(target.access!.calls).toContain("closeAccessPoint:i-r1");
     expect(images.objects.size).toBe(0);
     expect(artifacts.stored.size).toBe(0);
     expect(progress.events.filter((e) => e.status === "CLEANUP").map((e) => e.message)).toEqual(removed);
@@ -464,6 +504,57 @@ describe("recovery activities (MockActivityEnvironment, in-memory dependencies)"
       state: "COMPLETED",
       message: "Recovered web-recovered at 203.0.113.7, but it did not start: kernel panic on screen. The machine is kept so you can look at it.",
     });
+  });
+
+  it("openAccessPoint opens the running machine's access point (idempotently), says on the timeline where to connect, and returns it", async () => {
+    const target = new FakeTarget("LOCAL");
+    const { acts, progress, access } = setup({ LOCAL: target });
+    const input = { recoveryId: "r1", userId: "u1", target: "LOCAL" as const, instanceId: "vm-r1", ports: [22, 3389, 445] };
+
+    const first = await run(envFor(), acts.openAccessPoint, input);
+    const again = await run(envFor({ attempt: 2 }), acts.openAccessPoint, input);
+
+    expect(first).toEqual({ endpoint: "192.0.2.2:51820", tunnelAddress: "100.96.0.1", ports: [22, 3389, 445] });
+    expect(again).toEqual(first);
+    expect(target.access!.points.size).toBe(1);
+    const spec = target.access!.points.get("vm-r1")!.spec;
+    expect(spec).toMatchObject({ idempotencyKey: "r1", instanceId: "vm-r1", ports: [22, 3389, 445], tunnelAddress: "100.96.0.1" });
+    expect(publicKeyOf(spec.privateKey)).toBe(publicKeyOf(access.opened.get("r1")!.privateKey));
+    expect(progress.events.at(-1)).toEqual({
+      recoveryId: "r1",
+      step: "LAUNCHING",
+      status: "SUCCEEDED",
+      message: "Private access open (wg listener 192.0.2.2:51820): WireGuard endpoint 192.0.2.2:51820; the machine is 100.96.0.1, ports 22, 3389, 445",
+      attempt: 2,
+    });
+  });
+
+  it("openAccessPoint: a target without private access is said on the timeline (null); a target error that retrying cannot fix is non-retryable", async () => {
+    const bare = setup({ AWS: new FakeTarget("AWS", { access: false }) });
+    expect(await run(envFor(), bare.acts.openAccessPoint, { recoveryId: "r1", userId: "u1", target: "AWS", instanceId: "i-r1", ports: [22] })).toBeNull();
+    expect(bare.progress.events.at(-1)).toMatchObject({ step: "LAUNCHING", status: "SUCCEEDED", message: "The AWS target offers no private access: reach the machine at its own address" });
+
+    const target = new FakeTarget("AWS");
+    target.access!.failWith.openAccessPoint = new TargetError("AWS_GATEWAY_AMI_ID is not set", false, "GATEWAY_NOT_CONFIGURED");
+    const { acts } = setup({ AWS: target });
+    const err = await rejectionOf(run(envFor(), acts.openAccessPoint, { recoveryId: "r1", userId: "u1", target: "AWS", instanceId: "i-r1", ports: [22] }));
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: "GATEWAY_NOT_CONFIGURED", nonRetryable: true });
+  });
+
+  it("completeRecovery with an access point says how to reach the machine: its tunnel address and ports over WireGuard", async () => {
+    const { acts, progress } = setup();
+    await run(envFor(), acts.completeRecovery, {
+      recoveryId: "r1",
+      userId: "u1",
+      target: "AWS",
+      instanceId: "i-r1",
+      name: "web-recovered",
+      status: { state: "running", privateAddress: "10.0.1.5" },
+      bootCheck: { status: "VERIFIED", rtoSeconds: 61 },
+      access: { endpoint: "198.51.100.1:51820", tunnelAddress: "100.96.0.1", ports: [22, 3389] },
+    });
+    expect(progress.finished?.message).toBe("Recovered: web-recovered at 100.96.0.1 (ports 22, 3389) over WireGuard 198.51.100.1:51820; it started (measured RTO 61 s)");
   });
 
   it("failRecovery writes a CANCELLED event and the final state with its reason", async () => {

@@ -9,3 +9,4 @@ export * from "./retention-policies";
 export * from "./recovery-events";
 export * from "./verifications";
 export * from "./drills";
+export * from "./access";

@@ -23,6 +23,13 @@ export type BootCheckStatus =
   | 'INCONCLUSIVE'
   | 'VERIFIED';
 
+export type CreateAccessKeyInput = {
+  /** Names the device (1–64 letters, digits, spaces or . _ - ' ( )) */
+  deviceName: string;
+  /** One of your RUNNING machines with private access */
+  instanceId: string;
+};
+
 export type DrillStatus =
   /** Stopped before a verdict; everything it created was removed */
   | 'CANCELLED'
@@ -101,6 +108,8 @@ export type StartRecoveryInput = {
   allowedCidr?: string | null | undefined;
   /** A COMPLETED, restorable backup of yours */
   backupId: string;
+  /** The machine's declared TCP ports: the only ones that answer through its private access point (default 22, 3389, 445; 1–16 distinct ports 1–65535) */
+  ports?: Array<number> | null | undefined;
   /** Default: the server's (LOCAL unless AWS is configured) */
   target?: RecoveryTarget | null | undefined;
 };
@@ -147,40 +156,63 @@ export type ConsoleSourceHealthQueryVariables = Exact<{
 
 export type ConsoleSourceHealthQuery = { sourceHealth: { sourceName: string, lastVerified: string | null, policy: { every: string | null, afterEveryBackup: boolean, ports: Array<number> } | null, lastDrill: { id: string, status: DrillStatus, rtoSeconds: number | null, evidenceSummary: string | null, failureReason: string | null, startedAt: string, verification: { screenshotUrl: string | null } | null } | null, rtoTrend: Array<{ at: string, rtoSeconds: number | null, verdict: DrillStatus }> } };
 
-export type ConsoleInstanceFieldsFragment = { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string };
+export type ConsoleInstanceFieldsFragment = { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null };
 
 export type ConsoleInstancesQueryVariables = Exact<{
   first?: number | null | undefined;
 }>;
 
 
-export type ConsoleInstancesQuery = { instances: { totalCount: number, edges: Array<{ node: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, recovery: { id: string, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string } } | null } }> } };
+export type ConsoleInstancesQuery = { instances: { totalCount: number, edges: Array<{ node: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, recovery: { id: string, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string } } | null, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null } }> } };
 
 export type ConsoleInstanceChangedSubscriptionVariables = Exact<{ [key: string]: never; }>;
 
 
-export type ConsoleInstanceChangedSubscription = { instanceChanged: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } };
+export type ConsoleInstanceChangedSubscription = { instanceChanged: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null } };
 
 export type ConsoleStartInstanceMutationVariables = Exact<{
   id: string;
 }>;
 
 
-export type ConsoleStartInstanceMutation = { startInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } };
+export type ConsoleStartInstanceMutation = { startInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null } };
 
 export type ConsoleStopInstanceMutationVariables = Exact<{
   id: string;
 }>;
 
 
-export type ConsoleStopInstanceMutation = { stopInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } };
+export type ConsoleStopInstanceMutation = { stopInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null } };
 
 export type ConsoleTerminateInstanceMutationVariables = Exact<{
   id: string;
 }>;
 
 
-export type ConsoleTerminateInstanceMutation = { terminateInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } };
+export type ConsoleTerminateInstanceMutation = { terminateInstance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null } };
+
+export type ConsoleAccessKeyFieldsFragment = { id: string, deviceName: string, address: string, createdAt: string, expiresAt: string, revokedAt: string | null, lastHandshakeAt: string | null };
+
+export type ConsoleAccessKeysQueryVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleAccessKeysQuery = { instance: { id: string, accessKeys: Array<{ id: string, deviceName: string, address: string, createdAt: string, expiresAt: string, revokedAt: string | null, lastHandshakeAt: string | null }> } };
+
+export type ConsoleCreateAccessKeyMutationVariables = Exact<{
+  input: CreateAccessKeyInput;
+}>;
+
+
+export type ConsoleCreateAccessKeyMutation = { createAccessKey: { wireguardConfig: string | null, qrCodeSvg: string | null, id: string, deviceName: string, address: string, createdAt: string, expiresAt: string, revokedAt: string | null, lastHandshakeAt: string | null } };
+
+export type ConsoleRevokeAccessKeyMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleRevokeAccessKeyMutation = { revokeAccessKey: { id: string, deviceName: string, address: string, createdAt: string, expiresAt: string, revokedAt: string | null, lastHandshakeAt: string | null } };
 
 export type ConsoleRecoveryFieldsFragment = { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
 
@@ -208,7 +240,7 @@ export type ConsoleRecoveryQueryVariables = Exact<{
 }>;
 
 
-export type ConsoleRecoveryQuery = { recovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, bootCheck: { screenText: string | null, screenshotUrl: string | null, status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null, events: Array<{ id: string, step: RecoveryState, status: RecoveryEventStatus, message: string | null, attempt: number, createdAt: string }>, instance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string } | null, waitingForWorker: { since: string, observed: string } | null } };
+export type ConsoleRecoveryQuery = { recovery: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, bootCheck: { screenText: string | null, screenshotUrl: string | null, status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null, events: Array<{ id: string, step: RecoveryState, status: RecoveryEventStatus, message: string | null, attempt: number, createdAt: string }>, instance: { id: string, name: string, state: InstanceState, provider: RecoveryTarget, address: string | null, privateAddress: string | null, lastStoppedAt: string | null, createdAt: string, privateAccess: { endpoint: string, tunnelAddress: string, ports: Array<number> } | null } | null, waitingForWorker: { since: string, observed: string } | null } };
 
 export type ConsoleRecoveryProgressSubscriptionVariables = Exact<{
   recoveryId: string;
@@ -303,8 +335,24 @@ export const ConsoleInstanceFieldsFragmentDoc = new TypedDocumentString(`
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }
     `, {"fragmentName":"ConsoleInstanceFields"}) as unknown as TypedDocumentString<ConsoleInstanceFieldsFragment, unknown>;
+export const ConsoleAccessKeyFieldsFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleAccessKeyFields on AccessKey {
+  id
+  deviceName
+  address
+  createdAt
+  expiresAt
+  revokedAt
+  lastHandshakeAt
+}
+    `, {"fragmentName":"ConsoleAccessKeyFields"}) as unknown as TypedDocumentString<ConsoleAccessKeyFieldsFragment, unknown>;
 export const ConsoleRecoveryFieldsFragmentDoc = new TypedDocumentString(`
     fragment ConsoleRecoveryFields on Recovery {
   id
@@ -461,6 +509,11 @@ fragment ConsoleInstanceFields on Instance {
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }`) as unknown as TypedDocumentString<ConsoleInstancesQuery, ConsoleInstancesQueryVariables>;
 export const ConsoleInstanceChangedDocument = new TypedDocumentString(`
     subscription ConsoleInstanceChanged {
@@ -477,6 +530,11 @@ export const ConsoleInstanceChangedDocument = new TypedDocumentString(`
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }`) as unknown as TypedDocumentString<ConsoleInstanceChangedSubscription, ConsoleInstanceChangedSubscriptionVariables>;
 export const ConsoleStartInstanceDocument = new TypedDocumentString(`
     mutation ConsoleStartInstance($id: ID!) {
@@ -493,6 +551,11 @@ export const ConsoleStartInstanceDocument = new TypedDocumentString(`
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }`) as unknown as TypedDocumentString<ConsoleStartInstanceMutation, ConsoleStartInstanceMutationVariables>;
 export const ConsoleStopInstanceDocument = new TypedDocumentString(`
     mutation ConsoleStopInstance($id: ID!) {
@@ -509,6 +572,11 @@ export const ConsoleStopInstanceDocument = new TypedDocumentString(`
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }`) as unknown as TypedDocumentString<ConsoleStopInstanceMutation, ConsoleStopInstanceMutationVariables>;
 export const ConsoleTerminateInstanceDocument = new TypedDocumentString(`
     mutation ConsoleTerminateInstance($id: ID!) {
@@ -525,7 +593,62 @@ export const ConsoleTerminateInstanceDocument = new TypedDocumentString(`
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }`) as unknown as TypedDocumentString<ConsoleTerminateInstanceMutation, ConsoleTerminateInstanceMutationVariables>;
+export const ConsoleAccessKeysDocument = new TypedDocumentString(`
+    query ConsoleAccessKeys($id: ID!) {
+  instance(id: $id) {
+    id
+    accessKeys {
+      ...ConsoleAccessKeyFields
+    }
+  }
+}
+    fragment ConsoleAccessKeyFields on AccessKey {
+  id
+  deviceName
+  address
+  createdAt
+  expiresAt
+  revokedAt
+  lastHandshakeAt
+}`) as unknown as TypedDocumentString<ConsoleAccessKeysQuery, ConsoleAccessKeysQueryVariables>;
+export const ConsoleCreateAccessKeyDocument = new TypedDocumentString(`
+    mutation ConsoleCreateAccessKey($input: CreateAccessKeyInput!) {
+  createAccessKey(input: $input) {
+    ...ConsoleAccessKeyFields
+    wireguardConfig
+    qrCodeSvg
+  }
+}
+    fragment ConsoleAccessKeyFields on AccessKey {
+  id
+  deviceName
+  address
+  createdAt
+  expiresAt
+  revokedAt
+  lastHandshakeAt
+}`) as unknown as TypedDocumentString<ConsoleCreateAccessKeyMutation, ConsoleCreateAccessKeyMutationVariables>;
+export const ConsoleRevokeAccessKeyDocument = new TypedDocumentString(`
+    mutation ConsoleRevokeAccessKey($id: ID!) {
+  revokeAccessKey(id: $id) {
+    ...ConsoleAccessKeyFields
+  }
+}
+    fragment ConsoleAccessKeyFields on AccessKey {
+  id
+  deviceName
+  address
+  createdAt
+  expiresAt
+  revokedAt
+  lastHandshakeAt
+}`) as unknown as TypedDocumentString<ConsoleRevokeAccessKeyMutation, ConsoleRevokeAccessKeyMutationVariables>;
 export const ConsoleRecoveryTargetsDocument = new TypedDocumentString(`
     query ConsoleRecoveryTargets {
   recoveryTargets {
@@ -659,6 +782,11 @@ fragment ConsoleInstanceFields on Instance {
   privateAddress
   lastStoppedAt
   createdAt
+  privateAccess {
+    endpoint
+    tunnelAddress
+    ports
+  }
 }
 fragment ConsoleRecoveryFields on Recovery {
   id

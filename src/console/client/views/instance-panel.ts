@@ -9,6 +9,7 @@ import {
   type ConsoleInstanceFieldsFragment as Instance,
 } from "../generated/graphql";
 import { errorBox, type ViewContext } from "../view";
+import { accessPanel } from "./access-panel";
 
 /**
  * One recovered machine: how to reach it, its state, and Start / Stop / Delete (terminate).
@@ -95,6 +96,7 @@ export function instancePanel(ctx: ViewContext, initial: Instance, opts: { headi
         instance.lastStoppedAt ? h("div", null, h("dt", null, "Last stopped"), h("dd", null, formatDate(instance.lastStoppedAt))) : null,
       ),
       buttons.length ? h("div", { class: "actions" }, buttons) : null,
+      accessPanel(ctx, instance),
     );
   };
   render();
