@@ -4,7 +4,7 @@
 #
 # Usage: bash scripts/services.sh up|stop|status [--with-qemu]
 #
-#   up      install missing Go tools, start Temporal + versitygw if they are not
+#   up      install missing Go tools (and build reclo-wg, scripts/wireguard.sh), start Temporal + versitygw if they are not
 #           running, create the Temporal namespace, the S3 buckets and the MariaDB
 #           database. Idempotent: running services are left alone. Exit 1 on failure.
 #   stop    stop the Temporal and versitygw processes this script started (pid
@@ -708,6 +708,19 @@ up_qemu() {
   ensure_qemu_user
 }
 
+# ---------------------------------------------------------------- reclo-wg
+# The local target's WireGuard helper (private access to recovered machines), built from
+# src/compute/local/wireguard by scripts/wireguard.sh when missing or changed. Without it the local
+# target still recovers machines; opening their access point then fails naming the fix.
+up_wireguard() {
+  local bin
+  if bin="$(RECLO_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/wireguard.sh" 9>&-)"; then
+    log "wireguard: $bin"
+  else
+    warn "wireguard: reclo-wg could not be built; private access to local machines is unavailable (see above)"
+  fi
+}
+
 # ---------------------------------------------------------------- commands
 cmd_up() {
   local t0=$SECONDS
@@ -718,6 +731,7 @@ cmd_up() {
   up_redis
   up_s3
   up_temporal
+  up_wireguard
   [[ $WITH_QEMU == 1 ]] && up_qemu
   log "all services up ($((SECONDS - t0))s)"
 }

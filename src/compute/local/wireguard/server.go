@@ -47,6 +47,7 @@ type server struct {
 	peers     map[string]netip.Addr // base64 public key → its tunnel address
 	byAddr    map[netip.Addr]string
 	conns     map[net.Conn]string // open tunnel connections → the key they came from
+	targets   map[uint16]string   // guest port → its loopback forward now (QEMU may pick new ones on a restart)
 	listeners []net.Listener
 	stopOnce  sync.Once
 	stopped   chan struct{}
@@ -57,9 +58,15 @@ type peerSpec struct {
 	Address   string `json:"address"`
 }
 
+type forwardSpec struct {
+	GuestPort int    `json:"guestPort"`
+	Target    string `json:"target"`
+}
+
 type request struct {
-	Cmd   string     `json:"cmd"`
-	Peers []peerSpec `json:"peers"`
+	Cmd      string        `json:"cmd"`
+	Peers    []peerSpec    `json:"peers"`
+	Forwards []forwardSpec `json:"forwards"`
 }
 
 type peerStatus struct {
@@ -188,7 +195,10 @@ func runServer(args []string) error {
 	dev := device.NewDevice(filter, bind, device.NewLogger(device.LogLevelError, "reclo-wg: "))
 	s := &server{
 		dev: dev, filter: filter, tnet: tnet, prefix: prefix.Masked(), addr: prefix.Addr(), publicKey: pub, listenPort: port, forwards: forwards,
-		peers: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}, conns: map[net.Conn]string{}, stopped: make(chan struct{}),
+		peers: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}, conns: map[net.Conn]string{}, targets: map[uint16]string{}, stopped: make(chan struct{}),
+	}
+	for _, f := range forwards {
+		s.targets[f.guestPort] = f.target
 	}
 	if err := dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", keyHex(priv), port)); err != nil {
 		dev.Close()
@@ -284,13 +294,14 @@ func (s *server) handle(c net.Conn, f forward) {
 		return
 	}
 	s.conns[c] = key
+	target := s.targets[f.guestPort]
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
-	up, err := net.DialTimeout("tcp", f.target, 5*time.Second)
+	up, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		_ = c.Close()
 		return
@@ -350,6 +361,11 @@ func (s *server) do(req request) response {
 	switch req.Cmd {
 	case "set-peers":
 		if err := s.setPeers(req.Peers); err != nil {
+			return response{Error: err.Error()}
+		}
+		return response{OK: true}
+	case "set-forwards":
+		if err := s.setForwards(req.Forwards); err != nil {
 			return response{Error: err.Error()}
 		}
 		return response{OK: true}
@@ -430,6 +446,29 @@ func (s *server) setPeers(list []peerSpec) error {
 			delete(s.conns, c)
 		}
 	}
+	return nil
+}
+
+// setForwards points the declared guest ports at new loopback forwards (the same set of ports:
+// what the tunnel admits never changes while the access point runs).
+func (s *server) setForwards(list []forwardSpec) error {
+	next := map[uint16]string{}
+	for _, f := range list {
+		fw, err := parseForward(fmt.Sprintf("%d=%s", f.GuestPort, f.Target))
+		if err != nil {
+			return err
+		}
+		if _, declared := s.filter.ports[fw.guestPort]; !declared {
+			return fmt.Errorf("guest port %d is not a declared port of this access point", fw.guestPort)
+		}
+		next[fw.guestPort] = fw.target
+	}
+	if len(next) != len(s.filter.ports) {
+		return fmt.Errorf("expected a forward for each of the %d declared ports", len(s.filter.ports))
+	}
+	s.mu.Lock()
+	s.targets = next
+	s.mu.Unlock()
 	return nil
 }
 
