@@ -185,6 +185,13 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     );
     await Promise.all(machines.map((id) => waitFor(`${LINUX_OK_READY} on ${id}`, async () => (await target.consoleOutput(id)).includes(LINUX_OK_READY), 240_000, 500)));
     timings.bootBothMs = Date.now() - t0;
+    // Up = its SSH banner reads on the loopback forward (what the recovery's boot check waits for),
+    // so the tunnel's own time is what the first test measures.
+    for (const id of machines) {
+      const ssh = (await target.forwards(id)).find((f) => f.guestPort === 22)!.hostPort;
+      await waitFor(`the SSH banner of ${id}`, async () => /^SSH-2\.0-/.test((await firstBytes("127.0.0.1", ssh, 10_000)).data), 60_000);
+    }
+    timings.bannersMs = Date.now() - t0;
   }, 600_000);
 
   afterAll(async () => {
@@ -292,6 +299,21 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     // The peers set before are untouched by a re-open.
     expect((await restarted.access!.accessPointStatus(machines[0]!)).peers.map((p) => p.publicKey)).toEqual([user.publicKey]);
     expect((await firstBytes("127.0.0.1", client.port(`${tunnels[0]}.1:22`), 10_000)).data).toMatch(/^SSH-2\.0-/);
+
+    // The helper dies (a crash, a kill): the status says so, and opening it again (with the key and
+    // the peers, as after a host reboot) brings it back on the same UDP port, so users' .conf files stay valid.
+    process.kill(pid!, "SIGKILL");
+    await waitFor("the killed helper to be gone", async () => helperProcesses(target.instanceDir(machines[0]!)).length === 0, 10_000, 50);
+    expect(await restarted.access!.accessPointStatus(machines[0]!)).toEqual({ running: false, peers: [] });
+    await expect(restarted.access!.setAccessPeers(machines[0]!, [])).rejects.toMatchObject({ code: "ACCESS_POINT_NOT_OPEN" });
+    const reopened = await restarted.access!.openAccessPoint(spec(0, [{ publicKey: user.publicKey, address: `${tunnels[0]}.2` }]));
+    expect(reopened).toMatchObject({ endpoint: infos[0]!.endpoint, publicKey: infos[0]!.publicKey });
+    expect(helperProcesses(target.instanceDir(machines[0]!))).toHaveLength(1);
+    expect(helperProcesses(target.instanceDir(machines[0]!))).not.toContain(pid);
+    // A new process knows no session of the old one: a client connecting now (as a device would after its handshake timer) gets through.
+    client.proc.kill("SIGKILL");
+    client = await startClient(clientConf(user.privateKey, `${tunnels[0]}.2`, reopened, `${tunnels[0]}.1`), [`${tunnels[0]}.1:22`, `${tunnels[0]}.1:3389`]);
+    expect((await firstBytes("127.0.0.1", client.port(`${tunnels[0]}.1:22`), 10_000)).data).toMatch(/^SSH-2\.0-/);
   });
 
   it("refuses bad input with typed errors", async () => {
@@ -303,6 +325,15 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     await expect(target.access!.setAccessPeers(machines[1]!, [])).rejects.toMatchObject({ code: "ACCESS_POINT_NOT_OPEN", retryable: false });
     await expect(target.access!.openAccessPoint({ ...spec(0), instanceId: "vm-nope" })).rejects.toMatchObject({ code: "INSTANCE_NOT_FOUND" });
     expect(await target.access!.accessPointStatus(machines[1]!)).toEqual({ running: false, peers: [] });
+    // A boot verification's machine (isolated) never gets one.
+    const isolated = `vm-la-${runId}-iso`;
+    try {
+      await target.launch({ idempotencyKey: isolated.slice(3), userId: "u-la", imageId: `img-la-${runId}`, name: isolated, allowedCidr: "0.0.0.0/0", ports: [22], isolated: true });
+      await expect(target.access!.openAccessPoint({ ...spec(0), idempotencyKey: isolated.slice(3), instanceId: isolated })).rejects.toMatchObject({ code: "ISOLATED", retryable: false });
+      expect(helperProcesses(target.instanceDir(isolated))).toEqual([]);
+    } finally {
+      await target.terminateInstance(isolated);
+    }
     // Nothing of that changed the running access point.
     expect((await firstBytes("127.0.0.1", client.port(`${tunnels[0]}.1:22`), 10_000)).data).toMatch(/^SSH-2\.0-/);
   });
