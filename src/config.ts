@@ -339,6 +339,13 @@ const envSchema = z.object({
     }),
   /** The userspace WireGuard helper (built by scripts/services.sh up into RECLO_DATA_DIR/bin). */
   VPN_HELPER_BINARY: optionalString,
+  /** Unprivileged user the helper drops to once its sockets are open; default reclo-wg when the worker runs as root. */
+  VPN_RUNAS: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a user name like reclo-wg")
+      .optional(),
+  ),
 
   /** Serial-console text that proves a verified boot ("" = screenshot evidence only). */
   VERIFY_BOOT_MARKER: z.string().max(255).default(""),
@@ -528,6 +535,8 @@ export interface LocalVpnConfig {
   publicHost: string;
   /** UDP ports to take from, inclusive. */
   portRange: { first: number; last: number };
+  /** The user the helper drops to (VPN_RUNAS); unset only when the worker itself is not root. */
+  runAs?: string;
 }
 
 /**
@@ -544,6 +553,9 @@ export function defaultVpnPublicHost(listenAddress: string, interfaces = os.netw
   }
   return "127.0.0.1";
 }
+
+/** The user the local access points' WireGuard helper drops to when the worker runs as root (scripts/services.sh up creates it). */
+export const DEFAULT_VPN_RUNAS = "reclo-wg";
 
 /** The user QEMU drops to when the worker runs as root (scripts/services.sh up --with-qemu creates it). */
 export const DEFAULT_QEMU_RUNAS = "reclo-qemu";
@@ -589,6 +601,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     );
   if (e.UV_THREADPOOL_SIZE !== undefined && e.UV_THREADPOOL_SIZE <= e.ARGON2_CONCURRENCY)
     problems.push(`UV_THREADPOOL_SIZE: ${e.UV_THREADPOOL_SIZE} leaves no thread for file and DNS work beside ${e.ARGON2_CONCURRENCY} argon2 slots (ARGON2_CONCURRENCY); unset it (default ${threadPoolSizeFor(e.ARGON2_CONCURRENCY)}) or raise it`);
+  if (e.VPN_RUNAS === "root") problems.push("VPN_RUNAS: the WireGuard helper must not run as root; name an unprivileged user (default reclo-wg)");
   if (e.QEMU_RUNAS === "root") problems.push("QEMU_RUNAS: QEMU must not run as root; name an unprivileged user (default reclo-qemu)");
   if (problems.length) throw new ConfigError(problems);
 
@@ -669,6 +682,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
         listenAddress: e.VPN_LISTEN_ADDRESS,
         publicHost: e.VPN_PUBLIC_ENDPOINT ?? defaultVpnPublicHost(e.VPN_LISTEN_ADDRESS),
         portRange: e.VPN_PORT_RANGE,
+        runAs: e.VPN_RUNAS ?? (runningAsRoot() ? DEFAULT_VPN_RUNAS : undefined),
       },
     },
     redisUrl: e.REDIS_URL,

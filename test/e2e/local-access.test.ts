@@ -168,7 +168,7 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
   beforeAll(async () => {
     const { stdout } = await run("bash", [path.join(root, "scripts/wireguard.sh")], { cwd: root, timeout: 600_000 });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-la-"));
-    vpn = { helperBinary: stdout.trim(), listenAddress: "0.0.0.0", publicHost: HOST_ADDRESS, portRange: config.local.vpn!.portRange };
+    vpn = { helperBinary: stdout.trim(), listenAddress: "0.0.0.0", publicHost: HOST_ADDRESS, portRange: config.local.vpn!.portRange, runAs: config.local.vpn!.runAs };
     // Debian's kernel needs more than the 64 MiB the boot-sector tests give their machines.
     local = { dir, qemuSystem: "qemu-system-x86_64", qemuImg: "qemu-img", accel: config.local.accel, memoryMb: 192, cpus: 1, stopTimeoutMs: 1500, runAs: config.local.runAs, importRateLimit: 0, vpn };
     s3 = createS3Client(config.s3);
@@ -243,6 +243,18 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     for (const f of fs.readdirSync(target.instanceDir(machines[0]!))) {
       const p = path.join(target.instanceDir(machines[0]!), f);
       if (fs.statSync(p).isFile() && fs.statSync(p).size < 1 << 20) expect(fs.readFileSync(p, "latin1"), f).not.toContain(apKeys[0]!.privateKey);
+    }
+    // As root it dropped to its own unprivileged user (not QEMU's) with no supplementary groups.
+    const ids = fs.readFileSync(`/proc/${pids[0]}/status`, "utf8");
+    const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$/m.exec(ids)!.slice(1).map(Number);
+    if (process.getuid?.() === 0) {
+      const wgUid = Number((await run("id", ["-u", vpn.runAs!])).stdout.trim());
+      expect(uids).toEqual([wgUid, wgUid, wgUid, wgUid]);
+      expect(wgUid).not.toBe(0);
+      expect(vpn.runAs).not.toBe(config.local.runAs);
+      expect(/^Groups:\s*$/m.test(ids)).toBe(true);
+    } else {
+      expect(uids[1]).toBe(process.getuid?.());
     }
     const sock = path.join(target.instanceDir(machines[0]!), "wg.sock");
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);

@@ -84,7 +84,11 @@ describe("config", () => {
     expect(vpn).toMatchObject({ helperBinary: "/srv/reclo/bin/reclo-wg", listenAddress: "0.0.0.0", portRange: { first: 51820, last: 51919 } });
     expect(vpn.publicHost).toBe(defaultVpnPublicHost("0.0.0.0"));
     const set = loadConfig({ VPN_LISTEN_ADDRESS: "192.0.2.7", VPN_PORT_RANGE: "40000-40009", VPN_PUBLIC_ENDPOINT: "vpn.example.com", VPN_HELPER_BINARY: "/opt/reclo-wg" }).local.vpn!;
-    expect(set).toEqual({ helperBinary: "/opt/reclo-wg", listenAddress: "192.0.2.7", publicHost: "vpn.example.com", portRange: { first: 40000, last: 40009 } });
+    expect(set).toMatchObject({ helperBinary: "/opt/reclo-wg", listenAddress: "192.0.2.7", publicHost: "vpn.example.com", portRange: { first: 40000, last: 40009 } });
+    // Never root: as root it drops to reclo-wg unless told another unprivileged user.
+    expect(vpn.runAs).toBe(process.getuid?.() === 0 ? "reclo-wg" : undefined);
+    expect(loadConfig({ VPN_RUNAS: "wg-access" }).local.vpn!.runAs).toBe("wg-access");
+    expect(() => loadConfig({ VPN_RUNAS: "root" })).toThrow(/VPN_RUNAS: the WireGuard helper must not run as root/);
     // A specific listen address is what clients are told to reach when nothing else is set.
     expect(loadConfig({ VPN_LISTEN_ADDRESS: "192.0.2.7" }).local.vpn!.publicHost).toBe("192.0.2.7");
     expect(() => loadConfig({ VPN_PORT_RANGE: "51919-51820" })).toThrow(/VPN_PORT_RANGE: expected a UDP port range/);

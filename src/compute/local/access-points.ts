@@ -8,7 +8,8 @@ import type { LocalVpnConfig } from "../../config";
 import { FORWARD_BIND_ADDRESS, type GuestForward } from "../guest-network";
 import { TargetError, type AccessPeer, type AccessPointInfo, type AccessPointSpec, type AccessPointStatus, type AccessPointTarget } from "../target";
 import { checkId, type LocalInstanceMeta, type LocalLayout } from "./layout";
-import { KeyedLock, errMessage, exists, isEnoent, isInstanceProcess, signal, sleep, tail, type LocalTargetLogger } from "./host";
+import { execFile } from "node:child_process";
+import { KeyedLock, errMessage, exists, isEnoent, isInstanceProcess, signal, sleep, tail, type LocalTargetLogger, type RunAsUser } from "./host";
 
 /**
  * The local target's WireGuard access points (issue 15): one reclo-wg process per machine
@@ -22,6 +23,9 @@ import { KeyedLock, errMessage, exists, isEnoent, isInstanceProcess, signal, sle
  *                 reclo-wg naming this directory)
  *   wg.sock       its control socket (0600): set-peers, set-forwards, status, stop
  *   wg.log        its output
+ *
+ * As root, reclo-wg opens its UDP port, control socket and pid file, then drops to VPN_RUNAS
+ * (reclo-wg by default, not the QEMU user: a guest that escaped into QEMU cannot touch it).
  *
  * The private key goes to reclo-wg on stdin and is kept nowhere else: after a host reboot the
  * access point stays closed until the caller opens it again with the key (accessPointStatus says
@@ -96,8 +100,24 @@ function endpointOf(host: string, port: number): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * The user reclo-wg drops to (VPN_RUNAS): required when this process is root, never root itself;
+ * none when this process is not root (the helper then runs as this unprivileged user).
+ */
+async function resolveHelperUser(name: string | undefined): Promise<RunAsUser | undefined> {
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!root) return undefined;
+  if (!name) throw new TargetError("the worker runs as root, so the WireGuard helper must drop to an unprivileged user: set VPN_RUNAS", false, "VPN_RUNAS_UNAVAILABLE");
+  const entry = await new Promise<string>((resolve) => execFile("getent", ["passwd", name], { timeout: 10_000 }, (err, stdout) => resolve(err ? "" : stdout.trim())));
+  const [, , uid, gid] = entry.split(":");
+  if (!entry || !Number(uid) || !Number(gid))
+    throw new TargetError(`user ${name} (VPN_RUNAS) does not exist or is privileged: run \`npm run services -- up\` or useradd --system --no-create-home --shell /usr/sbin/nologin ${name}`, false, "VPN_RUNAS_UNAVAILABLE");
+  return { name, uid: Number(uid), gid: Number(gid) };
+}
+
 export class LocalAccessPoints implements AccessPointTarget {
   private readonly locks = new KeyedLock();
+  private userLookup?: Promise<RunAsUser | undefined>;
 
   constructor(
     private readonly cfg: LocalVpnConfig,
@@ -257,6 +277,11 @@ export class LocalAccessPoints implements AccessPointTarget {
   private async start(dir: string, meta: LocalInstanceMeta, spec: AccessPointSpec, publicKey: string, forwards: GuestForward[], preferPort?: number): Promise<AccessRecord> {
     if (!(await exists(this.cfg.helperBinary)))
       throw new TargetError(`the WireGuard helper ${this.cfg.helperBinary} is missing: run \`npm run services -- up\` (it builds reclo-wg with Go) or set VPN_HELPER_BINARY`, false, "VPN_HELPER_MISSING");
+    this.userLookup ??= resolveHelperUser(this.cfg.runAs).catch((err: unknown) => {
+      this.userLookup = undefined; // a user created later is found on the next open
+      throw err;
+    });
+    const runAs = await this.userLookup;
     const sock = this.layout.wgSocket(dir);
     const pidFile = path.join(dir, "wg.pid");
     const logFile = path.join(dir, "wg.log");
@@ -277,6 +302,8 @@ export class LocalAccessPoints implements AccessPointTarget {
       sock,
       "--pid-file",
       pidFile,
+      // It opens its sockets and files as this process, then drops to the unprivileged user.
+      ...(runAs ? ["--uid", String(runAs.uid), "--gid", String(runAs.gid)] : []),
     ];
     const logFd = fs.openSync(logFile, "a", 0o600);
     const started = Date.now();

@@ -8,6 +8,9 @@
 // in front of the netstack drops everything that is not TCP to a declared port of the tunnel
 // address (no ICMP, no UDP, no other port, no other destination), and nothing is routed anywhere.
 //
+// Started as root (the worker), it opens its UDP port, control socket and pid file, then drops to
+// --uid/--gid (an unprivileged user of its own) before it handles a packet.
+//
 // The private key comes on stdin (one base64 line), never in argv or the environment. Peers are
 // set through the control socket (unix, 0600, in the instance directory), one JSON request per
 // connection, one JSON answer:
@@ -28,7 +31,7 @@ import (
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   reclo-wg server --address 100.96.3.1/24 --listen 0.0.0.0 --port-range 51820-51919 [--prefer-port N]
-                  --forward GUESTPORT=127.0.0.1:HOSTPORT ... --control SOCKET --pid-file FILE
+                  --forward GUESTPORT=127.0.0.1:HOSTPORT ... --control SOCKET --pid-file FILE [--uid N --gid N]
                   (private key: one base64 line on stdin)
   reclo-wg client --config FILE.conf --forward 127.0.0.1:LOCAL=TUNNELADDR:PORT ... [--dial-timeout 5s]
 `)

@@ -132,6 +132,8 @@ func runServer(args []string) error {
 	prefer := fs.Int("prefer-port", 0, "port to try first (the one used before)")
 	control := fs.String("control", "", "control socket path")
 	pidFile := fs.String("pid-file", "", "pid file, written once ready")
+	uid := fs.Int("uid", -1, "drop to this user id once the sockets and files are open (needs root; never 0)")
+	gid := fs.Int("gid", -1, "and this group id")
 	var fwdFlags multiFlag
 	fs.Var(&fwdFlags, "forward", "GUESTPORT=127.0.0.1:HOSTPORT (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -200,6 +202,32 @@ func runServer(args []string) error {
 	for _, f := range forwards {
 		s.targets[f.guestPort] = f.target
 	}
+
+	// Everything that needs this process's own rights first: the control socket and the pid
+	// file (in the machine's directory, which only the worker's user may enter), then the drop.
+	_ = os.Remove(*control)
+	ctl, err := net.Listen("unix", *control)
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("control socket: %v", err)
+	}
+	_ = os.Chmod(*control, 0o600)
+	var pidOut *os.File
+	if *pidFile != "" {
+		_ = os.Remove(*pidFile)
+		if pidOut, err = os.OpenFile(*pidFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			dev.Close()
+			return fmt.Errorf("pid file: %v", err)
+		}
+	}
+	if *uid >= 0 || *gid >= 0 {
+		if err := dropPrivileges(*uid, *gid); err != nil {
+			dev.Close()
+			return err
+		}
+	}
+	go s.serveControl(ctl)
+
 	if err := dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", keyHex(priv), port)); err != nil {
 		dev.Close()
 		return fmt.Errorf("configuring the device: %v", err)
@@ -221,20 +249,10 @@ func runServer(args []string) error {
 		go s.accept(l, f)
 	}
 
-	_ = os.Remove(*control)
-	ctl, err := net.Listen("unix", *control)
-	if err != nil {
-		s.shutdown()
-		return fmt.Errorf("control socket: %v", err)
-	}
-	_ = os.Chmod(*control, 0o600)
-	go s.serveControl(ctl)
-
-	if *pidFile != "" {
-		tmp := *pidFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err == nil {
-			_ = os.Rename(tmp, *pidFile)
-		}
+	// Ready: the pid (the caller waits for it), then the READY line.
+	if pidOut != nil {
+		_, _ = pidOut.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+		_ = pidOut.Close()
 	}
 	ready, _ := json.Marshal(map[string]any{"publicKey": pub, "listenPort": port, "address": s.addr.String()})
 	fmt.Printf("READY %s\n", ready)
@@ -247,9 +265,33 @@ func runServer(args []string) error {
 	}
 	s.shutdown()
 	_ = ctl.Close()
+	// Best effort: after a privilege drop these are the caller's to remove.
 	_ = os.Remove(*control)
 	if *pidFile != "" {
 		_ = os.Remove(*pidFile)
+	}
+	return nil
+}
+
+// dropPrivileges switches every thread to uid/gid with no supplementary groups, and checks it.
+func dropPrivileges(uid, gid int) error {
+	if uid <= 0 || gid <= 0 {
+		return fmt.Errorf("--uid and --gid must both name an unprivileged user (got %d:%d)", uid, gid)
+	}
+	if err := syscall.Setgroups([]int{}); err != nil {
+		return fmt.Errorf("setgroups: %v", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %v", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %v", uid, err)
+	}
+	if os.Getuid() != uid || os.Geteuid() != uid || os.Getgid() != gid || os.Getegid() != gid {
+		return fmt.Errorf("still running as %d:%d after dropping to %d:%d", os.Geteuid(), os.Getegid(), uid, gid)
+	}
+	if err := syscall.Setuid(0); err == nil {
+		return fmt.Errorf("could regain root after dropping to %d", uid)
 	}
 	return nil
 }
