@@ -146,9 +146,17 @@ export class LocalAccessPoints implements AccessPointTarget {
         return this.info(previous, running);
       }
       if (running || previous) await this.stop(dir, instanceId);
-      const record = await this.start(dir, meta, spec, publicKey, forwards, previous?.listenPort);
-      await this.control(dir, { cmd: "set-peers", peers });
-      return this.info(record, await this.runningPid(dir));
+      try {
+        const record = await this.start(dir, meta, spec, publicKey, forwards, previous?.listenPort);
+        await this.control(dir, { cmd: "set-peers", peers });
+        return this.info(record, await this.runningPid(dir));
+      } catch (err) {
+        // Half-opened is not open: nothing of it stays behind (a retry starts again, on the same port).
+        await this.stop(dir, instanceId).catch((e: unknown) => this.log.warn({ instanceId, err: errMessage(e) }, "could not remove a half-opened access point"));
+        // The port it had stays its preferred one.
+        if (previous) await this.writeRecord(dir, previous).catch(() => undefined);
+        throw err;
+      }
     });
   }
 
