@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import dgram from "node:dgram";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -337,6 +338,20 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     await expect(target.access!.setAccessPeers(machines[1]!, [])).rejects.toMatchObject({ code: "ACCESS_POINT_NOT_OPEN", retryable: false });
     await expect(target.access!.openAccessPoint({ ...spec(0), instanceId: "vm-nope" })).rejects.toMatchObject({ code: "INSTANCE_NOT_FOUND" });
     expect(await target.access!.accessPointStatus(machines[1]!)).toEqual({ running: false, peers: [] });
+    // No free UDP port in the range: a typed, retryable error, and nothing half-open left behind.
+    const busy = dgram.createSocket("udp4");
+    await new Promise<void>((resolve) => busy.bind(0, "0.0.0.0", resolve));
+    const busyPort = busy.address().port;
+    try {
+      const crowded = new LocalTarget({ local: { ...local, vpn: { ...vpn, portRange: { first: busyPort, last: busyPort } } }, imageSource: objectImageSource(s3) });
+      await expect(crowded.access!.openAccessPoint(spec(1))).rejects.toMatchObject({ code: "VPN_PORTS_EXHAUSTED", retryable: true });
+      expect(helperProcesses(target.instanceDir(machines[1]!))).toEqual([]);
+      expect(fs.readdirSync(target.instanceDir(machines[1]!)).filter((f) => /^(wg\.|access\.json)/.test(f) && f !== "wg.log")).toEqual([]);
+    } finally {
+      busy.close();
+    }
+    const missing = new LocalTarget({ local: { ...local, vpn: { ...vpn, helperBinary: path.join(dir, "no-such-reclo-wg") } }, imageSource: objectImageSource(s3) });
+    await expect(missing.access!.openAccessPoint(spec(1))).rejects.toMatchObject({ code: "VPN_HELPER_MISSING", retryable: false });
     // A boot verification's machine (isolated) never gets one.
     const isolated = `vm-la-${runId}-iso`;
     try {
