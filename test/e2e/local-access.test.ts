@@ -120,6 +120,32 @@ function helperProcesses(text: string): number[] {
   return out;
 }
 
+/** reclo-wg's own status, read from its control socket (what the port does not expose: forwards, open connections). */
+function helperStatus(instanceDir: string): Promise<{ forwards: { guestPort: number; target: string }[]; connections: number; dropped: number }> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(path.join(instanceDir, "wg.sock"));
+    let buf = "";
+    c.on("data", (d: Buffer) => (buf += d.toString()));
+    c.on("end", () => resolve(JSON.parse(buf) as { forwards: { guestPort: number; target: string }[]; connections: number; dropped: number }));
+    c.on("error", reject);
+    c.end('{"cmd":"status"}\n');
+  });
+}
+
+/** Connects and waits for the first line; the socket stays open (the caller ends it). */
+function openWithBanner(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: "127.0.0.1", port });
+    let data = "";
+    sock.on("data", (d: Buffer) => {
+      data += d.toString("latin1");
+      if (data.includes("\n")) resolve(sock);
+    });
+    sock.on("error", reject);
+    sock.on("end", () => reject(new Error(`closed before a banner (got ${JSON.stringify(data)})`)));
+  });
+}
+
 interface Client {
   proc: ChildProcess;
   /** Local port → what it forwards to in the tunnel. */
@@ -379,9 +405,13 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
   });
 
   it("setAccessPeers without the key stops it within seconds; the same key admitted again works", async () => {
-    expect((await firstBytes("127.0.0.1", client.port(`${tunnels[0]}.1:22`), 10_000)).data).toMatch(/^SSH-2\.0-/);
+    // A connection open through the tunnel (the guest keeps it 2 s after its banner) ends with the key.
+    const open = await openWithBanner(client.port(`${tunnels[0]}.1:22`));
+    expect((await helperStatus(target.instanceDir(machines[0]!))).connections).toBe(1);
     const t0 = Date.now();
     await target.access!.setAccessPeers(machines[0]!, []);
+    expect((await helperStatus(target.instanceDir(machines[0]!))).connections).toBe(0);
+    open.destroy();
     timings.revokeCallMs = Date.now() - t0;
     // Attempts until one fails: the first one started after the call returned already does.
     const stoppedAt = await waitFor(
@@ -404,6 +434,27 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     const fresh = await startClient(clientConf(user.privateKey, `${tunnels[0]}.2`, infos[0]!, `${tunnels[0]}.1`), [`${tunnels[0]}.1:22`]);
     expect((await firstBytes("127.0.0.1", fresh.port(`${tunnels[0]}.1:22`), 10_000)).data).toMatch(/^SSH-2\.0-/);
     expect(helperProcesses(target.instanceDir(machines[0]!))).toEqual([pid]);
+  });
+
+  it("a machine stopped and started again on new loopback ports: its running access point follows them", async () => {
+    const id = machines[1]!;
+    const [pid] = helperProcesses(target.instanceDir(id));
+    const before = (await target.forwards(id)).find((f) => f.guestPort === 22)!.hostPort;
+    expect((await helperStatus(target.instanceDir(id))).forwards).toEqual([{ guestPort: 22, target: `127.0.0.1:${before}` }]);
+    await target.stopInstance(id);
+    // The old port is taken meanwhile, so QEMU must forward 22 from another one.
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen({ host: "127.0.0.1", port: before, exclusive: true }, resolve));
+    try {
+      await target.startInstance(id);
+    } finally {
+      blocker.close();
+    }
+    const after = (await target.forwards(id)).find((f) => f.guestPort === 22)!.hostPort;
+    expect(after).not.toBe(before);
+    expect((await helperStatus(target.instanceDir(id))).forwards).toEqual([{ guestPort: 22, target: `127.0.0.1:${after}` }]);
+    expect(helperProcesses(target.instanceDir(id))).toEqual([pid]);
+    expect((await target.access!.accessPointStatus(id)).running).toBe(true);
   });
 
   it("terminate closes the access point: no process, no UDP port, nothing left; close is then a no-op", async () => {

@@ -78,15 +78,16 @@ type peerStatus struct {
 }
 
 type response struct {
-	OK          bool         `json:"ok"`
-	Error       string       `json:"error,omitempty"`
-	PublicKey   string       `json:"publicKey,omitempty"`
-	ListenPort  int          `json:"listenPort,omitempty"`
-	Address     string       `json:"address,omitempty"`
-	Ports       []int        `json:"ports,omitempty"`
-	Peers       []peerStatus `json:"peers,omitempty"`
-	Connections int          `json:"connections"`
-	Dropped     uint64       `json:"dropped"`
+	OK          bool          `json:"ok"`
+	Error       string        `json:"error,omitempty"`
+	PublicKey   string        `json:"publicKey,omitempty"`
+	ListenPort  int           `json:"listenPort,omitempty"`
+	Address     string        `json:"address,omitempty"`
+	Ports       []int         `json:"ports,omitempty"`
+	Peers       []peerStatus  `json:"peers,omitempty"`
+	Forwards    []forwardSpec `json:"forwards,omitempty"`
+	Connections int           `json:"connections"`
+	Dropped     uint64        `json:"dropped"`
 }
 
 func parsePortRange(s string) (int, int, error) {
@@ -527,7 +528,12 @@ func (s *server) status() response {
 		addrs[k] = v
 	}
 	conns := len(s.conns)
+	forwards := make([]forwardSpec, 0, len(s.targets))
+	for p, t := range s.targets {
+		forwards = append(forwards, forwardSpec{GuestPort: int(p), Target: t})
+	}
 	s.mu.Unlock()
+	sort.Slice(forwards, func(i, j int) bool { return forwards[i].GuestPort < forwards[j].GuestPort })
 	var peers []peerStatus
 	var cur *peerStatus
 	var hsSec, hsNsec int64
@@ -573,5 +579,5 @@ func (s *server) status() response {
 	if peers == nil {
 		peers = []peerStatus{}
 	}
-	return response{OK: true, PublicKey: s.publicKey, ListenPort: s.listenPort, Address: s.addr.String(), Ports: ports, Peers: peers, Connections: conns, Dropped: s.filter.dropped.Load()}
+	return response{OK: true, PublicKey: s.publicKey, ListenPort: s.listenPort, Address: s.addr.String(), Ports: ports, Peers: peers, Forwards: forwards, Connections: conns, Dropped: s.filter.dropped.Load()}
 }
