@@ -4,7 +4,7 @@
 #
 # Usage: bash scripts/services.sh up|stop|status [--with-qemu]
 #
-#   up      install missing Go tools, start Temporal + versitygw if they are not
+#   up      install missing Go tools (and build reclo-wg, scripts/wireguard.sh), start Temporal + versitygw if they are not
 #           running, create the Temporal namespace, the S3 buckets and the MariaDB
 #           database. Idempotent: running services are left alone. Exit 1 on failure.
 #   stop    stop the Temporal and versitygw processes this script started (pid
@@ -22,6 +22,8 @@
 #                         via apt-get when missing and, as root, create the unprivileged user
 #                         QEMU runs as: $QEMU_RUNAS)
 #   QEMU_RUNAS            [reclo-qemu] that user (a system user without home or shell)
+#   VPN_RUNAS             [reclo-wg] as root, `up` creates this user too: the local access points'
+#                         WireGuard helper (reclo-wg, built by scripts/wireguard.sh) drops to it
 #   RECLO_EXTRA_DATABASES []    extra databases created by `up` (space/comma separated,
 #                         e.g. "reclo_test")
 #   RECLO_S3_VERSIONING   [1]   1 = start versitygw with --versioning-dir
@@ -708,6 +710,32 @@ up_qemu() {
   ensure_qemu_user
 }
 
+# ---------------------------------------------------------------- reclo-wg
+# The local target's WireGuard helper (private access to recovered machines), built from
+# src/compute/local/wireguard by scripts/wireguard.sh when missing or changed. Without it the local
+# target still recovers machines; opening their access point then fails naming the fix. As root, the
+# helper drops to $VPN_RUNAS (default reclo-wg, created here) once its sockets are open.
+ensure_wg_user() {
+  local user="${VPN_RUNAS:-reclo-wg}"
+  [[ $(id -u) == 0 ]] || return 0
+  if id -u "$user" >/dev/null 2>&1; then
+    [[ $(id -u "$user") != 0 ]] || die "VPN_RUNAS=$user is root; the WireGuard helper must run as an unprivileged user"
+    return 0
+  fi
+  have useradd || { warn "cannot create the WireGuard helper's user $user: useradd is missing"; return 0; }
+  useradd --system --no-create-home --shell /usr/sbin/nologin "$user" || id -u "$user" >/dev/null 2>&1 || { warn "useradd $user failed"; return 0; }
+  log "wireguard: created the unprivileged user $user (the access points' helper runs as it)"
+}
+up_wireguard() {
+  local bin
+  ensure_wg_user
+  if bin="$(RECLO_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/wireguard.sh" 9>&-)"; then
+    log "wireguard: $bin"
+  else
+    warn "wireguard: reclo-wg could not be built; private access to local machines is unavailable (see above)"
+  fi
+}
+
 # ---------------------------------------------------------------- commands
 cmd_up() {
   local t0=$SECONDS
@@ -718,6 +746,7 @@ cmd_up() {
   up_redis
   up_s3
   up_temporal
+  up_wireguard
   [[ $WITH_QEMU == 1 ]] && up_qemu
   log "all services up ($((SECONDS - t0))s)"
 }

@@ -322,6 +322,42 @@ const envSchema = z.object({
   /** Bytes per second a local restore may read from S3 (0 = no limit), to spare the host's disk and network. */
   LOCAL_IMPORT_RATE_LIMIT: int(0, 0, Number.MAX_SAFE_INTEGER),
 
+  /** Local target's WireGuard access points (issue 15): the address their UDP ports are bound on. */
+  VPN_LISTEN_ADDRESS: z
+    .string()
+    .default("0.0.0.0")
+    .refine((v) => net.isIP(v) !== 0, "expected an IP address (0.0.0.0 = every IPv4 address)"),
+  /** The host WireGuard clients are told to connect to (default: the listen address, or this host's first non-loopback IPv4). */
+  VPN_PUBLIC_ENDPOINT: optionalString.pipe(
+    z
+      .string()
+      .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+|[0-9A-Fa-f:]+)$/, "expected a host name or IP address (no port)")
+      .optional(),
+  ),
+  /** UDP ports the access points take, one each: "first-last". */
+  VPN_PORT_RANGE: z
+    .string()
+    .default("51820-51919")
+    .transform((v, ctx) => {
+      const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(v);
+      const first = Number(m?.[1]);
+      const last = Number(m?.[2]);
+      if (!m || first < 1 || last > 65_535 || first > last) {
+        ctx.addIssue({ code: "custom", message: `expected a UDP port range like 51820-51919, got "${v}"` });
+        return z.NEVER;
+      }
+      return { first, last };
+    }),
+  /** The userspace WireGuard helper (built by scripts/services.sh up into RECLO_DATA_DIR/bin). */
+  VPN_HELPER_BINARY: optionalString,
+  /** Unprivileged user the helper drops to once its sockets are open; default reclo-wg when the worker runs as root. */
+  VPN_RUNAS: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a user name like reclo-wg")
+      .optional(),
+  ),
+
   /** Serial-console text that proves a verified boot ("" = screenshot evidence only). */
   VERIFY_BOOT_MARKER: z.string().max(255).default(""),
   /** After the first decisive boot evidence, keep collecting corroborating evidence (other ports, the screen) at most this long. */
@@ -483,6 +519,8 @@ export interface Config {
     importRateLimit: number;
     /** Bytes an import must leave free on the file system of `dir` (default 0). */
     diskReserveBytes?: number;
+    /** WireGuard access points of local machines (absent: the local target offers no private access). */
+    vpn?: LocalVpnConfig;
   };
   redisUrl?: string;
   auth: {
@@ -517,6 +555,37 @@ export interface Config {
   runSchedules: boolean;
   workflowBundlePath?: string;
 }
+
+export interface LocalVpnConfig {
+  /** reclo-wg, the userspace WireGuard helper (src/compute/local/wireguard). */
+  helperBinary: string;
+  /** Address the access points' UDP ports are bound on (VPN_LISTEN_ADDRESS). */
+  listenAddress: string;
+  /** Host clients connect to (VPN_PUBLIC_ENDPOINT, or derived). */
+  publicHost: string;
+  /** UDP ports to take from, inclusive. */
+  portRange: { first: number; last: number };
+  /** The user the helper drops to (VPN_RUNAS); unset only when the worker itself is not root. */
+  runAs?: string;
+}
+
+/**
+ * Where WireGuard clients reach this host when VPN_PUBLIC_ENDPOINT is unset: the listen address
+ * when it is a specific one, else the first non-loopback IPv4 address of this host (127.0.0.1
+ * when there is none).
+ */
+export function defaultVpnPublicHost(listenAddress: string, interfaces = os.networkInterfaces()): string {
+  if (listenAddress !== "0.0.0.0" && listenAddress !== "::") return net.isIPv6(listenAddress) ? `[${listenAddress}]` : listenAddress;
+  for (const list of Object.values(interfaces)) {
+    for (const a of list ?? []) {
+      if (a.family === "IPv4" && !a.internal) return a.address;
+    }
+  }
+  return "127.0.0.1";
+}
+
+/** The user the local access points' WireGuard helper drops to when the worker runs as root (scripts/services.sh up creates it). */
+export const DEFAULT_VPN_RUNAS = "reclo-wg";
 
 /** The user QEMU drops to when the worker runs as root (scripts/services.sh up --with-qemu creates it). */
 export const DEFAULT_QEMU_RUNAS = "reclo-qemu";
@@ -565,6 +634,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     );
   if (e.UV_THREADPOOL_SIZE !== undefined && e.UV_THREADPOOL_SIZE <= e.ARGON2_CONCURRENCY)
     problems.push(`UV_THREADPOOL_SIZE: ${e.UV_THREADPOOL_SIZE} leaves no thread for file and DNS work beside ${e.ARGON2_CONCURRENCY} argon2 slots (ARGON2_CONCURRENCY); unset it (default ${threadPoolSizeFor(e.ARGON2_CONCURRENCY)}) or raise it`);
+  if (e.VPN_RUNAS === "root") problems.push("VPN_RUNAS: the WireGuard helper must not run as root; name an unprivileged user (default reclo-wg)");
   if (e.QEMU_RUNAS === "root") problems.push("QEMU_RUNAS: QEMU must not run as root; name an unprivileged user (default reclo-qemu)");
   const secrets = secretsKeyOf(e.SECRETS_KEY, e.SECRETS_KEY_FILE, path.resolve(e.RECLO_DATA_DIR), e.NODE_ENV, problems);
   if (problems.length || !secrets) throw new ConfigError(problems);
@@ -644,6 +714,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       runAs: e.QEMU_RUNAS ?? (runningAsRoot() ? DEFAULT_QEMU_RUNAS : undefined),
       importRateLimit: e.LOCAL_IMPORT_RATE_LIMIT,
       diskReserveBytes: e.LOCAL_IMPORT_DISK_RESERVE,
+      vpn: {
+        helperBinary: e.VPN_HELPER_BINARY ?? path.join(path.resolve(e.RECLO_DATA_DIR), "bin", "reclo-wg"),
+        listenAddress: e.VPN_LISTEN_ADDRESS,
+        publicHost: e.VPN_PUBLIC_ENDPOINT ?? defaultVpnPublicHost(e.VPN_LISTEN_ADDRESS),
+        portRange: e.VPN_PORT_RANGE,
+        runAs: e.VPN_RUNAS ?? (runningAsRoot() ? DEFAULT_VPN_RUNAS : undefined),
+      },
     },
     redisUrl: e.REDIS_URL,
     auth: {

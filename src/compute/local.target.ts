@@ -6,6 +6,7 @@ import { Qemu } from "./local/qemu";
 import { LocalImages } from "./local/images";
 import { LocalMachines, type LocalInstanceSummary } from "./local/machines";
 import { kvmUsable, privateDir, silentLogger, type LocalTargetLogger } from "./local/host";
+import { LocalAccessPoints } from "./local/access-points";
 
 export type { LocalInstanceMeta } from "./local/layout";
 export type { LocalInstanceSummary } from "./local/machines";
@@ -20,6 +21,7 @@ export type { LocalTargetLogger } from "./local/host";
  *                sparse-writer.ts (all-zero blocks become holes);
  *   machines.ts  the machine lifecycle (launch, describe, start, stop, terminate, console, screenshot);
  *   qemu.ts      the QEMU processes (arguments, sandbox, -runas, pid file, QMP, waiting, killing);
+ *   access-points.ts  each machine's WireGuard access point (a detached reclo-wg process, issue 15);
  *   host.ts      commands, /proc, signals, the -runas user, careful file operations.
  *
  * QEMU runs with -daemonize, so VMs outlive the API/worker process. All state is derived from the
@@ -41,6 +43,8 @@ export class LocalTarget implements ComputeTarget {
   private readonly qemu: Qemu;
   private readonly images: LocalImages;
   private readonly machines: LocalMachines;
+  /** Private access over WireGuard; absent when `local.vpn` is not configured. */
+  readonly access?: LocalAccessPoints;
 
   constructor(opts: LocalTargetOptions) {
     this.cfg = opts.local;
@@ -49,6 +53,7 @@ export class LocalTarget implements ComputeTarget {
     this.qemu = new Qemu(opts.local, this.layout, log);
     this.images = new LocalImages(opts.local, this.layout, this.qemu, opts.imageSource, log);
     this.machines = new LocalMachines(opts.local, this.layout, this.qemu, log);
+    if (opts.local.vpn) this.access = new LocalAccessPoints(opts.local.vpn, this.layout, log);
   }
 
   imagePath(imageId: string): string {
@@ -92,23 +97,30 @@ export class LocalTarget implements ComputeTarget {
 
   // ---------------------------------------------------------------- machines
 
-  launch(req: LaunchRequest): Promise<LaunchResult> {
-    return this.machines.launch(req);
+  async launch(req: LaunchRequest): Promise<LaunchResult> {
+    const res = await this.machines.launch(req);
+    // A retried launch may have started a stopped machine again, on new loopback ports.
+    await this.access?.refreshForwards(res.instanceId);
+    return res;
   }
-  discardLaunch(idempotencyKey: string): Promise<string[]> {
-    return this.machines.discardLaunch(idempotencyKey);
+  async discardLaunch(idempotencyKey: string): Promise<string[]> {
+    const closed = (await this.access?.closeAccessPoint(`vm-${idempotencyKey}`)) ?? [];
+    return [...closed, ...(await this.machines.discardLaunch(idempotencyKey))];
   }
   describeInstance(instanceId: string): Promise<InstanceStatus> {
     return this.machines.describeInstance(instanceId);
   }
-  startInstance(instanceId: string): Promise<void> {
-    return this.machines.startInstance(instanceId);
+  async startInstance(instanceId: string): Promise<void> {
+    await this.machines.startInstance(instanceId);
+    await this.access?.refreshForwards(instanceId);
   }
   stopInstance(instanceId: string): Promise<void> {
     return this.machines.stopInstance(instanceId);
   }
-  terminateInstance(instanceId: string): Promise<void> {
-    return this.machines.terminateInstance(instanceId);
+  /** Closes the machine's access point, then terminates it. */
+  async terminateInstance(instanceId: string): Promise<void> {
+    await this.access?.closeAccessPoint(instanceId);
+    await this.machines.terminateInstance(instanceId);
   }
   async deleteNetworkGuard(_securityGroupId: string): Promise<void> {}
   consoleOutput(instanceId: string): Promise<string> {

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SecretBox } from "../../src/shared/secret-box";
-import { ConfigError, hashConcurrencyOf, loadConfig, parseDuration, threadPoolSizeFor } from "../../src/config";
+import { ConfigError, defaultVpnPublicHost, hashConcurrencyOf, loadConfig, parseDuration, threadPoolSizeFor } from "../../src/config";
 
 const KEY = randomBytes(32).toString("base64");
 
@@ -153,6 +153,30 @@ describe("config", () => {
     expect(loadConfig({ QEMU_RUNAS: "kvm-guests" }).local.runAs).toBe("kvm-guests");
     expect(() => loadConfig({ QEMU_RUNAS: "root" })).toThrow(/QEMU_RUNAS: QEMU must not run as root/);
     expect(() => loadConfig({ QEMU_RUNAS: "a b;rm" })).toThrow(/QEMU_RUNAS: expected a user name/);
+  });
+
+  it("local access points: listen address, public endpoint host, UDP port range and helper binary, checked", () => {
+    const vpn = loadConfig({ RECLO_DATA_DIR: "/srv/reclo" }).local.vpn!;
+    expect(vpn).toMatchObject({ helperBinary: "/srv/reclo/bin/reclo-wg", listenAddress: "0.0.0.0", portRange: { first: 51820, last: 51919 } });
+    expect(vpn.publicHost).toBe(defaultVpnPublicHost("0.0.0.0"));
+    const set = loadConfig({ VPN_LISTEN_ADDRESS: "192.0.2.7", VPN_PORT_RANGE: "40000-40009", VPN_PUBLIC_ENDPOINT: "vpn.example.com", VPN_HELPER_BINARY: "/opt/reclo-wg" }).local.vpn!;
+    expect(set).toMatchObject({ helperBinary: "/opt/reclo-wg", listenAddress: "192.0.2.7", publicHost: "vpn.example.com", portRange: { first: 40000, last: 40009 } });
+    // Never root: as root it drops to reclo-wg unless told another unprivileged user.
+    expect(vpn.runAs).toBe(process.getuid?.() === 0 ? "reclo-wg" : undefined);
+    expect(loadConfig({ VPN_RUNAS: "wg-access" }).local.vpn!.runAs).toBe("wg-access");
+    expect(() => loadConfig({ VPN_RUNAS: "root" })).toThrow(/VPN_RUNAS: the WireGuard helper must not run as root/);
+    // A specific listen address is what clients are told to reach when nothing else is set.
+    expect(loadConfig({ VPN_LISTEN_ADDRESS: "192.0.2.7" }).local.vpn!.publicHost).toBe("192.0.2.7");
+    expect(() => loadConfig({ VPN_PORT_RANGE: "51919-51820" })).toThrow(/VPN_PORT_RANGE: expected a UDP port range/);
+    expect(() => loadConfig({ VPN_PORT_RANGE: "0-10" })).toThrow(/VPN_PORT_RANGE/);
+    expect(() => loadConfig({ VPN_LISTEN_ADDRESS: "any" })).toThrow(/VPN_LISTEN_ADDRESS: expected an IP address/);
+    expect(() => loadConfig({ VPN_PUBLIC_ENDPOINT: "vpn.example.com:51820" })).toThrow(/VPN_PUBLIC_ENDPOINT: expected a host name or IP address \(no port\)/);
+    // The first non-loopback IPv4 of the host; loopback only: 127.0.0.1.
+    const lo = { address: "127.0.0.1", netmask: "255.0.0.0", family: "IPv4", mac: "00:00:00:00:00:00", internal: true, cidr: "127.0.0.1/8" } as const;
+    const v6 = { address: "fd00::2", netmask: "ffff::", family: "IPv6", mac: "02:00:00:00:00:01", internal: false, cidr: "fd00::2/64", scopeid: 0 } as const;
+    const eth = { address: "192.0.2.2", netmask: "255.255.255.0", family: "IPv4", mac: "02:00:00:00:00:01", internal: false, cidr: "192.0.2.2/24" } as const;
+    expect(defaultVpnPublicHost("0.0.0.0", { lo: [lo], eth0: [v6, eth] })).toBe("192.0.2.2");
+    expect(defaultVpnPublicHost("0.0.0.0", { lo: [lo] })).toBe("127.0.0.1");
   });
 
   it("parses durations", () => {

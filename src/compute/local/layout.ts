@@ -14,6 +14,7 @@ import type { RunAsUser } from "./host";
  *     base.qcow2                      hard link to the base image, so deleteImage never breaks a VM
  *     overlay.qcow2                   the VM's disk (backing file: base.qcow2)
  *     meta.json qemu.pid qmp.sock serial.log firmware.log
+ *     access.json wg.pid wg.sock wg.log   the machine's WireGuard access point (access-points.ts)
  *     stopped | stopping              markers written by stopInstance
  *   terminated/<instanceId>           tombstone written by terminateInstance
  *   tmp/<key>.raw                     download in progress
@@ -84,6 +85,12 @@ export class LocalLayout {
     const p = path.join(dir, "qmp.sock");
     if (Buffer.byteLength(p) <= 100) return p;
     return path.join(os.tmpdir(), `reclo-qmp-${createHash("sha256").update(dir).digest("hex").slice(0, 16)}.sock`);
+  }
+  /** <dir>/wg.sock, the control socket of the machine's access point (reclo-wg), hashed into the OS temp dir when too long. */
+  wgSocket(dir: string): string {
+    const p = path.join(dir, "wg.sock");
+    if (Buffer.byteLength(p) <= 100) return p;
+    return path.join(os.tmpdir(), `reclo-wg-${createHash("sha256").update(dir).digest("hex").slice(0, 16)}.sock`);
   }
   /** Where QEMU may write screendumps: the instance directory, or a directory of the -runas user. */
   screenDir(dir: string, runAs: RunAsUser | undefined): string {
