@@ -185,7 +185,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const fanout = new SubscriptionFanout({
     stateFields: new Set(["recoveryProgress"]),
     userOf: (c) => (c as Context).auth?.user.id,
-    serialize: (result) => JSON.stringify(nextPayload(result)),
+    serialize: (result) => Buffer.from(JSON.stringify(nextPayload(result))),
   });
   /** Each subscription's socket, for the fan-out's pre-serialized results (set by onSubscribe, read by subscribe). */
   const sinks = new WeakMap<ExecutionArgs, FanoutSink>();
@@ -312,11 +312,18 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         // A shared execution's results are sent from here as graphql-ws's own `next` message would be
         // (same frame, same order: nothing else is sent for this operation until its stream ends),
         // only while graphql-ws still has the operation (not after the client completed it).
+        // The frame is built as one Buffer (a text message): the payload is encoded once per result,
+        // not once per subscriber.
         const socket = ctx.extra.socket;
-        const head = `{"id":${JSON.stringify(id)},"type":"${MessageType.Next}","payload":`;
+        const head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"${MessageType.Next}","payload":`);
         sinks.set(args, {
           send: (payloadJson) => {
-            if (id in ctx.subscriptions && socket.readyState === socket.OPEN) socket.send(head + payloadJson + "}");
+            if (!(id in ctx.subscriptions) || socket.readyState !== socket.OPEN) return;
+            const frame = Buffer.allocUnsafe(head.length + payloadJson.length + 1);
+            head.copy(frame, 0);
+            payloadJson.copy(frame, head.length);
+            frame[frame.length - 1] = 0x7d; // "}"
+            socket.send(frame, TEXT_FRAME);
           },
         });
         return args;
@@ -502,6 +509,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     },
   };
 }
+
+/** ws sends a Buffer as a binary message unless told otherwise; graphql-ws messages are text. */
+const TEXT_FRAME = { binary: false } as const;
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();

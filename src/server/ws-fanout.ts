@@ -13,10 +13,10 @@ export interface SubscriptionFanoutOptions {
   /** Who the operation runs as (part of the key: field resolvers may read the user from the context). */
   userOf(contextValue: unknown): string | undefined;
   /**
-   * The JSON text of a result as the payload of a `next` message (errors formatted). Called once per
+   * A result as the payload of a `next` message (errors formatted), JSON in UTF-8. Called once per
    * result of a shared execution, for all the subscribers that joined with a sink.
    */
-  serialize?(result: Result): string;
+  serialize?(result: Result): Buffer;
 }
 
 /**
@@ -26,7 +26,7 @@ export interface SubscriptionFanoutOptions {
  * only ends (done, or the execution's error).
  */
 export interface FanoutSink {
-  send(payloadJson: string): void;
+  send(payloadJson: Buffer): void;
 }
 
 /**
@@ -93,14 +93,14 @@ export class SubscriptionFanout {
 class Channel {
   readonly members = new Set<Member>();
   private latest: Result | undefined;
-  private latestJson: string | undefined;
+  private latestJson: Buffer | undefined;
   private source: AsyncIterator<unknown> | undefined;
   private closed = false;
   private readonly started: Promise<AsyncIterator<unknown> | Result>;
 
   constructor(
     private readonly args: ExecutionArgs,
-    private readonly serialize: ((result: Result) => string) | undefined,
+    private readonly serialize: ((result: Result) => Buffer) | undefined,
     private readonly gone: () => void,
   ) {
     this.started = this.start();
@@ -191,7 +191,7 @@ class Member implements Stream {
     private readonly sink: FanoutSink | undefined,
   ) {}
 
-  push(result: Result, json: string | undefined): void {
+  push(result: Result, json: Buffer | undefined): void {
     if (this.ended) return;
     if (this.sink && json !== undefined) {
       this.sink.send(json);

@@ -131,10 +131,10 @@ describe("recoveryProgress fan-out over WebSocket", () => {
   it("sends each shared result as graphql-ws's next frame to every operation, and nothing after the client completed one", async () => {
     const r = await newRecovery();
     // Two operations of one connection and a third on another: three members of one shared execution.
-    const frames: { socket: number; text: string }[] = [];
+    const frames: { socket: number; text: string; binary: boolean }[] = [];
     const open = async (n: number) => {
       const ws = new WebSocket(stack.app.wsUrl, "graphql-transport-ws");
-      ws.on("message", (data) => frames.push({ socket: n, text: String(data) }));
+      ws.on("message", (data, binary) => frames.push({ socket: n, text: String(data), binary }));
       await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
       ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${alice.token}` } }));
       await until(() => frames.some((f) => f.socket === n && JSON.parse(f.text).type === "connection_ack"), "connection_ack");
@@ -163,6 +163,8 @@ describe("recoveryProgress fan-out over WebSocket", () => {
       expect(second!.text).toBe(`{"id":"${id}","type":"next","payload":${JSON.stringify(message.payload)}}`);
     }
     expect(new Set(["a", "b", "c"].map((id) => JSON.stringify(JSON.parse(nexts(id)[1]!.text).payload))).size).toBe(1);
+    // Text messages, as graphql-ws sends them (a browser would get a Blob for a binary one).
+    expect(frames.filter((f) => f.binary)).toEqual([]);
 
     // The client completes "a": no next for "a" after that; "b" on the same socket and "c" go on.
     ws1.send(JSON.stringify({ id: "a", type: "complete" }));
