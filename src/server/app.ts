@@ -315,13 +315,16 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         // The frame is built as one Buffer (a text message): the payload is encoded once per result,
         // not once per subscriber.
         const socket = ctx.extra.socket;
-        const head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"${MessageType.Next}","payload":`);
+        // The head stays a string: a small Buffer per subscription would be a slice of Buffer's shared
+        // pool and keep all of its 8 KB alive for as long as the subscription lives.
+        const head = `{"id":${JSON.stringify(id)},"type":"${MessageType.Next}","payload":`;
+        const headBytes = Buffer.byteLength(head);
         sinks.set(args, {
           send: (payloadJson) => {
             if (!(id in ctx.subscriptions) || socket.readyState !== socket.OPEN) return;
-            const frame = Buffer.allocUnsafe(head.length + payloadJson.length + 1);
-            head.copy(frame, 0);
-            payloadJson.copy(frame, head.length);
+            const frame = Buffer.allocUnsafe(headBytes + payloadJson.length + 1);
+            frame.write(head, 0);
+            payloadJson.copy(frame, headBytes);
             frame[frame.length - 1] = 0x7d; // "}"
             socket.send(frame, TEXT_FRAME);
           },
