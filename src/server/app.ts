@@ -185,7 +185,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const fanout = new SubscriptionFanout({
     stateFields: new Set(["recoveryProgress"]),
     userOf: (c) => (c as Context).auth?.user.id,
-    serialize: (result) => Buffer.from(JSON.stringify(nextPayload(result))),
+    serialize: (result) => ownBuffer(JSON.stringify(nextPayload(result))),
   });
   /** Each subscription's socket, for the fan-out's pre-serialized results (set by onSubscribe, read by subscribe). */
   const sinks = new WeakMap<ExecutionArgs, FanoutSink>();
@@ -511,6 +511,17 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       return stopping;
     },
   };
+}
+
+/**
+ * The UTF-8 bytes of `text` in a Buffer of their own: `Buffer.from` takes small ones from Buffer's
+ * shared pool, and a shared execution's latest payload, kept until its next result, would keep the
+ * whole pool slab (64 KB) alive.
+ */
+function ownBuffer(text: string): Buffer {
+  const buffer = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  buffer.write(text, 0);
+  return buffer;
 }
 
 /** ws sends a Buffer as a binary message unless told otherwise; graphql-ws messages are text. */
