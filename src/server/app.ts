@@ -7,7 +7,6 @@ import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
-import { useServer } from "graphql-ws/use/ws";
 import { MessageType } from "graphql-ws";
 import { GraphQLError, execute, parse, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
@@ -29,6 +28,7 @@ import type { RateLimiter } from "../auth/rate-limiter";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
 import { DocumentCache, UserConnections } from "./ws-limits";
 import { SubscriptionFanout, type FanoutSink } from "./ws-fanout";
+import { useWsServer } from "./graphql-ws-server";
 import { clientAddress, isLoopback } from "../auth/client-address";
 import type { Availability } from "../shared/availability";
 
@@ -191,7 +191,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const sinks = new WeakMap<ExecutionArgs, FanoutSink>();
   // graphql-ws on the same port and path.
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: config.http.maxBodyBytes });
-  const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
+  const wsCleanup = useWsServer<Record<string, unknown>, WsExtra>(
     {
       schema,
       // Internal error texts in close reasons only in development (graphql-ws would read NODE_ENV itself).
