@@ -311,12 +311,11 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
         // A shared execution's results are sent from here as graphql-ws's own `next` message would be
         // (same frame, same order: nothing else is sent for this operation until its stream ends),
-        // only while graphql-ws still has the operation (not after the client completed it).
-        // The frame is built as one Buffer (a text message): the payload is encoded once per result,
-        // not once per subscriber.
+        // only while graphql-ws still has the operation (not after the client completed it). The frame
+        // is one Buffer sent as a text message: the payload is encoded once per result, not once per
+        // subscriber. The head stays a string: a small Buffer kept per subscription would be a slice
+        // of Buffer's shared pool and keep its whole 64 KB slab alive as long as the subscription.
         const socket = ctx.extra.socket;
-        // The head stays a string: a small Buffer per subscription would be a slice of Buffer's shared
-        // pool and keep all of its 8 KB alive for as long as the subscription lives.
         const head = `{"id":${JSON.stringify(id)},"type":"${MessageType.Next}","payload":`;
         const headBytes = Buffer.byteLength(head);
         sinks.set(args, {
