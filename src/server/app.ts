@@ -7,7 +7,7 @@ import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { WebSocketServer } from "ws";
-import { useServer } from "graphql-ws/use/ws";
+import { MessageType } from "graphql-ws";
 import { GraphQLError, execute, parse, validate, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import type { Config } from "../config";
 import type { Logger } from "../logger";
@@ -27,7 +27,8 @@ import { consoleRouter, defaultConsoleAssetsDir } from "../console/console.route
 import type { RateLimiter } from "../auth/rate-limiter";
 import { SocketRegistry, WsCloseCode } from "./socket-registry";
 import { DocumentCache, UserConnections } from "./ws-limits";
-import { SubscriptionFanout } from "./ws-fanout";
+import { SubscriptionFanout, type FanoutSink } from "./ws-fanout";
+import { useWsServer } from "./graphql-ws-server";
 import { clientAddress, isLoopback } from "../auth/client-address";
 import type { Availability } from "../shared/availability";
 
@@ -172,18 +173,32 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
 
   const documents = new DocumentCache(config.ws.documentCacheBytes);
   const userConnections = new UserConnections();
-  // A recovery followed from ten tabs is executed once per event and sent ten times.
-  const fanout = new SubscriptionFanout({ stateFields: new Set(["recoveryProgress"]), userOf: (c) => (c as Context).auth?.user.id });
+  /** A `next` payload as graphql-ws would send it: errors formatted (and an unexpected one logged). */
+  const nextPayload = <R extends { errors?: readonly GraphQLError[] }>(result: R): R => {
+    if (!result.errors?.length) return result;
+    return {
+      ...result,
+      errors: result.errors.map((e) => formatError(e.toJSON(), e, exposeStack, (err) => logger.error({ err }, "unexpected error in subscription"))),
+    } as unknown as R;
+  };
+  // A recovery followed from ten tabs is executed once per event, serialized once, and sent ten times.
+  const fanout = new SubscriptionFanout({
+    stateFields: new Set(["recoveryProgress"]),
+    userOf: (c) => (c as Context).auth?.user.id,
+    serialize: (result) => ownBuffer(JSON.stringify(nextPayload(result))),
+  });
+  /** Each subscription's socket, for the fan-out's pre-serialized results (set by onSubscribe, read by subscribe). */
+  const sinks = new WeakMap<ExecutionArgs, FanoutSink>();
   // graphql-ws on the same port and path.
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: config.http.maxBodyBytes });
-  const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
+  const wsCleanup = useWsServer<Record<string, unknown>, WsExtra>(
     {
       schema,
       // Internal error texts in close reasons only in development (graphql-ws would read NODE_ENV itself).
       isProd: !exposeStack,
       // Our own graphql functions: one graphql realm for schema and execution.
       execute,
-      subscribe: (args) => fanout.subscribe(args),
+      subscribe: (args) => fanout.subscribe(args, sinks.get(args)),
       // A socket that never says connection_init is closed (4408) instead of being held open.
       connectionInitWaitTimeout: config.ws.initTimeoutMs,
       onConnect: async (ctx) => {
@@ -218,7 +233,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       onClose: (ctx) => {
         if (ctx.extra.auth) userConnections.remove(ctx.extra.auth.user.id, ctx);
       },
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const extra = ctx.extra;
         // Nothing is parsed, cached or looked up for a connection without a valid token.
         if (!extra.auth) return [toGraphQLError(unauthenticated('Operations over WebSocket need a token: connect with connectionParams.authorization = "Bearer <token>"'))];
@@ -294,15 +309,28 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           limits: config.limits,
         };
         const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
+        // A shared execution's results are sent from here as graphql-ws's own `next` message would be
+        // (same frame, same order: nothing else is sent for this operation until its stream ends),
+        // only while graphql-ws still has the operation (not after the client completed it). The frame
+        // is one Buffer sent as a text message: the payload is encoded once per result, not once per
+        // subscriber. The head stays a string: a small Buffer kept per subscription would be a slice
+        // of Buffer's shared pool and keep its whole 64 KB slab alive as long as the subscription.
+        const socket = ctx.extra.socket;
+        const head = `{"id":${JSON.stringify(id)},"type":"${MessageType.Next}","payload":`;
+        const headBytes = Buffer.byteLength(head);
+        sinks.set(args, {
+          send: (payloadJson) => {
+            if (!(id in ctx.subscriptions) || socket.readyState !== socket.OPEN) return;
+            const frame = Buffer.allocUnsafe(headBytes + payloadJson.length + 1);
+            frame.write(head, 0);
+            payloadJson.copy(frame, headBytes);
+            frame[frame.length - 1] = 0x7d; // "}"
+            socket.send(frame, TEXT_FRAME);
+          },
+        });
         return args;
       },
-      onNext: (_ctx, _id, _payload, _args, result) => {
-        if (!("errors" in result) || !result.errors?.length) return result;
-        return {
-          ...result,
-          errors: result.errors.map((e) => formatError(e.toJSON(), e, exposeStack, (err) => logger.error({ err }, "unexpected error in subscription"))),
-        } as unknown as typeof result;
-      },
+      onNext: (_ctx, _id, _payload, _args, result) => nextPayload(result as { errors?: readonly GraphQLError[] }) as typeof result,
       // A stream that fails after it started: graphql-ws sends what it threw as is (no formatError),
       // so an AppError among them is given its code and details here.
       onError: (_ctx, _id, _payload, errors) => wsErrors(errors),
@@ -483,6 +511,20 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     },
   };
 }
+
+/**
+ * The UTF-8 bytes of `text` in a Buffer of their own: `Buffer.from` takes small ones from Buffer's
+ * shared pool, and a shared execution's latest payload, kept until its next result, would keep the
+ * whole pool slab (64 KB) alive.
+ */
+function ownBuffer(text: string): Buffer {
+  const buffer = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  buffer.write(text, 0);
+  return buffer;
+}
+
+/** ws sends a Buffer as a binary message unless told otherwise; graphql-ws messages are text. */
+const TEXT_FRAME = { binary: false } as const;
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();

@@ -12,6 +12,21 @@ export interface SubscriptionFanoutOptions {
   stateFields: ReadonlySet<string>;
   /** Who the operation runs as (part of the key: field resolvers may read the user from the context). */
   userOf(contextValue: unknown): string | undefined;
+  /**
+   * A result as the payload of a `next` message (errors formatted), JSON in UTF-8. Called once per
+   * result of a shared execution, for all the subscribers that joined with a sink.
+   */
+  serialize?(result: Result): Buffer;
+}
+
+/**
+ * Where a subscriber's results go when it joined with one: the payload serialized once for all
+ * subscribers of the execution, sent on its socket at once (in the order of the results), instead of
+ * a result per `next()` that the transport serializes and sends itself. The subscriber's stream then
+ * only ends (done, or the execution's error).
+ */
+export interface FanoutSink {
+  send(payloadJson: Buffer): void;
 }
 
 /**
@@ -43,19 +58,22 @@ export class SubscriptionFanout {
     return n;
   }
 
-  /** graphql's `subscribe`, sharing the execution of state subscriptions. */
-  subscribe(args: ExecutionArgs): Promise<Stream | Result> {
+  /**
+   * graphql's `subscribe`, sharing the execution of state subscriptions. With a `sink` (and a
+   * `serialize` option), a shared subscriber's results are sent through it, serialized once.
+   */
+  subscribe(args: ExecutionArgs, sink?: FanoutSink): Promise<Stream | Result> {
     const key = this.keyOf(args);
     if (key === undefined) return Promise.resolve(subscribe(args) as Promise<Stream | Result> | Stream | Result);
     let channel = this.channels.get(key);
     if (!channel) {
-      const created: Channel = new Channel(args, () => {
+      const created: Channel = new Channel(args, this.opts.serialize, () => {
         if (this.channels.get(key) === created) this.channels.delete(key);
       });
       this.channels.set(key, created);
       channel = created;
     }
-    return channel.join();
+    return channel.join(this.opts.serialize ? sink : undefined);
   }
 
   private keyOf(args: ExecutionArgs): string | undefined {
@@ -75,21 +93,23 @@ export class SubscriptionFanout {
 class Channel {
   readonly members = new Set<Member>();
   private latest: Result | undefined;
+  private latestJson: Buffer | undefined;
   private source: AsyncIterator<unknown> | undefined;
   private closed = false;
   private readonly started: Promise<AsyncIterator<unknown> | Result>;
 
   constructor(
     private readonly args: ExecutionArgs,
+    private readonly serialize: ((result: Result) => Buffer) | undefined,
     private readonly gone: () => void,
   ) {
     this.started = this.start();
   }
 
-  async join(): Promise<Stream | Result> {
-    const member = new Member(this);
+  async join(sink?: FanoutSink): Promise<Stream | Result> {
+    const member = new Member(this, sink);
     this.members.add(member);
-    if (this.latest) member.push(this.latest);
+    if (this.latest) member.push(this.latest, this.latestJson);
     const started = await this.started;
     if (!isAsyncIterator(started)) {
       this.members.delete(member);
@@ -143,7 +163,9 @@ class Channel {
         const result = await execute({ ...this.args, rootValue: r.value });
         if (this.closed) break;
         this.latest = result;
-        for (const m of this.members) m.push(result);
+        // Serialized once here, not once per subscriber by the transport.
+        const json = (this.latestJson = this.serialize?.(result));
+        for (const m of this.members) m.push(result, json);
       }
     } catch (err) {
       failure = err;
@@ -154,16 +176,27 @@ class Channel {
   }
 }
 
-/** One subscriber's view of a shared execution: the results it has not taken yet. */
+/**
+ * One subscriber's view of a shared execution: the results it has not taken yet, or, with a sink,
+ * nothing (each result is sent through the sink as it comes; `next()` only reports the end).
+ */
 class Member implements Stream {
   private queue: Result[] = [];
   private wake: (() => void) | undefined;
   private ended = false;
   private failure: unknown;
 
-  constructor(private readonly channel: Channel) {}
+  constructor(
+    private readonly channel: Channel,
+    private readonly sink: FanoutSink | undefined,
+  ) {}
 
-  push(result: Result): void {
+  push(result: Result, json: Buffer | undefined): void {
+    if (this.ended) return;
+    if (this.sink && json !== undefined) {
+      this.sink.send(json);
+      return;
+    }
     this.queue.push(result);
     this.wake?.();
   }

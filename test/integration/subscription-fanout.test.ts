@@ -1,5 +1,7 @@
 import { eq } from "drizzle-orm";
 import { Redis } from "ioredis";
+import WebSocket from "ws";
+import { print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
 import { openSubscription, withTimeout, type Subscription } from "../helpers/ws";
@@ -124,6 +126,64 @@ describe("recoveryProgress fan-out over WebSocket", () => {
     expect(states(stays)).toEqual(["PENDING", "PREPARING", "FAILED"]);
     expect(goes.results).toHaveLength(1);
     await stays.dispose();
+  });
+
+  it("sends each shared result as graphql-ws's next frame to every operation, and nothing after the client completed one", async () => {
+    const r = await newRecovery();
+    // Two operations of one connection and a third on another: three members of one shared execution.
+    const frames: { socket: number; text: string; binary: boolean }[] = [];
+    const open = async (n: number) => {
+      const ws = new WebSocket(stack.app.wsUrl, "graphql-transport-ws");
+      ws.on("message", (data, binary) => frames.push({ socket: n, text: String(data), binary }));
+      await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+      ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${alice.token}` } }));
+      await until(() => frames.some((f) => f.socket === n && JSON.parse(f.text).type === "connection_ack"), "connection_ack");
+      return ws;
+    };
+    const [ws1, ws2] = await Promise.all([open(1), open(2)]);
+    const subscribe = (ws: WebSocket, id: string) => ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: print(RecoveryProgressDocument), variables: { recoveryId: r.id } } }));
+    subscribe(ws1, "a");
+    subscribe(ws1, "b");
+    subscribe(ws2, "c");
+    const nexts = (id: string) => frames.filter((f) => JSON.parse(f.text).id === id && JSON.parse(f.text).type === "next");
+    await until(() => ["a", "b", "c"].every((id) => nexts(id).length === 1), "the current state on each operation");
+    expect(stack.app.wsFanout.size).toBe(1);
+    expect(stack.app.wsFanout.subscribers).toBe(3);
+
+    const progress = stack.rt.services.recoveryProgress;
+    await progress.enter(r.id, "PREPARING", "composing");
+    await until(() => ["a", "b", "c"].every((id) => nexts(id).length === 2), "the change on each operation");
+    // Exactly the frame graphql-ws sends ({"id","type":"next","payload"}), the same payload for all.
+    for (const id of ["a", "b", "c"]) {
+      const [, second] = nexts(id);
+      const message = JSON.parse(second!.text) as { id: string; type: string; payload: { data: { recoveryProgress: { state: string } } } };
+      expect(Object.keys(message)).toEqual(["id", "type", "payload"]);
+      expect(message).toMatchObject({ id, type: "next", payload: { data: { recoveryProgress: { state: "PREPARING" } } } });
+      expect(message.payload).not.toHaveProperty("errors");
+      expect(second!.text).toBe(`{"id":"${id}","type":"next","payload":${JSON.stringify(message.payload)}}`);
+    }
+    expect(new Set(["a", "b", "c"].map((id) => JSON.stringify(JSON.parse(nexts(id)[1]!.text).payload))).size).toBe(1);
+    // Text messages, as graphql-ws sends them (a browser would get a Blob for a binary one).
+    expect(frames.filter((f) => f.binary)).toEqual([]);
+
+    // The client completes "a": no next for "a" after that; "b" on the same socket and "c" go on.
+    ws1.send(JSON.stringify({ id: "a", type: "complete" }));
+    await until(() => stack.app.wsFanout.subscribers === 2, "a to leave");
+    await progress.enter(r.id, "IMPORTING", "importing");
+    await progress.finish(r.id, "COMPLETED", { message: "done" });
+    const completes = (id: string) => frames.filter((f) => JSON.parse(f.text).id === id && JSON.parse(f.text).type === "complete").length;
+    await until(() => completes("b") === 1 && completes("c") === 1, "b and c to complete");
+    expect(nexts("a")).toHaveLength(2);
+    for (const id of ["b", "c"]) {
+      const mine = frames.filter((f) => JSON.parse(f.text).id === id).map((f) => JSON.parse(f.text) as { type: string; payload?: { data: { recoveryProgress: { state: string } } } });
+      // In order, then complete last (graphql-ws sends it when the stream ends, after every next).
+      expect(mine.map((m) => m.type)).toEqual(["next", "next", "next", "next", "complete"]);
+      expect(mine.slice(0, 4).map((m) => m.payload!.data.recoveryProgress.state)).toEqual(["PENDING", "PREPARING", "IMPORTING", "COMPLETED"]);
+    }
+    expect(completes("a")).toBe(0);
+    ws1.close();
+    ws2.close();
+    await until(() => stack.app.wsFanout.size === 0 && stack.rt.services.recoveries.feeds.size === 0 && stack.app.sockets.size === 0, "nothing left");
   });
 
   it("subscribe/close cycles leave no shared execution, feed, listener or timer behind", async () => {
