@@ -15,6 +15,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     databaseUrl: string;
     workflowBundlePath: string;
+    /** reclo-wg, the local target's WireGuard helper, built by scripts/wireguard.sh (products the tests start get it as VPN_HELPER_BINARY). */
+    vpnHelperBinary: string;
   }
 }
 
@@ -30,11 +32,13 @@ export default async function setup(project: TestProject): Promise<void> {
   const provided = await (done ?? ((globalThis as { recloTestSetup?: Promise<Provided> }).recloTestSetup = prepare()));
   project.provide("databaseUrl", provided.databaseUrl);
   project.provide("workflowBundlePath", provided.workflowBundlePath);
+  project.provide("vpnHelperBinary", provided.vpnHelperBinary);
 }
 
 interface Provided {
   databaseUrl: string;
   workflowBundlePath: string;
+  vpnHelperBinary: string;
 }
 
 async function prepare(): Promise<Provided> {
@@ -63,7 +67,11 @@ async function prepare(): Promise<Provided> {
   const workflowBundlePath = path.join(dir, "workflow-bundle.js");
   fs.writeFileSync(workflowBundlePath, code);
 
-  return { databaseUrl, workflowBundlePath };
+  // services.sh up built it already; this prints its path (the tests' data dirs are temporary, so
+  // RECLO_DATA_DIR/bin of a product under test would not have it).
+  const vpnHelperBinary = execFileSync("bash", [path.join(root, "scripts/wireguard.sh")], { encoding: "utf8", env: process.env }).trim();
+
+  return { databaseUrl, workflowBundlePath, vpnHelperBinary };
 }
 
 const noop = () => {};

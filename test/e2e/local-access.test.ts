@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -16,6 +16,7 @@ import { wireguardPublicKey } from "../../src/compute/local/access-points";
 import type { AccessPointInfo, AccessPointSpec } from "../../src/compute/target";
 import { killQemu } from "../helpers/qemu";
 import { LINUX_OK_READY, testSystem } from "../helpers/test-systems";
+import { firstBytes, helperProcesses, startWgClient, tcpListenersOf, udpPorts, type WgClient } from "../helpers/wireguard";
 
 /**
  * Private access on the local target, for real (issue 15): the Linux test system recovered on
@@ -50,75 +51,9 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
   }
 }
 
-/** What a TCP server sends first: up to the first newline, or what came before it closed / the time ran out ("" = nothing). */
-function firstBytes(host: string, port: number, timeoutMs: number): Promise<{ data: string; error?: string }> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host, port });
-    let data = "";
-    const done = (error?: string) => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve({ data, error });
-    };
-    const timer = setTimeout(() => done("timeout"), timeoutMs);
-    sock.on("data", (d: Buffer) => {
-      data += d.toString("latin1");
-      if (data.includes("\n")) done();
-    });
-    sock.on("end", () => done("closed"));
-    sock.on("error", (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
-  });
-}
 
-/** Listening UDP ports of this host (/proc/net/udp and udp6). */
-function udpPorts(): Set<number> {
-  const ports = new Set<number>();
-  for (const file of ["/proc/net/udp", "/proc/net/udp6"]) {
-    let text = "";
-    try {
-      text = fs.readFileSync(file, "utf8");
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n").slice(1)) {
-      const local = line.trim().split(/\s+/)[1];
-      if (local) ports.add(parseInt(local.split(":")[1] ?? "0", 16));
-    }
-  }
-  return ports;
-}
 
-/** Socket inodes a process holds, and the local TCP ports listening (state 0A) among them. */
-function tcpListenPortsOf(pid: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-    if (m) inodes.add(m[1]!);
-  }
-  const out: number[] = [];
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const line of fs.readFileSync(file, "utf8").split("\n").slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[3] === "0A" && inodes.has(cols[9] ?? "")) out.push(parseInt(cols[1]!.split(":")[1]!, 16));
-    }
-  }
-  return out;
-}
 
-/** reclo-wg processes (server or client) whose command line names `text`. */
-function helperProcesses(text: string): number[] {
-  const out: number[] = [];
-  for (const p of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
-    try {
-      const cmd = fs.readFileSync(`/proc/${p}/cmdline`, "utf8");
-      const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8");
-      if (path.basename(cmd.split("\0")[0] ?? "") === "reclo-wg" && cmd.includes(text) && !/\) Z /.test(stat)) out.push(Number(p));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
 /** reclo-wg's own status, read from its control socket (what the port does not expose: forwards, open connections). */
 function helperStatus(instanceDir: string): Promise<{ forwards: { guestPort: number; target: string }[]; connections: number; dropped: number }> {
@@ -146,12 +81,6 @@ function openWithBanner(port: number): Promise<net.Socket> {
   });
 }
 
-interface Client {
-  proc: ChildProcess;
-  /** Local port → what it forwards to in the tunnel. */
-  forwards: { listen: string; target: string }[];
-  port(target: string): number;
-}
 
 describe("local target: private access over WireGuard (real QEMU guest, real reclo-wg)", () => {
   let dir: string;
@@ -164,29 +93,8 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
   const clients: ChildProcess[] = [];
   const timings: Record<string, number> = {};
 
-  async function startClient(conf: string, targets: string[]): Promise<Client> {
-    const file = path.join(dir, `client-${randomBytes(4).toString("hex")}.conf`);
-    fs.writeFileSync(file, conf, { mode: 0o600 });
-    const args = ["client", "--config", file, "--dial-timeout", "2s", "--exit-on-stdin-eof", ...targets.flatMap((t) => ["--forward", `127.0.0.1:0=${t}`])];
-    const proc = spawn(vpn.helperBinary, args, { stdio: ["pipe", "pipe", "pipe"] });
-    clients.push(proc);
-    let out = "";
-    let err = "";
-    proc.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    const forwards = await new Promise<{ listen: string; target: string }[]>((resolve, reject) => {
-      proc.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = /^READY (.*)$/m.exec(out);
-        if (m) resolve((JSON.parse(m[1]!) as { forwards: { listen: string; target: string }[] }).forwards);
-      });
-      proc.on("exit", (code) => reject(new Error(`reclo-wg client exited with ${code}: ${err}`)));
-    });
-    return {
-      proc,
-      forwards,
-      port: (t) => Number(forwards.find((f) => f.target === t)!.listen.split(":")[1]),
-    };
-  }
+  const startClient = (conf: string, targets: string[]): Promise<WgClient> => startWgClient(vpn.helperBinary, dir, conf, targets, clients);
+
 
   function clientConf(privateKey: string, address: string, ap: AccessPointInfo, tunnel: string): string {
     return `[Interface]\nPrivateKey = ${privateKey}\nAddress = ${address}/32\n\n[Peer]\nPublicKey = ${ap.publicKey}\nEndpoint = ${ap.endpoint}\nAllowedIPs = ${tunnel}/32\nPersistentKeepalive = 25\n`;
@@ -246,7 +154,7 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     peers,
   });
   const infos: AccessPointInfo[] = [];
-  let client: Client;
+  let client: WgClient;
 
   it("opens the access point; a peer added without restart reads the guest's SSH banner through the tunnel (time from open to first byte)", async () => {
     const t0 = Date.now();
@@ -323,7 +231,7 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
     // The helper listens on no TCP port of the host (its listeners live in the netstack only).
     const [pid] = helperProcesses(target.instanceDir(machines[0]!));
-    expect(tcpListenPortsOf(pid!)).toEqual([]);
+    expect(tcpListenersOf(pid!)).toEqual([]);
     // And the declared port still works through the tunnel.
     expect((await firstBytes("127.0.0.1", client.port(`${tunnels[0]}.1:22`), 10_000)).data).toMatch(/^SSH-2\.0-/);
   });

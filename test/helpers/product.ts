@@ -27,6 +27,7 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
     SIGNUP_MAX_PER_ADDRESS: "100000",
     LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
     RECLO_DATA_DIR: opts.dataDir,
+    VPN_HELPER_BINARY: inject("vpnHelperBinary"),
     RECOVERY_POLL_INTERVAL: "200ms",
     RECOVERY_HEARTBEAT_TIMEOUT: "3s",
     RECOVERY_TIME_LIMIT: "10m",

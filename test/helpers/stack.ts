@@ -28,6 +28,7 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     DATABASE_URL: inject("databaseUrl"),
     DATABASE_POOL_SIZE: "4",
     MIGRATE_ON_START: "false",
+    VPN_HELPER_BINARY: inject("vpnHelperBinary"),
     // Every test creates its accounts from 127.0.0.1; the tests of these limits set their own.
     SIGNUP_MAX_PER_ADDRESS: "100000",
     LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
