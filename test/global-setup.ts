@@ -7,6 +7,7 @@ import { bundleWorkflowCode } from "@temporalio/worker";
 import type { TestProject } from "vitest/node";
 import { createDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
+import { buildForTests } from "./helpers/build";
 
 const root = path.resolve(__dirname, "..");
 
@@ -14,6 +15,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     databaseUrl: string;
     workflowBundlePath: string;
+    /** src/ and workflows/ compiled once for the processes the tests spawn (test/helpers/build.ts). */
+    productBuild: string;
   }
 }
 
@@ -29,11 +32,13 @@ export default async function setup(project: TestProject): Promise<void> {
   const provided = await (done ?? ((globalThis as { recloTestSetup?: Promise<Provided> }).recloTestSetup = prepare()));
   project.provide("databaseUrl", provided.databaseUrl);
   project.provide("workflowBundlePath", provided.workflowBundlePath);
+  project.provide("productBuild", provided.productBuild);
 }
 
 interface Provided {
   databaseUrl: string;
   workflowBundlePath: string;
+  productBuild: string;
 }
 
 async function prepare(): Promise<Provided> {
@@ -56,7 +61,7 @@ async function prepare(): Promise<Provided> {
   const workflowBundlePath = path.join(dir, "workflow-bundle.js");
   fs.writeFileSync(workflowBundlePath, code);
 
-  return { databaseUrl, workflowBundlePath };
+  return { databaseUrl, workflowBundlePath, productBuild: buildForTests(root) };
 }
 
 const noop = () => {};

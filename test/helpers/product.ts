@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { inject } from "vitest";
-import { root, runTs, type Proc } from "./processes";
+import { cliSourceEnv, root, runTs, type Proc } from "./processes";
 
 const run = promisify(execFile);
 
@@ -61,7 +61,7 @@ export async function startProduct(env: NodeJS.ProcessEnv): Promise<{ api: Proc;
 export async function backupWithCli(opts: { graphqlUrl: string; token: string; configDir: string; image: string; source: string }): Promise<string> {
   const cli = await run(process.execPath, [path.join(root, "bin/reclo.js"), "backup", opts.image, "--json", "--source", opts.source], {
     cwd: root,
-    env: { ...process.env, RECLO_URL: opts.graphqlUrl, RECLO_TOKEN: opts.token, RECLO_CONFIG_DIR: opts.configDir, RECLO_CLI_FROM_SOURCE: "1" },
+    env: { ...process.env, RECLO_URL: opts.graphqlUrl, RECLO_TOKEN: opts.token, RECLO_CONFIG_DIR: opts.configDir, ...cliSourceEnv() },
   });
   const done = cli.stdout
     .trim()
