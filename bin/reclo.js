@@ -2,7 +2,9 @@
 "use strict";
 // The `reclo` launcher: the compiled CLI when `npm run build` has produced it, else the
 // TypeScript sources through @swc-node/register (a development checkout).
-// RECLO_CLI_FROM_SOURCE=1 forces the sources (the tests use it, so a stale dist/ cannot mask them).
+// RECLO_CLI_FROM_SOURCE=1 forces the sources (the tests use it, so a stale dist/ cannot mask them);
+// with RECLO_CLI_BUILD=<dir> as well, they run from <dir>, a tree compiled from them (the tests
+// compile one per run, test/helpers/build.ts, instead of every CLI process compiling its modules).
 // On a node older than the project's (Node 24), it runs itself again on the project's Node
 // (scripts/node.sh: the machine's node when new enough, else .data/node/, installed on first use).
 const fs = require("node:fs");
@@ -33,6 +35,9 @@ if (Number(process.versions.node.split(".")[0]) < NODE_MAJOR) {
   let cli;
   if (fs.existsSync(built) && process.env.RECLO_CLI_FROM_SOURCE !== "1") {
     cli = require(built);
+  } else if (process.env.RECLO_CLI_FROM_SOURCE === "1" && process.env.RECLO_CLI_BUILD) {
+    process.setSourceMapsEnabled(true);
+    cli = require(path.join(path.resolve(process.env.RECLO_CLI_BUILD), "src", "cli", "main.js"));
   } else {
     require("@swc-node/register");
     cli = require(path.join(root, "src", "cli", "main.ts"));

@@ -8,6 +8,7 @@ import { bundleWorkflowCode } from "@temporalio/worker";
 import type { TestProject } from "vitest/node";
 import { createDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
+import { buildForTests } from "./helpers/build";
 
 const root = path.resolve(__dirname, "..");
 
@@ -17,6 +18,8 @@ declare module "vitest" {
     workflowBundlePath: string;
     /** reclo-wg, the local target's WireGuard helper, built by scripts/wireguard.sh (products the tests start get it as VPN_HELPER_BINARY). */
     vpnHelperBinary: string;
+    /** src/ and workflows/ compiled once for the processes the tests spawn (test/helpers/build.ts). */
+    productBuild: string;
   }
 }
 
@@ -33,12 +36,14 @@ export default async function setup(project: TestProject): Promise<void> {
   project.provide("databaseUrl", provided.databaseUrl);
   project.provide("workflowBundlePath", provided.workflowBundlePath);
   project.provide("vpnHelperBinary", provided.vpnHelperBinary);
+  project.provide("productBuild", provided.productBuild);
 }
 
 interface Provided {
   databaseUrl: string;
   workflowBundlePath: string;
   vpnHelperBinary: string;
+  productBuild: string;
 }
 
 async function prepare(): Promise<Provided> {
@@ -71,7 +76,7 @@ async function prepare(): Promise<Provided> {
   // RECLO_DATA_DIR/bin of a product under test would not have it).
   const vpnHelperBinary = execFileSync("bash", [path.join(root, "scripts/wireguard.sh")], { encoding: "utf8", env: process.env }).trim();
 
-  return { databaseUrl, workflowBundlePath, vpnHelperBinary };
+  return { databaseUrl, workflowBundlePath, vpnHelperBinary, productBuild: buildForTests(root) };
 }
 
 const noop = () => {};

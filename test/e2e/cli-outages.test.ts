@@ -9,6 +9,7 @@ import { BackupDocument } from "../../src/client/generated/graphql";
 import { signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 import { cuttableProxy, type CuttableProxy } from "../helpers/proxy";
 import { killChildren, spawnCli } from "../helpers/cli";
+import { cliSourceEnv } from "../helpers/processes";
 
 /**
  * `reclo backup` while the object store is down (a TCP proxy in front of the real versitygw, cut):
@@ -46,7 +47,7 @@ afterAll(async () => {
 
 
 function cliEnv(configDir: string, extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token, ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token, ...extra };
   for (const k of ["RECLO_PASSWORD", "RECLO_UPLOAD_DELAY_MS", "XDG_CONFIG_HOME"]) if (!(k in extra)) delete env[k];
   return env;
 }

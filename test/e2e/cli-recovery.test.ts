@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReCloClient } from "../../src/client/graphql-client";
 import { InstanceChangedDocument, InstanceDocument, LogInDocument, LogOutDocument, MeDocument, RecoveriesDocument, RecoveryTargetsDocument, RecoveryTimelineDocument } from "../../src/client/generated/graphql";
 import { makeBootableImage } from "../helpers/boot-image";
-import { freePort, root, type Proc } from "../helpers/processes";
+import { cliSourceEnv, freePort, root, type Proc } from "../helpers/processes";
 import { backupWithCli, productEnv, startProduct } from "../helpers/product";
 import { cuttableProxy, type CuttableProxy } from "../helpers/proxy";
 import { killQemu, qemuProcesses } from "../helpers/qemu";
@@ -22,6 +22,9 @@ import { openSubscription } from "../helpers/ws";
 
 const MiB = 1024 * 1024;
 const MARKER = "RECLO-CLI-BOOTED";
+/** The backed-up disk, and the rate its download is held to (LOCAL_IMPORT_RATE_LIMIT). */
+const IMAGE_BYTES = 3 * 8 * MiB + 3 * MiB;
+const IMPORT_RATE = 6_000_000;
 
 interface JsonEvent {
   event: string;
@@ -73,7 +76,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
         RECLO_URL: opts.url ?? graphqlUrl,
         RECLO_TOKEN: user.token,
         RECLO_CONFIG_DIR: user.configDir,
-        RECLO_CLI_FROM_SOURCE: "1",
+        ...cliSourceEnv(),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       },
       stdio: ["pipe", "pipe", "pipe"],
@@ -155,7 +158,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
   beforeAll(async () => {
     const port = await freePort();
     // 27 MiB at 6 MB/s: about 4.5 s of download, so progress is seen moving.
-    const env = productEnv({ name: "cli-recovery", port, dataDir, marker: MARKER }, { RECOVERY_HEARTBEAT_TIMEOUT: "5s", LOCAL_IMPORT_RATE_LIMIT: String(6_000_000) });
+    const env = productEnv({ name: "cli-recovery", port, dataDir, marker: MARKER }, { RECOVERY_HEARTBEAT_TIMEOUT: "5s", LOCAL_IMPORT_RATE_LIMIT: String(IMPORT_RATE) });
     ({ api, worker } = await startProduct(env));
     graphqlUrl = `http://127.0.0.1:${port}/graphql`;
     proxy = await cuttableProxy(port);
@@ -169,7 +172,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     [alice, bob] = await Promise.all([signUp("alice"), signUp("bob")]);
 
     const img = path.join(dataDir, "server.img");
-    fs.writeFileSync(img, makeBootableImage(3 * 8 * MiB + 3 * MiB, `${MARKER}\r\n`));
+    fs.writeFileSync(img, makeBootableImage(IMAGE_BYTES, `${MARKER}\r\n`));
     backupId = await backupWithCli({ graphqlUrl, token: alice.token, configDir: alice.configDir, image: img, source: "office-server" });
   }, 180_000);
 
@@ -216,7 +219,7 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
   it("on a terminal: the step block with bars, then how to reach the machine", async () => {
     // A real pseudo-terminal (util-linux script) so the CLI draws its live view.
     const file = path.join(dataDir, "tty.out");
-    const cmd = `RECLO_URL=${graphqlUrl} RECLO_TOKEN=${alice.token} RECLO_CONFIG_DIR=${alice.configDir} RECLO_CLI_FROM_SOURCE=1 ${process.execPath} ${path.join(root, "bin/reclo.js")} recover --attach ${firstRecoveryId}`;
+    const cmd = `RECLO_URL=${graphqlUrl} RECLO_TOKEN=${alice.token} RECLO_CONFIG_DIR=${alice.configDir} ${Object.entries(cliSourceEnv()).map(([k, v]) => `${k}=${v}`).join(" ")} ${process.execPath} ${path.join(root, "bin/reclo.js")} recover --attach ${firstRecoveryId}`;
     const child = spawn("script", ["-qfec", cmd, file], { cwd: root, stdio: ["pipe", "ignore", "ignore"] });
     const code = await new Promise<number | null>((r) => child.once("exit", r));
     const screen = fs.readFileSync(file, "utf8");
@@ -302,7 +305,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
 
   it("recover --cancel stops a running recovery; the watcher sees CANCELLED once and nothing is left", async () => {
     const watcher = cli(alice, ["recover", backupId, "--json"]);
-    const importing = await watcher.waitForEvent((e) => e.event === "progress" && e.state === "IMPORTING");
+    // The download under way: it started before the watcher heard of it.
+    const importing = await watcher.waitForEvent((e) => e.event === "progress" && e.state === "IMPORTING" && /downloading/.test(e.message ?? ""));
+    const downloadSeenAt = Date.now();
     const active = cli(alice, ["recoveries", "--active", "--json"]);
     expect(await finish(active)).toBe(0);
     expect((JSON.parse(active.stdout()) as { id: string; state: string }[]).map((r) => [r.id, r.state])).toEqual([[importing.recoveryId, "IMPORTING"]]);
@@ -321,7 +326,9 @@ describe("reclo recover / recoveries / instances / instance (the Recovery Manage
     // The download in progress and the image being written are gone, not finished in the background.
     const leftovers = () => ["tmp", "images"].flatMap((d) => (fs.existsSync(path.join(dataDir, "local-target", d)) ? fs.readdirSync(path.join(dataDir, "local-target", d)) : [])).filter((f) => f.includes(importing.recoveryId!));
     expect(leftovers()).toEqual([]);
-    await sleep(6000); // longer than the rest of the download would have taken
+    // Until after the whole download would have ended, had it gone on in the background (it began
+    // before downloadSeenAt and is held to IMPORT_RATE), and a second more.
+    await sleep(Math.max(0, downloadSeenAt + (IMAGE_BYTES / IMPORT_RATE) * 1000 + 1000 - Date.now()));
     expect(leftovers()).toEqual([]);
 
     const none = cli(alice, ["recoveries", "--active"]);

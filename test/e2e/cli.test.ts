@@ -9,6 +9,7 @@ import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-clien
 import { BackupDocument, MeDocument } from "../../src/client/generated/graphql";
 import { nextRun, parseDay, parseTime } from "../../src/cli/agent";
 import { killChildren, spawnCli } from "../helpers/cli";
+import { cliSourceEnv } from "../helpers/processes";
 import { PASSWORD, signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 
 const MiB = 1024 * 1024;
@@ -35,7 +36,7 @@ afterAll(async () => {
 
 function cliEnv(configDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   // The sources, even when a (possibly stale) dist/ build exists.
-  const env: NodeJS.ProcessEnv = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, ...extra };
   for (const k of ["RECLO_TOKEN", "RECLO_PASSWORD", "RECLO_UPLOAD_DELAY_MS", "RECLO_RETRY_SECONDS", "XDG_CONFIG_HOME"]) if (!(k in extra)) delete env[k];
   return env;
 }

@@ -11,7 +11,7 @@ import { ScheduleNotFoundError } from "@temporalio/client";
 import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
 import { backupImage } from "../helpers/backup";
 import { testSystem, type TestSystemName } from "../helpers/test-systems";
-import { root } from "../helpers/processes";
+import { cliSourceEnv, root } from "../helpers/processes";
 import { formatRto } from "../../src/cli/drills";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
@@ -371,7 +371,7 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
       const d = await results.get("web")!;
       await results.get("panic")!;
       const configDir = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-drills-cli-"));
-      const env = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: configDir, RECLO_URL: h.stack.app.graphqlUrl, RECLO_TOKEN: h.user.token };
+      const env = { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: configDir, RECLO_URL: h.stack.app.graphqlUrl, RECLO_TOKEN: h.user.token };
       const cli = (...args: string[]) => run(process.execPath, [path.join(root, "bin/reclo.js"), ...args], { cwd: root, env });
       try {
         const table = (await cli("drills", "web")).stdout.split("\n");

@@ -4,11 +4,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import WebSocket from "ws";
-import { freePort, root, runTs } from "../helpers/processes";
+import { freePort, nodeArgsFor, root, runTs } from "../helpers/processes";
 
 describe("the product process", () => {
   it("refuses to start on a bad configuration, listing every problem in one readable message", () => {
-    const res = spawnSync(process.execPath, ["-r", "@swc-node/register", path.join(root, "src/main.ts")], {
+    const res = spawnSync(process.execPath, nodeArgsFor("src/main.ts"), {
       cwd: root,
       env: { ...process.env, PORT: "99999", DATABASE_URL: "postgres://nope", TOKEN_TTL: "soon" },
       encoding: "utf8",

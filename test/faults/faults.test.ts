@@ -13,7 +13,7 @@ import {
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { ReCloClient } from "../../src/client/graphql-client";
 import { freePort, root, type Proc } from "../helpers/processes";
-import { backupWithCli, productEnv, startApi, startWorker } from "../helpers/product";
+import { backupWithCli, productEnv, startProduct as startProductProcesses } from "../helpers/product";
 import { createAccount, PASSWORD, uniqueName } from "../helpers/stack";
 import { makeBootableImage } from "../helpers/boot-image";
 import { ask, filesUnder, pidAlive, processesMentioning, renderReport, s3Leftovers, stepDurations, Truth, until, type Answer, type ReportRow } from "./harness";
@@ -71,7 +71,7 @@ describe("faults: kills, outages and cancels during a local recovery", () => {
   const productPids = () => [api?.child.pid, worker?.child.pid].filter((p): p is number => p !== undefined);
 
   async function startProduct(): Promise<void> {
-    [api, worker] = await Promise.all([startApi(env), startWorker(env)]);
+    ({ api, worker } = await startProductProcesses(env));
   }
   async function killProduct(): Promise<void> {
     // SIGKILL by pid: a crash, no graceful shutdown.

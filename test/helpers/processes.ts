@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
+import { inject } from "vitest";
 
 export const root = path.resolve(__dirname, "..", "..");
 
@@ -20,9 +21,29 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/**
+ * How node runs a TypeScript entry point of ours (`src/api.ts`): from the tree the global setup
+ * compiled from the current sources (test/helpers/build.ts), else, in a project without that
+ * setup, from the sources through @swc-node/register.
+ */
+export function nodeArgsFor(entry: string): string[] {
+  const build = inject("productBuild");
+  if (build) return ["--enable-source-maps", path.join(build, entry.replace(/\.ts$/, ".js"))];
+  return ["-r", "@swc-node/register", path.join(root, entry)];
+}
+
+/**
+ * Environment for `node bin/reclo.js …` in tests: the sources (never a stale dist/), from the
+ * tree compiled from them for this run when there is one.
+ */
+export function cliSourceEnv(): NodeJS.ProcessEnv {
+  const build = inject("productBuild");
+  return { RECLO_CLI_FROM_SOURCE: "1", ...(build ? { RECLO_CLI_BUILD: build } : {}) };
+}
+
 /** Runs a TypeScript entry point of ours as a real child process. */
 export function runTs(entry: string, env: NodeJS.ProcessEnv, args: string[] = []): Proc {
-  const child = spawn(process.execPath, ["-r", "@swc-node/register", path.join(root, entry), ...args], {
+  const child = spawn(process.execPath, [...nodeArgsFor(entry), ...args], {
     cwd: root,
     env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true", ...env },
     stdio: ["ignore", "pipe", "pipe"],

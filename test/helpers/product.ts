@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { inject } from "vitest";
-import { root, runTs, type Proc } from "./processes";
+import { cliSourceEnv, root, runTs, type Proc } from "./processes";
 
 const run = promisify(execFile);
 
@@ -42,27 +42,42 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
 
 export async function startApi(env: NodeJS.ProcessEnv): Promise<Proc> {
   const api = runTs("src/api.ts", env);
-  await api.waitFor(/ReClo is running/, 90_000);
+  try {
+    await api.waitFor(/ReClo is running/, 90_000);
+  } catch (err) {
+    await api.kill("SIGKILL");
+    throw err;
+  }
   return api;
 }
 
 export async function startWorker(env: NodeJS.ProcessEnv): Promise<Proc> {
   const worker = runTs("src/worker.ts", env);
-  await worker.waitFor(/ReClo worker is running/, 90_000);
+  try {
+    await worker.waitFor(/ReClo worker is running/, 90_000);
+  } catch (err) {
+    await worker.kill("SIGKILL");
+    throw err;
+  }
   return worker;
 }
 
-/** API and worker, started together; resolves when both are up. */
+/**
+ * API and worker, started together; resolves when both are up. When one fails to start the other
+ * is stopped too (it would otherwise outlive the test file, a process nobody holds).
+ */
 export async function startProduct(env: NodeJS.ProcessEnv): Promise<{ api: Proc; worker: Proc }> {
-  const [api, worker] = await Promise.all([startApi(env), startWorker(env)]);
-  return { api, worker };
+  const [api, worker] = await Promise.allSettled([startApi(env), startWorker(env)]);
+  if (api.status === "fulfilled" && worker.status === "fulfilled") return { api: api.value, worker: worker.value };
+  await Promise.all([api, worker].map((p) => (p.status === "fulfilled" ? p.value.kill("SIGKILL") : undefined)));
+  throw [api, worker].find((p): p is PromiseRejectedResult => p.status === "rejected")!.reason;
 }
 
 /** Backs `image` up with the real `reclo backup --json`; returns the completed backup's id. */
 export async function backupWithCli(opts: { graphqlUrl: string; token: string; configDir: string; image: string; source: string }): Promise<string> {
   const cli = await run(process.execPath, [path.join(root, "bin/reclo.js"), "backup", opts.image, "--json", "--source", opts.source], {
     cwd: root,
-    env: { ...process.env, RECLO_URL: opts.graphqlUrl, RECLO_TOKEN: opts.token, RECLO_CONFIG_DIR: opts.configDir, RECLO_CLI_FROM_SOURCE: "1" },
+    env: { ...process.env, RECLO_URL: opts.graphqlUrl, RECLO_TOKEN: opts.token, RECLO_CONFIG_DIR: opts.configDir, ...cliSourceEnv() },
   });
   const done = cli.stdout
     .trim()
