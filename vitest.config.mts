@@ -21,6 +21,9 @@ const MEASURED_SECONDS: Record<string, number> = {
   "test/e2e/verification.test.ts": 65,
   "test/e2e/drills.test.ts": 55,
   "test/e2e/cli-recovery.test.ts": 52,
+  // Two Linux guests under TCG; estimates from runs under load, until a quiet CI replaces them.
+  "test/e2e/local-access.test.ts": 45,
+  "test/e2e/private-access.test.ts": 35,
   "test/e2e/guest-isolation.test.ts": 40,
   "test/e2e/recovery-boot-check.test.ts": 29,
   "test/e2e/console.test.ts": 28,

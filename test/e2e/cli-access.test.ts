@@ -7,6 +7,7 @@ import { killChildren, spawnCli } from "../helpers/cli";
 import { signUp, startStack, type TestStack, type TestUser } from "../helpers/stack";
 import { FakeTarget } from "../helpers/fake-target";
 import { privateKeyIn, recoveredMachine } from "../helpers/access";
+import { cliSourceEnv } from "../helpers/processes";
 import { publicKeyOf } from "../../src/access/wireguard";
 
 /**
@@ -36,7 +37,7 @@ afterAll(async () => {
 });
 
 const env = (user: TestUser): NodeJS.ProcessEnv => {
-  const e: NodeJS.ProcessEnv = { ...process.env, RECLO_CLI_FROM_SOURCE: "1", RECLO_CONFIG_DIR: path.join(tmp, user.id), RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token };
+  const e: NodeJS.ProcessEnv = { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: path.join(tmp, user.id), RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token };
   delete e.XDG_CONFIG_HOME;
   return e;
 };

@@ -12,7 +12,7 @@ import {
   StartRecoveryDocument,
 } from "../../src/client/generated/graphql";
 import { ReCloClient } from "../../src/client/graphql-client";
-import { freePort, type Proc } from "../helpers/processes";
+import { cliSourceEnv, freePort, type Proc } from "../helpers/processes";
 import { openSubscription, withTimeout } from "../helpers/ws";
 import { createAccount, errorOf, uniqueName } from "../helpers/stack";
 import { qemuProcesses } from "../helpers/qemu";
@@ -52,7 +52,7 @@ describe("private access end to end: recover → reclo instance connect → SSH 
 
   const cli = (args: string[]) =>
     spawnCli(children, args, {
-      env: { ...process.env, RECLO_URL: graphqlUrl, RECLO_TOKEN: alice.token, RECLO_CONFIG_DIR: alice.configDir, RECLO_CLI_FROM_SOURCE: "1" },
+      env: { ...process.env, RECLO_URL: graphqlUrl, RECLO_TOKEN: alice.token, RECLO_CONFIG_DIR: alice.configDir, ...cliSourceEnv() },
     });
 
   beforeAll(async () => {
