@@ -318,6 +318,39 @@ export class AccessService {
     return result;
   }
 
+  /**
+   * Open access points of RUNNING machines that are down at their target (the helper died, the
+   * host restarted: the local helper never keeps the key on disk, so nothing brings it back by
+   * itself) are opened again with their sealed key and live peers: the same key pair, subnet and
+   * UDP port, so the devices' configurations keep working. For the scheduled sync and for a
+   * machine started again; `userIds`: only theirs. One that cannot be reopened is reported and
+   * the others still go (tried again on the next run).
+   */
+  async reopenDown(opts: { userIds?: string[] } = {}): Promise<{ reopened: string[]; failed: { accessPointId: string; error: string }[] }> {
+    const result = { reopened: [] as string[], failed: [] as { accessPointId: string; error: string }[] };
+    if (opts.userIds && !opts.userIds.length) return result;
+    const where = [isNull(accessPoints.closedAt), eq(instances.state, "RUNNING")];
+    if (opts.userIds) where.push(inArray(accessPoints.userId, opts.userIds));
+    const open = await this.deps.db
+      .select({ ap: accessPoints })
+      .from(accessPoints)
+      .innerJoin(instances, and(eq(instances.provider, accessPoints.provider), eq(instances.providerId, accessPoints.providerInstanceId), eq(instances.userId, accessPoints.userId)))
+      .where(and(...where))
+      .limit(500);
+    for (const { ap } of open) {
+      const access = this.deps.targets[ap.provider]?.access;
+      if (!access) continue;
+      try {
+        if ((await access.accessPointStatus(ap.providerInstanceId)).running) continue;
+        await this.open({ recoveryId: ap.recoveryId, userId: ap.userId, provider: ap.provider, providerInstanceId: ap.providerInstanceId, ports: ap.ports });
+        result.reopened.push(ap.id);
+      } catch (err) {
+        result.failed.push({ accessPointId: ap.id, error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    return result;
+  }
+
   /** Locks the access point's row for this transaction (every peer-list change goes through it). */
   private async lock(tx: Db, id: string): Promise<AccessPointRow | null> {
     const [ap] = await tx.select().from(accessPoints).where(eq(accessPoints.id, id)).for("update");

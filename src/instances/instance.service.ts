@@ -54,8 +54,8 @@ export interface InstanceServiceDeps {
   events?: EventBus;
   /** Fair-use limits on running machines (absent: unlimited). */
   quotas?: Pick<QuotaService, "checkMachineStart">;
-  /** A machine that is gone has its access point recorded closed (terminateInstance closes it at the target). */
-  access?: Pick<AccessService, "closedWith">;
+  /** A machine that is gone has its access point recorded closed (terminateInstance closes it at the target); one started again gets it reopened if it went down. */
+  access?: Pick<AccessService, "closedWith" | "reopenDown">;
   /** Screenshots are stored here and handed out as presigned GET URLs. */
   artifacts?: Pick<ArtifactStore, "put" | "presignGet">;
   now?: () => Date;
@@ -127,7 +127,11 @@ export class InstanceService {
     if (row.state !== "STOPPED") throw conflict(`Instance ${row.id} is ${row.state}; only a STOPPED instance can be started`, { state: row.state });
     await this.deps.quotas?.checkMachineStart(userId, row.provider);
     await this.call(() => this.target(row).startInstance(row.providerId));
-    return this.sync(userId, id);
+    const started = await this.sync(userId, id);
+    // Its access point may have gone down while it was stopped (a host restart): open it again now
+    // rather than at the next scheduled sync. A failure leaves that to the sync; the machine runs.
+    if (started.state === "RUNNING") await this.deps.access?.reopenDown({ userIds: [userId] }).catch(() => undefined);
+    return started;
   }
 
   async stop(userId: string, id: string): Promise<InstanceRow> {

@@ -160,7 +160,7 @@ describe("guest isolation: a recovered machine reaches nothing on the host", () 
     const other = await recover(linuxOkDisk, "other-tenant");
     await waitFor("linux-ok to serve", async () => (await serialOf(other.instanceId)).includes(LINUX_OK_READY), 120_000);
     const otherPorts = other.meta.forwards.map((f) => f.hostPort);
-    expect(other.meta.forwards.map((f) => f.guestPort)).toEqual([22, 3389]);
+    expect(other.meta.forwards.map((f) => f.guestPort)).toEqual([22, 3389, 445]);
     expect(otherPorts.every((p) => p > 0)).toBe(true);
 
     // Only addresses that reach this host through 10.0.2.2 (its loopback): the test never sends

@@ -221,3 +221,49 @@ describe("expired keys", () => {
     expect((await access.dropExpired({ userIds: [mallory.id] })).failed).toHaveLength(1);
   });
 });
+
+describe("access points found down", () => {
+  it("are opened again with the same key pair, port and live peers; a running one, a stopped machine's and another user's are left alone", async () => {
+    const user = await signUp(stack);
+    const down = await machine(user);
+    const up = await machine(user);
+    const stopped = await machine(user, { state: "STOPPED" });
+    const others = await machine(mallory);
+    const access = stack.rt.services.access;
+    const { key } = await access.create(user.id, { instanceId: down.instance.id, deviceName: "laptop" });
+    await access.create(user.id, { instanceId: up.instance.id, deviceName: "laptop" });
+    const before = target.access!.points.get(down.providerId)!;
+    // The host restarted: the target no longer has these access points (the local helper keeps no key on disk).
+    for (const m of [down, stopped, others]) target.access!.points.delete(m.providerId);
+
+    const result = await access.reopenDown({ userIds: [user.id] });
+    const [apRow] = await stack.rt.database.db.select().from(accessPoints).where(eq(accessPoints.recoveryId, down.recovery.id));
+    expect(result).toEqual({ reopened: [apRow!.id], failed: [] });
+    const after = target.access!.points.get(down.providerId)!;
+    expect(publicKeyOf(after.spec.privateKey)).toBe(down.opened!.publicKey);
+    expect(after.spec.privateKey).toBe(before.spec.privateKey);
+    expect(after.spec.tunnelAddress).toBe(down.opened!.tunnelAddress);
+    expect(after.peers).toEqual([{ publicKey: key.publicKey, address: key.address }]);
+    // Not the stopped machine's, not another user's; a second run finds nothing down.
+    expect(target.access!.points.has(stopped.providerId)).toBe(false);
+    expect(target.access!.points.has(others.providerId)).toBe(false);
+    expect(await access.reopenDown({ userIds: [user.id] })).toEqual({ reopened: [], failed: [] });
+  });
+
+  it("starting a stopped machine again reopens its access point", async () => {
+    const user = await signUp(stack);
+    const m = await machine(user, { state: "STOPPED" });
+    target.access!.points.delete(m.providerId);
+    // The provider reports it stopped until it is started, then running.
+    const states = target.instanceStates;
+    target.instanceStates = [{ state: "stopped" }, { state: "running", publicAddress: "203.0.113.7" }];
+    try {
+      const started = await stack.rt.services.instances.start(user.id, m.instance.id);
+      expect(started.state).toBe("RUNNING");
+    } finally {
+      target.instanceStates = states;
+    }
+    expect(target.calls).toContain(`startInstance:${m.providerId}`);
+    expect(target.access!.points.get(m.providerId)!.spec.tunnelAddress).toBe(m.opened!.tunnelAddress);
+  });
+});
