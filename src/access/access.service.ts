@@ -1,11 +1,12 @@
 import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, lte } from "drizzle-orm";
+import { callTargetForApi } from "../compute/call";
 import type { Db } from "../db/client";
 import { accessKeys, accessPoints, instances, type AccessKeyRow, type AccessPointRow, type InstanceRow } from "../db/schema";
 import { findOwned } from "../db/ownership";
 import { newId } from "../shared/ids";
 import { AppError, badInput, conflict, ErrorCode, quotaExceeded } from "../shared/errors";
 import type { SecretBox } from "../shared/secret-box";
-import { TargetError, type AccessPeer, type AccessPointTarget, type ComputeTarget, type TargetKind } from "../compute/target";
+import { type AccessPeer, type AccessPointTarget, type ComputeTarget, type TargetKind } from "../compute/target";
 import { clientConfig, FIRST_PEER_HOST, generateKeyPair, LAST_PEER_HOST, publicKeyOf, qrCodeSvg, TUNNEL_SUBNETS, tunnelSubnet } from "./wireguard";
 
 /** The declared ports of a recovered machine when the recovery names none: SSH, RDP, SMB. */
@@ -387,15 +388,11 @@ export class AccessService {
     return access;
   }
 
-  /** Target errors become typed errors (as the instance actions do). */
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof TargetError) throw new AppError(err.retryable ? ErrorCode.INTERNAL : ErrorCode.CONFLICT, err.message, { reason: err.code ?? "TARGET_ERROR" });
-      throw err;
-    }
+  /** Target errors become typed errors (src/compute/call.ts). */
+  private call<T>(fn: () => Promise<T>): Promise<T> {
+    return callTargetForApi(fn);
   }
+
 }
 
 /** The public key an access point row's sealed private key belongs to (a check for tests and repairs). */

@@ -1,4 +1,5 @@
 import { ApplicationFailure } from "@temporalio/common";
+import { AppError, ErrorCode } from "../shared/errors";
 import { TargetError } from "./target";
 
 /**
@@ -11,6 +12,20 @@ export async function callTarget<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof TargetError && !err.retryable) throw ApplicationFailure.nonRetryable(err.message, err.code ?? "TargetError");
+    throw err;
+  }
+}
+
+/**
+ * Runs a compute-target call for the API's services: a TargetError becomes a typed error with its
+ * code as the reason (CONFLICT when retrying cannot fix it, INTERNAL otherwise); the provider's
+ * message is the user's business.
+ */
+export async function callTargetForApi<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TargetError) throw new AppError(err.retryable ? ErrorCode.INTERNAL : ErrorCode.CONFLICT, err.message, { reason: err.code ?? "TARGET_ERROR" });
     throw err;
   }
 }

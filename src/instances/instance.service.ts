@@ -1,4 +1,5 @@
 import { and, asc, eq, gt, inArray, lt, ne, sql } from "drizzle-orm";
+import { callTargetForApi } from "../compute/call";
 import type { Db } from "../db/client";
 import { instances, recoveries, type InstanceRow } from "../db/schema";
 import { newId } from "../shared/ids";
@@ -6,7 +7,7 @@ import { OwnedPages, findOwned } from "../db/ownership";
 import type { Page, PageArgs, PageLimits } from "../shared/pagination";
 import { AppError, conflict, ErrorCode } from "../shared/errors";
 import type { ComputeTarget, ConsoleScreenshot, InstanceStatus, TargetKind } from "../compute/target";
-import { SCREENSHOT_EXTENSION, TargetError } from "../compute/target";
+import { SCREENSHOT_EXTENSION } from "../compute/target";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
 import type { QuotaService } from "../quotas/quota.service";
@@ -295,13 +296,9 @@ export class InstanceService {
     return t;
   }
 
-  /** Target errors become typed GraphQL errors (the provider's message is the user's business). */
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof TargetError) throw new AppError(err.retryable ? ErrorCode.INTERNAL : ErrorCode.CONFLICT, err.message, { reason: err.code ?? "TARGET_ERROR" });
-      throw err;
-    }
+  /** Target errors become typed errors (src/compute/call.ts). */
+  private call<T>(fn: () => Promise<T>): Promise<T> {
+    return callTargetForApi(fn);
   }
+
 }

@@ -19,6 +19,7 @@ import { createAccount, uniqueName } from "../helpers/stack";
 import { killQemu, qemuProcesses } from "../helpers/qemu";
 import { backupWithCli, productEnv, startProduct } from "../helpers/product";
 import { LINUX_OK_READY, testSystem, withBootArgs } from "../helpers/test-systems";
+import { waitFor } from "../helpers/wait";
 
 /**
  * A hostile guest, for real: a Linux test system recovered through the product (API + worker,
@@ -45,16 +46,6 @@ function parseProbe(serial: string): ProbeResult {
     open: lines.flatMap((l) => /^PROBE (\S+) OPEN/.exec(l.trim())?.[1] ?? []),
     closed: lines.flatMap((l) => /^PROBE (\S+) CLOSED/.exec(l.trim())?.[1] ?? []),
   };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 /** The first line a TCP server sends on connect. */

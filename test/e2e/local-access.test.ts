@@ -17,6 +17,7 @@ import type { AccessPointInfo, AccessPointSpec } from "../../src/compute/target"
 import { killQemu } from "../helpers/qemu";
 import { LINUX_OK_READY, testSystem } from "../helpers/test-systems";
 import { firstBytes, helperProcesses, startWgClient, tcpListenersOf, udpPorts, type WgClient } from "../helpers/wireguard";
+import { waitFor } from "../helpers/wait";
 
 /**
  * Private access on the local target, for real (issue 15): the Linux test system recovered on
@@ -40,20 +41,6 @@ function keyPair(): { privateKey: string; publicKey: string } {
     publicKey: publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64"),
   };
 }
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-
-
-
 
 /** reclo-wg's own status, read from its control socket (what the port does not expose: forwards, open connections). */
 function helperStatus(instanceDir: string): Promise<{ forwards: { guestPort: number; target: string }[]; connections: number; dropped: number }> {

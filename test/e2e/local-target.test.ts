@@ -12,6 +12,7 @@ import { objectImageSource } from "../../src/storage/object-reader";
 import { LocalTarget } from "../../src/compute/local.target";
 import { TargetError, type ComposedImage, type ImageSource } from "../../src/compute/target";
 import { makeBootableImage } from "../helpers/boot-image";
+import { waitFor } from "../helpers/wait";
 
 /**
  * The local QEMU target end to end: a hand-made boot sector in the real imports bucket, imported
@@ -57,16 +58,6 @@ function cmdline(pid: number): string {
 
 function pidOf(id: string): number {
   return (JSON.parse(fs.readFileSync(path.join(dir, "instances", id, "meta.json"), "utf8")) as { pid: number }).pid;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 async function waitForMarker(t: LocalTarget, id: string): Promise<number> {
