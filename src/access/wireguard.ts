@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
+import { generateWgKeyPair, wgPublicKeyOf, type WgKeyPair } from "../compute/wireguard-keys";
 import QRCode from "qrcode";
 
 /**
@@ -7,28 +7,15 @@ import QRCode from "qrcode";
  * devices) and the wg-quick configuration a device imports, as text and as a QR code.
  */
 
-export interface WgKeyPair {
-  privateKey: string;
-  publicKey: string;
-}
+export type { WgKeyPair };
 
-/** PKCS#8 DER header of an X25519 private key; the raw 32 bytes follow it. */
-const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
-
-export function generateKeyPair(): WgKeyPair {
-  const { privateKey, publicKey } = generateKeyPairSync("x25519");
-  return {
-    privateKey: privateKey.export({ format: "der", type: "pkcs8" }).subarray(-32).toString("base64"),
-    publicKey: publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64"),
-  };
-}
+export const generateKeyPair = generateWgKeyPair;
 
 /** The public key of a wg private key (what `wg pubkey` prints). */
 export function publicKeyOf(privateKey: string): string {
-  const raw = Buffer.from(privateKey, "base64");
-  if (raw.length !== 32) throw new Error("a WireGuard key is base64 of 32 bytes");
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, raw]), format: "der", type: "pkcs8" });
-  return createPublicKey(key).export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
+  const key = wgPublicKeyOf(privateKey);
+  if (!key) throw new Error("a WireGuard key is base64 of 32 bytes");
+  return key;
 }
 
 export const isWgKey = (key: string) => /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(key);

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { WG_KEY_PATTERN, wgPublicKeyOf } from "./wireguard-keys";
 import {
   AuthorizeSecurityGroupEgressCommand,
   AuthorizeSecurityGroupIngressCommand,
@@ -93,14 +93,12 @@ const TAG_WG_PORT = "reclo:wireguard-port";
 const PEER_SLOT_PREFIX = "reclo-peers-";
 
 const LIVE_STATES = ["pending", "running", "stopping", "stopped"];
-const KEY_RE = /^[A-Za-z0-9+/]{43}=$/;
-const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 
 /** The WireGuard public key of a private key (both base64 of 32 raw bytes). */
 export function wgPublicKey(privateKey: string): string {
-  if (!KEY_RE.test(privateKey)) throw new TargetError("access point private key is not a WireGuard key (base64 of 32 bytes)", false, "INVALID_ACCESS_POINT");
-  const key = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, Buffer.from(privateKey, "base64")]), format: "der", type: "pkcs8" });
-  return createPublicKey(key).export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
+  const key = wgPublicKeyOf(privateKey);
+  if (!key) throw new TargetError("access point private key is not a WireGuard key (base64 of 32 bytes)", false, "INVALID_ACCESS_POINT");
+  return key;
 }
 
 /** The /24 tunnel subnet's first three octets ("100.96.3"), checked against 100.96.0.0/12. */
@@ -118,7 +116,7 @@ export function peerTags(tunnelSubnet: string, peers: AccessPeer[]): Tag[] {
   const entries = peers.map((p) => {
     const octet = p.address.startsWith(`${prefix}.`) ? Number(p.address.slice(prefix.length + 1)) : NaN;
     if (!Number.isInteger(octet) || octet < 2 || octet > 254 || p.address !== `${prefix}.${octet}`) throw new TargetError(`peer address ${p.address} is not a peer address of ${tunnelSubnet}`, false, "INVALID_PEER");
-    if (!KEY_RE.test(p.publicKey)) throw new TargetError(`peer ${p.address}: public key is not a WireGuard key`, false, "INVALID_PEER");
+    if (!WG_KEY_PATTERN.test(p.publicKey)) throw new TargetError(`peer ${p.address}: public key is not a WireGuard key`, false, "INVALID_PEER");
     if (seen.has(p.address) || seen.has(p.publicKey)) throw new TargetError(`peer ${p.address}: address or key given twice`, false, "INVALID_PEER");
     seen.add(p.address).add(p.publicKey);
     return `${octet}=${p.publicKey}`;
@@ -146,7 +144,7 @@ export function peersFromTags(tags: Tag[] | undefined): AccessPeer[] {
  */
 export function gatewayUserData(p: { privateKey: string; port: number; tunnelAddress: string; tunnelSubnet: string; targetAddress: string; ports: number[] }): string {
   const prefix = tunnelPrefix(p.tunnelSubnet);
-  if (!KEY_RE.test(p.privateKey)) throw new TargetError("access point private key is not a WireGuard key", false, "INVALID_ACCESS_POINT");
+  if (!WG_KEY_PATTERN.test(p.privateKey)) throw new TargetError("access point private key is not a WireGuard key", false, "INVALID_ACCESS_POINT");
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(p.targetAddress)) throw new TargetError(`bad private address ${p.targetAddress}`, false, "INVALID_ACCESS_POINT");
   const ports = guestPorts(p.ports).join(" ");
   const up = `#!/bin/bash

@@ -1,6 +1,6 @@
 import { execFile, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -13,6 +13,7 @@ import { createS3Client } from "../../src/storage/s3";
 import { objectImageSource } from "../../src/storage/object-reader";
 import { LocalTarget } from "../../src/compute/local.target";
 import { wireguardPublicKey } from "../../src/compute/local/access-points";
+import { generateWgKeyPair } from "../../src/compute/wireguard-keys";
 import type { AccessPointInfo, AccessPointSpec } from "../../src/compute/target";
 import { killQemu } from "../helpers/qemu";
 import { LINUX_OK_READY, testSystem } from "../helpers/test-systems";
@@ -33,14 +34,6 @@ const root = path.resolve(__dirname, "../..");
 const config = loadConfig({ ...process.env, NODE_ENV: "test" });
 const runId = `${process.pid}-${randomBytes(4).toString("hex")}`;
 const HOST_ADDRESS = defaultVpnPublicHost("0.0.0.0");
-
-function keyPair(): { privateKey: string; publicKey: string } {
-  const { publicKey, privateKey } = generateKeyPairSync("x25519");
-  return {
-    privateKey: privateKey.export({ format: "der", type: "pkcs8" }).subarray(-32).toString("base64"),
-    publicKey: publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64"),
-  };
-}
 
 /** reclo-wg's own status, read from its control socket (what the port does not expose: forwards, open connections). */
 function helperStatus(instanceDir: string): Promise<{ forwards: { guestPort: number; target: string }[]; connections: number; dropped: number }> {
@@ -127,9 +120,9 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     console.log(`local access timings: ${JSON.stringify(timings)}`);
   });
 
-  const apKeys = [keyPair(), keyPair()];
-  const user = keyPair();
-  const otherUser = keyPair();
+  const apKeys = [generateWgKeyPair(), generateWgKeyPair()];
+  const user = generateWgKeyPair();
+  const otherUser = generateWgKeyPair();
   const tunnels = ["100.97.3", "100.97.4"];
   const spec = (i: number, peers: AccessPointSpec["peers"] = []): AccessPointSpec => ({
     idempotencyKey: machines[i]!.slice(3),

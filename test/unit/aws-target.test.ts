@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { generateWgKeyPair } from "../../src/compute/wireguard-keys";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -888,14 +888,6 @@ describe("AwsTarget access points (scripted EC2)", () => {
   const opts = { importRoleName: "vmimport", instanceType: "t3.medium", privateSubnetId: "subnet-0private", vpcId: "vpc-0def", gateway: GATEWAY };
   let target: AwsTarget;
 
-  function keyPair(): { privateKey: string; publicKey: string } {
-    const { privateKey, publicKey } = generateKeyPairSync("x25519");
-    return {
-      privateKey: privateKey.export({ format: "der", type: "pkcs8" }).subarray(-32).toString("base64"),
-      publicKey: publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64"),
-    };
-  }
-
   function inputs<I extends object>(command: abstract new (input: I) => unknown): I[] {
     return ec2Mock.commandCalls(command as never).map((c) => c.args[0].input as I);
   }
@@ -1084,9 +1076,9 @@ describe("AwsTarget access points (scripted EC2)", () => {
     return launched;
   }
 
-  const server = keyPair();
-  const alice = keyPair();
-  const bob = keyPair();
+  const server = generateWgKeyPair();
+  const alice = generateWgKeyPair();
+  const bob = generateWgKeyPair();
   const spec = (instanceId: string, over: Partial<AccessPointSpec> = {}): AccessPointSpec => ({
     idempotencyKey: RID,
     instanceId,
@@ -1301,7 +1293,7 @@ describe("AwsTarget access points (scripted EC2)", () => {
   it("the peer limit (40: EC2's 50 tags per resource) is a typed error; 40 peers fit", async () => {
     const { instanceId } = await recovered();
     await target.access!.openAccessPoint(spec(instanceId));
-    const many = Array.from({ length: 41 }, (_, n) => ({ publicKey: keyPair().publicKey, address: `100.96.3.${n + 2}` }));
+    const many = Array.from({ length: 41 }, (_, n) => ({ publicKey: generateWgKeyPair().publicKey, address: `100.96.3.${n + 2}` }));
     expect(await rejection(target.access!.setAccessPeers(instanceId, many))).toMatchObject({ retryable: false, code: "TOO_MANY_PEERS" });
     await target.access!.setAccessPeers(instanceId, many.slice(0, 40));
     const status = await target.access!.accessPointStatus(instanceId);

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { WG_KEY_PATTERN, wgPublicKeyOf } from "../wireguard-keys";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import net from "node:net";
@@ -56,17 +56,15 @@ interface HelperStatus {
 const READY_TIMEOUT_MS = 15_000;
 const CONTROL_TIMEOUT_MS = 10_000;
 const MAX_PEERS = 253;
-const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 
 /** The public key of a WireGuard private key (both base64 of 32 raw bytes); TargetError when it is not one. */
 export function wireguardPublicKey(privateKey: string): string {
-  const raw = decodeKey(privateKey, "private key");
-  const priv = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: "der", type: "pkcs8" });
-  return createPublicKey(priv).export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
+  decodeKey(privateKey, "private key");
+  return wgPublicKeyOf(privateKey)!;
 }
 
 function decodeKey(key: string, what: string): Buffer {
-  const raw = /^[A-Za-z0-9+/]{43}=$/.test(key) ? Buffer.from(key, "base64") : Buffer.alloc(0);
+  const raw = WG_KEY_PATTERN.test(key) ? Buffer.from(key, "base64") : Buffer.alloc(0);
   if (raw.length !== 32) throw new TargetError(`invalid WireGuard ${what} (expected base64 of 32 bytes)`, false, "INVALID_KEY");
   return raw;
 }
