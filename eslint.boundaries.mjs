@@ -4,8 +4,8 @@
 // replaces (does not merge) a rule's options when several config objects match a file, so each
 // group below lists everything it may not import.
 
-const FEATURES = "auth|users|sessions|quotas|backups|uploads|recoveries|instances|verification|drills|workflow-runs";
-const ADAPTERS = "db|storage|compute|events|temporal|evidence";
+const FEATURES = "auth|users|sessions|quotas|backups|uploads|recoveries|instances|verification|drills|workflow-runs|access|alerts|support|sources";
+const ADAPTERS = "db|storage|compute|events|temporal|evidence|mail";
 const TRANSPORT = "graphql|server|console|graphiql";
 const ENTRY_FILES = "main|api|worker|runtime|worker-activities";
 

@@ -13,8 +13,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Top to bottom; an import may point down or sideways, never up. */
 export const FLOORS = ["entry", "transport", "domain", "adapters", "workflows", "shared"];
-const FEATURES = ["auth", "users", "sessions", "quotas", "backups", "uploads", "recoveries", "instances", "verification", "drills", "workflow-runs", "access", "alerts", "support"];
-const ADAPTERS = ["db", "storage", "compute", "events", "temporal", "evidence"];
+const FEATURES = ["auth", "users", "sessions", "quotas", "backups", "uploads", "recoveries", "instances", "verification", "drills", "workflow-runs", "access", "alerts", "support", "sources"];
+const ADAPTERS = ["db", "storage", "compute", "events", "temporal", "evidence", "mail"];
 
 /** Which floor a source file lives on (null: a client bundle, checked by its own rules). */
 export function floorOf(rel) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ReClo local services: Temporal dev server, S3 (versitygw posix), MariaDB database,
+# ReClo local services: Temporal dev server, S3 (versitygw posix), mailpit (SMTP + inbox), MariaDB database,
 # optional Redis check and optional QEMU + tesseract install.
 #
 # Usage: bash scripts/services.sh up|stop|status [--with-qemu]
@@ -61,6 +61,8 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 TEMPORAL_CLI_VERSION="v1.5.1"
 TEMPORAL_CLI_MODULE="github.com/temporalio/cli"
 TEMPORAL_CLI_PKG="github.com/temporalio/cli/cmd/temporal"
+MAILPIT_VERSION="v1.33.1"
+MAILPIT_MODULE="github.com/axllent/mailpit"
 VERSITYGW_VERSION="v1.7.0"
 VERSITYGW_MODULE="github.com/versity/versitygw"
 VERSITYGW_PKG="github.com/versity/versitygw/cmd/versitygw"
@@ -155,6 +157,14 @@ VGW_LOG="$LOG_DIR/versitygw.log"
 S3_ROOT="$DATA_DIR/s3"
 S3_META_DIR="$DATA_DIR/meta-s3"
 S3_VERSIONS_DIR="$DATA_DIR/s3-versions"
+# mailpit: the local SMTP server and inbox (e-mail alerts, address verification, password resets).
+# SMTP_URL is what the product sends to; MAILPIT_URL is its inbox's web UI and API.
+export SMTP_URL="${SMTP_URL:-smtp://127.0.0.1:1025}"
+export MAILPIT_URL="${MAILPIT_URL:-http://127.0.0.1:8025}"
+MAILPIT_PID_FILE="$RUN_DIR/mailpit.pid"
+MAILPIT_LOG="$LOG_DIR/mailpit.log"
+MAILPIT_DB="$DATA_DIR/mailpit/mailpit.db"
+MAILPIT_BIN=""
 
 # Go may be installed but not on PATH (e.g. /usr/local/go/bin).
 if ! have go && [[ -x /usr/local/go/bin/go ]]; then PATH="$PATH:/usr/local/go/bin"; fi
@@ -570,6 +580,56 @@ up_s3() {
   ensure_buckets
 }
 
+# ---------------------------------------------------------------- mailpit
+mailpit_ready() { curl -fsS --max-time 2 "$MAILPIT_URL/readyz" >/dev/null 2>&1; }
+up_mailpit() {
+  local smtp_host smtp_port http_host http_port pid
+  parse_url_hostport "$SMTP_URL" 25
+  smtp_host=$HP_HOST smtp_port=$HP_PORT
+  parse_url_hostport "$MAILPIT_URL" 80
+  http_host=$HP_HOST http_port=$HP_PORT
+  if ! is_local_host "$smtp_host"; then
+    log "mail: sending through $(mask_url "$SMTP_URL") (not local; mailpit not started)"
+    return 0
+  fi
+  pid="$(read_pid "$MAILPIT_PID_FILE")"
+  if [[ -n $pid ]] && pid_alive "$pid" mailpit; then
+    if port_open "$smtp_host" "$smtp_port" && mailpit_ready; then
+      log "mail: mailpit already running (pid $pid, smtp $smtp_host:$smtp_port, inbox $MAILPIT_URL)"
+      return 0
+    fi
+    log "mail: mailpit pid $pid does not answer; restarting it"
+    stop_pid mailpit "$pid" || die "could not stop the hung mailpit (pid $pid)"
+  fi
+  rm -f "$MAILPIT_PID_FILE"
+  if port_open "$smtp_host" "$smtp_port"; then
+    log "mail: something already listens on $smtp_host:$smtp_port (not started by this script); sending to it"
+    return 0
+  fi
+  MAILPIT_BIN="$(find_tool mailpit "$MAILPIT_MODULE" "$MAILPIT_VERSION")"
+  if [[ -z $MAILPIT_BIN ]]; then
+    install_tool mailpit "$MAILPIT_MODULE" "$MAILPIT_VERSION" mailpit "takes a minute or two the first time"
+    MAILPIT_BIN="$TOOLS_BIN/mailpit"
+  fi
+  mkdir -p "$(dirname "$MAILPIT_DB")"
+  log "mail: starting mailpit (smtp $smtp_host:$smtp_port, inbox $MAILPIT_URL, log $MAILPIT_LOG)"
+  start_daemon mailpit "$MAILPIT_LOG" "$MAILPIT_PID_FILE" "$MAILPIT_BIN" \
+    --smtp "$(join_hostport "$smtp_host" "$smtp_port")" --listen "$(join_hostport "$http_host" "$http_port")" \
+    --database "$MAILPIT_DB" --max 5000 --disable-version-check --smtp-auth-accept-any --smtp-auth-allow-insecure
+  local deadline=$((SECONDS + START_TIMEOUT))
+  pid="$(read_pid "$MAILPIT_PID_FILE")"
+  until port_open "$smtp_host" "$smtp_port" && mailpit_ready; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      show_log_tail "$MAILPIT_LOG"
+      rm -f "$MAILPIT_PID_FILE"
+      die "mailpit (pid $pid) exited during startup"
+    fi
+    ((SECONDS < deadline)) || { show_log_tail "$MAILPIT_LOG"; die "mailpit did not become ready within ${START_TIMEOUT}s"; }
+    sleep 0.2
+  done
+  log "mail: ready (pid $pid)"
+}
+
 # ---------------------------------------------------------------- MariaDB
 up_mariadb() {
   local masked
@@ -746,6 +806,7 @@ cmd_up() {
   up_redis
   up_s3
   up_temporal
+  up_mailpit
   up_wireguard
   [[ $WITH_QEMU == 1 ]] && up_qemu
   log "all services up ($((SECONDS - t0))s)"
@@ -772,6 +833,8 @@ cmd_stop() {
   local rc=0
   stop_one temporal "$TEMPORAL_PID_FILE" "server start-dev" "$T_HOST" "$T_PORT" || rc=1
   stop_one s3 "$VGW_PID_FILE" versitygw "$S3_HOST" "$S3_PORT" || rc=1
+  parse_url_hostport "$SMTP_URL" 25
+  stop_one mailpit "$MAILPIT_PID_FILE" mailpit "$HP_HOST" "$HP_PORT" || rc=1
   return $rc
 }
 
@@ -839,6 +902,16 @@ cmd_status() {
   if [[ -n $REDIS_URL ]]; then
     if redis_ping; then state=running; else state=unreachable; fi
     status_line redis "$state" "$(mask_url "$REDIS_URL")" - - "optional"
+  fi
+
+  # mailpit
+  pid="$(read_pid "$MAILPIT_PID_FILE")"
+  [[ -n $pid ]] && ! pid_alive "$pid" mailpit && pid=""
+  if mailpit_ready; then
+    status_line mailpit running "$SMTP_URL" "${pid:-external}" "$MAILPIT_DB" "inbox $MAILPIT_URL"
+  else
+    status_line mailpit stopped "$SMTP_URL" - - "start with: bash scripts/services.sh up"
+    rc=3
   fi
 
   # qemu

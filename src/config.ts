@@ -436,6 +436,17 @@ const envSchema = z.object({
   /** An access key stops working this long after it was created. */
   ACCESS_KEY_TTL: duration("90d"),
 
+  /**
+   * Outgoing e-mail (alerts, address verification, password resets): an smtp:// or smtps:// URL,
+   * user and password in it when the relay wants them. The default is the local mailpit that
+   * scripts/services.sh starts (its inbox: http://127.0.0.1:8025).
+   */
+  SMTP_URL: z.string().default("smtp://127.0.0.1:1025").pipe(url(["smtp:", "smtps:"])),
+  /** The From of every e-mail. */
+  MAIL_FROM: z.string().min(3).default("ReClo <no-reply@reclo.localhost>"),
+  /** One SMTP send gives up after this long (the caller retries). */
+  SMTP_TIMEOUT: duration("15s"),
+
   /** The worker registers the product's Temporal Schedules at start. */
   RUN_SCHEDULES: bool(true),
   /** Pre-bundled workflow code (skips bundling at worker start). */
@@ -551,6 +562,8 @@ export interface Config {
   secrets: { readonly key: Buffer; source: string };
   /** Private access (WireGuard) keys: live keys per machine, and how long one works. */
   accessKeys: { perMachine: number; ttlMs: number };
+  /** Outgoing e-mail; `linkBase` starts every link in a mail (PUBLIC_URL, else http://HOST:PORT). */
+  mail: { smtpUrl: string; from: string; timeoutMs: number; linkBase: string };
   runWorker: boolean;
   runSchedules: boolean;
   workflowBundlePath?: string;
@@ -751,6 +764,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     secrets,
     accessKeys: { perMachine: e.ACCESS_KEY_LIMIT, ttlMs: e.ACCESS_KEY_TTL },
+    mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, timeoutMs: e.SMTP_TIMEOUT, linkBase: (e.PUBLIC_URL ?? `http://${e.HOST.includes(":") ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, "") },
     runWorker: e.RUN_WORKER,
     runSchedules: e.RUN_SCHEDULES,
     workflowBundlePath: e.TEMPORAL_WORKFLOW_BUNDLE,

@@ -16,6 +16,7 @@ import { temporalWorkflows } from "./temporal/workflows";
 import type { WorkflowPort } from "./temporal/workflow-port";
 import { createTargets } from "./compute";
 import type { ComputeTarget, TargetKind } from "./compute/target";
+import { SmtpMailer, type Mailer } from "./mail/mailer";
 
 /** Everything a process holds open, built once from the config and closed in reverse order. */
 export interface Runtime {
@@ -33,6 +34,8 @@ export interface Runtime {
   /** Starts, schedules and cancels the product's workflows by reference (the Temporal adapter of the workflow port). */
   workflows: WorkflowPort;
   targets: Partial<Record<TargetKind, ComputeTarget>>;
+  /** Outgoing e-mail (SMTP_URL). */
+  mailer: Mailer;
   /** The breakers of the dependencies, fed by readiness checks in the background (and /readyz's answer). */
   availability: Availability;
   close(): Promise<void>;
@@ -83,7 +86,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     const storage = createStores(s3, config.s3);
     const targets = createTargets(config, objectImageSource(s3), logger);
     const workflows = guardedWorkflows(temporalWorkflows(temporal.client, config.temporal.taskQueue, logger), temporal.connection, availability);
-    const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, workflows, targets, logger });
+    const mailer = new SmtpMailer({ url: config.mail.smtpUrl, from: config.mail.from, timeoutMs: config.mail.timeoutMs });
+    closers.push(() => mailer.close());
+    const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, workflows, targets, mailer, logger });
     const rt: Runtime = {
       config,
       logger,
@@ -96,6 +101,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       temporal,
       workflows,
       targets,
+      mailer,
       availability,
       close: () => closeAll(closers),
     };

@@ -22,6 +22,8 @@ import type { WorkflowPort } from "./temporal/workflow-port";
 import { QuotaService } from "./quotas/quota.service";
 import { AccessService } from "./access/access.service";
 import { SecretBox } from "./shared/secret-box";
+import { NotificationService } from "./alerts/notification.service";
+import type { Mailer } from "./mail/mailer";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
@@ -42,6 +44,10 @@ export interface Services {
   quotas: QuotaService;
   /** Private access (WireGuard access points and device keys). */
   access: AccessService;
+  /** Notifications raised by detectors (missed backups, failed uploads…), recorded once each. */
+  notifications: NotificationService;
+  /** Outgoing e-mail (the SMTP adapter in processes; tests may pass their own). */
+  mailer: Mailer;
 }
 
 export interface ServiceDeps {
@@ -55,11 +61,12 @@ export interface ServiceDeps {
   /** Starts, schedules and cancels workflows (recoveries, verifications, drills); absent: this process starts none. */
   workflows?: WorkflowPort;
   targets?: Partial<Record<TargetKind, ComputeTarget>>;
+  mailer: Mailer;
   logger?: Logger;
   now?: () => Date;
 }
 
-export function createServices({ config, db, events, limiter, storage, workflows, targets = {}, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, events, limiter, storage, workflows, targets = {}, mailer, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
@@ -80,7 +87,10 @@ export function createServices({ config, db, events, limiter, storage, workflows
     };
   }
   const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
+  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
   return {
+    notifications,
+    mailer,
     quotas,
     access,
     verifications,

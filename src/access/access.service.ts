@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, lte } from "drizzle-orm";
+import { isDuplicateKey } from "../db/errors";
 import { callTargetForApi } from "../compute/call";
 import type { Db } from "../db/client";
 import { accessKeys, accessPoints, instances, type AccessKeyRow, type AccessPointRow, type InstanceRow } from "../db/schema";
@@ -60,11 +61,6 @@ export interface AccessServiceDeps {
 }
 
 const sealContext = (accessPointId: string) => `access-point:${accessPointId}`;
-const isDuplicate = (err: unknown) => {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) if (e.code === "ER_DUP_ENTRY") return true;
-  return false;
-};
-
 /**
  * Private access to recovered machines (issue 15). Each machine has one access point (opened by its
  * recovery); each of its user's devices is a key with its own tunnel address. Every change of the
@@ -134,7 +130,7 @@ export class AccessService {
         await this.deps.db.insert(accessPoints).values(row);
         return row;
       } catch (err) {
-        if (!isDuplicate(err)) throw err;
+        if (!isDuplicateKey(err)) throw err;
         // Another open took this subnet, or a retry of this recovery's open got there first.
         const mine = await this.forRecovery(input.recoveryId);
         if (mine) return mine;

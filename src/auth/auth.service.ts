@@ -1,4 +1,5 @@
 import { and, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { isDuplicateKey } from "../db/errors";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
 import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
@@ -143,7 +144,7 @@ export class AuthService {
     try {
       await this.deps.db.insert(users).values(user);
     } catch (err) {
-      if (!isDuplicate(err)) throw err;
+      if (!isDuplicateKey(err)) throw err;
       // A username taken meanwhile (a race with the check above) is still CONFLICT; a registered
       // e-mail address is answered exactly like a new one.
       if (duplicateKeyMessage(err).includes("users_username_uq")) throw usernameTaken();
@@ -300,12 +301,6 @@ export class AuthService {
 }
 
 type SqlError = { code?: string; sqlMessage?: string; cause?: SqlError };
-
-/** MySQL duplicate-key error (drizzle wraps the driver's error in `cause`). */
-export function isDuplicate(err: unknown): boolean {
-  const e = err as SqlError | undefined;
-  return e?.code === "ER_DUP_ENTRY" || e?.cause?.code === "ER_DUP_ENTRY";
-}
 
 function duplicateKeyMessage(err: unknown): string {
   const e = err as SqlError | undefined;

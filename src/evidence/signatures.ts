@@ -47,9 +47,18 @@ export function matchSignatures(text: string, signatures: Signature[]): Signatur
   const out: SignatureMatch[] = [];
   for (const sig of signatures) {
     const line = lines.find((l) => sig.pattern.test(l)) ?? (sig.pattern.test(text) ? text : undefined);
-    if (line !== undefined) out.push({ name: sig.name, line: clip(line) });
+    if (line !== undefined) out.push({ name: sig.name, line: clip(withoutKernelTimestamp(line)) });
   }
   return out;
+}
+
+/**
+ * A kernel console line starts with its uptime, "[    1.415565] Kernel panic …", which OCR reads
+ * whole, in part ("1.415565] …") or with the bracket misread ("{", "|", "("). The customer is told
+ * what the line says, so the stamp is dropped however much of it was read.
+ */
+export function withoutKernelTimestamp(line: string): string {
+  return line.replace(/^\s*[[({|l]?\s*\d+[.,:]\d+\s*[\])}|]\s*/, "");
 }
 
 export function clip(s: string, max = 200): string {

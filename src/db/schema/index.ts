@@ -10,3 +10,4 @@ export * from "./recovery-events";
 export * from "./verifications";
 export * from "./drills";
 export * from "./access";
+export * from "./notifications";
