@@ -75,6 +75,11 @@ describe("sources: schedules on the server, the one backup plan, missed-backup d
     expect((await alice.client.request(SourceDocument, { name })).source?.schedule).toMatchObject({ fullEvery: "SUNDAY", timezone: "UTC" });
     const rows = await stack.rt.database.db.select().from(sources).where(eq(sources.name, name));
     expect(rows.map((r) => r.userId).sort()).toEqual([alice.id, mallory.id].sort());
+    // A source known only from backups taken before sources existed is listed (and recorded) on the next listing, for its owner only.
+    await stack.rt.database.db.delete(sources).where(and(eq(sources.userId, alice.id), eq(sources.name, name)));
+    expect((await mallory.client.request(SourcesDocument, {})).sources.edges.filter((e) => e.node.name === name)).toHaveLength(1);
+    const listed = (await alice.client.request(SourcesDocument, {})).sources.edges.find((e) => e.node.name === name)?.node;
+    expect(listed).toMatchObject({ schedule: { fullEvery: "SUNDAY", timezone: "UTC" }, lastBackup: { kind: "FULL" } });
   });
 
   it("backupPlan: FULL with nothing to build on, INCREMENTAL on the latest, FULL again when the chain breaks or a FULL slot passed", async () => {
