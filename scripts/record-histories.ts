@@ -27,6 +27,7 @@ import type {
   ReconcileActivities,
   RecoveryActivities,
   SessionPurgeActivities,
+  MissedBackupActivities,
   StaleInstanceActivities,
   VerificationActivities,
   VerificationWorkflowInput,
@@ -88,13 +89,14 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
     },
   };
   const sessions: SessionPurgeActivities = { purgeSessions: async () => 3 };
+  const missed: MissedBackupActivities = { detectMissedBackups: async () => ({ checked: 2, raised: 1 }) };
   const sync: InstanceSyncActivities = {
     syncInstanceBatch: async (i) =>
       i.afterId
         ? { checked: 1, changed: [], stopped: [], skipped: 0 }
         : { checked: 2, changed: ["row-1"], stopped: ["row-1"], skipped: 0, nextAfterId: "row-2" },
   };
-  return { echo: async (m) => `pong: ${m}`, ...recovery, ...verification, ...drill, ...reconcile, ...stale, ...maintenance, ...sessions, ...sync, ...overrides };
+  return { echo: async (m) => `pong: ${m}`, ...recovery, ...verification, ...drill, ...reconcile, ...stale, ...maintenance, ...sessions, ...missed, ...sync, ...overrides };
 }
 
 

@@ -247,6 +247,8 @@ const envSchema = z.object({
   GC_GRACE: duration("1h"),
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
   BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
+  /** How often the missed-backup check (every source's latest slot plus its grace) runs. */
+  MISSED_BACKUP_CHECK_INTERVAL: duration("5m"),
   /** An UPLOADING backup with no upload activity for this long is ABORTED by maintenance (its chunks become collectable). */
   UPLOAD_EXPIRY: duration("24h"),
 
@@ -491,7 +493,7 @@ export interface Config {
     buckets: { backups: string; imports: string; artifacts: string };
     presignExpiryMs: number;
   };
-  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number };
+  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number; missedCheckIntervalMs: number };
   /** Fair-use limits (null = unlimited). */
   quotas: {
     storedBytes: number | null;
@@ -678,7 +680,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
     },
-    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY },
+    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY, missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL },
     quotas: {
       storedBytes: e.QUOTA_STORED_BYTES || null,
       maxImageBytes: e.QUOTA_MAX_IMAGE_BYTES || null,

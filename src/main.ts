@@ -31,7 +31,7 @@ export async function main(opts: { worker: boolean; api: boolean }): Promise<voi
         await ensureSchedules(
         rt.temporal.client,
         config.temporal.taskQueue,
-        productSchedules({ maintenanceIntervalMs: config.backups.maintenanceIntervalMs, instanceStoppedTtlMs: config.recovery.instanceStoppedTtlMs }),
+        productSchedules({ maintenanceIntervalMs: config.backups.maintenanceIntervalMs, instanceStoppedTtlMs: config.recovery.instanceStoppedTtlMs, missedBackupCheckIntervalMs: config.backups.missedCheckIntervalMs }),
         logger,
       );
       const answer = await rt.workflows.checkConnectivity("hello", `connectivity-check-${process.pid}-${Date.now()}`);

@@ -24,6 +24,7 @@ import { AccessService } from "./access/access.service";
 import { SecretBox } from "./shared/secret-box";
 import { NotificationService } from "./alerts/notification.service";
 import type { Mailer } from "./mail/mailer";
+import { SourceService } from "./sources/source.service";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
@@ -46,6 +47,8 @@ export interface Services {
   access: AccessService;
   /** Notifications raised by detectors (missed backups, failed uploads…), recorded once each. */
   notifications: NotificationService;
+  /** Protected machines: their backup schedules, the FULL/INCREMENTAL decision, missed-backup detection. */
+  sources: SourceService;
   /** Outgoing e-mail (the SMTP adapter in processes; tests may pass their own). */
   mailer: Mailer;
 }
@@ -88,7 +91,11 @@ export function createServices({ config, db, events, limiter, storage, workflows
   }
   const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
   const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
+  const sources = new SourceService({ db, limits, notifications, logger, now });
+  // A source is first seen with its first backup (default schedule) if not before.
+  backups.onSourceSeen = async (userId, sourceName) => void (await sources.ensure(userId, sourceName));
   return {
+    sources,
     notifications,
     mailer,
     quotas,

@@ -408,6 +408,21 @@ export interface SessionPurgeActivities {
   purgeSessions(olderThanMs: number): Promise<number>;
 }
 
+// ---------------------------------------------------------------- detectMissedBackups
+
+export interface MissedBackupResult {
+  /** Sources looked at. */
+  checked: number;
+  /** BACKUP_MISSED notifications raised by this run (a slot already reported is not raised again). */
+  raised: number;
+}
+
+/** The activities detectMissedBackups calls. */
+export interface MissedBackupActivities {
+  /** Every source whose latest slot plus grace passed with no backup started since: BACKUP_MISSED, once per slot. */
+  detectMissedBackups(): Promise<MissedBackupResult>;
+}
+
 // ---------------------------------------------------------------- the worker
 
 /** Everything one worker registers: the union of every workflow's activities (names are unique). */
@@ -419,4 +434,5 @@ export type WorkerActivities = ConnectivityActivities &
   VerificationActivities &
   DrillActivities &
   MaintenanceActivities &
-  SessionPurgeActivities;
+  SessionPurgeActivities &
+  MissedBackupActivities;

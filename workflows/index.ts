@@ -1,6 +1,6 @@
 // Deterministic workflow code only: no Node built-ins, no I/O (eslint enforces it).
 export { connectivityCheck } from "./connectivity";
-export { backupMaintenance, purgeSessions } from "./maintenance";
+export { backupMaintenance, detectMissedBackups, purgeSessions } from "./maintenance";
 export { recoveryWorkflow, reconcileRecoveries, terminateStaleInstances } from "./recovery";
 export { syncInstanceStates } from "./instances";
 export { verifyBackupWorkflow } from "./verification";

@@ -1,9 +1,10 @@
 import { proxyActivities } from "@temporalio/workflow";
-import type { BackupMaintenanceInput, BackupMaintenanceResult, MaintenanceActivities, SessionPurgeActivities } from "./contracts";
+import type { BackupMaintenanceInput, BackupMaintenanceResult, MaintenanceActivities, MissedBackupActivities, MissedBackupResult, SessionPurgeActivities } from "./contracts";
 import { reasonOf, retryPolicy } from "./policies";
 
 const maintenance = proxyActivities<MaintenanceActivities>({ startToCloseTimeout: "30 minutes", retry: retryPolicy(7) });
 const sessions = proxyActivities<SessionPurgeActivities>({ startToCloseTimeout: "30 minutes", retry: retryPolicy(7) });
+const missed = proxyActivities<MissedBackupActivities>({ startToCloseTimeout: "10 minutes", retry: retryPolicy(5) });
 
 /**
  * Scheduled: apply every retention policy and abort abandoned uploads, then reclaim chunks no live
@@ -31,4 +32,13 @@ export async function backupMaintenance(input: BackupMaintenanceInput = {}): Pro
 /** Scheduled daily: drop sessions that expired or were revoked more than a day ago. */
 export async function purgeSessions(olderThanMs = 86_400_000): Promise<number> {
   return sessions.purgeSessions(olderThanMs);
+}
+
+/**
+ * Scheduled (MISSED_BACKUP_CHECK_INTERVAL): reports every source whose latest backup slot plus
+ * its grace passed with no backup started since. Each slot is raised once (its dedupe key), so
+ * overlapping or retried runs tell the user once.
+ */
+export async function detectMissedBackups(): Promise<MissedBackupResult> {
+  return missed.detectMissedBackups();
 }

@@ -43,6 +43,9 @@ export interface BackupListFilter {
 export class BackupService {
   private readonly pages: OwnedPages<BackupRow>;
 
+  /** Told (and awaited) before a backup of a source is recorded: the source's record is created when new. */
+  onSourceSeen?: (userId: string, sourceName: string) => Promise<void>;
+
   constructor(
     private readonly db: Db,
     private readonly events: EventBus,
@@ -109,6 +112,7 @@ export class BackupService {
       throw badInput("A FULL backup has no parent", { field: "parentBackupId" });
     }
     await this.quotas.checkCanStartBackup(userId);
+    await this.onSourceSeen?.(userId, sourceName);
 
     const now = this.now();
     const row: BackupRow = {

@@ -1,55 +1,34 @@
+import os from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ReCloClient } from "../client/graphql-client";
-import { runBackup, type BackupKind, type BackupOptions } from "./backup";
+import { AgentCheckInDocument, type SourceFieldsFragment } from "../client/generated/graphql";
+import { runBackup, type BackupOptions } from "./backup";
 
 /**
- * `reclo agent`: a foreground scheduler. Every day at `at` (local time) it runs a backup of the
- * image: FULL on `fullDay` (or when the source has no COMPLETED backup yet), INCREMENTAL
- * otherwise. A failed run is retried after `retryDelayMs` (at most `maxTries` tries), then the
- * agent waits for the next slot. Each step is a JSON line. SIGINT/SIGTERM stop it cleanly.
+ * `reclo agent`: the Backup Manager's agent. It keeps no schedule of its own: the server holds each
+ * source's schedule (`reclo schedule set`, the console) and decides what every backup is. The agent
+ * checks in (`agentCheckIn`: the server records it as seen and answers the schedule and the next
+ * slot), sleeps until that slot, then runs the backup the server plans for it
+ * (`backupPlan(at: slot)`: FULL or INCREMENTAL and the parent). A failed run is retried after
+ * `retryDelayMs` (at most `maxTries` tries). Each step is a JSON line; SIGINT/SIGTERM stop it.
+ *
+ * Following changes live: by polling, not a subscription. The agent must check in regularly anyway
+ * (that is how the server knows it is alive, `lastSeenAt`), and the check-in's answer carries the
+ * schedule, so one plain HTTPS request every `pollMs` (60 s by default) does both: it works through
+ * any proxy, needs no reconnect logic, and a schedule change reaches the agent within one poll — a
+ * daily schedule needs nothing faster. A failed check-in is retried with backoff (5 s doubling up to
+ * `pollMs`); meanwhile the agent keeps the slot it knows.
  */
-
-export const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as const;
-export type Day = (typeof DAYS)[number];
-
-/** "02:00" → [2, 0]; throws on anything that is not HH:MM (00:00–23:59). */
-export function parseTime(at: string): [number, number] {
-  const m = /^(\d{1,2}):(\d{2})$/.exec(at.trim());
-  const h = m ? Number(m[1]) : NaN;
-  const min = m ? Number(m[2]) : NaN;
-  if (!m || h > 23 || min > 59) throw new Error(`Invalid time ${JSON.stringify(at)}: expected HH:MM (24-hour, local time), e.g. 02:00`);
-  return [h, min];
-}
-
-/** "sun" / "Sunday" / "SUN" → 0 … 6 (Date#getDay numbering). */
-export function parseDay(day: string): number {
-  const d = DAYS.indexOf(day.trim().toLowerCase().slice(0, 3) as Day);
-  if (d < 0 || day.trim().length < 3) throw new Error(`Invalid day ${JSON.stringify(day)}: expected one of ${DAYS.join(", ")}`);
-  return d;
-}
-
-/**
- * The next slot strictly after `now`: today at `at` (local time) when that is still ahead, else
- * tomorrow's. Built from local calendar fields, so it stays at the wall-clock time across DST
- * changes (a time inside a spring-forward gap lands just after it).
- */
-export function nextRun(now: Date, at: string, fullDay: string): { at: Date; kind: BackupKind } {
-  const [h, m] = parseTime(at);
-  const full = parseDay(fullDay);
-  let slot = new Date(now.getFullYear(), now.getMonth(), now.getDate(), h, m, 0, 0);
-  for (let add = 1; slot.getTime() <= now.getTime(); add++) slot = new Date(now.getFullYear(), now.getMonth(), now.getDate() + add, h, m, 0, 0);
-  return { at: slot, kind: slot.getDay() === full ? "FULL" : "INCREMENTAL" };
-}
 
 export interface AgentOptions {
   client: ReCloClient;
   imagePath: string;
   sourceName: string;
-  at: string;
-  fullDay: string;
   concurrency?: number;
   configDir?: string;
   serverUrl?: string;
+  /** Check-in (and schedule) poll interval (default 60 s). */
+  pollMs?: number;
   /** Delay before retrying a failed run (default 15 minutes). */
   retryDelayMs?: number;
   /** Tries per slot (default 3). */
@@ -58,9 +37,15 @@ export interface AgentOptions {
   /** One JSON object per call (default: a line on stdout). */
   log?: (entry: Record<string, unknown>) => void;
   now?: () => Date;
+  /** What the agent reports at check-in (defaults: host name, version, the machine's time zone). */
+  host?: string;
+  version?: string;
+  timezone?: string;
   /** Extra options for each backup (tests). */
   backupOptions?: Partial<BackupOptions>;
 }
+
+export const AGENT_VERSION = "0.1.0";
 
 /** Sleeps until `when` (in slices, so clock jumps and suspends are noticed); false when aborted. */
 async function sleepUntil(when: Date, signal: AbortSignal, now: () => Date): Promise<boolean> {
@@ -83,23 +68,58 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   const line = (event: string, fields: Record<string, unknown> = {}) => log({ time: now().toISOString(), event, ...fields });
   const retryDelayMs = opts.retryDelayMs ?? 15 * 60_000;
   const maxTries = Math.max(1, opts.maxTries ?? 3);
-  nextRun(now(), opts.at, opts.fullDay); // validates at / fullDay before anything else
-  line("agent-start", { image: opts.imagePath, source: opts.sourceName, at: opts.at, fullDay: opts.fullDay });
+  const pollMs = Math.max(100, opts.pollMs ?? 60_000);
+  const checkInInput = {
+    sourceName: opts.sourceName,
+    host: opts.host ?? os.hostname(),
+    version: opts.version ?? AGENT_VERSION,
+    timezone: opts.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
+  };
+  line("agent-start", { image: opts.imagePath, source: opts.sourceName, pollSeconds: pollMs / 1000 });
+
+  let source: SourceFieldsFragment | null = null;
+  let failures = 0;
+  let announced = "";
+  /** The last slot a run was made for: never run one twice (the agent's clock may run ahead of the server's). */
+  let lastRun = 0;
 
   while (!opts.signal.aborted) {
-    const slot = nextRun(now(), opts.at, opts.fullDay);
-    line("scheduled", { at: slot.at.toISOString(), kind: slot.kind });
-    if (!(await sleepUntil(slot.at, opts.signal, now))) break;
+    // Check in: the server records us as seen and answers the schedule and the next slot.
+    let nextPoll: Date;
+    try {
+      source = (await opts.client.request(AgentCheckInDocument, { input: checkInInput })).agentCheckIn;
+      failures = 0;
+      nextPoll = new Date(now().getTime() + pollMs);
+    } catch (err) {
+      failures++;
+      const delay = Math.min(pollMs, 5_000 * 2 ** (failures - 1));
+      const e = err as { message?: string; code?: string };
+      line("check-in-failed", { message: e.message ?? String(err), code: e.code ?? "ERROR", retryInSeconds: delay / 1000 });
+      nextPoll = new Date(now().getTime() + delay);
+    }
+    const slot = source?.nextBackup;
+    const slotAt = slot ? new Date(slot.at) : null;
+    if (source && slot) {
+      const key = `${slot.at} ${slot.kind} ${JSON.stringify(source.schedule)}`;
+      if (key !== announced) {
+        announced = key;
+        line("scheduled", { at: slot.at, kind: slot.kind, reason: slot.reason, schedule: { ...source.schedule } });
+      }
+    }
+    const due = slotAt && slotAt.getTime() > lastRun && slotAt.getTime() <= nextPoll.getTime() ? slotAt : null;
+    if (!(await sleepUntil(due ?? nextPoll, opts.signal, now))) break;
+    if (!due) continue;
 
+    lastRun = due.getTime();
     for (let attempt = 1; attempt <= maxTries && !opts.signal.aborted; attempt++) {
-      line("run-start", { kind: slot.kind, attempt });
+      line("run-start", { slot: due.toISOString(), attempt });
       try {
         const r = await runBackup({
           client: opts.client,
           imagePath: opts.imagePath,
           sourceName: opts.sourceName,
-          kind: slot.kind,
-          fallbackToFull: true,
+          // No kind: the server's plan for this slot decides (FULL or INCREMENTAL, and the parent).
+          plannedAt: due,
           concurrency: opts.concurrency,
           configDir: opts.configDir,
           serverUrl: opts.serverUrl,

@@ -7,6 +7,7 @@ import { GraphQLRequestError, type ReCloClient } from "../client/graphql-client"
 import {
   AbortBackupDocument,
   BackupDocument,
+  BackupPlanDocument,
   BackupsDocument,
   CompleteBackupDocument,
   CreateBackupDocument,
@@ -39,10 +40,10 @@ export interface BackupOptions {
   /** Image file or block device. */
   imagePath: string;
   sourceName: string;
-  /** FULL or INCREMENTAL; undefined: the weekly policy (first backup of the ISO week FULL, else INCREMENTAL). */
+  /** FULL or INCREMENTAL; undefined: what the server plans for a backup at `plannedAt` (its schedule's rule). */
   kind?: BackupKind;
-  /** With kind INCREMENTAL: take a FULL instead of failing when the source has no COMPLETED backup (the agent). */
-  fallbackToFull?: boolean;
+  /** With no kind: the slot this backup is for (the agent's; default now). */
+  plannedAt?: Date;
   /** Parallel chunk PUTs (default 4). */
   concurrency?: number;
   /** Chunks per requestChunkUploads call (default 128, at most 1000). */
@@ -140,39 +141,25 @@ export async function inspectImage(imagePath: string): Promise<ImageInfo> {
   return { realPath, size, mtimeMs: st.mtimeMs, blockDevice: st.isBlockDevice() };
 }
 
-/** Monday 00:00 UTC of the ISO week containing `now`. */
-export function isoWeekStart(now: Date): Date {
-  const day = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
-  const sinceMonday = (day.getUTCDay() + 6) % 7;
-  day.setUTCDate(day.getUTCDate() - sinceMonday);
-  return day;
-}
-
 export interface BackupPlan {
   kind: BackupKind;
   parentId: string | null;
 }
 
 /**
- * Which backup to take. No flag: FULL unless a COMPLETED FULL of the source was taken since this
- * ISO week began (Monday 00:00 UTC), then INCREMENTAL against the latest COMPLETED backup; FULL
- * also when there is no COMPLETED backup at all. INCREMENTAL without one is an error unless
- * `fallbackToFull`.
+ * Which backup to take. FULL when asked for. INCREMENTAL when asked for: against the latest
+ * COMPLETED backup (an error when there is none). Neither: what the server's plan says for a
+ * backup taken at `at` (default now): its one rule (`backupPlan`), the same the agent follows.
  */
-export async function planBackup(client: ReCloClient, sourceName: string, requested: BackupKind | undefined, opts: { fallbackToFull?: boolean; now?: Date } = {}): Promise<BackupPlan> {
+export async function planBackup(client: ReCloClient, sourceName: string, requested: BackupKind | undefined, opts: { at?: Date } = {}): Promise<BackupPlan> {
   if (requested === "FULL") return { kind: "FULL", parentId: null };
-  const latest = (await withRetry(() => client.request(BackupsDocument, { first: 1, filter: { sourceName, status: "COMPLETED" } }))).backups.edges[0]?.node;
   if (requested === "INCREMENTAL") {
+    const latest = (await withRetry(() => client.request(BackupsDocument, { first: 1, filter: { sourceName, status: "COMPLETED" } }))).backups.edges[0]?.node;
     if (latest) return { kind: "INCREMENTAL", parentId: latest.id };
-    if (opts.fallbackToFull) return { kind: "FULL", parentId: null };
     throw new BackupError("NO_PARENT", `No COMPLETED backup of source "${sourceName}" to take an incremental against; run a full backup first (--full)`);
   }
-  if (!latest) return { kind: "FULL", parentId: null };
-  const weekStart = isoWeekStart(opts.now ?? new Date());
-  const fullThisWeek = await withRetry(() =>
-    client.request(BackupsDocument, { first: 1, filter: { sourceName, status: "COMPLETED", kind: "FULL", createdAfter: weekStart.toISOString() } }),
-  );
-  return fullThisWeek.backups.edges.length ? { kind: "INCREMENTAL", parentId: latest.id } : { kind: "FULL", parentId: null };
+  const plan = (await withRetry(() => client.request(BackupPlanDocument, { sourceName, at: opts.at?.toISOString() ?? null }))).backupPlan;
+  return { kind: plan.kind, parentId: plan.parentBackupId ?? null };
 }
 
 type Ticket = RequestChunkUploadsMutation["requestChunkUploads"]["tickets"][number];
@@ -227,7 +214,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     }
   }
   if (!backup) {
-    const plan = await planBackup(client, sourceName, opts.kind, { fallbackToFull: opts.fallbackToFull, now: opts.now?.() });
+    const plan = await planBackup(client, sourceName, opts.kind, { at: opts.plannedAt });
     const created = (
       await client.request(CreateBackupDocument, {
         input: { sourceName, imageSize: image.size, kind: plan.kind, ...(plan.parentId ? { parentBackupId: plan.parentId } : {}) },

@@ -2,7 +2,8 @@ import os from "node:os";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { GraphQLRequestError } from "../client/graphql-client";
 import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, type BackupsQuery } from "../client/generated/graphql";
-import { nextRun, runAgent } from "./agent";
+import { runAgent } from "./agent";
+import { AGENT_INSTALL_USAGE, SOURCE_COMMANDS, SOURCE_USAGE, agentInstall } from "./sources";
 import { runBackup, type BackupKind } from "./backup";
 import { CliError, UsageError, describeError, errorCode } from "./errors";
 import { positiveInt, str, type CliIo, type CommandContext } from "./command";
@@ -31,6 +32,7 @@ const USAGE: Record<string, string> = {
   ...RECOVERY_USAGE,
   ...DRILL_USAGE,
   ...VERIFY_USAGE,
+  ...SOURCE_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -40,7 +42,9 @@ Commands:
   backup    Back up a disk image file or block device
   backups   List your backups, with their boot check
   verify    Prove a restore point starts (boot it in isolation, collect evidence)
-  agent     Run scheduled daily backups in the foreground
+  agent     Run backups on the server's schedule (agent install: as a systemd service)
+  sources   Your sources: schedule, next and last backup, last seen, missed
+  schedule  show|set a source's backup schedule
 
   recover     Recover a restore point into a new machine, with live progress
   recoveries  List your recoveries
@@ -76,7 +80,9 @@ Options:
   --source NAME      Source (machine) name (default: this host name, ${os.hostname()})
   --full             Take a FULL backup
   --incremental      Take an INCREMENTAL backup against the latest completed one
-                     (neither: FULL for the first backup of the ISO week, else INCREMENTAL)
+                     (neither: what the server's schedule plans for a backup now: FULL when
+                     no COMPLETED full since the weekly FULL slot or no intact chain, else
+                     INCREMENTAL; see reclo schedule show)
   --concurrency N    Parallel chunk uploads (default 4)
   --json             JSON lines on stdout (the default when stderr is not a terminal)
   --url URL          GraphQL endpoint
@@ -91,19 +97,24 @@ Lists your backups, newest first (default limit 20), with each one's latest boot
 full and the screenshot: reclo verify <backup-id> --show.
 `,
   agent: `Usage: reclo agent --image PATH [options]
+       reclo agent install --image PATH [--source NAME] [--user NAME] [--print] [--root DIR]
 
-Runs in the foreground: every day at --at (local time) backs the image up, FULL on --full-day
-(or when there is no completed backup yet), INCREMENTAL otherwise. A failed run is retried after
-15 minutes (3 tries), then the agent waits for the next day. Logs JSON lines; SIGINT/SIGTERM stop it.
+Runs in the foreground and backs the image up on the schedule the server keeps for the source
+(reclo schedule set; the default for a new source: daily 02:00, FULL on Sunday, in this machine's
+time zone). It checks in every minute (the server records it as seen and answers the schedule, so
+a change is followed without a restart), sleeps until the next slot, and takes the backup the
+server plans for that slot (FULL or INCREMENTAL). A failed run is retried after 15 minutes (3
+tries). Logs JSON lines; SIGINT/SIGTERM stop it.
 
 Options:
   --image PATH       Image file or block device (required)
   --source NAME      Source name (default: this host name)
-  --at HH:MM         Time of day, local time (default 02:00)
-  --full-day DAY     mon, tue, wed, thu, fri, sat or sun (default sun)
   --concurrency N    Parallel chunk uploads (default 4)
   --url URL          GraphQL endpoint
-`,
+
+Testing knob: RECLO_AGENT_POLL_SECONDS (default 60): the check-in interval.
+
+${AGENT_INSTALL_USAGE}`,
 };
 
 const GLOBAL_OPTIONS = { url: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
@@ -125,9 +136,11 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   },
   backups: { options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" } }, run: backups },
   agent: {
-    options: { image: { type: "string" }, source: { type: "string" }, at: { type: "string" }, "full-day": { type: "string" }, concurrency: { type: "string" } },
+    options: { image: { type: "string" }, source: { type: "string" }, concurrency: { type: "string" }, user: { type: "string" }, print: { type: "boolean" }, root: { type: "string" } },
+    positionals: true,
     run: agent,
   },
+  ...SOURCE_COMMANDS,
   ...RECOVERY_COMMANDS,
   ...DRILL_COMMANDS,
   ...VERIFY_COMMANDS,
@@ -312,28 +325,27 @@ function clipCell(s: string, max: number): string {
 // ---------------------------------------------------------------------------------------------
 // agent
 
-async function agent({ values, dir, settings }: CommandContext): Promise<number> {
+async function agent(ctx: CommandContext): Promise<number> {
+  const { io, values, positionals, dir, settings } = ctx;
+  const sourceName = str(values.source) ?? os.hostname();
+  if (positionals[0] === "install" && positionals.length === 1) return agentInstall(ctx, sourceName);
+  if (positionals.length) throw new UsageError(`unexpected ${JSON.stringify(positionals[0])}: reclo agent [install] --image PATH`);
+  if (values.user !== undefined || values.print !== undefined || values.root !== undefined) throw new UsageError("--user, --print and --root belong to reclo agent install");
   const imagePath = str(values.image);
   if (!imagePath) throw new UsageError("--image is required");
-  const at = str(values.at) ?? "02:00";
-  const fullDay = str(values["full-day"]) ?? "sun";
-  try {
-    nextRun(new Date(), at, fullDay);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
   const concurrency = positiveInt(values.concurrency, "concurrency", 4, 64);
+  const pollSeconds = io.env.RECLO_AGENT_POLL_SECONDS ? Number(io.env.RECLO_AGENT_POLL_SECONDS) : 60;
+  if (!Number.isFinite(pollSeconds) || pollSeconds <= 0) throw new UsageError("RECLO_AGENT_POLL_SECONDS must be a positive number of seconds");
   const client = authedClient(settings);
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    await runAgent({ client, imagePath, sourceName: str(values.source) ?? os.hostname(), at, fullDay, concurrency, configDir: dir, serverUrl: settings.url, signal: ac.signal });
+    await runAgent({ client, imagePath, sourceName, concurrency, configDir: dir, serverUrl: settings.url, signal: ac.signal, pollMs: pollSeconds * 1000 });
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
   return 0;
 }
-

@@ -1,5 +1,5 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type Workflow } from "@temporalio/client";
-import { backupMaintenance, purgeSessions, reconcileRecoveries, syncInstanceStates, terminateStaleInstances } from "../../workflows";
+import { backupMaintenance, detectMissedBackups, purgeSessions, reconcileRecoveries, syncInstanceStates, terminateStaleInstances } from "../../workflows";
 import type { Logger } from "../logger";
 
 export interface ScheduleSpec<W extends Workflow = Workflow> {
@@ -19,7 +19,7 @@ export function schedule<W extends Workflow>(spec: ScheduleSpec<W>): ScheduleSpe
 }
 
 /** The product's recurring jobs (Temporal Schedules replace the seed's crons). */
-export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs: number; instanceStoppedTtlMs: number }): ScheduleSpec[] {
+export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs: number; instanceStoppedTtlMs: number; missedBackupCheckIntervalMs?: number }): ScheduleSpec[] {
   const p = opts.prefix ?? "reclo";
   return [
     schedule({ id: `${p}-backup-maintenance`, workflow: backupMaintenance, everyMs: opts.maintenanceIntervalMs }),
@@ -29,6 +29,8 @@ export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs:
     // daily clean-up above sees every machine that has really been stopped for its whole TTL.
     schedule({ id: `${p}-sync-instance-states`, workflow: syncInstanceStates, everyMs: 15 * 60_000, args: [{ batchSize: 100 }] }),
     schedule({ id: `${p}-reconcile-recoveries`, workflow: reconcileRecoveries, everyMs: 15 * 60_000, args: [10 * 60_000] }),
+    // Every source's latest slot plus its grace: a slot nobody backed up raises BACKUP_MISSED once.
+    schedule({ id: `${p}-detect-missed-backups`, workflow: detectMissedBackups, everyMs: opts.missedBackupCheckIntervalMs ?? 5 * 60_000, executionTimeoutMs: 30 * 60_000 }),
   ];
 }
 

@@ -6,8 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-client";
-import { BackupDocument, MeDocument } from "../../src/client/generated/graphql";
-import { nextRun, parseDay, parseTime } from "../../src/cli/agent";
+import { BackupDocument, MeDocument, SourceDocument } from "../../src/client/generated/graphql";
 import { killChildren, spawnCli } from "../helpers/cli";
 import { cliSourceEnv } from "../helpers/processes";
 import { PASSWORD, signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
@@ -246,10 +245,11 @@ describe("reclo backup / backups", () => {
     fs.rmSync(image);
   });
 
-  it("agent: logs its schedule as JSON lines and stops cleanly on SIGTERM", async () => {
+  it("agent: checks in, logs the server's schedule as JSON lines and stops cleanly on SIGTERM", async () => {
     const image = path.join(tmp, "agent.img");
     fs.writeFileSync(image, Buffer.alloc(1024, 7));
-    const run = await spawnCli(children, ["agent", "--image", image, "--source", uniqueName("A"), "--at", "03:30", "--full-day", "wed"], {
+    const source = uniqueName("A");
+    const run = await spawnCli(children, ["agent", "--image", image, "--source", source], {
       env: cliEnv(dir),
       onLine: (line, child) => {
         if ((JSON.parse(line) as { event: string }).event === "scheduled") child.kill("SIGTERM");
@@ -258,62 +258,15 @@ describe("reclo backup / backups", () => {
     expect(run.code).toBe(0);
     const lines = jsonLines(run.stdout);
     expect(lines.map((l) => l.event)).toEqual(["agent-start", "scheduled", "agent-stop"]);
-    const when = new Date(String(lines[1]!.at));
-    expect(when.getHours()).toBe(3);
-    expect(when.getMinutes()).toBe(30);
-    expect(lines[1]!.kind).toBe(when.getDay() === 3 ? "FULL" : "INCREMENTAL");
+    // A new source: the default schedule (daily 02:00, FULL on Sunday) in the agent's own zone, and no backup yet: FULL.
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    expect(lines[1]).toMatchObject({ kind: "FULL", reason: "NO_COMPLETED_BACKUP", schedule: { fullEvery: "SUNDAY", incrementalAt: "02:00", timezone: zone, graceMinutes: 60 } });
+    const { source: recorded } = await user.client.request(SourceDocument, { name: source });
+    expect(recorded).toMatchObject({ name: source, schedule: { timezone: zone }, nextBackup: { at: lines[1]!.at, kind: "FULL" } });
+    expect(Date.now() - Date.parse(String(recorded!.lastSeenAt))).toBeLessThan(60_000);
+    // The schedule is the server's: the old local flags are gone.
     const bad = await spawnCli(children, ["agent", "--image", image, "--at", "25:00"], { env: cliEnv(dir) });
     expect(bad.code).toBe(2);
     fs.rmSync(image);
-  });
-});
-
-describe("agent schedule: nextRun", () => {
-  const savedTz = process.env.TZ;
-  afterAll(() => {
-    if (savedTz === undefined) delete process.env.TZ;
-    else process.env.TZ = savedTz;
-  });
-
-  it("is today's slot when still ahead, else tomorrow's; FULL on the full day", () => {
-    // 2025-06-04 is a Wednesday (local time, whatever the zone).
-    const wed0100 = new Date(2025, 5, 4, 1, 0);
-    expect(nextRun(wed0100, "02:00", "sun")).toEqual({ at: new Date(2025, 5, 4, 2, 0), kind: "INCREMENTAL" });
-    expect(nextRun(wed0100, "02:00", "wed")).toEqual({ at: new Date(2025, 5, 4, 2, 0), kind: "FULL" });
-    // Exactly at the slot, or after it: tomorrow.
-    expect(nextRun(new Date(2025, 5, 4, 2, 0), "02:00", "thu")).toEqual({ at: new Date(2025, 5, 5, 2, 0), kind: "FULL" });
-    expect(nextRun(new Date(2025, 5, 4, 23, 59, 59), "00:00", "sun")).toEqual({ at: new Date(2025, 5, 5, 0, 0), kind: "INCREMENTAL" });
-    // Saturday evening → Sunday's full; month and year boundaries.
-    expect(nextRun(new Date(2025, 5, 7, 20, 0), "02:00", "sun")).toEqual({ at: new Date(2025, 5, 8, 2, 0), kind: "FULL" });
-    expect(nextRun(new Date(2025, 11, 31, 23, 0), "02:00", "thu")).toEqual({ at: new Date(2026, 0, 1, 2, 0), kind: "FULL" });
-    expect(nextRun(new Date(2025, 5, 4, 1, 0), "1:05", "Sunday").at).toEqual(new Date(2025, 5, 4, 1, 5));
-  });
-
-  it("keeps the wall-clock time across DST changes", () => {
-    process.env.TZ = "Europe/Berlin";
-    // Spring forward: 2025-03-30 02:00 → 03:00. 02:00 daily from the Saturday before.
-    const beforeSpring = nextRun(new Date(2025, 2, 29, 12, 0), "04:00", "sun");
-    expect(beforeSpring.at.toISOString()).toBe("2025-03-30T02:00:00.000Z"); // 04:00 CEST
-    expect(beforeSpring.kind).toBe("FULL");
-    // A slot inside the gap lands just after it, still on that day.
-    const inGap = nextRun(new Date(2025, 2, 29, 12, 0), "02:30", "sun");
-    expect(inGap.at.getDate()).toBe(30);
-    expect(inGap.at.toISOString()).toBe("2025-03-30T01:30:00.000Z"); // 03:30 CEST
-    // The day after spring forward: 23 hours later, same wall-clock time.
-    const nextDay = nextRun(new Date(2025, 2, 30, 4, 0), "04:00", "sun");
-    expect(nextDay.at.toISOString()).toBe("2025-03-31T02:00:00.000Z");
-    expect(nextDay.kind).toBe("INCREMENTAL");
-    // Fall back: 2025-10-26 03:00 CEST → 02:00 CET.
-    const fall = nextRun(new Date(2025, 9, 25, 12, 0), "04:00", "sun");
-    expect(fall.at.toISOString()).toBe("2025-10-26T03:00:00.000Z"); // 04:00 CET
-    expect(fall.at.getHours()).toBe(4);
-    expect(nextRun(fall.at, "04:00", "sun").at.toISOString()).toBe("2025-10-27T03:00:00.000Z");
-  });
-
-  it("rejects malformed times and days", () => {
-    expect(parseTime("02:00")).toEqual([2, 0]);
-    expect(parseDay("SAT")).toBe(6);
-    for (const at of ["24:00", "2", "02:60", "two", ""]) expect(() => nextRun(new Date(), at, "sun")).toThrow(/Invalid time/);
-    for (const day of ["funday", "su", ""]) expect(() => nextRun(new Date(), "02:00", day)).toThrow(/Invalid day/);
   });
 });

@@ -15,7 +15,7 @@ import {
   DeleteBackupDocument,
   RequestChunkUploadsDocument,
 } from "../../src/client/generated/graphql";
-import { BackupError, isoWeekStart, planBackup, runBackup, type BackupResult } from "../../src/cli/backup";
+import { BackupError, planBackup, runBackup, type BackupResult } from "../../src/cli/backup";
 import type { BackupEvent } from "../../src/cli/progress";
 import { startStack, signUp, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 
@@ -282,17 +282,15 @@ describe("backup engine (library) against the real API and S3", () => {
     fs.rmSync(file);
   });
 
-  it("policy: FULL at the start of a new ISO week; --incremental without a completed backup is an error", async () => {
-    expect(isoWeekStart(new Date("2025-06-04T10:00:00Z")).toISOString()).toBe("2025-06-02T00:00:00.000Z"); // Wednesday → Monday
-    expect(isoWeekStart(new Date("2025-06-08T23:59:59Z")).toISOString()).toBe("2025-06-02T00:00:00.000Z"); // Sunday
-    expect(isoWeekStart(new Date("2025-06-09T00:00:00Z")).toISOString()).toBe("2025-06-09T00:00:00.000Z"); // Monday
+  it("policy: no kind asks the server's plan (FULL after the weekly FULL slot); --incremental without a completed backup is an error", async () => {
+    // The source's FULL was taken today, after its latest weekly FULL slot (default schedule: Sunday 02:00 UTC).
     expect(await planBackup(user.client, source, undefined)).toEqual({ kind: "INCREMENTAL", parentId: versions[1]!.backupId });
+    // A week on, a FULL slot has passed with no FULL since.
     const nextWeek = new Date(Date.now() + 7 * 86_400_000);
-    expect(await planBackup(user.client, source, undefined, { now: nextWeek })).toEqual({ kind: "FULL", parentId: null });
+    expect(await planBackup(user.client, source, undefined, { at: nextWeek })).toEqual({ kind: "FULL", parentId: null });
     expect(await planBackup(user.client, source, "FULL")).toEqual({ kind: "FULL", parentId: null });
     const fresh = uniqueName("fresh");
     expect(await planBackup(user.client, fresh, undefined)).toEqual({ kind: "FULL", parentId: null });
-    expect(await planBackup(user.client, fresh, "INCREMENTAL", { fallbackToFull: true })).toEqual({ kind: "FULL", parentId: null });
     await expect(planBackup(user.client, fresh, "INCREMENTAL")).rejects.toMatchObject({ code: "NO_PARENT" });
   });
 });

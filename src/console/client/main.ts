@@ -9,6 +9,7 @@ import { backupsView } from "./views/backups";
 import { recoveryView } from "./views/recovery";
 import { recoveriesView } from "./views/recoveries";
 import { instancesView } from "./views/instances";
+import { sourcesView } from "./views/sources";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -16,12 +17,14 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   { pattern: /^#\/recoveries$/, keys: [], view: recoveriesView, nav: "#/recoveries" },
   { pattern: /^#\/recoveries\/([\w-]{1,64})$/, keys: ["id"], view: recoveryView, nav: "#/recoveries" },
   { pattern: /^#\/machines$/, keys: [], view: instancesView, nav: "#/machines" },
+  { pattern: /^#\/servers$/, keys: [], view: sourcesView, nav: "#/servers" },
 ];
 
 const NAV = [
   { href: "#/backups", label: "Restore points" },
   { href: "#/recoveries", label: "Recoveries" },
   { href: "#/machines", label: "Machines" },
+  { href: "#/servers", label: "Servers" },
 ];
 
 // ---------------------------------------------------------------------------------------------

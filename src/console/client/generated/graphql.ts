@@ -101,6 +101,19 @@ export type RecoveryTarget =
   | 'AWS'
   | 'LOCAL';
 
+export type SetBackupScheduleInput = {
+  /** Weekday of the weekly FULL: SUNDAY … SATURDAY (or sun … sat) */
+  fullEvery: string;
+  /** Minutes after a slot before it counts as missed (1–1440, default 60) */
+  graceMinutes?: number | null | undefined;
+  /** Daily slot, "HH:MM" 24-hour */
+  incrementalAt: string;
+  /** The source (as its backups name it); created when new */
+  sourceName: string;
+  /** IANA time zone, e.g. Europe/Berlin or UTC */
+  timezone: string;
+};
+
 export type StartRecoveryInput = {
   /** Let the recovered machine open connections to the internet (default false: it reaches nothing). AWS only (its security group keeps egress); LOCAL refuses it with BAD_USER_INPUT, because QEMU's user network would expose the host */
   allowInternet?: boolean | null | undefined;
@@ -123,6 +136,15 @@ export type VerificationStatus =
   | 'RUNNING'
   /** At least one positive SERVICE, SCREEN or MARKER signal and no failure signature */
   | 'VERIFIED';
+
+export type Weekday =
+  | 'FRIDAY'
+  | 'MONDAY'
+  | 'SATURDAY'
+  | 'SUNDAY'
+  | 'THURSDAY'
+  | 'TUESDAY'
+  | 'WEDNESDAY';
 
 export type ConsoleLogInMutationVariables = Exact<{
   input: LogInInput;
@@ -257,6 +279,22 @@ export type ConsoleRecoveriesQueryVariables = Exact<{
 
 export type ConsoleRecoveriesQuery = { recoveries: { totalCount: number, edges: Array<{ node: { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, backup: { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string }, instance: { id: string, name: string, state: InstanceState, address: string | null } | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
 
+export type ConsoleSourceFragment = { id: string, name: string, lastSeenAt: string | null, agentHost: string | null, missedSince: string | null, schedule: { fullEvery: Weekday, incrementalAt: string, timezone: string, graceMinutes: number }, nextBackup: { at: string, kind: BackupKind }, lastBackup: { id: string, kind: BackupKind, status: BackupStatus, createdAt: string } | null };
+
+export type ConsoleSourcesQueryVariables = Exact<{
+  first?: number | null | undefined;
+}>;
+
+
+export type ConsoleSourcesQuery = { sources: { edges: Array<{ node: { id: string, name: string, lastSeenAt: string | null, agentHost: string | null, missedSince: string | null, schedule: { fullEvery: Weekday, incrementalAt: string, timezone: string, graceMinutes: number }, nextBackup: { at: string, kind: BackupKind }, lastBackup: { id: string, kind: BackupKind, status: BackupStatus, createdAt: string } | null } }> } };
+
+export type ConsoleSetBackupScheduleMutationVariables = Exact<{
+  input: SetBackupScheduleInput;
+}>;
+
+
+export type ConsoleSetBackupScheduleMutation = { setBackupSchedule: { id: string, name: string, lastSeenAt: string | null, agentHost: string | null, missedSince: string | null, schedule: { fullEvery: Weekday, incrementalAt: string, timezone: string, graceMinutes: number }, nextBackup: { at: string, kind: BackupKind }, lastBackup: { id: string, kind: BackupKind, status: BackupStatus, createdAt: string } | null } };
+
 export class TypedDocumentString<TResult, TVariables>
   extends String
   implements DocumentTypeDecoration<TResult, TVariables>
@@ -387,6 +425,31 @@ export const ConsoleRecoveryFieldsFragmentDoc = new TypedDocumentString(`
   detail
   at
 }`, {"fragmentName":"ConsoleRecoveryFields"}) as unknown as TypedDocumentString<ConsoleRecoveryFieldsFragment, unknown>;
+export const ConsoleSourceFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleSource on Source {
+  id
+  name
+  schedule {
+    fullEvery
+    incrementalAt
+    timezone
+    graceMinutes
+  }
+  nextBackup {
+    at
+    kind
+  }
+  lastBackup {
+    id
+    kind
+    status
+    createdAt
+  }
+  lastSeenAt
+  agentHost
+  missedSince
+}
+    `, {"fragmentName":"ConsoleSource"}) as unknown as TypedDocumentString<ConsoleSourceFragment, unknown>;
 export const ConsoleLogInDocument = new TypedDocumentString(`
     mutation ConsoleLogIn($input: LogInInput!) {
   logIn(input: $input) {
@@ -913,3 +976,65 @@ fragment ConsoleRecoveryFields on Recovery {
     }
   }
 }`) as unknown as TypedDocumentString<ConsoleRecoveriesQuery, ConsoleRecoveriesQueryVariables>;
+export const ConsoleSourcesDocument = new TypedDocumentString(`
+    query ConsoleSources($first: Int) {
+  sources(first: $first) {
+    edges {
+      node {
+        ...ConsoleSource
+      }
+    }
+  }
+}
+    fragment ConsoleSource on Source {
+  id
+  name
+  schedule {
+    fullEvery
+    incrementalAt
+    timezone
+    graceMinutes
+  }
+  nextBackup {
+    at
+    kind
+  }
+  lastBackup {
+    id
+    kind
+    status
+    createdAt
+  }
+  lastSeenAt
+  agentHost
+  missedSince
+}`) as unknown as TypedDocumentString<ConsoleSourcesQuery, ConsoleSourcesQueryVariables>;
+export const ConsoleSetBackupScheduleDocument = new TypedDocumentString(`
+    mutation ConsoleSetBackupSchedule($input: SetBackupScheduleInput!) {
+  setBackupSchedule(input: $input) {
+    ...ConsoleSource
+  }
+}
+    fragment ConsoleSource on Source {
+  id
+  name
+  schedule {
+    fullEvery
+    incrementalAt
+    timezone
+    graceMinutes
+  }
+  nextBackup {
+    at
+    kind
+  }
+  lastBackup {
+    id
+    kind
+    status
+    createdAt
+  }
+  lastSeenAt
+  agentHost
+  missedSince
+}`) as unknown as TypedDocumentString<ConsoleSetBackupScheduleMutation, ConsoleSetBackupScheduleMutationVariables>;
