@@ -229,6 +229,16 @@ describe("password reset", () => {
     expect((await errorOf(stack.client.request(RequestPasswordResetDocument, { email: "not-an-address" }))).code).toBe("BAD_USER_INPUT");
   });
 
+  it("takes one reset request (or reset) per HTTP request: aliases are refused before any resolver runs", async () => {
+    const u = await signUp(stack, uniqueName("alias"));
+    const field = (i: number) => `r${i}: requestPasswordReset(email: "${u.email}") { accepted }`;
+    const res = await fetch(stack.app.graphqlUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: `mutation { ${field(1)} ${field(2)} }` }) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { errors: { extensions: Record<string, unknown> }[] }).errors[0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "MUTATIONS", maxMutations: 1 });
+    await stack.rt.services.accounts.whenIdle();
+    expect(await mailsTo(u.email).then((m) => m.filter((x) => RESET_SUBJECT.test(x.Subject)))).toEqual([]);
+  });
+
   it("is rate limited per e-mail address, known or not, with the same answers", async () => {
     const u = await signUp(stack, uniqueName("resetrl"));
     const unknown = `${uniqueName("nobody")}@example.com`;
