@@ -28,6 +28,8 @@ const MEASURED_SECONDS: Record<string, number> = {
   "test/e2e/recovery-boot-check.test.ts": 29,
   "test/e2e/console.test.ts": 28,
   "test/e2e/local-recovery.test.ts": 27,
+  // Chromium and an API process; 17–24 s on the shared machine with three other helpers running.
+  "test/e2e/accounts.test.ts": 20,
   "test/integration/recovery-workflow.test.ts": 19,
   "test/e2e/recovery-faults.test.ts": 16,
   "test/e2e/cli-outages.test.ts": 14,

@@ -394,6 +394,18 @@ const envSchema = z.object({
   LOGIN_RATE_WINDOW: duration("15m"),
   SIGNUP_MAX_PER_ADDRESS: int(20, 1, 1_000_000),
   SIGNUP_RATE_WINDOW: duration("1h"),
+  /** Recoveries, drills and boot verifications need a verified e-mail address (EMAIL_NOT_VERIFIED otherwise). */
+  REQUIRE_VERIFIED_EMAIL: bool(true),
+  /** How long an address-verification link works. */
+  EMAIL_VERIFICATION_TTL: duration("24h"),
+  /** How long a password-reset link works. */
+  PASSWORD_RESET_TTL: duration("1h"),
+  /** Account e-mails (verification, password reset) per account, and password-reset requests per client address, per ACCOUNT_MAIL_RATE_WINDOW. */
+  ACCOUNT_MAIL_MAX_PER_ACCOUNT: int(5, 1, 10_000),
+  PASSWORD_RESET_MAX_PER_ADDRESS: int(20, 1, 1_000_000),
+  ACCOUNT_MAIL_RATE_WINDOW: duration("1h"),
+  /** Token redemptions (verifyEmail, resetPassword) per client address per 15 minutes. */
+  ACCOUNT_TOKEN_MAX_PER_ADDRESS: int(60, 1, 1_000_000),
 
   /** 15 admits the standard introspection query (GraphiQL), which is counted like any other operation. */
   MAX_QUERY_DEPTH: int(15, 2, 100),
@@ -545,6 +557,8 @@ export interface Config {
     hashQueue: { concurrency: number; maxWaiting: number };
     loginRateLimit: { perAccount: number; perAddress: number; windowMs: number };
     signUpRateLimit: { perAddress: number; windowMs: number };
+    /** E-mail verification and password reset (src/auth/account.service.ts). */
+    accounts?: AccountsConfig;
   };
   limits: {
     maxDepth: number;
@@ -570,6 +584,25 @@ export interface Config {
   runSchedules: boolean;
   workflowBundlePath?: string;
 }
+
+/** E-mail verification and password reset. */
+export interface AccountsConfig {
+  requireVerifiedEmail: boolean;
+  verificationTtlMs: number;
+  resetTtlMs: number;
+  /** Account mails per account (`perAccount`) and reset requests per client address (`perAddress`). */
+  mailRateLimit: { perAccount: number; perAddress: number; windowMs: number };
+  /** verifyEmail / resetPassword attempts per client address. */
+  tokenRateLimit: { perAddress: number; windowMs: number };
+}
+
+export const DEFAULT_ACCOUNTS_CONFIG: AccountsConfig = {
+  requireVerifiedEmail: true,
+  verificationTtlMs: 24 * 3_600_000,
+  resetTtlMs: 3_600_000,
+  mailRateLimit: { perAccount: 5, perAddress: 20, windowMs: 3_600_000 },
+  tokenRateLimit: { perAddress: 60, windowMs: 15 * 60_000 },
+};
 
 export interface LocalVpnConfig {
   /** reclo-wg, the userspace WireGuard helper (src/compute/local/wireguard). */
@@ -745,6 +778,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       hashQueue: { concurrency: e.ARGON2_CONCURRENCY, maxWaiting: e.ARGON2_MAX_WAITING ?? 32 * e.ARGON2_CONCURRENCY },
       loginRateLimit: { perAccount: e.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, perAddress: e.LOGIN_MAX_ATTEMPTS_PER_ADDRESS, windowMs: e.LOGIN_RATE_WINDOW },
       signUpRateLimit: { perAddress: e.SIGNUP_MAX_PER_ADDRESS, windowMs: e.SIGNUP_RATE_WINDOW },
+      accounts: {
+        requireVerifiedEmail: e.REQUIRE_VERIFIED_EMAIL,
+        verificationTtlMs: e.EMAIL_VERIFICATION_TTL,
+        resetTtlMs: e.PASSWORD_RESET_TTL,
+        mailRateLimit: { perAccount: e.ACCOUNT_MAIL_MAX_PER_ACCOUNT, perAddress: e.PASSWORD_RESET_MAX_PER_ADDRESS, windowMs: e.ACCOUNT_MAIL_RATE_WINDOW },
+        tokenRateLimit: { perAddress: e.ACCOUNT_TOKEN_MAX_PER_ADDRESS, windowMs: 15 * 60_000 },
+      },
     },
     limits: {
       maxDepth: e.MAX_QUERY_DEPTH,

@@ -25,10 +25,14 @@ import { SecretBox } from "./shared/secret-box";
 import { NotificationService } from "./alerts/notification.service";
 import type { Mailer } from "./mail/mailer";
 import { SourceService } from "./sources/source.service";
+import { AccountService } from "./auth/account.service";
+import { DEFAULT_ACCOUNTS_CONFIG } from "./config";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
 export interface Services {
   auth: AuthService;
+  /** E-mail verification and password reset. */
+  accounts: AccountService;
   /** argon2id through the one bounded hashing queue (AuthService's); `stats()` shows its load. */
   passwords: PasswordHasher;
   sessions: SessionService;
@@ -90,6 +94,17 @@ export function createServices({ config, db, events, limiter, storage, workflows
     };
   }
   const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
+  const auth = new AuthService({
+    db,
+    events,
+    limiter,
+    hasher: passwords,
+    config: config.auth,
+    now,
+    onError: (err) => logger?.error({ err }, "session cache: the revocation listener stopped (sessions are looked up on every request)"),
+    onSignedUp: (event) => accounts.signedUp(event),
+  });
+  const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now });
   const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
   const sources = new SourceService({ db, limits, notifications, logger, now });
   // A source is first seen with its first backup (default schedule) if not before.
@@ -106,15 +121,8 @@ export function createServices({ config, db, events, limiter, storage, workflows
     backupLifecycle,
     recoveryProgress,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
-    auth: new AuthService({
-      db,
-      events,
-      limiter,
-      hasher: passwords,
-      config: config.auth,
-      now,
-      onError: (err) => logger?.error({ err }, "session cache: the revocation listener stopped (sessions are looked up on every request)"),
-    }),
+    auth,
+    accounts,
     passwords,
     sessions: new SessionService(db, limits),
     backups,

@@ -20,3 +20,12 @@ export class LogInInput {
   @Field()
   password: string;
 }
+
+@InputType()
+export class ResetPasswordInput {
+  @Field({ description: "The token from the reset link (…/reset-password?token=…)" })
+  token: string;
+
+  @Field({ description: "12–128 characters; not a common password; must not contain your username or e-mail" })
+  newPassword: string;
+}

@@ -1,14 +1,17 @@
-import { Arg, Args, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from "type-graphql";
+import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { PageArgsInput } from "../graphql/connection";
 import { User } from "../users/user.type";
-import { AuthPayload, Session, SessionConnection, SignUpPayload } from "./auth.type";
-import { LogInInput, SignUpInput } from "./auth.input";
-import type { SessionRow } from "../db/schema";
+import { AuthPayload, PasswordResetRequestPayload, Session, SessionConnection, SignUpPayload } from "./auth.type";
+import { LogInInput, ResetPasswordInput, SignUpInput } from "./auth.input";
+import type { SessionRow, UserRow } from "../db/schema";
 
 /** One text for every accepted sign-up, new e-mail address or not. */
-const SIGN_UP_MESSAGE = "Sign-up received. If this e-mail address had no account, it has one now: log in with it and your password.";
+const SIGN_UP_MESSAGE =
+  "Sign-up received. If this e-mail address had no account, it has one now: log in with it and your password, and follow the link in the mail we sent to verify the address.";
+/** One text for every accepted reset request, registered address or not. */
+const RESET_REQUEST_MESSAGE = "If this e-mail address has a ReClo account, a link to choose a new password is on its way to it.";
 
 const toSession = (row: SessionRow, ctx: Context): Session => ({ ...row, current: row.id === ctx.auth?.session.id });
 
@@ -16,7 +19,7 @@ const toSession = (row: SessionRow, ctx: Context): Session => ({ ...row, current
 export class AuthResolver {
   @Mutation(() => SignUpPayload, {
     description:
-      "Create an account, then log in with logIn. The answer does not reveal whether the e-mail address was already registered; a taken username is CONFLICT. Rate limited per address; RATE_LIMITED with reason BUSY (and retryAfterSeconds) when the server's password hashing is at capacity (nothing is counted).",
+      "Create an account, then log in with logIn; a verification link is mailed to the address (verifyEmail). The answer does not reveal whether the e-mail address was already registered; a taken username is CONFLICT. Rate limited per address; RATE_LIMITED with reason BUSY (and retryAfterSeconds) when the server's password hashing is at capacity (nothing is counted).",
   })
   async signUp(@Arg("input", () => SignUpInput) input: SignUpInput, @Ctx() ctx: Context): Promise<SignUpPayload> {
     const outcome = await ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent });
@@ -50,6 +53,41 @@ export class AuthResolver {
     return toSession(await ctx.services.auth.revokeSession(currentUser(ctx).id, id), ctx);
   }
 
+  @Mutation(() => Boolean, {
+    description:
+      "Verify your e-mail address with the token from the verification mail's link (no login needed). INVALID_TOKEN when the token is unknown, expired or already used (which one is not said). Rate limited per client address.",
+  })
+  async verifyEmail(@Arg("token") token: string, @Ctx() ctx: Context): Promise<boolean> {
+    await ctx.services.accounts.verifyEmail(token, { ip: ctx.ip, userAgent: ctx.userAgent });
+    return true;
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, {
+    description: "Mail a new verification link to your address; false (nothing sent) when it is already verified. Rate limited per account (RATE_LIMITED).",
+  })
+  resendVerificationEmail(@Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.accounts.resendVerification(currentUser(ctx));
+  }
+
+  @Mutation(() => PasswordResetRequestPayload, {
+    description:
+      "Forgot your password: mails a reset link (…/reset-password?token=…, valid once, for PASSWORD_RESET_TTL) when the address has an account. The answer is the same either way. Rate limited per client address and per e-mail address.",
+  })
+  async requestPasswordReset(@Arg("email") email: string, @Ctx() ctx: Context): Promise<PasswordResetRequestPayload> {
+    await ctx.services.accounts.requestPasswordReset(email, { ip: ctx.ip, userAgent: ctx.userAgent });
+    return { accepted: true, message: RESET_REQUEST_MESSAGE };
+  }
+
+  @Mutation(() => Boolean, {
+    description:
+      "Set a new password with the token from a reset link: the password policy applies, the link (and any other reset link) stops working, and every session of the account is logged out; log in again with the new password. INVALID_TOKEN when the token is unknown, expired or already used.",
+  })
+  async resetPassword(@Arg("input", () => ResetPasswordInput) input: ResetPasswordInput, @Ctx() ctx: Context): Promise<boolean> {
+    await ctx.services.accounts.resetPassword(input.token, input.newPassword, { ip: ctx.ip, userAgent: ctx.userAgent });
+    return true;
+  }
+
   @Authorized()
   @Query(() => User, { description: "The signed-in user" })
   me(@Ctx() ctx: Context): User {
@@ -64,3 +102,13 @@ export class AuthResolver {
   }
 }
 
+
+@Resolver(() => User)
+export class UserFieldsResolver {
+  @FieldResolver(() => Boolean, {
+    description: "True once the address was verified (a verification or password-reset link was followed). Accounts older than verification count as verified.",
+  })
+  emailVerified(@Root() user: UserRow, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.accounts.isVerified(user);
+  }
+}

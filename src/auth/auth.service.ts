@@ -2,7 +2,7 @@ import { and, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import { isDuplicateKey } from "../db/errors";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
-import { sessions, users, type SessionRow, type UserRow } from "../db/schema";
+import { accountTokens, sessions, users, type SessionRow, type UserRow } from "../db/schema";
 import { AppError, badInput, conflict, ErrorCode, isBusy, notFound, rateLimited } from "../shared/errors";
 import { newId, isId } from "../shared/ids";
 import type { EventBus } from "../events/event-bus";
@@ -46,13 +46,15 @@ export const tokenRejected = (reason: TokenRejection) =>
 
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$/;
 // Pragmatic address check: one @, a dotted domain, no spaces; the real check is the mail we send.
-const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
+export const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
 /** RFC 5321's limit for a forward path. */
 export const EMAIL_MAX_LENGTH = 254;
 
 export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
+
+export type SignedUp = { created: true; user: UserRow } | { created: false; email: string };
 
 export interface SignUpOutcome {
   accepted: true;
@@ -61,7 +63,7 @@ export interface SignUpOutcome {
 const usernameTaken = () => conflict("This username is taken", { field: "username" });
 
 /** Length checks come first, on the raw input: nothing longer is trimmed, matched, hashed or used as a key. */
-function boundedEmail(raw: string): string {
+export function boundedEmail(raw: string): string {
   const tooLong = () => badInput(`E-mail address is longer than ${EMAIL_MAX_LENGTH} characters`, { field: "email" });
   if (raw.length > EMAIL_MAX_LENGTH + 64) throw tooLong();
   const email = normaliseEmail(raw);
@@ -77,7 +79,7 @@ function boundedUsername(raw: string): string {
 }
 
 /** At most PASSWORD_MAX_LENGTH characters; counted in UTF-16 units first (a character is at most two). */
-function boundedPassword(password: string): void {
+export function boundedPassword(password: string): void {
   if (password.length > 2 * PASSWORD_MAX_LENGTH || [...password].length > PASSWORD_MAX_LENGTH)
     throw badInput(`Password is longer than ${PASSWORD_MAX_LENGTH} characters`, { field: "password" });
 }
@@ -89,6 +91,11 @@ export interface AuthServiceDeps {
   events: EventBus;
   config: Config["auth"];
   now?: () => Date;
+  /**
+   * Told after every accepted sign-up, in the background of the answer: `created` with the new
+   * account, or not (the address already had one). E-mail verification hangs off it.
+   */
+  onSignedUp?: (event: SignedUp) => void;
   /** Where a failure of the session cache's revocation listener is reported. */
   onError?: (err: unknown) => void;
 }
@@ -140,7 +147,7 @@ export class AuthService {
 
     const passwordHash = await place.hash(input.password);
     const now = this.now();
-    const user: UserRow = { id: newId(), username, email, passwordHash, createdAt: now, updatedAt: now };
+    const user: UserRow = { id: newId(), username, email, passwordHash, emailVerifiedAt: null, createdAt: now, updatedAt: now };
     try {
       await this.deps.db.insert(users).values(user);
     } catch (err) {
@@ -148,7 +155,10 @@ export class AuthService {
       // A username taken meanwhile (a race with the check above) is still CONFLICT; a registered
       // e-mail address is answered exactly like a new one.
       if (duplicateKeyMessage(err).includes("users_username_uq")) throw usernameTaken();
+      this.deps.onSignedUp?.({ created: false, email });
+      return { accepted: true };
     }
+    this.deps.onSignedUp?.({ created: true, user });
     return { accepted: true };
   }
 
@@ -265,11 +275,15 @@ export class AuthService {
     return result.affectedRows;
   }
 
-  /** Deletes sessions that expired or were revoked more than `olderThanMs` ago (scheduled purge). */
+  /**
+   * Deletes sessions that expired or were revoked more than `olderThanMs` ago (scheduled purge),
+   * and e-mailed account tokens (verification, password reset) expired or used as long ago.
+   */
   async purgeSessions(olderThanMs = 0): Promise<number> {
     const cutoff = new Date(this.now().getTime() - olderThanMs);
     const [result] = await this.deps.db.delete(sessions).where(or(lt(sessions.expiresAt, cutoff), lt(sessions.revokedAt, cutoff)));
-    return result.affectedRows;
+    const [tokens] = await this.deps.db.delete(accountTokens).where(or(lt(accountTokens.expiresAt, cutoff), lt(accountTokens.usedAt, cutoff)));
+    return result.affectedRows + tokens.affectedRows;
   }
 
   private async revoke(userId: string, ids: string[]): Promise<void> {

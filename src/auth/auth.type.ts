@@ -54,3 +54,15 @@ export class Session {
 }
 
 export const SessionConnection = Connection("Session", Session);
+
+@ObjectType({
+  description:
+    "The answer to requestPasswordReset. It is the same whether or not the address has an account: when it has one, a reset link is on its way to it.",
+})
+export class PasswordResetRequestPayload {
+  @Field({ description: "True when the request was valid and was processed" })
+  accepted: boolean;
+
+  @Field({ description: "What to do next" })
+  message: string;
+}

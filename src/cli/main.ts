@@ -15,6 +15,7 @@ import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from ".
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
+import { ACCOUNT_COMMANDS, ACCOUNT_USAGE } from "./account";
 import { verdictWords } from "../client/verdict-words";
 import { cliMessage } from "../client/errors";
 
@@ -33,12 +34,16 @@ const USAGE: Record<string, string> = {
   ...DRILL_USAGE,
   ...VERIFY_USAGE,
   ...SOURCE_USAGE,
+  ...ACCOUNT_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
+  signup    Create an account (a link to verify the address is mailed)
   login     Log in and save the session token
   logout    Revoke the session token and forget it
   whoami    Show who the saved token belongs to
+  password  reset --email EMAIL: mail a link to choose a new password
+  verify-email --resend: mail a new address-verification link
   backup    Back up a disk image file or block device
   backups   List your backups, with their boot check
   verify    Prove a restore point starts (boot it in isolation, collect evidence)
@@ -143,6 +148,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   ...SOURCE_COMMANDS,
   ...RECOVERY_COMMANDS,
   ...DRILL_COMMANDS,
+  ...ACCOUNT_COMMANDS,
   ...VERIFY_COMMANDS,
 };
 
@@ -243,6 +249,7 @@ async function whoami({ io, settings }: CommandContext): Promise<number> {
   const { me } = await authedClient(settings).request(MeDocument);
   const expires = settings.tokenSource === "config" && settings.config.expiresAt ? ` (token expires ${formatDate(settings.config.expiresAt)})` : "";
   io.stdout.write(`Logged in as ${me.email} (user ${me.username}) at ${settings.url}${expires}\n`);
+  if (!me.emailVerified) io.stdout.write("Your e-mail address is not verified yet: open the link in the mail ReClo sent you (reclo verify-email --resend sends a new one).\n");
   return 0;
 }
 

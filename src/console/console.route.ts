@@ -10,6 +10,8 @@ import { bundleAssets, bundleIndex } from "../server/static-bundle";
  *
  *   GET /                  -> index.html (strict CSP, never cached); a client that asks for
  *                             `Accept: application/json` gets the service map instead
+ *   GET /verify-email, /reset-password
+ *                          -> index.html too: the pages the account e-mails link to (?token=…)
  *   GET /console/assets/*  -> content-hashed bundle files (cached for a year, immutable)
  *
  * Mount it at the root: `app.use(consoleRouter(defaultConsoleAssetsDir(), serviceMap))`.
@@ -53,6 +55,8 @@ export function consoleRouter(assetsDir: string, serviceMap: Record<string, stri
     }
     index(req, res, next);
   });
+  // The pages the account e-mails link to (verification, password reset): the console reads the token.
+  router.get(["/verify-email", "/reset-password"], index);
   router.use("/console/assets", ...bundleAssets(page));
   return router;
 }

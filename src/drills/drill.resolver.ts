@@ -28,6 +28,7 @@ export class DrillResolver {
     description: "Set a source's drill policy: a Temporal Schedule drills its latest restore point every `every`, and/or after every backup. Replaces the previous policy; no interval removes the schedule.",
   })
   async setDrillPolicy(@Arg("input", () => SetDrillPolicyInput) input: SetDrillPolicyInput, @Ctx() ctx: Context) {
+    await ctx.services.accounts.requireVerified(currentUser(ctx));
     return toPolicy(await ctx.services.drills.setPolicy(currentUser(ctx).id, input));
   }
 
@@ -44,8 +45,9 @@ export class DrillResolver {
   }
 
   @Authorized()
-  @Mutation(() => Drill, { description: "Drill a source now: recover its latest restore point in isolation, verify it boots, measure the RTO, clean up" })
-  startDrill(@Arg("sourceName") sourceName: string, @Ctx() ctx: Context) {
+  @Mutation(() => Drill, { description: "Drill a source now: recover its latest restore point in isolation, verify it boots, measure the RTO, clean up. EMAIL_NOT_VERIFIED until your e-mail address is verified." })
+  async startDrill(@Arg("sourceName") sourceName: string, @Ctx() ctx: Context) {
+    await ctx.services.accounts.requireVerified(currentUser(ctx));
     return ctx.services.drills.startNow(currentUser(ctx).id, sourceName);
   }
 

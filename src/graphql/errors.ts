@@ -19,6 +19,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   QUOTA_EXCEEDED: 200,
   UNAVAILABLE: 503,
   INTERNAL: 500,
+  EMAIL_NOT_VERIFIED: 403,
+  INVALID_TOKEN: 400,
 };
 
 export const httpStatusOf = (err: AppError): number => HTTP_STATUS[err.code];

@@ -55,8 +55,8 @@ export interface QueryLimits {
  * per user. (`BackupVerification.screenshotUrl` is not among them: it only signs a URL locally.)
  */
 export const EXPENSIVE_FIELDS: ReadonlySet<string> = new Set(["Backup.restorable", "Instance.consoleOutput", "Instance.screenshot"]);
-/** Mutations that create sessions or accounts (argon2 work each): at most one per request. */
-export const CREDENTIAL_MUTATIONS: ReadonlySet<string> = new Set(["signUp", "logIn"]);
+/** Mutations anyone may call that cost argon2 work or send mail (sessions, accounts, password resets): at most one per request. */
+export const CREDENTIAL_MUTATIONS: ReadonlySet<string> = new Set(["signUp", "logIn", "requestPasswordReset", "resetPassword"]);
 /** `__schema` walks the whole schema: priced like a large page. */
 export const INTROSPECTION_SCHEMA_COST = 1000;
 
@@ -167,7 +167,7 @@ export function analyzeOperation(
       throw new LimitExceeded(badInput(`Too many aliases: more than ${limits.maxAliases} in one operation`, { limit: "ALIASES", aliases: s.aliases, maxAliases: limits.maxAliases }));
     if (parent !== undefined && parent === mutationType) {
       if (s.levelCredentialFields > 1)
-        throw new LimitExceeded(badInput("`signUp` and `logIn` may appear once per request", { limit: "MUTATIONS", field: [...CREDENTIAL_MUTATIONS].join("|"), maxMutations: 1 }));
+        throw new LimitExceeded(badInput(`Only one of ${[...CREDENTIAL_MUTATIONS].map((f) => `\`${f}\``).join(", ")} may appear in a request, once`, { limit: "MUTATIONS", field: [...CREDENTIAL_MUTATIONS].join("|"), maxMutations: 1 }));
       if (s.levelFields > limits.maxMutations)
         throw new LimitExceeded(badInput(`Too many mutations: more than ${limits.maxMutations} in one request`, { limit: "MUTATIONS", mutations: s.levelFields, maxMutations: limits.maxMutations }));
     }

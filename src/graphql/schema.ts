@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import { printSchema, lexicographicSortSchema, type GraphQLSchema } from "graphql";
 import { buildSchema } from "type-graphql";
-import { AuthResolver } from "../auth/auth.resolver";
+import { AuthResolver, UserFieldsResolver } from "../auth/auth.resolver";
 import { BackupResolver } from "../backups/backup.resolver";
 import { UploadResolver } from "../uploads/upload.resolver";
 import { RecoveryResolver } from "../recoveries/recovery.resolver";
@@ -15,7 +15,7 @@ import { authChecker } from "./auth-checker";
 import { graphqlPubSub, noEvents } from "./subscriptions";
 import type { EventBus } from "../events/event-bus";
 
-export const resolvers = [AuthResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver, AccessKeyResolver, InstanceAccessResolver, SourceResolver] as const;
+export const resolvers = [AuthResolver, UserFieldsResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver, AccessKeyResolver, InstanceAccessResolver, SourceResolver] as const;
 
 /** Builds the executable schema; subscriptions listen to `events`. Without it (schema printing) they are still typed. */
 export async function buildAppSchema(events?: EventBus): Promise<GraphQLSchema> {

@@ -37,8 +37,9 @@ export class RecoveryResolver {
   }
 
   @Authorized()
-  @Mutation(() => Recovery, { description: "Recover a restore point into a new machine. While a recovery of that backup is active, returns it instead of starting another." })
-  startRecovery(@Arg("input", () => StartRecoveryInput) input: StartRecoveryInput, @Ctx() ctx: Context) {
+  @Mutation(() => Recovery, { description: "Recover a restore point into a new machine. While a recovery of that backup is active, returns it instead of starting another. EMAIL_NOT_VERIFIED until your e-mail address is verified (REQUIRE_VERIFIED_EMAIL)." })
+  async startRecovery(@Arg("input", () => StartRecoveryInput) input: StartRecoveryInput, @Ctx() ctx: Context) {
+    await ctx.services.accounts.requireVerified(currentUser(ctx));
     return ctx.services.recoveries.start(currentUser(ctx).id, input, ctx.ip);
   }
 

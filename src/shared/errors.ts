@@ -16,6 +16,10 @@ export const ErrorCode = {
   QUOTA_EXCEEDED: "QUOTA_EXCEEDED",
   UNAVAILABLE: "UNAVAILABLE",
   INTERNAL: "INTERNAL",
+  /** The account's e-mail address is not verified yet (REQUIRE_VERIFIED_EMAIL): follow the link in the verification mail. */
+  EMAIL_NOT_VERIFIED: "EMAIL_NOT_VERIFIED",
+  /** An e-mailed link's token (verification, password reset) that is unknown, expired or already used: which one is never said. */
+  INVALID_TOKEN: "INVALID_TOKEN",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -53,6 +57,11 @@ export const busy = (retryAfterSeconds: number) =>
   new AppError(ErrorCode.RATE_LIMITED, `The server is busy (too many logins at once); try again in ${retryAfterSeconds} s`, { reason: "BUSY", retryAfterSeconds });
 
 export const isBusy = (err: unknown): err is AppError => err instanceof AppError && err.code === ErrorCode.RATE_LIMITED && err.details.reason === "BUSY";
+
+export const emailNotVerified = () =>
+  new AppError(ErrorCode.EMAIL_NOT_VERIFIED, "Verify your e-mail address first: follow the link in the mail we sent you (resendVerificationEmail sends a new one)");
+/** One answer for an unknown, expired or used token (the link's state is not revealed). */
+export const invalidToken = () => new AppError(ErrorCode.INVALID_TOKEN, "This link is invalid or has expired (or was already used): ask for a new one");
 
 /** Which fair-use limit a QUOTA_EXCEEDED error is about (`extensions.quota`). */
 export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES" | "ACCESS_KEYS" | "ACCESS_POINTS";

@@ -25,8 +25,9 @@ export async function toGraphQL(s: VerificationSnapshot, ctx: Context): Promise<
 @Resolver(() => Backup)
 export class VerificationResolver {
   @Authorized()
-  @Mutation(() => BackupVerification, { description: "Prove a backup boots: recover it in isolation on the local target, collect boot evidence (firmware log, OCR'd screen, service banners, serial marker), clean up. Returns the running verification if one is in progress." })
+  @Mutation(() => BackupVerification, { description: "Prove a backup boots: recover it in isolation on the local target, collect boot evidence (firmware log, OCR'd screen, service banners, serial marker), clean up. Returns the running verification if one is in progress. EMAIL_NOT_VERIFIED until your e-mail address is verified." })
   async verifyBackup(@Arg("input", () => VerifyBackupInput) input: VerifyBackupInput, @Ctx() ctx: Context) {
+    await ctx.services.accounts.requireVerified(currentUser(ctx));
     const row = await ctx.services.verifications.start(currentUser(ctx).id, input);
     return toGraphQL(verificationSnapshot(row), ctx);
   }

@@ -26,6 +26,9 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
     // Shared Redis counters: every test file creates accounts from 127.0.0.1.
     SIGNUP_MAX_PER_ADDRESS: "100000",
     LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
+    // Every test user verifies its address (and some reset passwords) from 127.0.0.1 too.
+    ACCOUNT_TOKEN_MAX_PER_ADDRESS: "100000",
+    PASSWORD_RESET_MAX_PER_ADDRESS: "100000",
     RECLO_DATA_DIR: opts.dataDir,
     VPN_HELPER_BINARY: inject("vpnHelperBinary"),
     RECOVERY_POLL_INTERVAL: "200ms",

@@ -6,7 +6,8 @@ import { createLogger, type Logger } from "../../src/logger";
 import { createRuntime, type Runtime } from "../../src/runtime";
 import { startApp, type RunningApp } from "../../src/server/app";
 import { GraphQLRequestError, ReCloClient } from "../../src/client/graphql-client";
-import { LogInDocument, SignUpDocument } from "../../src/client/generated/graphql";
+import { LogInDocument, SignUpDocument, VerifyEmailDocument } from "../../src/client/generated/graphql";
+import { linksIn, waitForMail, type Mail } from "./mailpit";
 
 export interface TestStack {
   config: Config;
@@ -32,6 +33,9 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     // Every test creates its accounts from 127.0.0.1; the tests of these limits set their own.
     SIGNUP_MAX_PER_ADDRESS: "100000",
     LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
+    // Every test user verifies its address (and some reset passwords) from 127.0.0.1 too.
+    ACCOUNT_TOKEN_MAX_PER_ADDRESS: "100000",
+    PASSWORD_RESET_MAX_PER_ADDRESS: "100000",
     ...overrides,
   };
 }
@@ -91,17 +95,42 @@ export interface TestUser {
   client: ReCloClient;
 }
 
-/** signUp (which answers only `accepted`, never a token), then logIn: what a new user does. */
-export async function createAccount(client: ReCloClient, name = uniqueName(), password = PASSWORD): Promise<{ id: string; email: string; username: string; token: string }> {
+export const VERIFY_SUBJECT = /^Verify your e-mail address/;
+
+/** The token of the first link to `path` (e.g. "/verify-email") in a mail. */
+export function tokenIn(mail: Pick<Mail, "Text">, path: string): string {
+  const link = linksIn(mail).find((l) => new URL(l).pathname === path);
+  const token = link && new URL(link).searchParams.get("token");
+  if (!token) throw new Error(`no ${path}?token=… link in the mail:\n${mail.Text}`);
+  return token;
+}
+
+/** Follows the link of the verification mail sent to `email` (waits for it in mailpit), as the user does. */
+export async function verifyAddress(client: ReCloClient, email: string): Promise<void> {
+  const mail = await waitForMail(email, VERIFY_SUBJECT);
+  await client.request(VerifyEmailDocument, { token: tokenIn(mail, "/verify-email") });
+}
+
+/**
+ * signUp (which answers only `accepted`, never a token), the link of the verification mail, then
+ * logIn: what a new user does. `verify: false` leaves the address unverified.
+ */
+export async function createAccount(
+  client: ReCloClient,
+  name = uniqueName(),
+  password = PASSWORD,
+  opts: { verify?: boolean } = {},
+): Promise<{ id: string; email: string; username: string; token: string }> {
   const email = `${name}@example.com`;
   const { signUp: accepted } = await client.request(SignUpDocument, { input: { username: name, email, password } });
   if (!accepted.accepted) throw new Error(`signUp not accepted: ${accepted.message}`);
+  if (opts.verify !== false) await verifyAddress(client, email);
   const { logIn } = await client.request(LogInDocument, { input: { email, password } });
   return { id: logIn.user.id, email, username: name, token: logIn.token };
 }
 
-export async function signUp(stack: TestStack, name = uniqueName()): Promise<TestUser> {
-  const account = await createAccount(stack.client, name);
+export async function signUp(stack: TestStack, name = uniqueName(), opts: { verify?: boolean } = {}): Promise<TestUser> {
+  const account = await createAccount(stack.client, name, PASSWORD, opts);
   return { ...account, client: stack.client.withToken(account.token) };
 }
 

@@ -58,8 +58,8 @@ describe("access log at LOG_LEVEL=info", () => {
       expect(parsed.filter((l) => l.requestId === ok)).toEqual([]);
       const summaries = parsed.filter((l) => l.msg === "graphql requests");
       expect(summaries).toHaveLength(1);
-      // signUp, logIn and the routine `me` (the refused one has its own line).
-      expect(summaries[0]).toMatchObject({ level: 30, requests: 3 });
+      // signUp, verifyEmail (the mailed link), logIn and the routine `me` (the refused one has its own line).
+      expect(summaries[0]).toMatchObject({ level: 30, requests: 4 });
       expect(summaries[0]!.maxMs).toBeGreaterThan(0);
     } finally {
       if (!stopped) await stack.stop();

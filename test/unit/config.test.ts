@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SecretBox } from "../../src/shared/secret-box";
-import { ConfigError, defaultVpnPublicHost, hashConcurrencyOf, loadConfig, parseDuration, threadPoolSizeFor } from "../../src/config";
+import { ConfigError, DEFAULT_ACCOUNTS_CONFIG, defaultVpnPublicHost, hashConcurrencyOf, loadConfig, parseDuration, threadPoolSizeFor } from "../../src/config";
 
 const KEY = randomBytes(32).toString("base64");
 
@@ -56,6 +56,18 @@ describe("config", () => {
     expect(problems.join("\n")).toMatch(/ARGON2_MEMORY_KIB: must be at least 8192/);
     expect(problems.join("\n")).toMatch(/TEMPORAL_ADDRESS: expected host:port/);
     expect((error as Error).message).toMatch(/^Invalid configuration \(7 problems\):\n  - /);
+  });
+
+  it("account e-mail: verification required by default, 24 h verification and 1 h reset links, bounded mail and token rates; the defaults match DEFAULT_ACCOUNTS_CONFIG", () => {
+    expect(loadConfig({}).auth.accounts).toEqual(DEFAULT_ACCOUNTS_CONFIG);
+    expect(DEFAULT_ACCOUNTS_CONFIG).toMatchObject({ requireVerifiedEmail: true, verificationTtlMs: 86_400_000, resetTtlMs: 3_600_000 });
+    expect(loadConfig({ REQUIRE_VERIFIED_EMAIL: "false", PASSWORD_RESET_TTL: "15m", ACCOUNT_MAIL_MAX_PER_ACCOUNT: "2" }).auth.accounts).toMatchObject({
+      requireVerifiedEmail: false,
+      resetTtlMs: 900_000,
+      mailRateLimit: { perAccount: 2 },
+    });
+    expect(() => loadConfig({ REQUIRE_VERIFIED_EMAIL: "maybe" })).toThrow(/REQUIRE_VERIFIED_EMAIL: expected true or false/);
+    expect(() => loadConfig({ EMAIL_VERIFICATION_TTL: "a day" })).toThrow(/EMAIL_VERIFICATION_TTL: expected a duration/);
   });
 
   it("bounds the argon2 work: concurrency from the cores, a waiting room, a thread pool with room beside it, and never below OWASP's minimums", () => {

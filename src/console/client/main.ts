@@ -1,6 +1,6 @@
 import { closeLive, gql, onLiveStatus, setSessionEndedHandler } from "./api";
 import { fill, h } from "./dom";
-import { ConsoleLogOutDocument } from "./generated/graphql";
+import { ConsoleLogOutDocument, ConsoleMeDocument, ConsoleResendVerificationEmailDocument } from "./generated/graphql";
 import { clearSession, getSession } from "./session";
 import { CONSOLE_MESSAGES } from "../../client/errors";
 import type { View, ViewContext } from "./view";
@@ -10,6 +10,7 @@ import { recoveryView } from "./views/recovery";
 import { recoveriesView } from "./views/recoveries";
 import { instancesView } from "./views/instances";
 import { sourcesView } from "./views/sources";
+import { forgotPasswordView, resetPasswordView, signupView, verifyEmailView } from "./views/account";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -19,6 +20,14 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   { pattern: /^#\/machines$/, keys: [], view: instancesView, nav: "#/machines" },
   { pattern: /^#\/servers$/, keys: [], view: sourcesView, nav: "#/servers" },
 ];
+
+/** Pages for everyone, logged in or not (the login form is shown for any other address then). */
+const publicRoutes: { pattern: RegExp; view: View }[] = [
+  { pattern: /^#\/signup$/, view: signupView },
+  { pattern: /^#\/forgot-password$/, view: forgotPasswordView },
+];
+/** The pages mailed links open (served by the API at these paths): their token is in the query. */
+const linkPages: Record<string, View> = { "/verify-email": verifyEmailView, "/reset-password": resetPasswordView };
 
 const NAV = [
   { href: "#/backups", label: "Restore points" },
@@ -34,8 +43,50 @@ const app = document.getElementById("app")!;
 const announcer = h("div", { class: "visually-hidden", "aria-live": "polite", "aria-atomic": "true", id: "announcer" });
 const connection = h("div", { class: "connection", role: "status", hidden: true });
 const header = h("header", { class: "site-header" });
+/** "Verify your e-mail address", while the logged-in account's address is not verified. */
+const verifyBanner = h("div", { id: "verify-banner", class: "notice notice-warning", role: "status", hidden: true });
 const main = h("main", { id: "main", tabindex: "-1" });
-fill(app, header, connection, main, announcer);
+fill(app, header, connection, verifyBanner, main, announcer);
+
+/** The session token whose address was last found verified (asked once per token, until verified). */
+let verifiedFor: string | undefined;
+
+function checkVerified(): void {
+  const session = getSession();
+  if (!session || verifiedFor === session.token || linkPages[location.pathname]) {
+    verifyBanner.hidden = true;
+    return;
+  }
+  const token = session.token;
+  void gql(ConsoleMeDocument)
+    .then(({ me }) => {
+      if (getSession()?.token !== token) return;
+      if (me.emailVerified) {
+        verifiedFor = token;
+        verifyBanner.hidden = true;
+        return;
+      }
+      const resend = h("button", { type: "button", class: "btn btn-secondary btn-small", id: "resend-verification" }, "Send the link again");
+      const status = h("span", { class: "hint" });
+      resend.addEventListener("click", () => {
+        resend.disabled = true;
+        gql(ConsoleResendVerificationEmailDocument)
+          .then(({ resendVerificationEmail }) => {
+            status.textContent = resendVerificationEmail ? " A new link is on its way." : " Your address is already verified.";
+            announce(status.textContent);
+          })
+          .catch((error: unknown) => {
+            resend.disabled = false;
+            status.textContent = ` ${error instanceof Error ? error.message : String(error)}`;
+          });
+      });
+      fill(verifyBanner, h("strong", null, "Please verify your e-mail address. "), "Open the link in the mail we sent you; recoveries can start once it is verified. ", resend, status);
+      verifyBanner.hidden = false;
+    })
+    .catch(() => {
+      // The banner is a reminder only; the API refuses what needs a verified address anyway.
+    });
+}
 
 let flash: string | undefined;
 const cleanups: (() => void)[] = [];
@@ -118,7 +169,14 @@ function render(): void {
   let view: View = loginView;
   let params: Record<string, string> = {};
   let nav: string | undefined;
-  if (session) {
+  const linkPage = linkPages[location.pathname];
+  const publicRoute = publicRoutes.find((r) => r.pattern.test(hash));
+  if (linkPage) {
+    view = linkPage;
+    params = { token: new URLSearchParams(location.search).get("token") ?? "" };
+  } else if (!session && publicRoute) {
+    view = publicRoute.view;
+  } else if (session) {
     const route = routes.find((r) => r.pattern.test(hash));
     if (route) {
       const m = route.pattern.exec(hash)!;
@@ -130,6 +188,7 @@ function render(): void {
     }
   }
   renderHeader(nav);
+  checkVerified();
   main.replaceChildren();
   let focused = false;
   const ctx: ViewContext = {

@@ -12,3 +12,4 @@ export * from "./drills";
 export * from "./access";
 export * from "./notifications";
 export * from "./sources";
+export * from "./account-tokens";

@@ -1,5 +1,5 @@
 import { mysqlTable, uniqueIndex, varchar } from "drizzle-orm/mysql-core";
-import { idColumn, timestamps } from "../columns";
+import { idColumn, timestamps, ts } from "../columns";
 
 /** An account. Every other record belongs to exactly one user. */
 export const users = mysqlTable(
@@ -12,6 +12,13 @@ export const users = mysqlTable(
     email: varchar("email", { length: 254 }).notNull(),
     /** argon2id PHC string (algorithm, parameters, salt and hash). Never leaves the server. */
     passwordHash: varchar("password_hash", { length: 255 }).notNull(),
+    /**
+     * When the owner proved the address (followed a verification or password-reset link); null =
+     * unverified (REQUIRE_VERIFIED_EMAIL keeps recoveries, drills and boot verifications from such
+     * an account). Accounts that existed when this column was added count as verified: the
+     * migration sets it to their created_at.
+     */
+    emailVerifiedAt: ts("email_verified_at"),
     ...timestamps,
   },
   (t) => [uniqueIndex("users_email_uq").on(t.email), uniqueIndex("users_username_uq").on(t.username)],

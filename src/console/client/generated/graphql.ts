@@ -101,6 +101,13 @@ export type RecoveryTarget =
   | 'AWS'
   | 'LOCAL';
 
+export type ResetPasswordInput = {
+  /** 12–128 characters; not a common password; must not contain your username or e-mail */
+  newPassword: string;
+  /** The token from the reset link (…/reset-password?token=…) */
+  token: string;
+};
+
 export type SetBackupScheduleInput = {
   /** Weekday of the weekly FULL: SUNDAY … SATURDAY (or sun … sat) */
   fullEvery: string;
@@ -112,6 +119,14 @@ export type SetBackupScheduleInput = {
   sourceName: string;
   /** IANA time zone, e.g. Europe/Berlin or UTC */
   timezone: string;
+};
+
+export type SignUpInput = {
+  email: string;
+  /** 12–128 characters; not a common password; must not contain your username or e-mail */
+  password: string;
+  /** 3–64 characters: letters, digits, '.', '_', '-' */
+  username: string;
 };
 
 export type StartRecoveryInput = {
@@ -157,6 +172,44 @@ export type ConsoleLogOutMutationVariables = Exact<{ [key: string]: never; }>;
 
 
 export type ConsoleLogOutMutation = { logOut: boolean };
+
+export type ConsoleSignUpMutationVariables = Exact<{
+  input: SignUpInput;
+}>;
+
+
+export type ConsoleSignUpMutation = { signUp: { accepted: boolean, message: string } };
+
+export type ConsoleVerifyEmailMutationVariables = Exact<{
+  token: string;
+}>;
+
+
+export type ConsoleVerifyEmailMutation = { verifyEmail: boolean };
+
+export type ConsoleResendVerificationEmailMutationVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleResendVerificationEmailMutation = { resendVerificationEmail: boolean };
+
+export type ConsoleMeQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleMeQuery = { me: { id: string, emailVerified: boolean } };
+
+export type ConsoleRequestPasswordResetMutationVariables = Exact<{
+  email: string;
+}>;
+
+
+export type ConsoleRequestPasswordResetMutation = { requestPasswordReset: { accepted: boolean, message: string } };
+
+export type ConsoleResetPasswordMutationVariables = Exact<{
+  input: ResetPasswordInput;
+}>;
+
+
+export type ConsoleResetPasswordMutation = { resetPassword: boolean };
 
 export type ConsoleBackupSummaryFragment = { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string };
 
@@ -468,6 +521,45 @@ export const ConsoleLogOutDocument = new TypedDocumentString(`
   logOut
 }
     `) as unknown as TypedDocumentString<ConsoleLogOutMutation, ConsoleLogOutMutationVariables>;
+export const ConsoleSignUpDocument = new TypedDocumentString(`
+    mutation ConsoleSignUp($input: SignUpInput!) {
+  signUp(input: $input) {
+    accepted
+    message
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleSignUpMutation, ConsoleSignUpMutationVariables>;
+export const ConsoleVerifyEmailDocument = new TypedDocumentString(`
+    mutation ConsoleVerifyEmail($token: String!) {
+  verifyEmail(token: $token)
+}
+    `) as unknown as TypedDocumentString<ConsoleVerifyEmailMutation, ConsoleVerifyEmailMutationVariables>;
+export const ConsoleResendVerificationEmailDocument = new TypedDocumentString(`
+    mutation ConsoleResendVerificationEmail {
+  resendVerificationEmail
+}
+    `) as unknown as TypedDocumentString<ConsoleResendVerificationEmailMutation, ConsoleResendVerificationEmailMutationVariables>;
+export const ConsoleMeDocument = new TypedDocumentString(`
+    query ConsoleMe {
+  me {
+    id
+    emailVerified
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleMeQuery, ConsoleMeQueryVariables>;
+export const ConsoleRequestPasswordResetDocument = new TypedDocumentString(`
+    mutation ConsoleRequestPasswordReset($email: String!) {
+  requestPasswordReset(email: $email) {
+    accepted
+    message
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleRequestPasswordResetMutation, ConsoleRequestPasswordResetMutationVariables>;
+export const ConsoleResetPasswordDocument = new TypedDocumentString(`
+    mutation ConsoleResetPassword($input: ResetPasswordInput!) {
+  resetPassword(input: $input)
+}
+    `) as unknown as TypedDocumentString<ConsoleResetPasswordMutation, ConsoleResetPasswordMutationVariables>;
 export const ConsoleRestorePointsDocument = new TypedDocumentString(`
     query ConsoleRestorePoints($first: Int) {
   backups(first: $first) {

@@ -67,6 +67,8 @@ export const loginView: View = (ctx, params) => {
       params.flash ? h("p", { class: "notice notice-info", role: "status" }, params.flash) : null,
       h("p", { id: "login-help", class: "lead" }, "ReClo keeps copies of your servers and can bring them back when something breaks. Log in with your ReClo account."),
       form,
+      h("p", null, h("a", { href: "#/forgot-password", id: "forgot-link" }, "Forgot your password?")),
+      h("p", null, "New to ReClo? ", h("a", { href: "#/signup", id: "signup-link" }, "Create an account")),
     ),
   );
   queueMicrotask(() => email.focus());
