@@ -20,6 +20,8 @@ declare module "vitest" {
     vpnHelperBinary: string;
     /** src/ and workflows/ compiled once for the processes the tests spawn (test/helpers/build.ts). */
     productBuild: string;
+    /** SECRETS_KEY_FILE for products under test (scripts/test.sh's, else .data/secrets.key). */
+    secretsKeyFile: string;
   }
 }
 
@@ -37,6 +39,7 @@ export default async function setup(project: TestProject): Promise<void> {
   project.provide("workflowBundlePath", provided.workflowBundlePath);
   project.provide("vpnHelperBinary", provided.vpnHelperBinary);
   project.provide("productBuild", provided.productBuild);
+  project.provide("secretsKeyFile", provided.secretsKeyFile);
 }
 
 interface Provided {
@@ -44,6 +47,8 @@ interface Provided {
   workflowBundlePath: string;
   vpnHelperBinary: string;
   productBuild: string;
+  /** The key products under test use (SECRETS_KEY_FILE) unless SECRETS_KEY is set: not one per data dir. */
+  secretsKeyFile: string;
 }
 
 async function prepare(): Promise<Provided> {
@@ -76,7 +81,7 @@ async function prepare(): Promise<Provided> {
   // RECLO_DATA_DIR/bin of a product under test would not have it).
   const vpnHelperBinary = execFileSync("bash", [path.join(root, "scripts/wireguard.sh")], { encoding: "utf8", env: process.env }).trim();
 
-  return { databaseUrl, workflowBundlePath, vpnHelperBinary, productBuild: buildForTests(root) };
+  return { databaseUrl, workflowBundlePath, vpnHelperBinary, productBuild: buildForTests(root), secretsKeyFile: process.env.SECRETS_KEY_FILE ?? secretsKey };
 }
 
 const noop = () => {};
