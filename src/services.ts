@@ -23,6 +23,9 @@ import { QuotaService } from "./quotas/quota.service";
 import { AccessService } from "./access/access.service";
 import { SecretBox } from "./shared/secret-box";
 import { NotificationService } from "./alerts/notification.service";
+import { WebhookService } from "./alerts/webhook.service";
+import { createRaisers } from "./alerts/raisers";
+import { Topic } from "./events/topics";
 import type { Mailer } from "./mail/mailer";
 
 /** Every service, built once from explicit dependencies; resolvers reach them through the context. */
@@ -46,6 +49,8 @@ export interface Services {
   access: AccessService;
   /** Notifications raised by detectors (missed backups, failed uploads…), recorded once each. */
   notifications: NotificationService;
+  /** The user's webhooks, their signed deliveries and the delivery log (e-mail attempts too). */
+  webhooks: WebhookService;
   /** Outgoing e-mail (the SMTP adapter in processes; tests may pass their own). */
   mailer: Mailer;
 }
@@ -86,10 +91,28 @@ export function createServices({ config, db, events, limiter, storage, workflows
       })().catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic drill or verification did not start"));
     };
   }
-  const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
-  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
+  const secrets = new SecretBox(config.secrets.key);
+  const access = new AccessService({ db, targets, secrets, keys: config.accessKeys, now });
+  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"), limits);
+  const webhooks = new WebhookService({ db, secrets, config, now });
+  // Live: the console's list and badge hear of it at once.
+  notifications.onRaised((row) => events.publish(Topic.NOTIFICATION_ADDED, row.userId, { notificationId: row.id, userId: row.userId }));
+  if (workflows) {
+    // Delivery (e-mail, webhooks), retried by Temporal; the workflow id is the notification's, so it starts once.
+    const attemptTimeoutMs = Math.max(config.webhooks.timeoutMs, config.mail.timeoutMs) + 30_000;
+    notifications.onRaised(async (row) => {
+      await workflows.startNotificationDelivery(
+        { notificationId: row.id, retry: config.webhooks.retry, attemptTimeoutMs },
+        { workflowId: `notification-${row.id}`, executionTimeoutMs: config.webhooks.retry.totalMs + attemptTimeoutMs + 3_600_000 },
+      );
+    });
+  }
+  const raisers = createRaisers({ notifications, backups, logger });
+  verifications.onFailed = raisers.verificationFailed;
+  recoveryProgress.onFinished = raisers.recoveryFinished;
   return {
     notifications,
+    webhooks,
     mailer,
     quotas,
     access,

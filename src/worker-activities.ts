@@ -7,6 +7,7 @@ import { createVerificationActivities } from "./verification/verification.activi
 import { createDrillActivities } from "./drills/drill.activities";
 import { createMaintenanceActivities } from "./backups/backup-maintenance.activities";
 import { createSessionPurgeActivities } from "./auth/auth.activities";
+import { createAlertActivities } from "./alerts/alerts.activities";
 
 /**
  * The worker's activities, assembled from a process runtime: each feature's factory gets the
@@ -39,5 +40,6 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
     ...createDrillActivities({ drills: services.drills }),
     ...createMaintenanceActivities({ maintenance: services.maintenance }),
     ...createSessionPurgeActivities({ auth: services.auth }),
+    ...createAlertActivities({ notifications: services.notifications, webhooks: services.webhooks, mailer: rt.mailer, instances: services.instances, linkBase: config.mail.linkBase, logger: rt.logger }),
   };
 }

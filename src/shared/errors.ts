@@ -55,7 +55,7 @@ export const busy = (retryAfterSeconds: number) =>
 export const isBusy = (err: unknown): err is AppError => err instanceof AppError && err.code === ErrorCode.RATE_LIMITED && err.details.reason === "BUSY";
 
 /** Which fair-use limit a QUOTA_EXCEEDED error is about (`extensions.quota`). */
-export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES" | "ACCESS_KEYS" | "ACCESS_POINTS";
+export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES" | "ACCESS_KEYS" | "ACCESS_POINTS" | "WEBHOOKS";
 /** A configured fair-use limit would be exceeded: `extensions.quota`, `limit`, `used` (and `requested` where it applies). */
 export const quotaExceeded = (quota: QuotaKind, message: string, details: { limit: number; used: number; requested?: number } & ErrorDetails) =>
   new AppError(ErrorCode.QUOTA_EXCEEDED, message, { quota, ...details });

@@ -26,6 +26,8 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
     // Shared Redis counters: every test file creates accounts from 127.0.0.1.
     SIGNUP_MAX_PER_ADDRESS: "100000",
     LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
+    // Webhook receivers in tests listen on 127.0.0.1.
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES: "true",
     RECLO_DATA_DIR: opts.dataDir,
     VPN_HELPER_BINARY: inject("vpnHelperBinary"),
     RECOVERY_POLL_INTERVAL: "200ms",

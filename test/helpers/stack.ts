@@ -32,6 +32,8 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     // Every test creates its accounts from 127.0.0.1; the tests of these limits set their own.
     SIGNUP_MAX_PER_ADDRESS: "100000",
     LOGIN_MAX_ATTEMPTS_PER_ADDRESS: "100000",
+    // Webhook receivers in tests listen on 127.0.0.1 (the refusal is tested with this set to false).
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES: "true",
     ...overrides,
   };
 }

@@ -11,3 +11,4 @@ export * from "./verifications";
 export * from "./drills";
 export * from "./access";
 export * from "./notifications";
+export * from "./webhooks";
