@@ -14,6 +14,7 @@ import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from ".
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
+import { NOTIFICATION_COMMANDS, NOTIFICATION_USAGE } from "./notifications";
 import { verdictWords } from "../client/verdict-words";
 import { cliMessage } from "../client/errors";
 
@@ -31,6 +32,7 @@ const USAGE: Record<string, string> = {
   ...RECOVERY_USAGE,
   ...DRILL_USAGE,
   ...VERIFY_USAGE,
+  ...NOTIFICATION_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -48,6 +50,8 @@ Commands:
   instance    show|start|stop|terminate one machine
 
   drills      Drill history (verdict, RTO, evidence); drills policy / drills run
+
+  notifications  Your notifications (--unread); webhooks list|add|remove|test
 
 Global options:
   --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
@@ -131,6 +135,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   ...RECOVERY_COMMANDS,
   ...DRILL_COMMANDS,
   ...VERIFY_COMMANDS,
+  ...NOTIFICATION_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */

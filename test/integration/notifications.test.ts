@@ -25,6 +25,12 @@ import { openSubscription } from "../helpers/ws";
 import { isPrivateAddress, postWebhook, verifyWebhookSignature } from "../../src/alerts/webhook-http";
 import { newId } from "../../src/shared/ids";
 import type { DeliverNotificationResult } from "../../workflows/contracts";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { killChildren, spawnCli } from "../helpers/cli";
+import { cliSourceEnv } from "../helpers/processes";
 
 /** A local webhook receiver: answers each path with the next status of its script (then the last one), and keeps every request. */
 class Receiver {
@@ -319,6 +325,68 @@ describe("notifications: list, e-mail and signed webhooks delivered by Temporal 
     expect(rows.map((r) => r.subjectId)).toEqual([soon.id]);
     expect(rows[0]!.title).toMatch(/^Machine soon will be terminated after \d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
     expect(rows.map((r) => r.subjectId)).not.toContain(later.id);
+  });
+});
+
+describe("the CLI: reclo notifications and reclo webhooks", () => {
+  let stack: TestStack;
+  let user: TestUser;
+  const receiver = new Receiver();
+  const children = new Set<ChildProcess>();
+  let tmp: string;
+  const raised: string[] = [];
+  const reclo = (...args: string[]) =>
+    spawnCli(children, args, { env: { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: tmp, RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token } });
+
+  beforeAll(async () => {
+    await receiver.start();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-cli-alerts-"));
+    // No worker here: the delivery runs of what this test raises are terminated at the end.
+    stack = await startStack({ TEMPORAL_TASK_QUEUE: `test-alerts-cli-${process.pid}-${Date.now()}` });
+    user = await signUp(stack);
+  });
+  afterAll(async () => {
+    killChildren(children);
+    for (const id of raised) await stack.rt.temporal.client.workflow.getHandle(`notification-${id}`).terminate("test over").catch(() => {});
+    await stack?.stop();
+    await receiver.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("adds a webhook (secret printed once), lists, tests and removes it; lists notifications, unread first marked", async () => {
+    const added = await reclo("webhooks", "add", `${receiver.url}/cli`, "--events", "backup_missed,RECOVERY_FAILED", "--json");
+    expect(added.code, added.stderr).toBe(0);
+    const hook = JSON.parse(added.stdout) as { id: string; signingSecret: string; events: string[] };
+    expect(hook.events).toEqual(["BACKUP_MISSED", "RECOVERY_FAILED"]);
+    expect(hook.signingSecret).toMatch(/^whsec_/);
+    const tested = await reclo("webhooks", "test", hook.id);
+    expect(tested.code, tested.stderr).toBe(0);
+    expect(tested.stdout).toMatch(/^DELIVERED: HTTP 204 in \d+ ms/);
+    const [post] = receiver.to("/cli");
+    expect(verifyWebhookSignature(hook.signingSecret, String(post!.headers["x-reclo-timestamp"]), post!.body, String(post!.headers["x-reclo-signature"]))).toBe(true);
+    const listed = await reclo("webhooks", "list");
+    expect(listed.stdout).toContain(hook.id);
+    expect(listed.stdout).toMatch(/DELIVERED 204/);
+    expect(listed.stdout).not.toContain(hook.signingSecret);
+    const bad = await reclo("webhooks", "add", `${receiver.url}/x`, "--events", "NOPE");
+    expect(bad.code).toBe(2);
+
+    const a = await stack.rt.services.notifications.raise(user.id, { kind: "BACKUP_MISSED", title: "No backup of office since 02:00", body: "b", dedupeKey: `cli:${newId()}` });
+    const b = await stack.rt.services.notifications.raise(user.id, { kind: "RECOVERY_FAILED", title: "The recovery of office failed", body: "b", dedupeKey: `cli:${newId()}` });
+    raised.push(a.notification.id, b.notification.id);
+    await stack.rt.services.notifications.markRead(user.id, [a.notification.id]);
+    const unread = await reclo("notifications", "--unread");
+    expect(unread.code, unread.stderr).toBe(0);
+    expect(unread.stdout).toContain("The recovery of office failed");
+    expect(unread.stdout).not.toContain("No backup of office");
+    expect(unread.stdout).toContain("1 unread");
+    const all = await reclo("notifications", "--json", "--mark-read");
+    const body = JSON.parse(all.stdout) as { unread: number; notifications: { title: string }[] };
+    expect(body.notifications.map((n) => n.title)).toEqual(["The recovery of office failed", "No backup of office since 02:00"]);
+    expect(body.unread).toBe(0);
+    const removed = await reclo("webhooks", "remove", hook.id);
+    expect(removed.stdout).toContain(`Webhook ${hook.id}`);
+    expect((await reclo("webhooks", "list")).stdout).toContain("No webhooks");
   });
 });
 
