@@ -9,6 +9,7 @@ import { backupsView } from "./views/backups";
 import { recoveryView } from "./views/recovery";
 import { recoveriesView } from "./views/recoveries";
 import { instancesView } from "./views/instances";
+import { notificationSettingsView, notificationsView } from "./views/notifications";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -16,12 +17,16 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   { pattern: /^#\/recoveries$/, keys: [], view: recoveriesView, nav: "#/recoveries" },
   { pattern: /^#\/recoveries\/([\w-]{1,64})$/, keys: ["id"], view: recoveryView, nav: "#/recoveries" },
   { pattern: /^#\/machines$/, keys: [], view: instancesView, nav: "#/machines" },
+  // ?id= is the link in a notification's e-mail.
+  { pattern: /^#\/notifications(?:\?id=([\w-]{1,64}))?$/, keys: ["id"], view: notificationsView, nav: "#/notifications" },
+  { pattern: /^#\/settings\/notifications$/, keys: [], view: notificationSettingsView, nav: "#/notifications" },
 ];
 
 const NAV = [
   { href: "#/backups", label: "Restore points" },
   { href: "#/recoveries", label: "Recoveries" },
   { href: "#/machines", label: "Machines" },
+  { href: "#/notifications", label: "Notifications" },
 ];
 
 // ---------------------------------------------------------------------------------------------
