@@ -33,6 +33,7 @@ CREATE TABLE `webhooks` (
 	CONSTRAINT `webhooks_id` PRIMARY KEY(`id`)
 );
 --> statement-breakpoint
+ALTER TABLE `notifications` ADD `delivery_started_at` datetime(3);--> statement-breakpoint
 ALTER TABLE `notification_deliveries` ADD CONSTRAINT `notification_deliveries_user_id_users_id_fk` FOREIGN KEY (`user_id`) REFERENCES `users`(`id`) ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE `notification_deliveries` ADD CONSTRAINT `notification_deliveries_notification_id_notifications_id_fk` FOREIGN KEY (`notification_id`) REFERENCES `notifications`(`id`) ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE `notification_deliveries` ADD CONSTRAINT `notification_deliveries_webhook_id_webhooks_id_fk` FOREIGN KEY (`webhook_id`) REFERENCES `webhooks`(`id`) ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
@@ -41,4 +42,5 @@ ALTER TABLE `webhooks` ADD CONSTRAINT `webhooks_user_id_users_id_fk` FOREIGN KEY
 CREATE INDEX `notification_deliveries_user_idx` ON `notification_deliveries` (`user_id`,`id`);--> statement-breakpoint
 CREATE INDEX `notification_deliveries_notification_idx` ON `notification_deliveries` (`notification_id`,`id`);--> statement-breakpoint
 CREATE INDEX `notification_deliveries_webhook_idx` ON `notification_deliveries` (`webhook_id`,`id`);--> statement-breakpoint
-CREATE INDEX `webhooks_user_idx` ON `webhooks` (`user_id`,`id`);
+CREATE INDEX `webhooks_user_idx` ON `webhooks` (`user_id`,`id`);--> statement-breakpoint
+CREATE INDEX `notifications_undelivered_idx` ON `notifications` (`delivery_started_at`,`created_at`);

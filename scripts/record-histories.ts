@@ -106,6 +106,7 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
       return "DELIVERED";
     },
     warnTerminatingInstances: async () => 1,
+    startPendingDeliveries: async () => 2,
   };
   return { echo: async (m) => `pong: ${m}`, ...alerts, ...recovery, ...verification, ...drill, ...reconcile, ...stale, ...maintenance, ...sessions, ...sync, ...overrides };
 }
@@ -221,6 +222,7 @@ function scenarios(): Scenario[] {
       args: [{ notificationId: "notification-1", retry: { initialIntervalMs: 50, maximumIntervalMs: 200, totalMs: 60_000 }, attemptTimeoutMs: 30_000 }],
       activities: activities(),
     },
+    { name: "sweep-notification-deliveries", workflowType: "sweepNotificationDeliveries", args: [60_000], activities: activities() },
     { name: "warn-terminating-instances", workflowType: "warnTerminatingInstances", args: [14 * 86_400_000, 2 * 86_400_000], activities: activities() },
   ];
 }

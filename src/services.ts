@@ -24,6 +24,7 @@ import { AccessService } from "./access/access.service";
 import { SecretBox } from "./shared/secret-box";
 import { NotificationService } from "./alerts/notification.service";
 import { WebhookService } from "./alerts/webhook.service";
+import { NotificationDelivery } from "./alerts/delivery.service";
 import { createRaisers } from "./alerts/raisers";
 import { Topic } from "./events/topics";
 import type { Mailer } from "./mail/mailer";
@@ -51,6 +52,8 @@ export interface Services {
   notifications: NotificationService;
   /** The user's webhooks, their signed deliveries and the delivery log (e-mail attempts too). */
   webhooks: WebhookService;
+  /** Starts notifications' delivery workflows (absent in processes without a Temporal client). */
+  delivery?: NotificationDelivery;
   /** Outgoing e-mail (the SMTP adapter in processes; tests may pass their own). */
   mailer: Mailer;
 }
@@ -97,22 +100,17 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const webhooks = new WebhookService({ db, secrets, config, now });
   // Live: the console's list and badge hear of it at once.
   notifications.onRaised((row) => events.publish(Topic.NOTIFICATION_ADDED, row.userId, { notificationId: row.id, userId: row.userId }));
-  if (workflows) {
-    // Delivery (e-mail, webhooks), retried by Temporal; the workflow id is the notification's, so it starts once.
-    const attemptTimeoutMs = Math.max(config.webhooks.timeoutMs, config.mail.timeoutMs) + 30_000;
-    notifications.onRaised(async (row) => {
-      await workflows.startNotificationDelivery(
-        { notificationId: row.id, retry: config.webhooks.retry, attemptTimeoutMs },
-        { workflowId: `notification-${row.id}`, executionTimeoutMs: config.webhooks.retry.totalMs + attemptTimeoutMs + 3_600_000 },
-      );
-    });
-  }
+  // Delivery (e-mail, webhooks), retried by Temporal; the workflow id is the notification's, so it
+  // starts once. A start that fails (Temporal down) is made later by the sweep.
+  const delivery = workflows ? new NotificationDelivery({ db, workflows, config, now }) : undefined;
+  if (delivery) notifications.onRaised((row) => delivery.start(row));
   const raisers = createRaisers({ notifications, backups, logger });
   verifications.onFailed = raisers.verificationFailed;
   recoveryProgress.onFinished = raisers.recoveryFinished;
   return {
     notifications,
     webhooks,
+    delivery,
     mailer,
     quotas,
     access,

@@ -40,6 +40,6 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
     ...createDrillActivities({ drills: services.drills }),
     ...createMaintenanceActivities({ maintenance: services.maintenance }),
     ...createSessionPurgeActivities({ auth: services.auth }),
-    ...createAlertActivities({ notifications: services.notifications, webhooks: services.webhooks, mailer: rt.mailer, instances: services.instances, linkBase: config.mail.linkBase, logger: rt.logger }),
+    ...createAlertActivities({ notifications: services.notifications, webhooks: services.webhooks, delivery: services.delivery, mailer: rt.mailer, instances: services.instances, linkBase: config.mail.linkBase, logger: rt.logger }),
   };
 }

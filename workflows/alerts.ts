@@ -32,6 +32,11 @@ export async function deliverNotification(input: DeliverNotificationInput): Prom
   return { email: email!, webhooks: plan.webhookIds.map((webhookId, i) => ({ webhookId, outcome: hooks[i]! })) };
 }
 
+/** Scheduled every 5 minutes: start the deliveries of notifications raised while Temporal was unreachable. */
+export async function sweepNotificationDeliveries(olderThanMs: number): Promise<number> {
+  return scan.startPendingDeliveries({ olderThanMs });
+}
+
 /** Scheduled hourly: warn of machines the daily stale-instance clean-up will terminate within `aheadMs`. */
 export async function warnTerminatingInstances(stoppedTtlMs: number, aheadMs: number): Promise<number> {
   return scan.warnTerminatingInstances({ stoppedTtlMs, aheadMs });

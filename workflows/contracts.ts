@@ -408,7 +408,7 @@ export interface SessionPurgeActivities {
   purgeSessions(olderThanMs: number): Promise<number>;
 }
 
-// ---------------------------------------------------------------- deliverNotification, warnTerminatingInstances
+// ---------------------------------------------------------------- deliverNotification, sweepNotificationDeliveries, warnTerminatingInstances
 
 /** How a notification's deliveries are retried: exponential backoff, bounded in total time. */
 export interface DeliveryRetry {
@@ -451,6 +451,8 @@ export interface AlertActivities {
   emailNotification(input: { notificationId: string }): Promise<DeliveryOutcome>;
   /** POSTs the notification to one webhook; records the attempt. Throws (retryable, or DELIVERY_REJECTED). */
   postNotificationWebhook(input: { notificationId: string; webhookId: string }): Promise<DeliveryOutcome>;
+  /** Starts the delivery workflows a raise could not start (Temporal was down), for notifications older than `olderThanMs`; returns how many. */
+  startPendingDeliveries(input: { olderThanMs: number }): Promise<number>;
   /** Raises INSTANCE_TERMINATING for machines the stale-instance clean-up will terminate within `aheadMs`; returns how many were raised. */
   warnTerminatingInstances(input: { stoppedTtlMs: number; aheadMs: number }): Promise<number>;
 }

@@ -5,4 +5,4 @@ export { recoveryWorkflow, reconcileRecoveries, terminateStaleInstances } from "
 export { syncInstanceStates } from "./instances";
 export { verifyBackupWorkflow } from "./verification";
 export { drillWorkflow } from "./drill";
-export { deliverNotification, warnTerminatingInstances } from "./alerts";
+export { deliverNotification, sweepNotificationDeliveries, warnTerminatingInstances } from "./alerts";

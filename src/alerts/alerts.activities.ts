@@ -7,12 +7,15 @@ import type { Logger } from "../logger";
 import type { NotificationService } from "./notification.service";
 import { deliveryIdOf, payloadOf, type WebhookService } from "./webhook.service";
 import { isRetryable } from "./webhook-http";
+import type { NotificationDelivery } from "./delivery.service";
 
 export interface AlertActivityDeps {
   notifications: Pick<NotificationService, "find" | "emailKinds" | "emailAddressOf" | "raise">;
   webhooks: Pick<WebhookService, "subscribedTo" | "find" | "post" | "record">;
   mailer: Mailer;
   instances: Pick<InstanceService, "stoppedBefore">;
+  /** Absent on a worker without a Temporal client (then nothing is swept). */
+  delivery?: Pick<NotificationDelivery, "startPending">;
   /** Where links in e-mails point (config.mail.linkBase). */
   linkBase: string;
   logger?: Logger;
@@ -86,6 +89,12 @@ export function createAlertActivities(deps: AlertActivityDeps): AlertActivities 
       const message = `webhook ${webhook.url}: ${r.error ?? "failed"}`;
       if (!retry) throw ApplicationFailure.nonRetryable(message, DELIVERY_REJECTED);
       throw ApplicationFailure.retryable(message, "DELIVERY_FAILED");
+    },
+
+    async startPendingDeliveries({ olderThanMs }): Promise<number> {
+      const n = (await deps.delivery?.startPending(olderThanMs)) ?? 0;
+      if (n) deps.logger?.info({ started: n }, "started notification deliveries that had not started");
+      return n;
     },
 
     async warnTerminatingInstances({ stoppedTtlMs, aheadMs }): Promise<number> {

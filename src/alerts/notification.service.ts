@@ -156,6 +156,7 @@ export class NotificationService {
       dedupeKey: n.dedupeKey.slice(0, 191),
       createdAt: this.now(),
       readAt: null,
+      deliveryStartedAt: null,
     };
     try {
       await this.db.insert(notifications).values(row);

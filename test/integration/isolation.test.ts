@@ -88,8 +88,8 @@ async function seed(stack: TestStack, owner: TestUser) {
   });
   // A webhook (through the service: its secret sealed) and a notification.
   const { webhook } = await s.webhooks.add(owner.id, { url: "http://127.0.0.1:9/hook", events: ["BACKUP_MISSED"] });
-  // The row raise() records (inserted directly: no delivery workflow is started for it).
-  const notification = { id: newId(), userId: owner.id, kind: "BACKUP_MISSED" as const, title: "No backup of fileserver", body: "Missed.", subjectType: "SOURCE", subjectId: "fileserver", dedupeKey: `isolation:${newId()}`, createdAt: now, readAt: null };
+  // The row raise() records (inserted directly, marked started: no delivery workflow, none swept).
+  const notification = { id: newId(), userId: owner.id, kind: "BACKUP_MISSED" as const, title: "No backup of fileserver", body: "Missed.", subjectType: "SOURCE", subjectId: "fileserver", dedupeKey: `isolation:${newId()}`, createdAt: now, readAt: null, deliveryStartedAt: now };
   await stack.rt.database.db.insert(notifications).values(notification);
   return {
     Backup: incr.id,

@@ -270,6 +270,27 @@ describe("notifications: list, e-mail and signed webhooks delivered by Temporal 
     expect((await alice.client.request(MarkAllNotificationsReadDocument, {})).markAllNotificationsRead).toBe(0);
   });
 
+  it("a notification whose delivery could not start (Temporal down when it was raised) is delivered by the sweep, once", async () => {
+    const user = await signUp(stack);
+    const hook = await addWebhook(user, receiver.script(`/sweep-${user.id}`, [200]), ["BACKUP_MISSED"]);
+    // Raised normally: its start is noted.
+    const raised = await raise(user, "BACKUP_MISSED");
+    await deliveryResult(raised.notification.id);
+    const [noted] = await stack.rt.database.db.select().from(notifications).where(eq(notifications.id, raised.notification.id));
+    expect(noted!.deliveryStartedAt).toBeInstanceOf(Date);
+    // The row a raise leaves when its listener could not reach Temporal: recorded, never started.
+    const missed = { id: newId(), userId: user.id, kind: "BACKUP_MISSED" as const, title: "Raised during an outage", body: "b", subjectType: null, subjectId: null, dedupeKey: `outage:${newId()}`, createdAt: new Date(Date.now() - 10_000), readAt: null, deliveryStartedAt: null };
+    await stack.rt.database.db.insert(notifications).values(missed);
+    // Raised 10 s ago; the sweep takes those older than 5 s (and younger than WEBHOOK_RETRY_FOR, 30 s here).
+    const sweep = () => stack.rt.temporal.client.workflow.execute("sweepNotificationDeliveries", { taskQueue, workflowId: `${taskQueue}-sweep-${newId()}`, args: [5_000] }) as Promise<number>;
+    expect(await sweep()).toBeGreaterThanOrEqual(1);
+    expect(await deliveryResult(missed.id)).toEqual({ email: "DELIVERED", webhooks: [{ webhookId: hook.id, outcome: "DELIVERED" }] });
+    await sweep();
+    const posts = receiver.to(`/sweep-${user.id}`).map((p) => (JSON.parse(p.body) as { id: string }).id);
+    expect(posts.filter((id) => id === missed.id)).toHaveLength(1);
+    expect(posts.filter((id) => id === raised.notification.id)).toHaveLength(1);
+  });
+
   it("VERIFICATION_FAILED, RECOVERY_FAILED and RECOVERY_COMPLETED are raised once, where the state is reached", async () => {
     const user = await signUp(stack);
     const b = await stack.rt.services.backups.create(user.id, { sourceName: "fileserver", imageSize: 1 << 20, kind: "FULL" as never });

@@ -50,6 +50,7 @@ describe("recorded workflow histories replay on the current workflow code", () =
       "sync-instance-states",
       "deliver-notification",
       "warn-terminating-instances",
+      "sweep-notification-deliveries",
     ]) {
       expect(fixtures).toContain(`${name}.json`);
     }
