@@ -29,6 +29,8 @@ const MEASURED_SECONDS: Record<string, number> = {
   "test/e2e/console.test.ts": 28,
   "test/e2e/local-recovery.test.ts": 27,
   "test/integration/recovery-workflow.test.ts": 19,
+  // Webhook retries with backoff, a CLI child, three stacks: 16 s measured beside two other files.
+  "test/integration/notifications.test.ts": 16,
   "test/e2e/recovery-faults.test.ts": 16,
   "test/e2e/cli-outages.test.ts": 14,
   "test/e2e/cli.test.ts": 12,

@@ -96,8 +96,8 @@ export async function checkWebhookAddress(u: URL, allowPrivate: boolean): Promis
     }
   }
   if (!allowPrivate) {
-    const bad = addresses.find(isPrivateAddress);
-    if (bad !== undefined) throw new WebhookAddressError(`the host ${host} resolves to ${bad}, a loopback, private, link-local or reserved address; webhooks must reach a public address`, "PRIVATE_ADDRESS");
+    // The address itself is not told: the API must not become a way to read internal DNS.
+    if (addresses.some(isPrivateAddress)) throw new WebhookAddressError(`the host ${host} resolves to a loopback, private, link-local or reserved address; webhooks must reach a public address`, "PRIVATE_ADDRESS");
   }
   return addresses;
 }
@@ -163,7 +163,7 @@ export async function postWebhook(req: WebhookRequest): Promise<WebhookResponse>
       if (err) return (callback as (e: Error) => void)(err);
       const list = addresses as dns.LookupAddress[];
       const bad = req.allowPrivate ? undefined : list.find((a) => isPrivateAddress(a.address));
-      if (bad) return (callback as (e: Error) => void)(new WebhookAddressError(`the host ${hostname} resolves to ${bad.address}, a loopback, private, link-local or reserved address`, "PRIVATE_ADDRESS"));
+      if (bad) return (callback as (e: Error) => void)(new WebhookAddressError(`the host ${hostname} resolves to a loopback, private, link-local or reserved address`, "PRIVATE_ADDRESS"));
       if ((options as dns.LookupOptions).all) return (callback as (e: null, a: dns.LookupAddress[]) => void)(null, list);
       const first = list[0]!;
       (callback as (e: null, a: string, f: number) => void)(null, first.address, first.family);
