@@ -130,6 +130,15 @@ describe("console: notifications and webhooks (Chromium)", () => {
     await expect.poll(() => page.locator(".webhook", { hasText: receiverUrl }).count()).toBe(1);
     expect(await page.content()).not.toContain(secret);
 
+    // On a phone-sized screen nothing overflows sideways (long URLs wrap).
+    await page.setViewportSize({ width: 360, height: 800 });
+    const fits = () => page.evaluate(() => {
+      const { documentElement } = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document;
+      return documentElement.scrollWidth <= documentElement.clientWidth;
+    });
+    expect(await fits()).toBe(true);
+    await page.setViewportSize({ width: 1100, height: 900 });
+
     await page.locator(".webhook", { hasText: receiverUrl }).getByRole("button", { name: "Remove" }).click();
     await page.getByRole("dialog").getByRole("button", { name: "Remove" }).click();
     await expect.poll(() => page.locator(".webhook").count()).toBe(0);
