@@ -107,9 +107,12 @@ describe("notifications: list, e-mail and signed webhooks delivered by Temporal 
     await clearMailsTo(alice.email);
     const hook = await addWebhook(alice, receiver.script("/alice", [204]), ["BACKUP_MISSED", "VERIFICATION_FAILED"]);
     expect(hook.signingSecret).toMatch(/^whsec_/);
+    const raisedAt = performance.now();
     const { notification } = await raise(alice, "BACKUP_MISSED", "No backup of office since 02:00");
+    const posted = waitFor("the webhook POST", () => receiver.to("/alice").length > 0, 20_000, 20).then(() => performance.now() - raisedAt);
 
     const mail = await waitForMail(alice.email, /No backup of office since 02:00/);
+    console.log(`notification delivery: webhook POST ${Math.round(await posted)} ms, e-mail in mailpit ${Math.round(performance.now() - raisedAt)} ms after raise()`);
     expect(mail.Subject).toBe("[ReClo] No backup of office since 02:00");
     expect(mail.Text).toContain(notification.body);
     expect(linksIn(mail)).toContain(`${stack.config.mail.linkBase}/#/notifications?id=${notification.id}`);
