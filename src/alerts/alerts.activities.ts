@@ -28,7 +28,7 @@ export const consoleLink = (linkBase: string, n: Pick<NotificationRow, "id">) =>
 export function emailOf(n: NotificationRow, linkBase: string): { subject: string; text: string } {
   return {
     subject: `[ReClo] ${n.title}`,
-    text: `${n.body}\n\nSee it in the ReClo console: ${consoleLink(linkBase, n)}\n\nYou receive this e-mail because your notification preferences include ${n.kind}; change them in the console.\n`,
+    text: `${n.body}\n\nSee it in the ReClo console: ${consoleLink(linkBase, n)}\n\nYou receive this e-mail because your notification preferences include ${n.kind}; change them at ${linkBase}/#/settings/notifications\n`,
   };
 }
 

@@ -58,6 +58,7 @@ describe("notification e-mail", () => {
     expect(mail.text).toContain("It did not boot.");
     expect(mail.text).toContain(consoleLink("https://reclo.example.com", n));
     expect(consoleLink("https://reclo.example.com", n)).toBe("https://reclo.example.com/#/notifications?id=01a2-id");
+    expect(mail.text).toContain("https://reclo.example.com/#/settings/notifications");
   });
 
   it("e-mails every kind but RECOVERY_COMPLETED by default", () => {
