@@ -31,6 +31,8 @@ const MEASURED_SECONDS: Record<string, number> = {
   // Chromium and an API process; 17–24 s on the shared machine with three other helpers running.
   "test/e2e/accounts.test.ts": 20,
   "test/integration/recovery-workflow.test.ts": 19,
+  // Webhook retries with backoff, a CLI child, three stacks: 16 s measured beside two other files.
+  "test/integration/notifications.test.ts": 16,
   "test/e2e/recovery-faults.test.ts": 16,
   "test/e2e/cli-outages.test.ts": 14,
   "test/e2e/cli.test.ts": 12,

@@ -20,6 +20,7 @@ import { ApplicationFailure, CancelledFailure } from "@temporalio/common";
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from "@temporalio/worker";
 import { historyToJson } from "../test/helpers/histories";
 import type {
+  AlertActivities,
   BeginDrillResult,
   DrillActivities,
   InstanceSyncActivities,
@@ -96,7 +97,20 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
         ? { checked: 1, changed: [], stopped: [], skipped: 0 }
         : { checked: 2, changed: ["row-1"], stopped: ["row-1"], skipped: 0, nextAfterId: "row-2" },
   };
-  return { echo: async (m) => `pong: ${m}`, ...recovery, ...verification, ...drill, ...reconcile, ...stale, ...maintenance, ...sessions, ...missed, ...sync, ...overrides };
+  let webhookCalls = 0;
+  const alerts: AlertActivities = {
+    planNotificationDelivery: async () => ({ email: true, webhookIds: ["webhook-1", "webhook-2"] }),
+    emailNotification: async () => "DELIVERED",
+    postNotificationWebhook: async (i) => {
+      if (i.webhookId === "webhook-2") throw ApplicationFailure.nonRetryable("webhook answered 410 Gone", "DELIVERY_REJECTED");
+      // The first attempt fails (a 503), the retry delivers.
+      if (++webhookCalls === 1) throw ApplicationFailure.retryable("webhook answered 503", "DELIVERY_FAILED");
+      return "DELIVERED";
+    },
+    warnTerminatingInstances: async () => 1,
+    startPendingDeliveries: async () => 2,
+  };
+  return { echo: async (m) => `pong: ${m}`, ...alerts, ...recovery, ...verification, ...drill, ...reconcile, ...stale, ...maintenance, ...sessions, ...missed, ...sync, ...overrides };
 }
 
 
@@ -204,6 +218,14 @@ function scenarios(): Scenario[] {
     { name: "backup-maintenance", workflowType: "backupMaintenance", args: [{}], activities: activities() },
     { name: "sync-instance-states", workflowType: "syncInstanceStates", args: [{ batchSize: 2 }], activities: activities() },
     { name: "purge-sessions", workflowType: "purgeSessions", args: [86_400_000], activities: activities() },
+    {
+      name: "deliver-notification",
+      workflowType: "deliverNotification",
+      args: [{ notificationId: "notification-1", retry: { initialIntervalMs: 50, maximumIntervalMs: 200, totalMs: 60_000 }, attemptTimeoutMs: 30_000 }],
+      activities: activities(),
+    },
+    { name: "sweep-notification-deliveries", workflowType: "sweepNotificationDeliveries", args: [60_000], activities: activities() },
+    { name: "warn-terminating-instances", workflowType: "warnTerminatingInstances", args: [14 * 86_400_000, 2 * 86_400_000], activities: activities() },
   ];
 }
 

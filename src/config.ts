@@ -461,6 +461,23 @@ const envSchema = z.object({
   /** One SMTP send gives up after this long (the caller retries). */
   SMTP_TIMEOUT: duration("15s"),
 
+  /**
+   * Webhooks (issue 16). Addresses that resolve to loopback, private, link-local (cloud metadata,
+   * 169.254.169.254) or other non-public ranges are refused, when a webhook is added and again at
+   * each delivery, unless this is true (a receiver on this host: development and tests only).
+   */
+  WEBHOOK_ALLOW_PRIVATE_ADDRESSES: bool(false),
+  /** One webhook POST gives up after this long (connect, send, answer). */
+  WEBHOOK_TIMEOUT: duration("10s"),
+  /** Webhooks per user. */
+  WEBHOOK_LIMIT: int(10, 1, 100),
+  /** First wait before retrying a failed delivery (doubles per attempt). */
+  WEBHOOK_RETRY_INITIAL: duration("30s"),
+  /** Longest wait between two attempts. */
+  WEBHOOK_RETRY_MAX_INTERVAL: duration("30m"),
+  /** A delivery (e-mail or webhook) is retried for at most this long after its first attempt. */
+  WEBHOOK_RETRY_FOR: duration("24h"),
+
   /** The worker registers the product's Temporal Schedules at start. */
   RUN_SCHEDULES: bool(true),
   /** Pre-bundled workflow code (skips bundling at worker start). */
@@ -580,6 +597,8 @@ export interface Config {
   accessKeys: { perMachine: number; ttlMs: number };
   /** Outgoing e-mail; `linkBase` starts every link in a mail (PUBLIC_URL, else http://HOST:PORT). */
   mail: { smtpUrl: string; from: string; timeoutMs: number; linkBase: string };
+  /** Notification delivery by webhook (and the retry policy of e-mail and webhook deliveries). */
+  webhooks: { allowPrivateAddresses: boolean; timeoutMs: number; perUser: number; retry: { initialIntervalMs: number; maximumIntervalMs: number; totalMs: number } };
   runWorker: boolean;
   runSchedules: boolean;
   workflowBundlePath?: string;
@@ -807,6 +826,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     secrets,
     accessKeys: { perMachine: e.ACCESS_KEY_LIMIT, ttlMs: e.ACCESS_KEY_TTL },
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM, timeoutMs: e.SMTP_TIMEOUT, linkBase: (e.PUBLIC_URL ?? `http://${e.HOST.includes(":") ? `[${e.HOST}]` : e.HOST}:${e.PORT}`).replace(/\/+$/, "") },
+    webhooks: {
+      allowPrivateAddresses: e.WEBHOOK_ALLOW_PRIVATE_ADDRESSES,
+      timeoutMs: e.WEBHOOK_TIMEOUT,
+      perUser: e.WEBHOOK_LIMIT,
+      retry: { initialIntervalMs: Math.max(1, e.WEBHOOK_RETRY_INITIAL), maximumIntervalMs: Math.max(1, e.WEBHOOK_RETRY_MAX_INTERVAL), totalMs: Math.max(1000, e.WEBHOOK_RETRY_FOR) },
+    },
     runWorker: e.RUN_WORKER,
     runSchedules: e.RUN_SCHEDULES,
     workflowBundlePath: e.TEMPORAL_WORKFLOW_BUNDLE,

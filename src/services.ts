@@ -23,6 +23,10 @@ import { QuotaService } from "./quotas/quota.service";
 import { AccessService } from "./access/access.service";
 import { SecretBox } from "./shared/secret-box";
 import { NotificationService } from "./alerts/notification.service";
+import { WebhookService } from "./alerts/webhook.service";
+import { NotificationDelivery } from "./alerts/delivery.service";
+import { createRaisers } from "./alerts/raisers";
+import { Topic } from "./events/topics";
 import type { Mailer } from "./mail/mailer";
 import { SourceService } from "./sources/source.service";
 import { AccountService } from "./auth/account.service";
@@ -53,6 +57,10 @@ export interface Services {
   notifications: NotificationService;
   /** Protected machines: their backup schedules, the FULL/INCREMENTAL decision, missed-backup detection. */
   sources: SourceService;
+  /** The user's webhooks, their signed deliveries and the delivery log (e-mail attempts too). */
+  webhooks: WebhookService;
+  /** Starts notifications' delivery workflows (absent in processes without a Temporal client). */
+  delivery?: NotificationDelivery;
   /** Outgoing e-mail (the SMTP adapter in processes; tests may pass their own). */
   mailer: Mailer;
 }
@@ -93,7 +101,8 @@ export function createServices({ config, db, events, limiter, storage, workflows
       })().catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic drill or verification did not start"));
     };
   }
-  const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
+  const secrets = new SecretBox(config.secrets.key);
+  const access = new AccessService({ db, targets, secrets, keys: config.accessKeys, now });
   const auth = new AuthService({
     db,
     events,
@@ -105,13 +114,25 @@ export function createServices({ config, db, events, limiter, storage, workflows
     onSignedUp: (event) => accounts.signedUp(event),
   });
   const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now });
-  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
+  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"), limits);
   const sources = new SourceService({ db, limits, notifications, logger, now });
   // A source is first seen with its first backup (default schedule) if not before.
   backups.onSourceSeen = async (userId, sourceName) => void (await sources.ensure(userId, sourceName));
+  const webhooks = new WebhookService({ db, secrets, config, now });
+  // Live: the console's list and badge hear of it at once.
+  notifications.onRaised((row) => events.publish(Topic.NOTIFICATION_ADDED, row.userId, { notificationId: row.id, userId: row.userId }));
+  // Delivery (e-mail, webhooks), retried by Temporal; the workflow id is the notification's, so it
+  // starts once. A start that fails (Temporal down) is made later by the sweep.
+  const delivery = workflows ? new NotificationDelivery({ db, workflows, config, now }) : undefined;
+  if (delivery) notifications.onRaised((row) => delivery.start(row));
+  const raisers = createRaisers({ notifications, backups, logger });
+  verifications.onFailed = raisers.verificationFailed;
+  recoveryProgress.onFinished = raisers.recoveryFinished;
   return {
     sources,
     notifications,
+    webhooks,
+    delivery,
     mailer,
     quotas,
     access,

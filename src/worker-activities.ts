@@ -8,6 +8,7 @@ import { createDrillActivities } from "./drills/drill.activities";
 import { createMaintenanceActivities } from "./backups/backup-maintenance.activities";
 import { createSessionPurgeActivities } from "./auth/auth.activities";
 import { createMissedBackupActivities } from "./sources/source.activities";
+import { createAlertActivities } from "./alerts/alerts.activities";
 
 /**
  * The worker's activities, assembled from a process runtime: each feature's factory gets the
@@ -41,5 +42,6 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
     ...createMaintenanceActivities({ maintenance: services.maintenance }),
     ...createSessionPurgeActivities({ auth: services.auth }),
     ...createMissedBackupActivities({ sources: services.sources }),
+    ...createAlertActivities({ notifications: services.notifications, webhooks: services.webhooks, delivery: services.delivery, mailer: rt.mailer, instances: services.instances, linkBase: config.mail.linkBase, logger: rt.logger }),
   };
 }

@@ -423,10 +423,60 @@ export interface MissedBackupActivities {
   detectMissedBackups(): Promise<MissedBackupResult>;
 }
 
+// ---------------------------------------------------------------- deliverNotification, sweepNotificationDeliveries, warnTerminatingInstances
+
+/** How a notification's deliveries are retried: exponential backoff, bounded in total time. */
+export interface DeliveryRetry {
+  initialIntervalMs: number;
+  maximumIntervalMs: number;
+  /** No attempt starts later than this after the first (the activities' scheduleToClose). */
+  totalMs: number;
+}
+
+export interface DeliverNotificationInput {
+  notificationId: string;
+  retry: DeliveryRetry;
+  /** One attempt (an SMTP send or a webhook POST) is abandoned after this long. */
+  attemptTimeoutMs: number;
+}
+
+/** Who a notification goes to, decided once when its delivery starts. */
+export interface NotificationDeliveryPlan {
+  /** The user's address, when their preferences e-mail this kind. */
+  email: boolean;
+  /** The user's webhooks subscribed to this kind. */
+  webhookIds: string[];
+}
+
+/** DELIVERED; SKIPPED: nothing to send (the webhook was removed, the notification is gone). */
+export type DeliveryOutcome = "DELIVERED" | "SKIPPED";
+
+export interface DeliverNotificationResult {
+  email: DeliveryOutcome | "FAILED" | "NOT_SENT";
+  webhooks: { webhookId: string; outcome: DeliveryOutcome | "FAILED" }[];
+}
+
+/** Error type of a delivery that retrying cannot help (a 4xx answer, a refused address, a relay's 5xx). */
+export const DELIVERY_REJECTED = "DELIVERY_REJECTED";
+
+/** The activities deliverNotification and warnTerminatingInstances call. */
+export interface AlertActivities {
+  planNotificationDelivery(input: { notificationId: string }): Promise<NotificationDeliveryPlan>;
+  /** Sends the notification's e-mail; records the attempt. Throws (retryable, or DELIVERY_REJECTED). */
+  emailNotification(input: { notificationId: string }): Promise<DeliveryOutcome>;
+  /** POSTs the notification to one webhook; records the attempt. Throws (retryable, or DELIVERY_REJECTED). */
+  postNotificationWebhook(input: { notificationId: string; webhookId: string }): Promise<DeliveryOutcome>;
+  /** Starts the delivery workflows a raise could not start (Temporal was down), for notifications older than `olderThanMs`; returns how many. */
+  startPendingDeliveries(input: { olderThanMs: number }): Promise<number>;
+  /** Raises INSTANCE_TERMINATING for machines the stale-instance clean-up will terminate within `aheadMs`; returns how many were raised. */
+  warnTerminatingInstances(input: { stoppedTtlMs: number; aheadMs: number }): Promise<number>;
+}
+
 // ---------------------------------------------------------------- the worker
 
 /** Everything one worker registers: the union of every workflow's activities (names are unique). */
 export type WorkerActivities = ConnectivityActivities &
+  AlertActivities &
   RecoveryActivities &
   ReconcileActivities &
   StaleInstanceActivities &

@@ -5,3 +5,4 @@ export { recoveryWorkflow, reconcileRecoveries, terminateStaleInstances } from "
 export { syncInstanceStates } from "./instances";
 export { verifyBackupWorkflow } from "./verification";
 export { drillWorkflow } from "./drill";
+export { deliverNotification, sweepNotificationDeliveries, warnTerminatingInstances } from "./alerts";

@@ -16,6 +16,7 @@ import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { ACCOUNT_COMMANDS, ACCOUNT_USAGE } from "./account";
+import { NOTIFICATION_COMMANDS, NOTIFICATION_USAGE } from "./notifications";
 import { verdictWords } from "../client/verdict-words";
 import { cliMessage } from "../client/errors";
 
@@ -35,6 +36,7 @@ const USAGE: Record<string, string> = {
   ...VERIFY_USAGE,
   ...SOURCE_USAGE,
   ...ACCOUNT_USAGE,
+  ...NOTIFICATION_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -57,6 +59,8 @@ Commands:
   instance    show|start|stop|terminate one machine
 
   drills      Drill history (verdict, RTO, evidence); drills policy / drills run
+
+  notifications  Your notifications (--unread); webhooks list|add|remove|test
 
 Global options:
   --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
@@ -150,6 +154,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   ...DRILL_COMMANDS,
   ...ACCOUNT_COMMANDS,
   ...VERIFY_COMMANDS,
+  ...NOTIFICATION_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */

@@ -21,6 +21,12 @@ export interface SessionsRevokedEvent {
   sessionIds: string[] | "ALL";
 }
 
+/** A notification was raised for the user (issue 16); subscribers re-read it, owner-scoped. */
+export interface NotificationAddedEvent {
+  notificationId: string;
+  userId: string;
+}
+
 /** A recovery as it is right now (JSON-safe: dates as ISO strings), carried in the event itself so
  * every subscriber sees every state in order even when the row has moved on. */
 export interface RecoverySnapshot {
@@ -78,6 +84,8 @@ export type EventMap = {
   BACKUP_CHANGED: [userId: string, payload: BackupChangedEvent];
   /** Routed by user id: a machine of theirs was recorded, or changed state or address. */
   INSTANCE_CHANGED: [userId: string, payload: InstanceChangedEvent];
+  /** Routed by user id: a notification of theirs was raised. */
+  NOTIFICATION_ADDED: [userId: string, payload: NotificationAddedEvent];
   /** Not routed: every API process closes the revoked sessions' sockets it holds. */
   SESSIONS_REVOKED: [payload: SessionsRevokedEvent];
 };
@@ -90,6 +98,7 @@ export const Topic = {
   BACKUP_CHANGED: "BACKUP_CHANGED",
   INSTANCE_CHANGED: "INSTANCE_CHANGED",
   SESSIONS_REVOKED: "SESSIONS_REVOKED",
+  NOTIFICATION_ADDED: "NOTIFICATION_ADDED",
 } as const satisfies { [K in EventTopic]: K };
 
 /** Whether a string names one of the topics (for adapters that receive topics as plain strings). */

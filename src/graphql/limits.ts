@@ -51,10 +51,11 @@ export interface QueryLimits {
 }
 
 /**
- * Fields that call a provider or check a whole manifest against the store: priced and rate-limited
+ * Fields that call a provider, check a whole manifest against the store, or reach out to a user's
+ * URL (adding a webhook resolves it; a test POSTs to it): priced and rate-limited
  * per user. (`BackupVerification.screenshotUrl` is not among them: it only signs a URL locally.)
  */
-export const EXPENSIVE_FIELDS: ReadonlySet<string> = new Set(["Backup.restorable", "Instance.consoleOutput", "Instance.screenshot"]);
+export const EXPENSIVE_FIELDS: ReadonlySet<string> = new Set(["Backup.restorable", "Instance.consoleOutput", "Instance.screenshot", "Mutation.sendTestWebhook", "Mutation.addWebhook"]);
 /** Mutations anyone may call that cost argon2 work or send mail (sessions, accounts, password resets): at most one per request. */
 export const CREDENTIAL_MUTATIONS: ReadonlySet<string> = new Set(["signUp", "logIn", "requestPasswordReset", "resetPassword"]);
 /** `__schema` walks the whole schema: priced like a large page. */

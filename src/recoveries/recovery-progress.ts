@@ -55,6 +55,8 @@ export const isTerminal = (s: RecoveryState) => TERMINAL.has(s);
 export class RecoveryProgress {
   private readonly pending = new Map<string, { timer: NodeJS.Timeout }>();
   private readonly lastSent = new Map<string, number>();
+  /** Told once when a recovery ends COMPLETED or FAILED (the notifications hook in here). */
+  onFinished?: (row: RecoveryRow) => Promise<void>;
 
   constructor(
     private readonly db: Db,
@@ -167,6 +169,10 @@ export class RecoveryProgress {
       })
       .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])));
     if (res.affectedRows) await this.publishNow(recoveryId);
+    if (res.affectedRows && state !== "CANCELLED" && this.onFinished) {
+      const [row] = (await this.statements().row.execute({ id: recoveryId })) as RecoveryRow[];
+      if (row) await this.onFinished(row);
+    }
     return res.affectedRows === 1;
   }
 

@@ -64,7 +64,7 @@ export const emailNotVerified = () =>
 export const invalidToken = () => new AppError(ErrorCode.INVALID_TOKEN, "This link is invalid or has expired (or was already used): ask for a new one");
 
 /** Which fair-use limit a QUOTA_EXCEEDED error is about (`extensions.quota`). */
-export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES" | "ACCESS_KEYS" | "ACCESS_POINTS";
+export type QuotaKind = "STORED_BYTES" | "MAX_IMAGE_BYTES" | "CONCURRENT_RECOVERIES" | "RUNNING_MACHINES" | "HOST_RUNNING_MACHINES" | "ACCESS_KEYS" | "ACCESS_POINTS" | "WEBHOOKS";
 /** A configured fair-use limit would be exceeded: `extensions.quota`, `limit`, `used` (and `requested` where it applies). */
 export const quotaExceeded = (quota: QuotaKind, message: string, details: { limit: number; used: number; requested?: number } & ErrorDetails) =>
   new AppError(ErrorCode.QUOTA_EXCEEDED, message, { quota, ...details });

@@ -96,6 +96,7 @@ export function guardedWorkflows(port: WorkflowPort, connection: Pick<Connection
     startRecovery: guard(port.startRecovery),
     startVerification: guard(port.startVerification),
     startDrill: guard(port.startDrill),
+    startNotificationDelivery: guard(port.startNotificationDelivery),
     // A schedule is a few calls (describe, then create or update): a longer deadline for all of them.
     scheduleDrill: guard(port.scheduleDrill, 3 * TEMPORAL_CALL_DEADLINE_MS),
     removeSchedule: guard(port.removeSchedule, 3 * TEMPORAL_CALL_DEADLINE_MS),

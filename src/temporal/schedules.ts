@@ -1,5 +1,5 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type Workflow } from "@temporalio/client";
-import { backupMaintenance, detectMissedBackups, purgeSessions, reconcileRecoveries, syncInstanceStates, terminateStaleInstances } from "../../workflows";
+import { backupMaintenance, detectMissedBackups, purgeSessions, reconcileRecoveries, sweepNotificationDeliveries, syncInstanceStates, terminateStaleInstances, warnTerminatingInstances } from "../../workflows";
 import type { Logger } from "../logger";
 
 export interface ScheduleSpec<W extends Workflow = Workflow> {
@@ -25,6 +25,10 @@ export function productSchedules(opts: { prefix?: string; maintenanceIntervalMs:
     schedule({ id: `${p}-backup-maintenance`, workflow: backupMaintenance, everyMs: opts.maintenanceIntervalMs }),
     schedule({ id: `${p}-purge-sessions`, workflow: purgeSessions, everyMs: 86_400_000, args: [86_400_000] }),
     schedule({ id: `${p}-terminate-stale-instances`, workflow: terminateStaleInstances, everyMs: 86_400_000, args: [opts.instanceStoppedTtlMs] }),
+    // Hourly, so a machine stopped at any hour is warned about 2 days (± 1 hour) before the clean-up above terminates it.
+    // Notifications raised while Temporal was unreachable (their delivery could not start then).
+    schedule({ id: `${p}-sweep-notification-deliveries`, workflow: sweepNotificationDeliveries, everyMs: 5 * 60_000, args: [60_000] }),
+    schedule({ id: `${p}-warn-terminating-instances`, workflow: warnTerminatingInstances, everyMs: 3_600_000, args: [opts.instanceStoppedTtlMs, 2 * 86_400_000] }),
     // Machines stopped (or started) at the provider reach our records within this interval, so the
     // daily clean-up above sees every machine that has really been stopped for its whole TTL.
     schedule({ id: `${p}-sync-instance-states`, workflow: syncInstanceStates, everyMs: 15 * 60_000, args: [{ batchSize: 100 }] }),

@@ -1,4 +1,4 @@
-import type { DrillInput, RecoveryWorkflowInput, VerificationWorkflowInput, WorkflowStatusName } from "../../workflows/contracts";
+import type { DeliverNotificationInput, DrillInput, RecoveryWorkflowInput, VerificationWorkflowInput, WorkflowStatusName } from "../../workflows/contracts";
 
 /** What a start did: started the run, or found one with that workflow id already started (a retried request). */
 export type StartOutcome = "STARTED" | "ALREADY_STARTED";
@@ -41,6 +41,8 @@ export interface WorkflowPort {
   startRecovery(input: RecoveryWorkflowInput, run: RunOptions): Promise<StartOutcome>;
   startVerification(input: VerificationWorkflowInput, run: RunOptions): Promise<StartOutcome>;
   startDrill(input: DrillInput, run: RunOptions): Promise<StartOutcome>;
+  /** Delivers a notification (e-mail, webhooks); its workflow id is derived from the notification's, so it starts once. */
+  startNotificationDelivery(input: DeliverNotificationInput, run: RunOptions): Promise<StartOutcome>;
   /** Creates or updates (in place) a schedule that starts a drill every `everyMs`. */
   scheduleDrill(scheduleId: string, everyMs: number, input: DrillInput, executionTimeoutMs: number): Promise<void>;
   /** Deletes a schedule; true when it existed (a missing one is not an error). */

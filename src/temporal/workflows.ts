@@ -1,5 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
-import { connectivityCheck, drillWorkflow, recoveryWorkflow, verifyBackupWorkflow } from "../../workflows";
+import { connectivityCheck, deliverNotification, drillWorkflow, recoveryWorkflow, verifyBackupWorkflow } from "../../workflows";
 import type { Logger } from "../logger";
 import { ensureSchedules, removeSchedule, schedule } from "./schedules";
 import type { PendingActivity, RunOptions, StartOutcome, WorkflowPort } from "./workflow-port";
@@ -15,6 +15,7 @@ export function temporalWorkflows(client: Client, taskQueue: string, logger?: Lo
     startRecovery: (input, run) => started(client.workflow.start(recoveryWorkflow, { ...on(run), args: [input] })),
     startVerification: (input, run) => started(client.workflow.start(verifyBackupWorkflow, { ...on(run), args: [input] })),
     startDrill: (input, run) => started(client.workflow.start(drillWorkflow, { ...on(run), args: [input] })),
+    startNotificationDelivery: (input, run) => started(client.workflow.start(deliverNotification, { ...on(run), args: [input] })),
     scheduleDrill: (scheduleId, everyMs, input, executionTimeoutMs) =>
       ensureSchedules(client, taskQueue, [schedule({ id: scheduleId, workflow: drillWorkflow, everyMs, args: [input], executionTimeoutMs })], logger),
     removeSchedule: (scheduleId) => removeSchedule(client, scheduleId, logger),

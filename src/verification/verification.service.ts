@@ -55,6 +55,9 @@ export interface VerificationServiceDeps {
 export class VerificationService {
   private readonly now: () => Date;
 
+  /** Told once when a verification ends FAILED (the notifications hook in here: VERIFICATION_FAILED). */
+  onFailed?: (row: VerificationRow) => Promise<void>;
+
   constructor(private readonly deps: VerificationServiceDeps) {
     this.now = deps.now ?? (() => new Date());
   }
@@ -175,12 +178,14 @@ export class VerificationService {
     id: string,
     patch: Partial<Pick<VerificationRow, "status" | "bootSeconds" | "evidence" | "screenText" | "screenshotKey" | "failureReason" | "startedAt" | "checkedAt">>,
   ): Promise<VerificationRow | null> {
-    await this.deps.db
+    const [res] = await this.deps.db
       .update(verifications)
       .set({ ...patch, updatedAt: this.now(), version: sql`${verifications.version} + 1` })
       .where(and(eq(verifications.id, id), inArray(verifications.status, ["PENDING", "RUNNING"])));
     const [row] = await this.deps.db.select().from(verifications).where(eq(verifications.id, id)).limit(1);
     if (row) this.publish(row);
+    // This update is the one that ended it FAILED (a retried activity finds it finished: affects nothing).
+    if (row && res.affectedRows && patch.status === "FAILED" && row.status === "FAILED") await this.onFailed?.(row);
     return row ?? null;
   }
 

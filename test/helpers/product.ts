@@ -29,6 +29,8 @@ export function productEnv(opts: { name: string; port: number; dataDir: string; 
     // Every test user verifies its address (and some reset passwords) from 127.0.0.1 too.
     ACCOUNT_TOKEN_MAX_PER_ADDRESS: "100000",
     PASSWORD_RESET_MAX_PER_ADDRESS: "100000",
+    // Webhook receivers in tests listen on 127.0.0.1.
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES: "true",
     RECLO_DATA_DIR: opts.dataDir,
     // The one key file `npm test` makes (scripts/test.sh), also when a file is run on its own: a
     // product would otherwise create <data dir>/secrets.key, which the faults' leftover check sees.

@@ -36,6 +36,8 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     // Every test user verifies its address (and some reset passwords) from 127.0.0.1 too.
     ACCOUNT_TOKEN_MAX_PER_ADDRESS: "100000",
     PASSWORD_RESET_MAX_PER_ADDRESS: "100000",
+    // Webhook receivers in tests listen on 127.0.0.1 (the refusal is tested with this set to false).
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES: "true",
     ...overrides,
   };
 }

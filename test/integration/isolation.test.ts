@@ -11,6 +11,8 @@ import {
   InstanceAccessDocument,
   CreateBackupDocument,
   InstancesDocument,
+  NotificationsDocument,
+  WebhooksDocument,
   RecoveriesDocument,
   RecoveryProgressDocument,
   RequestChunkUploadsDocument,
@@ -20,7 +22,7 @@ import {
   VerifyBackupDocument,
 } from "../../src/client/generated/graphql";
 import { openSubscription, withTimeout } from "../helpers/ws";
-import { accessKeys, accessPoints, backups, drills } from "../../src/db/schema";
+import { accessKeys, accessPoints, backups, drills, notifications } from "../../src/db/schema";
 import { generateKeyPair } from "../../src/access/wireguard";
 import { newId } from "../../src/shared/ids";
 import { GraphQLRequestError } from "../../src/client/graphql-client";
@@ -84,8 +86,17 @@ async function seed(stack: TestStack, owner: TestUser) {
     expiresAt: new Date(now.getTime() + 86_400_000),
     revokedAt: now,
   });
+  // A webhook (through the service: its secret sealed) and a notification.
+  const { webhook } = await s.webhooks.add(owner.id, { url: "http://127.0.0.1:9/hook", events: ["BACKUP_MISSED"] });
+  // The row raise() records (inserted directly, marked started: no delivery workflow, none swept).
+  const notification = { id: newId(), userId: owner.id, kind: "BACKUP_MISSED" as const, title: "No backup of fileserver", body: "Missed.", subjectType: "SOURCE", subjectId: "fileserver", dedupeKey: `isolation:${newId()}`, createdAt: now, readAt: null, deliveryStartedAt: now };
+  await stack.rt.database.db.insert(notifications).values(notification);
   return {
     Backup: incr.id,
+    Webhook: webhook.id,
+    Notification: notification.id,
+    // sendTestWebhook takes a webhook's id and answers with the delivery it made.
+    NotificationDelivery: webhook.id,
     Upload: upload.id,
     Recovery: recovery.id,
     Instance: instance.id,
@@ -169,6 +180,9 @@ describe("tenant isolation", () => {
         "Mutation.terminateInstance",
         "Mutation.cancelDrill",
         "Mutation.revokeAccessKey",
+        "Query.notification",
+        "Mutation.removeWebhook",
+        "Mutation.sendTestWebhook",
       ]),
     );
   });
@@ -201,6 +215,11 @@ describe("tenant isolation", () => {
     expect(r.recoveries.edges.map((e) => e.node.id)).not.toContain(ids.Recovery);
     expect(i.instances.edges.map((e) => e.node.id)).not.toContain(ids.Instance);
     expect(i.instances.totalCount).toBe(1);
+    const [n, w] = await Promise.all([mallory.client.request(NotificationsDocument, {}), mallory.client.request(WebhooksDocument, {})]);
+    expect(n.notifications.edges.map((e) => e.node.id)).not.toContain(ids.Notification);
+    expect(n.notifications.totalCount).toBe(1);
+    expect(w.webhooks.map((x) => x.id)).not.toContain(ids.Webhook);
+    expect(w.webhooks).toHaveLength(1);
   });
 
   it("an id inside an input (parentBackupId) is owner-checked too", async () => {

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, inject } from "vitest";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import {
   AuthorizeSecurityGroupIngressCommand,
@@ -20,12 +20,13 @@ import {
 } from "@aws-sdk/client-ec2";
 import { mockClient, type AwsClientStub } from "aws-sdk-client-mock";
 import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
+import { waitFor } from "../helpers/wait";
 import { backupImage, makeImage, MiB } from "../helpers/backup";
 import { openSubscription, withTimeout } from "../helpers/ws";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
 import { CancelRecoveryDocument, RecoveryProgressDocument, RecoveryTimelineDocument, StartRecoveryDocument, type RecoveryProgressSubscription } from "../../src/client/generated/graphql";
-import { accessPoints, instances, recoveries } from "../../src/db/schema";
+import { accessPoints, instances, notifications, recoveries } from "../../src/db/schema";
 import { FakeAccess } from "../helpers/fake-target";
 import { TerminateInstanceDocument } from "../../src/client/generated/graphql";
 import zlib from "node:zlib";
@@ -211,6 +212,16 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     expect(recovery.rtoSeconds).toBeCloseTo((passedAt - Date.parse(recovery.createdAt)) / 1000, 1);
     expect(recovery.rtoSeconds!).toBeGreaterThan(0);
     expect(recovery.events.map((e) => `${e.step}:${e.status}`)).toEqual(expect.arrayContaining(["CHECKING:STARTED", "CHECKING:OBSERVED", "CHECKING:SUCCEEDED"]));
+    // The user is told once (issue 16), by the step that reached COMPLETED (just after it published the state).
+    const told = await waitFor(
+      "the RECOVERY_COMPLETED notification",
+      async () => {
+        const rows = await stack.rt.database.db.select().from(notifications).where(and(eq(notifications.userId, user.id), eq(notifications.subjectId, startRecovery.id)));
+        return rows.length > 0 && rows;
+      },
+      10_000,
+    );
+    expect(told.map((n) => n.kind)).toEqual(["RECOVERY_COMPLETED"]);
   });
 
   it("private access: once the machine runs, LAUNCHING opens its access point with the declared ports; the timeline and the machine say how to reach it; terminating closes it", async () => {
@@ -292,6 +303,17 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     expect(ec2.commandCalls(DeregisterImageCommand)).toHaveLength(0);
     expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
     expect(await composedExists(r.id)).toBe(false);
+    // The user is told once (issue 16): the workflow's failRecovery reached FAILED (and then raised it).
+    const told = await waitFor(
+      "the RECOVERY_FAILED notification",
+      async () => {
+        const rows = await stack.rt.database.db.select().from(notifications).where(and(eq(notifications.userId, user.id), eq(notifications.subjectId, r.id)));
+        return rows.length > 0 && rows;
+      },
+      10_000,
+    );
+    expect(told.map((n) => n.kind)).toEqual(["RECOVERY_FAILED"]);
+    expect(told[0]!.body).toContain("Unknown OS");
   });
 
   it("cancelRecovery compensates and ends CANCELLED", async () => {
@@ -311,6 +333,8 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     );
     const again = await user.client.execute(CancelRecoveryDocument, { id: r.id });
     expect(again.body.errors![0]!.extensions!.code).toBe("CONFLICT");
+    // Cancelled by the user: nothing to tell them.
+    expect(await stack.rt.database.db.select().from(notifications).where(and(eq(notifications.userId, user.id), eq(notifications.subjectId, r.id)))).toEqual([]);
   });
 });
 

@@ -48,6 +48,9 @@ describe("recorded workflow histories replay on the current workflow code", () =
       "verification-verified",
       "drill-verified",
       "sync-instance-states",
+      "deliver-notification",
+      "warn-terminating-instances",
+      "sweep-notification-deliveries",
     ]) {
       expect(fixtures).toContain(`${name}.json`);
     }

@@ -11,6 +11,7 @@ import { recoveriesView } from "./views/recoveries";
 import { instancesView } from "./views/instances";
 import { sourcesView } from "./views/sources";
 import { forgotPasswordView, resetPasswordView, signupView, verifyEmailView } from "./views/account";
+import { notificationSettingsView, notificationsView } from "./views/notifications";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -19,6 +20,9 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   { pattern: /^#\/recoveries\/([\w-]{1,64})$/, keys: ["id"], view: recoveryView, nav: "#/recoveries" },
   { pattern: /^#\/machines$/, keys: [], view: instancesView, nav: "#/machines" },
   { pattern: /^#\/servers$/, keys: [], view: sourcesView, nav: "#/servers" },
+  // ?id= is the link in a notification's e-mail.
+  { pattern: /^#\/notifications(?:\?id=([\w-]{1,64}))?$/, keys: ["id"], view: notificationsView, nav: "#/notifications" },
+  { pattern: /^#\/settings\/notifications$/, keys: [], view: notificationSettingsView, nav: "#/notifications" },
 ];
 
 /** Pages for everyone, logged in or not (the login form is shown for any other address then). */
@@ -34,6 +38,7 @@ const NAV = [
   { href: "#/recoveries", label: "Recoveries" },
   { href: "#/machines", label: "Machines" },
   { href: "#/servers", label: "Servers" },
+  { href: "#/notifications", label: "Notifications" },
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -13,3 +13,4 @@ export * from "./access";
 export * from "./notifications";
 export * from "./sources";
 export * from "./account-tokens";
+export * from "./webhooks";

@@ -36,8 +36,14 @@ export const notifications = mysqlTable(
     dedupeKey: varchar("dedupe_key", { length: 191 }).notNull(),
     createdAt: ts("created_at").notNull(),
     readAt: ts("read_at"),
+    /** When its delivery workflow was started (null: not yet — Temporal was down; the sweep starts it). */
+    deliveryStartedAt: ts("delivery_started_at"),
   },
-  (t) => [uniqueIndex("notifications_user_dedupe_uq").on(t.userId, t.dedupeKey), index("notifications_user_id_idx").on(t.userId, t.id)],
+  (t) => [
+    uniqueIndex("notifications_user_dedupe_uq").on(t.userId, t.dedupeKey),
+    index("notifications_user_id_idx").on(t.userId, t.id),
+    index("notifications_undelivered_idx").on(t.deliveryStartedAt, t.createdAt),
+  ],
 );
 
 export type NotificationRow = typeof notifications.$inferSelect;

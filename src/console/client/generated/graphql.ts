@@ -5,6 +5,13 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+export type AddWebhookInput = {
+  /** The kinds it receives (at least one) */
+  events: Array<NotificationKind>;
+  /** http:// or https://, no user name or password in it, reaching a public address */
+  url: string;
+};
+
 /** FULL uploads every non-zero chunk; INCREMENTAL only those changed since its parent */
 export type BackupKind =
   | 'FULL'
@@ -29,6 +36,18 @@ export type CreateAccessKeyInput = {
   /** One of your RUNNING machines with private access */
   instanceId: string;
 };
+
+export type DeliveryChannel =
+  | 'EMAIL'
+  | 'WEBHOOK';
+
+export type DeliveryStatus =
+  /** Accepted: the mail relay took it, or the webhook answered 2xx */
+  | 'DELIVERED'
+  /** Failed in a way that is retried (5xx, 408, 429, timeout, network), with exponential backoff for a bounded time */
+  | 'FAILED'
+  /** Failed for good, not retried: a 4xx (other than 408/429) or 3xx answer, a refused address, a relay's permanent error */
+  | 'REJECTED';
 
 export type DrillStatus =
   /** Stopped before a verdict; everything it created was removed */
@@ -65,6 +84,28 @@ export type InstanceState =
 export type LogInInput = {
   email: string;
   password: string;
+};
+
+/** What a notification is about */
+export type NotificationKind =
+  /** A source's scheduled backup did not happen */
+  | 'BACKUP_MISSED'
+  /** A stopped machine will be terminated by the stale-machine clean-up within 2 days */
+  | 'INSTANCE_TERMINATING'
+  /** A recovery completed: the machine runs */
+  | 'RECOVERY_COMPLETED'
+  /** A recovery ended FAILED */
+  | 'RECOVERY_FAILED'
+  /** An upload was started and never finished */
+  | 'UPLOAD_ABANDONED'
+  /** An agent's upload failed */
+  | 'UPLOAD_FAILED'
+  /** A restore point did not boot in its verification */
+  | 'VERIFICATION_FAILED';
+
+export type NotificationPreferencesInput = {
+  /** The kinds you are e-mailed (an empty list: no e-mail) */
+  emailKinds: Array<NotificationKind>;
 };
 
 /** CLEANUP: a resource removed while compensating a failed, cancelled or timed-out recovery; OBSERVED: evidence the boot check saw */
@@ -289,6 +330,67 @@ export type ConsoleRevokeAccessKeyMutationVariables = Exact<{
 
 export type ConsoleRevokeAccessKeyMutation = { revokeAccessKey: { id: string, deviceName: string, address: string, createdAt: string, expiresAt: string, revokedAt: string | null, lastHandshakeAt: string | null } };
 
+export type ConsoleNotificationFieldsFragment = { id: string, kind: NotificationKind, title: string, body: string, createdAt: string, readAt: string | null };
+
+export type ConsoleDeliveryFieldsFragment = { id: string, channel: DeliveryChannel, target: string, attempt: number, status: DeliveryStatus, httpStatus: number | null, error: string | null, durationMs: number, test: boolean, at: string };
+
+export type ConsoleNotificationsQueryVariables = Exact<{
+  first?: number | null | undefined;
+}>;
+
+
+export type ConsoleNotificationsQuery = { unreadNotificationCount: number, notifications: { totalCount: number, edges: Array<{ node: { id: string, kind: NotificationKind, title: string, body: string, createdAt: string, readAt: string | null } }> } };
+
+export type ConsoleNotificationAddedSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleNotificationAddedSubscription = { notificationAdded: { id: string, kind: NotificationKind, title: string, body: string, createdAt: string, readAt: string | null } };
+
+export type ConsoleMarkNotificationsReadMutationVariables = Exact<{
+  ids: Array<string> | string;
+}>;
+
+
+export type ConsoleMarkNotificationsReadMutation = { markNotificationsRead: number };
+
+export type ConsoleMarkAllNotificationsReadMutationVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleMarkAllNotificationsReadMutation = { markAllNotificationsRead: number };
+
+export type ConsoleNotificationSettingsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleNotificationSettingsQuery = { notificationPreferences: { emailKinds: Array<NotificationKind> }, webhooks: Array<{ id: string, url: string, events: Array<NotificationKind>, createdAt: string, deliveries: Array<{ id: string, channel: DeliveryChannel, target: string, attempt: number, status: DeliveryStatus, httpStatus: number | null, error: string | null, durationMs: number, test: boolean, at: string }> }> };
+
+export type ConsoleSetNotificationPreferencesMutationVariables = Exact<{
+  input: NotificationPreferencesInput;
+}>;
+
+
+export type ConsoleSetNotificationPreferencesMutation = { setNotificationPreferences: { emailKinds: Array<NotificationKind> } };
+
+export type ConsoleAddWebhookMutationVariables = Exact<{
+  input: AddWebhookInput;
+}>;
+
+
+export type ConsoleAddWebhookMutation = { addWebhook: { id: string, url: string, signingSecret: string | null } };
+
+export type ConsoleRemoveWebhookMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleRemoveWebhookMutation = { removeWebhook: { id: string } };
+
+export type ConsoleSendTestWebhookMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleSendTestWebhookMutation = { sendTestWebhook: { id: string, channel: DeliveryChannel, target: string, attempt: number, status: DeliveryStatus, httpStatus: number | null, error: string | null, durationMs: number, test: boolean, at: string } };
+
 export type ConsoleRecoveryFieldsFragment = { id: string, state: RecoveryState, target: RecoveryTarget, stepProgress: number, totalProgress: number, message: string | null, failureReason: string | null, startedAt: string | null, completedAt: string | null, createdAt: string, version: number, rtoSeconds: number | null, waitingForWorker: { since: string, observed: string } | null, bootCheck: { status: BootCheckStatus, reason: string | null, checkedAt: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
 
 export type ConsoleRecoveryTargetsQueryVariables = Exact<{ [key: string]: never; }>;
@@ -444,6 +546,30 @@ export const ConsoleAccessKeyFieldsFragmentDoc = new TypedDocumentString(`
   lastHandshakeAt
 }
     `, {"fragmentName":"ConsoleAccessKeyFields"}) as unknown as TypedDocumentString<ConsoleAccessKeyFieldsFragment, unknown>;
+export const ConsoleNotificationFieldsFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleNotificationFields on Notification {
+  id
+  kind
+  title
+  body
+  createdAt
+  readAt
+}
+    `, {"fragmentName":"ConsoleNotificationFields"}) as unknown as TypedDocumentString<ConsoleNotificationFieldsFragment, unknown>;
+export const ConsoleDeliveryFieldsFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleDeliveryFields on NotificationDelivery {
+  id
+  channel
+  target
+  attempt
+  status
+  httpStatus
+  error
+  durationMs
+  test
+  at
+}
+    `, {"fragmentName":"ConsoleDeliveryFields"}) as unknown as TypedDocumentString<ConsoleDeliveryFieldsFragment, unknown>;
 export const ConsoleRecoveryFieldsFragmentDoc = new TypedDocumentString(`
     fragment ConsoleRecoveryFields on Recovery {
   id
@@ -804,6 +930,118 @@ export const ConsoleRevokeAccessKeyDocument = new TypedDocumentString(`
   revokedAt
   lastHandshakeAt
 }`) as unknown as TypedDocumentString<ConsoleRevokeAccessKeyMutation, ConsoleRevokeAccessKeyMutationVariables>;
+export const ConsoleNotificationsDocument = new TypedDocumentString(`
+    query ConsoleNotifications($first: Int) {
+  notifications(first: $first) {
+    totalCount
+    edges {
+      node {
+        ...ConsoleNotificationFields
+      }
+    }
+  }
+  unreadNotificationCount
+}
+    fragment ConsoleNotificationFields on Notification {
+  id
+  kind
+  title
+  body
+  createdAt
+  readAt
+}`) as unknown as TypedDocumentString<ConsoleNotificationsQuery, ConsoleNotificationsQueryVariables>;
+export const ConsoleNotificationAddedDocument = new TypedDocumentString(`
+    subscription ConsoleNotificationAdded {
+  notificationAdded {
+    ...ConsoleNotificationFields
+  }
+}
+    fragment ConsoleNotificationFields on Notification {
+  id
+  kind
+  title
+  body
+  createdAt
+  readAt
+}`) as unknown as TypedDocumentString<ConsoleNotificationAddedSubscription, ConsoleNotificationAddedSubscriptionVariables>;
+export const ConsoleMarkNotificationsReadDocument = new TypedDocumentString(`
+    mutation ConsoleMarkNotificationsRead($ids: [ID!]!) {
+  markNotificationsRead(ids: $ids)
+}
+    `) as unknown as TypedDocumentString<ConsoleMarkNotificationsReadMutation, ConsoleMarkNotificationsReadMutationVariables>;
+export const ConsoleMarkAllNotificationsReadDocument = new TypedDocumentString(`
+    mutation ConsoleMarkAllNotificationsRead {
+  markAllNotificationsRead
+}
+    `) as unknown as TypedDocumentString<ConsoleMarkAllNotificationsReadMutation, ConsoleMarkAllNotificationsReadMutationVariables>;
+export const ConsoleNotificationSettingsDocument = new TypedDocumentString(`
+    query ConsoleNotificationSettings {
+  notificationPreferences {
+    emailKinds
+  }
+  webhooks {
+    id
+    url
+    events
+    createdAt
+    deliveries {
+      ...ConsoleDeliveryFields
+    }
+  }
+}
+    fragment ConsoleDeliveryFields on NotificationDelivery {
+  id
+  channel
+  target
+  attempt
+  status
+  httpStatus
+  error
+  durationMs
+  test
+  at
+}`) as unknown as TypedDocumentString<ConsoleNotificationSettingsQuery, ConsoleNotificationSettingsQueryVariables>;
+export const ConsoleSetNotificationPreferencesDocument = new TypedDocumentString(`
+    mutation ConsoleSetNotificationPreferences($input: NotificationPreferencesInput!) {
+  setNotificationPreferences(input: $input) {
+    emailKinds
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleSetNotificationPreferencesMutation, ConsoleSetNotificationPreferencesMutationVariables>;
+export const ConsoleAddWebhookDocument = new TypedDocumentString(`
+    mutation ConsoleAddWebhook($input: AddWebhookInput!) {
+  addWebhook(input: $input) {
+    id
+    url
+    signingSecret
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleAddWebhookMutation, ConsoleAddWebhookMutationVariables>;
+export const ConsoleRemoveWebhookDocument = new TypedDocumentString(`
+    mutation ConsoleRemoveWebhook($id: ID!) {
+  removeWebhook(id: $id) {
+    id
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleRemoveWebhookMutation, ConsoleRemoveWebhookMutationVariables>;
+export const ConsoleSendTestWebhookDocument = new TypedDocumentString(`
+    mutation ConsoleSendTestWebhook($id: ID!) {
+  sendTestWebhook(id: $id) {
+    ...ConsoleDeliveryFields
+  }
+}
+    fragment ConsoleDeliveryFields on NotificationDelivery {
+  id
+  channel
+  target
+  attempt
+  status
+  httpStatus
+  error
+  durationMs
+  test
+  at
+}`) as unknown as TypedDocumentString<ConsoleSendTestWebhookMutation, ConsoleSendTestWebhookMutationVariables>;
 export const ConsoleRecoveryTargetsDocument = new TypedDocumentString(`
     query ConsoleRecoveryTargets {
   recoveryTargets {
