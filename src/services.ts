@@ -71,7 +71,10 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, events, limits, quotas, now);
-  const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, now);
+  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
+  const uploads = new UploadService(db, { events, store: chunks, notifications }, limits, now);
+  backups.onUploadCreated = (id) => void uploads.changed(id).catch((err: unknown) => logger?.error({ err, uploadId: id }, "upload not published"));
+  const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, uploads, now);
   const recoveryProgress = new RecoveryProgress(db, events, { now });
   const passwords = new PasswordHasher(config.auth.argon2, config.auth.hashQueue);
   const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, workflows, now });
@@ -87,7 +90,6 @@ export function createServices({ config, db, events, limiter, storage, workflows
     };
   }
   const access = new AccessService({ db, targets, secrets: new SecretBox(config.secrets.key), keys: config.accessKeys, now });
-  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"));
   return {
     notifications,
     mailer,
@@ -98,7 +100,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
     chunks,
     backupLifecycle,
     recoveryProgress,
-    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
+    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger, uploads }, now),
     auth: new AuthService({
       db,
       events,
@@ -111,7 +113,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
     passwords,
     sessions: new SessionService(db, limits),
     backups,
-    uploads: new UploadService(db, limits),
+    uploads,
     recoveries: new RecoveryService({ db, backups, lifecycle: backupLifecycle, progress: recoveryProgress, events, limits, config, workflows, quotas, now }),
     instances: new InstanceService({
       db,

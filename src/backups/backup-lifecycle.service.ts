@@ -6,6 +6,7 @@ import { CorruptManifestError, type ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../shared/bytes";
 import type { BackupService } from "./backup.service";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
+import type { UploadService } from "../uploads/upload.service";
 
 export const MAX_CHUNKS_PER_REQUEST = 1000;
 const SHA = /^[0-9a-f]{64}$/;
@@ -64,6 +65,7 @@ export class BackupLifecycleService {
     private readonly backups: BackupService,
     private readonly store: ChunkStore,
     private readonly quotas: QuotaService,
+    private readonly uploads: UploadService,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -98,6 +100,8 @@ export class BackupLifecycleService {
       }
       await tx.update(uploads).set({ lastActivityAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
     }, QUOTA_TX);
+    // An upload whose agent gave up (FAILED) and now resumes the same backup is counted again by
+    // its next confirmation (confirmChunks makes it ACTIVE).
 
     const presigned = new Map(missing.map((c) => [c.sha256, this.store.presignChunkPut(userId, c.sha256, c.size)]));
     const tickets: UploadTicket[] = [];
@@ -176,10 +180,23 @@ export class BackupLifecycleService {
         .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes: bytesSent, completedAt: now, updatedAt: now })
         .where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
       if (res.affectedRows !== 1) return false;
-      await tx.update(uploads).set({ status: "COMPLETED", bytesSent, chunksSent: sent.length, completedAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
+      await tx
+        .update(uploads)
+        .set({
+          status: "COMPLETED",
+          bytesSent,
+          chunksSent: sent.length,
+          bytesDone: backup.imageSize,
+          failureReason: null,
+          completedAt: now,
+          updatedAt: now,
+          version: sql`${uploads.version} + 1`,
+        })
+        .where(eq(uploads.id, upload.id));
       return true;
     });
     if (!done) throw conflict(`Backup ${backup.id} is no longer UPLOADING`, { field: "backupId" });
+    await this.uploads.changed(upload.id);
     const row = await this.backups.get(userId, backup.id);
     this.backups.changed(row);
     this.onCompleted?.(row);
@@ -191,8 +208,13 @@ export class BackupLifecycleService {
     const now = this.now();
     await this.db.transaction(async (tx) => {
       await tx.update(backups).set({ status: "ABORTED", updatedAt: now }).where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
-      await tx.update(uploads).set({ status: "ABORTED", completedAt: now, updatedAt: now }).where(eq(uploads.backupId, backup.id));
+      // A FAILED upload keeps its reason; an active one is given up on.
+      await tx
+        .update(uploads)
+        .set({ status: "ABANDONED", failureReason: "The backup was aborted before it finished", completedAt: now, updatedAt: now, version: sql`${uploads.version} + 1` })
+        .where(and(eq(uploads.backupId, backup.id), eq(uploads.status, "ACTIVE")));
     });
+    await this.uploads.changedForBackup(backup);
     const row = await this.backups.get(userId, id);
     this.backups.changed(row);
     return row;
@@ -213,9 +235,10 @@ export class BackupLifecycleService {
       await tx.update(backups).set({ status: "DELETED", deletedAt: now, updatedAt: now }).where(eq(backups.id, backup.id));
       await tx
         .update(uploads)
-        .set({ status: sql`IF(${uploads.status} = 'ACTIVE', 'ABORTED', ${uploads.status})`, updatedAt: now })
-        .where(eq(uploads.backupId, backup.id));
+        .set({ status: "ABANDONED", failureReason: "The backup was deleted before it finished", completedAt: now, updatedAt: now, version: sql`${uploads.version} + 1` })
+        .where(and(eq(uploads.backupId, backup.id), eq(uploads.status, "ACTIVE")));
     });
+    await this.uploads.changedForBackup(backup);
     const row = await this.backups.get(userId, id);
     this.backups.changed(row);
     return row;

@@ -42,6 +42,8 @@ export interface BackupListFilter {
 
 export class BackupService {
   private readonly pages: OwnedPages<BackupRow>;
+  /** Told about each new upload session (the live upload feeds). */
+  onUploadCreated?: (uploadId: string) => void;
 
   constructor(
     private readonly db: Db,
@@ -129,11 +131,24 @@ export class BackupService {
       completedAt: null,
       deletedAt: null,
     };
+    const uploadId = newId();
     await this.db.transaction(async (tx) => {
       await tx.insert(backups).values(row);
-      await tx.insert(uploads).values({ id: newId(), userId, backupId: row.id, status: "ACTIVE", startedAt: now, lastActivityAt: now, createdAt: now, updatedAt: now });
+      await tx.insert(uploads).values({
+        id: uploadId,
+        userId,
+        backupId: row.id,
+        status: "ACTIVE",
+        chunksTotal: row.chunkCount,
+        bytesTotal: row.imageSize,
+        startedAt: now,
+        lastActivityAt: now,
+        createdAt: now,
+        updatedAt: now,
+      });
     });
     this.changed(row);
+    this.onUploadCreated?.(uploadId);
     return row;
   }
 

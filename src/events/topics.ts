@@ -47,6 +47,27 @@ export interface RecoverySnapshot {
   waitingForWorker?: { since: string; observed: string } | null;
 }
 
+/** An upload as it is right now (JSON-safe: dates as ISO strings), carried in the event itself. */
+export interface UploadSnapshot {
+  id: string;
+  userId: string;
+  backupId: string;
+  sourceName: string;
+  status: "ACTIVE" | "COMPLETED" | "FAILED" | "ABANDONED";
+  bytesSent: number;
+  chunksSent: number;
+  chunksTotal: number | null;
+  bytesTotal: number | null;
+  bytesDone: number;
+  rate: number;
+  failureReason: string | null;
+  startedAt: string;
+  lastActivityAt: string | null;
+  progressAt: string | null;
+  completedAt: string | null;
+  version: number;
+}
+
 /** One piece of boot evidence, as the verification row stores it (the evidence collector's shape). */
 export type VerificationEvidence = NonNullable<VerificationRow["evidence"]>[number];
 
@@ -78,6 +99,8 @@ export type EventMap = {
   BACKUP_CHANGED: [userId: string, payload: BackupChangedEvent];
   /** Routed by user id: a machine of theirs was recorded, or changed state or address. */
   INSTANCE_CHANGED: [userId: string, payload: InstanceChangedEvent];
+  /** Routed by user id: one of their uploads progressed or ended (at most ~2 per second per upload). */
+  UPLOAD_CHANGED: [userId: string, payload: UploadSnapshot];
   /** Not routed: every API process closes the revoked sessions' sockets it holds. */
   SESSIONS_REVOKED: [payload: SessionsRevokedEvent];
 };
@@ -90,6 +113,7 @@ export const Topic = {
   BACKUP_CHANGED: "BACKUP_CHANGED",
   INSTANCE_CHANGED: "INSTANCE_CHANGED",
   SESSIONS_REVOKED: "SESSIONS_REVOKED",
+  UPLOAD_CHANGED: "UPLOAD_CHANGED",
 } as const satisfies { [K in EventTopic]: K };
 
 /** Whether a string names one of the topics (for adapters that receive topics as plain strings). */
