@@ -176,12 +176,15 @@ export class UploadService {
       }
       // A FAILED upload the agent takes up again (it resumed the same backup) is ACTIVE again, from 0.
       const revived = up.status === "FAILED";
-      const prevDone = revived ? 0 : up.bytesDone;
-      const since = revived ? now : (up.progressAt ?? up.startedAt);
+      // Exponentially weighted: the time constant grows with the upload's age up to RATE_TAU_S, so a
+      // young upload's rate follows its first seconds instead of crawling up from its first sample.
+      const since = up.progressAt ?? up.startedAt;
       const dt = Math.max(0.001, (now.getTime() - since.getTime()) / 1000);
-      const instant = Math.max(0, input.bytesDone - prevDone) / dt;
-      const alpha = 1 - Math.exp(-dt / RATE_TAU_S);
-      const rate = revived || !up.progressAt ? instant : up.rate * (1 - alpha) + instant * alpha;
+      const age = Math.max(1, (now.getTime() - up.startedAt.getTime()) / 1000);
+      const instant = Math.max(0, input.bytesDone - up.bytesDone) / dt;
+      const alpha = 1 - Math.exp(-dt / Math.min(RATE_TAU_S, age));
+      // Taken up again after a failure: a new attempt counts its own progress from here.
+      const rate = revived ? 0 : !up.progressAt ? instant : up.rate * (1 - alpha) + instant * alpha;
       await tx
         .update(uploads)
         .set({
@@ -230,7 +233,7 @@ export class UploadService {
     await this.deps.notifications.raise(userId, {
       kind: "UPLOAD_FAILED",
       title: `The backup of ${view.sourceName} failed`,
-      body: `The agent stopped uploading the backup of ${view.sourceName} (started ${view.startedAt.toISOString()}): ${failureReason}\nIt sent ${view.chunksSent} chunk(s), ${view.bytesSent} bytes. Fix the cause and run the backup again; an unchanged image resumes where it stopped.`,
+      body: `The agent stopped uploading the backup of ${view.sourceName} (started ${view.startedAt.toISOString()}): ${failureReason}\nIt sent ${view.chunksSent} chunk(s), ${view.bytesSent} bytes. Fix the cause and run the backup again (if the image is unchanged, it resumes where it stopped).`,
       subjectType: "UPLOAD",
       subjectId: view.id,
       dedupeKey: `upload-failed:${view.id}`,

@@ -63,7 +63,7 @@ function content(u: Upload | undefined): HTMLElement[] {
       { class: "notice notice-error upload-failed", role: "alert", "data-upload-id": u.id, "data-status": u.status },
       h("strong", null, `⚠ ${what}`),
       h("p", { class: "upload-reason" }, u.failureReason ?? "No reason was given."),
-      h("p", { class: "hint" }, `${formatDate(u.completedAt ?? u.startedAt)}. ${formatBytes(u.bytesSent)} had been sent. Fix the cause and run the backup again: an unchanged disk continues where it stopped.`),
+      h("p", { class: "hint" }, `${formatDate(u.completedAt ?? u.startedAt)}. ${formatBytes(u.bytesSent)} had been sent. Fix the cause and run the backup again.`),
     ),
   ];
 }
