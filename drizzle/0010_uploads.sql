@@ -1,5 +1,8 @@
+-- Hand-ordered (issue 16, keep at merge): the new index first (the foreign key on backup_id needs one
+-- while the unique one is dropped), and ABORTED renamed ABANDONED with its rows moved in between.
+CREATE INDEX `uploads_backup_idx` ON `uploads` (`backup_id`,`id`);--> statement-breakpoint
+ALTER TABLE `uploads` DROP INDEX `uploads_backup_uq`;--> statement-breakpoint
 ALTER TABLE `uploads` ADD `failure_reason` varchar(1000);--> statement-breakpoint
--- ABORTED is renamed ABANDONED (issue 16): widen the enum, move the rows, then narrow it (hand-written; keep at merge).
 ALTER TABLE `uploads` MODIFY COLUMN `status` enum('ACTIVE','COMPLETED','ABORTED','FAILED','ABANDONED') NOT NULL;--> statement-breakpoint
 UPDATE `uploads` SET `status` = 'ABANDONED', `failure_reason` = 'Stopped before it finished (recorded before failure reasons were kept)' WHERE `status` = 'ABORTED';--> statement-breakpoint
 ALTER TABLE `uploads` MODIFY COLUMN `status` enum('ACTIVE','COMPLETED','FAILED','ABANDONED') NOT NULL;--> statement-breakpoint

@@ -76,7 +76,8 @@ export class BackupLifecycleService {
     for (const c of input.chunks) this.checkChunk(backup, c);
 
     const heads = await this.store.headChunks(userId, input.chunks.map((c) => c.sha256));
-    const upload = await this.backups.uploadOf(backup);
+    // This run's attempt: a run resuming a backup whose last attempt failed is a new upload.
+    const upload = await this.uploads.attemptFor(backup);
     const isStored = (c: ChunkToUpload) => heads.get(c.sha256)?.size === c.size;
     const missing: ChunkToUpload[] = [];
     const seen = new Set<string>();
@@ -100,8 +101,6 @@ export class BackupLifecycleService {
       }
       await tx.update(uploads).set({ lastActivityAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
     }, QUOTA_TX);
-    // An upload whose agent gave up (FAILED) and now resumes the same backup is counted again by
-    // its next confirmation (confirmChunks makes it ACTIVE).
 
     const presigned = new Map(missing.map((c) => [c.sha256, this.store.presignChunkPut(userId, c.sha256, c.size)]));
     const tickets: UploadTicket[] = [];
@@ -167,17 +166,23 @@ export class BackupLifecycleService {
       chunks: input.chunks,
       sha256: input.sha256,
     });
-    const upload = await this.backups.uploadOf(backup);
+    const upload = await this.uploads.attemptFor(backup);
     const referenced = new Set(shas);
-    const sent = (await this.db.select({ sha256: uploadChunks.sha256, size: uploadChunks.size }).from(uploadChunks).where(eq(uploadChunks.uploadId, upload.id))).filter((c) =>
-      referenced.has(c.sha256),
-    );
+    // What every attempt of this backup sent (the backup's uploadedBytes), and this attempt alone (its upload's).
+    const allSent = await this.db
+      .select({ uploadId: uploadChunks.uploadId, sha256: uploadChunks.sha256, size: uploadChunks.size })
+      .from(uploadChunks)
+      .innerJoin(uploads, eq(uploads.id, uploadChunks.uploadId))
+      .where(eq(uploads.backupId, backup.id));
+    const distinct = new Map(allSent.filter((c) => referenced.has(c.sha256)).map((c) => [c.sha256, c.size]));
+    const uploadedBytes = [...distinct.values()].reduce((n, size) => n + size, 0);
+    const sent = allSent.filter((c) => c.uploadId === upload.id && referenced.has(c.sha256));
     const bytesSent = sent.reduce((n, c) => n + c.size, 0);
     const now = this.now();
     const done = await this.db.transaction(async (tx) => {
       const [res] = await tx
         .update(backups)
-        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes: bytesSent, completedAt: now, updatedAt: now })
+        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes, completedAt: now, updatedAt: now })
         .where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
       if (res.affectedRows !== 1) return false;
       await tx

@@ -102,7 +102,15 @@ export class BackupMaintenanceService {
       .select({ backupId: uploads.backupId, userId: uploads.userId, uploadId: uploads.id, status: uploads.status, lastActivityAt: uploads.lastActivityAt, updatedAt: uploads.updatedAt })
       .from(uploads)
       .innerJoin(backups, eq(backups.id, uploads.backupId))
-      .where(and(inArray(uploads.status, ["ACTIVE", "FAILED"]), eq(backups.status, "UPLOADING"), lt(lastSign, cutoff)));
+      .where(
+        and(
+          inArray(uploads.status, ["ACTIVE", "FAILED"]),
+          eq(backups.status, "UPLOADING"),
+          lt(lastSign, cutoff),
+          // Only a backup's latest attempt speaks for it.
+          sql`NOT EXISTS (SELECT 1 FROM ${uploads} AS later WHERE later.backup_id = ${uploads.backupId} AND later.id > ${uploads.id})`,
+        ),
+      );
     const expired: string[] = [];
     const abandoned: string[] = [];
     for (const s of stale) {
@@ -146,7 +154,7 @@ export class BackupMaintenanceService {
 
   /**
    * Deletes a user's chunks that no live manifest references. Live: COMPLETED backups, the parents
-   * of UPLOADING backups, and every chunk an ACTIVE upload was handed a URL for. Chunks younger than
+   * of UPLOADING backups, and every chunk an upload of an UPLOADING backup was handed a URL for. Chunks younger than
    * the grace period are left alone (an upload may have a URL it has not reported yet).
    */
   async collectGarbage(userId: string): Promise<GcResult> {
@@ -162,11 +170,13 @@ export class BackupMaintenanceService {
       }
       for (const sha of manifest.chunks) if (sha) referenced.add(sha);
     }
+    // Every attempt of a backup still UPLOADING (a FAILED one's chunks too: the next run resumes from them).
     const activeUploads = await this.db
       .select({ sha256: uploadChunks.sha256 })
       .from(uploadChunks)
       .innerJoin(uploads, eq(uploads.id, uploadChunks.uploadId))
-      .where(and(eq(uploads.userId, userId), eq(uploads.status, "ACTIVE")));
+      .innerJoin(backups, eq(backups.id, uploads.backupId))
+      .where(and(eq(uploads.userId, userId), eq(backups.status, "UPLOADING")));
     for (const c of activeUploads) referenced.add(c.sha256);
 
     const graceCutoff = this.now().getTime() - this.opts.gcGraceMs;

@@ -1,6 +1,6 @@
 import { and, desc, eq } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
+import { backups, uploads, type BackupRow } from "../db/schema";
 import { badInput } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { OwnedPages, findOwned, findOwnedOrNull, type OwnedFilter } from "../db/ownership";
@@ -149,17 +149,6 @@ export class BackupService {
     });
     this.changed(row);
     this.onUploadCreated?.(uploadId);
-    return row;
-  }
-
-  /** The upload session of a backup (created with it). */
-  async uploadOf(backup: Pick<BackupRow, "id" | "userId">): Promise<UploadRow> {
-    const [row] = await this.db
-      .select()
-      .from(uploads)
-      .where(and(eq(uploads.backupId, backup.id), eq(uploads.userId, backup.userId)))
-      .limit(1);
-    if (!row) throw new Error(`backup ${backup.id} has no upload session`);
     return row;
   }
 

@@ -9,6 +9,7 @@ import { Topic, type UploadSnapshot } from "../events/topics";
 import { eager, live } from "../events/live";
 import type { ChunkStore } from "../storage/chunk-store";
 import type { NotificationService } from "../alerts/notification.service";
+import { newId } from "../shared/ids";
 
 const SHA = /^[0-9a-f]{64}$/;
 /** Chunks per confirmChunks call (the agent confirms in batches: one row update per batch). */
@@ -122,13 +123,56 @@ export class UploadService {
     return this.pages.list(userId, args, conds);
   }
 
+  /** The backup's latest upload (its current or last attempt). */
   async forBackup(userId: string, backupId: string): Promise<UploadRow | null> {
     const [row] = await this.db
       .select()
       .from(uploads)
       .where(and(eq(uploads.backupId, backupId), eq(uploads.userId, userId)))
+      .orderBy(desc(uploads.id))
       .limit(1);
     return row ?? null;
+  }
+
+  /**
+   * The attempt an UPLOADING backup's agent is making: its latest upload while ACTIVE; after one
+   * that FAILED (the agent resumes the backup), a new upload — the failed one keeps its reason.
+   * Decided under a lock on the backup row, so two requests at once make one.
+   */
+  async attemptFor(backup: BackupRow): Promise<UploadRow> {
+    const latest = await this.forBackup(backup.userId, backup.id);
+    if (latest?.status === "ACTIVE") return latest;
+    const made = await this.db.transaction(async (tx) => {
+      await tx.select({ id: backups.id }).from(backups).where(eq(backups.id, backup.id)).for("update");
+      const [cur] = await tx.select().from(uploads).where(eq(uploads.backupId, backup.id)).orderBy(desc(uploads.id)).limit(1);
+      if (cur?.status === "ACTIVE") return { row: cur, fresh: false };
+      if (cur && cur.status !== "FAILED") throw conflict(`Upload ${cur.id} of backup ${backup.id} is ${cur.status}`, { field: "backupId", status: cur.status });
+      const now = this.now();
+      const row: UploadRow = {
+        id: newId(),
+        userId: backup.userId,
+        backupId: backup.id,
+        status: "ACTIVE",
+        bytesSent: 0,
+        chunksSent: 0,
+        chunksTotal: backup.chunkCount,
+        bytesTotal: backup.imageSize,
+        bytesDone: 0,
+        rate: 0,
+        progressAt: null,
+        failureReason: null,
+        version: 0,
+        startedAt: now,
+        lastActivityAt: now,
+        completedAt: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await tx.insert(uploads).values(row);
+      return { row, fresh: true };
+    });
+    if (made.fresh) this.publish(await this.view(made.row.id));
+    return made.row;
   }
 
   /** The source an upload's backup is of. */
@@ -156,10 +200,11 @@ export class UploadService {
     const shas = [...new Set(input.chunks.map((c) => c.sha256))];
     // Asked before the transaction (the store is slow next to a row lock): counted only if stored.
     const heads = shas.length ? await this.deps.store.headChunks(userId, shas) : new Map<string, { size: number } | null>();
+    const attempt = await this.attemptFor(backup);
     const id = await this.db.transaction(async (tx) => {
-      const [up] = await tx.select().from(uploads).where(and(eq(uploads.backupId, backup.id), eq(uploads.userId, userId))).for("update");
-      if (!up) throw new Error(`backup ${backup.id} has no upload session`);
-      if (up.status === "COMPLETED" || up.status === "ABANDONED") throw conflict(`Upload ${up.id} is ${up.status}, not ACTIVE`, { field: "backupId", status: up.status });
+      const [up] = await tx.select().from(uploads).where(eq(uploads.id, attempt.id)).for("update");
+      if (!up) throw new Error(`upload ${attempt.id} is gone`);
+      if (up.status !== "ACTIVE") throw conflict(`Upload ${up.id} is ${up.status}, not ACTIVE`, { field: "backupId", status: up.status });
       const pending = shas.length
         ? await tx
             .select({ sha256: uploadChunks.sha256, size: uploadChunks.size })
@@ -174,8 +219,6 @@ export class UploadService {
           .set({ storedAt: now })
           .where(and(eq(uploadChunks.uploadId, up.id), inArray(uploadChunks.sha256, stored.map((c) => c.sha256))));
       }
-      // A FAILED upload the agent takes up again (it resumed the same backup) is ACTIVE again, from 0.
-      const revived = up.status === "FAILED";
       // Exponentially weighted: the time constant grows with the upload's age up to RATE_TAU_S, so a
       // young upload's rate follows its first seconds instead of crawling up from its first sample.
       const since = up.progressAt ?? up.startedAt;
@@ -183,14 +226,10 @@ export class UploadService {
       const age = Math.max(1, (now.getTime() - up.startedAt.getTime()) / 1000);
       const instant = Math.max(0, input.bytesDone - up.bytesDone) / dt;
       const alpha = 1 - Math.exp(-dt / Math.min(RATE_TAU_S, age));
-      // Taken up again after a failure: a new attempt counts its own progress from here.
-      const rate = revived ? 0 : !up.progressAt ? instant : up.rate * (1 - alpha) + instant * alpha;
+      const rate = !up.progressAt ? instant : up.rate * (1 - alpha) + instant * alpha;
       await tx
         .update(uploads)
         .set({
-          status: "ACTIVE",
-          failureReason: revived ? null : up.failureReason,
-          completedAt: revived ? null : up.completedAt,
           bytesSent: sql`${uploads.bytesSent} + ${stored.reduce((n, c) => n + c.size, 0)}`,
           chunksSent: sql`${uploads.chunksSent} + ${stored.length}`,
           bytesDone: input.bytesDone,
@@ -209,7 +248,7 @@ export class UploadService {
   /**
    * The agent's word on why it stopped: the upload becomes FAILED with the reason and the user is
    * told (UPLOAD_FAILED, once per upload). Idempotent for an upload already FAILED. The backup stays
-   * UPLOADING: the agent may resume it (the upload is then ACTIVE again), else expiry aborts it.
+   * UPLOADING: the agent may resume it (a new upload, the next attempt), else expiry aborts it.
    */
   async fail(userId: string, input: UploadFailure): Promise<UploadView> {
     if (!input.uploadId === !input.backupId) throw badInput("Give exactly one of uploadId and backupId", { field: input.uploadId ? "backupId" : "uploadId" });

@@ -13,6 +13,7 @@ import { ReCloClient } from "../../src/client/graphql-client";
 import { backups, notifications, uploads } from "../../src/db/schema";
 import { sha256Hex } from "../../src/shared/bytes";
 import {
+  BackupDocument,
   ConfirmChunksDocument,
   CreateBackupDocument,
   FailUploadDocument,
@@ -123,6 +124,28 @@ describe("uploads that mean something: live progress, failure reasons, abandonme
     await sub.dispose();
   }, 60_000);
 
+  it("write amplification is bounded: the agent confirms at most once a second (one row update each), whatever the chunk count", async () => {
+    const file = path.join(tmp, "many.img");
+    fs.writeFileSync(file, randomFillSync(Buffer.alloc(16 * CHUNK)));
+    let confirms = 0;
+    const counting = new (class extends ReCloClient {
+      override async request<TResult, TVars>(document: TypedDocumentNode<TResult, TVars>, variables?: TVars): Promise<TResult> {
+        if (document === (ConfirmChunksDocument as unknown)) confirms++;
+        return super.request(document, variables);
+      }
+    })({ url: stack.app.graphqlUrl, token: alice.token });
+    const started = Date.now();
+    const r = await runBackup({ client: counting, imagePath: file, sourceName: uniqueName("many"), kind: "FULL", concurrency: 4 });
+    const seconds = (Date.now() - started) / 1000;
+    expect(r.chunksUploaded).toBe(16);
+    const u = await uploadOfBackup(r.backupId);
+    expect(u).toMatchObject({ status: "COMPLETED", chunksSent: 16, bytesSent: 16 * CHUNK });
+    // One per started second of the pass, plus the last flush before completion.
+    expect(confirms).toBeGreaterThanOrEqual(1);
+    expect(confirms).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    console.log(`confirmChunks calls: ${confirms} for 16 chunks in ${seconds.toFixed(2)} s; upload row version ${u.version}`);
+  }, 60_000);
+
   it("a chunk is counted once, and only when the store holds it (a URL handed out is not a chunk sent)", async () => {
     const body = randomFillSync(Buffer.alloc(MiB));
     const sha = sha256Hex(body);
@@ -144,7 +167,7 @@ describe("uploads that mean something: live progress, failure reasons, abandonme
     expect((await errorOf(mallory.client.request(ConfirmChunksDocument, { input: { backupId: createBackup.id, chunks: [], bytesDone: 0 } }))).code).toBe("NOT_FOUND");
   });
 
-  it("failUpload: owner-checked, typed errors, FAILED with the reason, one UPLOAD_FAILED notification; a resumed upload is ACTIVE again", async () => {
+  it("failUpload: owner-checked, typed errors, FAILED with the reason, one UPLOAD_FAILED notification; a run that resumes the backup is a new Upload", async () => {
     const { createBackup } = await alice.client.request(CreateBackupDocument, { input: { sourceName: uniqueName("fails"), imageSize: 4096, kind: "FULL" } });
     const uploadId = createBackup.upload!.id;
     for (const input of [{ uploadId, reason: "x" }, { backupId: createBackup.id, reason: "x" }]) {
@@ -178,10 +201,16 @@ describe("uploads that mean something: live progress, failure reasons, abandonme
     expect(raised[0]!.body).toContain(reason);
     expect(await notificationsOf(mallory.id, uploadId)).toHaveLength(0);
 
-    // The backup stays UPLOADING: the agent resumes it, and the upload is ACTIVE again.
+    // The backup stays UPLOADING: a run that resumes it is a new attempt, a new Upload; the failed one keeps its reason.
     const resumed = await alice.client.request(ConfirmChunksDocument, { input: { backupId: createBackup.id, chunks: [], bytesDone: 0 } });
     expect(resumed.confirmChunks.status).toBe("ACTIVE");
-    expect((await alice.client.request(UploadDocument, { id: uploadId })).upload.failureReason).toBeNull();
+    expect(resumed.confirmChunks.id).not.toBe(uploadId);
+    expect((await alice.client.request(UploadDocument, { id: uploadId })).upload).toMatchObject({ status: "FAILED", failureReason: reason });
+    expect((await alice.client.request(BackupDocument, { id: createBackup.id })).backup.upload!.id).toBe(resumed.confirmChunks.id);
+    // failUpload by backupId speaks of the current attempt.
+    const second = await alice.client.request(FailUploadDocument, { input: { backupId: createBackup.id, reason: "SERVER_ERROR: gave up after retries" } });
+    expect(second.failUpload).toMatchObject({ id: resumed.confirmChunks.id, status: "FAILED" });
+    expect((await notificationsOf(alice.id, resumed.confirmChunks.id)).map((n) => n.kind)).toEqual(["UPLOAD_FAILED"]);
 
     // A COMPLETED upload cannot fail.
     const body = Buffer.alloc(4096, 3);
@@ -206,8 +235,17 @@ describe("uploads that mean something: live progress, failure reasons, abandonme
     const sub = openSubscription(alice.client, UploadProgressDocument, { uploadId: silentUpload.id });
     await sub.waitFor(1);
 
+    // A backup whose first attempt failed long ago and whose second attempt is alive is left alone.
+    const retried = await stack.rt.services.backups.create(alice.id, { sourceName: uniqueName("retried"), imageSize: 4096, kind: "FULL" as never });
+    await stack.rt.services.uploads.fail(alice.id, { backupId: retried.id, reason: "SERVER_ERROR: first try" });
+    await db.update(uploads).set({ lastActivityAt: old }).where(eq(uploads.backupId, retried.id));
+    const second = await stack.rt.services.uploads.confirmChunks(alice.id, { backupId: retried.id, chunks: [], bytesDone: 0 });
+    expect(second.status).toBe("ACTIVE");
+
     const expired = await stack.rt.services.maintenance.expireUploads();
     expect(expired).toEqual(expect.arrayContaining([silent.id, failed.id]));
+    expect(expired).not.toContain(retried.id);
+    expect((await stack.rt.services.uploads.get(alice.id, second.id)).status).toBe("ACTIVE");
     expect(await stack.rt.services.maintenance.expireUploads()).not.toContain(silent.id); // idempotent
 
     const s = await uploadOfBackup(silent.id);

@@ -1,4 +1,4 @@
-import { bigint, double, index, int, mysqlEnum, mysqlTable, uniqueIndex, varchar } from "drizzle-orm/mysql-core";
+import { bigint, double, index, int, mysqlEnum, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { backups } from "./backups";
 import { ownerId } from "./owner";
@@ -11,14 +11,17 @@ import { ownerId } from "./owner";
 export const UPLOAD_STATUSES = ["ACTIVE", "COMPLETED", "FAILED", "ABANDONED"] as const;
 export type UploadStatusValue = (typeof UPLOAD_STATUSES)[number];
 
-/** The upload session of a backup: one agent's attempt to send it, and how far it got. */
+/**
+ * One agent's attempt to send a backup, and how far it got. A backup has one per attempt: a run that
+ * resumes a backup whose last attempt FAILED is a new upload (the failed one keeps its reason).
+ */
 export const uploads = mysqlTable(
   "uploads",
   {
     id: idColumn(),
     /** Owner (same as the backup's). */
     userId: ownerId(),
-    /** The backup being uploaded; one upload session per backup. */
+    /** The backup being uploaded; its latest upload is the current attempt. */
     backupId: ref("backup_id")
       .notNull()
       .references(() => backups.id, { onDelete: "cascade" }),
@@ -47,7 +50,7 @@ export const uploads = mysqlTable(
     completedAt: ts("completed_at"),
     ...timestamps,
   },
-  (t) => [index("uploads_user_id_idx").on(t.userId, t.id), uniqueIndex("uploads_backup_uq").on(t.backupId), index("uploads_status_activity_idx").on(t.status, t.lastActivityAt)],
+  (t) => [index("uploads_user_id_idx").on(t.userId, t.id), index("uploads_backup_idx").on(t.backupId, t.id), index("uploads_status_activity_idx").on(t.status, t.lastActivityAt)],
 );
 
 export type UploadRow = typeof uploads.$inferSelect;
