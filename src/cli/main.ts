@@ -15,7 +15,7 @@ import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
 import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { verdictWords } from "../client/verdict-words";
-import { uploadLine, watchUploads } from "./upload-watch";
+import { UploadPrinter, watchUploads } from "./upload-watch";
 import { cliMessage } from "../client/errors";
 
 export { CliError, UsageError, describeError } from "./errors";
@@ -317,27 +317,14 @@ async function backups(ctx: CommandContext): Promise<number> {
 async function watchBackups({ io, values, settings }: CommandContext): Promise<number> {
   if (values.limit !== undefined) throw new UsageError("--limit does not apply to --watch");
   const source = str(values.source);
-  const tty = Boolean(io.stdout.isTTY) && !values.json;
+  const printer = new UploadPrinter(io.stdout, values.json ? "json" : io.stdout.isTTY ? "tty" : "lines");
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  let drawn = false;
   try {
-    const ended = await watchUploads({
-      client: authedClient(settings),
-      sourceName: source,
-      signal: ac.signal,
-      onUpdate: (u) => {
-        if (values.json) return void io.stdout.write(`${JSON.stringify(u)}\n`);
-        const line = uploadLine(u);
-        if (!tty) return void io.stdout.write(`${line}\n`);
-        // One redrawn line while it runs; its end stays on screen.
-        io.stdout.write(`\r\x1b[2K${line}${u.status === "ACTIVE" ? "" : "\n"}`);
-        drawn = u.status === "ACTIVE";
-      },
-    });
-    if (drawn) io.stdout.write("\n");
+    const ended = await watchUploads({ client: authedClient(settings), sourceName: source, signal: ac.signal, onUpdate: (u) => printer.update(u) });
+    printer.close();
     if (!ended.length && !values.json) io.stdout.write(source ? `No upload of ${source} to follow.\n` : "No uploads in progress.\n");
     const bad = ended.filter((u) => u.status === "FAILED" || u.status === "ABANDONED");
     for (const u of bad) io.stderr.write(`reclo: the upload of ${u.sourceName} ${u.status === "FAILED" ? "failed" : "was abandoned"}: ${u.failureReason ?? "no reason given"}\n`);

@@ -66,3 +66,30 @@ export function uploadLine(u: UploadUpdate): string {
       return `${head} ${String(pct).padStart(3)}%  ${sent}: ${u.failureReason ?? "no reason given"}`;
   }
 }
+
+/**
+ * How `reclo backups --watch` prints: JSON lines; one line per update (not a terminal); or on a
+ * terminal one line redrawn in place while an upload runs, its end left on screen.
+ */
+export class UploadPrinter {
+  private drawn = false;
+
+  constructor(
+    private readonly out: { write(s: string): unknown },
+    private readonly mode: "json" | "lines" | "tty",
+  ) {}
+
+  update(u: UploadUpdate): void {
+    if (this.mode === "json") return void this.out.write(`${JSON.stringify(u)}\n`);
+    const line = uploadLine(u);
+    if (this.mode === "lines") return void this.out.write(`${line}\n`);
+    this.out.write(`\r\x1b[2K${line}${u.status === "ACTIVE" ? "" : "\n"}`);
+    this.drawn = u.status === "ACTIVE";
+  }
+
+  /** Ends a line still being redrawn (detached while an upload ran). */
+  close(): void {
+    if (this.drawn) this.out.write("\n");
+    this.drawn = false;
+  }
+}
