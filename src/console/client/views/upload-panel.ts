@@ -10,7 +10,7 @@ const FAILURE_SHOWN_MS = 7 * 86_400_000;
 /**
  * A server's upload in words: while a backup of it is being sent, a live bar with the rate and
  * the time left; when the last one failed or stopped, why. Nothing once it completed.
- * Follows the source's uploads live (the next backup's too) until the page is left.
+ * While one runs, follows the source's uploads live until the page is left.
  */
 export function uploadPanel(ctx: ViewContext, source: string, latest: Upload | undefined): HTMLElement {
   const panel = h("div", { class: "upload-panel", "data-source": source });
@@ -20,6 +20,9 @@ export function uploadPanel(ctx: ViewContext, source: string, latest: Upload | u
     fill(panel, ...content(u));
   };
   render(latest);
+  // Live only while a backup of it runs (a page with nothing uploading opens no socket); a backup
+  // that starts later shows on the next visit to the page.
+  if (latest?.status !== "ACTIVE") return panel;
   const stop = subscribe(ConsoleUploadProgressDocument, { sourceName: source }, {
     next: (d) => {
       if (!ctx.alive()) return;
