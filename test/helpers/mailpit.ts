@@ -24,7 +24,7 @@ async function api<T>(path: string, init?: RequestInit): Promise<T> {
   const res = await fetch(`${MAILPIT_URL}/api/v1${path}`, init);
   const body = await res.text();
   if (!res.ok) throw new Error(`mailpit ${init?.method ?? "GET"} ${path}: HTTP ${res.status} ${body.slice(0, 200)}`);
-  return (res.headers.get("content-type")?.includes("json") ? JSON.parse(body) : body) as T;
+  return (body ? JSON.parse(body) : undefined) as T;
 }
 
 /** Every message to `address`, newest first. */
