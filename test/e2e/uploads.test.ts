@@ -75,13 +75,14 @@ describe("a failed agent upload: its reason in Upload, the console and `reclo ba
   it("shows the upload live, then why it failed", async () => {
     const source = uniqueName("office");
     const image = path.join(tmp, "disk.img");
-    fs.writeFileSync(image, randomFillSync(Buffer.alloc(6 * CHUNK)));
+    // 12 chunks at ~0.8 s each: room to look (and to cut the image short) before it would finish.
+    fs.writeFileSync(image, randomFillSync(Buffer.alloc(12 * CHUNK)));
 
     // The watch starts first: the source has no upload yet, so it waits for the next one.
     const watchLines: string[] = [];
     const watch = spawnCli(children, ["backups", "--watch", "--source", source], { env: cliEnv(), onLine: (l) => void watchLines.push(l) });
     // The backup: one chunk PUT at a time, each delayed, so there is time to look.
-    const backup = spawnCli(children, ["backup", image, "--json", "--full", "--source", source, "--concurrency", "1"], { env: cliEnv({ RECLO_UPLOAD_DELAY_MS: "700" }) });
+    const backup = spawnCli(children, ["backup", image, "--json", "--full", "--source", source, "--concurrency", "1"], { env: cliEnv({ RECLO_UPLOAD_DELAY_MS: "800" }) });
 
     const row = await waitFor(
       "the upload to have sent a chunk",
@@ -105,7 +106,7 @@ describe("a failed agent upload: its reason in Upload, the console and `reclo ba
     expect(await panel.textContent()).toContain("Backing up now");
     const first = Number(await bar.getAttribute("value"));
     await expect.poll(async () => Number(await bar.getAttribute("value")), { timeout: 15_000 }).toBeGreaterThan(first);
-    expect(await panel.locator(".upload-facts").textContent()).toMatch(/\d+ % — .* of 50 MB/);
+    expect(await panel.locator(".upload-facts").textContent()).toMatch(/\d+ % — .* of 101 MB/);
     fs.mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: path.join(artifacts, "upload-live.png"), fullPage: true });
 
@@ -144,6 +145,9 @@ describe("a failed agent upload: its reason in Upload, the console and `reclo ba
     expect(again.code).toBe(1);
     expect(again.stdout.trim().split("\n")).toHaveLength(1);
     expect(again.stdout).toContain(upload.failureReason!);
+    // Without a source: only uploads in progress are followed, and there are none now.
+    const none = await spawnCli(children, ["backups", "--watch"], { env: cliEnv() });
+    expect(none).toMatchObject({ code: 0, stdout: "No uploads in progress.\n" });
     expect(problems).toEqual([]);
   }, 120_000);
 });
