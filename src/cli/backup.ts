@@ -253,11 +253,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   try {
     const pass = await engine.run();
     sha256 = pass.sha256;
-    await confirmer.stop();
+    await confirmer.drain();
+    // Chunks re-sent when completion finds some missing are confirmed by the timer meanwhile.
     done = await engine.complete(pass.chunks, sha256);
+    await confirmer.stop(false);
     await engine.close();
   } catch (err) {
-    await confirmer.stop();
+    await confirmer.stop(true);
     await engine.close();
     await reportFailure(client, backupId, err, log);
     if (err instanceof BackupError && err.code === "IMAGE_CHANGED") {
@@ -656,17 +658,23 @@ export class Confirmer {
       .finally(() => (this.inFlight = null));
   }
 
-  /** Stops the timer and sends what is left (before completion, or after a failure). */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    clearInterval(this.timer);
+  /** Sends everything pending now (before completion: the server has seen every chunk sent). */
+  async drain(): Promise<void> {
     if (this.inFlight) await this.inFlight;
     while (this.pending.length || this.bytesDone() !== this.lastDone) {
       this.flush();
       await this.inFlight;
       if (this.warned) break;
     }
+  }
+
+  /** Stops the timer; with `flush`, sends what is left first (after a failure: the work done counts). */
+  async stop(flush: boolean): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    if (flush) await this.drain();
+    else if (this.inFlight) await this.inFlight;
   }
 }
 

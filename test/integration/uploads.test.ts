@@ -118,6 +118,14 @@ describe("uploads that mean something: live progress, failure reasons, abandonme
     expect(active.some((u) => u.chunksSent > 0 && u.chunksSent < 8)).toBe(true);
     for (let i = 1; i < active.length; i++) expect(active[i]!.bytesDone).toBeGreaterThanOrEqual(active[i - 1]!.bytesDone);
     expect(active.some((u) => u.rate > 0 && u.etaSeconds !== null)).toBe(true);
+    // Neither or both of uploadId and sourceName: a typed error.
+    for (const vars of [{}, { uploadId: final.id, sourceName: source }]) {
+      const bad = openSubscription(alice.client, UploadProgressDocument, vars);
+      const end = await bad.ended;
+      const errors = (Array.isArray(end.error) ? end.error : bad.results.flatMap((x) => x.errors ?? [])) as { extensions?: { code?: string } }[];
+      expect(errors[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+      await bad.dispose();
+    }
     // Throttled: at most 2 a second per upload (plus the first and the last).
     expect(got.length).toBeLessThanOrEqual(Math.ceil(seconds * 2) + 3);
     expect(got.at(-1)).toMatchObject({ status: "COMPLETED", bytesSent: 8 * CHUNK, chunksSent: 8, etaSeconds: null });
