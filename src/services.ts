@@ -86,7 +86,10 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
   const backups = new BackupService(db, events, limits, quotas, now);
-  const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, now);
+  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"), limits);
+  const uploads = new UploadService(db, { events, store: chunks, notifications }, limits, now);
+  backups.onUploadCreated = (id) => void uploads.changed(id).catch((err: unknown) => logger?.error({ err, uploadId: id }, "upload not published"));
+  const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, uploads, now);
   const recoveryProgress = new RecoveryProgress(db, events, { now });
   const passwords = new PasswordHasher(config.auth.argon2, config.auth.hashQueue);
   const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, workflows, now });
@@ -114,7 +117,6 @@ export function createServices({ config, db, events, limiter, storage, workflows
     onSignedUp: (event) => accounts.signedUp(event),
   });
   const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now });
-  const notifications = new NotificationService(db, now, (err, row) => logger?.error({ err, notificationId: row.id, kind: row.kind }, "a notification listener failed"), limits);
   const sources = new SourceService({ db, limits, notifications, logger, now });
   // A source is first seen with its first backup (default schedule) if not before.
   backups.onSourceSeen = async (userId, sourceName) => void (await sources.ensure(userId, sourceName));
@@ -141,13 +143,13 @@ export function createServices({ config, db, events, limiter, storage, workflows
     chunks,
     backupLifecycle,
     recoveryProgress,
-    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger }, now),
+    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger, uploads }, now),
     auth,
     accounts,
     passwords,
     sessions: new SessionService(db, limits),
     backups,
-    uploads: new UploadService(db, limits),
+    uploads,
     recoveries: new RecoveryService({ db, backups, lifecycle: backupLifecycle, progress: recoveryProgress, events, limits, config, workflows, quotas, now }),
     instances: new InstanceService({
       db,

@@ -6,6 +6,7 @@ import { CorruptManifestError, type ChunkStore } from "../storage/chunk-store";
 import { sha256Base64FromHex } from "../shared/bytes";
 import type { BackupService } from "./backup.service";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
+import type { UploadService } from "../uploads/upload.service";
 
 export const MAX_CHUNKS_PER_REQUEST = 1000;
 const SHA = /^[0-9a-f]{64}$/;
@@ -64,6 +65,7 @@ export class BackupLifecycleService {
     private readonly backups: BackupService,
     private readonly store: ChunkStore,
     private readonly quotas: QuotaService,
+    private readonly uploads: UploadService,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -74,7 +76,8 @@ export class BackupLifecycleService {
     for (const c of input.chunks) this.checkChunk(backup, c);
 
     const heads = await this.store.headChunks(userId, input.chunks.map((c) => c.sha256));
-    const upload = await this.backups.uploadOf(backup);
+    // This run's attempt: a run resuming a backup whose last attempt failed is a new upload.
+    const upload = await this.uploads.attemptFor(backup);
     const isStored = (c: ChunkToUpload) => heads.get(c.sha256)?.size === c.size;
     const missing: ChunkToUpload[] = [];
     const seen = new Set<string>();
@@ -163,23 +166,42 @@ export class BackupLifecycleService {
       chunks: input.chunks,
       sha256: input.sha256,
     });
-    const upload = await this.backups.uploadOf(backup);
+    const upload = await this.uploads.attemptFor(backup);
     const referenced = new Set(shas);
-    const sent = (await this.db.select({ sha256: uploadChunks.sha256, size: uploadChunks.size }).from(uploadChunks).where(eq(uploadChunks.uploadId, upload.id))).filter((c) =>
-      referenced.has(c.sha256),
-    );
+    // What every attempt of this backup sent (the backup's uploadedBytes), and this attempt alone (its upload's).
+    const allSent = await this.db
+      .select({ uploadId: uploadChunks.uploadId, sha256: uploadChunks.sha256, size: uploadChunks.size })
+      .from(uploadChunks)
+      .innerJoin(uploads, eq(uploads.id, uploadChunks.uploadId))
+      .where(eq(uploads.backupId, backup.id));
+    const distinct = new Map(allSent.filter((c) => referenced.has(c.sha256)).map((c) => [c.sha256, c.size]));
+    const uploadedBytes = [...distinct.values()].reduce((n, size) => n + size, 0);
+    const sent = allSent.filter((c) => c.uploadId === upload.id && referenced.has(c.sha256));
     const bytesSent = sent.reduce((n, c) => n + c.size, 0);
     const now = this.now();
     const done = await this.db.transaction(async (tx) => {
       const [res] = await tx
         .update(backups)
-        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes: bytesSent, completedAt: now, updatedAt: now })
+        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes, completedAt: now, updatedAt: now })
         .where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
       if (res.affectedRows !== 1) return false;
-      await tx.update(uploads).set({ status: "COMPLETED", bytesSent, chunksSent: sent.length, completedAt: now, updatedAt: now }).where(eq(uploads.id, upload.id));
+      await tx
+        .update(uploads)
+        .set({
+          status: "COMPLETED",
+          bytesSent,
+          chunksSent: sent.length,
+          bytesDone: backup.imageSize,
+          failureReason: null,
+          completedAt: now,
+          updatedAt: now,
+          version: sql`${uploads.version} + 1`,
+        })
+        .where(eq(uploads.id, upload.id));
       return true;
     });
     if (!done) throw conflict(`Backup ${backup.id} is no longer UPLOADING`, { field: "backupId" });
+    await this.uploads.changed(upload.id);
     const row = await this.backups.get(userId, backup.id);
     this.backups.changed(row);
     this.onCompleted?.(row);
@@ -191,8 +213,13 @@ export class BackupLifecycleService {
     const now = this.now();
     await this.db.transaction(async (tx) => {
       await tx.update(backups).set({ status: "ABORTED", updatedAt: now }).where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
-      await tx.update(uploads).set({ status: "ABORTED", completedAt: now, updatedAt: now }).where(eq(uploads.backupId, backup.id));
+      // A FAILED upload keeps its reason; an active one is given up on.
+      await tx
+        .update(uploads)
+        .set({ status: "ABANDONED", failureReason: "The backup was aborted before it finished", completedAt: now, updatedAt: now, version: sql`${uploads.version} + 1` })
+        .where(and(eq(uploads.backupId, backup.id), eq(uploads.status, "ACTIVE")));
     });
+    await this.uploads.changedForBackup(backup);
     const row = await this.backups.get(userId, id);
     this.backups.changed(row);
     return row;
@@ -213,9 +240,10 @@ export class BackupLifecycleService {
       await tx.update(backups).set({ status: "DELETED", deletedAt: now, updatedAt: now }).where(eq(backups.id, backup.id));
       await tx
         .update(uploads)
-        .set({ status: sql`IF(${uploads.status} = 'ACTIVE', 'ABORTED', ${uploads.status})`, updatedAt: now })
-        .where(eq(uploads.backupId, backup.id));
+        .set({ status: "ABANDONED", failureReason: "The backup was deleted before it finished", completedAt: now, updatedAt: now, version: sql`${uploads.version} + 1` })
+        .where(and(eq(uploads.backupId, backup.id), eq(uploads.status, "ACTIVE")));
     });
+    await this.uploads.changedForBackup(backup);
     const row = await this.backups.get(userId, id);
     this.backups.changed(row);
     return row;

@@ -6,6 +6,7 @@ import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { BackupService } from "./backup.service";
 import type { GcResult, RetentionResult } from "../../workflows/contracts";
+import type { UploadService } from "../uploads/upload.service";
 
 const DAY = 86_400_000;
 
@@ -27,7 +28,7 @@ export class BackupMaintenanceService {
     private readonly db: Db,
     private readonly backups: BackupService,
     private readonly store: ChunkStore,
-    private readonly opts: { gcGraceMs: number; uploadExpiryMs: number; logger?: Logger },
+    private readonly opts: { gcGraceMs: number; uploadExpiryMs: number; logger?: Logger; uploads?: UploadService },
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -88,31 +89,45 @@ export class BackupMaintenanceService {
   }
 
   /**
-   * Aborts UPLOADING backups whose upload showed no activity (creation, chunk-URL request, completion
-   * attempt) for UPLOAD_EXPIRY. Their upload sessions stop being ACTIVE, so the chunks they were
-   * handed URLs for are no longer pinned and the garbage collector reclaims them. Idempotent.
+   * Aborts UPLOADING backups whose upload showed no activity (creation, chunk-URL request,
+   * confirmation, completion attempt, failure report) for UPLOAD_EXPIRY. An ACTIVE upload (the agent
+   * stopped without a word) becomes ABANDONED with the reason, and the user is told (UPLOAD_ABANDONED,
+   * once); a FAILED one keeps its reason (the user was told when it failed). Their chunks are no
+   * longer pinned and the garbage collector reclaims them. Idempotent.
    */
   async expireUploads(): Promise<string[]> {
     const cutoff = new Date(this.now().getTime() - this.opts.uploadExpiryMs);
+    const lastSign = sql`COALESCE(${uploads.lastActivityAt}, ${uploads.updatedAt})`;
     const stale = await this.db
-      .select({ backupId: uploads.backupId, userId: uploads.userId })
+      .select({ backupId: uploads.backupId, userId: uploads.userId, uploadId: uploads.id, status: uploads.status, lastActivityAt: uploads.lastActivityAt, updatedAt: uploads.updatedAt })
       .from(uploads)
       .innerJoin(backups, eq(backups.id, uploads.backupId))
-      .where(and(eq(uploads.status, "ACTIVE"), eq(backups.status, "UPLOADING"), lt(sql`COALESCE(${uploads.lastActivityAt}, ${uploads.updatedAt})`, cutoff)));
+      .where(
+        and(
+          inArray(uploads.status, ["ACTIVE", "FAILED"]),
+          eq(backups.status, "UPLOADING"),
+          lt(lastSign, cutoff),
+          // Only a backup's latest attempt speaks for it.
+          sql`NOT EXISTS (SELECT 1 FROM ${uploads} AS later WHERE later.backup_id = ${uploads.backupId} AND later.id > ${uploads.id})`,
+        ),
+      );
     const expired: string[] = [];
+    const abandoned: string[] = [];
     for (const s of stale) {
       const now = this.now();
+      const since = (s.lastActivityAt ?? s.updatedAt).toISOString();
       const done = await this.db.transaction(async (tx) => {
         const [res] = await tx
           .update(backups)
           .set({ status: "ABORTED", updatedAt: now })
           .where(and(eq(backups.id, s.backupId), eq(backups.status, "UPLOADING")));
         if (res.affectedRows !== 1) return false;
+        if (s.status === "FAILED") return true;
         // Re-checked under the update: an upload that showed activity meanwhile is left alone.
         const [up] = await tx
           .update(uploads)
-          .set({ status: "ABORTED", completedAt: now, updatedAt: now })
-          .where(and(eq(uploads.backupId, s.backupId), eq(uploads.status, "ACTIVE"), lt(sql`COALESCE(${uploads.lastActivityAt}, ${uploads.updatedAt})`, cutoff)));
+          .set({ status: "ABANDONED", failureReason: `No word from the agent since ${since}; the unfinished backup was discarded`, completedAt: now, updatedAt: now, version: sql`${uploads.version} + 1` })
+          .where(and(eq(uploads.backupId, s.backupId), eq(uploads.status, "ACTIVE"), lt(lastSign, cutoff)));
         if (up.affectedRows !== 1) throw new UploadRevived();
         return true;
       }).catch((err: unknown) => {
@@ -121,10 +136,13 @@ export class BackupMaintenanceService {
       });
       if (done) {
         expired.push(s.backupId);
+        if (s.status === "ACTIVE") abandoned.push(s.uploadId);
         this.backups.changed({ id: s.backupId, userId: s.userId });
       }
     }
-    if (expired.length) this.opts.logger?.info({ expired }, "abandoned uploads aborted");
+    // Told after the rows changed; a notification raised twice (a retried activity) is recorded once.
+    for (const id of abandoned) await this.opts.uploads?.abandoned(id);
+    if (expired.length) this.opts.logger?.info({ expired, abandoned: abandoned.length }, "abandoned uploads expired");
     return expired;
   }
 
@@ -136,7 +154,7 @@ export class BackupMaintenanceService {
 
   /**
    * Deletes a user's chunks that no live manifest references. Live: COMPLETED backups, the parents
-   * of UPLOADING backups, and every chunk an ACTIVE upload was handed a URL for. Chunks younger than
+   * of UPLOADING backups, and every chunk an upload of an UPLOADING backup was handed a URL for. Chunks younger than
    * the grace period are left alone (an upload may have a URL it has not reported yet).
    */
   async collectGarbage(userId: string): Promise<GcResult> {
@@ -152,11 +170,13 @@ export class BackupMaintenanceService {
       }
       for (const sha of manifest.chunks) if (sha) referenced.add(sha);
     }
+    // Every attempt of a backup still UPLOADING (a FAILED one's chunks too: the next run resumes from them).
     const activeUploads = await this.db
       .select({ sha256: uploadChunks.sha256 })
       .from(uploadChunks)
       .innerJoin(uploads, eq(uploads.id, uploadChunks.uploadId))
-      .where(and(eq(uploads.userId, userId), eq(uploads.status, "ACTIVE")));
+      .innerJoin(backups, eq(backups.id, uploads.backupId))
+      .where(and(eq(uploads.userId, userId), eq(backups.status, "UPLOADING")));
     for (const c of activeUploads) referenced.add(c.sha256);
 
     const graceCutoff = this.now().getTime() - this.opts.gcGraceMs;

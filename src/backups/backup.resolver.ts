@@ -73,7 +73,7 @@ export class BackupResolver {
     return backup.parentId ? ctx.services.backups.find(currentUser(ctx).id, backup.parentId) : null;
   }
 
-  @FieldResolver(() => Upload, { nullable: true, description: "The upload session of this backup" })
+  @FieldResolver(() => Upload, { nullable: true, description: "Its latest upload: the run sending it now, or the last one" })
   upload(@Root() backup: Backup, @Ctx() ctx: Context) {
     return ctx.services.uploads.forBackup(currentUser(ctx).id, backup.id);
   }

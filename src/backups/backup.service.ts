@@ -1,6 +1,6 @@
 import { and, desc, eq } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { backups, uploads, type BackupRow, type UploadRow } from "../db/schema";
+import { backups, uploads, type BackupRow } from "../db/schema";
 import { badInput } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { OwnedPages, findOwned, findOwnedOrNull, type OwnedFilter } from "../db/ownership";
@@ -42,6 +42,8 @@ export interface BackupListFilter {
 
 export class BackupService {
   private readonly pages: OwnedPages<BackupRow>;
+  /** Told about each new upload session (the live upload feeds). */
+  onUploadCreated?: (uploadId: string) => void;
 
   /** Told (and awaited) before a backup of a source is recorded: the source's record is created when new. */
   onSourceSeen?: (userId: string, sourceName: string) => Promise<void>;
@@ -133,22 +135,24 @@ export class BackupService {
       completedAt: null,
       deletedAt: null,
     };
+    const uploadId = newId();
     await this.db.transaction(async (tx) => {
       await tx.insert(backups).values(row);
-      await tx.insert(uploads).values({ id: newId(), userId, backupId: row.id, status: "ACTIVE", startedAt: now, lastActivityAt: now, createdAt: now, updatedAt: now });
+      await tx.insert(uploads).values({
+        id: uploadId,
+        userId,
+        backupId: row.id,
+        status: "ACTIVE",
+        chunksTotal: row.chunkCount,
+        bytesTotal: row.imageSize,
+        startedAt: now,
+        lastActivityAt: now,
+        createdAt: now,
+        updatedAt: now,
+      });
     });
     this.changed(row);
-    return row;
-  }
-
-  /** The upload session of a backup (created with it). */
-  async uploadOf(backup: Pick<BackupRow, "id" | "userId">): Promise<UploadRow> {
-    const [row] = await this.db
-      .select()
-      .from(uploads)
-      .where(and(eq(uploads.backupId, backup.id), eq(uploads.userId, backup.userId)))
-      .limit(1);
-    if (!row) throw new Error(`backup ${backup.id} has no upload session`);
+    this.onUploadCreated?.(uploadId);
     return row;
   }
 

@@ -10,7 +10,9 @@ import {
   BackupPlanDocument,
   BackupsDocument,
   CompleteBackupDocument,
+  ConfirmChunksDocument,
   CreateBackupDocument,
+  FailUploadDocument,
   RequestChunkUploadsDocument,
   type ChunkInput,
   type CompleteBackupMutation,
@@ -69,6 +71,8 @@ export interface BackupOptions {
   retryBudgetMs?: number;
   /** Progress events at most this often (default 250 ms). */
   progressIntervalMs?: number;
+  /** Sent chunks are confirmed to the server at most this often, in one call (default 1000 ms). */
+  confirmIntervalMs?: number;
   now?: () => Date;
   fetch?: typeof fetch;
 }
@@ -229,16 +233,22 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   emit({ event: "start", backupId, kind: backup.kind, imageSize: image.size, chunkSize, chunkCount, resumed, parentId: backup.parentId, sourceName });
 
   const tracker = new ProgressTracker(image.size, emit, opts.progressIntervalMs ?? 250);
-  const engine = new Engine(opts, client, backupId, image, chunkSize, chunkCount, concurrency, batchSize, tracker, emit);
+  const confirmer = new Confirmer(client, backupId, () => tracker.c.processedBytes, opts.confirmIntervalMs ?? 1000, log);
+  const engine = new Engine(opts, client, backupId, image, chunkSize, chunkCount, concurrency, batchSize, tracker, emit, confirmer);
   let done: CompleteBackupMutation["completeBackup"];
   let sha256: string;
   try {
     const pass = await engine.run();
     sha256 = pass.sha256;
+    await confirmer.drain();
+    // Chunks re-sent when completion finds some missing are confirmed by the timer meanwhile.
     done = await engine.complete(pass.chunks, sha256);
+    await confirmer.stop(false);
     await engine.close();
   } catch (err) {
+    await confirmer.stop(true);
     await engine.close();
+    await reportFailure(client, backupId, err, log);
     if (err instanceof BackupError && err.code === "IMAGE_CHANGED") {
       // This upload can never complete with these bytes: abandon it rather than resume it.
       await client.request(AbortBackupDocument, { id: backupId }).catch(() => undefined);
@@ -307,6 +317,7 @@ class Engine {
     private readonly batchSize: number,
     private readonly tracker: ProgressTracker,
     private readonly emit: (e: BackupEvent) => void,
+    private readonly confirmer: Confirmer,
   ) {
     this.fetchImpl = opts.fetch ?? fetch;
     this.maxAttempts = Math.max(1, opts.maxAttempts ?? 5);
@@ -551,6 +562,7 @@ class Engine {
         networkError = err;
       }
       if (status >= 200 && status < 300) {
+        this.confirmer.sent(job.index, job.sha256);
         c.sentBytes += job.size;
         c.chunksSent++;
         c.processedBytes += job.size;
@@ -583,6 +595,90 @@ class Engine {
       await sleep(delay, undefined, { signal }).catch(() => undefined);
     }
   }
+}
+
+/**
+ * Tells the server which chunks were sent (their PUT answered 2xx) and how far through the image
+ * the backup is: at most one `confirmChunks` per interval and one in flight, so a backup of 10,000
+ * chunks costs about one small request (and one row update) a second, not one per chunk. The
+ * server counts a chunk only once the store holds it. Progress reporting never fails a backup: a
+ * confirmation that does not get through is said once and its chunks are counted at completion.
+ */
+export class Confirmer {
+  private pending: { index: number; sha256: string }[] = [];
+  private lastDone = -1;
+  private inFlight: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private warned = false;
+
+  constructor(
+    private readonly client: ReCloClient,
+    private readonly backupId: string,
+    private readonly bytesDone: () => number,
+    private readonly intervalMs: number,
+    private readonly log: (message: string) => void,
+  ) {
+    this.timer = setInterval(() => this.flush(), intervalMs);
+    this.timer.unref();
+  }
+
+  sent(index: number, sha256: string): void {
+    this.pending.push({ index, sha256 });
+  }
+
+  /** Sends what is pending (unless a call is in flight: the next tick takes it). */
+  private flush(): void {
+    if (this.inFlight) return;
+    const done = this.bytesDone();
+    if (!this.pending.length && done === this.lastDone) return;
+    const chunks = this.pending.splice(0, 1000);
+    this.lastDone = done;
+    this.inFlight = withRetry(() => this.client.request(ConfirmChunksDocument, { input: { backupId: this.backupId, chunks, bytesDone: done } }))
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (!this.warned) this.log(`progress not reported to the server (${(err as Error).message}); the backup goes on`);
+          this.warned = true;
+        },
+      )
+      .finally(() => (this.inFlight = null));
+  }
+
+  /** Sends everything pending now (before completion: the server has seen every chunk sent). */
+  async drain(): Promise<void> {
+    if (this.inFlight) await this.inFlight;
+    while (this.pending.length || this.bytesDone() !== this.lastDone) {
+      this.flush();
+      await this.inFlight;
+      if (this.warned) break;
+    }
+  }
+
+  /** Stops the timer; with `flush`, sends what is left first (after a failure: the work done counts). */
+  async stop(flush: boolean): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    if (flush) await this.drain();
+    else if (this.inFlight) await this.inFlight;
+  }
+}
+
+/**
+ * Tells the server why this run could not finish the backup (the upload becomes FAILED with the
+ * reason, and the user is notified). Not said: an interruption (Ctrl-C, SIGTERM: the person or the
+ * service manager stopped it, and the same command resumes it; left alone, expiry marks it
+ * ABANDONED), nor a backup that is no longer UPLOADING (nothing to fail).
+ */
+async function reportFailure(client: ReCloClient, backupId: string, err: unknown, log: (message: string) => void): Promise<void> {
+  if (err instanceof BackupError && err.code === "INTERRUPTED") return;
+  if (err instanceof GraphQLRequestError && err.code === "CONFLICT") return;
+  const code = err instanceof BackupError ? err.code : err instanceof GraphQLRequestError ? (err.code ?? "SERVER_ERROR") : "ERROR";
+  const message = err instanceof Error ? err.message : String(err);
+  await withRetry(() => client.request(FailUploadDocument, { input: { backupId, reason: `${code}: ${message}` } })).catch((e: unknown) =>
+    log(`could not tell the server why the backup failed: ${(e as Error).message}`),
+  );
 }
 
 /** Runs upload jobs on `concurrency` workers, each with its own chunk buffer; the first failure stops it. */
@@ -652,7 +748,12 @@ class UploadPool {
 async function readFully(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
   let off = 0;
   while (off < length) {
-    const { bytesRead } = await fh.read(buf, off, length - off, position + off);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(buf, off, length - off, position + off));
+    } catch (err) {
+      throw new BackupError("IMAGE_NOT_READABLE", `Reading the image at byte ${position + off} failed: ${(err as Error).message}`);
+    }
     if (bytesRead === 0) throw new BackupError("IMAGE_CHANGED", `Unexpected end of the image at byte ${position + off}: it shrank while being backed up`);
     off += bytesRead;
   }

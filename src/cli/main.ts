@@ -18,6 +18,7 @@ import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { ACCOUNT_COMMANDS, ACCOUNT_USAGE } from "./account";
 import { NOTIFICATION_COMMANDS, NOTIFICATION_USAGE } from "./notifications";
 import { verdictWords } from "../client/verdict-words";
+import { UploadPrinter, watchUploads } from "./upload-watch";
 import { cliMessage } from "../client/errors";
 
 export { CliError, UsageError, describeError } from "./errors";
@@ -100,10 +101,16 @@ An interrupted backup resumes when run again on the unchanged image.
 Testing knob: RECLO_UPLOAD_DELAY_MS=<ms> sleeps before every chunk PUT.
 `,
   backups: `Usage: reclo backups [--source NAME] [--limit N] [--json] [--url URL]
+       reclo backups --watch [--source NAME] [--json] [--url URL]
 
 Lists your backups, newest first (default limit 20), with each one's latest boot check: verified
 (and what proved it), FAILED (and what was seen), inconclusive, or not verified. The evidence in
 full and the screenshot: reclo verify <backup-id> --show.
+
+--watch follows uploads live until they end: every upload in progress, or with --source that
+server's latest upload (the next one if it has none). Progress, rate and time left; a failed or
+abandoned upload with its reason. One line per update (a redrawn line on a terminal; --json: JSON
+lines). Exits 1 if an upload it followed failed or was abandoned.
 `,
   agent: `Usage: reclo agent --image PATH [options]
        reclo agent install --image PATH [--source NAME] [--user NAME] [--print] [--root DIR]
@@ -143,7 +150,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
     positionals: true,
     run: backup,
   },
-  backups: { options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" } }, run: backups },
+  backups: { options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" }, watch: { type: "boolean" } }, run: backups },
   agent: {
     options: { image: { type: "string" }, source: { type: "string" }, concurrency: { type: "string" }, user: { type: "string" }, print: { type: "boolean" }, root: { type: "string" } },
     positionals: true,
@@ -307,7 +314,9 @@ async function backup({ io, values, positionals, dir, settings }: CommandContext
 
 type BackupNode = BackupsQuery["backups"]["edges"][number]["node"];
 
-async function backups({ io, values, settings }: CommandContext): Promise<number> {
+async function backups(ctx: CommandContext): Promise<number> {
+  const { io, values, settings } = ctx;
+  if (values.watch) return watchBackups(ctx);
   const limit = positiveInt(values.limit, "limit", 20, 100_000);
   const client = authedClient(settings);
   const source = str(values.source);
@@ -328,6 +337,27 @@ async function backups({ io, values, settings }: CommandContext): Promise<number
   );
   if (rows.some((r) => r.verification)) io.stdout.write("Evidence and screenshot of a boot check: reclo verify <backup-id> --show\n");
   return 0;
+}
+
+async function watchBackups({ io, values, settings }: CommandContext): Promise<number> {
+  if (values.limit !== undefined) throw new UsageError("--limit does not apply to --watch");
+  const source = str(values.source);
+  const printer = new UploadPrinter(io.stdout, values.json ? "json" : io.stdout.isTTY ? "tty" : "lines");
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const ended = await watchUploads({ client: authedClient(settings), sourceName: source, signal: ac.signal, onUpdate: (u) => printer.update(u) });
+    printer.close();
+    if (!ended.length && !values.json) io.stdout.write(source ? `No upload of ${source} to follow.\n` : "No uploads in progress.\n");
+    const bad = ended.filter((u) => u.status === "FAILED" || u.status === "ABANDONED");
+    for (const u of bad) io.stderr.write(`reclo: the upload of ${u.sourceName} ${u.status === "FAILED" ? "failed" : "was abandoned"}: ${u.failureReason ?? "no reason given"}\n`);
+    return bad.length ? 1 : 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
 }
 
 function clipCell(s: string, max: number): string {

@@ -53,6 +53,27 @@ export interface RecoverySnapshot {
   waitingForWorker?: { since: string; observed: string } | null;
 }
 
+/** An upload as it is right now (JSON-safe: dates as ISO strings), carried in the event itself. */
+export interface UploadSnapshot {
+  id: string;
+  userId: string;
+  backupId: string;
+  sourceName: string;
+  status: "ACTIVE" | "COMPLETED" | "FAILED" | "ABANDONED";
+  bytesSent: number;
+  chunksSent: number;
+  chunksTotal: number | null;
+  bytesTotal: number | null;
+  bytesDone: number;
+  rate: number;
+  failureReason: string | null;
+  startedAt: string;
+  lastActivityAt: string | null;
+  progressAt: string | null;
+  completedAt: string | null;
+  version: number;
+}
+
 /** One piece of boot evidence, as the verification row stores it (the evidence collector's shape). */
 export type VerificationEvidence = NonNullable<VerificationRow["evidence"]>[number];
 
@@ -86,6 +107,8 @@ export type EventMap = {
   INSTANCE_CHANGED: [userId: string, payload: InstanceChangedEvent];
   /** Routed by user id: a notification of theirs was raised. */
   NOTIFICATION_ADDED: [userId: string, payload: NotificationAddedEvent];
+  /** Routed by user id: one of their uploads progressed or ended (at most ~2 per second per upload). */
+  UPLOAD_CHANGED: [userId: string, payload: UploadSnapshot];
   /** Not routed: every API process closes the revoked sessions' sockets it holds. */
   SESSIONS_REVOKED: [payload: SessionsRevokedEvent];
 };
@@ -99,6 +122,7 @@ export const Topic = {
   INSTANCE_CHANGED: "INSTANCE_CHANGED",
   SESSIONS_REVOKED: "SESSIONS_REVOKED",
   NOTIFICATION_ADDED: "NOTIFICATION_ADDED",
+  UPLOAD_CHANGED: "UPLOAD_CHANGED",
 } as const satisfies { [K in EventTopic]: K };
 
 /** Whether a string names one of the topics (for adapters that receive topics as plain strings). */

@@ -183,7 +183,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   };
   // A recovery followed from ten tabs is executed once per event, serialized once, and sent ten times.
   const fanout = new SubscriptionFanout({
-    stateFields: new Set(["recoveryProgress"]),
+    stateFields: new Set(["recoveryProgress", "uploadProgress"]),
     userOf: (c) => (c as Context).auth?.user.id,
     serialize: (result) => ownBuffer(JSON.stringify(nextPayload(result))),
   });

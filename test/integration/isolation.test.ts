@@ -7,7 +7,9 @@ import {
   BackupsDocument,
   BackupVerificationDocument,
   CompleteBackupDocument,
+  ConfirmChunksDocument,
   CreateAccessKeyDocument,
+  FailUploadDocument,
   InstanceAccessDocument,
   CreateBackupDocument,
   InstancesDocument,
@@ -18,6 +20,7 @@ import {
   RequestChunkUploadsDocument,
   SessionsDocument,
   StartRecoveryDocument,
+  UploadProgressDocument,
   UploadsDocument,
   VerifyBackupDocument,
 } from "../../src/client/generated/graphql";
@@ -238,6 +241,9 @@ describe("tenant isolation", () => {
       mallory.client.execute(VerifyBackupDocument, { input: { backupId: ids.parentBackup } }),
       mallory.client.execute(RequestChunkUploadsDocument, { input: { backupId: ids.Backup, chunks: [{ index: 0, sha256: "a".repeat(64), size: 8 * 1024 * 1024 }] } }),
       mallory.client.execute(CompleteBackupDocument, { input: { backupId: ids.Backup, sha256: "a".repeat(64), chunks: [] } }),
+      mallory.client.execute(ConfirmChunksDocument, { input: { backupId: ids.Backup, chunks: [], bytesDone: 0 } }),
+      mallory.client.execute(FailUploadDocument, { input: { backupId: ids.Backup, reason: "mallory says so" } }),
+      mallory.client.execute(FailUploadDocument, { input: { uploadId: ids.Upload, reason: "mallory says so" } }),
       mallory.client.execute(CreateAccessKeyDocument, { input: { instanceId: ids.Instance, deviceName: "mallory's laptop" } }),
       mallory.client.execute(InstanceAccessDocument, { id: ids.Instance }),
     ];
@@ -245,6 +251,7 @@ describe("tenant isolation", () => {
     for (const [doc, vars] of [
       [RecoveryProgressDocument, { recoveryId: ids.Recovery }],
       [BackupVerificationDocument, { backupId: ids.parentBackup }],
+      [UploadProgressDocument, { uploadId: ids.Upload }],
     ] as const) {
       const sub = openSubscription(mallory.client, doc as never, vars as never);
       const end = await withTimeout(sub.ended, 5000, "foreign subscription to be refused");

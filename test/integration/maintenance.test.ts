@@ -189,8 +189,8 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
       const [up] = await db.select().from(uploads).where(eq(uploads.backupId, id));
       return [b!.status, up!.status];
     };
-    expect(await status(abandoned.id)).toEqual(["ABORTED", "ABORTED"]);
-    expect(await status(silent.id)).toEqual(["ABORTED", "ABORTED"]);
+    expect(await status(abandoned.id)).toEqual(["ABORTED", "ABANDONED"]);
+    expect(await status(silent.id)).toEqual(["ABORTED", "ABANDONED"]);
     expect(await status(alive.id)).toEqual(["UPLOADING", "ACTIVE"]);
     // The abandoned upload's chunk no longer pins storage; the active one's stays.
     const after = await stored(u.id);

@@ -20,6 +20,8 @@ export const uploadChunks = mysqlTable(
     /** First chunk index that had this content (for error messages). */
     chunkIndex: int("chunk_index", { unsigned: true }).notNull(),
     requestedAt: ts("requested_at").notNull(),
+    /** When the agent confirmed it sent the chunk and the store had it (counted in the upload's bytesSent once). */
+    storedAt: ts("stored_at"),
   },
   (t) => [primaryKey({ columns: [t.uploadId, t.sha256] }), index("upload_chunks_sha_idx").on(t.sha256)],
 );

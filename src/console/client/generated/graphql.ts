@@ -183,6 +183,13 @@ export type StartRecoveryInput = {
   target?: RecoveryTarget | null | undefined;
 };
 
+/** ACTIVE: being sent. COMPLETED: the backup completed. FAILED: the agent said why it stopped (failureReason). ABANDONED: it stopped without a word (see failureReason), or its backup was aborted or deleted. */
+export type UploadStatus =
+  | 'ABANDONED'
+  | 'ACTIVE'
+  | 'COMPLETED'
+  | 'FAILED';
+
 export type VerificationStatus =
   /** A failure signature was seen (see failureReason and evidence), or the check could not run */
   | 'FAILED'
@@ -264,6 +271,22 @@ export type ConsoleRestorePointsQueryVariables = Exact<{
 
 
 export type ConsoleRestorePointsQuery = { backups: { totalCount: number, edges: Array<{ node: { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
+
+export type ConsoleUploadFragment = { id: string, status: UploadStatus, sourceName: string, bytesSent: number, chunksSent: number, bytesTotal: number | null, bytesDone: number, rate: number, etaSeconds: number | null, failureReason: string | null, startedAt: string, completedAt: string | null };
+
+export type ConsoleUploadsQueryVariables = Exact<{
+  first?: number | null | undefined;
+}>;
+
+
+export type ConsoleUploadsQuery = { uploads: { edges: Array<{ node: { id: string, status: UploadStatus, sourceName: string, bytesSent: number, chunksSent: number, bytesTotal: number | null, bytesDone: number, rate: number, etaSeconds: number | null, failureReason: string | null, startedAt: string, completedAt: string | null } }> } };
+
+export type ConsoleUploadProgressSubscriptionVariables = Exact<{
+  sourceName: string;
+}>;
+
+
+export type ConsoleUploadProgressSubscription = { uploadProgress: { id: string, status: UploadStatus, sourceName: string, bytesSent: number, chunksSent: number, bytesTotal: number | null, bytesDone: number, rate: number, etaSeconds: number | null, failureReason: string | null, startedAt: string, completedAt: string | null } };
 
 export type ConsoleSourceHealthQueryVariables = Exact<{
   sourceName: string;
@@ -518,6 +541,22 @@ fragment ConsoleBootEvidence on BootEvidence {
   detail
   at
 }`, {"fragmentName":"ConsoleRestorePoint"}) as unknown as TypedDocumentString<ConsoleRestorePointFragment, unknown>;
+export const ConsoleUploadFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleUpload on Upload {
+  id
+  status
+  sourceName
+  bytesSent
+  chunksSent
+  bytesTotal
+  bytesDone
+  rate
+  etaSeconds
+  failureReason
+  startedAt
+  completedAt
+}
+    `, {"fragmentName":"ConsoleUpload"}) as unknown as TypedDocumentString<ConsoleUploadFragment, unknown>;
 export const ConsoleInstanceFieldsFragmentDoc = new TypedDocumentString(`
     fragment ConsoleInstanceFields on Instance {
   id
@@ -728,6 +767,50 @@ fragment ConsoleRestorePoint on Backup {
     }
   }
 }`) as unknown as TypedDocumentString<ConsoleRestorePointsQuery, ConsoleRestorePointsQueryVariables>;
+export const ConsoleUploadsDocument = new TypedDocumentString(`
+    query ConsoleUploads($first: Int) {
+  uploads(first: $first) {
+    edges {
+      node {
+        ...ConsoleUpload
+      }
+    }
+  }
+}
+    fragment ConsoleUpload on Upload {
+  id
+  status
+  sourceName
+  bytesSent
+  chunksSent
+  bytesTotal
+  bytesDone
+  rate
+  etaSeconds
+  failureReason
+  startedAt
+  completedAt
+}`) as unknown as TypedDocumentString<ConsoleUploadsQuery, ConsoleUploadsQueryVariables>;
+export const ConsoleUploadProgressDocument = new TypedDocumentString(`
+    subscription ConsoleUploadProgress($sourceName: String!) {
+  uploadProgress(sourceName: $sourceName) {
+    ...ConsoleUpload
+  }
+}
+    fragment ConsoleUpload on Upload {
+  id
+  status
+  sourceName
+  bytesSent
+  chunksSent
+  bytesTotal
+  bytesDone
+  rate
+  etaSeconds
+  failureReason
+  startedAt
+  completedAt
+}`) as unknown as TypedDocumentString<ConsoleUploadProgressSubscription, ConsoleUploadProgressSubscriptionVariables>;
 export const ConsoleSourceHealthDocument = new TypedDocumentString(`
     query ConsoleSourceHealth($sourceName: String!) {
   sourceHealth(sourceName: $sourceName) {

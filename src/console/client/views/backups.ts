@@ -6,6 +6,8 @@ import {
   ConsoleRecoveryTargetsDocument,
   ConsoleRestorePointsDocument,
   ConsoleStartRecoveryDocument,
+  ConsoleUploadsDocument,
+  type ConsoleUploadFragment,
   type ConsoleRecoveryTargetsQuery,
   type ConsoleRestorePointFragment as RestorePoint,
   type ConsoleRestorePointsQuery,
@@ -13,6 +15,7 @@ import {
 } from "../generated/graphql";
 import { errorBox, loading, type View, type ViewContext } from "../view";
 import { drillsPanel } from "./drills-panel";
+import { uploadPanel } from "./upload-panel";
 import { evidenceWords, verdictWords } from "../../../client/verdict-words";
 
 /** Restore points, grouped by the machine they came from, newest first. */
@@ -31,6 +34,15 @@ export const backupsView: View = async (ctx) => {
     (r) => r.recoveries.edges.map((e) => e.node),
     () => [],
   );
+  // Each server's latest upload: a live bar while it runs, the reason if it failed.
+  const latestUploads = gql(ConsoleUploadsDocument, { first: 100 }).then(
+    (r) => {
+      const bySource = new Map<string, ConsoleUploadFragment>();
+      for (const e of r.uploads.edges) if (!bySource.has(e.node.sourceName)) bySource.set(e.node.sourceName, e.node);
+      return bySource;
+    },
+    () => new Map<string, ConsoleUploadFragment>(),
+  );
   try {
     data = await gql(ConsoleRestorePointsDocument, { first: 100 });
   } catch (error) {
@@ -40,6 +52,7 @@ export const backupsView: View = async (ctx) => {
     return;
   }
   const active = await running;
+  const uploadsBySource = await latestUploads;
   if (!ctx.alive()) return;
   ctx.main.querySelector(".loading")?.remove();
   if (active.length) {
@@ -79,6 +92,7 @@ export const backupsView: View = async (ctx) => {
         "section",
         { class: "source", "aria-labelledby": headingId },
         h("h2", { id: headingId }, h("span", { class: "source-label" }, "Server "), source),
+        uploadPanel(ctx, source, uploadsBySource.get(source)),
         drillsPanel(source),
         h(
           "ul",
