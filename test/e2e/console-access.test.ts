@@ -1,8 +1,7 @@
 import fs from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defaultConsoleAssetsDir } from "../../src/console/console.route";
-import { ensureBundle } from "../helpers/bundle";
+import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
 import { signUp, startStack, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
 import { FakeTarget } from "../helpers/fake-target";
 import { privateKeyIn, recoveredMachine } from "../helpers/access";
@@ -15,8 +14,6 @@ import { publicKeyOf } from "../../src/access/wireguard";
  * console's strict CSP, with nothing leaving the machine.
  */
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const isLoopback = (host: string) => host === "127.0.0.1" || host === "localhost" || host === "[::1]";
 
 describe("console: Connect privately (Chromium)", () => {
   let stack: TestStack;
@@ -27,26 +24,11 @@ describe("console: Connect privately (Chromium)", () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    if (!fs.existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
-    await ensureBundle({ dir: defaultConsoleAssetsDir(), script: "scripts/build-console.mjs", sources: ["scripts/bundle-lib.mjs", "src/console/client"] });
+    await ensureConsoleBundle();
     stack = await startStack();
     stack.rt.targets.AWS = target;
     alice = await signUp(stack);
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] });
-    const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, reducedMotion: "reduce", acceptDownloads: true });
-    await context.route("**/*", async (route) => {
-      const { protocol, hostname } = new URL(route.request().url());
-      if ((protocol === "http:" || protocol === "https:") && !isLoopback(hostname)) {
-        problems.push(`external request ${route.request().url()}`);
-        await route.abort("blockedbyclient");
-        return;
-      }
-      await route.fallback();
-    });
-    await context.addInitScript({ content: `document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI));` });
-    page = await context.newPage();
-    page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text()));
-    page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`));
+    ({ browser, page } = await openBrowser(problems, { context: { acceptDownloads: true } }));
   }, 180_000);
 
   afterAll(async () => {

@@ -2,10 +2,9 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
-import { defaultConsoleAssetsDir } from "../../src/console/console.route";
-import { ensureBundle } from "../helpers/bundle";
+import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
 import { root } from "../helpers/processes";
 import { signUp, startStack, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
 import { waitFor } from "../helpers/wait";
@@ -22,8 +21,6 @@ import { newId } from "../../src/shared/ids";
  * leaving the machine.
  */
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const isLoopback = (host: string) => host === "127.0.0.1" || host === "localhost" || host === "[::1]";
 
 describe("console: notifications and webhooks (Chromium)", () => {
   let stack: TestStack;
@@ -45,28 +42,13 @@ describe("console: notifications and webhooks (Chromium)", () => {
   const taskQueue = `test-console-alerts-${process.pid}-${Date.now()}`;
 
   beforeAll(async () => {
-    if (!fs.existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
-    await ensureBundle({ dir: defaultConsoleAssetsDir(), script: "scripts/build-console.mjs", sources: ["scripts/bundle-lib.mjs", "src/console/client"] });
+    await ensureConsoleBundle();
     await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
     receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/console-hook`;
     stack = await startStack({ TEMPORAL_TASK_QUEUE: taskQueue });
     worker = await startWorker({ config: stack.config.temporal, activities: activitiesFor(stack.rt), logger: stack.rt.logger, workflowBundle: { codePath: inject("workflowBundlePath") } });
     alice = await signUp(stack);
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] });
-    const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, reducedMotion: "reduce" });
-    await context.route("**/*", async (route) => {
-      const { protocol, hostname } = new URL(route.request().url());
-      if ((protocol === "http:" || protocol === "https:") && !isLoopback(hostname)) {
-        problems.push(`external request ${route.request().url()}`);
-        await route.abort("blockedbyclient");
-        return;
-      }
-      await route.fallback();
-    });
-    await context.addInitScript({ content: `document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI));` });
-    page = await context.newPage();
-    page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text()));
-    page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`));
+    ({ browser, page } = await openBrowser(problems));
   }, 180_000);
 
   afterAll(async () => {

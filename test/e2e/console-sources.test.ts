@@ -1,9 +1,8 @@
 import fs from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
-import { defaultConsoleAssetsDir } from "../../src/console/console.route";
-import { ensureBundle } from "../helpers/bundle";
+import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
 import { signUp, startStack, PASSWORD, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 import { AgentCheckInDocument, SourceDocument } from "../../src/client/generated/graphql";
 import { backups } from "../../src/db/schema";
@@ -14,8 +13,6 @@ import { backups } from "../../src/db/schema";
  * shows the server's reason when it refuses one — under the console's CSP, nothing leaving the machine.
  */
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const isLoopback = (host: string) => host === "127.0.0.1" || host === "localhost" || host === "[::1]";
 
 describe("console: Servers and their backup schedule (Chromium)", () => {
   let stack: TestStack;
@@ -25,25 +22,10 @@ describe("console: Servers and their backup schedule (Chromium)", () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    if (!fs.existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
-    await ensureBundle({ dir: defaultConsoleAssetsDir(), script: "scripts/build-console.mjs", sources: ["scripts/bundle-lib.mjs", "src/console/client"] });
+    await ensureConsoleBundle();
     stack = await startStack();
     alice = await signUp(stack);
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] });
-    const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, reducedMotion: "reduce", timezoneId: "UTC", locale: "en-GB" });
-    await context.route("**/*", async (route) => {
-      const { protocol, hostname } = new URL(route.request().url());
-      if ((protocol === "http:" || protocol === "https:") && !isLoopback(hostname)) {
-        problems.push(`external request ${route.request().url()}`);
-        await route.abort("blockedbyclient");
-        return;
-      }
-      await route.fallback();
-    });
-    await context.addInitScript({ content: `document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI));` });
-    page = await context.newPage();
-    page.on("console", (msg) => msg.type() === "error" && !/status of 400/.test(msg.text()) && problems.push(msg.text()));
-    page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`));
+    ({ browser, page } = await openBrowser(problems, { context: { timezoneId: "UTC", locale: "en-GB" }, ignoreConsole: /status of 400/ }));
   }, 180_000);
 
   afterAll(async () => {

@@ -10,20 +10,17 @@ import { randomFillSync } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
-import { defaultConsoleAssetsDir } from "../../src/console/console.route";
 import { UploadDocument } from "../../src/client/generated/graphql";
 import { backups, uploads } from "../../src/db/schema";
-import { ensureBundle } from "../helpers/bundle";
+import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
 import { killChildren, spawnCli } from "../helpers/cli";
 import { cliSourceEnv, root } from "../helpers/processes";
 import { signUp, startStack, uniqueName, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
 import { waitFor } from "../helpers/wait";
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const isLoopback = (host: string) => host === "127.0.0.1" || host === "localhost" || host === "[::1]";
 const CHUNK = 8 * 1024 * 1024;
 const artifacts = path.join(root, "test-results", "uploads");
 
@@ -37,26 +34,11 @@ describe("a failed agent upload: its reason in Upload, the console and `reclo ba
   const problems: string[] = [];
 
   beforeAll(async () => {
-    if (!fs.existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
-    await ensureBundle({ dir: defaultConsoleAssetsDir(), script: "scripts/build-console.mjs", sources: ["scripts/bundle-lib.mjs", "src/console/client"] });
+    await ensureConsoleBundle();
     stack = await startStack();
     alice = await signUp(stack);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-uploads-e2e-"));
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] });
-    const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, reducedMotion: "reduce" });
-    await context.route("**/*", async (route) => {
-      const { protocol, hostname } = new URL(route.request().url());
-      if ((protocol === "http:" || protocol === "https:") && !isLoopback(hostname)) {
-        problems.push(`external request ${route.request().url()}`);
-        await route.abort("blockedbyclient");
-        return;
-      }
-      await route.fallback();
-    });
-    await context.addInitScript({ content: `document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " blocked " + e.blockedURI));` });
-    page = await context.newPage();
-    page.on("console", (msg) => msg.type() === "error" && problems.push(msg.text()));
-    page.on("pageerror", (error) => problems.push(`pageerror: ${error.message}`));
+    ({ browser, page } = await openBrowser(problems));
   }, 180_000);
 
   afterAll(async () => {
