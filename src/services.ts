@@ -28,6 +28,7 @@ import { NotificationDelivery } from "./alerts/delivery.service";
 import { createRaisers } from "./alerts/raisers";
 import { Topic } from "./events/topics";
 import type { Mailer } from "./mail/mailer";
+import { AuditService } from "./support/audit.service";
 import { SourceService } from "./sources/source.service";
 import { AccountService } from "./auth/account.service";
 import { DEFAULT_ACCOUNTS_CONFIG } from "./config";
@@ -63,6 +64,8 @@ export interface Services {
   delivery?: NotificationDelivery;
   /** Outgoing e-mail (the SMTP adapter in processes; tests may pass their own). */
   mailer: Mailer;
+  /** The append-only audit log (issue 17). */
+  audit: AuditService;
 }
 
 export interface ServiceDeps {
@@ -131,6 +134,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
   verifications.onFailed = raisers.verificationFailed;
   recoveryProgress.onFinished = raisers.recoveryFinished;
   return {
+    audit: new AuditService(db, now),
     sources,
     notifications,
     webhooks,

@@ -147,7 +147,7 @@ export class AuthService {
 
     const passwordHash = await place.hash(input.password);
     const now = this.now();
-    const user: UserRow = { id: newId(), username, email, passwordHash, emailVerifiedAt: null, createdAt: now, updatedAt: now };
+    const user: UserRow = { id: newId(), username, email, passwordHash, emailVerifiedAt: null, role: "CUSTOMER", createdAt: now, updatedAt: now };
     try {
       await this.deps.db.insert(users).values(user);
     } catch (err) {

@@ -14,3 +14,4 @@ export * from "./notifications";
 export * from "./sources";
 export * from "./account-tokens";
 export * from "./webhooks";
+export * from "./support";

@@ -1,5 +1,13 @@
-import { mysqlTable, uniqueIndex, varchar } from "drizzle-orm/mysql-core";
+import { mysqlEnum, mysqlTable, uniqueIndex, varchar } from "drizzle-orm/mysql-core";
 import { idColumn, timestamps, ts } from "../columns";
+
+/**
+ * CUSTOMER: every account the API creates. SUPPORT reads a customer's account only within a live
+ * grant of that customer's (support_grants); ADMIN also reads the whole audit log. SUPPORT and ADMIN
+ * are given by `npm run admin`, never by the API (issue 17).
+ */
+export const USER_ROLES = ["CUSTOMER", "SUPPORT", "ADMIN"] as const;
+export type UserRole = (typeof USER_ROLES)[number];
 
 /** An account. Every other record belongs to exactly one user. */
 export const users = mysqlTable(
@@ -19,6 +27,7 @@ export const users = mysqlTable(
      * migration sets it to their created_at.
      */
     emailVerifiedAt: ts("email_verified_at"),
+    role: mysqlEnum("role", USER_ROLES).notNull().default("CUSTOMER"),
     ...timestamps,
   },
   (t) => [uniqueIndex("users_email_uq").on(t.email), uniqueIndex("users_username_uq").on(t.username)],
