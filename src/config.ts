@@ -224,6 +224,8 @@ const envSchema = z.object({
   TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, "expected host:port").default("127.0.0.1:7233"),
   TEMPORAL_NAMESPACE: z.string().min(1).default("default"),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default("reclo"),
+  /** Temporal's web UI, for the history links support reads in Recovery.diagnostics. */
+  TEMPORAL_UI_URL: z.string().url().default("http://127.0.0.1:8233"),
   /** Temporal Cloud API key (implies TLS). */
   TEMPORAL_API_KEY: optionalString,
   TEMPORAL_TLS: bool(false),
@@ -510,6 +512,8 @@ export interface Config {
     address: string;
     namespace: string;
     taskQueue: string;
+    /** Temporal's web UI (history links for support). */
+    uiUrl?: string;
     apiKey?: string;
     tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
   };
@@ -718,6 +722,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,
       taskQueue: e.TEMPORAL_TASK_QUEUE,
+      uiUrl: e.TEMPORAL_UI_URL,
       apiKey: e.TEMPORAL_API_KEY,
       tls: useTls
         ? { certPath: e.TEMPORAL_TLS_CERT_PATH, keyPath: e.TEMPORAL_TLS_KEY_PATH, caPath: e.TEMPORAL_TLS_CA_PATH, serverName: e.TEMPORAL_TLS_SERVER_NAME }

@@ -29,6 +29,8 @@ import { createRaisers } from "./alerts/raisers";
 import { Topic } from "./events/topics";
 import type { Mailer } from "./mail/mailer";
 import { AuditService } from "./support/audit.service";
+import { SupportGrantService } from "./support/grant.service";
+import { SupportService } from "./support/support.service";
 import { SourceService } from "./sources/source.service";
 import { AccountService } from "./auth/account.service";
 import { DEFAULT_ACCOUNTS_CONFIG } from "./config";
@@ -66,6 +68,10 @@ export interface Services {
   mailer: Mailer;
   /** The append-only audit log (issue 17). */
   audit: AuditService;
+  /** Customers' support grants (issue 17). */
+  grants: SupportGrantService;
+  /** Support acting for a customer within a grant, and what support reads (issue 17). */
+  support: SupportService;
 }
 
 export interface ServiceDeps {
@@ -133,8 +139,18 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const raisers = createRaisers({ notifications, backups, logger });
   verifications.onFailed = raisers.verificationFailed;
   recoveryProgress.onFinished = raisers.recoveryFinished;
+  const grants = new SupportGrantService(db);
+  const support = new SupportService({
+    db,
+    grants,
+    runOf: workflows?.runOf ? (id) => workflows.runOf!(id) : undefined,
+    temporal: { namespace: config.temporal.namespace, uiUrl: config.temporal.uiUrl ?? "http://127.0.0.1:8233" },
+    now,
+  });
   return {
     audit: new AuditService(db, now),
+    grants,
+    support,
     sources,
     notifications,
     webhooks,

@@ -21,6 +21,9 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
   EMAIL_NOT_VERIFIED: 403,
   INVALID_TOKEN: 400,
+  NO_SUPPORT_GRANT: 403,
+  SUPPORT_READ_ONLY: 403,
+  SENSITIVE_FIELD: 403,
 };
 
 export const httpStatusOf = (err: AppError): number => HTTP_STATUS[err.code];

@@ -13,6 +13,7 @@ import type { Config } from "../config";
 import type { Logger } from "../logger";
 import type { Services } from "../services";
 import type { Context } from "../graphql/context";
+import { ACT_FOR_HEADER, checkActingOperation } from "../graphql/support-acting";
 import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
@@ -209,6 +210,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         // What the upgrade request had to say is copied above: do not keep the request (its headers,
         // raw headers and stream state) for as long as the socket lives.
         delete (extra as { request?: unknown }).request;
+        // Support acts for a customer over HTTP only (each operation checked against the grant and
+        // audited): a connection that asks to act for someone is refused (4403 Forbidden).
+        if (ctx.connectionParams && Object.keys(ctx.connectionParams).some((k) => k.toLowerCase() === ACT_FOR_HEADER || k.toLowerCase() === "actfor")) return false;
         const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         const token = bearerToken(typeof raw === "string" ? raw : undefined);
         if (token === undefined) return true; // anonymous: every operation is refused, unparsed
@@ -350,7 +354,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   // The bearer token of each HTTP request, checked only once the operation is within its limits.
   // Carried on the context under a symbol (Apollo hands plugins and resolvers a shallow copy).
   const requestToken = Symbol("requestToken");
-  type HttpContext = Context & { [requestToken]?: string };
+  /** X-ReClo-Act-For: the customer a support session acts for (issue 17). */
+  const requestActFor = Symbol("requestActFor");
+  type HttpContext = Context & { [requestToken]?: string; [requestActFor]?: string };
   const limitsPlugin: ApolloServerPlugin<Context> = {
     async requestDidStart() {
       return {
@@ -394,6 +400,17 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     if (token !== undefined) {
       ctx.auth = await services.auth.authenticate(token);
       ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
+    }
+    const actFor = (ctx as HttpContext)[requestActFor];
+    if (actFor !== undefined) {
+      if (!ctx.auth) throw withHttpStatus(unauthenticated());
+      // FORBIDDEN for customers, NO_SUPPORT_GRANT without the customer's live grant; then the grant's
+      // scope and the sensitive fields are enforced, and the operation audited, before it runs.
+      const acting = await services.support.actFor(ctx.auth.user, actFor);
+      ctx.actingFor = acting.customer;
+      ctx.grant = acting.grant;
+      ctx.logger = ctx.logger.child({ actingFor: acting.customer.id, grantId: acting.grant.id });
+      await checkActingOperation(ctx, schema, rc.document, rc.operationName, rc.request.variables);
     }
     const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
     if (limited) throw withHttpStatus(limited);
@@ -455,6 +472,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           logger: logger.child({ requestId }),
           limits: config.limits,
           [requestToken]: bearerToken(req.headers.authorization),
+          [requestActFor]: req.header(ACT_FOR_HEADER)?.trim() || undefined,
         };
         return ctx;
       },

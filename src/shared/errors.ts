@@ -20,6 +20,12 @@ export const ErrorCode = {
   EMAIL_NOT_VERIFIED: "EMAIL_NOT_VERIFIED",
   /** An e-mailed link's token (verification, password reset) that is unknown, expired or already used: which one is never said. */
   INVALID_TOKEN: "INVALID_TOKEN",
+  /** Support acting for a customer (X-ReClo-Act-For) without a live grant of that customer (none, expired or revoked). */
+  NO_SUPPORT_GRANT: "NO_SUPPORT_GRANT",
+  /** A mutation while acting for a customer that the grant's scope does not allow (READ: none; READ_AND_RETRY: retry/cancel a recovery only). */
+  SUPPORT_READ_ONLY: "SUPPORT_READ_ONLY",
+  /** A field support may never read while acting for a customer (tokens, keys, configurations, presigned URLs): `extensions.fields`. */
+  SENSITIVE_FIELD: "SENSITIVE_FIELD",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -140,3 +146,13 @@ export function connectionFailure(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** Support asked to act for a customer who has no live grant (none, expired or revoked: which is not said). */
+export const noSupportGrant = () =>
+  new AppError(ErrorCode.NO_SUPPORT_GRANT, "This customer has not granted support access (or the grant expired or was revoked): ask them to grant it (grantSupportAccess)");
+/** A mutation the acting grant's scope does not allow. */
+export const supportReadOnly = (scope: string, fields: string[]) =>
+  new AppError(ErrorCode.SUPPORT_READ_ONLY, scope === "READ_AND_RETRY" ? "A READ_AND_RETRY grant allows only retryRecovery and cancelRecovery" : "A READ grant is read-only: no mutation while acting for a customer", { scope, fields });
+/** Fields support never reads while acting for a customer. */
+export const sensitiveField = (fields: string[]) =>
+  new AppError(ErrorCode.SENSITIVE_FIELD, `Support cannot read ${fields.join(", ")} of a customer (secrets and presigned URLs stay with the customer)`, { fields });

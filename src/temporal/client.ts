@@ -103,6 +103,7 @@ export function guardedWorkflows(port: WorkflowPort, connection: Pick<Connection
     cancel: guard(port.cancel),
     status: guard(port.status),
     pendingWork: guard(port.pendingWork),
+    ...(port.runOf ? { runOf: guard(port.runOf.bind(port)) } : {}),
     // Runs a workflow through a worker: bounded by the workflow's own timeout, not by a call deadline.
     checkConnectivity: (message, workflowId) => availability.guard("TEMPORAL", () => port.checkConnectivity(message, workflowId)),
   };

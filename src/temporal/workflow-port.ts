@@ -53,6 +53,8 @@ export interface WorkflowPort {
   status(workflowId: string): Promise<WorkflowStatusName>;
   /** What a running workflow waits on (its pending activities and workflow task); null when not running. */
   pendingWork(workflowId: string): Promise<PendingWork | null>;
+  /** The latest run of a workflow id (its run id), null when there is none (support's diagnostics). */
+  runOf?(workflowId: string): Promise<{ runId: string } | null>;
   /** Runs the connectivity check through a worker and returns its answer. */
   checkConnectivity(message: string, workflowId: string): Promise<string>;
 }

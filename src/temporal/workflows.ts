@@ -36,6 +36,14 @@ export function temporalWorkflows(client: Client, taskQueue: string, logger?: Lo
         throw err;
       }
     },
+    async runOf(workflowId) {
+      try {
+        return { runId: (await client.workflow.getHandle(workflowId).describe()).runId };
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return null;
+        throw err;
+      }
+    },
     async pendingWork(workflowId) {
       let d;
       try {
