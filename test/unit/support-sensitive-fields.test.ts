@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import { buildSchema, isObjectType } from "graphql";
 import { describe, expect, it } from "vitest";
 import { ALLOWED_LOOKALIKES, SENSITIVE_FIELDS } from "../../src/graphql/support-acting";
@@ -7,7 +8,7 @@ import { ALLOWED_LOOKALIKES, SENSITIVE_FIELDS } from "../../src/graphql/support-
 const LOOKS_SENSITIVE = /url|token|secret|key|config|password|svg|hash|private|output|screen|credential|sealed|signature/i;
 
 describe("fields support may not read while acting for a customer", () => {
-  const schema = buildSchema(readFileSync(new URL("../../schema.graphql", import.meta.url), "utf8"));
+  const schema = buildSchema(readFileSync(path.join(__dirname, "../../schema.graphql"), "utf8"));
   const coordinates = Object.values(schema.getTypeMap())
     .filter((t) => isObjectType(t) && !t.name.startsWith("__"))
     .flatMap((t) => Object.values((t as import("graphql").GraphQLObjectType).getFields()).map((f) => `${t.name}.${f.name}`));
