@@ -15,7 +15,7 @@ import { getOperationAST, parse } from "graphql";
 import type { DocumentNode } from "graphql";
 import { createClient } from "graphql-ws";
 import type { Client, ExecutionResult } from "graphql-ws";
-import { StrictMode } from "react";
+import { StrictMode, useCallback, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 
 const httpUrl = `${location.origin}/graphql`;
@@ -158,20 +158,163 @@ function subscribe(client: Client, params: FetcherParams): AsyncIterableIterator
   return iterator;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Support (issue 17): acting for a customer within their grant (X-ReClo-Act-For, HTTP only).
+// ---------------------------------------------------------------------------------------------
+
+const ACT_FOR_KEY = "reclo:actFor";
+/** The customer (e-mail or id) support acts for; empty: your own account. */
+let actFor = localStorage.getItem(ACT_FOR_KEY) ?? "";
+/** The last Authorization the editor sent, for the banner's own viewer query. */
+let lastAuthorization: string | undefined;
+const changed = new EventTarget();
+
+const VIEWER_QUERY = "{ viewer { role email actingFor { email } grant { scope expiresAt note } } }";
+interface ViewerInfo {
+  role: string;
+  email: string;
+  actingFor: { email: string } | null;
+  grant: { scope: string; expiresAt: string; note: string } | null;
+}
+
+async function loadViewer(): Promise<{ viewer?: ViewerInfo; error?: string }> {
+  if (!lastAuthorization) return {};
+  const res = await fetch(httpUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: lastAuthorization, ...(actFor ? { "x-reclo-act-for": actFor } : {}) },
+    body: JSON.stringify({ query: VIEWER_QUERY }),
+  });
+  const body = (await res.json()) as { data?: { viewer?: ViewerInfo }; errors?: { message: string; extensions?: { code?: string } }[] };
+  if (body.errors?.length) return { error: `${body.errors[0]!.extensions?.code ?? "ERROR"}: ${body.errors[0]!.message}` };
+  return { viewer: body.data?.viewer };
+}
+
+/** The signed-in role and, when acting on a grant, whose account and until when; sets the act-for customer. */
+function SupportBanner() {
+  const [state, setState] = useState<{ viewer?: ViewerInfo; error?: string }>({});
+  const [draft, setDraft] = useState(actFor);
+  const refresh = useCallback(() => {
+    loadViewer().then(setState, (err: unknown) => setState({ error: String(err) }));
+  }, []);
+  useEffect(() => {
+    changed.addEventListener("fetched", refresh);
+    return () => changed.removeEventListener("fetched", refresh);
+  }, [refresh]);
+  const apply = (value: string) => {
+    actFor = value.trim();
+    if (actFor) localStorage.setItem(ACT_FOR_KEY, actFor);
+    else localStorage.removeItem(ACT_FOR_KEY);
+    setDraft(actFor);
+    refresh();
+  };
+  const v = state.viewer;
+  const staff = v && v.role !== "CUSTOMER";
+  return (
+    <div data-testid="support-banner" style={{ display: "flex", gap: "1em", alignItems: "center", padding: "4px 12px", font: "13px system-ui, sans-serif", background: v?.actingFor ? "#fde68a" : "#e5e7eb", color: "#111" }}>
+      <span data-testid="support-banner-who">
+        {state.error
+          ? state.error
+          : v
+            ? v.actingFor && v.grant
+              ? `${v.email} (${v.role}) acting for ${v.actingFor.email}: ${v.grant.scope} grant until ${new Date(v.grant.expiresAt).toLocaleString()}${v.grant.note ? ` (“${v.grant.note}”)` : ""}. Every operation is recorded in the customer's audit log.`
+              : `Signed in as ${v.email} (${v.role})`
+            : "Not signed in: run a query with an Authorization header"}
+      </span>
+      {(staff || actFor) && (
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            apply(draft);
+          }}
+          style={{ display: "flex", gap: "0.5em", marginLeft: "auto" }}
+        >
+          <label>
+            Act for (customer e-mail, sent as X-ReClo-Act-For){" "}
+            <input data-testid="act-for" value={draft} onChange={(e) => setDraft(e.target.value)} placeholder="customer@example.com" />
+          </label>
+          <button type="submit">Act</button>
+          <button type="button" onClick={() => apply("")}>
+            Stop
+          </button>
+        </form>
+      )}
+    </div>
+  );
+}
+
+/** Saved example documents for the common support questions (tabs, when nothing is saved yet). */
+const SUPPORT_TABS = [
+  {
+    query: `# Support: why did this recovery fail? (set "Act for" above; the customer must have granted access)
+query WhyDidThisRecoveryFail($id: ID!) {
+  recovery(id: $id) {
+    id state message failureReason createdAt completedAt
+    events { step status attempt message createdAt }
+    bootCheck { status reason screenText }
+    diagnostics {
+      providerErrorCodes workflowId runId historyUrl
+      resources { composedKey importTaskId imageId snapshotIds instanceId securityGroupId }
+      attempts { step attempts retries lastFailure lastFailureAt }
+    }
+  }
+}
+`,
+    variables: `{ "id": "<recovery id>" }`,
+  },
+  {
+    query: `# Support: where is this upload? (set "Act for" above)
+query WhereIsThisUpload($id: ID!) {
+  upload(id: $id) {
+    id status sourceName bytesDone bytesTotal chunksSent chunksTotal rate eta
+    startedAt lastActivityAt completedAt failureReason
+    backup { id status kind createdAt }
+  }
+}
+`,
+    variables: `{ "id": "<upload id>" }`,
+  },
+  {
+    query: `# Support: which recoveries failed lately?
+query FailedRecoveries {
+  recoveries(first: 20) { edges { node { id state failureReason createdAt diagnostics { providerErrorCodes historyUrl } } } }
+}
+`,
+  },
+  {
+    query: `# Support: a customer's account status (works without a grant; send no "Act for")
+query CustomerStatus($email: String!) {
+  supportCustomer(email: $email) { email verified createdAt grantExpiresAt grantScope }
+}
+`,
+    variables: `{ "email": "customer@example.com" }`,
+  },
+];
+
 const fetcher: Fetcher = (params, opts) => {
+  lastAuthorization = authorizationFrom(opts?.headers) ?? lastAuthorization;
   if (isSubscription(params, opts?.documentAST)) {
+    // Acting for a customer is HTTP only (each operation checked against the grant and audited).
+    if (actFor) return Promise.resolve({ errors: [{ message: "Subscriptions are not available while acting for a customer: press Stop, or use queries" }] } as unknown as Result);
     return subscribe(wsClientFor(authorizationFrom(opts?.headers)), params);
   }
-  return httpFetcher(params, opts);
+  const headers = actFor ? { ...(opts?.headers ?? {}), "X-ReClo-Act-For": actFor } : opts?.headers;
+  const result = httpFetcher(params, { ...opts, headers });
+  void Promise.resolve(result).finally(() => changed.dispatchEvent(new Event("fetched")));
+  return result;
 };
 
 // ---------------------------------------------------------------------------------------------
 
 function App() {
   return (
-    <GraphiQL fetcher={fetcher} defaultQuery={DEFAULT_QUERY} defaultEditorToolsVisibility="headers">
-      <GraphiQL.Logo>ReClo GraphiQL</GraphiQL.Logo>
-    </GraphiQL>
+    <div style={{ display: "flex", flexDirection: "column", height: "100%" }}>
+      <SupportBanner />
+      <div style={{ flex: 1, minHeight: 0 }}>
+        <GraphiQL fetcher={fetcher} defaultTabs={[{ query: DEFAULT_QUERY }, ...SUPPORT_TABS]} defaultEditorToolsVisibility="headers">
+          <GraphiQL.Logo>ReClo GraphiQL</GraphiQL.Logo>
+        </GraphiQL>
+      </div>
+    </div>
   );
 }
 
