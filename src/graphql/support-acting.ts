@@ -1,4 +1,4 @@
-import { Kind, TypeInfo, getNamedType, getOperationAST, visit, visitWithTypeInfo, type DocumentNode, type GraphQLSchema, type ValueNode } from "graphql";
+import { Kind, TypeInfo, getNamedType, getOperationAST, visit, visitWithTypeInfo, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type SelectionSetNode, type ValueNode } from "graphql";
 import type { Context } from "./context";
 import { sensitiveField, supportReadOnly } from "../shared/errors";
 
@@ -72,6 +72,21 @@ function idsInLiteral(node: ValueNode, name: string, out: Set<string>): void {
   else if (node.kind === Kind.OBJECT) for (const f of node.fields) idsInLiteral(f.value, f.name.value, out);
 }
 
+/** Top-level field names of a selection set, through fragment spreads and inline fragments. */
+function topFields(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>, seen = new Set<string>()): string[] {
+  return set.selections.flatMap((s) => {
+    if (s.kind === Kind.FIELD) return [s.name.value];
+    if (s.kind === Kind.INLINE_FRAGMENT) return topFields(s.selectionSet, fragments, seen);
+    const f = fragments.get(s.name.value);
+    if (!f || seen.has(f.name.value)) return [];
+    seen.add(f.name.value);
+    return topFields(f.selectionSet, fragments, seen);
+  });
+}
+
+/** Operations that read nothing of the customer's (introspection, the banner's viewer): not audited. */
+const NOT_CUSTOMER_DATA = new Set(["__schema", "__type", "__typename", "viewer"]);
+
 /** Reads a (validated) operation: its type, top-level fields, every field coordinate and the ids it names. */
 export function describeOperation(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): ActingOperation {
   const op = getOperationAST(document, operationName);
@@ -92,7 +107,7 @@ export function describeOperation(schema: GraphQLSchema, document: DocumentNode,
   return {
     type: op?.operation ?? "query",
     name: op?.name?.value ?? operationName ?? null,
-    fields: (op?.selectionSet.selections ?? []).flatMap((s) => (s.kind === Kind.FIELD ? [s.name.value] : [])),
+    fields: op ? [...new Set(topFields(op.selectionSet, new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])))))] : [],
     coordinates: [...coordinates],
     ids: [...ids],
   };
@@ -111,8 +126,10 @@ export async function checkActingOperation(ctx: Context, schema: GraphQLSchema, 
   const op = describeOperation(schema, document, operationName, variables);
   const sensitive = op.coordinates.filter((c) => SENSITIVE_FIELDS.has(c));
   let refusal: Error | undefined;
-  if (op.type !== "query" && !(op.type === "mutation" && grant.scope === "READ_AND_RETRY" && op.fields.every((f) => RETRY_MUTATIONS.has(f)))) refusal = supportReadOnly(grant.scope, op.fields);
+  const retryOnly = op.type === "mutation" && grant.scope === "READ_AND_RETRY" && op.fields.length > 0 && op.fields.every((f) => RETRY_MUTATIONS.has(f));
+  if (op.type !== "query" && !retryOnly) refusal = supportReadOnly(grant.scope, op.fields);
   else if (sensitive.length) refusal = sensitiveField(sensitive);
+  else if (op.type === "query" && op.fields.every((f) => NOT_CUSTOMER_DATA.has(f))) return;
   await ctx.services.audit.record({
     userId: customer.id,
     actor: { id: ctx.auth.user.id, role: ctx.auth.user.role },
