@@ -21,8 +21,12 @@ export class SupportResolver {
 
   @Authorized()
   @Query(() => SupportCustomer, { description: "Support staff only: a customer's e-mail and account status (verified, created, live grant until), without a grant. NOT_FOUND for an address without a customer account; FORBIDDEN for customers." })
-  supportCustomer(@Arg("email") email: string, @Ctx() ctx: Context) {
-    return ctx.services.support.customerStatus(signedInUser(ctx), email);
+  async supportCustomer(@Arg("email") email: string, @Ctx() ctx: Context): Promise<SupportCustomer> {
+    const me = signedInUser(ctx);
+    const status = await ctx.services.support.customerStatus(me, email);
+    // The customer sees that support looked them up, too.
+    await ctx.services.audit.record({ userId: status.userId, actor: { id: me.id, role: me.role }, action: "support.lookup", target: "supportCustomer", detail: { fields: ["supportCustomer"] }, ip: ctx.ip, requestId: ctx.requestId });
+    return status;
   }
 }
 

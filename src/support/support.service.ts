@@ -15,6 +15,8 @@ export interface Acting {
 
 /** What support sees of any customer without a grant: the address and the account's status. */
 export interface CustomerStatus {
+  /** For the customer's audit log (not shown). */
+  userId: string;
   email: string;
   verified: boolean;
   createdAt: Date;
@@ -100,7 +102,7 @@ export class SupportService {
     const customer = await this.customerByIdOrEmail(email);
     if (!customer || customer.role !== "CUSTOMER" || customer.email !== email.trim().toLowerCase()) throw notFound("Customer", email);
     const grant = await this.deps.grants.liveGrantFor(customer.id, this.now());
-    return { email: customer.email, verified: customer.emailVerifiedAt !== null, createdAt: customer.createdAt, grantExpiresAt: grant?.expiresAt ?? null, grantScope: grant?.scope ?? null };
+    return { userId: customer.id, email: customer.email, verified: customer.emailVerifiedAt !== null, createdAt: customer.createdAt, grantExpiresAt: grant?.expiresAt ?? null, grantScope: grant?.scope ?? null };
   }
 
   /** The Temporal UI page of a run's history. */
