@@ -401,19 +401,20 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       ctx.auth = await services.auth.authenticate(token);
       ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
     }
+    const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
+    if (limited) throw withHttpStatus(limited);
     const actFor = (ctx as HttpContext)[requestActFor];
     if (actFor !== undefined) {
       if (!ctx.auth) throw withHttpStatus(unauthenticated());
-      // FORBIDDEN for customers, NO_SUPPORT_GRANT without the customer's live grant; then the grant's
-      // scope and the sensitive fields are enforced, and the operation audited, before it runs.
+      // After the rate check (a request refused there is not audited as a read). FORBIDDEN for
+      // customers, NO_SUPPORT_GRANT without the customer's live grant; then the grant's scope and
+      // the sensitive fields are enforced, and the operation audited, before it runs.
       const acting = await services.support.actFor(ctx.auth.user, actFor);
       ctx.actingFor = acting.customer;
       ctx.grant = acting.grant;
       ctx.logger = ctx.logger.child({ actingFor: acting.customer.id, grantId: acting.grant.id });
       await checkActingOperation(ctx, schema, rc.document, rc.operationName, rc.request.variables);
     }
-    const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
-    if (limited) throw withHttpStatus(limited);
   }
 
   const apollo = new ApolloServer<Context>({
