@@ -29,6 +29,7 @@ import { createRaisers } from "./alerts/raisers";
 import { Topic } from "./events/topics";
 import type { Mailer } from "./mail/mailer";
 import { AuditService } from "./support/audit.service";
+import { SupportGrantService } from "./support/grant.service";
 import { SourceService } from "./sources/source.service";
 import { AccountService } from "./auth/account.service";
 import { DEFAULT_ACCOUNTS_CONFIG } from "./config";
@@ -66,6 +67,8 @@ export interface Services {
   mailer: Mailer;
   /** The append-only audit log (issue 17). */
   audit: AuditService;
+  /** Customers' consent to support (issue 17): grant, list, revoke, `liveGrantFor`. */
+  grants: SupportGrantService;
 }
 
 export interface ServiceDeps {
@@ -107,6 +110,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
       })().catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic drill or verification did not start"));
     };
   }
+  const audit = new AuditService(db, now);
   const secrets = new SecretBox(config.secrets.key);
   const access = new AccessService({ db, targets, secrets, keys: config.accessKeys, now });
   const auth = new AuthService({
@@ -118,8 +122,9 @@ export function createServices({ config, db, events, limiter, storage, workflows
     now,
     onError: (err) => logger?.error({ err }, "session cache: the revocation listener stopped (sessions are looked up on every request)"),
     onSignedUp: (event) => accounts.signedUp(event),
+    audit,
   });
-  const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now });
+  const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now, audit });
   const sources = new SourceService({ db, limits, notifications, logger, now });
   // A source is first seen with its first backup (default schedule) if not before.
   backups.onSourceSeen = async (userId, sourceName) => void (await sources.ensure(userId, sourceName));
@@ -134,7 +139,8 @@ export function createServices({ config, db, events, limiter, storage, workflows
   verifications.onFailed = raisers.verificationFailed;
   recoveryProgress.onFinished = raisers.recoveryFinished;
   return {
-    audit: new AuditService(db, now),
+    audit,
+    grants: new SupportGrantService(db, audit, limits, now),
     sources,
     notifications,
     webhooks,
