@@ -4,7 +4,8 @@ import { parseArgs } from "node:util";
 import { eq } from "drizzle-orm";
 import { loadConfig } from "./config";
 import { createDatabase } from "./db/client";
-import { USER_ROLES, users, type UserRole, type UserRow } from "./db/schema";
+import { and, isNull } from "drizzle-orm";
+import { sessions, USER_ROLES, users, type UserRole, type UserRow } from "./db/schema";
 import { boundedEmail, boundedPassword, boundedUsername, EMAIL } from "./auth/auth.service";
 import { checkPasswordPolicy, PasswordHasher } from "./auth/password";
 import { AuditService } from "./support/audit.service";
@@ -19,6 +20,8 @@ import { newId } from "./shared/ids";
  *                                                             (the password: RECLO_PASSWORD, else the
  *                                                             first line of stdin)
  *   set-role --email E --role CUSTOMER|SUPPORT|ADMIN         promote or demote an existing account
+ *                                                             (its sessions are logged out: the new
+ *                                                             role holds from its next login)
  *
  * Each is written to the audit log (actor: none, detail.by: the server's OS user).
  */
@@ -64,10 +67,17 @@ export async function main(argv: string[]): Promise<number> {
       const to = role(values.role);
       if (!existing) throw new Usage(`no account has the address ${email}`);
       if (existing.role !== to) {
-        await database.db.update(users).set({ role: to, updatedAt: new Date() }).where(eq(users.id, existing.id));
-        await audit.record({ userId: existing.id, actor: null, action: "admin.set_role", target: `User:${existing.id}`, detail: { from: existing.role, to, ...by } });
+        const now = new Date();
+        await database.db.update(users).set({ role: to, updatedAt: now }).where(eq(users.id, existing.id));
+        // The account's sessions end (the API stops accepting them within SESSION_CACHE_TTL): the
+        // new role holds from its next login, and a demoted account keeps no session of the old one.
+        await database.db
+          .update(sessions)
+          .set({ revokedAt: now })
+          .where(and(eq(sessions.userId, existing.id), isNull(sessions.revokedAt)));
+        await audit.record({ userId: existing.id, actor: null, action: "admin.set_role", target: `User:${existing.id}`, detail: { from: existing.role, to, sessionsRevoked: true, ...by } });
       }
-      console.log(`${existing.username} <${email}> is ${to}${existing.role === to ? " (unchanged)" : ` (was ${existing.role})`}`);
+      console.log(`${existing.username} <${email}> is ${to}${existing.role === to ? " (unchanged)" : ` (was ${existing.role}; its sessions were logged out)`}`);
       return 0;
     }
     const to = role(values.role, "ADMIN");
