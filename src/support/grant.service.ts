@@ -1,6 +1,6 @@
 import { and, count, desc, eq, gt, isNull } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { supportGrants, type GrantScope, type SupportGrantRow } from "../db/schema";
+import { supportGrants, users, type GrantScope, type SupportGrantRow } from "../db/schema";
 import { findOwned, OwnedPages } from "../db/ownership";
 import { badInput, conflict } from "../shared/errors";
 import { newId } from "../shared/ids";
@@ -50,14 +50,18 @@ export class SupportGrantService {
     if (note.length > NOTE_MAX_LENGTH) throw badInput(`\`note\` must be at most ${NOTE_MAX_LENGTH} characters`, { field: "note", maxLength: NOTE_MAX_LENGTH });
     const scope = input.scope ?? "READ";
     const now = this.now();
-    const [live] = await this.db
-      .select({ n: count() })
-      .from(supportGrants)
-      .where(and(eq(supportGrants.userId, user.id), isNull(supportGrants.revokedAt), gt(supportGrants.expiresAt, now)));
-    if (Number(live?.n ?? 0) >= MAX_LIVE_GRANTS)
-      throw conflict(`You already have ${MAX_LIVE_GRANTS} live support grants: revoke one first`, { reason: "TOO_MANY_LIVE_GRANTS", limit: MAX_LIVE_GRANTS });
     const row: SupportGrantRow = { id: newId(), userId: user.id, scope, note, createdAt: now, expiresAt: new Date(now.getTime() + minutes * 60_000), revokedAt: null };
-    await this.db.insert(supportGrants).values(row);
+    await this.db.transaction(async (tx) => {
+      // The account's row locked: two grants at once cannot both pass the limit.
+      await tx.select({ id: users.id }).from(users).where(eq(users.id, user.id)).for("update");
+      const [live] = await tx
+        .select({ n: count() })
+        .from(supportGrants)
+        .where(and(eq(supportGrants.userId, user.id), isNull(supportGrants.revokedAt), gt(supportGrants.expiresAt, now)));
+      if (Number(live?.n ?? 0) >= MAX_LIVE_GRANTS)
+        throw conflict(`You already have ${MAX_LIVE_GRANTS} live support grants: revoke one first`, { reason: "TOO_MANY_LIVE_GRANTS", limit: MAX_LIVE_GRANTS });
+      await tx.insert(supportGrants).values(row);
+    });
     await this.audit.record({
       userId: user.id,
       actor: { id: user.id, role: user.role },
