@@ -9,7 +9,10 @@ import { waitForMail } from "../helpers/mailpit";
 import { waitFor } from "../helpers/wait";
 import {
   AuditLogDocument,
+  CreateAccessKeyDocument,
   DeleteBackupDocument,
+  RemoveWebhookDocument,
+  RevokeAccessKeyDocument,
   GrantSupportAccessDocument,
   LogInDocument,
   LogOutDocument,
@@ -258,18 +261,28 @@ describe("the audit log", () => {
     expect(logout.actor).toEqual({ id: user.id, username: user.username, role: "CUSTOMER" });
   });
 
-  it("destructive actions (delete a backup, terminate a machine) are recorded; each customer reads only their own log", async () => {
+  it("destructive actions (delete a backup, revoke an access key, terminate a machine, remove a webhook) are recorded; each customer reads only their own log", async () => {
     const s = stack.rt.services;
     const backup = await s.backups.create(alice.id, { sourceName: "fileserver", imageSize: 64 * 1024 * 1024, kind: "FULL" as never });
     await stack.rt.database.db.update(backups).set({ status: "COMPLETED", completedAt: new Date() }).where(eq(backups.id, backup.id));
     await alice.client.request(DeleteBackupDocument, { id: backup.id });
     const m = await recoveredMachine(stack, target, alice);
+    const { createAccessKey: key } = await alice.client.request(CreateAccessKeyDocument, { input: { instanceId: m.instance.id, deviceName: "laptop" } });
+    await alice.client.request(RevokeAccessKeyDocument, { id: key.id });
     await alice.client.request(TerminateInstanceDocument, { id: m.instance.id });
+    const { webhook } = await s.webhooks.add(alice.id, { url: "http://127.0.0.1:9/reclo/s3cr3t-path", events: ["BACKUP_MISSED"] });
+    await alice.client.request(RemoveWebhookDocument, { id: webhook.id });
 
     const log = await actions(alice.client);
     expect(log.find((e) => e.action === "backup.delete")).toMatchObject({ target: `Backup:${backup.id}`, actor: { id: alice.id, role: "CUSTOMER" } });
     expect(JSON.parse(log.find((e) => e.action === "backup.delete")!.detail!)).toMatchObject({ sourceName: "fileserver", kind: "FULL" });
     expect(log.find((e) => e.action === "instance.terminate")).toMatchObject({ target: `Instance:${m.instance.id}` });
+    expect(log.find((e) => e.action === "access_key.revoke")).toMatchObject({ target: `AccessKey:${key.id}` });
+    // The webhook's host only: a URL's path can be a secret of its own.
+    const removed = log.find((e) => e.action === "webhook.remove")!;
+    expect(removed.target).toBe(`Webhook:${webhook.id}`);
+    expect(JSON.parse(removed.detail!)).toEqual({ host: "127.0.0.1:9" });
+    expect(log.slice(0, 4).map((e) => e.action)).toEqual(["webhook.remove", "instance.terminate", "access_key.revoke", "backup.delete"]);
     expect(log.every((e) => e.userId === alice.id)).toBe(true);
 
     // Mallory's own log has none of it; a failed attempt on Alice's backup writes nothing either.
@@ -284,6 +297,7 @@ describe("the audit log", () => {
     const p2 = await alice.client.request(AuditLogDocument, { first: 2, after: p1.auditLog.pageInfo.endCursor });
     expect(p1.auditLog.pageInfo.hasNextPage).toBe(true);
     expect([...p1.auditLog.edges, ...p2.auditLog.edges].map((e) => e.node.id)).toEqual(log.slice(0, 4).map((e) => e.id));
+    expect(p1.auditLog.totalCount).toBe(log.length);
   });
 
   it("append-only: the database refuses UPDATE and DELETE of audit events; an account's deletion still takes its events", async () => {
