@@ -68,7 +68,7 @@ export interface Services {
   mailer: Mailer;
   /** The append-only audit log (issue 17). */
   audit: AuditService;
-  /** Customers' support grants (issue 17). */
+  /** Customers' consent to support (issue 17): grant, list, revoke, `liveGrantFor`. */
   grants: SupportGrantService;
   /** Support acting for a customer within a grant, and what support reads (issue 17). */
   support: SupportService;
@@ -113,6 +113,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
       })().catch((err: unknown) => logger?.error({ err, backupId: row.id }, "automatic drill or verification did not start"));
     };
   }
+  const audit = new AuditService(db, now);
   const secrets = new SecretBox(config.secrets.key);
   const access = new AccessService({ db, targets, secrets, keys: config.accessKeys, now });
   const auth = new AuthService({
@@ -124,8 +125,9 @@ export function createServices({ config, db, events, limiter, storage, workflows
     now,
     onError: (err) => logger?.error({ err }, "session cache: the revocation listener stopped (sessions are looked up on every request)"),
     onSignedUp: (event) => accounts.signedUp(event),
+    audit,
   });
-  const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now });
+  const accounts = new AccountService({ db, hasher: passwords, limiter, mailer, auth, config: config.auth.accounts ?? DEFAULT_ACCOUNTS_CONFIG, linkBase: config.mail.linkBase, logger, now, audit });
   const sources = new SourceService({ db, limits, notifications, logger, now });
   // A source is first seen with its first backup (default schedule) if not before.
   backups.onSourceSeen = async (userId, sourceName) => void (await sources.ensure(userId, sourceName));
@@ -139,7 +141,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const raisers = createRaisers({ notifications, backups, logger });
   verifications.onFailed = raisers.verificationFailed;
   recoveryProgress.onFinished = raisers.recoveryFinished;
-  const grants = new SupportGrantService(db);
+  const grants = new SupportGrantService(db, audit, limits, now);
   const support = new SupportService({
     db,
     grants,
@@ -148,7 +150,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
     now,
   });
   return {
-    audit: new AuditService(db, now),
+    audit,
     grants,
     support,
     sources,

@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Resolver, Root } from "type-graphql";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
+import { auditOwnAction } from "../graphql/audit";
 import { Instance } from "../instances/instance.type";
 import type { InstanceRow } from "../db/schema";
 import type { AccessKeyRow } from "../db/schema";
@@ -35,7 +36,9 @@ export class AccessKeyResolver {
   @Authorized()
   @Mutation(() => AccessKey, { description: "The machine's access point stops admitting this device within seconds (idempotent)" })
   async revokeAccessKey(@Arg("id", () => ID) id: string, @Ctx() ctx: Context): Promise<AccessKey> {
-    return shown(await ctx.services.access.revoke(currentUser(ctx).id, id));
+    const key = await ctx.services.access.revoke(currentUser(ctx).id, id);
+    await auditOwnAction(ctx, "access_key.revoke", `AccessKey:${key.id}`);
+    return shown(key);
   }
 }
 

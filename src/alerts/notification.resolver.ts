@@ -1,6 +1,7 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
+import { auditOwnAction } from "../graphql/audit";
 import { Topic, type NotificationAddedEvent } from "../events/topics";
 import type { NotificationKind as Kind, WebhookRow } from "../db/schema";
 import { Notification, NotificationConnection, NotificationDelivery, NotificationPreferences } from "./notification.type";
@@ -88,7 +89,9 @@ export class WebhookResolver {
   @Authorized()
   @Mutation(() => Webhook, { description: "Remove a webhook (and its delivery log); retries still pending for it stop" })
   async removeWebhook(@Arg("id", () => ID) id: string, @Ctx() ctx: Context): Promise<Webhook> {
-    return toWebhook(await ctx.services.webhooks.remove(currentUser(ctx).id, id));
+    const webhook = await ctx.services.webhooks.remove(currentUser(ctx).id, id);
+    await auditOwnAction(ctx, "webhook.remove", `Webhook:${webhook.id}`, { host: new URL(webhook.url).host });
+    return toWebhook(webhook);
   }
 
   @Authorized()

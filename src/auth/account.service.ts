@@ -11,6 +11,7 @@ import { addressKey } from "./client-address";
 import { checkPasswordPolicy, type PasswordHasher } from "./password";
 import type { RateLimiter } from "./rate-limiter";
 import { hashToken, isWellFormedToken, newToken } from "./token";
+import type { AuditService } from "../support/audit.service";
 
 export interface AccountServiceDeps {
   db: Db;
@@ -24,6 +25,8 @@ export interface AccountServiceDeps {
   linkBase: string;
   logger?: Logger;
   now?: () => Date;
+  /** The audit log (issue 17): e-mail verification, password changes. */
+  audit?: AuditService;
 }
 
 /**
@@ -115,6 +118,7 @@ export class AccountService {
       .update(users)
       .set({ emailVerifiedAt: now, updatedAt: now })
       .where(and(eq(users.id, userId), isNull(users.emailVerifiedAt)));
+    await this.deps.audit?.record({ userId, actor: null, action: "auth.email_verified", ip: meta.ip, requestId: meta.requestId });
   }
 
   /** Whether the address is verified, from the database when the (possibly cached) row says not yet. */
@@ -208,6 +212,7 @@ export class AccountService {
         .where(eq(users.id, user.id));
     });
     await this.deps.auth.logOutEverywhere(user.id);
+    await this.deps.audit?.record({ userId: user.id, actor: { id: user.id, role: user.role }, action: "auth.password_changed", detail: { via: "reset link", sessionsRevoked: true }, ip: meta.ip, requestId: meta.requestId });
     this.background("password-changed mail", () =>
       this.send({
         to: user.email,

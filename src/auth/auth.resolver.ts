@@ -6,6 +6,7 @@ import { User } from "../users/user.type";
 import { AuthPayload, PasswordResetRequestPayload, Session, SessionConnection, SignUpPayload } from "./auth.type";
 import { LogInInput, ResetPasswordInput, SignUpInput } from "./auth.input";
 import type { SessionRow, UserRow } from "../db/schema";
+import { auditOwnAction } from "../graphql/audit";
 
 /** One text for every accepted sign-up, new e-mail address or not. */
 const SIGN_UP_MESSAGE =
@@ -22,7 +23,7 @@ export class AuthResolver {
       "Create an account, then log in with logIn; a verification link is mailed to the address (verifyEmail). The answer does not reveal whether the e-mail address was already registered; a taken username is CONFLICT. Rate limited per address; RATE_LIMITED with reason BUSY (and retryAfterSeconds) when the server's password hashing is at capacity (nothing is counted).",
   })
   async signUp(@Arg("input", () => SignUpInput) input: SignUpInput, @Ctx() ctx: Context): Promise<SignUpPayload> {
-    const outcome = await ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent });
+    const outcome = await ctx.services.auth.signUp(input, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
     return { accepted: outcome.accepted, message: SIGN_UP_MESSAGE };
   }
 
@@ -31,26 +32,31 @@ export class AuthResolver {
       "Log in; unknown e-mail and wrong password give the same error. Rate limited per account and per address; RATE_LIMITED with reason BUSY (and retryAfterSeconds) when the server's password hashing is at capacity (nothing is counted: try again after that many seconds).",
   })
   async logIn(@Arg("input", () => LogInInput) input: LogInInput, @Ctx() ctx: Context): Promise<AuthPayload> {
-    return ctx.services.auth.logIn(input, { ip: ctx.ip, userAgent: ctx.userAgent });
+    return ctx.services.auth.logIn(input, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: "Revoke this request's token, at once (open subscriptions on it are closed)" })
   async logOut(@Ctx() ctx: Context): Promise<boolean> {
     await ctx.services.auth.logOut(ctx.auth!.session);
+    await auditOwnAction(ctx, "auth.logout", `Session:${ctx.auth!.session.id}`);
     return true;
   }
 
   @Authorized()
   @Mutation(() => Int, { description: "Revoke every token of your account; returns how many were active" })
   async logOutEverywhere(@Ctx() ctx: Context): Promise<number> {
-    return ctx.services.auth.logOutEverywhere(currentUser(ctx).id);
+    const revoked = await ctx.services.auth.logOutEverywhere(currentUser(ctx).id);
+    await auditOwnAction(ctx, "auth.logout_everywhere", undefined, { sessionsRevoked: revoked });
+    return revoked;
   }
 
   @Authorized()
   @Mutation(() => Session, { description: "Revoke one of your sessions" })
   async revokeSession(@Arg("id", () => ID) id: string, @Ctx() ctx: Context): Promise<Session> {
-    return toSession(await ctx.services.auth.revokeSession(currentUser(ctx).id, id), ctx);
+    const session = toSession(await ctx.services.auth.revokeSession(currentUser(ctx).id, id), ctx);
+    await auditOwnAction(ctx, "auth.session_revoked", `Session:${session.id}`);
+    return session;
   }
 
   @Mutation(() => Boolean, {
@@ -58,7 +64,7 @@ export class AuthResolver {
       "Verify your e-mail address with the token from the verification mail's link (no login needed). INVALID_TOKEN when the token is unknown, expired or already used (which one is not said). Rate limited per client address.",
   })
   async verifyEmail(@Arg("token") token: string, @Ctx() ctx: Context): Promise<boolean> {
-    await ctx.services.accounts.verifyEmail(token, { ip: ctx.ip, userAgent: ctx.userAgent });
+    await ctx.services.accounts.verifyEmail(token, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
     return true;
   }
 
@@ -75,7 +81,7 @@ export class AuthResolver {
       "Forgot your password: mails a reset link (…/reset-password?token=…, valid once, for PASSWORD_RESET_TTL) when the address has an account. The answer is the same either way. Rate limited per client address and per e-mail address.",
   })
   async requestPasswordReset(@Arg("email") email: string, @Ctx() ctx: Context): Promise<PasswordResetRequestPayload> {
-    await ctx.services.accounts.requestPasswordReset(email, { ip: ctx.ip, userAgent: ctx.userAgent });
+    await ctx.services.accounts.requestPasswordReset(email, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
     return { accepted: true, message: RESET_REQUEST_MESSAGE };
   }
 
@@ -84,7 +90,7 @@ export class AuthResolver {
       "Set a new password with the token from a reset link: the password policy applies, the link (and any other reset link) stops working, and every session of the account is logged out; log in again with the new password. INVALID_TOKEN when the token is unknown, expired or already used.",
   })
   async resetPassword(@Arg("input", () => ResetPasswordInput) input: ResetPasswordInput, @Ctx() ctx: Context): Promise<boolean> {
-    await ctx.services.accounts.resetPassword(input.token, input.newPassword, { ip: ctx.ip, userAgent: ctx.userAgent });
+    await ctx.services.accounts.resetPassword(input.token, input.newPassword, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
     return true;
   }
 

@@ -12,6 +12,7 @@ import { addressKey } from "./client-address";
 import type { RateLimiter } from "./rate-limiter";
 import { hashToken, isWellFormedToken, newToken } from "./token";
 import { SessionCache } from "./session-cache";
+import type { AuditService } from "../support/audit.service";
 
 export interface AuthResult {
   token: string;
@@ -28,6 +29,8 @@ export interface Authenticated {
 export interface ClientMeta {
   ip?: string;
   userAgent?: string;
+  /** The API request's id, for the audit log. */
+  requestId?: string;
 }
 
 export type TokenRejection = "MALFORMED" | "UNKNOWN" | "EXPIRED" | "REVOKED";
@@ -71,7 +74,7 @@ export function boundedEmail(raw: string): string {
   return email;
 }
 
-function boundedUsername(raw: string): string {
+export function boundedUsername(raw: string): string {
   const username = raw.length <= 128 ? raw.trim() : raw;
   if (!USERNAME.test(username))
     throw badInput("Username must be 3–64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit", { field: "username" });
@@ -98,6 +101,8 @@ export interface AuthServiceDeps {
   onSignedUp?: (event: SignedUp) => void;
   /** Where a failure of the session cache's revocation listener is reported. */
   onError?: (err: unknown) => void;
+  /** The audit log (issue 17): logins, failed logins of existing accounts. */
+  audit?: AuditService;
 }
 
 /** Accounts and sessions: sign-up, log-in, token checks, log-out. */
@@ -190,7 +195,15 @@ export class AuthService {
     const [user] = await this.deps.db.select().from(users).where(eq(users.email, email)).limit(1);
     // Verify even when the e-mail is unknown, so response time does not reveal which accounts exist.
     const ok = await place.verify(user?.passwordHash, input.password);
-    if (!user || !ok) throw new AppError(ErrorCode.UNAUTHENTICATED, "Wrong e-mail address or password", { reason: "BAD_CREDENTIALS" });
+    if (!user || !ok) {
+      // Recorded after the answer (not awaited), so the answer's timing does not tell an existing
+      // account from an unknown address.
+      if (user && this.deps.audit)
+        void this.deps.audit
+          .record({ userId: user.id, actor: null, action: "auth.login_failed", detail: { reason: "BAD_CREDENTIALS" }, ip: meta.ip, requestId: meta.requestId })
+          .catch((err: unknown) => this.deps.onError?.(err));
+      throw new AppError(ErrorCode.UNAUTHENTICATED, "Wrong e-mail address or password", { reason: "BAD_CREDENTIALS" });
+    }
 
     await this.deps.limiter.reset(accountKey);
     if (this.deps.hasher.needsRehash(user.passwordHash)) {
@@ -310,6 +323,7 @@ export class AuthService {
       userAgent: meta.userAgent?.slice(0, 255) ?? null,
     };
     await this.deps.db.insert(sessions).values(session);
+    await this.deps.audit?.record({ userId: user.id, actor: { id: user.id, role: user.role }, action: "auth.login", target: `Session:${session.id}`, ip: meta.ip, requestId: meta.requestId });
     return { token, expiresAt: session.expiresAt, user, session };
   }
 }

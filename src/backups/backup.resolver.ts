@@ -1,6 +1,7 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
+import { auditOwnAction } from "../graphql/audit";
 import { withoutNulls } from "../graphql/nulls";
 import { Topic, type BackupChangedEvent } from "../events/topics";
 import { Upload } from "../uploads/upload.type";
@@ -47,8 +48,10 @@ export class BackupResolver {
 
   @Authorized()
   @Mutation(() => Backup, { description: "Soft-delete a backup; its chunks are reclaimed by the garbage collector when no other restore point uses them" })
-  deleteBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
-    return ctx.services.backupLifecycle.delete(currentUser(ctx).id, id);
+  async deleteBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    const backup = await ctx.services.backupLifecycle.delete(currentUser(ctx).id, id);
+    await auditOwnAction(ctx, "backup.delete", `Backup:${backup.id}`, { sourceName: backup.sourceName, kind: backup.kind });
+    return backup;
   }
 
   @Authorized()

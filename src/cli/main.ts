@@ -17,6 +17,7 @@ import { DRILL_COMMANDS, DRILL_USAGE } from "./drills";
 import { VERIFY_COMMANDS, VERIFY_USAGE } from "./verify";
 import { ACCOUNT_COMMANDS, ACCOUNT_USAGE } from "./account";
 import { NOTIFICATION_COMMANDS, NOTIFICATION_USAGE } from "./notifications";
+import { SUPPORT_COMMANDS, SUPPORT_USAGE } from "./support";
 import { verdictWords } from "../client/verdict-words";
 import { UploadPrinter, watchUploads } from "./upload-watch";
 import { cliMessage } from "../client/errors";
@@ -38,6 +39,7 @@ const USAGE: Record<string, string> = {
   ...SOURCE_USAGE,
   ...ACCOUNT_USAGE,
   ...NOTIFICATION_USAGE,
+  ...SUPPORT_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -62,6 +64,9 @@ Commands:
   drills      Drill history (verdict, RTO, evidence); drills policy / drills run
 
   notifications  Your notifications (--unread); webhooks list|add|remove|test
+
+  support   grant|list|revoke: let ReClo support look at your account for a while
+  activity  Your account's audit log: logins, grants, what support looked at, deletions
 
 Global options:
   --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
@@ -162,6 +167,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   ...ACCOUNT_COMMANDS,
   ...VERIFY_COMMANDS,
   ...NOTIFICATION_COMMANDS,
+  ...SUPPORT_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */

@@ -3,6 +3,7 @@ import { Topic, type InstanceChangedEvent } from "../events/topics";
 import { PageArgsInput } from "../graphql/connection";
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
+import { auditOwnAction } from "../graphql/audit";
 import { Recovery } from "../recoveries/recovery.type";
 import { Instance, InstanceConnection, Screenshot } from "./instance.type";
 
@@ -34,8 +35,10 @@ export class InstanceResolver {
 
   @Authorized()
   @Mutation(() => Instance, { description: "Destroy the machine and everything its recovery left at the target" })
-  terminateInstance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
-    return ctx.services.instances.terminate(currentUser(ctx).id, id);
+  async terminateInstance(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    const instance = await ctx.services.instances.terminate(currentUser(ctx).id, id);
+    await auditOwnAction(ctx, "instance.terminate", `Instance:${instance.id}`, { name: instance.name, provider: instance.provider });
+    return instance;
   }
 
   @Authorized()

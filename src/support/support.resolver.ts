@@ -1,51 +1,55 @@
-import { Arg, Authorized, Ctx, FieldResolver, Query, Resolver, Root } from "type-graphql";
+import { Arg, Args, Authorized, Ctx, ID, Mutation, Query, Resolver } from "type-graphql";
 import type { Context } from "../graphql/context";
-import { currentUser, signedInUser } from "../graphql/context";
-import { Recovery } from "../recoveries/recovery.type";
-import { RecoveryDiagnostics, SupportCustomer, Viewer } from "./support.type";
+import { currentUser } from "../graphql/context";
+import { PageArgsInput } from "../graphql/connection";
+import type { SupportGrantRow } from "../db/schema";
+import { forbidden } from "../shared/errors";
+import type { AuditEventView } from "./audit.service";
+import { grantStatus } from "./grant.service";
+import { requestMeta } from "../graphql/audit";
+import { AuditEvent, AuditEventConnection, SupportGrant, SupportGrantConnection } from "./support.type";
+import { AuditLogArgs, GrantSupportAccessInput } from "./support.input";
 
+const toGrant = (row: SupportGrantRow, now = new Date()): SupportGrant => ({ ...row, status: grantStatus(row, now) });
+const toEvent = (row: AuditEventView): AuditEvent => ({ ...row, detail: row.detail == null ? null : JSON.stringify(row.detail) });
+
+/** Consent (support grants) and the audit log (issue 17). */
 @Resolver()
-export class SupportResolver {
+export class SupportGrantResolver {
   @Authorized()
-  @Query(() => Viewer, { description: "Who this request runs as: your role and, when support acts on a customer's grant (X-ReClo-Act-For), whose account and until when" })
-  viewer(@Ctx() ctx: Context): Viewer {
-    const me = signedInUser(ctx);
-    const customer = ctx.actingFor;
-    return {
-      role: me.role,
-      email: me.email,
-      actingFor: customer ? { email: customer.email, username: customer.username } : null,
-      grant: ctx.grant ? { scope: ctx.grant.scope, note: ctx.grant.note, createdAt: ctx.grant.createdAt, expiresAt: ctx.grant.expiresAt } : null,
-    };
+  @Mutation(() => SupportGrant, {
+    description:
+      "Let ReClo support look at your account for `minutes` (default 60, 5 to 10080) with `scope` (default READ). At most 5 live grants at once (CONFLICT, reason TOO_MANY_LIVE_GRANTS). Recorded in your audit log.",
+  })
+  async grantSupportAccess(@Arg("input", () => GrantSupportAccessInput) input: GrantSupportAccessInput, @Ctx() ctx: Context): Promise<SupportGrant> {
+    return toGrant(await ctx.services.grants.grant(currentUser(ctx), input, requestMeta(ctx)));
   }
 
   @Authorized()
-  @Query(() => SupportCustomer, { description: "Support staff only: a customer's e-mail and account status (verified, created, live grant until), without a grant. NOT_FOUND for an address without a customer account; FORBIDDEN for customers." })
-  async supportCustomer(@Arg("email") email: string, @Ctx() ctx: Context): Promise<SupportCustomer> {
-    const me = signedInUser(ctx);
-    const status = await ctx.services.support.customerStatus(me, email);
-    // The customer sees that support looked them up, too.
-    await ctx.services.audit.record({ userId: status.userId, actor: { id: me.id, role: me.role }, action: "support.lookup", target: "supportCustomer", detail: { fields: ["supportCustomer"] }, ip: ctx.ip, requestId: ctx.requestId });
-    return status;
+  @Mutation(() => SupportGrant, { description: "End one of your support grants now (idempotent). Recorded in your audit log." })
+  async revokeSupportAccess(@Arg("id", () => ID) id: string, @Ctx() ctx: Context): Promise<SupportGrant> {
+    return toGrant(await ctx.services.grants.revoke(currentUser(ctx), id, requestMeta(ctx)));
   }
-}
 
-@Resolver(() => Recovery)
-export class RecoveryDiagnosticsResolver {
-  @FieldResolver(() => RecoveryDiagnostics, { description: "What support needs to answer \"why did it fail\": resources created, attempts per step, provider error codes, the Temporal workflow and run, and its history link" })
-  async diagnostics(@Root() recovery: Recovery, @Ctx() ctx: Context): Promise<RecoveryDiagnostics> {
-    const d = await ctx.services.support.recoveryDiagnostics(currentUser(ctx).id, recovery.id);
-    const r = d.resources;
-    return {
-      ...d,
-      resources: {
-        composedKey: r.composedKey ?? null,
-        importTaskId: r.importTaskId ?? null,
-        imageId: r.imageId ?? null,
-        snapshotIds: r.snapshotIds ?? [],
-        instanceId: r.instanceId ?? null,
-        securityGroupId: r.securityGroupId ?? null,
-      },
-    };
+  @Authorized()
+  @Query(() => SupportGrantConnection, { description: "Your support grants, newest first, each LIVE, EXPIRED or REVOKED" })
+  async supportGrants(@Args(() => PageArgsInput) page: PageArgsInput, @Ctx() ctx: Context) {
+    const result = await ctx.services.grants.list(currentUser(ctx).id, page);
+    const now = new Date();
+    return { ...result, edges: result.edges.map((e) => ({ ...e, node: toGrant(e.node, now) })) };
+  }
+
+  @Authorized()
+  @Query(() => AuditEventConnection, {
+    description:
+      "The audit log, newest first: your own account's (logins, logouts, password changes, grants, destructive actions, every support read). An ADMIN reads every account's, or one account's with `userId`.",
+  })
+  async auditLog(@Args(() => AuditLogArgs) args: AuditLogArgs, @Ctx() ctx: Context) {
+    const user = currentUser(ctx);
+    let scope: string | null = user.id;
+    if (user.role === "ADMIN") scope = args.userId ?? null;
+    else if (args.userId && args.userId !== user.id) throw forbidden("Only an admin reads another account's audit log");
+    const result = await ctx.services.audit.list(scope, args, ctx.limits);
+    return { ...result, edges: result.edges.map((e) => ({ ...e, node: toEvent(e.node) })) };
   }
 }

@@ -1,11 +1,26 @@
-import { Field, Int, ObjectType } from "type-graphql";
+import { Field, ID, ObjectType, registerEnumType } from "type-graphql";
+import { Connection } from "../graphql/connection";
+import { UserRole } from "../users/user.type";
+import type { UserRole as UserRoleName } from "../db/schema";
 
-@ObjectType({ description: "A support grant as support sees it while acting on it" })
-export class ActingGrant {
-  @Field({ description: "READ, or READ_AND_RETRY (retryRecovery and cancelRecovery allowed)" })
-  scope: string;
+export const GrantScope = { READ: "READ", READ_AND_RETRY: "READ_AND_RETRY" } as const;
+registerEnumType(GrantScope, {
+  name: "GrantScope",
+  description: "READ: support may look at your account. READ_AND_RETRY: also retry or cancel your recoveries.",
+});
 
-  @Field({ description: "The customer's words for support" })
+export const GrantStatus = { LIVE: "LIVE", EXPIRED: "EXPIRED", REVOKED: "REVOKED" } as const;
+registerEnumType(GrantStatus, { name: "GrantStatus", description: "LIVE until it expires or you revoke it" });
+
+@ObjectType({ description: "Your consent for ReClo support to look at your account for a while" })
+export class SupportGrant {
+  @Field(() => ID)
+  id: string;
+
+  @Field(() => GrantScope)
+  scope: keyof typeof GrantScope;
+
+  @Field({ description: "Your words for support" })
   note: string;
 
   @Field()
@@ -13,112 +28,56 @@ export class ActingGrant {
 
   @Field()
   expiresAt: Date;
+
+  @Field(() => Date, { nullable: true })
+  revokedAt: Date | null;
+
+  @Field(() => GrantStatus, { description: "LIVE, EXPIRED or REVOKED, now" })
+  status: keyof typeof GrantStatus;
 }
 
-@ObjectType({ description: "The customer a support session is acting for" })
-export class ActingFor {
-  @Field()
-  email: string;
+export const SupportGrantConnection = Connection("SupportGrant", SupportGrant);
+
+@ObjectType({ description: "Who did something: the account holder, a support engineer or an admin (never their e-mail address)" })
+export class AuditActor {
+  @Field(() => ID)
+  id: string;
 
   @Field()
   username: string;
+
+  @Field(() => UserRole, { description: "Their role when they did it" })
+  role: UserRoleName;
 }
 
-@ObjectType({ description: "Who this request runs as: the signed-in user's role and, for support acting on a grant (X-ReClo-Act-For), whose account and until when" })
-export class Viewer {
-  @Field({ description: "The signed-in user's role: CUSTOMER, SUPPORT or ADMIN" })
-  role: string;
+@ObjectType({ description: "One entry of the append-only audit log: who did what on whose account, when and from where" })
+export class AuditEvent {
+  @Field(() => ID)
+  id: string;
 
-  @Field({ description: "The signed-in user's e-mail address" })
-  email: string;
+  @Field({ description: 'Dotted verb: "auth.login", "auth.login_failed", "auth.logout", "auth.password_changed", "grant.create", "backup.delete", "support.read"…' })
+  action: string;
 
-  @Field(() => ActingFor, { nullable: true, description: "The customer whose account this request reads (null: your own)" })
-  actingFor: ActingFor | null;
+  @Field(() => String, { nullable: true, description: 'What it touched, e.g. "Backup:<id>"' })
+  target: string | null;
 
-  @Field(() => ActingGrant, { nullable: true, description: "The customer's grant this request acts on (null when not acting)" })
-  grant: ActingGrant | null;
-}
+  @Field(() => String, { nullable: true, description: "Anything else recorded with it, as a JSON object's text (never secrets)" })
+  detail: string | null;
 
-@ObjectType({ description: "What support sees of a customer without a grant: the address and the account's status, nothing else" })
-export class SupportCustomer {
+  @Field(() => AuditActor, { nullable: true, description: "Who did it; null when nobody was signed in (a failed login) or the actor's account is gone" })
+  actor: AuditActor | null;
+
+  @Field(() => ID, { description: "Whose account it is about" })
+  userId: string;
+
+  @Field(() => String, { nullable: true, description: "The client address the API saw" })
+  ip: string | null;
+
+  @Field(() => String, { nullable: true, description: "The API request's id (X-Request-Id)" })
+  requestId: string | null;
+
   @Field()
-  email: string;
-
-  @Field({ description: "The e-mail address was verified" })
-  verified: boolean;
-
-  @Field()
-  createdAt: Date;
-
-  @Field(() => Date, { nullable: true, description: "Until when the customer's live grant runs (null: no live grant: ask the customer to grant access)" })
-  grantExpiresAt: Date | null;
-
-  @Field(() => String, { nullable: true, description: "The live grant's scope (null: none)" })
-  grantScope: string | null;
+  at: Date;
 }
 
-@ObjectType({ description: "Provider resources a recovery created (for cleanup and support)" })
-export class RecoveryResourceIds {
-  @Field(() => String, { nullable: true, description: "The composed disk image's object key in the bucket" })
-  composedKey: string | null;
-
-  @Field(() => String, { nullable: true, description: "EC2 import task id" })
-  importTaskId: string | null;
-
-  @Field(() => String, { nullable: true, description: "Image (AMI) id" })
-  imageId: string | null;
-
-  @Field(() => [String])
-  snapshotIds: string[];
-
-  @Field(() => String, { nullable: true, description: "Provider instance id" })
-  instanceId: string | null;
-
-  @Field(() => String, { nullable: true })
-  securityGroupId: string | null;
-}
-
-@ObjectType({ description: "One step's attempts, from the recovery's timeline" })
-export class RecoveryStepAttempts {
-  @Field({ description: "The step (recovery state)" })
-  step: string;
-
-  @Field(() => Int, { description: "Highest activity attempt seen (1 = first try)" })
-  attempts: number;
-
-  @Field(() => Int, { description: "How many times the step was retried" })
-  retries: number;
-
-  @Field(() => String, { nullable: true, description: "The last failure's message" })
-  lastFailure: string | null;
-
-  @Field(() => Date, { nullable: true })
-  lastFailureAt: Date | null;
-}
-
-@ObjectType({ description: "What support needs to answer \"why did my recovery fail\": resources, attempts, provider error codes and the Temporal run" })
-export class RecoveryDiagnostics {
-  @Field()
-  state: string;
-
-  @Field(() => String, { nullable: true })
-  failureReason: string | null;
-
-  @Field(() => RecoveryResourceIds)
-  resources: RecoveryResourceIds;
-
-  @Field(() => [RecoveryStepAttempts])
-  attempts: RecoveryStepAttempts[];
-
-  @Field(() => [String], { description: "Provider and error codes found in the failure and the failed attempts (e.g. InvalidAMIID.NotFound, TIMED_OUT)" })
-  providerErrorCodes: string[];
-
-  @Field({ description: "Temporal workflow id" })
-  workflowId: string;
-
-  @Field(() => String, { nullable: true, description: "Temporal run id of the latest run (null: Temporal has none, or is not reachable)" })
-  runId: string | null;
-
-  @Field({ description: "The run's event history in the Temporal UI" })
-  historyUrl: string;
-}
+export const AuditEventConnection = Connection("AuditEvent", AuditEvent);

@@ -99,7 +99,10 @@ async function seed(stack: TestStack, owner: TestUser) {
   // The row raise() records (inserted directly, marked started: no delivery workflow, none swept).
   const notification = { id: newId(), userId: owner.id, kind: "BACKUP_MISSED" as const, title: "No backup of fileserver", body: "Missed.", subjectType: "SOURCE", subjectId: "fileserver", dedupeKey: `isolation:${newId()}`, createdAt: now, readAt: null, deliveryStartedAt: now };
   await stack.rt.database.db.insert(notifications).values(notification);
+  // A live support grant (issue 17): revokeSupportAccess takes its id.
+  const grant = await s.grants.grant({ id: owner.id, role: "CUSTOMER" }, { minutes: 60 });
   return {
+    SupportGrant: grant.id,
     Backup: incr.id,
     Webhook: webhook.id,
     Notification: notification.id,
@@ -191,6 +194,7 @@ describe("tenant isolation", () => {
         "Query.notification",
         "Mutation.removeWebhook",
         "Mutation.sendTestWebhook",
+        "Mutation.revokeSupportAccess",
       ]),
     );
   });

@@ -12,6 +12,7 @@ import { instancesView } from "./views/instances";
 import { sourcesView } from "./views/sources";
 import { forgotPasswordView, resetPasswordView, signupView, verifyEmailView } from "./views/account";
 import { notificationSettingsView, notificationsView } from "./views/notifications";
+import { activityView, supportAccessView } from "./views/support";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -23,6 +24,8 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   // ?id= is the link in a notification's e-mail.
   { pattern: /^#\/notifications(?:\?id=([\w-]{1,64}))?$/, keys: ["id"], view: notificationsView, nav: "#/notifications" },
   { pattern: /^#\/settings\/notifications$/, keys: [], view: notificationSettingsView, nav: "#/notifications" },
+  { pattern: /^#\/support$/, keys: [], view: supportAccessView, nav: "#/support" },
+  { pattern: /^#\/activity$/, keys: [], view: activityView, nav: "#/activity" },
 ];
 
 /** Pages for everyone, logged in or not (the login form is shown for any other address then). */
@@ -39,6 +42,8 @@ const NAV = [
   { href: "#/machines", label: "Machines" },
   { href: "#/servers", label: "Servers" },
   { href: "#/notifications", label: "Notifications" },
+  { href: "#/support", label: "Support access" },
+  { href: "#/activity", label: "Activity" },
 ];
 
 // ---------------------------------------------------------------------------------------------

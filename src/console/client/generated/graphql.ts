@@ -72,6 +72,26 @@ export type EvidenceKind =
   /** A banner or protocol reply read on a declared TCP port */
   | 'SERVICE';
 
+/** READ: support may look at your account. READ_AND_RETRY: also retry or cancel your recoveries. */
+export type GrantScope =
+  | 'READ'
+  | 'READ_AND_RETRY';
+
+/** LIVE until it expires or you revoke it */
+export type GrantStatus =
+  | 'EXPIRED'
+  | 'LIVE'
+  | 'REVOKED';
+
+export type GrantSupportAccessInput = {
+  /** How long support may look, in minutes: 5 to 10080 (7 days); 60 when not given */
+  minutes?: number | null | undefined;
+  /** What support should look at (at most 500 characters) */
+  note?: string | null | undefined;
+  /** READ (the default) or READ_AND_RETRY */
+  scope?: GrantScope | null | undefined;
+};
+
 /** LOST: the provider no longer knows the machine */
 export type InstanceState =
   | 'LOST'
@@ -189,6 +209,12 @@ export type UploadStatus =
   | 'ACTIVE'
   | 'COMPLETED'
   | 'FAILED';
+
+/** CUSTOMER: every account the API creates. SUPPORT and ADMIN are given by `npm run admin` on the server, never by the API. */
+export type UserRole =
+  | 'ADMIN'
+  | 'CUSTOMER'
+  | 'SUPPORT';
 
 export type VerificationStatus =
   /** A failure signature was seen (see failureReason and evidence), or the check could not run */
@@ -473,6 +499,34 @@ export type ConsoleSetBackupScheduleMutationVariables = Exact<{
 
 export type ConsoleSetBackupScheduleMutation = { setBackupSchedule: { id: string, name: string, lastSeenAt: string | null, agentHost: string | null, missedSince: string | null, schedule: { fullEvery: Weekday, incrementalAt: string, timezone: string, graceMinutes: number }, nextBackup: { at: string, kind: BackupKind }, lastBackup: { id: string, kind: BackupKind, status: BackupStatus, createdAt: string } | null } };
 
+export type ConsoleGrantSupportAccessMutationVariables = Exact<{
+  input: GrantSupportAccessInput;
+}>;
+
+
+export type ConsoleGrantSupportAccessMutation = { grantSupportAccess: { id: string, scope: GrantScope, note: string, status: GrantStatus, createdAt: string, expiresAt: string, revokedAt: string | null } };
+
+export type ConsoleRevokeSupportAccessMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleRevokeSupportAccessMutation = { revokeSupportAccess: { id: string, scope: GrantScope, note: string, status: GrantStatus, createdAt: string, expiresAt: string, revokedAt: string | null } };
+
+export type ConsoleSupportGrantsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleSupportGrantsQuery = { supportGrants: { edges: Array<{ node: { id: string, scope: GrantScope, note: string, status: GrantStatus, createdAt: string, expiresAt: string, revokedAt: string | null } }> } };
+
+export type ConsoleSupportGrantFragment = { id: string, scope: GrantScope, note: string, status: GrantStatus, createdAt: string, expiresAt: string, revokedAt: string | null };
+
+export type ConsoleAuditLogQueryVariables = Exact<{
+  after?: string | null | undefined;
+}>;
+
+
+export type ConsoleAuditLogQuery = { auditLog: { edges: Array<{ node: { id: string, action: string, target: string | null, detail: string | null, ip: string | null, at: string, actor: { username: string, role: UserRole } | null } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } };
+
 export class TypedDocumentString<TResult, TVariables>
   extends String
   implements DocumentTypeDecoration<TResult, TVariables>
@@ -668,6 +722,17 @@ export const ConsoleSourceFragmentDoc = new TypedDocumentString(`
   missedSince
 }
     `, {"fragmentName":"ConsoleSource"}) as unknown as TypedDocumentString<ConsoleSourceFragment, unknown>;
+export const ConsoleSupportGrantFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleSupportGrant on SupportGrant {
+  id
+  scope
+  note
+  status
+  createdAt
+  expiresAt
+  revokedAt
+}
+    `, {"fragmentName":"ConsoleSupportGrant"}) as unknown as TypedDocumentString<ConsoleSupportGrantFragment, unknown>;
 export const ConsoleLogInDocument = new TypedDocumentString(`
     mutation ConsoleLogIn($input: LogInInput!) {
   logIn(input: $input) {
@@ -1451,3 +1516,76 @@ export const ConsoleSetBackupScheduleDocument = new TypedDocumentString(`
   agentHost
   missedSince
 }`) as unknown as TypedDocumentString<ConsoleSetBackupScheduleMutation, ConsoleSetBackupScheduleMutationVariables>;
+export const ConsoleGrantSupportAccessDocument = new TypedDocumentString(`
+    mutation ConsoleGrantSupportAccess($input: GrantSupportAccessInput!) {
+  grantSupportAccess(input: $input) {
+    ...ConsoleSupportGrant
+  }
+}
+    fragment ConsoleSupportGrant on SupportGrant {
+  id
+  scope
+  note
+  status
+  createdAt
+  expiresAt
+  revokedAt
+}`) as unknown as TypedDocumentString<ConsoleGrantSupportAccessMutation, ConsoleGrantSupportAccessMutationVariables>;
+export const ConsoleRevokeSupportAccessDocument = new TypedDocumentString(`
+    mutation ConsoleRevokeSupportAccess($id: ID!) {
+  revokeSupportAccess(id: $id) {
+    ...ConsoleSupportGrant
+  }
+}
+    fragment ConsoleSupportGrant on SupportGrant {
+  id
+  scope
+  note
+  status
+  createdAt
+  expiresAt
+  revokedAt
+}`) as unknown as TypedDocumentString<ConsoleRevokeSupportAccessMutation, ConsoleRevokeSupportAccessMutationVariables>;
+export const ConsoleSupportGrantsDocument = new TypedDocumentString(`
+    query ConsoleSupportGrants {
+  supportGrants(first: 50) {
+    edges {
+      node {
+        ...ConsoleSupportGrant
+      }
+    }
+  }
+}
+    fragment ConsoleSupportGrant on SupportGrant {
+  id
+  scope
+  note
+  status
+  createdAt
+  expiresAt
+  revokedAt
+}`) as unknown as TypedDocumentString<ConsoleSupportGrantsQuery, ConsoleSupportGrantsQueryVariables>;
+export const ConsoleAuditLogDocument = new TypedDocumentString(`
+    query ConsoleAuditLog($after: String) {
+  auditLog(first: 50, after: $after) {
+    edges {
+      node {
+        id
+        action
+        target
+        detail
+        ip
+        at
+        actor {
+          username
+          role
+        }
+      }
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleAuditLogQuery, ConsoleAuditLogQueryVariables>;
