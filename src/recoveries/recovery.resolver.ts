@@ -44,6 +44,16 @@ export class RecoveryResolver {
   }
 
   @Authorized()
+  @Mutation(() => Recovery, {
+    description:
+      "Start a FAILED or CANCELLED recovery again as a new recovery: the same backup, target, allowed CIDR, internet access and ports (CONFLICT for a recovery in any other state). Support may call it on a READ_AND_RETRY grant.",
+  })
+  async retryRecovery(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
+    await ctx.services.accounts.requireVerified(currentUser(ctx));
+    return ctx.services.recoveries.retry(currentUser(ctx).id, id);
+  }
+
+  @Authorized()
   @Mutation(() => Recovery, { description: "Cancel an active recovery: everything it created is removed, then it is CANCELLED" })
   cancelRecovery(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
     return ctx.services.recoveries.cancel(currentUser(ctx).id, id);

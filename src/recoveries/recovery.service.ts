@@ -128,7 +128,7 @@ export class RecoveryService {
    */
   async start(
     userId: string,
-    input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean; allowInternet?: boolean | null; ports?: number[] | null },
+    input: { backupId: string; target?: RecoveryRow["target"] | null; allowedCidr?: string | null; isolated?: boolean; allowInternet?: boolean | null; ports?: number[] | null; retryOf?: string },
     clientIp?: string,
   ): Promise<RecoveryRow> {
     const backup = await this.deps.backups.get(userId, input.backupId);
@@ -162,7 +162,12 @@ export class RecoveryService {
         // lock, reading what is committed now (READ COMMITTED), so concurrent starts cannot both fit.
         await this.deps.quotas.lockUser(tx, userId);
         await this.deps.quotas.checkRecoveryStart(tx, userId, target);
-        const fresh = this.newRow(userId, backup.id, target, allowedCidr);
+        const fresh = this.newRow(userId, backup.id, target, allowedCidr, {
+          ...(input.isolated !== undefined ? { isolated: input.isolated } : {}),
+          allowInternet,
+          ports,
+          ...(input.retryOf ? { retryOf: input.retryOf } : {}),
+        });
         await tx.insert(recoveries).values(fresh);
         return fresh;
       },
@@ -205,6 +210,26 @@ export class RecoveryService {
     return row;
   }
 
+  /**
+   * Starts a FAILED or CANCELLED recovery again: the same backup, target, CIDR and launch options,
+   * as a new recovery (the old one keeps its timeline and reason). The backup's active recovery, if
+   * one is under way already, is returned instead, as `start` does.
+   */
+  async retry(userId: string, id: string): Promise<RecoveryRow> {
+    const row = await this.get(userId, id);
+    if (row.state !== "FAILED" && row.state !== "CANCELLED") throw conflict(`Recovery ${row.id} is ${row.state}; only a FAILED or CANCELLED recovery can be retried`, { state: row.state });
+    const o = row.launchOptions;
+    return this.start(userId, {
+      backupId: row.backupId,
+      target: row.target,
+      allowedCidr: row.allowedCidr,
+      ...(o?.isolated !== undefined ? { isolated: o.isolated } : {}),
+      allowInternet: o?.allowInternet ?? false,
+      ports: o?.ports ?? null,
+      retryOf: row.id,
+    });
+  }
+
   /** Cancels an active recovery: its workflow removes what it created, then marks it CANCELLED. */
   async cancel(userId: string, id: string): Promise<RecoveryRow> {
     const row = await this.get(userId, id);
@@ -215,7 +240,7 @@ export class RecoveryService {
   }
 
   /** A PENDING recovery row; its workflow id is derived from its id. */
-  private newRow(userId: string, backupId: string, target: RecoveryRow["target"], allowedCidr: string | null): RecoveryRow {
+  private newRow(userId: string, backupId: string, target: RecoveryRow["target"], allowedCidr: string | null, launchOptions: RecoveryRow["launchOptions"] = null): RecoveryRow {
     const now = this.now();
     const id = newId();
     return {
@@ -231,6 +256,7 @@ export class RecoveryService {
       workflowId: `recovery-${id}`,
       version: 0,
       allowedCidr,
+      launchOptions,
       resources: null,
       startedAt: null,
       deadlineAt: null,

@@ -186,6 +186,7 @@ describe("tenant isolation", () => {
         "Mutation.abortBackup",
         "Mutation.deleteBackup",
         "Mutation.cancelRecovery",
+        "Mutation.retryRecovery",
         "Mutation.startInstance",
         "Mutation.stopInstance",
         "Mutation.terminateInstance",
@@ -474,7 +475,7 @@ describe("tenant isolation", () => {
     expect(await withTimeout(closed, 5000, "acting websocket to be closed")).toBe(4403);
   });
 
-  it("a READ_AND_RETRY grant allows cancelRecovery (audited as support.action) and no other mutation", async () => {
+  it("a READ_AND_RETRY grant allows cancelRecovery and retryRecovery (audited as support.action) and no other mutation", async () => {
     const sam = await supportUser();
     await endGrants(alice.id);
     await grant(alice.id, "READ_AND_RETRY");
@@ -491,6 +492,16 @@ describe("tenant isolation", () => {
     expect(cancel.data?.cancelRecovery).toEqual({ id: ids.Recovery, state: "CANCELLED" });
     const [action] = await stack.rt.database.db.select().from(auditEvents).where(and(eq(auditEvents.userId, alice.id), eq(auditEvents.actorId, sam.id), eq(auditEvents.action, "support.action")));
     expect(action).toMatchObject({ target: "mutation CancelIt: cancelRecovery", detail: { ids: [ids.Recovery], grantScope: "READ_AND_RETRY" } });
+    // retryRecovery, the grant's other mutation: support's call is not refused as read-only; it runs
+    // the customer's own checks and answers exactly what the customer's call answers (this fixture's
+    // recovery is on AWS, which this stack does not configure; the retry itself is proven in
+    // recovery-workflow.test.ts).
+    const retryIt = "mutation RetryIt($id: ID!) { retryRecovery(id: $id) { id } }";
+    const retry = await gql(sam.token, retryIt, { id: ids.Recovery }, alice.email);
+    expect(retry.errors?.[0]?.extensions.code).toBe("BAD_USER_INPUT");
+    expect(retry.errors).toEqual((await gql(alice.token, retryIt, { id: ids.Recovery })).errors);
+    const audited = await stack.rt.database.db.select().from(auditEvents).where(and(eq(auditEvents.userId, alice.id), eq(auditEvents.actorId, sam.id), eq(auditEvents.action, "support.action")));
+    expect(audited.map((a) => a.target)).toContain("mutation RetryIt: retryRecovery");
   });
 
   it("support answers \"why did my recovery fail\" from Recovery.diagnostics within the grant", async () => {

@@ -25,7 +25,7 @@ import { backupImage, makeImage, MiB } from "../helpers/backup";
 import { openSubscription, withTimeout } from "../helpers/ws";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
-import { CancelRecoveryDocument, RecoveryProgressDocument, RecoveryTimelineDocument, StartRecoveryDocument, type RecoveryProgressSubscription } from "../../src/client/generated/graphql";
+import { CancelRecoveryDocument, RecoveryProgressDocument, RecoveryTimelineDocument, RetryRecoveryDocument, StartRecoveryDocument, type RecoveryProgressSubscription } from "../../src/client/generated/graphql";
 import { accessPoints, instances, notifications, recoveries } from "../../src/db/schema";
 import { FakeAccess } from "../helpers/fake-target";
 import { TerminateInstanceDocument } from "../../src/client/generated/graphql";
@@ -314,6 +314,27 @@ describe("recovery workflow on the AWS target (real Temporal, real S3, EC2 mocke
     );
     expect(told.map((n) => n.kind)).toEqual(["RECOVERY_FAILED"]);
     expect(told[0]!.body).toContain("Unknown OS");
+  });
+
+  it("retryRecovery starts a FAILED recovery again as a new one with the same target, CIDR and ports; one in any other state is CONFLICT", async () => {
+    importProgress(["deleted"]);
+    const { startRecovery: first } = await user.client.request(StartRecoveryDocument, { input: { backupId, target: "AWS", allowedCidr: "203.0.113.0/24", ports: [22, 8443] } });
+    expect(await waitForState(first.id, ["COMPLETED", "FAILED"])).toMatchObject({ state: "FAILED" });
+    importProgress(["completed"]);
+    ec2.on(DescribeInstancesCommand).resolves(running);
+    const { retryRecovery } = await user.client.request(RetryRecoveryDocument, { id: first.id });
+    expect(retryRecovery.id).not.toBe(first.id);
+    const done = await waitForState(retryRecovery.id, ["COMPLETED", "FAILED"], 60_000);
+    expect(done.state).toBe("COMPLETED");
+    const [again] = await stack.rt.database.db.select().from(recoveries).where(eq(recoveries.id, retryRecovery.id));
+    expect(again).toMatchObject({ backupId, target: "AWS", allowedCidr: "203.0.113.0/24", launchOptions: { allowInternet: false, ports: [22, 8443], retryOf: first.id } });
+    // The failed one keeps its reason; a COMPLETED recovery is not retried.
+    const [old] = await stack.rt.database.db.select().from(recoveries).where(eq(recoveries.id, first.id));
+    expect(old).toMatchObject({ state: "FAILED", failureReason: expect.stringContaining("Unknown OS") });
+    const refused = await user.client.execute(RetryRecoveryDocument, { id: retryRecovery.id });
+    expect(refused.body.errors?.[0]?.extensions).toMatchObject({ code: "CONFLICT", state: "COMPLETED" });
+    const { recovery } = await user.client.request(RecoveryTimelineDocument, { id: retryRecovery.id });
+    await user.client.request(TerminateInstanceDocument, { id: recovery.instance!.id });
   });
 
   it("cancelRecovery compensates and ends CANCELLED", async () => {

@@ -71,6 +71,12 @@ export const recoveries = mysqlTable(
     version: int("version", { unsigned: true }).notNull().default(0),
     /** CIDR admitted to the recovered machine (AWS security group). */
     allowedCidr: varchar("allowed_cidr", { length: 64 }),
+    /**
+     * What the recovery was asked for beyond backup, target and CIDR (isolated, allowInternet,
+     * ports), so `retryRecovery` starts the same thing again; null on rows older than issue 17
+     * (retried with the defaults).
+     */
+    launchOptions: json("launch_options").$type<RecoveryLaunchOptions>(),
     /** Provider resources created so far (import task, image, snapshots, instance, security group, composed object), for cleanup and support. */
     resources: json("resources").$type<RecoveryResources>(),
     /** Temporal workflow id (derived from the recovery id). */
@@ -87,5 +93,13 @@ export const recoveries = mysqlTable(
   },
   (t) => [index("recoveries_user_id_idx").on(t.userId, t.id), index("recoveries_backup_state_idx").on(t.backupId, t.state), index("recoveries_state_idx").on(t.state)],
 );
+
+export interface RecoveryLaunchOptions {
+  isolated?: boolean;
+  allowInternet: boolean;
+  ports: number[];
+  /** The recovery this one retries (retryRecovery). */
+  retryOf?: string;
+}
 
 export type RecoveryRow = typeof recoveries.$inferSelect;

@@ -1,0 +1,1 @@
+ALTER TABLE `recoveries` ADD `launch_options` json;
