@@ -389,6 +389,9 @@ export interface GcResult {
   deletedChunks: number;
   freedBytes: number;
   deletedManifests: number;
+  /** Unreferenced chunks and manifests left because their Object Lock retention has not passed (a later run deletes them). */
+  lockedChunks: number;
+  lockedManifests: number;
 }
 
 /** The activities backupMaintenance calls. */
