@@ -270,11 +270,10 @@ export class ChunkStore {
     assertSize(size, "chunk size");
     const checksum = sha256Base64FromHex(sha256Hex);
     const signingDate = new Date();
-    // With a lock, the retention headers are signed too (unhoisted: the uploader must send them), so
-    // the object is locked from its first byte; the retain-until date counts from signing, plus the
-    // URL's lifetime, so a late upload is still locked for the full period.
+    // With a lock, the retention headers are signed too (unhoisted: the uploader must send them, and
+    // a PUT without them is refused), so the chunk is locked from its first byte. The date counts from
+    // signing; completing the backup locks every chunk it references again from then (extendChunkRetention).
     const lock = this.lockParams();
-    if (lock.ObjectLockRetainUntilDate) lock.ObjectLockRetainUntilDate = lockDate(lock.ObjectLockRetainUntilDate.getTime() + this.presignExpirySeconds * 1000);
     const lockHeaders: Record<string, string> = lock.ObjectLockMode
       ? { "x-amz-object-lock-mode": lock.ObjectLockMode, "x-amz-object-lock-retain-until-date": lock.ObjectLockRetainUntilDate!.toISOString().replace(/\.000Z$/, "Z") }
       : {};
