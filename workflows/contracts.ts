@@ -392,6 +392,8 @@ export interface GcResult {
   /** Unreferenced chunks and manifests left because their Object Lock retention has not passed (a later run deletes them). */
   lockedChunks: number;
   lockedManifests: number;
+  /** Referenced chunks found hidden behind a delete marker and brought back from their locked version. */
+  restoredChunks: number;
 }
 
 /** The activities backupMaintenance calls. */

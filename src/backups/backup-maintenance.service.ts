@@ -184,14 +184,23 @@ export class BackupMaintenanceService {
     let freedBytes = 0;
     const doomed: string[] = [];
     const doomedSize = new Map<string, number>();
+    const listed = new Set<string>();
     for await (const chunk of this.store.listChunks(userId)) {
       scanned++;
-      if (referenced.has(chunk.sha256)) continue;
+      if (referenced.has(chunk.sha256)) {
+        listed.add(chunk.sha256);
+        continue;
+      }
       if (chunk.lastModified && chunk.lastModified.getTime() > graceCutoff) continue;
       doomed.push(chunk.sha256);
       doomedSize.set(chunk.sha256, chunk.size);
       freedBytes += chunk.size;
     }
+    // With Object Lock, a referenced chunk someone hid behind a delete marker is brought back from its
+    // locked version (no-op without a lock).
+    const restored = await this.store.restoreChunks(userId, [...referenced].filter((sha) => !listed.has(sha)));
+    if (restored.length) this.opts.logger?.warn({ userId, restored: restored.length, first: restored.slice(0, 5) }, "referenced chunks were hidden (deleted without their locked version); restored");
+
     // With Object Lock, a chunk whose retention has not passed is skipped (S3 refuses the delete), not
     // an error: it is counted as locked and goes in a later run, once its retain-until date is behind.
     const deletion = doomed.length ? await this.store.deleteUnlockedChunks(userId, doomed) : { deleted: 0, locked: [] };
@@ -217,6 +226,7 @@ export class BackupMaintenanceService {
       deletedManifests: gone.length,
       lockedChunks: deletion.locked.length,
       lockedManifests: candidates.length - gone.length,
+      restoredChunks: restored.length,
     };
     this.opts.logger?.info(result, "chunk garbage collected");
     return result;

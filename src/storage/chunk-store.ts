@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -444,6 +445,42 @@ export class ChunkStore {
       else if (versions.length) deleted++;
     });
     return { deleted, locked };
+  }
+
+  /**
+   * With a lock, brings back referenced chunks someone hid behind a delete marker or replaced with
+   * other bytes (the locked version underneath is still there): the newest version whose stored
+   * SHA-256 matches the chunk's name is copied on top, locked again, so reads and server-side copies
+   * see it. Returns the shas restored; chunks with no good version (never uploaded) are left alone.
+   */
+  async restoreChunks(userId: string, shas: string[]): Promise<string[]> {
+    if (!this.lock) return [];
+    const restored: string[] = [];
+    await mapLimit([...new Set(shas)], this.concurrency, async (sha) => {
+      const Key = this.chunkKey(userId, sha);
+      const want = sha256Base64FromHex(sha);
+      const page = await this.s3.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key }));
+      const versions = (page.Versions ?? []).filter((v) => v.Key === Key && v.VersionId);
+      const latest = [...versions, ...(page.DeleteMarkers ?? []).filter((m) => m.Key === Key)].find((v) => v.IsLatest);
+      versions.sort((a, b) => (b.LastModified?.getTime() ?? 0) - (a.LastModified?.getTime() ?? 0));
+      for (const v of versions) {
+        const head = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key, VersionId: v.VersionId, ChecksumMode: "ENABLED" }));
+        if (head.ChecksumSHA256 !== want) continue;
+        if (latest?.VersionId === v.VersionId) return; // the current version is the good one
+        await this.s3.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            CopySource: `${this.bucket}/${Key}?versionId=${encodeURIComponent(v.VersionId!)}`,
+            ChecksumAlgorithm: "SHA256",
+            ...this.lockParams(),
+          }),
+        );
+        restored.push(sha);
+        return;
+      }
+    });
+    return restored;
   }
 
   /**

@@ -125,6 +125,27 @@ describe("immutable storage: S3 Object Lock on the backups bucket", () => {
     expect((await versionsOf(key)).versions).toEqual([versionId]);
   });
 
+  it("a locked chunk someone hid behind a delete marker or replaced is brought back from its locked version", async () => {
+    const store = new ChunkStore(s3, LOCKED, { lock: { mode: "COMPLIANCE", retentionMs: 30_000 } });
+    const user = randomUUID();
+    const hidden = await putChunk(store, user, randomBytes(2048));
+    const replaced = await putChunk(store, user, randomBytes(2048));
+    const intact = await putChunk(store, user, randomBytes(2048));
+    await s3.send(new DeleteObjectCommand({ Bucket: LOCKED, Key: store.chunkKey(user, hidden.sha) }));
+    await s3.send(new PutObjectCommand({ Bucket: LOCKED, Key: store.chunkKey(user, replaced.sha), Body: randomBytes(2048) }));
+    expect(await store.headChunk(user, hidden.sha)).toBeNull();
+    await expect(store.getChunk(user, replaced.sha)).rejects.toThrow(/corrupt/);
+
+    const never = sha256Hex(randomBytes(16)); // referenced but never uploaded: nothing to bring back
+    expect((await store.restoreChunks(user, [hidden.sha, replaced.sha, intact.sha, never])).sort()).toEqual([hidden.sha, replaced.sha].sort());
+    for (const { sha } of [hidden, replaced, intact]) {
+      expect(sha256Hex(await store.getChunk(user, sha))).toBe(sha);
+      const head = await s3.send(new HeadObjectCommand({ Bucket: LOCKED, Key: store.chunkKey(user, sha) }));
+      expect(head.ObjectLockMode).toBe("COMPLIANCE");
+    }
+    expect(await store.restoreChunks(user, [hidden.sha, replaced.sha])).toEqual([]);
+  });
+
   it("a manifest is written locked too", async () => {
     const store = new ChunkStore(s3, LOCKED, { lock: { mode: "COMPLIANCE", retentionMs: 30_000 } });
     const user = randomUUID();
@@ -206,10 +227,14 @@ describe("immutable storage end to end: backup, restore and GC against the locke
     expect(shared.ObjectLockRetainUntilDate!.getTime()).toBeGreaterThanOrEqual(incr.backup.completedAt!.getTime() + RETENTION_S * 1000 - 1000);
 
     // The full goes (as if its deletion delay had passed): its own chunk and manifest are still locked.
+    // Someone with the server's credentials also "deletes" the incremental's shared chunk: GC brings it back.
     await stack.rt.database.db.update(backups).set({ status: "DELETED" }).where(eq(backups.id, full.backup.id));
+    await s3.send(new DeleteObjectCommand({ Bucket: LOCKED, Key: store.chunkKey(alice.id, full.chunks[1]!) }));
+    expect(await store.headChunk(alice.id, full.chunks[1]!)).toBeNull();
     const gc = stack.rt.services.maintenance;
     const first = await gc.collectGarbage(alice.id);
-    expect(first).toMatchObject({ deletedChunks: 0, lockedChunks: 1, freedBytes: 0, deletedManifests: 0, lockedManifests: 1 });
+    expect(first).toMatchObject({ deletedChunks: 0, lockedChunks: 1, freedBytes: 0, deletedManifests: 0, lockedManifests: 1, restoredChunks: 1 });
+    expect(await store.headChunk(alice.id, full.chunks[1]!)).toMatchObject({ size: MiB });
     expect((await versionsOf(store.chunkKey(alice.id, full.chunks[0]!))).versions).toHaveLength(1);
 
     // Once the retain-until date is behind, a later run deletes every version of both.
