@@ -43,7 +43,6 @@ export async function checkBuckets(client: S3Client, s3: Config["s3"]): Promise<
   for (const bucket of Object.values(s3.buckets)) {
     await client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(2000) });
   }
-  if (s3.objectLock) await checkObjectLock(client, s3.buckets.backups);
 }
 
 /** Thrown when OBJECT_LOCK_MODE is on but the backups bucket has no Object Lock; the message names the fix. */

@@ -69,7 +69,7 @@ beforeAll(async () => {
 });
 
 describe("immutable storage: S3 Object Lock on the backups bucket", () => {
-  it("refuses a backups bucket without a lock (naming the fix) and accepts the locked one", async () => {
+  it("checkObjectLock refuses a bucket without a lock (naming the fix) and accepts the locked one", async () => {
     await expect(checkObjectLock(s3, config.s3.buckets.imports)).rejects.toThrow(/ensure-buckets\.mjs --object-lock/);
     await expect(checkObjectLock(s3, LOCKED)).resolves.toBeUndefined();
     const cfg = await s3.send(new GetObjectLockConfigurationCommand({ Bucket: LOCKED }));
@@ -208,6 +208,12 @@ describe("immutable storage end to end: backup, restore and GC against the locke
   });
   afterAll(async () => {
     await stack?.stop();
+  });
+
+  it("a server asked for the lock refuses to start on a backups bucket without one, naming the fix", async () => {
+    await expect(startStack({ S3_BACKUPS_BUCKET: config.s3.buckets.imports, OBJECT_LOCK_MODE: "COMPLIANCE" })).rejects.toThrow(
+      /has no S3 Object Lock .*node scripts\/ensure-buckets\.mjs --object-lock/,
+    );
   });
 
   it("backs up and restores through locked chunks, re-locks shared chunks, and GC deletes a dead restore point only once its lock has passed", async () => {
