@@ -6,6 +6,11 @@
 //       Optionally poll ListBuckets until the endpoint answers (up to SECONDS),
 //       then create every missing bucket (S3_BACKUPS_BUCKET, S3_IMPORTS_BUCKET,
 //       S3_ARTIFACTS_BUCKET and any extra names given as arguments).
+//   node scripts/ensure-buckets.mjs --object-lock [--wait SECONDS]
+//       As above, and the backups bucket gets S3 Object Lock: created with it when
+//       missing; an existing bucket without it gets versioning and then Object Lock
+//       turned on (versitygw v1.7.0 and AWS allow this on a versioned bucket). Also
+//       implied by OBJECT_LOCK_MODE=GOVERNANCE|COMPLIANCE in the environment.
 //   node scripts/ensure-buckets.mjs --check
 //       One ListBuckets call; prints the existing bucket names (space separated)
 //       and exits 0, or prints the error on stderr and exits 1. Creates nothing.
@@ -18,7 +23,14 @@
 //   S3_BACKUPS_BUCKET     reclo-backups
 //   S3_IMPORTS_BUCKET     reclo-imports
 //   S3_ARTIFACTS_BUCKET   reclo-artifacts
-import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  GetObjectLockConfigurationCommand,
+  ListBucketsCommand,
+  PutBucketVersioningCommand,
+  PutObjectLockConfigurationCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 
 const env = process.env;
 const endpoint = env.S3_ENDPOINT || 'http://127.0.0.1:7070';
@@ -33,12 +45,14 @@ function usage(msg) {
 }
 
 let check = false;
+let objectLock = ['GOVERNANCE', 'COMPLIANCE'].includes(env.OBJECT_LOCK_MODE ?? '');
 let waitSeconds = 0;
 const extra = [];
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--check') check = true;
+  else if (a === '--object-lock') objectLock = true;
   else if (a === '--wait') {
     waitSeconds = Number(argv[++i]);
     if (!Number.isFinite(waitSeconds) || waitSeconds < 0) usage('--wait needs a number of seconds');
@@ -50,10 +64,11 @@ for (let i = 0; i < argv.length; i++) {
   else extra.push(a);
 }
 
+const backupsBucket = env.S3_BACKUPS_BUCKET || 'reclo-backups';
 const buckets = [
   ...new Set(
     [
-      env.S3_BACKUPS_BUCKET || 'reclo-backups',
+      backupsBucket,
       env.S3_IMPORTS_BUCKET || 'reclo-imports',
       env.S3_ARTIFACTS_BUCKET || 'reclo-artifacts',
       ...extra,
@@ -126,9 +141,32 @@ if (check) {
   process.exit(0);
 }
 
+/** Turns on versioning and Object Lock (no default retention: the server dates every object) on an existing bucket. */
+async function enableObjectLock(bucket) {
+  try {
+    const r = await send(new GetObjectLockConfigurationCommand({ Bucket: bucket }));
+    if (r.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled') return 'object lock already on';
+  } catch (err) {
+    if (err?.name !== 'ObjectLockConfigurationNotFoundError') throw err;
+  }
+  await send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+  await send(new PutObjectLockConfigurationCommand({ Bucket: bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' } }));
+  return 'versioning and object lock turned on';
+}
+
 let failed = false;
 for (const bucket of buckets) {
+  const lock = objectLock && bucket === backupsBucket;
   if (existing.includes(bucket)) {
+    if (lock) {
+      try {
+        console.log(`[services] bucket ${bucket}: exists, ${await enableObjectLock(bucket)}`);
+      } catch (err) {
+        failed = true;
+        console.error(`[services] could not enable object lock on bucket ${bucket}: ${describe(err)}`);
+      }
+      continue;
+    }
     console.log(`[services] bucket ${bucket}: exists`);
     continue;
   }
@@ -136,10 +174,11 @@ for (const bucket of buckets) {
     await send(
       new CreateBucketCommand({
         Bucket: bucket,
+        ...(lock ? { ObjectLockEnabledForBucket: true } : {}),
         ...(region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region } } : {}),
       }),
     );
-    console.log(`[services] bucket ${bucket}: created`);
+    console.log(`[services] bucket ${bucket}: created${lock ? ' with object lock' : ''}`);
   } catch (err) {
     if (err?.name === 'BucketAlreadyOwnedByYou' || err?.name === 'BucketAlreadyExists') {
       console.log(`[services] bucket ${bucket}: exists`);

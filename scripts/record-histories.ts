@@ -86,7 +86,7 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
     usersWithBackups: async () => ["user-1", "user-2"],
     collectGarbage: async (userId) => {
       if (userId === "user-2") throw ApplicationFailure.nonRetryable("bucket unreadable", "GcFailed");
-      return { userId, scanned: 10, referenced: 8, deletedChunks: 2, freedBytes: 2 << 20, deletedManifests: 0 };
+      return { userId, scanned: 10, referenced: 8, deletedChunks: 2, freedBytes: 2 << 20, deletedManifests: 0, lockedChunks: 0, lockedManifests: 0, restoredChunks: 0 };
     },
   };
   const sessions: SessionPurgeActivities = { purgeSessions: async () => 3 };

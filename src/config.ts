@@ -245,6 +245,16 @@ const envSchema = z.object({
 
   /** Lifetime of presigned chunk upload URLs. */
   S3_PRESIGN_EXPIRY: duration("15m"),
+  /**
+   * S3 Object Lock on the backups bucket: every chunk and manifest is written locked for
+   * OBJECT_LOCK_DAYS (and a chunk a new restore point references is locked again from then).
+   * COMPLIANCE: nobody, not even the bucket owner, deletes a locked version early; GOVERNANCE: only
+   * credentials with s3:BypassGovernanceRetention can; OFF: no lock. Default COMPLIANCE in production,
+   * OFF in development and test (their shared bucket predates the lock; the lock tests make their own).
+   */
+  OBJECT_LOCK_MODE: z.enum(["OFF", "GOVERNANCE", "COMPLIANCE"]).optional(),
+  /** Days a written or newly referenced backup object stays locked (fractions allowed, at least 1 second). */
+  OBJECT_LOCK_DAYS: z.coerce.number().positive().default(30),
   /** Chunks younger than this are never garbage-collected (an upload may be writing them). */
   GC_GRACE: duration("1h"),
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
@@ -525,6 +535,8 @@ export interface Config {
     forcePathStyle: boolean;
     buckets: { backups: string; imports: string; artifacts: string };
     presignExpiryMs: number;
+    /** Object Lock for chunks and manifests in the backups bucket (null = off). */
+    objectLock: { mode: "GOVERNANCE" | "COMPLIANCE"; retentionMs: number } | null;
   };
   backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number; missedCheckIntervalMs: number };
   /** Fair-use limits (null = unlimited). */
@@ -687,6 +699,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const e = result.data;
   const problems: string[] = [];
   if (e.S3_PRESIGN_EXPIRY < 1000 || e.S3_PRESIGN_EXPIRY > 7 * 86_400_000) problems.push("S3_PRESIGN_EXPIRY: must be between 1s and 7d");
+  const objectLockMode = e.OBJECT_LOCK_MODE ?? (e.NODE_ENV === "production" ? "COMPLIANCE" : "OFF");
+  const objectLockMs = Math.round(e.OBJECT_LOCK_DAYS * 86_400_000);
+  if (objectLockMs < 1000) problems.push("OBJECT_LOCK_DAYS: must be at least one second");
   if (e.RECOVERY_DEFAULT_TARGET === "AWS" && !e.AWS_RECOVERY_ENABLED) problems.push("RECOVERY_DEFAULT_TARGET: AWS needs AWS_RECOVERY_ENABLED=true (and AWS credentials)");
   if (e.AWS_SUBNET_ID) problems.push("AWS_SUBNET_ID: renamed to AWS_PRIVATE_SUBNET_ID (recovered machines launch without a public address; reach them through their access point)");
   if (!!e.AWS_GATEWAY_AMI_ID !== !!e.AWS_PUBLIC_SUBNET_ID) problems.push("AWS_GATEWAY_AMI_ID and AWS_PUBLIC_SUBNET_ID: set both for private access on AWS, or neither");
@@ -736,6 +751,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       forcePathStyle: e.S3_FORCE_PATH_STYLE,
       buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
+      objectLock: objectLockMode === "OFF" ? null : { mode: objectLockMode, retentionMs: objectLockMs },
     },
     backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY, missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL },
     quotas: {

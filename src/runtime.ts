@@ -7,7 +7,7 @@ import { REDIS_OPTIONS, createEventBus } from "./events/adapters";
 import type { EventBusHandle } from "./events/event-bus";
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from "./auth/rate-limiter";
 import { createServices, type Services } from "./services";
-import { checkBuckets, createS3Client, createStores, type S3Client, type Stores } from "./storage/s3";
+import { checkBuckets, checkObjectLock, createS3Client, createStores, ObjectLockMissingError, type S3Client, type Stores } from "./storage/s3";
 import { objectImageSource } from "./storage/object-reader";
 import { connectTemporal, guardedWorkflows, type TemporalHandle } from "./temporal/client";
 import { Availability, type AvailabilityCheck } from "./shared/availability";
@@ -83,6 +83,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       throw new Error(`Temporal not reachable at TEMPORAL_ADDRESS=${config.temporal.address}: ${err instanceof Error ? err.message : err}`);
     });
     closers.push(() => temporal.close());
+    if (config.s3.objectLock) {
+      // A backups bucket without Object Lock is a configuration error: refuse to start, naming the fix.
+      // An object store that is merely down is the readiness check's business (see Outages).
+      await checkObjectLock(s3, config.s3.buckets.backups).catch((err: unknown) => {
+        if (err instanceof ObjectLockMissingError) throw err;
+        logger.warn({ err }, "could not check the backups bucket's Object Lock at start (object store unreachable?)");
+      });
+    }
     const storage = createStores(s3, config.s3);
     const targets = createTargets(config, objectImageSource(s3), logger);
     const workflows = guardedWorkflows(temporalWorkflows(temporal.client, config.temporal.taskQueue, logger), temporal.connection, availability);

@@ -389,6 +389,11 @@ export interface GcResult {
   deletedChunks: number;
   freedBytes: number;
   deletedManifests: number;
+  /** Unreferenced chunks and manifests left because their Object Lock retention has not passed (a later run deletes them). */
+  lockedChunks: number;
+  lockedManifests: number;
+  /** Referenced chunks found hidden behind a delete marker and brought back from their locked version. */
+  restoredChunks: number;
 }
 
 /** The activities backupMaintenance calls. */

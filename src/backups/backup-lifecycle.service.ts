@@ -166,6 +166,8 @@ export class BackupLifecycleService {
       chunks: input.chunks,
       sha256: input.sha256,
     });
+    // Object Lock: the chunks this restore point shares with older ones are locked again from now.
+    await this.store.extendChunkRetention(userId, shas);
     const upload = await this.uploads.attemptFor(backup);
     const referenced = new Set(shas);
     // What every attempt of this backup sent (the backup's uploadedBytes), and this attempt alone (its upload's).

@@ -183,25 +183,51 @@ export class BackupMaintenanceService {
     let scanned = 0;
     let freedBytes = 0;
     const doomed: string[] = [];
+    const doomedSize = new Map<string, number>();
+    const listed = new Set<string>();
     for await (const chunk of this.store.listChunks(userId)) {
       scanned++;
-      if (referenced.has(chunk.sha256)) continue;
+      if (referenced.has(chunk.sha256)) {
+        listed.add(chunk.sha256);
+        continue;
+      }
       if (chunk.lastModified && chunk.lastModified.getTime() > graceCutoff) continue;
       doomed.push(chunk.sha256);
+      doomedSize.set(chunk.sha256, chunk.size);
       freedBytes += chunk.size;
     }
-    const deletedChunks = doomed.length ? await this.store.deleteChunks(userId, doomed) : 0;
+    // With Object Lock, a referenced chunk someone hid behind a delete marker is brought back from its
+    // locked version (no-op without a lock).
+    const restored = await this.store.restoreChunks(userId, [...referenced].filter((sha) => !listed.has(sha)));
+    if (restored.length) this.opts.logger?.warn({ userId, restored: restored.length, first: restored.slice(0, 5) }, "referenced chunks were hidden (deleted without their locked version); restored");
 
-    // Manifests of deleted and aborted backups are no longer needed either.
-    const gone = rows.filter((r) => (r.status === "DELETED" || r.status === "ABORTED") && r.manifestKey && !uploadingParents.has(r.id));
-    for (const b of gone) await this.store.deleteManifest(userId, b.id);
+    // With Object Lock, a chunk whose retention has not passed is skipped (S3 refuses the delete), not
+    // an error: it is counted as locked and goes in a later run, once its retain-until date is behind.
+    const deletion = doomed.length ? await this.store.deleteUnlockedChunks(userId, doomed) : { deleted: 0, locked: [] };
+    const deletedChunks = deletion.deleted;
+    for (const sha of deletion.locked) freedBytes -= doomedSize.get(sha) ?? 0;
+
+    // Manifests of deleted and aborted backups are no longer needed either (a locked one stays, its key kept, until a later run).
+    const candidates = rows.filter((r) => (r.status === "DELETED" || r.status === "ABORTED") && r.manifestKey && !uploadingParents.has(r.id));
+    const gone: typeof candidates = [];
+    for (const b of candidates) if (await this.store.deleteUnlockedManifest(userId, b.id)) gone.push(b);
     if (gone.length) {
       await this.db
         .update(backups)
         .set({ manifestKey: null, updatedAt: this.now() })
         .where(and(inArray(backups.id, gone.map((b) => b.id)), isNotNull(backups.manifestKey)));
     }
-    const result = { userId, scanned, referenced: referenced.size, deletedChunks, freedBytes, deletedManifests: gone.length };
+    const result = {
+      userId,
+      scanned,
+      referenced: referenced.size,
+      deletedChunks,
+      freedBytes,
+      deletedManifests: gone.length,
+      lockedChunks: deletion.locked.length,
+      lockedManifests: candidates.length - gone.length,
+      restoredChunks: restored.length,
+    };
     this.opts.logger?.info(result, "chunk garbage collected");
     return result;
   }

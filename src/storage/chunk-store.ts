@@ -1,12 +1,15 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  PutObjectRetentionCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
@@ -53,11 +56,35 @@ export interface ChunkHead {
   checksumSha256?: string;
 }
 
+/**
+ * S3 Object Lock for the backups bucket (the bucket must have been created with Object Lock, which
+ * also turns versioning on). Every chunk and manifest is written with `x-amz-object-lock-mode` and a
+ * retain-until date `retentionMs` ahead; a chunk a new restore point references has its date pushed
+ * out again. Until that date S3 refuses to delete the object's version, even to the server's own
+ * credentials (COMPLIANCE: to everyone; GOVERNANCE: to anyone without s3:BypassGovernanceRetention).
+ */
+export interface ObjectLockOptions {
+  mode: "GOVERNANCE" | "COMPLIANCE";
+  /** How long a written or newly referenced object stays locked (whole seconds; at least 1 s). */
+  retentionMs: number;
+  /** The clock retain-until dates are computed from (tests pass a fake one). */
+  now?: () => Date;
+}
+
 export interface ChunkStoreOptions {
   /** Lifetime of presigned PUT URLs in seconds (default 900). */
   presignExpirySeconds?: number;
   /** Parallel HeadObject / DeleteObject requests (default 16). */
   headConcurrency?: number;
+  /** Object Lock retention for chunks and manifests; absent = the bucket has no lock. */
+  lock?: ObjectLockOptions;
+}
+
+/** What a lock-aware delete did: removed keys, and keys left because S3 still holds them under a lock. */
+export interface LockAwareDeleteResult {
+  deleted: number;
+  /** Keys (sha256 for chunks) a retention date still protects; a later GC run deletes them. */
+  locked: string[];
 }
 
 /** Thrown when a manifest object exists but is not a valid ManifestV1. */
@@ -144,6 +171,17 @@ export function manifestProblem(m: unknown): string | null {
   return null;
 }
 
+/** S3's answer to deleting a version that Object Lock still protects (AWS and versitygw: 403 AccessDenied). */
+export function isLockRefusal(err: unknown): boolean {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } } | null;
+  return e?.name === "AccessDenied" || e?.Code === "AccessDenied" || e?.$metadata?.httpStatusCode === 403;
+}
+
+/** An S3 timestamp header value: whole seconds, `YYYY-MM-DDTHH:MM:SSZ` (how the SDK signs it). */
+function lockDate(ms: number): Date {
+  return new Date(Math.ceil(ms / 1000) * 1000);
+}
+
 function isNotFound(err: unknown): boolean {
   const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } } | null;
   return e?.name === "NotFound" || e?.name === "NoSuchKey" || e?.Code === "NoSuchKey" || e?.$metadata?.httpStatusCode === 404;
@@ -177,6 +215,7 @@ export class ChunkStore {
   /** Set once the server has refused DeleteObjects for a missing Content-MD5/checksum. */
   private singleDeletes = false;
   private readonly zeroObjects = new Map<number, Promise<string>>();
+  readonly lock: ObjectLockOptions | undefined;
 
   constructor(
     private readonly s3: S3Client,
@@ -188,6 +227,21 @@ export class ChunkStore {
     if (!Number.isInteger(this.presignExpirySeconds) || this.presignExpirySeconds < 1 || this.presignExpirySeconds > 604_800)
       throw new Error(`presignExpirySeconds must be 1..604800, got ${this.presignExpirySeconds}`);
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new Error(`headConcurrency must be a positive integer, got ${this.concurrency}`);
+    this.lock = opts.lock;
+    if (this.lock && (!Number.isFinite(this.lock.retentionMs) || this.lock.retentionMs < 1000))
+      throw new Error(`lock.retentionMs must be at least 1000, got ${this.lock.retentionMs}`);
+  }
+
+  /** The retain-until date an object written or referenced now gets (null without a lock). */
+  retainUntil(): Date | null {
+    if (!this.lock) return null;
+    return lockDate((this.lock.now?.() ?? new Date()).getTime() + this.lock.retentionMs);
+  }
+
+  /** PutObject parameters that lock the new object (none without a lock). */
+  private lockParams(): { ObjectLockMode?: "GOVERNANCE" | "COMPLIANCE"; ObjectLockRetainUntilDate?: Date } {
+    const until = this.retainUntil();
+    return until && this.lock ? { ObjectLockMode: this.lock.mode, ObjectLockRetainUntilDate: until } : {};
   }
 
   chunkKey(userId: string, sha256Hex: string): string {
@@ -217,23 +271,30 @@ export class ChunkStore {
     assertSize(size, "chunk size");
     const checksum = sha256Base64FromHex(sha256Hex);
     const signingDate = new Date();
-    const url = await getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentLength: size, ChecksumSHA256: checksum }), {
+    // With a lock, the retention headers are signed too (unhoisted: the uploader must send them, and
+    // a PUT without them is refused), so the chunk is locked from its first byte. The date counts from
+    // signing; completing the backup locks every chunk it references again from then (extendChunkRetention).
+    const lock = this.lockParams();
+    const lockHeaders: Record<string, string> = lock.ObjectLockMode
+      ? { "x-amz-object-lock-mode": lock.ObjectLockMode, "x-amz-object-lock-retain-until-date": lock.ObjectLockRetainUntilDate!.toISOString().replace(/\.000Z$/, "Z") }
+      : {};
+    const url = await getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentLength: size, ChecksumSHA256: checksum, ...lock }), {
       expiresIn: this.presignExpirySeconds,
       signingDate,
-      unhoistableHeaders: new Set(["x-amz-checksum-sha256"]),
+      unhoistableHeaders: new Set(["x-amz-checksum-sha256", ...Object.keys(lockHeaders)]),
     });
     // Guard the binding: a client without WHEN_REQUIRED bakes an SDK checksum into the query.
     const q = new URL(url).searchParams;
     const signed = (q.get("X-Amz-SignedHeaders") ?? "").split(";");
     const stray = [...q.keys()].filter((k) => /^x-amz-(checksum-|sdk-checksum-algorithm)/i.test(k));
-    if (!signed.includes("x-amz-checksum-sha256") || !signed.includes("content-length") || stray.length)
+    if (!signed.includes("x-amz-checksum-sha256") || !signed.includes("content-length") || Object.keys(lockHeaders).some((h) => !signed.includes(h)) || stray.length)
       throw new Error(
         `presigned chunk PUT is not bound to the checksum (signed headers: ${signed.join(";")}${stray.length ? `; stray query: ${stray.join(",")}` : ""}); ` +
           `create the S3 client with requestChecksumCalculation: "WHEN_REQUIRED"`,
       );
     return {
       url,
-      headers: { "content-length": String(size), "x-amz-checksum-sha256": checksum },
+      headers: { "content-length": String(size), "x-amz-checksum-sha256": checksum, ...lockHeaders },
       expiresAt: new Date(signingDate.getTime() + this.presignExpirySeconds * 1000),
     };
   }
@@ -284,6 +345,7 @@ export class ChunkStore {
         ContentLength: body.length,
         ContentType: "application/json",
         ChecksumSHA256: createHash("sha256").update(body).digest("base64"),
+        ...this.lockParams(),
       }),
     );
     return key;
@@ -317,6 +379,133 @@ export class ChunkStore {
     const m = parsed as ManifestV1;
     if (m.backupId !== backupId) throw new CorruptManifestError(key, `backupId ${JSON.stringify(m.backupId)} does not match the key`);
     return m;
+  }
+
+  /**
+   * Pushes the retain-until date of every given chunk's current version out to `retainUntil()` (a new
+   * restore point references them, so they must outlive it). Dates are only ever extended, never
+   * shortened; missing chunks are skipped. Returns how many retentions were extended. No-op without a lock.
+   */
+  async extendChunkRetention(userId: string, shas: string[]): Promise<number> {
+    const until = this.retainUntil();
+    if (!until || !this.lock) return 0;
+    const mode = this.lock.mode;
+    const keys = [...new Set(shas)].map((sha) => this.chunkKey(userId, sha));
+    const extended = await mapLimit(keys, this.concurrency, async (Key) => {
+      let head;
+      try {
+        head = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      } catch (err) {
+        if (isNotFound(err)) return 0;
+        throw err;
+      }
+      if (head.ObjectLockRetainUntilDate && head.ObjectLockRetainUntilDate.getTime() >= until.getTime()) return 0;
+      await this.s3.send(
+        new PutObjectRetentionCommand({
+          Bucket: this.bucket,
+          Key,
+          ...(head.VersionId ? { VersionId: head.VersionId } : {}),
+          // COMPLIANCE cannot be turned into GOVERNANCE: keep the mode the object has.
+          Retention: { Mode: head.ObjectLockMode ?? mode, RetainUntilDate: until },
+        }),
+      );
+      return 1;
+    });
+    return extended.reduce<number>((n, x) => n + x, 0);
+  }
+
+  /**
+   * Deletes every version (and delete marker) of each key. A version S3 refuses to delete because
+   * its retention has not passed (AccessDenied) is not an error: the key is reported in `locked`
+   * and stays for a later run. Other failures throw.
+   */
+  private async deleteAllVersions(keys: string[]): Promise<{ deleted: number; locked: string[] }> {
+    const locked: string[] = [];
+    let deleted = 0;
+    await mapLimit(keys, this.concurrency, async (Key) => {
+      const versions: (string | undefined)[] = [];
+      let keyMarker: string | undefined;
+      let versionMarker: string | undefined;
+      do {
+        const page = await this.s3.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key, KeyMarker: keyMarker, VersionIdMarker: versionMarker }));
+        for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) if (v.Key === Key) versions.push(v.VersionId);
+        keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        versionMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+      } while (keyMarker);
+      let refused = false;
+      for (const VersionId of versions) {
+        try {
+          await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(VersionId && VersionId !== "null" ? { VersionId } : {}) }));
+        } catch (err) {
+          if (!isLockRefusal(err)) throw err;
+          refused = true;
+        }
+      }
+      if (refused) locked.push(Key);
+      else if (versions.length) deleted++;
+    });
+    return { deleted, locked };
+  }
+
+  /**
+   * With a lock, brings back referenced chunks someone hid behind a delete marker or replaced with
+   * other bytes (the locked version underneath is still there): the newest version whose stored
+   * SHA-256 matches the chunk's name is copied on top, locked again, so reads and server-side copies
+   * see it. Returns the shas restored; chunks with no good version (never uploaded) are left alone.
+   */
+  async restoreChunks(userId: string, shas: string[]): Promise<string[]> {
+    if (!this.lock) return [];
+    const restored: string[] = [];
+    await mapLimit([...new Set(shas)], this.concurrency, async (sha) => {
+      const Key = this.chunkKey(userId, sha);
+      const want = sha256Base64FromHex(sha);
+      const page = await this.s3.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key }));
+      const versions = (page.Versions ?? []).filter((v) => v.Key === Key && v.VersionId);
+      const latest = [...versions, ...(page.DeleteMarkers ?? []).filter((m) => m.Key === Key)].find((v) => v.IsLatest);
+      versions.sort((a, b) => (b.LastModified?.getTime() ?? 0) - (a.LastModified?.getTime() ?? 0));
+      for (const v of versions) {
+        const head = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key, VersionId: v.VersionId, ChecksumMode: "ENABLED" }));
+        if (head.ChecksumSHA256 !== want) continue;
+        if (latest?.VersionId === v.VersionId) return; // the current version is the good one
+        await this.s3.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            CopySource: `${this.bucket}/${Key}?versionId=${encodeURIComponent(v.VersionId!)}`,
+            ChecksumAlgorithm: "SHA256",
+            ...this.lockParams(),
+          }),
+        );
+        restored.push(sha);
+        return;
+      }
+    });
+    return restored;
+  }
+
+  /**
+   * GC's delete: without a lock, deleteChunks; with one, every version of each chunk goes, and chunks
+   * whose retention has not passed are skipped (`locked`) rather than failing the run.
+   */
+  async deleteUnlockedChunks(userId: string, shas: string[]): Promise<LockAwareDeleteResult> {
+    if (!this.lock) return { deleted: await this.deleteChunks(userId, shas), locked: [] };
+    const keys = [...new Set(shas)].map((sha) => this.chunkKey(userId, sha));
+    const r = await this.deleteAllVersions(keys);
+    const prefixLen = `${userId}/chunks/`.length;
+    return { deleted: r.deleted, locked: r.locked.map((k) => k.slice(prefixLen)) };
+  }
+
+  /**
+   * GC's manifest delete: true when the manifest is gone (all its versions, with a lock), false when
+   * its retention still protects it (a later run retries).
+   */
+  async deleteUnlockedManifest(userId: string, backupId: string): Promise<boolean> {
+    if (!this.lock) {
+      await this.deleteManifest(userId, backupId);
+      return true;
+    }
+    const r = await this.deleteAllVersions([this.manifestKey(userId, backupId)]);
+    return r.locked.length === 0;
   }
 
   /** Idempotent: deleting a missing manifest succeeds. */
@@ -414,6 +603,7 @@ export class ChunkStore {
         ContentLength: size,
         ContentType: "application/octet-stream",
         ChecksumSHA256: hash.digest("base64"),
+        ...this.lockParams(),
       }),
     );
     return key;

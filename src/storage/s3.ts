@@ -1,4 +1,4 @@
-import { HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectLockConfigurationCommand, HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "../config";
 import type { Availability } from "../shared/availability";
 import { S3ArtifactStore } from "./artifact-store";
@@ -45,6 +45,32 @@ export async function checkBuckets(client: S3Client, s3: Config["s3"]): Promise<
   }
 }
 
+/** Thrown when OBJECT_LOCK_MODE is on but the backups bucket has no Object Lock; the message names the fix. */
+export class ObjectLockMissingError extends Error {
+  constructor(bucket: string, detail: string) {
+    super(
+      `The backups bucket ${bucket} has no S3 Object Lock (${detail}), but OBJECT_LOCK_MODE asks for one. ` +
+        `Enable it with \`node scripts/ensure-buckets.mjs --object-lock\` (turns on versioning and Object Lock on the existing bucket), ` +
+        `point S3_BACKUPS_BUCKET at a bucket created with Object Lock, or set OBJECT_LOCK_MODE=OFF to run without it.`,
+    );
+    this.name = "ObjectLockMissingError";
+  }
+}
+
+/** Throws ObjectLockMissingError unless `bucket` has Object Lock enabled. */
+export async function checkObjectLock(client: S3Client, bucket: string): Promise<void> {
+  let enabled: string | undefined;
+  try {
+    const r = await client.send(new GetObjectLockConfigurationCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(2000) });
+    enabled = r.ObjectLockConfiguration?.ObjectLockEnabled;
+  } catch (err) {
+    const e = err as { name?: string };
+    if (e?.name === "ObjectLockConfigurationNotFoundError") throw new ObjectLockMissingError(bucket, "no lock configuration");
+    throw err;
+  }
+  if (enabled !== "Enabled") throw new ObjectLockMissingError(bucket, `ObjectLockEnabled is ${enabled ?? "unset"}`);
+}
+
 /** Every store on the configured buckets, sharing one client. */
 export interface Stores {
   /** Backups: chunks and manifests (the backups bucket). */
@@ -57,7 +83,7 @@ export interface Stores {
 
 export function createStores(client: S3Client, s3: Config["s3"]): Stores {
   const presignExpirySeconds = Math.round(s3.presignExpiryMs / 1000);
-  const chunks = new ChunkStore(client, s3.buckets.backups, { presignExpirySeconds });
+  const chunks = new ChunkStore(client, s3.buckets.backups, { presignExpirySeconds, ...(s3.objectLock ? { lock: s3.objectLock } : {}) });
   return {
     chunks,
     images: new S3ImageStore(client, s3.buckets.imports, chunks),

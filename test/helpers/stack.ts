@@ -20,6 +20,10 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
+function pick(env: NodeJS.ProcessEnv, names: string[]): Record<string, string> {
+  return Object.fromEntries(names.flatMap((n) => (env[n] ? [[n, env[n]!]] : [])));
+}
+
 /** Environment for a test stack: the real services, the test database, an ephemeral port. */
 export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): NodeJS.ProcessEnv {
   return {
@@ -38,6 +42,8 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     PASSWORD_RESET_MAX_PER_ADDRESS: "100000",
     // Webhook receivers in tests listen on 127.0.0.1 (the refusal is tested with this set to false).
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES: "true",
+    // Run a suite against an Object Lock bucket: S3_BACKUPS_BUCKET=<locked bucket> OBJECT_LOCK_MODE=GOVERNANCE npx vitest run …
+    ...pick(process.env, ["S3_BACKUPS_BUCKET", "OBJECT_LOCK_MODE", "OBJECT_LOCK_DAYS"]),
     ...overrides,
   };
 }

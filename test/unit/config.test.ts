@@ -103,6 +103,16 @@ describe("config", () => {
     expect(() => loadConfig({ TRUST_PROXY: "loopback" })).toThrow(/TRUST_PROXY/);
   });
 
+  it("Object Lock: COMPLIANCE for 30 days in production, off in development unless asked for, at least a second", () => {
+    expect(loadConfig({}).s3.objectLock).toBeNull();
+    const prod = { NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070", SECRETS_KEY: KEY };
+    expect(loadConfig(prod).s3.objectLock).toEqual({ mode: "COMPLIANCE", retentionMs: 30 * 86_400_000 });
+    expect(loadConfig({ ...prod, OBJECT_LOCK_MODE: "OFF" }).s3.objectLock).toBeNull();
+    expect(loadConfig({ OBJECT_LOCK_MODE: "GOVERNANCE", OBJECT_LOCK_DAYS: "0.5" }).s3.objectLock).toEqual({ mode: "GOVERNANCE", retentionMs: 43_200_000 });
+    expect(() => loadConfig({ OBJECT_LOCK_MODE: "GOVERNANCE", OBJECT_LOCK_DAYS: "0.000001" })).toThrow(/OBJECT_LOCK_DAYS/);
+    expect(() => loadConfig({ OBJECT_LOCK_MODE: "LEGAL" })).toThrow(/OBJECT_LOCK_MODE/);
+  });
+
   it("production refuses the published S3 development secret unless the store is explicitly on loopback", () => {
     expect(() => loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://s3.example.com" })).toThrow(/S3_SECRET_ACCESS_KEY/);
     expect(loadConfig({ NODE_ENV: "production", S3_ENDPOINT: "http://127.0.0.1:7070", SECRETS_KEY: KEY }).env).toBe("production");
