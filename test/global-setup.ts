@@ -8,6 +8,7 @@ import { bundleWorkflowCode } from "@temporalio/worker";
 import type { TestProject } from "vitest/node";
 import { createDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
+import { LOCKED_BACKUPS_BUCKET } from "./helpers/buckets";
 import { buildForTests } from "./helpers/build";
 
 const root = path.resolve(__dirname, "..");
@@ -59,6 +60,9 @@ async function prepare(): Promise<Provided> {
     fs.writeFileSync(secretsKey, crypto.randomBytes(32).toString("base64") + "\n", { mode: 0o600 });
   }
   execFileSync("bash", [path.join(root, "scripts/services.sh"), "up"], { stdio: "inherit", env: process.env });
+  // The bucket a production-mode product uses (npm start's default, Object Lock on), for tests that
+  // start the product as production: created with the lock when missing.
+  execFileSync(process.execPath, [path.join(root, "scripts/ensure-buckets.mjs"), "--object-lock"], { stdio: "inherit", env: { ...process.env, S3_BACKUPS_BUCKET: LOCKED_BACKUPS_BUCKET } });
 
   const serverUrl = process.env.TEST_DATABASE_SERVER_URL ?? "mysql://root@127.0.0.1:3306";
   const name = process.env.TEST_DATABASE_NAME ?? "reclo_test";

@@ -1,4 +1,5 @@
 import { describe, expect, it, inject } from "vitest";
+import { LOCKED_BACKUPS_BUCKET } from "../helpers/buckets";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -133,7 +134,8 @@ describe("the product process", () => {
     // The check below would see a stack trace: development does show one.
     expect(dev.http).toContain("stacktrace");
 
-    const prod = await errorsFrom({ NODE_ENV: "production" }, /ReClo is running in production mode\./);
+    // Production wants S3 Object Lock on the backups bucket (OBJECT_LOCK_MODE's production default).
+    const prod = await errorsFrom({ NODE_ENV: "production", S3_BACKUPS_BUCKET: LOCKED_BACKUPS_BUCKET }, /ReClo is running in production mode\./);
     for (const body of [prod.http, prod.ws]) {
       expect(body).toContain("BAD_USER_INPUT");
       expect(body).not.toMatch(/stacktrace|\.ts:\d+|node_modules|at [A-Za-z.]+ \(/);

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { LOCKED_BACKUPS_BUCKET } from "../helpers/buckets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CreateBucketCommand,
@@ -30,7 +31,7 @@ import { waitFor } from "../helpers/wait";
 // created with Object Lock (or given one) here; every run writes under fresh user ids.
 const config = loadConfig({});
 const s3: S3Client = createS3Client(config.s3);
-const LOCKED = "reclo-backups-locked";
+const LOCKED = LOCKED_BACKUPS_BUCKET;
 
 async function ensureLockedBucket(client: S3Client, bucket: string): Promise<void> {
   try {
