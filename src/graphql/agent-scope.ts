@@ -32,7 +32,8 @@ export const AGENT_ALLOWED: Readonly<Record<"query" | "mutation" | "subscription
     requestChunkUploads: { backupId: (a) => input(a).backupId },
     confirmChunks: { backupId: (a) => input(a).backupId },
     completeBackup: { backupId: (a) => input(a).backupId },
-    failUpload: { backupId: (a) => input(a).backupId },
+    /** By backupId only: an uploadId (which could name another source's upload) is refused. */
+    failUpload: { backupId: (a) => (input(a).uploadId == null ? input(a).backupId : undefined) },
     abortBackup: { backupId: (a) => a.id },
   },
   subscription: {},
@@ -65,15 +66,18 @@ export async function checkAgentOperation(ctx: Context, schema: GraphQLSchema, d
   const root = op.operation === "query" ? schema.getQueryType() : op.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
   const allowed = AGENT_ALLOWED[op.operation];
   const fragments = new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
-  const fields = topFieldNodes(op.selectionSet, fragments);
+  const fields = topFieldNodes(op.selectionSet, fragments).filter((node) => node.name.value !== "__typename");
+  // Every field's name first: nothing outside the allow-list gets as far as its arguments.
+  for (const node of fields) {
+    const name = node.name.value;
+    if (!allowed[name] || !root?.getFields()[name]) throw agentForbidden(`An agent key may not use ${op.operation} ${name}: it can only back up its own source "${agent.sourceName}"`, name);
+  }
   const coerced = getVariableValues(schema, op.variableDefinitions ?? [], variables ?? {});
   if (coerced.errors) throw agentForbidden("An agent key may not run this operation (its variables do not coerce)");
   for (const node of fields) {
     const name = node.name.value;
-    if (name === "__typename") continue;
-    const rule = allowed[name];
-    const def = root?.getFields()[name];
-    if (!rule || !def) throw agentForbidden(`An agent key may not use ${op.operation} ${name}: it can only back up its own source "${agent.sourceName}"`, name);
+    const rule = allowed[name]!;
+    const def = root!.getFields()[name]!;
     const args = getArgumentValues(def, node, coerced.coerced);
     let source: unknown;
     if ("sourceName" in rule) source = rule.sourceName(args);
