@@ -41,13 +41,15 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 type Line = Record<string, unknown> & { event: string };
 
 describe("reclo agent follows the server's schedule", () => {
-  it("a schedule changed while it runs moves its next backup: it backs up at the new slot, FULL, then plans an INCREMENTAL", async () => {
+  it("a schedule changed while it runs moves its next backup: it backs up (with an agent key) at the new slot, FULL, then plans an INCREMENTAL", async () => {
     const image = path.join(tmp, "agent.img");
     fs.writeFileSync(image, randomFillSync(Buffer.alloc(3 * 1024 * 1024)));
     const source = uniqueName("office");
     const lines: Line[] = [];
+    // The agent runs with an agent key for its source (issue 18), never the owner's session.
+    const key = (await user.client.request(CreateAgentKeyDocument, { input: { sourceName: source } })).createAgentKey.secret;
     const done = spawnCli(children, ["agent", "--image", image, "--source", source], {
-      env: env({ RECLO_AGENT_POLL_SECONDS: "0.5" }),
+      env: env({ RECLO_AGENT_POLL_SECONDS: "0.5", RECLO_TOKEN: "", RECLO_AGENT_KEY: key }),
       onLine: (l) => lines.push(JSON.parse(l) as Line),
     });
     // First: the default schedule (a new source), next slot at 02:00 some day.
