@@ -1,6 +1,7 @@
 import { Kind, getArgumentValues, getOperationAST, getVariableValues, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema, type SelectionSetNode } from "graphql";
 import type { Context } from "./context";
 import { AppError, ErrorCode } from "../shared/errors";
+import { SENSITIVE_FIELDS, describeOperation } from "./support-acting";
 
 /**
  * What an agent key may do (issue 18), in one place: the only top-level fields an operation made
@@ -39,6 +40,9 @@ export const AGENT_ALLOWED: Readonly<Record<"query" | "mutation" | "subscription
   subscription: {},
 };
 
+/** The one sensitive field an agent reads: where to upload its chunks. */
+const AGENT_SENSITIVE_ALLOWED: ReadonlySet<string> = new Set(["ChunkUploadTicket.url"]);
+
 const agentForbidden = (message: string, field?: string) => new AppError(ErrorCode.FORBIDDEN, message, { reason: "AGENT_KEY_SCOPE", ...(field ? { field } : {}) });
 
 /** Top-level field nodes of a selection set, through fragment spreads and inline fragments. */
@@ -72,6 +76,10 @@ export async function checkAgentOperation(ctx: Context, schema: GraphQLSchema, d
     const name = node.name.value;
     if (!allowed[name] || !root?.getFields()[name]) throw agentForbidden(`An agent key may not use ${op.operation} ${name}: it can only back up its own source "${agent.sourceName}"`, name);
   }
+  // Nor, anywhere in what it selects, a secret or a presigned URL to the machine's screen, except
+  // the upload tickets' URLs it exists to use.
+  const sensitive = describeOperation(schema, document, operationName, variables ?? undefined).coordinates.filter((c) => SENSITIVE_FIELDS.has(c) && !AGENT_SENSITIVE_ALLOWED.has(c));
+  if (sensitive.length) throw new AppError(ErrorCode.FORBIDDEN, `An agent key may not read ${sensitive.join(", ")}`, { reason: "AGENT_KEY_SCOPE", fields: sensitive });
   const coerced = getVariableValues(schema, op.variableDefinitions ?? [], variables ?? {});
   if (coerced.errors) throw agentForbidden("An agent key may not run this operation (its variables do not coerce)");
   for (const node of fields) {

@@ -134,7 +134,7 @@ describe("agent keys", () => {
     const sha = "0".repeat(64);
     const steps: [string, (id: string) => Record<string, unknown>][] = [
       ["query($id: ID!) { backup(id: $id) { id } }", (id) => ({ id })],
-      ["mutation($id: ID!) { requestChunkUploads(input: { backupId: $id, chunks: [{ index: 0, sha256: \"" + sha + "\", size: 1048576 }] }) { tickets { index } } }", (id) => ({ id })],
+      ["mutation($id: ID!) { requestChunkUploads(input: { backupId: $id, chunks: [{ index: 0, sha256: \"" + sha + "\", size: 1048576 }] }) { tickets { index url } } }", (id) => ({ id })],
       ["mutation($id: ID!) { confirmChunks(input: { backupId: $id, bytesDone: 0, chunks: [] }) { id } }", (id) => ({ id })],
       ["mutation($id: ID!) { completeBackup(input: { backupId: $id, chunks: [null], sha256: \"" + sha + "\" }) { id } }", (id) => ({ id })],
       ["mutation($id: ID!) { failUpload(input: { backupId: $id, reason: \"test\" }) { id } }", (id) => ({ id })],
@@ -153,6 +153,12 @@ describe("agent keys", () => {
     expect(tickets.errors).toBeUndefined();
     expect((await gql(secret, steps[2]![0], { id: mine.id })).errors).toBeUndefined();
     expect((await gql(secret, steps[5]![0], { id: mine.id })).data).toEqual({ abortBackup: { id: mine.id } });
+    // Nothing sensitive below an allowed field (a screenshot's presigned URL), but its upload tickets' URLs.
+    expect((await gql(secret, "query($id: ID!) { backup(id: $id) { verification { screenshotUrl } } }", { id: mine.id })).errors?.[0]?.extensions).toMatchObject({
+      code: "FORBIDDEN",
+      fields: ["BackupVerification.screenshotUrl"],
+    });
+    expect(((tickets.data!.requestChunkUploads as { tickets: unknown[] }).tickets)).toHaveLength(1);
     // An unknown backup id is answered as for anyone (NOT_FOUND), not as another source's.
     expect((await gql(secret, steps[0]![0], { id: "01a21600-0000-7000-8000-000000000000" })).errors?.[0]?.extensions.code).toBe("NOT_FOUND");
   });
