@@ -13,7 +13,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Top to bottom; an import may point down or sideways, never up. */
 export const FLOORS = ["entry", "transport", "domain", "adapters", "workflows", "shared"];
-const FEATURES = ["auth", "users", "sessions", "quotas", "backups", "uploads", "recoveries", "instances", "verification", "drills", "workflow-runs", "access", "alerts", "support", "sources"];
+const FEATURES = ["auth", "users", "sessions", "quotas", "backups", "uploads", "recoveries", "instances", "verification", "drills", "workflow-runs", "access", "alerts", "support", "sources", "agent-keys"];
 const ADAPTERS = ["db", "storage", "compute", "events", "temporal", "evidence", "mail"];
 
 /** Which floor a source file lives on (null: a client bundle, checked by its own rules). */

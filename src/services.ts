@@ -31,6 +31,7 @@ import type { Mailer } from "./mail/mailer";
 import { AuditService } from "./support/audit.service";
 import { SupportGrantService } from "./support/grant.service";
 import { SupportService } from "./support/support.service";
+import { AgentKeyService } from "./agent-keys/agent-key.service";
 import { SourceService } from "./sources/source.service";
 import { AccountService } from "./auth/account.service";
 import { DEFAULT_ACCOUNTS_CONFIG } from "./config";
@@ -72,6 +73,8 @@ export interface Services {
   grants: SupportGrantService;
   /** Support acting for a customer within a grant, and what support reads (issue 17). */
   support: SupportService;
+  /** Agent keys (issue 18): a source's agent backs up with one instead of a session token. */
+  agentKeys: AgentKeyService;
 }
 
 export interface ServiceDeps {
@@ -150,6 +153,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
     now,
   });
   return {
+    agentKeys: new AgentKeyService(db, now),
     audit,
     grants,
     support,

@@ -10,6 +10,8 @@ export const DEFAULT_URL = "http://127.0.0.1:4000/graphql";
 export interface CliConfig {
   url?: string;
   token?: string;
+  /** An agent key (rak_…, issue 18): what `reclo agent install` writes for the agent instead of a session token. */
+  agentKey?: string;
   email?: string;
   expiresAt?: string;
 }
@@ -57,6 +59,7 @@ export function readConfig(dir: string): CliConfig {
   const cfg: CliConfig = {};
   if (str("url")) cfg.url = str("url");
   if (str("token")) cfg.token = str("token");
+  if (str("agentKey")) cfg.agentKey = str("agentKey");
   if (str("email")) cfg.email = str("email");
   if (str("expiresAt")) cfg.expiresAt = str("expiresAt");
   return cfg;
@@ -96,7 +99,7 @@ export interface Settings {
   url: string;
   token?: string;
   /** Where the token came from, for messages. */
-  tokenSource?: "RECLO_TOKEN" | "config";
+  tokenSource?: "RECLO_TOKEN" | "config" | "RECLO_AGENT_KEY" | "agent key";
   config: CliConfig;
   /** How long one call is retried while the server (or a service it needs) is unavailable: `RECLO_RETRY_SECONDS` (default 120). */
   retryBudgetMs?: number;
@@ -112,15 +115,20 @@ function retryBudgetMs(env: Env): number {
 }
 
 /**
- * Server URL: `--url` > `RECLO_URL` > config file > DEFAULT_URL. Token: `RECLO_TOKEN`, else the
- * saved one, but only when it was saved for this same server URL.
+ * Server URL: `--url` > `RECLO_URL` > config file > DEFAULT_URL. Token: `RECLO_TOKEN`, else
+ * `RECLO_AGENT_KEY`, else the saved session token, else the saved agent key, the saved ones only
+ * when they were saved for this same server URL.
  */
 export function resolveSettings(dir: string, flagUrl: string | undefined, env: Env = process.env): Settings {
   const config = readConfig(dir);
   const url = normaliseUrl(flagUrl || env.RECLO_URL || config.url || DEFAULT_URL);
   const retry = { retryBudgetMs: retryBudgetMs(env) };
   if (env.RECLO_TOKEN) return { url, token: env.RECLO_TOKEN, tokenSource: "RECLO_TOKEN", config, ...retry };
-  if (config.token && (!config.url || normaliseUrl(config.url) === url)) return { url, token: config.token, tokenSource: "config", config, ...retry };
+  if (env.RECLO_AGENT_KEY) return { url, token: env.RECLO_AGENT_KEY, tokenSource: "RECLO_AGENT_KEY", config, ...retry };
+  const sameServer = !config.url || normaliseUrl(config.url) === url;
+  if (config.token && sameServer) return { url, token: config.token, tokenSource: "config", config, ...retry };
+  // An agent's configuration (reclo agent install): its agent key, able to back up its one source only.
+  if (config.agentKey && sameServer) return { url, token: config.agentKey, tokenSource: "agent key", config, ...retry };
   return { url, config, ...retry };
 }
 

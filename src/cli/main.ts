@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { GraphQLRequestError } from "../client/graphql-client";
 import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, type BackupsQuery } from "../client/generated/graphql";
 import { runAgent } from "./agent";
+import { AGENT_KEY_COMMANDS, AGENT_KEY_USAGE } from "./agent-keys";
 import { AGENT_INSTALL_USAGE, SOURCE_COMMANDS, SOURCE_USAGE, agentInstall } from "./sources";
 import { runBackup, type BackupKind } from "./backup";
 import { CliError, UsageError, describeError, errorCode } from "./errors";
@@ -40,6 +41,7 @@ const USAGE: Record<string, string> = {
   ...ACCOUNT_USAGE,
   ...NOTIFICATION_USAGE,
   ...SUPPORT_USAGE,
+  ...AGENT_KEY_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -53,6 +55,7 @@ Commands:
   backups   List your backups, with their boot check
   verify    Prove a restore point starts (boot it in isolation, collect evidence)
   agent     Run backups on the server's schedule (agent install: as a systemd service)
+  agent-key create|list|revoke: keys that can only back up one source (what the agent uses)
   sources   Your sources: schedule, next and last backup, last seen, missed
   schedule  show|set a source's backup schedule
 
@@ -118,7 +121,7 @@ abandoned upload with its reason. One line per update (a redrawn line on a termi
 lines). Exits 1 if an upload it followed failed or was abandoned.
 `,
   agent: `Usage: reclo agent --image PATH [options]
-       reclo agent install --image PATH [--source NAME] [--user NAME] [--print] [--root DIR]
+       reclo agent install --image PATH [--source NAME] [--user NAME] [--agent-key KEY] [--print] [--root DIR]
 
 Runs in the foreground and backs the image up on the schedule the server keeps for the source
 (reclo schedule set; the default for a new source: daily 02:00, FULL on Sunday, in this machine's
@@ -157,7 +160,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   },
   backups: { options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" }, watch: { type: "boolean" } }, run: backups },
   agent: {
-    options: { image: { type: "string" }, source: { type: "string" }, concurrency: { type: "string" }, user: { type: "string" }, print: { type: "boolean" }, root: { type: "string" } },
+    options: { image: { type: "string" }, source: { type: "string" }, concurrency: { type: "string" }, user: { type: "string" }, print: { type: "boolean" }, root: { type: "string" }, "agent-key": { type: "string" } },
     positionals: true,
     run: agent,
   },
@@ -168,6 +171,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   ...VERIFY_COMMANDS,
   ...NOTIFICATION_COMMANDS,
   ...SUPPORT_COMMANDS,
+  ...AGENT_KEY_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */
@@ -378,7 +382,7 @@ async function agent(ctx: CommandContext): Promise<number> {
   const sourceName = str(values.source) ?? os.hostname();
   if (positionals[0] === "install" && positionals.length === 1) return agentInstall(ctx, sourceName);
   if (positionals.length) throw new UsageError(`unexpected ${JSON.stringify(positionals[0])}: reclo agent [install] --image PATH`);
-  if (values.user !== undefined || values.print !== undefined || values.root !== undefined) throw new UsageError("--user, --print and --root belong to reclo agent install");
+  if (values.user !== undefined || values.print !== undefined || values.root !== undefined || values["agent-key"] !== undefined) throw new UsageError("--user, --print, --root and --agent-key belong to reclo agent install");
   const imagePath = str(values.image);
   if (!imagePath) throw new UsageError("--image is required");
   const concurrency = positiveInt(values.concurrency, "concurrency", 4, 64);

@@ -1,12 +1,14 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import os from "node:os";
 import type { ParseArgsConfig } from "node:util";
 import { SetBackupScheduleDocument, SourceDocument, SourcesDocument, type SourceFieldsFragment } from "../client/generated/graphql";
 import { CliError, UsageError } from "./errors";
 import { positiveInt, str, type CommandContext } from "./command";
 import { authedClient, fetchPages } from "./api-client";
 import { formatDate, printTable } from "./format";
+import { createAgentKey } from "./agent-keys";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -122,10 +124,11 @@ async function schedule({ io, values, positionals, settings }: CommandContext): 
 // ---------------------------------------------------------------------------------------------
 // reclo agent install
 
-export const AGENT_INSTALL_USAGE = `Usage: reclo agent install --image PATH [--source NAME] [--user NAME] [--print] [--root DIR] [--url URL]
+export const AGENT_INSTALL_USAGE = `Usage: reclo agent install --image PATH [--source NAME] [--user NAME] [--agent-key KEY] [--print] [--root DIR] [--url URL]
 
 Installs the agent as a systemd service that starts at boot: creates a dedicated system user
-(default reclo-agent), writes the server URL and your token to
+(default reclo-agent), writes the server URL and an agent key (never your session token: the key
+can only back up this source; made with your session unless --agent-key gives one) to
 /var/lib/reclo-agent/config.json (mode 0600, owned by that user, nobody else can read it), writes
 /etc/systemd/system/reclo-agent.service (hardened: NoNewPrivileges, ProtectSystem=strict, the image
 read-only) and enables and starts it. Needs root. The schedule is the server's: reclo schedule set.
@@ -140,7 +143,7 @@ export interface AgentInstallPlan {
   stateDir: string;
   unit: string;
   openrc: string;
-  config: { url: string; token: string };
+  config: { url: string; agentKey: string };
 }
 
 function q(arg: string): string {
@@ -148,7 +151,7 @@ function q(arg: string): string {
 }
 
 /** The files `reclo agent install` writes, from its options. */
-export function agentInstallPlan(o: { image: string; source: string; user: string; url: string; token: string; node: string; cli: string; blockDevice: boolean }): AgentInstallPlan {
+export function agentInstallPlan(o: { image: string; source: string; user: string; url: string; agentKey: string; node: string; cli: string; blockDevice: boolean }): AgentInstallPlan {
   const stateDir = "/var/lib/reclo-agent";
   const args = [o.node, o.cli, "agent", "--image", o.image, "--source", o.source, "--url", o.url].map(q).join(" ");
   const unit = `# Written by \`reclo agent install\`. The schedule is kept on the server: reclo schedule set ${q(o.source)} …
@@ -204,7 +207,7 @@ pidfile="/run/reclo-agent.pid"
 export RECLO_CONFIG_DIR=${stateDir}
 depend() { need net; }
 `;
-  return { unitName: "reclo-agent.service", user: o.user, stateDir, unit, openrc, config: { url: o.url, token: o.token } };
+  return { unitName: "reclo-agent.service", user: o.user, stateDir, unit, openrc, config: { url: o.url, agentKey: o.agentKey } };
 }
 
 export async function agentInstall({ io, values, settings }: CommandContext, source: string): Promise<number> {
@@ -219,9 +222,9 @@ export async function agentInstall({ io, values, settings }: CommandContext, sou
   } catch {
     throw new CliError(`${imagePath}: no such file or device`, "IMAGE_NOT_FOUND");
   }
-  const token = settings.token;
-  if (!values.print && !token) throw new CliError("Not logged in: run reclo login first (the agent runs with your token)", "UNAUTHENTICATED");
-  const plan = agentInstallPlan({ image: imagePath, source, user, url: settings.url, token: token ?? "", node: process.execPath, cli: path.resolve(process.argv[1] ?? "reclo"), blockDevice });
+  const given = str(values["agent-key"])?.trim();
+  if (given !== undefined && !/^rak_[A-Za-z0-9_-]{43}$/.test(given)) throw new UsageError("--agent-key must be an agent key (rak_…, from reclo agent-key create)", "agent");
+  const plan = agentInstallPlan({ image: imagePath, source, user, url: settings.url, agentKey: given ?? "", node: process.execPath, cli: path.resolve(process.argv[1] ?? "reclo"), blockDevice });
   if (values.print) {
     io.stdout.write(`# /etc/systemd/system/${plan.unitName}\n${plan.unit}\n# Other init systems — OpenRC:\n${plan.openrc}`);
     return 0;
@@ -236,6 +239,13 @@ export async function agentInstall({ io, values, settings }: CommandContext, sou
     if (!root) execFileSync(cmd, args, { stdio: ["ignore", "inherit", "inherit"] });
   };
   if (!root && process.getuid?.() !== 0) throw new CliError("reclo agent install needs root (sudo), or --root DIR to write the files elsewhere", "FORBIDDEN");
+  if (!given) {
+    // The agent gets a key of its own for this one source, made with the signed-in session.
+    if (!settings.token || settings.token.startsWith("rak_")) throw new CliError("Not logged in: run reclo login first (to make the agent its key), or pass --agent-key", "UNAUTHENTICATED");
+    const created = await createAgentKey(authedClient(settings), source, `reclo agent install on ${os.hostname()}`);
+    plan.config.agentKey = created.secret;
+    io.stdout.write(`made agent key ${created.agentKey.id} for source ${source} (revoke: reclo agent-key revoke ${created.agentKey.id})\n`);
+  }
 
   // The dedicated user first: the token file is chowned to it.
   let exists = false;

@@ -57,6 +57,8 @@ export function cliMessage(failure: ApiFailure & { status: number; retriedForMs?
     const what = unavailableWhat(failure.extensions);
     return `${what.charAt(0).toUpperCase()}${what.slice(1)} is unavailable right now${retriedFor(failure.retriedForMs)}; ${RESUME}`;
   }
+  if (failure.code === "UNAUTHENTICATED" && (settings.tokenSource === "RECLO_AGENT_KEY" || settings.tokenSource === "agent key"))
+    return `The agent key (${settings.tokenSource === "RECLO_AGENT_KEY" ? "RECLO_AGENT_KEY" : "in the configuration"}) is not valid: ${failure.message} (UNAUTHENTICATED)`;
   if (failure.code === "UNAUTHENTICATED") return settings.tokenSource === "RECLO_TOKEN" ? "Not logged in: RECLO_TOKEN is not a valid session (expired or revoked)" : CLI_NOT_LOGGED_IN;
   if (isBusyAnswer(failure)) {
     const retry = retryAfterOf(failure.extensions);

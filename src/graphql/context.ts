@@ -4,6 +4,7 @@ import type { Services } from "../services";
 import type { PageLimits } from "../shared/pagination";
 import { unauthenticated } from "../shared/errors";
 import type { SupportGrantRow, UserRow } from "../db/schema";
+import type { AgentScope } from "../agent-keys/agent-key.service";
 
 /** Per-request (HTTP) or per-operation (WebSocket) context. */
 export interface Context {
@@ -22,6 +23,11 @@ export interface Context {
    */
   actingFor?: UserRow;
   grant?: SupportGrantRow;
+  /**
+   * The request came with an agent key (issue 18), not a session: `auth.user` is the key's owner and
+   * src/graphql/agent-scope.ts lets it back up this one source and nothing else.
+   */
+  agent?: AgentScope;
 }
 
 /** Whose data the request reads: the signed-in user, or the customer support acts for; UNAUTHENTICATED without a session. */

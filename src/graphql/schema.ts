@@ -14,11 +14,12 @@ import { SourceResolver } from "../sources/source.resolver";
 import { NotificationResolver, WebhookResolver } from "../alerts/notification.resolver";
 import { RecoveryDiagnosticsResolver, SupportResolver } from "../support/acting.resolver";
 import { SupportGrantResolver } from "../support/support.resolver";
+import { AgentKeyResolver } from "../agent-keys/agent-key.resolver";
 import { authChecker } from "./auth-checker";
 import { graphqlPubSub, noEvents } from "./subscriptions";
 import type { EventBus } from "../events/event-bus";
 
-export const resolvers = [AuthResolver, UserFieldsResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver, AccessKeyResolver, InstanceAccessResolver, SourceResolver, NotificationResolver, WebhookResolver, SupportGrantResolver, SupportResolver, RecoveryDiagnosticsResolver] as const;
+export const resolvers = [AuthResolver, UserFieldsResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver, AccessKeyResolver, InstanceAccessResolver, SourceResolver, NotificationResolver, WebhookResolver, SupportGrantResolver, SupportResolver, RecoveryDiagnosticsResolver, AgentKeyResolver] as const;
 
 /** Builds the executable schema; subscriptions listen to `events`. Without it (schema printing) they are still typed. */
 export async function buildAppSchema(events?: EventBus): Promise<GraphQLSchema> {

@@ -22,6 +22,7 @@ export const SENSITIVE_FIELDS: ReadonlyMap<string, string> = new Map([
   ["BootCheck.screenshotUrl", "a presigned URL of the machine's screen"],
   ["BackupVerification.screenshotUrl", "a presigned URL of the machine's screen"],
   ["Instance.consoleOutput", "the machine's serial console (may print keys and passwords)"],
+  ["CreatedAgentKey.secret", "an agent key"],
 ]);
 
 /**
@@ -41,6 +42,10 @@ export const ALLOWED_LOOKALIKES: ReadonlyMap<string, string> = new Map([
   ["Mutation.revokeAccessKey", "a mutation: refused while acting"],
   ["Mutation.requestPasswordReset", "a mutation: refused while acting"],
   ["Mutation.resetPassword", "a mutation: refused while acting"],
+  ["Mutation.createAgentKey", "a mutation: refused while acting"],
+  ["Mutation.revokeAgentKey", "a mutation: refused while acting"],
+  ["Query.agentKeys", "the list of agent keys: never their secret (only createAgentKey's answer has it)"],
+  ["CreatedAgentKey.agentKey", "the key's description, without its secret"],
 ]);
 
 /** What a READ_AND_RETRY grant lets support do. */

@@ -14,6 +14,8 @@ import type { Logger } from "../logger";
 import type { Services } from "../services";
 import type { Context } from "../graphql/context";
 import { ACT_FOR_HEADER, checkActingOperation } from "../graphql/support-acting";
+import { checkAgentOperation } from "../graphql/agent-scope";
+import { agentSession, isAgentKey, type AgentScope } from "../agent-keys/agent-key.service";
 import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
@@ -76,6 +78,8 @@ declare module "express-serve-static-core" {
 
 interface WsExtra extends Record<PropertyKey, unknown> {
   auth?: Authenticated;
+  /** The connection authenticated with an agent key (issue 18). */
+  agent?: AgentScope;
   requestId: string;
   ip?: string;
   userAgent?: string;
@@ -217,7 +221,11 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         const token = bearerToken(typeof raw === "string" ? raw : undefined);
         if (token === undefined) return true; // anonymous: every operation is refused, unparsed
         try {
-          extra.auth = await services.auth.authenticate(token);
+          if (isAgentKey(token)) {
+            const a = await services.agentKeys.authenticate(token, extra.ip);
+            extra.auth = { user: a.user, session: agentSession(a.key) };
+            extra.agent = { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName };
+          } else extra.auth = await services.auth.authenticate(token);
         } catch (err) {
           const appError = appErrorOf(err);
           if (appError?.code === ErrorCode.UNAVAILABLE) {
@@ -283,7 +291,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         try {
           // Live updates travel through Redis when it is configured: without it they would never arrive.
           deps.availability.assertUp("REDIS");
-          if (!(await services.auth.isSessionActive(extra.auth.session.id))) {
+          if (!(await (extra.agent ? services.agentKeys.isActive(extra.agent.keyId) : services.auth.isSessionActive(extra.auth.session.id)))) {
             ctx.extra.socket.close(WsCloseCode.Unauthorized, "Token expired or revoked: log in again");
             return [toGraphQLError(new AppError(ErrorCode.UNAUTHENTICATED, "Token expired or revoked: log in again"))];
           }
@@ -311,7 +319,17 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
             childLogger = value;
           },
           limits: config.limits,
+          ...(extra.agent ? { agent: extra.agent } : {}),
         };
+        if (extra.agent) {
+          try {
+            await checkAgentOperation(contextValue, schema, document, payload.operationName, payload.variables);
+          } catch (err) {
+            const appError = appErrorOf(err);
+            if (!appError) throw err;
+            return [toGraphQLError(appError)];
+          }
+        }
         const args: ExecutionArgs = { schema, document, operationName: payload.operationName ?? undefined, variableValues: payload.variables, contextValue };
         // A shared execution's results are sent from here as graphql-ws's own `next` message would be
         // (same frame, same order: nothing else is sent for this operation until its stream ends),
@@ -397,13 +415,24 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     const token = (ctx as HttpContext)[requestToken];
     if (analysis.introspection && config.introspection !== "public" && token === undefined)
       throw withHttpStatus(unauthenticated("Introspection needs a token: send `Authorization: Bearer <token>` (GraphiQL: Headers tab, then re-fetch the schema)"));
-    if (token !== undefined) {
+    if (token !== undefined && isAgentKey(token)) {
+      // An agent key (issue 18): its owner, within the key's one source (checked below).
+      const a = await services.agentKeys.authenticate(token, ctx.ip);
+      ctx.auth = { user: a.user, session: agentSession(a.key) };
+      ctx.agent = { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName };
+      ctx.logger = logger.child({ requestId: ctx.requestId, userId: a.user.id, agentKeyId: a.key.id });
+    } else if (token !== undefined) {
       ctx.auth = await services.auth.authenticate(token);
       ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
     }
     const limited = await checkExpensiveRate(analysis, ctx.auth ? `user:${ctx.auth.user.id}` : `ip:${ctx.ip ?? "unknown"}`);
     if (limited) throw withHttpStatus(limited);
     const actFor = (ctx as HttpContext)[requestActFor];
+    if (ctx.agent) {
+      // Only what the key's scope allows, for its own source; never acting for anyone.
+      if (actFor !== undefined) throw withHttpStatus(new AppError(ErrorCode.FORBIDDEN, "An agent key may not act for anyone", { reason: "AGENT_KEY_SCOPE" }));
+      await checkAgentOperation(ctx, schema, rc.document, rc.operationName, rc.request.variables);
+    }
     if (actFor !== undefined) {
       if (!ctx.auth) throw withHttpStatus(unauthenticated());
       // After the rate check (a request refused there is not audited as a read). FORBIDDEN for

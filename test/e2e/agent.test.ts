@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BackupDocument, SetBackupScheduleDocument, SourceDocument } from "../../src/client/generated/graphql";
+import { AgentCheckInDocument, AgentKeysDocument, BackupDocument, CreateAgentKeyDocument, SetBackupScheduleDocument, SourceDocument, SourcesDocument } from "../../src/client/generated/graphql";
 import { killChildren, spawnCli } from "../helpers/cli";
 import { cliSourceEnv } from "../helpers/processes";
 import { signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
@@ -41,13 +41,15 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 type Line = Record<string, unknown> & { event: string };
 
 describe("reclo agent follows the server's schedule", () => {
-  it("a schedule changed while it runs moves its next backup: it backs up at the new slot, FULL, then plans an INCREMENTAL", async () => {
+  it("a schedule changed while it runs moves its next backup: it backs up (with an agent key) at the new slot, FULL, then plans an INCREMENTAL", async () => {
     const image = path.join(tmp, "agent.img");
     fs.writeFileSync(image, randomFillSync(Buffer.alloc(3 * 1024 * 1024)));
     const source = uniqueName("office");
     const lines: Line[] = [];
+    // The agent runs with an agent key for its source (issue 18), never the owner's session.
+    const key = (await user.client.request(CreateAgentKeyDocument, { input: { sourceName: source } })).createAgentKey.secret;
     const done = spawnCli(children, ["agent", "--image", image, "--source", source], {
-      env: env({ RECLO_AGENT_POLL_SECONDS: "0.5" }),
+      env: env({ RECLO_AGENT_POLL_SECONDS: "0.5", RECLO_TOKEN: "", RECLO_AGENT_KEY: key }),
       onLine: (l) => lines.push(JSON.parse(l) as Line),
     });
     // First: the default schedule (a new source), next slot at 02:00 some day.
@@ -118,7 +120,7 @@ describe("reclo schedule / sources", () => {
 });
 
 describe("reclo agent install", () => {
-  it("--root writes a hardened unit and a 0600 config with the token; --print changes nothing", async () => {
+  it("--root writes a hardened unit and a 0600 config with a new agent key for the source, never the session token; --print changes nothing", async () => {
     const image = path.join(tmp, "install.img");
     fs.writeFileSync(image, Buffer.alloc(4096, 1));
     const root = path.join(tmp, "root");
@@ -133,7 +135,25 @@ describe("reclo agent install", () => {
     const config = path.join(root, "var/lib/reclo-agent/config.json");
     expect(fs.statSync(config).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.dirname(config)).mode & 0o777).toBe(0o700);
-    expect(JSON.parse(fs.readFileSync(config, "utf8"))).toEqual({ url: stack.app.graphqlUrl, token: user.token });
+    // An agent key of its own (issue 18), made for this source with the session: never the session token.
+    const written = JSON.parse(fs.readFileSync(config, "utf8")) as { url: string; agentKey: string };
+    expect(written).toEqual({ url: stack.app.graphqlUrl, agentKey: expect.stringMatching(/^rak_[A-Za-z0-9_-]{43}$/) as unknown as string });
+    expect(fs.readFileSync(config, "utf8")).not.toContain(user.token);
+    const { agentKeys } = await user.client.request(AgentKeysDocument, {});
+    const made = agentKeys.find((k) => k.sourceName === "office" && !k.revokedAt);
+    expect(made).toBeTruthy();
+    expect(r.stdout).toContain(`made agent key ${made!.id} for source office`);
+    // The agent signs in with it: its check-in works, anything else (here: listing sources) is FORBIDDEN.
+    const agentClient = stack.client.withToken(written.agentKey);
+    expect((await agentClient.request(AgentCheckInDocument, { input: { sourceName: "office" } })).agentCheckIn.name).toBe("office");
+    await expect(agentClient.request(SourcesDocument, { first: 10 })).rejects.toMatchObject({ code: "FORBIDDEN" });
+    // Given a key, it writes that one and makes none.
+    const given = path.join(tmp, "root-given");
+    const key = (await user.client.request(CreateAgentKeyDocument, { input: { sourceName: "office", note: "given" } })).createAgentKey.secret;
+    const g = await spawnCli(children, ["agent", "install", "--image", image, "--source", "office", "--root", given, "--agent-key", key], { env: env() });
+    expect(g.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(given, "var/lib/reclo-agent/config.json"), "utf8"))).toEqual({ url: stack.app.graphqlUrl, agentKey: key });
+    expect((await user.client.request(AgentKeysDocument, {})).agentKeys).toHaveLength(agentKeys.length + 1);
     // Nothing was run: it says what it would run.
     expect(r.stdout).toContain("would run: useradd --system --user-group --no-create-home --home-dir /var/lib/reclo-agent --shell /usr/sbin/nologin reclo-agent");
     expect(r.stdout).toContain("would run: systemctl enable --now reclo-agent.service");

@@ -101,7 +101,10 @@ async function seed(stack: TestStack, owner: TestUser) {
   await stack.rt.database.db.insert(notifications).values(notification);
   // A live support grant (issue 17): revokeSupportAccess takes its id.
   const grant = await s.grants.grant({ id: owner.id, role: "CUSTOMER" }, { minutes: 60 });
+  // An agent key (issue 18): revokeAgentKey takes its id.
+  const agentKey = await s.agentKeys.create(owner.id, { sourceName: "fileserver" });
   return {
+    AgentKey: agentKey.row.id,
     SupportGrant: grant.id,
     Backup: incr.id,
     Webhook: webhook.id,
@@ -196,6 +199,7 @@ describe("tenant isolation", () => {
         "Mutation.removeWebhook",
         "Mutation.sendTestWebhook",
         "Mutation.revokeSupportAccess",
+        "Mutation.revokeAgentKey",
       ]),
     );
   });

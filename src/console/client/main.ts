@@ -13,6 +13,7 @@ import { sourcesView } from "./views/sources";
 import { forgotPasswordView, resetPasswordView, signupView, verifyEmailView } from "./views/account";
 import { notificationSettingsView, notificationsView } from "./views/notifications";
 import { activityView, supportAccessView } from "./views/support";
+import { agentKeysView } from "./views/agent-keys";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -26,6 +27,7 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   { pattern: /^#\/settings\/notifications$/, keys: [], view: notificationSettingsView, nav: "#/notifications" },
   { pattern: /^#\/support$/, keys: [], view: supportAccessView, nav: "#/support" },
   { pattern: /^#\/activity$/, keys: [], view: activityView, nav: "#/activity" },
+  { pattern: /^#\/agent-keys$/, keys: [], view: agentKeysView, nav: "#/agent-keys" },
 ];
 
 /** Pages for everyone, logged in or not (the login form is shown for any other address then). */
@@ -44,6 +46,7 @@ const NAV = [
   { href: "#/notifications", label: "Notifications" },
   { href: "#/support", label: "Support access" },
   { href: "#/activity", label: "Activity" },
+  { href: "#/agent-keys", label: "Agent keys" },
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -15,3 +15,4 @@ export * from "./sources";
 export * from "./account-tokens";
 export * from "./webhooks";
 export * from "./support";
+export * from "./agent-keys";

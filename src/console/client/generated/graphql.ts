@@ -37,6 +37,13 @@ export type CreateAccessKeyInput = {
   instanceId: string;
 };
 
+export type CreateAgentKeyInput = {
+  /** What it is for, e.g. the server's name (at most 255 characters) */
+  note?: string | null | undefined;
+  /** The source the key may back up (it need not exist yet: the agent's first check-in creates it) */
+  sourceName: string;
+};
+
 export type DeliveryChannel =
   | 'EMAIL'
   | 'WEBHOOK';
@@ -234,6 +241,27 @@ export type Weekday =
   | 'THURSDAY'
   | 'TUESDAY'
   | 'WEDNESDAY';
+
+export type ConsoleAgentKeyFragment = { id: string, sourceName: string, note: string | null, createdAt: string, lastUsedAt: string | null, lastUsedIp: string | null, revokedAt: string | null };
+
+export type ConsoleAgentKeysQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleAgentKeysQuery = { agentKeys: Array<{ id: string, sourceName: string, note: string | null, createdAt: string, lastUsedAt: string | null, lastUsedIp: string | null, revokedAt: string | null }> };
+
+export type ConsoleCreateAgentKeyMutationVariables = Exact<{
+  input: CreateAgentKeyInput;
+}>;
+
+
+export type ConsoleCreateAgentKeyMutation = { createAgentKey: { secret: string, agentKey: { id: string, sourceName: string, note: string | null, createdAt: string, lastUsedAt: string | null, lastUsedIp: string | null, revokedAt: string | null } } };
+
+export type ConsoleRevokeAgentKeyMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleRevokeAgentKeyMutation = { revokeAgentKey: { id: string, sourceName: string, note: string | null, createdAt: string, lastUsedAt: string | null, lastUsedIp: string | null, revokedAt: string | null } };
 
 export type ConsoleLogInMutationVariables = Exact<{
   input: LogInInput;
@@ -545,6 +573,17 @@ export class TypedDocumentString<TResult, TVariables>
     return this.value;
   }
 }
+export const ConsoleAgentKeyFragmentDoc = new TypedDocumentString(`
+    fragment ConsoleAgentKey on AgentKey {
+  id
+  sourceName
+  note
+  createdAt
+  lastUsedAt
+  lastUsedIp
+  revokedAt
+}
+    `, {"fragmentName":"ConsoleAgentKey"}) as unknown as TypedDocumentString<ConsoleAgentKeyFragment, unknown>;
 export const ConsoleBackupSummaryFragmentDoc = new TypedDocumentString(`
     fragment ConsoleBackupSummary on Backup {
   id
@@ -733,6 +772,54 @@ export const ConsoleSupportGrantFragmentDoc = new TypedDocumentString(`
   revokedAt
 }
     `, {"fragmentName":"ConsoleSupportGrant"}) as unknown as TypedDocumentString<ConsoleSupportGrantFragment, unknown>;
+export const ConsoleAgentKeysDocument = new TypedDocumentString(`
+    query ConsoleAgentKeys {
+  agentKeys {
+    ...ConsoleAgentKey
+  }
+}
+    fragment ConsoleAgentKey on AgentKey {
+  id
+  sourceName
+  note
+  createdAt
+  lastUsedAt
+  lastUsedIp
+  revokedAt
+}`) as unknown as TypedDocumentString<ConsoleAgentKeysQuery, ConsoleAgentKeysQueryVariables>;
+export const ConsoleCreateAgentKeyDocument = new TypedDocumentString(`
+    mutation ConsoleCreateAgentKey($input: CreateAgentKeyInput!) {
+  createAgentKey(input: $input) {
+    secret
+    agentKey {
+      ...ConsoleAgentKey
+    }
+  }
+}
+    fragment ConsoleAgentKey on AgentKey {
+  id
+  sourceName
+  note
+  createdAt
+  lastUsedAt
+  lastUsedIp
+  revokedAt
+}`) as unknown as TypedDocumentString<ConsoleCreateAgentKeyMutation, ConsoleCreateAgentKeyMutationVariables>;
+export const ConsoleRevokeAgentKeyDocument = new TypedDocumentString(`
+    mutation ConsoleRevokeAgentKey($id: ID!) {
+  revokeAgentKey(id: $id) {
+    ...ConsoleAgentKey
+  }
+}
+    fragment ConsoleAgentKey on AgentKey {
+  id
+  sourceName
+  note
+  createdAt
+  lastUsedAt
+  lastUsedIp
+  revokedAt
+}`) as unknown as TypedDocumentString<ConsoleRevokeAgentKeyMutation, ConsoleRevokeAgentKeyMutationVariables>;
 export const ConsoleLogInDocument = new TypedDocumentString(`
     mutation ConsoleLogIn($input: LogInInput!) {
   logIn(input: $input) {

@@ -145,6 +145,8 @@ const ACTION_WORDS: Record<string, string> = {
   "backup.delete": "Restore point deleted",
   "instance.terminate": "Machine terminated",
   "access_key.revoke": "Access key revoked",
+  "agent_key.create": "Agent key created",
+  "agent_key.revoke": "Agent key revoked",
   "webhook.remove": "Webhook removed",
   "admin.set_role": "Role changed by an administrator",
   "admin.create_user": "Account created by an administrator",
