@@ -4,7 +4,7 @@
 // replaces (does not merge) a rule's options when several config objects match a file, so each
 // group below lists everything it may not import.
 
-const FEATURES = "auth|users|sessions|quotas|backups|uploads|recoveries|instances|verification|drills|workflow-runs|access|alerts|support|sources";
+const FEATURES = "auth|users|sessions|quotas|backups|uploads|recoveries|instances|verification|drills|workflow-runs|access|alerts|support|sources|agent-keys";
 const ADAPTERS = "db|storage|compute|events|temporal|evidence|mail";
 const TRANSPORT = "graphql|server|console|graphiql";
 const ENTRY_FILES = "main|api|worker|runtime|worker-activities";
