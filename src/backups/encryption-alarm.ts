@@ -2,7 +2,7 @@ import { and, desc, eq, isNotNull, lt } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, type BackupRow, type BackupSuspicion } from "../db/schema";
 import type { ChunkStore } from "../storage/chunk-store";
-import { sampleEntropy } from "../shared/entropy";
+import { sampleEntropy } from "../shared/bytes";
 
 /** When an incremental looks like a disk being encrypted (all configurable; see config BACKUP_ALARM_*). */
 export interface EncryptionAlarmOptions {

@@ -18,8 +18,7 @@ import {
   type CompleteBackupMutation,
   type RequestChunkUploadsMutation,
 } from "../client/generated/graphql";
-import { isZero, sha256Hex } from "../shared/bytes";
-import { sampleEntropy } from "../shared/entropy";
+import { isZero, sampleEntropy, sha256Hex } from "../shared/bytes";
 import { readState, removeState, statePath, writeState } from "./config-file";
 import { ProgressTracker, type BackupEvent, type BackupKind } from "./progress";
 

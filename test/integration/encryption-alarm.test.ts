@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BackupDocument, BackupsDocument, ResolveSuspectBackupDocument } from "../../src/client/generated/graphql";
 import { runBackup } from "../../src/cli/backup";
 import { backups, notifications } from "../../src/db/schema";
-import { sampleEntropy } from "../../src/shared/entropy";
+import { sampleEntropy } from "../../src/shared/bytes";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
 import { backupImage } from "../helpers/backup";
