@@ -6,11 +6,14 @@ import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BackupDocument, BackupsDocument, ResolveSuspectBackupDocument } from "../../src/client/generated/graphql";
 import { runBackup } from "../../src/cli/backup";
-import { backups, notifications } from "../../src/db/schema";
+import { backups, notifications, recoveries } from "../../src/db/schema";
 import { sampleEntropy } from "../../src/shared/bytes";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
+import type { ChildProcess } from "node:child_process";
 import { backupImage } from "../helpers/backup";
+import { killChildren, spawnCli } from "../helpers/cli";
+import { cliSourceEnv } from "../helpers/processes";
 import { clearMailsTo, mailsTo, waitForMail } from "../helpers/mailpit";
 import { errorOf, signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
 import { waitFor } from "../helpers/wait";
@@ -149,6 +152,33 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
     const list = (await user.client.request(BackupsDocument, { first: 10, filter: { sourceName: source } })).backups.edges.map((e) => e.node);
     expect(list.find((b) => b.id === r.backupId)!.suspect?.changedPercent).toBe(87.5);
     expect(list.filter((b) => b.suspect)).toHaveLength(1);
+  });
+
+  it("the CLI marks the suspect restore point and the last clean one; `reclo recover` warns and asks before recovering the suspect one", async () => {
+    const children = new Set<ChildProcess>();
+    const reclo = (args: string[], input?: string) =>
+      spawnCli(children, args, { env: { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token }, input });
+    try {
+      const list = await reclo(["backups", "--source", source]);
+      expect(list.code).toBe(0);
+      const lines = list.stdout.split("\n");
+      expect(lines[0]).toMatch(/ALARM\s*$/);
+      expect(lines.find((l) => l.startsWith(ids[3]!))).toContain("SUSPECT: possible ransomware (87.5 % changed)");
+      expect(lines.find((l) => l.startsWith(ids[2]!))).toMatch(/last clean\s*$/);
+      expect(lines.find((l) => l.startsWith(ids[1]!))).not.toMatch(/last clean|SUSPECT/);
+      expect(list.stdout).toContain(`WARNING: possible ransomware encryption of ${source} in ${ids[3]}`);
+      expect(list.stdout).toContain(`reclo backups resolve ${ids[3]} --safe`);
+
+      // Picking the suspect point (1, the newest) warns and, without a yes, recovers nothing.
+      const pick = await reclo(["recover", "--source", source], "1\nn\n");
+      expect(pick.code).not.toBe(0);
+      expect(pick.stderr).toMatch(/ALARM/);
+      expect(pick.stderr).toContain("WARNING: restore point 1 is suspected of holding a ransomware-encrypted disk");
+      expect(pick.stderr).toContain("The last clean restore point is 2.");
+      expect(await stack.rt.database.db.select().from(recoveries).where(eq(recoveries.userId, user.id))).toEqual([]);
+    } finally {
+      killChildren(children);
+    }
   });
 
   it("while unresolved, retention keeps the last clean restore points; answering SAFE lets it apply again", async () => {
