@@ -224,8 +224,9 @@ export class BackupLifecycleService {
    * counts as clean again) or ENCRYPTED (it stays marked). Either way retention stops holding back
    * the older clean restore points for it. Answering again changes the answer.
    */
-  async resolveSuspect(userId: string, id: string, verdict: "SAFE" | "ENCRYPTED"): Promise<BackupRow> {
+  async resolveSuspect(userId: string, id: string, verdict: "SAFE" | "ENCRYPTED" | null | undefined): Promise<BackupRow> {
     const backup = await this.backups.get(userId, id);
+    if (verdict !== "SAFE" && verdict !== "ENCRYPTED") throw badInput("verdict must be SAFE or ENCRYPTED", { field: "verdict" });
     if (!backup.suspect) throw conflict(`Backup ${backup.id} is not suspected of encryption`, { field: "id" });
     const now = this.now();
     await this.db.update(backups).set({ suspectVerdict: verdict, suspectResolvedAt: now, updatedAt: now }).where(eq(backups.id, backup.id));

@@ -57,7 +57,12 @@ export class BackupResolver {
 
   @Authorized()
   @Mutation(() => Backup, { description: "Answer an encryption alarm: SAFE (the change was legitimate) or ENCRYPTED; retention then stops holding back the older clean restore points" })
-  async resolveSuspectBackup(@Arg("id", () => ID) id: string, @Arg("verdict", () => SuspectVerdict) verdict: SuspectVerdict, @Ctx() ctx: Context) {
+  async resolveSuspectBackup(
+    @Arg("id", () => ID) id: string,
+    // Nullable so the owner check answers first (NOT_FOUND for another user's id); missing is BAD_USER_INPUT.
+    @Arg("verdict", () => SuspectVerdict, { nullable: true, description: "Required" }) verdict: SuspectVerdict | null,
+    @Ctx() ctx: Context,
+  ) {
     const backup = await ctx.services.backupLifecycle.resolveSuspect(currentUser(ctx).id, id, verdict);
     await auditOwnAction(ctx, "backup.resolveSuspect", `Backup:${backup.id}`, { sourceName: backup.sourceName, verdict });
     return backup;

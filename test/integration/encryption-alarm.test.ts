@@ -193,6 +193,7 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
     const other = await signUp(stack);
     expect((await errorOf(other.client.request(ResolveSuspectBackupDocument, { id: suspectId, verdict: "SAFE" as const }))).code).toBe("NOT_FOUND");
     expect((await errorOf(user.client.request(ResolveSuspectBackupDocument, { id: ids[1]!, verdict: "SAFE" as const }))).code).toBe("CONFLICT");
+    expect((await errorOf(user.client.request(ResolveSuspectBackupDocument, { id: suspectId }))).code).toBe("BAD_USER_INPUT");
 
     const resolved = (await user.client.request(ResolveSuspectBackupDocument, { id: suspectId, verdict: "SAFE" as const })).resolveSuspectBackup;
     expect(resolved.suspect).toMatchObject({ verdict: "SAFE", changedPercent: 87.5 });

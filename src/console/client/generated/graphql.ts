@@ -325,7 +325,7 @@ export type ConsoleUploadProgressSubscription = { uploadProgress: { id: string, 
 
 export type ConsoleResolveSuspectBackupMutationVariables = Exact<{
   id: string;
-  verdict: SuspectVerdict;
+  verdict?: SuspectVerdict | null | undefined;
 }>;
 
 
@@ -908,7 +908,7 @@ export const ConsoleUploadProgressDocument = new TypedDocumentString(`
   completedAt
 }`) as unknown as TypedDocumentString<ConsoleUploadProgressSubscription, ConsoleUploadProgressSubscriptionVariables>;
 export const ConsoleResolveSuspectBackupDocument = new TypedDocumentString(`
-    mutation ConsoleResolveSuspectBackup($id: ID!, $verdict: SuspectVerdict!) {
+    mutation ConsoleResolveSuspectBackup($id: ID!, $verdict: SuspectVerdict) {
   resolveSuspectBackup(id: $id, verdict: $verdict) {
     id
     suspect {
