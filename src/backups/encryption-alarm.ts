@@ -6,8 +6,10 @@ import { sampleEntropy } from "../shared/bytes";
 
 /** When an incremental looks like a disk being encrypted (all configurable; see config BACKUP_ALARM_*). */
 export interface EncryptionAlarmOptions {
-  /** At least this share of the image's chunks changed (percent). */
+  /** At least this share of the image's chunks changed (percent)… */
   minChangedPercent: number;
+  /** …and at least this many chunks (a tiny image's one changed chunk is 100 % and says nothing). */
+  minChangedChunks: number;
   /** And at least this many times the source's usual change rate. */
   minRatio: number;
   /** The usual rate is never taken below this (percent): a source that barely changes is not alarmed by 5 % changes. */
@@ -24,6 +26,7 @@ export interface EncryptionAlarmOptions {
 
 export const DEFAULT_ENCRYPTION_ALARM: EncryptionAlarmOptions = {
   minChangedPercent: 50,
+  minChangedChunks: 4,
   minRatio: 5,
   usualFloorPercent: 1,
   minEntropy: 7.5,
@@ -91,7 +94,7 @@ export class EncryptionAlarm {
     const usual = median(history.map((h) => ((h.changedChunks ?? 0) / Math.max(1, h.chunkCount)) * 100));
     const o = this.opts;
     const base = Math.max(usual ?? 0, o.usualFloorPercent);
-    if (changedPercent < o.minChangedPercent || changedPercent < o.minRatio * base || fresh.length === 0) return { changedChunks: changed.length, suspect: null };
+    if (changed.length < o.minChangedChunks || changedPercent < o.minChangedPercent || changedPercent < o.minRatio * base || fresh.length === 0) return { changedChunks: changed.length, suspect: null };
 
     // A large jump: measure the new data ourselves (evenly spread sample of the new chunks).
     const n = Math.min(o.sampleChunks, fresh.length);

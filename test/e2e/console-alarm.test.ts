@@ -9,11 +9,11 @@ import { signUp, startStack, uniqueName, PASSWORD, type TestStack, type TestUser
 const CHUNK = 8 * 1024 * 1024;
 const TEXT = Buffer.from("Minutes of the weekly meeting: orders, invoices and the holiday rota for December.\n");
 
-/** Four chunks of office text (low entropy), unique per chunk. */
+/** Five chunks of office text (low entropy), unique per chunk. */
 function officeImage(): Buffer {
-  const img = Buffer.alloc(4 * CHUNK);
+  const img = Buffer.alloc(5 * CHUNK);
   for (let off = 0; off < img.length; off += TEXT.length) TEXT.copy(img, off);
-  for (let i = 0; i < 4; i++) img.write(`chunk ${i} ${randomBytes(8).toString("hex")}\n`, i * CHUNK);
+  for (let i = 0; i < 5; i++) img.write(`chunk ${i} ${randomBytes(8).toString("hex")}\n`, i * CHUNK);
   return img;
 }
 
@@ -46,9 +46,9 @@ describe("console: the encryption alarm on restore points (Chromium)", () => {
     const clean = officeImage();
     const full = await backupImage(stack, alice.id, clean, { sourceName });
     const encrypted = Buffer.from(clean);
-    createCipheriv("aes-256-ctr", randomBytes(32), randomBytes(16)).update(clean.subarray(0, 3 * CHUNK)).copy(encrypted, 0);
+    createCipheriv("aes-256-ctr", randomBytes(32), randomBytes(16)).update(clean.subarray(0, 4 * CHUNK)).copy(encrypted, 0);
     const { backup: suspect } = await backupImage(stack, alice.id, encrypted, { sourceName, kind: "INCREMENTAL", parentBackupId: full.backup.id });
-    expect(suspect.suspect).toMatchObject({ changedPercent: 75 });
+    expect(suspect.suspect).toMatchObject({ changedPercent: 80 });
 
     const baseUrl = stack.app.graphqlUrl.replace(/\/graphql$/, "");
     await page.goto(`${baseUrl}/`);
@@ -57,7 +57,7 @@ describe("console: the encryption alarm on restore points (Chromium)", () => {
     await page.getByRole("button", { name: "Log in" }).click();
     const suspectCard = page.locator(`[data-backup-id="${suspect.id}"]`);
     await expect.poll(() => suspectCard.locator('[data-alarm="suspect"]').textContent()).toBe("⚠ Suspect: possible ransomware");
-    expect(await suspectCard.getByRole("alert").textContent()).toContain("75 % of the disk changed in this backup");
+    expect(await suspectCard.getByRole("alert").textContent()).toContain("80 % of the disk changed in this backup");
     expect(await page.locator(`[data-backup-id="${full.backup.id}"] [data-alarm="last-clean"]`).textContent()).toBe("Last clean");
 
     await suspectCard.getByRole("button", { name: "It was a legitimate change" }).click();
