@@ -263,6 +263,14 @@ const envSchema = z.object({
   MISSED_BACKUP_CHECK_INTERVAL: duration("5m"),
   /** An UPLOADING backup with no upload activity for this long is ABORTED by maintenance (its chunks become collectable). */
   UPLOAD_EXPIRY: duration("24h"),
+  /** Encryption alarm (issue 18): an incremental changing at least this % of the image's chunks… */
+  BACKUP_ALARM_CHANGED_PERCENT: int(50, 1, 100),
+  /** …and at least this many times the source's usual rate (median of its recent incrementals)… */
+  BACKUP_ALARM_RATIO: int(5, 1, 1000),
+  /** …into data of at least this entropy (tenths of bits per byte: 75 = 7.5; random data is ~80) is suspected of ransomware. */
+  BACKUP_ALARM_ENTROPY_TENTHS: int(75, 0, 80),
+  /** While an alarm is unresolved, retention keeps the source's newest this-many clean restore points. */
+  BACKUP_ALARM_KEEP_CLEAN: int(3, 1, 1000),
 
   /** Per user: bytes of distinct chunks referenced by live backups, plus what active uploads were handed URLs for (0 = unlimited). */
   QUOTA_STORED_BYTES: bytes("2TiB"),
@@ -538,7 +546,14 @@ export interface Config {
     /** Object Lock for chunks and manifests in the backups bucket (null = off). */
     objectLock: { mode: "GOVERNANCE" | "COMPLIANCE"; retentionMs: number } | null;
   };
-  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number; missedCheckIntervalMs: number };
+  backups: {
+    gcGraceMs: number;
+    maintenanceIntervalMs: number;
+    uploadExpiryMs: number;
+    missedCheckIntervalMs: number;
+    /** Encryption alarm thresholds (defaults: src/backups/encryption-alarm.ts). */
+    alarm?: { minChangedPercent: number; minRatio: number; minEntropy: number; keepClean: number };
+  };
   /** Fair-use limits (null = unlimited). */
   quotas: {
     storedBytes: number | null;
@@ -753,7 +768,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
       objectLock: objectLockMode === "OFF" ? null : { mode: objectLockMode, retentionMs: objectLockMs },
     },
-    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY, missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL },
+    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY,
+      missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL,
+      alarm: { minChangedPercent: e.BACKUP_ALARM_CHANGED_PERCENT, minRatio: e.BACKUP_ALARM_RATIO, minEntropy: e.BACKUP_ALARM_ENTROPY_TENTHS / 10, keepClean: e.BACKUP_ALARM_KEEP_CLEAN },
+    },
     quotas: {
       storedBytes: e.QUOTA_STORED_BYTES || null,
       maxImageBytes: e.QUOTA_MAX_IMAGE_BYTES || null,

@@ -102,6 +102,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const uploads = new UploadService(db, { events, store: chunks, notifications }, limits, now);
   backups.onUploadCreated = (id) => void uploads.changed(id).catch((err: unknown) => logger?.error({ err, uploadId: id }, "upload not published"));
   const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, uploads, now);
+  if (config.backups.alarm) backupLifecycle.alarm.opts = { ...backupLifecycle.alarm.opts, ...config.backups.alarm };
   const recoveryProgress = new RecoveryProgress(db, events, { now });
   const passwords = new PasswordHasher(config.auth.argon2, config.auth.hashQueue);
   const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, workflows, now });
@@ -144,6 +145,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
   const raisers = createRaisers({ notifications, backups, logger });
   verifications.onFailed = raisers.verificationFailed;
   recoveryProgress.onFinished = raisers.recoveryFinished;
+  backupLifecycle.onSuspect = raisers.encryptionSuspected;
   const grants = new SupportGrantService(db, audit, limits, now);
   const support = new SupportService({
     db,
@@ -169,7 +171,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
     chunks,
     backupLifecycle,
     recoveryProgress,
-    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger, uploads }, now),
+    maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger, uploads, keepClean: config.backups.alarm?.keepClean }, now),
     auth,
     accounts,
     passwords,

@@ -1,4 +1,4 @@
-import type { RecoveryRow, VerificationRow } from "../db/schema";
+import type { BackupRow, RecoveryRow, VerificationRow } from "../db/schema";
 import type { BackupService } from "../backups/backup.service";
 import type { Logger } from "../logger";
 import type { NotificationService } from "./notification.service";
@@ -19,6 +19,22 @@ export function createRaisers(deps: { notifications: Pick<NotificationService, "
     }
   };
   return {
+    encryptionSuspected: (row: BackupRow) =>
+      safely("ENCRYPTION_SUSPECTED", async () => {
+        const s = row.suspect!;
+        await deps.notifications.raise(row.userId, {
+          kind: "ENCRYPTION_SUSPECTED",
+          title: `Possible ransomware encryption on ${row.sourceName}`,
+          body:
+            `The backup ${row.id} of ${row.sourceName} looks like a disk being encrypted: ${s.reason}. ` +
+            `Its restore point is marked SUSPECT; the older clean restore points are kept out of retention's reach until you decide. ` +
+            `Check the machine now. If the change was legitimate (e.g. a new encrypted volume or a large compressed archive), mark the restore point safe ` +
+            `(reclo backups resolve ${row.id} --safe); otherwise mark it encrypted and recover from the last clean restore point.`,
+          subjectType: "BACKUP",
+          subjectId: row.id,
+          dedupeKey: `encryption-suspected:${row.id}`,
+        });
+      }),
     verificationFailed: (row: VerificationRow) =>
       safely("VERIFICATION_FAILED", async () => {
         const source = await sourceOf(row.userId, row.backupId);

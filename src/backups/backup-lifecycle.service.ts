@@ -7,6 +7,7 @@ import { sha256Base64FromHex } from "../shared/bytes";
 import type { BackupService } from "./backup.service";
 import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 import type { UploadService } from "../uploads/upload.service";
+import { EncryptionAlarm } from "./encryption-alarm";
 
 export const MAX_CHUNKS_PER_REQUEST = 1000;
 const SHA = /^[0-9a-f]{64}$/;
@@ -43,6 +44,8 @@ export interface BackupCompletion {
   sha256: string;
   /** Hex SHA-256 of each chunk in order; null for an all-zero chunk (not uploaded). */
   chunks: (string | null)[];
+  /** Mean sampled entropy (bits/byte, src/shared/entropy.ts) of the chunks this run uploaded, as the agent measured it. */
+  entropy?: number | null;
 }
 
 /** Size of chunk `index` of a backup: chunkSize, or the remainder for the last one. */
@@ -59,6 +62,9 @@ export function expectedChunkSize(b: Pick<BackupRow, "imageSize" | "chunkSize" |
 export class BackupLifecycleService {
   /** Called after a backup completes (e.g. automatic boot verification). */
   onCompleted?: (row: BackupRow) => void;
+  /** Called once when the encryption alarm marks a completed restore point suspect. */
+  onSuspect?: (row: BackupRow) => Promise<void> | void;
+  readonly alarm: EncryptionAlarm;
 
   constructor(
     private readonly db: Db,
@@ -67,7 +73,9 @@ export class BackupLifecycleService {
     private readonly quotas: QuotaService,
     private readonly uploads: UploadService,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.alarm = new EncryptionAlarm(db, store);
+  }
 
   async requestChunkUploads(userId: string, input: ChunkUploadRequest): Promise<{ backupId: string; tickets: UploadTicket[]; toUpload: number }> {
     const backup = await this.uploading(userId, input.backupId);
@@ -180,11 +188,13 @@ export class BackupLifecycleService {
     const uploadedBytes = [...distinct.values()].reduce((n, size) => n + size, 0);
     const sent = allSent.filter((c) => c.uploadId === upload.id && referenced.has(c.sha256));
     const bytesSent = sent.reduce((n, c) => n + c.size, 0);
+    const agentEntropy = typeof input.entropy === "number" && Number.isFinite(input.entropy) ? Math.min(8, Math.max(0, input.entropy)) : null;
+    const alarm = await this.alarm.evaluate(backup, input.chunks, agentEntropy);
     const now = this.now();
     const done = await this.db.transaction(async (tx) => {
       const [res] = await tx
         .update(backups)
-        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes, completedAt: now, updatedAt: now })
+        .set({ status: "COMPLETED", sha256: input.sha256, manifestKey, uploadedBytes, changedChunks: alarm.changedChunks, agentEntropy, suspect: alarm.suspect, completedAt: now, updatedAt: now })
         .where(and(eq(backups.id, backup.id), eq(backups.status, "UPLOADING")));
       if (res.affectedRows !== 1) return false;
       await tx
@@ -207,6 +217,23 @@ export class BackupLifecycleService {
     const row = await this.backups.get(userId, backup.id);
     this.backups.changed(row);
     this.onCompleted?.(row);
+    if (row.suspect) await this.onSuspect?.(row);
+    return row;
+  }
+
+  /**
+   * The owner's answer to an encryption alarm: SAFE (the change was legitimate: the restore point
+   * counts as clean again) or ENCRYPTED (it stays marked). Either way retention stops holding back
+   * the older clean restore points for it. Answering again changes the answer.
+   */
+  async resolveSuspect(userId: string, id: string, verdict: "SAFE" | "ENCRYPTED" | null | undefined): Promise<BackupRow> {
+    const backup = await this.backups.get(userId, id);
+    if (verdict !== "SAFE" && verdict !== "ENCRYPTED") throw badInput("verdict must be SAFE or ENCRYPTED", { field: "verdict" });
+    if (!backup.suspect) throw conflict(`Backup ${backup.id} is not suspected of encryption`, { field: "id" });
+    const now = this.now();
+    await this.db.update(backups).set({ suspectVerdict: verdict, suspectResolvedAt: now, updatedAt: now }).where(eq(backups.id, backup.id));
+    const row = await this.backups.get(userId, id);
+    this.backups.changed(row);
     return row;
   }
 

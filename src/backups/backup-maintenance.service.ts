@@ -7,6 +7,7 @@ import type { Logger } from "../logger";
 import type { BackupService } from "./backup.service";
 import type { GcResult, RetentionResult } from "../../workflows/contracts";
 import type { UploadService } from "../uploads/upload.service";
+import { DEFAULT_ENCRYPTION_ALARM } from "./encryption-alarm";
 
 const DAY = 86_400_000;
 
@@ -28,7 +29,7 @@ export class BackupMaintenanceService {
     private readonly db: Db,
     private readonly backups: BackupService,
     private readonly store: ChunkStore,
-    private readonly opts: { gcGraceMs: number; uploadExpiryMs: number; logger?: Logger; uploads?: UploadService },
+    private readonly opts: { gcGraceMs: number; uploadExpiryMs: number; logger?: Logger; uploads?: UploadService; keepClean?: number },
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -47,7 +48,7 @@ export class BackupMaintenanceService {
   }
 
   /** Which COMPLETED backups of one user the policy no longer keeps (pure; newest first input). */
-  static expired(completed: BackupRow[], policy: Pick<RetentionPolicyRow, "keepWeeklyFull" | "keepDaily">, now: Date): BackupRow[] {
+  static expired(completed: BackupRow[], policy: Pick<RetentionPolicyRow, "keepWeeklyFull" | "keepDaily">, now: Date, keepClean = DEFAULT_ENCRYPTION_ALARM.keepClean): BackupRow[] {
     const bySource = new Map<string, BackupRow[]>();
     for (const b of completed) bySource.set(b.sourceName, [...(bySource.get(b.sourceName) ?? []), b]);
     const out: BackupRow[] = [];
@@ -57,6 +58,12 @@ export class BackupMaintenanceService {
       rows.filter((r) => r.kind === "FULL").slice(0, policy.keepWeeklyFull).forEach((r) => keep.add(r.id));
       const cutoff = now.getTime() - policy.keepDaily * DAY;
       rows.filter((r) => (r.completedAt ?? r.createdAt).getTime() >= cutoff).forEach((r) => keep.add(r.id));
+      // An unresolved encryption alarm: the suspect points and the newest clean ones stay until the owner decides.
+      const unresolved = rows.filter((r) => r.suspect && !r.suspectVerdict);
+      if (unresolved.length) {
+        unresolved.forEach((r) => keep.add(r.id));
+        rows.filter((r) => !r.suspect || r.suspectVerdict === "SAFE").slice(0, keepClean).forEach((r) => keep.add(r.id));
+      }
       out.push(...rows.filter((r) => !keep.has(r.id)));
     }
     return out;
@@ -72,7 +79,7 @@ export class BackupMaintenanceService {
         .from(backups)
         .where(and(eq(backups.userId, policy.userId), eq(backups.status, "COMPLETED")))
         .orderBy(desc(backups.id));
-      for (const b of BackupMaintenanceService.expired(completed, policy, this.now())) {
+      for (const b of BackupMaintenanceService.expired(completed, policy, this.now(), this.opts.keepClean)) {
         const now = this.now();
         const [res] = await this.db
           .update(backups)

@@ -1,4 +1,4 @@
-import { ArgsType, Field, ID, InputType, Int } from "type-graphql";
+import { ArgsType, Field, Float, ID, InputType, Int } from "type-graphql";
 import { PageArgsInput } from "../graphql/connection";
 import { SafeInt } from "../graphql/scalars";
 import { BackupKind, BackupStatus } from "./backup.type";
@@ -73,6 +73,9 @@ export class CompleteBackupInput {
 
   @Field(() => [String], { nullable: "items", description: "Hex SHA-256 of each chunk in order; null for an all-zero chunk (not uploaded)" })
   chunks: (string | null)[];
+
+  @Field(() => Float, { nullable: true, description: "Mean sampled entropy (bits/byte) of the chunks this run uploaded; the server checks it on chunks it reads back" })
+  entropy?: number | null;
 }
 
 @InputType()

@@ -5,7 +5,8 @@ import { auditOwnAction } from "../graphql/audit";
 import { withoutNulls } from "../graphql/nulls";
 import { Topic, type BackupChangedEvent } from "../events/topics";
 import { Upload } from "../uploads/upload.type";
-import { Backup, BackupConnection, ChunkUploadBatch, RetentionPolicy } from "./backup.type";
+import { Backup, BackupConnection, BackupSuspicion, ChunkUploadBatch, RetentionPolicy, SuspectVerdict } from "./backup.type";
+import type { BackupSuspicion as SuspicionData } from "../db/schema";
 import { BackupsArgs, CompleteBackupInput, CreateBackupInput, RequestChunkUploadsInput, RetentionPolicyInput } from "./backup.input";
 
 @Resolver(() => Backup)
@@ -52,6 +53,25 @@ export class BackupResolver {
     const backup = await ctx.services.backupLifecycle.delete(currentUser(ctx).id, id);
     await auditOwnAction(ctx, "backup.delete", `Backup:${backup.id}`, { sourceName: backup.sourceName, kind: backup.kind });
     return backup;
+  }
+
+  @Authorized()
+  @Mutation(() => Backup, { description: "Answer an encryption alarm: SAFE (the change was legitimate) or ENCRYPTED; retention then stops holding back the older clean restore points" })
+  async resolveSuspectBackup(
+    @Arg("id", () => ID) id: string,
+    // Nullable so the owner check answers first (NOT_FOUND for another user's id); missing is BAD_USER_INPUT.
+    @Arg("verdict", () => SuspectVerdict, { nullable: true, description: "Required" }) verdict: SuspectVerdict | null,
+    @Ctx() ctx: Context,
+  ) {
+    const backup = await ctx.services.backupLifecycle.resolveSuspect(currentUser(ctx).id, id, verdict);
+    await auditOwnAction(ctx, "backup.resolveSuspect", `Backup:${backup.id}`, { sourceName: backup.sourceName, verdict });
+    return backup;
+  }
+
+  @FieldResolver(() => BackupSuspicion, { nullable: true, description: "Set when the encryption alarm (possible ransomware) went off for this restore point" })
+  suspect(@Root() backup: Backup & { suspect?: SuspicionData | null }): BackupSuspicion | null {
+    if (!backup.suspect) return null;
+    return { ...backup.suspect, verdict: backup.suspectVerdict ?? null, resolvedAt: backup.suspectResolvedAt ?? null };
   }
 
   @Authorized()

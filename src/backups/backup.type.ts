@@ -1,5 +1,5 @@
-import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
-import { BACKUP_KINDS, BACKUP_STATUSES } from "../db/schema";
+import { Field, Float, ID, Int, ObjectType, registerEnumType } from "type-graphql";
+import { BACKUP_KINDS, BACKUP_STATUSES, SUSPECT_VERDICTS, type BackupSuspicion as SuspicionData } from "../db/schema";
 import { Connection } from "../graphql/connection";
 import { SafeInt } from "../graphql/scalars";
 
@@ -21,6 +21,48 @@ const _kinds: readonly `${BackupKind}`[] = BACKUP_KINDS;
 const _statuses: readonly `${BackupStatus}`[] = BACKUP_STATUSES;
 void _kinds;
 void _statuses;
+
+export enum SuspectVerdict {
+  SAFE = "SAFE",
+  ENCRYPTED = "ENCRYPTED",
+}
+registerEnumType(SuspectVerdict, {
+  name: "SuspectVerdict",
+  description: "The owner's answer to an encryption alarm",
+  valuesConfig: {
+    SAFE: { description: "The change was legitimate: the restore point is clean" },
+    ENCRYPTED: { description: "The disk was encrypted: the restore point stays marked; recover from the last clean one" },
+  },
+});
+const _verdicts: readonly `${SuspectVerdict}`[] = SUSPECT_VERDICTS;
+void _verdicts;
+
+@ObjectType({ description: "Why the encryption alarm (possible ransomware) went off for a restore point" })
+export class BackupSuspicion implements SuspicionData {
+  @Field()
+  reason: string;
+
+  @Field(() => Float, { description: "Chunks that differ from the parent, in % of the image" })
+  changedPercent: number;
+
+  @Field(() => Float, { nullable: true, description: "The source's usual change rate: median of its recent incrementals, in % (null: no history)" })
+  usualPercent: number | null;
+
+  @Field(() => Float, { description: "Mean entropy (bits/byte) of new chunks the server read back and measured" })
+  entropy: number;
+
+  @Field(() => Float, { nullable: true, description: "What the agent reported for its new chunks" })
+  agentEntropy: number | null;
+
+  @Field(() => Int)
+  sampledChunks: number;
+
+  @Field(() => SuspectVerdict, { nullable: true, description: "The owner's answer; null while unresolved (retention keeps the last clean restore points)" })
+  verdict: SuspectVerdict | null;
+
+  @Field(() => Date, { nullable: true })
+  resolvedAt: Date | null;
+}
 
 @ObjectType({ description: "A restore point: one backup of a source's disk image, stored as a manifest of content-addressed chunks" })
 export class Backup {
@@ -57,8 +99,15 @@ export class Backup {
   @Field(() => Date, { nullable: true })
   completedAt: Date | null;
 
+  @Field(() => Int, { nullable: true, description: "For an incremental: chunks that differ from its parent" })
+  changedChunks: number | null;
+
   /** Not a GraphQL field: `parent` resolves it, owner-scoped. */
   parentId: string | null;
+
+  /** Not GraphQL fields: `suspect` resolves them. */
+  suspectVerdict?: SuspectVerdict | null;
+  suspectResolvedAt?: Date | null;
 }
 
 export const BackupConnection = Connection("Backup", Backup);

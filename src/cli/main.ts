@@ -1,7 +1,7 @@
 import os from "node:os";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { GraphQLRequestError } from "../client/graphql-client";
-import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, type BackupsQuery } from "../client/generated/graphql";
+import { BackupsDocument, LogInDocument, LogOutDocument, MeDocument, ResolveSuspectBackupDocument, type BackupsQuery } from "../client/generated/graphql";
 import { runAgent } from "./agent";
 import { AGENT_KEY_COMMANDS, AGENT_KEY_USAGE } from "./agent-keys";
 import { AGENT_INSTALL_USAGE, SOURCE_COMMANDS, SOURCE_USAGE, agentInstall } from "./sources";
@@ -10,7 +10,7 @@ import { CliError, UsageError, describeError, errorCode } from "./errors";
 import { positiveInt, str, type CliIo, type CommandContext } from "./command";
 import { anonymousClient, authedClient, fetchPages } from "./api-client";
 import { ask, promptHidden, readFirstLine } from "./prompts";
-import { formatDate, printTable } from "./format";
+import { alarmMarks, formatDate, printTable } from "./format";
 import { configDir, readConfig, resolveSettings, writeConfig } from "./config-file";
 import { formatBytes, JsonLinesReporter, TtyProgressBar, type Reporter } from "./progress";
 import { RECOVERY_COMMANDS, RECOVERY_USAGE } from "./recover";
@@ -110,6 +110,7 @@ Testing knob: RECLO_UPLOAD_DELAY_MS=<ms> sleeps before every chunk PUT.
 `,
   backups: `Usage: reclo backups [--source NAME] [--limit N] [--json] [--url URL]
        reclo backups --watch [--source NAME] [--json] [--url URL]
+       reclo backups resolve BACKUP_ID --safe|--encrypted [--url URL]
 
 Lists your backups, newest first (default limit 20), with each one's latest boot check: verified
 (and what proved it), FAILED (and what was seen), inconclusive, or not verified. The evidence in
@@ -119,6 +120,11 @@ full and the screenshot: reclo verify <backup-id> --show.
 server's latest upload (the next one if it has none). Progress, rate and time left; a failed or
 abandoned upload with its reason. One line per update (a redrawn line on a terminal; --json: JSON
 lines). Exits 1 if an upload it followed failed or was abandoned.
+
+The encryption alarm: an incremental that changed most of the disk into random-looking data
+(possible ransomware) is marked SUSPECT, and the newest clean restore point before it "last clean";
+retention keeps the clean ones until you answer: resolve --safe (the change was legitimate) or
+--encrypted (recover from the last clean one).
 `,
   agent: `Usage: reclo agent --image PATH [options]
        reclo agent install --image PATH [--source NAME] [--user NAME] [--agent-key KEY] [--print] [--root DIR]
@@ -158,7 +164,10 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
     positionals: true,
     run: backup,
   },
-  backups: { options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" }, watch: { type: "boolean" } }, run: backups },
+  backups: {
+    options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" }, watch: { type: "boolean" }, safe: { type: "boolean" }, encrypted: { type: "boolean" } },
+    run: backups,
+  },
   agent: {
     options: { image: { type: "string" }, source: { type: "string" }, concurrency: { type: "string" }, user: { type: "string" }, print: { type: "boolean" }, root: { type: "string" }, "agent-key": { type: "string" } },
     positionals: true,
@@ -327,6 +336,8 @@ type BackupNode = BackupsQuery["backups"]["edges"][number]["node"];
 async function backups(ctx: CommandContext): Promise<number> {
   const { io, values, settings } = ctx;
   if (values.watch) return watchBackups(ctx);
+  if (ctx.positionals[0] === "resolve") return resolveSuspect(ctx);
+  if (ctx.positionals.length) throw new UsageError(`unexpected ${JSON.stringify(ctx.positionals[0])}: reclo backups [resolve BACKUP_ID --safe|--encrypted]`);
   const limit = positiveInt(values.limit, "limit", 20, 100_000);
   const client = authedClient(settings);
   const source = str(values.source);
@@ -339,13 +350,27 @@ async function backups(ctx: CommandContext): Promise<number> {
     io.stdout.write(source ? `No backups of ${source}.\n` : "No backups yet.\n");
     return 0;
   }
-  printTable(
-    io.stdout,
-    ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED", "BOOT CHECK"],
-    rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt), clipCell(verdictWords(r.verification).short, 90)]),
-    { right: [4, 5] },
-  );
+  const marks = alarmMarks(rows);
+  const header = ["ID", "KIND", "STATUS", "SOURCE", "SIZE", "SENT", "CREATED", "BOOT CHECK"];
+  const cells = rows.map((r) => [r.id, r.kind, r.status, r.sourceName, formatBytes(r.imageSize), formatBytes(r.uploadedBytes), formatDate(r.createdAt), clipCell(verdictWords(r.verification).short, 90)]);
+  // The alarm column appears only when the encryption alarm has something to say.
+  printTable(io.stdout, marks.size ? [...header, "ALARM"] : header, marks.size ? cells.map((c, i) => [...c, marks.get(rows[i]!.id) ?? ""]) : cells, { right: [4, 5] });
   if (rows.some((r) => r.verification)) io.stdout.write("Evidence and screenshot of a boot check: reclo verify <backup-id> --show\n");
+  for (const r of rows.filter((r) => r.suspect && !r.suspect.verdict))
+    io.stdout.write(`WARNING: possible ransomware encryption of ${r.sourceName} in ${r.id}: ${r.suspect!.reason}.\n  Answer with reclo backups resolve ${r.id} --safe (legitimate change) or --encrypted.\n`);
+  return 0;
+}
+
+async function resolveSuspect({ io, values, positionals, settings }: CommandContext): Promise<number> {
+  const id = positionals[1];
+  if (!id || positionals.length !== 2) throw new UsageError("reclo backups resolve BACKUP_ID --safe|--encrypted");
+  if (Boolean(values.safe) === Boolean(values.encrypted)) throw new UsageError("give exactly one of --safe and --encrypted");
+  const { resolveSuspectBackup: b } = await authedClient(settings).request(ResolveSuspectBackupDocument, { id, verdict: values.safe ? "SAFE" : "ENCRYPTED" });
+  io.stdout.write(
+    values.safe
+      ? `Restore point ${b.id} of ${b.sourceName} marked safe: it counts as clean again, and retention applies as usual.\n`
+      : `Restore point ${b.id} of ${b.sourceName} marked ENCRYPTED. Recover from the last clean restore point: reclo recover --source ${b.sourceName}\n`,
+  );
   return 0;
 }
 

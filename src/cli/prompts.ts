@@ -58,6 +58,8 @@ export async function promptHidden(io: CliIo, question: string): Promise<string>
  * input. The prompt goes to stderr, keeping stdout for results.
  */
 export async function ask(io: CliIo, question: string): Promise<string | null> {
+  // Piped stdin already at its end: no answer will come (a new readline would wait forever, and the process exit 0).
+  if (!io.stdin.isTTY && (io.stdin as NodeJS.ReadStream).readableEnded) return null;
   (io.stdin as NodeJS.ReadStream & { ref?: () => void }).ref?.(); // an earlier prompt unref'd it
   const rl = readline.createInterface({ input: io.stdin, output: io.stdin.isTTY ? io.stderr : undefined, terminal: Boolean(io.stdin.isTTY) });
   if (!io.stdin.isTTY) io.stderr.write(question);

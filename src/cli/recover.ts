@@ -21,7 +21,7 @@ import { CliError, UsageError, describeError, errorCode } from "./errors";
 import { positiveInt, str, type CommandContext } from "./command";
 import { authedClient, fetchPages } from "./api-client";
 import { ask } from "./prompts";
-import { formatDate, printTable } from "./format";
+import { alarmMarks, formatDate, printTable } from "./format";
 import { formatBytes } from "./progress";
 import { verdictWords } from "../client/verdict-words";
 import { JsonRecoveryView, PlainRecoveryView, TtyRecoveryView, describeBackup, reachInstructions, type RecoveryView } from "./recovery-view";
@@ -213,12 +213,11 @@ async function pickRestorePoint({ io, values }: CommandContext, client: ReCloCli
   const points = page.backups.edges.map((e) => e.node);
   if (!points.length) throw new CliError(source ? `No completed backups of ${source} to recover.` : "No completed backups to recover yet: run `reclo backup` first.", "NO_RESTORE_POINTS");
   io.stderr.write(`Restore points${source ? ` of ${source}` : ""}, newest first${page.backups.totalCount > points.length ? ` (the ${points.length} newest of ${page.backups.totalCount})` : ""}:\n`);
-  printTable(
-    io.stderr,
-    ["#", "SOURCE", "TAKEN", "KIND", "SIZE", "BOOT CHECK"],
-    points.map((p, i) => [String(i + 1), p.sourceName, formatDate(p.completedAt ?? p.createdAt), p.kind, formatBytes(p.imageSize), p.restorable ? verificationLabel(p.verification) : "cannot be recovered: data missing"]),
-    { right: [0, 4] },
-  );
+  const marks = alarmMarks(points);
+  const header = ["#", "SOURCE", "TAKEN", "KIND", "SIZE", "BOOT CHECK"];
+  const cells = points.map((p, i) => [String(i + 1), p.sourceName, formatDate(p.completedAt ?? p.createdAt), p.kind, formatBytes(p.imageSize), p.restorable ? verificationLabel(p.verification) : "cannot be recovered: data missing"]);
+  // The encryption alarm's marks, in a column of their own when there are any.
+  printTable(io.stderr, marks.size ? [...header, "ALARM"] : header, marks.size ? cells.map((c, i) => [...c, marks.get(points[i]!.id) ?? ""]) : cells, { right: [0, 4] });
   for (;;) {
     const answer = await ask(io, `Recover which one? [${points.length > 1 ? `1-${points.length}` : "1"}, Enter for 1, q to quit]: `);
     if (answer === null) {
@@ -234,6 +233,16 @@ async function pickRestorePoint({ io, values }: CommandContext, client: ReCloCli
     } else if (!point.restorable) {
       io.stderr.write(`Restore point ${n} cannot be recovered: some of its data is missing from storage. Pick another.\n`);
     } else {
+      if (point.suspect && point.suspect.verdict !== "SAFE") {
+        const clean = points.findIndex((p) => marks.get(p.id) === "last clean");
+        io.stderr.write(
+          `WARNING: restore point ${n} is suspected of holding a ransomware-encrypted disk (${point.suspect.reason})${point.suspect.verdict === "ENCRYPTED" ? "; you marked it ENCRYPTED" : ""}.` +
+            `${clean >= 0 ? ` The last clean restore point is ${clean + 1}.` : ""}\n`,
+        );
+        // Asked on stdin too when it is not a terminal: recovering a suspect point needs an explicit yes.
+        const sure = await ask(io, "Recover it anyway? [y/N]: ");
+        if (!/^y(es)?$/i.test(sure?.trim() ?? "")) continue;
+      }
       return point.id;
     }
     if (!io.stdin.isTTY) throw new UsageError("no valid restore point chosen");

@@ -20,7 +20,7 @@ export async function backupImage(
   stack: Pick<TestStack, "rt">,
   userId: string,
   image: Buffer,
-  opts: { sourceName: string; kind?: "FULL" | "INCREMENTAL"; parentBackupId?: string },
+  opts: { sourceName: string; kind?: "FULL" | "INCREMENTAL"; parentBackupId?: string; entropy?: number },
 ): Promise<{ backup: BackupRow; putBytes: number; chunks: (string | null)[] }> {
   const s = stack.rt.services;
   const created = await s.backups.create(userId, { sourceName: opts.sourceName, imageSize: image.length, kind: (opts.kind ?? "FULL") as never, parentBackupId: opts.parentBackupId });
@@ -50,7 +50,7 @@ export async function backupImage(
       putBytes += body.length;
     }
   }
-  const backup = await s.backupLifecycle.complete(userId, { backupId: created.id, sha256: createHash("sha256").update(image).digest("hex"), chunks });
+  const backup = await s.backupLifecycle.complete(userId, { backupId: created.id, sha256: createHash("sha256").update(image).digest("hex"), chunks, entropy: opts.entropy });
   return { backup, putBytes, chunks };
 }
 

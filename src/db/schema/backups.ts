@@ -1,9 +1,26 @@
-import { bigint, char, index, int, mysqlEnum, mysqlTable, varchar, type AnyMySqlColumn } from "drizzle-orm/mysql-core";
+import { bigint, char, double, index, int, json, mysqlEnum, mysqlTable, varchar, type AnyMySqlColumn } from "drizzle-orm/mysql-core";
 import { idColumn, ref, timestamps, ts } from "../columns";
 import { ownerId } from "./owner";
 
 export const BACKUP_KINDS = ["FULL", "INCREMENTAL"] as const;
 export const BACKUP_STATUSES = ["UPLOADING", "COMPLETED", "ABORTED", "DELETED"] as const;
+/** The owner's answer to an encryption alarm: the change was legitimate, or the disk was encrypted. */
+export const SUSPECT_VERDICTS = ["SAFE", "ENCRYPTED"] as const;
+
+/** Why a restore point is suspected of holding a ransomware-encrypted disk (the encryption alarm). */
+export interface BackupSuspicion {
+  reason: string;
+  /** Chunks that differ from the parent, as a percentage of the image's chunks. */
+  changedPercent: number;
+  /** The source's usual change rate: median of its recent incrementals (null: no history yet). */
+  usualPercent: number | null;
+  /** Mean bits/byte of the new chunks the server read back and measured itself. */
+  entropy: number;
+  /** What the agent reported for its new chunks (null: it reported nothing). */
+  agentEntropy: number | null;
+  /** How many new chunks the server read back. */
+  sampledChunks: number;
+}
 
 /** A restore point: one backup of one source's disk image, stored as a manifest of chunks. */
 export const backups = mysqlTable(
@@ -30,6 +47,14 @@ export const backups = mysqlTable(
     sha256: char("sha256", { length: 64 }),
     /** Object key of the manifest in the backups bucket, once completed. */
     manifestKey: varchar("manifest_key", { length: 255 }),
+    /** Chunks of an incremental that differ from its parent's manifest (null for a FULL). */
+    changedChunks: int("changed_chunks", { unsigned: true }),
+    /** Mean sampled entropy (bits/byte) of the new chunks, as the agent reported it. */
+    agentEntropy: double("agent_entropy"),
+    /** Set when the encryption alarm went off for this restore point. */
+    suspect: json("suspect").$type<BackupSuspicion>(),
+    suspectVerdict: mysqlEnum("suspect_verdict", SUSPECT_VERDICTS),
+    suspectResolvedAt: ts("suspect_resolved_at"),
     ...timestamps,
     completedAt: ts("completed_at"),
     deletedAt: ts("deleted_at"),

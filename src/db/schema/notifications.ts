@@ -11,6 +11,7 @@ export const NOTIFICATION_KINDS = [
   "RECOVERY_FAILED",
   "RECOVERY_COMPLETED",
   "INSTANCE_TERMINATING",
+  "ENCRYPTION_SUSPECTED",
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 

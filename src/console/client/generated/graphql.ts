@@ -117,6 +117,8 @@ export type LogInInput = {
 export type NotificationKind =
   /** A source's scheduled backup did not happen */
   | 'BACKUP_MISSED'
+  /** An incremental changed most of the disk into random-looking data (possible ransomware encryption); its restore point is marked suspect */
+  | 'ENCRYPTION_SUSPECTED'
   /** A stopped machine will be terminated by the stale-machine clean-up within 2 days */
   | 'INSTANCE_TERMINATING'
   /** A recovery completed: the machine runs */
@@ -209,6 +211,13 @@ export type StartRecoveryInput = {
   /** Default: the server's (LOCAL unless AWS is configured) */
   target?: RecoveryTarget | null | undefined;
 };
+
+/** The owner's answer to an encryption alarm */
+export type SuspectVerdict =
+  /** The disk was encrypted: the restore point stays marked; recover from the last clean one */
+  | 'ENCRYPTED'
+  /** The change was legitimate: the restore point is clean */
+  | 'SAFE';
 
 /** ACTIVE: being sent. COMPLETED: the backup completed. FAILED: the agent said why it stopped (failureReason). ABANDONED: it stopped without a word (see failureReason), or its backup was aborted or deleted. */
 export type UploadStatus =
@@ -317,14 +326,14 @@ export type ConsoleBackupSummaryFragment = { id: string, sourceName: string, kin
 
 export type ConsoleBootEvidenceFragment = { kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string };
 
-export type ConsoleRestorePointFragment = { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
+export type ConsoleRestorePointFragment = { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, suspect: { reason: string, changedPercent: number, usualPercent: number | null, entropy: number, verdict: SuspectVerdict | null } | null, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
 
 export type ConsoleRestorePointsQueryVariables = Exact<{
   first?: number | null | undefined;
 }>;
 
 
-export type ConsoleRestorePointsQuery = { backups: { totalCount: number, edges: Array<{ node: { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
+export type ConsoleRestorePointsQuery = { backups: { totalCount: number, edges: Array<{ node: { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, suspect: { reason: string, changedPercent: number, usualPercent: number | null, entropy: number, verdict: SuspectVerdict | null } | null, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
 
 export type ConsoleUploadFragment = { id: string, status: UploadStatus, sourceName: string, bytesSent: number, chunksSent: number, bytesTotal: number | null, bytesDone: number, rate: number, etaSeconds: number | null, failureReason: string | null, startedAt: string, completedAt: string | null };
 
@@ -341,6 +350,14 @@ export type ConsoleUploadProgressSubscriptionVariables = Exact<{
 
 
 export type ConsoleUploadProgressSubscription = { uploadProgress: { id: string, status: UploadStatus, sourceName: string, bytesSent: number, chunksSent: number, bytesTotal: number | null, bytesDone: number, rate: number, etaSeconds: number | null, failureReason: string | null, startedAt: string, completedAt: string | null } };
+
+export type ConsoleResolveSuspectBackupMutationVariables = Exact<{
+  id: string;
+  verdict?: SuspectVerdict | null | undefined;
+}>;
+
+
+export type ConsoleResolveSuspectBackupMutation = { resolveSuspectBackup: { id: string, suspect: { verdict: SuspectVerdict | null } | null } };
 
 export type ConsoleSourceHealthQueryVariables = Exact<{
   sourceName: string;
@@ -608,6 +625,13 @@ export const ConsoleRestorePointFragmentDoc = new TypedDocumentString(`
   completedAt
   status
   restorable
+  suspect {
+    reason
+    changedPercent
+    usualPercent
+    entropy
+    verdict
+  }
   verification {
     id
     status
@@ -907,6 +931,13 @@ fragment ConsoleRestorePoint on Backup {
   completedAt
   status
   restorable
+  suspect {
+    reason
+    changedPercent
+    usualPercent
+    entropy
+    verdict
+  }
   verification {
     id
     status
@@ -963,6 +994,16 @@ export const ConsoleUploadProgressDocument = new TypedDocumentString(`
   startedAt
   completedAt
 }`) as unknown as TypedDocumentString<ConsoleUploadProgressSubscription, ConsoleUploadProgressSubscriptionVariables>;
+export const ConsoleResolveSuspectBackupDocument = new TypedDocumentString(`
+    mutation ConsoleResolveSuspectBackup($id: ID!, $verdict: SuspectVerdict) {
+  resolveSuspectBackup(id: $id, verdict: $verdict) {
+    id
+    suspect {
+      verdict
+    }
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleResolveSuspectBackupMutation, ConsoleResolveSuspectBackupMutationVariables>;
 export const ConsoleSourceHealthDocument = new TypedDocumentString(`
     query ConsoleSourceHealth($sourceName: String!) {
   sourceHealth(sourceName: $sourceName) {

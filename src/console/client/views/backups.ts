@@ -4,6 +4,7 @@ import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel, targetLabel 
 import {
   ConsoleRecoveriesDocument,
   ConsoleRecoveryTargetsDocument,
+  ConsoleResolveSuspectBackupDocument,
   ConsoleRestorePointsDocument,
   ConsoleStartRecoveryDocument,
   ConsoleUploadsDocument,
@@ -17,6 +18,7 @@ import { errorBox, loading, type View, type ViewContext } from "../view";
 import { drillsPanel } from "./drills-panel";
 import { uploadPanel } from "./upload-panel";
 import { evidenceWords, verdictWords } from "../../../client/verdict-words";
+import { restorePointAlarms, type AlarmMark } from "../../../client/alarm-marks";
 
 /** Restore points, grouped by the machine they came from, newest first. */
 export const backupsView: View = async (ctx) => {
@@ -87,6 +89,7 @@ export const backupsView: View = async (ctx) => {
   }
   for (const [source, list] of groups) {
     const headingId = uid("source");
+    const alarms = restorePointAlarms(list);
     ctx.main.appendChild(
       h(
         "section",
@@ -97,7 +100,7 @@ export const backupsView: View = async (ctx) => {
         h(
           "ul",
           { class: "cards" },
-          list.map((p, i) => restorePointCard(ctx, p, i === 0 && p.restorable, status)),
+          list.map((p, i) => restorePointCard(ctx, p, i === 0 && p.restorable, status, alarms.get(p.id))),
         ),
       ),
     );
@@ -162,7 +165,42 @@ function statusText(p: RestorePoint): string {
   }
 }
 
-function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, status: HTMLElement): HTMLLIElement {
+/** The encryption alarm on a card: what was seen, and the owner's two answers. */
+function alarmNotice(ctx: ViewContext, p: RestorePoint, mark: AlarmMark | undefined): HTMLElement | null {
+  const s = p.suspect;
+  if (!s || s.verdict === "SAFE") return null;
+  if (s.verdict === "ENCRYPTED")
+    return h("div", { class: "notice notice-error", role: "note" }, h("strong", null, "You marked this restore point as encrypted."), h("p", null, "Recover from the restore point marked “Last clean”."));
+  const answer = async (verdict: "SAFE" | "ENCRYPTED", button: HTMLButtonElement) => {
+    button.disabled = true;
+    try {
+      await gql(ConsoleResolveSuspectBackupDocument, { id: p.id, verdict });
+      if (ctx.alive()) ctx.navigate("#/backups");
+    } catch (error) {
+      button.disabled = false;
+      if (ctx.alive()) notice.appendChild(errorBox(error, "Your answer could not be saved."));
+    }
+  };
+  const safe = h("button", { type: "button", class: "btn" }, "It was a legitimate change");
+  const encrypted = h("button", { type: "button", class: "btn btn-danger" }, "It is encrypted");
+  safe.addEventListener("click", () => void answer("SAFE", safe));
+  encrypted.addEventListener("click", () => void answer("ENCRYPTED", encrypted));
+  const notice = h(
+    "div",
+    { class: "notice notice-error alarm", role: "alert" },
+    h("strong", null, mark === "SUSPECT" ? "Possible ransomware encryption" : "Suspected encryption"),
+    h(
+      "p",
+      null,
+      `${s.changedPercent} % of the disk changed in this backup (usually ${s.usualPercent === null ? "unknown" : `${s.usualPercent} %`}), into data that looks encrypted (${s.entropy.toFixed(2)} bits per byte). ` +
+        "Check the server now. Until you answer, older clean restore points are kept whatever the retention policy says.",
+    ),
+    h("div", { class: "actions" }, safe, encrypted),
+  );
+  return notice;
+}
+
+function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, status: HTMLElement, alarm?: AlarmMark): HTMLLIElement {
   const titleId = uid("rp");
   const whyId = uid("why");
   const verification = verificationText(p);
@@ -173,7 +211,17 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
   return h(
     "li",
     { class: "card restore-point", "aria-labelledby": titleId, "data-backup-id": p.id },
-    h("h3", { id: titleId }, formatDate(p.createdAt), ago ? h("span", { class: "muted" }, ` (${ago})`) : null, latest ? h("span", { class: "badge" }, "Latest") : null),
+    h(
+      "h3",
+      { id: titleId },
+      formatDate(p.createdAt),
+      ago ? h("span", { class: "muted" }, ` (${ago})`) : null,
+      latest ? h("span", { class: "badge" }, "Latest") : null,
+      alarm === "SUSPECT" ? h("span", { class: "badge badge-danger", "data-alarm": "suspect" }, "⚠ Suspect: possible ransomware") : null,
+      alarm === "ENCRYPTED" ? h("span", { class: "badge badge-danger", "data-alarm": "encrypted" }, "Encrypted") : null,
+      alarm === "LAST_CLEAN" ? h("span", { class: "badge badge-good", "data-alarm": "last-clean" }, "Last clean") : null,
+    ),
+    alarmNotice(ctx, p, alarm),
     h(
       "dl",
       { class: "facts" },
@@ -233,6 +281,9 @@ async function startRecovery(ctx: ViewContext, p: RestorePoint, button: HTMLButt
     title: `Recover ${p.sourceName}?`,
     body: [
       h("p", null, `ReClo will start a new machine from the restore point of ${formatDate(p.createdAt)}. The restore point itself stays unchanged.`),
+      p.suspect && p.suspect.verdict !== "SAFE"
+        ? h("p", { class: "notice notice-error" }, "Warning: this restore point is suspected of holding a ransomware-encrypted disk. Recover from the restore point marked “Last clean” unless you are sure.")
+        : null,
       fieldset,
     ],
     confirmLabel: "Start recovery",

@@ -1,0 +1,233 @@
+import { createCipheriv, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { BackupDocument, BackupsDocument, ResolveSuspectBackupDocument } from "../../src/client/generated/graphql";
+import { runBackup } from "../../src/cli/backup";
+import { backups, notifications, recoveries } from "../../src/db/schema";
+import { sampleEntropy } from "../../src/shared/bytes";
+import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
+import { activitiesFor } from "../../src/worker-activities";
+import type { ChildProcess } from "node:child_process";
+import { backupImage } from "../helpers/backup";
+import { killChildren, spawnCli } from "../helpers/cli";
+import { cliSourceEnv } from "../helpers/processes";
+import { clearMailsTo, mailsTo, waitForMail } from "../helpers/mailpit";
+import { errorOf, signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
+import { waitFor } from "../helpers/wait";
+
+const MiB = 1024 * 1024;
+const CHUNK = 8 * MiB; // the smallest chunk size: 16 chunks make a 128 MiB image
+const CHUNKS = 16;
+const TEXT = Buffer.from(
+  "Invoice 2026-11 for Example GmbH: 12 x consulting hours at 95.00 EUR, VAT 19 %, payable within 30 days. " +
+    "The quick brown fox jumps over the lazy dog; meeting notes, spreadsheets and letters fill a small office disk.\n",
+);
+
+/** A chunk of office-like text (low entropy), unique per chunk and version. */
+function textChunk(tag: string): Buffer {
+  const buf = Buffer.alloc(CHUNK);
+  for (let off = 0; off < CHUNK; off += TEXT.length) TEXT.copy(buf, off);
+  buf.write(`${tag} ${randomBytes(8).toString("hex")}\n`, 0);
+  return buf;
+}
+
+/** AES-256-CTR over chunks [from, to) of the image file in place: what ransomware does to a disk. */
+function encryptChunks(file: string, from: number, to: number): void {
+  const cipher = createCipheriv("aes-256-ctr", randomBytes(32), randomBytes(16));
+  const fd = fs.openSync(file, "r+");
+  try {
+    const buf = Buffer.alloc(CHUNK);
+    for (let i = from; i < to; i++) {
+      fs.readSync(fd, buf, 0, CHUNK, i * CHUNK);
+      fs.writeSync(fd, cipher.update(buf), 0, CHUNK, i * CHUNK);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** An ordinary day: one chunk's text edited. */
+function editChunk(file: string, index: number, tag: string): void {
+  const fd = fs.openSync(file, "r+");
+  try {
+    fs.writeSync(fd, Buffer.from(`${tag} edited ${randomBytes(8).toString("hex")}\n`), 0, undefined, index * CHUNK + 4096);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+let stack: TestStack;
+let worker: WorkerHandle;
+let tmp: string;
+const taskQueue = `test-alarm-${process.pid}-${Date.now()}`;
+
+beforeAll(async () => {
+  stack = await startStack({ TEMPORAL_TASK_QUEUE: taskQueue });
+  worker = await startWorker({ config: stack.config.temporal, activities: activitiesFor(stack.rt), logger: stack.rt.logger, workflowBundle: { codePath: inject("workflowBundlePath") } });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reclo-alarm-"));
+});
+
+afterAll(async () => {
+  await worker?.shutdown();
+  await stack?.stop();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("the sampled entropy measure", () => {
+  it("is 0 for one repeated byte, about 8 for random or AES-encrypted data, and well below 7.5 for office text", () => {
+    expect(sampleEntropy(Buffer.alloc(CHUNK, 7))).toBe(0);
+    expect(sampleEntropy(randomBytes(CHUNK))).toBeGreaterThan(7.9);
+    const text = textChunk("t");
+    expect(sampleEntropy(text)).toBeLessThan(5);
+    expect(sampleEntropy(createCipheriv("aes-256-ctr", randomBytes(32), randomBytes(16)).update(text))).toBeGreaterThan(7.9);
+  });
+});
+
+describe("encryption alarm: the real backup engine against the real API, S3, Temporal and mailpit (issue 18)", () => {
+  let user: TestUser;
+  let image: string;
+  let configDir: string;
+  const source = uniqueName("office");
+  const ids: string[] = [];
+  const backup = () => runBackup({ client: user.client, imagePath: image, sourceName: source, configDir, serverUrl: stack.app.graphqlUrl });
+  const alarms = () => stack.rt.database.db.select().from(notifications).where(and(eq(notifications.userId, user.id), eq(notifications.kind, "ENCRYPTION_SUSPECTED")));
+  const suspectOf = async (id: string) => (await user.client.request(BackupDocument, { id })).backup.suspect;
+
+  beforeAll(async () => {
+    user = await signUp(stack);
+    await clearMailsTo(user.email);
+    image = path.join(tmp, "office.img");
+    configDir = path.join(tmp, "config");
+    const fd = fs.openSync(image, "w");
+    for (let i = 0; i < CHUNKS; i++) fs.writeSync(fd, textChunk(`chunk ${i}`), 0, CHUNK, i * CHUNK);
+    fs.closeSync(fd);
+  });
+
+  it("a FULL and two ordinary incrementals (1 of 16 chunks each) raise nothing and record their change", async () => {
+    const full = await backup();
+    expect(full.kind).toBe("FULL");
+    ids.push(full.backupId);
+    for (const [n, chunk] of [
+      [1, 3],
+      [2, 9],
+    ] as const) {
+      editChunk(image, chunk, `day ${n}`);
+      const r = await backup();
+      expect(r).toMatchObject({ kind: "INCREMENTAL", status: "COMPLETED", chunksUploaded: 1 });
+      ids.push(r.backupId);
+      const { backup: b } = await user.client.request(BackupDocument, { id: r.backupId });
+      expect(b).toMatchObject({ changedChunks: 1, suspect: null });
+      const [row] = await stack.rt.database.db.select().from(backups).where(eq(backups.id, r.backupId));
+      expect(row!.agentEntropy).toBeGreaterThan(3); // the agent measured its one new (text) chunk…
+      expect(row!.agentEntropy).toBeLessThan(5);
+    }
+    expect(await alarms()).toEqual([]);
+  });
+
+  it("encrypting most of the disk (AES-256-CTR over 14 of 16 chunks) raises exactly one alarm, e-mailed, and marks the restore point suspect", async () => {
+    encryptChunks(image, 0, 14);
+    const r = await backup();
+    expect(r).toMatchObject({ kind: "INCREMENTAL", status: "COMPLETED", chunksUploaded: 14 });
+    ids.push(r.backupId);
+    const suspect = await suspectOf(r.backupId);
+    expect(suspect).toMatchObject({ changedPercent: 87.5, usualPercent: 6.25, sampledChunks: 4, verdict: null, resolvedAt: null });
+    expect(suspect!.entropy).toBeGreaterThan(7.9);
+    expect(suspect!.agentEntropy).toBeGreaterThan(7.9);
+    expect(suspect!.reason).toMatch(/87\.5 % of the disk changed \(usually 6\.3 %\)/);
+
+    const raised = await alarms();
+    expect(raised).toHaveLength(1);
+    expect(raised[0]).toMatchObject({ subjectType: "BACKUP", subjectId: r.backupId, dedupeKey: `encryption-suspected:${r.backupId}`, title: `Possible ransomware encryption on ${source}` });
+    const mail = await waitForMail(user.email, /Possible ransomware encryption/);
+    expect(mail.Subject).toBe(`[ReClo] Possible ransomware encryption on ${source}`);
+    expect(mail.Text).toContain("marked SUSPECT");
+    // Delivery has finished (the workflow's result): still one such mail.
+    await stack.rt.temporal.client.workflow.getHandle(`notification-${raised[0]!.id}`).result();
+    expect((await mailsTo(user.email)).filter((m) => /ransomware/.test(m.Subject))).toHaveLength(1);
+
+    // The picker's list carries it.
+    const list = (await user.client.request(BackupsDocument, { first: 10, filter: { sourceName: source } })).backups.edges.map((e) => e.node);
+    expect(list.find((b) => b.id === r.backupId)!.suspect?.changedPercent).toBe(87.5);
+    expect(list.filter((b) => b.suspect)).toHaveLength(1);
+  });
+
+  it("the CLI marks the suspect restore point and the last clean one; `reclo recover` warns and asks before recovering the suspect one", async () => {
+    const children = new Set<ChildProcess>();
+    const reclo = (args: string[], input?: string) =>
+      spawnCli(children, args, { env: { ...process.env, ...cliSourceEnv(), RECLO_CONFIG_DIR: configDir, RECLO_URL: stack.app.graphqlUrl, RECLO_TOKEN: user.token }, input });
+    try {
+      const list = await reclo(["backups", "--source", source]);
+      expect(list.code).toBe(0);
+      const lines = list.stdout.split("\n");
+      expect(lines[0]).toMatch(/ALARM\s*$/);
+      expect(lines.find((l) => l.startsWith(ids[3]!))).toContain("SUSPECT: possible ransomware (87.5 % changed)");
+      expect(lines.find((l) => l.startsWith(ids[2]!))).toMatch(/last clean\s*$/);
+      expect(lines.find((l) => l.startsWith(ids[1]!))).not.toMatch(/last clean|SUSPECT/);
+      expect(list.stdout).toContain(`WARNING: possible ransomware encryption of ${source} in ${ids[3]}`);
+      expect(list.stdout).toContain(`reclo backups resolve ${ids[3]} --safe`);
+
+      // Picking the suspect point (1, the newest) warns and, without a yes, recovers nothing.
+      const pick = await reclo(["recover", "--source", source], "1\nn\n");
+      expect(pick.code).not.toBe(0);
+      expect(pick.stderr).toMatch(/ALARM/);
+      expect(pick.stderr).toContain("WARNING: restore point 1 is suspected of holding a ransomware-encrypted disk");
+      expect(pick.stderr).toContain("The last clean restore point is 2.");
+      expect(await stack.rt.database.db.select().from(recoveries).where(eq(recoveries.userId, user.id))).toEqual([]);
+    } finally {
+      killChildren(children);
+    }
+  });
+
+  it("while unresolved, retention keeps the last clean restore points; answering SAFE lets it apply again", async () => {
+    const suspectId = ids[3]!;
+    await stack.rt.services.maintenance.setRetentionPolicy(user.id, { keepWeeklyFull: 1, keepDaily: 0 });
+    await stack.rt.services.maintenance.applyRetention();
+    const statuses = async () => new Map((await stack.rt.database.db.select().from(backups).where(eq(backups.userId, user.id))).map((b) => [b.id, b.status]));
+    let now = await statuses();
+    expect(ids.map((id) => now.get(id))).toEqual(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"]);
+
+    // Someone else cannot answer for it; an unsuspected restore point has nothing to answer.
+    const other = await signUp(stack);
+    expect((await errorOf(other.client.request(ResolveSuspectBackupDocument, { id: suspectId, verdict: "SAFE" as const }))).code).toBe("NOT_FOUND");
+    expect((await errorOf(user.client.request(ResolveSuspectBackupDocument, { id: ids[1]!, verdict: "SAFE" as const }))).code).toBe("CONFLICT");
+    expect((await errorOf(user.client.request(ResolveSuspectBackupDocument, { id: suspectId }))).code).toBe("BAD_USER_INPUT");
+
+    const resolved = (await user.client.request(ResolveSuspectBackupDocument, { id: suspectId, verdict: "SAFE" as const })).resolveSuspectBackup;
+    expect(resolved.suspect).toMatchObject({ verdict: "SAFE", changedPercent: 87.5 });
+    expect(resolved.suspect!.resolvedAt).not.toBeNull();
+    await stack.rt.services.maintenance.applyRetention();
+    now = await statuses();
+    // The policy alone: the newest FULL and the latest restore point stay; the two incrementals go.
+    expect(ids.map((id) => now.get(id))).toEqual(["COMPLETED", "DELETED", "DELETED", "COMPLETED"]);
+    expect(await alarms()).toHaveLength(1);
+  });
+});
+
+describe("encryption alarm: a lying agent", () => {
+  it("reporting low entropy for encrypted chunks is still caught by the server's read-back", async () => {
+    const user = await signUp(stack);
+    const sourceName = uniqueName("liar");
+    const clean = Buffer.concat(Array.from({ length: 8 }, (_, i) => textChunk(`liar ${i}`)));
+    const full = await backupImage(stack, user.id, clean, { sourceName, entropy: 4 });
+    expect(full.backup.suspect).toBeNull();
+    const encrypted = Buffer.from(clean);
+    createCipheriv("aes-256-ctr", randomBytes(32), randomBytes(16)).update(clean.subarray(0, 7 * CHUNK)).copy(encrypted, 0);
+    const { backup } = await backupImage(stack, user.id, encrypted, { sourceName, kind: "INCREMENTAL", parentBackupId: full.backup.id, entropy: 2 });
+    expect(backup.suspect).toMatchObject({ changedPercent: 87.5, usualPercent: null, agentEntropy: 2 });
+    expect(backup.suspect!.entropy).toBeGreaterThan(7.9);
+    expect(backup.suspect!.reason).toMatch(/the agent reported 2 bits\/byte, far below what the server measured/);
+    const raised = await waitFor(
+      "the alarm",
+      async () => {
+        const rows = await stack.rt.database.db.select().from(notifications).where(and(eq(notifications.userId, user.id), eq(notifications.kind, "ENCRYPTION_SUSPECTED")));
+        return rows.length ? rows : undefined;
+      },
+      10_000,
+    );
+    expect(raised).toHaveLength(1);
+    await waitForMail(user.email, /Possible ransomware encryption/);
+  });
+});
