@@ -81,6 +81,7 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
   };
   const stale: StaleInstanceActivities = { terminateStaleInstances: async () => ["instance-row-1"] };
   const maintenance: MaintenanceActivities = {
+    purgeTrash: async () => ({ deleted: [], policiesApplied: [] }),
     applyRetention: async () => ({ users: 2, deleted: ["backup-old"] }),
     expireUploads: async () => [],
     usersWithBackups: async () => ["user-1", "user-2"],

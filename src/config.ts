@@ -247,6 +247,10 @@ const envSchema = z.object({
   S3_PRESIGN_EXPIRY: duration("15m"),
   /** Chunks younger than this are never garbage-collected (an upload may be writing them). */
   GC_GRACE: duration("1h"),
+  /** Deleting a restore point or shortening retention takes effect only this long after it is asked for (issue 18: the trash). */
+  DELETION_DELAY: duration("72h"),
+  /** Deleting or shortening retention needs the password re-entered on this session within this window. */
+  FRESH_AUTH_WINDOW: duration("5m"),
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
   BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
   /** How often the missed-backup check (every source's latest slot plus its grace) runs. */
@@ -526,7 +530,7 @@ export interface Config {
     buckets: { backups: string; imports: string; artifacts: string };
     presignExpiryMs: number;
   };
-  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number; missedCheckIntervalMs: number };
+  backups: { gcGraceMs: number; maintenanceIntervalMs: number; uploadExpiryMs: number; missedCheckIntervalMs: number; deletionDelayMs?: number; freshAuthWindowMs?: number };
   /** Fair-use limits (null = unlimited). */
   quotas: {
     storedBytes: number | null;
@@ -737,7 +741,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       buckets: { backups: e.S3_BACKUPS_BUCKET, imports: e.S3_IMPORTS_BUCKET, artifacts: e.S3_ARTIFACTS_BUCKET },
       presignExpiryMs: e.S3_PRESIGN_EXPIRY,
     },
-    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY, missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL },
+    backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY, missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL, deletionDelayMs: e.DELETION_DELAY, freshAuthWindowMs: e.FRESH_AUTH_WINDOW },
     quotas: {
       storedBytes: e.QUOTA_STORED_BYTES || null,
       maxImageBytes: e.QUOTA_MAX_IMAGE_BYTES || null,

@@ -11,6 +11,8 @@ const missed = proxyActivities<MissedBackupActivities>({ startToCloseTimeout: "1
  * manifest or active upload references. Both run first so what they release is reclaimed in the same run.
  */
 export async function backupMaintenance(input: BackupMaintenanceInput = {}): Promise<BackupMaintenanceResult> {
+  // Due deletions and shortenings first, so retention applies the policy now in force and the GC reclaims what they released.
+  const trash = await maintenance.purgeTrash();
   const retention = await maintenance.applyRetention();
   const expiredUploads = await maintenance.expireUploads();
   const users = input.userIds ?? (await maintenance.usersWithBackups());
@@ -26,7 +28,7 @@ export async function backupMaintenance(input: BackupMaintenanceInput = {}): Pro
       failedUsers.push({ userId, error: reasonOf(err) });
     }
   }
-  return { retentionDeleted: retention.deleted, expiredUploads, users: users.length, deletedChunks, freedBytes, failedUsers };
+  return { retentionDeleted: retention.deleted, trashDeleted: trash.deleted, expiredUploads, users: users.length, deletedChunks, freedBytes, failedUsers };
 }
 
 /** Scheduled daily: drop sessions that expired or were revoked more than a day ago. */

@@ -10,6 +10,7 @@ export enum NotificationKind {
   RECOVERY_FAILED = "RECOVERY_FAILED",
   RECOVERY_COMPLETED = "RECOVERY_COMPLETED",
   INSTANCE_TERMINATING = "INSTANCE_TERMINATING",
+  DELETION_REQUESTED = "DELETION_REQUESTED",
 }
 registerEnumType(NotificationKind, {
   name: "NotificationKind",
@@ -22,6 +23,7 @@ registerEnumType(NotificationKind, {
     RECOVERY_FAILED: { description: "A recovery ended FAILED" },
     RECOVERY_COMPLETED: { description: "A recovery completed: the machine runs" },
     INSTANCE_TERMINATING: { description: "A stopped machine will be terminated by the stale-machine clean-up within 2 days" },
+    DELETION_REQUESTED: { description: "A restore point's deletion or a retention shortening was asked for: it is in the trash until its delay passes" },
   },
 });
 // The GraphQL enum and the table's kinds are one list.

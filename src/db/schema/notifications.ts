@@ -11,6 +11,7 @@ export const NOTIFICATION_KINDS = [
   "RECOVERY_FAILED",
   "RECOVERY_COMPLETED",
   "INSTANCE_TERMINATING",
+  "DELETION_REQUESTED",
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
