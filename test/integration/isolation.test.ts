@@ -101,7 +101,12 @@ async function seed(stack: TestStack, owner: TestUser) {
   await stack.rt.database.db.insert(notifications).values(notification);
   // A live support grant (issue 17): revokeSupportAccess takes its id.
   const grant = await s.grants.grant({ id: owner.id, role: "CUSTOMER" }, { minutes: 60 });
+  // A restore point in the owner's trash (issue 18): restoreFromTrash takes its id.
+  const trashed = await s.backups.create(owner.id, { sourceName: "fileserver", imageSize: 100 * 1024 * 1024, kind: "FULL" as never });
+  await stack.rt.database.db.update(backups).set({ status: "COMPLETED", completedAt: new Date() }).where(eq(backups.id, trashed.id));
+  await s.trash.deleteBackup(owner.id, trashed.id, owner.username);
   return {
+    TrashItem: trashed.id,
     SupportGrant: grant.id,
     Backup: incr.id,
     Webhook: webhook.id,
@@ -196,6 +201,7 @@ describe("tenant isolation", () => {
         "Mutation.removeWebhook",
         "Mutation.sendTestWebhook",
         "Mutation.revokeSupportAccess",
+        "Mutation.restoreFromTrash",
       ]),
     );
   });
