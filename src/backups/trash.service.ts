@@ -156,7 +156,7 @@ export class TrashService {
         this.backups.changed(b);
       }
     }
-    const policies = await this.db.select().from(retentionPolicies).where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now)));
+    const policies = await this.db.select().from(retentionPolicies).where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now), isNotNull(retentionPolicies.pendingKeepWeeklyFull), isNotNull(retentionPolicies.pendingKeepDaily)));
     const policiesApplied: string[] = [];
     for (const p of policies) {
       const [res] = await this.db
