@@ -6,6 +6,7 @@ import { startStack, signUp, type TestStack, type TestUser } from "../helpers/st
 import {
   BackupDocument,
   BackupsDocument,
+  TrashDocument,
   BackupVerificationDocument,
   CompleteBackupDocument,
   ConfirmChunksDocument,
@@ -228,15 +229,19 @@ describe("tenant isolation", () => {
       mallory.client.request(InstancesDocument, {}),
     ]);
     const [b, u, r, i] = lists;
-    expect(b.backups.totalCount).toBe(2);
+    expect(b.backups.totalCount).toBe(3); // her two, and her own one in the trash (still a restore point)
     expect(b.backups.edges.map((e) => e.node.id)).not.toContain(ids.Backup);
+    expect(b.backups.edges.map((e) => e.node.id)).not.toContain(ids.TrashItem);
+    const { trash } = await mallory.client.request(TrashDocument);
+    expect(trash).toHaveLength(1);
+    expect(trash.map((t) => t.id)).not.toContain(ids.TrashItem);
     expect(u.uploads.edges.map((e) => e.node.id)).not.toContain(ids.Upload);
     expect(r.recoveries.edges.map((e) => e.node.id)).not.toContain(ids.Recovery);
     expect(i.instances.edges.map((e) => e.node.id)).not.toContain(ids.Instance);
     expect(i.instances.totalCount).toBe(1);
     const [n, w] = await Promise.all([mallory.client.request(NotificationsDocument, {}), mallory.client.request(WebhooksDocument, {})]);
     expect(n.notifications.edges.map((e) => e.node.id)).not.toContain(ids.Notification);
-    expect(n.notifications.totalCount).toBe(1);
+    expect(n.notifications.totalCount).toBe(2); // hers, and the DELETION_REQUESTED of her trashed backup
     expect(w.webhooks.map((x) => x.id)).not.toContain(ids.Webhook);
     expect(w.webhooks).toHaveLength(1);
   });
