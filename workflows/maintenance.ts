@@ -1,4 +1,4 @@
-import { proxyActivities } from "@temporalio/workflow";
+import { patched, proxyActivities } from "@temporalio/workflow";
 import type { BackupMaintenanceInput, BackupMaintenanceResult, MaintenanceActivities, MissedBackupActivities, MissedBackupResult, SessionPurgeActivities } from "./contracts";
 import { reasonOf, retryPolicy } from "./policies";
 
@@ -12,7 +12,8 @@ const missed = proxyActivities<MissedBackupActivities>({ startToCloseTimeout: "1
  */
 export async function backupMaintenance(input: BackupMaintenanceInput = {}): Promise<BackupMaintenanceResult> {
   // Due deletions and shortenings first, so retention applies the policy now in force and the GC reclaims what they released.
-  const trash = await maintenance.purgeTrash();
+  // patched: runs recorded before the trash (issue 18) replay without this activity.
+  const trash = patched("purge-trash") ? await maintenance.purgeTrash() : { deleted: [] as string[] };
   const retention = await maintenance.applyRetention();
   const expiredUploads = await maintenance.expireUploads();
   const users = input.userIds ?? (await maintenance.usersWithBackups());
