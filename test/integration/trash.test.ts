@@ -14,6 +14,7 @@ import {
   ReauthenticateDocument,
   RestoreFromTrashDocument,
   RetentionPolicyDocument,
+  SetNotificationPreferencesDocument,
   SetRetentionPolicyDocument,
   TrashDocument,
 } from "../../src/client/generated/graphql";
@@ -122,8 +123,12 @@ describe("deletion defense (issue 18): fresh authentication and the trash", () =
     const onlyInFull = full.chunks[0]!;
     expect(incr.chunks).not.toContain(onlyInFull);
 
+    // Even with every e-mail turned off (as a thief with the session would), the deletion is e-mailed.
+    await u.client.request(SetNotificationPreferencesDocument, { input: { emailKinds: [] } });
+    await clearMailsTo(u.email);
     await u.client.request(ReauthenticateDocument, { password: PASSWORD });
     await u.client.request(DeleteBackupDocument, { id: full.backup.id });
+    expect((await waitForMail(u.email, /will be deleted on/)).Text).toContain(full.backup.id);
     const kept = await runMaintenance([u.id]);
     expect(kept.trashDeleted).toEqual([]);
     expect(kept.deletedChunks).toBe(0);
