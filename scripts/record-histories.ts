@@ -81,6 +81,7 @@ function activities(overrides: Partial<WorkerActivities> = {}): WorkerActivities
   };
   const stale: StaleInstanceActivities = { terminateStaleInstances: async () => ["instance-row-1"] };
   const maintenance: MaintenanceActivities = {
+    purgeTrash: async () => ({ deleted: [], policiesApplied: [] }),
     applyRetention: async () => ({ users: 2, deleted: ["backup-old"] }),
     expireUploads: async () => [],
     usersWithBackups: async () => ["user-1", "user-2"],
@@ -216,6 +217,8 @@ function scenarios(): Scenario[] {
     { name: "reconcile-recoveries", workflowType: "reconcileRecoveries", args: [600_000], activities: activities() },
     { name: "terminate-stale-instances", workflowType: "terminateStaleInstances", args: [14 * 86_400_000], activities: activities() },
     { name: "backup-maintenance", workflowType: "backupMaintenance", args: [{}], activities: activities() },
+    // Issue 18: the trash purge (patched "purge-trash") runs first.
+    { name: "backup-maintenance-trash", workflowType: "backupMaintenance", args: [{}], activities: activities() },
     { name: "sync-instance-states", workflowType: "syncInstanceStates", args: [{ batchSize: 2 }], activities: activities() },
     { name: "purge-sessions", workflowType: "purgeSessions", args: [86_400_000], activities: activities() },
     {

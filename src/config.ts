@@ -257,6 +257,10 @@ const envSchema = z.object({
   OBJECT_LOCK_DAYS: z.coerce.number().positive().default(30),
   /** Chunks younger than this are never garbage-collected (an upload may be writing them). */
   GC_GRACE: duration("1h"),
+  /** Deleting a restore point or shortening retention takes effect only this long after it is asked for (issue 18: the trash). */
+  DELETION_DELAY: duration("72h"),
+  /** Deleting or shortening retention needs the password re-entered on this session within this window. */
+  FRESH_AUTH_WINDOW: duration("5m"),
   /** How often the backup-maintenance schedule (retention, then chunk GC) runs. */
   BACKUP_MAINTENANCE_INTERVAL: duration("6h"),
   /** How often the missed-backup check (every source's latest slot plus its grace) runs. */
@@ -553,6 +557,9 @@ export interface Config {
     missedCheckIntervalMs: number;
     /** Encryption alarm thresholds (defaults: src/backups/encryption-alarm.ts). */
     alarm?: { minChangedPercent: number; minRatio: number; minEntropy: number; keepClean: number };
+    /** Deletion defense: how long a deletion waits in the trash; how recent a re-entered password must be. */
+    deletionDelayMs?: number;
+    freshAuthWindowMs?: number;
   };
   /** Fair-use limits (null = unlimited). */
   quotas: {
@@ -771,6 +778,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     backups: { gcGraceMs: e.GC_GRACE, maintenanceIntervalMs: e.BACKUP_MAINTENANCE_INTERVAL, uploadExpiryMs: e.UPLOAD_EXPIRY,
       missedCheckIntervalMs: e.MISSED_BACKUP_CHECK_INTERVAL,
       alarm: { minChangedPercent: e.BACKUP_ALARM_CHANGED_PERCENT, minRatio: e.BACKUP_ALARM_RATIO, minEntropy: e.BACKUP_ALARM_ENTROPY_TENTHS / 10, keepClean: e.BACKUP_ALARM_KEEP_CLEAN },
+      deletionDelayMs: e.DELETION_DELAY,
+      freshAuthWindowMs: e.FRESH_AUTH_WINDOW,
     },
     quotas: {
       storedBytes: e.QUOTA_STORED_BYTES || null,

@@ -11,6 +11,7 @@ import { RecoveryService } from "./recoveries/recovery.service";
 import { InstanceService } from "./instances/instance.service";
 import { BackupLifecycleService } from "./backups/backup-lifecycle.service";
 import { BackupMaintenanceService } from "./backups/backup-maintenance.service";
+import { DEFAULT_DELETION_DELAY_MS, TrashService } from "./backups/trash.service";
 import type { ChunkStore } from "./storage/chunk-store";
 import type { Stores } from "./storage/s3";
 import { RecoveryProgress } from "./recoveries/recovery-progress";
@@ -47,6 +48,10 @@ export interface Services {
   backups: BackupService;
   backupLifecycle: BackupLifecycleService;
   maintenance: BackupMaintenanceService;
+  /** Deletion defense (issue 18): deletions and retention shortenings wait DELETION_DELAY in the trash. */
+  trash: TrashService;
+  /** FRESH_AUTH_WINDOW: how recently the password must have been re-entered for a deletion. */
+  freshAuthWindowMs: number;
   chunks: ChunkStore;
   uploads: UploadService;
   recoveries: RecoveryService;
@@ -171,6 +176,8 @@ export function createServices({ config, db, events, limiter, storage, workflows
     chunks,
     backupLifecycle,
     recoveryProgress,
+    trash: new TrashService(db, backups, backupLifecycle, notifications, { deletionDelayMs: config.backups.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS, logger }, now),
+    freshAuthWindowMs: config.backups.freshAuthWindowMs ?? 5 * 60_000,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger, uploads, keepClean: config.backups.alarm?.keepClean }, now),
     auth,
     accounts,

@@ -39,7 +39,7 @@ export function activitiesFor(rt: Runtime): WorkerActivities {
       local: rt.targets.LOCAL,
     }),
     ...createDrillActivities({ drills: services.drills }),
-    ...createMaintenanceActivities({ maintenance: services.maintenance }),
+    ...createMaintenanceActivities({ maintenance: services.maintenance, trash: services.trash }),
     ...createSessionPurgeActivities({ auth: services.auth }),
     ...createMissedBackupActivities({ sources: services.sources }),
     ...createAlertActivities({ notifications: services.notifications, webhooks: services.webhooks, delivery: services.delivery, mailer: rt.mailer, instances: services.instances, linkBase: config.mail.linkBase, logger: rt.logger }),

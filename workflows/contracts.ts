@@ -368,6 +368,8 @@ export interface BackupMaintenanceInput {
 
 export interface BackupMaintenanceResult {
   retentionDeleted: string[];
+  /** Trashed backups whose DELETION_DELAY passed, deleted this run (issue 18). */
+  trashDeleted: string[];
   /** UPLOADING backups aborted because their upload was abandoned (UPLOAD_EXPIRY). */
   expiredUploads: string[];
   users: number;
@@ -375,6 +377,13 @@ export interface BackupMaintenanceResult {
   freedBytes: number;
   /** Users whose GC failed after retries (their chunks are left alone; others still run). */
   failedUsers: { userId: string; error: string }[];
+}
+
+export interface TrashPurgeResult {
+  /** Backups whose deleteAfter passed, now DELETED. */
+  deleted: string[];
+  /** Users whose pending (shorter) retention policy took effect. */
+  policiesApplied: string[];
 }
 
 export interface RetentionResult {
@@ -398,6 +407,8 @@ export interface GcResult {
 
 /** The activities backupMaintenance calls. */
 export interface MaintenanceActivities {
+  /** Carries out the trash's due deletions and retention shortenings (issue 18). */
+  purgeTrash(): Promise<TrashPurgeResult>;
   /** Soft-deletes the restore points each user's retention policy no longer keeps. */
   applyRetention(): Promise<RetentionResult>;
   /** Aborts UPLOADING backups untouched for UPLOAD_EXPIRY (their chunks become collectable). */

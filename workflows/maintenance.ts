@@ -1,4 +1,4 @@
-import { proxyActivities } from "@temporalio/workflow";
+import { patched, proxyActivities } from "@temporalio/workflow";
 import type { BackupMaintenanceInput, BackupMaintenanceResult, MaintenanceActivities, MissedBackupActivities, MissedBackupResult, SessionPurgeActivities } from "./contracts";
 import { reasonOf, retryPolicy } from "./policies";
 
@@ -11,6 +11,9 @@ const missed = proxyActivities<MissedBackupActivities>({ startToCloseTimeout: "1
  * manifest or active upload references. Both run first so what they release is reclaimed in the same run.
  */
 export async function backupMaintenance(input: BackupMaintenanceInput = {}): Promise<BackupMaintenanceResult> {
+  // Due deletions and shortenings first, so retention applies the policy now in force and the GC reclaims what they released.
+  // patched: runs recorded before the trash (issue 18) replay without this activity.
+  const trash = patched("purge-trash") ? await maintenance.purgeTrash() : { deleted: [] as string[] };
   const retention = await maintenance.applyRetention();
   const expiredUploads = await maintenance.expireUploads();
   const users = input.userIds ?? (await maintenance.usersWithBackups());
@@ -26,7 +29,7 @@ export async function backupMaintenance(input: BackupMaintenanceInput = {}): Pro
       failedUsers.push({ userId, error: reasonOf(err) });
     }
   }
-  return { retentionDeleted: retention.deleted, expiredUploads, users: users.length, deletedChunks, freedBytes, failedUsers };
+  return { retentionDeleted: retention.deleted, trashDeleted: trash.deleted, expiredUploads, users: users.length, deletedChunks, freedBytes, failedUsers };
 }
 
 /** Scheduled daily: drop sessions that expired or were revoked more than a day ago. */

@@ -115,5 +115,5 @@ export class AgentKeyService {
  * no session operation can match it; the agent scope refuses those operations anyway.
  */
 export function agentSession(key: AgentKeyRow): SessionRow {
-  return { id: `agent:${key.id}`, userId: key.userId, tokenHash: key.keyHash, createdAt: key.createdAt, expiresAt: new Date(8_640_000_000_000_000), revokedAt: key.revokedAt, lastUsedAt: key.lastUsedAt, ip: key.lastUsedIp, userAgent: null };
+  return { id: `agent:${key.id}`, userId: key.userId, tokenHash: key.keyHash, createdAt: key.createdAt, expiresAt: new Date(8_640_000_000_000_000), revokedAt: key.revokedAt, lastUsedAt: key.lastUsedAt, reauthenticatedAt: null, ip: key.lastUsedIp, userAgent: null };
 }

@@ -15,6 +15,12 @@ import { decodeCursor, encodeCursor, pageSize, type Page, type PageArgs, type Pa
  */
 export const DEFAULT_EMAIL_KINDS: readonly NotificationKind[] = NOTIFICATION_KINDS.filter((k) => k !== "RECOVERY_COMPLETED");
 
+/**
+ * Always e-mailed, whatever the preferences say (issue 18): a stolen session could otherwise turn
+ * the warning off before deleting, and preferences saved before the kind existed lack it.
+ */
+export const ALWAYS_EMAILED: readonly NotificationKind[] = ["DELETION_REQUESTED"];
+
 /** At most this many ids per markNotificationsRead call. */
 export const MAX_MARK_READ = 500;
 
@@ -126,7 +132,8 @@ export class NotificationService {
   /** The kinds the user is e-mailed. */
   async emailKinds(userId: string): Promise<NotificationKind[]> {
     const [row] = await this.db.select().from(notificationPreferences).where(eq(notificationPreferences.userId, userId)).limit(1);
-    return row ? row.emailKinds.filter((k) => NOTIFICATION_KINDS.includes(k)) : [...DEFAULT_EMAIL_KINDS];
+    const chosen = row ? row.emailKinds.filter((k) => NOTIFICATION_KINDS.includes(k)) : [...DEFAULT_EMAIL_KINDS];
+    return NOTIFICATION_KINDS.filter((k) => chosen.includes(k) || ALWAYS_EMAILED.includes(k));
   }
 
   async setEmailKinds(userId: string, kinds: NotificationKind[]): Promise<NotificationKind[]> {
@@ -135,7 +142,7 @@ export class NotificationService {
     const emailKinds = NOTIFICATION_KINDS.filter((k) => kinds.includes(k));
     const updatedAt = this.now();
     await this.db.insert(notificationPreferences).values({ userId, emailKinds, updatedAt }).onDuplicateKeyUpdate({ set: { emailKinds, updatedAt } });
-    return emailKinds;
+    return NOTIFICATION_KINDS.filter((k) => emailKinds.includes(k) || ALWAYS_EMAILED.includes(k));
   }
 
   /** Adds a listener for new notifications. */

@@ -11,6 +11,7 @@ export enum NotificationKind {
   RECOVERY_COMPLETED = "RECOVERY_COMPLETED",
   INSTANCE_TERMINATING = "INSTANCE_TERMINATING",
   ENCRYPTION_SUSPECTED = "ENCRYPTION_SUSPECTED",
+  DELETION_REQUESTED = "DELETION_REQUESTED",
 }
 registerEnumType(NotificationKind, {
   name: "NotificationKind",
@@ -24,6 +25,7 @@ registerEnumType(NotificationKind, {
     RECOVERY_COMPLETED: { description: "A recovery completed: the machine runs" },
     INSTANCE_TERMINATING: { description: "A stopped machine will be terminated by the stale-machine clean-up within 2 days" },
     ENCRYPTION_SUSPECTED: { description: "An incremental changed most of the disk into random-looking data (possible ransomware encryption); its restore point is marked suspect" },
+    DELETION_REQUESTED: { description: "A restore point's deletion or a retention shortening was asked for: it is in the trash until its delay passes" },
   },
 });
 // The GraphQL enum and the table's kinds are one list.

@@ -7,6 +7,7 @@ import { AuthPayload, PasswordResetRequestPayload, Session, SessionConnection, S
 import { LogInInput, ResetPasswordInput, SignUpInput } from "./auth.input";
 import type { SessionRow, UserRow } from "../db/schema";
 import { auditOwnAction } from "../graphql/audit";
+import { forbidden } from "../shared/errors";
 
 /** One text for every accepted sign-up, new e-mail address or not. */
 const SIGN_UP_MESSAGE =
@@ -33,6 +34,16 @@ export class AuthResolver {
   })
   async logIn(@Arg("input", () => LogInInput) input: LogInInput, @Ctx() ctx: Context): Promise<AuthPayload> {
     return ctx.services.auth.logIn(input, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
+  }
+
+  @Authorized()
+  @Mutation(() => Date, {
+    description:
+      "Re-enter your password on this session (fresh authentication): deleting a backup or shortening retention needs one within FRESH_AUTH_WINDOW (else REAUTH_REQUIRED). Rate limited like logIn; a wrong password is UNAUTHENTICATED (reason BAD_CREDENTIALS). Returns when it was recorded.",
+  })
+  reauthenticate(@Arg("password") password: string, @Ctx() ctx: Context): Promise<Date> {
+    if (ctx.actingFor) throw forbidden("Support cannot reauthenticate for a customer");
+    return ctx.services.auth.reauthenticate(ctx.auth!, password, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId });
   }
 
   @Authorized()

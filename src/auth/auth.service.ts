@@ -218,6 +218,43 @@ export class AuthService {
     return this.openSession(user, meta);
   }
 
+  /**
+   * Fresh authentication (issue 18): the password re-entered on this session, recorded as the
+   * session's reauthenticatedAt. Rate-limited and queued for argon2 like logIn; a wrong password is
+   * UNAUTHENTICATED (reason BAD_CREDENTIALS) and audited as a failed login. Returns the time recorded.
+   */
+  async reauthenticate(auth: Authenticated, password: string, meta: ClientMeta): Promise<Date> {
+    const place = this.deps.hasher.reserve();
+    try {
+      const { perAccount, perAddress, windowMs } = this.deps.config.loginRateLimit;
+      const byAddress = await this.deps.limiter.hit(`login:address:${addressKey(meta.ip)}`, perAddress, windowMs);
+      if (!byAddress.allowed) throw rateLimited(byAddress.retryAfterSeconds);
+      boundedPassword(password);
+      const accountKey = `login:account:${auth.user.email}`;
+      const byAccount = await this.deps.limiter.hit(accountKey, perAccount, windowMs);
+      if (!byAccount.allowed) throw rateLimited(byAccount.retryAfterSeconds);
+      const [user] = await this.deps.db.select().from(users).where(eq(users.id, auth.user.id)).limit(1);
+      const ok = await place.verify(user?.passwordHash, password);
+      if (!user || !ok) {
+        await this.deps.audit?.record({ userId: auth.user.id, actor: null, action: "auth.login_failed", detail: { reason: "BAD_CREDENTIALS", reauthentication: true }, ip: meta.ip, requestId: meta.requestId });
+        throw new AppError(ErrorCode.UNAUTHENTICATED, "Wrong password", { reason: "BAD_CREDENTIALS" });
+      }
+      await this.deps.limiter.reset(accountKey);
+      const at = this.now();
+      await this.deps.db.update(sessions).set({ reauthenticatedAt: at }).where(eq(sessions.id, auth.session.id));
+      await this.deps.audit?.record({ userId: user.id, actor: { id: user.id, role: user.role }, action: "auth.reauthenticated", target: `Session:${auth.session.id}`, ip: meta.ip, requestId: meta.requestId });
+      return at;
+    } finally {
+      place.release();
+    }
+  }
+
+  /** When this session last re-entered its password (read from the database: the session cache may hold an older copy). */
+  async reauthenticatedAt(sessionId: string): Promise<Date | null> {
+    const [row] = await this.deps.db.select({ at: sessions.reauthenticatedAt }).from(sessions).where(eq(sessions.id, sessionId)).limit(1);
+    return row?.at ?? null;
+  }
+
   /** Resolves a bearer token to its user and session, or throws UNAUTHENTICATED with the reason. */
   async authenticate(token: string): Promise<Authenticated> {
     if (!isWellFormedToken(token)) throw tokenRejected("MALFORMED");
@@ -319,6 +356,7 @@ export class AuthService {
       expiresAt: new Date(now.getTime() + this.deps.config.tokenTtlMs),
       revokedAt: null,
       lastUsedAt: now,
+      reauthenticatedAt: null,
       ip: meta.ip?.slice(0, 64) ?? null,
       userAgent: meta.userAgent?.slice(0, 255) ?? null,
     };

@@ -1,10 +1,12 @@
 import { ApplicationFailure } from "@temporalio/activity";
 import type { GcResult, MaintenanceActivities } from "../../workflows/contracts";
 import { GcIntegrityError, type BackupMaintenanceService } from "./backup-maintenance.service";
+import type { TrashService } from "./trash.service";
 
 /** The backup maintenance workflow's activities: retention, abandoned uploads and chunk GC. */
-export function createMaintenanceActivities(deps: { maintenance: Pick<BackupMaintenanceService, "applyRetention" | "expireUploads" | "usersWithBackups" | "collectGarbage"> }): MaintenanceActivities {
+export function createMaintenanceActivities(deps: { maintenance: Pick<BackupMaintenanceService, "applyRetention" | "expireUploads" | "usersWithBackups" | "collectGarbage">; trash: Pick<TrashService, "purgeDue"> }): MaintenanceActivities {
   return {
+    purgeTrash: () => deps.trash.purgeDue(),
     applyRetention: () => deps.maintenance.applyRetention(),
     expireUploads: () => deps.maintenance.expireUploads(),
     usersWithBackups: () => deps.maintenance.usersWithBackups(),

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, isNotNull, lt, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, isNotNull, isNull, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { backups, retentionPolicies, uploadChunks, uploads, type BackupRow, type RetentionPolicyRow } from "../db/schema";
 import { badInput } from "../shared/errors";
@@ -33,13 +33,23 @@ export class BackupMaintenanceService {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  async setRetentionPolicy(userId: string, input: { keepWeeklyFull: number; keepDaily: number }): Promise<RetentionPolicyRow> {
+  /** Validates a policy (BAD_USER_INPUT); whether it shortens the current one decides if it goes through the trash. */
+  static validatePolicy(input: { keepWeeklyFull: number; keepDaily: number }): void {
     if (!Number.isInteger(input.keepWeeklyFull) || input.keepWeeklyFull < 1 || input.keepWeeklyFull > 520)
       throw badInput("keepWeeklyFull must be between 1 and 520", { field: "keepWeeklyFull" });
     if (!Number.isInteger(input.keepDaily) || input.keepDaily < 0 || input.keepDaily > 3650) throw badInput("keepDaily must be between 0 and 3650", { field: "keepDaily" });
-    const row: RetentionPolicyRow = { userId, keepWeeklyFull: input.keepWeeklyFull, keepDaily: input.keepDaily, updatedAt: this.now() };
-    await this.db.insert(retentionPolicies).values(row).onDuplicateKeyUpdate({ set: { keepWeeklyFull: row.keepWeeklyFull, keepDaily: row.keepDaily, updatedAt: row.updatedAt } });
-    return row;
+  }
+
+  /** Sets the policy at once (a lengthening: callers send shortenings through the trash) and drops any pending shortening. */
+  async setRetentionPolicy(userId: string, input: { keepWeeklyFull: number; keepDaily: number }): Promise<RetentionPolicyRow> {
+    BackupMaintenanceService.validatePolicy(input);
+    const row = { userId, keepWeeklyFull: input.keepWeeklyFull, keepDaily: input.keepDaily, updatedAt: this.now() };
+    const cleared = { pendingKeepWeeklyFull: null, pendingKeepDaily: null, pendingRequestedAt: null, pendingEffectiveAt: null, pendingRequestedBy: null };
+    await this.db
+      .insert(retentionPolicies)
+      .values({ ...row, ...cleared })
+      .onDuplicateKeyUpdate({ set: { keepWeeklyFull: row.keepWeeklyFull, keepDaily: row.keepDaily, updatedAt: row.updatedAt, ...cleared } });
+    return { ...row, ...cleared };
   }
 
   async retentionPolicy(userId: string): Promise<RetentionPolicyRow | null> {
@@ -77,14 +87,15 @@ export class BackupMaintenanceService {
       const completed = await this.db
         .select()
         .from(backups)
-        .where(and(eq(backups.userId, policy.userId), eq(backups.status, "COMPLETED")))
+        // A backup in the trash is the trash's to delete (at its deleteAfter), never retention's.
+        .where(and(eq(backups.userId, policy.userId), eq(backups.status, "COMPLETED"), isNull(backups.deleteAfter)))
         .orderBy(desc(backups.id));
       for (const b of BackupMaintenanceService.expired(completed, policy, this.now(), this.opts.keepClean)) {
         const now = this.now();
         const [res] = await this.db
           .update(backups)
           .set({ status: "DELETED", deletedAt: now, updatedAt: now })
-          .where(and(eq(backups.id, b.id), eq(backups.status, "COMPLETED")));
+          .where(and(eq(backups.id, b.id), eq(backups.status, "COMPLETED"), isNull(backups.deleteAfter)));
         if (res.affectedRows === 1) {
           deleted.push(b.id);
           this.backups.changed(b);
@@ -160,7 +171,8 @@ export class BackupMaintenanceService {
   }
 
   /**
-   * Deletes a user's chunks that no live manifest references. Live: COMPLETED backups, the parents
+   * Deletes a user's chunks that no live manifest references. Live: COMPLETED backups (those in the
+   * trash included: they stay COMPLETED until their deleteAfter passes), the parents
    * of UPLOADING backups, and every chunk an upload of an UPLOADING backup was handed a URL for. Chunks younger than
    * the grace period are left alone (an upload may have a URL it has not reported yet).
    */

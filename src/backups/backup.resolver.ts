@@ -2,6 +2,8 @@ import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolve
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { auditOwnAction } from "../graphql/audit";
+import { requester, requireFreshAuth } from "../graphql/fresh-auth";
+import { BackupMaintenanceService } from "./backup-maintenance.service";
 import { withoutNulls } from "../graphql/nulls";
 import { Topic, type BackupChangedEvent } from "../events/topics";
 import { Upload } from "../uploads/upload.type";
@@ -48,10 +50,16 @@ export class BackupResolver {
   }
 
   @Authorized()
-  @Mutation(() => Backup, { description: "Soft-delete a backup; its chunks are reclaimed by the garbage collector when no other restore point uses them" })
+  @Mutation(() => Backup, {
+    description:
+      "Delete a backup. Needs a fresh authentication (reauthenticate; else REAUTH_REQUIRED). A COMPLETED restore point goes to the trash: it stays restorable until deleteAfter (DELETION_DELAY), you are e-mailed at once, and restoreFromTrash undoes it; then maintenance deletes it and the GC reclaims chunks no other restore point uses. An unfinished backup is deleted at once.",
+  })
   async deleteBackup(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
-    const backup = await ctx.services.backupLifecycle.delete(currentUser(ctx).id, id);
-    await auditOwnAction(ctx, "backup.delete", `Backup:${backup.id}`, { sourceName: backup.sourceName, kind: backup.kind });
+    const userId = currentUser(ctx).id;
+    await ctx.services.backups.get(userId, id); // NOT_FOUND before REAUTH_REQUIRED: another's id tells nothing either way
+    await requireFreshAuth(ctx);
+    const backup = await ctx.services.trash.deleteBackup(userId, id, requester(ctx));
+    await auditOwnAction(ctx, "backup.delete", `Backup:${backup.id}`, { sourceName: backup.sourceName, kind: backup.kind, deleteAfter: backup.deleteAfter?.toISOString() ?? null });
     return backup;
   }
 
@@ -75,9 +83,20 @@ export class BackupResolver {
   }
 
   @Authorized()
-  @Mutation(() => RetentionPolicy, { description: "How many weekly fulls and days of restore points to keep (applied by the backup-maintenance schedule)" })
-  setRetentionPolicy(@Arg("input", () => RetentionPolicyInput) input: RetentionPolicyInput, @Ctx() ctx: Context) {
-    return ctx.services.maintenance.setRetentionPolicy(currentUser(ctx).id, input);
+  @Mutation(() => RetentionPolicy, {
+    description:
+      "How many weekly fulls and days of restore points to keep (applied by the backup-maintenance schedule). Keeping more applies at once; keeping less (or a first policy: none keeps everything) needs a fresh authentication (REAUTH_REQUIRED) and waits DELETION_DELAY in the trash (pending*), with an e-mail at once.",
+  })
+  async setRetentionPolicy(@Arg("input", () => RetentionPolicyInput) input: RetentionPolicyInput, @Ctx() ctx: Context) {
+    const userId = currentUser(ctx).id;
+    BackupMaintenanceService.validatePolicy(input);
+    const current = await ctx.services.maintenance.retentionPolicy(userId);
+    const shortens = !current || input.keepWeeklyFull < current.keepWeeklyFull || input.keepDaily < current.keepDaily;
+    if (!shortens) return ctx.services.maintenance.setRetentionPolicy(userId, input);
+    await requireFreshAuth(ctx);
+    const row = await ctx.services.trash.shortenRetention(userId, input, current, requester(ctx));
+    await auditOwnAction(ctx, "retention.shorten_requested", `RetentionPolicy:${userId}`, { keepWeeklyFull: input.keepWeeklyFull, keepDaily: input.keepDaily, effectiveAt: row.pendingEffectiveAt?.toISOString() ?? null });
+    return row;
   }
 
   @Authorized()

@@ -139,6 +139,9 @@ export class BackupService {
       updatedAt: now,
       completedAt: null,
       deletedAt: null,
+      deletionRequestedAt: null,
+      deleteAfter: null,
+      deletionRequestedBy: null,
     };
     const uploadId = newId();
     await this.db.transaction(async (tx) => {

@@ -101,6 +101,11 @@ export class Backup {
 
   @Field(() => Int, { nullable: true, description: "For an incremental: chunks that differ from its parent" })
   changedChunks: number | null;
+  @Field(() => Date, { nullable: true, description: "Deletion pending (in the trash): when it was asked for" })
+  deletionRequestedAt: Date | null;
+
+  @Field(() => Date, { nullable: true, description: "Deletion pending: when maintenance deletes it; until then it stays restorable (restoreFromTrash)" })
+  deleteAfter: Date | null;
 
   /** Not a GraphQL field: `parent` resolves it, owner-scoped. */
   parentId: string | null;
@@ -164,4 +169,13 @@ export class RetentionPolicy {
 
   @Field()
   updatedAt: Date;
+
+  @Field(() => Int, { nullable: true, description: "A pending shortening (in the trash) of keepWeeklyFull" })
+  pendingKeepWeeklyFull: number | null;
+
+  @Field(() => Int, { nullable: true, description: "A pending shortening (in the trash) of keepDaily" })
+  pendingKeepDaily: number | null;
+
+  @Field(() => Date, { nullable: true, description: "When the pending shortening takes effect" })
+  pendingEffectiveAt: Date | null;
 }

@@ -18,7 +18,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 type NotificationNode = NotificationsQuery["notifications"]["edges"][number]["node"];
 
 /** Every kind, in the schema's order (what `--events all` means). */
-const KINDS: NotificationKind[] = ["BACKUP_MISSED", "UPLOAD_FAILED", "UPLOAD_ABANDONED", "VERIFICATION_FAILED", "RECOVERY_FAILED", "RECOVERY_COMPLETED", "INSTANCE_TERMINATING"];
+const KINDS: NotificationKind[] = ["BACKUP_MISSED", "UPLOAD_FAILED", "UPLOAD_ABANDONED", "VERIFICATION_FAILED", "RECOVERY_FAILED", "RECOVERY_COMPLETED", "INSTANCE_TERMINATING", "DELETION_REQUESTED"];
 
 export const NOTIFICATION_USAGE: Record<string, string> = {
   notifications: `Usage: reclo notifications [--unread] [--limit N] [--mark-read] [--json]

@@ -3,6 +3,7 @@ import { printSchema, lexicographicSortSchema, type GraphQLSchema } from "graphq
 import { buildSchema } from "type-graphql";
 import { AuthResolver, UserFieldsResolver } from "../auth/auth.resolver";
 import { BackupResolver } from "../backups/backup.resolver";
+import { TrashResolver } from "../backups/trash.resolver";
 import { UploadResolver } from "../uploads/upload.resolver";
 import { RecoveryResolver } from "../recoveries/recovery.resolver";
 import { InstanceResolver } from "../instances/instance.resolver";
@@ -19,7 +20,7 @@ import { authChecker } from "./auth-checker";
 import { graphqlPubSub, noEvents } from "./subscriptions";
 import type { EventBus } from "../events/event-bus";
 
-export const resolvers = [AuthResolver, UserFieldsResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver, AccessKeyResolver, InstanceAccessResolver, SourceResolver, NotificationResolver, WebhookResolver, SupportGrantResolver, SupportResolver, RecoveryDiagnosticsResolver, AgentKeyResolver] as const;
+export const resolvers = [AuthResolver, UserFieldsResolver, BackupResolver, UploadResolver, RecoveryResolver, InstanceResolver, VerificationResolver, QuotaResolver, DrillResolver, AccessKeyResolver, InstanceAccessResolver, SourceResolver, NotificationResolver, WebhookResolver, SupportGrantResolver, SupportResolver, RecoveryDiagnosticsResolver, AgentKeyResolver, TrashResolver] as const;
 
 /** Builds the executable schema; subscriptions listen to `events`. Without it (schema printing) they are still typed. */
 export async function buildAppSchema(events?: EventBus): Promise<GraphQLSchema> {

@@ -26,6 +26,8 @@ export const ErrorCode = {
   SUPPORT_READ_ONLY: "SUPPORT_READ_ONLY",
   /** A field support may never read while acting for a customer (tokens, keys, configurations, presigned URLs): `extensions.fields`. */
   SENSITIVE_FIELD: "SENSITIVE_FIELD",
+  /** Deleting or shortening retention needs the password re-entered on this session (reauthenticate) within FRESH_AUTH_WINDOW. */
+  REAUTH_REQUIRED: "REAUTH_REQUIRED",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -156,3 +158,6 @@ export const supportReadOnly = (scope: string, fields: string[]) =>
 /** Fields support never reads while acting for a customer. */
 export const sensitiveField = (fields: string[]) =>
   new AppError(ErrorCode.SENSITIVE_FIELD, `Support cannot read ${fields.join(", ")} of a customer (secrets and presigned URLs stay with the customer)`, { fields });
+
+export const reauthRequired = (windowSeconds: number) =>
+  new AppError(ErrorCode.REAUTH_REQUIRED, `Enter your password again first (reauthenticate): this needs a password entered in the last ${Math.round(windowSeconds / 60)} minute(s) on this session`, { windowSeconds });

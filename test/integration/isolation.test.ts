@@ -6,6 +6,7 @@ import { startStack, signUp, type TestStack, type TestUser } from "../helpers/st
 import {
   BackupDocument,
   BackupsDocument,
+  TrashDocument,
   BackupVerificationDocument,
   CompleteBackupDocument,
   ConfirmChunksDocument,
@@ -103,8 +104,13 @@ async function seed(stack: TestStack, owner: TestUser) {
   const grant = await s.grants.grant({ id: owner.id, role: "CUSTOMER" }, { minutes: 60 });
   // An agent key (issue 18): revokeAgentKey takes its id.
   const agentKey = await s.agentKeys.create(owner.id, { sourceName: "fileserver" });
+  // A restore point in the owner's trash (issue 18): restoreFromTrash takes its id.
+  const trashed = await s.backups.create(owner.id, { sourceName: "fileserver", imageSize: 100 * 1024 * 1024, kind: "FULL" as never });
+  await stack.rt.database.db.update(backups).set({ status: "COMPLETED", completedAt: new Date() }).where(eq(backups.id, trashed.id));
+  await s.trash.deleteBackup(owner.id, trashed.id, owner.username);
   return {
     AgentKey: agentKey.row.id,
+    TrashItem: trashed.id,
     SupportGrant: grant.id,
     Backup: incr.id,
     Webhook: webhook.id,
@@ -200,6 +206,7 @@ describe("tenant isolation", () => {
         "Mutation.sendTestWebhook",
         "Mutation.revokeSupportAccess",
         "Mutation.revokeAgentKey",
+        "Mutation.restoreFromTrash",
       ]),
     );
   });
@@ -226,15 +233,19 @@ describe("tenant isolation", () => {
       mallory.client.request(InstancesDocument, {}),
     ]);
     const [b, u, r, i] = lists;
-    expect(b.backups.totalCount).toBe(2);
+    expect(b.backups.totalCount).toBe(3); // her two, and her own one in the trash (still a restore point)
     expect(b.backups.edges.map((e) => e.node.id)).not.toContain(ids.Backup);
+    expect(b.backups.edges.map((e) => e.node.id)).not.toContain(ids.TrashItem);
+    const { trash } = await mallory.client.request(TrashDocument);
+    expect(trash).toHaveLength(1);
+    expect(trash.map((t) => t.id)).not.toContain(ids.TrashItem);
     expect(u.uploads.edges.map((e) => e.node.id)).not.toContain(ids.Upload);
     expect(r.recoveries.edges.map((e) => e.node.id)).not.toContain(ids.Recovery);
     expect(i.instances.edges.map((e) => e.node.id)).not.toContain(ids.Instance);
     expect(i.instances.totalCount).toBe(1);
     const [n, w] = await Promise.all([mallory.client.request(NotificationsDocument, {}), mallory.client.request(WebhooksDocument, {})]);
     expect(n.notifications.edges.map((e) => e.node.id)).not.toContain(ids.Notification);
-    expect(n.notifications.totalCount).toBe(1);
+    expect(n.notifications.totalCount).toBe(2); // hers, and the DELETION_REQUESTED of her trashed backup
     expect(w.webhooks.map((x) => x.id)).not.toContain(ids.Webhook);
     expect(w.webhooks).toHaveLength(1);
   });

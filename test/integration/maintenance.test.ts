@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
+import { startStack, signUp, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
 import { backupImage, makeImage, restoreImage, MiB } from "../helpers/backup";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
 import { ensureSchedules, productSchedules } from "../../src/temporal/schedules";
 import { BackupMaintenanceService } from "../../src/backups/backup-maintenance.service";
-import { backups, uploads, type BackupRow } from "../../src/db/schema";
+import { backups, retentionPolicies, uploads, type BackupRow } from "../../src/db/schema";
 import { sha256Hex } from "../../src/shared/bytes";
-import { DeleteBackupDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../../src/client/generated/graphql";
+import { DeleteBackupDocument, ReauthenticateDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../../src/client/generated/graphql";
 import type { BackupMaintenanceResult } from "../../workflows/contracts";
 
 const CHUNK = 8 * MiB;
@@ -80,9 +80,21 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     expect(afterFirst.has(sha256Hex(orphanBody))).toBe(false);
     expect(afterFirst.has(sha256Hex(pendingBody))).toBe(true);
 
-    // Delete the FULL through GraphQL, collect again: its two unique chunks go, the shared ones stay.
-    await alice.client.request(DeleteBackupDocument, { id: full.backup.id });
+    // Delete the FULL through GraphQL (with a fresh authentication): it goes to the trash, and while
+    // it is there its chunks stay — the GC keys on live manifests, and a trashed backup is one.
+    await alice.client.request(ReauthenticateDocument, { password: PASSWORD });
+    const { deleteBackup: trashed } = await alice.client.request(DeleteBackupDocument, { id: full.backup.id });
+    expect(trashed.status).toBe("COMPLETED");
+    expect(trashed.deleteAfter).toBeTruthy();
+    const whileTrashed = await runMaintenance([alice.id]);
+    expect(whileTrashed.deletedChunks).toBe(0);
+    expect(whileTrashed.trashDeleted).toEqual([]);
+    for (const c of full.chunks) if (c) expect((await stored(alice.id)).has(c)).toBe(true);
+
+    // Past its delay, maintenance deletes it and collects in the same run: its two unique chunks go, the shared ones stay.
+    await stack.rt.database.db.update(backups).set({ deleteAfter: new Date(Date.now() - 1000) }).where(eq(backups.id, full.backup.id));
     const second = await runMaintenance([alice.id]);
+    expect(second.trashDeleted).toEqual([full.backup.id]);
     expect(second.deletedChunks).toBe(2);
     expect(second.freedBytes).toBe(CHUNK + 3 * MiB);
     const afterSecond = await stored(alice.id);
@@ -98,11 +110,14 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
 
   it("applies each user's retention policy, keeping the latest restore point, the newest fulls and the recent days", async () => {
     const u = await signUp(stack);
+    // A first policy shortens "keep everything": it needs a fresh authentication and waits in the trash (issue 18).
+    await u.client.request(ReauthenticateDocument, { password: PASSWORD });
     const policy = await u.client.request(SetRetentionPolicyDocument, { input: { keepWeeklyFull: 1, keepDaily: 3 } });
-    expect(policy.setRetentionPolicy).toMatchObject({ keepWeeklyFull: 1, keepDaily: 3 });
-    expect((await u.client.request(RetentionPolicyDocument)).retentionPolicy).toMatchObject({ keepWeeklyFull: 1, keepDaily: 3 });
+    expect(policy.setRetentionPolicy).toMatchObject({ pendingKeepWeeklyFull: 1, pendingKeepDaily: 3 });
     const bad = await u.client.execute(SetRetentionPolicyDocument, { input: { keepWeeklyFull: 0, keepDaily: 3 } });
     expect(bad.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "keepWeeklyFull" });
+    // The test skips the delay: the shortening is due now.
+    await stack.rt.database.db.update(retentionPolicies).set({ pendingEffectiveAt: new Date(Date.now() - 1000) }).where(eq(retentionPolicies.userId, u.id));
 
     const img = makeImage(1 * MiB, CHUNK);
     const made: BackupRow[] = [];
@@ -123,6 +138,7 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
       made.push({ ...b.backup, createdAt: when, completedAt: when });
     }
     const result = await runMaintenance([u.id]);
+    expect((await u.client.request(RetentionPolicyDocument)).retentionPolicy).toMatchObject({ keepWeeklyFull: 1, keepDaily: 3, pendingKeepWeeklyFull: null });
     const deletedHere = result.retentionDeleted.filter((id) => made.some((m) => m.id === id));
     // Kept: the newest FULL (7 days), and everything of the last 3 days (1 and 0 days). Deleted: 14, 13, 6.
     expect(deletedHere.sort()).toEqual([made[0]!.id, made[1]!.id, made[3]!.id].sort());

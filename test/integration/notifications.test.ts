@@ -178,7 +178,8 @@ describe("notifications: list, e-mail and signed webhooks delivered by Temporal 
     const done = await raise(user, "RECOVERY_COMPLETED");
     expect(await deliveryResult(done.notification.id)).toEqual({ email: "NOT_SENT", webhooks: [{ webhookId: hook.id, outcome: "DELIVERED" }] });
     const set = await user.client.request(SetNotificationPreferencesDocument, { input: { emailKinds: ["VERIFICATION_FAILED"] } });
-    expect(set.setNotificationPreferences.emailKinds).toEqual(["VERIFICATION_FAILED"]);
+    // DELETION_REQUESTED is always e-mailed (issue 18): a stolen session must not silence it.
+    expect(set.setNotificationPreferences.emailKinds).toEqual(["VERIFICATION_FAILED", "DELETION_REQUESTED"]);
     const missed = await raise(user, "BACKUP_MISSED");
     expect(await deliveryResult(missed.notification.id)).toEqual({ email: "NOT_SENT", webhooks: [{ webhookId: hook.id, outcome: "DELIVERED" }] });
     expect(receiver.to(`/prefs-${user.id}`)).toHaveLength(2);

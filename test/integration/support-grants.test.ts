@@ -11,6 +11,7 @@ import {
   AuditLogDocument,
   CreateAccessKeyDocument,
   DeleteBackupDocument,
+  ReauthenticateDocument,
   RemoveWebhookDocument,
   RevokeAccessKeyDocument,
   GrantSupportAccessDocument,
@@ -265,6 +266,7 @@ describe("the audit log", () => {
     const s = stack.rt.services;
     const backup = await s.backups.create(alice.id, { sourceName: "fileserver", imageSize: 64 * 1024 * 1024, kind: "FULL" as never });
     await stack.rt.database.db.update(backups).set({ status: "COMPLETED", completedAt: new Date() }).where(eq(backups.id, backup.id));
+    await alice.client.request(ReauthenticateDocument, { password: PASSWORD }); // deleting needs a fresh authentication (issue 18)
     await alice.client.request(DeleteBackupDocument, { id: backup.id });
     const m = await recoveredMachine(stack, target, alice);
     const { createAccessKey: key } = await alice.client.request(CreateAccessKeyDocument, { input: { instanceId: m.instance.id, deviceName: "laptop" } });

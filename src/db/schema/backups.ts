@@ -58,6 +58,12 @@ export const backups = mysqlTable(
     ...timestamps,
     completedAt: ts("completed_at"),
     deletedAt: ts("deleted_at"),
+    /** In the trash (issue 18): when deletion was asked for; the backup stays COMPLETED and restorable until deleteAfter. */
+    deletionRequestedAt: ts("deletion_requested_at"),
+    /** When the scheduled maintenance carries the deletion out (deletionRequestedAt + DELETION_DELAY). */
+    deleteAfter: ts("delete_after"),
+    /** Who asked: the session's user and client address. */
+    deletionRequestedBy: varchar("deletion_requested_by", { length: 255 }),
   },
   (t) => [
     index("backups_user_id_idx").on(t.userId, t.id),

@@ -12,6 +12,7 @@ export const NOTIFICATION_KINDS = [
   "RECOVERY_COMPLETED",
   "INSTANCE_TERMINATING",
   "ENCRYPTION_SUSPECTED",
+  "DELETION_REQUESTED",
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 

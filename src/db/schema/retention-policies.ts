@@ -1,4 +1,4 @@
-import { int, mysqlTable } from "drizzle-orm/mysql-core";
+import { int, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 import { ref, ts } from "../columns";
 import { users } from "./users";
 
@@ -13,6 +13,12 @@ export const retentionPolicies = mysqlTable("retention_policies", {
   /** Keep every backup of the last this-many days per source (the daily restore points). */
   keepDaily: int("keep_daily", { unsigned: true }).notNull(),
   updatedAt: ts("updated_at").notNull(),
+  /** A shortening waiting in the trash (issue 18): applied by maintenance once pendingEffectiveAt passes. */
+  pendingKeepWeeklyFull: int("pending_keep_weekly_full", { unsigned: true }),
+  pendingKeepDaily: int("pending_keep_daily", { unsigned: true }),
+  pendingRequestedAt: ts("pending_requested_at"),
+  pendingEffectiveAt: ts("pending_effective_at"),
+  pendingRequestedBy: varchar("pending_requested_by", { length: 255 }),
 });
 
 export type RetentionPolicyRow = typeof retentionPolicies.$inferSelect;

@@ -21,6 +21,8 @@ export const sessions = mysqlTable(
     revokedAt: ts("revoked_at"),
     /** Last time the token authenticated a request (updated at most once a minute). */
     lastUsedAt: ts("last_used_at"),
+    /** Last time the password was re-entered on this session (reauthenticate): deleting needs it fresh (issue 18). */
+    reauthenticatedAt: ts("reauthenticated_at"),
     /** Client address at login (for the user's own session list). */
     ip: varchar("ip", { length: 64 }),
     userAgent: varchar("user_agent", { length: 255 }),

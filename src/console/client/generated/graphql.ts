@@ -117,6 +117,8 @@ export type LogInInput = {
 export type NotificationKind =
   /** A source's scheduled backup did not happen */
   | 'BACKUP_MISSED'
+  /** A restore point's deletion or a retention shortening was asked for: it is in the trash until its delay passes */
+  | 'DELETION_REQUESTED'
   /** An incremental changed most of the disk into random-looking data (possible ransomware encryption); its restore point is marked suspect */
   | 'ENCRYPTION_SUSPECTED'
   /** A stopped machine will be terminated by the stale-machine clean-up within 2 days */

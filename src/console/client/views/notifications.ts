@@ -27,9 +27,10 @@ const KINDS: { kind: NotificationKind; label: string }[] = [
   { kind: "RECOVERY_FAILED", label: "A recovery failed" },
   { kind: "RECOVERY_COMPLETED", label: "A recovery completed" },
   { kind: "INSTANCE_TERMINATING", label: "A stopped machine will soon be deleted" },
+  { kind: "DELETION_REQUESTED", label: "A restore point or retention shortening went to the trash" },
 ];
 const kindLabel = (k: NotificationKind) => KINDS.find((x) => x.kind === k)?.label ?? k;
-const BAD: NotificationKind[] = ["BACKUP_MISSED", "UPLOAD_FAILED", "UPLOAD_ABANDONED", "VERIFICATION_FAILED", "RECOVERY_FAILED", "INSTANCE_TERMINATING"];
+const BAD: NotificationKind[] = ["BACKUP_MISSED", "UPLOAD_FAILED", "UPLOAD_ABANDONED", "VERIFICATION_FAILED", "RECOVERY_FAILED", "INSTANCE_TERMINATING", "DELETION_REQUESTED"];
 
 /** The notifications, newest first, unread ones marked; new ones appear live (notificationAdded). */
 export const notificationsView: View = async (ctx, params) => {
