@@ -109,6 +109,11 @@ export class AgentKeyService {
   }
 }
 
+/** What a request made with an agent key runs as: its owner (with a stand-in session), within the key's one source. */
+export function agentIdentity(a: AgentAuthenticated): { auth: { user: UserRow; session: SessionRow }; agent: AgentScope } {
+  return { auth: { user: a.user, session: agentSession(a.key) }, agent: { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName } };
+}
+
 /**
  * The session-shaped stand-in an agent key's request carries as `ctx.auth.session` (what the
  * socket registry and a few session fields read). Its id is not a session's (`agent:<key id>`), so

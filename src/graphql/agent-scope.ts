@@ -1,7 +1,7 @@
-import { Kind, getArgumentValues, getOperationAST, getVariableValues, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema, type SelectionSetNode } from "graphql";
+import { getArgumentValues, getOperationAST, getVariableValues, type DocumentNode, type GraphQLSchema } from "graphql";
 import type { Context } from "./context";
 import { AppError, ErrorCode } from "../shared/errors";
-import { SENSITIVE_FIELDS, describeOperation } from "./support-acting";
+import { SENSITIVE_FIELDS, describeOperation, fragmentsOf, topFieldNodes } from "./support-acting";
 
 /**
  * What an agent key may do (issue 18), in one place: the only top-level fields an operation made
@@ -45,18 +45,6 @@ const AGENT_SENSITIVE_ALLOWED: ReadonlySet<string> = new Set(["ChunkUploadTicket
 
 const agentForbidden = (message: string, field?: string) => new AppError(ErrorCode.FORBIDDEN, message, { reason: "AGENT_KEY_SCOPE", ...(field ? { field } : {}) });
 
-/** Top-level field nodes of a selection set, through fragment spreads and inline fragments. */
-function topFieldNodes(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>, seen = new Set<string>()): FieldNode[] {
-  return set.selections.flatMap((s) => {
-    if (s.kind === Kind.FIELD) return [s];
-    if (s.kind === Kind.INLINE_FRAGMENT) return topFieldNodes(s.selectionSet, fragments, seen);
-    const f = fragments.get(s.name.value);
-    if (!f || seen.has(f.name.value)) return [];
-    seen.add(f.name.value);
-    return topFieldNodes(f.selectionSet, fragments, seen);
-  });
-}
-
 /**
  * Refuses (FORBIDDEN) an operation made with an agent key unless every top-level field is in
  * AGENT_ALLOWED and names the key's own source (directly, or through one of its backups).
@@ -69,8 +57,7 @@ export async function checkAgentOperation(ctx: Context, schema: GraphQLSchema, d
   if (!op) throw agentForbidden("An agent key may not run this operation");
   const root = op.operation === "query" ? schema.getQueryType() : op.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
   const allowed = AGENT_ALLOWED[op.operation];
-  const fragments = new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
-  const fields = topFieldNodes(op.selectionSet, fragments).filter((node) => node.name.value !== "__typename");
+  const fields = topFieldNodes(op.selectionSet, fragmentsOf(document)).filter((node) => node.name.value !== "__typename");
   // Every field's name first: nothing outside the allow-list gets as far as its arguments.
   for (const node of fields) {
     const name = node.name.value;

@@ -1,4 +1,4 @@
-import { Kind, TypeInfo, getNamedType, getOperationAST, visit, visitWithTypeInfo, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type SelectionSetNode, type ValueNode } from "graphql";
+import { Kind, TypeInfo, getNamedType, getOperationAST, visit, visitWithTypeInfo, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema, type SelectionSetNode, type ValueNode } from "graphql";
 import type { Context } from "./context";
 import { sensitiveField, supportReadOnly } from "../shared/errors";
 
@@ -77,15 +77,20 @@ function idsInLiteral(node: ValueNode, name: string, out: Set<string>): void {
   else if (node.kind === Kind.OBJECT) for (const f of node.fields) idsInLiteral(f.value, f.name.value, out);
 }
 
-/** Top-level field names of a selection set, through fragment spreads and inline fragments. */
-function topFields(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>, seen = new Set<string>()): string[] {
+/** A document's fragment definitions by name. */
+export function fragmentsOf(document: DocumentNode): Map<string, FragmentDefinitionNode> {
+  return new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
+}
+
+/** Top-level field nodes of a selection set, through fragment spreads and inline fragments. */
+export function topFieldNodes(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>, seen = new Set<string>()): FieldNode[] {
   return set.selections.flatMap((s) => {
-    if (s.kind === Kind.FIELD) return [s.name.value];
-    if (s.kind === Kind.INLINE_FRAGMENT) return topFields(s.selectionSet, fragments, seen);
+    if (s.kind === Kind.FIELD) return [s];
+    if (s.kind === Kind.INLINE_FRAGMENT) return topFieldNodes(s.selectionSet, fragments, seen);
     const f = fragments.get(s.name.value);
     if (!f || seen.has(f.name.value)) return [];
     seen.add(f.name.value);
-    return topFields(f.selectionSet, fragments, seen);
+    return topFieldNodes(f.selectionSet, fragments, seen);
   });
 }
 
@@ -112,7 +117,7 @@ export function describeOperation(schema: GraphQLSchema, document: DocumentNode,
   return {
     type: op?.operation ?? "query",
     name: op?.name?.value ?? operationName ?? null,
-    fields: op ? [...new Set(topFields(op.selectionSet, new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])))))] : [],
+    fields: op ? [...new Set(topFieldNodes(op.selectionSet, fragmentsOf(document)).map((f) => f.name.value))] : [],
     coordinates: [...coordinates],
     ids: [...ids],
   };

@@ -15,7 +15,7 @@ import type { Services } from "../services";
 import type { Context } from "../graphql/context";
 import { ACT_FOR_HEADER, checkActingOperation } from "../graphql/support-acting";
 import { checkAgentOperation } from "../graphql/agent-scope";
-import { agentSession, isAgentKey, type AgentScope } from "../agent-keys/agent-key.service";
+import { agentIdentity, isAgentKey, type AgentScope } from "../agent-keys/agent-key.service";
 import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
@@ -222,9 +222,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         if (token === undefined) return true; // anonymous: every operation is refused, unparsed
         try {
           if (isAgentKey(token)) {
-            const a = await services.agentKeys.authenticate(token, extra.ip);
-            extra.auth = { user: a.user, session: agentSession(a.key) };
-            extra.agent = { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName };
+            ({ auth: extra.auth, agent: extra.agent } = agentIdentity(await services.agentKeys.authenticate(token, extra.ip)));
           } else extra.auth = await services.auth.authenticate(token);
         } catch (err) {
           const appError = appErrorOf(err);
@@ -417,10 +415,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
       throw withHttpStatus(unauthenticated("Introspection needs a token: send `Authorization: Bearer <token>` (GraphiQL: Headers tab, then re-fetch the schema)"));
     if (token !== undefined && isAgentKey(token)) {
       // An agent key (issue 18): its owner, within the key's one source (checked below).
-      const a = await services.agentKeys.authenticate(token, ctx.ip);
-      ctx.auth = { user: a.user, session: agentSession(a.key) };
-      ctx.agent = { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName };
-      ctx.logger = logger.child({ requestId: ctx.requestId, userId: a.user.id, agentKeyId: a.key.id });
+      const { auth, agent } = agentIdentity(await services.agentKeys.authenticate(token, ctx.ip));
+      ctx.auth = auth;
+      ctx.agent = agent;
+      ctx.logger = logger.child({ requestId: ctx.requestId, userId: agent.userId, agentKeyId: agent.keyId });
     } else if (token !== undefined) {
       ctx.auth = await services.auth.authenticate(token);
       ctx.logger = logger.child({ requestId: ctx.requestId, userId: ctx.auth.user.id });
