@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
+import { hashToken } from "../auth/token";
 import { and, desc, eq } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { agentKeys, backups, users, type AgentKeyRow, type SessionRow, type UserRow } from "../db/schema";
@@ -16,10 +17,6 @@ const TOUCH_EVERY_MS = 60_000;
 
 export function isAgentKey(token: string): boolean {
   return token.startsWith(AGENT_KEY_PREFIX);
-}
-
-function hashKey(key: string): string {
-  return createHash("sha256").update(key, "utf8").digest("hex");
 }
 
 /** What an agent key lets a request do: back up one source of its owner. */
@@ -57,7 +54,7 @@ export class AgentKeyService {
     const note = input.note?.trim() || null;
     if (note && note.length > 255) throw badInput("note is longer than 255 characters", { field: "note" });
     const key = AGENT_KEY_PREFIX + randomBytes(32).toString("base64url");
-    const row: AgentKeyRow = { id: newId(), userId, sourceName, note, keyHash: hashKey(key), createdAt: this.now(), lastUsedAt: null, lastUsedIp: null, revokedAt: null };
+    const row: AgentKeyRow = { id: newId(), userId, sourceName, note, keyHash: hashToken(key), createdAt: this.now(), lastUsedAt: null, lastUsedIp: null, revokedAt: null };
     await this.db.insert(agentKeys).values(row);
     return { row, key };
   }
@@ -82,7 +79,7 @@ export class AgentKeyService {
    */
   async authenticate(key: string, ip: string | undefined): Promise<AgentAuthenticated> {
     if (!AGENT_KEY_PATTERN.test(key)) throw keyRefused("MALFORMED");
-    const [row] = await this.db.select({ key: agentKeys, user: users }).from(agentKeys).innerJoin(users, eq(users.id, agentKeys.userId)).where(eq(agentKeys.keyHash, hashKey(key))).limit(1);
+    const [row] = await this.db.select({ key: agentKeys, user: users }).from(agentKeys).innerJoin(users, eq(users.id, agentKeys.userId)).where(eq(agentKeys.keyHash, hashToken(key))).limit(1);
     if (!row) throw keyRefused("UNKNOWN");
     if (row.key.revokedAt) throw keyRefused("REVOKED");
     const now = this.now();
