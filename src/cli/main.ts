@@ -22,6 +22,8 @@ import { SUPPORT_COMMANDS, SUPPORT_USAGE } from "./support";
 import { verdictWords } from "../client/verdict-words";
 import { UploadPrinter, watchUploads } from "./upload-watch";
 import { cliMessage } from "../client/errors";
+import { FRESH_AUTH_HELP, TRASH_COMMANDS, TRASH_USAGE, deleteBackupCommand } from "./trash";
+import { withFreshAuth } from "./fresh-auth";
 
 export { CliError, UsageError, describeError } from "./errors";
 export type { CliIo } from "./command";
@@ -42,6 +44,7 @@ const USAGE: Record<string, string> = {
   ...NOTIFICATION_USAGE,
   ...SUPPORT_USAGE,
   ...AGENT_KEY_USAGE,
+  ...TRASH_USAGE,
   main: `Usage: reclo <command> [options]
 
 Commands:
@@ -52,7 +55,9 @@ Commands:
   password  reset --email EMAIL: mail a link to choose a new password
   verify-email --resend: mail a new address-verification link
   backup    Back up a disk image file or block device
-  backups   List your backups, with their boot check
+  backups   List your backups, with their boot check; backups delete ID (to the trash)
+  trash     What you deleted, before it takes effect (72 h); trash restore ID undoes it
+  retention show|set how many restore points to keep (keeping less waits in the trash)
   verify    Prove a restore point starts (boot it in isolation, collect evidence)
   agent     Run backups on the server's schedule (agent install: as a systemd service)
   agent-key create|list|revoke: keys that can only back up one source (what the agent uses)
@@ -72,8 +77,12 @@ Commands:
   activity  Your account's audit log: logins, grants, what support looked at, deletions
 
 Global options:
-  --url URL   GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
-  -h, --help  Help for a command: reclo <command> --help
+  --url URL         GraphQL endpoint (else RECLO_URL, the saved one, or http://127.0.0.1:4000/graphql)
+  --password-stdin  When the server asks for your password again (deleting, keeping less): read it
+                    from the first line of stdin instead of a hidden prompt on the terminal
+  -h, --help        Help for a command: reclo <command> --help
+
+${FRESH_AUTH_HELP}
 
 Environment: RECLO_CONFIG_DIR (default $XDG_CONFIG_HOME/reclo or ~/.config/reclo), RECLO_URL,
 RECLO_TOKEN (overrides the saved token), RECLO_PASSWORD (for login).
@@ -111,6 +120,7 @@ Testing knob: RECLO_UPLOAD_DELAY_MS=<ms> sleeps before every chunk PUT.
   backups: `Usage: reclo backups [--source NAME] [--limit N] [--json] [--url URL]
        reclo backups --watch [--source NAME] [--json] [--url URL]
        reclo backups resolve BACKUP_ID --safe|--encrypted [--url URL]
+       reclo backups delete BACKUP_ID [--password-stdin] [--json] [--url URL]
 
 Lists your backups, newest first (default limit 20), with each one's latest boot check: verified
 (and what proved it), FAILED (and what was seen), inconclusive, or not verified. The evidence in
@@ -125,6 +135,10 @@ The encryption alarm: an incremental that changed most of the disk into random-l
 (possible ransomware) is marked SUSPECT, and the newest clean restore point before it "last clean";
 retention keeps the clean ones until you answer: resolve --safe (the change was legitimate) or
 --encrypted (recover from the last clean one).
+
+delete puts a restore point in the trash: it is deleted after DELETION_DELAY (72 hours by default),
+stays restorable until then, you are e-mailed at once, and reclo trash restore BACKUP_ID undoes it.
+${FRESH_AUTH_HELP}
 `,
   agent: `Usage: reclo agent --image PATH [options]
        reclo agent install --image PATH [--source NAME] [--user NAME] [--agent-key KEY] [--print] [--root DIR]
@@ -147,7 +161,7 @@ Testing knob: RECLO_AGENT_POLL_SECONDS (default 60): the check-in interval.
 ${AGENT_INSTALL_USAGE}`,
 };
 
-const GLOBAL_OPTIONS = { url: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+const GLOBAL_OPTIONS = { url: { type: "string" }, "password-stdin": { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
 const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]>; positionals?: boolean; run: (ctx: CommandContext) => Promise<number> }> = {
   login: { options: { email: { type: "string" } }, run: login },
@@ -166,6 +180,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   },
   backups: {
     options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" }, watch: { type: "boolean" }, safe: { type: "boolean" }, encrypted: { type: "boolean" } },
+    positionals: true,
     run: backups,
   },
   agent: {
@@ -181,6 +196,7 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   ...NOTIFICATION_COMMANDS,
   ...SUPPORT_COMMANDS,
   ...AGENT_KEY_COMMANDS,
+  ...TRASH_COMMANDS,
 };
 
 /** Runs the CLI; resolves to the exit code. */
@@ -210,7 +226,9 @@ export async function main(argv: string[], io: CliIo = { stdin: process.stdin, s
     return 2;
   }
   try {
-    return await command.run(ctx);
+    // REAUTH_REQUIRED (deleting, keeping less): the password again, then the command once more.
+    // Such a command stops at that one mutation, so running it again repeats nothing.
+    return await withFreshAuth(ctx, () => command.run(ctx));
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr.write(`reclo ${name}: ${err.message}\n\n${USAGE[name]}`);
@@ -337,7 +355,8 @@ async function backups(ctx: CommandContext): Promise<number> {
   const { io, values, settings } = ctx;
   if (values.watch) return watchBackups(ctx);
   if (ctx.positionals[0] === "resolve") return resolveSuspect(ctx);
-  if (ctx.positionals.length) throw new UsageError(`unexpected ${JSON.stringify(ctx.positionals[0])}: reclo backups [resolve BACKUP_ID --safe|--encrypted]`);
+  if (ctx.positionals[0] === "delete") return deleteBackupCommand(ctx);
+  if (ctx.positionals.length) throw new UsageError(`unexpected ${JSON.stringify(ctx.positionals[0])}: reclo backups [resolve BACKUP_ID --safe|--encrypted | delete BACKUP_ID]`);
   const limit = positiveInt(values.limit, "limit", 20, 100_000);
   const client = authedClient(settings);
   const source = str(values.source);
