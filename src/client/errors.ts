@@ -115,6 +115,8 @@ export function consoleMessage(failure: ApiFailure): string {
       return "ReClo had a problem on its side. Please try again in a moment.";
     case "INVALID_TOKEN":
       return "This link is invalid or has expired, or it was already used. Please ask for a new one.";
+    case "REAUTH_REQUIRED":
+      return "This needs your password again (entered in the last few minutes), so nothing was changed. Please try again and enter your password when asked.";
     case "EMAIL_NOT_VERIFIED":
       return "Please verify your e-mail address first: open the link in the mail we sent you (the banner at the top can send it again).";
     default:

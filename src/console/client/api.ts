@@ -27,6 +27,16 @@ export function setSessionEndedHandler(handler: () => void): void {
   onSessionEnded = handler;
 }
 
+let onReauthRequired: (() => Promise<boolean>) | undefined;
+
+/**
+ * Called when a request answers REAUTH_REQUIRED (deleting, keeping less: issue 18): asks for the
+ * password and reauthenticates; true when it did, and the request is then sent once more.
+ */
+export function setReauthHandler(handler: () => Promise<boolean>): void {
+  onReauthRequired = handler;
+}
+
 function endSession(): void {
   if (!getSession()) return;
   clearSession();
@@ -37,7 +47,8 @@ function endSession(): void {
 function toApiError(errors: readonly GraphQLErrorShape[], sentToken: boolean): ApiError {
   const first = errors[0] ?? { message: "Something went wrong." };
   const code = typeof first.extensions?.code === "string" ? first.extensions.code : undefined;
-  if (code === "UNAUTHENTICATED" && sentToken) endSession();
+  // A wrong password on reauthenticate is UNAUTHENTICATED too (BAD_CREDENTIALS), but the session is fine.
+  if (code === "UNAUTHENTICATED" && sentToken && first.extensions?.reason !== "BAD_CREDENTIALS") endSession();
   return new ApiError(first.message, code, first.extensions ?? {});
 }
 
@@ -46,8 +57,21 @@ const NETWORK_MESSAGE = CONSOLE_MESSAGES.network;
 /** The variables argument: optional for an operation that declares none, required otherwise. */
 type VariablesArg<V> = V extends Record<string, never> ? [variables?: V] : [variables: V];
 
-/** One GraphQL request over HTTP (POST /graphql) with the session's token, if any. */
+/**
+ * One GraphQL request over HTTP (POST /graphql) with the session's token, if any. An answer of
+ * REAUTH_REQUIRED shows the password dialog (setReauthHandler) and sends the request once more.
+ */
 export async function gql<T, V>(document: TypedDocumentString<T, V>, ...[variables]: VariablesArg<V>): Promise<T> {
+  try {
+    return await send(document, variables);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.code === "REAUTH_REQUIRED" && onReauthRequired)) throw error;
+    if (!(await onReauthRequired())) throw error;
+    return send(document, variables);
+  }
+}
+
+async function send<T, V>(document: TypedDocumentString<T, V>, variables: V | undefined): Promise<T> {
   const query = document.toString();
   const session = getSession();
   const headers: Record<string, string> = {

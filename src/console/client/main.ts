@@ -1,4 +1,5 @@
-import { closeLive, gql, onLiveStatus, setSessionEndedHandler } from "./api";
+import { closeLive, gql, onLiveStatus, setReauthHandler, setSessionEndedHandler } from "./api";
+import { reauthDialog } from "./reauth";
 import { fill, h } from "./dom";
 import { ConsoleLogOutDocument, ConsoleMeDocument, ConsoleResendVerificationEmailDocument } from "./generated/graphql";
 import { clearSession, getSession } from "./session";
@@ -14,6 +15,7 @@ import { forgotPasswordView, resetPasswordView, signupView, verifyEmailView } fr
 import { notificationSettingsView, notificationsView } from "./views/notifications";
 import { activityView, supportAccessView } from "./views/support";
 import { agentKeysView } from "./views/agent-keys";
+import { trashView } from "./views/trash";
 
 const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = [
   { pattern: /^#?\/?$/, keys: [], view: backupsView, nav: "#/backups" },
@@ -28,6 +30,7 @@ const routes: { pattern: RegExp; keys: string[]; view: View; nav?: string }[] = 
   { pattern: /^#\/support$/, keys: [], view: supportAccessView, nav: "#/support" },
   { pattern: /^#\/activity$/, keys: [], view: activityView, nav: "#/activity" },
   { pattern: /^#\/agent-keys$/, keys: [], view: agentKeysView, nav: "#/agent-keys" },
+  { pattern: /^#\/trash$/, keys: [], view: trashView, nav: "#/trash" },
 ];
 
 /** Pages for everyone, logged in or not (the login form is shown for any other address then). */
@@ -47,6 +50,7 @@ const NAV = [
   { href: "#/support", label: "Support access" },
   { href: "#/activity", label: "Activity" },
   { href: "#/agent-keys", label: "Agent keys" },
+  { href: "#/trash", label: "Trash" },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -115,6 +119,8 @@ onLiveStatus((status) => {
   connection.hidden = status === "connected";
   fill(connection, status === "connected" ? "" : h("span", null, "⟳ Connection lost: reconnecting… Your recovery keeps running on the server."));
 });
+
+setReauthHandler(reauthDialog);
 
 setSessionEndedHandler(() => {
   flash = CONSOLE_MESSAGES.sessionEnded;

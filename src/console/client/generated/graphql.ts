@@ -221,6 +221,12 @@ export type SuspectVerdict =
   /** The change was legitimate: the restore point is clean */
   | 'SAFE';
 
+export type TrashItemKind =
+  /** A restore point whose deletion was asked for */
+  | 'BACKUP'
+  /** A shortening of the retention policy */
+  | 'RETENTION_POLICY';
+
 /** ACTIVE: being sent. COMPLETED: the backup completed. FAILED: the agent said why it stopped (failureReason). ABANDONED: it stopped without a word (see failureReason), or its backup was aborted or deleted. */
 export type UploadStatus =
   | 'ABANDONED'
@@ -324,18 +330,25 @@ export type ConsoleResetPasswordMutationVariables = Exact<{
 
 export type ConsoleResetPasswordMutation = { resetPassword: boolean };
 
+export type ConsoleReauthenticateMutationVariables = Exact<{
+  password: string;
+}>;
+
+
+export type ConsoleReauthenticateMutation = { reauthenticate: string };
+
 export type ConsoleBackupSummaryFragment = { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string };
 
 export type ConsoleBootEvidenceFragment = { kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string };
 
-export type ConsoleRestorePointFragment = { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, suspect: { reason: string, changedPercent: number, usualPercent: number | null, entropy: number, verdict: SuspectVerdict | null } | null, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
+export type ConsoleRestorePointFragment = { completedAt: string | null, status: BackupStatus, restorable: boolean, deleteAfter: string | null, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, suspect: { reason: string, changedPercent: number, usualPercent: number | null, entropy: number, verdict: SuspectVerdict | null } | null, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null };
 
 export type ConsoleRestorePointsQueryVariables = Exact<{
   first?: number | null | undefined;
 }>;
 
 
-export type ConsoleRestorePointsQuery = { backups: { totalCount: number, edges: Array<{ node: { completedAt: string | null, status: BackupStatus, restorable: boolean, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, suspect: { reason: string, changedPercent: number, usualPercent: number | null, entropy: number, verdict: SuspectVerdict | null } | null, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
+export type ConsoleRestorePointsQuery = { backups: { totalCount: number, edges: Array<{ node: { completedAt: string | null, status: BackupStatus, restorable: boolean, deleteAfter: string | null, id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string, suspect: { reason: string, changedPercent: number, usualPercent: number | null, entropy: number, verdict: SuspectVerdict | null } | null, verification: { id: string, status: VerificationStatus, bootSeconds: number | null, checkedAt: string | null, failureReason: string | null, screenshotUrl: string | null, evidence: Array<{ kind: EvidenceKind, ok: boolean, failure: boolean, detail: string, at: string }> } | null } }> } };
 
 export type ConsoleUploadFragment = { id: string, status: UploadStatus, sourceName: string, bytesSent: number, chunksSent: number, bytesTotal: number | null, bytesDone: number, rate: number, etaSeconds: number | null, failureReason: string | null, startedAt: string, completedAt: string | null };
 
@@ -360,6 +373,25 @@ export type ConsoleResolveSuspectBackupMutationVariables = Exact<{
 
 
 export type ConsoleResolveSuspectBackupMutation = { resolveSuspectBackup: { id: string, suspect: { verdict: SuspectVerdict | null } | null } };
+
+export type ConsoleDeleteBackupMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleDeleteBackupMutation = { deleteBackup: { id: string, status: BackupStatus, sourceName: string, deleteAfter: string | null } };
+
+export type ConsoleTrashQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ConsoleTrashQuery = { trash: Array<{ id: string, kind: TrashItemKind, what: string, requestedAt: string, requestedBy: string | null, effectiveAt: string }> };
+
+export type ConsoleRestoreFromTrashMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type ConsoleRestoreFromTrashMutation = { restoreFromTrash: { id: string, kind: TrashItemKind, what: string } };
 
 export type ConsoleSourceHealthQueryVariables = Exact<{
   sourceName: string;
@@ -627,6 +659,7 @@ export const ConsoleRestorePointFragmentDoc = new TypedDocumentString(`
   completedAt
   status
   restorable
+  deleteAfter
   suspect {
     reason
     changedPercent
@@ -903,6 +936,11 @@ export const ConsoleResetPasswordDocument = new TypedDocumentString(`
   resetPassword(input: $input)
 }
     `) as unknown as TypedDocumentString<ConsoleResetPasswordMutation, ConsoleResetPasswordMutationVariables>;
+export const ConsoleReauthenticateDocument = new TypedDocumentString(`
+    mutation ConsoleReauthenticate($password: String!) {
+  reauthenticate(password: $password)
+}
+    `) as unknown as TypedDocumentString<ConsoleReauthenticateMutation, ConsoleReauthenticateMutationVariables>;
 export const ConsoleRestorePointsDocument = new TypedDocumentString(`
     query ConsoleRestorePoints($first: Int) {
   backups(first: $first) {
@@ -933,6 +971,7 @@ fragment ConsoleRestorePoint on Backup {
   completedAt
   status
   restorable
+  deleteAfter
   suspect {
     reason
     changedPercent
@@ -1006,6 +1045,37 @@ export const ConsoleResolveSuspectBackupDocument = new TypedDocumentString(`
   }
 }
     `) as unknown as TypedDocumentString<ConsoleResolveSuspectBackupMutation, ConsoleResolveSuspectBackupMutationVariables>;
+export const ConsoleDeleteBackupDocument = new TypedDocumentString(`
+    mutation ConsoleDeleteBackup($id: ID!) {
+  deleteBackup(id: $id) {
+    id
+    status
+    sourceName
+    deleteAfter
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleDeleteBackupMutation, ConsoleDeleteBackupMutationVariables>;
+export const ConsoleTrashDocument = new TypedDocumentString(`
+    query ConsoleTrash {
+  trash {
+    id
+    kind
+    what
+    requestedAt
+    requestedBy
+    effectiveAt
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleTrashQuery, ConsoleTrashQueryVariables>;
+export const ConsoleRestoreFromTrashDocument = new TypedDocumentString(`
+    mutation ConsoleRestoreFromTrash($id: ID!) {
+  restoreFromTrash(id: $id) {
+    id
+    kind
+    what
+  }
+}
+    `) as unknown as TypedDocumentString<ConsoleRestoreFromTrashMutation, ConsoleRestoreFromTrashMutationVariables>;
 export const ConsoleSourceHealthDocument = new TypedDocumentString(`
     query ConsoleSourceHealth($sourceName: String!) {
   sourceHealth(sourceName: $sourceName) {

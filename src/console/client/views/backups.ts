@@ -2,6 +2,7 @@ import { gql } from "../api";
 import { confirmDialog, fill, h, uid } from "../dom";
 import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel, targetLabel } from "../format";
 import {
+  ConsoleDeleteBackupDocument,
   ConsoleRecoveriesDocument,
   ConsoleRecoveryTargetsDocument,
   ConsoleResolveSuspectBackupDocument,
@@ -208,6 +209,13 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
   const recover = h("button", { type: "button", class: "btn btn-primary", disabled: !p.restorable, "aria-describedby": why ? whyId : null }, "Recover…");
   recover.addEventListener("click", () => void startRecovery(ctx, p, recover, status));
   const ago = formatAgo(p.createdAt);
+  const trashNote = h("div", { class: "trash-note" });
+  let remove: HTMLButtonElement | null = null;
+  if (p.deleteAfter) fill(trashNote, inTrashNotice(p.deleteAfter));
+  else if (p.status !== "DELETED") {
+    remove = h("button", { type: "button", class: "btn btn-danger btn-small" }, "Delete…");
+    remove.addEventListener("click", () => void deleteRestorePoint(ctx, p, remove!, trashNote, status));
+  }
   return h(
     "li",
     { class: "card restore-point", "aria-labelledby": titleId, "data-backup-id": p.id },
@@ -244,8 +252,59 @@ function restorePointCard(ctx: ViewContext, p: RestorePoint, latest: boolean, st
       ),
     ),
     evidenceList(p),
-    h("div", { class: "actions" }, recover, why ? h("p", { id: whyId, class: "hint" }, why) : null),
+    trashNote,
+    h("div", { class: "actions" }, recover, remove, why ? h("p", { id: whyId, class: "hint" }, why) : null),
   );
+}
+
+/** On a card in the trash: until when it stays, and where to undo it. */
+function inTrashNotice(deleteAfter: string): HTMLElement {
+  return h("p", { class: "notice notice-warning" }, `In the trash: it will be deleted on ${formatDate(deleteAfter)}. Until then you can still recover from it, or `, h("a", { href: "#/trash" }, "restore it from the Trash"), ".");
+}
+
+/**
+ * Delete (issue 18): asks first; the API may want the password again (the dialog of reauth.ts,
+ * through gql). A finished restore point goes to the trash for DELETION_DELAY.
+ */
+async function deleteRestorePoint(ctx: ViewContext, p: RestorePoint, button: HTMLButtonElement, note: HTMLElement, status: HTMLElement): Promise<void> {
+  const ok = await confirmDialog({
+    title: `Delete the restore point of ${p.sourceName}?`,
+    body: [
+      h("p", null, `The restore point of ${formatDate(p.createdAt)} goes to the trash: it is deleted after 72 hours, and until then you can undo this on the Trash page. You will be e-mailed about it.`),
+    ],
+    confirmLabel: "Delete",
+    cancelLabel: "Keep it",
+    danger: true,
+  });
+  if (!ok || !ctx.alive()) return;
+  button.disabled = true;
+  fill(status);
+  try {
+    const b = (await gql(ConsoleDeleteBackupDocument, { id: p.id })).deleteBackup;
+    if (!ctx.alive()) return;
+    button.remove();
+    if (b.deleteAfter) {
+      fill(note, inTrashNotice(b.deleteAfter));
+      fill(
+        status,
+        h(
+          "div",
+          { class: "notice notice-info deleted-to-trash", role: "status" },
+          `The restore point of ${b.sourceName} went to the trash. It will be deleted on ${formatDate(b.deleteAfter)}; until then you can undo this on the `,
+          h("a", { href: "#/trash" }, "Trash page"),
+          ".",
+        ),
+      );
+      ctx.announce(`The restore point of ${b.sourceName} went to the trash. It will be deleted on ${formatDate(b.deleteAfter)}.`);
+    } else {
+      button.closest("li")?.remove();
+      fill(status, h("div", { class: "notice notice-info", role: "status" }, `The unfinished backup of ${b.sourceName} was deleted.`));
+    }
+  } catch (error) {
+    if (!ctx.alive()) return;
+    button.disabled = false;
+    fill(status, errorBox(error, `The restore point of ${p.sourceName} was not deleted.`));
+  }
 }
 
 const TARGET_HINT: Record<RecoveryTarget, string> = {
