@@ -20,11 +20,12 @@ export async function readFirstLine(input: NodeJS.ReadStream): Promise<string> {
 /** Reads a line from the terminal without echoing it. */
 export async function promptHidden(io: CliIo, question: string): Promise<string> {
   const { stdin, stderr } = io;
-  stderr.write(question);
   (stdin as NodeJS.ReadStream & { ref?: () => void }).ref?.(); // an earlier prompt unref'd it
+  // Echo off before the question shows: what is typed after it is never echoed.
   stdin.setRawMode(true);
   stdin.setEncoding("utf8");
   stdin.resume();
+  stderr.write(question);
   try {
     return await new Promise<string>((resolve, reject) => {
       let value = "";
