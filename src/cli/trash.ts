@@ -110,10 +110,12 @@ async function retentionCommand({ io, values, positionals, settings }: CommandCo
     const input = { keepWeeklyFull: wholeNumber(values["weekly-fulls"], "weekly-fulls"), keepDaily: wholeNumber(values.days, "days") };
     const policy = (await client.request(SetRetentionPolicyDocument, { input })).setRetentionPolicy;
     if (values.json) io.stdout.write(`${JSON.stringify(policy, null, 2)}\n`);
-    else if (policy.pendingEffectiveAt)
+    else if (policy.pendingEffectiveAt) {
+      const item = (await client.request(TrashDocument, {})).trash.find((i) => i.kind === "RETENTION_POLICY");
       io.stdout.write(
-        `Keeping less is in the trash: from ${formatDate(policy.pendingEffectiveAt)} ReClo keeps ${policy.pendingKeepWeeklyFull} weekly fulls and ${policy.pendingKeepDaily} days; until then the current policy (${policy.keepWeeklyFull} / ${policy.keepDaily}) stays in force.\nUndo it before then: reclo trash restore ID (the RetentionPolicy:… line of reclo trash)\n`,
+        `Keeping less is in the trash: from ${formatDate(policy.pendingEffectiveAt)} ReClo keeps ${policy.pendingKeepWeeklyFull} weekly fulls and ${policy.pendingKeepDaily} days; until then the current policy (${policy.keepWeeklyFull} / ${policy.keepDaily}) stays in force.\n${item ? UNDO(item.id) : "Undo it before then: reclo trash restore ID (see reclo trash)"}\n`,
       );
+    }
     else io.stdout.write(`Keeping ${policy.keepWeeklyFull} weekly FULL backups and ${policy.keepDaily} days of restore points, from now on.\n`);
     return 0;
   }

@@ -131,6 +131,7 @@ describe("reclo backups delete / reclo trash", () => {
     const items = JSON.parse((await reclo(bob, ["trash", "--json"])).stdout) as { id: string; kind: string }[];
     expect(items.map((i) => i.kind).sort()).toEqual(["BACKUP", "RETENTION_POLICY"]);
     const policyItem = items.find((i) => i.kind === "RETENTION_POLICY")!;
+    expect(shorten.stdout).toContain(`Undo it before then: reclo trash restore ${policyItem.id}`);
     expect((await reclo(bob, ["trash", "restore", policyItem.id])).code).toBe(0);
     expect((await bob.client.request(RetentionPolicyDocument, {})).retentionPolicy).toMatchObject({ pendingEffectiveAt: null });
     expect((await reclo(bob, ["trash", "restore", id])).code).toBe(0);
