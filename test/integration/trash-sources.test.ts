@@ -159,10 +159,11 @@ describe("deletion defense (issue 18): sources and agent keys in the trash", () 
     await makeDue(u.id);
     const run = await runMaintenance([u.id]);
     expect(run.failedUsers).toEqual([]);
-    expect(await trashDeletedOf(run, [u.id])).toEqual([gone.backup.id, gone2.backup.id].sort());
-    expect(run.deletedChunks).toBeGreaterThanOrEqual(1);
+    // (The purge is global: another file's run at the same moment may be the one that carries it out; the statuses are what count.)
     expect(await status(u, gone.backup.id)).toBe("DELETED");
     expect(await status(u, gone2.backup.id)).toBe("DELETED");
+    // A run that starts after they are DELETED collects their unshared chunks.
+    expect((await runMaintenance([u.id])).failedUsers).toEqual([]);
     const chunks = await stored(u.id);
     for (const c of gone.chunks) if (c) expect(chunks.has(c)).toBe(false);
     for (const c of kept.chunks) if (c) expect(chunks.has(c)).toBe(true);
@@ -253,12 +254,14 @@ describe("deletion defense (issue 18): sources and agent keys in the trash", () 
 
     // The recovery ends: the FULL goes; the verification still holds the source.
     await db().update(recoveries).set({ state: "COMPLETED" }).where(eq(recoveries.id, recoveryId));
-    expect(await trashDeletedOf(await runMaintenance([u.id]), [u.id])).toEqual([full.backup.id]);
+    await runMaintenance([u.id]);
+    expect(await status(u, full.backup.id)).toBe("DELETED");
     expect(await status(u, lone.backup.id)).toBe("COMPLETED");
     expect(sha(await restoreImage(stack, u.id, incr.backup.id))).toBe(sha(img));
     // The verification ends: the source goes.
     await db().update(verifications).set({ status: "VERIFIED" }).where(eq(verifications.id, verificationId));
-    expect(await trashDeletedOf(await runMaintenance([u.id]), [u.id])).toEqual([lone.backup.id]);
+    await runMaintenance([u.id]);
+    expect(await status(u, lone.backup.id)).toBe("DELETED");
     expect((await u.client.request(TrashDocument)).trash).toEqual([]);
     expect(await status(u, incr.backup.id)).toBe("COMPLETED");
   });
