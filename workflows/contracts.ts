@@ -384,6 +384,12 @@ export interface TrashPurgeResult {
   deleted: string[];
   /** Users whose pending (shorter) retention policy took effect. */
   policiesApplied: string[];
+  /** Trashed sources deleted: their restore points now DELETED (also in `deleted`), agent keys revoked. */
+  sourcesDeleted?: { userId: string; sourceName: string; backups: string[]; agentKeys: number }[];
+  /** Pending "revoke all agent keys" carried out: how many keys each revoked. */
+  agentKeysRevoked?: { userId: string; keys: number }[];
+  /** Due restore points left for a later run: an active recovery or verification reads them (or a restore point built on them). */
+  waiting?: string[];
 }
 
 export interface RetentionResult {

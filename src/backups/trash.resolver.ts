@@ -2,21 +2,51 @@ import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from "type-graphq
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { auditOwnAction } from "../graphql/audit";
+import { requester, requireFreshAuth } from "../graphql/fresh-auth";
+import { AppError, ErrorCode } from "../shared/errors";
 import { TrashItem } from "./trash.type";
 
 @Resolver(() => TrashItem)
 export class TrashResolver {
   @Authorized()
-  @Query(() => [TrashItem], { description: "Your deletions and retention shortenings still waiting for DELETION_DELAY, soonest first" })
+  @Query(() => [TrashItem], { description: "Your deletions, retention shortenings and key revocations still waiting for DELETION_DELAY, soonest first" })
   trash(@Ctx() ctx: Context) {
     return ctx.services.trash.list(currentUser(ctx).id);
   }
 
   @Authorized()
-  @Mutation(() => TrashItem, { description: "Undo a pending deletion or retention shortening (NOT_FOUND once it took effect)" })
+  @Mutation(() => TrashItem, { description: "Undo a pending deletion, retention shortening or revocation of all agent keys (NOT_FOUND once it took effect)" })
   async restoreFromTrash(@Arg("id", () => ID) id: string, @Ctx() ctx: Context) {
     const item = await ctx.services.trash.restore(currentUser(ctx).id, id);
     await auditOwnAction(ctx, "trash.restore", item.kind === "BACKUP" ? `Backup:${item.id}` : item.id, { kind: item.kind });
+    return item;
+  }
+
+  @Authorized()
+  @Mutation(() => TrashItem, {
+    description:
+      "Delete a source with all its restore points, agent keys and schedule. Needs a fresh authentication (reauthenticate; else REAUTH_REQUIRED). It goes to the trash as one item (Source:<name>) for DELETION_DELAY, you are e-mailed at once, and restoreFromTrash undoes it; meanwhile its restore points stay restorable, its agent keeps backing up and no missed backup is reported. Then maintenance deletes its restore points (the GC reclaims chunks no other restore point uses), revokes its agent keys and removes its schedule. NOT_FOUND for a source you do not have.",
+  })
+  async deleteSource(@Arg("name") name: string, @Ctx() ctx: Context) {
+    const userId = currentUser(ctx).id;
+    const sourceName = await ctx.services.trash.findSource(userId, name); // NOT_FOUND before REAUTH_REQUIRED, as deleteBackup
+    await requireFreshAuth(ctx);
+    const item = await ctx.services.trash.deleteSource(userId, sourceName, requester(ctx));
+    await auditOwnAction(ctx, "source.delete", item.id, { sourceName, effectiveAt: item.effectiveAt.toISOString() });
+    return item;
+  }
+
+  @Authorized()
+  @Mutation(() => TrashItem, {
+    description:
+      "Revoke all your agent keys. Needs a fresh authentication (REAUTH_REQUIRED) and waits DELETION_DELAY in the trash (AgentKeys:<your user id>), with an e-mail at once; restoreFromTrash cancels it. When it takes effect, every key still active is revoked. To stop one stolen key at once, use revokeAgentKey.",
+  })
+  async revokeAllAgentKeys(@Ctx() ctx: Context) {
+    if (ctx.agent) throw new AppError(ErrorCode.FORBIDDEN, "An agent key cannot manage agent keys", { reason: "AGENT_KEY_SCOPE" });
+    const userId = currentUser(ctx).id;
+    await requireFreshAuth(ctx);
+    const item = await ctx.services.trash.revokeAllAgentKeys(userId, requester(ctx));
+    await auditOwnAction(ctx, "agent_key.revoke_all_requested", item.id, { effectiveAt: item.effectiveAt.toISOString() });
     return item;
   }
 }

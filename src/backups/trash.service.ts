@@ -1,9 +1,22 @@
-import { and, asc, eq, isNotNull, lte } from "drizzle-orm";
+import { and, asc, count, eq, inArray, isNotNull, isNull, lte, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { backups, retentionPolicies, type BackupRow, type RetentionPolicyRow } from "../db/schema";
+import {
+  ACTIVE_RECOVERY_STATES,
+  agentKeys,
+  backups,
+  recoveries,
+  retentionPolicies,
+  sources,
+  trashRequests,
+  verifications,
+  type BackupRow,
+  type RetentionPolicyRow,
+  type TrashRequestRow,
+} from "../db/schema";
 import type { NotificationService } from "../alerts/notification.service";
 import type { Logger } from "../logger";
 import { notFound } from "../shared/errors";
+import { newId } from "../shared/ids";
 import type { BackupService } from "./backup.service";
 import type { BackupLifecycleService } from "./backup-lifecycle.service";
 import type { TrashPurgeResult } from "../../workflows/contracts";
@@ -12,7 +25,7 @@ export const DEFAULT_DELETION_DELAY_MS = 72 * 3_600_000;
 /** What "no policy" means: keep everything; the first policy is a shortening of this. */
 export const KEEP_EVERYTHING = { keepWeeklyFull: 520, keepDaily: 3650 } as const;
 
-export type TrashItemKind = "BACKUP" | "RETENTION_POLICY";
+export type TrashItemKind = "BACKUP" | "RETENTION_POLICY" | "SOURCE" | "AGENT_KEYS";
 export interface TrashItem {
   id: string;
   kind: TrashItemKind;
@@ -23,6 +36,11 @@ export interface TrashItem {
 }
 
 const policyItemId = (userId: string) => `RetentionPolicy:${userId}`;
+const sourceItemId = (name: string) => `Source:${name}`;
+const agentKeysItemId = (userId: string) => `AgentKeys:${userId}`;
+const requestItemId = (r: Pick<TrashRequestRow, "kind" | "subject" | "userId">) => (r.kind === "SOURCE" ? sourceItemId(r.subject) : agentKeysItemId(r.userId));
+/** Verification states that still read the restore point. */
+const ACTIVE_VERIFICATION_STATES = ["PENDING", "RUNNING"] as const;
 
 /**
  * Deletion defense (issue 18): deleting a restore point or shortening retention puts it in a trash
@@ -86,6 +104,123 @@ export class TrashService {
     return row!;
   }
 
+  /** The source's name as stored (its row, or restore points that are not deleted); NOT_FOUND when the user has no such source. */
+  async findSource(userId: string, name: string): Promise<string> {
+    const n = name.trim();
+    const [row] = await this.db.select({ name: sources.name }).from(sources).where(and(eq(sources.userId, userId), eq(sources.name, n))).limit(1);
+    if (row) return row.name;
+    const [b] = await this.db
+      .select({ name: backups.sourceName })
+      .from(backups)
+      .where(and(eq(backups.userId, userId), eq(backups.sourceName, n), ne(backups.status, "DELETED")))
+      .limit(1);
+    if (b) return b.name;
+    throw notFound("Source", n);
+  }
+
+  /**
+   * A whole source goes to the trash as one item: when it is carried out, every restore point the
+   * source then has is deleted, its agent keys are revoked and its schedule removed. Meanwhile
+   * nothing changes (restore points restorable, chunks live, agent keys working, backups still
+   * taken) except that the missed-backup detector no longer reports the source. Asking twice
+   * answers the pending item (one e-mail).
+   */
+  async deleteSource(userId: string, name: string, requestedBy: string): Promise<TrashItem> {
+    const sourceName = await this.findSource(userId, name);
+    const { row, created } = await this.request(userId, "SOURCE", sourceName, requestedBy);
+    const item = await this.describe(row);
+    if (created) {
+      const { points, keys } = await this.sourceContents(userId, sourceName);
+      await this.notifications.raise(userId, {
+        kind: "DELETION_REQUESTED",
+        title: `Source ${sourceName} will be deleted on ${row.effectiveAt.toISOString()}`,
+        body: `${row.requestedBy ?? "Someone"} asked at ${row.requestedAt.toISOString()} to delete the source ${sourceName}: its ${points} restore point(s), its ${keys} active agent key(s) and its schedule.\nNothing is deleted before ${row.effectiveAt.toISOString()}: until then every restore point stays restorable and its agent keeps backing up. If you did not ask for this, restore it now (restoreFromTrash ${item.id}, or the Trash page) and change your password.`,
+        subjectType: "SOURCE",
+        subjectId: sourceName,
+        dedupeKey: `deletion-requested:source:${row.id}`,
+      });
+    }
+    return item;
+  }
+
+  /**
+   * Revoking every agent key waits in the trash too (a thief who revokes them all stops the backups
+   * without a trace); revoking one key (revokeAgentKey) stays immediate, so a stolen key is stopped
+   * at once. When carried out, every key still active then is revoked.
+   */
+  async revokeAllAgentKeys(userId: string, requestedBy: string): Promise<TrashItem> {
+    const { row, created } = await this.request(userId, "AGENT_KEYS", "", requestedBy);
+    const item = await this.describe(row);
+    if (created) {
+      const [active] = await this.db.select({ n: count() }).from(agentKeys).where(and(eq(agentKeys.userId, userId), isNull(agentKeys.revokedAt)));
+      await this.notifications.raise(userId, {
+        kind: "DELETION_REQUESTED",
+        title: `All your agent keys will be revoked on ${row.effectiveAt.toISOString()}`,
+        body: `${row.requestedBy ?? "Someone"} asked at ${row.requestedAt.toISOString()} to revoke all your agent keys (${active?.n ?? 0} active now); your agents would then stop backing up.\nNothing changes before ${row.effectiveAt.toISOString()}. If you did not ask for this, cancel it now (restoreFromTrash ${item.id}, or the Trash page) and change your password. To stop one stolen key at once, revoke that key (revokeAgentKey).`,
+        subjectType: "AGENT_KEYS",
+        subjectId: userId,
+        dedupeKey: `deletion-requested:agent-keys:${row.id}`,
+      });
+    }
+    return item;
+  }
+
+  /** Records a pending request, or finds the one already pending (created: false). */
+  private async request(userId: string, kind: TrashRequestRow["kind"], subject: string, requestedBy: string): Promise<{ row: TrashRequestRow; created: boolean }> {
+    const now = this.now();
+    const id = newId();
+    await this.db
+      .insert(trashRequests)
+      .values({ id, userId, kind, subject, requestedAt: now, effectiveAt: new Date(now.getTime() + this.opts.deletionDelayMs), requestedBy: requestedBy.slice(0, 255) })
+      .onDuplicateKeyUpdate({ set: { id: sql`id` } });
+    const [row] = await this.db
+      .select()
+      .from(trashRequests)
+      .where(and(eq(trashRequests.userId, userId), eq(trashRequests.kind, kind), eq(trashRequests.subject, subject)))
+      .limit(1);
+    return { row: row!, created: row!.id === id };
+  }
+
+  private async sourceContents(userId: string, sourceName: string): Promise<{ points: number; keys: number }> {
+    const [points] = await this.db
+      .select({ n: count() })
+      .from(backups)
+      .where(and(eq(backups.userId, userId), eq(backups.sourceName, sourceName), eq(backups.status, "COMPLETED")));
+    const [keys] = await this.db
+      .select({ n: count() })
+      .from(agentKeys)
+      .where(and(eq(agentKeys.userId, userId), eq(agentKeys.sourceName, sourceName), isNull(agentKeys.revokedAt)));
+    return { points: points?.n ?? 0, keys: keys?.n ?? 0 };
+  }
+
+  private async describe(r: TrashRequestRow): Promise<TrashItem> {
+    let what: string;
+    if (r.kind === "SOURCE") {
+      const { points, keys } = await this.sourceContents(r.userId, r.subject);
+      what = `Source ${r.subject}: its ${points} restore point(s), ${keys} active agent key(s) and schedule`;
+    } else {
+      const [active] = await this.db.select({ n: count() }).from(agentKeys).where(and(eq(agentKeys.userId, r.userId), isNull(agentKeys.revokedAt)));
+      what = `Revocation of all your agent keys (${active?.n ?? 0} active now)`;
+    }
+    return { id: requestItemId(r), kind: r.kind, what, requestedAt: r.requestedAt, requestedBy: r.requestedBy, effectiveAt: r.effectiveAt };
+  }
+
+  /** Restore points an active recovery or verification is reading, with every ancestor of their chains (purgeDue leaves them for a later run). */
+  async heldBackupIds(): Promise<Set<string>> {
+    const recovering = await this.db.selectDistinct({ id: recoveries.backupId }).from(recoveries).where(inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]));
+    const verifying = await this.db.selectDistinct({ id: verifications.backupId }).from(verifications).where(inArray(verifications.status, [...ACTIVE_VERIFICATION_STATES]));
+    const held = new Set([...recovering, ...verifying].map((r) => r.id));
+    for (let frontier = [...held]; frontier.length; ) {
+      const parents = await this.db
+        .select({ parentId: backups.parentId })
+        .from(backups)
+        .where(and(inArray(backups.id, frontier), isNotNull(backups.parentId)));
+      frontier = [...new Set(parents.map((p) => p.parentId!))].filter((id) => !held.has(id));
+      for (const id of frontier) held.add(id);
+    }
+    return held;
+  }
+
   /** What is in a user's trash, soonest effective first. */
   async list(userId: string): Promise<TrashItem[]> {
     const rows = await this.db
@@ -111,6 +246,8 @@ export class TrashService {
         requestedBy: policy.pendingRequestedBy,
         effectiveAt: policy.pendingEffectiveAt!,
       });
+    const requests = await this.db.select().from(trashRequests).where(eq(trashRequests.userId, userId));
+    for (const r of requests) items.push(await this.describe(r));
     return items.sort((a, b) => a.effectiveAt.getTime() - b.effectiveAt.getTime());
   }
 
@@ -125,8 +262,13 @@ export class TrashService {
         .set({ deletionRequestedAt: null, deleteAfter: null, deletionRequestedBy: null, updatedAt: now })
         .where(and(eq(backups.id, id), eq(backups.userId, userId), eq(backups.status, "COMPLETED")));
       this.backups.changed({ id, userId });
-    } else {
+    } else if (item.kind === "RETENTION_POLICY") {
       await this.clearPending(userId);
+    } else {
+      // Deleting the request is the undo; 0 rows: maintenance carried it out a moment ago.
+      const subject = item.kind === "SOURCE" ? id.slice("Source:".length) : "";
+      const [res] = await this.db.delete(trashRequests).where(and(eq(trashRequests.userId, userId), eq(trashRequests.kind, item.kind), eq(trashRequests.subject, subject)));
+      if (res.affectedRows !== 1) throw notFound("TrashItem", id);
     }
     return item;
   }
@@ -138,15 +280,27 @@ export class TrashService {
       .where(eq(retentionPolicies.userId, userId));
   }
 
-  /** Carries out what is due: trashed backups become DELETED (their chunks then go to the GC), pending policies take effect. Idempotent. */
+  /**
+   * Carries out what is due: trashed backups become DELETED (their chunks then go to the GC),
+   * pending policies take effect, trashed sources are deleted (restore points DELETED, unfinished
+   * backups aborted, agent keys revoked, schedule removed) and pending "revoke all agent keys" are
+   * carried out. A restore point an active recovery or verification reads (itself or as an ancestor
+   * of the one it reads) is left, with its whole source, for a later run. Idempotent.
+   */
   async purgeDue(): Promise<TrashPurgeResult> {
     const now = this.now();
+    const held = await this.heldBackupIds();
+    const waiting = new Set<string>();
     const due = await this.db
       .select()
       .from(backups)
       .where(and(eq(backups.status, "COMPLETED"), isNotNull(backups.deleteAfter), lte(backups.deleteAfter, now)));
     const deleted: string[] = [];
     for (const b of due) {
+      if (held.has(b.id)) {
+        waiting.add(b.id);
+        continue;
+      }
       const [res] = await this.db
         .update(backups)
         .set({ status: "DELETED", deletedAt: now, updatedAt: now })
@@ -154,6 +308,33 @@ export class TrashService {
       if (res.affectedRows === 1) {
         deleted.push(b.id);
         this.backups.changed(b);
+      }
+    }
+    const sourcesDeleted: TrashPurgeResult["sourcesDeleted"] = [];
+    const agentKeysRevoked: TrashPurgeResult["agentKeysRevoked"] = [];
+    const requests = await this.db.select().from(trashRequests).where(lte(trashRequests.effectiveAt, now));
+    for (const r of requests) {
+      if (r.kind === "SOURCE") {
+        const done = await this.purgeSource(r, held, now);
+        if (done && "waiting" in done) {
+          done.waiting.forEach((id) => waiting.add(id));
+          continue;
+        }
+        if (done) {
+          sourcesDeleted.push({ userId: r.userId, sourceName: r.subject, backups: done.deleted, agentKeys: done.keys });
+          deleted.push(...done.deleted);
+          for (const id of done.deleted) this.backups.changed({ id, userId: r.userId });
+          // An unfinished backup of the source is abandoned (its agent's key is revoked: it cannot finish it).
+          for (const id of done.uploading) await this.lifecycle.abort(r.userId, id).catch(() => undefined);
+        }
+      } else {
+        const keys = await this.db.transaction(async (tx) => {
+          const [claimed] = await tx.delete(trashRequests).where(and(eq(trashRequests.id, r.id), lte(trashRequests.effectiveAt, now)));
+          if (claimed.affectedRows !== 1) return null; // restored (cancelled) meanwhile
+          const [res] = await tx.update(agentKeys).set({ revokedAt: now }).where(and(eq(agentKeys.userId, r.userId), isNull(agentKeys.revokedAt)));
+          return res.affectedRows;
+        });
+        if (keys !== null) agentKeysRevoked.push({ userId: r.userId, keys });
       }
     }
     const policies = await this.db.select().from(retentionPolicies).where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now), isNotNull(retentionPolicies.pendingKeepWeeklyFull), isNotNull(retentionPolicies.pendingKeepDaily)));
@@ -165,7 +346,39 @@ export class TrashService {
         .where(and(eq(retentionPolicies.userId, p.userId), lte(retentionPolicies.pendingEffectiveAt, now)));
       if (res.affectedRows === 1) policiesApplied.push(p.userId);
     }
-    if (deleted.length || policiesApplied.length) this.opts.logger?.info({ deleted: deleted.length, policies: policiesApplied.length }, "trash purged");
-    return { deleted, policiesApplied };
+    if (deleted.length || policiesApplied.length || sourcesDeleted.length || agentKeysRevoked.length || waiting.size)
+      this.opts.logger?.info({ deleted: deleted.length, policies: policiesApplied.length, sources: sourcesDeleted.length, agentKeys: agentKeysRevoked.length, waiting: [...waiting] }, "trash purged");
+    return { deleted, policiesApplied, sourcesDeleted, agentKeysRevoked, waiting: [...waiting] };
+  }
+
+  /**
+   * One due source, in one transaction: claims the request (gone: restored meanwhile, null), revokes
+   * the source's agent keys, marks its restore points DELETED and removes its schedule. Nothing
+   * (`waiting`: those restore points) while an active recovery or verification reads one of them.
+   */
+  private async purgeSource(r: TrashRequestRow, held: Set<string>, now: Date): Promise<{ waiting: string[] } | null | { deleted: string[]; uploading: string[]; keys: number }> {
+    const of = and(eq(backups.userId, r.userId), eq(backups.sourceName, r.subject));
+    const live = await this.db
+      .select({ id: backups.id, status: backups.status })
+      .from(backups)
+      .where(and(of, inArray(backups.status, ["COMPLETED", "UPLOADING"])));
+    const reading = live.filter((b) => held.has(b.id)).map((b) => b.id);
+    if (reading.length) return { waiting: reading };
+    return this.db.transaction(async (tx) => {
+      const [claimed] = await tx.delete(trashRequests).where(and(eq(trashRequests.id, r.id), lte(trashRequests.effectiveAt, now)));
+      if (claimed.affectedRows !== 1) return null;
+      const [keys] = await tx
+        .update(agentKeys)
+        .set({ revokedAt: now })
+        .where(and(eq(agentKeys.userId, r.userId), eq(agentKeys.sourceName, r.subject), isNull(agentKeys.revokedAt)));
+      const completed = live.filter((b) => b.status === "COMPLETED").map((b) => b.id);
+      const deleted: string[] = [];
+      for (const id of completed) {
+        const [res] = await tx.update(backups).set({ status: "DELETED", deletedAt: now, updatedAt: now }).where(and(eq(backups.id, id), eq(backups.status, "COMPLETED")));
+        if (res.affectedRows === 1) deleted.push(id);
+      }
+      await tx.delete(sources).where(and(eq(sources.userId, r.userId), eq(sources.name, r.subject)));
+      return { deleted, uploading: live.filter((b) => b.status === "UPLOADING").map((b) => b.id), keys: keys.affectedRows };
+    });
   }
 }

@@ -74,7 +74,12 @@ export class SourceResolver {
     return toPlan(await ctx.services.sources.nextBackup(source.row));
   }
 
-  @FieldResolver(() => Date, { nullable: true, description: "The first slot nobody backed up whose grace has passed (null: none missed)" })
+  @FieldResolver(() => Date, { nullable: true, description: "In the trash (deleteSource): when it will be deleted with its restore points and agent keys; null when not in the trash" })
+  deleteAfter(@Root() source: SourceView, @Ctx() ctx: Context) {
+    return ctx.services.sources.deleteAfter(source.row);
+  }
+
+  @FieldResolver(() => Date, { nullable: true, description: "The first slot nobody backed up whose grace has passed (null: none missed, or the source is in the trash)" })
   missedSince(@Root() source: SourceView, @Ctx() ctx: Context) {
     return ctx.services.sources.missedSince(source.row);
   }

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gt, inArray, max, ne, notInArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { backups, sources, type BackupRow, type SourceRow } from "../db/schema";
+import { backups, sources, trashRequests, type BackupRow, type SourceRow } from "../db/schema";
 import { OwnedPages } from "../db/ownership";
 import { newId } from "../shared/ids";
 import { badInput } from "../shared/errors";
@@ -395,8 +395,19 @@ export class SourceService {
     return decideBackup(nextSlot(this.now(), s).at, s, await this.chainState(row.userId, row.name));
   }
 
-  /** The first missed slot of the current run of misses (null: none). */
+  /** When the source, in the trash (deleteSource), will be deleted; null when it is not in the trash. */
+  async deleteAfter(row: Pick<SourceRow, "userId" | "name">): Promise<Date | null> {
+    const [t] = await this.deps.db
+      .select({ effectiveAt: trashRequests.effectiveAt })
+      .from(trashRequests)
+      .where(and(eq(trashRequests.userId, row.userId), eq(trashRequests.kind, "SOURCE"), eq(trashRequests.subject, row.name)))
+      .limit(1);
+    return t?.effectiveAt ?? null;
+  }
+
+  /** The first missed slot of the current run of misses (null: none; none either while the source is in the trash). */
   async missedSince(row: SourceRow): Promise<Date | null> {
+    if (await this.deleteAfter(row)) return null;
     const last = await this.lastBackup(row.userId, row.name);
     return missedSince(this.now(), scheduleOf(row), row.scheduleSetAt, last?.createdAt ?? null);
   }
@@ -404,7 +415,8 @@ export class SourceService {
   /**
    * The missed-backup detector (a Temporal scheduled workflow runs it): every source whose latest
    * slot's grace has passed with no backup started since raises BACKUP_MISSED for that slot, once
-   * (the dedupe key names the slot). Returns what it raised.
+   * (the dedupe key names the slot). A source in the trash is skipped (checked, never raised).
+   * Returns what it raised.
    */
   async detectMissed(batchSize = 500): Promise<{ checked: number; raised: number }> {
     const now = this.now();
@@ -423,8 +435,15 @@ export class SourceService {
         .where(and(inArray(backups.userId, users), ne(backups.status, "DELETED")))
         .groupBy(backups.userId, backups.sourceName);
       const lastOf = new Map(lasts.map((l) => [`${l.userId}\n${l.sourceName}`, l.at]));
+      // A source in the trash (deleteSource, issue 18) is not reported meanwhile: its owner asked to drop it.
+      const trashed = await db
+        .select({ userId: trashRequests.userId, name: trashRequests.subject })
+        .from(trashRequests)
+        .where(and(inArray(trashRequests.userId, users), eq(trashRequests.kind, "SOURCE")));
+      const inTrash = new Set(trashed.map((t) => `${t.userId}\n${t.name}`));
       for (const row of rows) {
         checked++;
+        if (inTrash.has(`${row.userId}\n${row.name}`)) continue;
         const s = scheduleOf(row);
         const last = lastOf.get(`${row.userId}\n${row.name}`) ?? null;
         const since = missedSince(now, s, row.scheduleSetAt, last);

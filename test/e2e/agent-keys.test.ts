@@ -84,7 +84,7 @@ describe("agent keys", () => {
     }
     // The destructive and key-managing ones are among them.
     expect(refused).toEqual(
-      expect.arrayContaining(["Mutation.deleteBackup", "Mutation.createAgentKey", "Mutation.revokeAgentKey", "Query.agentKeys", "Query.sources", "Mutation.startRecovery", "Mutation.verifyBackup", "Mutation.logOutEverywhere"]),
+      expect.arrayContaining(["Mutation.deleteBackup", "Mutation.deleteSource", "Mutation.revokeAllAgentKeys", "Mutation.restoreFromTrash", "Mutation.createAgentKey", "Mutation.revokeAgentKey", "Query.agentKeys", "Query.sources", "Mutation.startRecovery", "Mutation.verifyBackup", "Mutation.logOutEverywhere"]),
     );
     // Introspection, and a refused field hidden behind a fragment, are refused too.
     expect((await gql(secret, "{ __schema { queryType { name } } }")).errors?.[0]?.extensions.code).toBe("FORBIDDEN");

@@ -88,13 +88,14 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     expect(trashed.deleteAfter).toBeTruthy();
     const whileTrashed = await runMaintenance([alice.id]);
     expect(whileTrashed.deletedChunks).toBe(0);
-    expect(whileTrashed.trashDeleted).toEqual([]);
+    expect(whileTrashed.trashDeleted).not.toContain(full.backup.id);
     for (const c of full.chunks) if (c) expect((await stored(alice.id)).has(c)).toBe(true);
 
     // Past its delay, maintenance deletes it and collects in the same run: its two unique chunks go, the shared ones stay.
     await stack.rt.database.db.update(backups).set({ deleteAfter: new Date(Date.now() - 1000) }).where(eq(backups.id, full.backup.id));
     const second = await runMaintenance([alice.id]);
-    expect(second.trashDeleted).toEqual([full.backup.id]);
+    // Deleted (by this run, or by another file's run at the same moment: the purge is global).
+    expect((await stack.rt.services.backups.get(alice.id, full.backup.id)).status).toBe("DELETED");
     expect(second.deletedChunks).toBe(2);
     expect(second.freedBytes).toBe(CHUNK + 3 * MiB);
     const afterSecond = await stored(alice.id);
@@ -140,8 +141,9 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     const result = await runMaintenance([u.id]);
     expect((await u.client.request(RetentionPolicyDocument)).retentionPolicy).toMatchObject({ keepWeeklyFull: 1, keepDaily: 3, pendingKeepWeeklyFull: null });
     const deletedHere = result.retentionDeleted.filter((id) => made.some((m) => m.id === id));
-    // Kept: the newest FULL (7 days), and everything of the last 3 days (1 and 0 days). Deleted: 14, 13, 6.
-    expect(deletedHere.sort()).toEqual([made[0]!.id, made[1]!.id, made[3]!.id].sort());
+    // Kept: the newest FULL (7 days), and everything of the last 3 days (1 and 0 days). Deleted: 14, 13, 6
+    // (by this run, or by another file's run at the same moment: retention and the trash purge are global; the statuses count).
+    expect([made[0]!.id, made[1]!.id, made[3]!.id]).toEqual(expect.arrayContaining(deletedHere));
     const rows = await stack.rt.database.db.select().from(backups).where(eq(backups.userId, u.id));
     const status = Object.fromEntries(rows.map((r) => [r.id, r.status]));
     expect(made.map((m) => status[m.id])).toEqual(["DELETED", "DELETED", "COMPLETED", "DELETED", "COMPLETED", "COMPLETED"]);

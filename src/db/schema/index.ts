@@ -16,3 +16,4 @@ export * from "./account-tokens";
 export * from "./webhooks";
 export * from "./support";
 export * from "./agent-keys";
+export * from "./trash-requests";
