@@ -1,5 +1,5 @@
 import type { ParseArgsConfig } from "node:util";
-import { AgentKeysDocument, CreateAgentKeyDocument, RevokeAgentKeyDocument, type AgentKeyFieldsFragment } from "../client/generated/graphql";
+import { AgentKeysDocument, CreateAgentKeyDocument, RevokeAgentKeyDocument, RevokeAllAgentKeysDocument, type AgentKeyFieldsFragment } from "../client/generated/graphql";
 import type { ReCloClient } from "../client/graphql-client";
 import { CliError, UsageError } from "./errors";
 import { str, type CommandContext } from "./command";
@@ -12,6 +12,7 @@ export const AGENT_KEY_USAGE: Record<string, string> = {
   "agent-key": `Usage: reclo agent-key create --source NAME [--note TEXT] [--json]
        reclo agent-key list [--json]
        reclo agent-key revoke ID [--json]
+       reclo agent-key revoke --all [--password-stdin] [--json]
 
 Agent keys: what a source's backup agent signs in with instead of your session. A key can only back
 up its one source (check in, plan, upload, complete or fail its backups): it cannot delete, change
@@ -20,7 +21,9 @@ restore points. reclo agent install makes one for you.
 
   create   A new key for --source; its secret (rak_…) is printed once and never again
   list     Your keys: source, note, last used (when, from where), revoked
-  revoke   The key stops working at once
+  revoke   The key stops working at once. --all revokes every key, but only after DELETION_DELAY
+           (72 h) and with your password again: it waits in the trash, you are e-mailed, and
+           reclo trash restore AgentKeys:… cancels it (a stolen session cannot stop your backups)
 
 Options:
   --json      JSON on stdout
@@ -29,7 +32,7 @@ Options:
 };
 
 export const AGENT_KEY_COMMANDS: Record<string, { options: Options; positionals?: boolean; run: (ctx: CommandContext) => Promise<number> }> = {
-  "agent-key": { options: { source: { type: "string" }, note: { type: "string" }, json: { type: "boolean" } }, positionals: true, run: agentKeyCommand },
+  "agent-key": { options: { source: { type: "string" }, note: { type: "string" }, all: { type: "boolean" }, json: { type: "boolean" } }, positionals: true, run: agentKeyCommand },
 };
 
 /** Makes a key for `sourceName` with the signed-in session (an agent key cannot make keys). */
@@ -73,6 +76,15 @@ async function agentKeyCommand(ctx: CommandContext): Promise<number> {
       );
     return 0;
   }
+  if (sub === "revoke" && values.all) {
+    if (rest.length) throw new UsageError("revoke --all takes no key ID", "agent-key");
+    needsSession(ctx);
+    const item = (await authedClient(ctx.settings).request(RevokeAllAgentKeysDocument, {})).revokeAllAgentKeys;
+    if (json) io.stdout.write(`${JSON.stringify(item, null, 2)}\n`);
+    else io.stdout.write(`Revoking all agent keys is in the trash: on ${formatDate(item.effectiveAt)} every key still active then stops working. Until then your agents keep backing up.\nCancel it before then: reclo trash restore ${item.id}\n`);
+    return 0;
+  }
+  if (values.all) throw new UsageError("--all belongs to agent-key revoke", "agent-key");
   if (sub === "revoke") {
     if (rest.length !== 1) throw new UsageError("revoke needs the key's ID (reclo agent-key list)", "agent-key");
     needsSession(ctx);

@@ -61,7 +61,7 @@ Commands:
   verify    Prove a restore point starts (boot it in isolation, collect evidence)
   agent     Run backups on the server's schedule (agent install: as a systemd service)
   agent-key create|list|revoke: keys that can only back up one source (what the agent uses)
-  sources   Your sources: schedule, next and last backup, last seen, missed
+  sources   Your sources: schedule, next and last backup, last seen, missed (sources delete NAME: to the trash)
   schedule  show|set a source's backup schedule
 
   recover     Recover a restore point into a new machine, with live progress

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import os from "node:os";
 import type { ParseArgsConfig } from "node:util";
-import { SetBackupScheduleDocument, SourceDocument, SourcesDocument, type SourceFieldsFragment } from "../client/generated/graphql";
+import { DeleteSourceDocument, SetBackupScheduleDocument, SourceDocument, SourcesDocument, type SourceFieldsFragment } from "../client/generated/graphql";
 import { CliError, UsageError } from "./errors";
 import { positiveInt, str, type CommandContext } from "./command";
 import { authedClient, fetchPages } from "./api-client";
@@ -16,9 +16,14 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 
 export const SOURCE_USAGE: Record<string, string> = {
   sources: `Usage: reclo sources [--json] [--url URL]
+       reclo sources delete NAME [--password-stdin] [--json]
 
 Your sources (protected machines): schedule, next backup (and whether it will be FULL or
 INCREMENTAL), last backup, when the agent was last seen, and since when backups are missed.
+
+sources delete puts a whole source in the trash (it asks for your password again): after
+DELETION_DELAY (72 h) all its restore points are deleted, its agent keys revoked and its schedule
+removed. Until then nothing changes, you are e-mailed, and reclo trash restore Source:NAME undoes it.
 `,
   schedule: `Usage: reclo schedule show SOURCE [--json]
        reclo schedule set SOURCE [--full DAY] [--at HH:MM] [--tz ZONE] [--grace MINUTES] [--json]
@@ -39,7 +44,7 @@ Options:
 };
 
 export const SOURCE_COMMANDS: Record<string, { options: Options; positionals?: boolean; run: (ctx: CommandContext) => Promise<number> }> = {
-  sources: { options: { json: { type: "boolean" } }, run: listSources },
+  sources: { options: { json: { type: "boolean" } }, positionals: true, run: sourcesCommand },
   schedule: {
     options: { full: { type: "string" }, at: { type: "string" }, tz: { type: "string" }, grace: { type: "string" }, json: { type: "boolean" } },
     positionals: true,
@@ -65,6 +70,20 @@ function describeSource(s: SourceFieldsFragment): string {
     `Missed since: ${s.missedSince ? formatDate(s.missedSince) : "-"}`,
     "",
   ].join("\n");
+}
+
+async function sourcesCommand(ctx: CommandContext): Promise<number> {
+  const [sub, ...rest] = ctx.positionals;
+  if (sub === undefined) return listSources(ctx);
+  if (sub !== "delete") throw new UsageError(`unknown subcommand ${JSON.stringify(sub)} (sources, or sources delete NAME)`, "sources");
+  if (rest.length !== 1) throw new UsageError("sources delete needs one source name", "sources");
+  const item = (await authedClient(ctx.settings).request(DeleteSourceDocument, { name: rest[0]! })).deleteSource;
+  if (ctx.values.json) ctx.io.stdout.write(`${JSON.stringify(item, null, 2)}\n`);
+  else
+    ctx.io.stdout.write(
+      `Source ${rest[0]} is in the trash: on ${formatDate(item.effectiveAt)} its restore points are deleted, its agent keys revoked and its schedule removed. Until then nothing changes.\nUndo it before then: reclo trash restore ${item.id}\n`,
+    );
+  return 0;
 }
 
 async function listSources({ io, values, settings }: CommandContext): Promise<number> {

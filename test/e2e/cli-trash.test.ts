@@ -144,4 +144,36 @@ describe("reclo backups delete / reclo trash", () => {
     expect((await reclo(bob, ["trash", "restore"])).code).toBe(2);
     expect((await reclo(bob, ["backups", "delete"])).code).toBe(2);
   }, 60_000);
+  it("a whole source and all agent keys go the same way: sources delete and agent-key revoke --all wait in the trash and are undone", async () => {
+    const carol = await signUp(stack);
+    const source = uniqueName("fileserver");
+    const id = await completedBackup(carol, source);
+
+    const del = await reclo(carol, ["sources", "delete", source, "--password-stdin"], `${PASSWORD}\n`);
+    expect(del.code, del.stderr).toBe(0);
+    expect(del.stdout).toMatch(new RegExp(`Source ${source} is in the trash: on \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC its restore points are deleted`));
+    expect(del.stdout).toContain(`reclo trash restore Source:${source}`);
+    // The fresh authentication holds for the next one: no password asked.
+    const all = await reclo(carol, ["agent-key", "revoke", "--all", "--json"]);
+    expect(all.code, all.stderr).toBe(0);
+    const allItem = JSON.parse(all.stdout) as { id: string; kind: string };
+    expect(allItem).toMatchObject({ id: `AgentKeys:${carol.id}`, kind: "AGENT_KEYS" });
+
+    const items = JSON.parse((await reclo(carol, ["trash", "--json"])).stdout) as { id: string; kind: string }[];
+    expect(items.map((i) => i.kind).sort()).toEqual(["AGENT_KEYS", "SOURCE"]);
+    const table = (await reclo(carol, ["trash"])).stdout;
+    expect(table).toContain(`Source:${source}`);
+    expect(table).toContain("AGENT_KEYS");
+    // Meanwhile the restore point is untouched.
+    expect((await carol.client.request(BackupRestorableDocument, { id })).backup).toEqual({ id, status: "COMPLETED", restorable: true });
+
+    expect((await reclo(carol, ["trash", "restore", `Source:${source}`])).code).toBe(0);
+    expect((await reclo(carol, ["trash", "restore", allItem.id])).code).toBe(0);
+    expect((await carol.client.request(TrashDocument, {})).trash).toEqual([]);
+    expect((await reclo(carol, ["sources", "delete"])).code).toBe(2);
+    expect((await reclo(carol, ["agent-key", "revoke", "--all", "x"])).code).toBe(2);
+    const unknown = await reclo(carol, ["sources", "delete", uniqueName("nope")]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/not found/i);
+  }, 60_000);
 });

@@ -222,10 +222,14 @@ export type SuspectVerdict =
   | 'SAFE';
 
 export type TrashItemKind =
+  /** A revocation of all your agent keys (those still active when it takes effect) */
+  | 'AGENT_KEYS'
   /** A restore point whose deletion was asked for */
   | 'BACKUP'
   /** A shortening of the retention policy */
-  | 'RETENTION_POLICY';
+  | 'RETENTION_POLICY'
+  /** A source whose deletion was asked for: when it takes effect, its restore points are deleted, its agent keys revoked and its schedule removed */
+  | 'SOURCE';
 
 /** ACTIVE: being sent. COMPLETED: the backup completed. FAILED: the agent said why it stopped (failureReason). ABANDONED: it stopped without a word (see failureReason), or its backup was aborted or deleted. */
 export type UploadStatus =
