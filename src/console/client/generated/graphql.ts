@@ -216,9 +216,9 @@ export type StartRecoveryInput = {
 
 /** The owner's answer to an encryption alarm */
 export type SuspectVerdict =
-  /** The disk was encrypted: the restore point stays marked; recover from the last clean one */
+  /** The disk was encrypted: the restore point stays marked; recover from the last clean one, which retention keeps until you delete it */
   | 'ENCRYPTED'
-  /** The change was legitimate: the restore point is clean */
+  /** The change was legitimate: the restore point is clean; retention's hold on the clean points before it is lifted (needs a fresh authentication) */
   | 'SAFE';
 
 /** ACTIVE: being sent. COMPLETED: the backup completed. FAILED: the agent said why it stopped (failureReason). ABANDONED: it stopped without a word (see failureReason), or its backup was aborted or deleted. */
@@ -323,6 +323,13 @@ export type ConsoleResetPasswordMutationVariables = Exact<{
 
 
 export type ConsoleResetPasswordMutation = { resetPassword: boolean };
+
+export type ConsoleReauthenticateMutationVariables = Exact<{
+  password: string;
+}>;
+
+
+export type ConsoleReauthenticateMutation = { reauthenticate: string };
 
 export type ConsoleBackupSummaryFragment = { id: string, sourceName: string, kind: BackupKind, imageSize: number, createdAt: string };
 
@@ -903,6 +910,11 @@ export const ConsoleResetPasswordDocument = new TypedDocumentString(`
   resetPassword(input: $input)
 }
     `) as unknown as TypedDocumentString<ConsoleResetPasswordMutation, ConsoleResetPasswordMutationVariables>;
+export const ConsoleReauthenticateDocument = new TypedDocumentString(`
+    mutation ConsoleReauthenticate($password: String!) {
+  reauthenticate(password: $password)
+}
+    `) as unknown as TypedDocumentString<ConsoleReauthenticateMutation, ConsoleReauthenticateMutationVariables>;
 export const ConsoleRestorePointsDocument = new TypedDocumentString(`
     query ConsoleRestorePoints($first: Int) {
   backups(first: $first) {
