@@ -8,7 +8,12 @@ import { sampleEntropy } from "../shared/bytes";
 export interface EncryptionAlarmOptions {
   /** At least this share of the image's chunks changed (percent)… */
   minChangedPercent: number;
-  /** …and at least this many chunks (a tiny image's one changed chunk is 100 % and says nothing). */
+  /**
+   * …and at least this many chunks, or every chunk of an image that has fewer. A share of a few
+   * chunks is coarse (one chunk of two is 50 %), so a small image is alarmed only when all of it turned
+   * random (3 of 3 chunks: an encrypted disk, raised); part of it (2 of 3) is not. Not a size below
+   * which nothing is checked: the usual-rate ratio and the entropy still decide.
+   */
   minChangedChunks: number;
   /** And at least this many times the source's usual change rate. */
   minRatio: number;
@@ -94,7 +99,8 @@ export class EncryptionAlarm {
     const usual = median(history.map((h) => ((h.changedChunks ?? 0) / Math.max(1, h.chunkCount)) * 100));
     const o = this.opts;
     const base = Math.max(usual ?? 0, o.usualFloorPercent);
-    if (changed.length < o.minChangedChunks || changedPercent < o.minChangedPercent || changedPercent < o.minRatio * base || fresh.length === 0) return { changedChunks: changed.length, suspect: null };
+    const enough = Math.min(o.minChangedChunks, chunks.length);
+    if (changed.length < enough || changedPercent < o.minChangedPercent || changedPercent < o.minRatio * base || fresh.length === 0) return { changedChunks: changed.length, suspect: null };
 
     // A large jump: measure the new data ourselves (evenly spread sample of the new chunks).
     const n = Math.min(o.sampleChunks, fresh.length);
