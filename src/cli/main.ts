@@ -167,6 +167,8 @@ const COMMANDS: Record<string, { options: NonNullable<ParseArgsConfig["options"]
   },
   backups: {
     options: { source: { type: "string" }, json: { type: "boolean" }, limit: { type: "string" }, watch: { type: "boolean" }, safe: { type: "boolean" }, encrypted: { type: "boolean" } },
+    // `reclo backups resolve BACKUP_ID`: the parser refused it (backups() checks its positionals itself).
+    positionals: true,
     run: backups,
   },
   agent: {

@@ -104,12 +104,11 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
     await clearMailsTo(user.email);
     image = path.join(tmp, "office.img");
     configDir = path.join(tmp, "config");
+    // The same office text in every chunk: the FULL stores one chunk (identical chunks deduplicate),
+    // so the 800 MiB image costs one 8 MiB upload; each day's edit and each encrypted chunk is new.
     const fd = fs.openSync(image, "w");
-    const text = textChunk("chunk");
-    for (let i = 0; i < CHUNKS; i++) {
-      text.write(`chunk ${i} ${randomBytes(8).toString("hex")}\n`, 0); // unique per chunk
-      fs.writeSync(fd, text, 0, CHUNK, i * CHUNK);
-    }
+    const text = textChunk("office");
+    for (let i = 0; i < CHUNKS; i++) fs.writeSync(fd, text, 0, CHUNK, i * CHUNK);
     fs.closeSync(fd);
   });
 
@@ -183,6 +182,12 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
       expect(pick.stderr).toContain("WARNING: restore point 1 is suspected of holding a ransomware-encrypted disk");
       expect(pick.stderr).toContain("The last clean restore point is 2.");
       expect(await stack.rt.database.db.select().from(recoveries).where(eq(recoveries.userId, user.id))).toEqual([]);
+
+      // --safe lifts retention's hold: with a session that has not re-entered its password, refused with a reason.
+      const safe = await reclo(["backups", "resolve", ids[3]!, "--safe"]);
+      expect(safe.code).not.toBe(0);
+      expect(safe.stderr).toContain(`Marking ${ids[3]} safe lets retention delete the clean restore points it holds, so the server asks for your password again first (REAUTH_REQUIRED)`);
+      expect((await suspectOf(ids[3]!))!.verdict).toBeNull();
     } finally {
       killChildren(children);
     }
