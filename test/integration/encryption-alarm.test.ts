@@ -238,28 +238,35 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
   });
 });
 
-describe("encryption alarm: a small image", () => {
-  /** `chunks` chunks of office text; then the first `encrypt` of them AES-encrypted as an incremental. */
-  const encryptSmall = async (chunks: number, encrypt: number) => {
+describe("encryption alarm: a small image (fewer chunks than minChangedChunks)", () => {
+  /**
+   * `chunks` chunks of office text backed up FULL, then `quiet` incrementals that change nothing (the
+   * source's usual rate: 0 %), then the first `encrypt` chunks AES-encrypted as an incremental.
+   */
+  const encryptSmall = async (chunks: number, encrypt: number, quiet: number) => {
     const user = await signUp(stack);
     const sourceName = uniqueName("small");
     const clean = Buffer.concat(Array.from({ length: chunks }, (_, i) => textChunk(`small ${i}`)));
-    const full = await backupImage(stack, user.id, clean, { sourceName });
+    let parent = (await backupImage(stack, user.id, clean, { sourceName })).backup;
+    for (let q = 0; q < quiet; q++) parent = (await backupImage(stack, user.id, clean, { sourceName, kind: "INCREMENTAL", parentBackupId: parent.id })).backup;
     const encrypted = Buffer.from(clean);
     createCipheriv("aes-256-ctr", randomBytes(32), randomBytes(16)).update(clean.subarray(0, encrypt * CHUNK)).copy(encrypted, 0);
-    return (await backupImage(stack, user.id, encrypted, { sourceName, kind: "INCREMENTAL", parentBackupId: full.backup.id })).backup;
+    return (await backupImage(stack, user.id, encrypted, { sourceName, kind: "INCREMENTAL", parentBackupId: parent.id })).backup;
   };
 
-  it("all 3 of its 3 chunks turned random is an alarm (fewer chunks than minChangedChunks is not a pass)", async () => {
-    const backup = await encryptSmall(3, 3);
+  it("all 3 of its 3 chunks turned random after an unchanging incremental is an alarm: not skipped for being small", async () => {
+    const backup = await encryptSmall(3, 3, 1);
     expect(backup.changedChunks).toBe(3);
-    expect(backup.suspect).toMatchObject({ changedPercent: 100, usualPercent: null, sampledChunks: 3 });
+    expect(backup.suspect).toMatchObject({ changedPercent: 100, usualPercent: 0, sampledChunks: 3 });
   });
 
-  it("2 of its 3 chunks turned random is not (67 %, but a share of 3 chunks is too coarse: all of a small image, or 4 chunks)", async () => {
-    const backup = await encryptSmall(3, 2);
-    expect(backup.changedChunks).toBe(2);
-    expect(backup.suspect).toBeNull();
+  it("2 of its 3 chunks is not (67 %, but a share of 3 chunks is coarse: all of it), nor 3 of 3 on its first incremental (no usual rate to jump from)", async () => {
+    const partly = await encryptSmall(3, 2, 1);
+    expect(partly.changedChunks).toBe(2);
+    expect(partly.suspect).toBeNull();
+    const first = await encryptSmall(3, 3, 0);
+    expect(first.changedChunks).toBe(3);
+    expect(first.suspect).toBeNull();
   });
 });
 
