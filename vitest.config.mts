@@ -20,7 +20,7 @@ const MEASURED_SECONDS: Record<string, number> = {
   "test/faults/faults.test.ts": 117,
   "test/e2e/verification.test.ts": 65,
   "test/e2e/drills.test.ts": 55,
-  "test/integration/encryption-alarm.test.ts": 25,
+  "test/integration/encryption-alarm.test.ts": 45,
   "test/e2e/cli-recovery.test.ts": 52,
   "test/integration/object-lock.test.ts": 35,
   // Two Linux guests under TCG; estimates from runs under load, until a quiet CI replaces them.

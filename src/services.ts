@@ -160,7 +160,7 @@ export function createServices({ config, db, events, limiter, storage, workflows
     now,
   });
   return {
-    agentKeys: new AgentKeyService(db, now),
+    agentKeys: new AgentKeyService(db, now, events),
     audit,
     grants,
     support,

@@ -6,6 +6,8 @@ import { agentKeys, backups, users, type AgentKeyRow, type SessionRow, type User
 import { findOwned } from "../db/ownership";
 import { AppError, ErrorCode, badInput } from "../shared/errors";
 import { isId, newId } from "../shared/ids";
+import type { EventBus } from "../events/event-bus";
+import { Topic } from "../events/topics";
 
 /** Visible prefix so a leaked agent key is recognisable (and told from a session token, `rcl_`). */
 export const AGENT_KEY_PREFIX = "rak_";
@@ -46,6 +48,8 @@ export class AgentKeyService {
   constructor(
     private readonly db: Db,
     private readonly now: () => Date = () => new Date(),
+    /** Where a revocation is announced: every API process closes the key's open WebSocket connections. */
+    private readonly events?: EventBus,
   ) {}
 
   async create(userId: string, input: { sourceName: string; note?: string | null }): Promise<{ row: AgentKeyRow; key: string }> {
@@ -64,13 +68,21 @@ export class AgentKeyService {
     return this.db.select().from(agentKeys).where(eq(agentKeys.userId, userId)).orderBy(desc(agentKeys.createdAt), desc(agentKeys.id));
   }
 
-  /** Revokes one of the user's keys (idempotent); another user's key is NOT_FOUND. */
+  /**
+   * Revokes one of the user's keys (idempotent); another user's key is NOT_FOUND. Its open WebSocket
+   * connections, on every API process, are closed at once (4401, through SESSIONS_REVOKED with the
+   * key's stand-in session id); announced again on a repeat, which closes nothing more.
+   */
   async revoke(userId: string, id: string): Promise<AgentKeyRow> {
     const row = await findOwned<AgentKeyRow>(this.db, agentKeys, "AgentKey", userId, id);
-    if (row.revokedAt) return row;
-    const revokedAt = this.now();
-    await this.db.update(agentKeys).set({ revokedAt }).where(and(eq(agentKeys.id, row.id), eq(agentKeys.userId, userId)));
-    return { ...row, revokedAt };
+    let revoked = row;
+    if (!row.revokedAt) {
+      const revokedAt = this.now();
+      await this.db.update(agentKeys).set({ revokedAt }).where(and(eq(agentKeys.id, row.id), eq(agentKeys.userId, userId)));
+      revoked = { ...row, revokedAt };
+    }
+    this.events?.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: [agentSessionId(row.id)] });
+    return revoked;
   }
 
   /**
@@ -111,11 +123,16 @@ export function agentIdentity(a: AgentAuthenticated): { auth: { user: UserRow; s
   return { auth: { user: a.user, session: agentSession(a.key) }, agent: { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName } };
 }
 
+/** The stand-in session id of an agent key's requests and sockets (`agent:<key id>`). */
+export function agentSessionId(keyId: string): string {
+  return `agent:${keyId}`;
+}
+
 /**
  * The session-shaped stand-in an agent key's request carries as `ctx.auth.session` (what the
  * socket registry and a few session fields read). Its id is not a session's (`agent:<key id>`), so
  * no session operation can match it; the agent scope refuses those operations anyway.
  */
 export function agentSession(key: AgentKeyRow): SessionRow {
-  return { id: `agent:${key.id}`, userId: key.userId, tokenHash: key.keyHash, createdAt: key.createdAt, expiresAt: new Date(8_640_000_000_000_000), revokedAt: key.revokedAt, lastUsedAt: key.lastUsedAt, reauthenticatedAt: null, ip: key.lastUsedIp, userAgent: null };
+  return { id: agentSessionId(key.id), userId: key.userId, tokenHash: key.keyHash, createdAt: key.createdAt, expiresAt: new Date(8_640_000_000_000_000), revokedAt: key.revokedAt, lastUsedAt: key.lastUsedAt, reauthenticatedAt: null, ip: key.lastUsedIp, userAgent: null };
 }

@@ -221,15 +221,23 @@ export class BackupLifecycleService {
     return row;
   }
 
-  /**
-   * The owner's answer to an encryption alarm: SAFE (the change was legitimate: the restore point
-   * counts as clean again) or ENCRYPTED (it stays marked). Either way retention stops holding back
-   * the older clean restore points for it. Answering again changes the answer.
-   */
-  async resolveSuspect(userId: string, id: string, verdict: "SAFE" | "ENCRYPTED" | null | undefined): Promise<BackupRow> {
+  /** The suspect restore point an answer is for: NOT_FOUND, then BAD_USER_INPUT (no verdict), then CONFLICT (not suspect). */
+  async suspectToResolve(userId: string, id: string, verdict: "SAFE" | "ENCRYPTED" | null | undefined): Promise<BackupRow> {
     const backup = await this.backups.get(userId, id);
     if (verdict !== "SAFE" && verdict !== "ENCRYPTED") throw badInput("verdict must be SAFE or ENCRYPTED", { field: "verdict" });
     if (!backup.suspect) throw conflict(`Backup ${backup.id} is not suspected of encryption`, { field: "id" });
+    return backup;
+  }
+
+  /**
+   * The owner's answer to an encryption alarm. SAFE (the change was legitimate): the restore point
+   * counts as clean again and retention's hold on the clean points before it is lifted — a protection
+   * removed, so the resolver asks for a fresh authentication. ENCRYPTED: it stays marked and the
+   * hold stays (those clean points are what the owner recovers from) until the owner deletes them.
+   * Answering again changes the answer.
+   */
+  async resolveSuspect(userId: string, id: string, verdict: "SAFE" | "ENCRYPTED" | null | undefined): Promise<BackupRow> {
+    const backup = await this.suspectToResolve(userId, id, verdict);
     const now = this.now();
     await this.db.update(backups).set({ suspectVerdict: verdict, suspectResolvedAt: now, updatedAt: now }).where(eq(backups.id, backup.id));
     const row = await this.backups.get(userId, id);

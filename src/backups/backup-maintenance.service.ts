@@ -68,12 +68,20 @@ export class BackupMaintenanceService {
       rows.filter((r) => r.kind === "FULL").slice(0, policy.keepWeeklyFull).forEach((r) => keep.add(r.id));
       const cutoff = now.getTime() - policy.keepDaily * DAY;
       rows.filter((r) => (r.completedAt ?? r.createdAt).getTime() >= cutoff).forEach((r) => keep.add(r.id));
-      // An unresolved encryption alarm: the suspect points and the newest clean ones stay until the owner decides.
-      const unresolved = rows.filter((r) => r.suspect && !r.suspectVerdict);
-      if (unresolved.length) {
-        unresolved.forEach((r) => keep.add(r.id));
-        rows.filter((r) => !r.suspect || r.suspectVerdict === "SAFE").slice(0, keepClean).forEach((r) => keep.add(r.id));
-      }
+      // The encryption alarm's hold, anchored on each suspect point not answered SAFE (unanswered, or
+      // ENCRYPTED): that point and the keepClean newest clean restore points before it stay, whatever
+      // the policy. Counted before it: the points after an encryption back up the encrypted disk
+      // however little they change. Only SAFE lifts it; else a held point goes only when its owner
+      // deletes it (through the trash) — deleting the anchor ends the hold on the points before it.
+      rows.forEach((r, i) => {
+        if (!r.suspect || r.suspectVerdict === "SAFE") return;
+        keep.add(r.id);
+        rows
+          .slice(i + 1)
+          .filter((c) => !c.suspect || c.suspectVerdict === "SAFE")
+          .slice(0, keepClean)
+          .forEach((c) => keep.add(c.id));
+      });
       out.push(...rows.filter((r) => !keep.has(r.id)));
     }
     return out;

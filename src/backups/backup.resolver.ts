@@ -64,14 +64,21 @@ export class BackupResolver {
   }
 
   @Authorized()
-  @Mutation(() => Backup, { description: "Answer an encryption alarm: SAFE (the change was legitimate) or ENCRYPTED; retention then stops holding back the older clean restore points" })
+  @Mutation(() => Backup, {
+    description:
+      "Answer an encryption alarm. SAFE (the change was legitimate): the restore point counts as clean again and retention stops holding back the clean restore points before it; it removes a protection, so it needs a fresh authentication (reauthenticate; else REAUTH_REQUIRED). ENCRYPTED (no fresh authentication needed): the point stays marked and the clean restore points before it stay held — retention never removes them; only deleting them (through the trash) does.",
+  })
   async resolveSuspectBackup(
     @Arg("id", () => ID) id: string,
     // Nullable so the owner check answers first (NOT_FOUND for another user's id); missing is BAD_USER_INPUT.
     @Arg("verdict", () => SuspectVerdict, { nullable: true, description: "Required" }) verdict: SuspectVerdict | null,
     @Ctx() ctx: Context,
   ) {
-    const backup = await ctx.services.backupLifecycle.resolveSuspect(currentUser(ctx).id, id, verdict);
+    const userId = currentUser(ctx).id;
+    // NOT_FOUND, BAD_USER_INPUT and CONFLICT before REAUTH_REQUIRED: nothing to re-enter a password for.
+    await ctx.services.backupLifecycle.suspectToResolve(userId, id, verdict);
+    if (verdict === "SAFE") await requireFreshAuth(ctx);
+    const backup = await ctx.services.backupLifecycle.resolveSuspect(userId, id, verdict);
     await auditOwnAction(ctx, "backup.resolveSuspect", `Backup:${backup.id}`, { sourceName: backup.sourceName, verdict });
     return backup;
   }

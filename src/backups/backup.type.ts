@@ -30,8 +30,8 @@ registerEnumType(SuspectVerdict, {
   name: "SuspectVerdict",
   description: "The owner's answer to an encryption alarm",
   valuesConfig: {
-    SAFE: { description: "The change was legitimate: the restore point is clean" },
-    ENCRYPTED: { description: "The disk was encrypted: the restore point stays marked; recover from the last clean one" },
+    SAFE: { description: "The change was legitimate: the restore point is clean; retention's hold on the clean points before it is lifted (needs a fresh authentication)" },
+    ENCRYPTED: { description: "The disk was encrypted: the restore point stays marked; recover from the last clean one, which retention keeps until you delete it" },
   },
 });
 const _verdicts: readonly `${SuspectVerdict}`[] = SUSPECT_VERDICTS;
@@ -57,7 +57,7 @@ export class BackupSuspicion implements SuspicionData {
   @Field(() => Int)
   sampledChunks: number;
 
-  @Field(() => SuspectVerdict, { nullable: true, description: "The owner's answer; null while unresolved (retention keeps the last clean restore points)" })
+  @Field(() => SuspectVerdict, { nullable: true, description: "The owner's answer; unless SAFE, retention keeps the last clean restore points before this one" })
   verdict: SuspectVerdict | null;
 
   @Field(() => Date, { nullable: true })

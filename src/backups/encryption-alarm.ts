@@ -8,7 +8,12 @@ import { sampleEntropy } from "../shared/bytes";
 export interface EncryptionAlarmOptions {
   /** At least this share of the image's chunks changed (percent)… */
   minChangedPercent: number;
-  /** …and at least this many chunks (a tiny image's one changed chunk is 100 % and says nothing). */
+  /**
+   * …and at least this many chunks. An image with fewer chunks is not skipped: a share of a few
+   * chunks is coarse (any change to a one-chunk image is 100 %), so it is alarmed only when all of it
+   * turned random (3 of 3 chunks; 2 of 3 is not) and the source has a usual rate to jump from (at
+   * least one earlier incremental): its first incremental says nothing about what is usual.
+   */
   minChangedChunks: number;
   /** And at least this many times the source's usual change rate. */
   minRatio: number;
@@ -94,7 +99,9 @@ export class EncryptionAlarm {
     const usual = median(history.map((h) => ((h.changedChunks ?? 0) / Math.max(1, h.chunkCount)) * 100));
     const o = this.opts;
     const base = Math.max(usual ?? 0, o.usualFloorPercent);
-    if (changed.length < o.minChangedChunks || changedPercent < o.minChangedPercent || changedPercent < o.minRatio * base || fresh.length === 0) return { changedChunks: changed.length, suspect: null };
+    const small = chunks.length < o.minChangedChunks;
+    const enough = small ? changed.length === chunks.length && usual !== null : changed.length >= o.minChangedChunks;
+    if (!enough || changedPercent < o.minChangedPercent || changedPercent < o.minRatio * base || fresh.length === 0) return { changedChunks: changed.length, suspect: null };
 
     // A large jump: measure the new data ourselves (evenly spread sample of the new chunks).
     const n = Math.min(o.sampleChunks, fresh.length);

@@ -133,8 +133,9 @@ lines). Exits 1 if an upload it followed failed or was abandoned.
 
 The encryption alarm: an incremental that changed most of the disk into random-looking data
 (possible ransomware) is marked SUSPECT, and the newest clean restore point before it "last clean";
-retention keeps the clean ones until you answer: resolve --safe (the change was legitimate) or
---encrypted (recover from the last clean one).
+retention keeps the clean ones before it: resolve --safe (the change was legitimate; lifts that hold,
+so it needs your password re-entered) or --encrypted (recover from the last clean one, which
+retention then keeps until you delete it).
 
 delete puts a restore point in the trash: it is deleted after DELETION_DELAY (72 hours by default),
 stays restorable until then, you are e-mailed at once, and reclo trash restore BACKUP_ID undoes it.
@@ -384,11 +385,23 @@ async function resolveSuspect({ io, values, positionals, settings }: CommandCont
   const id = positionals[1];
   if (!id || positionals.length !== 2) throw new UsageError("reclo backups resolve BACKUP_ID --safe|--encrypted");
   if (Boolean(values.safe) === Boolean(values.encrypted)) throw new UsageError("give exactly one of --safe and --encrypted");
-  const { resolveSuspectBackup: b } = await authedClient(settings).request(ResolveSuspectBackupDocument, { id, verdict: values.safe ? "SAFE" : "ENCRYPTED" });
+  let b;
+  try {
+    ({ resolveSuspectBackup: b } = await authedClient(settings).request(ResolveSuspectBackupDocument, { id, verdict: values.safe ? "SAFE" : "ENCRYPTED" }));
+  } catch (err) {
+    // SAFE lifts retention's hold on the clean restore points: the server wants the password re-entered on this session.
+    if (err instanceof GraphQLRequestError && err.code === "REAUTH_REQUIRED")
+      throw new CliError(
+        `Marking ${id} safe lets retention delete the clean restore points it holds, so the server asks for your password again first (REAUTH_REQUIRED): ${err.message}. Answer it in the console, where you are asked for the password.`,
+        err.code,
+      );
+    throw err;
+  }
   io.stdout.write(
     values.safe
       ? `Restore point ${b.id} of ${b.sourceName} marked safe: it counts as clean again, and retention applies as usual.\n`
-      : `Restore point ${b.id} of ${b.sourceName} marked ENCRYPTED. Recover from the last clean restore point: reclo recover --source ${b.sourceName}\n`,
+      : `Restore point ${b.id} of ${b.sourceName} marked ENCRYPTED. Recover from the last clean restore point: reclo recover --source ${b.sourceName}\n` +
+          "Retention keeps the clean restore points before it until you delete them.\n",
   );
   return 0;
 }

@@ -19,8 +19,8 @@ interface Entry {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * Open WebSocket connections by session, so that log-out, log-out-everywhere and token expiry
- * close them at once (not at the next message).
+ * Open WebSocket connections by session, so that log-out, log-out-everywhere, token expiry and an
+ * agent key's revocation close them at once (4401, not at the next message).
  */
 export class SocketRegistry {
   private readonly entries = new Set<Entry>();
@@ -44,7 +44,8 @@ export class SocketRegistry {
     for (const entry of [...this.entries]) {
       if (entry.userId !== event.userId) continue;
       if (event.sessionIds !== "ALL" && !event.sessionIds.includes(entry.sessionId)) continue;
-      this.closeEntry(entry, "Token revoked (logged out): log in again");
+      // An agent key's connections carry its stand-in session id (agent:<key id>).
+      this.closeEntry(entry, entry.sessionId.startsWith("agent:") ? "Agent key revoked: create a new one (reclo agent-key create)" : "Token revoked (logged out): log in again");
       closed++;
     }
     return closed;

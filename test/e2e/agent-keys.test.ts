@@ -13,6 +13,7 @@ import { AGENT_ALLOWED } from "../../src/graphql/agent-scope";
 import { killChildren, spawnCli } from "../helpers/cli";
 import { cliSourceEnv } from "../helpers/processes";
 import { signUp, startStack, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
+import { withTimeout } from "../helpers/ws";
 
 /**
  * Agent keys (issue 18): a key made for one source can only back that source up. Every other query,
@@ -179,6 +180,51 @@ describe("agent keys", () => {
     // No input names a secret to set: the server makes every key.
     const input = stack.app.schema.getType("CreateAgentKeyInput");
     expect(isInputObjectType(input) && Object.keys(input.getFields()).sort()).toEqual(["note", "sourceName"]);
+  });
+
+  it("revoking a key closes its open WebSocket connection at once (4401), not only its next request; other connections stay open", async () => {
+    const made = (await alice.client.request(CreateAgentKeyDocument, { input: { sourceName: source, note: "socket" } })).createAgentKey;
+    type Msg = { type: string; id?: string; payload?: unknown };
+    /** A raw graphql-transport-ws connection: its messages and how it closed. */
+    const connect = async (token: string) => {
+      const ws = new WebSocket(stack.app.wsUrl, "graphql-transport-ws");
+      const messages: Msg[] = [];
+      const waiting: { test: (m: Msg) => boolean; resolve: (m: Msg) => void }[] = [];
+      ws.on("message", (data) => {
+        const m = JSON.parse(String(data)) as Msg;
+        messages.push(m);
+        for (const w of waiting.filter((w) => w.test(m))) w.resolve(m);
+      });
+      const next = (test: (m: Msg) => boolean) => {
+        const seen = messages.find(test);
+        return seen ? Promise.resolve(seen) : new Promise<Msg>((resolve) => waiting.push({ test, resolve }));
+      };
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
+      await new Promise<void>((resolve, reject) => ws.once("open", () => resolve()).once("error", reject));
+      ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${token}` } }));
+      await withTimeout(next((m) => m.type === "connection_ack"), 10_000, "connection_ack");
+      return { ws, next, closed };
+    };
+    const agent = await connect(made.secret);
+    const owner = await connect(alice.token);
+    try {
+      // The agent's connection is live: an allowed operation runs over it.
+      agent.ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "query($s: String!) { backupPlan(sourceName: $s) { kind } }", variables: { s: source } } }));
+      expect((await withTimeout(agent.next((m) => m.id === "1" && m.type === "next"), 10_000, "the agent's query")).payload).toMatchObject({ data: { backupPlan: { kind: expect.any(String) as unknown as string } } });
+
+      await alice.client.request(RevokeAgentKeyDocument, { id: made.agentKey.id });
+      // Closed by the server, without the agent sending anything more.
+      const closed = await withTimeout(agent.closed, 5_000, "the revoked key's socket to close");
+      expect(closed).toEqual({ code: 4401, reason: "Agent key revoked: create a new one (reclo agent-key create)" });
+      // The owner's own connection is not the key's: it stays open and answers.
+      owner.ws.send(JSON.stringify({ id: "2", type: "subscribe", payload: { query: "{ agentKeys { id revokedAt } }" } }));
+      const listed = (await withTimeout(owner.next((m) => m.id === "2" && m.type === "next"), 10_000, "the owner's query")).payload as { data: { agentKeys: { id: string; revokedAt: string | null }[] } };
+      expect(listed.data.agentKeys.find((k) => k.id === made.agentKey.id)!.revokedAt).not.toBeNull();
+      expect(owner.ws.readyState).toBe(WebSocket.OPEN);
+    } finally {
+      agent.ws.close();
+      owner.ws.close();
+    }
   });
 
   it("a real `reclo backup` completes with an agent key (RECLO_AGENT_KEY), and `reclo agent-key list|revoke` manage it; a revoked key is refused", async () => {

@@ -20,7 +20,8 @@ function officeImage(): Buffer {
 /**
  * The encryption alarm in the console's restore points (issue 18), Chromium against an in-process
  * API: the suspect restore point carries a warning badge with what was seen, the one before it is
- * marked "Last clean", and answering "It was a legitimate change" clears the alarm (API: SAFE).
+ * marked "Last clean", and answering "It was a legitimate change" (with the password re-entered: SAFE
+ * lifts retention's hold) clears the alarm (API: SAFE).
  */
 describe("console: the encryption alarm on restore points (Chromium)", () => {
   let stack: TestStack;
@@ -60,7 +61,10 @@ describe("console: the encryption alarm on restore points (Chromium)", () => {
     expect(await suspectCard.getByRole("alert").textContent()).toContain("80 % of the disk changed in this backup");
     expect(await page.locator(`[data-backup-id="${full.backup.id}"] [data-alarm="last-clean"]`).textContent()).toBe("Last clean");
 
+    // SAFE lifts retention's hold: the console asks for the password (fresh authentication) first.
     await suspectCard.getByRole("button", { name: "It was a legitimate change" }).click();
+    await suspectCard.getByLabel("Your password").fill(PASSWORD);
+    await suspectCard.getByRole("button", { name: "Confirm: legitimate change" }).click();
     await expect.poll(async () => (await alice.client.request(BackupDocument, { id: suspect.id })).backup.suspect?.verdict).toBe("SAFE");
     await expect.poll(() => page.locator("[data-alarm]").count()).toBe(0);
     expect(await suspectCard.getByRole("alert").count()).toBe(0);

@@ -216,9 +216,9 @@ export type StartRecoveryInput = {
 
 /** The owner's answer to an encryption alarm */
 export type SuspectVerdict =
-  /** The disk was encrypted: the restore point stays marked; recover from the last clean one */
+  /** The disk was encrypted: the restore point stays marked; recover from the last clean one, which retention keeps until you delete it */
   | 'ENCRYPTED'
-  /** The change was legitimate: the restore point is clean */
+  /** The change was legitimate: the restore point is clean; retention's hold on the clean points before it is lifted (needs a fresh authentication) */
   | 'SAFE';
 
 export type TrashItemKind =

@@ -3,6 +3,7 @@ import { confirmDialog, fill, h, uid } from "../dom";
 import { formatAgo, formatBytes, formatDate, kindLabel, stateLabel, targetLabel } from "../format";
 import {
   ConsoleDeleteBackupDocument,
+  ConsoleReauthenticateDocument,
   ConsoleRecoveriesDocument,
   ConsoleRecoveryTargetsDocument,
   ConsoleResolveSuspectBackupDocument,
@@ -171,10 +172,12 @@ function alarmNotice(ctx: ViewContext, p: RestorePoint, mark: AlarmMark | undefi
   const s = p.suspect;
   if (!s || s.verdict === "SAFE") return null;
   if (s.verdict === "ENCRYPTED")
-    return h("div", { class: "notice notice-error", role: "note" }, h("strong", null, "You marked this restore point as encrypted."), h("p", null, "Recover from the restore point marked “Last clean”."));
-  const answer = async (verdict: "SAFE" | "ENCRYPTED", button: HTMLButtonElement) => {
+    return h("div", { class: "notice notice-error", role: "note" }, h("strong", null, "You marked this restore point as encrypted."), h("p", null, "Recover from the restore point marked “Last clean”. Retention keeps it until you delete it."));
+  const answer = async (verdict: "SAFE" | "ENCRYPTED", button: HTMLButtonElement, password?: string) => {
     button.disabled = true;
     try {
+      // SAFE lifts retention's hold on the clean restore points: the server wants the password re-entered.
+      if (password !== undefined) await gql(ConsoleReauthenticateDocument, { password });
       await gql(ConsoleResolveSuspectBackupDocument, { id: p.id, verdict });
       if (ctx.alive()) ctx.navigate("#/backups");
     } catch (error) {
@@ -184,7 +187,24 @@ function alarmNotice(ctx: ViewContext, p: RestorePoint, mark: AlarmMark | undefi
   };
   const safe = h("button", { type: "button", class: "btn" }, "It was a legitimate change");
   const encrypted = h("button", { type: "button", class: "btn btn-danger" }, "It is encrypted");
-  safe.addEventListener("click", () => void answer("SAFE", safe));
+  const passwordId = uid("alarm-password");
+  const password = h("input", { id: passwordId, name: "password", type: "password", autocomplete: "current-password", required: true });
+  const confirmSafe = h("button", { type: "submit", class: "btn" }, "Confirm: legitimate change");
+  const safeForm = h(
+    "form",
+    { class: "form", method: "post", action: "#", hidden: true },
+    h("p", null, "This lets retention delete the older clean restore points again. Enter your password to confirm."),
+    h("div", { class: "field" }, h("label", { for: passwordId }, "Your password"), password),
+    h("div", { class: "actions" }, confirmSafe),
+  );
+  safe.addEventListener("click", () => {
+    safeForm.hidden = false;
+    password.focus();
+  });
+  safeForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!confirmSafe.disabled && password.value) void answer("SAFE", confirmSafe, password.value);
+  });
   encrypted.addEventListener("click", () => void answer("ENCRYPTED", encrypted));
   const notice = h(
     "div",
@@ -194,9 +214,10 @@ function alarmNotice(ctx: ViewContext, p: RestorePoint, mark: AlarmMark | undefi
       "p",
       null,
       `${s.changedPercent} % of the disk changed in this backup (usually ${s.usualPercent === null ? "unknown" : `${s.usualPercent} %`}), into data that looks encrypted (${s.entropy.toFixed(2)} bits per byte). ` +
-        "Check the server now. Until you answer, older clean restore points are kept whatever the retention policy says.",
+        "Check the server now. Unless you answer that it was a legitimate change, the older clean restore points are kept whatever the retention policy says.",
     ),
     h("div", { class: "actions" }, safe, encrypted),
+    safeForm,
   );
   return notice;
 }
