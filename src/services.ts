@@ -32,7 +32,7 @@ import type { Mailer } from "./mail/mailer";
 import { AuditService } from "./support/audit.service";
 import { SupportGrantService } from "./support/grant.service";
 import { SupportService } from "./support/support.service";
-import { AgentKeyService } from "./agent-keys/agent-key.service";
+import { AgentKeyService, closeAgentKeySockets } from "./agent-keys/agent-key.service";
 import { SourceService } from "./sources/source.service";
 import { AccountService } from "./auth/account.service";
 import { DEFAULT_ACCOUNTS_CONFIG } from "./config";
@@ -176,7 +176,18 @@ export function createServices({ config, db, events, limiter, storage, workflows
     chunks,
     backupLifecycle,
     recoveryProgress,
-    trash: new TrashService(db, backups, backupLifecycle, notifications, { deletionDelayMs: config.backups.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS, logger }, now),
+    trash: new TrashService(
+      db,
+      backups,
+      backupLifecycle,
+      notifications,
+      {
+        deletionDelayMs: config.backups.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS,
+        logger,
+        onAgentKeysRevoked: closeAgentKeySockets(events),
+      },
+      now,
+    ),
     freshAuthWindowMs: config.backups.freshAuthWindowMs ?? 5 * 60_000,
     maintenance: new BackupMaintenanceService(db, backups, chunks, { gcGraceMs: config.backups.gcGraceMs, uploadExpiryMs: config.backups.uploadExpiryMs, logger, uploads, keepClean: config.backups.alarm?.keepClean }, now),
     auth,

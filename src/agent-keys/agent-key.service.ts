@@ -81,7 +81,7 @@ export class AgentKeyService {
       await this.db.update(agentKeys).set({ revokedAt }).where(and(eq(agentKeys.id, row.id), eq(agentKeys.userId, userId)));
       revoked = { ...row, revokedAt };
     }
-    this.events?.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: [agentSessionId(row.id)] });
+    if (this.events) closeAgentKeySockets(this.events)(userId, [row.id]);
     return revoked;
   }
 
@@ -121,6 +121,11 @@ export class AgentKeyService {
 /** What a request made with an agent key runs as: its owner (with a stand-in session), within the key's one source. */
 export function agentIdentity(a: AgentAuthenticated): { auth: { user: UserRow; session: SessionRow }; agent: AgentScope } {
   return { auth: { user: a.user, session: agentSession(a.key) }, agent: { keyId: a.key.id, userId: a.user.id, sourceName: a.key.sourceName } };
+}
+
+/** Closes the open WebSocket connections of revoked keys, on every API process (4401, through SESSIONS_REVOKED). */
+export function closeAgentKeySockets(events: EventBus): (userId: string, keyIds: string[]) => void {
+  return (userId, keyIds) => events.publish(Topic.SESSIONS_REVOKED, { userId, sessionIds: keyIds.map(agentSessionId) });
 }
 
 /** The stand-in session id of an agent key's requests and sockets (`agent:<key id>`). */

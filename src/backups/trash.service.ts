@@ -54,7 +54,12 @@ export class TrashService {
     private readonly backups: BackupService,
     private readonly lifecycle: BackupLifecycleService,
     private readonly notifications: NotificationService,
-    private readonly opts: { deletionDelayMs: number; logger?: Logger },
+    private readonly opts: {
+      deletionDelayMs: number;
+      logger?: Logger;
+      /** Told which agent keys the purge revoked, so their open WebSocket connections are closed at once (as revokeAgentKey does). */
+      onAgentKeysRevoked?: (userId: string, keyIds: string[]) => void;
+    },
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -287,14 +292,16 @@ export class TrashService {
    * carried out. A restore point an active recovery or verification reads (itself or as an ancestor
    * of the one it reads) is left, with its whole source, for a later run. Idempotent.
    */
-  async purgeDue(): Promise<TrashPurgeResult> {
+  async purgeDue(scope: { userIds?: string[] } = {}): Promise<TrashPurgeResult> {
     const now = this.now();
+    /** Everyone's trash (the scheduled run), or only these users' (an operator's run for one account). */
+    const ofUsers = (column: typeof backups.userId | typeof trashRequests.userId | typeof retentionPolicies.userId) => (scope.userIds ? inArray(column, scope.userIds.length ? scope.userIds : [""]) : undefined);
     const held = await this.heldBackupIds();
     const waiting = new Set<string>();
     const due = await this.db
       .select()
       .from(backups)
-      .where(and(eq(backups.status, "COMPLETED"), isNotNull(backups.deleteAfter), lte(backups.deleteAfter, now)));
+      .where(and(eq(backups.status, "COMPLETED"), isNotNull(backups.deleteAfter), lte(backups.deleteAfter, now), ofUsers(backups.userId)));
     const deleted: string[] = [];
     for (const b of due) {
       if (held.has(b.id)) {
@@ -312,7 +319,7 @@ export class TrashService {
     }
     const sourcesDeleted: TrashPurgeResult["sourcesDeleted"] = [];
     const agentKeysRevoked: TrashPurgeResult["agentKeysRevoked"] = [];
-    const requests = await this.db.select().from(trashRequests).where(lte(trashRequests.effectiveAt, now));
+    const requests = await this.db.select().from(trashRequests).where(and(lte(trashRequests.effectiveAt, now), ofUsers(trashRequests.userId)));
     for (const r of requests) {
       if (r.kind === "SOURCE") {
         const done = await this.purgeSource(r, held, now);
@@ -321,7 +328,8 @@ export class TrashService {
           continue;
         }
         if (done) {
-          sourcesDeleted.push({ userId: r.userId, sourceName: r.subject, backups: done.deleted, agentKeys: done.keys });
+          sourcesDeleted.push({ userId: r.userId, sourceName: r.subject, backups: done.deleted, agentKeys: done.keyIds.length });
+          if (done.keyIds.length) this.opts.onAgentKeysRevoked?.(r.userId, done.keyIds);
           deleted.push(...done.deleted);
           for (const id of done.deleted) this.backups.changed({ id, userId: r.userId });
           // An unfinished backup of the source is abandoned (its agent's key is revoked: it cannot finish it).
@@ -331,13 +339,20 @@ export class TrashService {
         const keys = await this.db.transaction(async (tx) => {
           const [claimed] = await tx.delete(trashRequests).where(and(eq(trashRequests.id, r.id), lte(trashRequests.effectiveAt, now)));
           if (claimed.affectedRows !== 1) return null; // restored (cancelled) meanwhile
-          const [res] = await tx.update(agentKeys).set({ revokedAt: now }).where(and(eq(agentKeys.userId, r.userId), isNull(agentKeys.revokedAt)));
-          return res.affectedRows;
+          const active = await tx.select({ id: agentKeys.id }).from(agentKeys).where(and(eq(agentKeys.userId, r.userId), isNull(agentKeys.revokedAt))).for("update");
+          if (active.length) await tx.update(agentKeys).set({ revokedAt: now }).where(and(eq(agentKeys.userId, r.userId), inArray(agentKeys.id, active.map((k) => k.id)), isNull(agentKeys.revokedAt)));
+          return active.map((k) => k.id);
         });
-        if (keys !== null) agentKeysRevoked.push({ userId: r.userId, keys });
+        if (keys !== null) {
+          agentKeysRevoked.push({ userId: r.userId, keys: keys.length });
+          if (keys.length) this.opts.onAgentKeysRevoked?.(r.userId, keys);
+        }
       }
     }
-    const policies = await this.db.select().from(retentionPolicies).where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now), isNotNull(retentionPolicies.pendingKeepWeeklyFull), isNotNull(retentionPolicies.pendingKeepDaily)));
+    const policies = await this.db
+      .select()
+      .from(retentionPolicies)
+      .where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now), isNotNull(retentionPolicies.pendingKeepWeeklyFull), isNotNull(retentionPolicies.pendingKeepDaily), ofUsers(retentionPolicies.userId)));
     const policiesApplied: string[] = [];
     for (const p of policies) {
       const [res] = await this.db
@@ -356,7 +371,7 @@ export class TrashService {
    * the source's agent keys, marks its restore points DELETED and removes its schedule. Nothing
    * (`waiting`: those restore points) while an active recovery or verification reads one of them.
    */
-  private async purgeSource(r: TrashRequestRow, held: Set<string>, now: Date): Promise<{ waiting: string[] } | null | { deleted: string[]; uploading: string[]; keys: number }> {
+  private async purgeSource(r: TrashRequestRow, held: Set<string>, now: Date): Promise<{ waiting: string[] } | null | { deleted: string[]; uploading: string[]; keyIds: string[] }> {
     const of = and(eq(backups.userId, r.userId), eq(backups.sourceName, r.subject));
     const live = await this.db
       .select({ id: backups.id, status: backups.status })
@@ -367,10 +382,14 @@ export class TrashService {
     return this.db.transaction(async (tx) => {
       const [claimed] = await tx.delete(trashRequests).where(and(eq(trashRequests.id, r.id), lte(trashRequests.effectiveAt, now)));
       if (claimed.affectedRows !== 1) return null;
-      const [keys] = await tx
-        .update(agentKeys)
-        .set({ revokedAt: now })
-        .where(and(eq(agentKeys.userId, r.userId), eq(agentKeys.sourceName, r.subject), isNull(agentKeys.revokedAt)));
+      const keyIds = (
+        await tx
+          .select({ id: agentKeys.id })
+          .from(agentKeys)
+          .where(and(eq(agentKeys.userId, r.userId), eq(agentKeys.sourceName, r.subject), isNull(agentKeys.revokedAt)))
+          .for("update")
+      ).map((k) => k.id);
+      if (keyIds.length) await tx.update(agentKeys).set({ revokedAt: now }).where(and(eq(agentKeys.userId, r.userId), inArray(agentKeys.id, keyIds), isNull(agentKeys.revokedAt)));
       const completed = live.filter((b) => b.status === "COMPLETED").map((b) => b.id);
       const deleted: string[] = [];
       for (const id of completed) {
@@ -378,7 +397,7 @@ export class TrashService {
         if (res.affectedRows === 1) deleted.push(id);
       }
       await tx.delete(sources).where(and(eq(sources.userId, r.userId), eq(sources.name, r.subject)));
-      return { deleted, uploading: live.filter((b) => b.status === "UPLOADING").map((b) => b.id), keys: keys.affectedRows };
+      return { deleted, uploading: live.filter((b) => b.status === "UPLOADING").map((b) => b.id), keyIds };
     });
   }
 }

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
+import WebSocket from "ws";
+import { withTimeout } from "../helpers/ws";
 import { createHash } from "node:crypto";
 import { and, eq, inArray } from "drizzle-orm";
 import { startStack, signUp, errorOf, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
@@ -6,6 +8,8 @@ import { backupImage, makeImage, restoreImage, MiB } from "../helpers/backup";
 import { clearMailsTo, waitForMail } from "../helpers/mailpit";
 import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
+import { TrashService } from "../../src/backups/trash.service";
+import { closeAgentKeySockets } from "../../src/agent-keys/agent-key.service";
 import { agentKeys, auditEvents, backups, notifications, recoveries, sessions, sources, trashRequests, verifications } from "../../src/db/schema";
 import { newId } from "../../src/shared/ids";
 import {
@@ -217,6 +221,43 @@ describe("deletion defense (issue 18): sources and agent keys in the trash", () 
     expect(await agentCode(theirs.secret, "a")).toBe("OK");
     expect((await db().select().from(agentKeys).where(eq(agentKeys.userId, u.id))).every((k) => k.revokedAt)).toBe(true);
     expect((await u.client.request(TrashDocument)).trash).toEqual([]);
+  });
+
+  it("keys the purge revokes (a due source, a due revoke-all) have their open WebSocket connections closed at once (4401), like revokeAgentKey", async () => {
+    const u = await signUp(stack);
+    const onSource = (await u.client.request(CreateAgentKeyDocument, { input: { sourceName: "doomed" } })).createAgentKey;
+    const other = (await u.client.request(CreateAgentKeyDocument, { input: { sourceName: "kept" } })).createAgentKey;
+    await stack.rt.services.sources.ensure(u.id, "doomed");
+    await u.client.request(ReauthenticateDocument, { password: PASSWORD });
+    await u.client.request(DeleteSourceDocument, { name: "doomed" });
+    /** An open graphql-transport-ws connection made with an agent key, and how it closes. */
+    const connect = async (secret: string) => {
+      const ws = new WebSocket(stack.app.wsUrl, "graphql-transport-ws");
+      const closed = new Promise<number>((resolve) => ws.on("close", (code) => resolve(code)));
+      const acked = new Promise<void>((resolve) => ws.on("message", (d) => (JSON.parse(String(d)) as { type: string }).type === "connection_ack" && resolve()));
+      await new Promise<void>((resolve, reject) => ws.once("open", () => resolve()).once("error", reject));
+      ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${secret}` } }));
+      await acked;
+      return { ws, closed };
+    };
+    const a = await connect(onSource.secret);
+    const b = await connect(other.secret);
+    try {
+      // The user's items become due for a purge run 73 hours from now, scoped to this user, so no
+      // other file's maintenance (on real time) carries them out first; same wiring as the product's.
+      const later = new TrashService(stack.rt.database.db, stack.rt.services.backups, stack.rt.services.backupLifecycle, stack.rt.services.notifications, { deletionDelayMs: 72 * HOUR, onAgentKeysRevoked: closeAgentKeySockets(stack.rt.events.bus) }, () => new Date(Date.now() + 73 * HOUR));
+      const first = await later.purgeDue({ userIds: [u.id] });
+      expect(first.sourcesDeleted).toEqual([{ userId: u.id, sourceName: "doomed", backups: [], agentKeys: 1 }]);
+      expect(await withTimeout(a.closed, 10_000, "the source key's socket to close")).toBe(4401);
+      expect(b.ws.readyState).toBe(WebSocket.OPEN);
+      await u.client.request(RevokeAllAgentKeysDocument);
+      const second = await later.purgeDue({ userIds: [u.id] });
+      expect(second.agentKeysRevoked).toEqual([{ userId: u.id, keys: 1 }]);
+      expect(await withTimeout(b.closed, 10_000, "the last key's socket to close")).toBe(4401);
+    } finally {
+      a.ws.close();
+      b.ws.close();
+    }
   });
 
   it("purge waits while a recovery reads a trashed restore point or one built on it, or a verification reads it; the run after they end carries it out", async () => {
