@@ -44,6 +44,7 @@ export const ALLOWED_LOOKALIKES: ReadonlyMap<string, string> = new Map([
   ["Mutation.resetPassword", "a mutation: refused while acting"],
   ["Mutation.createAgentKey", "a mutation: refused while acting"],
   ["Mutation.revokeAgentKey", "a mutation: refused while acting"],
+  ["Mutation.revokeAllAgentKeys", "a mutation: refused while acting"],
   ["Query.agentKeys", "the list of agent keys: never their secret (only createAgentKey's answer has it)"],
   ["CreatedAgentKey.agentKey", "the key's description, without its secret"],
 ]);
