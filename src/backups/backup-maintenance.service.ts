@@ -8,6 +8,7 @@ import type { BackupService } from "./backup.service";
 import type { GcResult, RetentionResult } from "../../workflows/contracts";
 import type { UploadService } from "../uploads/upload.service";
 import { DEFAULT_ENCRYPTION_ALARM } from "./encryption-alarm";
+import { backupsInUse } from "./backups-in-use";
 
 const DAY = 86_400_000;
 
@@ -91,6 +92,9 @@ export class BackupMaintenanceService {
   async applyRetention(): Promise<RetentionResult> {
     const policies = await this.db.select().from(retentionPolicies);
     const deleted: string[] = [];
+    // What a recovery or verification is reading stays until a run after it ends.
+    const inUse = await backupsInUse(this.db);
+    const waiting: string[] = [];
     for (const policy of policies) {
       const completed = await this.db
         .select()
@@ -99,6 +103,10 @@ export class BackupMaintenanceService {
         .where(and(eq(backups.userId, policy.userId), eq(backups.status, "COMPLETED"), isNull(backups.deleteAfter)))
         .orderBy(desc(backups.id));
       for (const b of BackupMaintenanceService.expired(completed, policy, this.now(), this.opts.keepClean)) {
+        if (inUse.has(b.id)) {
+          waiting.push(b.id);
+          continue;
+        }
         const now = this.now();
         const [res] = await this.db
           .update(backups)
@@ -110,7 +118,7 @@ export class BackupMaintenanceService {
         }
       }
     }
-    this.opts.logger?.info({ users: policies.length, deleted: deleted.length }, "retention applied");
+    this.opts.logger?.info({ users: policies.length, deleted: deleted.length, waiting }, "retention applied");
     return { users: policies.length, deleted };
   }
 

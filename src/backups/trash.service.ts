@@ -1,14 +1,11 @@
 import { and, asc, count, eq, inArray, isNotNull, isNull, lte, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import {
-  ACTIVE_RECOVERY_STATES,
   agentKeys,
   backups,
-  recoveries,
   retentionPolicies,
   sources,
   trashRequests,
-  verifications,
   type BackupRow,
   type RetentionPolicyRow,
   type TrashRequestRow,
@@ -19,6 +16,7 @@ import { notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
 import type { BackupService } from "./backup.service";
 import type { BackupLifecycleService } from "./backup-lifecycle.service";
+import { backupsInUse } from "./backups-in-use";
 import type { TrashPurgeResult } from "../../workflows/contracts";
 
 export const DEFAULT_DELETION_DELAY_MS = 72 * 3_600_000;
@@ -39,8 +37,6 @@ const policyItemId = (userId: string) => `RetentionPolicy:${userId}`;
 const sourceItemId = (name: string) => `Source:${name}`;
 const agentKeysItemId = (userId: string) => `AgentKeys:${userId}`;
 const requestItemId = (r: Pick<TrashRequestRow, "kind" | "subject" | "userId">) => (r.kind === "SOURCE" ? sourceItemId(r.subject) : agentKeysItemId(r.userId));
-/** Verification states that still read the restore point. */
-const ACTIVE_VERIFICATION_STATES = ["PENDING", "RUNNING"] as const;
 
 /**
  * Deletion defense (issue 18): deleting a restore point or shortening retention puts it in a trash
@@ -210,22 +206,6 @@ export class TrashService {
     return { id: requestItemId(r), kind: r.kind, what, requestedAt: r.requestedAt, requestedBy: r.requestedBy, effectiveAt: r.effectiveAt };
   }
 
-  /** Restore points an active recovery or verification is reading, with every ancestor of their chains (purgeDue leaves them for a later run). */
-  async heldBackupIds(): Promise<Set<string>> {
-    const recovering = await this.db.selectDistinct({ id: recoveries.backupId }).from(recoveries).where(inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES]));
-    const verifying = await this.db.selectDistinct({ id: verifications.backupId }).from(verifications).where(inArray(verifications.status, [...ACTIVE_VERIFICATION_STATES]));
-    const held = new Set([...recovering, ...verifying].map((r) => r.id));
-    for (let frontier = [...held]; frontier.length; ) {
-      const parents = await this.db
-        .select({ parentId: backups.parentId })
-        .from(backups)
-        .where(and(inArray(backups.id, frontier), isNotNull(backups.parentId)));
-      frontier = [...new Set(parents.map((p) => p.parentId!))].filter((id) => !held.has(id));
-      for (const id of frontier) held.add(id);
-    }
-    return held;
-  }
-
   /** What is in a user's trash, soonest effective first. */
   async list(userId: string): Promise<TrashItem[]> {
     const rows = await this.db
@@ -296,7 +276,7 @@ export class TrashService {
     const now = this.now();
     /** Everyone's trash (the scheduled run), or only these users' (an operator's run for one account). */
     const ofUsers = (column: typeof backups.userId | typeof trashRequests.userId | typeof retentionPolicies.userId) => (scope.userIds ? inArray(column, scope.userIds.length ? scope.userIds : [""]) : undefined);
-    const held = await this.heldBackupIds();
+    const held = await backupsInUse(this.db);
     const waiting = new Set<string>();
     const due = await this.db
       .select()

@@ -7,7 +7,8 @@ import { startWorker, type WorkerHandle } from "../../src/temporal/worker";
 import { activitiesFor } from "../../src/worker-activities";
 import { ensureSchedules, productSchedules } from "../../src/temporal/schedules";
 import { BackupMaintenanceService } from "../../src/backups/backup-maintenance.service";
-import { backups, retentionPolicies, uploads, type BackupRow } from "../../src/db/schema";
+import { backups, recoveries, retentionPolicies, uploads, verifications, type BackupRow } from "../../src/db/schema";
+import { newId } from "../../src/shared/ids";
 import { sha256Hex } from "../../src/shared/bytes";
 import { DeleteBackupDocument, ReauthenticateDocument, RequestChunkUploadsDocument, RetentionPolicyDocument, SetRetentionPolicyDocument } from "../../src/client/generated/graphql";
 import type { BackupMaintenanceResult } from "../../workflows/contracts";
@@ -155,6 +156,40 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     // Applying again deletes nothing more.
     const again = await runMaintenance([u.id]);
     expect(again.retentionDeleted.filter((id) => made.some((m) => m.id === id))).toEqual([]);
+  });
+
+  it("retention leaves a restore point a recovery or a verification is reading (and its chain) until a run after it ends", async () => {
+    const u = await signUp(stack);
+    await stack.rt.database.db.insert(retentionPolicies).values({ userId: u.id, keepWeeklyFull: 1, keepDaily: 3, updatedAt: new Date() });
+    const img = makeImage(1 * MiB, CHUNK);
+    const made: BackupRow[] = [];
+    // FULL 14 days ago with its INCREMENTAL 13 days ago (both expired), FULL 7 days ago, INCREMENTAL today.
+    for (const [days, kind] of [[14, "FULL"], [13, "INCREMENTAL"], [7, "FULL"], [0, "INCREMENTAL"]] as const) {
+      img[0] = days;
+      const b = await backupImage(stack, u.id, img, { sourceName: "db", kind, parentBackupId: kind === "INCREMENTAL" ? made.at(-1)!.id : undefined });
+      const when = new Date(Date.now() - days * 86_400_000 - 60_000);
+      await stack.rt.database.db.update(backups).set({ createdAt: when, completedAt: when }).where(eq(backups.id, b.backup.id));
+      made.push({ ...b.backup, createdAt: when, completedAt: when });
+    }
+    const statusOf = async (b: BackupRow) => (await stack.rt.services.backups.get(u.id, b.id)).status;
+    // A recovery of the old INCREMENTAL is importing: it and its FULL stay.
+    const now = new Date();
+    const recoveryId = newId();
+    await stack.rt.database.db.insert(recoveries).values({ id: recoveryId, userId: u.id, backupId: made[1]!.id, target: "LOCAL", state: "IMPORTING", workflowId: `test-${recoveryId}`, createdAt: now, updatedAt: now });
+    await runMaintenance([u.id]);
+    expect(await Promise.all(made.map(statusOf))).toEqual(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"]);
+    img[0] = 13;
+    expect(sha(await restoreImage(stack, u.id, made[1]!.id))).toBe(sha(img));
+    // It ends; a verification of the old FULL runs: the INCREMENTAL goes, the FULL stays.
+    await stack.rt.database.db.update(recoveries).set({ state: "COMPLETED" }).where(eq(recoveries.id, recoveryId));
+    const verificationId = newId();
+    await stack.rt.database.db.insert(verifications).values({ id: verificationId, userId: u.id, backupId: made[0]!.id, status: "RUNNING", workflowId: `test-${verificationId}`, createdAt: now, updatedAt: now });
+    await runMaintenance([u.id]);
+    expect(await Promise.all(made.map(statusOf))).toEqual(["COMPLETED", "DELETED", "COMPLETED", "COMPLETED"]);
+    // It ends: the FULL goes too.
+    await stack.rt.database.db.update(verifications).set({ status: "VERIFIED" }).where(eq(verifications.id, verificationId));
+    await runMaintenance([u.id]);
+    expect(await Promise.all(made.map(statusOf))).toEqual(["DELETED", "DELETED", "COMPLETED", "COMPLETED"]);
   });
 
   it("retention keeps the latest restore point of every source even when it is old", () => {
