@@ -1,8 +1,7 @@
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
-import { signUp, startStack, PASSWORD, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
+import { describe, expect, it } from "vitest";
+import { PASSWORD, uniqueName } from "../helpers/stack";
 import { AgentKeysDocument } from "../../src/client/generated/graphql";
+import { useConsole } from "../helpers/console-fixture";
 
 /**
  * The console's Agent keys page (issue 18) in Chromium against an in-process API: create a key for
@@ -10,25 +9,10 @@ import { AgentKeysDocument } from "../../src/client/generated/graphql";
  * last used, revoke it (refused from then on).
  */
 describe("console: agent keys (Chromium)", () => {
-  let stack: TestStack;
-  let alice: TestUser;
-  let browser: Browser;
-  let page: Page;
-  const problems: string[] = [];
-
-  beforeAll(async () => {
-    await ensureConsoleBundle();
-    stack = await startStack();
-    alice = await signUp(stack);
-    ({ browser, page } = await openBrowser(problems));
-  }, 180_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.stop();
-  });
+  const fixture = useConsole();
 
   it("creates a key (shown once), lists its last use and address, revokes it", async () => {
+    const { stack, alice, page, problems } = fixture;
     const source = uniqueName("fileserver");
     const baseUrl = stack.app.graphqlUrl.replace(/\/graphql$/, "");
     await page.goto(`${baseUrl}/`);

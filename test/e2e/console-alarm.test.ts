@@ -1,10 +1,9 @@
 import { createCipheriv, randomBytes } from "node:crypto";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BackupDocument } from "../../src/client/generated/graphql";
 import { backupImage } from "../helpers/backup";
-import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
-import { signUp, startStack, uniqueName, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
+import { uniqueName, PASSWORD } from "../helpers/stack";
+import { useConsole } from "../helpers/console-fixture";
 
 const CHUNK = 8 * 1024 * 1024;
 const TEXT = Buffer.from("Minutes of the weekly meeting: orders, invoices and the holiday rota for December.\n");
@@ -24,25 +23,10 @@ function officeImage(): Buffer {
  * lifts retention's hold) clears the alarm (API: SAFE).
  */
 describe("console: the encryption alarm on restore points (Chromium)", () => {
-  let stack: TestStack;
-  let alice: TestUser;
-  let browser: Browser;
-  let page: Page;
-  const problems: string[] = [];
-
-  beforeAll(async () => {
-    await ensureConsoleBundle();
-    stack = await startStack();
-    alice = await signUp(stack);
-    ({ browser, page } = await openBrowser(problems));
-  }, 180_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.stop();
-  });
+  const fixture = useConsole();
 
   it("marks the suspect restore point and the last clean one; 'It was a legitimate change' resolves it as SAFE", async () => {
+    const { stack, alice, page, problems } = fixture;
     const sourceName = uniqueName("office");
     const clean = officeImage();
     const full = await backupImage(stack, alice.id, clean, { sourceName });

@@ -1,11 +1,10 @@
 import fs from "node:fs";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { eq } from "drizzle-orm";
-import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
-import { signUp, startStack, PASSWORD, uniqueName, type TestStack, type TestUser } from "../helpers/stack";
+import { PASSWORD, uniqueName } from "../helpers/stack";
 import { AgentCheckInDocument, SourceDocument } from "../../src/client/generated/graphql";
 import { backups } from "../../src/db/schema";
+import { useConsole } from "../helpers/console-fixture";
 
 /**
  * The console's Servers page in Chromium against an in-process API: each server's schedule, next
@@ -15,25 +14,10 @@ import { backups } from "../../src/db/schema";
 
 
 describe("console: Servers and their backup schedule (Chromium)", () => {
-  let stack: TestStack;
-  let alice: TestUser;
-  let browser: Browser;
-  let page: Page;
-  const problems: string[] = [];
-
-  beforeAll(async () => {
-    await ensureConsoleBundle();
-    stack = await startStack();
-    alice = await signUp(stack);
-    ({ browser, page } = await openBrowser(problems, { context: { timezoneId: "UTC", locale: "en-GB" }, ignoreConsole: /status of 400/ }));
-  }, 180_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.stop();
-  });
+  const fixture = useConsole({ context: { timezoneId: "UTC", locale: "en-GB" }, ignoreConsole: /status of 400/ });
 
   it("shows each server's schedule, next and last backup and last seen; the form changes the schedule", async () => {
+    const { stack, alice, page, problems } = fixture;
     const name = uniqueName("office");
     const b = await stack.rt.services.backups.create(alice.id, { sourceName: name, imageSize: 1 << 20, kind: "FULL" as never });
     await stack.rt.database.db.update(backups).set({ status: "COMPLETED", completedAt: new Date() }).where(eq(backups.id, b.id));

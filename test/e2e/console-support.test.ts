@@ -1,8 +1,7 @@
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
-import { signUp, startStack, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
+import { describe, expect, it } from "vitest";
+import { PASSWORD } from "../helpers/stack";
 import { SupportGrantsDocument } from "../../src/client/generated/graphql";
+import { useConsole } from "../helpers/console-fixture";
 
 /**
  * The console's Support access and Activity pages (issue 17) in Chromium against an in-process API:
@@ -11,25 +10,10 @@ import { SupportGrantsDocument } from "../../src/client/generated/graphql";
  * machine.
  */
 describe("console: support access and activity (Chromium)", () => {
-  let stack: TestStack;
-  let alice: TestUser;
-  let browser: Browser;
-  let page: Page;
-  const problems: string[] = [];
-
-  beforeAll(async () => {
-    await ensureConsoleBundle();
-    stack = await startStack();
-    alice = await signUp(stack);
-    ({ browser, page } = await openBrowser(problems));
-  }, 180_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.stop();
-  });
+  const fixture = useConsole();
 
   it("grants support access, lists it, revokes it; Activity shows login, grant and revoke newest first", async () => {
+    const { stack, alice, page, problems } = fixture;
     const baseUrl = stack.app.graphqlUrl.replace(/\/graphql$/, "");
     await page.goto(`${baseUrl}/`);
     await page.getByLabel("E-mail address").fill(alice.email);

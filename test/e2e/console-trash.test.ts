@@ -1,9 +1,8 @@
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BackupRestorableDocument, TrashDocument } from "../../src/client/generated/graphql";
 import { backupImage, makeImage, MiB } from "../helpers/backup";
-import { ensureConsoleBundle, openBrowser } from "../helpers/browser";
-import { signUp, startStack, uniqueName, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
+import { uniqueName, PASSWORD } from "../helpers/stack";
+import { useConsole } from "../helpers/console-fixture";
 
 /**
  * Deletion defense in the console (issue 18), Chromium against an in-process API: deleting a
@@ -12,25 +11,10 @@ import { signUp, startStack, uniqueName, PASSWORD, type TestStack, type TestUser
  * it went to the trash, until when, and links the Trash page, which lists it with Restore.
  */
 describe("console: delete to the trash, password dialog, restore (Chromium)", () => {
-  let stack: TestStack;
-  let alice: TestUser;
-  let browser: Browser;
-  let page: Page;
-  const problems: string[] = [];
-
-  beforeAll(async () => {
-    await ensureConsoleBundle();
-    stack = await startStack();
-    alice = await signUp(stack);
-    ({ browser, page } = await openBrowser(problems));
-  }, 180_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.stop();
-  });
+  const fixture = useConsole();
 
   it("Delete → password dialog → in the trash (with the date and a link) → Trash page → Restore", async () => {
+    const { stack, alice, page, problems } = fixture;
     const sourceName = uniqueName("fileserver");
     const { backup } = await backupImage(stack, alice.id, makeImage(2 * MiB, 8 * MiB), { sourceName });
 
