@@ -2,6 +2,8 @@ import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from "type-graphq
 import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { auditOwnAction } from "../graphql/audit";
+import { requester, requireFreshAuth } from "../graphql/fresh-auth";
+import { TrashItem } from "../backups/trash.type";
 import type { AgentKeyRow } from "../db/schema";
 import { AppError, ErrorCode } from "../shared/errors";
 import { AgentKey, CreatedAgentKey } from "./agent-key.type";
@@ -45,5 +47,18 @@ export class AgentKeyResolver {
     const row = await ctx.services.agentKeys.revoke(sessionOwner(ctx).id, id);
     await auditOwnAction(ctx, "agent_key.revoke", `AgentKey:${row.id}`);
     return shown(row);
+  }
+
+  @Authorized()
+  @Mutation(() => TrashItem, {
+    description:
+      "Revoke all your agent keys. Needs a fresh authentication (REAUTH_REQUIRED) and waits DELETION_DELAY in the trash (AgentKeys:<your user id>), with an e-mail at once; restoreFromTrash cancels it. When it takes effect, every key still active is revoked. To stop one stolen key at once, use revokeAgentKey.",
+  })
+  async revokeAllAgentKeys(@Ctx() ctx: Context) {
+    const userId = sessionOwner(ctx).id;
+    await requireFreshAuth(ctx);
+    const item = await ctx.services.trash.revokeAllAgentKeys(userId, requester(ctx));
+    await auditOwnAction(ctx, "agent_key.revoke_all_requested", item.id, { effectiveAt: item.effectiveAt.toISOString() });
+    return item;
   }
 }

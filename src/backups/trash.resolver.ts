@@ -3,7 +3,6 @@ import type { Context } from "../graphql/context";
 import { currentUser } from "../graphql/context";
 import { auditOwnAction } from "../graphql/audit";
 import { requester, requireFreshAuth } from "../graphql/fresh-auth";
-import { AppError, ErrorCode } from "../shared/errors";
 import { TrashItem } from "./trash.type";
 
 @Resolver(() => TrashItem)
@@ -33,20 +32,6 @@ export class TrashResolver {
     await requireFreshAuth(ctx);
     const item = await ctx.services.trash.deleteSource(userId, sourceName, requester(ctx));
     await auditOwnAction(ctx, "source.delete", item.id, { sourceName, effectiveAt: item.effectiveAt.toISOString() });
-    return item;
-  }
-
-  @Authorized()
-  @Mutation(() => TrashItem, {
-    description:
-      "Revoke all your agent keys. Needs a fresh authentication (REAUTH_REQUIRED) and waits DELETION_DELAY in the trash (AgentKeys:<your user id>), with an e-mail at once; restoreFromTrash cancels it. When it takes effect, every key still active is revoked. To stop one stolen key at once, use revokeAgentKey.",
-  })
-  async revokeAllAgentKeys(@Ctx() ctx: Context) {
-    if (ctx.agent) throw new AppError(ErrorCode.FORBIDDEN, "An agent key cannot manage agent keys", { reason: "AGENT_KEY_SCOPE" });
-    const userId = currentUser(ctx).id;
-    await requireFreshAuth(ctx);
-    const item = await ctx.services.trash.revokeAllAgentKeys(userId, requester(ctx));
-    await auditOwnAction(ctx, "agent_key.revoke_all_requested", item.id, { effectiveAt: item.effectiveAt.toISOString() });
     return item;
   }
 }
