@@ -313,7 +313,9 @@ export class TrashService {
           deleted.push(...done.deleted);
           for (const id of done.deleted) this.backups.changed({ id, userId: r.userId });
           // An unfinished backup of the source is abandoned (its agent's key is revoked: it cannot finish it).
-          for (const id of done.uploading) await this.lifecycle.abort(r.userId, id).catch(() => undefined);
+          // Not fatal to the purge (the upload expiry abandons it later), but never silent.
+          for (const id of done.uploading)
+            await this.lifecycle.abort(r.userId, id).catch((err: unknown) => this.opts.logger?.warn({ err, backupId: id, sourceName: r.subject }, "could not abort an unfinished backup of a purged source"));
         }
       } else {
         const keys = await this.db.transaction(async (tx) => {
