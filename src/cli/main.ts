@@ -23,7 +23,7 @@ import { verdictWords } from "../client/verdict-words";
 import { UploadPrinter, watchUploads } from "./upload-watch";
 import { cliMessage } from "../client/errors";
 import { FRESH_AUTH_HELP, TRASH_COMMANDS, TRASH_USAGE, deleteBackupCommand } from "./trash";
-import { withFreshAuth } from "./fresh-auth";
+import { REAUTH_NO_TTY, isReauthRequired, withFreshAuth } from "./fresh-auth";
 
 export { CliError, UsageError, describeError } from "./errors";
 export type { CliIo } from "./command";
@@ -390,11 +390,10 @@ async function resolveSuspect({ io, values, positionals, settings }: CommandCont
     ({ resolveSuspectBackup: b } = await authedClient(settings).request(ResolveSuspectBackupDocument, { id, verdict: values.safe ? "SAFE" : "ENCRYPTED" }));
   } catch (err) {
     // SAFE lifts retention's hold on the clean restore points: the server wants the password re-entered on this session.
-    if (err instanceof GraphQLRequestError && err.code === "REAUTH_REQUIRED")
-      throw new CliError(
-        `Marking ${id} safe lets retention delete the clean restore points it holds, so the server asks for your password again first (REAUTH_REQUIRED): ${err.message}. Answer it in the console, where you are asked for the password.`,
-        err.code,
-      );
+    // Where the password can be asked for (a terminal, --password-stdin), main's withFreshAuth asks and runs this again;
+    // otherwise say why this command needs it, and how to give it.
+    if (isReauthRequired(err) && !values["password-stdin"] && !io.stdin.isTTY)
+      throw new CliError(`Marking ${id} safe lets retention delete the clean restore points it holds, so the server asks for your password again first (REAUTH_REQUIRED). ${REAUTH_NO_TTY}`, "REAUTH_REQUIRED");
     throw err;
   }
   io.stdout.write(
