@@ -52,7 +52,7 @@ const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
   --database-url URL  (default mysql://root@127.0.0.1:3306/reclo_bench; created and migrated if missing)
   --timeout-s S       the whole run stops after S seconds (default 600)
   --json FILE         also write the results as JSON
-  --profile-dir DIR   write a CPU profile of the API process during each measured phase to DIR
+  --profile-dir DIR   write a CPU profile of the API process (and of the publisher process) during each measured phase to DIR
   --heap-sampling     with --profile-dir: sample what survives young-generation GCs instead of CPU
   --heap-snapshot-dir DIR  write API heap snapshots with 0 and with N subscribers to DIR
   --api-node-args="…" more node flags for the API process, after the ones the product starts with
@@ -357,6 +357,7 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
       await Promise.all(clients.map((c) => c.call("reset")));
       await Promise.all([api, publisher, ...clients].map((c) => c.call("windowStart")));
       if (opts["profile-dir"]) await api.call(opts["heap-sampling"] ? "heapSamplingStart" : "profileStart");
+      if (opts["profile-dir"] && !opts["heap-sampling"] && publisher !== api) await publisher.call("profileStart");
       const publish = await publisher.call<PublishResult>(
         "publish",
         { targets, rounds, intervalMs, burst: opts.burst, via } satisfies PublishArgs,
@@ -377,6 +378,10 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
         fs.mkdirSync(opts["profile-dir"], { recursive: true });
         const file = path.resolve(opts["profile-dir"], `api-${transport}-${name.replace(/ /g, "-")}-${N}.${opts["heap-sampling"] ? "heapprofile" : "cpuprofile"}`);
         log(`  profile: ${await api.call<string>(opts["heap-sampling"] ? "heapSamplingStop" : "profileStop", { file })}`);
+        if (!opts["heap-sampling"] && publisher !== api) {
+          const pubFile = path.resolve(opts["profile-dir"], `publisher-${transport}-${name.replace(/ /g, "-")}-${N}.cpuprofile`);
+          log(`  publisher profile: ${await publisher.call<string>("profileStop", { file: pubFile })}`);
+        }
       }
       const stats = await Promise.all(clients.map((c) => c.call<ClientStats>("stats", { expectedPerSub: rounds, finalRound: publish.lastRound, withLatencies: true })));
       const latencies = concat(stats.map((s) => s.latenciesMs));

@@ -11,6 +11,13 @@ export type Prepared = { execute(values: Record<string, unknown>): Promise<unkno
 export interface Database {
   db: Db;
   pool: mysql.Pool;
+  /**
+   * A second, small pool (2 connections, opened on first use) for the read that follows a hot
+   * write: the progress publisher's SELECT of the row it just updated. On the main pool that SELECT
+   * queued behind every UPDATE issued after its own (mysql2's queue is first come, first served),
+   * so a stall of the database or the process counted twice in an event's delay.
+   */
+  readonly readAfterWrite: Db;
   close(): Promise<void>;
   ping(): Promise<void>;
 }
@@ -22,13 +29,13 @@ export interface Database {
  */
 export function createDatabase(url: string, poolSize = 10, availability?: Availability): Database {
   const u = new URL(url);
-  const pool = mysql.createPool({
+  const options = (connectionLimit: number): mysql.PoolOptions => ({
     host: u.hostname,
     port: Number(u.port || 3306),
     user: decodeURIComponent(u.username || "root"),
     password: decodeURIComponent(u.password),
     database: decodeURIComponent(u.pathname.replace(/^\//, "")),
-    connectionLimit: poolSize,
+    connectionLimit,
     timezone: "Z",
     dateStrings: false,
     supportBigNumbers: true,
@@ -38,17 +45,28 @@ export function createDatabase(url: string, poolSize = 10, availability?: Availa
     // A database that does not answer fails the connect, instead of holding the request.
     connectTimeout: 2000,
   });
+  const pool = mysql.createPool(options(poolSize));
   const rawGetConnection = pool.getConnection.bind(pool);
   if (availability) guardPool(pool, availability);
   const db = drizzle(pool, { schema, mode: "default" });
+  let readPool: mysql.Pool | undefined;
+  let readDb: Db | undefined;
   let closed = false;
   return {
     db,
     pool,
+    get readAfterWrite(): Db {
+      if (!readDb) {
+        readPool = mysql.createPool(options(2));
+        if (availability) guardPool(readPool, availability);
+        readDb = drizzle(readPool, { schema, mode: "default" });
+      }
+      return readDb;
+    },
     async close() {
       if (closed) return;
       closed = true;
-      await pool.end();
+      await Promise.all([pool.end(), readPool?.end()]);
     },
     async ping() {
       const conn = await rawGetConnection();
