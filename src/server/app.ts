@@ -259,7 +259,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
               }),
             ),
           ];
-        if (userConnections.operations(userId) > config.ws.maxSubscriptionsPerUser)
+        if (userConnections.operations(userId, config.ws.maxSubscriptionsPerUser) > config.ws.maxSubscriptionsPerUser)
           return [
             toGraphQLError(
               badInput(`At most ${config.ws.maxSubscriptionsPerUser} operations per user: complete one first`, {

@@ -74,10 +74,17 @@ export class UserConnections {
     if (!set.size) this.byUser.delete(userId);
   }
 
-  /** Operations (subscriptions and in-flight queries) the user has open over all their connections. */
-  operations(userId: string): number {
+  /**
+   * Operations (subscriptions and in-flight queries) the user has open over all their connections,
+   * counted up to `atMost + 1` (enough to tell a limit is exceeded): a subscribe costs at most the
+   * limit, not the user's every open operation (10,000 subscribers of one account made opening
+   * quadratic), and nothing is allocated to count.
+   */
+  operations(userId: string, atMost = Infinity): number {
     let n = 0;
-    for (const ctx of this.byUser.get(userId) ?? []) n += Object.keys(ctx.subscriptions).length;
+    for (const ctx of this.byUser.get(userId) ?? []) {
+      for (const _ in ctx.subscriptions) if (++n > atMost) return n;
+    }
     return n;
   }
 }
