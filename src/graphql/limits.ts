@@ -114,6 +114,28 @@ export function checkTokens(query: string, maxTokens: number): number | AppError
 }
 
 /** Depth, cost, aliases, root mutations and page sizes of the selected operation, or the first limit it passes. */
+/**
+ * The path of the first string in a request's variables that is not well-formed UTF-16 (an
+ * unpaired surrogate, which JSON's "\ud800" escape can carry): no column can store it (utf8mb4
+ * refuses it), so it is bad input here rather than a database error later. String literals in the
+ * document need no check: graphql-js refuses such escapes while parsing.
+ */
+export function malformedText(value: unknown, path: string): string | undefined {
+  if (typeof value === "string") return /\p{Cs}/u.test(value) ? path : undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const bad = malformedText(value[i], `${path}[${i}]`);
+      if (bad) return bad;
+    }
+  } else if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      const bad = malformedText(v, `${path}.${k}`);
+      if (bad) return bad;
+    }
+  }
+  return undefined;
+}
+
 export function analyzeOperation(
   schema: GraphQLSchema,
   document: DocumentNode,
@@ -125,6 +147,8 @@ export function analyzeOperation(
   const op = operationName ? ops.find((o) => o.name?.value === operationName) : ops.length === 1 ? ops[0] : undefined;
   const none: OperationAnalysis = { operation: undefined, depth: 0, cost: 0, aliases: 0, mutations: 0, introspection: false, expensiveFields: 0 };
   if (!op) return none; // graphql-js answers "unknown operation" without running anything
+  const badText = malformedText(variables, "$");
+  if (badText) return badInput(`${badText} is not valid Unicode text (it has an unpaired surrogate)`, { field: badText });
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
   const root = op.operation === "query" ? schema.getQueryType() : op.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();

@@ -108,6 +108,22 @@ describe("request limits (rejected before any resolver runs)", () => {
     expect(JSON.stringify(invalid.body)).not.toContain("stacktrace");
   });
 
+  it("refuses text variables with an unpaired surrogate (JSON's \\ud800) as BAD_USER_INPUT naming the variable, before any resolver runs; a well-formed pair is fine", async () => {
+    // Found by the schema fuzzer: grantSupportAccess(note: "\ud800") reached the database, which refused it, and answered INTERNAL.
+    const mutation = "mutation G($input: GrantSupportAccessInput!) { grantSupportAccess(input: $input) { id note } }";
+    const body = (note: string) => JSON.stringify({ query: mutation, variables: { input: { minutes: 25, note } } }).replace("NOTE", "\\ud800");
+    const lone = await post(stack, user.token, body("a NOTE"));
+    expect(lone.body.data ?? null).toBeNull();
+    expect(lone.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "$.input.note" });
+    const before = resolverCalls;
+    const listed = await post(stack, user.token, JSON.stringify({ query: "query B($s: String) { backups(first: 1, filter: { sourceName: $s }) { totalCount } }", variables: { s: "x" } }).replace('"x"', '"\\udfff"'));
+    expect(listed.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "$.s" });
+    expect(resolverCalls).toBe(before);
+    const paired = await post(stack, user.token, JSON.stringify({ query: mutation, variables: { input: { minutes: 25, note: "backup \u{1F600} check" } } }));
+    expect(paired.body.errors).toBeUndefined();
+    expect(paired.body.data).toMatchObject({ grantSupportAccess: { note: "backup \u{1F600} check" } });
+  });
+
   it("pages with first/after, newest first, with totalCount and pageInfo", async () => {
     const seen: string[] = [];
     let after: string | null = null;
