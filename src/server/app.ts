@@ -269,7 +269,10 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
             ),
           ];
         // Many clients send the same few subscription documents: parse and validate each once.
-        let document = documents.get(payload.query);
+        const cached = documents.entry(payload.query);
+        let document = cached?.document;
+        // graphql-ws keeps this payload as long as the subscription runs: let it keep the shared text.
+        if (cached) (payload as { query: string }).query = cached.query;
         if (!document) {
           const tokens = checkTokens(payload.query, config.limits.maxTokens);
           if (tokens instanceof AppError) return [toGraphQLError(tokens)];

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { UserConnections } from "../../src/server/ws-limits";
+import { parse } from "graphql";
+import { DocumentCache, UserConnections } from "../../src/server/ws-limits";
 
 describe("UserConnections: a user's open operations, from each connection's own bookkeeping", () => {
   it("counts over every connection of the user only, follows operations as they open and end, and stops counting past the limit asked about", () => {
@@ -25,5 +26,25 @@ describe("UserConnections: a user's open operations, from each connection's own 
     expect(users.operations("a")).toBe(4);
     users.remove("a", a1);
     expect(users.operations("a")).toBe(0);
+  });
+});
+
+describe("DocumentCache: parsed documents by query text, bounded by bytes, least recently used out first", () => {
+  it("hands out the one cached document and its own copy of the text, evicts the least recently used, never keeps a document over an eighth of the budget", () => {
+    const q = (n: number) => `subscription S${n} { recoveryProgress(id: "r${n}") { id version } }`;
+    const size = DocumentCache.estimate(q(1), 12);
+    const cache = new DocumentCache(size * 8 + 1);
+    for (let i = 0; i < 8; i++) cache.set(q(i), parse(q(i)), 12);
+    expect(cache.size).toBe(8);
+    const first = cache.entry(q(0))!;
+    expect(first.query).toBe(q(0));
+    expect(cache.get(q(0))).toBe(first.document); // the same parsed object every time
+    cache.set(q(8), parse(q(8)), 12); // over budget: the least recently used (1, since 0 was just read) goes
+    expect(cache.get(q(1))).toBeUndefined();
+    expect(cache.get(q(0))).toBe(first.document);
+    expect(cache.bytes).toBeLessThanOrEqual(cache.maxBytes);
+    const big = `{ ${"a ".repeat(2000)}}`;
+    cache.set(big, parse("{ a }"), 2000);
+    expect(cache.entry(big)).toBeUndefined();
   });
 });
