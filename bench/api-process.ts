@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   } else {
     database = createDatabase(config.database.url, config.database.poolSize);
     events = createEventBus(config.redisUrl, (err) => logger.warn({ err }, "redis pub/sub connection error"));
-    progress = new RecoveryProgress(database.db, events.bus, { readAfterWrite: database.readAfterWrite });
+    progress = new RecoveryProgress(database.db, events.bus);
   }
 
   const load = new LoadWindow();

@@ -96,7 +96,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     const workflows = guardedWorkflows(temporalWorkflows(temporal.client, config.temporal.taskQueue, logger), temporal.connection, availability);
     const mailer = new SmtpMailer({ url: config.mail.smtpUrl, from: config.mail.from, timeoutMs: config.mail.timeoutMs });
     closers.push(() => mailer.close());
-    const services = createServices({ config, db: database.db, readAfterWrite: database.readAfterWrite, events: events.bus, limiter, storage, workflows, targets, mailer, logger });
+    const services = createServices({ config, db: database.db, events: events.bus, limiter, storage, workflows, targets, mailer, logger });
     // Closed first: account mails still being sent (verification, reset) get up to one SMTP timeout.
     closers.push(() => Promise.race([services.accounts.whenIdle(), new Promise<void>((resolve) => setTimeout(resolve, config.mail.timeoutMs).unref())]));
     const rt: Runtime = {

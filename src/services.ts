@@ -85,8 +85,6 @@ export interface Services {
 export interface ServiceDeps {
   config: Config;
   db: Db;
-  /** For the read that follows a hot write (the progress publisher's); `db` when absent. */
-  readAfterWrite?: Db;
   /** Where services publish domain events (and live views subscribe). */
   events: EventBus;
   limiter: RateLimiter;
@@ -100,7 +98,7 @@ export interface ServiceDeps {
   now?: () => Date;
 }
 
-export function createServices({ config, db, readAfterWrite, events, limiter, storage, workflows, targets = {}, mailer, logger, now }: ServiceDeps): Services {
+export function createServices({ config, db, events, limiter, storage, workflows, targets = {}, mailer, logger, now }: ServiceDeps): Services {
   const limits = config.limits;
   const { chunks } = storage;
   const quotas = new QuotaService(db, chunks, config.quotas, config.backups.uploadExpiryMs);
@@ -110,7 +108,7 @@ export function createServices({ config, db, readAfterWrite, events, limiter, st
   backups.onUploadCreated = (id) => void uploads.changed(id).catch((err: unknown) => logger?.error({ err, uploadId: id }, "upload not published"));
   const backupLifecycle = new BackupLifecycleService(db, backups, chunks, quotas, uploads, now);
   if (config.backups.alarm) backupLifecycle.alarm.opts = { ...backupLifecycle.alarm.opts, ...config.backups.alarm };
-  const recoveryProgress = new RecoveryProgress(db, events, { now, readAfterWrite });
+  const recoveryProgress = new RecoveryProgress(db, events, { now });
   const passwords = new PasswordHasher(config.auth.argon2, config.auth.hashQueue);
   const verifications = new VerificationService({ db, backups, lifecycle: backupLifecycle, events, config, workflows, now });
   const drills = new DrillService({ db, backups, verifications, limits, config, workflows, logger, now });

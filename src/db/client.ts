@@ -11,13 +11,6 @@ export type Prepared = { execute(values: Record<string, unknown>): Promise<unkno
 export interface Database {
   db: Db;
   pool: mysql.Pool;
-  /**
-   * A second, small pool (2 connections, opened on first use) for the read that follows a hot
-   * write: the progress publisher's SELECT of the row it just updated. On the main pool that SELECT
-   * queued behind every UPDATE issued after its own (mysql2's queue is first come, first served),
-   * so a stall of the database or the process counted twice in an event's delay.
-   */
-  readonly readAfterWrite: Db;
   close(): Promise<void>;
   ping(): Promise<void>;
 }
@@ -29,13 +22,13 @@ export interface Database {
  */
 export function createDatabase(url: string, poolSize = 10, availability?: Availability): Database {
   const u = new URL(url);
-  const options = (connectionLimit: number): mysql.PoolOptions => ({
+  const pool = mysql.createPool({
     host: u.hostname,
     port: Number(u.port || 3306),
     user: decodeURIComponent(u.username || "root"),
     password: decodeURIComponent(u.password),
     database: decodeURIComponent(u.pathname.replace(/^\//, "")),
-    connectionLimit,
+    connectionLimit: poolSize,
     timezone: "Z",
     dateStrings: false,
     supportBigNumbers: true,
@@ -45,28 +38,17 @@ export function createDatabase(url: string, poolSize = 10, availability?: Availa
     // A database that does not answer fails the connect, instead of holding the request.
     connectTimeout: 2000,
   });
-  const pool = mysql.createPool(options(poolSize));
   const rawGetConnection = pool.getConnection.bind(pool);
   if (availability) guardPool(pool, availability);
   const db = drizzle(pool, { schema, mode: "default" });
-  let readPool: mysql.Pool | undefined;
-  let readDb: Db | undefined;
   let closed = false;
   return {
     db,
     pool,
-    get readAfterWrite(): Db {
-      if (!readDb) {
-        readPool = mysql.createPool(options(2));
-        if (availability) guardPool(readPool, availability);
-        readDb = drizzle(readPool, { schema, mode: "default" });
-      }
-      return readDb;
-    },
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all([pool.end(), readPool?.end()]);
+      await pool.end();
     },
     async ping() {
       const conn = await rawGetConnection();

@@ -61,7 +61,7 @@ export class RecoveryProgress {
   constructor(
     private readonly db: Db,
     private readonly events: EventBus,
-    private readonly opts: { minIntervalMs?: number; now?: () => Date; readAfterWrite?: Db } = {},
+    private readonly opts: { minIntervalMs?: number; now?: () => Date } = {},
   ) {}
 
   private now(): Date {
@@ -125,9 +125,7 @@ export class RecoveryProgress {
         })
         .where(and(eq(recoveries.id, sql.placeholder("id")), eq(recoveries.state, sql.placeholder("state")), sql`(${recoveries.stepProgress} < ${p} OR ${message} IS NOT NULL)`))
         .prepare() as unknown as Prepared,
-      // Off the pool the UPDATEs queue on (Database.readAfterWrite): the UPDATE has committed
-      // (autocommit) when it resolves, so any connection reads what it wrote.
-      row: (this.opts.readAfterWrite ?? this.db).select().from(recoveries).where(eq(recoveries.id, sql.placeholder("id"))).limit(1).prepare() as unknown as Prepared,
+      row: this.db.select().from(recoveries).where(eq(recoveries.id, sql.placeholder("id"))).limit(1).prepare() as unknown as Prepared,
     };
     return this.prepared;
   }

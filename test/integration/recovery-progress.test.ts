@@ -30,8 +30,7 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
 
   it("coalesces bursts within a step, never goes backwards, publishes state changes and the terminal state at once", async () => {
     const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
-    // As the product wires it: the row each event publishes is read on the small second pool.
-    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 200, readAfterWrite: stack.rt.database.readAfterWrite });
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 200 });
     const { got, stop } = await collect(r.id);
     await progress.begin(r.id, new Date(Date.now() + 60_000));
     await progress.enter(r.id, "PREPARING", "composing");
