@@ -84,13 +84,11 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Test files share one database and one Temporal server; each file uses its own users, so files
-    // may run in parallel. Three on two cores: with two, the machine was 59 % busy over a fresh-clone
-    // run (QEMU boots, processes and browsers wait on each other, evidence graces, rate-limited
-    // imports); with three, 77 % busy and 499 s of vitest instead of 576 s (README "Suite time", session 9).
-    // `isolate: false` (one module registry per worker) measured 141 → 105 s for the integration
-    // project alone, but vitest then runs isolated and non-isolated projects apart and the whole
-    // run was no faster (527 and 510 s): not kept.
-    maxWorkers: 3,
+    // may run in parallel. Two at once on two cores: three measured 499 s against 576 s for two in one
+    // back-to-back pair of fresh-clone runs, but 588 s against 589 s in the next pair an hour later
+    // (README "Suite time", session 9) — no reliable gain for more contention. `isolate: false` was
+    // measured too (faster per project, not as a whole run) and not kept.
+    maxWorkers: 2,
     pool: "forks",
     sequence: { sequencer: LongestFirst },
     // Three tiers (README "Tests"): `npx vitest run --project unit` needs no service and takes

@@ -125,6 +125,19 @@ function ensureWrk(): string {
   }
 }
 
+/**
+ * The backups bucket the production-mode API is given. Production refuses a backups bucket without
+ * S3 Object Lock (OBJECT_LOCK_MODE defaults to COMPLIANCE there), and the development bucket
+ * `reclo-backups` has none: the bench uses the locked bucket the test setup also uses (created, or
+ * given its lock, by `scripts/ensure-buckets.mjs --object-lock`), unless S3_BACKUPS_BUCKET is set.
+ * Never run that script on `reclo-backups` itself: the tests rely on it being unversioned.
+ */
+function ensureLockedBackupsBucket(): string {
+  const bucket = process.env.S3_BACKUPS_BUCKET ?? "reclo-backups-locked";
+  execFileSync(process.execPath, [path.resolve(__dirname, "../scripts/ensure-buckets.mjs"), "--object-lock"], { stdio: "inherit", env: { ...process.env, S3_BACKUPS_BUCKET: bucket } });
+  return bucket;
+}
+
 interface WrkResult {
   rps: number;
   p50: number;
@@ -198,6 +211,7 @@ async function main(): Promise<number> {
     MIGRATE_ON_START: "true",
     REDIS_URL: opts["redis-url"],
     S3_ENDPOINT: process.env.S3_ENDPOINT ?? "http://127.0.0.1:7070",
+    S3_BACKUPS_BUCKET: ensureLockedBackupsBucket(),
   };
   delete env.PUBLIC_URL;
   delete env.LOG_LEVEL;
