@@ -6,6 +6,7 @@ import { isDeepStrictEqual, parseArgs } from "node:util";
 import { Child, sleep, type LoadReport } from "./ipc";
 import type { GraphqlApiInfo, Seeded } from "./graphql-api-process";
 import type { BaselineInfo } from "./graphql-baseline";
+import { LOCKED_BACKUPS_BUCKET } from "../test/helpers/buckets";
 
 /**
  * GraphQL HTTP path against raw SQL: the same three read operations, with a bearer token, served by
@@ -128,12 +129,12 @@ function ensureWrk(): string {
 /**
  * The backups bucket the production-mode API is given. Production refuses a backups bucket without
  * S3 Object Lock (OBJECT_LOCK_MODE defaults to COMPLIANCE there), and the development bucket
- * `reclo-backups` has none: the bench uses the locked bucket the test setup also uses (created, or
- * given its lock, by `scripts/ensure-buckets.mjs --object-lock`), unless S3_BACKUPS_BUCKET is set.
+ * `reclo-backups` has none: the bench uses the locked bucket scripts/start.sh and the test setup use
+ * (created, or given its lock, by `scripts/ensure-buckets.mjs --object-lock`), unless S3_BACKUPS_BUCKET is set.
  * Never run that script on `reclo-backups` itself: the tests rely on it being unversioned.
  */
 function ensureLockedBackupsBucket(): string {
-  const bucket = process.env.S3_BACKUPS_BUCKET ?? "reclo-backups-locked";
+  const bucket = process.env.S3_BACKUPS_BUCKET ?? LOCKED_BACKUPS_BUCKET;
   execFileSync(process.execPath, [path.resolve(__dirname, "../scripts/ensure-buckets.mjs"), "--object-lock"], { stdio: "inherit", env: { ...process.env, S3_BACKUPS_BUCKET: bucket } });
   return bucket;
 }

@@ -113,7 +113,6 @@ export function checkTokens(query: string, maxTokens: number): number | AppError
   return count;
 }
 
-/** Depth, cost, aliases, root mutations and page sizes of the selected operation, or the first limit it passes. */
 /**
  * The path of the first string in a request's variables that is not well-formed UTF-16 (an
  * unpaired surrogate, which JSON's "\ud800" escape can carry): no column can store it (utf8mb4
@@ -136,6 +135,7 @@ export function malformedText(value: unknown, path: string): string | undefined 
   return undefined;
 }
 
+/** Depth, cost, aliases, root mutations and page sizes of the selected operation, or the first limit it passes. */
 export function analyzeOperation(
   schema: GraphQLSchema,
   document: DocumentNode,

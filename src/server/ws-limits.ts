@@ -27,10 +27,6 @@ export class DocumentCache {
     return query.length * 2 + tokens * DocumentCache.BYTES_PER_TOKEN;
   }
 
-  get(query: string): DocumentNode | undefined {
-    return this.entry(query)?.document;
-  }
-
   /**
    * The cached document and the cache's own copy of its text (equal to `query`): a subscription that
    * keeps its query for its lifetime (graphql-ws holds the subscribe payload) can hold that one

@@ -38,10 +38,10 @@ describe("DocumentCache: parsed documents by query text, bounded by bytes, least
     expect(cache.size).toBe(8);
     const first = cache.entry(q(0))!;
     expect(first.query).toBe(q(0));
-    expect(cache.get(q(0))).toBe(first.document); // the same parsed object every time
+    expect(cache.entry(q(0))?.document).toBe(first.document); // the same parsed object every time
     cache.set(q(8), parse(q(8)), 12); // over budget: the least recently used (1, since 0 was just read) goes
-    expect(cache.get(q(1))).toBeUndefined();
-    expect(cache.get(q(0))).toBe(first.document);
+    expect(cache.entry(q(1))?.document).toBeUndefined();
+    expect(cache.entry(q(0))?.document).toBe(first.document);
     expect(cache.bytes).toBeLessThanOrEqual(cache.maxBytes);
     const big = `{ ${"a ".repeat(2000)}}`;
     cache.set(big, parse("{ a }"), 2000);
