@@ -222,16 +222,72 @@ export class RecoveryProgress {
     this.pending.set(recoveryId, { timer });
   }
 
-  private async publishNow(recoveryId: string): Promise<void> {
+  /**
+   * Reads the recovery's row as it is now and publishes it. The reads of recoveries whose events
+   * come together are one SELECT: while a read is in flight, the recoveries asking are gathered
+   * and read together when it returns (a worker reporting 1,000 progress events a second made
+   * 1,000 SELECT round trips, each waiting in the pool's queue behind the UPDATEs issued after
+   * its own). Alone, a recovery is read at once, as before.
+   */
+  private publishNow(recoveryId: string): Promise<void> {
     const p = this.pending.get(recoveryId);
     if (p) {
       clearTimeout(p.timer);
       this.pending.delete(recoveryId);
     }
-    const [row] = (await this.statements().row.execute({ id: recoveryId })) as RecoveryRow[];
-    if (!row) return;
-    this.lastSent.set(recoveryId, Date.now());
-    if (isTerminal(row.state)) this.lastSent.delete(recoveryId);
-    this.events.publish(Topic.RECOVERY_CHANGED, recoveryId, snapshotOf(row));
+    return new Promise<void>((resolve, reject) => {
+      const waiting = this.toRead.get(recoveryId);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.toRead.set(recoveryId, [{ resolve, reject }]);
+      this.readNext();
+    });
+  }
+
+  /** Recoveries to read and publish in the next read, with who waits for each. */
+  private readonly toRead = new Map<string, { resolve: () => void; reject: (err: unknown) => void }[]>();
+  private reading = false;
+  /** The highest version published per recovery, so a row read twice (asked for again while a read that saw the change was in flight) goes out once. */
+  private readonly lastVersion = new Map<string, number>();
+
+  private readNext(): void {
+    if (this.reading || this.toRead.size === 0) return;
+    const batch = [...this.toRead].slice(0, READ_BATCH);
+    for (const [id] of batch) this.toRead.delete(id);
+    this.reading = true;
+    void this.readRows(batch.map(([id]) => id)).then(
+      (rows) => {
+        const byId = new Map(rows.map((row) => [row.id, row]));
+        for (const [id, waiting] of batch) {
+          const row = byId.get(id);
+          if (row) this.publishRow(row);
+          for (const w of waiting) w.resolve();
+        }
+      },
+      (err: unknown) => {
+        for (const [, waiting] of batch) for (const w of waiting) w.reject(err);
+      },
+    ).finally(() => {
+      this.reading = false;
+      this.readNext();
+    });
+  }
+
+  private async readRows(ids: string[]): Promise<RecoveryRow[]> {
+    if (ids.length === 1) return (await this.statements().row.execute({ id: ids[0] })) as RecoveryRow[];
+    return this.db.select().from(recoveries).where(inArray(recoveries.id, ids));
+  }
+
+  private publishRow(row: RecoveryRow): void {
+    if (row.version <= (this.lastVersion.get(row.id) ?? -1)) return;
+    this.lastSent.set(row.id, Date.now());
+    this.lastVersion.set(row.id, row.version);
+    if (isTerminal(row.state)) {
+      this.lastSent.delete(row.id);
+      this.lastVersion.delete(row.id);
+    }
+    this.events.publish(Topic.RECOVERY_CHANGED, row.id, snapshotOf(row));
   }
 }
+
+/** At most this many recoveries per gathered read. */
+const READ_BATCH = 500;
