@@ -43,6 +43,34 @@ import {
  * elevateprivileges=deny would break -daemonize (fork, setsid) and -runas (setuid). */
 const SANDBOX = "on,obsolete=deny,resourcecontrol=deny";
 
+/**
+ * How long a machine started with KVM under QEMU_ACCEL=auto is watched before it counts as
+ * running. /dev/kvm can open on a host whose KVM cannot run the guest (nested or paravirtualised
+ * KVM): QEMU then starts, the firmware runs, and at the guest's first instruction KVM cannot
+ * emulate the machine stops in `internal-error` (measured: 1.4 s after start, at the boot loader's
+ * switch to protected mode), with nothing on its console, for good. Watched, it is started again
+ * with TCG instead of being left stopped until the boot check's limit.
+ */
+export const KVM_WATCH_MS = 3000;
+
+/** KVM opened but could not run a machine on this host: later machines get TCG at once. */
+let kvmFailedHere = false;
+
+/**
+ * Polls a machine's run state (`statusOf`, QMP query-status) every `everyMs` for `windowMs`:
+ * the state it stopped in when KVM failed it (`internal-error`), else undefined. A state that
+ * cannot be read yet (QMP not answering) is asked again.
+ */
+export async function kvmFailure(statusOf: () => Promise<string>, windowMs: number, everyMs = 100): Promise<string | undefined> {
+  const deadline = Date.now() + windowMs;
+  for (;;) {
+    const status = await statusOf().catch(() => undefined);
+    if (status === "internal-error") return status;
+    if (Date.now() >= deadline) return undefined;
+    await new Promise((r) => setTimeout(r, Math.min(everyMs, Math.max(0, deadline - Date.now()))));
+  }
+}
+
 export class Qemu {
   /** One QMP client at a time per VM (QEMU serves one connection at a time). */
   private readonly qmpLock = new KeyedLock();
@@ -80,7 +108,7 @@ export class Qemu {
 
   /** The accelerator a new VM would get here. */
   resolveAccel(): "kvm" | "tcg" {
-    if (this.cfg.accel === "auto") return kvmUsable() ? "kvm" : "tcg";
+    if (this.cfg.accel === "auto") return !kvmFailedHere && kvmUsable() ? "kvm" : "tcg";
     return this.cfg.accel;
   }
 
@@ -128,7 +156,8 @@ export class Qemu {
   /**
    * Starts the VM of `meta` on its overlay (daemonized) and records its pid, accelerator and host
    * ports in meta.json. Retries with new ports when a forward cannot be bound, and with TCG when
-   * KVM fails under QEMU_ACCEL=auto; never without the sandbox or the -runas user.
+   * KVM fails under QEMU_ACCEL=auto (QEMU refusing it, or the machine stopping with an internal
+   * error while watched: see KVM_WATCH_MS); never without the sandbox or the -runas user.
    */
   async start(meta: LocalInstanceMeta): Promise<void> {
     const dir = this.layout.instanceDir(meta.instanceId);
@@ -181,6 +210,17 @@ export class Qemu {
         throw new TargetError(`QEMU failed to start ${meta.instanceId}: ${lastError} (see ${path.join(dir, "serial.log")})`, false, "QEMU_START_FAILED");
       }
       await this.privateQmpSocket(meta.instanceId, dir);
+      if (accel === "kvm" && this.cfg.accel === "auto") {
+        const stopped = await kvmFailure(() => this.qmp<{ status: string }>(dir, "query-status", undefined, 2000).then((s) => s.status), KVM_WATCH_MS);
+        if (stopped) {
+          lastError = `KVM stopped the machine (${stopped})`;
+          this.log.warn({ instanceId: meta.instanceId, status: stopped }, "KVM cannot run machines on this host; falling back to TCG");
+          kvmFailedHere = true;
+          await this.killAll(dir);
+          accel = "tcg";
+          continue;
+        }
+      }
       meta.pid = pid;
       meta.startedAt = new Date().toISOString();
       await this.layout.writeMeta(meta);
