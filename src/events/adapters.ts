@@ -34,7 +34,9 @@ export const REDIS_OPTIONS = { connectTimeout: 2000, maxRetriesPerRequest: 1, re
 
 /** Events cross processes through Redis: every API and worker process with the same REDIS_URL shares them. */
 export function createRedisEventBus(redisUrl: string, onError: (err: Error) => void = () => {}): EventBusHandle {
-  const publishClient = new Redis(redisUrl, { lazyConnect: false, ...REDIS_OPTIONS });
+  // Publishes made in the same tick go out in one write (a worker's batch of progress events: each
+  // PUBLISH was a write(2) of its own, and on loopback the write does Redis's receive work too).
+  const publishClient = new Redis(redisUrl, { lazyConnect: false, ...REDIS_OPTIONS, enableAutoPipelining: true });
   // No ready check on the subscriber: ioredis's INFO would hit a connection that already entered
   // subscriber mode (the SUBSCRIBEs queued at start are flushed first) and drop those subscriptions.
   const subscribeClient = new Redis(redisUrl, { lazyConnect: false, ...REDIS_OPTIONS, enableReadyCheck: false });

@@ -3,7 +3,8 @@ import { eq } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
 import { backups } from "../../src/db/schema";
 import { Topic, type RecoverySnapshot } from "../../src/events/topics";
-import { RecoveryProgress } from "../../src/recoveries/recovery-progress";
+import { RecoveryProgress, type StepState } from "../../src/recoveries/recovery-progress";
+import { waitFor } from "../helpers/wait";
 
 describe("recovery progress: persisted, monotonic, throttled without losing the terminal event", () => {
   let stack: TestStack;
@@ -73,6 +74,51 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
     await progress.progress(r.id, "IMPORTING", 90, "wrong step"); // another step's report: ignored
     expect(await stack.rt.services.recoveries.get(user.id, r.id)).toMatchObject({ state: "PREPARING", stepProgress: 40, message: "3/8 parts", version: v + 1 });
     await progress.finish(r.id, "CANCELLED");
+  });
+
+  it("reports of several recoveries side by side each keep their own rules, and each change is published once (the reads that follow are gathered)", async () => {
+    const at = new Date("2026-01-02T03:04:05.000Z");
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 0, now: () => at });
+    const rs = await Promise.all([0, 1, 2, 3].map(() => stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" })));
+    for (const r of rs) {
+      await progress.begin(r.id, new Date(Date.now() + 60_000));
+      await progress.enter(r.id, "PREPARING", "composing");
+    }
+    const before = await Promise.all(rs.map((r) => stack.rt.services.recoveries.get(user.id, r.id)));
+    const [a, b, c, d] = rs.map((r) => r.id) as [string, string, string, string];
+    const feeds = await Promise.all(rs.map((r) => collect(r.id)));
+    const reports: [string, StepState, number, string?][] = [
+      [a, "PREPARING", 40],
+      [b, "PREPARING", 30, "1/8 parts"],
+      [c, "IMPORTING", 90, "wrong step"], // another step's report: ignored
+      [d, "PREPARING", 0], // not above the current value, no message: ignored
+      [a, "PREPARING", 20], // lower, no message: ignored
+      [b, "PREPARING", 10, "2/8 parts"], // lower with a message: the message, not the number
+      [a, "PREPARING", 60, ""], // an empty message: the number, the message kept
+      [b, "PREPARING", 50, "3/8 parts"],
+    ];
+    // Each recovery's reports one after the other (as its activity sends them), the recoveries side by side.
+    await Promise.all(
+      rs.map(async (r) => {
+        for (const [id, state, p, m] of reports) if (id === r.id) await progress.progress(id, state, p, m);
+      }),
+    );
+    await progress.flush();
+    const after = await Promise.all(rs.map((r) => stack.rt.services.recoveries.get(user.id, r.id)));
+    expect(after[0]).toMatchObject({ stepProgress: 60, totalProgress: 18, message: "composing", version: before[0]!.version + 2, updatedAt: at });
+    expect(after[1]).toMatchObject({ stepProgress: 50, totalProgress: 15, message: "3/8 parts", version: before[1]!.version + 3 });
+    expect(after[2]).toMatchObject({ state: "PREPARING", stepProgress: 0, message: "composing", version: before[2]!.version });
+    expect(after[3]).toMatchObject({ stepProgress: 0, message: "composing", version: before[3]!.version });
+    // Every subscriber ends on its recovery's row as written, never going back.
+    await waitFor("the last versions published", () => feeds.every((f, i) => f.got.at(-1)?.version === after[i]!.version || (after[i]!.version === before[i]!.version && !f.got.some((e) => e.version > before[i]!.version))), 5000, 20);
+    for (const [i, f] of feeds.entries()) {
+      const versions = f.got.map((e) => e.version);
+      expect([...versions].sort((x, y) => x - y)).toEqual(versions);
+      expect(new Set(versions).size).toBe(versions.length);
+      if (after[i]!.version > before[i]!.version) expect(f.got.at(-1)).toMatchObject({ stepProgress: after[i]!.stepProgress, message: after[i]!.message });
+      await f.stop();
+    }
+    for (const r of rs) await progress.finish(r.id, "CANCELLED");
   });
 
   it("lists the user's recoveries filtered by active or finished and by backup", async () => {
