@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -289,6 +289,32 @@ describe("LocalTarget (real QEMU)", () => {
     await fresh.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
     expect((await fresh.describeInstance(instanceId)).state).toBe("running");
     await waitForMarker(fresh, instanceId);
+  });
+
+  it("starting again waits for a previous QEMU that still holds the disk (a killed one exits after /proc forgets its command line)", async () => {
+    await target.stopInstance(instanceId);
+    const overlay = path.join(dir, "instances", instanceId, "overlay.qcow2");
+    // Another QEMU, paused before its first instruction, holding the overlay's write lock.
+    const holder = spawn("qemu-system-x86_64", ["-S", "-display", "none", "-nodefaults", "-machine", "q35,accel=tcg", "-drive", `file=${overlay},format=qcow2,if=ide`], { stdio: "ignore" });
+    try {
+      await waitFor("the holder to lock the disk", () => {
+        try {
+          execFileSync("qemu-img", ["info", overlay], { stdio: "pipe" });
+          return false;
+        } catch (e) {
+          return /lock/i.test(String((e as { stderr?: Buffer }).stderr ?? ""));
+        }
+      }, 10_000, 50);
+      const started = Date.now();
+      setTimeout(() => holder.kill("SIGKILL"), 1500).unref();
+      await target.startInstance(instanceId);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+      expect(holder.exitCode !== null || holder.signalCode !== null).toBe(true);
+    } finally {
+      holder.kill("SIGKILL");
+    }
+    expect((await target.describeInstance(instanceId)).state).toBe("running");
+    await waitForMarker(target, instanceId);
   });
 
   it("terminates without leaving a process or a file behind", async () => {

@@ -53,6 +53,9 @@ const SANDBOX = "on,obsolete=deny,resourcecontrol=deny";
  */
 export const KVM_WATCH_MS = 3000;
 
+/** How long a start waits for the disk of a machine whose previous QEMU is still exiting. */
+export const DISK_LOCK_WAIT_MS = 10_000;
+
 /** KVM opened but could not run a machine on this host: later machines get TCG at once. */
 let kvmFailedHere = false;
 
@@ -166,6 +169,7 @@ export class Qemu {
     const runAs = await this.runAs();
     let accel = this.resolveAccel();
     let lastError = "";
+    let diskLockWaitUntil: number | undefined;
     for (let attempt = 1; attempt <= 4; attempt++) {
       // Every declared port gets a free loopback port (the previous one when it is still free).
       const taken = new Set<number>();
@@ -186,6 +190,17 @@ export class Qemu {
         lastError = errMessage(err);
         if (isEnoent(err)) throw new TargetError(INSTALL_HINT, false, "QEMU_NOT_INSTALLED");
         await this.killAll(dir);
+        if (/Failed to get "write" lock/i.test(lastError)) {
+          // The disk is still locked by a QEMU that is exiting (killed or crashed): its command line
+          // leaves /proc before its files are closed, so it no longer counts as this instance's
+          // process. Wait for the lock, a bounded time, without spending an attempt.
+          diskLockWaitUntil ??= Date.now() + DISK_LOCK_WAIT_MS;
+          if (Date.now() < diskLockWaitUntil) {
+            attempt--;
+            await new Promise((r) => setTimeout(r, 200));
+            continue;
+          }
+        }
         if (/host forwarding rule|Could not set up host forwarding/i.test(lastError)) {
           for (const f of meta.forwards) f.hostPort = 0;
           continue;
