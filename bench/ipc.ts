@@ -4,6 +4,8 @@ import path from "node:path";
 import v8 from "node:v8";
 import readline from "node:readline";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { Redis } from "ioredis";
+import { Topic } from "../src/events/topics";
 
 /**
  * A tiny request/response protocol over Node's IPC channel ("advanced" serialization, so typed
@@ -255,4 +257,25 @@ export async function memoryAfterGc(reduce = false): Promise<MemoryReport> {
   gc();
   const m = process.memoryUsage();
   return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, detail: { ...procDetail(), ...(reduce ? { reduceGcMs: reduceMs } : {}) } };
+}
+
+/** p50, p99 and max of a list of milliseconds. */
+export function p50p99max(v: number[]): number[] {
+  const s = [...v].sort((a, b) => a - b);
+  return [50, 99].map((p) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN).concat(s.at(-1) ?? NaN);
+}
+
+/**
+ * Sees each progress event on Redis as the API does (a connection of its own, in the bench's own
+ * process) and records how long after its write it arrived (the message carries the write time).
+ */
+export async function watchRedis(redisUrl: string): Promise<{ seen: number[]; close(): void }> {
+  const watcher = new Redis(redisUrl, { enableReadyCheck: false });
+  const seen: number[] = [];
+  watcher.on("pmessage", (_pattern: string, _channel: string, text: string) => {
+    const m = /"message":"bench r=\d+ t=(\d+(?:\.\d+)?)"/.exec(text);
+    if (m) seen.push(epochMs() - Number(m[1]));
+  });
+  await watcher.psubscribe(`${Topic.RECOVERY_CHANGED}:*`);
+  return { seen, close: () => watcher.disconnect() };
 }
