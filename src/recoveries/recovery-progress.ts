@@ -54,7 +54,8 @@ export const isTerminal = (s: RecoveryState) => TERMINAL.has(s);
  */
 export class RecoveryProgress {
   private readonly pending = new Map<string, { timer: NodeJS.Timeout }>();
-  private readonly lastSent = new Map<string, number>();
+  /** What was last published per recovery still running: when (the throttle) and which version (a row read twice goes out once). */
+  private readonly lastSent = new Map<string, { at: number; version: number }>();
   /** Told once when a recovery ends COMPLETED or FAILED (the notifications hook in here). */
   onFinished?: (row: RecoveryRow) => Promise<void>;
 
@@ -208,7 +209,7 @@ export class RecoveryProgress {
 
   private publishThrottled(recoveryId: string): void {
     const minInterval = this.opts.minIntervalMs ?? 250;
-    const since = Date.now() - (this.lastSent.get(recoveryId) ?? 0);
+    const since = Date.now() - (this.lastSent.get(recoveryId)?.at ?? 0);
     if (since >= minInterval && !this.pending.has(recoveryId)) {
       void this.publishNow(recoveryId).catch(() => {});
       return;
@@ -244,14 +245,16 @@ export class RecoveryProgress {
   }
 
   /** Recoveries to read and publish in the next read, with who waits for each. */
-  private readonly toRead = new Map<string, { resolve: () => void; reject: (err: unknown) => void }[]>();
+  private readonly toRead = new Map<string, Waiter[]>();
   private reading = false;
-  /** The highest version published per recovery, so a row read twice (asked for again while a read that saw the change was in flight) goes out once. */
-  private readonly lastVersion = new Map<string, number>();
 
   private readNext(): void {
     if (this.reading || this.toRead.size === 0) return;
-    const batch = [...this.toRead].slice(0, READ_BATCH);
+    const batch: [string, Waiter[]][] = [];
+    for (const entry of this.toRead) {
+      if (batch.length === READ_BATCH) break;
+      batch.push(entry);
+    }
     for (const [id] of batch) this.toRead.delete(id);
     this.reading = true;
     void this.readRows(batch.map(([id]) => id)).then(
@@ -278,16 +281,19 @@ export class RecoveryProgress {
   }
 
   private publishRow(row: RecoveryRow): void {
-    if (row.version <= (this.lastVersion.get(row.id) ?? -1)) return;
-    this.lastSent.set(row.id, Date.now());
-    this.lastVersion.set(row.id, row.version);
-    if (isTerminal(row.state)) {
-      this.lastSent.delete(row.id);
-      this.lastVersion.delete(row.id);
-    }
+    // Asked for again while a read that already saw the change was in flight: sent once.
+    if (row.version <= (this.lastSent.get(row.id)?.version ?? -1)) return;
+    if (isTerminal(row.state)) this.lastSent.delete(row.id);
+    else this.lastSent.set(row.id, { at: Date.now(), version: row.version });
     this.events.publish(Topic.RECOVERY_CHANGED, row.id, snapshotOf(row));
   }
 }
 
 /** At most this many recoveries per gathered read. */
 const READ_BATCH = 500;
+
+/** A publishNow call waiting for its recovery's read. */
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
