@@ -362,7 +362,15 @@ export interface DrillActivities {
 // ---------------------------------------------------------------- backupMaintenance, purgeSessions
 
 export interface BackupMaintenanceInput {
-  /** Only these users' chunks (default: every user with backups). */
+  /**
+   * Only these users: their trash, retention, unfinished uploads and chunks (an operator's run for
+   * some accounts). Default: everyone's (the scheduled run).
+   */
+  userIds?: string[];
+}
+
+/** What a maintenance step covers: these users only, or (no userIds) everyone. */
+export interface MaintenanceScope {
   userIds?: string[];
 }
 
@@ -414,11 +422,11 @@ export interface GcResult {
 /** The activities backupMaintenance calls. */
 export interface MaintenanceActivities {
   /** Carries out the trash's due deletions and retention shortenings (issue 18). */
-  purgeTrash(): Promise<TrashPurgeResult>;
+  purgeTrash(scope?: MaintenanceScope): Promise<TrashPurgeResult>;
   /** Soft-deletes the restore points each user's retention policy no longer keeps. */
-  applyRetention(): Promise<RetentionResult>;
+  applyRetention(scope?: MaintenanceScope): Promise<RetentionResult>;
   /** Aborts UPLOADING backups untouched for UPLOAD_EXPIRY (their chunks become collectable). */
-  expireUploads(): Promise<string[]>;
+  expireUploads(scope?: MaintenanceScope): Promise<string[]>;
   usersWithBackups(): Promise<string[]>;
   /** Deletes one user's chunks that no live manifest or active upload references. */
   collectGarbage(userId: string): Promise<GcResult>;

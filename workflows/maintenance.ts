@@ -13,9 +13,11 @@ const missed = proxyActivities<MissedBackupActivities>({ startToCloseTimeout: "1
 export async function backupMaintenance(input: BackupMaintenanceInput = {}): Promise<BackupMaintenanceResult> {
   // Due deletions and shortenings first, so retention applies the policy now in force and the GC reclaims what they released.
   // patched: runs recorded before the trash (issue 18) replay without this activity.
-  const trash = patched("purge-trash") ? await maintenance.purgeTrash() : { deleted: [] as string[] };
-  const retention = await maintenance.applyRetention();
-  const expiredUploads = await maintenance.expireUploads();
+  // Given users, every step keeps to them: a run for one account never touches another's.
+  const scope = input.userIds ? { userIds: input.userIds } : {};
+  const trash = patched("purge-trash") ? await maintenance.purgeTrash(scope) : { deleted: [] as string[] };
+  const retention = await maintenance.applyRetention(scope);
+  const expiredUploads = await maintenance.expireUploads(scope);
   const users = input.userIds ?? (await maintenance.usersWithBackups());
   let deletedChunks = 0;
   let freedBytes = 0;

@@ -6,9 +6,9 @@ import type { TrashService } from "./trash.service";
 /** The backup maintenance workflow's activities: retention, abandoned uploads and chunk GC. */
 export function createMaintenanceActivities(deps: { maintenance: Pick<BackupMaintenanceService, "applyRetention" | "expireUploads" | "usersWithBackups" | "collectGarbage">; trash: Pick<TrashService, "purgeDue"> }): MaintenanceActivities {
   return {
-    purgeTrash: () => deps.trash.purgeDue(),
-    applyRetention: () => deps.maintenance.applyRetention(),
-    expireUploads: () => deps.maintenance.expireUploads(),
+    purgeTrash: (scope = {}) => deps.trash.purgeDue(scope),
+    applyRetention: (scope = {}) => deps.maintenance.applyRetention(scope),
+    expireUploads: (scope = {}) => deps.maintenance.expireUploads(scope),
     usersWithBackups: () => deps.maintenance.usersWithBackups(),
     async collectGarbage(userId: string): Promise<GcResult> {
       try {

@@ -5,7 +5,8 @@ import { badInput } from "../shared/errors";
 import type { ChunkStore } from "../storage/chunk-store";
 import type { Logger } from "../logger";
 import type { BackupService } from "./backup.service";
-import type { GcResult, RetentionResult } from "../../workflows/contracts";
+import type { GcResult, MaintenanceScope, RetentionResult } from "../../workflows/contracts";
+import { ofUsers } from "./maintenance-scope";
 import type { UploadService } from "../uploads/upload.service";
 import { DEFAULT_ENCRYPTION_ALARM } from "./encryption-alarm";
 import { backupsInUse } from "./backups-in-use";
@@ -88,9 +89,9 @@ export class BackupMaintenanceService {
     return out;
   }
 
-  /** Applies every user's policy; returns the ids it soft-deleted. Idempotent. */
-  async applyRetention(): Promise<RetentionResult> {
-    const policies = await this.db.select().from(retentionPolicies);
+  /** Applies every user's policy (or these users'); returns the ids it soft-deleted. Idempotent. */
+  async applyRetention(scope: MaintenanceScope = {}): Promise<RetentionResult> {
+    const policies = await this.db.select().from(retentionPolicies).where(ofUsers(retentionPolicies.userId, scope));
     const deleted: string[] = [];
     // What a recovery or verification is reading stays until a run after it ends.
     const inUse = await backupsInUse(this.db);
@@ -127,9 +128,9 @@ export class BackupMaintenanceService {
    * confirmation, completion attempt, failure report) for UPLOAD_EXPIRY. An ACTIVE upload (the agent
    * stopped without a word) becomes ABANDONED with the reason, and the user is told (UPLOAD_ABANDONED,
    * once); a FAILED one keeps its reason (the user was told when it failed). Their chunks are no
-   * longer pinned and the garbage collector reclaims them. Idempotent.
+   * longer pinned and the garbage collector reclaims them. Everyone's, or these users' only. Idempotent.
    */
-  async expireUploads(): Promise<string[]> {
+  async expireUploads(scope: MaintenanceScope = {}): Promise<string[]> {
     const cutoff = new Date(this.now().getTime() - this.opts.uploadExpiryMs);
     const lastSign = sql`COALESCE(${uploads.lastActivityAt}, ${uploads.updatedAt})`;
     const stale = await this.db
@@ -141,6 +142,7 @@ export class BackupMaintenanceService {
           inArray(uploads.status, ["ACTIVE", "FAILED"]),
           eq(backups.status, "UPLOADING"),
           lt(lastSign, cutoff),
+          ofUsers(uploads.userId, scope),
           // Only a backup's latest attempt speaks for it.
           sql`NOT EXISTS (SELECT 1 FROM ${uploads} AS later WHERE later.backup_id = ${uploads.backupId} AND later.id > ${uploads.id})`,
         ),

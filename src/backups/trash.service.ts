@@ -17,7 +17,8 @@ import { newId } from "../shared/ids";
 import type { BackupService } from "./backup.service";
 import type { BackupLifecycleService } from "./backup-lifecycle.service";
 import { backupsInUse } from "./backups-in-use";
-import type { TrashPurgeResult } from "../../workflows/contracts";
+import { ofUsers } from "./maintenance-scope";
+import type { MaintenanceScope, TrashPurgeResult } from "../../workflows/contracts";
 
 export const DEFAULT_DELETION_DELAY_MS = 72 * 3_600_000;
 /** What "no policy" means: keep everything; the first policy is a shortening of this. */
@@ -272,16 +273,14 @@ export class TrashService {
    * carried out. A restore point an active recovery or verification reads (itself or as an ancestor
    * of the one it reads) is left, with its whole source, for a later run. Idempotent.
    */
-  async purgeDue(scope: { userIds?: string[] } = {}): Promise<TrashPurgeResult> {
+  async purgeDue(scope: MaintenanceScope = {}): Promise<TrashPurgeResult> {
     const now = this.now();
-    /** Everyone's trash (the scheduled run), or only these users' (an operator's run for one account). */
-    const ofUsers = (column: typeof backups.userId | typeof trashRequests.userId | typeof retentionPolicies.userId) => (scope.userIds ? inArray(column, scope.userIds.length ? scope.userIds : [""]) : undefined);
     const held = await backupsInUse(this.db);
     const waiting = new Set<string>();
     const due = await this.db
       .select()
       .from(backups)
-      .where(and(eq(backups.status, "COMPLETED"), isNotNull(backups.deleteAfter), lte(backups.deleteAfter, now), ofUsers(backups.userId)));
+      .where(and(eq(backups.status, "COMPLETED"), isNotNull(backups.deleteAfter), lte(backups.deleteAfter, now), ofUsers(backups.userId, scope)));
     const deleted: string[] = [];
     for (const b of due) {
       if (held.has(b.id)) {
@@ -299,7 +298,7 @@ export class TrashService {
     }
     const sourcesDeleted: TrashPurgeResult["sourcesDeleted"] = [];
     const agentKeysRevoked: TrashPurgeResult["agentKeysRevoked"] = [];
-    const requests = await this.db.select().from(trashRequests).where(and(lte(trashRequests.effectiveAt, now), ofUsers(trashRequests.userId)));
+    const requests = await this.db.select().from(trashRequests).where(and(lte(trashRequests.effectiveAt, now), ofUsers(trashRequests.userId, scope)));
     for (const r of requests) {
       if (r.kind === "SOURCE") {
         const done = await this.purgeSource(r, held, now);
@@ -334,7 +333,7 @@ export class TrashService {
     const policies = await this.db
       .select()
       .from(retentionPolicies)
-      .where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now), isNotNull(retentionPolicies.pendingKeepWeeklyFull), isNotNull(retentionPolicies.pendingKeepDaily), ofUsers(retentionPolicies.userId)));
+      .where(and(isNotNull(retentionPolicies.pendingEffectiveAt), lte(retentionPolicies.pendingEffectiveAt, now), isNotNull(retentionPolicies.pendingKeepWeeklyFull), isNotNull(retentionPolicies.pendingKeepDaily), ofUsers(retentionPolicies.userId, scope)));
     const policiesApplied: string[] = [];
     for (const p of policies) {
       const [res] = await this.db

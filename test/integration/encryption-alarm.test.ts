@@ -200,7 +200,7 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
       const now = new Map((await stack.rt.database.db.select().from(backups).where(eq(backups.userId, user.id))).map((b) => [b.id, b.status]));
       return ids.map((id) => now.get(id));
     };
-    await stack.rt.services.maintenance.applyRetention();
+    await stack.rt.services.maintenance.applyRetention({ userIds: [user.id] });
     expect(await statuses()).toEqual(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"]);
 
     // Someone else cannot answer for it; an unsuspected restore point has nothing to answer.
@@ -218,7 +218,7 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
     expect(after).toMatchObject({ kind: "INCREMENTAL", status: "COMPLETED", chunksUploaded: 1 });
     ids.push(after.backupId);
     expect(await suspectOf(after.backupId)).toBeNull();
-    await stack.rt.services.maintenance.applyRetention();
+    await stack.rt.services.maintenance.applyRetention({ userIds: [user.id] });
     // The policy alone would keep only the FULL and the newest: the three clean points before the
     // encrypted one and the encrypted one itself stay.
     expect(await statuses()).toEqual(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"]);
@@ -231,7 +231,7 @@ describe("encryption alarm: the real backup engine against the real API, S3, Tem
     const resolved = (await user.client.request(ResolveSuspectBackupDocument, { id: suspectId, verdict: "SAFE" as const })).resolveSuspectBackup;
     expect(resolved.suspect).toMatchObject({ verdict: "SAFE", changedPercent: 90 });
     expect(resolved.suspect!.resolvedAt).not.toBeNull();
-    await stack.rt.services.maintenance.applyRetention();
+    await stack.rt.services.maintenance.applyRetention({ userIds: [user.id] });
     // The policy alone: the newest FULL and the latest restore point stay.
     expect(await statuses()).toEqual(["COMPLETED", "DELETED", "DELETED", "DELETED", "COMPLETED"]);
     expect(await alarms()).toHaveLength(1);

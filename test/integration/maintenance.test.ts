@@ -89,14 +89,13 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     expect(trashed.deleteAfter).toBeTruthy();
     const whileTrashed = await runMaintenance([alice.id]);
     expect(whileTrashed.deletedChunks).toBe(0);
-    expect(whileTrashed.trashDeleted).not.toContain(full.backup.id);
+    expect(whileTrashed.trashDeleted).toEqual([]);
     for (const c of full.chunks) if (c) expect((await stored(alice.id)).has(c)).toBe(true);
 
     // Past its delay, maintenance deletes it and collects in the same run: its two unique chunks go, the shared ones stay.
     await stack.rt.database.db.update(backups).set({ deleteAfter: new Date(Date.now() - 1000) }).where(eq(backups.id, full.backup.id));
     const second = await runMaintenance([alice.id]);
-    // Deleted (by this run, or by another file's run at the same moment: the purge is global).
-    expect((await stack.rt.services.backups.get(alice.id, full.backup.id)).status).toBe("DELETED");
+    expect(second.trashDeleted).toEqual([full.backup.id]);
     expect(second.deletedChunks).toBe(2);
     expect(second.freedBytes).toBe(CHUNK + 3 * MiB);
     const afterSecond = await stored(alice.id);
@@ -141,10 +140,9 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     }
     const result = await runMaintenance([u.id]);
     expect((await u.client.request(RetentionPolicyDocument)).retentionPolicy).toMatchObject({ keepWeeklyFull: 1, keepDaily: 3, pendingKeepWeeklyFull: null });
-    const deletedHere = result.retentionDeleted.filter((id) => made.some((m) => m.id === id));
-    // Kept: the newest FULL (7 days), and everything of the last 3 days (1 and 0 days). Deleted: 14, 13, 6
-    // (by this run, or by another file's run at the same moment: retention and the trash purge are global; the statuses count).
-    expect([made[0]!.id, made[1]!.id, made[3]!.id]).toEqual(expect.arrayContaining(deletedHere));
+
+    // Kept: the newest FULL (7 days), and everything of the last 3 days (1 and 0 days). Deleted: 14, 13, 6.
+    expect([...result.retentionDeleted].sort()).toEqual([made[0]!.id, made[1]!.id, made[3]!.id].sort());
     const rows = await stack.rt.database.db.select().from(backups).where(eq(backups.userId, u.id));
     const status = Object.fromEntries(rows.map((r) => [r.id, r.status]));
     expect(made.map((m) => status[m.id])).toEqual(["DELETED", "DELETED", "COMPLETED", "DELETED", "COMPLETED", "COMPLETED"]);
@@ -155,7 +153,7 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     }
     // Applying again deletes nothing more.
     const again = await runMaintenance([u.id]);
-    expect(again.retentionDeleted.filter((id) => made.some((m) => m.id === id))).toEqual([]);
+    expect(again.retentionDeleted).toEqual([]);
   });
 
   it("retention leaves a restore point a recovery or a verification is reading (and its chain) until a run after it ends", async () => {
@@ -231,11 +229,15 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     const silent = await s.backups.create(u.id, { sourceName: "silent", imageSize: 4096, kind: "FULL" as never });
     await db.update(uploads).set({ lastActivityAt: dayAndAHourAgo }).where(eq(uploads.backupId, silent.id));
 
+    // Another account's upload, abandoned as long: a run for this account leaves it to a run of its own.
+    const other = await signUp(stack);
+    const elsewhere = await s.backups.create(other.id, { sourceName: "gone", imageSize: 4096, kind: "FULL" as never });
+    await db.update(uploads).set({ lastActivityAt: dayAndAHourAgo }).where(eq(uploads.backupId, elsewhere.id));
+
     expect((await stored(u.id)).has(sha256Hex(abandonedBody))).toBe(true);
     const result = await runMaintenance([u.id]);
     expect(result.failedUsers).toEqual([]);
-    expect(result.expiredUploads).toEqual(expect.arrayContaining([abandoned.id, silent.id]));
-    expect(result.expiredUploads).not.toContain(alive.id);
+    expect([...result.expiredUploads].sort()).toEqual([abandoned.id, silent.id].sort());
 
     const status = async (id: string) => {
       const [b] = await db.select().from(backups).where(eq(backups.id, id));
@@ -245,6 +247,7 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
     expect(await status(abandoned.id)).toEqual(["ABORTED", "ABANDONED"]);
     expect(await status(silent.id)).toEqual(["ABORTED", "ABANDONED"]);
     expect(await status(alive.id)).toEqual(["UPLOADING", "ACTIVE"]);
+    expect(await status(elsewhere.id)).toEqual(["UPLOADING", "ACTIVE"]);
     // The abandoned upload's chunk no longer pins storage; the active one's stays.
     const after = await stored(u.id);
     expect(after.has(sha256Hex(abandonedBody))).toBe(false);
@@ -255,7 +258,10 @@ describe("backup maintenance: garbage collection and retention as a Temporal wor
 
     // Idempotent: nothing more to expire.
     const again = await runMaintenance([u.id]);
-    expect(again.expiredUploads.filter((id) => [abandoned.id, silent.id, alive.id].includes(id))).toEqual([]);
+    expect(again.expiredUploads).toEqual([]);
+    // Its own run (or the scheduled one, for everyone) expires the other account's.
+    expect((await runMaintenance([other.id])).expiredUploads).toEqual([elsewhere.id]);
+    expect(await status(elsewhere.id)).toEqual(["ABORTED", "ABANDONED"]);
   }, 120_000);
 
   it("a GC failure for one user does not stop the others", async () => {
