@@ -294,8 +294,13 @@ describe("LocalTarget (real QEMU)", () => {
   it("starting again waits for a previous QEMU that still holds the disk (a killed one exits after /proc forgets its command line)", async () => {
     await target.stopInstance(instanceId);
     const overlay = path.join(dir, "instances", instanceId, "overlay.qcow2");
-    // Another QEMU, paused before its first instruction, holding the overlay's write lock.
-    const holder = spawn("qemu-system-x86_64", ["-S", "-display", "none", "-nodefaults", "-machine", "q35,accel=tcg", "-drive", `file=${overlay},format=qcow2,if=ide`], { stdio: "ignore" });
+    // Stopped means ended, its files closed: the disk is free at once.
+    execFileSync("qemu-img", ["info", overlay], { stdio: "pipe" });
+    // Another QEMU, paused before its first instruction, holding the overlay's write lock: an exiting
+    // QEMU as the start sees it, holding the disk while no longer listed as a QEMU of this machine
+    // (an exiting process's command line is gone; here argv[0] does not name qemu), so the start
+    // can neither find nor kill it, only wait for the lock.
+    const holder = spawn("qemu-system-x86_64", ["-S", "-display", "none", "-nodefaults", "-machine", "q35,accel=tcg", "-drive", `file=${overlay},format=qcow2,if=ide`], { stdio: "ignore", argv0: "disk-holder" });
     try {
       await waitFor("the holder to lock the disk", () => {
         try {
@@ -305,6 +310,8 @@ describe("LocalTarget (real QEMU)", () => {
           return /lock/i.test(String((e as { stderr?: Buffer }).stderr ?? ""));
         }
       }, 10_000, 50);
+      // The lock is the holder's (it is still there; it would have exited had it failed to take it).
+      expect(holder.exitCode === null && holder.signalCode === null).toBe(true);
       const started = Date.now();
       setTimeout(() => holder.kill("SIGKILL"), 1500).unref();
       await target.startInstance(instanceId);

@@ -103,6 +103,22 @@ export async function isInstanceProcess(pid: number, dir: string): Promise<boole
   }
 }
 
+/**
+ * A live process's start time (/proc/<pid>/stat field 22, clock ticks since boot): what tells it
+ * from a later process given the same pid. Undefined once it is gone or a zombie (a zombie has
+ * closed all its files).
+ */
+export async function liveStartTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await fsp.readFile(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // from field 3 (state) on
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
 /** QEMU processes (argv[0] names qemu or the configured binary) whose command line names `dir`. */
 export async function qemuProcessesNaming(dir: string, binName: string): Promise<number[]> {
   const out: number[] = [];

@@ -14,6 +14,7 @@ import {
   exists,
   isEnoent,
   isInstanceProcess,
+  liveStartTime,
   kvmUsable,
   noop,
   qemuProcessesNaming,
@@ -305,30 +306,40 @@ export class Qemu {
     return undefined;
   }
 
+  /**
+   * Waits for the instance's QEMU to end: gone or a zombie, its files (the disk's lock among them)
+   * closed. Not merely for its command line to go, which an exiting process loses with its memory,
+   * before it closes its files: a machine "stopped" then still held its disk, and starting it again
+   * (or removing its files) failed. True at once when `pid` is not the instance's process.
+   */
   async waitExit(dir: string, pid: number, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (!(await isInstanceProcess(pid, dir))) return true;
-      if (Date.now() >= deadline) return false;
-      await sleep(100);
-    }
+    return waitEnd(pid, await this.instanceStart(dir, pid), timeoutMs);
   }
 
   /** QMP quit, then SIGTERM, then SIGKILL. */
   async forceExit(dir: string, pid: number, graceMs = 5000): Promise<void> {
+    const start = await this.instanceStart(dir, pid);
+    if (start === undefined) return;
     await this.qmp(dir, "quit", undefined, 3000).catch(noop);
-    if (await this.waitExit(dir, pid, graceMs)) return;
+    if (await waitEnd(pid, start, graceMs)) return;
     signal(pid, "SIGTERM");
-    if (await this.waitExit(dir, pid, 2000)) return;
+    if (await waitEnd(pid, start, 2000)) return;
     signal(pid, "SIGKILL");
-    if (!(await this.waitExit(dir, pid, 5000))) throw new TargetError(`QEMU process ${pid} did not exit`, true);
+    if (!(await waitEnd(pid, start, 5000))) throw new TargetError(`QEMU process ${pid} did not exit`, true);
   }
 
-  /** SIGKILLs every process whose command line names the instance directory. */
+  /** SIGKILLs every process whose command line names the instance directory, and waits for them to end. */
   async killAll(dir: string): Promise<void> {
     const pids = await qemuProcessesNaming(dir, path.basename(this.cfg.qemuSystem));
+    const starts = await Promise.all(pids.map((pid) => this.instanceStart(dir, pid)));
     for (const pid of pids) signal(pid, "SIGKILL");
-    for (const pid of pids) await this.waitExit(dir, pid, 5000);
+    for (const [i, pid] of pids.entries()) await waitEnd(pid, starts[i], 5000);
+  }
+
+  /** The start time of `pid` if it is this instance's QEMU (its command line names `dir`). */
+  private async instanceStart(dir: string, pid: number): Promise<string | undefined> {
+    const start = await liveStartTime(pid);
+    return start !== undefined && (await isInstanceProcess(pid, dir)) && (await liveStartTime(pid)) === start ? start : undefined;
   }
 
   qmp<T>(dir: string, command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<T> {
@@ -378,5 +389,16 @@ async function reusePort(previous: number | undefined, avoid: ReadonlySet<number
   for (;;) {
     const p = await freePort();
     if (!avoid.has(p)) return p;
+  }
+}
+
+/** Waits until the process that started at `start` has ended (no `start`: nothing to wait for). */
+async function waitEnd(pid: number, start: string | undefined, timeoutMs: number): Promise<boolean> {
+  if (start === undefined) return true;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await liveStartTime(pid)) !== start) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
   }
 }
