@@ -32,6 +32,7 @@ import { SocketRegistry, WsCloseCode } from "./socket-registry";
 import { DocumentCache, UserConnections } from "./ws-limits";
 import { SubscriptionFanout, type FanoutSink } from "./ws-fanout";
 import { useWsServer } from "./graphql-ws-server";
+import { graphqlPostHandler, isPlainGraphqlPost } from "./graphql-post";
 import { clientAddress, isLoopback } from "../auth/client-address";
 import type { Availability } from "../shared/availability";
 
@@ -96,7 +97,15 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   app.set("trust proxy", config.http.trustProxy);
   // Express compiles the setting; WebSocket upgrades never pass through Express, so they use it directly.
   const trustProxy = app.get("trust proxy fn") as (address: string, hop: number) => boolean;
-  const httpServer = http.createServer(app);
+  // POST /graphql with a JSON body skips Express (see graphql-post.ts); everything else is Express's.
+  // (Set once Apollo has started; until then every request is Express's.)
+  const lean: { graphqlPost?: (req: http.IncomingMessage, res: http.ServerResponse) => void } = {};
+  const httpServer = http.createServer((req, res) => {
+    if (lean.graphqlPost && isPlainGraphqlPost(req)) {
+      track(req, res, "/graphql");
+      lean.graphqlPost(req, res);
+    } else app(req, res);
+  });
 
   // Request id + access log (no headers, no bodies: tokens and passwords never reach the log).
   // Every request is logged at debug. At info: everything but routine GraphQL answers (status < 400,
@@ -113,15 +122,16 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     Object.assign(routine, { count: 0, totalMs: 0, maxMs: 0, since: Date.now() });
   };
   const routineSummary = setInterval(summarizeRoutine, 60_000).unref();
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    const incoming = req.header("x-request-id");
-    req.requestId = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : newId();
-    res.setHeader("x-request-id", req.requestId);
+  /** Gives the request its id (X-Request-Id, or a new one) and logs it when it is answered. */
+  const track = (req: http.IncomingMessage & { requestId?: string }, res: http.ServerResponse, path: string) => {
+    const incoming = req.headers["x-request-id"];
+    const requestId = typeof incoming === "string" && /^[\w.-]{1,64}$/.test(incoming) ? incoming : newId();
+    req.requestId = requestId;
+    res.setHeader("x-request-id", requestId);
     const started = process.hrtime.bigint();
     res.on("finish", () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const path = req.originalUrl.split("?")[0];
-      const entry = () => ({ requestId: req.requestId, method: req.method, path, status: res.statusCode, ms });
+      const entry = () => ({ requestId, method: req.method, path, status: res.statusCode, ms });
       if (res.statusCode < 400 && ms < slowMs && path === "/graphql") {
         routine.count++;
         routine.totalMs += ms;
@@ -129,6 +139,9 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
         if (logger.isLevelEnabled("debug")) logger.debug(entry(), "http request");
       } else logger.info(entry(), "http request");
     });
+  };
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    track(req, res, req.originalUrl.split("?")[0]!);
     next();
   });
 
@@ -476,55 +489,79 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   });
   await apollo.start();
 
+  // Tokens are counted before Apollo parses anything (its plugins cannot answer with a typed
+  // error before parsing): a long document costs one bounded lexer run.
+  const tooManyTokens = (query: unknown): { status: number; body: unknown } | undefined => {
+    const tokens = typeof query === "string" ? checkTokens(query, config.limits.maxTokens) : 0;
+    return tokens instanceof AppError ? { status: httpStatusOf(tokens), body: { errors: [formattedAppError(tokens)] } } : undefined;
+  };
+  // No authentication here: Apollo builds the context before parsing, and the token is only
+  // looked up once the operation is known to be within its limits (see limitsPlugin).
+  const httpContext = async (req: http.IncomingMessage & { requestId?: string }, ip: string | undefined): Promise<Context> => {
+    const requestId = req.requestId ?? newId();
+    const actFor = req.headers[ACT_FOR_HEADER];
+    const ctx: HttpContext = {
+      requestId,
+      ip,
+      userAgent: req.headers["user-agent"],
+      services,
+      logger: logger.child({ requestId }),
+      limits: config.limits,
+      [requestToken]: bearerToken(req.headers.authorization),
+      [requestActFor]: (typeof actFor === "string" ? actFor : actFor?.[0])?.trim() || undefined,
+    };
+    return ctx;
+  };
+  // Refusals of a body, in GraphQL's error shape (the same from both paths).
+  const answers = {
+    tooLarge: {
+      errors: [{ message: `Request body exceeds the limit of ${config.http.maxBodyBytes} bytes`, extensions: { code: ErrorCode.BAD_USER_INPUT, limit: "BODY_SIZE", maxBodyBytes: config.http.maxBodyBytes } }],
+    },
+    notJson: { errors: [{ message: "Request body is not valid JSON", extensions: { code: ErrorCode.BAD_USER_INPUT } }] },
+    internal: { errors: [{ message: "Internal server error", extensions: { code: ErrorCode.INTERNAL } }] },
+  };
+  lean.graphqlPost = graphqlPostHandler({
+    apollo,
+    maxBodyBytes: config.http.maxBodyBytes,
+    answers,
+    refuse: (res, status, body) => {
+      const json = JSON.stringify(body);
+      res.statusCode = status;
+      res.setHeader("content-type", "application/json; charset=utf-8");
+      res.setHeader("content-length", Buffer.byteLength(json));
+      res.end(json);
+    },
+    precheck: (body) => tooManyTokens((body as { query?: unknown }).query),
+    context: (req) => httpContext(req, clientAddress(req, trustProxy)),
+    onError: (err, req) => logger.error({ err, requestId: (req as { requestId?: string }).requestId }, "unhandled http error"),
+  });
   app.use(
     "/graphql",
     express.json({ limit: config.http.maxBodyBytes }),
-    // Tokens are counted before Apollo parses anything (its plugins cannot answer with a typed
-    // error before parsing): a long document costs one bounded lexer run.
     (req: Request, res: Response, next: NextFunction) => {
-      const query: unknown = req.method === "GET" ? req.query.query : (req.body as { query?: unknown } | undefined)?.query;
-      const tokens = typeof query === "string" ? checkTokens(query, config.limits.maxTokens) : 0;
-      if (tokens instanceof AppError) {
-        res.status(httpStatusOf(tokens)).json({ errors: [formattedAppError(tokens)] });
+      const refused = tooManyTokens(req.method === "GET" ? req.query.query : (req.body as { query?: unknown } | undefined)?.query);
+      if (refused) {
+        res.status(refused.status).json(refused.body);
         return;
       }
       next();
     },
-    expressMiddleware(apollo, {
-      // No authentication here: Apollo builds the context before parsing, and the token is only
-      // looked up once the operation is known to be within its limits (see limitsPlugin).
-      context: async ({ req }): Promise<Context> => {
-        const requestId = req.requestId ?? newId();
-        const ctx: HttpContext = {
-          requestId,
-          ip: req.ip,
-          userAgent: req.header("user-agent"),
-          services,
-          logger: logger.child({ requestId }),
-          limits: config.limits,
-          [requestToken]: bearerToken(req.headers.authorization),
-          [requestActFor]: req.header(ACT_FOR_HEADER)?.trim() || undefined,
-        };
-        return ctx;
-      },
-    }),
+    expressMiddleware(apollo, { context: async ({ req }) => httpContext(req, req.ip) }),
   );
 
   // Body parser failures (too large, malformed JSON) answered in GraphQL's error shape.
   app.use((err: { type?: string; status?: number; limit?: number } & Error, req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err);
     if (err.type === "entity.too.large") {
-      res.status(413).json({
-        errors: [{ message: `Request body exceeds the limit of ${config.http.maxBodyBytes} bytes`, extensions: { code: ErrorCode.BAD_USER_INPUT, limit: "BODY_SIZE", maxBodyBytes: config.http.maxBodyBytes } }],
-      });
+      res.status(413).json(answers.tooLarge);
       return;
     }
     if (err.type === "entity.parse.failed") {
-      res.status(400).json({ errors: [{ message: "Request body is not valid JSON", extensions: { code: ErrorCode.BAD_USER_INPUT } }] });
+      res.status(400).json(answers.notJson);
       return;
     }
     logger.error({ err, requestId: req.requestId }, "unhandled http error");
-    res.status(err.status && err.status >= 400 && err.status < 500 ? err.status : 500).json({ errors: [{ message: "Internal server error", extensions: { code: ErrorCode.INTERNAL } }] });
+    res.status(err.status && err.status >= 400 && err.status < 500 ? err.status : 500).json(answers.internal);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack, signUp, uniqueName, PASSWORD, type TestStack, type TestUser } from "../helpers/stack";
 import { getIntrospectionQuery, parse, print, type DocumentNode } from "graphql";
 import { like } from "drizzle-orm";
+import { gzipSync } from "node:zlib";
 import { BackupsDocument, MeDocument } from "../../src/client/generated/graphql";
 import { users } from "../../src/db/schema";
 import * as generated from "../../src/client/generated/graphql";
@@ -97,6 +98,63 @@ describe("request limits (rejected before any resolver runs)", () => {
     const { status, body } = await post(stack, user.token, JSON.stringify({ query: `{ me { id } }`, variables: { padding } }));
     expect(status).toBe(413);
     expect(body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "BODY_SIZE", maxBodyBytes: 4096 });
+  });
+
+  it("answers a plain JSON POST (served without Express) as the Express path answers the same body (here gzipped): results, refusals and headers", async () => {
+    const send = async (body: string, via: "plain" | "express") => {
+      const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${user.token}` };
+      if (via === "express") headers["content-encoding"] = "gzip";
+      const res = await fetch(stack.app.graphqlUrl, { method: "POST", headers, body: via === "express" ? gzipSync(body) : body });
+      const text = await res.text();
+      return {
+        status: res.status,
+        body: JSON.parse(text) as Body,
+        type: res.headers.get("content-type"),
+        cache: res.headers.get("cache-control"),
+        length: Number(res.headers.get("content-length")),
+        bytes: Buffer.byteLength(text),
+        requestId: res.headers.get("x-request-id"),
+      };
+    };
+    const cases = {
+      ok: JSON.stringify({ query: "query B { backups(first: 3) { totalCount edges { node { id sourceName } } } }", operationName: "B" }),
+      tooLarge: JSON.stringify({ query: "{ me { id } }", variables: { padding: "x".repeat(5000) } }),
+      notJson: "{ not json",
+      scalar: '"{ me { id } }"',
+      empty: "",
+      invalid: JSON.stringify({ query: "{ backups { nope } }" }),
+    };
+    for (const [name, body] of Object.entries(cases)) {
+      const plain = await send(body, "plain");
+      const express = await send(body, "express");
+      const { requestId: a, ...p } = plain;
+      const { requestId: b, ...e } = express;
+      expect({ name, ...p }).toEqual({ name, ...e });
+      expect(p.length).toBe(p.bytes);
+      expect(a).toBeTruthy();
+      expect(b).toBeTruthy();
+    }
+    const ok = await send(cases.ok, "plain");
+    expect(ok).toMatchObject({ status: 200, cache: "no-store", type: "application/json; charset=utf-8" });
+    expect((ok.body.data as { backups: { totalCount: number } }).backups.totalCount).toBe(7);
+    expect((await send(cases.tooLarge, "plain")).status).toBe(413);
+    expect((await send(cases.notJson, "plain")).status).toBe(400);
+    // Chunked, with no Content-Length to refuse it by: counted as it arrives, refused once over the limit.
+    const chunked = async (parts: string[]) => {
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (const p of parts) c.enqueue(new TextEncoder().encode(p));
+          c.close();
+        },
+      });
+      const res = await fetch(stack.app.graphqlUrl, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${user.token}` }, body, duplex: "half" } as RequestInit);
+      return { status: res.status, body: (await res.json()) as Body };
+    };
+    const over = await chunked(['{"query":"{ me { id } }","variables":{"padding":"', "x".repeat(3000), "x".repeat(3000), '"}}']);
+    expect(over.status).toBe(413);
+    expect(over.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", limit: "BODY_SIZE" });
+    const within = await chunked(['{"query":"{ me ', '{ id } }"}']);
+    expect(within).toMatchObject({ status: 200, body: { data: { me: { id: user.id } } } });
   });
 
   it("answers malformed JSON and invalid GraphQL with BAD_USER_INPUT", async () => {
