@@ -56,6 +56,16 @@ export class RecoveryProgress {
   private readonly pending = new Map<string, { timer: NodeJS.Timeout }>();
   /** What was last published per recovery still running: when (the throttle) and which version (a row read twice goes out once). */
   private readonly lastSent = new Map<string, { at: number; version: number }>();
+  /**
+   * Rows as they are in the database at their version: read by publishNow, then carried forward by
+   * this process's own progress writes (the UPDATE gives the new version through LAST_INSERT_ID;
+   * when it is the next one, nothing else changed the row in between and the new values are known).
+   * A progress event is then published without reading its row back. Any other write, or a version
+   * that skipped, drops the entry and the next publish reads the row.
+   */
+  private readonly known = new Map<string, RecoveryRow>();
+  /** The newest version this process's progress writes produced per recovery: a row read older than that is not used in their place. */
+  private readonly written = new Map<string, number>();
   /** Told once when a recovery ends COMPLETED or FAILED (the notifications hook in here). */
   onFinished?: (row: RecoveryRow) => Promise<void>;
 
@@ -75,6 +85,7 @@ export class RecoveryProgress {
       .update(recoveries)
       .set({ startedAt: sql`COALESCE(${recoveries.startedAt}, ${now})`, deadlineAt, updatedAt: now, version: sql`${recoveries.version} + 1` })
       .where(eq(recoveries.id, recoveryId));
+    this.known.delete(recoveryId);
     await this.publishNow(recoveryId);
   }
 
@@ -86,23 +97,41 @@ export class RecoveryProgress {
       .update(recoveries)
       .set({ state, stepProgress: 0, totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${STEP_RANGE[state][0]})`, message, updatedAt: now, version: sql`${recoveries.version} + 1` })
       .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, earlier)));
+    this.known.delete(recoveryId);
     if (res.affectedRows) await this.publishNow(recoveryId);
   }
 
   /** Progress within the current step (ignored unless the recovery is in `state`). */
   async progress(recoveryId: string, state: StepState, stepPercent: number, message?: string): Promise<void> {
     const p = Math.max(0, Math.min(100, Math.floor(stepPercent)));
+    const total = totalFor(state, p);
+    const now = this.now();
     const [res] = (await this.statements().progress.execute({
       id: recoveryId,
       state,
       p,
-      total: totalFor(state, p),
+      total,
       // An empty message leaves the message as it was, but still counts as a report (as it always has).
       newMessage: message || null,
       message: message ?? null,
-      now: recoveries.updatedAt.mapToDriverValue(this.now()),
-    })) as [{ affectedRows: number }];
-    if (res.affectedRows) this.publishThrottled(recoveryId);
+      now: recoveries.updatedAt.mapToDriverValue(now),
+    })) as [{ affectedRows: number; insertId: number }];
+    if (!res.affectedRows) return;
+    const version = Number(res.insertId);
+    if (version > (this.written.get(recoveryId) ?? -1)) this.written.set(recoveryId, version);
+    const before = this.known.get(recoveryId);
+    if (before && before.version === version - 1 && before.state === state) {
+      // The same arithmetic as the UPDATE's, on the row as it was just before it.
+      this.remember(recoveryId, {
+        ...before,
+        stepProgress: Math.max(before.stepProgress, p),
+        totalProgress: Math.max(before.totalProgress, total),
+        message: message || before.message,
+        updatedAt: now,
+        version,
+      });
+    } else this.known.delete(recoveryId);
+    this.publishThrottled(recoveryId);
   }
 
   /**
@@ -122,7 +151,8 @@ export class RecoveryProgress {
           totalProgress: sql`GREATEST(${recoveries.totalProgress}, ${sql.placeholder("total")})`,
           message: sql`COALESCE(${sql.placeholder("newMessage")}, ${recoveries.message})`,
           updatedAt: sql`${sql.placeholder("now")}`,
-          version: sql`${recoveries.version} + 1`,
+          // The new version comes back as the statement's insert id (the row is not read back to learn it).
+          version: sql`LAST_INSERT_ID(${recoveries.version} + 1)`,
         })
         .where(and(eq(recoveries.id, sql.placeholder("id")), eq(recoveries.state, sql.placeholder("state")), sql`(${recoveries.stepProgress} < ${p} OR ${message} IS NOT NULL)`))
         .prepare() as unknown as Prepared,
@@ -138,6 +168,7 @@ export class RecoveryProgress {
       .update(recoveries)
       .set({ bootCheck, ...(rtoSeconds !== undefined ? { rtoSeconds } : {}), updatedAt: now, version: sql`${recoveries.version} + 1` })
       .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])));
+    this.known.delete(recoveryId);
     this.publishThrottled(recoveryId);
   }
 
@@ -169,6 +200,7 @@ export class RecoveryProgress {
         version: sql`${recoveries.version} + 1`,
       })
       .where(and(eq(recoveries.id, recoveryId), inArray(recoveries.state, [...ACTIVE_RECOVERY_STATES])));
+    this.known.delete(recoveryId);
     if (res.affectedRows) await this.publishNow(recoveryId);
     if (res.affectedRows && state !== "CANCELLED" && this.onFinished) {
       const [row] = (await this.statements().row.execute({ id: recoveryId })) as RecoveryRow[];
@@ -236,6 +268,12 @@ export class RecoveryProgress {
       clearTimeout(p.timer);
       this.pending.delete(recoveryId);
     }
+    // Known as it is after this process's latest write: published as is.
+    const known = this.known.get(recoveryId);
+    if (known && known.version >= (this.written.get(recoveryId) ?? -1)) {
+      this.publishRow(known);
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
       const waiting = this.toRead.get(recoveryId);
       if (waiting) waiting.push({ resolve, reject });
@@ -262,7 +300,10 @@ export class RecoveryProgress {
         const byId = new Map(rows.map((row) => [row.id, row]));
         for (const [id, waiting] of batch) {
           const row = byId.get(id);
-          if (row) this.publishRow(row);
+          if (row) {
+            if (!isTerminal(row.state) && row.version >= (this.known.get(id)?.version ?? -1)) this.remember(id, row);
+            this.publishRow(row);
+          }
           for (const w of waiting) w.resolve();
         }
       },
@@ -280,14 +321,27 @@ export class RecoveryProgress {
     return this.db.select().from(recoveries).where(inArray(recoveries.id, ids));
   }
 
+  /** Keeps a row as known; the oldest go first past KNOWN_MAX (recoveries that ended in another process). */
+  private remember(id: string, row: RecoveryRow): void {
+    this.known.delete(id);
+    this.known.set(id, row);
+    if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value!);
+  }
+
   private publishRow(row: RecoveryRow): void {
     // Asked for again while a read that already saw the change was in flight: sent once.
     if (row.version <= (this.lastSent.get(row.id)?.version ?? -1)) return;
-    if (isTerminal(row.state)) this.lastSent.delete(row.id);
-    else this.lastSent.set(row.id, { at: Date.now(), version: row.version });
+    if (isTerminal(row.state)) {
+      this.lastSent.delete(row.id);
+      this.known.delete(row.id);
+      this.written.delete(row.id);
+    } else this.lastSent.set(row.id, { at: Date.now(), version: row.version });
     this.events.publish(Topic.RECOVERY_CHANGED, row.id, snapshotOf(row));
   }
 }
+
+/** At most this many rows kept as known (each is a recovery this process reports progress for). */
+const KNOWN_MAX = 10_000;
 
 /** At most this many recoveries per gathered read. */
 const READ_BATCH = 500;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { startStack, signUp, type TestStack, type TestUser } from "../helpers/stack";
-import { backups } from "../../src/db/schema";
+import { backups, recoveries } from "../../src/db/schema";
 import { Topic, type RecoverySnapshot } from "../../src/events/topics";
 import { RecoveryProgress, type StepState } from "../../src/recoveries/recovery-progress";
 import { waitFor } from "../helpers/wait";
@@ -119,6 +119,45 @@ describe("recovery progress: persisted, monotonic, throttled without losing the 
       await f.stop();
     }
     for (const r of rs) await progress.finish(r.id, "CANCELLED");
+  });
+
+  it("publishes a progress report from the row it wrote (the version from the UPDATE), and reads the row back when another writer came between", async () => {
+    const r = await stack.rt.services.recoveries.create(user.id, { backupId, target: "LOCAL" });
+    const progress = new RecoveryProgress(stack.rt.database.db, stack.rt.events.bus, { minIntervalMs: 0 });
+    const db = stack.rt.database.db;
+    const { got, stop } = await collect(r.id);
+    await progress.begin(r.id, new Date(Date.now() + 60_000));
+    await progress.enter(r.id, "PREPARING", "composing");
+    const row = () => stack.rt.services.recoveries.get(user.id, r.id);
+    const last = async (version: number) => {
+      await waitFor(`version ${version} published`, () => got.at(-1)?.version === version, 5000, 10);
+      return got.at(-1)!;
+    };
+
+    await progress.progress(r.id, "PREPARING", 10, "1/8 parts");
+    const first = await row();
+    expect(await last(first.version)).toMatchObject({ state: "PREPARING", stepProgress: 10, totalProgress: 3, message: "1/8 parts", version: first.version });
+
+    // A change behind the versions' back (nothing in the product writes without a new version): the
+    // next report is published from what this process wrote, not read back, so it does not show it.
+    await db.update(recoveries).set({ message: "not read" }).where(eq(recoveries.id, r.id));
+    await progress.progress(r.id, "PREPARING", 20);
+    expect(await last(first.version + 1)).toMatchObject({ stepProgress: 20, totalProgress: 6, message: "1/8 parts" });
+
+    // Another writer's change (a new version): the report after it finds a version skipped and reads the row.
+    await db.update(recoveries).set({ message: "from elsewhere", version: sql`${recoveries.version} + 1` }).where(eq(recoveries.id, r.id));
+    await progress.progress(r.id, "PREPARING", 30);
+    const third = await row();
+    expect(third).toMatchObject({ stepProgress: 30, message: "from elsewhere", version: first.version + 3 });
+    expect(await last(third.version)).toMatchObject({ stepProgress: 30, totalProgress: 9, message: "from elsewhere" });
+    // And from there on, again from what it wrote.
+    await progress.progress(r.id, "PREPARING", 40, "4/8 parts");
+    expect(await last(third.version + 1)).toMatchObject({ stepProgress: 40, totalProgress: 12, message: "4/8 parts" });
+    expect(await row()).toMatchObject({ stepProgress: 40, totalProgress: 12, message: "4/8 parts", version: third.version + 1 });
+
+    await progress.finish(r.id, "CANCELLED");
+    expect(await last(third.version + 2)).toMatchObject({ state: "CANCELLED" });
+    await stop();
   });
 
   it("lists the user's recoveries filtered by active or finished and by backup", async () => {
