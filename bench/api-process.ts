@@ -164,7 +164,7 @@ async function main(): Promise<void> {
               });
               published++;
             } else {
-              // Through the product path: UPDATE + SELECT, then publish (rounds are spaced above the throttle).
+              // Through the product path: the UPDATE, then publish (the row is read back only when another writer came between; rounds are spaced above the throttle).
               const t = epochMs();
               pending.push(
                 progress.progress(base.id, "IMPORTING", Math.min(100, round), benchMessage(round, t)).then(

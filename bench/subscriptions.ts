@@ -612,7 +612,7 @@ async function run(): Promise<void> {
   }
   log(
     `ReClo subscription bench: ${N} subscribers over ${R} recoveries (${P} per recovery), ${K} events each at one event per recovery every ${intervals.join(", ")} ms ` +
-      `${opts.burst ? "(burst)" : "(spread)"}, via ${via === "pubsub" ? "events.publish (no DB write, no throttle)" : "RecoveryProgress.progress (UPDATE + SELECT + publish)"}; ` +
+      `${opts.burst ? "(burst)" : "(spread)"}, via ${via === "pubsub" ? "events.publish (no DB write, no throttle)" : "RecoveryProgress.progress (UPDATE + publish)"}; ` +
       `baseline ${B} subscribers; API node flags "${[...PRODUCT_NODE_ARGS, opts["api-node-args"]].filter(Boolean).join(" ")}"; ${os.cpus().length} CPUs, Node ${process.version}, ulimit -n ${softNofile}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   // Rough duration: start-up, warm-up + baseline, opening (~150/s here), the measured rates, drains.
