@@ -361,7 +361,8 @@ export interface DrillActivities {
 
 // ---------------------------------------------------------------- backupMaintenance, purgeSessions
 
-export interface BackupMaintenanceInput {
+/** What a maintenance run, and each of its steps, covers. */
+export interface MaintenanceScope {
   /**
    * Only these users: their trash, retention, unfinished uploads and chunks (an operator's run for
    * some accounts). Default: everyone's (the scheduled run).
@@ -369,10 +370,7 @@ export interface BackupMaintenanceInput {
   userIds?: string[];
 }
 
-/** What a maintenance step covers: these users only, or (no userIds) everyone. */
-export interface MaintenanceScope {
-  userIds?: string[];
-}
+export type BackupMaintenanceInput = MaintenanceScope;
 
 export interface BackupMaintenanceResult {
   retentionDeleted: string[];

@@ -14,10 +14,9 @@ export async function backupMaintenance(input: BackupMaintenanceInput = {}): Pro
   // Due deletions and shortenings first, so retention applies the policy now in force and the GC reclaims what they released.
   // patched: runs recorded before the trash (issue 18) replay without this activity.
   // Given users, every step keeps to them: a run for one account never touches another's.
-  const scope = input.userIds ? { userIds: input.userIds } : {};
-  const trash = patched("purge-trash") ? await maintenance.purgeTrash(scope) : { deleted: [] as string[] };
-  const retention = await maintenance.applyRetention(scope);
-  const expiredUploads = await maintenance.expireUploads(scope);
+  const trash = patched("purge-trash") ? await maintenance.purgeTrash(input) : { deleted: [] as string[] };
+  const retention = await maintenance.applyRetention(input);
+  const expiredUploads = await maintenance.expireUploads(input);
   const users = input.userIds ?? (await maintenance.usersWithBackups());
   let deletedChunks = 0;
   let freedBytes = 0;

@@ -524,13 +524,6 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     apollo,
     maxBodyBytes: config.http.maxBodyBytes,
     answers,
-    refuse: (res, status, body) => {
-      const json = JSON.stringify(body);
-      res.statusCode = status;
-      res.setHeader("content-type", "application/json; charset=utf-8");
-      res.setHeader("content-length", Buffer.byteLength(json));
-      res.end(json);
-    },
     precheck: (body) => tooManyTokens((body as { query?: unknown }).query),
     context: (req) => httpContext(req, clientAddress(req, trustProxy)),
     onError: (err, req) => logger.error({ err, requestId: (req as { requestId?: string }).requestId }, "unhandled http error"),

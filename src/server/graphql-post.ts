@@ -16,8 +16,6 @@ export interface GraphqlPostOptions<C extends BaseContext> {
   maxBodyBytes: number;
   /** The answers the Express path gives: a body over the limit (413), not JSON (400), an unexpected failure (500). */
   answers: { tooLarge: unknown; notJson: unknown; internal: unknown };
-  /** Sends a refusal before Apollo sees the request (over the limit, not JSON, too many tokens). */
-  refuse(res: http.ServerResponse, status: number, body: unknown): void;
   /** A refusal before parsing (the token count), or nothing to let Apollo run it. */
   precheck(body: unknown): { status: number; body: unknown } | undefined;
   context(req: http.IncomingMessage): Promise<C>;
@@ -38,6 +36,15 @@ export function isPlainGraphqlPost(req: http.IncomingMessage): boolean {
   return encoding === undefined || encoding.toLowerCase() === "identity";
 }
 
+/** Sends a refusal before Apollo sees the request (over the limit, not JSON, too many tokens), as Express's `res.json` would. */
+function refuse(res: http.ServerResponse, status: number, body: unknown): void {
+  const json = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader("content-type", "application/json; charset=utf-8");
+  res.setHeader("content-length", Buffer.byteLength(json));
+  res.end(json);
+}
+
 export function graphqlPostHandler<C extends BaseContext>(opts: GraphqlPostOptions<C>): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const { tooLarge, notJson, internal } = opts.answers;
 
@@ -47,13 +54,13 @@ export function graphqlPostHandler<C extends BaseContext>(opts: GraphqlPostOptio
       try {
         body = JSON.parse(raw.toString("utf8"));
       } catch {
-        return opts.refuse(res, 400, notJson);
+        return refuse(res, 400, notJson);
       }
       // body-parser's strict mode: a JSON body is an object or an array.
-      if (typeof body !== "object" || body === null) return opts.refuse(res, 400, notJson);
+      if (typeof body !== "object" || body === null) return refuse(res, 400, notJson);
     }
     const refused = opts.precheck(body);
-    if (refused) return opts.refuse(res, refused.status, refused.body);
+    if (refused) return refuse(res, refused.status, refused.body);
 
     const headers = new HeaderMap();
     for (const [key, value] of Object.entries(req.headers)) if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(", ") : value);
@@ -78,12 +85,12 @@ export function graphqlPostHandler<C extends BaseContext>(opts: GraphqlPostOptio
     const fail = (err: unknown) => {
       opts.onError(err, req);
       if (res.headersSent) res.destroy();
-      else opts.refuse(res, 500, internal);
+      else refuse(res, 500, internal);
     };
     const refuseTooLarge = () => {
       // The rest of the body is not read: the connection ends with this answer.
       res.setHeader("connection", "close");
-      opts.refuse(res, 413, tooLarge);
+      refuse(res, 413, tooLarge);
     };
     const declared = Number(req.headers["content-length"]);
     if (declared > opts.maxBodyBytes) return refuseTooLarge();
