@@ -125,6 +125,14 @@ export interface SharedFeedsOptions<T> {
     /** The first look after an event from the source waits this long instead (default `everyMs`). */
     afterEventMs?: number;
     look(key: string): Promise<T | null>;
+    /**
+     * At most this many looks start per second over all keys (default: no limit). Due looks wait
+     * their turn first come first served, so with more silent keys than this each key is looked at
+     * less often (keys / maxPerSecond seconds apart) instead of the looks taking the whole process.
+     */
+    maxPerSecond?: number;
+    /** At most this many looks at once over all keys (default: no limit). */
+    concurrency?: number;
   };
 }
 
@@ -136,8 +144,11 @@ export interface SharedFeedsOptions<T> {
  */
 export class SharedFeeds<T> {
   private readonly feeds = new Map<string, Feed<T>>();
+  private readonly looks: LookQueue;
 
-  constructor(private readonly opts: SharedFeedsOptions<T>) {}
+  constructor(private readonly opts: SharedFeedsOptions<T>) {
+    this.looks = new LookQueue(opts.probe?.concurrency ?? Infinity, opts.probe?.maxPerSecond ?? Infinity);
+  }
 
   /** Keys with at least one listener (tests: nothing left behind). */
   get size(): number {
@@ -148,7 +159,7 @@ export class SharedFeeds<T> {
   listen(key: string, listener: FeedListener<T>): () => void {
     let feed = this.feeds.get(key);
     if (!feed) {
-      const created: Feed<T> = new Feed(key, this.opts, () => {
+      const created: Feed<T> = new Feed(key, this.opts, this.looks, () => {
         if (this.feeds.get(key) === created) this.feeds.delete(key);
       });
       this.feeds.set(key, created);
@@ -165,10 +176,15 @@ class Feed<T> {
   private readonly source: AsyncIterator<T>;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** In the look queue (an entry there runs the look only while `lookDue`). */
+  private queued = false;
+  /** The wait ran out and no event has come since: the queued look is still wanted. */
+  private lookDue = false;
 
   constructor(
     private readonly key: string,
     private readonly opts: SharedFeedsOptions<T>,
+    private readonly looks: LookQueue,
     private readonly gone: () => void,
   ) {
     this.source = opts.source(key);
@@ -207,6 +223,8 @@ class Feed<T> {
         if (this.closed) return;
         if (r.done) return this.end();
         this.dispatch(r.value);
+        // The source spoke: a look still waiting in the queue is not needed any more.
+        this.lookDue = false;
         this.arm(this.opts.probe?.afterEventMs);
         this.pump();
       },
@@ -221,15 +239,85 @@ class Feed<T> {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      probe.look(this.key).then(
-        (value) => {
-          if (this.closed) return;
-          if (value !== null) this.dispatch(value);
-          // An event that arrived while looking has already re-armed the wait.
-          if (!this.timer) this.arm();
-        },
-        (err: unknown) => this.end(err),
-      );
+      this.lookDue = true;
+      if (this.queued) return;
+      this.queued = true;
+      this.looks.add(this);
     }, ms ?? probe.everyMs);
+  }
+
+  /** Called by the look queue in this feed's turn: the look, or undefined when it is no longer wanted. */
+  look(): Promise<void> | undefined {
+    this.queued = false;
+    const probe = this.opts.probe;
+    if (!probe || this.closed || !this.lookDue) return undefined;
+    this.lookDue = false;
+    return probe.look(this.key).then(
+      (value) => {
+        if (this.closed) return;
+        if (value !== null) this.dispatch(value);
+        // An event that arrived while looking has already re-armed the wait.
+        if (!this.timer) this.arm();
+      },
+      (err: unknown) => this.end(err),
+    );
+  }
+}
+
+/**
+ * The due looks of all feeds, started first come first served: at most `concurrency` at once and
+ * at most `perSecond` per second (evenly spaced; a look due when the queue is idle starts at once).
+ */
+class LookQueue {
+  private readonly due: { look(): Promise<void> | undefined }[] = [];
+  private head = 0;
+  private running = 0;
+  private readonly spacingMs: number;
+  private nextStartAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly concurrency: number,
+    perSecond: number,
+  ) {
+    this.spacingMs = perSecond > 0 && Number.isFinite(perSecond) ? 1000 / perSecond : 0;
+  }
+
+  add(feed: { look(): Promise<void> | undefined }): void {
+    this.due.push(feed);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.head < this.due.length && this.running < this.concurrency && !this.timer) {
+      const now = performance.now();
+      if (now < this.nextStartAt) {
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.drain();
+        }, this.nextStartAt - now);
+        // Nothing to keep the process alive for: a feed's own wait does that while someone listens.
+        this.timer.unref();
+        return;
+      }
+      const feed = this.due[this.head]!;
+      this.due[this.head++] = undefined as never;
+      if (this.head === this.due.length) {
+        this.due.length = 0;
+        this.head = 0;
+      } else if (this.head > 1024 && this.head * 2 > this.due.length) {
+        this.due.splice(0, this.head);
+        this.head = 0;
+      }
+      // A feed that closed or heard from its source since it was queued gives its turn away.
+      const running = feed.look();
+      if (!running) continue;
+      this.nextStartAt = Math.max(now, this.nextStartAt) + this.spacingMs;
+      this.running++;
+      void running.finally(() => {
+        this.running--;
+        this.drain();
+      });
+    }
   }
 }

@@ -23,6 +23,15 @@ import { QUOTA_TX, type QuotaService } from "../quotas/quota.service";
 
 /** How often a live subscription looks at the workflow while nothing is published. */
 const WORKER_PROBE_MS = 1000;
+/**
+ * Looks at workflows (a row read and a Temporal describe each) per second and at once, per API
+ * process, over all silent recoveries: up to this many silent recoveries each is looked at every
+ * second; beyond, each every (silent recoveries / this) seconds. Unbounded, 1,000 silent recoveries
+ * being watched (say, 10,000 tabs reconnecting after a restart) were 1,000 describes a second, which
+ * took most of the API's CPU: subscriptions opened at 46/s instead of 485/s (bench/README).
+ */
+const WORKER_PROBE_MAX_PER_SECOND = 100;
+const WORKER_PROBE_CONCURRENCY = 10;
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
@@ -42,6 +51,8 @@ export interface RecoveryServiceDeps {
   now?: () => Date;
   /** How often live subscriptions of a recovery look at its workflow while nothing is published (default 1 s). */
   workerProbeMs?: number;
+  /** At most this many such looks per second over all recoveries (default WORKER_PROBE_MAX_PER_SECOND). */
+  workerProbeMaxPerSecond?: number;
 }
 
 export class RecoveryService {
@@ -79,6 +90,8 @@ export class RecoveryService {
         // second later, may answer. It must not end the live view of everyone following the recovery;
         // the readiness checks report the outage.
         look: (recoveryId) => this.lookForWorker(recoveryId).catch(() => null),
+        maxPerSecond: deps.workerProbeMaxPerSecond ?? WORKER_PROBE_MAX_PER_SECOND,
+        concurrency: WORKER_PROBE_CONCURRENCY,
       },
     });
   }

@@ -257,6 +257,71 @@ describe("SharedFeeds", () => {
     leave();
   });
 
+  it("looks over all keys start at most maxPerSecond, at most `concurrency` at once, first come first served: every silent key gets its turn", async () => {
+    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+    const starts: { key: string; at: number }[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const feeds = new SharedFeeds<string>({
+      source: () => pushable<string>().it,
+      probe: {
+        everyMs: 5,
+        maxPerSecond: 50,
+        concurrency: 2,
+        look: async (key) => {
+          starts.push({ key, at: performance.now() });
+          maxInFlight = Math.max(maxInFlight, ++inFlight);
+          await new Promise((r) => setTimeout(r, 30));
+          inFlight--;
+          return null;
+        },
+      },
+    });
+    const leaves = keys.map((k) => feeds.listen(k, { event: () => {}, end: () => {} }));
+    await until(() => starts.length >= keys.length + 1);
+    // Unlimited, twelve keys due every 5 ms would have been looked at many times each by now.
+    expect(starts.slice(0, keys.length).map((s) => s.key)).toEqual(keys);
+    expect(maxInFlight).toBe(2);
+    // 50 a second: starts 20 ms apart (timers may fire up to a millisecond early by the clock).
+    const gaps = starts.slice(1).map((s, i) => s.at - starts[i]!.at);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(19);
+    for (const leave of leaves) leave();
+    expect(feeds.size).toBe(0);
+  });
+
+  it("a queued look is given up when its source speaks or its last listener leaves before its turn", async () => {
+    const sources = new Map<string, ReturnType<typeof pushable<string>>>();
+    const looked: string[] = [];
+    const lookedAt: number[] = [];
+    const feeds = new SharedFeeds<string>({
+      source: (key) => {
+        const s = pushable<string>();
+        sources.set(key, s);
+        return s.it;
+      },
+      probe: { everyMs: 5, afterEventMs: 60_000, maxPerSecond: 10, concurrency: 1, look: async (key) => (looked.push(key), lookedAt.push(performance.now()), null) },
+    });
+    const leaveA = feeds.listen("a", { event: () => {}, end: () => {} });
+    const leaveB = feeds.listen("b", { event: () => {}, end: () => {} });
+    const leaveC = feeds.listen("c", { event: () => {}, end: () => {} });
+    // a looks at once; b and c wait for their turn, 100 ms apart.
+    await until(() => looked.length === 1);
+    const heardB: string[] = [];
+    const leaveB2 = feeds.listen("b", { event: (v) => heardB.push(v), end: () => {} });
+    sources.get("b")!.push("progress");
+    await until(() => heardB.length === 1);
+    leaveC();
+    await until(() => looked.length === 2);
+    // b heard from its worker and c has no listener: the next look is a's own next one.
+    expect(looked).toEqual(["a", "a"]);
+    // 10 a second: the next start waits 100 ms after the previous one.
+    expect(lookedAt[1]! - lookedAt[0]!).toBeGreaterThanOrEqual(100);
+    leaveA();
+    leaveB();
+    leaveB2();
+    expect(feeds.size).toBe(0);
+  });
+
   it("a source that ends or fails ends every listener, and the next listener gets a fresh source", async () => {
     let opened = 0;
     let fail: ((err: Error) => void) | undefined;
