@@ -296,7 +296,7 @@ class LookQueue {
           this.timer = undefined;
           this.drain();
         }, this.nextStartAt - now);
-        // Nothing to keep the process alive for: a feed's own wait does that while someone listens.
+        // Not what keeps the process alive: the connections of those listening do.
         this.timer.unref();
         return;
       }
