@@ -40,6 +40,11 @@ export function testEnv(overrides: Partial<Record<keyof Env, string>> = {}): Nod
     // Every test user verifies its address (and some reset passwords) from 127.0.0.1 too.
     ACCOUNT_TOKEN_MAX_PER_ADDRESS: "100000",
     PASSWORD_RESET_MAX_PER_ADDRESS: "100000",
+    // Test files share one database: the local host's machine limit would count every other file's
+    // machines and active fixture rows, so a start could be refused by what another file runs at
+    // that moment (seen: outages' Temporal case refused HOST_RUNNING_MACHINES). No limit here;
+    // test/integration/quotas.test.ts sets its own to test it.
+    HOST_MAX_RUNNING_MACHINES: "0",
     // Webhook receivers in tests listen on 127.0.0.1 (the refusal is tested with this set to false).
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES: "true",
     // Run a suite against an Object Lock bucket: S3_BACKUPS_BUCKET=<locked bucket> OBJECT_LOCK_MODE=GOVERNANCE npx vitest run …
