@@ -270,7 +270,6 @@ class Feed<T> {
  */
 class LookQueue {
   private readonly due: { look(): Promise<void> | undefined }[] = [];
-  private head = 0;
   private running = 0;
   private readonly spacingMs: number;
   private nextStartAt = 0;
@@ -289,7 +288,7 @@ class LookQueue {
   }
 
   private drain(): void {
-    while (this.head < this.due.length && this.running < this.concurrency && !this.timer) {
+    while (this.due.length && this.running < this.concurrency && !this.timer) {
       const now = performance.now();
       if (now < this.nextStartAt) {
         this.timer = setTimeout(() => {
@@ -300,15 +299,7 @@ class LookQueue {
         this.timer.unref();
         return;
       }
-      const feed = this.due[this.head]!;
-      this.due[this.head++] = undefined as never;
-      if (this.head === this.due.length) {
-        this.due.length = 0;
-        this.head = 0;
-      } else if (this.head > 1024 && this.head * 2 > this.due.length) {
-        this.due.splice(0, this.head);
-        this.head = 0;
-      }
+      const feed = this.due.shift()!;
       // A feed that closed or heard from its source since it was queued gives its turn away.
       const running = feed.look();
       if (!running) continue;

@@ -118,7 +118,7 @@ export class RecoveryProgress {
     })) as [{ affectedRows: number; insertId: number }];
     if (!res.affectedRows) return;
     const version = Number(res.insertId);
-    if (version > (this.written.get(recoveryId) ?? -1)) this.written.set(recoveryId, version);
+    if (version > (this.written.get(recoveryId) ?? -1)) this.wrote(recoveryId, version);
     const before = this.known.get(recoveryId);
     if (before && before.version === version - 1 && before.state === state) {
       // The same arithmetic as the UPDATE's, on the row as it was just before it.
@@ -328,6 +328,16 @@ export class RecoveryProgress {
     if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value!);
   }
 
+  /** Records this process's newest write; the oldest go first past KNOWN_MAX, with their known row (it can no longer be checked against the write). */
+  private wrote(id: string, version: number): void {
+    this.written.set(id, version);
+    if (this.written.size > KNOWN_MAX) {
+      const oldest = this.written.keys().next().value!;
+      this.written.delete(oldest);
+      this.known.delete(oldest);
+    }
+  }
+
   private publishRow(row: RecoveryRow): void {
     // Asked for again while a read that already saw the change was in flight: sent once.
     if (row.version <= (this.lastSent.get(row.id)?.version ?? -1)) return;
@@ -340,7 +350,7 @@ export class RecoveryProgress {
   }
 }
 
-/** At most this many rows kept as known (each is a recovery this process reports progress for). */
+/** At most this many rows kept as known, and newest writes (each is a recovery this process reports progress for). */
 const KNOWN_MAX = 10_000;
 
 /** At most this many recoveries per gathered read. */

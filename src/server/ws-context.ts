@@ -12,7 +12,6 @@ import type { PageLimits } from "../shared/pagination";
  * with the accessor on its prototype keeps fast, in-object properties.
  */
 export class WsOperationContext implements Context {
-  agent?: AgentScope;
   /** Made only if something logs: a subscription that joins a shared execution never does. */
   private child: Logger | undefined = undefined;
 
@@ -24,10 +23,8 @@ export class WsOperationContext implements Context {
     public services: Services,
     public limits: PageLimits,
     private readonly base: Logger,
-    agent?: AgentScope,
-  ) {
-    if (agent) this.agent = agent;
-  }
+    public agent?: AgentScope,
+  ) {}
 
   get logger(): Logger {
     return (this.child ??= this.base.child({ requestId: this.requestId, userId: this.auth.user.id }));

@@ -6,6 +6,7 @@ import { GRAPHQL_TRANSPORT_WS_PROTOCOL } from "graphql-ws";
 import WebSocket, { WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useWsServer } from "../../src/server/graphql-ws-server";
+import { waitFor } from "../helpers/wait";
 
 /** The keep-alive of the WebSocket server: a ping every `keepAlive` ms; no pong by the next one and the socket is terminated. */
 describe("WebSocket keep-alive", () => {
@@ -36,14 +37,9 @@ describe("WebSocket keep-alive", () => {
     await once(client, "open");
     return { client, pings };
   };
-  const until = async (cond: () => boolean) => {
-    for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-    expect(cond()).toBe(true);
-  };
-
   it("a client that answers stays connected, ping after ping", async () => {
     const { client, pings } = await connect(true);
-    await until(() => pings.length >= 3);
+    await waitFor("three pings", () => pings.length >= 3, 10_000, 10);
     expect(client.readyState).toBe(WebSocket.OPEN);
     expect(wss.clients.size).toBe(1);
     client.close();
