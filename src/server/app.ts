@@ -17,6 +17,7 @@ import { WsOperationContext } from "./ws-context";
 import { ACT_FOR_HEADER, checkActingOperation } from "../graphql/support-acting";
 import { checkAgentOperation } from "../graphql/agent-scope";
 import { agentIdentity, isAgentKey, type AgentScope } from "../agent-keys/agent-key.service";
+import { jitGateway } from "../graphql/jit-executor";
 import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
@@ -446,7 +447,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   }
 
   const apollo = new ApolloServer<Context>({
-    schema,
+    // The schema, executed by graphql-jit (src/graphql/jit-executor.ts).
+    gateway: jitGateway(schema),
     // Introspection is allowed here and gated per request by the limits plugin (INTROSPECTION).
     introspection: true,
     // A backstop: the limits plugin refuses longer documents before parsing, with a typed error.

@@ -1,0 +1,126 @@
+import { ApolloServer } from "@apollo/server";
+import { GraphQLError, GraphQLID, GraphQLInt, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, GraphQLString, graphql, type DocumentNode, type ExecutionResult } from "graphql";
+import { compileQuery, type CompiledQuery } from "graphql-jit";
+import { describe, expect, it } from "vitest";
+import { jitGateway } from "../../src/graphql/jit-executor";
+
+/** A schema with what the product's has: lists of objects, a custom serialization, context use, typed errors and a non-null field that fails. */
+function testSchema() {
+  const Item: GraphQLObjectType = new GraphQLObjectType({
+    name: "Item",
+    fields: () => ({
+      id: { type: new GraphQLNonNull(GraphQLID) },
+      size: { type: GraphQLInt },
+      createdAt: { type: GraphQLString, resolve: (item: { createdAt: Date }) => item.createdAt.toISOString() },
+      owner: { type: GraphQLString, resolve: (_item, _args, ctx: { user?: string }) => ctx.user ?? null },
+      broken: {
+        type: new GraphQLNonNull(GraphQLString),
+        resolve: () => {
+          throw new GraphQLError("no such thing", { extensions: { code: "NOT_FOUND" } });
+        },
+      },
+    }),
+  });
+  const items = [1, 2, 3].map((n) => ({ id: `i${n}`, size: n * 10, createdAt: new Date(Date.UTC(2026, 11, n)) }));
+  return new GraphQLSchema({
+    query: new GraphQLObjectType({
+      name: "Query",
+      fields: {
+        items: { type: new GraphQLList(Item), args: { first: { type: new GraphQLNonNull(GraphQLInt) } }, resolve: (_r, args: { first: number }) => items.slice(0, args.first) },
+        item: { type: Item, args: { id: { type: new GraphQLNonNull(GraphQLID) } }, resolve: (_r, args: { id: string }) => items.find((i) => i.id === args.id) },
+        // An error without extensions (the product's AppError is one): Apollo reads `extensions.code` of each.
+        failing: {
+          type: GraphQLString,
+          resolve: () => {
+            throw new Error("no extensions");
+          },
+        },
+        denied: {
+          type: GraphQLString,
+          resolve: () => {
+            throw new GraphQLError("log in first", { extensions: { code: "UNAUTHENTICATED" } });
+          },
+        },
+      },
+    }),
+  });
+}
+
+async function serverWith(schema: GraphQLSchema) {
+  const compiled: string[] = [];
+  const compile = (s: GraphQLSchema, document: DocumentNode, operationName?: string): CompiledQuery | ExecutionResult => {
+    compiled.push(operationName ?? "");
+    return compileQuery(s, document, operationName);
+  };
+  const apollo = new ApolloServer<{ user?: string }>({ gateway: jitGateway(schema, { compile }) });
+  await apollo.start();
+  const run = async (query: string, variables?: Record<string, unknown>, operationName?: string) => {
+    const res = await apollo.executeOperation({ query, variables, operationName }, { contextValue: { user: "u1" } });
+    if (res.body.kind !== "single") throw new Error("expected a single result");
+    return { status: res.http.status, ...res.body.singleResult };
+  };
+  return { apollo, run, compiled };
+}
+
+describe("graphql-jit executor behind Apollo", () => {
+  it("answers exactly as graphql-js does, the first time (graphql-js) and once compiled, errors and their codes included", async () => {
+    const schema = testSchema();
+    const { apollo, run, compiled } = await serverWith(schema);
+    try {
+      const query = `query Page($n: Int!) { items(first: $n) { id size createdAt owner } denied failing item(id: "i2") { id broken } }`;
+      const expected = JSON.parse(JSON.stringify(await graphql({ schema, source: query, variableValues: { n: 2 }, contextValue: { user: "u1" } })));
+      expect(expected.data.items).toHaveLength(2);
+      expect(expected.errors.map((e: { extensions?: { code: string } }) => e.extensions?.code ?? "none").sort()).toEqual(["NOT_FOUND", "UNAUTHENTICATED", "none"]);
+      const seen: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const answer = await run(query, { n: 2 });
+        expect({ data: answer.data, errors: answer.errors?.map((e) => ({ message: e.message, path: e.path, locations: e.locations, code: e.extensions?.code })) }).toEqual({
+          data: expected.data,
+          errors: expected.errors.map((e: { message: string; path: unknown; locations: unknown }) => ({ message: e.message, path: e.path, locations: e.locations, code: expect.any(String) })),
+        });
+        seen.push(JSON.stringify(answer.errors?.map((e) => e.extensions?.code)));
+        // Compiled on the second execution, once.
+        expect(compiled).toEqual(i === 0 ? [] : ["Page"]);
+      }
+      // The same codes from graphql-js (the first run) and the compiled operation (Apollo's own
+      // defaults: INTERNAL_SERVER_ERROR for the error without extensions).
+      expect(new Set(seen).size).toBe(1);
+      expect(JSON.parse(seen[0]!).sort()).toEqual(["INTERNAL_SERVER_ERROR", "NOT_FOUND", "UNAUTHENTICATED"]);
+    } finally {
+      await apollo.stop();
+    }
+  });
+
+  it("variables that do not coerce are BAD_USER_INPUT with HTTP 400, before and after compilation", async () => {
+    const { apollo, run, compiled } = await serverWith(testSchema());
+    try {
+      const query = `query Page($n: Int!) { items(first: $n) { id } }`;
+      expect((await run(query, { n: 1 })).data).toEqual({ items: [{ id: "i1" }] });
+      expect((await run(query, { n: 1 })).data).toEqual({ items: [{ id: "i1" }] });
+      expect(compiled).toEqual(["Page"]);
+      for (const variables of [{ n: "many" }, {}]) {
+        const answer = await run(query, variables);
+        expect(answer.data).toBeUndefined();
+        expect(answer.status).toBe(400);
+        expect(answer.errors?.map((e) => e.extensions?.code)).toEqual(["BAD_USER_INPUT"]);
+        expect(answer.errors?.[0]?.message).toMatch(/^Variable "\$n"/);
+      }
+    } finally {
+      await apollo.stop();
+    }
+  });
+
+  it("a document with several operations runs the one named, each compiled on its own", async () => {
+    const { apollo, run, compiled } = await serverWith(testSchema());
+    try {
+      const query = `query A { item(id: "i1") { id } } query B { item(id: "i3") { size } }`;
+      for (let i = 0; i < 2; i++) {
+        expect((await run(query, undefined, "A")).data).toEqual({ item: { id: "i1" } });
+        expect((await run(query, undefined, "B")).data).toEqual({ item: { size: 30 } });
+      }
+      expect(compiled).toEqual(["A", "B"]);
+    } finally {
+      await apollo.stop();
+    }
+  });
+});
