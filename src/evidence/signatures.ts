@@ -54,11 +54,12 @@ export function matchSignatures(text: string, signatures: Signature[]): Signatur
 
 /**
  * A kernel console line starts with its uptime, "[    1.415565] Kernel panic …", which OCR reads
- * whole, in part ("1.415565] …") or with the bracket misread ("{", "|", "("). The customer is told
- * what the line says, so the stamp is dropped however much of it was read.
+ * whole, in part ("1.415565] …", or only the fraction: "415565] …") or with the bracket misread
+ * ("{", "|", "("). The customer is told what the line says, so the stamp is dropped however much of
+ * it was read. Only digits closed by a bracket count as a stamp, so "10.0.2.15 login:" stays.
  */
 export function withoutKernelTimestamp(line: string): string {
-  return line.replace(/^\s*[[({|l]?\s*\d+[.,:]\d+\s*[\])}|]\s*/, "");
+  return line.replace(/^\s*[[({|l]?\s*(?:\d+\s*[.,:]\s*)?\d+\s*[\])}|]\s*/, "");
 }
 
 export function clip(s: string, max = 200): string {

@@ -5,6 +5,8 @@ describe("screen signatures", () => {
   it.each([
     ["[    1.415565] Kernel panic - not syncing: VFS: Unable to mount root fs"],
     ["1.415565] Kernel panic - not syncing: VFS: Unable to mount root fs"],
+    ["415565] Kernel panic - not syncing: VFS: Unable to mount root fs"],
+    ["[ 1. 415565 ] Kernel panic - not syncing: VFS: Unable to mount root fs"],
     ["{ 1.415565] Kernel panic - not syncing: VFS: Unable to mount root fs"],
     ["| 1.415565| Kernel panic - not syncing: VFS: Unable to mount root fs"],
     ["Kernel panic - not syncing: VFS: Unable to mount root fs"],
@@ -18,5 +20,6 @@ describe("screen signatures", () => {
   it("leaves lines that do not start with a stamp as they were", () => {
     expect(withoutKernelTimestamp("Boot failed: not a bootable disk")).toBe("Boot failed: not a bootable disk");
     expect(withoutKernelTimestamp("10.0.2.15 login:")).toBe("10.0.2.15 login:");
+    expect(withoutKernelTimestamp("2 partitions found")).toBe("2 partitions found");
   });
 });
