@@ -217,6 +217,13 @@ describe("request limits (rejected before any resolver runs)", () => {
     const firstPage = await count({ kind: "FULL", createdAfter: hourAgo }, 4);
     expect(firstPage).toMatchObject({ total: 7, names: ["src-6", "src-5", "src-4", "src-3"] });
     expect(await count({ kind: "FULL", createdAfter: hourAgo }, 4, firstPage.next)).toMatchObject({ total: 7, names: ["src-2", "src-1", "src-0"], next: null });
+    // The total rides on the page's rows; a page with none still counts: past the end, and first: 0.
+    const last = await count({}, 1, (await count({}, 6)).next);
+    expect(last).toMatchObject({ total: 7, names: ["src-0"], next: null });
+    const { backups: oldest } = await user.client.request(BackupsDocument, { first: 1, after: null, filter: { sourceName: "src-0" } });
+    expect(await count({}, 3, oldest.edges[0]!.cursor)).toEqual({ total: 7, names: [], next: null });
+    expect(await count({ kind: "FULL" }, 0)).toEqual({ total: 7, names: [], next: null });
+    expect(await count({ kind: "INCREMENTAL" }, 2, oldest.edges[0]!.cursor)).toEqual({ total: 0, names: [], next: null });
     const bad = await post(stack, user.token, JSON.stringify({ query: `{ backups(after: "bm9wZQ") { totalCount } }` }));
     expect(bad.body.errors![0]!.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "after" });
   });
