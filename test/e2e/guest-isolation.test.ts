@@ -101,7 +101,9 @@ describe("guest isolation: a recovered machine reaches nothing on the host", () 
   beforeAll(async () => {
     apiPort = await freePort();
     // Real Debian kernels need more than the 64 MiB the other product tests give their boot sectors.
-    env = productEnv({ name: "guestnet", port: apiPort, dataDir }, { QEMU_MEMORY_MB: "192" });
+    // The probe system serves no port: its boot check waits out the evidence grace for SSH and RDP
+    // after its login prompt, and this test asks only that the recoveries complete.
+    env = productEnv({ name: "guestnet", port: apiPort, dataDir }, { QEMU_MEMORY_MB: "192", VERIFY_EVIDENCE_GRACE: "3s" });
     ({ api, worker } = await startProduct(env));
     graphqlUrl = `http://127.0.0.1:${apiPort}/graphql`;
     client = new ReCloClient({ url: graphqlUrl });
