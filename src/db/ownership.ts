@@ -57,9 +57,10 @@ const BOUND = { eq, ne, gte, lt } as const;
  * was about a third of the CPU a backups page cost the API.
  *
  * The page's rows carry the total count as an uncorrelated subquery (MariaDB runs it once per
- * statement), so a page is one round trip instead of two: the second query's write, packets and
- * parsing were ~8 % of the API's CPU on a page of backups. Only an empty page after a cursor runs
- * the count alone (without a cursor, an empty page means there are none).
+ * statement), so a page is one round trip and one consistent read instead of two statements (the
+ * second one's socket write, packets and parsing were part of what the API spent beyond a raw
+ * server). Only an empty page after a cursor runs the count alone (without a cursor, an empty page
+ * means there are none).
  */
 export class OwnedPages<T> {
   private readonly shapes = new Map<string, { rows: Prepared; total: Prepared }>();
