@@ -103,11 +103,14 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Test files share one database and one Temporal server; each file uses its own users, so files
-    // may run in parallel. Two at once on two cores: three measured 499 s against 576 s for two in one
-    // back-to-back pair of fresh-clone runs, but 588 s against 589 s in the next pair an hour later
-    // (README "Suite time", session 9) — no reliable gain for more contention. `isolate: false` was
-    // measured too (faster per project, not as a whole run) and not kept.
-    maxWorkers: 2,
+    // may run in parallel. Three at once on two cores: the files wait a lot (QEMU guests, evidence
+    // graces, rate-limited imports, the agent's next whole minute), and with two the cores were
+    // idle 36-45 % of the run. Session 15, one machine, back to back (README "Suite time"): two
+    // workers 491 s of vitest (56 % CPU busy), three 374 s (70 %), four 346 s (90 %, the long files
+    // 20-45 % slower than with three: too close to the timing margins of the QEMU tests). Session 9's
+    // machine had shown no reliable gain for three (499/588 s against 576/589 s). `isolate: false`
+    // (3 workers: 360 s, about the same CPU) was measured too and not kept.
+    maxWorkers: 3,
     pool: "forks",
     sequence: { sequencer: LongestFirst },
     // Three tiers (README "Tests"): `npx vitest run --project unit` needs no service and takes
