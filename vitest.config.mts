@@ -100,6 +100,8 @@ export default defineConfig({
   ],
   test: {
     setupFiles: ["reflect-metadata"],
+    unstubEnvs: true,
+    unstubGlobals: true,
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Test files share one database and one Temporal server; each file uses its own users, so files
@@ -108,17 +110,22 @@ export default defineConfig({
     // idle 36-45 % of the run. Session 15, one machine, back to back (README "Suite time"): two
     // workers 491 s of vitest (56 % CPU busy), three 374 s (70 %), four 346 s (90 %, the long files
     // 20-45 % slower than with three: too close to the timing margins of the QEMU tests). Session 9's
-    // machine had shown no reliable gain for three (499/588 s against 576/589 s). `isolate: false`
-    // (3 workers: 360 s, about the same CPU) was measured too and not kept.
+    // machine had shown no reliable gain for three (499/588 s against 576/589 s).
     maxWorkers: 3,
     pool: "forks",
     sequence: { sequencer: LongestFirst },
     // Three tiers (README "Tests"): `npx vitest run --project unit` needs no service and takes
     // seconds; integration talks to MariaDB, the object store and Temporal; e2e runs processes,
     // QEMU guests and a browser. The services' global setup runs once for both of those.
+    // The unit and integration files share one module registry per worker (`isolate: false`): they
+    // run in-process stacks that each file builds and stops itself, and keep no state in shared
+    // modules (env stubs are undone after each test: `unstubEnvs`). A fresh registry per file was
+    // most of the 2-4 s between two such files: the gaps between files took 201-210 s of the three
+    // workers' time with every file isolated, 152-156 s without (session 15). e2e and the fault
+    // suite stay isolated: they spawn products, browsers and QEMU from their own processes.
     projects: [
-      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
-      { extends: true, test: { name: "integration", include: ["test/integration/**/*.test.ts"], globalSetup: ["test/global-setup.ts"] } },
+      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"], isolate: false } },
+      { extends: true, test: { name: "integration", include: ["test/integration/**/*.test.ts"], globalSetup: ["test/global-setup.ts"], isolate: false } },
       // e2e waits on processes, a browser and the server's argon2 work, which take seconds more on a
       // loaded machine: conditions are polled for up to 30 s (vitest's default is 1 s) and a test
       // that spawns several CLI processes gets 3 minutes. Waits end as soon as the condition holds.
