@@ -71,11 +71,17 @@ describe("recovery boot check on real test systems (local target)", () => {
     const seen = sub.results.map((r) => r.data!.recoveryProgress as Progress);
     await sub.dispose();
     const { recovery } = await client.request(RecoveryTimelineDocument, { id: startRecovery.id });
-    return { seen, recovery, wallSeconds };
+    // The machine as it was kept (its QEMU processes), then terminated at once: a panicked kernel
+    // busy-waits at 100 % of a core under TCG, which slowed the other system's check beside it.
+    const providerId = recovery.instance?.providerId;
+    const keptProcesses = providerId ? machineProcesses(providerId).length : 0;
+    if (recovery.instance) await client.request(TerminateInstanceDocument, { id: recovery.instance.id });
+    const processesAfterTerminate = providerId ? machineProcesses(providerId).length : 0;
+    return { seen, recovery, wallSeconds, keptProcesses, processesAfterTerminate };
   }
 
   it("linux-ok: CHECKING after LAUNCHING, then COMPLETED with a passing check (SERVICE and SCREEN evidence) and a measured RTO", async () => {
-    const { seen, recovery, wallSeconds } = await runs.get("linux-ok")!;
+    const { seen, recovery, wallSeconds, keptProcesses, processesAfterTerminate } = await runs.get("linux-ok")!;
     const states = seen.map((s) => s.state).filter((s, i, all) => s !== all[i - 1]);
     const order = ["PENDING", "PREPARING", "IMPORTING", "LAUNCHING", "CHECKING", "COMPLETED"];
     expect(states).toEqual(order.slice(order.indexOf(states[0]!)));
@@ -109,13 +115,12 @@ describe("recovery boot check on real test systems (local target)", () => {
     expect(steps.indexOf("CHECKING:SUCCEEDED")).toBeGreaterThan(steps.lastIndexOf("CHECKING:STARTED"));
     console.log(`linux-ok recovery: RTO ${recovery.rtoSeconds} s, wall ${wallSeconds.toFixed(1)} s; evidence: ${check.evidence.map((e) => `${e.kind}${e.ok ? "+" : e.failure ? "!" : "-"}`).join(" ")}`);
 
-    expect(machineProcesses(recovery.instance!.providerId)).toHaveLength(1);
-    await client.request(TerminateInstanceDocument, { id: recovery.instance!.id });
-    expect(machineProcesses(recovery.instance!.providerId)).toHaveLength(0);
+    expect(keptProcesses).toBe(1);
+    expect(processesAfterTerminate).toBe(0);
   }, 420_000);
 
   it("kernel-panic: COMPLETED but reported as not started — bootCheck FAILED with the panic on the screen, no RTO, the machine kept", async () => {
-    const { seen, recovery } = await runs.get("kernel-panic")!;
+    const { seen, recovery, keptProcesses, processesAfterTerminate } = await runs.get("kernel-panic")!;
     expect(seen.map((s) => s.state)).toContain("CHECKING");
     expect(recovery.state).toBe("COMPLETED");
     const check = recovery.bootCheck!;
@@ -128,11 +133,10 @@ describe("recovery boot check on real test systems (local target)", () => {
     expect(recovery.rtoSeconds).toBeNull();
     expect(recovery.message).toMatch(/did not start/);
     expect(recovery.events.some((e) => e.step === "CHECKING" && e.status === "FAILED" && /did not start/.test(e.message ?? ""))).toBe(true);
-    // The machine stays for the customer to look at.
+    // The machine stays for the customer to look at (the test then terminated it).
     expect(recovery.instance).toMatchObject({ state: "RUNNING", provider: "LOCAL" });
-    expect(machineProcesses(recovery.instance!.providerId)).toHaveLength(1);
-    await client.request(TerminateInstanceDocument, { id: recovery.instance!.id });
-    expect(machineProcesses(recovery.instance!.providerId)).toHaveLength(0);
+    expect(keptProcesses).toBe(1);
+    expect(processesAfterTerminate).toBe(0);
   }, 420_000);
 
   it("once both are terminated, no QEMU of the product is left", async () => {
