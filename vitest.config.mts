@@ -13,48 +13,45 @@ const require = createRequire(import.meta.url);
 process.env.NODE_COMPILE_CACHE ??= path.join(path.dirname(new URL(import.meta.url).pathname), ".data/test/node-compile-cache");
 
 /**
- * Longest first, across the projects: two workers, and a few e2e files and the fault suite are
+ * Longest first, across the projects: three workers, and a few e2e files and the fault suite are
  * most of the run. Vitest's own order runs the projects one after another by name (e2e, faults,
  * integration, unit) and, without a previous run, larger files first: the fault suite started when
  * most of e2e was done and ran on alone at the end. A file's duration from the last run (vitest's
- * cache, node_modules/.vite) when there is one; else the seconds below (a fresh-clone CI run on the
- * quiet machine, 2026-11-30 12:29: 644 s of files, 378 s of vitest) or what its project's files usually take.
- * verification and cli-recovery are that run's times scaled by what their later changes saved in
- * before/after runs at the same load (README "Suite time": 0.67 and ~0.6).
+ * cache, node_modules/.vite) when there is one; else the seconds below: the mean of two warm runs
+ * with three workers (session 15, 14:11 and 14:21), a file's set-up before its first test included
+ * where it is long (local-access boots two machines, console backs up and verifies a disk), or what
+ * its project's files usually take.
  */
 const MEASURED_SECONDS: Record<string, number> = {
-  "test/faults/faults.test.ts": 117,
-  "test/e2e/verification.test.ts": 65,
-  "test/e2e/drills.test.ts": 55,
-  "test/integration/encryption-alarm.test.ts": 45,
-  "test/e2e/cli-recovery.test.ts": 52,
-  "test/integration/object-lock.test.ts": 35,
-  // Two Linux guests under TCG; estimates from runs under load, until a quiet CI replaces them.
-  "test/e2e/local-access.test.ts": 45,
-  "test/e2e/private-access.test.ts": 35,
-  "test/e2e/guest-isolation.test.ts": 40,
-  "test/e2e/recovery-boot-check.test.ts": 29,
-  "test/e2e/console.test.ts": 28,
-  "test/e2e/local-recovery.test.ts": 27,
-  // Chromium and an API process; 17–24 s on the shared machine with three other helpers running.
-  "test/e2e/accounts.test.ts": 20,
-  "test/integration/recovery-workflow.test.ts": 19,
-  // Chromium beside a stack: 12 s in the file; 24 s when the GraphiQL bundle is rebuilt first.
-  "test/integration/support-graphiql.test.ts": 12,
-  // Webhook retries with backoff, a CLI child, three stacks: 16 s measured beside two other files.
-  "test/integration/notifications.test.ts": 16,
-  "test/e2e/recovery-faults.test.ts": 16,
-  "test/e2e/cli-outages.test.ts": 14,
-  "test/e2e/cli.test.ts": 12,
-  // Waits for the next whole minute (a schedule slot), 4–64 s: 33 s measured.
-  "test/e2e/agent.test.ts": 45,
-  // tsc of the whole project from a cold start: it ran last and alone in CI when counted as a typical unit file.
-  "test/unit/typecheck.test.ts": 11,
-  "test/integration/workflows.test.ts": 11,
-  "test/integration/outages.test.ts": 8,
-  "test/integration/local-import.test.ts": 6,
-  "test/e2e/graphiql.test.ts": 6,
-  "test/e2e/process.test.ts": 6,
+  "test/faults/faults.test.ts": 116,
+  "test/e2e/cli-recovery.test.ts": 88,
+  "test/e2e/verification.test.ts": 57,
+  "test/e2e/drills.test.ts": 43,
+  // Waits for the next whole minute (a schedule slot), 4–64 s.
+  "test/e2e/agent.test.ts": 42,
+  "test/e2e/console.test.ts": 38,
+  "test/e2e/guest-isolation.test.ts": 37,
+  "test/integration/encryption-alarm.test.ts": 35,
+  "test/e2e/local-access.test.ts": 32,
+  "test/e2e/local-recovery.test.ts": 29,
+  "test/integration/recovery-workflow.test.ts": 29,
+  "test/e2e/recovery-boot-check.test.ts": 22,
+  "test/e2e/local-target.test.ts": 22,
+  "test/integration/object-lock.test.ts": 22,
+  "test/integration/workflows.test.ts": 19,
+  "test/e2e/recovery-faults.test.ts": 17,
+  "test/e2e/private-access.test.ts": 15,
+  "test/e2e/cli-outages.test.ts": 15,
+  // tsc of the whole project from a cold start (a fresh clone has no incremental state).
+  "test/unit/typecheck.test.ts": 14,
+  "test/integration/maintenance.test.ts": 10,
+  "test/integration/trash-sources.test.ts": 10,
+  "test/integration/notifications.test.ts": 10,
+  "test/integration/trash.test.ts": 9,
+  "test/integration/auth.test.ts": 9,
+  "test/e2e/cli.test.ts": 8,
+  "test/e2e/cli-trash.test.ts": 8,
+  "test/e2e/accounts.test.ts": 7,
   "test/unit/lint.test.ts": 5,
 };
 const TYPICAL_SECONDS: Record<string, number> = { faults: 140, e2e: 20, integration: 8, unit: 2 };
