@@ -102,7 +102,12 @@ export class OwnedPages<T> {
     });
     const rows = (await shape.rows.execute(values)) as { row: T & { id: string }; total: number | string }[];
     const edges = rows.slice(0, first).map(({ row }) => ({ cursor: encodeCursor(row.id), node: row }));
-    const totalCount = rows.length > 0 ? Number(rows[0]!.total) : afterId ? Number(((await shape.total.execute(values)) as { total: number }[])[0]?.total ?? 0) : 0;
+    let totalCount = rows.length > 0 ? Number(rows[0]!.total) : 0;
+    if (rows.length === 0 && afterId) {
+      // Past the end: no row carried the count, but rows before the cursor may exist.
+      const [counted] = (await shape.total.execute(values)) as { total: number | string }[];
+      totalCount = Number(counted?.total ?? 0);
+    }
     return {
       edges,
       pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null, startCursor: edges[0]?.cursor ?? null },
