@@ -100,7 +100,7 @@ describe("guest isolation: a recovered machine reaches nothing on the host", () 
 
   beforeAll(async () => {
     apiPort = await freePort();
-    // Real Debian kernels need more than the 64 MiB the other product tests give their boot sectors.
+    // The Linux test systems get more than the 64 MiB the other product tests give their boot sectors.
     // The probe system serves no port: its boot check waits out the evidence grace for SSH and RDP
     // after its login prompt, and this test asks only that the recoveries complete.
     env = productEnv({ name: "guestnet", port: apiPort, dataDir }, { QEMU_MEMORY_MB: "192", VERIFY_EVIDENCE_GRACE: "3s" });

@@ -86,7 +86,7 @@ describe("local target: private access over WireGuard (real QEMU guest, real rec
     // A port range of this file's own: the other files' products use the default 51820-51919 at the
     // same time, and one of them took a killed helper's port before it was reopened (CI, once).
     vpn = { helperBinary: stdout.trim(), listenAddress: "0.0.0.0", publicHost: HOST_ADDRESS, portRange: { first: 52100, last: 52139 }, runAs: config.local.vpn!.runAs };
-    // Debian's kernel needs more than the 64 MiB the boot-sector tests give their machines. TCG, as
+    // The Linux test systems get more than the 64 MiB the boot-sector tests give their machines. TCG, as
     // for every Linux guest the tests boot (test/helpers/product.ts): on a host whose /dev/kvm opens
     // but cannot run this guest, the product's start watch (KVM_WATCH_MS) can end before a machine
     // booted beside another one under load reaches the instruction KVM fails on.

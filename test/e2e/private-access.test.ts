@@ -57,7 +57,7 @@ describe("private access end to end: recover → reclo instance connect → SSH 
 
   beforeAll(async () => {
     const port = await freePort();
-    // Debian's kernel needs more memory than the boot-sector disks of the other e2e files.
+    // The Linux test systems get more memory than the boot-sector disks of the other e2e files.
     env = productEnv({ name: "private-access", port, dataDir, marker: LINUX_OK_READY }, { QEMU_MEMORY_MB: "192", VPN_HELPER_BINARY: helperBinary });
     ({ api, worker } = await startProduct(env));
     graphqlUrl = `http://127.0.0.1:${port}/graphql`;
