@@ -127,14 +127,19 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
     [h, short] = await Promise.all([
       harness("main", { VERIFY_BOOT_TIMEOUT: "240s", VERIFY_EVIDENCE_GRACE: "15s" }),
       // A drill that cannot finish within its own limit: the hang system never decides, the drill
-      // stops it at 35 s (its machine runs within seconds). The file's other drills take ~30 s one
-      // after another; the limit was 75 s and then 50 s, and the tests after this one waited for it.
-      harness("limit", { VERIFY_BOOT_TIMEOUT: "300s", DRILL_TIME_LIMIT: "35s" }),
+      // stops it at 30 s. Its machine must be seen running first: with all of this file's drills
+      // starting at once (and two other files beside it), composing and importing its disk took
+      // more than 20 s once. The limit was 75 s, 50 s and 35 s while the other drills ran one after
+      // another on Debian's distribution kernel, and the tests after this one waited for it.
+      harness("limit", { VERIFY_BOOT_TIMEOUT: "300s", DRILL_TIME_LIMIT: "30s" }),
     ]);
     other = await signUp(h.stack);
     await Promise.all([backUp(h, "linux-ok", "web"), backUp(h, "kernel-panic", "panic"), backUp(h, "linux-ok", "cancel"), backUp(short, "hang", "stuck")]);
 
-    // linux-ok first and (nearly) alone, so its RTO means something: through its real schedule.
+    // All the drills at once; linux-ok's through its real schedule. Its RTO is checked against what
+    // was observed (the boot, the first positive signal, the wall time), not against a number.
+    // While the test systems ran Debian's distribution kernel (9-10 s of a core to boot), it ran
+    // first and alone, and the others after it.
     const policy = await h.user.client.request(SetDrillPolicyDocument, { input: { sourceName: "web", every: "7d", ports: [22, 3389] } });
     expect(policy.setDrillPolicy).toMatchObject({ every: "7d", scheduled: true });
     const web = (async () => {
@@ -145,18 +150,17 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
       return d;
     })();
     keep("web", web);
-    const after = web.catch(() => undefined);
     keep(
       "panic",
-      after.then(async () => {
+      (async () => {
         const started = await h.user.client.request(StartDrillDocument, { sourceName: "panic" });
         expect(started.startDrill).toMatchObject({ sourceName: "panic", trigger: "MANUAL", status: "RUNNING" });
         return finishedDrill(h, "panic");
-      }),
+      })(),
     );
     keep(
       "after-backup",
-      after.then(async () => {
+      (async () => {
         // The source has no backup yet: a policy needs one.
         await expect(h.user.client.request(SetDrillPolicyDocument, { input: { sourceName: "auto-src", afterEveryBackup: true } })).rejects.toMatchObject({ code: "NOT_FOUND" });
         const first = await backUp(h, "no-boot", "auto-src");
@@ -167,11 +171,11 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
         expect(d.backupId).toBe(second.id);
         expect(d.backupId).not.toBe(first.id);
         return d;
-      }),
+      })(),
     );
     keep(
       "cancel",
-      after.then(async () => {
+      (async () => {
         const started = (await h.user.client.request(StartDrillDocument, { sourceName: "cancel" })).startDrill;
         // Cancel once its machine is booting.
         const deadline = Date.now() + FINISH_TIMEOUT_MS;
@@ -185,7 +189,7 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
         const cancelled = await h.user.client.request(CancelDrillDocument, { id: started.id });
         expect(cancelled.cancelDrill.id).toBe(started.id);
         return finishedDrill(h, "cancel");
-      }),
+      })(),
     );
     keep(
       "limit",
@@ -300,8 +304,8 @@ describe("drills: the latest restore point recovered in isolation on a schedule 
       const v = await short.stack.rt.services.verifications.get(short.user.id, d.verificationId!);
       expect(timeoutSawMachine).toBe(true);
       expect(d.status, describeDrill(d, v)).toBe("FAILED");
-      expect(d.failureReason).toMatch(/time limit \(35 s\)/);
-      expect((d.finishedAt!.getTime() - d.startedAt.getTime()) / 1000).toBeGreaterThanOrEqual(35);
+      expect(d.failureReason).toMatch(/time limit \(30 s\)/);
+      expect((d.finishedAt!.getTime() - d.startedAt.getTime()) / 1000).toBeGreaterThanOrEqual(30);
       expect(v.status).toBe("FAILED");
       expect(await leftovers(short, v.id)).toEqual([]);
     },
