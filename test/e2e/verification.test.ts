@@ -113,21 +113,19 @@ describe("evidence-based boot verification of the real test systems (real QEMU u
     [h, short] = await Promise.all([
       harness("long", { VERIFY_BOOT_TIMEOUT: "240s", VERIFY_EVIDENCE_GRACE: "15s" }),
       // A short limit for the system that never shows anything (it waits it out), and a short grace
-      // for the one whose ports never answer (it waits that out after its prompt). no-service shows
-      // its prompt within seconds, as linux-ok does (held below 30 s).
-      harness("short", { VERIFY_BOOT_TIMEOUT: "20s", VERIFY_EVIDENCE_GRACE: "5s" }),
+      // for the one whose ports never answer (it waits that out after its prompt). 30 s is also the
+      // bound linux-ok's boot is held to below; no-service shows its prompt as soon.
+      harness("short", { VERIFY_BOOT_TIMEOUT: "30s", VERIFY_EVIDENCE_GRACE: "5s" }),
     ]);
-    // All at once. The test kernel boots in about 2 s of a core under TCG (scripts/test-systems.sh),
-    // so linux-ok's measured boot stays far inside its 30 s bound with the others beside it; while
-    // the test systems ran Debian's distribution kernel (9-10 s of a core each), linux-ok booted
-    // first and alone. hang, which waits out its limit, sets the file's length.
-    keep("linux-ok", verify(h, "linux-ok"));
-    keep("no-boot", verify(h, "no-boot"));
-    keep("no-service", verify(short, "no-service"));
-    keep("kernel-panic", verify(h, "kernel-panic"));
-    keep("hang", verify(short, "hang"));
-    // The boot-sector harnesses below run their (mostly idle) checks beside them.
-    void Promise.allSettled([markerChecks(), noOcrChecks()]);
+    // Two cores: linux-ok boots (nearly) alone, so its measured boot time means something; the
+    // others then run together.
+    const first = Promise.all([keep("linux-ok", verify(h, "linux-ok")), keep("no-boot", verify(h, "no-boot"))]);
+    const after = first.catch(() => undefined);
+    // The boot-sector harnesses below run their (mostly idle) checks beside the second round.
+    void after.then(() => Promise.allSettled([markerChecks(), noOcrChecks()]));
+    keep("no-service", after.then(() => verify(short, "no-service")));
+    keep("kernel-panic", after.then(() => verify(h, "kernel-panic")));
+    keep("hang", after.then(() => verify(short, "hang")));
   }, 180_000);
   afterAll(async () => {
     await Promise.allSettled([...results.values()]);
@@ -216,7 +214,7 @@ describe("evidence-based boot verification of the real test systems (real QEMU u
     async () => {
       const v = await results.get("hang")!;
       expect(v.status, describeEvidence(v)).toBe("INCONCLUSIVE");
-      expect(v.failureReason).toMatch(/Nothing showed that the machine started or failed within 20 s/);
+      expect(v.failureReason).toMatch(/Nothing showed that the machine started or failed within 30 s/);
       expect(v.evidence!.some((e) => e.failure)).toBe(false);
       expect(v.evidence!.some((e) => e.ok && e.kind !== "FIRMWARE")).toBe(false);
       expect(of(v, "SCREEN").map((e) => e.detail).join(" ")).toMatch(/blank|No login prompt|No text/i);
@@ -247,8 +245,8 @@ describe("evidence-based boot verification of the real test systems (real QEMU u
 /**
  * The hand-made boot sectors' checks. They are mostly idle waits (a boot sector prints and halts;
  * the restore point without its marker waits out its whole 12 s limit), so each harness runs its
- * steps in the background beside the Linux systems' verifications (hang waits out 20 s), instead
- * of after them.
+ * steps in the background from the moment the Linux systems' first round (linux-ok, measured
+ * nearly alone) is over, beside their second round (hang waits out 30 s), instead of after it.
  * The steps happen in the order the tests describe and record what they saw at each point (a
  * harness's leftovers right after each verification, before the next one starts); the tests assert
  * on those records. Started by the first describe, or by the test that needs it when run alone.
