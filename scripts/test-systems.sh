@@ -170,8 +170,12 @@ if [[ ! -f "$KDIR/.done" ]]; then
   (
     cd "$KBUILD"
     make -s tinyconfig >/dev/null
-    ./scripts/kconfig/merge_config.sh -m .config reclo.config >/dev/null
-    make -s olddefconfig >/dev/null
+    # Into a log shown only on failure: olddefconfig warns that KERNEL_GZIP overrides tinyconfig's
+    # compression choice, which is the point.
+    { ./scripts/kconfig/merge_config.sh -m .config reclo.config && make -s olddefconfig; } >config.log 2>&1 || {
+      cat config.log >&2
+      die "configuring the test kernel failed"
+    }
     while IFS= read -r opt; do
       grep -qx "$opt" .config || die "the test kernel's configuration lost $opt"
     done <reclo.config
