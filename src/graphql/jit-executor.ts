@@ -1,5 +1,5 @@
 import type { ApolloServerOptionsWithGateway, BaseContext } from "@apollo/server";
-import { execute, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema } from "graphql";
+import { execute, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
 import { compileQuery, isCompiledQuery, type CompiledQuery } from "graphql-jit";
 
 /**
@@ -11,8 +11,8 @@ import { compileQuery, isCompiledQuery, type CompiledQuery } from "graphql-jit";
  *
  * Apollo Server runs a custom executor only through its gateway interface (the schema is handed to
  * Apollo as a gateway's, once, and never changes): everything else of its request pipeline (parse,
- * validation, the limits plugin, formatError) is unchanged. Subscriptions over WebSocket are not
- * run here (graphql-ws executes them, fanned out: src/server/ws-fanout.ts).
+ * validation, the limits plugin, formatError) is unchanged. Subscriptions over WebSocket are run by
+ * graphql-ws, fanned out (src/server/ws-fanout.ts), each event by `jitEventExecutor` below.
  *
  * An operation graphql-jit cannot compile is executed by graphql-js: nothing is refused here that
  * graphql-js would run.
@@ -46,20 +46,8 @@ export interface JitOptions {
   compile?: (schema: GraphQLSchema, document: DocumentNode, operationName?: string) => CompiledQuery | ExecutionResult;
 }
 
-export function jitExecutor(schema: GraphQLSchema, { compile = compileQuery }: JitOptions = {}): GatewayExecutor {
-  const entries = new WeakMap<DocumentNode, Map<string, Entry>>();
-  const compiled = (document: DocumentNode, operationName: string | undefined): CompiledQuery | undefined => {
-    let byName = entries.get(document);
-    if (!byName) entries.set(document, (byName = new Map()));
-    const key = operationName ?? "";
-    let entry = byName.get(key);
-    if (entry === undefined) {
-      byName.set(key, "seen");
-      return undefined;
-    }
-    if (entry === "seen") byName.set(key, (entry = compile(schema, document, operationName)));
-    return isCompiledQuery(entry) ? entry : undefined;
-  };
+export function jitExecutor(schema: GraphQLSchema, opts: JitOptions = {}): GatewayExecutor {
+  const compiled = compiledOnSecondUse(schema, opts);
   return async (rc) => {
     const operationName = rc.operationName ?? undefined;
     const variables = rc.request.variables ?? {};
@@ -71,8 +59,54 @@ export function jitExecutor(schema: GraphQLSchema, { compile = compileQuery }: J
     // No data at all: refused before any resolver ran (variables that do not coerce). graphql-js
     // says why in the errors Apollo recognises (BAD_USER_INPUT, HTTP 400), which graphql-jit's lack.
     if (result.data === undefined && result.errors?.length) return byGraphqlJs();
-    return result.errors ? { errors: result.errors.map(asGraphQLError), data: result.data } : result;
+    return asGraphqlJsResult(result);
   };
+}
+
+/**
+ * The execution of one event of a subscription (graphql-js's mapSourceToResponse: the operation's
+ * selection run with the event as its root value) by graphql-jit, for the fan-out
+ * (src/server/ws-fanout.ts), which runs it once per event for every subscriber of the same
+ * document. A recovery's progress event was executed by graphql-js walking the document, coercing
+ * the variables and resolving every field again: most of the API's own CPU per event
+ * (bench/README, "subscriptions"). Compiled on the document's second event, like an HTTP
+ * operation; the first event, and anything graphql-jit cannot compile or refuses, are graphql-js's.
+ */
+export function jitEventExecutor(schema: GraphQLSchema, opts: JitOptions = {}): (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult> {
+  const compiled = compiledOnSecondUse(schema, opts);
+  return (args) => {
+    const c = compiled(args.document, args.operationName ?? undefined);
+    if (!c) return execute(args);
+    const run = (result: ExecutionResult): ExecutionResult | Promise<ExecutionResult> =>
+      result.data === undefined && result.errors?.length ? execute(args) : asGraphqlJsResult(result);
+    const result = c.query(args.rootValue, args.contextValue, (args.variableValues ?? {}) as Record<string, unknown>) as ExecutionResult | Promise<ExecutionResult>;
+    return isPromiseLike(result) ? result.then(run) : run(result);
+  };
+}
+
+/** Each (document, operation) compiled the second time it is asked for (undefined the first time, and when it does not compile). */
+function compiledOnSecondUse(schema: GraphQLSchema, { compile = compileQuery }: JitOptions): (document: DocumentNode, operationName: string | undefined) => CompiledQuery | undefined {
+  const entries = new WeakMap<DocumentNode, Map<string, Entry>>();
+  return (document, operationName) => {
+    let byName = entries.get(document);
+    if (!byName) entries.set(document, (byName = new Map()));
+    const key = operationName ?? "";
+    let entry = byName.get(key);
+    if (entry === undefined) {
+      byName.set(key, "seen");
+      return undefined;
+    }
+    if (entry === "seen") byName.set(key, (entry = compile(schema, document, operationName)));
+    return isCompiledQuery(entry) ? entry : undefined;
+  };
+}
+
+function isPromiseLike<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown }).then === "function";
+}
+
+function asGraphqlJsResult<T extends ExecutionResult>(result: T): T {
+  return result.errors ? ({ ...result, errors: result.errors.map(asGraphQLError) } as T) : result;
 }
 
 /**

@@ -17,7 +17,7 @@ import { WsOperationContext } from "./ws-context";
 import { ACT_FOR_HEADER, checkActingOperation } from "../graphql/support-acting";
 import { checkAgentOperation } from "../graphql/agent-scope";
 import { agentIdentity, isAgentKey, type AgentScope } from "../agent-keys/agent-key.service";
-import { jitGateway } from "../graphql/jit-executor";
+import { jitEventExecutor, jitGateway } from "../graphql/jit-executor";
 import { buildAppSchema } from "../graphql/schema";
 import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
@@ -206,6 +206,8 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
     stateFields: new Set(["recoveryProgress", "uploadProgress"]),
     userOf: (c) => (c as Context).auth?.user.id,
     serialize: (result) => ownBuffer(JSON.stringify(nextPayload(result))),
+    // Each event compiled by graphql-jit (src/graphql/jit-executor.ts), not walked by graphql-js.
+    execute: jitEventExecutor(schema),
   });
   /** Each subscription's socket, for the fan-out's pre-serialized results (set by onSubscribe, read by subscribe). */
   const sinks = new WeakMap<ExecutionArgs, FanoutSink>();

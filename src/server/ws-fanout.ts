@@ -17,6 +17,11 @@ export interface SubscriptionFanoutOptions {
    * result of a shared execution, for all the subscribers that joined with a sink.
    */
   serialize?(result: Result): Buffer;
+  /**
+   * Runs the operation for one event of a shared execution (`rootValue`: the event), as graphql-js's
+   * subscribe does per subscriber (mapSourceToResponse). Default: graphql-js's `execute`.
+   */
+  execute?(args: ExecutionArgs): Result | Promise<Result>;
 }
 
 /**
@@ -67,7 +72,7 @@ export class SubscriptionFanout {
     if (key === undefined) return Promise.resolve(subscribe(args) as Promise<Stream | Result> | Stream | Result);
     let channel = this.channels.get(key);
     if (!channel) {
-      const created: Channel = new Channel(args, this.opts.serialize, () => {
+      const created: Channel = new Channel(args, this.opts.execute ?? execute, this.opts.serialize, () => {
         if (this.channels.get(key) === created) this.channels.delete(key);
       });
       this.channels.set(key, created);
@@ -100,6 +105,7 @@ class Channel {
 
   constructor(
     private readonly args: ExecutionArgs,
+    private readonly execute: (args: ExecutionArgs) => Result | Promise<Result>,
     private readonly serialize: ((result: Result) => Buffer) | undefined,
     private readonly gone: () => void,
   ) {
@@ -160,7 +166,7 @@ class Channel {
         const r = await source.next();
         if (r.done || this.closed) break;
         // What graphql's own subscribe does per subscriber (mapSourceToResponse), once for all.
-        const result = await execute({ ...this.args, rootValue: r.value });
+        const result = await this.execute({ ...this.args, rootValue: r.value });
         if (this.closed) break;
         this.latest = result;
         // Serialized once here, not once per subscriber by the transport.

@@ -1,8 +1,8 @@
 import { ApolloServer } from "@apollo/server";
-import { GraphQLError, GraphQLID, GraphQLInt, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, GraphQLString, graphql, type DocumentNode, type ExecutionResult } from "graphql";
+import { GraphQLError, GraphQLID, GraphQLInt, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, GraphQLString, execute, graphql, parse, type DocumentNode, type ExecutionResult } from "graphql";
 import { compileQuery, type CompiledQuery } from "graphql-jit";
 import { describe, expect, it } from "vitest";
-import { jitGateway } from "../../src/graphql/jit-executor";
+import { jitEventExecutor, jitGateway } from "../../src/graphql/jit-executor";
 
 /** A schema with what the product's has: lists of objects, a custom serialization, context use, typed errors and a non-null field that fails. */
 function testSchema() {
@@ -122,5 +122,76 @@ describe("graphql-jit executor behind Apollo", () => {
     } finally {
       await apollo.stop();
     }
+  });
+});
+
+/** A subscription field whose events carry the state, as recoveryProgress's do (the event is the root value of each execution). */
+function subscriptionSchema() {
+  const Progress = new GraphQLObjectType({
+    name: "Progress",
+    fields: {
+      id: { type: new GraphQLNonNull(GraphQLID) },
+      version: { type: new GraphQLNonNull(GraphQLInt) },
+      at: { type: GraphQLString, resolve: (p: { at: Date }) => p.at.toISOString() },
+      viewer: { type: GraphQLString, resolve: (_p, _a, ctx: { user?: string }) => ctx.user ?? null },
+      secret: {
+        type: GraphQLString,
+        resolve: (p: { version: number }) => {
+          if (p.version === 2) throw new GraphQLError("not yours", { extensions: { code: "FORBIDDEN" } });
+          return "s";
+        },
+      },
+    },
+  });
+  return new GraphQLSchema({
+    query: new GraphQLObjectType({ name: "Query", fields: { ok: { type: GraphQLString } } }),
+    subscription: new GraphQLObjectType({
+      name: "Subscription",
+      fields: {
+        progress: {
+          type: Progress,
+          args: { id: { type: new GraphQLNonNull(GraphQLID) } },
+          // Each event is the root value; this resolver shapes it, as type-graphql's do.
+          resolve: (event: { id: string; version: number; at: Date }, args: { id: string }) => (event.id === args.id ? event : null),
+        },
+      },
+    }),
+  });
+}
+
+describe("graphql-jit for each event of a fanned-out subscription", () => {
+  it("gives what graphql-js's execute gives for every event, compiled on the second event and once, errors with their codes", async () => {
+    const schema = subscriptionSchema();
+    const compiled: string[] = [];
+    const run = jitEventExecutor(schema, {
+      compile: (s, document, operationName) => {
+        compiled.push(operationName ?? "");
+        return compileQuery(s, document, operationName);
+      },
+    });
+    const document = parse(`subscription Watch($id: ID!) { progress(id: $id) { id version at viewer secret } }`);
+    const args = { schema, document, operationName: "Watch", variableValues: { id: "r1" }, contextValue: { user: "u1" } };
+    for (let version = 1; version <= 4; version++) {
+      const rootValue = { id: "r1", version, at: new Date(Date.UTC(2026, 11, version)) };
+      const expected = JSON.parse(JSON.stringify(await execute({ ...args, rootValue })));
+      const answer = await run({ ...args, rootValue });
+      expect(JSON.parse(JSON.stringify(answer))).toEqual(expected);
+      expect(answer.data).toMatchObject({ progress: { id: "r1", version, viewer: "u1" } });
+      expect(answer.errors?.map((e) => [e.message, e.extensions?.code])).toEqual(version === 2 ? [["not yours", "FORBIDDEN"]] : undefined);
+      expect(answer.errors?.every((e) => e instanceof GraphQLError) ?? true).toBe(true);
+      expect(compiled).toEqual(version === 1 ? [] : ["Watch"]);
+    }
+    // An event of another recovery resolves to null, as with graphql-js.
+    expect((await run({ ...args, rootValue: { id: "r2", version: 9, at: new Date() } })).data).toEqual({ progress: null });
+  });
+
+  it("variables that do not coerce are refused in graphql-js's words, compiled or not", async () => {
+    const schema = subscriptionSchema();
+    const run = jitEventExecutor(schema);
+    const document = parse(`subscription Watch($id: ID!) { progress(id: $id) { id } }`);
+    const rootValue = { id: "r1", version: 1, at: new Date() };
+    const expected = JSON.parse(JSON.stringify(await execute({ schema, document, variableValues: {}, rootValue })));
+    expect(expected.errors[0].message).toMatch(/^Variable "\$id"/);
+    for (let i = 0; i < 3; i++) expect(JSON.parse(JSON.stringify(await run({ schema, document, variableValues: {}, rootValue })))).toEqual(expected);
   });
 });
