@@ -37,6 +37,9 @@ const HELP = `Usage: node -r @swc-node/register bench/subscriptions.ts [options]
   --baseline B        subscribers in the baseline phase (default 10)
   --interval-ms LIST  one event per recovery every MS ms; a comma list measures each rate in turn on the
                       same N open subscribers, slowest first (default 1000: 1,000 events/s, 10,000 deliveries/s)
+  --settle-rounds S   rounds at each rate published and delivered before its measured rounds, not counted
+                      (default 3: the seconds right after opening N subscriptions and the forced GCs of the
+                      memory reading are printed as a phase of their own)
   --burst             publish each round's events all at once (default: spread evenly over the interval)
   --via progress|pubsub
                       progress (default): RecoveryProgress.progress() (UPDATE, throttle, SELECT, publish), the
@@ -67,6 +70,7 @@ const { values: opts } = parseArgs({
     "per-recovery": { type: "string", default: "10" },
     baseline: { type: "string", default: "10" },
     "interval-ms": { type: "string", default: "1000" },
+    "settle-rounds": { type: "string", default: "3" },
     burst: { type: "boolean", default: false },
     via: { type: "string", default: "progress" },
     pubsub: { type: "string", default: "redis" },
@@ -104,6 +108,7 @@ const N = int("subscribers", 1);
 const K = int("events", 1);
 const P = int("per-recovery", 1);
 const B = Math.min(int("baseline", 1), N);
+const settleRounds = int("settle-rounds", 0);
 const intervals = String(opts["interval-ms"])
   .split(",")
   .map((v) => Number(v.trim()))
@@ -457,6 +462,9 @@ async function scenario(transport: "memory" | "redis"): Promise<ScenarioResult> 
     const opened = loadOpen.opened;
     const loads: ScenarioResult["loads"] = [];
     for (const intervalMs of intervals) {
+      // Not measured: the rate's first seconds, right after the subscriptions opened (or the rate
+      // changed) and the memory readings forced full GCs in the API and the clients. Printed.
+      if (settleRounds) printPhase(await measure(`settle ${intervalMs} ms, not counted`, opened, recoveries, settleRounds, intervalMs));
       const load = await measure(`load ${intervalMs} ms`, opened, recoveries, K, intervalMs);
       printPhase(load);
       const lossFree = load.lost === 0 && load.errors === 0 && load.unexpectedCloses === 0 && load.publish.failed === 0;
@@ -631,7 +639,7 @@ async function run(): Promise<void> {
   }
   if (opts.json) {
     const replacer = (_k: string, v: unknown) => (v instanceof Float64Array ? undefined : v);
-    fs.writeFileSync(opts.json, JSON.stringify({ options: { N, K, P, B, intervals, burst: opts.burst, via, clientProcs, batch }, results }, replacer, 2));
+    fs.writeFileSync(opts.json, JSON.stringify({ options: { N, K, P, B, intervals, settleRounds, burst: opts.burst, via, clientProcs, batch }, results }, replacer, 2));
     log(`wrote ${opts.json}`);
   }
   process.exit(failed ? 1 : 0);
