@@ -127,16 +127,17 @@ describe("graphql-jit executor behind Apollo", () => {
 
 /** A subscription field whose events carry the state, as recoveryProgress's do (the event is the root value of each execution). */
 function subscriptionSchema() {
-  const Progress = new GraphQLObjectType({
+  type Event = { id: string; version: number; at: Date };
+  const Progress = new GraphQLObjectType<Event, { user?: string }>({
     name: "Progress",
     fields: {
       id: { type: new GraphQLNonNull(GraphQLID) },
       version: { type: new GraphQLNonNull(GraphQLInt) },
-      at: { type: GraphQLString, resolve: (p: { at: Date }) => p.at.toISOString() },
-      viewer: { type: GraphQLString, resolve: (_p, _a, ctx: { user?: string }) => ctx.user ?? null },
+      at: { type: GraphQLString, resolve: (p) => p.at.toISOString() },
+      viewer: { type: GraphQLString, resolve: (_p, _a, ctx) => ctx.user ?? null },
       secret: {
         type: GraphQLString,
-        resolve: (p: { version: number }) => {
+        resolve: (p) => {
           if (p.version === 2) throw new GraphQLError("not yours", { extensions: { code: "FORBIDDEN" } });
           return "s";
         },
@@ -152,7 +153,7 @@ function subscriptionSchema() {
           type: Progress,
           args: { id: { type: new GraphQLNonNull(GraphQLID) } },
           // Each event is the root value; this resolver shapes it, as type-graphql's do.
-          resolve: (event: { id: string; version: number; at: Date }, args: { id: string }) => (event.id === args.id ? event : null),
+          resolve: (event: Event, args: { id: string }) => (event.id === args.id ? event : null),
         },
       },
     }),
