@@ -63,7 +63,7 @@ export function serve(handlers: Record<string, (args: never) => unknown>, info: 
 
 /** Parent side: one child process running a bench/*.ts script through @swc-node/register. */
 /** The node flags scripts/lib.sh run_product starts the product with (its RECLO_NODE_FLAGS default). */
-export const PRODUCT_NODE_ARGS = ["--max-semi-space-size=64"];
+export const PRODUCT_NODE_ARGS = ["--max-semi-space-size=32"];
 
 export class Child {
   /** Every child ever started, so the orchestrator can kill them all on the way out. */

@@ -112,10 +112,12 @@ run_product() {
   ensure_secrets_key
   # The local services this script starts: the object store is on loopback (see S3_SECRET_ACCESS_KEY in the README).
   export S3_ENDPOINT="${S3_ENDPOINT:-http://127.0.0.1:7070}"
-  # V8's young generation up to 64 MiB a half (default 16): an API serving thousands of live
+  # V8's young generation up to 32 MiB a half (default 16): an API serving thousands of live
   # subscribers allocates fast, and with small semi-spaces short-lived objects were promoted and
   # copied in scavenges of up to 100 ms that delayed every delivery in flight (bench:subscriptions,
-  # bench/README). RECLO_NODE_FLAGS replaces it; bench/ipc.ts PRODUCT_NODE_ARGS must say the same.
+  # bench/README). 64 MiB (until session 17) kept 6-7 KB more RSS per subscriber committed to the
+  # young generation, for no lower p99. RECLO_NODE_FLAGS replaces it; bench/ipc.ts
+  # PRODUCT_NODE_ARGS must say the same.
   # shellcheck disable=SC2086
-  exec node ${RECLO_NODE_FLAGS---max-semi-space-size=64} dist/src/main.js "$@"
+  exec node ${RECLO_NODE_FLAGS---max-semi-space-size=32} dist/src/main.js "$@"
 }

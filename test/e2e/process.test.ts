@@ -70,10 +70,10 @@ describe("the product process", () => {
         expect(res.status, res.stderr).toBe(0);
         return res.stdout.trim();
       };
-      expect(run({ NODE_ENV: undefined, S3_ENDPOINT: undefined, RECLO_NODE_FLAGS: undefined })).toBe("NODE_ENV=production S3_ENDPOINT=http://127.0.0.1:7070 ARGS=--max-semi-space-size=64 dist/src/main.js");
+      expect(run({ NODE_ENV: undefined, S3_ENDPOINT: undefined, RECLO_NODE_FLAGS: undefined })).toBe("NODE_ENV=production S3_ENDPOINT=http://127.0.0.1:7070 ARGS=--max-semi-space-size=32 dist/src/main.js");
       // RECLO_NODE_FLAGS replaces the default flags; empty: node's own defaults.
       expect(run({ RECLO_NODE_FLAGS: "" })).toMatch(/ ARGS=dist\/src\/main\.js$/);
-      expect(run({ RECLO_NODE_FLAGS: "--max-old-space-size=4096 --max-semi-space-size=32" })).toMatch(/ ARGS=--max-old-space-size=4096 --max-semi-space-size=32 dist\/src\/main\.js$/);
+      expect(run({ RECLO_NODE_FLAGS: "--max-old-space-size=4096 --max-semi-space-size=64" })).toMatch(/ ARGS=--max-old-space-size=4096 --max-semi-space-size=64 dist\/src\/main\.js$/);
       expect(run({ NODE_ENV: "development" })).toMatch(/^NODE_ENV=development /);
       expect(fs.readFileSync(path.join(root, "scripts/start.sh"), "utf8").trimEnd().split("\n").at(-1)).toBe("run_product");
     } finally {
