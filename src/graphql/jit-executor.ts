@@ -67,20 +67,19 @@ export function jitExecutor(schema: GraphQLSchema, opts: JitOptions = {}): Gatew
  * The execution of one event of a subscription (graphql-js's mapSourceToResponse: the operation's
  * selection run with the event as its root value) by graphql-jit, for the fan-out
  * (src/server/ws-fanout.ts), which runs it once per event for every subscriber of the same
- * document. A recovery's progress event was executed by graphql-js walking the document, coercing
- * the variables and resolving every field again: most of the API's own CPU per event
- * (bench/README, "subscriptions"). Compiled on the document's second event, like an HTTP
- * operation; the first event, and anything graphql-jit cannot compile or refuses, are graphql-js's.
+ * document. graphql-js walked the document, coerced the variables and resolved every field again
+ * for each event: 1.75 s of the API's 14 s busy in a 20 s profile at 1,000 events/s (bench/README,
+ * "Session 17"). Compiled on the document's second event, like an HTTP operation; the first event,
+ * and anything graphql-jit cannot compile or refuses, are graphql-js's.
  */
-export function jitEventExecutor(schema: GraphQLSchema, opts: JitOptions = {}): (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult> {
+export function jitEventExecutor(schema: GraphQLSchema, opts: JitOptions = {}): (args: ExecutionArgs) => Promise<ExecutionResult> {
   const compiled = compiledOnSecondUse(schema, opts);
-  return (args) => {
+  return async (args) => {
     const c = compiled(args.document, args.operationName ?? undefined);
     if (!c) return execute(args);
-    const run = (result: ExecutionResult): ExecutionResult | Promise<ExecutionResult> =>
-      result.data === undefined && result.errors?.length ? execute(args) : asGraphqlJsResult(result);
-    const result = c.query(args.rootValue, args.contextValue, (args.variableValues ?? {}) as Record<string, unknown>) as ExecutionResult | Promise<ExecutionResult>;
-    return isPromiseLike(result) ? result.then(run) : run(result);
+    const result = (await c.query(args.rootValue, args.contextValue, (args.variableValues ?? {}) as Record<string, unknown>)) as ExecutionResult;
+    // As jitExecutor: what graphql-jit refuses before any resolver ran is said in graphql-js's words.
+    return result.data === undefined && result.errors?.length ? execute(args) : asGraphqlJsResult(result);
   };
 }
 
@@ -99,10 +98,6 @@ function compiledOnSecondUse(schema: GraphQLSchema, { compile = compileQuery }: 
     if (entry === "seen") byName.set(key, (entry = compile(schema, document, operationName)));
     return isCompiledQuery(entry) ? entry : undefined;
   };
-}
-
-function isPromiseLike<T>(v: T | Promise<T>): v is Promise<T> {
-  return typeof (v as { then?: unknown }).then === "function";
 }
 
 function asGraphqlJsResult<T extends ExecutionResult>(result: T): T {
