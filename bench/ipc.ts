@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import v8 from "node:v8";
@@ -65,6 +66,9 @@ export function serve(handlers: Record<string, (args: never) => unknown>, info: 
 /** The node flags scripts/lib.sh run_product starts the product with (its RECLO_NODE_FLAGS default). */
 export const PRODUCT_NODE_ARGS = ["--max-semi-space-size=32"];
 
+/** The secrets-at-rest key of this bench run's product processes when none is configured (see Child.start). */
+const BENCH_SECRETS_KEY = randomBytes(32).toString("base64");
+
 export class Child {
   /** Every child ever started, so the orchestrator can kill them all on the way out. */
   static readonly all = new Set<Child>();
@@ -116,9 +120,13 @@ export class Child {
     script: string,
     opts: { env: NodeJS.ProcessEnv; args?: string[]; nodeArgs?: string[]; product?: boolean; startTimeoutMs?: number; /** An open file descriptor for the child's stdout instead of forwarding it (e.g. a log file). */ stdoutFd?: number },
   ): Promise<{ child: Child; info: Info }> {
+    // A product process needs the key that encrypts secrets at rest; on a machine where `npm start`
+    // never ran there is no .data/secrets.key, and the API refused to start. The bench's data is
+    // its own and deleted at the end: one random key per bench run, shared by its processes.
+    const env = opts.product && !opts.env.SECRETS_KEY && !opts.env.SECRETS_KEY_FILE ? { ...opts.env, SECRETS_KEY: BENCH_SECRETS_KEY } : opts.env;
     const proc = fork(path.join(__dirname, script), opts.args ?? [], {
       cwd: repoRoot,
-      env: opts.env,
+      env,
       execArgv: ["--expose-gc", ...(opts.product ? PRODUCT_NODE_ARGS : []), ...(opts.nodeArgs ?? []), "-r", "@swc-node/register"],
       stdio: ["ignore", opts.stdoutFd ?? "pipe", "pipe", "ipc"],
       serialization: "advanced",
