@@ -1,6 +1,7 @@
 import { and, count, desc, eq, getTableColumns, gte, inArray, lt, ne, notInArray, sql } from "drizzle-orm";
 import type { MySqlColumn, MySqlTable } from "drizzle-orm/mysql-core";
 import type { Db, Prepared } from "./client";
+import { prepareSelect } from "./fast-select";
 import { notFound } from "../shared/errors";
 import { isId } from "../shared/ids";
 import { decodeCursor, encodeCursor, pageSize, type Page, type PageArgs, type PageLimits } from "../shared/pagination";
@@ -29,12 +30,14 @@ export async function findOwnedOrNull<T>(db: Db, table: OwnedTable, userId: stri
   if (!statements) byIdStatements.set(db, (statements = new Map()));
   let byId = statements.get(table);
   if (!byId) {
-    byId = db
-      .select()
-      .from(table)
-      .where(and(eq(table.id, sql.placeholder("id")), eq(table.userId, sql.placeholder("userId"))))
-      .limit(1)
-      .prepare() as unknown as Prepared;
+    byId = prepareSelect(
+      db,
+      db
+        .select()
+        .from(table)
+        .where(and(eq(table.id, sql.placeholder("id")), eq(table.userId, sql.placeholder("userId"))))
+        .limit(1),
+    );
     statements.set(table, byId);
   }
   const [row] = (await byId.execute({ id, userId })) as T[];
@@ -84,13 +87,15 @@ export class OwnedPages<T> {
       );
       const total = this.db.select({ total: count() }).from(table).where(scope);
       shape = {
-        rows: this.db
-          .select({ row: getTableColumns(table), total: sql<number>`(${total})` })
-          .from(table)
-          .where(afterId ? and(scope, lt(table.id, sql.placeholder("after"))) : scope)
-          .orderBy(desc(table.id))
-          .limit(sql.placeholder("limit"))
-          .prepare() as unknown as Prepared,
+        rows: prepareSelect(
+          this.db,
+          this.db
+            .select({ row: getTableColumns(table), total: sql<number>`(${total})` })
+            .from(table)
+            .where(afterId ? and(scope, lt(table.id, sql.placeholder("after"))) : scope)
+            .orderBy(desc(table.id))
+            .limit(sql.placeholder("limit")),
+        ),
         total: total.prepare() as unknown as Prepared,
       };
       this.shapes.set(key, shape);
