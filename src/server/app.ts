@@ -19,7 +19,7 @@ import { checkAgentOperation } from "../graphql/agent-scope";
 import { agentIdentity, isAgentKey, type AgentScope } from "../agent-keys/agent-key.service";
 import { jitEventExecutor, jitGateway } from "../graphql/jit-executor";
 import { buildAppSchema } from "../graphql/schema";
-import { analyzeOperation, checkTokens, type OperationAnalysis } from "../graphql/limits";
+import { checkTokens, operationAnalyzer, type OperationAnalysis } from "../graphql/limits";
 import type { EventBus } from "../events/event-bus";
 import { Topic } from "../events/topics";
 import { AppError, ErrorCode, badInput, rateLimited, unauthenticated } from "../shared/errors";
@@ -92,6 +92,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   const { config, logger, services } = deps;
   const exposeStack = config.env === "development";
   const schema = await buildAppSchema(deps.events);
+  const analyzeOperation = operationAnalyzer(schema, config.limits);
   const sockets = new SocketRegistry();
 
   const app = express();
@@ -305,7 +306,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
           documents.set(payload.query, parsed, tokens);
           document = parsed;
         }
-        const analysis = analyzeOperation(schema, document, payload.operationName, payload.variables, config.limits);
+        const analysis = analyzeOperation(document, payload.operationName, payload.variables);
         if (analysis instanceof AppError) return [toGraphQLError(analysis)];
         try {
           // Live updates travel through Redis when it is configured: without it they would never arrive.
@@ -411,7 +412,7 @@ export async function startApp(deps: AppDeps): Promise<RunningApp> {
   };
   /** Limits first, then introspection, then the token, then the rate of expensive fields. */
   async function checkRequest(rc: GraphQLRequestContextDidResolveOperation<Context>): Promise<void> {
-    const analysis = analyzeOperation(schema, rc.document, rc.operationName, rc.request.variables, config.limits);
+    const analysis = analyzeOperation(rc.document, rc.operationName, rc.request.variables);
     if (analysis instanceof AppError) throw withHttpStatus(analysis);
     const ctx = rc.contextValue;
     const token = (ctx as HttpContext)[requestToken];

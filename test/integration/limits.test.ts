@@ -7,7 +7,7 @@ import { BackupsDocument, MeDocument } from "../../src/client/generated/graphql"
 import { users } from "../../src/db/schema";
 import * as generated from "../../src/client/generated/graphql";
 import * as consoleGenerated from "../../src/console/client/generated/graphql";
-import { analyzeOperation, checkTokens } from "../../src/graphql/limits";
+import { analyzeOperation, checkTokens, operationAnalyzer } from "../../src/graphql/limits";
 import { AppError } from "../../src/shared/errors";
 import { openSubscription, withTimeout } from "../helpers/ws";
 
@@ -396,6 +396,27 @@ describe("abuse limits with the default configuration (checked before any token 
       const analysis = analyzeOperation(stack.app.schema, document, undefined, { first: stack.config.limits.maxPageSize }, stack.config.limits);
       expect(analysis instanceof AppError ? { code: analysis.code, ...analysis.details } : "ok", name).toBe("ok");
     }
+  });
+
+  it("an analysis is kept per document and variables: a repeat is the same answer, other page sizes and refusals are analysed afresh", () => {
+    const analyze = operationAnalyzer(stack.app.schema, stack.config.limits);
+    const document = parse("query Page($first: Int) { backups(first: $first) { totalCount edges { node { id createdAt } } } }");
+    const small = analyze(document, undefined, { first: 5 });
+    expect(small).not.toBeInstanceOf(AppError);
+    expect(analyze(document, undefined, { first: 5 })).toBe(small);
+    expect(Object.isFrozen(small)).toBe(true);
+    const large = analyze(document, undefined, { first: stack.config.limits.maxPageSize });
+    expect((large as { cost: number }).cost).toBeGreaterThan((small as { cost: number }).cost);
+    // Over the page size: refused every time, also after the same document passed.
+    for (let i = 0; i < 2; i++) {
+      const refused = analyze(document, undefined, { first: stack.config.limits.maxPageSize + 1 });
+      expect(refused instanceof AppError ? refused.details : refused).toMatchObject({ limit: "PAGE_SIZE" });
+    }
+    // An unpaired surrogate in the variables is refused even though the document passed before.
+    const bad = analyze(document, undefined, { first: 5, note: "\ud800" });
+    expect(bad).toBeInstanceOf(AppError);
+    // The same as analysing afresh.
+    expect(analyze(document, undefined, { first: 7 })).toEqual(analyzeOperation(stack.app.schema, document, undefined, { first: 7 }, stack.config.limits));
   });
 
   it("limits root fields per mutation to MAX_MUTATIONS", async () => {
