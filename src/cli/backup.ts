@@ -20,6 +20,7 @@ import {
 } from "../client/generated/graphql";
 import { isZero, sampleEntropy, sha256Hex } from "../shared/bytes";
 import { readState, removeState, statePath, writeState } from "./config-file";
+import { chunkPut, type ChunkPut } from "./chunk-put";
 import { ProgressTracker, type BackupEvent, type BackupKind } from "./progress";
 
 /**
@@ -74,7 +75,8 @@ export interface BackupOptions {
   /** Sent chunks are confirmed to the server at most this often, in one call (default 1000 ms). */
   confirmIntervalMs?: number;
   now?: () => Date;
-  fetch?: typeof fetch;
+  /** How each chunk is PUT (default chunkPut; tests pass a fetch that misbehaves). */
+  fetch?: ChunkPut;
 }
 
 export interface BackupResult {
@@ -300,7 +302,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
 
 class Engine {
   private readonly ac = new AbortController();
-  private readonly fetchImpl: typeof fetch;
+  private readonly fetchImpl: ChunkPut;
   private readonly maxAttempts: number;
   private readonly retryBaseMs: number;
   private fh: FileHandle | null = null;
@@ -319,7 +321,7 @@ class Engine {
     private readonly emit: (e: BackupEvent) => void,
     private readonly confirmer: Confirmer,
   ) {
-    this.fetchImpl = opts.fetch ?? fetch;
+    this.fetchImpl = opts.fetch ?? chunkPut;
     this.maxAttempts = Math.max(1, opts.maxAttempts ?? 5);
     this.retryBaseMs = opts.retryBaseMs ?? 500;
     const outer = opts.signal;

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { TestStack } from "./stack";
 import { isZero, sha256Hex } from "../../src/shared/bytes";
 import type { BackupRow } from "../../src/db/schema";
+import { chunkPut } from "../../src/cli/chunk-put";
 
 export const MiB = 1024 * 1024;
 
@@ -44,9 +45,9 @@ export async function backupImage(
       if (t.alreadyStored || done.has(t.sha256)) continue;
       done.add(t.sha256);
       const body = image.subarray(t.index * created.chunkSize, Math.min(image.length, (t.index + 1) * created.chunkSize));
-      const res = await fetch(t.url!, { method: "PUT", headers: Object.fromEntries(t.headers.map((h) => [h.name, h.value])), body });
-      await res.arrayBuffer();
-      if (!res.ok) throw new Error(`PUT chunk ${t.index}: HTTP ${res.status}`);
+      // As the Backup Manager PUTs a chunk (fetch copied each body twice on the way).
+      const res = await chunkPut(t.url!, { method: "PUT", headers: Object.fromEntries(t.headers.map((h) => [h.name, h.value])), body, signal: AbortSignal.timeout(120_000) });
+      if (res.status < 200 || res.status > 299) throw new Error(`PUT chunk ${t.index}: HTTP ${res.status} ${await res.text()}`);
       putBytes += body.length;
     }
   }
