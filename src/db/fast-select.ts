@@ -81,7 +81,7 @@ type Tree = Map<string, number | Tree>;
  * in the same order), made by a function generated once per statement that builds it as one
  * object literal, each value through its own decoder at its own call site.
  */
-export function rowMapper(fields: { path: string[]; field: unknown }[]): (row: unknown[]) => Record<string, unknown> {
+function rowMapper(fields: { path: string[]; field: unknown }[]): (row: unknown[]) => Record<string, unknown> {
   const decoders = fields.map(({ field }) => decoderOf(field));
   // drizzle's own DATETIME (mode "date") decoder, not a subclass that decodes differently.
   const dates = fields.map(({ field }) => is(field, MySqlDateTime) && (field as Decoder).mapFromDriverValue === (MySqlDateTime.prototype as Decoder).mapFromDriverValue);
