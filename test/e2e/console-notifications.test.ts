@@ -82,8 +82,12 @@ describe("console: notifications and webhooks (Chromium)", () => {
       15_000,
       500,
     );
-    const shown = await page.locator(".notification-unread").count();
+    // The poll above may have raised a second one before the first was heard; every raise has
+    // returned by now, so the server's count is final: wait until the page shows all of them.
+    const shown = await stack.rt.services.notifications.unreadCount(alice.id);
+    expect(shown).toBeGreaterThanOrEqual(2);
     await expect.poll(() => count.textContent()).toBe(`${shown} unread`);
+    await expect.poll(() => page.locator(".notification-unread").count()).toBe(shown);
     expect(await page.locator(".notification").first().textContent()).toContain("The recovery of mail failed");
     fs.mkdirSync(path.join(root, "test-results", "console"), { recursive: true });
     await page.screenshot({ path: path.join(root, "test-results", "console", "notifications.png"), fullPage: true });
