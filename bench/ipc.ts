@@ -62,13 +62,16 @@ export function serve(handlers: Record<string, (args: never) => unknown>, info: 
   process.send({ hello: true, info: info() } satisfies Hello);
 }
 
-/** Parent side: one child process running a bench/*.ts script through @swc-node/register. */
-/** The node flags scripts/lib.sh run_product starts the product with (its RECLO_NODE_FLAGS default). */
+/**
+ * The node flags scripts/lib.sh run_product starts the product with (its RECLO_NODE_FLAGS default);
+ * the benches' and the tests' product processes (test/helpers/processes.ts) run with them too.
+ */
 export const PRODUCT_NODE_ARGS = ["--max-semi-space-size=32"];
 
 /** The secrets-at-rest key of this bench run's product processes when none is configured (see Child.start). */
 const BENCH_SECRETS_KEY = randomBytes(32).toString("base64");
 
+/** Parent side: one child process running a bench/*.ts script through @swc-node/register. */
 export class Child {
   /** Every child ever started, so the orchestrator can kill them all on the way out. */
   static readonly all = new Set<Child>();
