@@ -96,7 +96,9 @@ export function createVerificationActivities(deps: VerificationActivityDeps): Ve
           ),
         ),
       );
-      return { instanceId: launched.instanceId, launchedAtMs: Date.now() };
+      // The target's own launch time (local: when QEMU started; AWS: LaunchTime): the boot time is
+      // counted from it, not from when this step got the answer.
+      return { instanceId: launched.instanceId, launchedAtMs: launched.launchedAtMs ?? Date.now() };
     },
 
     /**

@@ -199,6 +199,9 @@ describe("LocalTarget (real QEMU)", () => {
     const res = await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" });
     timings.launchMs = Date.now() - started;
     expect(res.instanceId).toBe(instanceId);
+    // The launch time is when QEMU was started, before the launch's bookkeeping ended.
+    expect(res.launchedAtMs).toBeGreaterThanOrEqual(started);
+    expect(res.launchedAtMs).toBeLessThanOrEqual(started + timings.launchMs);
     const status = await target.describeInstance(instanceId);
     expect(status.state).toBe("running");
     expect(status.publicAddress).toMatch(/^127\.0\.0\.1:\d+$/);
@@ -223,7 +226,7 @@ describe("LocalTarget (real QEMU)", () => {
     timings.bootToMarkerMs = await waitForMarker(target, instanceId);
 
     // Idempotent launch: the same VM.
-    expect(await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId });
+    expect(await target.launch({ idempotencyKey: recoveryId, userId: "u1", imageId, name: "pc-01-recovered", allowedCidr: "0.0.0.0/0" })).toEqual({ instanceId, launchedAtMs: res.launchedAtMs });
     expect(pidOf(instanceId)).toBe(pid);
 
     started = Date.now();

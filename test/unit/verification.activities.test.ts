@@ -138,6 +138,16 @@ describe("verification activities (MockActivityEnvironment, in-memory dependenci
     expect(launches).toEqual([{ idempotencyKey: "verify-v1234567890", userId: "u1", imageId: "base-1", name: "verify-v1234567", allowedCidr: "127.0.0.1/32", isolated: true, ports: [22] }]);
   });
 
+  it("launchIsolated keeps the target's own launch time (the boot time counts from when the machine started, not from the answer)", async () => {
+    const target = new FakeTarget("LOCAL");
+    const launch = target.launch.bind(target);
+    const startedAtMs = Date.now() - 4_000;
+    target.launch = async (req) => ({ ...(await launch(req)), launchedAtMs: startedAtMs });
+    const { acts } = setup(target);
+    const launched = await run(envFor(), acts.launchIsolated, { verificationId: "v1234567890", userId: "u1", imageId: "base-1", ports: [22] });
+    expect(launched.launchedAtMs).toBe(startedAtMs);
+  });
+
   it("launchIsolated cancelled while the launch runs ends as cancelled once the launch returns (cleanup finds the machine by name)", async () => {
     const target = new FakeTarget("LOCAL");
     const env = envFor();

@@ -66,7 +66,7 @@ export class LocalMachines {
           this.log.info({ instanceId }, "launch: instance exists but is not running; starting it on its disk");
           await this.qemu.start(meta);
         }
-        return { instanceId };
+        return { instanceId, launchedAtMs: startedAtMs(meta) };
       }
 
       const base = this.layout.imagePath(req.imageId);
@@ -107,7 +107,7 @@ export class LocalMachines {
       };
       await this.layout.writeMeta(fresh);
       await this.qemu.start(fresh);
-      return { instanceId };
+      return { instanceId, launchedAtMs: startedAtMs(fresh) };
     });
   }
 
@@ -312,4 +312,10 @@ function mapRunState(status: string): InstanceProviderState {
 function userAddress(forwards: readonly GuestForward[]): string | undefined {
   const f = forwards.find((x) => x.guestPort === 3389 && x.hostPort) ?? forwards.find((x) => x.hostPort);
   return f ? `127.0.0.1:${f.hostPort}` : undefined;
+}
+
+/** When the machine's QEMU was last started (an idempotent launch of a running one: that start). */
+function startedAtMs(meta: LocalInstanceMeta): number | undefined {
+  const ms = meta.startedAt ? Date.parse(meta.startedAt) : NaN;
+  return Number.isFinite(ms) ? ms : undefined;
 }

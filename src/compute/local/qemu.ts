@@ -238,7 +238,9 @@ export class Qemu {
         }
       }
       meta.pid = pid;
-      meta.startedAt = new Date().toISOString();
+      // When QEMU was started: the guest runs from then, however long the bookkeeping after took
+      // (on a loaded host, seconds; a boot time counted from its end came out too short).
+      meta.startedAt = new Date(started).toISOString();
       await this.layout.writeMeta(meta);
       await fsp.rm(path.join(dir, "stopped"), { force: true });
       await fsp.rm(path.join(dir, "stopping"), { force: true });
