@@ -209,6 +209,7 @@ export async function startPrivateStack(): Promise<PrivateStack> {
     port: tPort,
     log: path.join(logs, "temporal.log"),
     cmd: temporalBin,
+    // The shared dev server's flags (scripts/services.sh up_temporal, SQLite in WAL mode included).
     args: ["server", "start-dev", "--ip", "127.0.0.1", "--port", String(tPort), "--http-port", String(tHttpPort), "--metrics-port", String(tMetricsPort), "--ui-port", String(tUiPort), "--headless", "--db-filename", path.join(tDir, "temporal.db"), "--log-level", "warn", "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
     ready: async () => {
       if (!(await portOpen(tPort))) return false;
